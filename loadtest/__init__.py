@@ -1,0 +1,1 @@
+"""The load side of maildrill: campaign, routing, SMTP client, Locust user, analysis."""

@@ -1,0 +1,58 @@
+"""`maildrill sink CONFIG` and `python -m sinks CONFIG`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from sinks.config import ConfigError, load_config
+from sinks.runner import serve
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="sink configuration (YAML)")
+    parser.add_argument("--out", type=Path, help="journal directory (default: from config)")
+    parser.add_argument(
+        "--start-at", type=float, help="epoch seconds of schedule zero (default: now)"
+    )
+    parser.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"maildrill sink: {exc}", file=sys.stderr)
+        return 2
+    journal_dir = args.out or config.journal_dir
+    if journal_dir is None:
+        journal_dir = Path("reports") / time.strftime("sinks-%Y%m%d-%H%M%S")
+    try:
+        journal_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"maildrill sink: cannot create {journal_dir}: {exc.strerror}", file=sys.stderr)
+        return 2
+    coro = serve(config, journal_dir, start_at=args.start_at)
+    try:
+        if args.loop == "uvloop":
+            import uvloop
+
+            uvloop.run(coro)
+        else:
+            asyncio.run(coro)
+    except OSError as exc:
+        print(f"maildrill sink: cannot listen: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sinks", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,172 @@
+"""The sink configuration file, validated; errors name the file, the field and the problem."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sinks.effects import EFFECTS, Effect, build
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message is meant for the user as is."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EffectSpec(BaseModel):
+    """`kind` plus that kind's own parameters, flat, as written in YAML."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    probability: float = Field(default=1.0, gt=0, le=1)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @model_validator(mode="after")
+    def _valid_kind_and_params(self) -> EffectSpec:
+        if self.kind not in EFFECTS:
+            raise ValueError(f"unknown kind {self.kind!r}; known: {', '.join(sorted(EFFECTS))}")
+        try:
+            build(self.kind, self.params)
+        except ValidationError as exc:
+            raise ValueError(f"{self.kind}: {describe_errors(exc)}") from None
+        return self
+
+    def make(self) -> Effect:
+        return build(self.kind, self.params)
+
+
+class FaultSpec(EffectSpec):
+    """An effect switched on at `at` seconds after the start time, for `duration` seconds."""
+
+    at: float = Field(ge=0)
+    duration: float | None = Field(default=None, gt=0)
+
+
+class TlsConfig(_Model):
+    """STARTTLS with this certificate and key; both omitted means a generated self-signed pair."""
+
+    cert: Path | None = None
+    key: Path | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> TlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("give both cert and key, or neither for a self-signed certificate")
+        return self
+
+
+class AuthConfig(_Model):
+    mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(default=["PLAIN", "LOGIN"], min_length=1)
+    credentials: dict[str, str] = Field(default_factory=dict)
+    required: bool = False
+    require_tls: bool = False
+
+
+class SinkConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    control_port: int = Field(default=0, ge=0, le=65535)
+    hostname: str | None = Field(default=None, description="name in the banner and EHLO reply")
+    size_limit: int | None = Field(default=10 * 1024 * 1024, ge=0, description="SIZE; 0: none")
+    eightbitmime: bool = True
+    smtputf8: bool = True
+    pipelining: bool = True
+    starttls: TlsConfig | bool = False
+    auth: AuthConfig | None = None
+    idle_timeout_s: float = Field(default=300.0, gt=0)
+    processes: int = Field(default=1, ge=1, le=64)
+    seed: int | None = None
+    behaviours: list[EffectSpec] = Field(default_factory=list)
+    faults: list[FaultSpec] = Field(default_factory=list)
+
+    @property
+    def banner_name(self) -> str:
+        return self.hostname or f"{self.name}.maildrill.test"
+
+    @property
+    def tls(self) -> TlsConfig | None:
+        if self.starttls is True:
+            return TlsConfig()
+        return self.starttls or None
+
+
+class SinksFile(_Model):
+    sinks: list[SinkConfig] = Field(min_length=1)
+    seed: int = 0
+    allow_remote: bool = False
+    journal_dir: Path | None = None
+    start_at: float | None = Field(default=None, description="epoch of schedule zero")
+
+    @model_validator(mode="after")
+    def _unique_and_local(self) -> SinksFile:
+        names = [s.name for s in self.sinks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"sink names must be unique; repeated: {', '.join(dupes)}")
+        ports = [s.port for s in self.sinks if s.port] + [
+            s.control_port for s in self.sinks if s.control_port
+        ]
+        clashes = sorted({p for p in ports if ports.count(p) > 1})
+        if clashes:
+            raise ValueError(f"ports used twice: {', '.join(map(str, clashes))}")
+        if not self.allow_remote:
+            for s in self.sinks:
+                if not is_loopback(s.host):
+                    raise ValueError(
+                        f"sink {s.name!r}: host {s.host!r} is not loopback; "
+                        "set allow_remote: true to listen elsewhere"
+                    )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def describe_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ""
+        for item in err["loc"]:
+            loc += f"[{item}]" if isinstance(item, int) else (f".{item}" if loc else str(item))
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def parse_config(data: Any, source: str = "<config>") -> SinksFile:
+    try:
+        return SinksFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_errors(exc)}") from None
+
+
+def load_config(path: Path) -> SinksFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'sinks' list at the top")
+    return parse_config(data, str(path))

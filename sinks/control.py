@@ -1,0 +1,190 @@
+"""The control API of one sink: HTTP + JSON on loopback.
+
+GET  /health                  liveness
+GET  /status                  counters and active effects
+GET  /kinds                   behaviours and faults this sink knows, with parameters
+GET  /faults                  effects switched on by schedule or command
+POST /faults                  {"kind": "down", "duration": 20, ...params} start one
+DELETE /faults/{id}           stop one;  DELETE /faults[?kind=K] stop all (of kind K)
+GET  /behaviours              steady behaviours
+POST /behaviours              add one;  PUT /behaviours/{id} replace;  DELETE /behaviours/{id}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from sinks.config import EffectSpec, describe_errors
+from sinks.effects import EFFECTS
+from sinks.sink import ActiveEffect, Sink
+
+SINK_KEY = web.AppKey("sink", Sink)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text='{"error": "body is not JSON"}', content_type="application/json"
+        ) from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(
+            text='{"error": "body must be a JSON object"}', content_type="application/json"
+        )
+    return data
+
+
+def _spec(data: dict[str, Any]) -> tuple[EffectSpec, float | None]:
+    data = dict(data)
+    duration = data.pop("duration", None)
+    if duration is not None and (not isinstance(duration, int | float) or duration <= 0):
+        raise ValueError("duration: must be a number of seconds > 0")
+    return EffectSpec.model_validate(data), duration
+
+
+async def _start(request: web.Request, origin: str) -> web.Response:
+    sink = request.app[SINK_KEY]
+    try:
+        spec, duration = _spec(await _body(request))
+    except ValidationError as exc:
+        return _error(400, describe_errors(exc))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    active = await sink.add_effect(spec, origin=origin, duration=duration)
+    return web.json_response(active.describe(), status=201)
+
+
+def _listed(sink: Sink, steady: bool) -> list[ActiveEffect]:
+    return [a for a in sink.effects.values() if (a.origin == "behaviour") == steady]
+
+
+async def health(request: web.Request) -> web.Response:
+    sink = request.app[SINK_KEY]
+    return web.json_response(
+        {"status": "ok", "name": sink.name, "listening": sink.server is not None}
+    )
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SINK_KEY].status())
+
+
+async def kinds(request: web.Request) -> web.Response:
+    return web.json_response(
+        {
+            name: {"summary": cls.summary, "params": cls.Params.model_json_schema()}
+            for name, cls in sorted(EFFECTS.items())
+        }
+    )
+
+
+async def list_faults(request: web.Request) -> web.Response:
+    return web.json_response([a.describe() for a in _listed(request.app[SINK_KEY], False)])
+
+
+async def start_fault(request: web.Request) -> web.Response:
+    return await _start(request, "command")
+
+
+async def stop_fault(request: web.Request) -> web.Response:
+    sink = request.app[SINK_KEY]
+    effect_id = request.match_info["id"]
+    active = sink.effects.get(effect_id)
+    if active is None or active.origin == "behaviour":
+        return _error(404, f"no active fault {effect_id!r}")
+    await sink.remove_effect(effect_id)
+    return web.json_response(active.describe())
+
+
+async def stop_faults(request: web.Request) -> web.Response:
+    sink = request.app[SINK_KEY]
+    kind = request.query.get("kind")
+    stopped = []
+    for active in _listed(sink, False):
+        if kind is None or active.kind == kind:
+            await sink.remove_effect(active.id)
+            stopped.append(active.describe())
+    return web.json_response(stopped)
+
+
+async def list_behaviours(request: web.Request) -> web.Response:
+    return web.json_response([a.describe() for a in _listed(request.app[SINK_KEY], True)])
+
+
+async def add_behaviour(request: web.Request) -> web.Response:
+    return await _start(request, "behaviour")
+
+
+async def replace_behaviour(request: web.Request) -> web.Response:
+    sink = request.app[SINK_KEY]
+    effect_id = request.match_info["id"]
+    old = sink.effects.get(effect_id)
+    if old is None or old.origin != "behaviour":
+        return _error(404, f"no behaviour {effect_id!r}")
+    try:
+        spec, _ = _spec(await _body(request))
+    except ValidationError as exc:
+        return _error(400, describe_errors(exc))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    await sink.remove_effect(effect_id)
+    active = await sink.add_effect(spec, origin="behaviour")
+    return web.json_response(active.describe())
+
+
+async def remove_behaviour(request: web.Request) -> web.Response:
+    sink = request.app[SINK_KEY]
+    effect_id = request.match_info["id"]
+    active = sink.effects.get(effect_id)
+    if active is None or active.origin != "behaviour":
+        return _error(404, f"no behaviour {effect_id!r}")
+    await sink.remove_effect(effect_id)
+    return web.json_response(active.describe())
+
+
+def make_app(sink: Sink) -> web.Application:
+    app = web.Application()
+    app[SINK_KEY] = sink
+    app.router.add_get("/health", health)
+    app.router.add_get("/status", status)
+    app.router.add_get("/kinds", kinds)
+    app.router.add_get("/faults", list_faults)
+    app.router.add_post("/faults", start_fault)
+    app.router.add_delete("/faults", stop_faults)
+    app.router.add_delete("/faults/{id}", stop_fault)
+    app.router.add_get("/behaviours", list_behaviours)
+    app.router.add_post("/behaviours", add_behaviour)
+    app.router.add_put("/behaviours/{id}", replace_behaviour)
+    app.router.add_delete("/behaviours/{id}", remove_behaviour)
+    return app
+
+
+class ControlServer:
+    """Runs one sink's control app on 127.0.0.1 (never elsewhere)."""
+
+    def __init__(self, sink: Sink, port: int = 0) -> None:
+        self.sink = sink
+        self.requested_port = port
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(make_app(self.sink), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.requested_port, reuse_address=True)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

@@ -1,0 +1,104 @@
+"""The one interface every behaviour and fault implements.
+
+An effect looks at one SMTP stage of one session and either lets it pass (None) or
+returns a decision: a reply to send instead, a delay, or a socket action (hang, drop).
+Effects never touch sockets or clocks of their own; probability and time windows are
+applied once, by the sink that holds them (as Toxiproxy applies toxicity in its wrapper).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from sinks.replies import Reply
+
+
+class Stage(enum.Enum):
+    CONNECT = "connect"
+    EHLO = "ehlo"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+    DOT = "dot"  # end of data: the message is in, the final reply is due
+
+
+class Action(enum.Enum):
+    HANG = "hang"  # never answer again on this connection
+    DROP = "drop"  # close the connection without a reply (after journaling the message)
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    seconds: float
+
+
+Decision = Reply | Delay | Action
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    """What effects may know about one SMTP connection."""
+
+    id: str
+    peer_ip: str
+    messages: int = 0  # messages accepted (or dropped) on this connection so far
+
+
+@dataclass(slots=True)
+class Context:
+    """One stage of one session, as effects see it."""
+
+    session: SessionInfo
+    active_sessions: int
+    now: float  # time.monotonic()
+    rng: random.Random
+    mail_from: str = ""
+    recipients: list[str] = field(default_factory=list)
+    address: str = ""  # the address of the current MAIL or RCPT command
+    size: int = 0  # message size at DOT
+
+
+class Params(BaseModel):
+    """Base of every effect's parameter model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FaultHost(Protocol):
+    """What a listener-level fault (down, flap) may do to its sink."""
+
+    async def close_listener(self) -> None: ...
+
+    async def open_listener(self) -> None: ...
+
+    def record(self, kind: str, state: str, params: dict[str, object]) -> None: ...
+
+
+class Effect:
+    """A behaviour or fault. Subclasses set `kind` and `Params` and override what they need."""
+
+    kind: ClassVar[str]
+    Params: ClassVar[type[Params]] = Params
+    summary: ClassVar[str] = ""
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+
+    @property
+    def stages(self) -> frozenset[Stage]:
+        """The stages `decide` wants to see; empty for listener-level faults."""
+        return frozenset()
+
+    def decide(self, stage: Stage, ctx: Context) -> Decision | None:
+        return None
+
+    async def start(self, host: FaultHost) -> None:
+        """Called when the effect becomes active (listener-level faults act here)."""
+
+    async def stop(self, host: FaultHost) -> None:
+        """Called when the effect is cleared."""

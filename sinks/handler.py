@@ -1,0 +1,112 @@
+"""The aiosmtpd handler: asks the sink's active effects at each stage, journals receipts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiosmtpd.smtp import Envelope, Session
+
+from sinks.effects import Action, Stage
+from sinks.headers import message_ids
+from sinks.replies import Reply
+
+if TYPE_CHECKING:
+    from sinks.protocol import SinkSMTP
+    from sinks.sink import Sink
+
+
+class SinkHandler:
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        config = sink.config
+        drop = set()
+        if not config.eightbitmime:
+            drop.add("8BITMIME")
+        if not config.smtputf8:
+            drop.add("SMTPUTF8")
+        if config.auth is None:
+            drop.add("AUTH")
+        self._drop_keywords = drop
+        self._pipelining = config.pipelining
+
+    async def handle_EHLO(
+        self,
+        server: SinkSMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        if self.sink.by_stage[Stage.EHLO]:
+            decision = await self.sink.decide(Stage.EHLO, self.sink.context(server))
+            if isinstance(decision, Reply):
+                return [str(decision)]
+        session.host_name = hostname
+        lines = [r[4:] for r in responses]
+        if self._drop_keywords:
+            lines = [x for x in lines if x.split(" ", 1)[0] not in self._drop_keywords]
+        if self._pipelining:
+            lines.insert(-1, "PIPELINING")
+        last = len(lines) - 1
+        return [("250 " if i == last else "250-") + x for i, x in enumerate(lines)]
+
+    async def handle_HELO(
+        self, server: SinkSMTP, session: Session, envelope: Envelope, hostname: str
+    ) -> str:
+        if self.sink.by_stage[Stage.EHLO]:
+            decision = await self.sink.decide(Stage.EHLO, self.sink.context(server))
+            if isinstance(decision, Reply):
+                return str(decision)
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
+    async def handle_MAIL(
+        self,
+        server: SinkSMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if self.sink.by_stage[Stage.MAIL]:
+            decision = await self.sink.decide(Stage.MAIL, self.sink.context(server, address))
+            if isinstance(decision, Reply):
+                return str(decision)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(
+        self,
+        server: SinkSMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if self.sink.by_stage[Stage.RCPT]:
+            decision = await self.sink.decide(Stage.RCPT, self.sink.context(server, address))
+            if isinstance(decision, Reply):
+                return str(decision)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SinkSMTP, session: Session, envelope: Envelope) -> Any:
+        content = envelope.content
+        assert isinstance(content, bytes)
+        msg_id, message_id = message_ids(content)
+        server.msg_id = msg_id
+        if self.sink.by_stage[Stage.DOT]:
+            ctx = self.sink.context(server)
+            ctx.size = len(content)
+            decision = await self.sink.decide(Stage.DOT, ctx)
+            if isinstance(decision, Reply):
+                return str(decision)
+            if decision is Action.DROP:
+                self.sink.received(server, envelope, msg_id, message_id, "dropped")
+                return Action.DROP
+            if decision is Action.HANG:
+                return Action.HANG
+        queue_id = self.sink.received(server, envelope, msg_id, message_id, "accepted")
+        return f"250 2.0.0 Ok: queued as {queue_id}"

@@ -1,0 +1,378 @@
+"""One named sink: its listener, its active effects, its counters and its journals."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import json
+import random
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+
+from sinks.config import EffectSpec, SinkConfig
+from sinks.effects import Context, Decision, Delay, Effect, Stage, build
+from sinks.handler import SinkHandler
+from sinks.journal import SinkJournals, stamp
+from sinks.protocol import SinkSMTP
+from sinks.tls import server_context, write_self_signed
+
+
+@dataclass
+class Counters:
+    sessions: int = 0
+    active_sessions: int = 0
+    accepted: int = 0
+    dropped: int = 0
+    deferred: int = 0
+    rejected: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class ActiveEffect:
+    """An effect in force, with the probability and window the sink applies to it."""
+
+    id: str
+    kind: str
+    effect: Effect
+    probability: float
+    origin: str  # behaviour (steady), schedule, command
+    params: dict[str, Any]
+    started: float
+    until: float | None = None
+    timer: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "origin": self.origin,
+            "probability": self.probability,
+            "params": self.params,
+            "started": round(self.started, 6),
+            "until": None if self.until is None else round(self.until, 6),
+        }
+
+
+class Sink:
+    """Listener, effect pipeline and bookkeeping of one sink in one process."""
+
+    def __init__(
+        self,
+        config: SinkConfig,
+        journal_dir: Path,
+        *,
+        seed: int = 0,
+        worker: int = 0,
+        reuse_port: bool = False,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.worker = worker
+        self.journal_dir = journal_dir
+        self.journals = SinkJournals(journal_dir, config.name, worker)
+        sink_seed = config.seed if config.seed is not None else seed
+        self.rng = random.Random(f"{sink_seed}:{config.name}:{worker}")
+        self.counters = Counters()
+        self.effects: dict[str, ActiveEffect] = {}
+        self.by_stage: dict[Stage, tuple[ActiveEffect, ...]] = {s: () for s in Stage}
+        self.protocols: set[SinkSMTP] = set()
+        self.server: asyncio.AbstractServer | None = None
+        self.port = config.port
+        self.reuse_port = reuse_port
+        self.handler = SinkHandler(self)
+        self._session_ids = itertools.count(1)
+        self._effect_ids = itertools.count(1)
+        self._schedule: list[asyncio.Task[None]] = []
+        self._tls = None
+        self._smtp_kwargs: dict[str, Any] = {}
+        self.started_at = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self, start_at: float | None = None) -> None:
+        cfg = self.config
+        tls = cfg.tls
+        if tls is not None:
+            if tls.cert is None or tls.key is None:
+                cert, key = write_self_signed(cfg.banner_name, self.journal_dir / "tls")
+            else:
+                cert, key = tls.cert, tls.key
+            self._tls = server_context(cert, key)
+        auth = cfg.auth
+        self._smtp_kwargs = dict(
+            hostname=cfg.banner_name,
+            ident="ESMTP maildrill",
+            data_size_limit=cfg.size_limit or None,
+            enable_SMTPUTF8=cfg.smtputf8,
+            decode_data=False,
+            tls_context=self._tls,
+            timeout=cfg.idle_timeout_s,
+            auth_required=bool(auth and auth.required),
+            auth_require_tls=bool(auth.require_tls) if auth else True,
+            auth_exclude_mechanism=[
+                m for m in ("PLAIN", "LOGIN") if auth is None or m not in auth.mechanisms
+            ],
+            authenticator=self._authenticate,
+        )
+        await self.open_listener()
+        self.started_at = time.time()
+        for spec in cfg.behaviours:
+            await self.add_effect(spec, origin="behaviour")
+        zero = start_at if start_at is not None else self.started_at
+        for fault in cfg.faults:
+            self._schedule.append(asyncio.create_task(self._scheduled(fault, zero)))
+
+    async def _scheduled(self, fault: Any, zero: float) -> None:
+        await asyncio.sleep(max(0.0, zero + fault.at - time.time()))
+        await self.add_effect(fault, origin="schedule", duration=fault.duration)
+
+    async def stop(self) -> None:
+        for task in self._schedule:
+            task.cancel()
+        for active in list(self.effects.values()):
+            if active.timer is not None:
+                active.timer.cancel()
+            await active.effect.stop(self)
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        for proto in list(self.protocols):
+            if proto.transport is not None:
+                proto.transport.abort()
+        self.journals.close()
+
+    # -- the listener (FaultHost) -----------------------------------------------------
+
+    async def open_listener(self) -> None:
+        if self.server is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            self._make_protocol,
+            host=self.config.host,
+            port=self.port,
+            reuse_address=True,
+            reuse_port=self.reuse_port or None,
+            backlog=1024,
+            family=socket.AF_INET6 if ":" in self.config.host else socket.AF_INET,
+        )
+        sock = self.server.sockets[0]
+        self.port = sock.getsockname()[1]
+
+    async def close_listener(self) -> None:
+        """Refuse new connections at once and cut the open ones."""
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        for proto in list(self.protocols):
+            if proto.transport is not None:
+                proto.transport.abort()
+
+    def record(
+        self,
+        kind: str,
+        state: str,
+        params: Mapping[str, Any],
+        fault_id: str = "",
+        origin: str = "",
+        when: str | None = None,
+    ) -> None:
+        self.journals.faults.write(
+            (
+                when or stamp(),
+                self.name,
+                self.worker,
+                kind,
+                state,
+                fault_id,
+                origin,
+                json.dumps(dict(params), sort_keys=True, default=str),
+            )
+        )
+
+    def _make_protocol(self) -> SinkSMTP:
+        return SinkSMTP(self, self.handler, **self._smtp_kwargs)
+
+    # -- effects ----------------------------------------------------------------------
+
+    async def add_effect(
+        self,
+        spec: EffectSpec,
+        origin: str,
+        duration: float | None = None,
+    ) -> ActiveEffect:
+        effect = build(spec.kind, spec.params)
+        now = time.time()
+        active = ActiveEffect(
+            id=f"{spec.kind}-{next(self._effect_ids)}",
+            kind=spec.kind,
+            effect=effect,
+            probability=spec.probability,
+            origin=origin,
+            params=spec.params,
+            started=now,
+            until=None if duration is None else now + duration,
+        )
+        params = dict(spec.params, probability=spec.probability)
+        if duration is not None:
+            params["duration"] = duration
+        self.record(spec.kind, "start", params, active.id, origin, when=f"{now:.6f}")
+        self.effects[active.id] = active
+        await effect.start(self)
+        self._reindex()
+        if duration is not None:
+            active.timer = asyncio.create_task(self._expire(active.id, duration))
+        return active
+
+    async def _expire(self, effect_id: str, duration: float) -> None:
+        await asyncio.sleep(duration)
+        await self.remove_effect(effect_id, from_timer=True)
+
+    async def remove_effect(self, effect_id: str, *, from_timer: bool = False) -> ActiveEffect:
+        active = self.effects.pop(effect_id)
+        if active.timer is not None and not from_timer:
+            active.timer.cancel()
+        self._reindex()
+        await active.effect.stop(self)
+        self.record(active.kind, "stop", {}, active.id, active.origin)
+        return active
+
+    def _reindex(self) -> None:
+        index: dict[Stage, list[ActiveEffect]] = {s: [] for s in Stage}
+        for active in self.effects.values():
+            for stage in active.effect.stages:
+                index[stage].append(active)
+        self.by_stage = {s: tuple(v) for s, v in index.items()}
+
+    def context(self, server: SinkSMTP, address: str = "") -> Context:
+        assert server.info is not None
+        envelope = server.envelope
+        return Context(
+            session=server.info,
+            active_sessions=self.counters.active_sessions,
+            now=time.monotonic(),
+            rng=self.rng,
+            mail_from=(envelope.mail_from or "") if envelope else "",
+            recipients=envelope.rcpt_tos if envelope else [],
+            address=address,
+        )
+
+    async def decide(self, stage: Stage, ctx: Context) -> Decision | None:
+        """Ask the effects active at `stage`, in order; delays add up, the first reply wins."""
+        for active in self.by_stage[stage]:
+            if active.probability < 1.0 and self.rng.random() >= active.probability:
+                continue
+            decision = active.effect.decide(stage, ctx)
+            if decision is None:
+                continue
+            if isinstance(decision, Delay):
+                await asyncio.sleep(decision.seconds)
+                continue
+            return decision
+        return None
+
+    # -- bookkeeping called by the protocol and handler --------------------------------
+
+    def next_session_id(self) -> str:
+        n = next(self._session_ids)
+        return f"{self.name}.{n}" if self.worker == 0 else f"{self.name}.w{self.worker}.{n}"
+
+    def session_opened(self, proto: SinkSMTP) -> None:
+        self.protocols.add(proto)
+        self.counters.sessions += 1
+        self.counters.active_sessions += 1
+
+    def session_closed(self, proto: SinkSMTP) -> None:
+        self.protocols.discard(proto)
+        self.counters.active_sessions -= 1
+
+    def received(
+        self, server: SinkSMTP, envelope: Envelope, msg_id: str, message_id: str, outcome: str
+    ) -> str:
+        """Journal a received message (before any reply goes out); returns its queue id."""
+        info = server.info
+        assert info is not None
+        info.messages += 1
+        queue_id = f"{info.id}.{info.messages}"
+        content = envelope.content
+        size = len(content) if content is not None else 0
+        self.journals.receipts.write(
+            (
+                stamp(),
+                self.name,
+                self.worker,
+                info.id,
+                info.peer_ip,
+                msg_id,
+                message_id,
+                envelope.mail_from,
+                len(envelope.rcpt_tos),
+                size,
+                outcome,
+                queue_id,
+            )
+        )
+        counters = self.counters
+        if outcome == "accepted":
+            counters.accepted += 1
+            counters.bytes += size
+        else:
+            counters.dropped += 1
+        return queue_id
+
+    def refused(self, server: SinkSMTP, reply: str) -> None:
+        code, _, rest = reply.partition(" ")
+        enhanced = rest.split(" ", 1)[0] if rest[:1] in ("4", "5") and "." in rest[:8] else ""
+        if code.startswith("4"):
+            self.counters.deferred += 1
+        else:
+            self.counters.rejected += 1
+        info = server.info
+        envelope = server.envelope
+        self.journals.refusals.write(
+            (
+                stamp(),
+                self.name,
+                self.worker,
+                info.id if info else "",
+                info.peer_ip if info else "",
+                server.stage.value,
+                code,
+                enhanced,
+                (envelope.mail_from or "") if envelope else "",
+                len(envelope.rcpt_tos) if envelope else 0,
+                server.msg_id,
+            )
+        )
+
+    def _authenticate(
+        self, server: Any, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        auth = self.config.auth
+        if auth is None or not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = auth_data.login.decode("utf-8", "replace")
+        expected = auth.credentials.get(user)
+        ok = expected is not None and hmac.compare_digest(expected.encode(), auth_data.password)
+        return AuthResult(success=ok, handled=False)
+
+    # -- reporting --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "worker": self.worker,
+            "host": self.config.host,
+            "port": self.port,
+            "listening": self.server is not None,
+            "counters": asdict(self.counters),
+            "active": [a.describe() for a in self.effects.values()],
+        }

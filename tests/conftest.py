@@ -1,0 +1,82 @@
+"""Real sinks on 127.0.0.1 port 0, run on an event loop in a background thread.
+
+Tests talk to them with the standard library's smtplib, as a real sender would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import smtplib
+import threading
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from sinks.config import SinksFile, parse_config
+from sinks.runner import SinkSet
+from sinks.sink import Sink
+
+T = TypeVar("T")
+
+
+class RunningSinks:
+    """A SinkSet served on its own loop thread; helpers to reach it from blocking tests."""
+
+    def __init__(self, config: SinksFile, journal_dir: Path) -> None:
+        self.journal_dir = journal_dir
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.set = SinkSet(config, journal_dir)
+        self.call(self.set.start())
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def sink(self, name: str) -> Sink:
+        return self.set[name]
+
+    def port(self, name: str) -> int:
+        return self.set[name].port
+
+    def control_url(self, name: str, path: str = "") -> str:
+        index = [s.name for s in self.set.sinks].index(name)
+        return f"http://127.0.0.1:{self.set.controls[index].port}{path}"
+
+    def control(self, name: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.control_url(name, path), data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def smtp(self, name: str, timeout: float = 5.0) -> smtplib.SMTP:
+        return smtplib.SMTP("127.0.0.1", self.port(name), timeout=timeout)
+
+    def close(self) -> None:
+        self.call(self.set.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def start_sinks(tmp_path: Path) -> Iterator[Callable[..., RunningSinks]]:
+    """start_sinks({'sinks': [...]}) -> RunningSinks; stopped after the test."""
+    started: list[RunningSinks] = []
+
+    def start(data: dict[str, Any], journal_dir: Path | None = None) -> RunningSinks:
+        running = RunningSinks(parse_config(data), journal_dir or tmp_path / "journals")
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.close()
