@@ -1,0 +1,31 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup tools demo test lint bench
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+# Postfix's smtp-source and smtp-sink, for tests and benchmarks (the daemon is never started).
+tools:
+	./.ci/install-postfix-tools
+
+demo: setup
+	$(BIN)/maildrill demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup tools lint
+	$(BIN)/pytest
+
+bench: setup tools
+	$(BIN)/python benchmarks/sink_throughput.py
