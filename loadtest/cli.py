@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import sinks.cli
 
@@ -18,7 +19,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sinks.cli.add_arguments(sink)
     sink.set_defaults(func=sinks.cli.run)
     demo = sub.add_parser("demo", help="primary and secondary sinks, a short outage, counters")
-    demo.add_argument("--messages", type=int, default=40)
+    demo.add_argument("--messages", type=int, default=40, help="messages to send (default 40)")
+    demo.add_argument("--out", type=Path, help="journal directory (default reports/demo-TIME)")
     demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     return int(args.func(args))
@@ -27,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from loadtest.demo import run_demo
 
-    return run_demo(args.messages)
+    return run_demo(args.messages, args.out)
 
 
 if __name__ == "__main__":
