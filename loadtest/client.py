@@ -1,0 +1,277 @@
+"""One SMTP attempt with the standard library's smtplib, returned as one plain record.
+
+smtplib is what runs inside Locust (gevent makes its sockets cooperative). Each stage has
+its own timeout, and the record says how far the attempt got, the reply code and enhanced
+code, and an outcome decided by code and exception type, never by reply text.
+
+Default timeouts suit drills (seconds, not minutes); RFC 5321 4.5.3.2 and Postfix 3.7:
+
+| stage      | here  | RFC 5321 | Postfix                       |
+|------------|-------|----------|-------------------------------|
+| connect    | 3 s   | -        | smtp_connect_timeout 30 s     |
+| greeting   | 5 s   | 5 min    | smtp_helo_timeout 300 s       |
+| command    | 5 s   | 5 min    | smtp_mail/rcpt_timeout 300 s  |
+| data       | 10 s  | 2-3 min  | smtp_data_xfer_timeout 180 s  |
+| final dot  | 10 s  | 10 min   | smtp_data_done_timeout 600 s  |
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from loadtest.outcomes import Outcome, Phase, outcome_of_code
+
+_ENHANCED = re.compile(rb"^([245]\.\d{1,3}\.\d{1,3})\b")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 3.0
+    greeting: float = 5.0
+    command: float = 5.0
+    data: float = 10.0
+    dot: float = 10.0
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    host: str
+    port: int
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    helo_name: str = "maildrill.test"
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    messages_per_connection: int = 100
+
+
+@dataclass
+class Attempt:
+    """The record of one attempt (the attempts journal's row, the analysis' input)."""
+
+    msg_id: str
+    stream: str
+    attempt: int
+    server: str
+    intended: float  # epoch seconds
+    due: float
+    start: float
+    connected: float = 0.0  # session ready (after EHLO/STARTTLS/AUTH); start when reused
+    end: float = 0.0
+    phase: Phase = Phase.CONNECT
+    code: int = 0
+    enhanced: str = ""
+    outcome: Outcome = Outcome.ACCEPTED
+    bytes: int = 0
+    recipients: int = 0
+    recipients_refused: int = 0
+    new_connection: bool = False
+    maybe_duplicate: bool = False
+    error: str = ""
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.end - self.start) * 1000.0
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib with a connect timeout apart from the greeting timeout."""
+
+    def __init__(self, timeouts: Timeouts, **kwargs: Any) -> None:
+        self._timeouts = timeouts
+        super().__init__(timeout=timeouts.connect, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = socket.create_connection((host, port), self._timeouts.connect)
+        sock.settimeout(self._timeouts.greeting)
+        return sock
+
+
+def enhanced_code(text: bytes) -> str:
+    match = _ENHANCED.match(text)
+    return match.group(1).decode() if match else ""
+
+
+class Sender:
+    """Sends messages to named servers, keeping one session per server for reuse."""
+
+    def __init__(self, servers: dict[str, Server]) -> None:
+        self.servers = servers
+        self.sessions: dict[str, tuple[_SMTP, int]] = {}
+        self._tls = ssl.create_default_context()
+        self._tls.check_hostname = False
+        self._tls.verify_mode = ssl.CERT_NONE
+
+    def close(self) -> None:
+        for name in list(self.sessions):
+            self._discard(name, polite=True)
+
+    def _discard(self, name: str, polite: bool = False) -> None:
+        client, _ = self.sessions.pop(name, (None, 0))
+        if client is None:
+            return
+        try:
+            if polite:
+                client.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+        client.close()
+
+    def _open(self, server: Server, record: Attempt) -> _SMTP:
+        record.phase = Phase.CONNECT
+        client = _SMTP(server.timeouts, local_hostname=server.helo_name)
+        record.new_connection = True
+        try:
+            code, msg = client.connect(server.host, server.port)
+            record.phase = Phase.GREETING
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, msg)
+            assert client.sock is not None
+            client.sock.settimeout(server.timeouts.command)
+            record.phase = Phase.EHLO
+            code, msg = client.ehlo()
+            if code != 250:
+                raise smtplib.SMTPHeloError(code, msg)
+            if server.starttls:
+                record.phase = Phase.STARTTLS
+                client.starttls(context=self._tls)
+                client.ehlo()
+            if server.username is not None:
+                record.phase = Phase.AUTH
+                client.login(server.username, server.password or "")
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def send(
+        self,
+        server_name: str,
+        record: Attempt,
+        sender: str,
+        recipients: tuple[str, ...],
+        data: bytes,
+    ) -> Attempt:
+        """Run one attempt, filling `record` in place; never raises for SMTP trouble."""
+        server = self.servers[server_name]
+        started = time.perf_counter()
+        record.start = time.time()
+        record.recipients = len(recipients)
+        client: _SMTP | None = None
+        try:
+            client, used = self.sessions.pop(server_name, (None, 0))
+            if client is None:
+                client, used = self._open(server, record), 0
+            record.connected = record.start + (time.perf_counter() - started)
+            self._transact(client, server, record, sender, recipients, data)
+            used += 1
+            if used < server.messages_per_connection and self._reusable(client, record):
+                self.sessions[server_name] = (client, used)
+                client = None
+        except smtplib.SMTPResponseException as exc:
+            record.code = exc.smtp_code
+            record.enhanced = enhanced_code(exc.smtp_error)
+            record.outcome = outcome_of_code(exc.smtp_code)
+            record.error = type(exc).__name__
+        except ConnectionRefusedError as exc:
+            record.outcome = Outcome.REFUSED
+            record.error = type(exc).__name__
+        except TimeoutError as exc:  # socket.timeout is TimeoutError since 3.10
+            record.outcome = Outcome.TIMEOUT
+            record.error = type(exc).__name__
+        except (smtplib.SMTPServerDisconnected, ConnectionError, ssl.SSLError, EOFError) as exc:
+            # smtplib turns a read timeout into SMTPServerDisconnected; the cause tells.
+            timed_out = isinstance(exc.__context__, TimeoutError)
+            record.outcome = Outcome.TIMEOUT if timed_out else Outcome.DROPPED
+            record.error = type(exc.__context__ if timed_out else exc).__name__
+        except OSError as exc:  # unreachable, no route: the server cannot be reached
+            record.outcome = Outcome.REFUSED
+            record.error = type(exc).__name__
+        finally:
+            if client is not None:
+                client.close()
+            record.end = record.start + (time.perf_counter() - started)
+        if record.phase is Phase.DOT and record.outcome in (Outcome.TIMEOUT, Outcome.DROPPED):
+            record.maybe_duplicate = True
+        return record
+
+    def _transact(
+        self,
+        client: _SMTP,
+        server: Server,
+        record: Attempt,
+        sender: str,
+        recipients: tuple[str, ...],
+        data: bytes,
+    ) -> None:
+        assert client.sock is not None
+        client.sock.settimeout(server.timeouts.command)
+        record.phase = Phase.MAIL
+        options = [f"SIZE={len(data)}"] if client.has_extn("size") else []
+        code, msg = client.mail(sender, options)
+        if code != 250:
+            self._refused(client, record, code, msg)
+            return
+        record.phase = Phase.RCPT
+        accepted = 0
+        first_refusal: tuple[int, bytes] | None = None
+        for rcpt in recipients:
+            code, msg = client.rcpt(rcpt)
+            if code in (250, 251):
+                accepted += 1
+            elif first_refusal is None:
+                first_refusal = (code, msg)
+                if code == 421:
+                    break
+        record.recipients_refused = len(recipients) - accepted
+        if accepted == 0:
+            assert first_refusal is not None
+            self._refused(client, record, *first_refusal)
+            return
+        record.phase = Phase.DATA
+        client.putcmd("data")
+        code, msg = client.getreply()
+        if code != 354:
+            self._refused(client, record, code, msg)
+            return
+        payload = _LEADING_DOT.sub(b"..", data)
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        client.sock.settimeout(server.timeouts.data)
+        client.send(payload + b".\r\n")
+        record.bytes = len(data)
+        record.phase = Phase.DOT
+        client.sock.settimeout(server.timeouts.dot)
+        code, msg = client.getreply()
+        record.code = code
+        record.enhanced = enhanced_code(msg)
+        record.outcome = outcome_of_code(code)
+        if record.outcome is not Outcome.ACCEPTED and code == 421:
+            raise smtplib.SMTPResponseException(code, msg)
+
+    @staticmethod
+    def _reusable(client: _SMTP, record: Attempt) -> bool:
+        """After a refusal the session is reset for the next message, if it still works."""
+        if record.outcome is Outcome.ACCEPTED:
+            return True
+        try:
+            return client.rset()[0] == 250
+        except (OSError, smtplib.SMTPException):
+            return False
+
+    @staticmethod
+    def _refused(client: _SMTP, record: Attempt, code: int, msg: bytes) -> None:
+        record.code = code
+        record.enhanced = enhanced_code(msg)
+        record.outcome = outcome_of_code(code)
+        if code == 421:
+            # The server is closing the channel (RFC 5321 3.8): do not reuse the session.
+            raise smtplib.SMTPResponseException(code, msg)
