@@ -87,10 +87,12 @@ class _SMTP(smtplib.SMTP):
 
     def __init__(self, timeouts: Timeouts, **kwargs: Any) -> None:
         self._timeouts = timeouts
+        self.tcp_connected = False
         super().__init__(timeout=timeouts.connect, **kwargs)
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         sock = socket.create_connection((host, port), self._timeouts.connect)
+        self.tcp_connected = True
         sock.settimeout(self._timeouts.greeting)
         return sock
 
@@ -130,8 +132,11 @@ class Sender:
         client = _SMTP(server.timeouts, local_hostname=server.helo_name)
         record.new_connection = True
         try:
-            code, msg = client.connect(server.host, server.port)
-            record.phase = Phase.GREETING
+            try:
+                code, msg = client.connect(server.host, server.port)
+            finally:
+                if client.tcp_connected:
+                    record.phase = Phase.GREETING
             if code != 220:
                 raise smtplib.SMTPConnectError(code, msg)
             assert client.sock is not None

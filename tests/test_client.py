@@ -1,0 +1,163 @@
+"""The smtplib client against real sinks: each fault maps to its outcome and phase."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from loadtest.client import Attempt, Sender, Server, Timeouts
+from loadtest.outcomes import Outcome, Phase
+from tests.helpers import message, read_csv
+
+FAST = Timeouts(connect=1.0, greeting=0.5, command=1.0, data=1.0, dot=0.5)
+
+
+def attempt(msg_id: str = "m1") -> Attempt:
+    now = time.time()
+    return Attempt(msg_id, "promotional", 1, "", now, now, 0.0)
+
+
+def send(sender: Sender, server: str, msg_id: str = "m1", rcpts=("a@gmail.test",)) -> Attempt:
+    record = attempt(msg_id)
+    record.server = server
+    return sender.send(server, record, "news@example.com", rcpts, message(msg_id).encode())
+
+
+@pytest.fixture
+def pair(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "primary"}, {"name": "secondary"}]})
+    sender = Sender(
+        {
+            name: Server(name, "127.0.0.1", sinks.port(name), timeouts=FAST)
+            for name in ("primary", "secondary")
+        }
+    )
+    yield sinks, sender
+    sender.close()
+
+
+def test_accepted_and_session_reused(pair):
+    sinks, sender = pair
+    records = [send(sender, "primary", f"m{i}") for i in range(3)]
+    assert [r.outcome for r in records] == [Outcome.ACCEPTED] * 3
+    assert [r.new_connection for r in records] == [True, False, False]
+    assert all(r.code == 250 and r.enhanced == "2.0.0" for r in records)
+    assert all(r.start <= r.connected <= r.end for r in records)
+    receipts = read_csv(sinks.journal_dir / "receipts-primary.csv")
+    assert [r["msg_id"] for r in receipts] == ["m0", "m1", "m2"]
+    assert {r["session"] for r in receipts} == {"primary.1"}
+
+
+def test_down_is_refused(pair):
+    sinks, sender = pair
+    assert sinks.control("primary", "POST", "/faults", {"kind": "down"})[0] == 201
+    r = send(sender, "primary")
+    assert (r.outcome, r.phase) == (Outcome.REFUSED, Phase.CONNECT)
+    assert r.error == "ConnectionRefusedError"
+
+
+def test_hang_times_out_at_the_greeting(pair):
+    sinks, sender = pair
+    sinks.control("primary", "POST", "/faults", {"kind": "hang"})
+    r = send(sender, "primary")
+    assert (r.outcome, r.phase) == (Outcome.TIMEOUT, Phase.GREETING)
+    assert r.end - r.start == pytest.approx(FAST.greeting, abs=0.3)
+
+
+def test_busy_is_a_421_at_the_greeting(pair):
+    sinks, sender = pair
+    sinks.control("primary", "POST", "/faults", {"kind": "busy"})
+    r = send(sender, "primary")
+    assert (r.outcome, r.phase, r.code, r.enhanced) == (
+        Outcome.DEFERRED,
+        Phase.GREETING,
+        421,
+        "4.3.2",
+    )
+
+
+def test_drop_after_dot_is_ambiguous_and_the_sink_has_it(pair):
+    sinks, sender = pair
+    sinks.control("primary", "POST", "/faults", {"kind": "drop"})
+    r = send(sender, "primary", "dup-1")
+    assert (r.outcome, r.phase, r.maybe_duplicate) == (Outcome.DROPPED, Phase.DOT, True)
+    (row,) = read_csv(sinks.journal_dir / "receipts-primary.csv")
+    assert (row["msg_id"], row["outcome"]) == ("dup-1", "dropped")
+
+
+def test_slow_final_reply_is_a_timeout_after_dot(pair):
+    sinks, sender = pair
+    sinks.control("primary", "POST", "/faults", {"kind": "latency", "ms": 1500, "stages": ["dot"]})
+    r = send(sender, "primary")
+    assert (r.outcome, r.phase, r.maybe_duplicate) == (Outcome.TIMEOUT, Phase.DOT, True)
+
+
+def test_throttle_defers_at_mail_and_session_survives(pair):
+    sinks, sender = pair
+    sinks.control(
+        "primary",
+        "POST",
+        "/faults",
+        {"kind": "throttle", "rate": 0.001, "burst": 1, "preset": "yahoo"},
+    )
+    first, second = send(sender, "primary", "t1"), send(sender, "primary", "t2")
+    assert first.outcome is Outcome.ACCEPTED
+    assert (second.outcome, second.phase, second.code, second.enhanced) == (
+        Outcome.DEFERRED,
+        Phase.MAIL,
+        421,
+        "4.7.0",
+    )
+    # 421 closes the channel: the next attempt needs a new connection.
+    sinks.control("primary", "DELETE", "/faults")
+    third = send(sender, "primary", "t3")
+    assert (third.outcome, third.new_connection) == (Outcome.ACCEPTED, True)
+
+
+def test_partial_recipient_refusal_still_delivers(pair):
+    sinks, sender = pair
+    sinks.control("primary", "POST", "/faults", {"kind": "recipient_cap", "max": 2})
+    r = send(sender, "primary", "p1", rcpts=("a@x.test", "b@x.test", "c@x.test"))
+    assert (r.outcome, r.recipients, r.recipients_refused) == (Outcome.ACCEPTED, 3, 1)
+    (row,) = read_csv(sinks.journal_dir / "receipts-primary.csv")
+    assert row["rcpt_count"] == "2"
+
+
+def test_rejected_recipient_is_final_and_session_kept(pair):
+    sinks, sender = pair
+    sinks.control(
+        "primary",
+        "POST",
+        "/faults",
+        {"kind": "reject", "stage": "rcpt", "code": 550, "enhanced": "5.1.1"},
+    )
+    r = send(sender, "primary")
+    assert (r.outcome, r.phase, r.code, r.enhanced) == (Outcome.REJECTED, Phase.RCPT, 550, "5.1.1")
+    sinks.control("primary", "DELETE", "/faults")
+    again = send(sender, "primary")
+    assert (again.outcome, again.new_connection) == (Outcome.ACCEPTED, False)
+
+
+def test_connect_timeout_on_an_unroutable_listener():
+    # A listening socket whose backlog is full never completes new handshakes in time.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        sender = Sender({"x": Server("x", "127.0.0.1", port, timeouts=FAST)})
+        r = send(sender, "x")
+        assert r.outcome is Outcome.TIMEOUT
+        assert r.phase in (Phase.CONNECT, Phase.GREETING)
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
