@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +218,7 @@ def main() -> int:
     m = args.messages
     print(f"smtp-source -s {SESSIONS} -d -l {LENGTH} -m {m}, {HOST}, one receiver at a time")
     rates: dict[str, float] = {}
-    receivers = (
+    receivers: tuple[tuple[str, str, Callable[[], float]], ...] = (
         ("a", "postfix smtp-sink", lambda: run_postfix_sink(m)),
         ("b", "bare aiosmtpd (uvloop)", lambda: run_bare_aiosmtpd(m)),
         ("c", "maildrill sink, 1 process", lambda: run_maildrill(m, 1)),

@@ -8,7 +8,10 @@ after a 421, leave without a reply (drop), and journal every 4xx/5xx it sends.
 from __future__ import annotations
 
 import asyncio
+import collections
+import re
 import sys
+from types import MethodType
 from typing import TYPE_CHECKING, Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Session
@@ -40,6 +43,16 @@ _ENHANCED = {
 }
 
 
+# A plain `<local@domain>` path (ASCII dot-atoms), then optional ESMTP parameters: what
+# nearly every sender sends. aiosmtpd parses every MAIL and RCPT with the RFC 5322 header
+# parser, which costs more than the rest of the command; anything this does not match
+# (quoted local parts, domain literals, comments, source routes, `<>`) still goes there.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(
+    rf"<((?:{_ATEXT}\.)*{_ATEXT})@((?:{_ATEXT}\.)*{_ATEXT})>[ \t]*([^ \t(].*)?\Z", re.DOTALL
+)
+
+
 class QuietSession(Session):
     """aiosmtpd 1.4 sets its deprecated `login_data` itself after AUTH and warns each time."""
 
@@ -53,13 +66,54 @@ class QuietSession(Session):
 
 
 class SinkSMTP(SMTP):
-    def __init__(self, sink: Sink, handler: Any, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
+    def __init__(
+        self, sink: Sink, handler: Any, *, like: SinkSMTP | None = None, **kwargs: Any
+    ) -> None:
+        """A protocol for one connection; `like`: a template of this sink to copy (see below)."""
+        if like is None:
+            super().__init__(handler, **kwargs)
+        else:
+            self._init_like(like)
+        # aiosmtpd keeps these limits in one dict on the class, shared by every connection
+        # (each EHLO raises MAIL's limit for all of them); each connection gets its own.
+        limit = self.command_size_limit
+        self.command_size_limits = collections.defaultdict(lambda: limit)
         self.sink = sink
         self.info: SessionInfo | None = None
         self.stage = Stage.CONNECT
         self.msg_id = ""
         self.ended = False
+        self._continued: list[bytes] = []
+
+    def _init_like(self, template: SinkSMTP) -> None:
+        """Set up as SMTP.__init__ would, copying what it derived for this sink's template.
+
+        SMTP.__init__ introspects the class and the handler (inspect.getmembers, dir,
+        inspect.signature) and formats a log line, on every connection: that was a third
+        of the CPU of a one-message session. All of it depends only on the class, the
+        handler and the sink's settings, so it is done once per sink (the template) and
+        copied; only the stream state is new, and the methods bound to the template are
+        bound again to this connection.
+        """
+        self.__dict__.update(template.__dict__)
+        loop = template.loop
+        asyncio.StreamReaderProtocol.__init__(
+            self,
+            asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
+            client_connected_cb=self._cb_client_connected,
+            loop=loop,
+        )
+        self._smtp_methods = {
+            name: self._rebind(method) for name, method in template._smtp_methods.items()
+        }
+        self._auth_methods = {
+            name: auth._replace(method=self._rebind(auth.method)) if auth.is_builtin else auth
+            for name, auth in template._auth_methods.items()
+        }
+
+    def _rebind(self, method: Any) -> Any:
+        """A method of the template, bound to this connection instead."""
+        return MethodType(method.__func__, self)
 
     def _create_session(self) -> Session:
         return QuietSession(self.loop)
@@ -83,13 +137,20 @@ class SinkSMTP(SMTP):
 
     async def _handle_client(self) -> None:
         assert self.info is not None
-        decision = await self.sink.decide(Stage.CONNECT, self.sink.context(self))
-        if decision is Action.HANG:
-            await asyncio.Future()  # until the client gives up or the idle timeout closes us
-        if isinstance(decision, Reply):
-            await self.push(str(decision))
-            self._close()
-            return
+        if self.sink.by_stage[Stage.CONNECT]:
+            try:
+                decision = await self.sink.decide(Stage.CONNECT, self.sink.context(self))
+                if decision is Action.HANG:
+                    await asyncio.Future()  # until the client gives up or the idle timeout
+            except asyncio.CancelledError:
+                # The client left (eof_received cancels us). Close our side as aiosmtpd's
+                # command loop does, or the session stays half-open and counted as active.
+                self._close()
+                raise
+            if isinstance(decision, Reply):
+                await self.push(str(decision))
+                self._close()
+                return
         await super()._handle_client()
 
     def _close(self) -> None:
@@ -101,17 +162,30 @@ class SinkSMTP(SMTP):
     async def push(self, status: AnyStr) -> None:
         text = status if isinstance(status, str) else status.decode("utf-8", "replace")
         first = text[:1]
-        if first == "4" or first == "5":
+        refusal = first == "4" or first == "5"
+        if refusal:
             text = _ENHANCED.get(text, text)
             if text.startswith(("500 Error: command", "502")):
                 text = text[:4] + "5.5.1 " + text[4:]
             status = text  # type: ignore[assignment]
             self.sink.refused(self, text)
-            await super().push(status)
-            if text.startswith("421"):
-                self._close()
+        if text[3:4] == "-":
+            # A line of a multi-line reply ("250-SIZE …"): held and sent with the last line
+            # in one write; aiosmtpd pushes an EHLO reply line by line, each with a drain.
+            self._continued.append(self._encode(status))
             return
+        if self._continued:
+            self._continued.append(self._encode(status))
+            status = b"\r\n".join(self._continued)  # type: ignore[assignment]
+            self._continued.clear()
         await super().push(status)
+        if refusal and text.startswith("421"):
+            self._close()
+
+    def _encode(self, status: AnyStr) -> bytes:
+        if isinstance(status, bytes):
+            return status
+        return status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
 
     # -- commands: remember the stage for the refusals journal --------------------------
 
@@ -144,15 +218,16 @@ class SinkSMTP(SMTP):
         if arg:
             await self.push("501 5.5.4 Syntax: DATA")
             return
-        decision = await self.sink.decide(Stage.DATA, self.sink.context(self))
-        if isinstance(decision, Reply):
-            await self.push(str(decision))
-            return
-        if decision is Action.HANG:
-            await asyncio.Future()
-        if decision is Action.DROP:
-            self._close()
-            return
+        if self.sink.by_stage[Stage.DATA]:
+            decision = await self.sink.decide(Stage.DATA, self.sink.context(self))
+            if isinstance(decision, Reply):
+                await self.push(str(decision))
+                return
+            if decision is Action.HANG:
+                await asyncio.Future()
+            if decision is Action.DROP:
+                self._close()
+                return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         content = await self._read_message()
         self.stage = Stage.DOT
@@ -170,6 +245,16 @@ class SinkSMTP(SMTP):
         if status is Action.HANG:
             await asyncio.Future()
         await self.push(status)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """(address, parameters) of a MAIL/RCPT argument; plain paths skip the header parser."""
+        match = _PLAIN_PATH.match(arg)
+        if match is None:
+            return super()._getaddr(arg)
+        local, domain, rest = match.groups()
+        if self.local_part_limit and len(local) > self.local_part_limit:
+            return None, None
+        return f"{local}@{domain}", rest or ""
 
     async def _read_message(self) -> bytes | None:
         """The message with dot-stuffing undone, or None when it was over the SIZE limit."""

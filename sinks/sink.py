@@ -93,6 +93,7 @@ class Sink:
         self._schedule: list[asyncio.Task[None]] = []
         self._tls = None
         self._smtp_kwargs: dict[str, Any] = {}
+        self._template: SinkSMTP | None = None
         self.started_at = 0.0
 
     # -- lifecycle --------------------------------------------------------------------
@@ -121,7 +122,10 @@ class Sink:
                 m for m in ("PLAIN", "LOGIN") if auth is None or m not in auth.mechanisms
             ],
             authenticator=self._authenticate,
+            loop=asyncio.get_running_loop(),
         )
+        # SMTP.__init__'s introspection, done once; each connection copies it (SinkSMTP).
+        self._template = SinkSMTP(self, self.handler, **self._smtp_kwargs)
         await self.open_listener()
         self.started_at = time.time()
         for spec in cfg.behaviours:
@@ -199,7 +203,7 @@ class Sink:
         )
 
     def _make_protocol(self) -> SinkSMTP:
-        return SinkSMTP(self, self.handler, **self._smtp_kwargs)
+        return SinkSMTP(self, self.handler, like=self._template)
 
     # -- effects ----------------------------------------------------------------------
 
