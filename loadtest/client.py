@@ -173,6 +173,11 @@ class Sender:
         client: _SMTP | None = None
         try:
             client, used = self.sessions.pop(server_name, (None, 0))
+            if client is not None and not self._alive(client):
+                # The server closed the idle session (as after an outage); an MTA's
+                # connection cache drops it and connects afresh, so do we.
+                client.close()
+                client = None
             if client is None:
                 client, used = self._open(server, record), 0
             record.connected = record.start + (time.perf_counter() - started)
@@ -261,6 +266,24 @@ class Sender:
         record.outcome = outcome_of_code(code)
         if record.outcome is not Outcome.ACCEPTED and code == 421:
             raise smtplib.SMTPResponseException(code, msg)
+
+    @staticmethod
+    def _alive(client: _SMTP) -> bool:
+        """False when the server has closed (or reset) an idle session we kept."""
+        sock = client.sock
+        if sock is None:
+            return False
+        try:
+            sock.setblocking(False)
+            try:
+                peeked = sock.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                return True  # nothing to read: still open
+            except OSError:
+                return False
+            return bool(peeked)  # b"" is EOF; stray bytes mean a 421 is waiting: let it speak
+        finally:
+            sock.settimeout(client.timeout)
 
     @staticmethod
     def _reusable(client: _SMTP, record: Attempt) -> bool:

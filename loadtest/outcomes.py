@@ -12,6 +12,7 @@ class Outcome(enum.StrEnum):
     REFUSED = "refused"  # TCP connection refused
     TIMEOUT = "timeout"  # no answer in time (connect, banner, command, final dot)
     DROPPED = "dropped"  # connection closed or reset by the server
+    INTERRUPTED = "interrupted"  # the harness stopped mid-attempt (end of run, Ctrl-C)
 
 
 class Phase(enum.StrEnum):

@@ -94,6 +94,10 @@ class Policy(Protocol):
 
     def states(self) -> dict[str, CircuitState]: ...
 
+    def preferred(self, stream: str) -> str:
+        """The server `stream` uses when every server is healthy (to flag failovers)."""
+        ...
+
 
 @dataclass
 class Breakers:
@@ -147,6 +151,9 @@ class Failover:
     def states(self) -> dict[str, CircuitState]:
         return {s: self.breakers[s].state for s in self.servers}
 
+    def preferred(self, stream: str) -> str:
+        return self.servers[0]
+
 
 class Weighted:
     """Smooth weighted round robin (as nginx does it) among servers whose circuit allows."""
@@ -188,6 +195,9 @@ class Weighted:
     def states(self) -> dict[str, CircuitState]:
         return {s: self.breakers[s].state for s in self.weights}
 
+    def preferred(self, stream: str) -> str:
+        return max(self.weights, key=lambda n: self.weights[n])
+
 
 class ByStream:
     """Each stream (transactional, promotional, ...) routed by its own policy.
@@ -207,9 +217,14 @@ class ByStream:
         if self.default not in self.policies:
             raise ValueError(f"default stream {self.default!r} has no policy")
 
+    def _policy(self, stream: str) -> Policy:
+        return self.policies.get(stream) or self.policies[self.default]
+
     def choose(self, stream: str, now: float, exclude: frozenset[str] = frozenset()) -> str | None:
-        policy = self.policies.get(stream) or self.policies[self.default]
-        return policy.choose(stream, now, exclude)
+        return self._policy(stream).choose(stream, now, exclude)
+
+    def preferred(self, stream: str) -> str:
+        return self._policy(stream).preferred(stream)
 
     def report(self, server: str, result: Result, now: float) -> None:
         self.breakers.report(server, result, now)

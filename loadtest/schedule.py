@@ -161,6 +161,11 @@ class Dispatcher:
         again = Ticket(ticket.index, ticket.attempt + 1, ticket.intended, at, avoid)
         heapq.heappush(self.retries, (at, next(self._seq), again))
 
+    def requeue(self, ticket: Ticket, at: float) -> None:
+        """Put the ticket back untried (no server could take it); same attempt number."""
+        self.in_flight -= 1
+        heapq.heappush(self.retries, (at, next(self._seq), ticket))
+
     def pending(self) -> int:
         """Messages not finished: not yet started, waiting for a retry, or in flight."""
         unstarted = len(range(self.next_index, self.schedule.total, self.step))

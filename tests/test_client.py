@@ -161,3 +161,17 @@ def test_connect_timeout_on_an_unroutable_listener():
         for s in fillers:
             s.close()
         listener.close()
+
+
+def test_session_cut_while_idle_is_replaced_not_failed(pair):
+    sinks, sender = pair
+    assert send(sender, "primary", "before").new_connection
+    status, fault = sinks.control("primary", "POST", "/faults", {"kind": "down"})
+    assert status == 201
+    sinks.control("primary", "DELETE", f"/faults/{fault['id']}")
+    after = send(sender, "primary", "after")
+    assert (after.outcome, after.new_connection) == (Outcome.ACCEPTED, True)
+    assert [r["msg_id"] for r in read_csv(sinks.journal_dir / "receipts-primary.csv")] == [
+        "before",
+        "after",
+    ]

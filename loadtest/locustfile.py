@@ -1,0 +1,104 @@
+"""maildrill's Locust entry point: `locust -f loadtest/locustfile.py --scenario FILE`.
+
+Users are SMTP delivery agents: each takes the next due message of the campaign's open-model
+schedule, sends it with smtplib through the scenario's routing, fires one Locust request
+event per attempt (request_type "SMTP", name = the server) and journals the attempt.
+Works headless, with the web UI, with --processes N, and with --master/--worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gevent
+from locust import LoadTestShape, User, events, task
+from locust.env import Environment
+
+from loadtest.locust_glue import START_LEAD_S, add_arguments, campaign_of, register
+
+IDLE_S = 0.2  # longest nap while waiting for the next due message
+
+
+class SmtpFailure(Exception):
+    """Carries the attempt's outcome to Locust's failure table (one row per kind)."""
+
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser: Any, **_: Any) -> None:
+    add_arguments(parser)
+
+
+@events.init.add_listener
+def _init(environment: Environment, **_: Any) -> None:
+    register(environment)
+
+
+@events.test_start.add_listener
+def _test_start(environment: Environment, **_: Any) -> None:
+    campaign_of(environment).start()
+
+
+@events.test_stop.add_listener
+def _test_stop(environment: Environment, **_: Any) -> None:
+    campaign_of(environment).stop()
+
+
+@events.quitting.add_listener
+def _quitting(environment: Environment, **_: Any) -> None:
+    campaign_of(environment).quit()
+
+
+class CampaignSender(User):
+    """One concurrent SMTP connection per server, like one delivery agent of an MTA."""
+
+    def on_start(self) -> None:
+        self.campaign = campaign_of(self.environment)
+        self.sender = self.campaign.sender()
+
+    def on_stop(self) -> None:
+        self.sender.close()
+
+    @task
+    def deliver(self) -> None:
+        driver = self.campaign.driver
+        if driver is None:
+            gevent.sleep(IDLE_S)
+            return
+        step = driver.step(self.sender)
+        record = step.record
+        if record is not None:
+            failed = record.outcome.value != "accepted"
+            self.environment.events.request.fire(
+                request_type="SMTP",
+                name=record.server,
+                response_time=record.latency_ms,
+                response_length=record.bytes,
+                exception=SmtpFailure(
+                    f"{record.outcome.value} at {record.phase.value} {record.code or ''} "
+                    f"{record.enhanced}".rstrip()
+                )
+                if failed
+                else None,
+                context={"msg_id": record.msg_id, "attempt": record.attempt},
+            )
+        elif step.wait is not None:
+            gevent.sleep(min(step.wait, IDLE_S))
+        else:
+            self.campaign.share_finished()
+            gevent.sleep(IDLE_S)
+
+
+class CampaignShape(LoadTestShape):
+    """All users for the campaign's length plus its drain; ends early once all is sent."""
+
+    def tick(self) -> tuple[int, float] | None:
+        assert self.runner is not None
+        campaign = campaign_of(self.runner.environment)
+        scenario = campaign.scenario or campaign.load()
+        run_time = self.get_run_time()
+        end = START_LEAD_S + scenario.campaign.build_schedule().duration_s
+        if run_time > end + scenario.campaign.drain_s:
+            return None
+        if run_time > end and campaign.all_finished():
+            return None
+        return scenario.users, float(scenario.users)

@@ -1,0 +1,334 @@
+"""The scenario file: servers, routing, campaign, users, faults, SLOs; validated.
+
+Errors name the file, the field and the problem. Hosts outside loopback are refused unless
+the scenario says `allow_remote: true`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from loadtest.campaign import DEFAULT_DOMAINS, StreamSpec
+from loadtest.client import Server, Timeouts
+from loadtest.retry import RetryPolicy
+from loadtest.routing import Breakers, ByStream, Failover, Policy, Weighted
+from loadtest.schedule import Schedule, Stage
+
+RESERVED_SUFFIXES = (".test", ".example", ".invalid", ".localhost")
+RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot run; the message is meant for the user as is."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSpec(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    priority: int = Field(default=10, description="lower is preferred, like MX preference")
+    weight: int = Field(default=1, ge=1)
+    starttls: bool = False
+    username: str | None = None
+    password_env: str | None = Field(default=None, description="environment variable")
+    helo_name: str = "maildrill.test"
+    messages_per_connection: int = Field(default=100, ge=1)
+    local: bool = Field(default=False, description="maildrill starts a sink for it")
+    sink: dict[str, Any] = Field(default_factory=dict, description="sink settings when local")
+
+    def client_server(self, timeouts: Timeouts) -> Server:
+        password = os.environ.get(self.password_env, "") if self.password_env else None
+        return Server(
+            name=self.name,
+            host=self.host,
+            port=self.port,
+            starttls=self.starttls,
+            username=self.username,
+            password=password,
+            helo_name=self.helo_name,
+            timeouts=timeouts,
+            messages_per_connection=self.messages_per_connection,
+        )
+
+
+class CircuitSpec(_Model):
+    threshold: int = Field(default=3, ge=1)
+    cooldown_s: float = Field(default=2.0, gt=0)
+
+
+class RetrySpec(_Model):
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_s: float = Field(default=1.0, ge=0)
+    backoff_factor: float = Field(default=2.0, ge=1)
+    max_backoff_s: float = Field(default=30.0, ge=0)
+    retry_after_dot: bool = False
+    defer_to_next: bool = False
+
+
+class TimeoutSpec(_Model):
+    connect: float = Field(default=3.0, gt=0)
+    greeting: float = Field(default=5.0, gt=0)
+    command: float = Field(default=5.0, gt=0)
+    data: float = Field(default=10.0, gt=0)
+    dot: float = Field(default=10.0, gt=0)
+
+
+class StreamRoute(_Model):
+    policy: Literal["failover", "weighted"] = "failover"
+    servers: list[str] = Field(min_length=1)
+
+
+class RoutingSpec(_Model):
+    policy: Literal["failover", "weighted", "by-stream"] = "failover"
+    servers: list[str] | None = Field(default=None, description="default: all, by priority")
+    streams: dict[str, StreamRoute] = Field(default_factory=dict)
+    circuit: CircuitSpec = Field(default_factory=CircuitSpec)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    timeouts: TimeoutSpec = Field(default_factory=TimeoutSpec)
+
+
+class StreamModel(_Model):
+    name: str = "promotional"
+    weight: float = Field(default=1.0, gt=0)
+    sender: str = "news@example.com"
+    subject: str = "Spring sale: {index}"
+    size_median: int = Field(default=20_000, ge=200)
+    size_sigma: float = Field(default=0.5, ge=0)
+    size_min: int = Field(default=1_500, ge=200)
+    size_max: int = Field(default=500_000, ge=200)
+    recipients_min: int = Field(default=1, ge=1)
+    recipients_max: int = Field(default=1, ge=1)
+    domains: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_DOMAINS))
+    attachment_share: float = Field(default=0.0, ge=0, le=1)
+    attachment_size: int = Field(default=30_000, ge=0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> StreamModel:
+        if self.size_min > self.size_max:
+            raise ValueError("size_min is larger than size_max")
+        if self.recipients_min > self.recipients_max:
+            raise ValueError("recipients_min is larger than recipients_max")
+        if not self.domains or any(w <= 0 for w in self.domains.values()):
+            raise ValueError("domains needs at least one domain, each with a weight > 0")
+        return self
+
+    def spec(self) -> StreamSpec:
+        return StreamSpec(**self.model_dump())
+
+
+class StageSpec(_Model):
+    """`rate` msgs/s (ramping to `to_rate` if given), or `messages` spread evenly."""
+
+    duration_s: float = Field(gt=0)
+    rate: float | None = Field(default=None, ge=0)
+    to_rate: float | None = Field(default=None, ge=0)
+    messages: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> StageSpec:
+        if (self.rate is None) == (self.messages is None):
+            raise ValueError("give either rate (msgs/s) or messages, not both")
+        if self.messages is not None and self.to_rate is not None:
+            raise ValueError("to_rate goes with rate, not with messages")
+        return self
+
+    def stage(self) -> Stage:
+        if self.messages is not None:
+            return Stage(self.duration_s, self.messages / self.duration_s)
+        assert self.rate is not None
+        return Stage(self.duration_s, self.rate, self.to_rate)
+
+
+class CampaignSpec(_Model):
+    seed: int = 1
+    streams: list[StreamModel] = Field(default_factory=lambda: [StreamModel()], min_length=1)
+    schedule: list[StageSpec] = Field(min_length=1)
+    drain_s: float = Field(default=10.0, ge=0, description="after the schedule, for retries")
+    allowed_recipient_domains: list[str] = Field(default_factory=list)
+
+    def build_schedule(self) -> Schedule:
+        return Schedule([s.stage() for s in self.schedule])
+
+
+class FaultEvent(BaseModel):
+    """A fault on a server at `at` seconds for `duration` seconds, with its own parameters."""
+
+    model_config = ConfigDict(extra="allow")
+
+    at: float = Field(ge=0)
+    target: str
+    kind: str
+    duration: float | None = Field(default=None, gt=0)
+    probability: float = Field(default=1.0, gt=0, le=1)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+_SLO = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(-?[0-9.]+)\s*$")
+
+
+class Scenario(_Model):
+    name: str = "scenario"
+    description: str = ""
+    allow_remote: bool = False
+    servers: list[ServerSpec] = Field(min_length=1)
+    routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    campaign: CampaignSpec
+    users: int = Field(default=10, ge=1, description="concurrent SMTP connections")
+    workers: int = Field(default=0, ge=0, description="Locust worker processes; 0: one process")
+    faults: list[FaultEvent] = Field(default_factory=list)
+    slo: list[str] = Field(default_factory=list, description='e.g. "failover_s <= 5"')
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        names = [s.name for s in self.servers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"servers: names must be unique; repeated: {', '.join(dupes)}")
+        known = set(names)
+        routed = list(self.routing.servers or [])
+        for route in self.routing.streams.values():
+            routed += route.servers
+        for name in routed:
+            if name not in known:
+                raise ValueError(f"routing: unknown server {name!r}; servers are {sorted(known)}")
+        if self.routing.policy == "by-stream" and not self.routing.streams:
+            raise ValueError("routing: by-stream needs streams")
+        for i, fault in enumerate(self.faults):
+            if fault.target not in known:
+                raise ValueError(f"faults[{i}].target: unknown server {fault.target!r}")
+        for i, rule in enumerate(self.slo):
+            if not _SLO.match(rule):
+                raise ValueError(f"slo[{i}]: {rule!r} is not 'metric <op> number'")
+        if not self.allow_remote:
+            for s in self.servers:
+                if not is_loopback(s.host):
+                    raise ValueError(
+                        f"servers: {s.name!r} is at {s.host}, outside loopback; "
+                        "set allow_remote: true to send mail there"
+                    )
+        allowed = {d.lower() for d in self.campaign.allowed_recipient_domains}
+        for stream in self.campaign.streams:
+            for domain in stream.domains:
+                if not is_reserved_domain(domain) and domain.lower() not in allowed:
+                    raise ValueError(
+                        f"campaign.streams[{stream.name}].domains: {domain!r} is a real domain; "
+                        "list it in campaign.allowed_recipient_domains to send there"
+                    )
+        return self
+
+    # -- what the load side builds from it --------------------------------------------
+
+    def ordered_servers(self) -> list[str]:
+        return self.routing.servers or [
+            s.name for s in sorted(self.servers, key=lambda s: s.priority)
+        ]
+
+    def policy(self) -> Policy:
+        r = self.routing
+        breakers = Breakers(r.circuit.threshold, r.circuit.cooldown_s)
+        weights = {s.name: s.weight for s in self.servers}
+
+        def make(kind: str, servers: list[str]) -> Policy:
+            if kind == "weighted":
+                return Weighted({n: weights[n] for n in servers}, breakers)
+            ordered = sorted(servers, key=lambda n: self.server(n).priority)
+            return Failover(ordered if r.servers is None else servers, breakers)
+
+        if r.policy == "by-stream":
+            return ByStream({k: make(v.policy, v.servers) for k, v in r.streams.items()}, breakers)
+        return make(r.policy, self.ordered_servers())
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(**self.routing.retry.model_dump())
+
+    def timeouts(self) -> Timeouts:
+        return Timeouts(**self.routing.timeouts.model_dump())
+
+    def server(self, name: str) -> ServerSpec:
+        for s in self.servers:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def client_servers(self) -> dict[str, Server]:
+        timeouts = self.timeouts()
+        return {s.name: s.client_server(timeouts) for s in self.servers}
+
+    def streams(self) -> list[StreamSpec]:
+        return [s.spec() for s in self.campaign.streams]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_reserved_domain(domain: str) -> bool:
+    d = domain.lower().rstrip(".")
+    return (
+        d in RESERVED_DOMAINS
+        or d.endswith(RESERVED_SUFFIXES)
+        or d.endswith(tuple("." + r for r in RESERVED_DOMAINS))
+    )
+
+
+def describe_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ""
+        for item in err["loc"]:
+            loc += f"[{item}]" if isinstance(item, int) else (f".{item}" if loc else str(item))
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}: expected a mapping at the top")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(f"{source}: {describe_errors(exc)}") from None
+
+
+def load_scenario(path: Path, overrides: dict[str, tuple[str, int]] | None = None) -> Scenario:
+    """Read and validate a scenario; `overrides` maps server names to (host, port)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+    if overrides and isinstance(data, dict):
+        for server in data.get("servers") or []:
+            if isinstance(server, dict) and server.get("name") in overrides:
+                server["host"], server["port"] = overrides[server["name"]]
+    return parse_scenario(data, str(path))
+
+
+def parse_server_override(text: str) -> tuple[str, tuple[str, int]]:
+    """'primary=127.0.0.1:2525' -> ('primary', ('127.0.0.1', 2525))."""
+    name, sep, address = text.partition("=")
+    host, colon, port = address.rpartition(":")
+    if not sep or not colon or not port.isdigit() or not name:
+        raise ScenarioError(f"--server {text!r}: expected NAME=HOST:PORT")
+    return name, (host.strip("[]"), int(port))
