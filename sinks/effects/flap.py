@@ -25,6 +25,7 @@ class Flap(Effect):
         self.p = params
         self.task: asyncio.Task[None] | None = None
         self.is_down = False
+        self._stopping = asyncio.Event()
 
     async def start(self, host: FaultHost) -> None:
         self.task = asyncio.create_task(self._cycle(host))
@@ -36,17 +37,30 @@ class Flap(Effect):
             await host.close_listener()
             self.is_down = True
             host.record("flap.down", "start", {})
-            await asyncio.sleep(down_s)
+            if await self._stopped_within(down_s):
+                return
             await host.open_listener()
             self.is_down = False
             host.record("flap.down", "stop", {})
-            await asyncio.sleep(up_s)
+            if await self._stopped_within(up_s):
+                return
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait out one phase; True when stop() came meanwhile.
+
+        The cycle ends only here, never by cancellation: a create_server cancelled
+        midway keeps its socket bound, and the sink could neither close nor reopen it.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        # Asked, not the wait's result: a stop in the phase's last loop step can lose to
+        # the timeout, and the cycle would start one more (sub-millisecond) phase.
+        return self._stopping.is_set()
 
     async def stop(self, host: FaultHost) -> None:
         if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            self._stopping.set()
+            await self.task
             self.task = None
         if self.is_down:
             await host.open_listener()

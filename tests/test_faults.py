@@ -1,0 +1,471 @@
+"""Faults on command and on schedule, seen from outside: sockets, replies and journals."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import smtplib
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pytest
+
+from sinks.config import EffectSpec
+from tests.helpers import RawClient, connect_refused, message, read_csv, wait_until
+
+
+def fault_rows(sinks, name: str = "mx") -> list[dict[str, str]]:
+    return read_csv(sinks.journal_dir / f"faults-{name}.csv")
+
+
+def probe(port: int) -> str:
+    """What a new connection meets: 'refused', 'banner' (a 220 greeting), 'other' (another
+    greeting), 'silent' (no greeting) or 'reset' (cut as the listener went down)."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=0.5)
+    except ConnectionRefusedError:
+        return "refused"
+    with sock:
+        try:
+            return "banner" if sock.recv(3) == b"220" else "other"
+        except TimeoutError:
+            return "silent"
+        except ConnectionResetError:
+            return "reset"
+
+
+def watch(port: int, seconds: float, step: float = 0.005) -> list[tuple[float, str]]:
+    """(epoch time, probe result) every `step` seconds for `seconds`."""
+    seen = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        seen.append((time.time(), probe(port)))
+        time.sleep(step)
+    return seen
+
+
+# -- down -------------------------------------------------------------------------------
+
+
+def test_down_refuses_cuts_sessions_and_comes_back_on_the_same_port(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    port = sinks.port("mx")
+    open_session = sinks.smtp("mx")
+    open_session.ehlo()
+    status, fault = sinks.control("mx", "POST", "/faults", {"kind": "down"})
+    assert status == 201
+    assert connect_refused(port)
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        open_session.noop()
+    open_session.close()
+    assert wait_until(lambda: sinks.sink("mx").counters.active_sessions == 0)
+    assert sinks.control("mx", "GET", "/health")[1]["listening"] is False
+
+    assert sinks.control("mx", "DELETE", f"/faults/{fault['id']}")[0] == 200
+    assert sinks.port("mx") == port
+    with sinks.smtp("mx") as client:
+        client.sendmail("a@example.com", ["b@example.com"], message("back"))
+    assert [(r["kind"], r["state"], r["origin"]) for r in fault_rows(sinks)] == [
+        ("down", "start", "command"),
+        ("down", "stop", "command"),
+    ]
+
+
+def test_scheduled_down_refuses_within_50ms_of_its_start(start_sinks):
+    zero = time.time()
+    down = {"kind": "down", "at": 0.3, "duration": 0.4}
+    sinks = start_sinks({"start_at": zero, "sinks": [{"name": "mx", "faults": [down]}]})
+    port = sinks.port("mx")
+    seen = watch(port, 1.0)
+    start, stop = (float(r["time"]) for r in fault_rows(sinks))
+    assert start - zero == pytest.approx(0.3, abs=0.05)
+    assert stop - start == pytest.approx(0.4, abs=0.05)
+
+    first_refused = min(t for t, what in seen if what == "refused")
+    last_refused = max(t for t, what in seen if what == "refused")
+    assert first_refused - start < 0.05
+    assert 0 <= stop - last_refused < 0.05
+    # Served before and after the window, refused through it (10 ms slack at the edges).
+    for t, what in seen:
+        if t < start - 0.01 or t > stop + 0.01:
+            assert what == "banner", (t - zero, what)
+        elif start + 0.01 < t < stop - 0.01:
+            assert what == "refused", (t - zero, what)
+    assert sinks.port("mx") == port
+
+
+# -- hang -------------------------------------------------------------------------------
+
+
+def test_hang_accepts_tcp_but_never_greets(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    assert sinks.control("mx", "POST", "/faults", {"kind": "hang"})[0] == 201
+    t = time.perf_counter()
+    with pytest.raises(smtplib.SMTPServerDisconnected, match="timed out"):
+        smtplib.SMTP("127.0.0.1", sinks.port("mx"), timeout=0.3)
+    assert time.perf_counter() - t == pytest.approx(0.3, abs=0.1)
+    assert probe(sinks.port("mx")) == "silent", "TCP is accepted, the banner never comes"
+    sinks.control("mx", "DELETE", "/faults?kind=hang")
+    with sinks.smtp("mx") as client:
+        assert client.noop()[0] == 250
+    counters = sinks.sink("mx").counters
+    # The clients that gave up closed their side; the sink must let those sessions go.
+    assert wait_until(lambda: counters.active_sessions == 0), counters
+    assert counters.sessions == 3
+
+
+def test_hung_sessions_do_not_hold_connection_cap_slots(start_sinks):
+    sinks = start_sinks(
+        {"sinks": [{"name": "mx", "behaviours": [{"kind": "connection_cap", "max": 1}]}]}
+    )
+    _, hang = sinks.control("mx", "POST", "/faults", {"kind": "hang"})
+    with pytest.raises(smtplib.SMTPServerDisconnected, match="timed out"):
+        smtplib.SMTP("127.0.0.1", sinks.port("mx"), timeout=0.2)
+    sinks.control("mx", "DELETE", f"/faults/{hang['id']}")
+    assert wait_until(lambda: sinks.sink("mx").counters.active_sessions == 0)
+    with sinks.smtp("mx") as client:
+        assert client.noop()[0] == 250
+
+
+# -- drop -------------------------------------------------------------------------------
+
+
+def test_drop_journals_the_message_but_never_answers(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    sinks.control("mx", "POST", "/faults", {"kind": "drop"})
+    with sinks.smtp("mx") as client:
+        client.ehlo()
+        client.mail("a@example.com")
+        client.rcpt("b@example.com")
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.data(message("lost-reply"))
+    sinks.control("mx", "DELETE", "/faults?kind=drop")
+    with sinks.smtp("mx") as client:
+        client.sendmail("a@example.com", ["b@example.com"], message("lost-reply"))
+    rows = read_csv(sinks.journal_dir / "receipts-mx.csv")
+    assert [(r["msg_id"], r["outcome"]) for r in rows] == [
+        ("lost-reply", "dropped"),
+        ("lost-reply", "accepted"),
+    ]
+    counters = sinks.sink("mx").counters
+    assert (counters.accepted, counters.dropped) == (1, 1)
+    assert read_csv(sinks.journal_dir / "refusals-mx.csv") == []
+
+
+# -- busy -------------------------------------------------------------------------------
+
+
+def test_busy_greets_with_421_then_closes(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    sinks.control("mx", "POST", "/faults", {"kind": "busy"})
+    with RawClient(sinks.port("mx")) as raw:
+        code, text = raw.reply()
+        assert (code, text[:6]) == (421, b"4.3.2 ")
+        assert raw.closed_by_server()
+    with pytest.raises(smtplib.SMTPConnectError) as refused:
+        sinks.smtp("mx")
+    assert refused.value.smtp_code == 421
+    rows = read_csv(sinks.journal_dir / "refusals-mx.csv")
+    assert [(r["stage"], r["code"], r["enhanced"]) for r in rows] == [
+        ("connect", "421", "4.3.2")
+    ] * 2
+
+
+# -- flap -------------------------------------------------------------------------------
+
+
+def _flap_windows(rows: list[dict[str, str]]) -> list[tuple[float, float]]:
+    phases = [(r["state"], float(r["time"])) for r in rows if r["kind"] == "flap.down"]
+    assert [s for s, _ in phases] == ["start", "stop"] * (len(phases) // 2)
+    return [(phases[i][1], phases[i + 1][1]) for i in range(0, len(phases), 2)]
+
+
+def test_flap_goes_down_and_up_with_its_period_and_duty(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    port = sinks.port("mx")
+    status, _ = sinks.control(
+        "mx", "POST", "/faults", {"kind": "flap", "period_s": 0.4, "duty": 0.25, "duration": 1.1}
+    )
+    assert status == 201
+    seen = watch(port, 1.3)
+    rows = fault_rows(sinks)
+    assert (rows[0]["kind"], rows[0]["state"]) == ("flap", "start")
+    assert (rows[-1]["kind"], rows[-1]["state"]) == ("flap", "stop")
+    windows = _flap_windows(rows)
+    # Down 0.1 s at 0, 0.4 and 0.8 s: three whole cycles in 1.1 s.
+    assert len(windows) == 3
+    starts = [a for a, _ in windows]
+    assert [b - a for a, b in itertools.pairwise(starts)] == pytest.approx([0.4, 0.4], abs=0.03)
+    assert [b - a for a, b in windows] == pytest.approx([0.1] * 3, abs=0.03)
+    for t, what in seen:
+        down = any(a + 0.01 < t < b - 0.01 for a, b in windows)
+        up = all(t < a - 0.01 or t > b + 0.01 for a, b in windows)
+        if down:
+            assert what == "refused"
+        elif up:
+            assert what == "banner"
+    assert probe(port) == "banner"
+    assert sinks.control("mx", "GET", "/faults")[1] == []
+
+
+@pytest.mark.parametrize("duration", [0.2, 0.4])
+def test_flap_stopped_at_a_phase_edge_leaves_one_listener(start_sinks, duration):
+    """Expiry that lands on a down->up edge must not leave a listener the sink lost track of."""
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    port = sinks.port("mx")
+    sinks.control("mx", "POST", "/faults", {"kind": "flap", "period_s": 0.4, "duration": duration})
+    assert wait_until(
+        lambda: len(fault_rows(sinks)) > 1 and fault_rows(sinks)[-1]["kind"] == "flap"
+    )
+    rows = fault_rows(sinks)
+    assert (rows[-1]["kind"], rows[-1]["state"]) == ("flap", "stop")
+    assert len(_flap_windows(rows)) == 1
+    assert probe(port) == "banner"
+    # The sink can still take the listener down and back: no stray socket holds the port.
+    _, fault = sinks.control("mx", "POST", "/faults", {"kind": "down"})
+    assert connect_refused(port)
+    assert sinks.control("mx", "DELETE", f"/faults/{fault['id']}")[0] == 200
+    assert probe(port) == "banner"
+
+
+def test_flap_stopped_at_any_loop_step_keeps_its_listener(start_sinks):
+    """Stopping a flap one loop step after another across its down->up edge.
+
+    A stop that cancelled the flap inside create_server left a bound listener the sink
+    had lost track of: the flap's own reopen then failed with EADDRINUSE.
+    """
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    sink, port = sinks.sink("mx"), sinks.port("mx")
+    down_s = 0.005
+    spec = EffectSpec.model_validate({"kind": "flap", "period_s": 2 * down_s})
+
+    async def stop_flap_after(steps: int) -> None:
+        loop = asyncio.get_running_loop()
+        active = await sink.add_effect(spec, origin="command")
+        while sink.server is not None:  # until the first down phase begins
+            await asyncio.sleep(0)
+        edge = loop.time() + down_s
+        while loop.time() < edge:
+            await asyncio.sleep(0)
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        await sink.remove_effect(active.id)
+
+    for steps in range(8):
+        sinks.call(stop_flap_after(steps))
+        assert probe(port) == "banner", steps
+        _, down = sinks.control("mx", "POST", "/faults", {"kind": "down"})
+        assert connect_refused(port), steps
+        sinks.control("mx", "DELETE", f"/faults/{down['id']}")
+    windows = _flap_windows(fault_rows(sinks))
+    assert len(windows) >= 8
+
+
+# -- scheduled faults and behaviours in a window ----------------------------------------
+
+
+def test_scheduled_behaviour_applies_only_in_its_window(start_sinks):
+    zero = time.time()
+    reject = {"kind": "reject", "stage": "mail", "code": 451, "enhanced": "4.3.2"}
+    sinks = start_sinks(
+        {
+            "start_at": zero,
+            "sinks": [{"name": "mx", "faults": [dict(reject, at=0.3, duration=0.3)]}],
+        }
+    )
+    seen: list[tuple[float, int]] = []
+    with sinks.smtp("mx") as client:
+        client.ehlo()
+        while time.time() - zero < 0.9:
+            code, _ = client.mail("a@example.com")
+            seen.append((time.time() - zero, code))
+            if code == 250:
+                client.rset()
+            time.sleep(0.01)
+    rows = fault_rows(sinks)
+    assert [(r["kind"], r["state"], r["origin"]) for r in rows] == [
+        ("reject", "start", "schedule"),
+        ("reject", "stop", "schedule"),
+    ]
+    start, stop = (float(r["time"]) - zero for r in rows)
+    assert start == pytest.approx(0.3, abs=0.05)
+    assert stop == pytest.approx(0.6, abs=0.05)
+    params = json.loads(rows[0]["params"])
+    assert params["code"] == 451
+    assert params["duration"] == 0.3
+    for t, code in seen:
+        assert (
+            code == (451 if start < t < stop else 250)
+            or abs(t - start) < 0.02
+            or abs(t - stop) < 0.02
+        ), (t, code)
+    assert {c for _, c in seen} == {250, 451}
+
+
+def test_scheduled_faults_are_journaled_at_their_times(start_sinks):
+    zero = time.time()
+    faults = [
+        {"kind": "busy", "at": 0.1, "duration": 0.2},
+        {"kind": "latency", "ms": 10, "at": 0.2, "duration": 0.3},
+        {"kind": "hang", "at": 0.5},
+    ]
+    sinks = start_sinks({"start_at": zero, "sinks": [{"name": "mx", "faults": faults}]})
+    assert wait_until(lambda: len(fault_rows(sinks)) == 5, timeout=2)
+    rows = [(r["kind"], r["state"], float(r["time"]) - zero) for r in fault_rows(sinks)]
+    expected = [
+        ("busy", "start", 0.1),
+        ("latency", "start", 0.2),
+        ("busy", "stop", 0.3),
+        ("latency", "stop", 0.5),
+        ("hang", "start", 0.5),
+    ]
+    assert sorted((k, s) for k, s, _ in rows) == sorted((k, s) for k, s, _ in expected)
+    times = {(k, s): t for k, s, t in rows}
+    for kind, state, at in expected:
+        assert times[kind, state] == pytest.approx(at, abs=0.05), (kind, state)
+    assert probe(sinks.port("mx")) == "silent"
+
+
+def test_schedule_zero_in_the_past_starts_due_faults_at_once(start_sinks):
+    zero = time.time() - 10
+    sinks = start_sinks(
+        {"start_at": zero, "sinks": [{"name": "mx", "faults": [{"kind": "busy", "at": 1}]}]}
+    )
+    assert wait_until(lambda: len(fault_rows(sinks)) == 1)
+    assert probe(sinks.port("mx")) == "other"
+
+
+# -- journals against the clients' own tally --------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What one client saw, counted by the client."""
+
+    ok: int = 0  # 250 after the final dot
+    refused: int = 0  # 4xx/5xx replies, at any stage
+    no_reply_after_dot: int = 0
+    not_connected: int = 0
+    codes: Counter[int] = field(default_factory=Counter)
+    accepted_ids: list[str] = field(default_factory=list)
+
+    def saw(self, code: int) -> int:
+        self.codes[code] += 1
+        if code >= 400:
+            self.refused += 1
+        return code
+
+
+def send_counted(
+    port: int, tally: Tally, prefix: str, messages: int, until: float = float("inf")
+) -> None:
+    """Send `messages` messages (or until epoch `until`), reconnecting whenever the sink
+    hangs up; count every reply."""
+    sent = 0
+    while sent < messages and time.time() < until:
+        try:
+            client = smtplib.SMTP("127.0.0.1", port, timeout=5)
+        except smtplib.SMTPConnectError as exc:
+            tally.saw(exc.smtp_code)
+            continue
+        except ConnectionRefusedError:
+            tally.not_connected += 1
+            time.sleep(0.01)
+            continue
+        tally.saw(220)
+        try:
+            if tally.saw(client.ehlo()[0]) >= 400:
+                continue
+            while sent < messages and time.time() < until:
+                msg_id = f"{prefix}-{sent}"
+                sent += 1
+                if tally.saw(client.mail("a@example.com")[0]) >= 400:
+                    time.sleep(0.005)  # back off, as a sender does when throttled
+                    client.rset()
+                    continue
+                if tally.saw(client.rcpt(f"{msg_id}@example.com")[0]) >= 400:
+                    client.rset()
+                    continue
+                if tally.saw(client.docmd("DATA")[0]) != 354:
+                    continue
+                client.send(message(msg_id).encode() + b".\r\n")
+                try:
+                    code = tally.saw(client.getreply()[0])
+                except smtplib.SMTPServerDisconnected:
+                    tally.no_reply_after_dot += 1
+                    raise
+                if code == 250:
+                    tally.ok += 1
+                    tally.accepted_ids.append(msg_id)
+        except smtplib.SMTPServerDisconnected:
+            pass
+        finally:
+            client.close()
+
+
+def run_clients(port: int, clients: int, messages: int, until: float = float("inf")) -> list[Tally]:
+    tallies = [Tally() for _ in range(clients)]
+    threads = [
+        threading.Thread(target=send_counted, args=(port, tallies[i], f"c{i}", messages, until))
+        for i in range(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return tallies
+
+
+def test_journals_match_what_clients_were_told_under_mixed_faults(start_sinks):
+    behaviours = [
+        {"kind": "message_cap", "max": 4},
+        {"kind": "throttle", "rate": 500, "burst": 2, "per": "sink"},
+        {"kind": "reject", "stage": "rcpt", "code": 550, "enhanced": "5.1.1", "probability": 0.1},
+        {"kind": "drop", "probability": 0.1},
+        {"kind": "busy", "probability": 0.1},
+        {"kind": "reject", "stage": "dot", "code": 452, "enhanced": "4.3.1", "probability": 0.2},
+    ]
+    sinks = start_sinks({"seed": 5, "sinks": [{"name": "mx", "behaviours": behaviours}]})
+    tallies = run_clients(sinks.port("mx"), clients=4, messages=60)
+
+    receipts = read_csv(sinks.journal_dir / "receipts-mx.csv")
+    refusals = read_csv(sinks.journal_dir / "refusals-mx.csv")
+    accepted = [r["msg_id"] for r in receipts if r["outcome"] == "accepted"]
+    dropped = [r for r in receipts if r["outcome"] == "dropped"]
+    told_ok = [m for t in tallies for m in t.accepted_ids]
+    assert sorted(accepted) == sorted(told_ok)
+    assert len(dropped) == sum(t.no_reply_after_dot for t in tallies)
+    assert len(refusals) == sum(t.refused for t in tallies)
+    told = Counter()
+    for t in tallies:
+        told.update({c: n for c, n in t.codes.items() if c >= 400})
+    assert Counter(int(r["code"]) for r in refusals) == told
+    # Every kind of trouble happened, or the test proved nothing.
+    assert {421, 450, 550, 452} <= set(told)
+    assert dropped
+
+    counters = sinks.sink("mx").counters
+    assert counters.accepted == len(accepted)
+    assert counters.dropped == len(dropped)
+    assert counters.deferred + counters.rejected == len(refusals)
+    assert wait_until(lambda: counters.active_sessions == 0)
+
+
+def test_down_window_under_load_loses_no_acknowledged_message(start_sinks):
+    zero = time.time()
+    down = {"kind": "down", "at": 0.2, "duration": 0.3}
+    sinks = start_sinks({"start_at": zero, "sinks": [{"name": "mx", "faults": [down]}]})
+    tallies = run_clients(sinks.port("mx"), clients=3, messages=10**6, until=zero + 0.8)
+    receipts = read_csv(sinks.journal_dir / "receipts-mx.csv")
+    accepted = {r["msg_id"] for r in receipts if r["outcome"] == "accepted"}
+    told_ok = {m for t in tallies for m in t.accepted_ids}
+    assert told_ok <= accepted, "every 250 a client saw is journaled"
+    # A session cut between journal and reply is the RFC 1047 case, bounded by the cuts.
+    assert len(accepted - told_ok) <= sum(t.no_reply_after_dot for t in tallies)
+    assert sum(t.not_connected for t in tallies) > 0, "the clients met the outage"
+    assert all(t.ok > 0 for t in tallies)
+    assert sinks.sink("mx").counters.accepted == len(accepted)
