@@ -43,13 +43,13 @@ def run(args: argparse.Namespace) -> int:
         if args.loop == "uvloop":
             import uvloop
 
-            uvloop.run(coro)
+            final = uvloop.run(coro)
         else:
-            asyncio.run(coro)
+            final = asyncio.run(coro)
     except OSError as exc:
         print(f"maildrill sink: cannot listen: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return 1 if final.get("errors") else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
