@@ -12,6 +12,7 @@ POST /behaviours              add one;  PUT /behaviours/{id} replace;  DELETE /b
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aiohttp import web
@@ -45,8 +46,14 @@ async def _body(request: web.Request) -> dict[str, Any]:
 def _spec(data: dict[str, Any]) -> tuple[EffectSpec, float | None]:
     data = dict(data)
     duration = data.pop("duration", None)
-    if duration is not None and (not isinstance(duration, int | float) or duration <= 0):
-        raise ValueError("duration: must be a number of seconds > 0")
+    # JSON true is an int to Python, and JSON parsers accept NaN and Infinity.
+    if duration is not None and (
+        isinstance(duration, bool)
+        or not isinstance(duration, int | float)
+        or not math.isfinite(duration)
+        or duration <= 0
+    ):
+        raise ValueError("duration: must be a finite number of seconds > 0")
     return EffectSpec.model_validate(data), duration
 
 
@@ -135,8 +142,7 @@ async def replace_behaviour(request: web.Request) -> web.Response:
         return _error(400, describe_errors(exc))
     except ValueError as exc:
         return _error(400, str(exc))
-    await sink.remove_effect(effect_id)
-    active = await sink.add_effect(spec, origin="behaviour")
+    active = await sink.replace_effect(effect_id, spec)
     return web.json_response(active.describe())
 
 

@@ -212,11 +212,13 @@ class Sink:
         spec: EffectSpec,
         origin: str,
         duration: float | None = None,
+        *,
+        effect_id: str | None = None,
     ) -> ActiveEffect:
         effect = build(spec.kind, spec.params)
         now = time.time()
         active = ActiveEffect(
-            id=f"{spec.kind}-{next(self._effect_ids)}",
+            id=effect_id or f"{spec.kind}-{next(self._effect_ids)}",
             kind=spec.kind,
             effect=effect,
             probability=spec.probability,
@@ -248,6 +250,19 @@ class Sink:
         await active.effect.stop(self)
         self.record(active.kind, "stop", {}, active.id, active.origin)
         return active
+
+    async def replace_effect(self, effect_id: str, spec: EffectSpec) -> ActiveEffect:
+        """Swap in a new effect under the same id and in the same place in the order.
+
+        Effects are asked in order and the first reply wins, so a replacement that
+        moved to the end would change which behaviour answers.
+        """
+        old = self.effects[effect_id]
+        if old.timer is not None:
+            old.timer.cancel()
+        await old.effect.stop(self)
+        self.record(old.kind, "stop", {}, old.id, old.origin)
+        return await self.add_effect(spec, old.origin, effect_id=effect_id)
 
     def _reindex(self) -> None:
         index: dict[Stage, list[ActiveEffect]] = {s: [] for s in Stage}

@@ -1,0 +1,240 @@
+"""The control API, as documented at the top of sinks/control.py, over real HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import smtplib
+import time
+
+import pytest
+
+from sinks.effects import EFFECTS
+from tests.helpers import connect_refused, message, read_csv, wait_until
+
+REJECT_MAIL = {"kind": "reject", "stage": "mail", "code": 550, "enhanced": "5.7.1"}
+
+
+def raw_request(sinks, method: str, path: str, body: bytes | None = None) -> tuple[int, str]:
+    """A request with any body at all; returns (status, body text)."""
+    port = int(sinks.control_url("mx").rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def mail_code(sinks) -> int:
+    """The reply to MAIL on a fresh session: shows which behaviours are in force."""
+    try:
+        with sinks.smtp("mx") as client:
+            client.ehlo()
+            return client.mail("a@example.com")[0]
+    except smtplib.SMTPConnectError as exc:
+        return exc.smtp_code
+
+
+def test_health(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    assert sinks.control("mx", "GET", "/health") == (
+        200,
+        {"status": "ok", "name": "mx", "listening": True},
+    )
+
+
+def test_status_counts_what_clients_sent(start_sinks):
+    sinks = start_sinks(
+        {"sinks": [{"name": "mx", "behaviours": [dict(REJECT_MAIL, probability=0.5)]}]}
+    )
+    sent = accepted = refused = size = 0
+    with sinks.smtp("mx") as client:
+        client.ehlo()
+        for i in range(12):
+            text = message(f"m{i}")
+            sent += 1
+            if client.mail("a@example.com")[0] == 550:
+                refused += 1
+                continue
+            client.rcpt("b@example.com")
+            assert client.data(text)[0] == 250
+            accepted += 1
+            size += len(text)
+    status, body = sinks.control("mx", "GET", "/status")
+    assert status == 200
+    assert (body["name"], body["port"], body["listening"]) == ("mx", sinks.port("mx"), True)
+    assert 0 < refused < sent
+    counters = body["counters"]
+    assert counters["accepted"] == accepted
+    assert counters["rejected"] == refused
+    assert counters["bytes"] == size
+    assert counters["sessions"] == 1
+    assert [a["kind"] for a in body["active"]] == ["reject"]
+
+
+def test_kinds_lists_every_effect_with_its_parameters(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    status, kinds = sinks.control("mx", "GET", "/kinds")
+    assert status == 200
+    assert set(kinds) == set(EFFECTS)
+    assert all(k["summary"] for k in kinds.values())
+    throttle = kinds["throttle"]["params"]
+    assert "rate" in throttle["required"]
+    assert {"rate", "burst", "per", "preset", "reply", "stage"} <= set(throttle["properties"])
+    assert kinds["down"]["params"].get("properties", {}) == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "kind"),
+        ({"kind": "nope"}, "kind"),
+        ({"kind": "throttle"}, "rate"),
+        ({"kind": "throttle", "rate": -1}, "rate"),
+        ({"kind": "throttle", "rate": 1, "per": "planet"}, "per"),
+        ({"kind": "latency", "ms": 10, "colour": "red"}, "colour"),
+        ({"kind": "reject", "stage": "nowhere", "code": 550}, "stage"),
+        ({"kind": "reject", "stage": "mail", "code": 250}, "code"),
+        ({"kind": "reject", "stage": "mail", "code": 550, "enhanced": "4.7.1"}, "enhanced"),
+        ({"kind": "drop", "probability": 0}, "probability"),
+        ({"kind": "drop", "probability": 1.5}, "probability"),
+        ({"kind": "down", "duration": -1}, "duration"),
+        ({"kind": "down", "duration": 0}, "duration"),
+        ({"kind": "down", "duration": "5"}, "duration"),
+        ({"kind": "down", "duration": True}, "duration"),
+        ({"kind": "flap", "period_s": 1, "duty": 1}, "duty"),
+    ],
+)
+def test_bad_fault_gives_400_naming_the_field(start_sinks, body, field):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    status, reply = sinks.control("mx", "POST", "/faults", body)
+    assert status == 400
+    assert field in reply["error"]
+    assert sinks.control("mx", "GET", "/faults") == (200, [])
+    assert read_csv(sinks.journal_dir / "faults-mx.csv") == []
+
+
+@pytest.mark.parametrize("duration", ["NaN", "Infinity", "-Infinity"])
+def test_duration_must_be_finite(start_sinks, duration):
+    """JSON parsers take NaN; a NaN timer would corrupt the loop's schedule."""
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    status, text = raw_request(
+        sinks, "POST", "/faults", f'{{"kind": "busy", "duration": {duration}}}'.encode()
+    )
+    assert status == 400
+    assert "duration" in json.loads(text)["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message_part"),
+    [(b"{not json", "not JSON"), (b"[1, 2]", "JSON object"), (b"", "not JSON")],
+)
+def test_body_that_is_not_a_json_object_gives_400(start_sinks, body, message_part):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    status, text = raw_request(sinks, "POST", "/faults", body)
+    assert status == 400
+    assert message_part in json.loads(text)["error"]
+
+
+def test_fault_round_trip(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    status, fault = sinks.control("mx", "POST", "/faults", REJECT_MAIL)
+    assert status == 201
+    assert (fault["kind"], fault["origin"], fault["until"]) == ("reject", "command", None)
+    assert fault["params"] == {k: v for k, v in REJECT_MAIL.items() if k != "kind"}
+    assert sinks.control("mx", "GET", "/faults") == (200, [fault])
+    assert sinks.control("mx", "GET", "/behaviours") == (200, [])
+    assert mail_code(sinks) == 550
+
+    assert sinks.control("mx", "DELETE", f"/faults/{fault['id']}") == (200, fault)
+    assert sinks.control("mx", "GET", "/faults") == (200, [])
+    assert mail_code(sinks) == 250
+    status, reply = sinks.control("mx", "DELETE", f"/faults/{fault['id']}")
+    assert status == 404
+    assert fault["id"] in reply["error"]
+    rows = read_csv(sinks.journal_dir / "faults-mx.csv")
+    assert [(r["fault_id"], r["state"], r["origin"]) for r in rows] == [
+        (fault["id"], "start", "command"),
+        (fault["id"], "stop", "command"),
+    ]
+
+
+def test_fault_with_duration_clears_itself(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    posted = time.time()
+    status, fault = sinks.control("mx", "POST", "/faults", {"kind": "down", "duration": 0.3})
+    assert status == 201
+    assert fault["until"] - fault["started"] == pytest.approx(0.3, abs=1e-3)
+    assert connect_refused(sinks.port("mx"))
+    assert wait_until(lambda: sinks.control("mx", "GET", "/faults")[1] == [])
+    assert time.time() - posted == pytest.approx(0.3, abs=0.1)
+    assert sinks.control("mx", "GET", "/health")[1]["listening"] is True
+    with sinks.smtp("mx") as client:
+        assert client.noop()[0] == 250
+
+
+def test_delete_faults_by_kind_and_all(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx", "behaviours": [{"kind": "latency", "ms": 1}]}]})
+    ids = {}
+    for body in (REJECT_MAIL, {"kind": "drop"}, dict(REJECT_MAIL, code=551)):
+        status, fault = sinks.control("mx", "POST", "/faults", body)
+        assert status == 201
+        ids.setdefault(fault["kind"], []).append(fault["id"])
+    status, stopped = sinks.control("mx", "DELETE", "/faults?kind=reject")
+    assert (status, sorted(f["id"] for f in stopped)) == (200, sorted(ids["reject"]))
+    assert [f["id"] for f in sinks.control("mx", "GET", "/faults")[1]] == ids["drop"]
+    assert sinks.control("mx", "DELETE", "/faults?kind=reject") == (200, [])
+    status, stopped = sinks.control("mx", "DELETE", "/faults")
+    assert [f["id"] for f in stopped] == ids["drop"]
+    # Steady behaviours are not faults: DELETE /faults leaves them.
+    assert [b["kind"] for b in sinks.control("mx", "GET", "/behaviours")[1]] == ["latency"]
+
+
+def test_behaviours_add_replace_remove(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx", "behaviours": [REJECT_MAIL]}]})
+    (configured,) = sinks.control("mx", "GET", "/behaviours")[1]
+    assert (configured["kind"], configured["origin"]) == ("reject", "behaviour")
+    assert mail_code(sinks) == 550
+    # A behaviour is not a fault: the fault endpoints do not touch it.
+    assert sinks.control("mx", "DELETE", f"/faults/{configured['id']}")[0] == 404
+    assert sinks.control("mx", "GET", "/faults") == (200, [])
+
+    status, added = sinks.control("mx", "POST", "/behaviours", dict(REJECT_MAIL, code=551))
+    assert (status, added["origin"]) == (201, "behaviour")
+    assert mail_code(sinks) == 550, "the first behaviour still answers first"
+
+    busy = dict(REJECT_MAIL, code=421, enhanced="4.7.0")
+    status, replaced = sinks.control("mx", "PUT", f"/behaviours/{configured['id']}", busy)
+    assert status == 200
+    assert replaced["id"] == configured["id"], "PUT keeps the resource where it was"
+    assert replaced["params"]["code"] == 421
+    listed = sinks.control("mx", "GET", "/behaviours")[1]
+    assert [b["id"] for b in listed] == [configured["id"], added["id"]], "and its place in order"
+    assert mail_code(sinks) == 421
+
+    status, reply = sinks.control(
+        "mx", "PUT", f"/behaviours/{configured['id']}", {"kind": "reject", "code": 550}
+    )
+    assert status == 400
+    assert "stage" in reply["error"]
+    assert sinks.control("mx", "GET", "/behaviours")[1] == listed, "a bad PUT changes nothing"
+
+    assert sinks.control("mx", "DELETE", f"/behaviours/{configured['id']}") == (200, replaced)
+    assert mail_code(sinks) == 551
+    assert sinks.control("mx", "DELETE", f"/behaviours/{added['id']}")[0] == 200
+    assert mail_code(sinks) == 250
+    assert sinks.control("mx", "GET", "/behaviours") == (200, [])
+
+
+def test_unknown_ids_and_paths_give_404(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    _, fault = sinks.control("mx", "POST", "/faults", {"kind": "drop"})
+    assert sinks.control("mx", "DELETE", "/faults/nope-9")[0] == 404
+    assert sinks.control("mx", "PUT", "/behaviours/nope-9", REJECT_MAIL)[0] == 404
+    assert sinks.control("mx", "PUT", f"/behaviours/{fault['id']}", REJECT_MAIL)[0] == 404
+    assert sinks.control("mx", "DELETE", f"/behaviours/{fault['id']}")[0] == 404
+    assert raw_request(sinks, "GET", "/nowhere")[0] == 404
+    assert raw_request(sinks, "PATCH", "/faults")[0] == 405
+    assert [f["id"] for f in sinks.control("mx", "GET", "/faults")[1]] == [fault["id"]]
