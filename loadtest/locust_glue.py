@@ -22,7 +22,7 @@ from loadtest.campaign import MessageFactory
 from loadtest.client import Sender
 from loadtest.driver import Driver
 from loadtest.journal import AttemptsJournal
-from loadtest.scenario import Scenario, load_scenario, parse_server_override
+from loadtest.scenario import Scenario, load_scenario, parse_scenario, parse_server_override
 from loadtest.schedule import Dispatcher
 
 log = logging.getLogger("maildrill")
@@ -107,18 +107,23 @@ class Campaign:
         if isinstance(runner, MasterRunner):
             workers = sorted(c.id for c in runner.clients.all)
             for share, worker in enumerate(workers):
-                runner.send_message(
-                    PLAN,
-                    {"run_id": self.run_id, "t0": self.t0, "share": share, "of": len(workers)},
-                    client_id=worker,
-                )
+                plan = {
+                    "run_id": self.run_id,
+                    "t0": self.t0,
+                    "share": share,
+                    "of": len(workers),
+                    # The scenario travels with the plan: workers elsewhere need no file.
+                    "scenario": scenario.model_dump(mode="json"),
+                }
+                runner.send_message(PLAN, plan, client_id=worker)
             self.expected_workers = set(workers)
         else:
             self._make_driver(scenario, 0, 1, "local", self._write_local)
 
     def on_plan(self, data: dict[str, Any]) -> None:
         """Worker: the master's plan for this run."""
-        scenario = self.load()
+        scenario = self.scenario = parse_scenario(data["scenario"], "scenario from the master")
+        self.servers = scenario.client_servers()
         self.run_id = data["run_id"]
         self.t0 = data["t0"]
         self.finished = False
