@@ -14,7 +14,7 @@ import sys
 from types import MethodType
 from typing import TYPE_CHECKING, Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import SMTP, Session, syntax
 
 from sinks.effects import Action, SessionInfo, Stage
 from sinks.replies import MESSAGE_TOO_BIG, Reply
@@ -71,7 +71,11 @@ class SinkSMTP(SMTP):
     ) -> None:
         """A protocol for one connection; `like`: a template of this sink to copy (see below)."""
         if like is None:
+            # aiosmtpd warns when AUTH is required without TLS. A drill may ask for just
+            # that, and under `-W error` the warning would stop the sink: set it after.
+            auth_required = kwargs.pop("auth_required", False)
             super().__init__(handler, **kwargs)
+            self._auth_required = auth_required
         else:
             self._init_like(like)
         # aiosmtpd keeps these limits in one dict on the class, shared by every connection
@@ -196,6 +200,14 @@ class SinkSMTP(SMTP):
     async def smtp_EHLO(self, hostname: str) -> None:
         self.stage = Stage.EHLO
         await super().smtp_EHLO(hostname)
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        """RFC 3207 forbids STARTTLS inside TLS; aiosmtpd would answer 220 and then fail."""
+        if self._tls_protocol is not None:
+            await self.push("554 5.5.1 Error: TLS already active")
+            return
+        await super().smtp_STARTTLS(arg)
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         self.stage = Stage.MAIL
