@@ -7,6 +7,7 @@ the scenario says `allow_remote: true`.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import re
 from pathlib import Path
@@ -20,6 +21,8 @@ from loadtest.client import Server, Timeouts
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers, ByStream, Failover, Policy, Weighted
 from loadtest.schedule import Schedule, Stage
+from sinks.config import SinkConfig
+from sinks.effects import EFFECTS, build
 
 RESERVED_SUFFIXES = (".test", ".example", ".invalid", ".localhost")
 RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
@@ -46,6 +49,23 @@ class ServerSpec(_Model):
     messages_per_connection: int = Field(default=100, ge=1)
     local: bool = Field(default=False, description="maildrill starts a sink for it")
     sink: dict[str, Any] = Field(default_factory=dict, description="sink settings when local")
+
+    @model_validator(mode="after")
+    def _sink_settings(self) -> ServerSpec:
+        if self.sink and not self.local:
+            raise ValueError("sink settings need local: true")
+        if self.local:
+            for key in ("name", "host", "port"):
+                if key in self.sink:
+                    raise ValueError(f"sink.{key}: set it on the server, not in sink")
+            try:
+                self.sink_config()
+            except ValidationError as exc:
+                raise ValueError(f"sink: {describe_errors(exc)}") from None
+        return self
+
+    def sink_config(self) -> SinkConfig:
+        return SinkConfig(name=self.name, host=self.host, port=self.port, **self.sink)
 
     def client_server(self, timeouts: Timeouts) -> Server:
         password = os.environ.get(self.password_env, "") if self.password_env else None
@@ -179,6 +199,28 @@ class FaultEvent(BaseModel):
 
 _SLO = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(-?[0-9.]+)\s*$")
 
+# What an SLO may name; the analysis computes each of them.
+SLO_METRICS = frozenset(
+    {
+        "lost", "duplicates", "phantom", "failed", "stranded", "not_sent",
+        "failover_s", "failback_s", "detection_s", "recovery_s",
+        "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "max_latency_ms",
+        "p95_lateness_ms", "p99_lateness_ms", "min_throughput", "accepted_ratio",
+    }
+)  # fmt: skip
+# Faults that decide whether the listener answers at all: two at once contradict.
+EXCLUSIVE_KINDS = frozenset({"down", "hang", "busy", "flap"})
+
+
+def parse_slo(rule: str) -> tuple[str, str, float]:
+    match = _SLO.match(rule)
+    if match is None:
+        raise ValueError(f"{rule!r} is not 'metric <op> number'")
+    metric, op, value = match.groups()
+    if metric not in SLO_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(sorted(SLO_METRICS))}")
+    return metric, op, float(value)
+
 
 class Scenario(_Model):
     name: str = "scenario"
@@ -210,9 +252,23 @@ class Scenario(_Model):
         for i, fault in enumerate(self.faults):
             if fault.target not in known:
                 raise ValueError(f"faults[{i}].target: unknown server {fault.target!r}")
+            if fault.kind not in EFFECTS:
+                known_kinds = ", ".join(sorted(EFFECTS))
+                raise ValueError(f"faults[{i}].kind: unknown {fault.kind!r}; known: {known_kinds}")
+            try:
+                build(fault.kind, fault.params)
+            except ValidationError as exc:
+                raise ValueError(f"faults[{i}] ({fault.kind}): {describe_errors(exc)}") from None
+            if not self.server(fault.target).local:
+                raise ValueError(
+                    f"faults[{i}].target: {fault.target!r} is not a maildrill sink (local: true)"
+                )
+        self._no_contradictions()
         for i, rule in enumerate(self.slo):
-            if not _SLO.match(rule):
-                raise ValueError(f"slo[{i}]: {rule!r} is not 'metric <op> number'")
+            try:
+                parse_slo(rule)
+            except ValueError as exc:
+                raise ValueError(f"slo[{i}]: {exc}") from None
         if not self.allow_remote:
             for s in self.servers:
                 if not is_loopback(s.host):
@@ -229,6 +285,23 @@ class Scenario(_Model):
                         "list it in campaign.allowed_recipient_domains to send there"
                     )
         return self
+
+    def _no_contradictions(self) -> None:
+        """Two faults deciding whether the same listener answers cannot overlap."""
+        end = self.campaign.build_schedule().duration_s + self.campaign.drain_s
+        windows: dict[str, list[tuple[float, float, int]]] = {}
+        for i, f in enumerate(self.faults):
+            if f.kind in EXCLUSIVE_KINDS:
+                stop = f.at + f.duration if f.duration else max(end, f.at)
+                windows.setdefault(f.target, []).append((f.at, stop, i))
+        for spans in windows.values():
+            spans.sort()
+            for (_, a1, i), (b0, _, j) in itertools.pairwise(spans):
+                if b0 < a1:
+                    raise ValueError(
+                        f"faults[{j}] ({self.faults[j].kind} at {b0:g} s) overlaps faults[{i}] "
+                        f"({self.faults[i].kind} until {a1:g} s) on {self.faults[i].target!r}"
+                    )
 
     # -- what the load side builds from it --------------------------------------------
 
