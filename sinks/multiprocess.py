@@ -78,23 +78,33 @@ class Worker:
         self.control_url = ""
         self.final: dict[str, Any] | None = None
 
-    async def read_json(self) -> dict[str, Any] | None:
+    async def ready(self) -> bool:
+        """Wait for its ready line; False if it exited instead."""
         assert self.proc.stdout is not None
         line = await self.proc.stdout.readline()
-        return json.loads(line) if line else None
+        if not line:
+            return False
+        self.control_url = f"http://127.0.0.1:{json.loads(line)['control_port']}"
+        return True
 
     async def stop(self) -> None:
         """SIGTERM, then its final status line and its exit (SIGKILL if it hangs)."""
+        assert self.proc.stdout is not None
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.terminate()
         try:
             async with asyncio.timeout(_STOP_TIMEOUT_S):
-                self.final = await self.read_json()
+                lines = (await self.proc.stdout.read()).splitlines()
                 await self.proc.wait()
         except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
+            return
+        if not self.control_url:
+            lines = lines[1:]  # stopped before we read its ready line
+        if lines:
+            self.final = json.loads(lines[-1])
 
 
 class WorkerGroup:
@@ -154,15 +164,12 @@ class WorkerGroup:
             self.workers.append(Worker(number, proc))
         try:
             async with asyncio.timeout(_READY_TIMEOUT_S):
-                readies = await asyncio.gather(*(w.read_json() for w in self.workers))
+                readies = await asyncio.gather(*(w.ready() for w in self.workers))
         except TimeoutError:
-            readies = [None]
-        if any(ready is None for ready in readies):
+            readies = [False]
+        if not all(readies):
             raise OSError(f"sink {self.name!r}: a worker process did not start (see above)")
-        for worker, ready in zip(self.workers, readies, strict=True):
-            assert ready is not None
-            worker.control_url = f"http://127.0.0.1:{ready['control_port']}"
-            self._watchers.append(asyncio.create_task(self._watch(worker)))
+        self._watchers = [asyncio.create_task(self._watch(w)) for w in self.workers]
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         await self._start_control()
 
