@@ -8,6 +8,7 @@ Worker: runs its share and ships journal rows to the master in batches.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -104,8 +105,22 @@ class Campaign:
         self.done_workers.clear()
         self.journal = AttemptsJournal(self._journal_dir() / "attempts.csv")
         log.info("maildrill: run %s, attempts journal %s", self.run_id, self.journal.path)
+        workers = (
+            sorted(c.id for c in runner.clients.all) if isinstance(runner, MasterRunner) else []
+        )
+        # What the orchestrator (and the analysis) needs to line up clocks: t0 and the plan.
+        (self._journal_dir() / "run.json").write_text(
+            json.dumps(
+                {
+                    "run_id": self.run_id,
+                    "t0": self.t0,
+                    "planned": scenario.campaign.build_schedule().total,
+                    "workers": workers,
+                    "started_at": time.time(),
+                }
+            )
+        )
         if isinstance(runner, MasterRunner):
-            workers = sorted(c.id for c in runner.clients.all)
             for share, worker in enumerate(workers):
                 plan = {
                     "run_id": self.run_id,

@@ -1,0 +1,169 @@
+"""Failover timing per fault, from the faults journal and the attempts journal.
+
+Definitions (DESIGN.md): detection = onset (the sink's own clock) to the end of the first
+failed attempt at the target; failover = onset to the end of the first attempt accepted by
+another server; failback = clear to the end of the first attempt accepted again by the
+target; recovery = onset to the first second whose accepted rate is back at 90% of the
+rate in the 10 s before the fault. Times in the output are seconds from run start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PRE_FAULT_WINDOW_S = 10.0
+RECOVERY_SHARE = 0.9
+# Sub-phases (flap's down phases) belong to their parent fault, not faults of their own.
+SUBPHASE_SEPARATOR = "."
+
+
+@dataclass
+class FaultWindow:
+    target: str
+    kind: str
+    fault_id: str
+    onset: float  # epoch
+    cleared: float | None  # epoch; None if still active at the end
+
+
+@dataclass
+class Failover:
+    target: str
+    kind: str
+    onset_s: float
+    cleared_s: float | None
+    detection_s: float | None
+    failover_s: float | None
+    failback_s: float | None
+    recovery_s: float | None
+    longest_gap_s: float | None
+    messages_delayed: int
+    messages_failed: int
+    added_latency_ms: dict[str, float | None]
+    onset_source: str  # "sink journal" or "first failed attempt" (target not a sink)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fault_windows(faults: pd.DataFrame) -> list[FaultWindow]:
+    """Start/stop pairs of faults (not steady behaviours, not flap sub-phases)."""
+    if faults.empty:
+        return []
+    rows = faults[
+        (faults.get("origin", "schedule") != "behaviour")
+        & ~faults["kind"].astype(str).str.contains(SUBPHASE_SEPARATOR, regex=False)
+    ].sort_values("time")
+    windows: list[FaultWindow] = []
+    open_by_id: dict[tuple[str, str], FaultWindow] = {}
+    for row in rows.itertuples(index=False):
+        key = (str(row.sink), str(getattr(row, "fault_id", "") or row.kind))
+        if row.state == "start":
+            window = FaultWindow(str(row.sink), str(row.kind), key[1], float(row.time), None)
+            open_by_id[key] = window
+            windows.append(window)
+        elif row.state == "stop" and key in open_by_id:
+            open_by_id.pop(key).cleared = float(row.time)
+    return windows
+
+
+def _first_end(frame: pd.DataFrame, after: float) -> float | None:
+    ends = frame.loc[frame["end"] >= after, "end"]
+    return float(ends.min()) if len(ends) else None
+
+
+def _percentiles(values: pd.Series) -> dict[str, float | None]:
+    if values.empty:
+        return {"p50": None, "p95": None, "max": None}
+    return {
+        "p50": round(float(np.percentile(values, 50)), 3),
+        "p95": round(float(np.percentile(values, 95)), 3),
+        "max": round(float(values.max()), 3),
+    }
+
+
+def analyse(
+    window: FaultWindow, attempts: pd.DataFrame, per_message: pd.DataFrame, t0: float, end: float
+) -> Failover:
+    failed = attempts[attempts["outcome"] != "accepted"]
+    accepted = attempts[attempts["outcome"] == "accepted"]
+    at_target = failed[failed["server"] == window.target]
+    detection_end = _first_end(at_target, window.onset)
+    failover_end = _first_end(accepted[accepted["server"] != window.target], window.onset)
+    failback_end = (
+        _first_end(
+            accepted[(accepted["server"] == window.target) & (accepted["start"] >= window.cleared)],
+            window.cleared,
+        )
+        if window.cleared is not None
+        else None
+    )
+    until = window.cleared if window.cleared is not None else end
+    # Messages the fault touched: a failed attempt at the target while it was on.
+    touched = at_target[(at_target["end"] >= window.onset) & (at_target["start"] <= until + 1.0)]
+    ids = touched["msg_id"].unique()
+    affected = per_message.loc[per_message.index.intersection(ids)]
+    delayed = affected[affected["accepted"]]
+    baseline = per_message[per_message["accepted"] & (per_message["accepted_end"] < window.onset)]
+    base_delay = (
+        float((baseline["accepted_end"] - baseline["intended"]).median()) if len(baseline) else 0.0
+    )
+    added = (delayed["accepted_end"] - delayed["intended"] - base_delay) * 1000.0
+    return Failover(
+        target=window.target,
+        kind=window.kind,
+        onset_s=round(window.onset - t0, 6),
+        cleared_s=None if window.cleared is None else round(window.cleared - t0, 6),
+        detection_s=_since(detection_end, window.onset),
+        failover_s=_since(failover_end, window.onset),
+        failback_s=_since(failback_end, window.cleared),
+        recovery_s=_recovery(accepted, window.onset, end),
+        longest_gap_s=_longest_gap(accepted["end"], window.onset, until),
+        messages_delayed=len(delayed),
+        messages_failed=int((~affected["accepted"]).sum()),
+        added_latency_ms=_percentiles(added.clip(lower=0)),
+        onset_source="sink journal",
+    )
+
+
+def _since(moment: float | None, origin: float | None) -> float | None:
+    if moment is None or origin is None:
+        return None
+    return round(moment - origin, 6)
+
+
+def _longest_gap(ends: pd.Series, start: float, stop: float) -> float | None:
+    """Longest stretch inside [start, stop] with no accepted message anywhere."""
+    if stop <= start:
+        return None
+    inside = np.sort(ends[(ends >= start) & (ends <= stop)].to_numpy())
+    edges = np.concatenate(([start], inside, [stop]))
+    return round(float(np.diff(edges).max()), 6)
+
+
+def _recovery(accepted: pd.DataFrame, onset: float, end: float) -> float | None:
+    ends = accepted["end"].to_numpy()
+    before = ends[(ends >= onset - PRE_FAULT_WINDOW_S) & (ends < onset)]
+    span = min(PRE_FAULT_WINDOW_S, onset - ends.min()) if len(ends) else 0.0
+    if len(before) == 0 or span <= 0:
+        return None
+    pre_rate = len(before) / span
+    seconds = np.arange(onset, end, 1.0)
+    for start in seconds:
+        in_bin = np.count_nonzero((ends >= start) & (ends < start + 1.0))
+        if in_bin >= RECOVERY_SHARE * pre_rate:
+            return round(float(start + 1.0 - onset), 6)
+    return None
+
+
+def infer_windows(attempts: pd.DataFrame, sinks: set[str]) -> list[FaultWindow]:
+    """For targets that are not maildrill sinks: onset = their first failed attempt."""
+    windows = []
+    failed = attempts[(attempts["outcome"] != "accepted") & ~attempts["server"].isin(sinks)]
+    for server, frame in failed.groupby("server"):
+        windows.append(FaultWindow(str(server), "inferred", "", float(frame["start"].min()), None))
+    return windows

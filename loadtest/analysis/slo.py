@@ -1,0 +1,48 @@
+"""SLO checks: each rule's limit, measured value and verdict; no value is a failure."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from loadtest.scenario import parse_slo
+
+OPS: Mapping[str, Callable[[float, float], bool]] = {
+    "<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt, ">": operator.gt,
+}  # fmt: skip
+
+
+def check(rules: list[str], values: Mapping[str, float | None]) -> dict[str, Any]:
+    checks = []
+    for rule in rules:
+        metric, op, limit = parse_slo(rule)
+        value = values.get(metric)
+        passed = value is not None and OPS[op](value, limit)
+        checks.append(
+            {"name": metric, "rule": rule, "limit": limit, "value": value, "passed": passed}
+        )
+    return {"passed": all(c["passed"] for c in checks), "checks": checks}
+
+
+def metric_values(summary: Mapping[str, Any]) -> dict[str, float | None]:
+    """The SLO metrics of a summary (worst case over faults for the timings)."""
+    m = summary["messages"]
+    values: dict[str, float | None] = {
+        k: m[k] for k in ("lost", "duplicates", "phantom", "failed", "stranded", "not_sent")
+    }
+    lat = summary["latency_ms"]
+    for p in ("p50", "p95", "p99"):
+        values[f"{p}_latency_ms"] = lat.get(p)
+    values["max_latency_ms"] = lat.get("max")
+    late = summary.get("lateness_ms", {})
+    values["p95_lateness_ms"] = late.get("p95")
+    values["p99_lateness_ms"] = late.get("p99")
+    values["min_throughput"] = summary["throughput"]["mean_msgs_per_s"]
+    planned = m["planned"]
+    values["accepted_ratio"] = m["accepted"] / planned if planned else None
+    for key in ("detection_s", "failover_s", "failback_s", "recovery_s"):
+        measured = [f[key] for f in summary["failovers"] if f.get(key) is not None]
+        missing = any(f.get(key) is None for f in summary["failovers"])
+        values[key] = None if (missing or not measured) else max(measured)
+    return values

@@ -1,0 +1,69 @@
+"""summary.json: the numbers tools and CI read (keys as DESIGN.md lists them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loadtest.analysis import failover, metrics, reconcile, slo
+from loadtest.analysis.journals import Journals, load
+from loadtest.scenario import Scenario, parse_scenario
+
+
+def scenario_of(run_dir: Path) -> Scenario | None:
+    path = run_dir / "scenario.yaml"
+    if not path.exists():
+        return None
+    return parse_scenario(yaml.safe_load(path.read_text()), str(path))
+
+
+def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
+    run_dir = journals.run_dir
+    harness_file = run_dir / "harness.json"
+    harness = json.loads(harness_file.read_text()) if harness_file.exists() else {}
+    attempts = journals.attempts
+    run_id = str(journals.run.get("run_id", ""))
+    if run_id and len(attempts) and "run_id" in attempts:
+        attempts = attempts[attempts["run_id"] == run_id]
+    planned = int(journals.run.get("planned") or 0)
+    if not planned and scenario is not None:
+        planned = scenario.campaign.build_schedule().total
+    per = reconcile.messages(attempts, journals.receipts)
+    counts = reconcile.count(per, planned, run_id)
+    t0 = journals.t0
+    end = float(attempts["end"].max()) if len(attempts) else t0
+    windows = failover.fault_windows(journals.faults)
+    failovers = [failover.analyse(w, attempts, per, t0, end).as_dict() for w in windows]
+    summary: dict[str, Any] = {
+        "scenario": scenario.name if scenario else journals.run.get("scenario", ""),
+        "run_id": run_id,
+        "started_at": t0,
+        "duration_s": round(end - t0, 3) if len(attempts) else 0.0,
+        "partial": bool(harness.get("partial", not harness)),
+        "messages": counts.as_dict(),
+        "throughput": metrics.throughput(attempts),
+        "latency_ms": metrics.latency(attempts),
+        "lateness_ms": metrics.lateness(attempts),
+        "errors": metrics.errors(attempts),
+        "failovers": failovers,
+        "journal_problems": {"skipped_lines": journals.skipped},
+        "harness": {k: v for k, v in harness.items() if k != "partial"},
+    }
+    rules = scenario.slo if scenario else []
+    summary["slo"] = slo.check(rules, slo.metric_values(summary))
+    return summary
+
+
+def write(run_dir: Path) -> dict[str, Any]:
+    summary = build(load(run_dir), scenario_of(run_dir))
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
+    return summary
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value).__name__}")
