@@ -41,6 +41,34 @@ _ENHANCED = {
         "552 5.3.4 Error: message size exceeds fixed maximum message size"
     ),
 }
+# The same for those whose text varies (a syntax hint, a command or argument echoed).
+_ENHANCED_BY_PREFIX = (
+    ("500 Error: command ", "5.5.1"),  # "X" not recognized
+    ("501 Syntax: ", "5.5.4"),
+    ("501 Error: ", "5.5.4"),  # BODY and SMTPUTF8 parameters
+    ("501 Supported commands:", "5.5.4"),  # HELP for an unknown command
+    ("501 Not enough value", "5.5.4"),
+    ("501 Too many values", "5.5.4"),
+    ("502 EXPN not implemented", "5.5.1"),
+    ("502 Could not VRFY", "5.5.1"),
+    ("503 Error: send ", "5.5.1"),  # HELO or EHLO first
+    ("503 Already authenticated", "5.5.1"),
+    ("555 MAIL FROM parameters", "5.5.4"),
+    ("555 RCPT TO parameters", "5.5.4"),
+    ("454 TLS not available", "4.7.0"),
+    ("554 Command refused due to lack of security", "5.7.0"),
+)
+
+
+def _with_enhanced(text: str) -> str:
+    """An aiosmtpd refusal with the enhanced code real MTAs send; other replies unchanged."""
+    exact = _ENHANCED.get(text)
+    if exact is not None:
+        return exact
+    for prefix, enhanced in _ENHANCED_BY_PREFIX:
+        if text.startswith(prefix):
+            return f"{text[:4]}{enhanced} {text[4:]}"
+    return text
 
 
 # A plain `<local@domain>` path (ASCII dot-atoms), then optional ESMTP parameters: what
@@ -51,6 +79,8 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_PATH = re.compile(
     rf"<((?:{_ATEXT}\.)*{_ATEXT})@((?:{_ATEXT}\.)*{_ATEXT})>[ \t]*([^ \t(].*)?\Z", re.DOTALL
 )
+# RFC 5321 paths hold no control characters; aiosmtpd's parser lets them through.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class QuietSession(Session):
@@ -168,9 +198,7 @@ class SinkSMTP(SMTP):
         first = text[:1]
         refusal = first == "4" or first == "5"
         if refusal:
-            text = _ENHANCED.get(text, text)
-            if text.startswith(("500 Error: command", "502")):
-                text = text[:4] + "5.5.1 " + text[4:]
+            text = _with_enhanced(text)
             status = text  # type: ignore[assignment]
             self.sink.refused(self, text)
         if text[3:4] == "-":
@@ -262,6 +290,8 @@ class SinkSMTP(SMTP):
         """(address, parameters) of a MAIL/RCPT argument; plain paths skip the header parser."""
         match = _PLAIN_PATH.match(arg)
         if match is None:
+            if _CONTROL.search(arg):
+                return None, None  # 553 5.1.3 malformed address, not a NUL in the journal
             return super()._getaddr(arg)
         local, domain, rest = match.groups()
         if self.local_part_limit and len(local) > self.local_part_limit:
