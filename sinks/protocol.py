@@ -117,6 +117,7 @@ class SinkSMTP(SMTP):
         self.stage = Stage.CONNECT
         self.msg_id = ""
         self.ended = False
+        self._deadline = 0.0
         self._continued: list[bytes] = []
 
     def _init_like(self, template: SinkSMTP) -> None:
@@ -190,6 +191,24 @@ class SinkSMTP(SMTP):
     def _close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Move the idle deadline; the timer is only re-armed when it fires too early.
+
+        aiosmtpd cancels its timer and schedules a new one for every command line.
+        """
+        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > self._deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(self._deadline, self._idle_check)
+
+    def _idle_check(self) -> None:
+        if self.loop.time() < self._deadline:
+            self._timeout_handle = self.loop.call_at(self._deadline, self._idle_check)
+        else:
+            self._timeout_cb()
 
     # -- replies ----------------------------------------------------------------------
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import smtplib
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from aiosmtpd.smtp import SMTP
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -81,3 +84,18 @@ def test_ehlo_reply_arrives_in_one_piece(start_sinks) -> None:
         assert lines[-1] == ""
         assert "250-PIPELINING" in lines
         conn.sendall(b"QUIT\r\n")
+
+
+def test_idle_timeout_counts_from_the_last_command(start_sinks) -> None:
+    sinks = start_sinks({"sinks": [{"name": "primary", "idle_timeout_s": 0.4}]})
+    with sinks.smtp("primary") as client:
+        started = time.monotonic()
+        for _ in range(6):  # 0.6 s of activity: the deadline keeps moving
+            time.sleep(0.1)
+            assert client.noop()[0] == 250
+        assert time.monotonic() - started > 0.5
+        idle = time.monotonic()
+        client.sock.settimeout(3)
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.getreply()  # nothing was asked: what comes is the close
+        assert 0.3 < time.monotonic() - idle < 1.5
