@@ -18,7 +18,7 @@ tools:
 	./.ci/install-postfix-tools
 
 demo: setup
-	$(BIN)/maildrill demo
+	$(BIN)/maildrill run default
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,13 +1,170 @@
-"""The `maildrill` command."""
+"""The `maildrill` command: run, sinks, scenarios, validate, report, sink."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import sinks.cli
+from loadtest.overrides import OverrideError
+from loadtest.scenario import ScenarioError
+
+EXIT_OK, EXIT_SLO_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def fail(message: str) -> int:
+    print(f"maildrill: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _scenario_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", nargs="?", help="file or bundled name (default: default)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario value, e.g. --set users=5 (repeatable)",
+    )
+    parser.add_argument("--seed", type=int, help="campaign seed")
+    parser.add_argument("--workers", type=int, help="Locust worker processes (0: one process)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from loadtest.analysis import summary as summary_mod
+    from loadtest.orchestrate import Drill, SetupError, prepare, scenario_path
+
+    try:
+        path = scenario_path(args.scenario)
+        raw, scenario = prepare(path, args.set, args.seed, args.workers)
+    except (ScenarioError, OverrideError) as exc:
+        return fail(str(exc))
+    run_id = f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = args.out or Path("reports") / run_id
+    problem = _unwritable(run_dir)
+    if problem:
+        return fail(problem)
+    print(f"maildrill: {scenario.name}: {scenario.description or path}", file=sys.stderr)
+    print(f"maildrill: run directory {run_dir}", file=sys.stderr)
+    drill = Drill(scenario, raw, run_dir, run_id, web=args.web)
+    setup_error = None
+    try:
+        drill.run()
+    except SetupError as exc:
+        setup_error = str(exc)
+    if setup_error:
+        return fail(setup_error)
+    result = summary_mod.write(run_dir)
+    _print_summary(result, run_dir)
+    return EXIT_OK if result["slo"]["passed"] else EXIT_SLO_FAILED
+
+
+def _unwritable(run_dir: Path) -> str | None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"x" * 65536)
+        probe.unlink()
+    except OSError as exc:
+        return f"cannot write to {run_dir}: {exc.strerror}"
+    return None
+
+
+def _print_summary(result: dict[str, Any], run_dir: Path) -> None:
+    m = result["messages"]
+    lat = result["latency_ms"]
+    print(
+        f"\nmessages: planned {m['planned']}, accepted {m['accepted']}, failed {m['failed']}, "
+        f"lost {m['lost']}, duplicates {m['duplicates']}, phantom {m['phantom']}, "
+        f"not sent {m['not_sent']}"
+    )
+    print(
+        f"throughput: mean {result['throughput']['mean_msgs_per_s']} msgs/s, "
+        f"peak {result['throughput']['peak_msgs_per_s']}; latency p50 {lat['p50']} ms, "
+        f"p95 {lat['p95']} ms, p99 {lat['p99']} ms"
+    )
+    for f in result["failovers"]:
+        print(
+            f"fault {f['kind']} on {f['target']} at {f['onset_s']:.2f} s: "
+            f"detection {f['detection_s']} s, failover {f['failover_s']} s, "
+            f"failback {f['failback_s']} s, recovery {f['recovery_s']} s"
+        )
+    for check in result["slo"]["checks"]:
+        verdict = "PASS" if check["passed"] else "FAIL"
+        print(f"  {verdict}  {check['rule']}  (measured {check['value']})")
+    partial = " (PARTIAL: the run was interrupted)" if result["partial"] else ""
+    verdict = "PASSED" if result["slo"]["passed"] else "FAILED"
+    print(f"SLOs {verdict}{partial}. Report: {run_dir}")
+
+
+def cmd_sinks(args: argparse.Namespace) -> int:
+    from loadtest.orchestrate import prepare, scenario_path
+    from sinks.config import SinksFile
+    from sinks.runner import serve
+
+    try:
+        _, scenario = prepare(scenario_path(args.scenario), args.set, args.seed)
+    except (ScenarioError, OverrideError) as exc:
+        return fail(str(exc))
+    local = [s.sink_config() for s in scenario.servers if s.local]
+    if not local:
+        return fail(f"{scenario.name}: no local servers (local: true) to start")
+    config = SinksFile(sinks=local, seed=scenario.campaign.seed)
+    out = args.out or Path("reports") / time.strftime(f"{scenario.name}-sinks-%Y%m%d-%H%M%S")
+    problem = _unwritable(out)
+    if problem:
+        return fail(problem)
+    asyncio.run(serve(config, out))
+    return EXIT_OK
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from loadtest.orchestrate import bundled_scenarios
+
+    rows = bundled_scenarios()
+    width = max(len(name) for name, _ in rows)
+    for name, description in rows:
+        print(f"{name:<{width}}  {description}")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from loadtest.orchestrate import prepare, scenario_path
+
+    try:
+        path = scenario_path(args.scenario)
+        _, scenario = prepare(path, args.set, args.seed, args.workers)
+    except (ScenarioError, OverrideError) as exc:
+        return fail(str(exc))
+    schedule = scenario.campaign.build_schedule()
+    print(
+        f"{path}: ok: {scenario.name}: {schedule.total} messages over {schedule.duration_s:g} s, "
+        f"{len(scenario.servers)} servers, {len(scenario.faults)} faults, "
+        f"{len(scenario.slo)} SLOs"
+    )
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from loadtest.analysis import summary as summary_mod
+
+    if not (args.run_dir / "attempts.csv").exists() and not list(args.run_dir.glob("*.csv")):
+        return fail(f"{args.run_dir}: no journals here")
+    try:
+        result = summary_mod.write(args.run_dir)
+    except ScenarioError as exc:
+        return fail(str(exc))
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        _print_summary(result, args.run_dir)
+    return EXIT_OK if result["slo"]["passed"] else EXIT_SLO_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -15,21 +172,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="maildrill", description="Failover drills and capacity runs for SMTP setups."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a drill: sinks, Locust, faults, report")
+    _scenario_args(run)
+    run.add_argument("--out", type=Path, help="run directory (default reports/RUN-ID)")
+    run.add_argument("--web", action="store_true", help="with Locust's web UI")
+    run.set_defaults(func=cmd_run)
+
+    sinks_cmd = sub.add_parser("sinks", help="start a scenario's local sinks only")
+    _scenario_args(sinks_cmd)
+    sinks_cmd.add_argument("--out", type=Path, help="journal directory")
+    sinks_cmd.set_defaults(func=cmd_sinks)
+
+    sub.add_parser("scenarios", help="list the bundled scenarios").set_defaults(func=cmd_scenarios)
+
+    validate = sub.add_parser("validate", help="check a scenario and say what it will do")
+    _scenario_args(validate)
+    validate.set_defaults(func=cmd_validate)
+
+    report = sub.add_parser("report", help="analyse a run directory again")
+    report.add_argument("run_dir", type=Path)
+    report.add_argument("--json", action="store_true", help="print summary.json")
+    report.set_defaults(func=cmd_report)
+
     sink = sub.add_parser("sink", help="start the sinks of a sink config file")
     sinks.cli.add_arguments(sink)
     sink.set_defaults(func=sinks.cli.run)
-    demo = sub.add_parser("demo", help="primary and secondary sinks, a short outage, counters")
-    demo.add_argument("--messages", type=int, default=40, help="messages to send (default 40)")
-    demo.add_argument("--out", type=Path, help="journal directory (default reports/demo-TIME)")
-    demo.set_defaults(func=_demo)
+
     args = parser.parse_args(argv)
     return int(args.func(args))
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from loadtest.demo import run_demo
-
-    return run_demo(args.messages, args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,450 @@
+"""`maildrill run`: sinks up, Locust running the campaign, faults on time, summary written.
+
+Every child (sinks, Locust master and workers) runs in its own session, so a Ctrl-C on the
+terminal reaches maildrill alone, which then stops them in order: load first, then sinks,
+so the last attempts still find their servers. Children also die with maildrill (Linux
+PR_SET_PDEATHSIG), so nothing is left behind when maildrill itself is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import ctypes
+import io
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from loadtest.overrides import apply_set
+from loadtest.scenario import Scenario, ScenarioError, parse_scenario
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+READY_TIMEOUT_S = 20.0
+STOP_GRACE_S = 15.0
+
+
+class SetupError(RuntimeError):
+    """The drill could not start; the message says why in one line."""
+
+
+def scenario_path(name: str | None) -> Path:
+    """A path, or the name of a bundled scenario ('default' when none is given)."""
+    candidate = Path(name) if name else SCENARIOS_DIR / "default.yaml"
+    if candidate.exists():
+        return candidate
+    bundled = SCENARIOS_DIR / f"{name}.yaml"
+    if bundled.exists():
+        return bundled
+    known = ", ".join(sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml")))
+    raise ScenarioError(f"{name}: no such file and no bundled scenario of that name ({known})")
+
+
+def bundled_scenarios() -> list[tuple[str, str]]:
+    out = []
+    for path in sorted(SCENARIOS_DIR.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text()) or {}
+        out.append((path.stem, str(data.get("description", ""))))
+    return out
+
+
+def prepare(
+    path: Path, sets: list[str], seed: int | None = None, workers: int | None = None
+) -> tuple[dict[str, Any], Scenario]:
+    """Read, override and validate a scenario; raises ScenarioError or OverrideError."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: expected a mapping at the top")
+    for assignment in sets:
+        apply_set(raw, assignment)
+    if seed is not None:
+        apply_set(raw, f"campaign.seed={seed}")
+    if workers is not None:
+        apply_set(raw, f"workers={workers}")
+    return raw, parse_scenario(raw, str(path))
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when maildrill dies, and a session of its own."""
+    os.setsid()
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Child:
+    role: str  # sink, locust, worker
+    name: str
+    proc: subprocess.Popen[str]
+    log: TextIO
+    died_at: float | None = None
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, sig)
+
+    def stop(self, sig: int, grace: float) -> int | None:
+        self.signal(sig)
+        try:
+            return self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            return self.proc.wait(5)
+        finally:
+            self.log.close()
+
+
+@dataclass
+class TimedFault:
+    at: float
+    target: str
+    body: dict[str, Any]
+    sent_at: float | None = None
+    status: str = "pending"
+
+
+@dataclass
+class Progress:
+    """Reads the attempts journal as it grows; counts for the progress line."""
+
+    path: Path
+    offset: int = 0
+    header: list[str] | None = None
+    attempts: int = 0
+    finished: int = 0
+    recent: list[tuple[float, str]] = field(default_factory=list)
+
+    def poll(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        cut = chunk.rfind(b"\n") + 1
+        if cut == 0:
+            return
+        self.offset += cut
+        rows = list(csv.reader(io.StringIO(chunk[:cut].decode("utf-8", "replace"))))
+        if self.header is None and rows:
+            self.header, rows = rows[0], rows[1:]
+        assert self.header is not None
+        col = {name: i for i, name in enumerate(self.header)}
+        now = time.time()
+        for row in rows:
+            if len(row) != len(self.header):
+                continue
+            self.attempts += 1
+            if row[col["final"]] == "1":
+                self.finished += 1
+            if row[col["outcome"]] == "accepted":
+                self.recent.append((float(row[col["end"]]), row[col["server"]]))
+        self.recent = [(t, s) for t, s in self.recent if now - t <= 1.0]
+
+    def rates(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for _, server in self.recent:
+            out[server] = out.get(server, 0) + 1
+        return out
+
+
+class Drill:
+    def __init__(
+        self,
+        scenario: Scenario,
+        raw: dict[str, Any],
+        run_dir: Path,
+        run_id: str,
+        web: bool = False,
+        out: TextIO = sys.stderr,
+    ) -> None:
+        self.scenario = scenario
+        self.raw = raw
+        self.run_dir = run_dir
+        self.run_id = run_id
+        self.web = web
+        self.out = out
+        self.children: list[Child] = []
+        self.addresses: dict[str, tuple[str, int]] = {}
+        self.controls: dict[str, int] = {}
+        self.interrupted: str | None = None
+        self.events: list[dict[str, Any]] = []
+        self.timeline: list[TimedFault] = []
+        self.t0: float | None = None
+        self.locust_exit: int | None = None
+
+    # -- the whole drill ----------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Run to the end (or to an interruption); returns the harness record."""
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            self._start_sinks()
+            self._write_scenario()
+            self._start_locust()
+            self._wait_for_t0()
+            self._follow()
+        finally:
+            self._stop_all()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return self._write_harness()
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.interrupted = signal.Signals(signum).name
+        self.event("interrupted", signal=self.interrupted)
+
+    def event(self, name: str, **detail: Any) -> None:
+        self.events.append({"time": round(time.time(), 6), "event": name, **detail})
+
+    def _spawn(self, role: str, name: str, cmd: list[str], stdout: Any = None) -> Child:
+        log = (self.run_dir / "logs" / f"{name}.log").open("w")
+        proc = subprocess.Popen(
+            cmd,
+            stdout=stdout if stdout is not None else log,
+            stderr=log,
+            text=True,
+            preexec_fn=_die_with_parent,  # no threads yet at spawn time
+        )
+        child = Child(role, name, proc, log)
+        self.children.append(child)
+        return child
+
+    # -- sinks --------------------------------------------------------------------------
+
+    def _start_sinks(self) -> None:
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        config_dir = self.run_dir / "sinks"
+        config_dir.mkdir(exist_ok=True)
+        for server in self.scenario.servers:
+            if not server.local:
+                self.addresses[server.name] = (server.host, server.port)
+                continue
+            config = {
+                "seed": self.scenario.campaign.seed,
+                "sinks": [server.sink_config().model_dump(mode="json", exclude_none=True)],
+            }
+            path = config_dir / f"{server.name}.yaml"
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            cmd = [sys.executable, "-m", "sinks", str(path), "--out", str(self.run_dir)]
+            child = self._spawn("sink", server.name, cmd, stdout=subprocess.PIPE)
+            ready = self._ready_line(child)
+            (entry,) = ready["sinks"]
+            self.addresses[server.name] = (entry["host"], int(entry["port"]))
+            self.controls[server.name] = int(entry["control_port"])
+        self.event("sinks_ready", sinks={n: list(a) for n, a in self.addresses.items()})
+
+    def _ready_line(self, child: Child) -> dict[str, Any]:
+        assert child.proc.stdout is not None
+        deadline = time.time() + READY_TIMEOUT_S
+        while time.time() < deadline and not self.interrupted:
+            readable, _, _ = select.select([child.proc.stdout], [], [], 0.2)
+            if readable:
+                line = child.proc.stdout.readline()
+                if line:
+                    return dict(json.loads(line))
+                break
+            if child.proc.poll() is not None:
+                break
+        log = (self.run_dir / "logs" / f"{child.name}.log").read_text().strip().splitlines()
+        why = log[-1] if log else f"exit code {child.proc.poll()}"
+        raise SetupError(f"sink {child.name} did not start: {why}")
+
+    def _write_scenario(self) -> None:
+        """The scenario as run: overrides applied, local sinks' real ports filled in."""
+        resolved = json.loads(json.dumps(self.raw))
+        for server in resolved.get("servers", []):
+            if server.get("name") in self.addresses:
+                server["host"], server["port"] = self.addresses[server["name"]]
+        self.scenario_file = self.run_dir / "scenario.yaml"
+        self.scenario_file.write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+    # -- Locust -------------------------------------------------------------------------
+
+    def _start_locust(self) -> None:
+        base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+        args = [
+            *base,
+            "--scenario", str(self.scenario_file),
+            "--journal-dir", str(self.run_dir),
+            "--run-id", self.run_id,
+            "--csv", str(self.run_dir / "locust"),
+        ]  # fmt: skip
+        if self.web:
+            port = _free_port()
+            args += ["--web-host", "127.0.0.1", "--web-port", str(port), "--autostart",
+                     "--autoquit", "10"]  # fmt: skip
+            self.say(f"Locust web UI: http://127.0.0.1:{port}/")
+        else:
+            args += ["--headless", "--only-summary"]
+        workers = self.scenario.workers
+        if workers:
+            port = _free_port()
+            args += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
+                     str(port), "--expect-workers", str(workers)]  # fmt: skip
+            for i in range(workers):
+                worker = [
+                    *base,
+                    "--worker",
+                    "--master-host",
+                    "127.0.0.1",
+                    "--master-port",
+                    str(port),
+                ]
+                self._spawn("worker", f"locust-worker-{i + 1}", worker)
+        self.locust = self._spawn("locust", "locust", args)
+
+    def _wait_for_t0(self) -> None:
+        run_file = self.run_dir / "run.json"
+        deadline = time.time() + READY_TIMEOUT_S + 10 * self.scenario.workers
+        while not run_file.exists():
+            if self.interrupted:
+                return
+            if self.locust.proc.poll() is not None or time.time() > deadline:
+                log = (self.run_dir / "logs" / "locust.log").read_text().strip().splitlines()
+                why = log[-1] if log else "no output"
+                raise SetupError(f"Locust did not start the campaign: {why}")
+            time.sleep(0.05)
+        time.sleep(0.05)  # the file is written in one call; let it land
+        run = json.loads(run_file.read_text())
+        self.t0 = float(run["t0"])
+        self.planned = int(run["planned"])
+        for fault in self.scenario.faults:
+            body = {"kind": fault.kind, "probability": fault.probability, **fault.params}
+            if fault.duration is not None:
+                body["duration"] = fault.duration
+            self.timeline.append(TimedFault(fault.at, fault.target, body))
+        self.timeline.sort(key=lambda f: f.at)
+
+    # -- during the run -----------------------------------------------------------------
+
+    def _follow(self) -> None:
+        if self.t0 is None:
+            return
+        progress = Progress(self.run_dir / "attempts.csv")
+        schedule_s = self.scenario.campaign.build_schedule().duration_s
+        planned_s = schedule_s + self.scenario.campaign.drain_s
+        last_print = 0.0
+        while not self.interrupted:
+            now = time.time()
+            for fault in self.timeline:
+                if fault.sent_at is None and now >= self.t0 + fault.at:
+                    self._send_fault(fault)
+            for child in self.children:
+                if child.role == "sink" and child.died_at is None and child.proc.poll() is not None:
+                    child.died_at = now
+                    self.event("sink_died", sink=child.name, exit_code=child.proc.returncode,
+                               at_s=round(now - self.t0, 3))  # fmt: skip
+                    self.say(f"\nsink {child.name} died (exit {child.proc.returncode}); going on")
+            if self.locust.proc.poll() is not None:
+                break
+            if now - last_print >= (1.0 if self.out.isatty() else 5.0):
+                progress.poll()
+                self._print_progress(progress, now - self.t0, planned_s)
+                last_print = now
+            time.sleep(0.05)
+        progress.poll()
+        self._print_progress(progress, time.time() - self.t0, planned_s, final=True)
+
+    def _send_fault(self, fault: TimedFault) -> None:
+        fault.sent_at = time.time()
+        port = self.controls.get(fault.target)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/faults",
+            data=json.dumps(fault.body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                fault.status = f"started {json.loads(response.read())['id']}"
+        except (OSError, urllib.error.HTTPError, ValueError) as exc:
+            fault.status = f"failed: {exc}"
+            self.say(f"\nfault {fault.body['kind']} on {fault.target} failed: {exc}")
+        self.event("fault_sent", target=fault.target, kind=fault.body["kind"], at_s=fault.at,
+                   status=fault.status)  # fmt: skip
+
+    def _print_progress(
+        self, p: Progress, elapsed: float, planned_s: float, final: bool = False
+    ) -> None:
+        width = 24
+        share = min(1.0, max(0.0, elapsed / planned_s)) if planned_s else 1.0
+        bar = "#" * int(share * width) + "-" * (width - int(share * width))
+        rates = " ".join(f"{s} {n}/s" for s, n in sorted(p.rates().items())) or "-"
+        active = [
+            f"{f.body['kind']}@{f.target}"
+            for f in self.timeline
+            if f.sent_at is not None
+            and (f.body.get("duration") is None or elapsed < f.at + f.body["duration"])
+        ]
+        line = (
+            f"[{bar}] {elapsed:5.1f}/{planned_s:.0f} s  finished {p.finished}/{self.planned}  "
+            f"attempts {p.attempts}  {rates}  faults: {', '.join(active) or 'none'}"
+        )
+        if self.out.isatty():
+            self.out.write("\r" + line[:160].ljust(160) + ("\n" if final else ""))
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    # -- the end ------------------------------------------------------------------------
+
+    def _stop_all(self) -> None:
+        """Load first (it finishes its attempts and writes its stats), then the sinks."""
+        load = [c for c in self.children if c.role in ("locust", "worker")]
+        for child in load:
+            child.signal(signal.SIGINT if self.interrupted else signal.SIGTERM)
+        for child in load:
+            code = child.stop(signal.SIGTERM, STOP_GRACE_S)
+            if child.role == "locust":
+                self.locust_exit = code
+        for child in self.children:
+            if child.role == "sink":
+                child.stop(signal.SIGTERM, 10.0)
+
+    def _write_harness(self) -> dict[str, Any]:
+        deaths = [e for e in self.events if e["event"] == "sink_died"]
+        harness = {
+            "partial": bool(self.interrupted) or self.t0 is None,
+            "interrupted_by": self.interrupted,
+            "locust_exit_code": self.locust_exit,
+            "sink_deaths": deaths,
+            "faults": [
+                {"at_s": f.at, "target": f.target, "kind": f.body["kind"], "status": f.status}
+                for f in self.timeline
+            ],
+            "events": self.events,
+            "finished_at": time.time(),
+        }
+        (self.run_dir / "harness.json").write_text(json.dumps(harness, indent=2) + "\n")
+        return harness

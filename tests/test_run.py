@@ -1,0 +1,249 @@
+"""`maildrill run` end to end: real sinks, real Locust, real faults, the run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import read_csv
+
+pytestmark = pytest.mark.slow
+
+SHORT_DEFAULT = [
+    "--set", "campaign.schedule.0.duration_s=1",
+    "--set", "campaign.schedule.1.duration_s=6",
+    "--set", "campaign.schedule.2.duration_s=1",
+    "--set", "faults.0.at=3",
+    "--set", "faults.0.duration=2.5",
+    "--set", "campaign.drain_s=3",
+]  # fmt: skip
+
+
+def maildrill(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "loadtest.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def receipts(run_dir: Path) -> list[dict[str, str]]:
+    return [row for path in sorted(run_dir.glob("receipts*.csv")) for row in read_csv(path)]
+
+
+def assert_summary_matches_sinks(run_dir: Path) -> dict:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    attempts = read_csv(run_dir / "attempts.csv")
+    received = Counter(r["msg_id"] for r in receipts(run_dir))
+    accepted_ids = {a["msg_id"] for a in attempts if a["outcome"] == "accepted"}
+    m = summary["messages"]
+    assert m["received_unique"] == len(received)
+    assert m["accepted"] == len(accepted_ids)
+    assert m["lost"] == len(accepted_ids - set(received))
+    assert m["duplicates"] == sum(1 for n in received.values() if n > 1)
+    assert m["attempted"] == len({a["msg_id"] for a in attempts})
+    per_server = summary["throughput"]["per_server"]
+    for sink in ("primary", "secondary"):
+        rows = [r for r in receipts(run_dir) if r["sink"] == sink and r["outcome"] == "accepted"]
+        assert per_server.get(sink, {}).get("accepted", 0) == len(rows)
+    return summary
+
+
+def assert_only_the_cut_sessions_failed(run_dir: Path, m: dict) -> None:
+    """`down` cuts open sessions: a message caught mid-transaction may fail, nothing else."""
+    assert m["accepted"] + m["failed"] == 350
+    attempts = read_csv(run_dir / "attempts.csv")
+    failed_finals = [a for a in attempts if a["final"] == "1" and a["outcome"] != "accepted"]
+    assert len(failed_finals) == m["failed"] <= 3
+    assert all(a["maybe_duplicate"] == "1" for a in failed_finals)
+
+
+def test_default_drill_end_to_end(tmp_path):
+    run_dir = tmp_path / "run"
+    done = maildrill("run", "default", "--out", str(run_dir), *SHORT_DEFAULT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("scenario.yaml", "attempts.csv", "receipts-primary.csv",
+                 "receipts-secondary.csv", "faults-primary.csv", "summary.json",
+                 "locust_stats.csv", "run.json", "harness.json"):  # fmt: skip
+        assert (run_dir / name).exists(), name
+    summary = assert_summary_matches_sinks(run_dir)
+    m = summary["messages"]
+    assert m["planned"] == 350  # 25 + 300 + 25 messages
+    assert_only_the_cut_sessions_failed(run_dir, m)
+    assert m["lost"] == m["duplicates"] == m["not_sent"] == 0
+    assert summary["partial"] is False
+    (failover,) = summary["failovers"]
+    assert failover["target"] == "primary"
+    assert failover["kind"] == "down"
+    assert failover["onset_s"] == pytest.approx(3.0, abs=0.3)
+    assert 0 <= failover["failover_s"] < 1.0
+    assert failover["failback_s"] is not None
+    assert summary["slo"]["passed"] is True
+    assert "SLOs PASSED" in done.stdout
+
+
+def test_distributed_drill_with_two_workers(tmp_path):
+    run_dir = tmp_path / "run"
+    done = maildrill("run", "default", "--out", str(run_dir), "--workers", "2", *SHORT_DEFAULT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = assert_summary_matches_sinks(run_dir)
+    assert_only_the_cut_sessions_failed(run_dir, summary["messages"])
+    workers = {a["worker"] for a in read_csv(run_dir / "attempts.csv")}
+    assert len(workers) == 2
+
+
+def _descendants_alive(run_dir: Path) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(run_dir) in cmdline:
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+def test_sigint_mid_run_leaves_journals_partial_summary_and_no_orphans(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.cli", "run", "default", "--out", str(run_dir),
+         *SHORT_DEFAULT],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.time() + 30
+    while time.time() < deadline and not (run_dir / "run.json").exists():
+        time.sleep(0.1)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 1), out + err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["partial"] is True
+    assert "PARTIAL" in out
+    assert 0 < summary["messages"]["attempted"] < 350
+    assert summary["messages"]["not_sent"] > 0
+    assert_summary_matches_sinks(run_dir)
+    time.sleep(0.5)
+    assert _descendants_alive(run_dir) == []
+
+
+BAD_SCENARIOS = {
+    "unknown key": ({"colour": "blue"}, "colour: Extra inputs are not permitted"),
+    "wrong type": ({"users": "many"}, "users: Input should be a valid integer"),
+    "negative rate": (
+        {"campaign": {"schedule": [{"duration_s": 5, "rate": -3}]}},
+        "campaign.schedule[0].rate: Input should be greater than or equal to 0",
+    ),
+    "zero duration": (
+        {"campaign": {"schedule": [{"duration_s": 0, "rate": 3}]}},
+        "campaign.schedule[0].duration_s: Input should be greater than 0",
+    ),
+    "fault on unknown server": (
+        {"faults": [{"at": 1, "target": "tertiary", "kind": "down"}]},
+        "faults[0].target: unknown server 'tertiary'",
+    ),
+    "unknown fault kind": (
+        {"faults": [{"at": 1, "target": "primary", "kind": "explode"}]},
+        "faults[0].kind: unknown 'explode'",
+    ),
+    "bad fault parameter": (
+        {"faults": [{"at": 1, "target": "primary", "kind": "throttle", "rate": 0}]},
+        "faults[0] (throttle): rate: Input should be greater than 0",
+    ),
+    "remote host": (
+        {"servers": [{"name": "primary", "host": "203.0.113.5", "port": 25}]},
+        "'primary' is at 203.0.113.5, outside loopback; set allow_remote: true",
+    ),
+    "overlapping contradictory faults": (
+        {
+            "faults": [
+                {"at": 1, "target": "primary", "kind": "down", "duration": 10},
+                {"at": 5, "target": "primary", "kind": "hang", "duration": 2},
+            ]
+        },
+        "faults[1] (hang at 5 s) overlaps faults[0] (down until 11 s) on 'primary'",
+    ),
+    "unknown SLO metric": ({"slo": ["speed >= 3"]}, "slo[0]: unknown metric 'speed'"),
+    "malformed SLO": ({"slo": ["lost is zero"]}, "slo[0]: 'lost is zero' is not 'metric <op>"),
+    "real recipient domain": (
+        {"campaign": {"streams": [{"domains": {"gmail.com": 1}}]}},
+        "'gmail.com' is a real domain; list it in campaign.allowed_recipient_domains",
+    ),
+    "routing to unknown server": (
+        {"routing": {"servers": ["primary", "backup"]}},
+        "routing: unknown server 'backup'",
+    ),
+    "sink settings on remote server": (
+        {"servers": [{"name": "primary", "port": 2525, "sink": {"size_limit": 5}}]},
+        "sink settings need local: true",
+    ),
+}
+
+
+def base_scenario() -> dict:
+    return {
+        "servers": [{"name": "primary", "local": True}, {"name": "secondary", "local": True}],
+        "campaign": {"schedule": [{"duration_s": 5, "rate": 5}]},
+    }
+
+
+def merge(base: dict, patch: dict) -> dict:
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SCENARIOS))
+def test_malformed_scenarios_exit_2_naming_the_field(tmp_path, case):
+    import yaml
+
+    patch, expected = BAD_SCENARIOS[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(merge(base_scenario(), patch)))
+    done = maildrill("validate", str(path), timeout=30)
+    assert done.returncode == 2
+    assert expected in done.stderr
+    assert str(path) in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_bad_set_and_unknown_scenario_exit_2(tmp_path):
+    assert "no item 7" in maildrill("validate", "default", "--set", "faults.7.at=1").stderr
+    missing = maildrill("run", "no-such-drill", "--out", str(tmp_path / "x"))
+    assert missing.returncode == 2
+    assert "no bundled scenario of that name" in missing.stderr
+
+
+def test_unwritable_output_directory_fails_before_any_load(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    done = maildrill("run", "default", "--out", str(blocked / "run"))
+    assert done.returncode == 2
+    assert "cannot write to" in done.stderr
+
+
+def test_scenarios_lists_every_bundled_file():
+    done = maildrill("scenarios", timeout=30)
+    names = {line.split()[0] for line in done.stdout.splitlines()}
+    bundled = {p.stem for p in (Path(__file__).parent.parent / "scenarios").glob("*.yaml")}
+    assert names == bundled
+    for name in bundled:
+        assert maildrill("validate", name, timeout=30).returncode == 0, name
