@@ -37,16 +37,18 @@ class _Model(BaseModel):
 
 
 class ServerSpec(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
-    host: str = "127.0.0.1"
-    port: int = Field(default=0, ge=0, le=65535)
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64, description="how reports name it"
+    )
+    host: str = Field(default="127.0.0.1", description="loopback unless allow_remote")
+    port: int = Field(default=0, ge=0, le=65535, description="0 with local: a free port")
     priority: int = Field(default=10, description="lower is preferred, like MX preference")
-    weight: int = Field(default=1, ge=1)
-    starttls: bool = False
-    username: str | None = None
+    weight: int = Field(default=1, ge=1, description="share under the weighted policy")
+    starttls: bool = Field(default=False, description="STARTTLS after EHLO")
+    username: str | None = Field(default=None, description="AUTH user")
     password_env: str | None = Field(default=None, description="environment variable")
-    helo_name: str = "maildrill.test"
-    messages_per_connection: int = Field(default=100, ge=1)
+    helo_name: str = Field(default="maildrill.test", description="name sent in EHLO")
+    messages_per_connection: int = Field(default=100, ge=1, description="then reconnect")
     local: bool = Field(default=False, description="maildrill starts a sink for it")
     sink: dict[str, Any] = Field(default_factory=dict, description="sink settings when local")
 
@@ -83,17 +85,19 @@ class ServerSpec(_Model):
 
 
 class CircuitSpec(_Model):
-    threshold: int = Field(default=3, ge=1)
-    cooldown_s: float = Field(default=2.0, gt=0)
+    threshold: int = Field(default=3, ge=1, description="consecutive server failures that open it")
+    cooldown_s: float = Field(default=2.0, gt=0, description="open this long, then one probe")
 
 
 class RetrySpec(_Model):
-    max_attempts: int = Field(default=5, ge=1)
-    backoff_s: float = Field(default=1.0, ge=0)
-    backoff_factor: float = Field(default=2.0, ge=1)
-    max_backoff_s: float = Field(default=30.0, ge=0)
-    retry_after_dot: bool = False
-    defer_to_next: bool = False
+    max_attempts: int = Field(default=5, ge=1, description="per message, all servers")
+    backoff_s: float = Field(default=1.0, ge=0, description="first wait after a 4xx")
+    backoff_factor: float = Field(default=2.0, ge=1, description="each wait this much longer")
+    max_backoff_s: float = Field(default=30.0, ge=0, description="longest wait")
+    retry_after_dot: bool = Field(
+        default=False, description="retry timeouts/drops after the dot (may duplicate)"
+    )
+    defer_to_next: bool = Field(default=False, description="retry a message 4xx on the next server")
 
 
 class TimeoutSpec(_Model):
@@ -105,33 +109,42 @@ class TimeoutSpec(_Model):
 
 
 class StreamRoute(_Model):
-    policy: Literal["failover", "weighted"] = "failover"
-    servers: list[str] = Field(min_length=1)
+    policy: Literal["failover", "weighted"] = Field(
+        default="failover", description="for this stream"
+    )
+    servers: list[str] = Field(min_length=1, description="in order of preference")
 
 
 class RoutingSpec(_Model):
-    policy: Literal["failover", "weighted", "by-stream"] = "failover"
+    policy: Literal["failover", "weighted", "by-stream"] = Field(
+        default="failover", description="how a server is chosen"
+    )
     servers: list[str] | None = Field(default=None, description="default: all, by priority")
-    streams: dict[str, StreamRoute] = Field(default_factory=dict)
-    circuit: CircuitSpec = Field(default_factory=CircuitSpec)
-    retry: RetrySpec = Field(default_factory=RetrySpec)
-    timeouts: TimeoutSpec = Field(default_factory=TimeoutSpec)
+    streams: dict[str, StreamRoute] = Field(default_factory=dict, description="by-stream routes")
+    circuit: CircuitSpec = Field(default_factory=CircuitSpec, description="breaker per server")
+    retry: RetrySpec = Field(default_factory=RetrySpec, description="when messages are retried")
+    timeouts: TimeoutSpec = Field(default_factory=TimeoutSpec, description="per SMTP stage")
 
 
 class StreamModel(_Model):
-    name: str = "promotional"
-    weight: float = Field(default=1.0, gt=0)
-    sender: str = "news@example.com"
-    subject: str = "Spring sale: {index}"
-    size_median: int = Field(default=20_000, ge=200)
-    size_sigma: float = Field(default=0.5, ge=0)
-    size_min: int = Field(default=1_500, ge=200)
-    size_max: int = Field(default=500_000, ge=200)
-    recipients_min: int = Field(default=1, ge=1)
-    recipients_max: int = Field(default=1, ge=1)
-    domains: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_DOMAINS))
-    attachment_share: float = Field(default=0.0, ge=0, le=1)
-    attachment_size: int = Field(default=30_000, ge=0)
+    name: str = Field(default="promotional", description="X-Maildrill-Stream; by-stream key")
+    weight: float = Field(default=1.0, gt=0, description="share of the campaign")
+    sender: str = Field(default="news@example.com", description="envelope and From")
+    subject: str = Field(default="Spring sale: {index}", description="{index}, {stream} filled in")
+    size_median: int = Field(default=20_000, ge=200, description="bytes, whole message")
+    size_sigma: float = Field(default=0.5, ge=0, description="lognormal shape; 0: all the median")
+    size_min: int = Field(default=1_500, ge=200, description="bytes")
+    size_max: int = Field(default=500_000, ge=200, description="bytes")
+    recipients_min: int = Field(default=1, ge=1, description="per message")
+    recipients_max: int = Field(default=1, ge=1, description="per message")
+    domains: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_DOMAINS),
+        description="recipient domain weights (reserved domains unless allowed)",
+    )
+    attachment_share: float = Field(
+        default=0.0, ge=0, le=1, description="share with a PDF attachment"
+    )
+    attachment_size: int = Field(default=30_000, ge=0, description="bytes before base64")
 
     @model_validator(mode="after")
     def _ranges(self) -> StreamModel:
@@ -150,10 +163,10 @@ class StreamModel(_Model):
 class StageSpec(_Model):
     """`rate` msgs/s (ramping to `to_rate` if given), or `messages` spread evenly."""
 
-    duration_s: float = Field(gt=0)
-    rate: float | None = Field(default=None, ge=0)
-    to_rate: float | None = Field(default=None, ge=0)
-    messages: int | None = Field(default=None, ge=0)
+    duration_s: float = Field(gt=0, description="seconds")
+    rate: float | None = Field(default=None, ge=0, description="msgs/s at the stage start")
+    to_rate: float | None = Field(default=None, ge=0, description="msgs/s at its end (a ramp)")
+    messages: int | None = Field(default=None, ge=0, description="instead of rate: spread evenly")
 
     @model_validator(mode="after")
     def _one_of(self) -> StageSpec:
@@ -171,11 +184,15 @@ class StageSpec(_Model):
 
 
 class CampaignSpec(_Model):
-    seed: int = 1
-    streams: list[StreamModel] = Field(default_factory=lambda: [StreamModel()], min_length=1)
-    schedule: list[StageSpec] = Field(min_length=1)
+    seed: int = Field(default=1, description="same seed, same messages")
+    streams: list[StreamModel] = Field(
+        default_factory=lambda: [StreamModel()], min_length=1, description="message streams"
+    )
+    schedule: list[StageSpec] = Field(min_length=1, description="stages laid end to end")
     drain_s: float = Field(default=10.0, ge=0, description="after the schedule, for retries")
-    allowed_recipient_domains: list[str] = Field(default_factory=list)
+    allowed_recipient_domains: list[str] = Field(
+        default_factory=list, description="real domains you may send to"
+    )
 
     def build_schedule(self) -> Schedule:
         return Schedule([s.stage() for s in self.schedule])
@@ -186,11 +203,13 @@ class FaultEvent(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    at: float = Field(ge=0)
-    target: str
-    kind: str
-    duration: float | None = Field(default=None, gt=0)
-    probability: float = Field(default=1.0, gt=0, le=1)
+    at: float = Field(ge=0, description="seconds after the campaign start")
+    target: str = Field(description="a local server")
+    kind: str = Field(description="a fault or behaviour kind, below; its parameters go alongside")
+    duration: float | None = Field(default=None, gt=0, description="seconds; none: to the end")
+    probability: float = Field(
+        default=1.0, gt=0, le=1, description="share of decisions it applies to"
+    )
 
     @property
     def params(self) -> dict[str, Any]:
@@ -223,15 +242,15 @@ def parse_slo(rule: str) -> tuple[str, str, float]:
 
 
 class Scenario(_Model):
-    name: str = "scenario"
-    description: str = ""
-    allow_remote: bool = False
-    servers: list[ServerSpec] = Field(min_length=1)
-    routing: RoutingSpec = Field(default_factory=RoutingSpec)
-    campaign: CampaignSpec
+    name: str = Field(default="scenario", description="names the run")
+    description: str = Field(default="", description="one line for `maildrill scenarios`")
+    allow_remote: bool = Field(default=False, description="allow servers outside loopback")
+    servers: list[ServerSpec] = Field(min_length=1, description="the servers under test")
+    routing: RoutingSpec = Field(default_factory=RoutingSpec, description="server choice, retries")
+    campaign: CampaignSpec = Field(description="what is sent and when")
     users: int = Field(default=10, ge=1, description="concurrent SMTP connections")
     workers: int = Field(default=0, ge=0, description="Locust worker processes; 0: one process")
-    faults: list[FaultEvent] = Field(default_factory=list)
+    faults: list[FaultEvent] = Field(default_factory=list, description="the fault timeline")
     slo: list[str] = Field(default_factory=list, description='e.g. "failover_s <= 5"')
 
     @model_validator(mode="after")
