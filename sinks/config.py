@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sinks.effects import EFFECTS, Effect, build
 
@@ -17,13 +17,13 @@ class ConfigError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class EffectSpec(BaseModel):
     """`kind` plus that kind's own parameters, flat, as written in YAML."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     kind: str
     probability: float = Field(default=1.0, gt=0, le=1)
@@ -91,6 +91,17 @@ class SinkConfig(_Model):
     behaviours: list[EffectSpec] = Field(default_factory=list)
     faults: list[FaultSpec] = Field(default_factory=list)
 
+    @field_validator("starttls", mode="before")
+    @classmethod
+    def _tls_table_or_flag(cls, value: Any) -> Any:
+        """A table is validated as TlsConfig alone, so its errors are not buried under
+        those of the union's other member (and pydantic's names for them)."""
+        if isinstance(value, dict):
+            return TlsConfig.model_validate(value)
+        if not isinstance(value, bool):
+            raise ValueError("expected true, false or a table with cert and key")
+        return value
+
     @property
     def banner_name(self) -> str:
         return self.hostname or f"{self.name}.maildrill.test"
@@ -151,6 +162,14 @@ def describe_errors(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's message spans lines and quotes the input: the problem and where, one line."""
+    problem = getattr(exc, "problem", None) or str(exc)
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
 def parse_config(data: Any, source: str = "<config>") -> SinksFile:
     try:
         return SinksFile.model_validate(data)
@@ -166,7 +185,7 @@ def load_config(path: Path) -> SinksFile:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with a 'sinks' list at the top")
     return parse_config(data, str(path))

@@ -64,9 +64,9 @@ class Context:
 
 
 class Params(BaseModel):
-    """Base of every effect's parameter model: unknown keys are errors."""
+    """Base of every effect's parameter model: unknown keys and infinite numbers are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FaultHost(Protocol):
