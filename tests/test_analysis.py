@@ -1,0 +1,188 @@
+"""The analysis on hand-built journals whose answers are known."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from loadtest.analysis import summary as summary_mod
+from loadtest.analysis.journals import load
+from loadtest.journal import ATTEMPT_FIELDS
+from sinks.journal import FAULT_FIELDS, RECEIPT_FIELDS
+
+T0 = 1_800_000_000.0
+RUN = "hand"
+
+
+def attempt(
+    i: int,
+    server: str,
+    start: float,
+    end: float,
+    outcome: str = "accepted",
+    attempt_no: int = 1,
+    final: int = 1,
+    phase: str = "dot",
+    code: int | str = 250,
+    enhanced: str = "2.0.0",
+    intended: float | None = None,
+    maybe_dup: int = 0,
+):
+    values = {
+        "run_id": RUN, "worker": "local", "msg_id": f"{RUN}-{i}", "stream": "promotional",
+        "attempt": attempt_no, "server": server,
+        "intended": T0 + (start if intended is None else intended), "due": T0 + start,
+        "start": T0 + start, "connected": T0 + start, "end": T0 + end, "phase": phase,
+        "code": code, "enhanced": enhanced, "outcome": outcome, "bytes": 1000, "recipients": 1,
+        "recipients_refused": 0, "new_connection": 0, "retry": int(attempt_no > 1),
+        "failover": int(server != "primary"), "final": final, "maybe_duplicate": maybe_dup,
+        "error": "",
+    }  # fmt: skip
+    return [values[f] for f in ATTEMPT_FIELDS]
+
+
+def receipt(i: int, sink: str, at: float, outcome: str = "accepted"):
+    values = {
+        "time": f"{T0 + at:.6f}", "sink": sink, "worker": 0, "session": f"{sink}.1",
+        "peer": "127.0.0.1", "msg_id": f"{RUN}-{i}", "message_id": "", "mail_from": "a@x.test",
+        "rcpt_count": 1, "size": 1000, "outcome": outcome, "queue_id": "q",
+    }  # fmt: skip
+    return [values[f] for f in RECEIPT_FIELDS]
+
+
+def fault(kind: str, state: str, at: float, sink: str = "primary", origin: str = "schedule"):
+    values = {
+        "time": f"{T0 + at:.6f}", "sink": sink, "worker": 0, "kind": kind, "state": state,
+        "fault_id": f"{kind}-1", "origin": origin, "params": "{}",
+    }  # fmt: skip
+    return [values[f] for f in FAULT_FIELDS]
+
+
+def write(path: Path, header, rows, torn: str = "") -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+        f.write(torn)
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A primary-down run: fault 10.0-20.0 s; 1 msg/s on primary, then the secondary."""
+    attempts, primary, secondary = [], [], []
+    # Messages 0-9: primary, accepted, 10 ms each.
+    for i in range(10):
+        attempts.append(attempt(i, "primary", i, i + 0.01))
+        primary.append(receipt(i, "primary", i + 0.009))
+    # Message 10 at 10.1: refused on the primary at 10.2, accepted on the secondary at 10.5.
+    attempts.append(attempt(10, "primary", 10.1, 10.2, "refused", final=0, phase="connect",
+                            code="", enhanced=""))  # fmt: skip
+    attempts.append(attempt(10, "secondary", 10.4, 10.5, attempt_no=2, intended=10.1))
+    secondary.append(receipt(10, "secondary", 10.49))
+    # Messages 11-19 on the secondary.
+    for i in range(11, 20):
+        attempts.append(attempt(i, "secondary", i, i + 0.02))
+        secondary.append(receipt(i, "secondary", i + 0.019))
+    # Message 20: back on the primary at 21.0 after the clear at 20.0.
+    attempts.append(attempt(20, "primary", 21.0, 21.3))
+    primary.append(receipt(20, "primary", 21.29))
+    # Message 21: the primary received it twice (a real duplicate).
+    attempts.append(attempt(21, "primary", 22.0, 22.01))
+    primary.append(receipt(21, "primary", 22.009))
+    primary.append(receipt(21, "primary", 22.5))
+    # Message 22: dropped after the dot on the primary, never retried: a phantom.
+    attempts.append(attempt(22, "primary", 23.0, 23.01, "dropped", phase="dot", code="",
+                            enhanced="", maybe_dup=1))  # fmt: skip
+    primary.append(receipt(22, "primary", 23.005, outcome="dropped"))
+    # Message 23: accepted by the client, but no sink has it: lost.
+    attempts.append(attempt(23, "primary", 24.0, 24.01))
+    # Message 24: rejected for good (550).
+    attempts.append(attempt(24, "primary", 25.0, 25.01, "rejected", phase="rcpt", code=550,
+                            enhanced="5.1.1"))  # fmt: skip
+    write(tmp_path / "attempts.csv", ATTEMPT_FIELDS, attempts,
+          torn="hand,local,hand-99,promo")  # a torn last line  # fmt: skip
+    write(tmp_path / "receipts-primary.csv", RECEIPT_FIELDS, primary)
+    write(tmp_path / "receipts-secondary.csv", RECEIPT_FIELDS, secondary)
+    write(tmp_path / "faults-primary.csv", FAULT_FIELDS,
+          [fault("latency", "start", -1.0, origin="behaviour"),
+           fault("down", "start", 10.0), fault("down", "stop", 20.0)])  # fmt: skip
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": RUN, "t0": T0, "planned": 27}))
+    (tmp_path / "harness.json").write_text(json.dumps({"partial": False}))
+    return tmp_path
+
+
+def test_counts(run_dir):
+    m = summary_mod.build(load(run_dir), None)["messages"]
+    assert m == {
+        "planned": 27,
+        "attempted": 25,
+        "accepted": 23,  # 0-21 and 23
+        "failed": 2,  # 22 (dropped, final) and 24 (rejected)
+        "received_unique": 23,  # 0-22
+        "lost": 1,  # 23
+        "duplicates": 1,  # 21
+        "phantom": 1,  # 22
+        "stranded": 0,
+        "not_sent": 2,
+        "in_flight": 0,
+    }
+
+
+def test_failover_timings(run_dir):
+    (f,) = summary_mod.build(load(run_dir), None)["failovers"]
+    assert (f["target"], f["kind"]) == ("primary", "down")
+    assert f["onset_s"] == pytest.approx(10.0)
+    assert f["cleared_s"] == pytest.approx(20.0)
+    assert f["detection_s"] == pytest.approx(0.2)
+    assert f["failover_s"] == pytest.approx(0.5)
+    assert f["failback_s"] == pytest.approx(1.3)
+    assert f["messages_delayed"] == 1
+    assert f["messages_failed"] == 0
+    # Message 10 was meant to go at 10.1 and got in at 10.5; unaffected ones take 10 ms.
+    assert f["added_latency_ms"]["max"] == pytest.approx(390.0, abs=1)
+    # Nothing was accepted between 9.01 (message 9) and 10.5 (message 10): 0.5 s of it
+    # inside the window; later gaps of one second between messages are the longest.
+    assert f["longest_gap_s"] == pytest.approx(1.0, abs=0.02)
+    assert f["recovery_s"] == pytest.approx(1.0)
+
+
+def test_torn_line_is_skipped_counted_and_reported(run_dir):
+    s = summary_mod.build(load(run_dir), None)
+    assert s["journal_problems"]["skipped_lines"] == {"attempts.csv": 1}
+
+
+def test_corrupt_rows_are_skipped_not_fatal(run_dir):
+    with (run_dir / "receipts-secondary.csv").open("a") as f:
+        f.write("\n\x00\x00garbage,,\n" + ",".join(["x"] * len(RECEIPT_FIELDS)) + "\n")
+    s = summary_mod.build(load(run_dir), None)
+    assert s["messages"]["received_unique"] == 23
+    # An empty line, a NUL-garbage line and a row of the right shape with non-numbers.
+    assert s["journal_problems"]["skipped_lines"]["receipts-secondary.csv"] == 3
+
+
+def test_errors_and_latency(run_dir):
+    s = summary_mod.build(load(run_dir), None)
+    assert s["errors"] == {"550 5.1.1": 1, "dropped at dot": 1, "refused at connect": 1}
+    assert s["latency_ms"]["per_server"]["primary"]["p50"] == pytest.approx(10.0, abs=0.1)
+    assert s["throughput"]["per_server"]["secondary"]["accepted"] == 10
+
+
+def test_slo_verdicts(run_dir, tmp_path):
+    from loadtest.analysis.slo import check
+
+    verdict = check(["lost == 0", "failover_s <= 1", "recovery_s <= 0.5"],
+                    {"lost": 1, "failover_s": 0.5, "recovery_s": None})  # fmt: skip
+    assert [c["passed"] for c in verdict["checks"]] == [False, True, False]
+    assert verdict["passed"] is False
+
+
+def test_write_produces_summary_json(run_dir):
+    summary_mod.write(run_dir)
+    data = json.loads((run_dir / "summary.json").read_text())
+    for key in ("scenario", "started_at", "duration_s", "partial", "messages", "throughput",
+                "latency_ms", "errors", "failovers", "slo"):  # fmt: skip
+        assert key in data
+    assert data["partial"] is False
