@@ -87,6 +87,15 @@ def test_default_drill_end_to_end(tmp_path):
     assert failover["onset_s"] == pytest.approx(3.0, abs=0.3)
     assert 0 <= failover["failover_s"] < 1.0
     assert failover["failback_s"] is not None
+    # Independently, from the sinks' own journals: onset on the primary's clock, first
+    # receipt on the secondary after it. The client's 250 comes within 10 ms of that.
+    onset = next(float(f["time"]) for f in read_csv(run_dir / "faults-primary.csv")
+                 if f["kind"] == "down" and f["state"] == "start")  # fmt: skip
+    first_on_secondary = min(
+        float(r["time"]) for r in read_csv(run_dir / "receipts-secondary.csv")
+        if float(r["time"]) >= onset
+    )  # fmt: skip
+    assert failover["failover_s"] == pytest.approx(first_on_secondary - onset, abs=0.010)
     assert summary["slo"]["passed"] is True
     assert "SLOs PASSED" in done.stdout
 
