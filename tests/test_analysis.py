@@ -186,3 +186,30 @@ def test_write_produces_summary_json(run_dir):
                 "latency_ms", "errors", "failovers", "slo"):  # fmt: skip
         assert key in data
     assert data["partial"] is False
+
+
+def test_latency_by_phase_around_the_fault(run_dir):
+    (f,) = summary_mod.build(load(run_dir), None)["failovers"]
+    phases = f["phases"]
+    assert [phases[p]["accepted"] for p in ("before", "during", "after")] == [10, 10, 3]
+    assert phases["before"]["latency_ms"]["p50"] == pytest.approx(10.0, abs=0.05)
+    assert phases["during"]["latency_ms"]["p50"] == pytest.approx(20.0, abs=0.05)
+    # Message 10 waited from 10.1 (intended) to 10.5: the response time shows the wait.
+    assert phases["during"]["response_time_ms"]["max"] == pytest.approx(400.0, abs=0.5)
+
+
+def test_hdr_percentiles_match_exact_and_merge_across_workers():
+    import numpy as np
+
+    from loadtest.analysis import histograms
+
+    rng = np.random.default_rng(1)
+    seconds = rng.lognormal(mean=-4, sigma=1.0, size=20_000)
+    workers = rng.integers(0, 3, size=seconds.size).astype(str)
+    merged = histograms.percentiles_ms(seconds, workers)
+    single = histograms.percentiles_ms(seconds)
+    assert merged == single
+    for p in (50, 90, 95, 99):
+        exact = float(np.percentile(seconds * 1000, p))
+        assert merged[f"p{p}"] == pytest.approx(exact, rel=0.002)
+    assert merged["max"] == pytest.approx(seconds.max() * 1000, rel=0.001)

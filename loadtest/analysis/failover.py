@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loadtest.analysis.metrics import percentiles_ms
+
 PRE_FAULT_WINDOW_S = 10.0
 RECOVERY_SHARE = 0.9
 # Sub-phases (flap's down phases) belong to their parent fault, not faults of their own.
@@ -44,6 +46,7 @@ class Failover:
     messages_delayed: int
     messages_failed: int
     added_latency_ms: dict[str, float | None]
+    phases: dict[str, dict[str, Any]]  # before / during / after: latency and response time
     onset_source: str  # "sink journal" or "first failed attempt" (target not a sink)
 
     def as_dict(self) -> dict[str, Any]:
@@ -126,8 +129,28 @@ def analyse(
         messages_delayed=len(delayed),
         messages_failed=int((~affected["accepted"]).sum()),
         added_latency_ms=_percentiles(added.clip(lower=0)),
+        phases=_phases(accepted, window.onset, until),
         onset_source="sink journal",
     )
+
+
+def _phases(accepted: pd.DataFrame, onset: float, until: float) -> dict[str, dict[str, Any]]:
+    """Latency and response time of attempts that ended before, during and after the fault."""
+
+    out = {}
+    for name, frame in (
+        ("before", accepted[accepted["end"] < onset]),
+        ("during", accepted[(accepted["end"] >= onset) & (accepted["end"] <= until)]),
+        ("after", accepted[accepted["end"] > until]),
+    ):
+        out[name] = {
+            "accepted": len(frame),
+            "latency_ms": percentiles_ms(frame["end"] - frame["start"], frame),
+            "response_time_ms": percentiles_ms(
+                (frame["end"] - frame["intended"]).clip(lower=0), frame
+            ),
+        }
+    return out
 
 
 def _since(moment: float | None, origin: float | None) -> float | None:

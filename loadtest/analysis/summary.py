@@ -46,6 +46,7 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
         "messages": counts.as_dict(),
         "throughput": metrics.throughput(attempts),
         "latency_ms": metrics.latency(attempts),
+        "response_time_ms": metrics.response_time(attempts),
         "lateness_ms": metrics.lateness(attempts),
         "errors": metrics.errors(attempts),
         "failovers": failovers,
