@@ -213,3 +213,22 @@ def test_hdr_percentiles_match_exact_and_merge_across_workers():
         exact = float(np.percentile(seconds * 1000, p))
         assert merged[f"p{p}"] == pytest.approx(exact, rel=0.002)
     assert merged["max"] == pytest.approx(seconds.max() * 1000, rel=0.001)
+
+
+def test_onset_is_inferred_for_servers_that_are_not_sinks(run_dir):
+    from loadtest.scenario import parse_scenario
+
+    (run_dir / "faults-primary.csv").unlink()
+    scenario = parse_scenario(
+        {
+            "servers": [{"name": "primary", "port": 2525}, {"name": "secondary", "port": 2526}],
+            "campaign": {"schedule": [{"duration_s": 27, "rate": 1}]},
+        }
+    )
+    failovers = summary_mod.build(load(run_dir), scenario)["failovers"]
+    (f,) = [f for f in failovers if f["target"] == "primary"]
+    assert f["onset_source"] == "first failed attempt"
+    # Trouble seen from 10.1 (the refused attempt's start) to 23.01 (the drop's end).
+    assert f["onset_s"] == pytest.approx(10.1)
+    assert f["failover_s"] == pytest.approx(0.4)
+    assert f["failback_s"] is None or f["failback_s"] >= 0

@@ -130,7 +130,7 @@ def analyse(
         messages_failed=int((~affected["accepted"]).sum()),
         added_latency_ms=_percentiles(added.clip(lower=0)),
         phases=_phases(accepted, window.onset, until),
-        onset_source="sink journal",
+        onset_source="first failed attempt" if window.kind == "inferred" else "sink journal",
     )
 
 
@@ -183,10 +183,20 @@ def _recovery(accepted: pd.DataFrame, onset: float, end: float) -> float | None:
     return None
 
 
-def infer_windows(attempts: pd.DataFrame, sinks: set[str]) -> list[FaultWindow]:
-    """For targets that are not maildrill sinks: onset = their first failed attempt."""
+def infer_windows(attempts: pd.DataFrame, foreign: set[str]) -> list[FaultWindow]:
+    """For servers that are not maildrill sinks: onset = their first failed attempt.
+
+    Only server failures count (refused, timeout, dropped, 4xx before RCPT); the window is
+    open-ended, so failback is measured from the last of those failures.
+    """
     windows = []
-    failed = attempts[(attempts["outcome"] != "accepted") & ~attempts["server"].isin(sinks)]
+    server_trouble = attempts["outcome"].isin(["refused", "timeout", "dropped"]) | (
+        (attempts["outcome"] == "deferred")
+        & attempts.get("phase", pd.Series("", index=attempts.index)).isin(
+            ["connect", "greeting", "ehlo", "mail"]
+        )
+    )
+    failed = attempts[server_trouble & attempts["server"].isin(foreign)]
     for server, frame in failed.groupby("server"):
         windows.append(FaultWindow(str(server), "inferred", "", float(frame["start"].min()), None))
     return windows

@@ -36,6 +36,10 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
     t0 = journals.t0
     end = float(attempts["end"].max()) if len(attempts) else t0
     windows = failover.fault_windows(journals.faults)
+    if scenario is not None:
+        # Servers maildrill does not own keep no faults journal: infer their trouble.
+        foreign = {s.name for s in scenario.servers if not s.local}
+        windows += failover.infer_windows(attempts, foreign)
     failovers = [failover.analyse(w, attempts, per, t0, end).as_dict() for w in windows]
     summary: dict[str, Any] = {
         "scenario": scenario.name if scenario else journals.run.get("scenario", ""),
