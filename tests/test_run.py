@@ -256,3 +256,37 @@ def test_scenarios_lists_every_bundled_file():
     assert names == bundled
     for name in bundled:
         assert maildrill("validate", name, timeout=30).returncode == 0, name
+
+
+def test_a_sink_killed_mid_run_is_named_and_the_run_goes_on(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.cli", "run", "default", "--out", str(run_dir),
+         *SHORT_DEFAULT, "--set", "faults=[]"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.time() + 30
+    while time.time() < deadline and not (run_dir / "run.json").exists():
+        time.sleep(0.1)
+    time.sleep(3.0)
+    config = str(run_dir / "sinks" / "primary.yaml")
+    (pid,) = [int(line.split(":")[0]) for line in _descendants_alive(run_dir) if config in line]
+    os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 1), out + err
+    assert "sink primary died" in err
+    harness = json.loads((run_dir / "harness.json").read_text())
+    (death,) = harness["sink_deaths"]
+    assert death["sink"] == "primary"
+    assert death["exit_code"] == -signal.SIGKILL
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["harness"]["sink_deaths"][0]["sink"] == "primary"
+    # The secondary took over; the primary's journal up to the kill is whole: every 250
+    # it gave has its receipt (nothing lost), and no line of it is torn.
+    m = summary["messages"]
+    assert_only_the_cut_sessions_failed(run_dir, m)
+    assert m["lost"] == 0
+    assert summary["journal_problems"]["skipped_lines"] == {}
+    assert summary["throughput"]["per_server"]["secondary"]["accepted"] > 100
