@@ -221,17 +221,28 @@ def merge(base: dict, patch: dict) -> dict:
 
 
 @pytest.mark.parametrize("case", sorted(BAD_SCENARIOS))
-def test_malformed_scenarios_exit_2_naming_the_field(tmp_path, case):
+def test_malformed_scenarios_exit_2_naming_the_field(tmp_path, case, capsys):
     import yaml
+
+    from loadtest.cli import main
 
     patch, expected = BAD_SCENARIOS[case]
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(merge(base_scenario(), patch)))
-    done = maildrill("validate", str(path), timeout=30)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert str(path) in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_scenario_exit_code_from_a_real_process(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("servers: []\ncampaign: {schedule: [{duration_s: 1, rate: 1}]}\n")
+    done = maildrill("run", str(path), "--out", str(tmp_path / "run"), timeout=30)
     assert done.returncode == 2
-    assert expected in done.stderr
-    assert str(path) in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    assert "servers: List should have at least 1 item" in done.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_bad_set_and_unknown_scenario_exit_2(tmp_path):
@@ -249,13 +260,16 @@ def test_unwritable_output_directory_fails_before_any_load(tmp_path):
     assert "cannot write to" in done.stderr
 
 
-def test_scenarios_lists_every_bundled_file():
-    done = maildrill("scenarios", timeout=30)
-    names = {line.split()[0] for line in done.stdout.splitlines()}
+def test_scenarios_lists_every_bundled_file(capsys):
+    from loadtest.cli import main
+
+    assert main(["scenarios"]) == 0
+    names = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
     bundled = {p.stem for p in (Path(__file__).parent.parent / "scenarios").glob("*.yaml")}
     assert names == bundled
     for name in bundled:
-        assert maildrill("validate", name, timeout=30).returncode == 0, name
+        assert main(["validate", name]) == 0, name
+        assert f"ok: {name}:" in capsys.readouterr().out
 
 
 def test_a_sink_killed_mid_run_is_named_and_the_run_goes_on(tmp_path):
