@@ -1,4 +1,4 @@
-"""The `maildrill` command: run, sinks, scenarios, validate, report, sink."""
+"""The `maildrill` command: run, sinks, scenarios, validate, report, compare, sink."""
 
 from __future__ import annotations
 
@@ -97,10 +97,18 @@ def _print_summary(result: dict[str, Any], run_dir: Path) -> None:
         )
     for check in result["slo"]["checks"]:
         verdict = "PASS" if check["passed"] else "FAIL"
-        print(f"  {verdict}  {check['rule']}  (measured {check['value']})")
+        note = f", {check['note']}" if check.get("note") else ""
+        print(f"  {verdict}  {check['rule']}  (measured {check['value']}{note})")
     partial = " (PARTIAL: the run was interrupted)" if result["partial"] else ""
     verdict = "PASSED" if result["slo"]["passed"] else "FAILED"
-    print(f"SLOs {verdict}{partial}. Report: {run_dir}")
+    cap = result.get("capacity") or {}
+    if cap.get("steps"):
+        print(
+            f"capacity: knee {cap['knee_msgs_per_s']} msgs/s, "
+            f"max stable {cap['max_stable_msgs_per_s']} msgs/s"
+        )
+    report = run_dir / "report.html"
+    print(f"SLOs {verdict}{partial}. Report: {report if report.exists() else run_dir}")
 
 
 def cmd_sinks(args: argparse.Namespace) -> int:
@@ -167,6 +175,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK if result["slo"]["passed"] else EXIT_SLO_FAILED
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from loadtest.analysis import compare
+
+    for run_dir in (args.run_a, args.run_b):
+        if not (run_dir / "summary.json").exists() and not list(run_dir.glob("attempts*.csv")):
+            return fail(f"{run_dir}: no summary.json and no journals here")
+    try:
+        a, b = compare.load_summary(args.run_a), compare.load_summary(args.run_b)
+    except (ScenarioError, ValueError) as exc:
+        return fail(str(exc))
+    text = compare.render(str(args.run_a), str(args.run_b), compare.rows(a, b))
+    out = args.out or args.run_b / "compare.md"
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        return fail(f"cannot write {out}: {exc.strerror}")
+    print(text, end="")
+    print(f"written to {out}", file=sys.stderr)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="maildrill", description="Failover drills and capacity runs for SMTP setups."
@@ -194,6 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("run_dir", type=Path)
     report.add_argument("--json", action="store_true", help="print summary.json")
     report.set_defaults(func=cmd_report)
+
+    compare_cmd = sub.add_parser("compare", help="what changed from run A to run B")
+    compare_cmd.add_argument("run_a", type=Path)
+    compare_cmd.add_argument("run_b", type=Path)
+    compare_cmd.add_argument("--out", type=Path, help="compare.md path (default RUN_B/compare.md)")
+    compare_cmd.set_defaults(func=cmd_compare)
 
     sink = sub.add_parser("sink", help="start the sinks of a sink config file")
     sinks.cli.add_arguments(sink)

@@ -60,6 +60,7 @@ class Campaign:
     servers: dict[str, Any] = field(default_factory=dict)
     buffer: list[tuple[Any, ...]] = field(default_factory=list)
     done_workers: set[str] = field(default_factory=set)
+    expected_workers: set[str] = field(default_factory=set)
     finished: bool = False
     shipper: Any = None
 
@@ -203,7 +204,7 @@ class Campaign:
     def all_finished(self) -> bool:
         runner = self.environment.runner
         if isinstance(runner, MasterRunner):
-            expected = getattr(self, "expected_workers", set())
+            expected = self.expected_workers
             return bool(expected) and expected <= self.done_workers
         return self.finished
 

@@ -166,9 +166,12 @@ class Progress:
         self.recent = [(t, s) for t, s in self.recent if now - t <= 1.0]
 
     def rates(self) -> dict[str, int]:
+        """Accepted in the last second, per server."""
+        since = time.time() - 1.0
         out: dict[str, int] = {}
-        for _, server in self.recent:
-            out[server] = out.get(server, 0) + 1
+        for end, server in self.recent:
+            if end >= since:
+                out[server] = out.get(server, 0) + 1
         return out
 
 

@@ -232,3 +232,14 @@ def test_onset_is_inferred_for_servers_that_are_not_sinks(run_dir):
     assert f["onset_s"] == pytest.approx(10.1)
     assert f["failover_s"] == pytest.approx(0.4)
     assert f["failback_s"] is None or f["failback_s"] >= 0
+
+
+def test_fault_timing_slos_do_not_apply_without_a_fault():
+    from loadtest.analysis.slo import check
+
+    none = check(["failover_s <= 5", "lost == 0"], {"failover_s": None, "lost": 0}, faults=0)
+    assert none["passed"] is True
+    assert none["checks"][0]["note"] == "no fault in this run"
+    unmeasured = check(["failover_s <= 5"], {"failover_s": None}, faults=1)
+    assert unmeasured["passed"] is False
+    assert unmeasured["checks"][0]["note"] == "not measured"

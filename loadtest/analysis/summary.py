@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from loadtest.analysis import failover, metrics, reconcile, slo
+from loadtest.analysis import capacity, failover, metrics, reconcile, report, slo
 from loadtest.analysis.journals import Journals, load
 from loadtest.scenario import Scenario, parse_scenario
 
@@ -58,13 +58,19 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
         "harness": {k: v for k, v in harness.items() if k != "partial"},
     }
     rules = scenario.slo if scenario else []
-    summary["slo"] = slo.check(rules, slo.metric_values(summary))
+    schedule = scenario.campaign.build_schedule() if scenario else None
+    summary["capacity"] = capacity.capacity(attempts, schedule, t0, rules)
+    summary["slo"] = slo.check(rules, slo.metric_values(summary), faults=len(failovers))
     return summary
 
 
-def write(run_dir: Path) -> dict[str, Any]:
-    summary = build(load(run_dir), scenario_of(run_dir))
+def write(run_dir: Path, reports: bool = True) -> dict[str, Any]:
+    """summary.json, then (unless `reports` is false) plots, series, report.html/.md."""
+    journals, scenario = load(run_dir), scenario_of(run_dir)
+    summary = build(journals, scenario)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
+    if reports:
+        report.write(run_dir, summary, journals, scenario)
     return summary
 
 
