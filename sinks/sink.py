@@ -16,6 +16,7 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
+from sinks.backup_mx import RelayQueue
 from sinks.config import EffectSpec, SinkConfig
 from sinks.effects import Context, Decision, Delay, Effect, Stage, build
 from sinks.handler import SinkHandler
@@ -85,9 +86,11 @@ class Sink:
         self.by_stage: dict[Stage, tuple[ActiveEffect, ...]] = {s: () for s in Stage}
         self.protocols: set[SinkSMTP] = set()
         self.server: asyncio.AbstractServer | None = None
+        self._held_closed = 0  # listener faults in force (close_listener calls not undone)
         self.port = config.port
         self.reuse_port = reuse_port
         self.handler = SinkHandler(self)
+        self.relay: RelayQueue | None = None  # backup-mx mode: the queue to the upstream
         self._session_ids = itertools.count(1)
         self._effect_ids = itertools.count(1)
         self._schedule: list[asyncio.Task[None]] = []
@@ -126,6 +129,9 @@ class Sink:
         )
         # SMTP.__init__'s introspection, done once; each connection copies it (SinkSMTP).
         self._template = SinkSMTP(self, self.handler, **self._smtp_kwargs)
+        if cfg.mode == "backup-mx":
+            self.relay = RelayQueue(cfg, self.journal_dir, self.worker)
+            await self.relay.start()  # resumes a queue left by an earlier run of this sink
         await self.open_listener()
         self.started_at = time.time()
         for spec in cfg.behaviours:
@@ -151,12 +157,16 @@ class Sink:
         for proto in list(self.protocols):
             if proto.transport is not None:
                 proto.transport.abort()
+        if self.relay is not None:
+            await self.relay.stop()
         self.journals.close()
 
     # -- the listener (FaultHost) -----------------------------------------------------
 
     async def open_listener(self) -> None:
-        if self.server is not None:
+        """Listen, unless another listener fault still holds it closed (see below)."""
+        self._held_closed = max(0, self._held_closed - 1)
+        if self._held_closed or self.server is not None:
             return
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
@@ -172,7 +182,12 @@ class Sink:
         self.port = sock.getsockname()[1]
 
     async def close_listener(self) -> None:
-        """Refuse new connections at once and cut the open ones."""
+        """Refuse new connections at once and cut the open ones.
+
+        Listener faults overlap (a flap during a down, two downs): each close holds the
+        listener closed until its own open_listener, so the last fault to clear reopens.
+        """
+        self._held_closed += 1
         if self.server is not None:
             self.server.close()
             self.server = None
@@ -323,6 +338,13 @@ class Sink:
         queue_id = f"{info.id}.{info.messages}"
         content = envelope.content
         size = len(content) if content is not None else 0
+        if outcome == "queued":
+            assert self.relay is not None
+            assert isinstance(content, bytes)
+            self.relay.enqueue(
+                queue_id, msg_id, envelope.mail_from or "", list(envelope.rcpt_tos), content,
+                info.peer_ip,
+            )  # fmt: skip
         self.journals.receipts.write(
             (
                 stamp(),
@@ -340,7 +362,7 @@ class Sink:
             )
         )
         counters = self.counters
-        if outcome == "accepted":
+        if outcome != "dropped":
             counters.accepted += 1
             counters.bytes += size
         else:
@@ -394,4 +416,5 @@ class Sink:
             "listening": self.server is not None,
             "counters": asdict(self.counters),
             "active": [a.describe() for a in self.effects.values()],
+            **({"relay": self.relay.status()} if self.relay is not None else {}),
         }

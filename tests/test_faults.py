@@ -98,6 +98,23 @@ def test_scheduled_down_refuses_within_50ms_of_its_start(start_sinks):
     assert sinks.port("mx") == port
 
 
+def test_overlapping_listener_faults_keep_it_closed_until_the_last_clears(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    port = sinks.port("mx")
+    _, first = sinks.control("mx", "POST", "/faults", {"kind": "down", "duration": 5})
+    _, second = sinks.control("mx", "POST", "/faults", {"kind": "down"})
+    sinks.control("mx", "DELETE", f"/faults/{first['id']}")
+    assert connect_refused(port), "the second down is still in force"
+    _, flap = sinks.control("mx", "POST", "/faults", {"kind": "flap", "period_s": 0.1})
+    assert all(connect_refused(port) for _ in range(30) if not time.sleep(0.01))
+    sinks.control("mx", "DELETE", f"/faults/{second['id']}")
+    # Only the flap is left: up some of the time now.
+    assert wait_until(lambda: probe(port) == "banner", timeout=1)
+    sinks.control("mx", "DELETE", f"/faults/{flap['id']}")
+    assert all(probe(port) == "banner" for _ in range(10))
+    assert sinks.control("mx", "GET", "/health")[1]["listening"] is True
+
+
 # -- hang -------------------------------------------------------------------------------
 
 

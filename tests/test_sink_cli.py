@@ -73,6 +73,7 @@ def test_ready_line_serving_and_sigterm(tmp_path, processes, loop):
     processes.append(proc)
 
     ready = json.loads(read_line(proc))
+    ready_at = time.time()
     sinks = {s["name"]: s for s in ready["sinks"]}
     assert list(sinks) == ["primary", "secondary"]
     for s in sinks.values():
@@ -92,7 +93,10 @@ def test_ready_line_serving_and_sigterm(tmp_path, processes, loop):
     faults = out / "faults-primary.csv"
     assert wait_until(lambda: faults.exists() and len(read_csv(faults)) == 1, timeout=5)
     (row,) = read_csv(faults)
-    assert float(row["time"]) - zero == pytest.approx(0.8, abs=0.1)
+    if ready_at < zero + 0.7:
+        assert float(row["time"]) - zero == pytest.approx(0.8, abs=0.1)
+    else:  # a slow start (a loaded machine): a fault already due starts at once
+        assert float(row["time"]) == pytest.approx(ready_at, abs=0.3)
     with smtplib.SMTP("127.0.0.1", sinks["primary"]["port"], timeout=5) as client:
         client.ehlo()
         assert client.mail("a@example.com")[0] == 451
