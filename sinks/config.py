@@ -73,6 +73,15 @@ class AuthConfig(_Model):
     require_tls: bool = False
 
 
+class UpstreamConfig(_Model):
+    """Where a backup MX forwards what it queued (the primary)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    starttls: bool = Field(default=False, description="STARTTLS (certificate not verified)")
+    timeout_s: float = Field(default=10.0, gt=0, description="per forward attempt")
+
+
 class SinkConfig(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     host: str = "127.0.0.1"
@@ -90,6 +99,21 @@ class SinkConfig(_Model):
     seed: int | None = None
     behaviours: list[EffectSpec] = Field(default_factory=list)
     faults: list[FaultSpec] = Field(default_factory=list)
+    mode: Literal["sink", "backup-mx"] = Field(
+        default="sink", description="backup-mx: queue what is accepted, forward it upstream"
+    )
+    upstream: UpstreamConfig | None = Field(default=None, description="backup-mx: the primary")
+    forward_concurrency: int = Field(default=4, ge=1, le=256, description="parallel forwards")
+    forward_backoff_s: float = Field(default=1.0, gt=0, description="first retry wait")
+    forward_max_backoff_s: float = Field(default=30.0, gt=0, description="longest retry wait")
+
+    @model_validator(mode="after")
+    def _backup_needs_upstream(self) -> SinkConfig:
+        if self.mode == "backup-mx" and self.upstream is None:
+            raise ValueError("mode backup-mx needs an upstream (host and port)")
+        if self.mode != "backup-mx" and self.upstream is not None:
+            raise ValueError("upstream is only for mode: backup-mx")
+        return self
 
     @field_validator("starttls", mode="before")
     @classmethod
@@ -138,6 +162,11 @@ class SinksFile(_Model):
                     raise ValueError(
                         f"sink {s.name!r}: host {s.host!r} is not loopback; "
                         "set allow_remote: true to listen elsewhere"
+                    )
+                if s.upstream is not None and not is_loopback(s.upstream.host):
+                    raise ValueError(
+                        f"sink {s.name!r}: upstream {s.upstream.host!r} is not loopback; "
+                        "set allow_remote: true to forward mail there"
                     )
         return self
 

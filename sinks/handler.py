@@ -108,5 +108,6 @@ class SinkHandler:
                 return Action.DROP
             if decision is Action.HANG:
                 return Action.HANG
-        queue_id = self.sink.received(server, envelope, msg_id, message_id, "accepted")
+        outcome = "accepted" if self.sink.relay is None else "queued"
+        queue_id = self.sink.received(server, envelope, msg_id, message_id, outcome)
         return f"250 2.0.0 Ok: queued as {queue_id}"

@@ -61,6 +61,8 @@ class RunningSinks:
         return smtplib.SMTP("127.0.0.1", self.port(name), timeout=timeout)
 
     def close(self) -> None:
+        if self.loop.is_closed():  # a test stopped these sinks itself
+            return
         self.call(self.set.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)

@@ -1,0 +1,122 @@
+"""Backup-MX mode: queue durably, forward upstream when it answers, lose nothing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.helpers import message, read_csv
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def start_pair(start_sinks, tmp_path, primary_port: int = 0):
+    primary = start_sinks({"sinks": [{"name": "primary", "port": primary_port}]},
+                          journal_dir=tmp_path / "j")  # fmt: skip
+    backup_config = {
+        "name": "backup",
+        "mode": "backup-mx",
+        "upstream": {"port": primary.port("primary"), "timeout_s": 1},
+        "forward_backoff_s": 0.1,
+        "forward_max_backoff_s": 0.3,
+    }
+    backup = start_sinks({"sinks": [backup_config]}, journal_dir=tmp_path / "j")
+    return primary, backup
+
+
+def test_primary_down_backup_queues_then_forwards_everything(start_sinks, tmp_path):
+    primary, backup = start_pair(start_sinks, tmp_path)
+    status, fault = primary.control("primary", "POST", "/faults", {"kind": "down"})
+    assert status == 201
+    with backup.smtp("backup") as client:
+        for i in range(20):
+            client.sendmail("news@example.com", ["a@gmail.test", "b@yahoo.test"],
+                            message(f"m{i}"))  # fmt: skip
+    relay = backup.sink("backup").relay
+    wait_for(lambda: any(r["event"] == "deferred" for r in read_csv(relay.journal.path)))
+    assert relay.depth() == 20
+    assert read_csv(tmp_path / "j" / "receipts-primary.csv") == []
+    primary.control("primary", "DELETE", f"/faults/{fault['id']}")
+    wait_for(lambda: relay.depth() == 0)
+    at_primary = read_csv(tmp_path / "j" / "receipts-primary.csv")
+    assert sorted(r["msg_id"] for r in at_primary) == sorted(f"m{i}" for i in range(20))
+    assert all(r["rcpt_count"] == "2" for r in at_primary)
+    queued = read_csv(tmp_path / "j" / "receipts-backup.csv")
+    assert {r["outcome"] for r in queued} == {"queued"}
+    events = read_csv(relay.journal.path)
+    assert sum(e["event"] == "queued" for e in events) == 20
+    assert sum(e["event"] == "forwarded" for e in events) == 20
+    assert all(e["code"] == "" and e["error"] for e in events if e["event"] == "deferred")
+    status = backup.control("backup", "GET", "/status")[1]
+    assert status["relay"]["forwarded"] == 20
+    assert status["relay"]["depth"] == 0
+
+
+def test_forwarded_copy_carries_a_received_line(start_sinks, tmp_path):
+    primary, backup = start_pair(start_sinks, tmp_path)
+    captured = []
+    original = primary.sink("primary").received
+
+    def spy(server, envelope, msg_id, message_id, outcome):
+        captured.append(envelope.content)
+        return original(server, envelope, msg_id, message_id, outcome)
+
+    primary.sink("primary").received = spy
+    with backup.smtp("backup") as client:
+        client.sendmail("news@example.com", ["a@gmail.test"], message("r1"))
+    wait_for(lambda: bool(captured))
+    assert captured[0].startswith(b"Received: from 127.0.0.1 by backup.maildrill.test")
+
+
+def test_upstream_5xx_bounces_instead_of_retrying(start_sinks, tmp_path):
+    primary, backup = start_pair(start_sinks, tmp_path)
+    reject = {"kind": "reject", "stage": "rcpt", "code": 550, "enhanced": "5.1.1"}
+    primary.control("primary", "POST", "/faults", reject)
+    with backup.smtp("backup") as client:
+        client.sendmail("news@example.com", ["a@gmail.test"], message("b1"))
+    relay = backup.sink("backup").relay
+    wait_for(lambda: relay.depth() == 0)
+    (bounce,) = [e for e in read_csv(relay.journal.path) if e["event"] == "bounced"]
+    assert (bounce["code"], bounce["enhanced"]) == ("550", "5.1.1")
+
+
+def test_restarted_backup_with_a_full_queue_loses_nothing(start_sinks, tmp_path):
+    primary, backup = start_pair(start_sinks, tmp_path)
+    primary.control("primary", "POST", "/faults", {"kind": "down"})
+    with backup.smtp("backup") as client:
+        for i in range(15):
+            client.sendmail("news@example.com", ["a@gmail.test"], message(f"q{i}"))
+    assert backup.sink("backup").relay.depth() == 15
+    port = primary.port("primary")
+    backup.close()  # the backup stops with 15 messages queued
+    primary.control("primary", "DELETE", "/faults")
+    assert primary.port("primary") == port
+    restarted = start_sinks(
+        {"sinks": [{"name": "backup", "mode": "backup-mx", "upstream": {"port": port},
+                    "forward_backoff_s": 0.1}]},
+        journal_dir=tmp_path / "j",
+    )  # fmt: skip
+    relay = restarted.sink("backup").relay
+    wait_for(lambda: relay.depth() == 0)
+    at_primary = read_csv(tmp_path / "j" / "receipts-primary.csv")
+    assert sorted(r["msg_id"] for r in at_primary) == sorted(f"q{i}" for i in range(15))
+
+
+def test_backup_mode_needs_an_upstream():
+    from sinks.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="backup-mx needs an upstream"):
+        parse_config({"sinks": [{"name": "b", "mode": "backup-mx"}]})
+    with pytest.raises(ConfigError, match=r"upstream '10\.0\.0\.1' is not loopback"):
+        parse_config(
+            {"sinks": [{"name": "b", "mode": "backup-mx", "upstream": {"host": "10.0.0.1",
+                                                                        "port": 25}}]}
+        )  # fmt: skip
