@@ -30,10 +30,11 @@ def servers(attempts: pd.DataFrame, receipts: pd.DataFrame, t0: float) -> pd.Dat
     """Per second and server: accepted msgs/s and MB/s, attempts by outcome, connections.
 
     Columns: second, server, accepted, accepted_mb, attempts, one column per other outcome
-    (deferred, rejected, refused, timeout, dropped, interrupted), connections_opened (attempts that opened a connection) and open_sessions
-    (sink sessions from their first to their last received message: a lower bound on the
-    connections open in that second; 0 for servers that are not maildrill sinks). Every
-    second from the first to the last is present for every server, zeros included.
+    (deferred, rejected, refused, timeout, dropped, interrupted), connections_opened
+    (attempts that opened a connection) and open_sessions (sink sessions from their first
+    to their last received message: a lower bound on the connections open in that second;
+    0 for servers that are not maildrill sinks). Every second from the first to the last
+    is present for every server, zeros included.
     """
     columns = ["second", "server", "accepted", "accepted_mb", "attempts", *FAILED,
                "connections_opened", "open_sessions"]  # fmt: skip

@@ -1,0 +1,83 @@
+"""Write a run's reports: tidy series CSVs, plots/*.png, report.html and report.md.
+
+`write` is the one entry point; it reads the journals (or takes the ones already loaded)
+and the summary dict, and leaves every rendering to its renderer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from loadtest.analysis import plots, render_html, render_md, timeseries, view
+from loadtest.analysis.journals import Journals, load
+from loadtest.scenario import Scenario
+
+PLOTS_DIR = "plots"
+KNOWN_PLOTS = ("throughput", "latency", "replies", "lateness", "capacity")
+
+
+def run_frames(journals: Journals) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """This run's attempts and receipts (a journal directory reused by another run keeps
+    the other run's rows; they are left out, as in the summary)."""
+    attempts, receipts = journals.attempts, journals.receipts
+    run_id = str(journals.run.get("run_id", ""))
+    if run_id and len(attempts) and "run_id" in attempts:
+        attempts = attempts[attempts["run_id"] == run_id]
+    if run_id and len(receipts):
+        receipts = receipts[receipts["msg_id"].astype(str).str.startswith(f"{run_id}-")]
+    return attempts, receipts
+
+
+def series(journals: Journals) -> dict[str, pd.DataFrame]:
+    attempts, receipts = run_frames(journals)
+    t0 = journals.t0
+    return {
+        "servers": timeseries.servers(attempts, receipts, t0),
+        "latency": timeseries.latency(attempts, t0),
+        "replies": timeseries.replies(attempts, t0),
+        "lateness": timeseries.lateness(attempts, t0),
+    }
+
+
+def server_order(
+    scenario: Scenario | None, summary: dict[str, Any], frames: dict[str, pd.DataFrame]
+) -> list[str]:
+    """Scenario order (by priority) first, then any other server seen, by name."""
+    order = list(scenario.ordered_servers()) if scenario is not None else []
+    seen = set(summary.get("throughput", {}).get("per_server", {}))
+    seen |= set(frames["servers"]["server"].astype(str)) if len(frames["servers"]) else set()
+    return order + sorted(seen - set(order))
+
+
+def write(
+    run_dir: Path,
+    summary: dict[str, Any],
+    journals: Journals | None = None,
+    scenario: Scenario | None = None,
+) -> dict[str, Path]:
+    """Series CSVs, plots, report.md and report.html in `run_dir`; returns their paths."""
+    journals = journals if journals is not None else load(run_dir)
+    frames = series(journals)
+    written = {f"series/{k}": p for k, p in timeseries.write_csvs(run_dir, frames).items()}
+    plots_dir = run_dir / PLOTS_DIR
+    plots_dir.mkdir(exist_ok=True)
+    pngs: dict[str, bytes] = {}
+    refs = []
+    for plot in plots.all_plots(frames, summary, server_order(scenario, summary, frames)):
+        path = plots.save(plot.figure, plots_dir / f"{plot.name}.png")
+        pngs[plot.name] = path.read_bytes()
+        refs.append(view.PlotRef(plot.name, plot.title, f"{PLOTS_DIR}/{plot.name}.png"))
+        written[f"plots/{plot.name}"] = path
+    for stale in set(KNOWN_PLOTS) - set(pngs):
+        (plots_dir / f"{stale}.png").unlink(missing_ok=True)
+    scenario_file = run_dir / "scenario.yaml"
+    scenario_text = scenario_file.read_text(encoding="utf-8") if scenario_file.exists() else ""
+    page = view.build(summary, refs, scenario_text)
+    written["report.md"] = run_dir / "report.md"
+    written["report.md"].write_text(render_md.render(page), encoding="utf-8")
+    written["report.html"] = run_dir / "report.html"
+    written["report.html"].write_text(render_html.render(page, pngs), encoding="utf-8")
+    return written

@@ -1,0 +1,380 @@
+"""What a report shows, as plain tables of strings, from summary.json alone.
+
+Both renderers (HTML and Markdown) lay out this one view, so they say the same thing and
+every number they print is a value of summary.json, formatted here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+MISSING = "n/a"
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    anchor: str
+    headers: list[str]
+    rows: list[list[str]]
+    note: str = ""
+    empty: str = "none"  # shown instead of the table when there are no rows
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # "pass", "fail", "partial" or "none"
+    headline: str  # e.g. "SLOs PASSED"
+    detail: str
+
+
+@dataclass(frozen=True)
+class PlotRef:
+    name: str
+    title: str
+    path: str  # relative to the run directory, e.g. plots/throughput.png
+
+
+@dataclass(frozen=True)
+class ReportView:
+    title: str
+    facts: list[tuple[str, str]]  # run id, started, duration, ...
+    verdict: Verdict
+    sections: list[Table]
+    plots: list[PlotRef] = field(default_factory=list)
+    scenario_text: str = ""
+
+
+def num(value: Any, digits: int = 3) -> str:
+    """A number as the report prints it: ints as they are, floats to `digits` places with
+    trailing zeros dropped; None as n/a."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:
+            return MISSING
+        text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
+    return str(value)
+
+
+def percent(ratio: Any) -> str:
+    return MISSING if ratio is None else f"{num(ratio * 100.0, 2)} %"
+
+
+def when(epoch: Any) -> str:
+    if not epoch:
+        return MISSING
+    moment = dt.datetime.fromtimestamp(float(epoch), dt.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def verdict(summary: Mapping[str, Any]) -> Verdict:
+    slo = summary.get("slo") or {"passed": True, "checks": []}
+    checks = slo.get("checks", [])
+    passed = sum(1 for c in checks if c["passed"])
+    outcome = "PASSED" if slo["passed"] else "FAILED"
+    tally = f"{passed} of {len(checks)} SLOs passed"
+    if summary.get("partial"):
+        harness = summary.get("harness") or {}
+        why = harness.get("interrupted_by")
+        cause = f"interrupted by {why}" if why else "interrupted or never started"
+        on = f"SLOs {outcome} on partial data ({tally})" if checks else "no SLOs set"
+        return Verdict("partial", "PARTIAL RUN", f"The run was {cause}: {on}.")
+    if not checks:
+        return Verdict("none", "NO SLOs", "The scenario sets no SLOs; nothing to pass or fail.")
+    failed = [c["rule"] for c in checks if not c["passed"]]
+    detail = tally + (f"; failed: {', '.join(failed)}" if failed else "")
+    return Verdict("pass" if slo["passed"] else "fail", f"SLOs {outcome}", detail + ".")
+
+
+def facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [
+        ("scenario", str(summary.get("scenario") or MISSING)),
+        ("run id", str(summary.get("run_id") or MISSING)),
+        ("started", when(summary.get("started_at"))),
+        ("duration", f"{num(summary.get('duration_s'))} s"),
+    ]
+
+
+def key_numbers(summary: Mapping[str, Any]) -> Table:
+    m = summary["messages"]
+    tp = summary["throughput"]
+    lat = summary["latency_ms"]
+    rows = [
+        ["accepted", f"{num(m['accepted'])} of {num(m['planned'])} planned"],
+        ["failed", num(m["failed"])],
+        ["lost / duplicates / phantom",
+         f"{num(m['lost'])} / {num(m['duplicates'])} / {num(m['phantom'])}"],
+        ["throughput mean / peak",
+         f"{num(tp['mean_msgs_per_s'])} / {num(tp['peak_msgs_per_s'])} msgs/s"],
+        ["latency p50 / p95 / p99",
+         f"{num(lat.get('p50'))} / {num(lat.get('p95'))} / {num(lat.get('p99'))} ms"],
+    ]  # fmt: skip
+    for i, f in enumerate(summary.get("failovers", []), 1):
+        rows.append(
+            [f"fault {i}: {f['kind']} on {f['target']}",
+             f"failover {num(f.get('failover_s'))} s, failback {num(f.get('failback_s'))} s"]
+        )  # fmt: skip
+    cap = summary.get("capacity") or {}
+    if cap.get("steps"):
+        rows.append(
+            ["knee / max stable throughput",
+             f"{num(cap.get('knee_msgs_per_s'))} / {num(cap.get('max_stable_msgs_per_s'))} msgs/s"]
+        )  # fmt: skip
+    return Table("Key numbers", "key-numbers", ["measure", "value"], rows)
+
+
+MESSAGE_COLUMNS = (
+    ("planned", "planned"), ("attempted", "attempted"), ("accepted", "accepted"),
+    ("failed", "failed"), ("received_unique", "received"), ("lost", "lost"),
+    ("duplicates", "duplicates"), ("phantom", "phantom"), ("stranded", "stranded"),
+    ("not_sent", "not sent"), ("in_flight", "in flight"),
+)  # fmt: skip
+
+
+def messages(summary: Mapping[str, Any]) -> Table:
+    m = summary["messages"]
+    present = [(k, label) for k, label in MESSAGE_COLUMNS if k in m]
+    return Table(
+        "Messages",
+        "messages",
+        [label for _, label in present],
+        [[num(m[k]) for k, _ in present]],
+        note="lost: accepted by the client, received by no sink; phantom: received but "
+        "counted failed by the client (RFC 1047); received: unique messages some sink has.",
+    )
+
+
+def throughput(summary: Mapping[str, Any]) -> Table:
+    tp = summary["throughput"]
+    rows = [
+        [name, num(s.get("accepted")), num(s.get("mean_msgs_per_s"))]
+        for name, s in tp.get("per_server", {}).items()
+    ]
+    rows.append(["all", num(summary["messages"]["accepted"]), num(tp["mean_msgs_per_s"])])
+    return Table(
+        "Throughput",
+        "throughput",
+        ["server", "accepted", "mean msgs/s"],
+        rows,
+        note=f"peak 1 s bin: {num(tp['peak_msgs_per_s'])} msgs/s.",
+    )
+
+
+LATENCY_KEYS = ("p50", "p90", "p95", "p99", "max")
+
+
+def latency(summary: Mapping[str, Any]) -> Table:
+    lat = summary["latency_ms"]
+    rows = [["latency, all servers", *(num(lat.get(k)) for k in LATENCY_KEYS)]]
+    for name, values in lat.get("per_server", {}).items():
+        rows.append([f"latency, {name}", *(num(values.get(k)) for k in LATENCY_KEYS)])
+    response = summary.get("response_time_ms")
+    if response:
+        rows.append(["response time, all servers", *(num(response.get(k)) for k in LATENCY_KEYS)])
+    late = summary.get("lateness_ms")
+    if late:
+        rows.append(["lateness, first attempts", *(num(late.get(k)) for k in LATENCY_KEYS)])
+    return Table(
+        "Latency, response time and lateness (ms)",
+        "latency",
+        ["measure", *LATENCY_KEYS],
+        rows,
+        note="latency: end - start of accepted attempts (the server's service time); response "
+        "time: end of the accepted attempt - the message's intended send time (waiting, "
+        "retries and failover included); lateness: start - intended send time of first "
+        "attempts (how far the sender fell behind the schedule).",
+    )
+
+
+PHASES = ("before", "during", "after")
+
+
+def fault_phases(summary: Mapping[str, Any]) -> Table | None:
+    """Latency and response time before, during and after each fault."""
+    rows = []
+    for i, f in enumerate(summary.get("failovers", []), 1):
+        for phase in PHASES:
+            p = (f.get("phases") or {}).get(phase)
+            if p is None:
+                continue
+            lat, resp = p.get("latency_ms") or {}, p.get("response_time_ms") or {}
+            rows.append([
+                f"{i}: {f['kind']} on {f['target']}", phase, num(p.get("accepted")),
+                *(num(lat.get(k)) for k in ("p50", "p95", "p99", "max")),
+                *(num(resp.get(k)) for k in ("p50", "p95", "p99", "max")),
+            ])  # fmt: skip
+    if not rows:
+        return None
+    return Table(
+        "Around each fault (ms)",
+        "fault-phases",
+        ["fault", "phase", "accepted", "latency p50", "p95", "p99", "max",
+         "response time p50", "p95", "p99", "max"],
+        rows,
+        note="Accepted attempts that ended before the onset, between onset and clear, and "
+        "after the clear.",
+    )  # fmt: skip
+
+
+def failovers(summary: Mapping[str, Any]) -> Table:
+    rows = []
+    inferred = False
+    for f in summary.get("failovers", []):
+        added = f.get("added_latency_ms") or {}
+        source = f.get("onset_source", "sink journal")
+        mark = "" if source == "sink journal" else " *"
+        inferred = inferred or bool(mark)
+        rows.append([
+            f"{f['target']}", f"{f['kind']}", num(f.get("onset_s")) + mark, num(f.get("cleared_s")),
+            num(f.get("detection_s")), num(f.get("failover_s")), num(f.get("failback_s")),
+            num(f.get("recovery_s")), num(f.get("longest_gap_s")),
+            num(f.get("messages_delayed")), num(f.get("messages_failed")),
+            " / ".join(num(added.get(k)) for k in ("p50", "p95", "max")),
+        ])  # fmt: skip
+    note = (
+        "Seconds from run start (onset, cleared) and from onset or clear (the others). "
+        "detection: onset to the first failed attempt at the target; failover: onset to the "
+        "first accepted elsewhere; failback: clear to the first accepted again by the target; "
+        "recovery: onset to throughput back at 90% of the pre-fault rate."
+    )
+    if inferred:
+        note += " * target is not a maildrill sink: onset inferred from its first failed attempt."
+    return Table(
+        "Failovers",
+        "failovers",
+        ["target", "fault", "onset s", "cleared s", "detection s", "failover s", "failback s",
+         "recovery s", "longest gap s", "delayed", "failed", "added latency p50/p95/max ms"],
+        rows,
+        note=note,
+        empty="no faults in this run",
+    )  # fmt: skip
+
+
+def capacity(summary: Mapping[str, Any]) -> Table | None:
+    cap = summary.get("capacity") or {}
+    if not cap.get("steps"):
+        return None
+    rows = [
+        [str(s["stage"] + 1), num(s["offered_msgs_per_s"]), num(s["accepted_msgs_per_s"]),
+         percent(s["accepted_ratio"]), num(s["delivered_msgs_per_s"]), num(s["p95_latency_ms"]),
+         num(s["p95_lateness_ms"]), num(s["failed_attempts"]), "yes" if s["stable"] else "no"]
+        for s in cap["steps"]
+    ]  # fmt: skip
+    limit = cap.get("p95_limit_ms")
+    slo = f"p95 <= {num(limit)} ms" if limit is not None else "no p95 latency SLO"
+    return Table(
+        "Capacity (step load)",
+        "capacity",
+        ["stage", "offered msgs/s", "accepted msgs/s", "accepted/offered", "delivered msgs/s",
+         "p95 ms", "p95 lateness ms", "failed attempts", "stable"],
+        rows,
+        note=(
+            f"knee: {num(cap.get('knee_msgs_per_s'))} msgs/s; max stable throughput: "
+            f"{num(cap.get('max_stable_msgs_per_s'))} msgs/s. Stable: accepted/offered >= "
+            f"{percent(cap.get('stable_share'))} and {slo}. Accepted: the stage's messages "
+            f"accepted within {num(cap.get('on_time_s'))} s of their intended time; "
+            "delivered: accepted attempts that ended in the stage."
+        ),
+    )  # fmt: skip
+
+
+def slo_table(summary: Mapping[str, Any]) -> Table:
+    rows = [
+        [c["rule"], num(c["limit"]), num(c["value"]), "PASS" if c["passed"] else "FAIL",
+         str(c.get("note") or "")]
+        for c in (summary.get("slo") or {}).get("checks", [])
+    ]  # fmt: skip
+    return Table(
+        "SLOs", "slo", ["rule", "limit", "measured", "verdict", "note"], rows,
+        note="A metric with no measured value fails its check.",
+        empty="the scenario sets no SLOs",
+    )  # fmt: skip
+
+
+def errors(summary: Mapping[str, Any]) -> Table:
+    items = sorted(summary.get("errors", {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    return Table(
+        "Errors",
+        "errors",
+        ["reply (or outcome at phase)", "attempts"],
+        [[key, num(count)] for key, count in items],
+        note="Failed attempts by reply code and enhanced code; without a reply, by outcome "
+        "and the phase it was reached in.",
+        empty="no failed attempts",
+    )
+
+
+def journal_problems(summary: Mapping[str, Any]) -> Table:
+    skipped = (summary.get("journal_problems") or {}).get("skipped_lines", {})
+    return Table(
+        "Journal problems",
+        "journal-problems",
+        ["file", "lines skipped"],
+        [[name, num(n)] for name, n in sorted(skipped.items())],
+        note="Torn or malformed journal lines are skipped and counted, never guessed at.",
+        empty="none: every journal line was read",
+    )
+
+
+def harness(summary: Mapping[str, Any]) -> Table:
+    h = summary.get("harness") or {}
+    start = summary.get("started_at") or 0.0
+    rows: list[list[str]] = []
+    if h.get("interrupted_by"):
+        rows.append([MISSING, "interrupted", f"by {h['interrupted_by']}"])
+    for d in h.get("sink_deaths", []):
+        rows.append([num(d.get("at_s")), "sink died",
+                     f"{d.get('sink')} (exit code {num(d.get('exit_code'))})"])  # fmt: skip
+    for e in h.get("events", []):
+        if e.get("event") == "sink_died":
+            continue
+        detail = ", ".join(f"{k} {_plain(v)}" for k, v in e.items() if k not in ("time", "event"))
+        at = num(e["time"] - start) if e.get("time") and start else MISSING
+        rows.append([at, str(e.get("event", "")).replace("_", " "), detail])
+    if h.get("locust_exit_code") not in (None, 0):
+        rows.append([MISSING, "locust exit code", num(h["locust_exit_code"])])
+    return Table(
+        "Harness events",
+        "harness",
+        ["at s", "event", "detail"],
+        rows,
+        note="Times from run start; negative: before the campaign started.",
+        empty="no harness record (harness.json missing)",
+    )
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_plain(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return ":".join(_plain(v) for v in value)
+    return num(value)
+
+
+def build(
+    summary: Mapping[str, Any], plots: Sequence[PlotRef] = (), scenario_text: str = ""
+) -> ReportView:
+    sections = [key_numbers(summary), messages(summary), throughput(summary), latency(summary),
+                failovers(summary)]  # fmt: skip
+    for extra in (fault_phases(summary), capacity(summary)):
+        if extra is not None:
+            sections.append(extra)
+    sections += [slo_table(summary), errors(summary), journal_problems(summary), harness(summary)]
+    name = summary.get("scenario") or "run"
+    return ReportView(
+        title=f"maildrill report: {name}",
+        facts=facts(summary),
+        verdict=verdict(summary),
+        sections=sections,
+        plots=list(plots),
+        scenario_text=scenario_text,
+    )

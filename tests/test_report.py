@@ -1,0 +1,269 @@
+"""Rendered reports of hand-built runs: golden Markdown, self-contained HTML, valid plots,
+numbers straight from summary.json. UPDATE_GOLDEN=1 rewrites the golden files."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from loadtest.analysis import report, timeseries
+from loadtest.analysis import summary as summary_mod
+from loadtest.analysis.journals import load
+from loadtest.analysis.view import num
+from tests import runs
+
+GOLDEN = Path(__file__).parent / "golden"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def drill(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
+    run_dir = runs.drill(tmp_path_factory.mktemp("drill") / "run")
+    return run_dir, summary_mod.write(run_dir)
+
+
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
+    run_dir = runs.steps(tmp_path_factory.mktemp("steps") / "run")
+    return run_dir, summary_mod.write(run_dir)
+
+
+def normalised(text: str, run_dir: Path) -> str:
+    text = text.replace(str(run_dir), "RUN_DIR")
+    return re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "YYYY-MM-DD HH:MM:SS UTC", text)
+
+
+@pytest.mark.parametrize("name", ["drill", "steps"])
+def test_report_md_matches_golden(name, request):
+    run_dir, _ = request.getfixturevalue(name)
+    text = normalised((run_dir / "report.md").read_text(), run_dir)
+    golden = GOLDEN / f"report-{name}.md"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(text)
+    assert text == golden.read_text(), f"report.md differs from {golden} (UPDATE_GOLDEN=1)"
+
+
+def test_write_produces_every_output(drill):
+    run_dir, _ = drill
+    for name in ("summary.json", "report.html", "report.md"):
+        assert (run_dir / name).stat().st_size > 0, name
+    for name in ("throughput", "latency", "replies", "lateness"):
+        assert (run_dir / "plots" / f"{name}.png").exists(), name
+    for name in ("servers", "latency", "replies", "lateness"):
+        assert (run_dir / "series" / f"{name}.csv").exists(), name
+    assert not (run_dir / "plots" / "capacity.png").exists()  # not a step load
+
+
+@pytest.mark.parametrize("name", ["drill", "steps"])
+def test_plots_are_valid_pngs(name, request):
+    run_dir, _ = request.getfixturevalue(name)
+    pngs = sorted((run_dir / "plots").glob("*.png"))
+    assert pngs
+    for path in pngs:
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            assert image.size[0] >= 800
+            assert image.size[1] >= 400
+    if name == "steps":
+        assert (run_dir / "plots" / "capacity.png").exists()
+
+
+ATTR = re.compile(r"""\b(src|href)\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name", ["drill", "steps"])
+def test_html_has_no_external_references(name, request):
+    run_dir, _ = request.getfixturevalue(name)
+    html = (run_dir / "report.html").read_text()
+    assert "http://" not in html
+    assert "https://" not in html
+    assert "<link" not in html.lower()
+    assert not re.search(r"<script[^>]*\bsrc\b", html, re.IGNORECASE)
+    assert "<script" not in html.lower()  # no scripts at all
+    assert "url(" not in html  # no CSS fetches
+    refs = ATTR.findall(html)
+    assert refs
+    for attr, value in refs:
+        assert value.startswith("#") or value.startswith("data:image/png;base64,"), (attr, value)
+    images = [v for a, v in refs if a.lower() == "src"]
+    assert len(images) == len(list((run_dir / "plots").glob("*.png")))
+    for value in images:  # every embedded plot decodes to the PNG on disk
+        png = base64.b64decode(value.split(",", 1)[1])
+        assert png[:8] == PNG_MAGIC
+        assert png in {p.read_bytes() for p in (run_dir / "plots").glob("*.png")}
+
+
+def test_html_verdict_banner(drill):
+    run_dir, summary = drill
+    html = (run_dir / "report.html").read_text()
+    assert not summary["slo"]["passed"]
+    assert '<div class="verdict fail"><strong>SLOs FAILED</strong>' in html
+
+
+def test_partial_run_says_so(tmp_path, drill):
+    run_dir, summary = drill
+    partial = copy.deepcopy(summary)
+    partial["partial"] = True
+    partial["harness"]["interrupted_by"] = "SIGINT"
+    out = tmp_path / "copy"
+    out.mkdir()
+    (out / "scenario.yaml").write_text((run_dir / "scenario.yaml").read_text())
+    report.write(out, partial, load(run_dir))
+    md = (out / "report.md").read_text()
+    assert "> **PARTIAL RUN**: The run was interrupted by SIGINT: SLOs FAILED on partial" in md
+    assert '<div class="verdict partial">' in (out / "report.html").read_text()
+    assert "| n/a | interrupted | by SIGINT |" in md
+
+
+def leaves(node: Any) -> list[float]:
+    if isinstance(node, dict):
+        return [v for child in node.values() for v in leaves(child)]
+    if isinstance(node, list):
+        return [v for child in node for v in leaves(child)]
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        return []
+    return [node]
+
+
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
+
+
+def md_tables(text: str) -> dict[str, list[list[str]]]:
+    """Section title -> body rows of its table (header and rule rows dropped)."""
+    tables: dict[str, list[list[str]]] = {}
+    title = ""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            title = line[3:]
+        elif line.startswith("|") and title:
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            tables.setdefault(title, []).append(cells)
+    return {t: rows[2:] for t, rows in tables.items()}
+
+
+@pytest.mark.parametrize("name", ["drill", "steps"])
+def test_every_number_in_the_tables_is_a_summary_value(name, request):
+    run_dir, summary = request.getfixturevalue(name)
+    allowed = {num(v) for v in leaves(summary)}
+    allowed |= {num(v * 100.0, 2) for v in leaves(summary.get("capacity", {}))}  # percentages
+    allowed |= {num(v) for v in (200, 250, 421, 550)}  # in reply keys "421 4.7.0"
+    tables = md_tables((run_dir / "report.md").read_text())
+    assert "Messages" in tables
+    assert "SLOs" in tables
+    checked = 0
+    for title, rows in tables.items():
+        if title == "Harness events":  # times relative to the start, checked below
+            continue
+        for row in rows:
+            for cell in row[1:]:  # the first column names the row
+                for token in NUMBER.findall(cell.replace("5.7.1", "").replace("4.7.0", "")):
+                    assert token in allowed, (title, row, token)
+                    checked += 1
+    assert checked > 30
+
+
+def test_report_numbers_are_the_summary_values(drill):
+    run_dir, summary = drill
+    md = (run_dir / "report.md").read_text()
+    html = (run_dir / "report.html").read_text()
+    m = summary["messages"]
+    f = summary["failovers"][0]
+    lat = summary["latency_ms"]
+    expected = [
+        f"| {m['planned']} | {m['attempted']} | {m['accepted']} | {m['failed']} | "
+        f"{m['received_unique']} | {m['lost']} | {m['duplicates']} | {m['phantom']} |",
+        f"| primary | down | {num(f['onset_s'])} | {num(f['cleared_s'])} | "
+        f"{num(f['detection_s'])} | {num(f['failover_s'])} | {num(f['failback_s'])} |",
+        f"| latency, all servers | {num(lat['p50'])} | {num(lat['p90'])} | {num(lat['p95'])} |",
+        f"| p95_latency_ms <= 15 | 15 | {num(lat['p95'])} | FAIL |",
+        "| receipts-secondary.csv | 1 |",
+    ]
+    for text in expected:
+        assert text in md, text
+    assert f"<td>{num(f['failover_s'])}</td>" in html
+    assert f"<td>{m['accepted']}</td>" in html
+    # The known answers of the hand-built run.
+    assert f["detection_s"] == pytest.approx(0.2)
+    assert (m["duplicates"], m["phantom"]) == (1, 1)
+
+
+def test_the_renderers_print_summary_values_not_their_own(tmp_path, drill):
+    """Change the summary, not the journals: the report follows the summary."""
+    run_dir, summary = drill
+    doctored = copy.deepcopy(summary)
+    doctored["messages"]["accepted"] = 4242
+    doctored["failovers"][0]["failover_s"] = 12.345678
+    doctored["latency_ms"]["p95"] = 777.5
+    doctored["errors"] = {"451 4.3.0": 99}
+    out = tmp_path / "doctored"
+    out.mkdir()
+    report.write(out, doctored, load(run_dir))
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    for text in ("4242", "12.346", "777.5", "451 4.3.0"):
+        assert text in md, text
+        assert text in html, text
+
+
+def test_series_csvs_read_back_tidy(drill):
+    run_dir, summary = drill
+    servers = pd.read_csv(run_dir / "series" / "servers.csv")
+    assert set(servers["server"]) == {"primary", "secondary"}
+    # Every second present for every server, and the accepted counts add up.
+    assert servers.groupby("server").size().nunique() == 1
+    assert servers["accepted"].sum() == summary["messages"]["accepted"]
+    per = servers.groupby("server")["accepted"].sum()
+    for name, s in summary["throughput"]["per_server"].items():
+        assert per[name] == s["accepted"]
+    assert servers["refused"].sum() == 1
+    assert servers["deferred"].sum() == 1
+    assert servers["accepted_mb"].sum() == pytest.approx(39 * 10_000 / 1e6)
+    replies = pd.read_csv(run_dir / "series" / "replies.csv")
+    bad = replies[replies["class"] != "2xx"].groupby("reply")["count"].sum().to_dict()
+    assert bad == summary["errors"]
+    latency = pd.read_csv(run_dir / "series" / "latency.csv")
+    secondary = latency[latency["server"] == "secondary"]
+    assert secondary["p50"].max() == pytest.approx(20.0, abs=0.01)
+    lateness = pd.read_csv(run_dir / "series" / "lateness.csv")
+    assert lateness["count"].sum() == 40
+    assert lateness["second"].min() == 0
+
+
+def test_open_sessions_follow_the_receipts():
+    receipts = pd.DataFrame(
+        {"sink": ["a", "a", "a", "b"], "session": ["a.1", "a.1", "a.2", "b.1"],
+         "time": [0.5, 3.2, 1.1, 2.0], "msg_id": list("wxyz")}
+    )  # fmt: skip
+    attempts = pd.DataFrame(
+        {"server": ["a", "b"], "outcome": ["accepted"] * 2, "end": [0.2, 4.9], "bytes": [1, 1]}
+    )
+    frame = timeseries.servers(attempts, receipts, 0.0).set_index(["second", "server"])
+    assert frame.loc[(slice(None), "a"), "open_sessions"].tolist() == [1, 2, 1, 1, 0]
+    assert frame.loc[(slice(None), "b"), "open_sessions"].tolist() == [0, 0, 1, 0, 0]
+
+
+def test_reply_keys_match_the_summary_errors(drill):
+    run_dir, summary = drill
+    attempts = load(run_dir).attempts
+    counts = timeseries.reply_counts(attempts[attempts["outcome"] != "accepted"])
+    assert dict(zip(counts["reply"], counts["count"], strict=True)) == summary["errors"]
+
+
+def test_summary_json_has_capacity_and_stays_plain_json(steps):
+    run_dir, summary = steps
+    data = json.loads((run_dir / "summary.json").read_text())
+    assert data["capacity"]["knee_msgs_per_s"] == 30.0
+    assert data["capacity"] == json.loads(json.dumps(summary["capacity"]))
