@@ -18,12 +18,14 @@ NUMERIC = {
     "receipts": ("time", "rcpt_count", "size"),
     "refusals": ("time", "code", "rcpt_count"),
     "faults": ("time",),
+    "relay": ("time", "attempt", "code", "queued_at"),
 }  # fmt: skip
 REQUIRED = {
     "attempts": ("msg_id", "attempt", "server", "intended", "start", "end", "outcome"),
     "receipts": ("msg_id", "sink", "time", "size", "session"),
     "refusals": ("sink", "time", "stage", "code"),
     "faults": ("sink", "kind", "state", "time"),
+    "relay": ("time", "sink", "msg_id", "event"),
 }
 
 
@@ -35,7 +37,10 @@ class Journals:
     refusals: pd.DataFrame
     faults: pd.DataFrame
     run: dict[str, Any]
-    skipped: dict[str, int] = field(default_factory=dict)  # file name -> bad lines skipped
+    skipped: dict[str, int] = field(default_factory=dict)
+    relay: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # backup-mx queues  # file name -> bad lines skipped
 
     @property
     def t0(self) -> float:
@@ -95,6 +100,7 @@ def load(run_dir: Path) -> Journals:
         receipts=_read(list(run_dir.glob("receipts*.csv")), "receipts", skipped),
         refusals=_read(list(run_dir.glob("refusals*.csv")), "refusals", skipped),
         faults=_read(list(run_dir.glob("faults*.csv")), "faults", skipped),
+        relay=_read(list(run_dir.glob("relay*.csv")), "relay", skipped),
         run=run,
         skipped=skipped,
     )

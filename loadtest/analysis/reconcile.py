@@ -17,7 +17,7 @@ class Counts:
     lost: int  # accepted by the client's account, received by no sink
     duplicates: int  # messages received more than once
     phantom: int  # received, but the client counted them failed (RFC 1047)
-    stranded: int  # accepted by an MTA under test, still queued at the end
+    stranded: int  # accepted by a backup MX (or MTA under test), still in its queue at the end
     not_sent: int  # planned, never attempted by the end
     in_flight: int  # attempted, no final word when the run ended
 
@@ -51,10 +51,17 @@ def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
         per["accepted_end"] = accepted["end"].min().reindex(per.index)
     if receipts.empty:
         per["received"] = 0
+        per["queued"] = 0
         return per
-    copies = receipts.groupby("msg_id").size()
+    # A backup MX's "queued" receipt is a relay hop, not a delivery: the message counts
+    # where it finally lands, so forwarding it is not a duplicate.
+    hop = receipts["outcome"] == "queued" if "outcome" in receipts else False
+    copies = receipts[~hop].groupby("msg_id").size()
+    queued = receipts[hop].groupby("msg_id").size()
     per = per.join(copies.rename("received"), how="outer")
+    per = per.join(queued.rename("queued"), how="outer")
     per["received"] = per["received"].fillna(0).astype(int)
+    per["queued"] = per["queued"].fillna(0).astype(int)
     per["attempts"] = per["attempts"].fillna(0).astype(int)
     per["accepted"] = per["accepted"].fillna(False).astype(bool)
     return per
@@ -72,16 +79,17 @@ def count(per: pd.DataFrame, planned: int, run_id: str = "") -> Counts:
     failed = attempted & ~accepted & finished
     in_flight = attempted & ~accepted & ~finished
     received = per["received"]
+    queued = per.get("queued", 0)
     return Counts(
         planned=planned,
         attempted=int(attempted.sum()),
         accepted=int(accepted.sum()),
         failed=int(failed.sum()),
         received_unique=int((received > 0).sum()),
-        lost=int((accepted & (received == 0)).sum()),
+        lost=int((accepted & (received == 0) & (queued == 0)).sum()),
         duplicates=int((received > 1).sum()),
         phantom=int((failed & (received > 0)).sum()),
-        stranded=0,
+        stranded=int((accepted & (received == 0) & (queued > 0)).sum()),
         not_sent=max(0, planned - int(attempted.sum())),
         in_flight=int(in_flight.sum()),
     )

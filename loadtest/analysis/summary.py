@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from loadtest.analysis import capacity, failover, metrics, reconcile, report, slo
+from loadtest.analysis import capacity, failover, metrics, reconcile, relay, report, slo
 from loadtest.analysis.journals import Journals, load
 from loadtest.scenario import Scenario, parse_scenario
 
@@ -41,6 +41,12 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
         foreign = {s.name for s in scenario.servers if not s.local}
         windows += failover.infer_windows(attempts, foreign)
     failovers = [failover.analyse(w, attempts, per, t0, end).as_dict() for w in windows]
+    upstream_of = {
+        s.name: str(s.sink.get("upstream"))
+        for s in (scenario.servers if scenario else [])
+        if isinstance(s.sink.get("upstream"), str)
+    }
+    backups = relay.summarise(journals.relay, attempts, journals.receipts, windows, upstream_of, t0)
     summary: dict[str, Any] = {
         "scenario": scenario.name if scenario else journals.run.get("scenario", ""),
         "run_id": run_id,
@@ -54,6 +60,7 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
         "lateness_ms": metrics.lateness(attempts),
         "errors": metrics.errors(attempts),
         "failovers": failovers,
+        "relay": backups,
         "journal_problems": {"skipped_lines": journals.skipped},
         "harness": {k: v for k, v in harness.items() if k != "partial"},
     }
