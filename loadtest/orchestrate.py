@@ -213,6 +213,7 @@ class Drill:
             self._start_locust()
             self._wait_for_t0()
             self._follow()
+            self._wait_for_relays()
         finally:
             self._stop_all()
             for sig, handler in previous.items():
@@ -245,13 +246,16 @@ class Drill:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         config_dir = self.run_dir / "sinks"
         config_dir.mkdir(exist_ok=True)
-        for server in self.scenario.servers:
+        # Backup MXs last: they need the real address of the upstream they forward to.
+        ordered = sorted(self.scenario.servers, key=lambda s: s.upstream_name is not None)
+        for server in ordered:
             if not server.local:
                 self.addresses[server.name] = (server.host, server.port)
                 continue
+            sink = server.sink_config(self.addresses)
             config = {
                 "seed": self.scenario.campaign.seed,
-                "sinks": [server.sink_config().model_dump(mode="json", exclude_none=True)],
+                "sinks": [sink.model_dump(mode="json", exclude_none=True)],
             }
             path = config_dir / f"{server.name}.yaml"
             path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -374,6 +378,29 @@ class Drill:
             time.sleep(0.05)
         progress.poll()
         self._print_progress(progress, time.time() - self.t0, planned_s, final=True)
+
+    def _wait_for_relays(self) -> None:
+        """Backup MXs may still be forwarding when the load ends: give them the drain time.
+
+        What is still queued after that is reported as stranded, not lost.
+        """
+        backups = [s.name for s in self.scenario.servers if s.local and s.upstream_name]
+        deadline = time.time() + max(5.0, self.scenario.campaign.drain_s)
+        for name in backups:
+            depth = None
+            while not self.interrupted:
+                try:
+                    url = f"http://127.0.0.1:{self.controls[name]}/status"
+                    with urllib.request.urlopen(url, timeout=2) as response:
+                        depth = json.loads(response.read())["relay"]["depth"]
+                except (OSError, ValueError, KeyError):
+                    break  # a dead sink: nothing to wait for
+                if depth == 0 or time.time() > deadline:
+                    break
+                time.sleep(0.2)
+            self.event("relay_queue_at_end", sink=name, depth=depth)
+            if depth:
+                self.say(f"backup {name}: {depth} messages still queued at the end (stranded)")
 
     def _send_fault(self, fault: TimedFault) -> None:
         fault.sent_at = time.time()

@@ -10,6 +10,7 @@ import ipaddress
 import itertools
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,8 +67,21 @@ class ServerSpec(_Model):
                 raise ValueError(f"sink: {describe_errors(exc)}") from None
         return self
 
-    def sink_config(self) -> SinkConfig:
-        return SinkConfig(name=self.name, host=self.host, port=self.port, **self.sink)
+    @property
+    def upstream_name(self) -> str | None:
+        """A backup MX's upstream given as the name of another server of the scenario."""
+        upstream = self.sink.get("upstream")
+        return upstream if isinstance(upstream, str) else None
+
+    def sink_config(self, addresses: Mapping[str, tuple[str, int]] | None = None) -> SinkConfig:
+        """This server's sink; `addresses` resolves an upstream named by server name."""
+        settings = dict(self.sink)
+        name = self.upstream_name
+        if name is not None:
+            # Until the upstream runs, a placeholder port keeps validation honest.
+            host, port = (addresses or {}).get(name, ("127.0.0.1", 1))
+            settings["upstream"] = {"host": host, "port": port}
+        return SinkConfig(name=self.name, host=self.host, port=self.port, **settings)
 
     def client_server(self, timeouts: Timeouts) -> Server:
         password = os.environ.get(self.password_env, "") if self.password_env else None
@@ -252,6 +266,16 @@ class Scenario(_Model):
     workers: int = Field(default=0, ge=0, description="Locust worker processes; 0: one process")
     faults: list[FaultEvent] = Field(default_factory=list, description="the fault timeline")
     slo: list[str] = Field(default_factory=list, description='e.g. "failover_s <= 5"')
+    strict_preflight: bool = Field(
+        default=False,
+        description="a pre-flight flag (maildrill check before the load) stops the run: exit 2",
+    )
+    probe_interval_ms: int = Field(
+        default=500, ge=0, description="health probe (connect, EHLO, QUIT) per server; 0: none"
+    )
+    probe_timeout_ms: int = Field(
+        default=1000, gt=0, description="a probe taking longer fails as a timeout"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -281,6 +305,12 @@ class Scenario(_Model):
             if not self.server(fault.target).local:
                 raise ValueError(
                     f"faults[{i}].target: {fault.target!r} is not a maildrill sink (local: true)"
+                )
+        for server in self.servers:
+            name = server.upstream_name
+            if name is not None and (name not in known or name == server.name):
+                raise ValueError(
+                    f"servers: {server.name!r}: sink.upstream {name!r} is not another server"
                 )
         self._no_contradictions()
         for i, rule in enumerate(self.slo):

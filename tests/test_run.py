@@ -304,3 +304,30 @@ def test_a_sink_killed_mid_run_is_named_and_the_run_goes_on(tmp_path):
     assert m["lost"] == 0
     assert summary["journal_problems"]["skipped_lines"] == {}
     assert summary["throughput"]["per_server"]["secondary"]["accepted"] > 100
+
+
+def test_backup_mx_drill_forwards_everything_once(tmp_path):
+    run_dir = tmp_path / "run"
+    done = maildrill(
+        "run", "backup-mx", "--out", str(run_dir),
+        "--set", "campaign.schedule.0.duration_s=8", "--set", "faults.0.at=2",
+        "--set", "faults.0.duration=3", "--set", "campaign.drain_s=6",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    m = summary["messages"]
+    assert m["planned"] == 320
+    assert m["lost"] == m["duplicates"] == m["stranded"] == 0
+    # Independently: what the backup queued is exactly what it forwarded to the primary.
+    queued = {r["msg_id"] for r in read_csv(run_dir / "receipts-backup.csv")}
+    assert queued
+    relay = read_csv(run_dir / "relay-backup.csv")
+    forwarded = {r["msg_id"] for r in relay if r["event"] == "forwarded"}
+    assert forwarded == queued
+    at_primary = Counter(r["msg_id"] for r in read_csv(run_dir / "receipts-primary.csv"))
+    assert all(at_primary[msg] == 1 for msg in queued)
+    backup = summary["relay"]["backup"]
+    assert backup["queued"] == backup["forwarded"] == len(queued)
+    assert backup["left_in_queue"] == 0
+    assert backup["drain_s"] is not None
+    assert 0 <= backup["drain_s"] < 6
