@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from loadtest import preflight
 from loadtest.overrides import apply_set
 from loadtest.scenario import Scenario, ScenarioError, parse_scenario
 
@@ -210,6 +211,8 @@ class Drill:
         try:
             self._start_sinks()
             self._write_scenario()
+            self._preflight()
+            self._start_prober()
             self._start_locust()
             self._wait_for_t0()
             self._follow()
@@ -224,8 +227,8 @@ class Drill:
         self.interrupted = signal.Signals(signum).name
         self.event("interrupted", signal=self.interrupted)
 
-    def event(self, name: str, **detail: Any) -> None:
-        self.events.append({"time": round(time.time(), 6), "event": name, **detail})
+    def event(self, event: str, /, **detail: Any) -> None:
+        self.events.append({"time": round(time.time(), 6), "event": event, **detail})
 
     def _spawn(self, role: str, name: str, cmd: list[str], stdout: Any = None) -> Child:
         log = (self.run_dir / "logs" / f"{name}.log").open("w")
@@ -291,6 +294,38 @@ class Drill:
                 server["host"], server["port"] = self.addresses[server["name"]]
         self.scenario_file = self.run_dir / "scenario.yaml"
         self.scenario_file.write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+    # -- pre-flight check and health probes -------------------------------------------
+
+    def _preflight(self) -> None:
+        """`maildrill check` over the servers, now that the sinks listen: preflight.json,
+        flags printed as warnings, or fatal with `strict_preflight: true`."""
+        try:
+            targets = preflight.targets_of(self.scenario, self.addresses)
+        except preflight.TargetError as exc:
+            raise SetupError(f"pre-flight: {exc}") from None
+        facts, result = preflight.check(targets, expect=preflight.expectations_of(self.scenario))
+        report = json.dumps(preflight.as_json(facts, result), indent=2)
+        (self.run_dir / "preflight.json").write_text(report + "\n")
+        self.event("preflight", flags=[f.code for f in result.flags])
+        for flag in result.flags:
+            self.say(f"pre-flight WARNING: {flag.message}")
+        if result.flags and self.scenario.strict_preflight:
+            more = f" (and {len(result.flags) - 1} more)" if len(result.flags) > 1 else ""
+            raise SetupError(
+                f"pre-flight check failed (strict_preflight): {result.flags[0].message}{more}; "
+                f"see {self.run_dir / 'preflight.json'}"
+            )
+        if not result.flags:
+            self.say(f"pre-flight: {len(facts)} servers agree; nothing breaks after a failover")
+
+    def _start_prober(self) -> None:
+        """Health probes (loadtest.prober) in a process of their own; probes.csv."""
+        if self.scenario.probe_interval_ms <= 0:
+            return
+        cmd = [sys.executable, "-m", "loadtest.prober", "--scenario", str(self.scenario_file),
+               "--out", str(self.run_dir)]  # fmt: skip
+        self._spawn("prober", "prober", cmd)
 
     # -- Locust -------------------------------------------------------------------------
 
@@ -364,11 +399,17 @@ class Drill:
                 if fault.sent_at is None and now >= self.t0 + fault.at:
                     self._send_fault(fault)
             for child in self.children:
-                if child.role == "sink" and child.died_at is None and child.proc.poll() is not None:
+                if child.role == "locust" or child.died_at is not None:
+                    continue
+                code = child.proc.poll()
+                # A worker leaves with 0 when the master tells it to at the end.
+                if code is not None and (child.role == "sink" or code != 0):
                     child.died_at = now
-                    self.event("sink_died", sink=child.name, exit_code=child.proc.returncode,
+                    self.event(f"{child.role}_died", name=child.name, sink=child.name,
+                               exit_code=child.proc.returncode,
                                at_s=round(now - self.t0, 3))  # fmt: skip
-                    self.say(f"\nsink {child.name} died (exit {child.proc.returncode}); going on")
+                    what = "sink" if child.role == "sink" else "Locust worker"
+                    self.say(f"\n{what} {child.name} died (exit {child.proc.returncode}); going on")
             if self.locust.proc.poll() is not None:
                 break
             if now - last_print >= (1.0 if self.out.isatty() else 5.0):
@@ -459,16 +500,21 @@ class Drill:
             if child.role == "locust":
                 self.locust_exit = code
         for child in self.children:
+            if child.role == "prober":  # after the load, while the sinks still listen
+                child.stop(signal.SIGTERM, 5.0)
+        for child in self.children:
             if child.role == "sink":
                 child.stop(signal.SIGTERM, 10.0)
 
     def _write_harness(self) -> dict[str, Any]:
         deaths = [e for e in self.events if e["event"] == "sink_died"]
+        lost_workers = [e for e in self.events if e["event"] == "worker_died"]
         harness = {
             "partial": bool(self.interrupted) or self.t0 is None,
             "interrupted_by": self.interrupted,
             "locust_exit_code": self.locust_exit,
             "sink_deaths": deaths,
+            "workers_lost": lost_workers,
             "faults": [
                 {"at_s": f.at, "target": f.target, "kind": f.body["kind"], "status": f.status}
                 for f in self.timeline

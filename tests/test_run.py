@@ -331,3 +331,52 @@ def test_backup_mx_drill_forwards_everything_once(tmp_path):
     assert backup["left_in_queue"] == 0
     assert backup["drain_s"] is not None
     assert 0 <= backup["drain_s"] < 6
+
+
+def test_a_locust_worker_killed_mid_run_is_reported_and_its_journal_kept(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.cli", "run", "default", "--out", str(run_dir),
+         "--workers", "2", *SHORT_DEFAULT, "--set", "faults=[]"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.time() + 40
+    while time.time() < deadline and not (run_dir / "run.json").exists():
+        time.sleep(0.1)
+    time.sleep(3.0)
+    # The two workers of this run are children of its maildrill process.
+    mine = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "--worker" in cmd and _parent(int(pid)) == proc.pid:
+            mine.append(int(pid))
+    assert len(mine) == 2
+    os.kill(mine[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode in (0, 1), out + err
+    assert "Locust worker" in err
+    harness = json.loads((run_dir / "harness.json").read_text())
+    assert len(harness["workers_lost"]) == 1
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert len(summary["harness"]["workers_lost"]) == 1
+    # What both workers journaled is whole and agrees with the sinks; the dead worker's
+    # share after its death was never sent, and the summary says so.
+    m = summary["messages"]
+    assert m["lost"] == 0
+    assert m["not_sent"] > 0
+    assert summary["journal_problems"]["skipped_lines"] == {}
+    attempts = read_csv(run_dir / "attempts.csv")
+    assert len({a["worker"] for a in attempts}) == 2
+
+
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[1])
