@@ -254,6 +254,17 @@ def test_greylist_defers_first_try_and_accepts_after_delay(start_sinks):
     assert len(receipts(sinks)) == 2
 
 
+def test_greylist_forgets_triplets_not_retried_within_expire_s(start_sinks):
+    greylist = {"kind": "greylist", "delay_s": 0.1, "expire_s": 0.3}
+    sinks = start_sinks({"sinks": [{"name": "mx", "behaviours": [greylist]}]})
+    port = sinks.port("mx")
+    assert attempt(port, "r@example.com")[:2] == ("rcpt", 450)
+    time.sleep(0.4)
+    assert attempt(port, "r@example.com")[:2] == ("rcpt", 450), "expired: a first try again"
+    time.sleep(0.15)
+    assert attempt(port, "r@example.com")[:2] == ("dot", 250)
+
+
 # -- latency ----------------------------------------------------------------------------
 
 
