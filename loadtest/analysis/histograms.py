@@ -11,6 +11,7 @@ server's own service time.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US, HIGHEST_US, DIGITS = 1, 3_600_000_000, 3
@@ -20,9 +21,17 @@ PERCENTILES = (50, 90, 95, 99)
 def histogram(seconds: np.ndarray) -> HdrHistogram:
     h = HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
     micros = np.clip(np.rint(seconds * 1e6), LOWEST_US, HIGHEST_US).astype(np.int64)
-    values, counts = np.unique(micros, return_counts=True)
-    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
-        h.record_value(value, count)
+    # HdrHistogram's own counts index (bucket, sub-bucket) of every value, vectorised; then
+    # one record_value per occupied slot, with its lowest value: the same counts, min and
+    # max as recording each value, for a bincount instead of a million Python calls.
+    half_mag = h.sub_bucket_half_count_magnitude
+    bit_length = np.frexp((micros | h.sub_bucket_mask).astype(np.float64))[1]
+    bucket = bit_length - h.unit_magnitude - (half_mag + 1)
+    sub_bucket = micros >> (bucket + h.unit_magnitude)
+    index = ((bucket + 1) << half_mag) + (sub_bucket - h.sub_bucket_half_count)
+    counts = np.bincount(index)
+    for slot in np.flatnonzero(counts).tolist():
+        h.record_value(h.get_value_from_index(slot), int(counts[slot]))
     return h
 
 
@@ -30,9 +39,12 @@ def merged(seconds: np.ndarray, groups: np.ndarray | None = None) -> HdrHistogra
     """One histogram per group (worker), added together: what a distributed run merges."""
     if groups is None or len(groups) == 0:
         return histogram(seconds)
+    codes, uniques = pd.factorize(groups)  # hashing, not sorting, the worker names
+    if len(uniques) == 1:
+        return histogram(seconds)
     total = HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
-    for group in np.unique(groups):
-        total.add(histogram(seconds[groups == group]))
+    for code in range(len(uniques)):
+        total.add(histogram(seconds[codes == code]))
     return total
 
 
