@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -26,44 +28,95 @@ class Counts:
 
 
 def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
-    """Per message: attempts, final outcome, server, times, and receipt counts per sink."""
+    """Per message: attempts, final outcome, server, times, and receipt counts per sink.
+
+    Message ids are hashed once (attempts and receipts together) into integer codes; every
+    per-message figure is then a bincount or a reduction over attempts sorted by (code,
+    attempt, start): no string sorts or joins, whatever the number of messages.
+    """
     if attempts.empty:
         per = pd.DataFrame(
             columns=["attempts", "final_outcome", "accepted_by", "intended", "first_start",
                      "final_end", "finished", "accepted"]
         )  # fmt: skip
-    else:
-        ordered = attempts.sort_values(["msg_id", "attempt", "start"])
-        last = ordered.groupby("msg_id").tail(1).set_index("msg_id")
-        accepted = ordered[ordered["outcome"] == "accepted"].groupby("msg_id")
-        per = pd.DataFrame(
-            {
-                "attempts": ordered.groupby("msg_id").size(),
-                "final_outcome": last["outcome"],
-                "finished": last["final"].fillna(1).astype(bool) if "final" in last else True,
-                "intended": ordered.groupby("msg_id")["intended"].min(),
-                "first_start": ordered.groupby("msg_id")["start"].min(),
-                "final_end": last["end"],
-            }
+        if receipts.empty:
+            per["received"] = 0
+            per["queued"] = 0
+            return per
+    n_attempts = len(attempts)
+    codes, ids = pd.factorize(
+        pd.concat([attempts["msg_id"], receipts["msg_id"]], ignore_index=True)
+        if len(receipts)
+        else attempts["msg_id"]
+    )
+    n = len(ids)
+    per = pd.DataFrame(index=pd.Index(ids, name="msg_id"))
+    per["attempts"] = np.bincount(codes[:n_attempts], minlength=n)
+    if n_attempts:
+        code = codes[:n_attempts]
+        number = attempts["attempt"].to_numpy(dtype="float64")
+        start = attempts["start"].to_numpy(dtype="float64")
+        order = np.lexsort((start, number, code))  # stable: ties keep journal order
+        sorted_code = code[order]
+        heads = np.flatnonzero(np.r_[True, sorted_code[1:] != sorted_code[:-1]])
+        tails = np.r_[heads[1:], len(order)] - 1
+        present = sorted_code[heads]  # the codes that have attempts
+        last = order[tails]  # each message's last attempt (highest attempt, latest start)
+
+        def by_message(values: np.ndarray, dtype: Any = object) -> pd.Series:
+            """One value per message with attempts; NaN for messages only received."""
+            out = np.full(n, np.nan, dtype=object)
+            out[present] = values
+            return pd.Series(out, index=per.index, dtype=dtype)
+
+        def column(name: str) -> np.ndarray:
+            return attempts[name].to_numpy()
+
+        def reduce(values: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
+            out = np.full(n, np.nan)
+            out[present] = ufunc.reduceat(values[order], heads)
+            return out
+
+        outcome = column("outcome")
+        per["final_outcome"] = by_message(outcome[last], attempts["outcome"].dtype)
+        final = (
+            attempts["final"].fillna(1).to_numpy(dtype="float64")[last].astype(bool)
+            if "final" in attempts
+            else np.ones(len(last), dtype=bool)
         )
-        per["accepted"] = accepted.size().reindex(per.index, fill_value=0) > 0
-        per["accepted_by"] = accepted["server"].first().reindex(per.index)
-        per["accepted_end"] = accepted["end"].min().reindex(per.index)
+        per["finished"] = by_message(final, bool if len(present) == n else object)
+        per["intended"] = reduce(attempts["intended"].to_numpy(dtype="float64"), np.minimum)
+        per["first_start"] = reduce(start, np.minimum)
+        final_end = np.full(n, np.nan)
+        final_end[present] = attempts["end"].to_numpy(dtype="float64")[last]
+        per["final_end"] = final_end
+        ok = (outcome == "accepted")[order]  # accepted attempts, in (attempt, start) order
+        ok_rows = order[ok]
+        ok_code = code[ok_rows]
+        n_ok = np.bincount(ok_code, minlength=n)
+        per["accepted"] = n_ok > 0
+        first_ok = np.flatnonzero(np.r_[True, ok_code[1:] != ok_code[:-1]]) if len(ok_code) else []
+        accepted_by = np.full(n, np.nan, dtype=object)
+        accepted_by[ok_code[first_ok]] = column("server")[ok_rows[first_ok]]
+        per["accepted_by"] = pd.Series(accepted_by, index=per.index, dtype=attempts["server"].dtype)
+        accepted_end = np.full(n, np.inf)
+        np.minimum.at(accepted_end, ok_code, attempts["end"].to_numpy(dtype="float64")[ok_rows])
+        per["accepted_end"] = np.where(n_ok > 0, accepted_end, np.nan)
+    else:
+        for name in ("final_outcome", "accepted_by", "intended", "first_start", "final_end",
+                     "finished"):  # fmt: skip
+            per[name] = np.nan
+        per["accepted"] = False
     if receipts.empty:
         per["received"] = 0
         per["queued"] = 0
         return per
     # A backup MX's "queued" receipt is a relay hop, not a delivery: the message counts
     # where it finally lands, so forwarding it is not a duplicate.
-    hop = receipts["outcome"] == "queued" if "outcome" in receipts else False
-    copies = receipts[~hop].groupby("msg_id").size()
-    queued = receipts[hop].groupby("msg_id").size()
-    per = per.join(copies.rename("received"), how="outer")
-    per = per.join(queued.rename("queued"), how="outer")
-    per["received"] = per["received"].fillna(0).astype(int)
-    per["queued"] = per["queued"].fillna(0).astype(int)
-    per["attempts"] = per["attempts"].fillna(0).astype(int)
-    per["accepted"] = per["accepted"].fillna(False).astype(bool)
+    receipt_code = codes[n_attempts:]
+    hop = (receipts["outcome"] == "queued").to_numpy() if "outcome" in receipts else False
+    per["received"] = np.bincount(receipt_code[~hop], minlength=n)
+    per["queued"] = np.bincount(receipt_code[hop], minlength=n)
     return per
 
 
