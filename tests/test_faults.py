@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import smtplib
 import socket
+import statistics
 import threading
 import time
 from collections import Counter
@@ -216,8 +216,8 @@ def test_flap_goes_down_and_up_with_its_period_and_duty(start_sinks):
     # Down 0.1 s at 0, 0.4 and 0.8 s: three whole cycles in 1.1 s.
     assert len(windows) == 3
     starts = [a for a, _ in windows]
-    assert [b - a for a, b in itertools.pairwise(starts)] == pytest.approx([0.4, 0.4], abs=0.03)
-    assert [b - a for a, b in windows] == pytest.approx([0.1] * 3, abs=0.03)
+    assert [t - starts[0] for t in starts] == pytest.approx([0, 0.4, 0.8], abs=0.04)
+    assert [b - a for a, b in windows] == pytest.approx([0.1] * 3, abs=0.04)
     for t, what in seen:
         down = any(a + 0.01 < t < b - 0.01 for a, b in windows)
         up = all(t < a - 0.01 or t > b + 0.01 for a, b in windows)
@@ -227,6 +227,19 @@ def test_flap_goes_down_and_up_with_its_period_and_duty(start_sinks):
             assert what == "banner"
     assert probe(port) == "banner"
     assert sinks.control("mx", "GET", "/faults")[1] == []
+
+
+def test_flap_keeps_its_period_over_many_cycles(start_sinks):
+    """Phases are timed from the flap's start: the transitions' own cost must not add up."""
+    period = 0.02
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    sinks.control("mx", "POST", "/faults", {"kind": "flap", "period_s": period, "duration": 1.0})
+    flap_stopped = ("flap", "stop")
+    assert wait_until(lambda: flap_stopped in {(r["kind"], r["state"]) for r in fault_rows(sinks)})
+    starts = [a for a, _ in _flap_windows(fault_rows(sinks))]
+    late = [t - (starts[0] + k * period) for k, t in enumerate(starts)]
+    assert len(starts) >= 48
+    assert statistics.median(late) < 0.01, f"schedule drifted: {statistics.median(late):.3f}"
 
 
 @pytest.mark.parametrize("duration", [0.2, 0.4])

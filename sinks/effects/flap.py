@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 
 from pydantic import Field
 
@@ -31,18 +32,22 @@ class Flap(Effect):
         self.task = asyncio.create_task(self._cycle(host))
 
     async def _cycle(self, host: FaultHost) -> None:
-        down_s = self.p.period_s * self.p.duty
-        up_s = self.p.period_s - down_s
-        while True:
+        # Phases are timed from the start, not from the end of the last transition,
+        # or the transitions' own cost would add up and the period drift.
+        loop = asyncio.get_running_loop()
+        period = self.p.period_s
+        down_s = period * self.p.duty
+        start = loop.time()
+        for cycle in itertools.count():
             await host.close_listener()
             self.is_down = True
             host.record("flap.down", "start", {})
-            if await self._stopped_within(down_s):
+            if await self._stopped_within(start + cycle * period + down_s - loop.time()):
                 return
             await host.open_listener()
             self.is_down = False
             host.record("flap.down", "stop", {})
-            if await self._stopped_within(up_s):
+            if await self._stopped_within(start + (cycle + 1) * period - loop.time()):
                 return
 
     async def _stopped_within(self, seconds: float) -> bool:
