@@ -30,7 +30,7 @@ import yaml
 
 from loadtest import preflight
 from loadtest.overrides import apply_set
-from loadtest.scenario import Scenario, ScenarioError, parse_scenario
+from loadtest.scenario import Scenario, ScenarioError, parse_scenario, read_yaml
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -66,12 +66,7 @@ def prepare(
     path: Path, sets: list[str], seed: int | None = None, workers: int | None = None
 ) -> tuple[dict[str, Any], Scenario]:
     """Read, override and validate a scenario; raises ScenarioError or OverrideError."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: expected a mapping at the top")
     for assignment in sets:
@@ -208,15 +203,25 @@ class Drill:
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
+        steps = (
+            self._write_scenario,  # first: even a run interrupted at once has its scenario
+            self._start_sinks,
+            self._write_scenario,  # again, with the sinks' real ports
+            self._preflight,
+            self._start_prober,
+            self._start_locust,
+            self._wait_for_t0,
+            self._follow,
+            self._wait_for_relays,
+        )
         try:
-            self._start_sinks()
-            self._write_scenario()
-            self._preflight()
-            self._start_prober()
-            self._start_locust()
-            self._wait_for_t0()
-            self._follow()
-            self._wait_for_relays()
+            for step in steps:
+                if self.interrupted:
+                    break
+                step()
+        except SetupError:
+            if not self.interrupted:
+                raise  # an interruption during set-up is a partial run, not a failure
         finally:
             self._stop_all()
             for sig, handler in previous.items():

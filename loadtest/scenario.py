@@ -6,7 +6,6 @@ the scenario says `allow_remote: true`.
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import os
 import re
@@ -22,7 +21,7 @@ from loadtest.client import Server, Timeouts
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers, ByStream, Failover, Policy, Weighted
 from loadtest.schedule import Schedule, Stage
-from sinks.config import SinkConfig
+from sinks.config import SinkConfig, describe_errors, is_loopback, yaml_problem
 from sinks.effects import EFFECTS, build
 
 RESERVED_SUFFIXES = (".test", ".example", ".invalid", ".localhost")
@@ -394,15 +393,6 @@ class Scenario(_Model):
         return [s.spec() for s in self.campaign.streams]
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def is_reserved_domain(domain: str) -> bool:
     d = domain.lower().rstrip(".")
     return (
@@ -410,17 +400,6 @@ def is_reserved_domain(domain: str) -> bool:
         or d.endswith(RESERVED_SUFFIXES)
         or d.endswith(tuple("." + r for r in RESERVED_DOMAINS))
     )
-
-
-def describe_errors(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ""
-        for item in err["loc"]:
-            loc += f"[{item}]" if isinstance(item, int) else (f".{item}" if loc else str(item))
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
 
 
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
@@ -432,14 +411,19 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(f"{source}: {describe_errors(exc)}") from None
 
 
-def load_scenario(path: Path, overrides: dict[str, tuple[str, int]] | None = None) -> Scenario:
-    """Read and validate a scenario; `overrides` maps server names to (host, port)."""
+def read_yaml(path: Path) -> Any:
+    """A scenario file's raw data; a file that cannot be read says so in one line."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+        raise ScenarioError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
+
+
+def load_scenario(path: Path, overrides: dict[str, tuple[str, int]] | None = None) -> Scenario:
+    """Read and validate a scenario; `overrides` maps server names to (host, port)."""
+    data = read_yaml(path)
     if overrides and isinstance(data, dict):
         for server in data.get("servers") or []:
             if isinstance(server, dict) and server.get("name") in overrides:

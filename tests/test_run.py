@@ -36,6 +36,21 @@ def maildrill(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
     )
 
 
+def start_run(run_dir: Path, *args: str, ready: str = "run.json") -> subprocess.Popen[str]:
+    """The shortened default drill in the background, once `ready` is in its run dir."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.cli", "run", "default", "--out", str(run_dir),
+         *SHORT_DEFAULT, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.time() + 40
+    while time.time() < deadline and not (run_dir / ready).exists():
+        time.sleep(0.02)
+    return proc
+
+
 def receipts(run_dir: Path) -> list[dict[str, str]]:
     return [row for path in sorted(run_dir.glob("receipts*.csv")) for row in read_csv(path)]
 
@@ -126,16 +141,7 @@ def _descendants_alive(run_dir: Path) -> list[str]:
 
 def test_sigint_mid_run_leaves_journals_partial_summary_and_no_orphans(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.cli", "run", "default", "--out", str(run_dir),
-         *SHORT_DEFAULT],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    deadline = time.time() + 30
-    while time.time() < deadline and not (run_dir / "run.json").exists():
-        time.sleep(0.1)
+    proc = start_run(run_dir)
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -274,16 +280,7 @@ def test_scenarios_lists_every_bundled_file(capsys):
 
 def test_a_sink_killed_mid_run_is_named_and_the_run_goes_on(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.cli", "run", "default", "--out", str(run_dir),
-         *SHORT_DEFAULT, "--set", "faults=[]"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    deadline = time.time() + 30
-    while time.time() < deadline and not (run_dir / "run.json").exists():
-        time.sleep(0.1)
+    proc = start_run(run_dir, "--set", "faults=[]")
     time.sleep(3.0)
     config = str(run_dir / "sinks" / "primary.yaml")
     (pid,) = [int(line.split(":")[0]) for line in _descendants_alive(run_dir) if config in line]
@@ -335,16 +332,7 @@ def test_backup_mx_drill_forwards_everything_once(tmp_path):
 
 def test_a_locust_worker_killed_mid_run_is_reported_and_its_journal_kept(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.cli", "run", "default", "--out", str(run_dir),
-         "--workers", "2", *SHORT_DEFAULT, "--set", "faults=[]"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    deadline = time.time() + 40
-    while time.time() < deadline and not (run_dir / "run.json").exists():
-        time.sleep(0.1)
+    proc = start_run(run_dir, "--workers", "2", "--set", "faults=[]")
     time.sleep(3.0)
     # The two workers of this run are children of its maildrill process.
     mine = []

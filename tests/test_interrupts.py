@@ -1,0 +1,55 @@
+"""`maildrill run` interrupted at random moments: never orphans, always a partial report."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from loadtest.analysis.journals import load
+from tests.test_run import _descendants_alive, start_run
+
+pytestmark = pytest.mark.slow
+
+TRIALS = 20
+
+
+def one_trial(run_dir: Path, delay: float, sig: signal.Signals) -> dict:
+    proc = start_run(run_dir, ready="scenario.yaml")
+    time.sleep(delay)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    time.sleep(0.3)
+    return {
+        "code": proc.returncode,
+        "out": out,
+        "err": err,
+        "orphans": _descendants_alive(run_dir),
+        "delay": delay,
+        "signal": sig.name,
+    }
+
+
+def test_twenty_interruptions_at_random_moments(tmp_path):
+    rng = random.Random(20261128)
+    plans = [
+        (tmp_path / f"run{i}", rng.uniform(0.0, 3.0), (signal.SIGINT, signal.SIGTERM)[i % 2])
+        for i in range(TRIALS)
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda plan: one_trial(*plan), plans))
+    for (run_dir, _, _), result in zip(plans, results, strict=True):
+        context = f"{result['signal']} after {result['delay']:.2f} s: {result['err'][-800:]}"
+        assert result["orphans"] == [], context
+        assert result["code"] in (0, 1), context
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["partial"] is True, context
+        assert "PARTIAL" in result["out"], context
+        journals = load(run_dir)  # readable, whatever the moment
+        assert journals.skipped == {}, context
+        assert summary["messages"]["lost"] == 0, context
