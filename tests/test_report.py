@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from loadtest.analysis import report, timeseries
+from loadtest.analysis import metrics, report, timeseries
 from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.journals import load
 from loadtest.analysis.view import num
@@ -255,11 +255,19 @@ def test_open_sessions_follow_the_receipts():
     assert frame.loc[(slice(None), "b"), "open_sessions"].tolist() == [0, 0, 1, 0, 0]
 
 
-def test_reply_keys_match_the_summary_errors(drill):
+def test_reply_keys_of_the_errors_table(drill):
     run_dir, summary = drill
+    expected = {"421 4.7.0": 1, "dropped at dot": 1, "refused at connect": 1}
+    assert summary["errors"] == expected
     attempts = load(run_dir).attempts
-    counts = timeseries.reply_counts(attempts[attempts["outcome"] != "accepted"])
-    assert dict(zip(counts["reply"], counts["count"], strict=True)) == summary["errors"]
+    counts = metrics.reply_counts(attempts, ["server"])
+    assert counts.to_dict("records") == [
+        {"server": "primary", "reply": "250 2.0.0", "count": 27},
+        {"server": "primary", "reply": "421 4.7.0", "count": 1},
+        {"server": "primary", "reply": "dropped at dot", "count": 1},
+        {"server": "primary", "reply": "refused at connect", "count": 1},
+        {"server": "secondary", "reply": "250 2.0.0", "count": 12},
+    ]
 
 
 def test_summary_json_has_capacity_and_stays_plain_json(steps):

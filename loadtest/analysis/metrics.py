@@ -20,9 +20,15 @@ def percentiles_ms(
     return histograms.percentiles_ms(seconds.to_numpy(dtype=float), groups)
 
 
+def _only(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """The named columns (those present): filtering a million rows then copies a few
+    columns, not every column of the journal."""
+    return frame[[c for c in columns if c in frame]]
+
+
 def latency(attempts: pd.DataFrame) -> dict[str, Any]:
     """Service time (end - start) of accepted attempts, overall and per server."""
-    ok = attempts[attempts["outcome"] == "accepted"]
+    ok = _only(attempts, "server", "start", "end", "worker")[attempts["outcome"] == "accepted"]
     overall: dict[str, Any] = percentiles_ms(ok["end"] - ok["start"], ok)
     overall["per_server"] = {
         str(name): percentiles_ms(frame["end"] - frame["start"], frame)
@@ -37,19 +43,19 @@ def response_time(attempts: pd.DataFrame) -> dict[str, float | None]:
     The open-model figure: it includes the wait a stalled server or a failover caused,
     which latency alone would omit (coordinated omission).
     """
-    ok = attempts[attempts["outcome"] == "accepted"]
+    ok = _only(attempts, "intended", "end", "worker")[attempts["outcome"] == "accepted"]
     return percentiles_ms((ok["end"] - ok["intended"]).clip(lower=0), ok)
 
 
 def lateness(attempts: pd.DataFrame) -> dict[str, float | None]:
     """Start minus intended time of first attempts: how far the sender fell behind."""
-    first = attempts[attempts["attempt"] == 1]
+    first = _only(attempts, "intended", "start", "worker")[attempts["attempt"] == 1]
     return percentiles_ms((first["start"] - first["intended"]).clip(lower=0), first)
 
 
 def throughput(attempts: pd.DataFrame) -> dict[str, Any]:
     """Accepted messages per second by end time: mean over the active span, peak 1 s bin."""
-    ok = attempts[attempts["outcome"] == "accepted"]
+    ok = _only(attempts, "server", "end")[attempts["outcome"] == "accepted"]
     if ok.empty:
         return {"mean_msgs_per_s": 0.0, "peak_msgs_per_s": 0.0, "per_server": {}}
     first = attempts["start"].min()
@@ -72,14 +78,37 @@ def throughput(attempts: pd.DataFrame) -> dict[str, Any]:
 def errors(attempts: pd.DataFrame) -> dict[str, int]:
     """Failed attempts by '<code> <enhanced>', or by outcome and phase when no reply came."""
     failed = attempts[attempts["outcome"] != "accepted"]
-    keys = []
-    for row in failed.itertuples(index=False):
-        code = row.code
-        if code == code and code:  # not NaN, not 0
-            keys.append(f"{int(code)} {row.enhanced or ''}".strip())
-        else:
-            keys.append(f"{row.outcome} at {getattr(row, 'phase', '?')}")
-    return dict(sorted(pd.Series(keys, dtype=object).value_counts().items())) if keys else {}
+    if failed.empty:
+        return {}
+    counts = reply_counts(failed)
+    return {str(k): int(n) for k, n in zip(counts["reply"], counts["count"], strict=True)}
+
+
+def reply_key(code: object, enhanced: object, outcome: object, phase: object) -> str:
+    """'<code> <enhanced>' for a reply; '<outcome> at <phase>' when no reply came."""
+    if isinstance(code, int | float) and code == code and code:  # not NaN, not 0
+        return f"{int(code)} {'' if enhanced != enhanced else enhanced or ''}".strip()
+    return f"{outcome} at {'?' if phase != phase else phase}"
+
+
+def reply_counts(attempts: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+    """Attempts counted by reply key (and any `by` columns): columns *by, reply, count,
+    sorted by them. Groups on the raw columns first and formats a key only per distinct
+    combination: a million attempts cost one groupby, not a million string formats."""
+    by = by or []
+    raw = ["code", "enhanced", "outcome", "phase"]
+    frame = attempts.reindex(columns=[*by, *raw])
+    frame["code"] = pd.to_numeric(frame["code"], errors="coerce").fillna(0)
+    frame["enhanced"] = frame["enhanced"].fillna("").astype(str)
+    frame["phase"] = frame["phase"].fillna("?").astype(str)
+    counts = frame.groupby([*by, *raw], dropna=False).size().reset_index(name="count")
+    counts["reply"] = [
+        reply_key(c, e, o, p)
+        for c, e, o, p in zip(
+            counts["code"], counts["enhanced"], counts["outcome"], counts["phase"], strict=True
+        )
+    ]
+    return counts.groupby([*by, "reply"], sort=True)["count"].sum().reset_index()
 
 
 def series(attempts: pd.DataFrame, t0: float) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from loadtest.analysis import metrics
 from loadtest.outcomes import Outcome
 
 ALL = "all"  # the `server` value of rows over every server
@@ -40,93 +41,129 @@ def servers(attempts: pd.DataFrame, receipts: pd.DataFrame, t0: float) -> pd.Dat
                "connections_opened", "open_sessions"]  # fmt: skip
     if attempts.empty:
         return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns})
+    # Integer codes and bincounts over a (second, server) grid: no string groupbys.
     second = _seconds(attempts["end"], t0)
-    server = attempts["server"].astype(str).to_numpy()
-    outcome = attempts["outcome"].astype(str).to_numpy()
-    accepted = outcome == Outcome.ACCEPTED
-    size = attempts["bytes"].to_numpy(dtype="float64") if "bytes" in attempts else 0.0
-    opened = (
-        attempts["new_connection"].fillna(0).to_numpy(dtype="float64")
-        if "new_connection" in attempts
+    lo = int(second.min())
+    n_seconds = int(second.max()) - lo + 1
+    server, names = _codes(attempts["server"])
+    cell = (second - lo) * len(names) + server  # the grid is second-major, server-minor
+    size = len(names) * n_seconds
+    outcome, outcomes = _codes(attempts["outcome"])
+    kinds = [Outcome.ACCEPTED.value, *FAILED]
+    per_outcome = np.bincount(cell * len(outcomes) + outcome, minlength=size * len(outcomes))
+    per_outcome = per_outcome.reshape(size, len(outcomes))
+    counts = {k: np.zeros(size, dtype="int64") for k in kinds}
+    for i, name in enumerate(outcomes):
+        if name in counts:
+            counts[name] = per_outcome[:, i]
+    accepted = outcome == (outcomes.index(Outcome.ACCEPTED.value) if "accepted" in outcomes else -1)
+    weights = (
+        np.nan_to_num(attempts["bytes"].to_numpy(dtype="float64"))
+        if "bytes" in attempts
         else np.zeros(len(attempts))
     )
-    frame = pd.DataFrame(
+    accepted_bytes = np.bincount(cell[accepted], weights=weights[accepted], minlength=size)
+    opened = (
+        np.bincount(cell, weights=attempts["new_connection"].fillna(0).to_numpy(dtype="float64"),
+                    minlength=size)
+        if "new_connection" in attempts
+        else np.zeros(size)
+    )  # fmt: skip
+    out = pd.DataFrame(
         {
-            "second": second,
-            "server": server,
-            "outcome": outcome,
-            "accepted_bytes": np.where(accepted, np.nan_to_num(size), 0.0),
-            "opened": opened,
+            "second": np.repeat(np.arange(lo, lo + n_seconds), len(names)),
+            "server": np.tile(np.array(names, dtype=object), n_seconds),
+            "accepted": counts[Outcome.ACCEPTED.value],
+            "accepted_mb": (accepted_bytes / 1e6).round(6),
+            "attempts": per_outcome.sum(axis=1),
+            **{k: counts[k] for k in FAILED},
+            "connections_opened": opened.astype("int64"),
+            "open_sessions": _open_sessions(receipts, t0, lo, n_seconds, names),
         }
     )
-    keys = ["second", "server"]
-    by_outcome = frame.groupby([*keys, "outcome"]).size().unstack("outcome", fill_value=0)
-    by_outcome = by_outcome.reindex(columns=[Outcome.ACCEPTED.value, *FAILED], fill_value=0)
-    sums = frame.groupby(keys)[["accepted_bytes", "opened"]].sum()
-    names = sorted(set(server))
-    grid = pd.MultiIndex.from_product(
-        [np.arange(second.min(), second.max() + 1), names], names=keys
-    )
-    out = by_outcome.join(sums).reindex(grid, fill_value=0)
-    out["attempts"] = out[[Outcome.ACCEPTED.value, *FAILED]].sum(axis=1)
-    out["accepted_mb"] = (out["accepted_bytes"] / 1e6).round(6)
-    out["connections_opened"] = out["opened"].astype("int64")
-    out["open_sessions"] = _open_sessions(receipts, t0, grid)
-    return out.reset_index()[columns]
+    out["server"] = out["server"].astype(attempts["server"].dtype)
+    return out[columns]
 
 
-def _open_sessions(receipts: pd.DataFrame, t0: float, grid: pd.MultiIndex) -> np.ndarray:
-    """Sessions spanning each second, per sink, from their first and last receipts."""
+def _codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of a column's values, numbered in sorted order of the values."""
+    codes, uniques = pd.factorize(column.astype(str))
+    names = [str(u) for u in uniques]
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype="int64")
+    rank[order] = np.arange(len(names))
+    return rank[codes], [names[i] for i in order]
+
+
+def _open_sessions(
+    receipts: pd.DataFrame, t0: float, lo: int, n_seconds: int, names: list[str]
+) -> np.ndarray:
+    """Sessions spanning each second, per sink, from their first and last receipts, on the
+    (second, server) grid of `servers`."""
+    size = n_seconds * len(names)
     if receipts.empty or "session" not in receipts:
-        return np.zeros(len(grid), dtype="int64")
-    spans = receipts.groupby(["sink", "session"])["time"].agg(["min", "max"])
-    first = pd.Series(_seconds(spans["min"], t0), index=spans.index.get_level_values("sink"))
-    last = pd.Series(_seconds(spans["max"], t0), index=spans.index.get_level_values("sink"))
-    # +1 where a session starts, -1 the second after it ends; a running sum per sink.
-    events = pd.concat(
-        [
-            pd.DataFrame({"server": first.index, "second": first.to_numpy(), "delta": 1}),
-            pd.DataFrame({"server": last.index, "second": last.to_numpy() + 1, "delta": -1}),
-        ]
+        return np.zeros(size, dtype="int64")
+    sink, sinks = _codes(receipts["sink"])
+    session, _ = pd.factorize(receipts["session"].astype(str))
+    key, _ = pd.factorize(session.astype("int64") * len(sinks) + sink)  # (sink, session)
+    times = receipts["time"].to_numpy(dtype="float64")
+    first = np.full(key.max() + 1, np.inf)
+    last = np.full(key.max() + 1, -np.inf)
+    np.minimum.at(first, key, times)
+    np.maximum.at(last, key, times)
+    sink_of = np.empty(key.max() + 1, dtype="int64")
+    sink_of[key] = sink
+    column = np.array([names.index(s) if s in names else -1 for s in sinks])[sink_of]
+    known = column >= 0
+    # +1 in the second a session starts, -1 in the second after its last message; a
+    # running sum per server. Sessions outside the grid are clipped to its edges.
+    start = np.clip(_seconds(pd.Series(first[known]), t0) - lo, 0, n_seconds)
+    stop = np.clip(_seconds(pd.Series(last[known]), t0) - lo + 1, 0, n_seconds)
+    width = (n_seconds + 1) * len(names)
+    delta = np.bincount(start * len(names) + column[known], minlength=width) - np.bincount(
+        stop * len(names) + column[known], minlength=width
     )
-    delta = events.groupby(["second", "server"])["delta"].sum()
-    seconds = grid.get_level_values("second")
-    lo, hi = int(seconds.min()), int(seconds.max())
-    delta = delta.reset_index()
-    before = delta[delta["second"] < lo].groupby("server")["delta"].sum()
-    inside = delta[(delta["second"] >= lo) & (delta["second"] <= hi)]
-    table = inside.pivot_table(
-        index="second", columns="server", values="delta", aggfunc="sum", fill_value=0
-    ).reindex(index=np.arange(lo, hi + 1), fill_value=0)
-    running = table.cumsum() + before.reindex(table.columns, fill_value=0)
-    stacked = running.stack()
-    stacked.index.names = ["second", "server"]
-    return stacked.reindex(grid, fill_value=0).to_numpy(dtype="int64")
+    running = delta.reshape(n_seconds + 1, len(names)).cumsum(axis=0)[:n_seconds]
+    return running.ravel().astype("int64")
 
 
-def _percentile_table(values_ms: pd.Series, keys: list[pd.Series | np.ndarray]) -> pd.DataFrame:
-    grouped = values_ms.groupby(keys)
-    table = grouped.quantile([p / 100 for p in PERCENTILES]).unstack()
-    table.columns = [f"p{p}" for p in PERCENTILES]
-    table.insert(0, "count", grouped.size())
-    table["max"] = grouped.max()
-    return table.round(3)
+def _percentile_table(values_ms: np.ndarray, group: np.ndarray) -> pd.DataFrame:
+    """count, p50..p99 (linear interpolation, as numpy and pandas) and max of the values
+    of each group (integer codes): one sort, no per-group Python."""
+    by_value = np.argsort(values_ms)
+    order = by_value[np.argsort(group[by_value], kind="stable")]  # by group, then value
+    values, groups = values_ms[order], group[order]
+    heads = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])  # callers pass values
+    counts = np.diff(np.r_[heads, len(groups)])
+    table = {"count": counts}
+    for p in PERCENTILES:
+        position = heads + (counts - 1) * (p / 100.0)
+        below = np.floor(position).astype("int64")
+        above = np.minimum(below + 1, heads + counts - 1)
+        fraction = position - below
+        table[f"p{p}"] = values[below] + (values[above] - values[below]) * fraction
+    table["max"] = values[heads + counts - 1]
+    out = pd.DataFrame(table, index=groups[heads])
+    return out.round(3)
 
 
 def latency(attempts: pd.DataFrame, t0: float) -> pd.DataFrame:
     """Per second (by end time), overall (`server` = "all") and per server: latency of
     accepted attempts in ms. Columns: second, server, count, p50, p90, p95, p99, max."""
     columns = ["second", "server", "count", *(f"p{p}" for p in PERCENTILES), "max"]
-    ok = attempts[attempts["outcome"] == Outcome.ACCEPTED.value]
-    if ok.empty:
+    ok = (attempts["outcome"] == Outcome.ACCEPTED.value).to_numpy()
+    if not ok.any():
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
-    ms = pd.Series((ok["end"].to_numpy() - ok["start"].to_numpy()) * 1000.0)
-    second = _seconds(ok["end"], t0)
-    overall = _percentile_table(ms, [second]).reset_index(names="second")
-    overall.insert(1, "server", ALL)
-    per = _percentile_table(ms, [second, ok["server"].astype(str).to_numpy()])
-    per = per.reset_index(names=["second", "server"])
-    out = pd.concat([overall, per], ignore_index=True)
+    end = attempts["end"].to_numpy(dtype="float64")[ok]  # columns, not the whole frame
+    ms = (end - attempts["start"].to_numpy(dtype="float64")[ok]) * 1000.0
+    second = _seconds(pd.Series(end), t0)
+    overall = _percentile_table(ms, second)
+    overall.insert(0, "server", ALL)
+    server, names = _codes(attempts["server"])
+    per = _percentile_table(ms, second * len(names) + server[ok])
+    per.insert(0, "server", np.array(names, dtype=object)[per.index.to_numpy() % len(names)])
+    per.index = per.index // len(names)
+    out = pd.concat([overall, per]).rename_axis("second").reset_index()
     out["count"] = out["count"].astype("int64")
     return out.sort_values(["second", "server"], kind="stable", ignore_index=True)[columns]
 
@@ -135,43 +172,15 @@ def lateness(attempts: pd.DataFrame, t0: float) -> pd.DataFrame:
     """Per second of intended send time: lateness (start - intended, clipped at 0) of first
     attempts in ms. Columns: second, count, p50, p90, p95, p99, max."""
     columns = ["second", "count", *(f"p{p}" for p in PERCENTILES), "max"]
-    first = attempts[attempts["attempt"] == 1]
-    if first.empty:
+    first = (attempts["attempt"] == 1).to_numpy()
+    if not first.any():
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
-    late = np.clip(first["start"].to_numpy() - first["intended"].to_numpy(), 0.0, None)
-    table = _percentile_table(pd.Series(late * 1000.0), [_seconds(first["intended"], t0)])
-    out = table.reset_index(names="second")
+    intended = attempts["intended"].to_numpy(dtype="float64")[first]
+    late = np.clip(attempts["start"].to_numpy(dtype="float64")[first] - intended, 0.0, None)
+    out = _percentile_table(late * 1000.0, _seconds(pd.Series(intended), t0))
+    out = out.rename_axis("second").reset_index()
     out["count"] = out["count"].astype("int64")
     return out[columns]
-
-
-def reply_key(code: object, enhanced: object, outcome: object, phase: object) -> str:
-    """'<code> <enhanced>' for a reply; '<outcome> at <phase>' when no reply came."""
-    if isinstance(code, int | float) and code == code and code:
-        return f"{int(code)} {'' if enhanced != enhanced else enhanced or ''}".strip()
-    return f"{outcome} at {'?' if phase != phase else phase}"
-
-
-def reply_counts(attempts: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
-    """Attempts counted by reply key (and any `by` columns): columns *by, reply, count.
-
-    Groups on the raw columns first and formats a key only per distinct combination, so
-    a million attempts cost one groupby, not a million string formats.
-    """
-    by = by or []
-    raw = ["code", "enhanced", "outcome", "phase"]
-    frame = attempts.reindex(columns=[*by, *raw])
-    frame["code"] = pd.to_numeric(frame["code"], errors="coerce").fillna(0)
-    frame["enhanced"] = frame["enhanced"].fillna("").astype(str)
-    frame["phase"] = frame["phase"].fillna("?").astype(str)
-    counts = frame.groupby([*by, *raw], dropna=False).size().reset_index(name="count")
-    counts["reply"] = [
-        reply_key(c, e, o, p)
-        for c, e, o, p in zip(
-            counts["code"], counts["enhanced"], counts["outcome"], counts["phase"], strict=True
-        )
-    ]
-    return counts.groupby([*by, "reply"], sort=True)["count"].sum().reset_index()
 
 
 def replies(attempts: pd.DataFrame, t0: float) -> pd.DataFrame:
@@ -183,7 +192,7 @@ def replies(attempts: pd.DataFrame, t0: float) -> pd.DataFrame:
     if attempts.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     frame = attempts.assign(second=_seconds(attempts["end"], t0))
-    out = reply_counts(frame, ["second"])
+    out = metrics.reply_counts(frame, ["second"])
     head = out["reply"].str[:1]
     out["class"] = np.where(head.str.isdigit(), head + "xx", "none")
     return out[columns]
