@@ -1,4 +1,4 @@
-"""The `maildrill` command: run, sinks, scenarios, validate, report, compare, sink."""
+"""The `maildrill` command: run, sinks, scenarios, validate, report, compare, check, sink."""
 
 from __future__ import annotations
 
@@ -95,6 +95,20 @@ def _print_summary(result: dict[str, Any], run_dir: Path) -> None:
             f"detection {f['detection_s']} s, failover {f['failover_s']} s, "
             f"failback {f['failback_s']} s, recovery {f['recovery_s']} s"
         )
+        interval = (result.get("probes") or {}).get("interval_ms")
+        if interval:
+            noticed = f.get("monitor_detection_s")
+            print(
+                f"  health probes every {interval:g} ms: "
+                + (
+                    "never saw it fail"
+                    if noticed is None
+                    else f"noticed after {noticed} s, "
+                    f"healthy again {f.get('monitor_recovery_s')} s after it cleared"
+                )
+            )
+    for flag in (result.get("preflight") or {}).get("flags") or []:
+        print(f"pre-flight flag: {flag['message']}")
     for check in result["slo"]["checks"]:
         verdict = "PASS" if check["passed"] else "FAIL"
         note = f", {check['note']}" if check.get("note") else ""
@@ -196,6 +210,45 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from loadtest import preflight
+    from loadtest.scenario import is_reserved_domain, load_scenario, parse_server_override
+
+    if bool(args.targets) == bool(args.scenario):
+        return fail("check: give targets (HOST:PORT ...) or --scenario FILE, one of the two")
+    if args.server and not args.scenario:
+        return fail("check: --server NAME=HOST:PORT goes with --scenario")
+    if args.timeout <= 0 or args.expiry_days < 0:
+        return fail("check: --timeout must be > 0 and --expiry-days >= 0")
+    if not is_reserved_domain(args.rcpt.rpartition("@")[2]) or "@" not in args.rcpt:
+        return fail(f"check: --rcpt {args.rcpt!r}: use an address in a reserved domain (.invalid)")
+    expect = preflight.Expectations()
+    try:
+        if args.scenario:
+            overrides = dict(parse_server_override(item) for item in args.server)
+            for name, (host, _) in overrides.items():
+                preflight.parse_target(f"{name}={host}:1")  # loopback only, like other targets
+            scenario = load_scenario(args.scenario, overrides)
+            targets = preflight.targets_of(scenario)
+            expect = preflight.expectations_of(scenario)
+        else:
+            targets = [preflight.parse_target(text) for text in args.targets]
+    except (ScenarioError, preflight.TargetError) as exc:
+        return fail(str(exc))
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        return fail(f"check: names must be unique: {', '.join(names)}")
+    options = preflight.Options(
+        timeout_s=args.timeout, transaction=args.transaction, recipient=args.rcpt
+    )
+    facts, result = preflight.check(targets, options, expect, args.expiry_days)
+    if args.json:
+        print(json.dumps(preflight.as_json(facts, result), indent=2))
+    else:
+        print(preflight.render_table(facts, result, time.time()), end="")
+    return EXIT_OK if result.ok else EXIT_SLO_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="maildrill", description="Failover drills and capacity runs for SMTP setups."
@@ -229,6 +282,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare_cmd.add_argument("run_b", type=Path)
     compare_cmd.add_argument("--out", type=Path, help="compare.md path (default RUN_B/compare.md)")
     compare_cmd.set_defaults(func=cmd_compare)
+
+    check = sub.add_parser(
+        "check",
+        help="compare primary and secondary: what would break mail after a failover",
+        description="Connect to each server (the first is the reference, the primary): banner, "
+        "EHLO capabilities, STARTTLS and certificate, and flag every difference that would "
+        "break mail after a failover. Exit 0 clean, 1 something flagged, 2 bad input.",
+    )
+    check.add_argument("targets", nargs="*", metavar="[NAME=]HOST:PORT", help="loopback only")
+    check.add_argument("--scenario", type=Path, help="check the servers of this scenario")
+    check.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT",
+        help="with --scenario: where a server (e.g. a local sink) listens (repeatable)",
+    )
+    check.add_argument("--transaction", action="store_true", help="send one test message")
+    check.add_argument(
+        "--rcpt", default="preflight@maildrill.invalid", help="its recipient (a reserved domain)"
+    )
+    check.add_argument("--timeout", type=float, default=5.0, help="seconds per step (5)")
+    check.add_argument(
+        "--expiry-days", type=float, default=14.0, help="flag certificates expiring sooner (14)"
+    )
+    check.add_argument("--json", action="store_true", help="print the facts and flags as JSON")
+    check.set_defaults(func=cmd_check)
 
     sink = sub.add_parser("sink", help="start the sinks of a sink config file")
     sinks.cli.add_arguments(sink)

@@ -326,7 +326,7 @@ class Drill:
 
     def _start_prober(self) -> None:
         """Health probes (loadtest.prober) in a process of their own; probes.csv."""
-        if self.scenario.probe_interval_ms <= 0:
+        if self.scenario.probe_interval_ms <= 0 or self.interrupted:
             return
         cmd = [sys.executable, "-m", "loadtest.prober", "--scenario", str(self.scenario_file),
                "--out", str(self.run_dir)]  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from loadtest.analysis import capacity, failover, metrics, reconcile, relay, report, slo
+from loadtest.analysis import capacity, failover, metrics, probes, reconcile, relay, report, slo
 from loadtest.analysis.journals import Journals, load
 from loadtest.scenario import Scenario, parse_scenario
 
@@ -40,7 +40,13 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
         # Servers maildrill does not own keep no faults journal: infer their trouble.
         foreign = {s.name for s in scenario.servers if not s.local}
         windows += failover.infer_windows(attempts, foreign)
-    failovers = [failover.analyse(w, attempts, per, t0, end).as_dict() for w in windows]
+    # What the health prober saw (loadtest.prober): how long a monitor takes to notice.
+    probe_frame, probe_skipped = probes.load(run_dir)
+    failovers = [
+        failover.analyse(w, attempts, per, t0, end).as_dict()
+        | probes.monitor_timing(w, probe_frame)
+        for w in windows
+    ]
     upstream_of = {
         s.name: str(s.sink.get("upstream"))
         for s in (scenario.servers if scenario else [])
@@ -61,7 +67,14 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
         "errors": metrics.errors(attempts),
         "failovers": failovers,
         "relay": backups,
-        "journal_problems": {"skipped_lines": journals.skipped},
+        "probes": probes.summarise(
+            probe_frame,
+            t0,
+            scenario.probe_interval_ms if scenario else None,
+            scenario.probe_timeout_ms if scenario else None,
+        ),
+        "preflight": _preflight(run_dir),
+        "journal_problems": {"skipped_lines": journals.skipped | probe_skipped},
         "harness": {k: v for k, v in harness.items() if k != "partial"},
     }
     rules = scenario.slo if scenario else []
@@ -79,6 +92,15 @@ def write(run_dir: Path, reports: bool = True) -> dict[str, Any]:
     if reports:
         report.write(run_dir, summary, journals, scenario)
     return summary
+
+
+def _preflight(run_dir: Path) -> dict[str, Any] | None:
+    """The pre-flight check's verdict (preflight.json has the servers' facts too)."""
+    path = run_dir / "preflight.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return {key: data.get(key) for key in ("ok", "reference", "flags", "notes")}
 
 
 def _plain(value: Any) -> Any:

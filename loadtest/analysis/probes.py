@@ -1,0 +1,157 @@
+"""Availability as the health prober saw it, and how long a monitor takes to notice a fault.
+
+Reads `probes*.csv` (`loadtest.prober`): one row per probe, `time` its start (epoch),
+`latency_ms` to its answer or failure, so its end is `time + latency_ms / 1000`.
+
+Per server: the share of probes that passed, and the down intervals: each run of failed
+probes, from the start of its first probe (`start_s`; `noticed_s` is that probe's end) to
+the start of the next probe that passed (`end_s`; none when the run ended down).
+
+Per fault (a window of the faults journal, as in `failover.py`):
+
+- monitor_detection_s: onset to the end of the first failed probe of the target that
+  ended after the onset and started before the fault cleared;
+- monitor_recovery_s: clear to the end of the first passing probe of the target that
+  started after the clear (only when the monitor saw the fault at all).
+
+None means the monitor never noticed (a throttle, a drop after the dot: EHLO still
+passes). Times in the output are seconds from run start (`t0`), durations in seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loadtest.analysis.failover import FaultWindow
+
+COLUMNS = ("time", "server", "ok", "phase", "code", "outcome", "latency_ms", "error")
+NUMERIC = ("time", "ok", "code", "latency_ms")
+
+
+def load(run_dir: Path) -> tuple[pd.DataFrame, dict[str, int]]:
+    """All probe journals of a run, sorted by time; (frame, skipped lines per file)."""
+    frames, skipped = [], {}
+    for path in sorted(run_dir.glob("probes*.csv")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        rows = list(csv.reader(io.StringIO(text)))
+        if not rows:
+            continue
+        header, body = rows[0], rows[1:]
+        good = [r for r in body if len(r) == len(header)]
+        bad = len(body) - len(good)
+        if good and not text.endswith("\n") and body[-1] is good[-1]:
+            good.pop()  # cut mid-write
+            bad += 1
+        frame = pd.DataFrame(good, columns=header)
+        for column in NUMERIC:
+            if column in frame:
+                frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        invalid = frame[[c for c in ("time", "ok", "latency_ms") if c in frame]].isna().any(axis=1)
+        bad += int(invalid.sum())
+        if bad:
+            skipped[path.name] = bad
+        frames.append(frame[~invalid])
+    if not frames:
+        frames = [pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})]
+    probes = pd.concat(frames, ignore_index=True).sort_values("time", kind="stable")
+    probes["end"] = probes["time"] + probes["latency_ms"] / 1000.0
+    probes["ok"] = probes["ok"].astype(bool)
+    return probes.reset_index(drop=True), skipped
+
+
+def down_intervals(server_probes: pd.DataFrame) -> list[dict[str, Any]]:
+    """Runs of failed probes of one server (epoch times; see the module docstring)."""
+    out: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for row in server_probes.sort_values("time", kind="stable").itertuples(index=False):
+        if not row.ok:
+            if current is None:
+                current = {"start": row.time, "noticed": row.end, "end": None, "outcomes": {}}
+                out.append(current)
+            outcomes = current["outcomes"]
+            outcomes[row.outcome] = outcomes.get(row.outcome, 0) + 1
+        elif current is not None:
+            current["end"] = row.time
+            current = None
+    return out
+
+
+def availability(probes: pd.DataFrame, t0: float) -> dict[str, dict[str, Any]]:
+    """Per server: probes, passed, availability (share passed), latency, down intervals."""
+    out = {}
+    for server, frame in probes.groupby("server", sort=True):
+        ok = frame[frame["ok"]]
+        down = []
+        for d in down_intervals(frame):
+            end = d["end"]
+            down.append(
+                {
+                    "start_s": _rel(d["start"], t0),
+                    "noticed_s": _rel(d["noticed"], t0),
+                    "end_s": None if end is None else _rel(end, t0),
+                    "duration_s": None if end is None else round(end - d["start"], 6),
+                    "probes": sum(d["outcomes"].values()),
+                    "outcomes": d["outcomes"],
+                }
+            )
+        out[str(server)] = {
+            "probes": len(frame),
+            "passed": len(ok),
+            "availability": round(len(ok) / len(frame), 6),
+            "first_s": _rel(frame["time"].min(), t0),
+            "last_s": _rel(frame["time"].max(), t0),
+            "latency_ms": _percentiles(ok["latency_ms"]),
+            "down_s": round(float(sum(d["duration_s"] or 0.0 for d in down)), 6),
+            "down": down,
+        }
+    return out
+
+
+def monitor_timing(window: FaultWindow, probes: pd.DataFrame) -> dict[str, float | None]:
+    """monitor_detection_s and monitor_recovery_s of one fault (see the module docstring)."""
+    mine = probes[probes["server"] == window.target]
+    cleared = window.cleared if window.cleared is not None else np.inf
+    failed = mine[~mine["ok"] & (mine["end"] >= window.onset) & (mine["time"] < cleared)]
+    if failed.empty:
+        return {"monitor_detection_s": None, "monitor_recovery_s": None}
+    detection = round(float(failed["end"].min()) - window.onset, 6)
+    recovery = None
+    if window.cleared is not None:
+        passed = mine[mine["ok"] & (mine["time"] >= window.cleared)]
+        if len(passed):
+            recovery = round(float(passed["end"].min()) - window.cleared, 6)
+    return {"monitor_detection_s": detection, "monitor_recovery_s": recovery}
+
+
+def summarise(
+    probes: pd.DataFrame,
+    t0: float,
+    interval_ms: float | None = None,
+    timeout_ms: float | None = None,
+) -> dict[str, Any]:
+    """summary.json's `probes`: settings and per-server availability (empty: no prober)."""
+    return {
+        "interval_ms": interval_ms if len(probes) else None,
+        "timeout_ms": timeout_ms if len(probes) else None,
+        "servers": availability(probes, t0),
+    }
+
+
+def _rel(epoch: float, t0: float) -> float:
+    return round(float(epoch) - t0, 6)
+
+
+def _percentiles(values: pd.Series) -> dict[str, float | None]:
+    if values.empty:
+        return {"p50": None, "p95": None, "max": None}
+    return {
+        "p50": round(float(np.percentile(values, 50)), 3),
+        "p95": round(float(np.percentile(values, 95)), 3),
+        "max": round(float(values.max()), 3),
+    }

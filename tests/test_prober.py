@@ -1,0 +1,270 @@
+"""Health probes: the prober against real sinks, its journal, and the availability analysis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from loadtest import prober
+from loadtest.analysis import failover, probes
+from loadtest.analysis.failover import FaultWindow
+from loadtest.analysis.journals import load as load_journals
+from tests.helpers import read_csv
+
+SLACK_S = 0.05  # event-loop scheduling on a busy machine, on top of one interval
+
+
+def probe_during(sinks, names: list[str], interval_s: float, timeout_s: float, script) -> Path:
+    """Run the prober against `names` while `script(sinks)` (blocking) runs in a thread."""
+    journal = sinks.journal_dir / "probes.csv"
+    targets = [prober.ProbeTarget(n, "127.0.0.1", sinks.port(n)) for n in names]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(prober.run(targets, interval_s, timeout_s, journal, stop))
+        await asyncio.to_thread(script, sinks)
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    return journal
+
+
+def one_fault(sinks, target: str, kind: str, duration: float) -> FaultWindow:
+    (window,) = [
+        w for w in failover.fault_windows(load_journals(sinks.journal_dir).faults)
+        if w.target == target
+    ]  # fmt: skip
+    assert (window.kind, window.cleared is not None) == (kind, True)
+    assert window.cleared - window.onset == pytest.approx(duration, abs=0.05)
+    return window
+
+
+def test_availability_timeline_matches_the_faults_journal_within_one_interval(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "primary"}, {"name": "secondary"}]})
+    interval = 0.2
+
+    def outage(sinks) -> None:
+        import time
+
+        time.sleep(0.5)
+        status, _ = sinks.control("primary", "POST", "/faults", {"kind": "down", "duration": 1.0})
+        assert status == 201
+        time.sleep(1.6)
+
+    probe_during(sinks, ["primary", "secondary"], interval, 0.5, outage)
+    window = one_fault(sinks, "primary", "down", 1.0)
+    frame, skipped = probes.load(sinks.journal_dir)
+    assert skipped == {}
+    seen = probes.availability(frame, t0=0.0)
+
+    (down,) = seen["primary"]["down"]
+    assert window.onset - SLACK_S <= down["start_s"] <= window.onset + interval + SLACK_S
+    assert window.cleared <= down["end_s"] <= window.cleared + interval + SLACK_S
+    assert down["outcomes"] == {"refused": down["probes"]}
+    assert 0.5 < seen["primary"]["availability"] < 0.8
+    assert seen["secondary"]["availability"] == 1.0
+    assert seen["secondary"]["down"] == []
+
+    timing = probes.monitor_timing(window, frame)
+    assert 0 <= timing["monitor_detection_s"] <= interval + SLACK_S
+    assert 0 <= timing["monitor_recovery_s"] <= interval + SLACK_S
+    # probes of one server never overlap, and keep to the tick grid
+    starts = frame[frame["server"] == "secondary"]["time"].diff().dropna()
+    assert starts.min() > interval * 0.8
+    assert starts.max() < interval * 1.5
+
+
+def test_a_hang_is_seen_as_greeting_timeouts_one_timeout_late(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "primary"}]})
+    interval, timeout = 0.1, 0.3
+
+    def hang(sinks) -> None:
+        import time
+
+        time.sleep(0.3)
+        sinks.control("primary", "POST", "/faults", {"kind": "hang", "duration": 0.6})
+        time.sleep(1.2)
+
+    journal = probe_during(sinks, ["primary"], interval, timeout, hang)
+    window = one_fault(sinks, "primary", "hang", 0.6)
+    frame, _ = probes.load(sinks.journal_dir)
+    failed = [r for r in read_csv(journal) if r["ok"] == "0"]
+    assert failed
+    assert {(r["phase"], r["outcome"]) for r in failed} == {("greeting", "timeout")}
+    timing = probes.monitor_timing(window, frame)
+    assert timeout - SLACK_S <= timing["monitor_detection_s"] <= timeout + interval + SLACK_S
+    assert timing["monitor_recovery_s"] is not None
+
+
+def test_the_journal_has_a_row_per_probe_with_the_documented_columns(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    journal = probe_during(sinks, ["mx"], 0.05, 0.5, lambda _: __import__("time").sleep(0.3))
+    rows = read_csv(journal)
+    assert list(rows[0]) == list(prober.PROBE_FIELDS)
+    assert 4 <= len(rows) <= 8
+    assert {(r["ok"], r["phase"], r["code"], r["outcome"], r["error"]) for r in rows} == {
+        ("1", "quit", "250", "ok", "")
+    }
+    assert all(0 < float(r["latency_ms"]) < 500 for r in rows)
+    # Probes are sessions like any other; they leave nothing in the receipts journal.
+    assert read_csv(sinks.journal_dir / "receipts-mx.csv") == []
+
+
+# -- the analysis on hand-made journals -----------------------------------------------------
+
+
+def frame_of(rows: list[tuple[float, str, int, str]]) -> pd.DataFrame:
+    """(time, server, ok, outcome) rows; every probe takes 2 ms."""
+    df = pd.DataFrame(rows, columns=["time", "server", "ok", "outcome"])
+    df["latency_ms"] = 2.0
+    df["end"] = df["time"] + 0.002
+    df["ok"] = df["ok"].astype(bool)
+    return df
+
+
+def test_down_intervals_run_from_the_first_failure_to_the_next_pass():
+    rows = [(t / 10, "p", 0 if 3 <= t < 6 or t >= 9 else 1, "refused") for t in range(11)]
+    seen = probes.availability(frame_of(rows), t0=0.0)["p"]
+    assert (seen["probes"], seen["passed"], seen["availability"]) == (11, 6, round(6 / 11, 6))
+    first, last = seen["down"]
+    assert (first["start_s"], first["noticed_s"], first["end_s"]) == (0.3, 0.302, 0.6)
+    assert first["duration_s"] == pytest.approx(0.3)
+    assert (first["probes"], first["outcomes"]) == (3, {"refused": 3})
+    assert (last["start_s"], last["end_s"], last["duration_s"]) == (0.9, None, None)
+    assert seen["down_s"] == pytest.approx(0.3)
+
+
+def test_monitor_timing_per_fault():
+    rows = [(t / 10, "p", 0 if 3 <= t < 6 else 1, "refused") for t in range(10)]
+    rows += [(t / 10, "s", 1, "ok") for t in range(10)]
+    frame = frame_of(rows)
+    down = FaultWindow("p", "down", "down-1", onset=0.25, cleared=0.55)
+    assert probes.monitor_timing(down, frame) == {
+        "monitor_detection_s": pytest.approx(0.052),
+        "monitor_recovery_s": pytest.approx(0.052),
+    }
+    # a throttle on s: every probe passed, the monitor never noticed
+    throttle = FaultWindow("s", "throttle", "throttle-1", onset=0.2, cleared=0.6)
+    assert probes.monitor_timing(throttle, frame) == {
+        "monitor_detection_s": None,
+        "monitor_recovery_s": None,
+    }
+    # still active at the end: detected, never recovered
+    endless = FaultWindow("p", "down", "down-2", onset=0.25, cleared=None)
+    assert probes.monitor_timing(endless, frame)["monitor_recovery_s"] is None
+    # a failure after the fault cleared is not its detection
+    late = FaultWindow("p", "down", "down-3", onset=0.1, cleared=0.2)
+    assert probes.monitor_timing(late, frame)["monitor_detection_s"] is None
+
+
+def test_loading_skips_torn_lines_and_no_journal_means_no_probes(tmp_path):
+    empty, skipped = probes.load(tmp_path)
+    assert empty.empty
+    assert skipped == {}
+    assert probes.summarise(empty, t0=0.0, interval_ms=500, timeout_ms=1000) == {
+        "interval_ms": None, "timeout_ms": None, "servers": {}
+    }  # fmt: skip
+    (tmp_path / "probes.csv").write_text(
+        ",".join(prober.PROBE_FIELDS) + "\n"
+        "10.0,p,1,quit,250,ok,1.5,\n"
+        "10.5,p,0,connect,0,refused,0.4,SMTPConnectError: refused\n"
+        "10.7,p,garbage\n"
+        "11.0,p,1,quit,250,o"  # cut mid-write
+    )
+    frame, skipped = probes.load(tmp_path)
+    assert skipped == {"probes.csv": 2}
+    summary = probes.summarise(frame, t0=10.0, interval_ms=500, timeout_ms=1000)
+    assert summary["interval_ms"] == 500
+    assert summary["servers"]["p"]["probes"] == 2
+    assert summary["servers"]["p"]["down"][0]["end_s"] is None
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--server", "p=10.0.0.1:25"],
+        ["--server", "p=127.0.0.1"],
+        ["--server", "p=127.0.0.1:25", "--interval-ms", "0"],
+        ["--scenario", str(Path(__file__).parent.parent / "scenarios" / "default.yaml")],
+    ],
+)
+def test_bad_input_exits_2(args, capsys):
+    assert prober.main(args) == 2
+    assert capsys.readouterr().err.startswith("maildrill prober: ")
+
+
+@pytest.mark.slow
+def test_runs_as_its_own_process_and_stops_on_sigterm(start_sinks, tmp_path):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.prober", "--server", f"mx=127.0.0.1:{sinks.port('mx')}",
+         "--interval-ms", "50", "--out", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        assert ready["prober"]["servers"][0]["name"] == "mx"
+        assert ready["prober"]["interval_ms"] == 50
+        import time
+
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    final = json.loads(out.strip().splitlines()[-1])
+    rows = read_csv(tmp_path / "probes.csv")
+    assert final["stopped"]["mx"] == len(rows) >= 5
+
+
+# -- inside `maildrill run` --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_drill_reports_what_the_prober_saw_next_to_the_faults(tmp_path):
+    run_dir = tmp_path / "run"
+    short = ["campaign.schedule.0.duration_s=1", "campaign.schedule.1.duration_s=6",
+             "campaign.schedule.2.duration_s=1", "faults.0.at=3", "faults.0.duration=2.5",
+             "campaign.drain_s=3", "probe_interval_ms=200",
+             "servers.1.sink.size_limit=1048576"]  # a pre-flight warning, not fatal  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.cli", "run", "default", "--out", str(run_dir),
+         *(arg for item in short for arg in ("--set", item))],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pre-flight WARNING: secondary: SIZE 1048576" in done.stderr
+    assert "health probes every 200 ms: noticed after" in done.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["preflight"]["ok"] is False
+    assert [f["code"] for f in summary["preflight"]["flags"]] == ["size-smaller"]
+
+    seen = summary["probes"]
+    assert (seen["interval_ms"], seen["timeout_ms"]) == (200, 1000)
+    (down,) = seen["servers"]["primary"]["down"]
+    (fault,) = summary["failovers"]
+    interval = 0.2
+    assert fault["onset_s"] - SLACK_S <= down["start_s"] <= fault["onset_s"] + interval + SLACK_S
+    assert fault["cleared_s"] <= down["end_s"] <= fault["cleared_s"] + interval + SLACK_S
+    assert seen["servers"]["secondary"]["availability"] == 1.0
+    assert 0 <= fault["monitor_detection_s"] <= interval + SLACK_S
+    assert 0 <= fault["monitor_recovery_s"] <= interval + SLACK_S
+    # the prober ran from before the campaign to its end, and stopped cleanly
+    assert seen["servers"]["primary"]["first_s"] < 0
+    assert seen["servers"]["primary"]["last_s"] > 8
+    assert '"stopped"' in (run_dir / "logs" / "prober.log").read_text()
