@@ -112,7 +112,7 @@ def analyse(
     # Messages the fault touched: a failed attempt at the target while it was on.
     touched = at_target[(at_target["end"] >= window.onset) & (at_target["start"] <= until + 1.0)]
     ids = touched["msg_id"].unique()
-    affected = per_message.loc[per_message.index.intersection(ids)]
+    affected = per_message[per_message.index.isin(ids)]  # hashes the few ids, not the index
     delayed = affected[affected["accepted"]]
     baseline = per_message[per_message["accepted"] & (per_message["accepted_end"] < window.onset)]
     base_delay = (
@@ -179,11 +179,15 @@ def _recovery(accepted: pd.DataFrame, onset: float, end: float) -> float | None:
         return None
     pre_rate = len(before) / span
     seconds = np.arange(onset, end, 1.0)
-    for start in seconds:
-        in_bin = np.count_nonzero((ends >= start) & (ends < start + 1.0))
-        if in_bin >= RECOVERY_SHARE * pre_rate:
-            return round(float(start + 1.0 - onset), 6)
-    return None
+    # Accepted per 1 s bin from the onset, all bins at once (binary search in sorted ends).
+    ordered = np.sort(ends)
+    in_bin = np.searchsorted(ordered, seconds + 1.0, "left") - np.searchsorted(
+        ordered, seconds, "left"
+    )
+    recovered = np.flatnonzero(in_bin >= RECOVERY_SHARE * pre_rate)
+    if len(recovered) == 0:
+        return None
+    return round(float(seconds[recovered[0]] + 1.0 - onset), 6)
 
 
 def infer_windows(attempts: pd.DataFrame, foreign: set[str]) -> list[FaultWindow]:
@@ -192,7 +196,9 @@ def infer_windows(attempts: pd.DataFrame, foreign: set[str]) -> list[FaultWindow
     Only server failures count (refused, timeout, dropped, 4xx before RCPT); the window is
     open-ended, so failback is measured from the last of those failures.
     """
-    windows = []
+    windows: list[FaultWindow] = []
+    if not foreign:
+        return windows
     server_trouble = attempts["outcome"].isin(["refused", "timeout", "dropped"]) | (
         (attempts["outcome"] == "deferred")
         & attempts.get("phase", pd.Series("", index=attempts.index)).isin(

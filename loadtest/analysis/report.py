@@ -19,23 +19,25 @@ PLOTS_DIR = "plots"
 KNOWN_PLOTS = ("throughput", "latency", "replies", "lateness", "capacity")
 
 
-def run_frames(journals: Journals) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """This run's attempts and receipts (a journal directory reused by another run keeps
-    the other run's rows; they are left out, as in the summary)."""
-    attempts, receipts = journals.attempts, journals.receipts
+def run_attempts(journals: Journals) -> pd.DataFrame:
+    """This run's attempts (a journal directory reused by another run keeps the other
+    run's rows; they are left out, as in the summary)."""
+    attempts = journals.attempts
     run_id = str(journals.run.get("run_id", ""))
     if run_id and len(attempts) and "run_id" in attempts:
-        attempts = attempts[attempts["run_id"] == run_id]
-    if run_id and len(receipts):
-        receipts = receipts[receipts["msg_id"].astype(str).str.startswith(f"{run_id}-")]
-    return attempts, receipts
+        mine = attempts["run_id"] == run_id
+        if not mine.all():
+            attempts = attempts[mine]
+    return attempts
 
 
 def series(journals: Journals) -> dict[str, pd.DataFrame]:
-    attempts, receipts = run_frames(journals)
+    attempts = run_attempts(journals)
     t0 = journals.t0
+    # Receipts serve only the open sessions, binned from t0 over this run's seconds:
+    # another run's sessions fall outside those seconds, so they need no filtering.
     return {
-        "servers": timeseries.servers(attempts, receipts, t0),
+        "servers": timeseries.servers(attempts, journals.receipts, t0),
         "latency": timeseries.latency(attempts, t0),
         "replies": timeseries.replies(attempts, t0),
         "lateness": timeseries.lateness(attempts, t0),

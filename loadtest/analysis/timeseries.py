@@ -127,10 +127,14 @@ def _open_sessions(
     return running.ravel().astype("int64")
 
 
-def _percentile_table(values_ms: np.ndarray, group: np.ndarray) -> pd.DataFrame:
+def _percentile_table(
+    values_ms: np.ndarray, group: np.ndarray, by_value: np.ndarray | None = None
+) -> pd.DataFrame:
     """count, p50..p99 (linear interpolation, as numpy and pandas) and max of the values
-    of each group (integer codes): one sort, no per-group Python."""
-    by_value = np.argsort(values_ms)
+    of each group (integer codes): sorts, no per-group Python. `by_value`, the argsort of
+    the values, may be shared by several groupings of the same values."""
+    if by_value is None:
+        by_value = np.argsort(values_ms)
     order = by_value[np.argsort(group[by_value], kind="stable")]  # by group, then value
     values, groups = values_ms[order], group[order]
     heads = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])  # callers pass values
@@ -157,10 +161,11 @@ def latency(attempts: pd.DataFrame, t0: float) -> pd.DataFrame:
     end = attempts["end"].to_numpy(dtype="float64")[ok]  # columns, not the whole frame
     ms = (end - attempts["start"].to_numpy(dtype="float64")[ok]) * 1000.0
     second = _seconds(pd.Series(end), t0)
-    overall = _percentile_table(ms, second)
+    by_value = np.argsort(ms)
+    overall = _percentile_table(ms, second, by_value)
     overall.insert(0, "server", ALL)
     server, names = _codes(attempts["server"])
-    per = _percentile_table(ms, second * len(names) + server[ok])
+    per = _percentile_table(ms, second * len(names) + server[ok], by_value)
     per.insert(0, "server", np.array(names, dtype=object)[per.index.to_numpy() % len(names)])
     per.index = per.index // len(names)
     out = pd.concat([overall, per]).rename_axis("second").reset_index()
