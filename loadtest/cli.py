@@ -53,13 +53,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"maildrill: {scenario.name}: {scenario.description or path}", file=sys.stderr)
     print(f"maildrill: run directory {run_dir}", file=sys.stderr)
     drill = Drill(scenario, raw, run_dir, run_id, web=args.web)
-    setup_error = None
     try:
         drill.run()
     except SetupError as exc:
-        setup_error = str(exc)
-    if setup_error:
-        return fail(setup_error)
+        return fail(str(exc))
     result = summary_mod.write(run_dir)
     _print_summary(result, run_dir)
     return EXIT_OK if result["slo"]["passed"] else EXIT_SLO_FAILED
