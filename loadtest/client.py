@@ -28,7 +28,6 @@ from typing import Any
 from loadtest.outcomes import Outcome, Phase, outcome_of_code
 
 _ENHANCED = re.compile(rb"^([245]\.\d{1,3}\.\d{1,3})\b")
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 @dataclass(frozen=True)
@@ -95,6 +94,16 @@ class _SMTP(smtplib.SMTP):
         self.tcp_connected = True
         sock.settimeout(self._timeouts.greeting)
         return sock
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """Double the dot that starts a line (RFC 5321 4.5.2), at the start or after any LF.
+
+    The same bytes as re.sub(rb"(?m)^\\.", b"..", data), at bytes.replace speed: that
+    regex tests every position of the message and cost more than the rest of a send.
+    """
+    stuffed = data.replace(b"\n.", b"\n..")
+    return b"." + stuffed if data.startswith(b".") else stuffed
 
 
 def enhanced_code(text: bytes) -> str:
@@ -252,7 +261,7 @@ class Sender:
         if code != 354:
             self._refused(client, record, code, msg)
             return
-        payload = _LEADING_DOT.sub(b"..", data)
+        payload = dot_stuff(data)
         if not payload.endswith(b"\r\n"):
             payload += b"\r\n"
         client.sock.settimeout(server.timeouts.data)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from loadtest.client import Attempt, Sender, Server, Timeouts
+from loadtest.client import Attempt, Sender, Server, Timeouts, dot_stuff
 from loadtest.outcomes import Outcome, Phase
 from tests.helpers import message, read_csv
 
@@ -175,3 +178,20 @@ def test_session_cut_while_idle_is_replaced_not_failed(pair):
         "before",
         "after",
     ]
+
+
+@given(st.lists(st.sampled_from([b".", b"\r", b"\n", b"\r\n", b"a", b".."]), max_size=30))
+def test_dot_stuff_doubles_every_leading_dot_as_the_regex_did(parts):
+    data = b"".join(parts)
+    assert dot_stuff(data) == re.sub(rb"(?m)^\.", b"..", data)
+
+
+def test_lines_starting_with_dots_arrive_intact(pair):
+    sinks, sender = pair
+    body = ".\r\n..two\r\n.three\r\nfour.\r\n"
+    record = sender.send(
+        "primary", attempt(), "news@example.com", ("a@gmail.test",), message("m1", body).encode()
+    )
+    assert record.outcome is Outcome.ACCEPTED
+    (receipt,) = read_csv(sinks.journal_dir / "receipts-primary.csv")
+    assert int(receipt["size"]) == len(message("m1", body).encode())
