@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sinks.config import ConfigError, load_config
-from sinks.runner import serve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"maildrill sink: cannot create {journal_dir}: {exc.strerror}", file=sys.stderr)
         return 2
+    # Imported here: every `maildrill` command builds this parser, few start sinks, and
+    # the server stack (aiohttp, aiosmtpd) costs a third of a second to import.
+    from sinks.runner import serve
+
     coro = serve(config, journal_dir, start_at=args.start_at)
     try:
         if args.loop == "uvloop":

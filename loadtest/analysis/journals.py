@@ -74,24 +74,28 @@ def _read_careful(path: Path, kind: str) -> tuple[pd.DataFrame, int] | None:
 
 def _read_clean(path: Path, kind: str) -> tuple[pd.DataFrame, int] | None:
     """pandas' C parser, for a journal with no damage but perhaps a torn last line: the same
-    frame as `_read_careful`, many times faster. None (read carefully instead) as soon as
-    a line has the wrong shape or a numeric field is not a number."""
-    with path.open("rb") as f:
-        first = f.readline()
-        if not first.endswith(b"\n"):
-            return None
-        f.seek(0, io.SEEK_END)
-        size = f.tell()
-        f.seek(max(0, size - 1))
-        whole = f.read(1) == b"\n"
-    header = next(csv.reader([first.decode("utf-8", errors="replace")]), [])
-    if not header or len(set(header)) != len(header):
+    frame as `_read_careful`, many times faster. None (read carefully instead) when the
+    file has quoted fields, or a line of the wrong shape, or a number that is not one.
+
+    Without quotes, every complete line has the header's shape exactly when the file holds
+    (fields - 1) commas per line and no line is too long (the parser refuses those).
+    """
+    data = path.read_bytes()
+    end_of_header = data.find(b"\n")
+    if end_of_header < 0 or b'"' in data:
+        return None
+    header = data[:end_of_header].decode("utf-8", errors="replace").rstrip("\r").split(",")
+    if len(set(header)) != len(header):
+        return None
+    last_newline = data.rfind(b"\n")
+    lines = data.count(b"\n")  # complete lines, the header's included
+    if data.count(b",", 0, last_newline + 1) != (len(header) - 1) * lines:
         return None
     numeric = [c for c in header if c in NUMERIC[kind]]
     text = [c for c in header if c not in NUMERIC[kind]]
     try:
         frame = pd.read_csv(
-            path,
+            io.BytesIO(data),
             dtype={**{c: "float64" for c in numeric}, **{c: str for c in text}},
             keep_default_na=False,
             na_values={c: [""] for c in numeric},
@@ -100,18 +104,10 @@ def _read_clean(path: Path, kind: str) -> tuple[pd.DataFrame, int] | None:
         )
     except (ValueError, pd.errors.ParserError):  # a line too long, a field not a number
         return None
-    # A short line (or a blank one) leaves missing cells, which no written field can be.
-    last = header[-1]
-    if (text and frame[text].isna().to_numpy().any()) or (
-        last in numeric and frame[last].isna().to_numpy().any()
-    ):
-        return None
-    bad = 0
-    if not whole and len(frame):
-        # A last line without its newline was cut mid-write: do not trust it.
-        frame = frame.iloc[:-1]
-        bad = 1
-    return frame, bad
+    if last_newline == len(data) - 1:
+        return frame, 0
+    # A last line without its newline was cut mid-write: do not trust it.
+    return frame.iloc[:-1], 1
 
 
 def _read(paths: list[Path], kind: str, skipped: dict[str, int]) -> pd.DataFrame:
