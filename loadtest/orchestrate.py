@@ -14,6 +14,7 @@ import ctypes
 import io
 import json
 import os
+import secrets
 import select
 import signal
 import socket
@@ -31,6 +32,7 @@ import yaml
 from loadtest import preflight
 from loadtest.overrides import apply_set
 from loadtest.scenario import Scenario, ScenarioError, parse_scenario, read_yaml
+from sinks.control import TOKEN_ENV, auth_header
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -188,6 +190,7 @@ class Drill:
         self.web = web
         self.out = out
         self.children: list[Child] = []
+        self.token = secrets.token_urlsafe(18)  # this run's control token for the sinks
         self.addresses: dict[str, tuple[str, int]] = {}
         self.controls: dict[str, int] = {}
         self.interrupted: str | None = None
@@ -237,8 +240,11 @@ class Drill:
 
     def _spawn(self, role: str, name: str, cmd: list[str], stdout: Any = None) -> Child:
         log = (self.run_dir / "logs" / f"{name}.log").open("w")
+        # Only the sinks get the control token, and by environment: never on a command line.
+        env = {**os.environ, TOKEN_ENV: self.token} if role == "sink" else None
         proc = subprocess.Popen(
             cmd,
+            env=env,
             stdout=stdout if stdout is not None else log,
             stderr=log,
             text=True,
@@ -410,11 +416,11 @@ class Drill:
                 # A worker leaves with 0 when the master tells it to at the end.
                 if code is not None and (child.role == "sink" or code != 0):
                     child.died_at = now
-                    self.event(f"{child.role}_died", name=child.name, sink=child.name,
-                               exit_code=child.proc.returncode,
-                               at_s=round(now - self.t0, 3))  # fmt: skip
-                    what = "sink" if child.role == "sink" else "Locust worker"
-                    self.say(f"\n{what} {child.name} died (exit {child.proc.returncode}); going on")
+                    who = {"sink": {"sink": child.name}, "worker": {"worker": child.name}}
+                    self.event(f"{child.role}_died", **who.get(child.role, {"name": child.name}),
+                               exit_code=code, at_s=round(now - self.t0, 3))  # fmt: skip
+                    what = {"sink": "sink", "worker": "Locust worker"}.get(child.role, child.role)
+                    self.say(f"\n{what} {child.name} died (exit {code}); going on")
             if self.locust.proc.poll() is not None:
                 break
             if now - last_print >= (1.0 if self.out.isatty() else 5.0):
@@ -437,7 +443,8 @@ class Drill:
             while not self.interrupted:
                 try:
                     url = f"http://127.0.0.1:{self.controls[name]}/status"
-                    with urllib.request.urlopen(url, timeout=2) as response:
+                    request = urllib.request.Request(url, headers=auth_header(self.token))
+                    with urllib.request.urlopen(request, timeout=2) as response:
                         depth = json.loads(response.read())["relay"]["depth"]
                 except (OSError, ValueError, KeyError):
                     break  # a dead sink: nothing to wait for
@@ -455,7 +462,7 @@ class Drill:
             f"http://127.0.0.1:{port}/faults",
             data=json.dumps(fault.body).encode(),
             method="POST",
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **auth_header(self.token)},
         )
         try:
             with urllib.request.urlopen(request, timeout=2) as response:

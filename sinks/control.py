@@ -8,11 +8,18 @@ POST /faults                  {"kind": "down", "duration": 20, ...params} start 
 DELETE /faults/{id}           stop one;  DELETE /faults[?kind=K] stop all (of kind K)
 GET  /behaviours              steady behaviours
 POST /behaviours              add one;  PUT /behaviours/{id} replace;  DELETE /behaviours/{id}
+
+Every request needs `Authorization: Bearer TOKEN`: the per-run token from the environment
+variable MAILDRILL_CONTROL_TOKEN, or one made at start and printed in the ready line. A
+process on the same machine that does not hold it cannot start faults or change behaviours.
 """
 
 from __future__ import annotations
 
+import hmac
 import math
+import os
+import secrets
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +30,35 @@ from sinks.effects import EFFECTS
 from sinks.sink import ActiveEffect, Sink
 
 SINK_KEY = web.AppKey("sink", Sink)
+TOKEN_ENV = "MAILDRILL_CONTROL_TOKEN"
+
+
+def control_token() -> str:
+    """This run's token: from the environment, else made now and put there, so that worker
+    processes started later inherit the same one."""
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        token = os.environ[TOKEN_ENV] = secrets.token_urlsafe(18)
+    return token
+
+
+def auth_header(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def require_token(token: str) -> Any:
+    """aiohttp middleware: 401 unless the request carries the run's token."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return _error(401, "missing or wrong control token (Authorization: Bearer ...)")
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return check
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -156,8 +192,8 @@ async def remove_behaviour(request: web.Request) -> web.Response:
     return web.json_response(active.describe())
 
 
-def make_app(sink: Sink) -> web.Application:
-    app = web.Application()
+def make_app(sink: Sink, token: str) -> web.Application:
+    app = web.Application(middlewares=[require_token(token)])
     app[SINK_KEY] = sink
     app.router.add_get("/health", health)
     app.router.add_get("/status", status)
@@ -176,14 +212,15 @@ def make_app(sink: Sink) -> web.Application:
 class ControlServer:
     """Runs one sink's control app on 127.0.0.1 (never elsewhere)."""
 
-    def __init__(self, sink: Sink, port: int = 0) -> None:
+    def __init__(self, sink: Sink, port: int = 0, token: str | None = None) -> None:
         self.sink = sink
+        self.token = token or control_token()
         self.requested_port = port
         self.port = 0
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(make_app(self.sink), access_log=None)
+        self._runner = web.AppRunner(make_app(self.sink, self.token), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.requested_port, reuse_address=True)
         await site.start()

@@ -31,6 +31,7 @@ import aiohttp
 from aiohttp import web
 
 from sinks.config import SinkConfig, TlsConfig
+from sinks.control import auth_header, control_token, require_token
 from sinks.sink import Counters
 from sinks.tls import write_self_signed
 from sinks.worker import WorkerSpec
@@ -223,7 +224,7 @@ class WorkerGroup:
     # -- the control API: fan out to the workers' own ---------------------------------
 
     async def _start_control(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[require_token(control_token())])
         app.router.add_get("/status", self._status)
         app.router.add_get("/health", self._health)
         app.router.add_route("*", "/{tail:.*}", self._forward)
@@ -238,7 +239,9 @@ class WorkerGroup:
     async def _call(self, worker: Worker, method: str, path: str, body: bytes) -> web.Response:
         """The worker's answer to one request, to pass on as is."""
         assert self._http is not None
-        headers = {"Content-Type": "application/json"} if body else {}
+        headers = auth_header(control_token())
+        if body:
+            headers["Content-Type"] = "application/json"
         async with self._http.request(
             method, worker.control_url + path, data=body or None, headers=headers
         ) as answer:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sinks.config import SinksFile
-from sinks.control import ControlServer
+from sinks.control import ControlServer, control_token
 from sinks.multiprocess import WorkerGroup
 from sinks.sink import Sink
 
@@ -30,10 +30,12 @@ class SinkSet:
     ) -> None:
         self.config = config
         self.journal_dir = journal_dir
+        self.token = control_token()
         local = [c for c in config.sinks if c.processes == 1]
         self.sinks = [Sink(c, journal_dir, seed=config.seed) for c in local]
         self.controls = [
-            ControlServer(s, c.control_port) for s, c in zip(self.sinks, local, strict=True)
+            ControlServer(s, c.control_port, self.token)
+            for s, c in zip(self.sinks, local, strict=True)
         ]
         self.groups = [
             WorkerGroup(c, journal_dir, seed=config.seed, on_failure=on_failure)
@@ -68,11 +70,12 @@ class SinkSet:
                 "host": s.config.host,
                 "port": s.port,
                 "control_port": c.port,
+                "control_token": self.token,
                 "journal_dir": str(self.journal_dir),
             }
             for s, c in zip(self.sinks, self.controls, strict=True)
         }
-        by_name |= {g.name: g.ready() for g in self.groups}
+        by_name |= {g.name: {**g.ready(), "control_token": self.token} for g in self.groups}
         return {"sinks": self._in_order(by_name)}
 
     def final(self) -> dict[str, Any]:

@@ -51,6 +51,7 @@ class RunningSinks:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.control_url(name, path), data=data, method=method)
         request.add_header("Content-Type", "application/json")
+        request.add_header("Authorization", f"Bearer {self.set.token}")
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status, json.loads(response.read())

@@ -19,7 +19,8 @@ def raw_request(sinks, method: str, path: str, body: bytes | None = None) -> tup
     port = int(sinks.control_url("mx").rsplit(":", 1)[1])
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {sinks.set.token}"}
+        conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
         return response.status, response.read().decode()
     finally:
@@ -237,3 +238,20 @@ def test_unknown_ids_and_paths_give_404(start_sinks):
     assert raw_request(sinks, "GET", "/nowhere")[0] == 404
     assert raw_request(sinks, "PATCH", "/faults")[0] == 405
     assert [f["id"] for f in sinks.control("mx", "GET", "/faults")[1]] == [fault["id"]]
+
+
+def test_control_api_refuses_requests_without_the_run_token(start_sinks):
+    import urllib.error
+    import urllib.request
+
+    sinks = start_sinks({"sinks": [{"name": "primary"}]})
+    url = sinks.control_url("primary", "/faults")
+    body = b'{"kind": "down"}'
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}, {"Authorization": "x"}):
+        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 401
+        refused.value.close()
+    assert sinks.sink("primary").effects == {}
+    assert sinks.control("primary", "POST", "/faults", {"kind": "down"})[0] == 201

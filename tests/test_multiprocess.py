@@ -61,6 +61,7 @@ class MultiSink:
         url = f"http://127.0.0.1:{self.ready['control_port']}{path}"
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Content-Type", "application/json")
+        request.add_header("Authorization", f"Bearer {self.ready['control_token']}")
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read())

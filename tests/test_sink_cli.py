@@ -11,12 +11,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from sinks.control import auth_header
 from tests.helpers import message, read_csv, wait_until
 
 pytestmark = pytest.mark.slow
@@ -82,7 +84,13 @@ def test_ready_line_serving_and_sigterm(tmp_path, processes, loop):
         assert s["control_port"] > 0
         assert s["port"] != s["control_port"]
         url = f"http://127.0.0.1:{s['control_port']}/health"
-        with urllib.request.urlopen(url, timeout=5) as response:
+        # The control API answers only to the run's token, which the ready line carries.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=5)
+        assert refused.value.code == 401
+        refused.value.close()
+        request = urllib.request.Request(url, headers=auth_header(s["control_token"]))
+        with urllib.request.urlopen(request, timeout=5) as response:
             assert json.loads(response.read())["name"] == s["name"]
 
     with smtplib.SMTP("127.0.0.1", sinks["secondary"]["port"], timeout=5) as client:
