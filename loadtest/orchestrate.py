@@ -16,10 +16,12 @@ import json
 import os
 import secrets
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -78,6 +80,26 @@ def prepare(
     if workers is not None:
         apply_set(raw, f"workers={workers}")
     return raw, parse_scenario(raw, str(path))
+
+
+SECRET_KEYS = frozenset({"password", "credentials"})
+
+
+def redact(data: Any) -> Any:
+    """A copy with every password and credentials value replaced: for files that travel."""
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            if key in SECRET_KEYS and isinstance(value, dict):
+                out[key] = {k: "<redacted>" for k in value}
+            elif key in SECRET_KEYS and value is not None:
+                out[key] = "<redacted>"
+            else:
+                out[key] = redact(value)
+        return out
+    if isinstance(data, list):
+        return [redact(item) for item in data]
+    return data
 
 
 def _die_with_parent() -> None:
@@ -191,6 +213,7 @@ class Drill:
         self.out = out
         self.children: list[Child] = []
         self.token = secrets.token_urlsafe(18)  # this run's control token for the sinks
+        self.private_dir: Path | None = None
         self.addresses: dict[str, tuple[str, int]] = {}
         self.controls: dict[str, int] = {}
         self.interrupted: str | None = None
@@ -258,8 +281,10 @@ class Drill:
 
     def _start_sinks(self) -> None:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        config_dir = self.run_dir / "sinks"
-        config_dir.mkdir(exist_ok=True)
+        record_dir = self.run_dir / "sinks"  # each sink's config, secrets redacted
+        record_dir.mkdir(exist_ok=True)
+        # What the sinks read may hold passwords: a private directory, gone after the run.
+        self.private_dir = Path(tempfile.mkdtemp(prefix="maildrill-"))
         # Backup MXs last: they need the real address of the upstream they forward to.
         ordered = sorted(self.scenario.servers, key=lambda s: s.upstream_name is not None)
         for server in ordered:
@@ -271,8 +296,10 @@ class Drill:
                 "seed": self.scenario.campaign.seed,
                 "sinks": [sink.model_dump(mode="json", exclude_none=True)],
             }
-            path = config_dir / f"{server.name}.yaml"
+            path = self.private_dir / f"{server.name}.yaml"
             path.write_text(yaml.safe_dump(config, sort_keys=False))
+            record = record_dir / f"{server.name}.yaml"
+            record.write_text(yaml.safe_dump(redact(config), sort_keys=False))
             cmd = [sys.executable, "-m", "sinks", str(path), "--out", str(self.run_dir)]
             child = self._spawn("sink", server.name, cmd, stdout=subprocess.PIPE)
             ready = self._ready_line(child)
@@ -304,7 +331,7 @@ class Drill:
             if server.get("name") in self.addresses:
                 server["host"], server["port"] = self.addresses[server["name"]]
         self.scenario_file = self.run_dir / "scenario.yaml"
-        self.scenario_file.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        self.scenario_file.write_text(yaml.safe_dump(redact(resolved), sort_keys=False))
 
     # -- pre-flight check and health probes -------------------------------------------
 
@@ -517,6 +544,8 @@ class Drill:
         for child in self.children:
             if child.role == "sink":
                 child.stop(signal.SIGTERM, 10.0)
+        if self.private_dir is not None:
+            shutil.rmtree(self.private_dir, ignore_errors=True)
 
     def _write_harness(self) -> dict[str, Any]:
         deaths = [e for e in self.events if e["event"] == "sink_died"]

@@ -46,7 +46,8 @@ class ServerSpec(_Model):
     weight: int = Field(default=1, ge=1, description="share under the weighted policy")
     starttls: bool = Field(default=False, description="STARTTLS after EHLO")
     username: str | None = Field(default=None, description="AUTH user")
-    password_env: str | None = Field(default=None, description="environment variable")
+    password_env: str | None = Field(default=None, description="AUTH password: this variable")
+    password_file: Path | None = Field(default=None, description="AUTH password: this file")
     helo_name: str = Field(default="maildrill.test", description="name sent in EHLO")
     messages_per_connection: int = Field(default=100, ge=1, description="then reconnect")
     local: bool = Field(default=False, description="maildrill starts a sink for it")
@@ -82,8 +83,16 @@ class ServerSpec(_Model):
             settings["upstream"] = {"host": host, "port": port}
         return SinkConfig(name=self.name, host=self.host, port=self.port, **settings)
 
+    def password(self) -> str | None:
+        """Read from the environment or a file when needed, never kept in the scenario."""
+        if self.password_env:
+            return os.environ.get(self.password_env, "")
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip("\r\n")
+        return None
+
     def client_server(self, timeouts: Timeouts) -> Server:
-        password = os.environ.get(self.password_env, "") if self.password_env else None
+        password = self.password()
         return Server(
             name=self.name,
             host=self.host,

@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
+        for sink in config.sinks:
+            if sink.auth is not None:
+                sink.auth.table()  # variables and files it names exist, before anything starts
     except ConfigError as exc:
         print(f"maildrill sink: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,10 +68,42 @@ class TlsConfig(_Model):
 
 
 class AuthConfig(_Model):
+    """AUTH PLAIN/LOGIN against a table of users. Keep passwords out of files that travel:
+    `credentials_env` (user -> environment variable) or `credentials_file` ('user:password'
+    lines) are read when the sink starts; inline `credentials` suit throwaway tests."""
+
     mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(default=["PLAIN", "LOGIN"], min_length=1)
     credentials: dict[str, str] = Field(default_factory=dict)
+    credentials_env: dict[str, str] = Field(default_factory=dict)
+    credentials_file: Path | None = None
     required: bool = False
     require_tls: bool = False
+
+    def table(self) -> dict[str, str]:
+        """user -> password, from all three sources; a missing variable or file is an error."""
+        table = dict(self.credentials)
+        for user, variable in self.credentials_env.items():
+            if variable not in os.environ:
+                raise ConfigError(f"auth.credentials_env: {variable} is not set (for {user!r})")
+            table[user] = os.environ[variable]
+        if self.credentials_file is not None:
+            try:
+                lines = self.credentials_file.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise ConfigError(
+                    f"auth.credentials_file: cannot read {self.credentials_file}: {exc.strerror}"
+                ) from None
+            for number, line in enumerate(lines, 1):
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                user, sep, password = line.partition(":")
+                if not sep or not user:
+                    raise ConfigError(
+                        f"auth.credentials_file: {self.credentials_file} line {number}: "
+                        "expected user:password"
+                    )
+                table[user.strip()] = password.rstrip("\r\n")
+        return table
 
 
 class UpstreamConfig(_Model):

@@ -95,6 +95,7 @@ class Sink:
         self._effect_ids = itertools.count(1)
         self._schedule: list[asyncio.Task[None]] = []
         self._tls = None
+        self._credentials: dict[str, str] | None = None
         self._smtp_kwargs: dict[str, Any] = {}
         self._template: SinkSMTP | None = None
         self.started_at = 0.0
@@ -111,6 +112,8 @@ class Sink:
                 cert, key = tls.cert, tls.key
             self._tls = server_context(cert, key)
         auth = cfg.auth
+        # Read once: environment variables and files named by the config, not the config.
+        self._credentials = auth.table() if auth is not None else None
         self._smtp_kwargs = dict(
             hostname=cfg.banner_name,
             ident="ESMTP maildrill",
@@ -397,11 +400,10 @@ class Sink:
     def _authenticate(
         self, server: Any, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
     ) -> AuthResult:
-        auth = self.config.auth
-        if auth is None or not isinstance(auth_data, LoginPassword):
+        if self._credentials is None or not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         user = auth_data.login.decode("utf-8", "replace")
-        expected = auth.credentials.get(user)
+        expected = self._credentials.get(user)
         ok = expected is not None and hmac.compare_digest(expected.encode(), auth_data.password)
         return AuthResult(success=ok, handled=False)
 

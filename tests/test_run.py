@@ -282,8 +282,11 @@ def test_a_sink_killed_mid_run_is_named_and_the_run_goes_on(tmp_path):
     run_dir = tmp_path / "run"
     proc = start_run(run_dir, "--set", "faults=[]")
     time.sleep(3.0)
-    config = str(run_dir / "sinks" / "primary.yaml")
-    (pid,) = [int(line.split(":")[0]) for line in _descendants_alive(run_dir) if config in line]
+    (pid,) = [
+        int(line.split(":")[0])
+        for line in _descendants_alive(run_dir)
+        if " -m sinks " in line and "/primary.yaml " in line
+    ]
     os.kill(pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode in (0, 1), out + err
@@ -368,3 +371,55 @@ def _parent(pid: int) -> int:
     except OSError:
         return -1
     return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def test_auth_secrets_stay_out_of_run_files_logs_and_command_lines(tmp_path):
+    """A drill with AUTH on both sides: the passwords reach the sink and the sender, and
+    nowhere else (journals, reports, logs, the scenario as run, process list)."""
+    import yaml
+
+    secret_sink, secret_client = "s1nk-S3CRET-4f9a", "cl13nt-S3CRET-7b2c"
+    creds = tmp_path / "sink-credentials"
+    creds.write_text(f"campaign:{secret_client}\nops:{secret_sink}\n")
+    scenario = {
+        "name": "auth",
+        "servers": [
+            {
+                "name": "primary",
+                "local": True,
+                "username": "campaign",
+                "password_env": "MAILDRILL_TEST_PASSWORD",
+                "sink": {
+                    "auth": {
+                        "required": True,
+                        "credentials_file": str(creds),
+                        "credentials": {"inline": secret_sink},
+                    }
+                },
+            }
+        ],
+        "campaign": {"schedule": [{"duration_s": 3, "rate": 20}], "drain_s": 2},
+        "users": 4,
+        "slo": ["lost == 0", "failed == 0"],
+    }
+    path = tmp_path / "auth.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "MAILDRILL_TEST_PASSWORD": secret_client}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.cli", "run", str(path), "--out", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    seen_in_cmdlines = []
+    while proc.poll() is None:
+        seen_in_cmdlines += [c for c in _descendants_alive(run_dir) if "S3CRET" in c]
+        time.sleep(0.2)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert seen_in_cmdlines == []
+    assert "S3CRET" not in out + err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["messages"]["accepted"] == 60  # AUTH worked: every message went in
+    leaks = [str(f) for f in run_dir.rglob("*") if f.is_file() and b"S3CRET" in f.read_bytes()]
+    assert leaks == []
+    assert "<redacted>" in (run_dir / "scenario.yaml").read_text()
