@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from typing import Any
 
 import sinks.cli
 from loadtest.overrides import OverrideError
-from loadtest.scenario import ScenarioError
+from loadtest.scenario import ScenarioError, is_loopback
 
 EXIT_OK, EXIT_SLO_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -45,9 +46,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         raw, scenario = prepare(path, args.set, args.seed, args.workers)
     except (ScenarioError, OverrideError) as exc:
         return fail(str(exc))
+    remote = [f"{s.name} {s.host}:{s.port}" for s in scenario.servers if not is_loopback(s.host)]
+    if remote and not _confirmed(remote, args.yes):
+        return fail(
+            f"{scenario.name} sends mail outside this machine ({', '.join(remote)}): "
+            "pass --yes to confirm"
+        )
     run_id = f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = args.out or Path("reports") / run_id
-    problem = _unwritable(run_dir)
+    problem = _unwritable(run_dir) or _too_little_space(
+        run_dir, scenario.campaign.build_schedule().total
+    )
     if problem:
         return fail(problem)
     print(f"maildrill: {scenario.name}: {scenario.description or path}", file=sys.stderr)
@@ -60,6 +69,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = summary_mod.write(run_dir)
     _print_summary(result, run_dir)
     return EXIT_OK if result["slo"]["passed"] else EXIT_SLO_FAILED
+
+
+def _confirmed(remote: list[str], yes: bool) -> bool:
+    """Remote targets (allowed by the scenario) still need a yes from a person."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        return False
+    print("maildrill: this run sends real SMTP traffic to:", file=sys.stderr)
+    for target in remote:
+        print(f"  {target}", file=sys.stderr)
+    answer = input("send mail to these servers? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+# Journal rows per message (attempts, receipts, refusals) run to about a kilobyte; the
+# report, plots and Locust's CSVs add a few megabytes.
+BYTES_PER_MESSAGE = 1024
+REPORT_BYTES = 20 * 1024 * 1024
+
+
+def _too_little_space(run_dir: Path, planned: int) -> str | None:
+    need = planned * BYTES_PER_MESSAGE + REPORT_BYTES
+    free = shutil.disk_usage(run_dir).free
+    if free < need:
+        return (
+            f"{run_dir}: only {free / 1e6:.1f} MB free, this run needs about "
+            f"{need / 1e6:.0f} MB for its journals and report"
+        )
+    return None
 
 
 def _unwritable(run_dir: Path) -> str | None:
@@ -256,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _scenario_args(run)
     run.add_argument("--out", type=Path, help="run directory (default reports/RUN-ID)")
     run.add_argument("--web", action="store_true", help="with Locust's web UI")
+    run.add_argument(
+        "--yes", action="store_true", help="confirm servers outside loopback (allow_remote)"
+    )
     run.set_defaults(func=cmd_run)
 
     sinks_cmd = sub.add_parser("sinks", help="start a scenario's local sinks only")

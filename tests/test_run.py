@@ -423,3 +423,42 @@ def test_auth_secrets_stay_out_of_run_files_logs_and_command_lines(tmp_path):
     leaks = [str(f) for f in run_dir.rglob("*") if f.is_file() and b"S3CRET" in f.read_bytes()]
     assert leaks == []
     assert "<redacted>" in (run_dir / "scenario.yaml").read_text()
+
+
+def test_remote_targets_need_yes_even_when_the_scenario_allows_them(tmp_path):
+    import yaml
+
+    scenario = {
+        "name": "remote",
+        "allow_remote": True,
+        "servers": [{"name": "mx", "host": "192.0.2.10", "port": 25}],
+        "campaign": {"schedule": [{"duration_s": 1, "rate": 1}]},
+    }
+    path = tmp_path / "remote.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.cli", "run", str(path), "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "mx 192.0.2.10:25" in done.stderr
+    assert "pass --yes to confirm" in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_full_disk_is_refused_before_any_load(tmp_path):
+    """A real 2 MB tmpfs stands in for a nearly full disk."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        done = maildrill("run", "default", "--out", str(mount / "run"), *SHORT_DEFAULT)
+        assert done.returncode == 2
+        assert "MB free, this run needs about" in done.stderr
+        assert not (mount / "run" / "attempts.csv").exists()
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
