@@ -103,17 +103,18 @@ def _open_sessions(
     size = n_seconds * len(names)
     if receipts.empty or "session" not in receipts:
         return np.zeros(size, dtype="int64")
-    sink, sinks = _codes(receipts["sink"])
-    session, _ = pd.factorize(receipts["session"].astype(str))
-    key, _ = pd.factorize(session.astype("int64") * len(sinks) + sink)  # (sink, session)
+    # Session ids name their sink (and worker): "primary.12", "primary.w1.3".
+    key, sessions = pd.factorize(receipts["session"].astype(str))
     times = receipts["time"].to_numpy(dtype="float64")
-    first = np.full(key.max() + 1, np.inf)
-    last = np.full(key.max() + 1, -np.inf)
+    first = np.full(len(sessions), np.inf)
+    last = np.full(len(sessions), -np.inf)
     np.minimum.at(first, key, times)
     np.maximum.at(last, key, times)
-    sink_of = np.empty(key.max() + 1, dtype="int64")
-    sink_of[key] = sink
-    column = np.array([names.index(s) if s in names else -1 for s in sinks])[sink_of]
+    first_row = np.full(len(sessions), len(key))
+    np.minimum.at(first_row, key, np.arange(len(key)))
+    sink_of = receipts["sink"].astype(str).to_numpy()[first_row]  # one per session
+    where = {name: i for i, name in enumerate(names)}
+    column = np.array([where.get(s, -1) for s in sink_of], dtype="int64")
     known = column >= 0
     # +1 in the second a session starts, -1 in the second after its last message; a
     # running sum per server. Sessions outside the grid are clipped to its edges.
