@@ -6,6 +6,7 @@ and the summary dict, and leaves every rendering to its renderer.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,21 @@ from loadtest.scenario import Scenario
 
 PLOTS_DIR = "plots"
 KNOWN_PLOTS = ("throughput", "latency", "replies", "lateness", "capacity")
+
+
+# Text columns with a handful of values that the whole analysis compares and groups on.
+CATEGORIES = ("outcome", "server")
+
+
+def compact(journals: Journals) -> Journals:
+    """The same journals with `outcome` and `server` of the attempts as categories: every
+    comparison and groupby on them is then integer work, not a million string compares.
+    Same results (pandas groups categories by observed values, in sorted order)."""
+    attempts = journals.attempts
+    columns = {c: "category" for c in CATEGORIES if c in attempts and len(attempts)}
+    if columns:
+        journals = dataclasses.replace(journals, attempts=attempts.astype(columns))
+    return journals
 
 
 def run_attempts(journals: Journals) -> pd.DataFrame:

@@ -86,7 +86,7 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
 
 def write(run_dir: Path, reports: bool = True) -> dict[str, Any]:
     """summary.json, then (unless `reports` is false) plots, series, report.html/.md."""
-    journals, scenario = load(run_dir), scenario_of(run_dir)
+    journals, scenario = report.compact(load(run_dir)), scenario_of(run_dir)
     summary = build(journals, scenario)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
     if reports:

@@ -87,8 +87,12 @@ def servers(attempts: pd.DataFrame, receipts: pd.DataFrame, t0: float) -> pd.Dat
 
 def _codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Integer codes of a column's values, numbered in sorted order of the values."""
-    codes, uniques = pd.factorize(column.astype(str))
-    names = [str(u) for u in uniques]
+    if isinstance(column.dtype, pd.CategoricalDtype) and not column.isna().any():
+        column = column.cat.remove_unused_categories()
+        codes, names = column.cat.codes.to_numpy(), [str(c) for c in column.cat.categories]
+    else:
+        codes, uniques = pd.factorize(column.astype(str))
+        names = [str(u) for u in uniques]
     order = sorted(range(len(names)), key=names.__getitem__)
     rank = np.empty(len(names), dtype="int64")
     rank[order] = np.arange(len(names))
