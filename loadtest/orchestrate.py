@@ -33,8 +33,12 @@ import yaml
 
 from loadtest import preflight
 from loadtest.overrides import apply_set
+from loadtest.postfix import PostfixError, PostfixInstance
 from loadtest.scenario import Scenario, ScenarioError, parse_scenario, read_yaml
 from sinks.control import TOKEN_ENV, auth_header
+from sinks.journal import FAULT_FIELDS, CsvJournal, stamp
+
+MTA_QUEUE_FIELDS = ("time", "mta", "msg_id", "queue")
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -214,6 +218,8 @@ class Drill:
         self.children: list[Child] = []
         self.token = secrets.token_urlsafe(18)  # this run's control token for the sinks
         self.private_dir: Path | None = None
+        self.mtas: dict[str, PostfixInstance] = {}
+        self.mta_faults: dict[str, CsvJournal] = {}
         self.addresses: dict[str, tuple[str, int]] = {}
         self.controls: dict[str, int] = {}
         self.interrupted: str | None = None
@@ -232,13 +238,15 @@ class Drill:
         steps = (
             self._write_scenario,  # first: even a run interrupted at once has its scenario
             self._start_sinks,
-            self._write_scenario,  # again, with the sinks' real ports
+            self._start_mtas,
+            self._write_scenario,  # again, with the sinks' and MTAs' real ports
             self._preflight,
             self._start_prober,
             self._start_locust,
             self._wait_for_t0,
             self._follow,
             self._wait_for_relays,
+            self._wait_for_mta_queues,
         )
         try:
             for step in steps:
@@ -307,6 +315,87 @@ class Drill:
             self.addresses[server.name] = (entry["host"], int(entry["port"]))
             self.controls[server.name] = int(entry["control_port"])
         self.event("sinks_ready", sinks={n: list(a) for n, a in self.addresses.items()})
+
+    # -- Postfix instances under test --------------------------------------------------
+
+    def _start_mtas(self) -> None:
+        """Build, check and start a Postfix instance per `postfix:` server."""
+        for server in self.scenario.servers:
+            spec = server.postfix
+            if spec is None:
+                continue
+            instance = PostfixInstance(
+                name=server.name,
+                base=self.run_dir / f"postfix-{server.name}",
+                port=server.port or _free_port(),
+                relay=self.addresses[spec.relay],
+                hostname=spec.hostname or f"{server.name}.maildrill.test",
+                settings={k: str(v) for k, v in spec.settings.items()},
+            )
+            self.mtas[server.name] = instance  # stopped at the end whatever happens next
+            try:
+                instance.write()
+                instance.check()
+                instance.start()
+            except PostfixError as exc:
+                raise SetupError(str(exc)) from None
+            self.addresses[server.name] = ("127.0.0.1", instance.port)
+            self.mta_faults[server.name] = CsvJournal(
+                self.run_dir / f"faults-{server.name}.csv", FAULT_FIELDS
+            )
+        if self.mtas:
+            self.event("mtas_ready", mtas={n: m.port for n, m in self.mtas.items()})
+
+    def _mta_fault(self, fault: TimedFault) -> None:
+        """mta-stop / mta-abort now, and mta-start after the duration: a real outage."""
+        instance = self.mtas[fault.target]
+        journal = self.mta_faults[fault.target]
+        kind = fault.body["kind"]
+        if kind == "mta-start":
+            instance.start()
+            journal.write((stamp(), fault.target, 0, fault.body["stops"], "stop",
+                           fault.body["fault_id"], "schedule", "{}"))  # fmt: skip
+            fault.status = "started"
+            return
+        fault_id = f"{kind}-{len(self.timeline)}"
+        params = {"duration": fault.body.get("duration")}
+        journal.write((stamp(), fault.target, 0, kind, "start", fault_id, "schedule",
+                       json.dumps(params)))  # fmt: skip
+        if kind == "mta-stop":
+            instance.stop()
+        else:
+            instance.abort()
+        fault.status = f"{kind} done"
+        if fault.body.get("duration"):
+            restart = {"kind": "mta-start", "stops": kind, "fault_id": fault_id}
+            self.timeline.append(TimedFault(fault.at + fault.body["duration"], fault.target,
+                                            restart))  # fmt: skip
+
+    def _wait_for_mta_queues(self) -> None:
+        """Let running MTAs hand on what they queued (within the drain time)."""
+        deadline = time.time() + max(5.0, self.scenario.campaign.drain_s)
+        for instance in self.mtas.values():
+            while not self.interrupted and time.time() < deadline and instance.listening():
+                if not instance.queued():
+                    break
+                time.sleep(0.2)
+
+    def _stop_mtas(self) -> None:
+        """Stop every instance (abort if stop fails), then record what is stuck inside."""
+        for name, instance in self.mtas.items():
+            instance.stop()
+            if instance.running():
+                instance.abort()
+            stuck = instance.queued()
+            journal = CsvJournal(self.run_dir / f"mta-queue-{name}.csv", MTA_QUEUE_FIELDS)
+            for msg_id, state in stuck:
+                journal.write((stamp(), name, msg_id, state))
+            journal.close()
+            self.event("mta_queue_at_end", mta=name, messages=len(stuck))
+            if stuck:
+                self.say(f"postfix {name}: {len(stuck)} messages still queued at the end")
+        for journal in self.mta_faults.values():
+            journal.close()
 
     def _ready_line(self, child: Child) -> dict[str, Any]:
         assert child.proc.stdout is not None
@@ -484,6 +573,15 @@ class Drill:
 
     def _send_fault(self, fault: TimedFault) -> None:
         fault.sent_at = time.time()
+        if fault.target in self.mtas:
+            try:
+                self._mta_fault(fault)
+            except PostfixError as exc:
+                fault.status = f"failed: {exc}"
+                self.say(f"\nfault {fault.body['kind']} on {fault.target} failed: {exc}")
+            self.event("fault_sent", target=fault.target, kind=fault.body["kind"], at_s=fault.at,
+                       status=fault.status)  # fmt: skip
+            return
         port = self.controls.get(fault.target)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/faults",
@@ -511,6 +609,7 @@ class Drill:
             f"{f.body['kind']}@{f.target}"
             for f in self.timeline
             if f.sent_at is not None
+            and f.body["kind"] != "mta-start"
             and (f.body.get("duration") is None or elapsed < f.at + f.body["duration"])
         ]
         line = (
@@ -541,6 +640,7 @@ class Drill:
         for child in self.children:
             if child.role == "prober":  # after the load, while the sinks still listen
                 child.stop(signal.SIGTERM, 5.0)
+        self._stop_mtas()  # before the sinks they relay to
         for child in self.children:
             if child.role == "sink":
                 child.stop(signal.SIGTERM, 10.0)

@@ -36,6 +36,18 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PostfixSpec(_Model):
+    """maildrill builds, starts and stops a real Postfix instance for this server."""
+
+    relay: str = Field(description="the local sink it relays everything to (a server name)")
+    hostname: str | None = Field(
+        default=None, description="myhostname; default NAME.maildrill.test"
+    )
+    settings: dict[str, str | int] = Field(
+        default_factory=dict, description="extra main.cf parameters (name: value)"
+    )
+
+
 class ServerSpec(_Model):
     name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64, description="how reports name it"
@@ -52,9 +64,17 @@ class ServerSpec(_Model):
     messages_per_connection: int = Field(default=100, ge=1, description="then reconnect")
     local: bool = Field(default=False, description="maildrill starts a sink for it")
     sink: dict[str, Any] = Field(default_factory=dict, description="sink settings when local")
+    postfix: PostfixSpec | None = Field(
+        default=None, description="a real Postfix instance under test, built by maildrill"
+    )
 
     @model_validator(mode="after")
     def _sink_settings(self) -> ServerSpec:
+        if self.postfix is not None:
+            if self.local:
+                raise ValueError("postfix and local: true exclude each other")
+            if not is_loopback(self.host):
+                raise ValueError("a postfix instance listens on loopback only")
         if self.sink and not self.local:
             raise ValueError("sink settings need local: true")
         if self.local:
@@ -250,7 +270,9 @@ SLO_METRICS = frozenset(
     }
 )  # fmt: skip
 # Faults that decide whether the listener answers at all: two at once contradict.
-EXCLUSIVE_KINDS = frozenset({"down", "hang", "busy", "flap"})
+EXCLUSIVE_KINDS = frozenset({"down", "hang", "busy", "flap", "mta-stop", "mta-abort"})
+# Faults of a Postfix instance under test, carried out by maildrill with `postfix -c DIR`.
+MTA_KINDS = frozenset({"mta-stop", "mta-abort"})
 
 
 def parse_slo(rule: str) -> tuple[str, str, float]:
@@ -303,6 +325,15 @@ class Scenario(_Model):
         for i, fault in enumerate(self.faults):
             if fault.target not in known:
                 raise ValueError(f"faults[{i}].target: unknown server {fault.target!r}")
+            if self.server(fault.target).postfix is not None:
+                if fault.kind not in MTA_KINDS:
+                    raise ValueError(
+                        f"faults[{i}].kind: {fault.target!r} is a Postfix instance; its faults "
+                        f"are {', '.join(sorted(MTA_KINDS))} (or put a proxy in front of it)"
+                    )
+                continue
+            if fault.kind in MTA_KINDS:
+                raise ValueError(f"faults[{i}].kind: {fault.kind} needs a postfix server")
             if fault.kind not in EFFECTS:
                 known_kinds = ", ".join(sorted(EFFECTS))
                 raise ValueError(f"faults[{i}].kind: unknown {fault.kind!r}; known: {known_kinds}")
@@ -315,6 +346,12 @@ class Scenario(_Model):
                     f"faults[{i}].target: {fault.target!r} is not a maildrill sink (local: true)"
                 )
         for server in self.servers:
+            if server.postfix is not None:
+                relay = server.postfix.relay
+                if relay not in known or not self.server(relay).local:
+                    raise ValueError(
+                        f"servers: {server.name!r}: postfix.relay {relay!r} is not a local sink"
+                    )
             name = server.upstream_name
             if name is not None and (name not in known or name == server.name):
                 raise ValueError(

@@ -18,6 +18,7 @@ from loadtest.scenario import (
     CampaignSpec,
     CircuitSpec,
     FaultEvent,
+    PostfixSpec,
     RetrySpec,
     RoutingSpec,
     Scenario,
@@ -35,6 +36,7 @@ END = "<!-- schema:end -->"
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("scenario (top level)", Scenario),
     ("servers[]", ServerSpec),
+    ("servers[].postfix", PostfixSpec),
     ("routing", RoutingSpec),
     ("routing.streams.NAME", StreamRoute),
     ("routing.circuit", CircuitSpec),

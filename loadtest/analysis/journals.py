@@ -19,6 +19,7 @@ NUMERIC = {
     "refusals": ("time", "code", "rcpt_count"),
     "faults": ("time",),
     "relay": ("time", "attempt", "code", "queued_at"),
+    "mta_queue": ("time",),
 }  # fmt: skip
 REQUIRED = {
     "attempts": ("msg_id", "attempt", "server", "intended", "start", "end", "outcome"),
@@ -26,6 +27,7 @@ REQUIRED = {
     "refusals": ("sink", "time", "stage", "code"),
     "faults": ("sink", "kind", "state", "time"),
     "relay": ("time", "sink", "msg_id", "event"),
+    "mta_queue": ("time", "mta", "msg_id", "queue"),
 }
 
 
@@ -38,9 +40,8 @@ class Journals:
     faults: pd.DataFrame
     run: dict[str, Any]
     skipped: dict[str, int] = field(default_factory=dict)
-    relay: pd.DataFrame = field(
-        default_factory=pd.DataFrame
-    )  # backup-mx queues  # file name -> bad lines skipped
+    relay: pd.DataFrame = field(default_factory=pd.DataFrame)  # backup-MX queues
+    mta_queue: pd.DataFrame = field(default_factory=pd.DataFrame)  # left in MTAs at the end
 
     @property
     def t0(self) -> float:
@@ -150,6 +151,7 @@ def load(run_dir: Path) -> Journals:
         refusals=_read(list(run_dir.glob("refusals*.csv")), "refusals", skipped),
         faults=_read(list(run_dir.glob("faults*.csv")), "faults", skipped),
         relay=_read(list(run_dir.glob("relay*.csv")), "relay", skipped),
+        mta_queue=_read(list(run_dir.glob("mta-queue*.csv")), "mta_queue", skipped),
         run=run,
         skipped=skipped,
     )

@@ -120,8 +120,11 @@ def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
     return per
 
 
-def count(per: pd.DataFrame, planned: int, run_id: str = "") -> Counts:
-    """The summary counts; with `run_id`, receipts of other runs are left out."""
+def count(
+    per: pd.DataFrame, planned: int, run_id: str = "", stuck: frozenset[str] = frozenset()
+) -> Counts:
+    """The summary counts; with `run_id`, receipts of other runs are left out. `stuck`:
+    messages found in an MTA's queue at the end (stranded there, not lost)."""
     if run_id and len(per):
         per = per[per.index.astype(str).str.startswith(f"{run_id}-")]
     if per.empty:
@@ -132,17 +135,18 @@ def count(per: pd.DataFrame, planned: int, run_id: str = "") -> Counts:
     failed = attempted & ~accepted & finished
     in_flight = attempted & ~accepted & ~finished
     received = per["received"]
-    queued = per.get("queued", 0)
+    queued = per["queued"] if "queued" in per else pd.Series(0, index=per.index)
+    held = (queued > 0) | per.index.isin(list(stuck))
     return Counts(
         planned=planned,
         attempted=int(attempted.sum()),
         accepted=int(accepted.sum()),
         failed=int(failed.sum()),
         received_unique=int((received > 0).sum()),
-        lost=int((accepted & (received == 0) & (queued == 0)).sum()),
+        lost=int((accepted & (received == 0) & ~held).sum()),
         duplicates=int((received > 1).sum()),
         phantom=int((failed & (received > 0)).sum()),
-        stranded=int((accepted & (received == 0) & (queued > 0)).sum()),
+        stranded=int((accepted & (received == 0) & held).sum()),
         not_sent=max(0, planned - int(attempted.sum())),
         in_flight=int(in_flight.sum()),
     )

@@ -8,7 +8,17 @@ from typing import Any
 
 import yaml
 
-from loadtest.analysis import capacity, failover, metrics, probes, reconcile, relay, report, slo
+from loadtest.analysis import (
+    capacity,
+    delivery,
+    failover,
+    metrics,
+    probes,
+    reconcile,
+    relay,
+    report,
+    slo,
+)
 from loadtest.analysis.journals import Journals, load
 from loadtest.scenario import Scenario, parse_scenario
 
@@ -32,13 +42,14 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
     if not planned and scenario is not None:
         planned = scenario.campaign.build_schedule().total
     per = reconcile.messages(attempts, journals.receipts)
-    counts = reconcile.count(per, planned, run_id)
+    stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
+    counts = reconcile.count(per, planned, run_id, stuck)
     t0 = journals.t0
     end = float(attempts["end"].max()) if len(attempts) else t0
     windows = failover.fault_windows(journals.faults)
     if scenario is not None:
         # Servers maildrill does not own keep no faults journal: infer their trouble.
-        foreign = {s.name for s in scenario.servers if not s.local}
+        foreign = {s.name for s in scenario.servers if not s.local and s.postfix is None}
         windows += failover.infer_windows(attempts, foreign)
     # What the health prober saw (loadtest.prober): how long a monitor takes to notice.
     probe_frame, probe_skipped = probes.load(run_dir)
@@ -67,6 +78,13 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
         "errors": metrics.errors(attempts),
         "failovers": failovers,
         "relay": backups,
+        "mta": delivery.summarise(
+            attempts,
+            journals.receipts,
+            journals.mta_queue,
+            {s.name for s in scenario.servers if s.postfix is not None} if scenario else set(),
+            windows,
+        ),
         "probes": probes.summarise(
             probe_frame,
             t0,

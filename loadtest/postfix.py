@@ -1,0 +1,194 @@
+"""Real Postfix instances under test, built from the templates in templates/postfix/.
+
+Each instance has its own config, queue and data directories under the run directory,
+listens on a loopback port, runs without chroot, relays everything to a downstream sink,
+and never touches the machine's default instance. Facts this relies on (Postfix 3.7):
+without syslog it needs `maillog_file` plus the `postlog` service or it exits silently;
+the queue and data directories must be reachable by the `postfix` user; it ignores a
+`main.cf` younger than a second, so the file is back-dated.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+QUEUE_STATES = ("maildrop", "incoming", "active", "deferred", "hold")
+_ID = re.compile(rb"X-Maildrill-Id:\s*(.+)", re.IGNORECASE)
+
+
+class PostfixError(RuntimeError):
+    """Postfix could not be set up or driven; the message says why in one line."""
+
+
+def postfix_binary() -> str:
+    path = shutil.which("postfix") or "/usr/sbin/postfix"
+    if not Path(path).exists():
+        raise PostfixError("Postfix is not installed (Debian package postfix; see `make tools`)")
+    return path
+
+
+def unreachable_for_postfix(directory: Path) -> Path | None:
+    """The first directory on the way that the postfix user may not enter, if any."""
+    user = pwd.getpwnam("postfix")
+    for part in [directory.resolve(), *directory.resolve().parents]:
+        if not part.exists():
+            continue
+        st = part.stat()
+        if st.st_uid == user.pw_uid:
+            continue
+        if st.st_mode & 0o001 or (st.st_gid == user.pw_gid and st.st_mode & 0o010):
+            continue
+        return part
+    return None
+
+
+@dataclass
+class PostfixInstance:
+    name: str
+    base: Path  # run_dir / postfix-NAME
+    port: int
+    relay: tuple[str, int]
+    hostname: str
+    settings: dict[str, str]
+
+    @property
+    def config_dir(self) -> Path:
+        return self.base / "etc"
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.base / "queue"
+
+    @property
+    def maillog(self) -> Path:
+        return self.base / "maillog"
+
+    def write(self) -> None:
+        blocked = unreachable_for_postfix(self.base.parent)
+        if blocked is not None:
+            raise PostfixError(
+                f"the postfix user cannot enter {blocked}: run with --out in a directory "
+                "others may traverse (chmod o+x), e.g. under /var/tmp"
+            )
+        for sub in ("etc", "queue", "data"):
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        postfix = pwd.getpwnam("postfix")
+        os.chown(self.base / "data", postfix.pw_uid, postfix.pw_gid)
+        values = {
+            "NAME": self.name,
+            "QUEUE_DIR": str(self.queue_dir),
+            "DATA_DIR": str(self.base / "data"),
+            "HOSTNAME": self.hostname,
+            "RELAY_HOST": self.relay[0],
+            "RELAY_PORT": str(self.relay[1]),
+            "MAILLOG": str(self.maillog),
+            "MAILLOG_PREFIX": str(self.base),
+            "LISTEN": f"127.0.0.1:{self.port}",
+        }
+        templates = resources.files("loadtest") / "templates" / "postfix"
+        for file in ("main.cf", "master.cf"):
+            text = (templates / file).read_text()
+            for key, value in values.items():
+                text = text.replace(f"@@{key}@@", value)
+            if file == "main.cf" and self.settings:
+                text += "\n# from the scenario\n" + "".join(
+                    f"{k} = {v}\n" for k, v in self.settings.items()
+                )
+            path = self.config_dir / file
+            path.write_text(text)
+            # Postfix waits until main.cf is over a second old before acting on it.
+            past = time.time() - 5
+            os.utime(path, (past, past))
+
+    def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [postfix_binary(), "-c", str(self.config_dir), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def check(self) -> None:
+        done = self._postfix("check")
+        if done.returncode != 0:
+            why = (done.stderr or done.stdout).strip().splitlines()
+            raise PostfixError(f"postfix check of {self.name}: {why[-1] if why else 'failed'}")
+
+    def start(self, timeout: float = 10.0) -> None:
+        done = self._postfix("start")
+        if done.returncode != 0:
+            raise PostfixError(f"postfix {self.name} did not start: {self.last_log_line()}")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.listening():
+                return
+            time.sleep(0.05)
+        raise PostfixError(f"postfix {self.name} started but does not listen on {self.port}")
+
+    def stop(self) -> None:
+        self._postfix("stop")
+
+    def abort(self) -> None:
+        self._postfix("abort")
+
+    def running(self) -> bool:
+        return self._postfix("status").returncode == 0
+
+    def listening(self) -> bool:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def last_log_line(self) -> str:
+        try:
+            lines = self.maillog.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return lines[-1] if lines else "no log"
+
+    def queued(self) -> list[tuple[str, str]]:
+        """(X-Maildrill-Id, queue state) of every message still in this instance's queue."""
+        found = []
+        for state in QUEUE_STATES:
+            for path in (self.queue_dir / state).rglob("*"):
+                if not path.is_file():
+                    continue
+                found.append((queue_file_msg_id(path.read_bytes()), state))
+        return found
+
+
+def queue_file_msg_id(data: bytes) -> str:
+    """The X-Maildrill-Id header of a Postfix queue file ('' if absent).
+
+    A queue file is a run of records: a type byte, a length (7 bits a byte, low bits first,
+    high bit set on all but the last), then that many bytes. Message lines are records of
+    type 'N', one line each, without line ends.
+    """
+    i, end = 0, len(data)
+    while i < end:
+        kind = data[i]
+        i += 1
+        length = shift = 0
+        while i < end:
+            byte = data[i]
+            i += 1
+            length |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+        payload = data[i : i + length]
+        i += length
+        if kind == ord("N"):
+            match = _ID.match(payload)
+            if match:
+                return match.group(1).decode(errors="replace").strip()
+    return ""
