@@ -92,23 +92,25 @@ def _read_clean(path: Path, kind: str) -> tuple[pd.DataFrame, int] | None:
     lines = data.count(b"\n")  # complete lines, the header's included
     if data.count(b",", 0, last_newline + 1) != (len(header) - 1) * lines:
         return None
+    torn = int(last_newline != len(data) - 1)  # a last line without its newline
+    del data  # parsed from the file again: pandas reads a path faster than a buffer
     numeric = [c for c in header if c in NUMERIC[kind]]
     text = [c for c in header if c not in NUMERIC[kind]]
     try:
         frame = pd.read_csv(
-            io.BytesIO(data),
+            path,
             dtype={**{c: "float64" for c in numeric}, **{c: str for c in text}},
             keep_default_na=False,
             na_values={c: [""] for c in numeric},
             skip_blank_lines=False,
             encoding_errors="replace",
+            # The complete lines checked above, no more: a torn last line was cut
+            # mid-write and is not trusted; lines appended since were not checked.
+            nrows=lines - 1,
         )
     except (ValueError, pd.errors.ParserError):  # a line too long, a field not a number
         return None
-    if last_newline == len(data) - 1:
-        return frame, 0
-    # A last line without its newline was cut mid-write: do not trust it.
-    return frame.iloc[:-1], 1
+    return frame, torn
 
 
 def _read(paths: list[Path], kind: str, skipped: dict[str, int]) -> pd.DataFrame:
@@ -125,8 +127,9 @@ def _read(paths: list[Path], kind: str, skipped: dict[str, int]) -> pd.DataFrame
         numeric_required = [c for c in required if c in NUMERIC[kind]]
         if numeric_required:
             invalid = frame[numeric_required].isna().any(axis=1)
-            bad += int(invalid.sum())
-            frame = frame[~invalid]
+            if invalid.any():  # else keep the frame as it is: no copy of a clean journal
+                bad += int(invalid.sum())
+                frame = frame[~invalid]
         if bad:
             skipped[path.name] = bad
         frames.append(frame)
@@ -137,6 +140,8 @@ def _read(paths: list[Path], kind: str, skipped: dict[str, int]) -> pd.DataFrame
                 for c in REQUIRED[kind]
             }
         )
+    if len(frames) == 1 and isinstance(frames[0].index, pd.RangeIndex):
+        return frames[0]
     return pd.concat(frames, ignore_index=True)
 
 

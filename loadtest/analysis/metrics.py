@@ -16,7 +16,11 @@ def percentiles_ms(
     """HDR percentiles of durations in seconds, merged over the frame's workers."""
     groups = None
     if frame is not None and "worker" in frame:
-        groups = frame["worker"].astype(str).to_numpy()
+        worker = frame["worker"]
+        if isinstance(worker.dtype, pd.CategoricalDtype):
+            groups = worker.cat.codes.to_numpy()  # the same groups, without string hashing
+        else:
+            groups = worker.astype(str).to_numpy()
     return histograms.percentiles_ms(seconds.to_numpy(dtype=float), groups)
 
 

@@ -21,13 +21,13 @@ KNOWN_PLOTS = ("throughput", "latency", "replies", "lateness", "capacity")
 
 
 # Text columns with a handful of values that the whole analysis compares and groups on.
-CATEGORIES = ("outcome", "server")
+CATEGORIES = ("outcome", "server", "worker")
 
 
 def compact(journals: Journals) -> Journals:
-    """The same journals with `outcome` and `server` of the attempts as categories: every
-    comparison and groupby on them is then integer work, not a million string compares.
-    Same results (pandas groups categories by observed values, in sorted order)."""
+    """The same journals with `outcome`, `server` and `worker` of the attempts as
+    categories: every comparison and groupby on them is then integer work, not a million
+    string compares. Same results (pandas groups categories by observed values, sorted)."""
     attempts = journals.attempts
     columns = {c: "category" for c in CATEGORIES if c in attempts and len(attempts)}
     if columns:
