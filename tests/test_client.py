@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import smtplib
 import socket
 import time
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loadtest.client import Attempt, Sender, Server, Timeouts, dot_stuff
+from loadtest.client import Attempt, Sender, Server, Timeouts, dot_stuff, quote_address
 from loadtest.outcomes import Outcome, Phase
 from tests.helpers import message, read_csv
 
@@ -51,6 +52,16 @@ def test_accepted_and_session_reused(pair):
     receipts = read_csv(sinks.journal_dir / "receipts-primary.csv")
     assert [r["msg_id"] for r in receipts] == ["m0", "m1", "m2"]
     assert {r["session"] for r in receipts} == {"primary.1"}
+
+
+def test_a_host_name_is_resolved_an_address_is_not(pair):
+    sinks, _ = pair
+    # IP addresses skip the name lookup; names still go through it.
+    sender = Sender({"byname": Server("byname", "localhost", sinks.port("primary"), timeouts=FAST)})
+    try:
+        assert send(sender, "byname").outcome is Outcome.ACCEPTED
+    finally:
+        sender.close()
 
 
 def test_down_is_refused(pair):
@@ -195,3 +206,11 @@ def test_lines_starting_with_dots_arrive_intact(pair):
     assert record.outcome is Outcome.ACCEPTED
     (receipt,) = read_csv(sinks.journal_dir / "receipts-primary.csv")
     assert int(receipt["size"]) == len(message("m1", body).encode())
+
+
+@given(
+    st.from_regex(r"[A-Za-z0-9.'+=_-]{1,8}@[A-Za-z0-9.-]{1,8}", fullmatch=True)
+    | st.text(alphabet="ab.@-_+'\"<> ()[],;:\\\u00e9", max_size=20)
+)
+def test_quote_address_is_what_smtplib_quoteaddr_gives(address):
+    assert quote_address(address) == smtplib.quoteaddr(address)
