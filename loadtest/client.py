@@ -124,6 +124,8 @@ class _SMTP(smtplib.SMTP):
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         sock = _connect(host, port, self._timeouts.connect)
         self.tcp_connected = True
+        # starttls() passes _host as the TLS server name; connect() leaves it empty.
+        self._host = host
         sock.settimeout(self._timeouts.greeting)
         return sock
 

@@ -64,6 +64,17 @@ def test_a_host_name_is_resolved_an_address_is_not(pair):
         sender.close()
 
 
+def test_starttls_then_send(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "tls", "starttls": True}]})
+    server = Server("tls", "127.0.0.1", sinks.port("tls"), starttls=True, timeouts=FAST)
+    senders = [Sender({"tls": server}) for _ in range(2)]  # one TLS context serves both
+    try:
+        assert [send(s, "tls").outcome for s in senders] == [Outcome.ACCEPTED] * 2
+    finally:
+        for s in senders:
+            s.close()
+
+
 def test_down_is_refused(pair):
     sinks, sender = pair
     assert sinks.control("primary", "POST", "/faults", {"kind": "down"})[0] == 201
