@@ -4,10 +4,12 @@ One persistent smtplib connection per user, one `sendmail` of the same 5000-byte
 per task, one Locust request event per message (as Locust's docs show for custom clients).
 No schedule, no routing, no journal. Target: `-H smtp://127.0.0.1:PORT`.
 
-Users wait until every user is spawned, so the timed span has them all sending. Each
-process that sent anything writes `bare-PID.json` (count, failures, first start, last end,
-epoch seconds) into $BARE_OUT when the test stops; run with --stop-timeout so users finish
-the message in hand and the counts match what the server received.
+Users wait until every user is spawned, then send for $BARE_SECONDS (default 5) and
+idle until Locust's --run-time stops them: a user stopped between tasks can be killed
+after it has started its next message, so sending ends before Locust stops anything and
+the counts match what the server received. Each process that sent anything writes
+`bare-PID.json` (count, failures, first start, last end, epoch seconds) into $BARE_OUT
+when the test stops.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def _message(length: int) -> bytes:
 
 
 MESSAGE = _message(LENGTH)
+SECONDS = float(os.environ.get("BARE_SECONDS", "5"))
 all_spawned = gevent.event.Event()
 
 
@@ -50,10 +53,12 @@ class Tally:
     failures = 0
     first_start = 0.0
     last_end = 0.0
+    deadline = 0.0  # no message starts after this
 
 
 @events.spawning_complete.add_listener
 def _spawned(**_: Any) -> None:
+    Tally.deadline = time.time() + SECONDS
     all_spawned.set()
 
 
@@ -86,6 +91,9 @@ class BareSmtpUser(User):
     @task
     def send(self) -> None:
         start = time.time()
+        if start >= Tally.deadline:
+            gevent.sleep(1.0)  # done: idle inside the task until Locust stops the user
+            return
         started = time.perf_counter()
         error: Exception | None = None
         try:

@@ -9,7 +9,7 @@ from 20 concurrent sessions of 5000-byte messages, connections reused:
 
     a   smtp-source -s 20 -d -l 5000 -m M: the ceiling of this machine and receiver
     b   a bare Locust user (benchmarks/bare_locustfile.py): one smtplib connection per
-        user, one sendmail per task, 20 users, --run-time S, one process
+        user, one sendmail per task, 20 users sending for S seconds, one process
     c   maildrill's CampaignSender (loadtest/locustfile.py), 20 users, a generated scenario:
         one server behind failover routing, ~5000-byte campaign messages, attempts journal
         on; the open-model schedule offers M messages within 1 s (far above capacity), so
@@ -171,12 +171,13 @@ def run_bare(sink: PostfixSink, seconds: int, processes: int) -> tuple[int, floa
             [
                 *("-f", str(ROOT / "benchmarks" / "bare_locustfile.py")),
                 *("-H", f"smtp://{HOST}:{sink.port}"),
-                *("-u", str(USERS), "-r", str(USERS), "-t", f"{seconds}s"),
+                # Users send for `seconds` once all are up, then idle until the run ends.
+                *("-u", str(USERS), "-r", str(USERS), "-t", f"{seconds + 3}s"),
                 *("--stop-timeout", "10", "--json-file", str(tmp / "stats")),
                 *distributed(processes),
             ],
             tmp / "locust.log",
-            env={**os.environ, "BARE_OUT": str(tmp)},
+            env={**os.environ, "BARE_OUT": str(tmp), "BARE_SECONDS": str(seconds)},
         )
         tallies = [json.loads(p.read_text()) for p in tmp.glob("bare-*.json")]
         if len(tallies) != processes:
@@ -256,7 +257,7 @@ def main() -> int:
         "-m", "--messages", type=int, default=20000, help="messages for (a) and (c), default 20000"
     )
     parser.add_argument(
-        "-s", "--seconds", type=int, default=5, help="Locust run time of (b), default 5"
+        "-s", "--seconds", type=int, default=5, help="sending time of (b), default 5"
     )
     parser.add_argument(
         "-r",
@@ -282,11 +283,15 @@ def main() -> int:
                 ("b2", "bare Locust, --processes 2", lambda: run_bare(sink, args.seconds, 2)),
                 ("c2", "maildrill user, --processes 2", lambda: run_maildrill(sink, m, 2)),
             )
-            for _ in range(args.rounds):
+            for round_ in range(1, args.rounds + 1):
+                line = []
                 for key, _label, run in senders:
                     n, seconds = run()
+                    line.append(f"{key} {n / seconds:.0f}")
                     if key not in best or n / seconds > best[key][0] / best[key][1]:
                         best[key] = (n, seconds)
+                # Every round's figures, so the spread (other load on the machine) shows.
+                print(f"round {round_}: " + ", ".join(line) + " msgs/s", flush=True)
         finally:
             sink.close()
     rate = {key: n / seconds for key, (n, seconds) in best.items()}
