@@ -275,3 +275,36 @@ def test_summary_json_has_capacity_and_stays_plain_json(steps):
     data = json.loads((run_dir / "summary.json").read_text())
     assert data["capacity"]["knee_msgs_per_s"] == 30.0
     assert data["capacity"] == json.loads(json.dumps(summary["capacity"]))
+
+
+def test_probes_preflight_and_any_other_summary_key_are_reported(tmp_path, drill):
+    run_dir, summary = drill
+    doctored = copy.deepcopy(summary)
+    doctored["probes"] = {
+        "interval_ms": 500,
+        "timeout_ms": 1000,
+        "servers": {
+            "primary": {"probes": 44, "passed": 32, "availability": 0.727273,
+                        "latency_ms": {"p50": 1.778, "p95": 3.729, "max": 5.873}, "down_s": 6.0,
+                        "down": [{"start_s": 8.45, "end_s": 14.45, "outcomes": {"refused": 12}}]},
+        },
+    }  # fmt: skip
+    doctored["failovers"][0]["monitor_detection_s"] = 0.427
+    doctored["preflight"] = {"ok": False, "reference": "primary", "flags": ["no STARTTLS"]}
+    doctored["relay"] = {"backup": {"queued": 3, "drain_s": 2.5}}
+    doctored["brand_new"] = [{"a": 1}]
+    out = tmp_path / "more"
+    out.mkdir()
+    report.write(out, doctored, load(run_dir))
+    md = (out / "report.md").read_text()
+    assert (
+        "| primary | 44 | 32 | 72.73 % | 1.778 / 3.729 / 5.873 | 6 | 8.45-14.45 s (refused 12) |"
+        in md
+    )
+    assert "| monitor detection s | monitor recovery s |" in md
+    assert "| 0.427 | n/a |" in md
+    assert "| verdict | NOT OK |" in md
+    assert "| flag | no STARTTLS |" in md
+    assert "| relay.backup.queued | 3 |" in md
+    assert "| relay.backup.drain_s | 2.5 |" in md
+    assert "| brand_new[0].a | 1 |" in md

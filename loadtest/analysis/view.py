@@ -225,9 +225,16 @@ def fault_phases(summary: Mapping[str, Any]) -> Table | None:
     )  # fmt: skip
 
 
+MONITOR_KEYS = ("monitor_detection_s", "monitor_recovery_s")
+
+
 def failovers(summary: Mapping[str, Any]) -> Table:
     rows = []
     inferred = False
+    # Monitor timings only when a health prober ran (some value measured).
+    monitored = any(
+        f.get(k) is not None for f in summary.get("failovers", []) for k in MONITOR_KEYS
+    )
     for f in summary.get("failovers", []):
         added = f.get("added_latency_ms") or {}
         source = f.get("onset_source", "sink journal")
@@ -239,6 +246,7 @@ def failovers(summary: Mapping[str, Any]) -> Table:
             num(f.get("recovery_s")), num(f.get("longest_gap_s")),
             num(f.get("messages_delayed")), num(f.get("messages_failed")),
             " / ".join(num(added.get(k)) for k in ("p50", "p95", "max")),
+            *((num(f.get(k)) for k in MONITOR_KEYS) if monitored else ()),
         ])  # fmt: skip
     note = (
         "Seconds from run start (onset, cleared) and from onset or clear (the others). "
@@ -248,11 +256,17 @@ def failovers(summary: Mapping[str, Any]) -> Table:
     )
     if inferred:
         note += " * target is not a maildrill sink: onset inferred from its first failed attempt."
+    if monitored:
+        note += (
+            " monitor detection / recovery: onset to the first failed health probe, clear to "
+            "the first passed one (what a monitoring system would have seen)."
+        )
     return Table(
         "Failovers",
         "failovers",
         ["target", "fault", "onset s", "cleared s", "detection s", "failover s", "failback s",
-         "recovery s", "longest gap s", "delayed", "failed", "added latency p50/p95/max ms"],
+         "recovery s", "longest gap s", "delayed", "failed", "added latency p50/p95/max ms",
+         *(("monitor detection s", "monitor recovery s") if monitored else ())],
         rows,
         note=note,
         empty="no faults in this run",
@@ -356,8 +370,87 @@ def _plain(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_plain(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list | tuple):
-        return ":".join(_plain(v) for v in value)
+        if len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int):
+            return f"{value[0]}:{value[1]}"  # host and port
+        return ", ".join(_plain(v) for v in value)
     return num(value)
+
+
+def probes(summary: Mapping[str, Any]) -> Table | None:
+    """Health probes (loadtest.prober): per server availability and down windows."""
+    p = summary.get("probes") or {}
+    servers = p.get("servers") or {}
+    if not servers:
+        return None
+    rows = []
+    for name, s in servers.items():
+        lat = s.get("latency_ms") or {}
+        downs = "; ".join(
+            f"{num(d.get('start_s'))}-{num(d.get('end_s'))} s "
+            f"({', '.join(f'{k} {num(v)}' for k, v in (d.get('outcomes') or {}).items())})"
+            for d in s.get("down", [])
+        )
+        rows.append([
+            name, num(s.get("probes")), num(s.get("passed")), percent(s.get("availability")),
+            " / ".join(num(lat.get(k)) for k in ("p50", "p95", "max")), num(s.get("down_s")),
+            downs or "none",
+        ])  # fmt: skip
+    return Table(
+        "Health probes",
+        "probes",
+        ["server", "probes", "passed", "availability", "latency p50/p95/max ms", "down s",
+         "down windows (from run start)"],
+        rows,
+        note=f"One probe every {num(p.get('interval_ms'))} ms, timeout {num(p.get('timeout_ms'))} "
+        "ms: connect, EHLO, QUIT, as an external monitor would.",
+    )  # fmt: skip
+
+
+def preflight(summary: Mapping[str, Any]) -> Table | None:
+    pre = summary.get("preflight")
+    if not pre:
+        return None
+    rows = [["verdict", "ok" if pre.get("ok") else "NOT OK"],
+            ["reference server", str(pre.get("reference") or MISSING)]]  # fmt: skip
+    rows += [["flag", _plain(f)] for f in pre.get("flags") or []]
+    rows += [["note", _plain(n)] for n in pre.get("notes") or []]
+    return Table("Pre-flight check", "preflight", ["check", "value"], rows)
+
+
+# Keys of summary.json this view lays out itself; any other is listed under "More results".
+RENDERED = {
+    "scenario", "run_id", "started_at", "duration_s", "partial", "messages", "throughput",
+    "latency_ms", "response_time_ms", "lateness_ms", "errors", "failovers", "probes",
+    "preflight", "journal_problems", "harness", "capacity", "slo",
+}  # fmt: skip
+MAX_MORE_ROWS = 200
+
+
+def more(summary: Mapping[str, Any]) -> Table | None:
+    """Every other non-empty key of summary.json, flattened: nothing the summary says is
+    left out of the report, whatever is added to it."""
+    rows: list[list[str]] = []
+
+    def walk(path: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(f"{path}.{k}", v)
+        elif isinstance(value, list) and value and isinstance(value[0], Mapping | list):
+            for i, v in enumerate(value):
+                walk(f"{path}[{i}]", v)
+        else:
+            rows.append([path, _plain(value) if not isinstance(value, str) else value])
+
+    for key, value in summary.items():
+        if key not in RENDERED and value not in (None, {}, []):
+            walk(key, value)
+    if not rows:
+        return None
+    shown = rows[:MAX_MORE_ROWS]
+    note = (
+        "" if len(rows) <= MAX_MORE_ROWS else f"{len(rows) - MAX_MORE_ROWS} more in summary.json."
+    )
+    return Table("More results", "more", ["key", "value"], shown, note=note)
 
 
 def build(
@@ -365,10 +458,14 @@ def build(
 ) -> ReportView:
     sections = [key_numbers(summary), messages(summary), throughput(summary), latency(summary),
                 failovers(summary)]  # fmt: skip
-    for extra in (fault_phases(summary), capacity(summary)):
+    for extra in (fault_phases(summary), capacity(summary), probes(summary)):
         if extra is not None:
             sections.append(extra)
-    sections += [slo_table(summary), errors(summary), journal_problems(summary), harness(summary)]
+    sections += [slo_table(summary), errors(summary)]
+    for extra in (preflight(summary), more(summary)):
+        if extra is not None:
+            sections.append(extra)
+    sections += [journal_problems(summary), harness(summary)]
     name = summary.get("scenario") or "run"
     return ReportView(
         title=f"maildrill report: {name}",
