@@ -308,3 +308,21 @@ def test_probes_preflight_and_any_other_summary_key_are_reported(tmp_path, drill
     assert "| relay.backup.queued | 3 |" in md
     assert "| relay.backup.drain_s | 2.5 |" in md
     assert "| brand_new[0].a | 1 |" in md
+
+
+def test_a_run_interrupted_before_any_attempt_still_gets_its_report(tmp_path):
+    from loadtest.journal import ATTEMPT_FIELDS
+
+    run_dir = tmp_path / "empty"
+    run_dir.mkdir()
+    runs.write_csv(run_dir / "attempts.csv", ATTEMPT_FIELDS, [])
+    (run_dir / "run.json").write_text(json.dumps({"run_id": "x", "t0": runs.T0, "planned": 10}))
+    (run_dir / "harness.json").write_text(json.dumps({"partial": True, "interrupted_by": "SIGINT"}))
+    (run_dir / "scenario.yaml").write_text(runs.DRILL_SCENARIO)
+    summary = summary_mod.write(run_dir)
+    assert summary["messages"]["not_sent"] == 10
+    md = (run_dir / "report.md").read_text()
+    assert "> **PARTIAL RUN**: The run was interrupted by SIGINT" in md
+    assert "| 10 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 10 | 0 |" in md
+    for path in (run_dir / "plots").glob("*.png"):
+        assert path.read_bytes()[:8] == PNG_MAGIC
