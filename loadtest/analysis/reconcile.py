@@ -70,7 +70,7 @@ def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
             return pd.Series(out, index=per.index, dtype=dtype)
 
         def column(name: str) -> np.ndarray:
-            return attempts[name].to_numpy()
+            return np.asarray(attempts[name].to_numpy())
 
         def reduce(values: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
             out = np.full(n, np.nan)
@@ -95,7 +95,7 @@ def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
         ok_code = code[ok_rows]
         n_ok = np.bincount(ok_code, minlength=n)
         per["accepted"] = n_ok > 0
-        first_ok = np.flatnonzero(np.r_[True, ok_code[1:] != ok_code[:-1]]) if len(ok_code) else []
+        first_ok = np.flatnonzero(np.r_[len(ok_code) > 0, ok_code[1:] != ok_code[:-1]])
         accepted_by = np.full(n, np.nan, dtype=object)
         accepted_by[ok_code[first_ok]] = column("server")[ok_rows[first_ok]]
         per["accepted_by"] = pd.Series(accepted_by, index=per.index, dtype=attempts["server"].dtype)

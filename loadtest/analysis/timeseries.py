@@ -24,7 +24,8 @@ SERIES_DIR = "series"
 
 def _seconds(times: pd.Series, t0: float) -> np.ndarray:
     # Journals keep microseconds: round first so a time equal to t0 never lands in -1.
-    return np.floor(np.round(times.to_numpy(dtype="float64") - t0, 6)).astype("int64")
+    seconds: np.ndarray = np.floor(np.round(times.to_numpy(dtype="float64") - t0, 6))
+    return seconds.astype("int64")
 
 
 def servers(attempts: pd.DataFrame, receipts: pd.DataFrame, t0: float) -> pd.DataFrame:
