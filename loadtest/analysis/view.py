@@ -297,8 +297,25 @@ def capacity(summary: Mapping[str, Any]) -> Table | None:
             f"{percent(cap.get('stable_share'))} and {slo}. Accepted: the stage's messages "
             f"accepted within {num(cap.get('on_time_s'))} s of their intended time; "
             "delivered: accepted attempts that ended in the stage."
+            + _knee_caveat(cap)
         ),
     )  # fmt: skip
+
+
+def _knee_caveat(cap: Mapping[str, Any]) -> str:
+    knee, steps = cap.get("knee_msgs_per_s"), cap.get("steps") or []
+    top = max(s["offered_msgs_per_s"] for s in steps)
+    if knee is None:
+        return (
+            " No step was stable: the knee, if any, lies below the lowest offered rate (see "
+            "the lateness and the errors for what held the servers back)."
+        )
+    if knee == top:
+        return (
+            f" The highest step was stable: the knee lies at or above {num(top)} msgs/s; "
+            "offer more to find it."
+        )
+    return ""
 
 
 def slo_table(summary: Mapping[str, Any]) -> Table:
