@@ -30,6 +30,7 @@ log = logging.getLogger("maildrill")
 
 START_LEAD_S = 1.0  # t0 this far after test start, so every user is up when mail is due
 BATCH_S = 0.5  # workers ship journal rows this often
+FLUSH_S = 0.1  # the local runner writes its journal rows this often (and at stop)
 PLAN, ATTEMPTS, DONE = "maildrill_plan", "maildrill_attempts", "maildrill_done"
 
 
@@ -63,6 +64,7 @@ class Campaign:
     expected_workers: set[str] = field(default_factory=set)
     finished: bool = False
     shipper: Any = None
+    flusher: Any = None
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -104,7 +106,12 @@ class Campaign:
         self.t0 = time.time() + START_LEAD_S
         self.finished = False
         self.done_workers.clear()
-        self.journal = AttemptsJournal(self._journal_dir() / "attempts.csv")
+        local = isinstance(runner, LocalRunner)
+        self.journal = AttemptsJournal(
+            self._journal_dir() / "attempts.csv", flush_s=FLUSH_S if local else 0.0
+        )
+        if local and self.flusher is None:
+            self.flusher = gevent.spawn(self._flush_forever)
         log.info("maildrill: run %s, attempts journal %s", self.run_id, self.journal.path)
         workers = (
             sorted(c.id for c in runner.clients.all) if isinstance(runner, MasterRunner) else []
@@ -167,6 +174,12 @@ class Campaign:
         assert self.journal is not None
         self.journal.write([row])
 
+    def _flush_forever(self) -> None:
+        while True:
+            gevent.sleep(FLUSH_S)
+            if self.journal is not None:
+                self.journal.flush()
+
     def _buffer(self, row: tuple[Any, ...]) -> None:
         self.buffer.append(row)
 
@@ -219,8 +232,9 @@ class Campaign:
     def quit(self) -> None:
         if self.journal is not None:
             self.journal.close()
-        if self.shipper is not None:
-            self.shipper.kill(block=False)
+        for greenlet in (self.shipper, self.flusher):
+            if greenlet is not None:
+                greenlet.kill(block=False)
 
     def sender(self) -> Sender:
         return Sender(self.servers)

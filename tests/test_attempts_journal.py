@@ -1,0 +1,49 @@
+"""The attempts journal: rows reach the file whole, at once or within the flush window."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtest.journal import ATTEMPT_FIELDS, AttemptsJournal
+from tests.helpers import read_csv
+
+ROW = ("run", "local", "run-1", "promotional", 1, "primary", "1.000000", "1.000000",
+       "1.000000", "1.000000", "1.001000", "dot", 250, "2.0.0", "accepted", 5000, 1, 0, 1,
+       0, 0, 1, 0, "")  # fmt: skip
+
+
+def test_without_a_window_every_write_is_in_the_file(tmp_path):
+    journal = AttemptsJournal(tmp_path / "attempts.csv")
+    journal.write([ROW])
+    (row,) = read_csv(tmp_path / "attempts.csv")
+    assert tuple(row) == ATTEMPT_FIELDS
+    assert row["msg_id"] == "run-1"
+    journal.close()
+
+
+def test_with_a_window_rows_wait_for_flush_and_close(tmp_path):
+    path = tmp_path / "attempts.csv"
+    journal = AttemptsJournal(path, flush_s=0.1)
+    assert path.read_text() == ",".join(ATTEMPT_FIELDS) + "\n"  # the header at once
+    journal.write([ROW])
+    journal.write([ROW, ROW])
+    assert read_csv(path) == []
+    journal.flush()
+    assert len(read_csv(path)) == 3
+    journal.write([ROW])
+    journal.close()
+    journal.flush()  # after close: nothing to do, no error
+    with pytest.raises(ValueError, match="closed"):
+        journal.write([ROW])
+    assert len(read_csv(path)) == 4
+    assert journal.rows == 4
+    assert path.read_text().endswith("\n")
+
+
+def test_reopened_journal_appends_without_a_second_header(tmp_path):
+    path = tmp_path / "attempts.csv"
+    for _ in range(2):
+        journal = AttemptsJournal(path, flush_s=0.1)
+        journal.write([ROW])
+        journal.close()
+    assert len(read_csv(path)) == 2
