@@ -127,7 +127,42 @@ class SinkConfig(_Model):
     pipelining: bool = True
     starttls: TlsConfig | bool = False
     auth: AuthConfig | None = None
-    idle_timeout_s: float = Field(default=300.0, gt=0)
+    idle_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="time for each command line (and a message's DATA) to arrive, counted "
+        "from the previous command; bytes trickled in do not extend it; then 421 4.4.2, close",
+    )
+    max_session_s: float = Field(
+        default=0,
+        ge=0,
+        description="total time a session may last, however busy; then 421 4.4.2 and close "
+        "(like Exchange's ConnectionTimeout); 0: none, as drills keep sessions for a whole run",
+    )
+    max_command_line: int = Field(
+        default=512,
+        ge=512,
+        le=65536,
+        description="longest command line in octets (RFC 5321: 512; ESMTP parameters add to "
+        "MAIL's); longer: 500 5.5.6, the line discarded as it arrives, never held whole",
+    )
+    max_recipients: int = Field(
+        default=1000,
+        ge=1,
+        description="recipients per message (Postfix smtpd_recipient_limit); past it 452 4.5.3",
+    )
+    max_errors: int = Field(
+        default=20,
+        ge=1,
+        description="protocol errors (replies 500-504, 555) a session may make without "
+        "delivering a message (Postfix smtpd_hard_error_limit); then 421 4.7.0 and close",
+    )
+    max_connections_per_ip: int = Field(
+        default=0,
+        ge=0,
+        description="concurrent sessions from one client address; past it 421 4.7.0 at the "
+        "greeting, then close; 0: none (a drill's load comes from one address)",
+    )
     processes: int = Field(default=1, ge=1, le=64)
     seed: int | None = None
     behaviours: list[EffectSpec] = Field(default_factory=list)

@@ -8,7 +8,7 @@ from aiosmtpd.smtp import Envelope, Session
 
 from sinks.effects import Action, Stage
 from sinks.headers import message_ids
-from sinks.replies import Reply
+from sinks.replies import TOO_MANY_RECIPIENTS, Reply
 
 if TYPE_CHECKING:
     from sinks.protocol import SinkSMTP
@@ -28,6 +28,7 @@ class SinkHandler:
             drop.add("AUTH")
         self._drop_keywords = drop
         self._pipelining = config.pipelining
+        self._max_recipients = config.max_recipients
 
     async def handle_EHLO(
         self,
@@ -84,6 +85,8 @@ class SinkHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if len(envelope.rcpt_tos) >= self._max_recipients:
+            return str(TOO_MANY_RECIPIENTS)
         if self.sink.by_stage[Stage.RCPT]:
             decision = await self.sink.decide(Stage.RCPT, self.sink.context(server, address))
             if isinstance(decision, Reply):

@@ -2,27 +2,47 @@
 
 Policy lives in the handler (`sinks.handler`); this class only adds what a handler cannot
 do: act before the banner (hang, busy), read DATA in bulk instead of line by line, close
-after a 421, leave without a reply (drop), and journal every 4xx/5xx it sends.
+after a 421, leave without a reply (drop), and journal every 4xx/5xx it sends. It also
+holds a hostile client to the session limits of `SinkConfig` (idle and session clocks,
+errors per session, connections per address, line length) and takes turns with the other
+sessions when a client pipelines a flood.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import collections
+import math
 import re
-import sys
+from base64 import b64decode, b64encode
 from types import MethodType
 from typing import TYPE_CHECKING, Any, AnyStr
 
-from aiosmtpd.smtp import SMTP, Session, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Session, _Missing, syntax
 
 from sinks.effects import Action, SessionInfo, Stage
-from sinks.replies import MESSAGE_TOO_BIG, Reply
+from sinks.replies import (
+    AUTH_LINE_TOO_LONG,
+    MESSAGE_TOO_BIG,
+    SESSION_TOO_LONG,
+    TIMED_OUT,
+    TOO_MANY_ERRORS,
+    TOO_MANY_FROM_PEER,
+    Reply,
+)
 
 if TYPE_CHECKING:
     from sinks.sink import Sink
 
 _TERMINATOR = b"\r\n.\r\n"
+# DATA is read in pieces that end at '.CRLF', or of this size in a long stretch without one.
+_DATA_CHUNK = 64 * 1024
+# Replies to syntax and sequence errors (RFC 5321 4.2.2), counted against max_errors.
+_PROTOCOL_ERRORS = frozenset(("500", "501", "502", "503", "504", "555"))
+# A session answers this many commands in a row, at most, before letting others run: a
+# client that pipelines thousands of commands in one write must not stall the rest.
+_FAIR_SHARE = 16
 
 # aiosmtpd's own refusals, with the RFC 3463 enhanced codes real MTAs send, so that
 # journals and reports can group every refusal by "code enhanced".
@@ -79,8 +99,11 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_PATH = re.compile(
     rf"<((?:{_ATEXT}\.)*{_ATEXT})@((?:{_ATEXT}\.)*{_ATEXT})>[ \t]*([^ \t(].*)?\Z", re.DOTALL
 )
-# RFC 5321 paths hold no control characters; aiosmtpd's parser lets them through.
+# RFC 5321 paths and reply texts hold no control characters; aiosmtpd lets them through.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Bytes that are not UTF-8, as aiosmtpd decodes them (surrogateescape): no address has them,
+# and a journal written in UTF-8 cannot hold them.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 class QuietSession(Session):
@@ -101,6 +124,10 @@ class SinkSMTP(SMTP):
     ) -> None:
         """A protocol for one connection; `like`: a template of this sink to copy (see below)."""
         if like is None:
+            # Lines up to the reader's limit are read whole, then measured against the
+            # command's limit; longer ones are discarded as they arrive (aiosmtpd).
+            self.command_size_limit = sink.config.max_command_line
+            self.line_length_limit = max(SMTP.line_length_limit, self.command_size_limit + 64)
             # aiosmtpd warns when AUTH is required without TLS. A drill may ask for just
             # that, and under `-W error` the warning would stop the sink: set it after.
             auth_required = kwargs.pop("auth_required", False)
@@ -118,6 +145,10 @@ class SinkSMTP(SMTP):
         self.msg_id = ""
         self.ended = False
         self._deadline = 0.0
+        self._ends_at = math.inf  # max_session_s after the connection, if set
+        self._hanging = False  # a hang effect: no 421 when the idle timer closes
+        self._errors = 0  # protocol errors since the last message delivered
+        self._replies = 0
         self._continued: list[bytes] = []
 
     def _init_like(self, template: SinkSMTP) -> None:
@@ -162,6 +193,8 @@ class SinkSMTP(SMTP):
             peer_ip = peer[0] if isinstance(peer, tuple) else str(peer)
             self.info = SessionInfo(id=self.sink.next_session_id(), peer_ip=peer_ip)
             self.sink.session_opened(self)
+            if self.sink.config.max_session_s:
+                self._ends_at = self.loop.time() + self.sink.config.max_session_s
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -172,11 +205,15 @@ class SinkSMTP(SMTP):
 
     async def _handle_client(self) -> None:
         assert self.info is not None
+        per_ip = self.sink.config.max_connections_per_ip
+        if per_ip and self.sink.peers[self.info.peer_ip] > per_ip:
+            await self.push(str(TOO_MANY_FROM_PEER).format(peer=self.info.peer_ip))
+            return
         if self.sink.by_stage[Stage.CONNECT]:
             try:
                 decision = await self.sink.decide(Stage.CONNECT, self.sink.context(self))
                 if decision is Action.HANG:
-                    await asyncio.Future()  # until the client gives up or the idle timeout
+                    await self._hang()  # until the client gives up or the idle timeout
             except asyncio.CancelledError:
                 # The client left (eof_received cancels us). Close our side as aiosmtpd's
                 # command loop does, or the session stays half-open and counted as active.
@@ -195,31 +232,59 @@ class SinkSMTP(SMTP):
     def _reset_timeout(self, duration: float | None = None) -> None:
         """Move the idle deadline; the timer is only re-armed when it fires too early.
 
-        aiosmtpd cancels its timer and schedules a new one for every command line.
+        aiosmtpd cancels its timer and schedules a new one for every command line. It
+        moves the deadline only when a whole command has come, so a client trickling in
+        a line a byte at a time, or saying nothing, is cut at the deadline all the same.
         """
         self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        when = min(self._deadline, self._ends_at)
         handle = self._timeout_handle
-        if handle is None or handle.cancelled() or handle.when() > self._deadline:
+        if handle is None or handle.cancelled() or handle.when() > when:
             if handle is not None:
                 handle.cancel()
-            self._timeout_handle = self.loop.call_at(self._deadline, self._idle_check)
+            self._timeout_handle = self.loop.call_at(when, self._idle_check)
 
     def _idle_check(self) -> None:
-        if self.loop.time() < self._deadline:
-            self._timeout_handle = self.loop.call_at(self._deadline, self._idle_check)
-        else:
+        now = self.loop.time()
+        when = min(self._deadline, self._ends_at)
+        if now < when:
+            self._timeout_handle = self.loop.call_at(when, self._idle_check)
+            return
+        # Postfix's way: a 421 and close; not to a session hanging on purpose (a fault).
+        transport = self.transport
+        try:
+            if not self._hanging and transport is not None and not transport.is_closing():
+                text = str(SESSION_TOO_LONG if now >= self._ends_at else TIMED_OUT)
+                self.sink.refused(self, text)
+                transport.write(self._encode(text) + b"\r\n")  # type: ignore[attr-defined]
+        finally:
             self._timeout_cb()
+
+    async def _hang(self) -> None:
+        """Never answer: until the client leaves or the idle timer closes, silently."""
+        self._hanging = True
+        await asyncio.Future()
 
     # -- replies ----------------------------------------------------------------------
 
     async def push(self, status: AnyStr) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            # Closed (a 421, a timeout) with pipelined commands still buffered: stop as the
+            # coming connection_lost would, before journaling a reply that is never sent.
+            raise asyncio.CancelledError
         text = status if isinstance(status, str) else status.decode("utf-8", "replace")
         first = text[:1]
         refusal = first == "4" or first == "5"
+        error = False
         if refusal:
-            text = _with_enhanced(text)
+            # aiosmtpd echoes an unknown command back; RFC 5321 reply text is printable.
+            text = _CONTROL.sub("?", _with_enhanced(text))
             status = text  # type: ignore[assignment]
             self.sink.refused(self, text)
+            error = text[:3] in _PROTOCOL_ERRORS
+            if error:
+                self._errors += 1
         if text[3:4] == "-":
             # A line of a multi-line reply ("250-SIZE …"): held and sent with the last line
             # in one write; aiosmtpd pushes an EHLO reply line by line, each with a drain.
@@ -232,6 +297,11 @@ class SinkSMTP(SMTP):
         await super().push(status)
         if refusal and text.startswith("421"):
             self._close()
+        elif error and self._errors >= self.sink.config.max_errors:
+            await self.push(str(TOO_MANY_ERRORS))
+        self._replies += 1
+        if self._replies % _FAIR_SHARE == 0:
+            await asyncio.sleep(0)  # others' turn, if this client pipelines a flood
 
     def _encode(self, status: AnyStr) -> bytes:
         if isinstance(status, bytes):
@@ -246,6 +316,8 @@ class SinkSMTP(SMTP):
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self.stage = Stage.EHLO
+        # aiosmtpd raises MAIL's limit by its ESMTP parameters' length at every EHLO.
+        self.command_size_limits.clear()
         await super().smtp_EHLO(hostname)
 
     @syntax("STARTTLS", when="tls_context")
@@ -255,6 +327,46 @@ class SinkSMTP(SMTP):
             await self.push("554 5.5.1 Error: TLS already active")
             return
         await super().smtp_STARTTLS(arg)
+
+    async def challenge_auth(
+        self,
+        challenge: str | bytes,
+        encode_to_b64: bool = True,
+        log_client_response: bool = False,
+    ) -> _Missing | bytes:
+        """aiosmtpd's, but an answer longer than a line gets 500 5.5.6 (RFC 4954) and is
+        discarded as it arrives; aiosmtpd's readline raised, and the reply named the error."""
+        if isinstance(challenge, str):
+            challenge = challenge.encode()
+        await self.push(b"334 " + (b64encode(challenge) if encode_to_b64 else challenge))
+        line = await self._read_line()
+        if line is None:
+            await self.push(str(AUTH_LINE_TOO_LONG))
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":
+            await self.push("501 5.7.0 Auth aborted")
+            return MISSING
+        try:
+            return b64decode(blob, validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 Can't decode base64")
+            return MISSING
+
+    async def _read_line(self) -> bytes | None:
+        """The next line (what came before EOF at the end); None when it was too long."""
+        reader = self._reader
+        too_long = False
+        while True:
+            try:
+                line = await reader.readuntil()
+            except asyncio.LimitOverrunError as exc:
+                await reader.read(exc.consumed)  # discarded as it arrives
+                too_long = True
+                continue
+            except asyncio.IncompleteReadError as exc:
+                line = exc.partial
+            return None if too_long else line
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         self.stage = Stage.MAIL
@@ -283,7 +395,7 @@ class SinkSMTP(SMTP):
                 await self.push(str(decision))
                 return
             if decision is Action.HANG:
-                await asyncio.Future()
+                await self._hang()
             if decision is Action.DROP:
                 self._close()
                 return
@@ -302,14 +414,17 @@ class SinkSMTP(SMTP):
             self._close()
             return
         if status is Action.HANG:
-            await asyncio.Future()
+            await self._hang()
+        if status[:1] == "2":
+            self._errors = 0
         await self.push(status)
+        self._reset_timeout()  # the idle clock restarts after the message, not at DATA
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """(address, parameters) of a MAIL/RCPT argument; plain paths skip the header parser."""
         match = _PLAIN_PATH.match(arg)
         if match is None:
-            if _CONTROL.search(arg):
+            if _CONTROL.search(arg) or _UNDECODABLE.search(arg):
                 return None, None  # 553 5.1.3 malformed address, not a NUL in the journal
             return super()._getaddr(arg)
         local, domain, rest = match.groups()
@@ -318,46 +433,45 @@ class SinkSMTP(SMTP):
         return f"{local}@{domain}", rest or ""
 
     async def _read_message(self) -> bytes | None:
-        """The message with dot-stuffing undone, or None when it was over the SIZE limit."""
+        """The message with dot-stuffing undone, or None when it was over the SIZE limit.
+
+        Read in pieces that end at '.CRLF', or of at most _DATA_CHUNK bytes in a stretch
+        without one. Past the SIZE limit the pieces are dropped as they come, so a client
+        that sends far more than it may costs no more memory than one that sends SIZE.
+        """
         reader = self._reader
         limit = self.data_size_limit or 0
         saved = reader._limit  # type: ignore[attr-defined]
-        # The reader's limit guards command lines; DATA may be as big as SIZE allows.
-        reader._limit = limit + 4096 if limit else sys.maxsize  # type: ignore[attr-defined]
+        reader._limit = _DATA_CHUNK  # type: ignore[attr-defined]  # it guards command lines
         chunks: list[bytes] = []
         size = 0
-        too_big = False
         line_start = True  # True when what came before ends a line
         try:
             while True:
                 try:
                     piece = await reader.readuntil(b".\r\n")
+                    end = piece.endswith(_TERMINATOR) or (line_start and len(piece) == 3)
+                    line_start = True
                 except asyncio.LimitOverrunError as exc:
-                    dropped = await reader.read(exc.consumed)
-                    too_big = True
-                    chunks.clear()
-                    line_start = dropped.endswith(b"\r\n")
-                    continue
-                if piece.endswith(_TERMINATOR) or (line_start and len(piece) == 3):
-                    if not too_big:
-                        chunks.append(piece[:-3])
-                    break
-                line_start = True
-                if too_big:
-                    continue
+                    # A chunk without '.CRLF' (or with it only past the chunk): take it but
+                    # for 2 bytes more than readuntil keeps, so that a terminator whose
+                    # 'CRLF.' came and whose 'CRLF' is still to come is seen whole.
+                    piece = await reader.read(exc.consumed - 2)
+                    end = line_start = False
+                if end:
+                    piece = piece[:-3]
                 size += len(piece)
-                if limit and size > limit:
-                    too_big = True
-                    chunks.clear()
-                else:
+                if not limit or size <= limit:
                     chunks.append(piece)
+                elif chunks:
+                    chunks.clear()  # over SIZE: what came and what comes is dropped
+                if end:
+                    break
         finally:
             reader._limit = saved  # type: ignore[attr-defined]
-        if too_big:
+        if limit and size > limit:
             return None
         content = b"".join(chunks)
-        if limit and len(content) > limit:
-            return None
         # RFC 5321 4.5.2: a leading dot on any line was added by the sender.
         if b"\n." in content:
             content = content.replace(b"\r\n.", b"\r\n")

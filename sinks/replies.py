@@ -86,3 +86,10 @@ MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Error: message file too big")
 BUSY = Reply(421, "4.3.2", "Service not available, closing transmission channel")
 GREYLISTED = Reply(450, "4.2.0", "Greylisted, please try again in {delay} seconds")
 ACCEPTED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")
+
+# The sink's own limits on hostile or broken clients (SinkConfig), as Postfix words them.
+TOO_MANY_FROM_PEER = Reply(421, "4.7.0", "Error: too many connections from {peer}")
+TOO_MANY_ERRORS = Reply(421, "4.7.0", "Error: too many errors")
+TIMED_OUT = Reply(421, "4.4.2", "Error: timeout exceeded")
+SESSION_TOO_LONG = Reply(421, "4.4.2", "Error: session time limit exceeded")
+AUTH_LINE_TOO_LONG = Reply(500, "5.5.6", "Error: authentication exchange line is too long")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
 import itertools
 import json
@@ -85,6 +86,7 @@ class Sink:
         self.effects: dict[str, ActiveEffect] = {}
         self.by_stage: dict[Stage, tuple[ActiveEffect, ...]] = {s: () for s in Stage}
         self.protocols: set[SinkSMTP] = set()
+        self.peers: collections.Counter[str] = collections.Counter()  # open sessions per IP
         self.server: asyncio.AbstractServer | None = None
         self._held_closed = 0  # listener faults in force (close_listener calls not undone)
         self.port = config.port
@@ -326,10 +328,17 @@ class Sink:
         self.protocols.add(proto)
         self.counters.sessions += 1
         self.counters.active_sessions += 1
+        assert proto.info is not None
+        self.peers[proto.info.peer_ip] += 1
 
     def session_closed(self, proto: SinkSMTP) -> None:
         self.protocols.discard(proto)
         self.counters.active_sessions -= 1
+        assert proto.info is not None
+        peer = proto.info.peer_ip
+        self.peers[peer] -= 1
+        if not self.peers[peer]:
+            del self.peers[peer]
 
     def received(
         self, server: SinkSMTP, envelope: Envelope, msg_id: str, message_id: str, outcome: str
