@@ -132,8 +132,11 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, sig)
 
-    def stop(self, sig: int, grace: float) -> int | None:
-        self.signal(sig)
+    def stop(self, sig: int | None, grace: float) -> int | None:
+        """Signal (unless already done), give it `grace` seconds, then insist: a second
+        signal too soon would cut short what the first one asked it to finish."""
+        if sig is not None:
+            self.signal(sig)
         try:
             return self.proc.wait(grace)
         except subprocess.TimeoutExpired:
@@ -634,7 +637,7 @@ class Drill:
         for child in load:
             child.signal(signal.SIGINT if self.interrupted else signal.SIGTERM)
         for child in load:
-            code = child.stop(signal.SIGTERM, STOP_GRACE_S)
+            code = child.stop(None, STOP_GRACE_S)  # signalled just above
             if child.role == "locust":
                 self.locust_exit = code
         for child in self.children:
