@@ -32,6 +32,7 @@ from loadtest.outcomes import Outcome, Phase, outcome_of_code
 _ENHANCED = re.compile(rb"^([245]\.\d{1,3}\.\d{1,3})\b")
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+_DOT_AFTER_LF = re.compile(rb"\n\.")
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,12 @@ class _SMTP(smtplib.SMTP):
 def dot_stuff(data: bytes) -> bytes:
     """Double the dot that starts a line (RFC 5321 4.5.2), at the start or after any LF.
 
-    The same bytes as re.sub(rb"(?m)^\\.", b"..", data), at bytes.replace speed: that
-    regex tests every position of the message and cost more than the rest of a send.
+    The same bytes as re.sub(rb"(?m)^\\.", b"..", data), much faster: that regex tests
+    every position of the message and cost more than the rest of a send. Most messages
+    need nothing, and a search for the literal (memchr) says so in half a replace.
     """
+    if not data.startswith(b".") and _DOT_AFTER_LF.search(data) is None:
+        return data
     stuffed = data.replace(b"\n.", b"\n..")
     return b"." + stuffed if data.startswith(b".") else stuffed
 
