@@ -305,6 +305,8 @@ class Drill:
             sink = server.sink_config(self.addresses)
             config = {
                 "seed": self.scenario.campaign.seed,
+                # A proxy in front of a remote server needs it (the scenario said so).
+                "allow_remote": self.scenario.allow_remote,
                 "sinks": [sink.model_dump(mode="json", exclude_none=True)],
             }
             path = self.private_dir / f"{server.name}.yaml"
@@ -555,7 +557,11 @@ class Drill:
 
         What is still queued after that is reported as stranded, not lost.
         """
-        backups = [s.name for s in self.scenario.servers if s.local and s.upstream_name]
+        backups = [
+            s.name
+            for s in self.scenario.servers
+            if s.local and s.upstream_name and s.sink.get("mode") == "backup-mx"
+        ]
         deadline = time.time() + max(5.0, self.scenario.campaign.drain_s)
         for name in backups:
             depth = None

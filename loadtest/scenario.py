@@ -22,7 +22,7 @@ from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers, ByStream, Failover, Policy, Weighted
 from loadtest.schedule import Schedule, Stage
 from sinks.config import SinkConfig, describe_errors, is_loopback, yaml_problem
-from sinks.effects import EFFECTS, build
+from sinks.effects import build, kinds_for
 
 RESERVED_SUFFIXES = (".test", ".example", ".invalid", ".localhost")
 RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
@@ -334,11 +334,13 @@ class Scenario(_Model):
                 continue
             if fault.kind in MTA_KINDS:
                 raise ValueError(f"faults[{i}].kind: {fault.kind} needs a postfix server")
-            if fault.kind not in EFFECTS:
-                known_kinds = ", ".join(sorted(EFFECTS))
+            # A proxy (sink mode: proxy) has kinds of its own.
+            kinds = kinds_for(str(self.server(fault.target).sink.get("mode", "sink")))
+            if fault.kind not in kinds:
+                known_kinds = ", ".join(sorted(kinds))
                 raise ValueError(f"faults[{i}].kind: unknown {fault.kind!r}; known: {known_kinds}")
             try:
-                build(fault.kind, fault.params)
+                build(fault.kind, fault.params, kinds)
             except ValidationError as exc:
                 raise ValueError(f"faults[{i}] ({fault.kind}): {describe_errors(exc)}") from None
             if not self.server(fault.target).local:
@@ -369,6 +371,13 @@ class Scenario(_Model):
                     raise ValueError(
                         f"servers: {s.name!r} is at {s.host}, outside loopback; "
                         "set allow_remote: true to send mail there"
+                    )
+                upstream = s.sink.get("upstream")
+                host = upstream.get("host", "127.0.0.1") if isinstance(upstream, dict) else None
+                if host is not None and not is_loopback(str(host)):
+                    raise ValueError(
+                        f"servers: {s.name!r}: sink.upstream {host} is outside loopback; "
+                        "set allow_remote: true to relay there"
                     )
         allowed = {d.lower() for d in self.campaign.allowed_recipient_domains}
         for stream in self.campaign.streams:

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from sinks.effects import EFFECTS, Effect, build
+from sinks.effects import EFFECTS, PROXY_EFFECTS, Effect, build
 
 
 class ConfigError(ValueError):
@@ -28,17 +38,22 @@ class EffectSpec(BaseModel):
 
     kind: str
     probability: float = Field(default=1.0, gt=0, le=1)
+    _kinds: Mapping[str, type[Effect]] | None = PrivateAttr(default=None)
 
     @property
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
     @model_validator(mode="after")
-    def _valid_kind_and_params(self) -> EffectSpec:
-        if self.kind not in EFFECTS:
-            raise ValueError(f"unknown kind {self.kind!r}; known: {', '.join(sorted(EFFECTS))}")
+    def _valid_kind_and_params(self, info: ValidationInfo) -> EffectSpec:
+        # A proxy's kinds are not a sink's: its config and control API say so by context,
+        # and a spec checked so keeps them when the config holding it is validated.
+        kinds = (info.context or {}).get("kinds") or self._kinds or EFFECTS
+        self._kinds = kinds
+        if self.kind not in kinds:
+            raise ValueError(f"unknown kind {self.kind!r}; known: {', '.join(sorted(kinds))}")
         try:
-            build(self.kind, self.params)
+            build(self.kind, self.params, kinds)
         except ValidationError as exc:
             raise ValueError(f"{self.kind}: {describe_errors(exc)}") from None
         return self
@@ -107,12 +122,14 @@ class AuthConfig(_Model):
 
 
 class UpstreamConfig(_Model):
-    """Where a backup MX forwards what it queued (the primary)."""
+    """Where a backup MX forwards what it queued (the primary), or a proxy relays to."""
 
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
     starttls: bool = Field(default=False, description="STARTTLS (certificate not verified)")
-    timeout_s: float = Field(default=10.0, gt=0, description="per forward attempt")
+    timeout_s: float = Field(
+        default=10.0, gt=0, description="per forward attempt; a proxy's connect timeout"
+    )
 
 
 class SinkConfig(_Model):
@@ -167,20 +184,48 @@ class SinkConfig(_Model):
     seed: int | None = None
     behaviours: list[EffectSpec] = Field(default_factory=list)
     faults: list[FaultSpec] = Field(default_factory=list)
-    mode: Literal["sink", "backup-mx"] = Field(
-        default="sink", description="backup-mx: queue what is accepted, forward it upstream"
+    mode: Literal["sink", "backup-mx", "proxy"] = Field(
+        default="sink",
+        description="backup-mx: queue what is accepted, forward it upstream; "
+        "proxy: relay TCP to upstream, faults applied on the way (sinks.proxy)",
     )
-    upstream: UpstreamConfig | None = Field(default=None, description="backup-mx: the primary")
+    upstream: UpstreamConfig | None = Field(
+        default=None, description="backup-mx: the primary; proxy: the server behind it"
+    )
     forward_concurrency: int = Field(default=4, ge=1, le=256, description="parallel forwards")
     forward_backoff_s: float = Field(default=1.0, gt=0, description="first retry wait")
     forward_max_backoff_s: float = Field(default=30.0, gt=0, description="longest retry wait")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _proxy_kinds(cls, data: Any) -> Any:
+        """A proxy's behaviours and faults are validated as the proxy's kinds."""
+        if not isinstance(data, dict) or data.get("mode") != "proxy":
+            return data
+        data = dict(data)
+        for key, model in (("behaviours", EffectSpec), ("faults", FaultSpec)):
+            items = data.get(key)
+            if isinstance(items, list):
+                data[key] = [_proxy_spec(model, x, f"{key}[{i}]") for i, x in enumerate(items)]
+        return data
+
     @model_validator(mode="after")
     def _backup_needs_upstream(self) -> SinkConfig:
-        if self.mode == "backup-mx" and self.upstream is None:
-            raise ValueError("mode backup-mx needs an upstream (host and port)")
-        if self.mode != "backup-mx" and self.upstream is not None:
-            raise ValueError("upstream is only for mode: backup-mx")
+        if self.mode != "sink" and self.upstream is None:
+            raise ValueError(f"mode {self.mode} needs an upstream (host and port)")
+        if self.mode == "sink" and self.upstream is not None:
+            raise ValueError("upstream is only for mode: backup-mx or proxy")
+        if self.mode == "proxy":
+            assert self.upstream is not None
+            if self.processes != 1:
+                raise ValueError("processes: a proxy runs in one process")
+            if self.starttls is not False or self.auth is not None:
+                which = "starttls" if self.starttls is not False else "auth"
+                raise ValueError(f"{which}: a proxy passes the upstream's through; set it there")
+            if self.upstream.starttls:
+                raise ValueError(
+                    "upstream.starttls: a proxy relays bytes; the client's STARTTLS goes through"
+                )
         return self
 
     @field_validator("starttls", mode="before")
@@ -237,6 +282,15 @@ class SinksFile(_Model):
                         "set allow_remote: true to forward mail there"
                     )
         return self
+
+
+def _proxy_spec(model: type[EffectSpec], item: Any, where: str) -> EffectSpec:
+    if isinstance(item, BaseModel):
+        item = item.model_dump()
+    try:
+        return model.model_validate(item, context={"kinds": PROXY_EFFECTS})
+    except ValidationError as exc:
+        raise ValueError(f"{where}: {describe_errors(exc)}") from None
 
 
 def is_loopback(host: str) -> bool:

@@ -20,16 +20,18 @@ import hmac
 import math
 import os
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from sinks.config import EffectSpec, describe_errors
-from sinks.effects import EFFECTS
-from sinks.sink import ActiveEffect, Sink
+from sinks.effects import Effect
+from sinks.host import ActiveEffect, EffectHost
 
-SINK_KEY = web.AppKey("sink", Sink)
+# A sink or a proxy: both take the same requests, each with its own kinds.
+SINK_KEY = web.AppKey("sink", EffectHost)
 TOKEN_ENV = "MAILDRILL_CONTROL_TOKEN"
 
 
@@ -79,7 +81,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _spec(data: dict[str, Any]) -> tuple[EffectSpec, float | None]:
+def _spec(
+    data: dict[str, Any], kinds: Mapping[str, type[Effect]]
+) -> tuple[EffectSpec, float | None]:
     data = dict(data)
     duration = data.pop("duration", None)
     # JSON true is an int to Python, and JSON parsers accept NaN and Infinity.
@@ -90,13 +94,13 @@ def _spec(data: dict[str, Any]) -> tuple[EffectSpec, float | None]:
         or duration <= 0
     ):
         raise ValueError("duration: must be a finite number of seconds > 0")
-    return EffectSpec.model_validate(data), duration
+    return EffectSpec.model_validate(data, context={"kinds": kinds}), duration
 
 
 async def _start(request: web.Request, origin: str) -> web.Response:
     sink = request.app[SINK_KEY]
     try:
-        spec, duration = _spec(await _body(request))
+        spec, duration = _spec(await _body(request), sink.kinds)
     except ValidationError as exc:
         return _error(400, describe_errors(exc))
     except ValueError as exc:
@@ -105,7 +109,7 @@ async def _start(request: web.Request, origin: str) -> web.Response:
     return web.json_response(active.describe(), status=201)
 
 
-def _listed(sink: Sink, steady: bool) -> list[ActiveEffect]:
+def _listed(sink: EffectHost, steady: bool) -> list[ActiveEffect]:
     return [a for a in sink.effects.values() if (a.origin == "behaviour") == steady]
 
 
@@ -124,7 +128,7 @@ async def kinds(request: web.Request) -> web.Response:
     return web.json_response(
         {
             name: {"summary": cls.summary, "params": cls.Params.model_json_schema()}
-            for name, cls in sorted(EFFECTS.items())
+            for name, cls in sorted(request.app[SINK_KEY].kinds.items())
         }
     )
 
@@ -173,7 +177,7 @@ async def replace_behaviour(request: web.Request) -> web.Response:
     if old is None or old.origin != "behaviour":
         return _error(404, f"no behaviour {effect_id!r}")
     try:
-        spec, _ = _spec(await _body(request))
+        spec, _ = _spec(await _body(request), sink.kinds)
     except ValidationError as exc:
         return _error(400, describe_errors(exc))
     except ValueError as exc:
@@ -192,7 +196,7 @@ async def remove_behaviour(request: web.Request) -> web.Response:
     return web.json_response(active.describe())
 
 
-def make_app(sink: Sink, token: str) -> web.Application:
+def make_app(sink: EffectHost, token: str) -> web.Application:
     app = web.Application(middlewares=[require_token(token)])
     app[SINK_KEY] = sink
     app.router.add_get("/health", health)
@@ -210,9 +214,9 @@ def make_app(sink: Sink, token: str) -> web.Application:
 
 
 class ControlServer:
-    """Runs one sink's control app on 127.0.0.1 (never elsewhere)."""
+    """Runs one sink's (or proxy's) control app on 127.0.0.1 (never elsewhere)."""
 
-    def __init__(self, sink: Sink, port: int = 0, token: str | None = None) -> None:
+    def __init__(self, sink: EffectHost, port: int = 0, token: str | None = None) -> None:
         self.sink = sink
         self.token = token or control_token()
         self.requested_port = port

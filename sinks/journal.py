@@ -40,6 +40,13 @@ REFUSAL_FIELDS = (
     "msg_id",
 )
 FAULT_FIELDS = ("time", "sink", "worker", "kind", "state", "fault_id", "origin", "params")
+# A proxy's connections and the messages it saw go by (sinks.proxy): event open, message
+# (msg_id, code = the server's reply to the final dot, size, cause = the fault that cut
+# it) or close (bytes each way, cause = what ended it: client, server or a fault).
+PROXY_FIELDS = (
+    "time", "proxy", "session", "peer", "event", "msg_id", "code", "size", "bytes_up",
+    "bytes_down", "cause", "detail",
+)  # fmt: skip
 
 
 def stamp() -> str:

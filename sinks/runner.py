@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from sinks.config import SinksFile
+from sinks.config import SinkConfig, SinksFile
 from sinks.control import ControlServer, control_token
 from sinks.multiprocess import WorkerGroup
+from sinks.proxy import Proxy
 from sinks.sink import Sink
 
 
@@ -32,7 +33,7 @@ class SinkSet:
         self.journal_dir = journal_dir
         self.token = control_token()
         local = [c for c in config.sinks if c.processes == 1]
-        self.sinks = [Sink(c, journal_dir, seed=config.seed) for c in local]
+        self.sinks = [_host(c, journal_dir, config.seed) for c in local]
         self.controls = [
             ControlServer(s, c.control_port, self.token)
             for s, c in zip(self.sinks, local, strict=True)
@@ -83,11 +84,18 @@ class SinkSet:
         by_name |= {g.name: g.final_status() for g in self.groups}
         return {"stopped": self._in_order(by_name)}
 
-    def __getitem__(self, name: str) -> Sink:
+    def __getitem__(self, name: str) -> Sink | Proxy:
         for sink in self.sinks:
             if sink.name == name:
                 return sink
         raise KeyError(name)
+
+
+def _host(config: SinkConfig, journal_dir: Path, seed: int) -> Sink | Proxy:
+    """A sink, or a proxy for `mode: proxy` (one process, like a sink's `processes: 1`)."""
+    if config.mode == "proxy":
+        return Proxy(config, journal_dir, seed=seed)
+    return Sink(config, journal_dir, seed=seed)
 
 
 async def serve(

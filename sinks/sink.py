@@ -6,24 +6,25 @@ import asyncio
 import collections
 import hmac
 import itertools
-import json
 import random
 import socket
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from sinks.backup_mx import RelayQueue
-from sinks.config import EffectSpec, SinkConfig
-from sinks.effects import Context, Decision, Delay, Effect, Stage, build
+from sinks.config import SinkConfig
+from sinks.effects import Context
 from sinks.handler import SinkHandler
+from sinks.host import ActiveEffect, EffectHost
 from sinks.journal import SinkJournals, stamp
 from sinks.protocol import SinkSMTP
 from sinks.tls import server_context, write_self_signed
+
+__all__ = ["ActiveEffect", "Counters", "Sink"]  # ActiveEffect lives in sinks.host
 
 
 @dataclass
@@ -37,33 +38,7 @@ class Counters:
     bytes: int = 0
 
 
-@dataclass
-class ActiveEffect:
-    """An effect in force, with the probability and window the sink applies to it."""
-
-    id: str
-    kind: str
-    effect: Effect
-    probability: float
-    origin: str  # behaviour (steady), schedule, command
-    params: dict[str, Any]
-    started: float
-    until: float | None = None
-    timer: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "origin": self.origin,
-            "probability": self.probability,
-            "params": self.params,
-            "started": round(self.started, 6),
-            "until": None if self.until is None else round(self.until, 6),
-        }
-
-
-class Sink:
+class Sink(EffectHost):
     """Listener, effect pipeline and bookkeeping of one sink in one process."""
 
     def __init__(
@@ -76,26 +51,20 @@ class Sink:
         reuse_port: bool = False,
     ) -> None:
         self.config = config
-        self.name = config.name
-        self.worker = worker
         self.journal_dir = journal_dir
         self.journals = SinkJournals(journal_dir, config.name, worker)
         sink_seed = config.seed if config.seed is not None else seed
-        self.rng = random.Random(f"{sink_seed}:{config.name}:{worker}")
+        rng = random.Random(f"{sink_seed}:{config.name}:{worker}")
+        super().__init__(config.name, worker, rng, self.journals.faults)
         self.counters = Counters()
-        self.effects: dict[str, ActiveEffect] = {}
-        self.by_stage: dict[Stage, tuple[ActiveEffect, ...]] = {s: () for s in Stage}
         self.protocols: set[SinkSMTP] = set()
         self.peers: collections.Counter[str] = collections.Counter()  # open sessions per IP
-        self.server: asyncio.AbstractServer | None = None
         self._held_closed = 0  # listener faults in force (close_listener calls not undone)
         self.port = config.port
         self.reuse_port = reuse_port
         self.handler = SinkHandler(self)
         self.relay: RelayQueue | None = None  # backup-mx mode: the queue to the upstream
         self._session_ids = itertools.count(1)
-        self._effect_ids = itertools.count(1)
-        self._schedule: list[asyncio.Task[None]] = []
         self._tls = None
         self._credentials: dict[str, str] | None = None
         self._smtp_kwargs: dict[str, Any] = {}
@@ -139,23 +108,11 @@ class Sink:
             await self.relay.start()  # resumes a queue left by an earlier run of this sink
         await self.open_listener()
         self.started_at = time.time()
-        for spec in cfg.behaviours:
-            await self.add_effect(spec, origin="behaviour")
         zero = start_at if start_at is not None else self.started_at
-        for fault in cfg.faults:
-            self._schedule.append(asyncio.create_task(self._scheduled(fault, zero)))
-
-    async def _scheduled(self, fault: Any, zero: float) -> None:
-        await asyncio.sleep(max(0.0, zero + fault.at - time.time()))
-        await self.add_effect(fault, origin="schedule", duration=fault.duration)
+        await self.start_effects(cfg.behaviours, cfg.faults, zero)
 
     async def stop(self) -> None:
-        for task in self._schedule:
-            task.cancel()
-        for active in list(self.effects.values()):
-            if active.timer is not None:
-                active.timer.cancel()
-            await active.effect.stop(self)
+        await self.stop_effects()
         if self.server is not None:
             self.server.close()
             self.server = None
@@ -200,96 +157,10 @@ class Sink:
             if proto.transport is not None:
                 proto.transport.abort()
 
-    def record(
-        self,
-        kind: str,
-        state: str,
-        params: Mapping[str, Any],
-        fault_id: str = "",
-        origin: str = "",
-        when: str | None = None,
-    ) -> None:
-        self.journals.faults.write(
-            (
-                when or stamp(),
-                self.name,
-                self.worker,
-                kind,
-                state,
-                fault_id,
-                origin,
-                json.dumps(dict(params), sort_keys=True, default=str),
-            )
-        )
-
     def _make_protocol(self) -> SinkSMTP:
         return SinkSMTP(self, self.handler, like=self._template)
 
     # -- effects ----------------------------------------------------------------------
-
-    async def add_effect(
-        self,
-        spec: EffectSpec,
-        origin: str,
-        duration: float | None = None,
-        *,
-        effect_id: str | None = None,
-    ) -> ActiveEffect:
-        effect = build(spec.kind, spec.params)
-        now = time.time()
-        active = ActiveEffect(
-            id=effect_id or f"{spec.kind}-{next(self._effect_ids)}",
-            kind=spec.kind,
-            effect=effect,
-            probability=spec.probability,
-            origin=origin,
-            params=spec.params,
-            started=now,
-            until=None if duration is None else now + duration,
-        )
-        params = dict(spec.params, probability=spec.probability)
-        if duration is not None:
-            params["duration"] = duration
-        self.record(spec.kind, "start", params, active.id, origin, when=f"{now:.6f}")
-        self.effects[active.id] = active
-        await effect.start(self)
-        self._reindex()
-        if duration is not None:
-            active.timer = asyncio.create_task(self._expire(active.id, duration))
-        return active
-
-    async def _expire(self, effect_id: str, duration: float) -> None:
-        await asyncio.sleep(duration)
-        await self.remove_effect(effect_id, from_timer=True)
-
-    async def remove_effect(self, effect_id: str, *, from_timer: bool = False) -> ActiveEffect:
-        active = self.effects.pop(effect_id)
-        if active.timer is not None and not from_timer:
-            active.timer.cancel()
-        self._reindex()
-        await active.effect.stop(self)
-        self.record(active.kind, "stop", {}, active.id, active.origin)
-        return active
-
-    async def replace_effect(self, effect_id: str, spec: EffectSpec) -> ActiveEffect:
-        """Swap in a new effect under the same id and in the same place in the order.
-
-        Effects are asked in order and the first reply wins, so a replacement that
-        moved to the end would change which behaviour answers.
-        """
-        old = self.effects[effect_id]
-        if old.timer is not None:
-            old.timer.cancel()
-        await old.effect.stop(self)
-        self.record(old.kind, "stop", {}, old.id, old.origin)
-        return await self.add_effect(spec, old.origin, effect_id=effect_id)
-
-    def _reindex(self) -> None:
-        index: dict[Stage, list[ActiveEffect]] = {s: [] for s in Stage}
-        for active in self.effects.values():
-            for stage in active.effect.stages:
-                index[stage].append(active)
-        self.by_stage = {s: tuple(v) for s, v in index.items()}
 
     def context(self, server: SinkSMTP, address: str = "") -> Context:
         assert server.info is not None
@@ -303,20 +174,6 @@ class Sink:
             recipients=envelope.rcpt_tos if envelope else [],
             address=address,
         )
-
-    async def decide(self, stage: Stage, ctx: Context) -> Decision | None:
-        """Ask the effects active at `stage`, in order; delays add up, the first reply wins."""
-        for active in self.by_stage[stage]:
-            if active.probability < 1.0 and self.rng.random() >= active.probability:
-                continue
-            decision = active.effect.decide(stage, ctx)
-            if decision is None:
-                continue
-            if isinstance(decision, Delay):
-                await asyncio.sleep(decision.seconds)
-                continue
-            return decision
-        return None
 
     # -- bookkeeping called by the protocol and handler --------------------------------
 

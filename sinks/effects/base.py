@@ -1,9 +1,11 @@
 """The one interface every behaviour and fault implements.
 
 An effect looks at one SMTP stage of one session and either lets it pass (None) or
-returns a decision: a reply to send instead, a delay, or a socket action (hang, drop).
-Effects never touch sockets or clocks of their own; probability and time windows are
-applied once, by the sink that holds them (as Toxiproxy applies toxicity in its wrapper).
+returns a decision: a reply to send instead, a delay, or a socket action (hang, drop,
+reset). A proxy (`sinks.proxy`) asks the same questions of the SMTP session it follows, and
+asks link effects (`shape`) how each chunk it relays is slowed. Effects never touch sockets
+or clocks of their own; probability and time windows are applied once, by the sink or proxy
+that holds them (as Toxiproxy applies toxicity in its wrapper).
 """
 
 from __future__ import annotations
@@ -30,10 +32,26 @@ class Stage(enum.Enum):
 class Action(enum.Enum):
     HANG = "hang"  # never answer again on this connection
     DROP = "drop"  # close the connection without a reply (after journaling the message)
+    RESET = "reset"  # abort the connection with a TCP RST (a proxy's fault)
+
+
+class Direction(enum.Enum):
+    """Which way bytes go through a proxy (Toxiproxy's streams)."""
+
+    UPSTREAM = "upstream"  # client to server
+    DOWNSTREAM = "downstream"  # server to client
 
 
 @dataclass(frozen=True, slots=True)
 class Delay:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """The link is busy this long carrying one chunk (bandwidth), unlike a Delay, which
+    holds each chunk for a time but lets the next one follow right behind it."""
+
     seconds: float
 
 
@@ -95,6 +113,15 @@ class Effect:
         return frozenset()
 
     def decide(self, stage: Stage, ctx: Context) -> Decision | None:
+        return None
+
+    @property
+    def directions(self) -> frozenset[Direction]:
+        """The directions `shape` wants to see (a proxy's link effects); empty for the rest."""
+        return frozenset()
+
+    def shape(self, direction: Direction, size: int, rng: random.Random) -> Delay | Pace | None:
+        """How a chunk of `size` bytes going `direction` through a proxy is slowed."""
         return None
 
     async def start(self, host: FaultHost) -> None:

@@ -1,0 +1,604 @@
+"""The fault proxy: each fault against a plain sink behind it, on 127.0.0.1 port 0.
+
+The upstream sink and the proxy run as `start_sinks` runs any sink; clients are smtplib
+or a raw socket, as a real sender would be.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from loadtest.scenario import ScenarioError, parse_scenario
+from sinks.config import ConfigError, parse_config
+from sinks.effects import Stage
+from sinks.smtp_watch import Command, Message, ServerReply, SmtpWatch
+from tests.helpers import RawClient, connect_refused, message, read_csv, wait_until
+
+SENDER, RCPT = "news@example.com", ["a@gmail.test"]
+
+
+@pytest.fixture
+def start_pair(start_sinks, tmp_path):
+    """start_pair(upstream=..., proxy=...) -> (mta, px): an upstream sink 'mta' and a proxy
+    'px' in front of it. Stopped proxy first, once the upstream has seen its connections
+    end: a sink stopped with connections open leaves them to a loop that is stopping."""
+    made = []
+
+    def start(upstream=None, proxy=None):
+        journals = tmp_path / "j"
+        mta = start_sinks({"sinks": [{"name": "mta", **(upstream or {})}]}, journal_dir=journals)
+        config = {"name": "px", "mode": "proxy", "upstream": {"port": mta.port("mta")},
+                  **(proxy or {})}  # fmt: skip
+        px = start_sinks({"sinks": [config]}, journal_dir=journals)
+        made.append((mta, px))
+        return mta, px
+
+    yield start
+    for mta, px in made:
+        px.close()
+        wait_until(lambda: mta.sink("mta").counters.active_sessions == 0)  # noqa: B023
+        mta.close()
+
+
+def refused(port: int) -> bool:
+    """Nothing listens: refused, or reset when the listener closed as the connection came."""
+    try:
+        return connect_refused(port)
+    except ConnectionResetError:
+        return True
+
+
+def fault(px, kind: str, **params) -> str:
+    status, body = px.control("px", "POST", "/faults", {"kind": kind, **params})
+    assert status == 201, body
+    return str(body["id"])
+
+
+def journal(tmp_path, name: str) -> list[dict[str, str]]:
+    return read_csv(tmp_path / "j" / name)
+
+
+def mta_sessions(mta) -> int:
+    return int(mta.control("mta", "GET", "/status")[1]["counters"]["sessions"])
+
+
+# -- without faults: transparent ------------------------------------------------------------
+
+
+def test_without_faults_the_proxy_is_transparent(start_pair, tmp_path):
+    mta, px = start_pair()
+    with px.smtp("px") as client:
+        code, banner = client.ehlo()
+        assert code == 250
+        assert banner.startswith(b"mta.maildrill.test")  # the upstream speaks, not the proxy
+        for i in range(20):
+            assert client.sendmail(SENDER, RCPT, message(f"t{i}")) == {}
+    with px.smtp("px") as client:  # a second connection, several recipients
+        client.sendmail(SENDER, ["a@gmail.test", "b@yahoo.test"], message("t20"))
+    assert wait_until(
+        lambda: sum(r["event"] == "close" for r in journal(tmp_path, "proxy-px.csv")) == 2
+    )
+    receipts = journal(tmp_path, "receipts-mta.csv")
+    assert sorted(r["msg_id"] for r in receipts) == sorted(f"t{i}" for i in range(21))
+    rows = journal(tmp_path, "proxy-px.csv")
+    passed = [r for r in rows if r["event"] == "message"]
+    assert [r["msg_id"] for r in passed] == [f"t{i}" for i in range(21)]
+    assert {r["code"] for r in passed} == {"250"}
+    assert {r["cause"] for r in passed} == {""}
+    size_at = {r["msg_id"]: r["size"] for r in receipts}
+    assert all(r["size"] == size_at[r["msg_id"]] for r in passed)
+    closes = [r for r in rows if r["event"] == "close"]
+    assert len(closes) == 2
+    assert {r["cause"] for r in closes} <= {"client", "server"}
+    counters = px.control("px", "GET", "/status")[1]["counters"]
+    mta_counters = mta.control("mta", "GET", "/status")[1]["counters"]
+    assert counters["accepted"] == mta_counters["accepted"] == 21
+    assert counters["bytes"] == mta_counters["bytes"]
+    assert counters["sessions"] == mta_counters["sessions"] == 2
+    assert counters["cut"] == counters["upstream_errors"] == 0
+    assert journal(tmp_path, "faults-px.csv") == []
+
+
+def test_starttls_goes_through_and_the_session_is_opaque_after_it(start_pair, tmp_path):
+    _mta, px = start_pair(upstream={"starttls": True})
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with px.smtp("px") as client:
+        client.ehlo()
+        assert client.has_extn("starttls")
+        assert client.starttls(context=context)[0] == 220
+        client.ehlo()
+        assert client.sendmail(SENDER, RCPT, message("tls1")) == {}
+        assert client.sendmail(SENDER, RCPT, message("tls2")) == {}
+    assert wait_until(lambda: any(r["event"] == "close" for r in journal(tmp_path, "proxy-px.csv")))
+    assert [r["msg_id"] for r in journal(tmp_path, "receipts-mta.csv")] == ["tls1", "tls2"]
+    rows = journal(tmp_path, "proxy-px.csv")
+    assert [r for r in rows if r["event"] == "message"] == []  # encrypted: not seen
+    (close,) = [r for r in rows if r["event"] == "close"]
+    assert close["detail"] == "starttls"
+
+
+def test_a_proxy_for_a_dead_upstream_closes_the_client(start_sinks, tmp_path):
+    with socket.socket() as holder:  # a port nothing listens on
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+    px = start_sinks({"sinks": [{"name": "px", "mode": "proxy", "upstream": {"port": port}}]},
+                     journal_dir=tmp_path / "j")  # fmt: skip
+    with RawClient(px.port("px")) as raw:
+        assert raw.closed_by_server()
+    assert wait_until(lambda: any(r["event"] == "close" for r in journal(tmp_path, "proxy-px.csv")))
+    (close,) = [r for r in journal(tmp_path, "proxy-px.csv") if r["event"] == "close"]
+    assert (close["cause"], close["detail"]) == ("upstream-error", "ConnectionRefusedError")
+
+
+# -- each fault -------------------------------------------------------------------------------
+
+
+def test_down_refuses_and_cuts_open_sessions_then_comes_back(start_pair, tmp_path):
+    _mta, px = start_pair()
+    port = px.port("px")
+    client = px.smtp("px")
+    client.ehlo()
+    down = fault(px, "down")
+    assert connect_refused(port)
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        client.sendmail(SENDER, RCPT, message("cut"))
+    client.close()
+    assert px.control("px", "GET", "/health")[1]["listening"] is False
+    assert px.control("px", "DELETE", f"/faults/{down}")[0] == 200
+    with px.smtp("px") as again:
+        assert again.sendmail(SENDER, RCPT, message("after")) == {}
+    assert [r["msg_id"] for r in journal(tmp_path, "receipts-mta.csv")] == ["after"]
+    faults = journal(tmp_path, "faults-px.csv")
+    assert [(f["sink"], f["kind"], f["state"]) for f in faults] == [
+        ("px", "down", "start"), ("px", "down", "stop")
+    ]  # fmt: skip
+    closes = [r for r in journal(tmp_path, "proxy-px.csv") if r["event"] == "close"]
+    assert closes[0]["cause"] == "down"
+    assert px.control("px", "GET", "/status")[1]["counters"]["cut"] == 1
+
+
+def test_scheduled_faults_run_on_the_proxy_and_are_journaled(start_pair, tmp_path):
+    schedule = [{"kind": "down", "at": 0.2, "duration": 0.3}]
+    _mta, px = start_pair(proxy={"faults": schedule})
+    port = px.port("px")
+    assert wait_until(lambda: refused(port), timeout=2)
+    assert wait_until(lambda: not refused(port), timeout=2)
+    # The listener opens again just before the stop row is written.
+    assert wait_until(lambda: len(journal(tmp_path, "faults-px.csv")) == 2)
+    rows = journal(tmp_path, "faults-px.csv")
+    assert [(r["kind"], r["state"], r["origin"]) for r in rows] == [
+        ("down", "start", "schedule"), ("down", "stop", "schedule")
+    ]  # fmt: skip
+    assert float(rows[1]["time"]) - float(rows[0]["time"]) == pytest.approx(0.3, abs=0.1)
+
+
+def test_hang_times_out_the_greeting_and_never_reaches_the_upstream(start_pair, tmp_path):
+    mta, px = start_pair()
+    fault(px, "hang")
+    started = time.monotonic()
+    with (
+        socket.create_connection(("127.0.0.1", px.port("px")), timeout=0.5) as sock,
+        pytest.raises(TimeoutError),
+    ):
+        sock.recv(1024)  # no banner
+    assert 0.45 <= time.monotonic() - started < 2.0
+    with pytest.raises(smtplib.SMTPServerDisconnected, match="timed out"):
+        smtplib.SMTP("127.0.0.1", px.port("px"), timeout=0.3)
+
+    def closes():
+        return [r["cause"] for r in journal(tmp_path, "proxy-px.csv") if r["event"] == "close"]
+
+    assert wait_until(lambda: closes() == ["hang", "hang"])  # each when its client gave up
+    assert mta_sessions(mta) == 0
+
+
+def test_drop_cuts_the_client_after_the_dot_while_the_upstream_has_the_message(
+    start_pair, tmp_path
+):
+    _mta, px = start_pair()
+    with px.smtp("px") as client:
+        assert client.sendmail(SENDER, RCPT, message("before")) == {}
+        fault(px, "drop")
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.sendmail(SENDER, RCPT, message("dropped"))
+    assert wait_until(lambda: len(journal(tmp_path, "receipts-mta.csv")) == 2)
+    receipts = journal(tmp_path, "receipts-mta.csv")
+    assert [(r["msg_id"], r["outcome"]) for r in receipts] == [
+        ("before", "accepted"), ("dropped", "accepted")
+    ]  # fmt: skip
+    assert wait_until(lambda: any(r["event"] == "close" for r in journal(tmp_path, "proxy-px.csv")))
+    messages = [r for r in journal(tmp_path, "proxy-px.csv") if r["event"] == "message"]
+    # The server said 250 to the dropped one; the client never heard it.
+    assert [(m["msg_id"], m["code"], m["cause"]) for m in messages] == [
+        ("before", "250", ""), ("dropped", "250", "drop")
+    ]  # fmt: skip
+    counters = px.control("px", "GET", "/status")[1]["counters"]
+    assert (counters["accepted"], counters["dropped"], counters["cut"]) == (1, 1, 1)
+
+
+def test_drop_finds_the_dot_across_reads_and_with_pipelining(start_pair, tmp_path):
+    _mta, px = start_pair()
+    fault(px, "drop")
+    with RawClient(px.port("px")) as raw:
+        assert raw.reply()[0] == 220
+        assert raw.command(b"EHLO raw.test")[0] == 250
+        raw.send(b"MAIL FROM:<news@example.com>\r\nRCPT TO:<a@gmail.test>\r\nDATA\r\n")
+        assert [raw.reply()[0] for _ in range(3)] == [250, 250, 354]
+        for part in message("split").encode().split(b"\r\n"):
+            raw.send(part + b"\r\n")
+        raw.send(b".\r")  # the terminator in two writes
+        time.sleep(0.1)
+        assert journal(tmp_path, "receipts-mta.csv") == []  # not the end yet
+        raw.send(b"\n")
+        assert raw.closed_by_server()
+    assert wait_until(lambda: len(journal(tmp_path, "receipts-mta.csv")) == 1)
+    assert journal(tmp_path, "receipts-mta.csv")[0]["msg_id"] == "split"
+
+
+def test_reset_at_connect_gives_the_client_a_connection_reset(start_pair, tmp_path):
+    mta, px = start_pair()
+    fault(px, "reset")
+    # The RST may come before connect() returns, or at the first read.
+    with (
+        pytest.raises(ConnectionResetError),
+        socket.create_connection(("127.0.0.1", px.port("px")), timeout=2) as sock,
+    ):
+        sock.recv(1024)
+    with pytest.raises((ConnectionResetError, smtplib.SMTPServerDisconnected)) as caught:
+        smtplib.SMTP("127.0.0.1", px.port("px"), timeout=2)
+    error = caught.value  # smtplib wraps a reset at the first read
+    assert isinstance(error, ConnectionResetError) or isinstance(
+        error.__context__, ConnectionResetError
+    )
+    assert mta_sessions(mta) == 0
+
+    def closes():
+        return [r["cause"] for r in journal(tmp_path, "proxy-px.csv") if r["event"] == "close"]
+
+    assert wait_until(lambda: closes() == ["reset", "reset"])
+
+
+def test_reset_at_the_dot_keeps_the_message_from_the_upstream(start_pair, tmp_path):
+    _mta, px = start_pair()
+    fault(px, "reset", stage="dot")
+    with (
+        px.smtp("px") as client,
+        pytest.raises((ConnectionResetError, smtplib.SMTPServerDisconnected)),
+    ):
+        client.sendmail(SENDER, RCPT, message("never"))
+    time.sleep(0.2)
+    assert journal(tmp_path, "receipts-mta.csv") == []
+    assert wait_until(
+        lambda: any(r["event"] == "message" for r in journal(tmp_path, "proxy-px.csv"))
+    )
+    (row,) = [r for r in journal(tmp_path, "proxy-px.csv") if r["event"] == "message"]
+    assert (row["msg_id"], row["code"], row["cause"]) == ("never", "", "reset")
+
+
+def test_busy_answers_421_at_the_greeting_without_reaching_the_upstream(start_pair, tmp_path):
+    mta, px = start_pair()
+    fault(px, "busy")
+    with pytest.raises(smtplib.SMTPConnectError) as caught:
+        smtplib.SMTP("127.0.0.1", px.port("px"), timeout=2)
+    assert caught.value.smtp_code == 421
+    assert caught.value.smtp_error.startswith(b"4.3.2")
+    assert mta_sessions(mta) == 0
+
+
+def _dot_timings(tmp_path, px, msg_id: str) -> tuple[float, float]:
+    """(upstream receipt - dot sent, reply - upstream receipt) for one message, seconds."""
+    with RawClient(px.port("px"), timeout=5) as raw:
+        raw.reply()
+        raw.command(b"EHLO raw.test")
+        raw.command(b"MAIL FROM:<news@example.com>")
+        raw.command(b"RCPT TO:<a@gmail.test>")
+        assert raw.command(b"DATA")[0] == 354
+        sent = time.time()
+        raw.send(message(msg_id).encode() + b".\r\n")
+        assert raw.reply()[0] == 250
+        replied = time.time()
+    (receipt,) = [r for r in journal(tmp_path, "receipts-mta.csv") if r["msg_id"] == msg_id]
+    received = float(receipt["time"])
+    return received - sent, replied - received
+
+
+@pytest.mark.parametrize("direction", ["upstream", "downstream"])
+def test_latency_delays_the_chosen_direction_only(start_pair, tmp_path, direction):
+    _mta, px = start_pair()
+    to_server, to_client = _dot_timings(tmp_path, px, "plain")
+    assert to_server < 0.05
+    assert to_client < 0.05
+    fault(px, "latency", ms=200, direction=direction)
+    to_server, to_client = _dot_timings(tmp_path, px, "slow")
+    slow, fast = (to_server, to_client) if direction == "upstream" else (to_client, to_server)
+    assert slow == pytest.approx(0.2, abs=0.06)
+    assert fast < 0.05
+
+
+def test_latency_both_ways_adds_to_each_round_trip(start_pair, tmp_path):
+    _mta, px = start_pair()
+    with px.smtp("px") as client:
+        client.ehlo()
+        fault(px, "latency", ms=100, jitter_ms=10, direction="both")
+        started = time.monotonic()
+        assert client.noop()[0] == 250
+        assert time.monotonic() - started == pytest.approx(0.2, abs=0.06)
+
+
+def test_bandwidth_slows_a_large_message_to_about_the_rate(start_pair, tmp_path):
+    _mta, px = start_pair()
+    body = ("x" * 998 + "\r\n") * 200  # 200 KB
+    with px.smtp("px", timeout=20) as client:
+        client.ehlo()
+        started = time.monotonic()
+        client.sendmail(SENDER, RCPT, message("fast", body=body))
+        fast = time.monotonic() - started
+        fault(px, "bandwidth", rate=100_000, direction="upstream")
+        started = time.monotonic()
+        client.sendmail(SENDER, RCPT, message("slow", body=body))
+        slow = time.monotonic() - started
+    assert fast < 0.5
+    assert slow == pytest.approx(2.0, rel=0.2)  # 200 KB at 100 KB/s
+
+
+def test_link_effects_draw_their_probability_once_per_session(start_pair, tmp_path):
+    _mta, px = start_pair()
+    fault(px, "latency", ms=100, direction="both", probability=0.5)
+    slow = []
+    for _ in range(8):  # the proxy's seeded draws: some sessions slow, some not
+        with px.smtp("px") as client:
+            client.ehlo()
+            times = []
+            for _ in range(2):
+                started = time.monotonic()
+                client.noop()
+                times.append(time.monotonic() - started)
+        # One session: every round trip slow (200 ms), or none.
+        assert all(t > 0.19 for t in times) or all(t < 0.15 for t in times), times
+        slow.append(times[0] > 0.19)
+    assert 0 < sum(slow) < 8
+
+
+# -- the control API and validation -------------------------------------------------------------
+
+
+def test_the_control_api_knows_the_proxy_kinds_and_names_bad_fields(start_pair, tmp_path):
+    mta, px = start_pair()
+    status, kinds = px.control("px", "GET", "/kinds")
+    assert status == 200
+    assert {"reset", "bandwidth", "latency", "drop", "down", "hang", "busy"} <= set(kinds)
+    assert "throttle" not in kinds
+    assert set(kinds["latency"]["params"]["properties"]) == {"ms", "jitter_ms", "direction"}
+    status, body = px.control(
+        "px", "POST", "/faults", {"kind": "latency", "ms": 5, "direction": "up"}
+    )
+    assert status == 400
+    assert body["error"].startswith("latency: direction:")
+    status, body = px.control("px", "POST", "/faults", {"kind": "throttle", "rate": 1})
+    assert status == 400
+    assert "unknown kind 'throttle'" in body["error"]
+    status, body = px.control("px", "POST", "/faults", {"kind": "bandwidth", "rate": 0})
+    assert (status, body["error"]) == (400, "bandwidth: rate: Input should be greater than 0")
+    assert mta.control("mta", "POST", "/faults", {"kind": "reset"})[0] == 400  # not a sink's
+
+
+@pytest.mark.parametrize(
+    ("sink", "problem"),
+    [
+        ({"mode": "proxy"}, "mode proxy needs an upstream"),
+        ({"mode": "proxy", "upstream": {"port": 25}, "processes": 2}, "processes: a proxy"),
+        ({"mode": "proxy", "upstream": {"port": 25}, "starttls": True}, "starttls: a proxy"),
+        ({"mode": "proxy", "upstream": {"port": 25, "starttls": True}}, "upstream.starttls"),
+        ({"mode": "proxy", "upstream": {"port": 25},
+          "faults": [{"kind": "latency", "at": 1, "ms": -1}]},
+         "faults[0]: latency: ms: Input should be greater than or equal to 0"),
+        ({"mode": "proxy", "upstream": {"port": 25},
+          "behaviours": [{"kind": "greylist"}]}, "behaviours[0]: unknown kind 'greylist'"),
+        ({"faults": [{"kind": "bandwidth", "at": 1, "rate": 5}]}, "unknown kind 'bandwidth'"),
+        ({"mode": "proxy", "upstream": {"host": "192.0.2.1", "port": 25}},
+         "upstream '192.0.2.1' is not loopback"),
+    ],
+)  # fmt: skip
+def test_proxy_configs_that_cannot_run_say_which_field(sink, problem):
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"sinks": [{"name": "px", **sink}]})
+    assert problem in str(caught.value)
+
+
+def test_a_remote_upstream_is_allowed_with_allow_remote():
+    remote = {"name": "px", "mode": "proxy", "upstream": {"host": "192.0.2.1", "port": 25}}
+    config = parse_config({"allow_remote": True, "sinks": [remote]})
+    assert config.sinks[0].upstream.host == "192.0.2.1"
+
+
+SCENARIO = {
+    "servers": [
+        {"name": "primary", "local": True, "sink": {"mode": "proxy", "upstream": "real"}},
+        {"name": "real", "host": "127.0.0.1", "port": 2525},
+        {"name": "secondary", "local": True, "priority": 20},
+    ],
+    "routing": {"servers": ["primary", "secondary"]},
+    "campaign": {"schedule": [{"duration_s": 10, "rate": 1}]},
+}
+
+
+def test_a_scenario_puts_faults_on_a_proxy_in_front_of_a_server_it_does_not_own():
+    faults = [{"at": 1, "target": "primary", "kind": "latency", "ms": 50, "direction": "upstream"},
+              {"at": 2, "target": "primary", "kind": "reset", "stage": "mail"}]  # fmt: skip
+    scenario = parse_scenario({**SCENARIO, "faults": faults})
+    proxy = scenario.server("primary")
+    assert proxy.upstream_name == "real"
+    config = proxy.sink_config({"real": ("127.0.0.1", 2525)})
+    assert (config.mode, config.upstream.port) == ("proxy", 2525)
+    assert scenario.ordered_servers() == ["primary", "secondary"]
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"faults": [{"at": 1, "target": "real", "kind": "down"}]},
+         "'real' is not a maildrill sink"),
+        ({"faults": [{"at": 1, "target": "primary", "kind": "throttle", "rate": 5}]},
+         "faults[0].kind: unknown 'throttle'"),
+        ({"faults": [{"at": 1, "target": "secondary", "kind": "bandwidth", "rate": 5}]},
+         "faults[0].kind: unknown 'bandwidth'"),
+        ({"faults": [{"at": 1, "target": "primary", "kind": "latency", "ms": 5, "direction": "x"}]},
+         "faults[0] (latency): direction:"),
+        ({"servers": [{"name": "primary", "local": True,
+                       "sink": {"mode": "proxy", "upstream": {"host": "192.0.2.7", "port": 25}}},
+                      {"name": "secondary", "local": True}]},
+         "sink.upstream 192.0.2.7 is outside loopback"),
+    ],
+)  # fmt: skip
+def test_scenario_proxy_mistakes_are_named(change, problem):
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario({**SCENARIO, **change})
+    assert problem in str(caught.value)
+
+
+# -- following SMTP from outside (pure) ------------------------------------------------------------
+
+
+def _events(pieces):
+    return [event for _, event in pieces if event is not None]
+
+
+def test_watch_matches_pipelined_replies_and_finds_the_message_id():
+    watch = SmtpWatch()
+    (greeting,) = _events(watch.server(b"220 mx ESMTP\r\n"))
+    assert greeting.answers.stage is Stage.CONNECT
+    pieces = watch.client(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+    assert (
+        b"".join(p for p, _ in pieces) == b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n"
+    )
+    assert [e.stage for e in _events(pieces)] == [Stage.EHLO, Stage.MAIL, Stage.RCPT, Stage.DATA]
+    replies = _events(watch.server(b"250-mx\r\n250 SIZE 10\r\n250 ok\r\n250 ok\r\n354 go\r\n"))
+    assert [(r.code, r.answers.verb) for r in replies] == [
+        (250, "EHLO"), (250, "MAIL"), (250, "RCPT"), (354, "DATA")
+    ]  # fmt: skip
+    content = b"X-Maildrill-Id: m-1\r\nSubject: s\r\n\r\nbody\r\n..stuffed\r\n"
+    first = watch.client(content[:10])
+    assert _events(first) == []
+    rest = watch.client(content[10:] + b".\r\nQUIT\r\n")
+    events = _events(rest)
+    assert isinstance(events[0], Message)
+    assert (events[0].msg_id, events[0].size) == ("m-1", len(content))
+    assert events[1] == Command("QUIT", None)
+    (verdict,) = _events(watch.server(b"250 2.0.0 queued\r\n"))
+    assert verdict == ServerReply(250, events[0])
+
+
+def test_watch_handles_refused_data_bdat_and_starttls():
+    watch = SmtpWatch()
+    watch.server(b"220 mx\r\n")
+    watch.client(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+    watch.server(b"250 ok\r\n550 no\r\n554 no valid recipients\r\n")
+    assert watch.mode == "command"  # no 354: what follows are commands again
+    assert _events(watch.client(b"RSET\r\n"))[0].verb == "RSET"
+    watch.server(b"250 ok\r\n")
+    # BDAT: the chunk is counted out, not searched for a dot; the LAST reply is the verdict.
+    chunk = b"X-Maildrill-Id: b-2\r\n\r\n.\r\n"
+    pieces = watch.client(b"BDAT %d LAST\r\n" % len(chunk) + chunk + b"NOOP\r\n")
+    events = _events(pieces)
+    assert events[0].verb == "BDAT"
+    assert (events[1].msg_id, events[1].size) == ("b-2", len(chunk))
+    assert events[2].verb == "NOOP"
+    verdict, noop = _events(watch.server(b"250 ok\r\n250 ok\r\n"))
+    assert verdict.answers is events[1]
+    assert noop.answers.verb == "NOOP"
+    watch.client(b"STARTTLS\r\n")
+    watch.server(b"220 go ahead\r\n")
+    assert watch.opaque
+    assert watch.client(b"\x16\x03\x01binary\r\nDATA\r\n") == [
+        (b"\x16\x03\x01binary\r\nDATA\r\n", None)
+    ]
+
+
+def test_watch_finds_an_empty_message_and_a_terminator_split_anywhere():
+    content = b"X-Maildrill-Id: s\r\n\r\nline\r\n.\r\n"
+    for cut in range(1, len(content)):
+        watch = SmtpWatch()
+        watch.server(b"220 mx\r\n")
+        watch.client(b"DATA\r\n")
+        watch.server(b"354 go\r\n")
+        events = _events(watch.client(content[:cut])) + _events(watch.client(content[cut:]))
+        assert len(events) == 1, cut
+        assert events[0].msg_id == "s"
+    watch = SmtpWatch()
+    watch.server(b"220 mx\r\n")
+    watch.client(b"DATA\r\n")
+    watch.server(b"354 go\r\n")
+    (empty,) = _events(watch.client(b".\r\n"))
+    assert (empty.msg_id, empty.size) == ("", 0)
+
+
+# -- end to end ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_proxy_primary_drill_end_to_end(tmp_path):
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.cli", "run", "proxy-primary", "--out", str(run_dir),
+         "--set", "campaign.schedule.0.duration_s=12", "--set", "campaign.drain_s=3",
+         "--set", "faults.0.at=3", "--set", "faults.0.duration=2.5",
+         "--set", "faults.1.at=8", "--set", "faults.1.duration=1.5"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    m = summary["messages"]
+    assert m["planned"] == 480
+    assert m["lost"] == m["duplicates"] == 0
+    down, drop = summary["failovers"]
+    assert (down["target"], down["kind"], drop["target"], drop["kind"]) == (
+        "primary", "down", "primary", "drop"
+    )  # fmt: skip
+    assert down["onset_s"] == pytest.approx(3.0, abs=0.3)
+    assert drop["onset_s"] == pytest.approx(8.0, abs=0.3)
+    for failover in (down, drop):
+        assert 0 <= failover["failover_s"] < 3
+        assert failover["detection_s"] is not None
+        assert failover["failback_s"] is not None
+
+    # Independently, from the journals: the sinks' receipts, the proxy's own journal.
+    attempts = read_csv(run_dir / "attempts.csv")
+    at_mta = read_csv(run_dir / "receipts-primary-mta.csv")
+    at_secondary = read_csv(run_dir / "receipts-secondary.csv")
+    received = Counter(r["msg_id"] for r in at_mta + at_secondary)
+    accepted = {a["msg_id"] for a in attempts if a["outcome"] == "accepted"}
+    assert m["received_unique"] == len(received)
+    assert m["accepted"] == len(accepted)
+    assert accepted <= set(received)
+    failed = {a["msg_id"] for a in attempts if a["final"] == "1" and a["outcome"] != "accepted"}
+    assert m["phantom"] == len(failed & set(received))
+    proxied = [r for r in read_csv(run_dir / "proxy-primary.csv") if r["event"] == "message"]
+    passed = [r["msg_id"] for r in proxied if r["code"] == "250" and not r["cause"]]
+    cut = {r["msg_id"] for r in proxied if r["cause"]}
+    via_primary = [a["msg_id"] for a in attempts
+                   if a["server"] == "primary" and a["outcome"] == "accepted"]  # fmt: skip
+    assert sorted(passed) == sorted(via_primary)
+    assert summary["throughput"]["per_server"]["primary"]["accepted"] == len(via_primary)
+    # Everything the real primary got came through the proxy (probes send no mail); what
+    # the proxy saw it accept, it has; what a fault cut, the client never heard accepted.
+    assert {r["msg_id"] for r in at_mta} <= {r["msg_id"] for r in proxied}
+    assert {r["msg_id"] for r in proxied if r["code"] == "250"} <= {r["msg_id"] for r in at_mta}
+    dropped = {r["msg_id"] for r in proxied if r["cause"] == "drop"}
+    assert dropped
+    assert dropped <= failed
+    assert cut.isdisjoint(accepted)
+    faults = read_csv(run_dir / "faults-primary.csv")
+    assert [(f["kind"], f["state"]) for f in faults] == [
+        ("down", "start"), ("down", "stop"), ("drop", "start"), ("drop", "stop")
+    ]  # fmt: skip
