@@ -197,6 +197,11 @@ class EffectHost:
 
     async def decide(self, stage: Stage, ctx: Context) -> Decision | None:
         """Ask the effects active at `stage`, in order; delays add up, the first reply wins."""
+        decided = await self.decide_kind(stage, ctx)
+        return None if decided is None else decided[1]
+
+    async def decide_kind(self, stage: Stage, ctx: Context) -> tuple[str, Decision] | None:
+        """As `decide`, with the kind of effect that decided (for journals)."""
         for active in self.by_stage[stage]:
             if not self.applies(active):
                 continue
@@ -206,5 +211,5 @@ class EffectHost:
             if isinstance(decision, Delay):
                 await asyncio.sleep(decision.seconds)
                 continue
-            return decision
+            return active.kind, decision
         return None

@@ -177,20 +177,6 @@ class Proxy(EffectHost):
     def next_session_id(self) -> str:
         return f"{self.name}.{next(self._session_ids)}"
 
-    async def decide_kind(self, stage: Stage, ctx: Context) -> tuple[str, Decision] | None:
-        """As EffectHost.decide, with the kind that decided (for the journal)."""
-        for active in self.by_stage[stage]:
-            if not self.applies(active):
-                continue
-            decision = active.effect.decide(stage, ctx)
-            if decision is None:
-                continue
-            if isinstance(decision, Delay):
-                await asyncio.sleep(decision.seconds)
-                continue
-            return active.kind, decision
-        return None
-
     def log(self, relay: Relay, event: str, **values: Any) -> None:
         row = {"time": stamp(), "proxy": self.name, "session": relay.info.id,
                "peer": relay.info.peer_ip, "event": event, **values}  # fmt: skip

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loadtest.analysis.failover import FaultWindow
+from loadtest.analysis.failover import FaultWindow, _percentiles
 
 COLUMNS = ("time", "server", "ok", "phase", "code", "outcome", "latency_ms", "error")
 NUMERIC = ("time", "ok", "code", "latency_ms")
@@ -145,13 +145,3 @@ def summarise(
 
 def _rel(epoch: float, t0: float) -> float:
     return round(float(epoch) - t0, 6)
-
-
-def _percentiles(values: pd.Series) -> dict[str, float | None]:
-    if values.empty:
-        return {"p50": None, "p95": None, "max": None}
-    return {
-        "p50": round(float(np.percentile(values, 50)), 3),
-        "p95": round(float(np.percentile(values, 95)), 3),
-        "max": round(float(values.max()), 3),
-    }
