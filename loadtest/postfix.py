@@ -162,7 +162,11 @@ class PostfixInstance:
             for path in (self.queue_dir / state).rglob("*"):
                 if not path.is_file():
                     continue
-                found.append((queue_file_msg_id(path.read_bytes()), state))
+                try:
+                    data = path.read_bytes()
+                except FileNotFoundError:  # a running Postfix moved it to another queue
+                    continue
+                found.append((queue_file_msg_id(data), state))
         return found
 
 

@@ -266,5 +266,7 @@ def test_a_drill_reports_what_the_prober_saw_next_to_the_faults(tmp_path):
     assert 0 <= fault["monitor_recovery_s"] <= interval + SLACK_S
     # the prober ran from before the campaign to its end, and stopped cleanly
     assert seen["servers"]["primary"]["first_s"] < 0
-    assert seen["servers"]["primary"]["last_s"] > 8
+    # the campaign's last message is due just before 8 s; the prober runs until the load
+    # stops, so its last probe starts within about one interval of that
+    assert seen["servers"]["primary"]["last_s"] > 8 - 2 * interval
     assert '"stopped"' in (run_dir / "logs" / "prober.log").read_text()
