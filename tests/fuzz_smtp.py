@@ -13,9 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import re
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -26,6 +24,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from tests.helpers import BadReply, RawClient
+
 # What the fuzzed sink is configured with (the driver predicts 552s from SIZE).
 FUZZ_SINK = {"name": "fuzz", "size_limit": 30_000, "auth": {"credentials": {"u": "p"}}}
 SIZE_LIMIT = 30_000
@@ -33,10 +33,6 @@ SIZE_LIMIT = 30_000
 KNOWN_VERBS = frozenset(
     b"AUTH DATA EHLO EXPN HELO HELP MAIL NOOP QUIT RCPT RSET STARTTLS VRFY".split()
 )
-# A reply line (RFC 5321 4.2): code, then '-' (more lines follow) or ' ' and text, which is
-# printable ASCII or tabs; the last line may be the bare code.
-_REPLY_LINE = re.compile(rb"([2-5][0-9][0-9])(?:([ -])([\t\x20-\x7e]*))?")
-_ENHANCED = re.compile(rb"([245])\.[0-9]{1,3}\.[0-9]{1,3} ")
 # The sink closes after 221 (QUIT), 421, and aiosmtpd's 502 for too many unknown commands.
 GOODBYE = b"Too many unrecognized commands, goodbye."
 QUEUED = b"2.0.0 Ok: queued as "
@@ -108,64 +104,6 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
 
 
-class BadReply(Exception):
-    pass
-
-
-class Connection:
-    """A client socket that reads whole replies and checks every line of each."""
-
-    def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buffer = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _line(self) -> bytes | None:
-        while b"\n" not in self.buffer:
-            try:
-                chunk = self.sock.recv(65536)
-            except (ConnectionResetError, BrokenPipeError):
-                chunk = b""
-            if not chunk:
-                return None
-            self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        if not line.endswith(b"\r"):
-            raise BadReply(f"reply line not ended by CRLF: {line[:80]!r}")
-        return line[:-1]
-
-    def reply(self) -> tuple[int, bytes] | None:
-        """(code, text of the last line), or None when the sink closed; BadReply if malformed.
-
-        Raises TimeoutError when the sink says nothing for the socket's timeout.
-        """
-        code = None
-        while True:
-            line = self._line()
-            if line is None:
-                if code is not None:
-                    raise BadReply(f"closed in the middle of a {code} reply")
-                return None
-            match = _REPLY_LINE.fullmatch(line)
-            if match is None:
-                raise BadReply(f"malformed reply line: {line[:120]!r}")
-            if code is not None and int(match[1]) != code:
-                raise BadReply(f"multi-line reply changes code: {line[:80]!r}")
-            code = int(match[1])
-            if match[2] != b"-":
-                text = match[3] or b""
-                if code >= 400:
-                    enhanced = _ENHANCED.match(text)
-                    if enhanced is None or enhanced[1] != match[1][:1]:
-                        raise BadReply(f"refusal without a matching enhanced code: {line!r}")
-                return code, text
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def dot_stuff(body: bytes) -> bytes:
     """RFC 5321 4.5.2, as a sender does it; `body` is empty or ends with CRLF."""
     if body.startswith(b"."):
@@ -188,7 +126,7 @@ def run_script(port: int, steps: list[Step], timeout: float = 3.0) -> Outcome:
     """Speak `steps` to the sink on `port`, then QUIT; check every reply; never raises for
     what the sink does (its problems are in the outcome)."""
     out = Outcome()
-    conn = Connection(port, timeout)
+    conn = RawClient(port, timeout, strict=True)
     try:
         _expect(conn, out, bad=False)  # the banner
         for step in steps:
@@ -209,7 +147,7 @@ def run_script(port: int, steps: list[Step], timeout: float = 3.0) -> Outcome:
     return out
 
 
-def _expect(conn: Connection, out: Outcome, bad: bool) -> int | None:
+def _expect(conn: RawClient, out: Outcome, bad: bool) -> int | None:
     """Read one reply, or the close; the code (None when closed)."""
     reply = conn.reply()
     if reply is None:
@@ -235,7 +173,7 @@ def _expect(conn: Connection, out: Outcome, bad: bool) -> int | None:
     return code
 
 
-def _step(conn: Connection, out: Outcome, step: Step) -> None:
+def _step(conn: RawClient, out: Outcome, step: Step) -> None:
     if isinstance(step, Command):
         conn.send(step.line + step.ending)
         code = _expect(conn, out, step.bad)
@@ -272,7 +210,7 @@ def _step(conn: Connection, out: Outcome, step: Step) -> None:
             _expect(conn, out, bad=True)
 
 
-def _after_data(conn: Connection, out: Outcome, body: bytes) -> None:
+def _after_data(conn: RawClient, out: Outcome, body: bytes) -> None:
     reply_before = out.replies
     code = _expect(conn, out, bad=False)
     if code is None:

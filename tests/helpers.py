@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -40,13 +41,30 @@ def connect_refused(port: int) -> bool:
     return False
 
 
-class RawClient:
-    """SMTP spoken by hand over a socket, for input smtplib would never send."""
+# A reply line (RFC 5321 4.2): code, then '-' (more lines follow) or ' ' and text, which is
+# printable ASCII or tabs; the last line may be the bare code.
+_REPLY_LINE = re.compile(rb"([2-5][0-9][0-9])(?:([ -])([\t\x20-\x7e]*))?")
+_ENHANCED = re.compile(rb"([245])\.[0-9]{1,3}\.[0-9]{1,3} ")
 
-    def __init__(self, port: int, timeout: float = 2.0, source: str = "127.0.0.1") -> None:
+
+class BadReply(Exception):
+    pass
+
+
+class RawClient:
+    """SMTP spoken by hand over a socket, for input smtplib would never send.
+
+    `strict` (the fuzz): every reply line is held to RFC 5321 and refusals to carry a
+    matching enhanced code, raising BadReply; otherwise replies are read leniently.
+    """
+
+    def __init__(
+        self, port: int, timeout: float = 2.0, source: str = "127.0.0.1", strict: bool = False
+    ) -> None:
         self.sock = socket.create_connection(
             ("127.0.0.1", port), timeout=timeout, source_address=(source, 0)
         )
+        self.strict = strict
         self.buffer = b""
 
     def send(self, data: bytes) -> None:
@@ -56,22 +74,50 @@ class RawClient:
         while b"\n" not in self.buffer:
             try:
                 chunk = self.sock.recv(65536)
-            except ConnectionResetError:
+            except (ConnectionResetError, BrokenPipeError):
                 chunk = b""
             if not chunk:
                 return None
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
-        return line.rstrip(b"\r")
+        if not self.strict:
+            return line.rstrip(b"\r")
+        if not line.endswith(b"\r"):
+            raise BadReply(f"reply line not ended by CRLF: {line[:80]!r}")
+        return line[:-1]
 
     def reply(self) -> tuple[int, bytes] | None:
-        """The next reply as (code, text of its last line); None when the server closed."""
+        """The next reply as (code, text of its last line); None when the server closed.
+
+        Raises TimeoutError when the server says nothing for the socket's timeout.
+        """
+        if not self.strict:
+            while True:
+                line = self._line()
+                if line is None:
+                    return None
+                if line[3:4] != b"-":
+                    return int(line[:3]), line[4:]
+        code = None
         while True:
             line = self._line()
             if line is None:
+                if code is not None:
+                    raise BadReply(f"closed in the middle of a {code} reply")
                 return None
-            if line[3:4] != b"-":
-                return int(line[:3]), line[4:]
+            match = _REPLY_LINE.fullmatch(line)
+            if match is None:
+                raise BadReply(f"malformed reply line: {line[:120]!r}")
+            if code is not None and int(match[1]) != code:
+                raise BadReply(f"multi-line reply changes code: {line[:80]!r}")
+            code = int(match[1])
+            if match[2] != b"-":
+                text = match[3] or b""
+                if code >= 400:
+                    enhanced = _ENHANCED.match(text)
+                    if enhanced is None or enhanced[1] != match[1][:1]:
+                        raise BadReply(f"refusal without a matching enhanced code: {line!r}")
+                return code, text
 
     def command(self, line: bytes) -> tuple[int, bytes] | None:
         self.send(line + b"\r\n")

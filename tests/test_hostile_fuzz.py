@@ -34,15 +34,13 @@ from tests.fuzz_smtp import (
     FUZZ_SINK,
     GOODBYE,
     QUEUED,
-    BadReply,
-    Connection,
     Outcome,
     SinkProcess,
     run_script,
     scripts,
     spoil,
 )
-from tests.helpers import message, wait_until
+from tests.helpers import BadReply, RawClient, message, wait_until
 
 # -- the fuzz --------------------------------------------------------------------------
 
@@ -194,7 +192,7 @@ class Attacker(threading.Thread):
         self.accepted = 0  # messages it got a 250 for
         self.refusals: Counter[str] = Counter()
         self.problems: list[str] = []
-        self.conn: Connection | None = None
+        self.conn: RawClient | None = None
 
     def run(self) -> None:
         while not self.halt.is_set():
@@ -211,14 +209,14 @@ class Attacker(threading.Thread):
                     self.conn.close()
             self.rounds += 1
 
-    def connect(self) -> Connection:
+    def connect(self) -> RawClient:
         """This round's connection (closed when the round ends), past the banner."""
-        self.conn = Connection(self.port, timeout=10)
+        self.conn = RawClient(self.port, timeout=10, strict=True)
         self.engaged.set()
         self.expect(self.conn, error=False)
         return self.conn
 
-    def expect(self, conn: Connection, error: bool | None) -> tuple[int, bytes] | None:
+    def expect(self, conn: RawClient, error: bool | None) -> tuple[int, bytes] | None:
         """The next reply (None: closed); `error`: must it be a refusal (None: either)."""
         reply = conn.reply()
         if reply is None:
@@ -230,7 +228,7 @@ class Attacker(threading.Thread):
             self.problems.append(f"{self.attack.__name__}: {code} {text[:60]!r}")
         return reply
 
-    def converse(self, conn: Connection, script: list[tuple[bytes, bool | None]]) -> bool:
+    def converse(self, conn: RawClient, script: list[tuple[bytes, bool | None]]) -> bool:
         """Send each line and check its reply; False once the sink has closed (a 421)."""
         for line, error in script:
             conn.send(line + b"\r\n")
@@ -244,12 +242,12 @@ class Attacker(threading.Thread):
                 return False
         return True
 
-    def converse_until_closed(self, conn: Connection, script: list) -> None:  # type: ignore[type-arg]
+    def converse_until_closed(self, conn: RawClient, script: list) -> None:  # type: ignore[type-arg]
         while not self.halt.is_set() and self.converse(conn, script):
             pass
 
 
-def in_background(conn: Connection, data: bytes) -> threading.Thread:
+def in_background(conn: RawClient, data: bytes) -> threading.Thread:
     """Send `data` from another thread while the caller reads the replies."""
 
     def send() -> None:
@@ -493,7 +491,7 @@ def test_an_attack_does_not_stall_a_well_behaved_client(attacked: SinkProcess, n
 def test_50mb_against_a_1mb_limit_keeps_the_sink_small(tmp_path: Path):
     """DATA past SIZE, and a command line that never ends, are dropped as they come."""
     sink = SinkProcess({"name": "mx", "size_limit": 1_000_000}, tmp_path)
-    conn = Connection(sink.port, timeout=30)
+    conn = RawClient(sink.port, timeout=30, strict=True)
     try:
         conn.reply()
         for line in (b"EHLO c.test", b"MAIL FROM:<a@example.com>", b"RCPT TO:<b@example.com>"):
