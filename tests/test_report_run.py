@@ -10,16 +10,12 @@ import sys
 import pytest
 from PIL import Image
 
+from tests.helpers import SHORT_DEFAULT
+
 pytestmark = pytest.mark.slow
 
-SHORT_DEFAULT = [
-    "--set", "campaign.schedule.0.duration_s=1",
-    "--set", "campaign.schedule.1.duration_s=6",
-    "--set", "campaign.schedule.2.duration_s=1",
-    "--set", "faults.0.at=3",
-    "--set", "faults.0.duration=2.5",
-    "--set", "campaign.drain_s=2",
-]  # fmt: skip
+# The shared short drill with a 2 s drain (a later --set wins).
+SHORT_DRILL = [*SHORT_DEFAULT, "--set", "campaign.drain_s=2"]
 
 
 def maildrill(*args: str) -> subprocess.CompletedProcess[str]:
@@ -30,7 +26,7 @@ def maildrill(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_default_drill_writes_reports_that_re_analysis_reproduces(tmp_path):
     run_dir = tmp_path / "run"
-    done = maildrill("run", "default", "--out", str(run_dir), *SHORT_DEFAULT)
+    done = maildrill("run", "default", "--out", str(run_dir), *SHORT_DRILL)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     assert f"Report: {run_dir / 'report.html'}" in done.stdout
     summary = json.loads((run_dir / "summary.json").read_text())

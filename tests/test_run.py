@@ -13,18 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import read_csv
+from tests.helpers import SHORT_DEFAULT, read_csv
 
 pytestmark = pytest.mark.slow
-
-SHORT_DEFAULT = [
-    "--set", "campaign.schedule.0.duration_s=1",
-    "--set", "campaign.schedule.1.duration_s=6",
-    "--set", "campaign.schedule.2.duration_s=1",
-    "--set", "faults.0.at=3",
-    "--set", "faults.0.duration=2.5",
-    "--set", "campaign.drain_s=3",
-]  # fmt: skip
 
 
 def maildrill(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
