@@ -6,10 +6,8 @@ Tests talk to them with the standard library's smtplib, as a real sender would.
 from __future__ import annotations
 
 import asyncio
-import json
 import smtplib
 import threading
-import urllib.request
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +17,7 @@ import pytest
 from sinks.config import SinksFile, parse_config
 from sinks.runner import SinkSet
 from sinks.sink import Sink
+from tests.helpers import control
 
 T = TypeVar("T")
 
@@ -48,15 +47,7 @@ class RunningSinks:
         return f"http://127.0.0.1:{self.set.controls[index].port}{path}"
 
     def control(self, name: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.control_url(name, path), data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        request.add_header("Authorization", f"Bearer {self.set.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+        return control(self.control_url(name, path), self.set.token, method, body)
 
     def smtp(self, name: str, timeout: float = 5.0) -> smtplib.SMTP:
         return smtplib.SMTP("127.0.0.1", self.port(name), timeout=timeout)

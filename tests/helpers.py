@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # The default drill cut to 8 s of load, for end-to-end tests.
 SHORT_DEFAULT = [
@@ -49,6 +53,21 @@ def connect_refused(port: int) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+def control(
+    url: str, token: str, method: str, body: Any = None, timeout: float = 5.0
+) -> tuple[int, Any]:
+    """A sink's control API call: (HTTP status, JSON body), errors included."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 # A reply line (RFC 5321 4.2): code, then '-' (more lines follow) or ' ' and text, which is

@@ -14,15 +14,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import message, read_csv
+from tests.helpers import control, message, read_csv
 
 pytestmark = pytest.mark.slow
 
@@ -57,16 +55,8 @@ class MultiSink:
         return dict(json.loads(line))
 
     def control(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
         url = f"http://127.0.0.1:{self.ready['control_port']}{path}"
-        request = urllib.request.Request(url, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        request.add_header("Authorization", f"Bearer {self.ready['control_token']}")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+        return control(url, self.ready["control_token"], method, body, timeout=10)
 
     def send(self, msg_ids: list[str]) -> None:
         """One connection per message, as a sender that does not reuse sessions."""
