@@ -140,7 +140,7 @@ def synthesise(run_dir: Path, n_attempts: int, seed: int = 1) -> dict[str, int]:
             "worker": 0, "session": got["server"].to_numpy() + "." + sessions.to_numpy(),
             "peer": "127.0.0.1", "msg_id": got["msg_id"].to_numpy(), "message_id": "",
             "mail_from": "news@example.com", "rcpt_count": 1, "size": got["bytes"].to_numpy(),
-            "outcome": "accepted", "queue_id": "q",
+            "outcome": "accepted", "queue_id": "q", "helo": "maildrill.test",
         }
     )[list(RECEIPT_FIELDS)]  # fmt: skip
     for sink, rows in receipts.groupby("sink"):

@@ -113,4 +113,10 @@ class SinkHandler:
                 return Action.HANG
         outcome = "accepted" if self.sink.relay is None else "queued"
         queue_id = self.sink.received(server, envelope, msg_id, message_id, outcome)
+        if self.sink.by_stage[Stage.ACK]:
+            ctx = self.sink.context(server)
+            ctx.size = len(content)
+            decision = await self.sink.decide(Stage.ACK, ctx)
+            if isinstance(decision, Reply) or decision in (Action.DROP, Action.HANG):
+                return decision if isinstance(decision, Action) else str(decision)
         return f"250 2.0.0 Ok: queued as {queue_id}"

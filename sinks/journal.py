@@ -25,6 +25,7 @@ RECEIPT_FIELDS = (
     "size",
     "outcome",
     "queue_id",
+    "helo",  # the EHLO name of who delivered it: which relay, through an MTA
 )
 REFUSAL_FIELDS = (
     "time",

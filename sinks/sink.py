@@ -26,6 +26,14 @@ from sinks.tls import server_context, write_self_signed
 
 __all__ = ["ActiveEffect", "Counters", "Sink"]  # ActiveEffect lives in sinks.host
 
+_HELO_KEEP = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_[]:")
+
+
+def helo_name(session: Session) -> str:
+    """The sender's EHLO name for the journal: a name or address literal, never garbage."""
+    name = session.host_name or ""
+    return "".join(c if c in _HELO_KEEP else "?" for c in name[:64])
+
 
 @dataclass
 class Counters:
@@ -228,6 +236,7 @@ class Sink(EffectHost):
                 size,
                 outcome,
                 queue_id,
+                helo_name(server.session),
             )
         )
         counters = self.counters

@@ -68,7 +68,7 @@ class RunBuilder:
             "time": f"{T0 + at:.6f}", "sink": sink, "worker": 0, "session": f"{sink}.{session}",
             "peer": "127.0.0.1", "msg_id": f"{self.run_id}-{k}", "message_id": "",
             "mail_from": "news@example.com", "rcpt_count": 1, "size": size,
-            "outcome": "accepted", "queue_id": f"{sink}.{session}.{k}",
+            "outcome": "accepted", "queue_id": f"{sink}.{session}.{k}", "helo": "maildrill.test",
         }  # fmt: skip
         self.receipts.setdefault(sink, []).append([values[f] for f in RECEIPT_FIELDS])
 

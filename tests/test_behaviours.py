@@ -402,3 +402,34 @@ def test_sink_seed_overrides_the_file_seed(start_sinks, tmp_path):
             return [client.rcpt(f"r{i}@example.com")[0] for i in range(20)]
 
     assert pattern("a", 1) == pattern("b", 2)
+
+
+# -- the ack stage: the message is journaled, then the reply is slow or wrong -----------
+
+
+def test_latency_at_ack_journals_the_message_before_the_slow_250(start_sinks):
+    slow_ack = {"kind": "latency", "ms": 600, "stages": ["ack"]}
+    sinks = start_sinks({"sinks": [{"name": "mx", "behaviours": [slow_ack]}]})
+    port = sinks.port("mx")
+    with smtplib.SMTP("127.0.0.1", port, timeout=5) as client:
+        client.ehlo("relay.example.test")
+        client.mail("sender@example.com")
+        client.rcpt("user@example.com")
+        client.putcmd("data")
+        assert client.getreply()[0] == 354
+        client.send(message("acked-late").encode() + b".\r\n")
+        # Before the 250 comes, the sink has the message: a sender cut off now retries it.
+        assert wait_until(lambda: len(receipts(sinks)) == 1, timeout=0.5)
+        sent = time.monotonic()
+        assert client.getreply()[0] == 250
+        assert time.monotonic() - sent >= 0.3
+    (row,) = receipts(sinks)
+    assert (row["msg_id"], row["outcome"], row["helo"]) == ("acked-late", "accepted",
+                                                            "relay.example.test")  # fmt: skip
+
+
+def test_reject_at_ack_refuses_a_message_it_kept(start_sinks):
+    wrong_ack = {"kind": "reject", "stage": "ack", "code": 451, "enhanced": "4.3.0"}
+    sinks = start_sinks({"sinks": [{"name": "mx", "behaviours": [wrong_ack]}]})
+    assert attempt(sinks.port("mx"), msg_id="kept")[:2] == ("dot", 451)
+    assert [r["msg_id"] for r in receipts(sinks)] == ["kept"]

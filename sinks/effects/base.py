@@ -27,6 +27,10 @@ class Stage(enum.Enum):
     RCPT = "rcpt"
     DATA = "data"
     DOT = "dot"  # end of data: the message is in, the final reply is due
+    # The message is journaled as received, the 250 not yet sent: a delay or a failure here
+    # is a receiver that committed the mail but was slow or wrong to say so, and the
+    # sender's retry makes a duplicate (how an MTA stopped mid-delivery duplicates).
+    ACK = "ack"
 
 
 class Action(enum.Enum):

@@ -26,7 +26,7 @@ class RejectParams(Params):
 class Reject(Effect):
     kind = "reject"
     Params = RejectParams
-    summary = "reply `code enhanced text` at `stage` (connect, ehlo, mail, rcpt, data, dot)"
+    summary = "reply `code enhanced text` at `stage` (connect, ehlo, mail, rcpt, data, dot, ack)"
 
     def __init__(self, params: RejectParams) -> None:
         super().__init__(params)
