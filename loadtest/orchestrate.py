@@ -336,6 +336,7 @@ class Drill:
                 relay=self.addresses[spec.relay],
                 hostname=spec.hostname or f"{server.name}.maildrill.test",
                 settings={k: str(v) for k, v in spec.settings.items()},
+                routes={d: self.addresses[sink] for d, sink in spec.routes.items()},
             )
             self.mtas[server.name] = instance  # stopped at the end whatever happens next
             try:

@@ -17,7 +17,7 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -59,6 +59,7 @@ class PostfixInstance:
     relay: tuple[str, int]
     hostname: str
     settings: dict[str, str]
+    routes: dict[str, tuple[str, int]] = field(default_factory=dict)  # domain: sink address
 
     @property
     def config_dir(self) -> Path:
@@ -93,7 +94,12 @@ class PostfixInstance:
             "MAILLOG": str(self.maillog),
             "MAILLOG_PREFIX": str(self.base),
             "LISTEN": f"127.0.0.1:{self.port}",
+            # texthash: read as it is, no postmap step; empty: every domain to the relay.
+            "TRANSPORT_MAPS": f"texthash:{self.config_dir / 'transport'}" if self.routes else "",
         }
+        (self.config_dir / "transport").write_text(
+            "".join(f"{d} smtp:[{h}]:{p}\n" for d, (h, p) in sorted(self.routes.items()))
+        )
         templates = resources.files("loadtest") / "templates" / "postfix"
         for file in ("main.cf", "master.cf"):
             text = (templates / file).read_text()

@@ -40,6 +40,11 @@ class PostfixSpec(_Model):
     """maildrill builds, starts and stops a real Postfix instance for this server."""
 
     relay: str = Field(description="the local sink it relays everything to (a server name)")
+    routes: dict[str, str] = Field(
+        default_factory=dict,
+        description="recipient domain: the local sink standing in for its provider "
+        "(Postfix transport_maps); other domains go to relay",
+    )
     hostname: str | None = Field(
         default=None, description="myhostname; default NAME.maildrill.test"
     )
@@ -258,6 +263,7 @@ class FaultEvent(BaseModel):
         return dict(self.model_extra or {})
 
 
+_DOMAIN = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))+")
 _SLO = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(-?[0-9.]+)\s*$")
 
 # What an SLO may name; the analysis computes each of them.
@@ -354,6 +360,17 @@ class Scenario(_Model):
                     raise ValueError(
                         f"servers: {server.name!r}: postfix.relay {relay!r} is not a local sink"
                     )
+                for domain, sink in server.postfix.routes.items():
+                    if not _DOMAIN.fullmatch(domain):
+                        raise ValueError(
+                            f"servers: {server.name!r}: postfix.routes: {domain!r} is not a "
+                            "domain name"
+                        )
+                    if sink not in known or not self.server(sink).local:
+                        raise ValueError(
+                            f"servers: {server.name!r}: postfix.routes[{domain}] {sink!r} is "
+                            "not a local sink"
+                        )
             name = server.upstream_name
             if name is not None and (name not in known or name == server.name):
                 raise ValueError(

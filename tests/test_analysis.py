@@ -49,6 +49,7 @@ def receipt(i: int, sink: str, at: float, outcome: str = "accepted"):
         "time": f"{T0 + at:.6f}", "sink": sink, "worker": 0, "session": f"{sink}.1",
         "peer": "127.0.0.1", "msg_id": f"{RUN}-{i}", "message_id": "", "mail_from": "a@x.test",
         "rcpt_count": 1, "size": 1000, "outcome": outcome, "queue_id": "q",
+        "helo": "maildrill.test",
     }  # fmt: skip
     return [values[f] for f in RECEIPT_FIELDS]
 
@@ -243,3 +244,32 @@ def test_fault_timing_slos_do_not_apply_without_a_fault():
     unmeasured = check(["failover_s <= 5"], {"failover_s": None}, faults=1)
     assert unmeasured["passed"] is False
     assert unmeasured["checks"][0]["note"] == "not measured"
+
+
+def test_an_mta_splitting_a_message_per_domain_is_not_a_duplicate():
+    """Postfix delivers a message for two domains as two deliveries, one recipient each:
+    the recipients add up to what was sent, so no duplicate; a second copy of either is."""
+    import pandas as pd
+
+    from loadtest.analysis import reconcile
+
+    def frame(fields, rows):
+        return pd.DataFrame(rows, columns=list(fields))
+
+    sent = [attempt(i, "primary", 0.1 * i, 0.1 * i + 0.01) for i in range(3)]
+    for row in sent:
+        row[ATTEMPT_FIELDS.index("recipients")] = 2
+    # 0: split over two sinks; 1: one delivery with both recipients; 2: split, then the
+    # gmail half again (the MTA lost the 250 and retried).
+    halves = [
+        receipt(0, "gmail", 1.0), receipt(0, "yahoo", 1.1), receipt(1, "gmail", 1.2),
+        receipt(2, "gmail", 1.3), receipt(2, "yahoo", 1.3), receipt(2, "gmail", 2.0),
+    ]  # fmt: skip
+    rcpt_count = RECEIPT_FIELDS.index("rcpt_count")
+    halves[2][rcpt_count] = 2
+    attempts = frame(ATTEMPT_FIELDS, sent).astype({"recipients": float})
+    receipts = frame(RECEIPT_FIELDS, halves).astype({"rcpt_count": float})
+    per = reconcile.messages(attempts, receipts)
+    assert list(reconcile.duplicated(per)) == [False, False, True]
+    counts = reconcile.count(per, planned=3, run_id=RUN)
+    assert (counts.received_unique, counts.duplicates, counts.lost) == (3, 1, 0)

@@ -305,8 +305,7 @@ def test_probes_preflight_and_any_other_summary_key_are_reported(tmp_path, drill
     assert "| 0.427 | n/a |" in md
     assert "| verdict | NOT OK |" in md
     assert "| flag | no STARTTLS |" in md
-    assert "| relay.backup.queued | 3 |" in md
-    assert "| relay.backup.drain_s | 2.5 |" in md
+    assert "| backup | n/a | 3 | n/a | n/a | n/a | n/a | n/a | 2.5 | n/a / n/a / n/a / n/a |" in md
     assert "| brand_new[0].a | 1 |" in md
 
 
@@ -326,3 +325,28 @@ def test_a_run_interrupted_before_any_attempt_still_gets_its_report(tmp_path):
     assert "| 10 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 10 | 0 |" in md
     for path in (run_dir / "plots").glob("*.png"):
         assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_mta_delivery_section_lays_out_each_path(tmp_path, drill):
+    run_dir, summary = drill
+    doctored = copy.deepcopy(summary)
+    delay = {"p50": 1.5, "p95": 900.25, "p99": 2486.0, "max": 2486.5}
+    doctored["mta"] = {
+        "primary": {"accepted": 21, "delivered": 20, "duplicated": 6, "stranded": 1,
+                    "undelivered": 1, "delivery_delay_ms": delay, "drain_s": 0.023,
+                    "paths": {"other-mx": {"messages": 8, "receipts": 14,
+                                           "delivery_delay_ms": delay,
+                                           "relayed_by": {"primary.maildrill.test": 14}}}},
+    }  # fmt: skip
+    out = tmp_path / "mta"
+    out.mkdir()
+    report.write(out, doctored, load(run_dir))
+    md = (out / "report.md").read_text()
+    tables = md_tables(md)
+    assert tables["Delivery through the MTAs under test"] == [
+        ["primary", "(all)", "21", "20", "6", "1", "1", "1.5 / 900.25 / 2486 / 2486.5", "0.023",
+         ""],
+        ["primary", "other-mx", "", "8", "", "", "", "1.5 / 900.25 / 2486 / 2486.5", "",
+         "14 (primary.maildrill.test 14)"],
+    ]  # fmt: skip
+    assert "mta.primary" not in md  # laid out in its own section, not under More results

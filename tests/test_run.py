@@ -193,6 +193,32 @@ BAD_SCENARIOS = {
         {"routing": {"servers": ["primary", "backup"]}},
         "routing: unknown server 'backup'",
     ),
+    "postfix route to a server that is not a sink": (
+        {
+            "servers": [
+                {"name": "primary", "local": True},
+                {"name": "secondary", "local": True},
+                {
+                    "name": "mta",
+                    "postfix": {"relay": "primary", "routes": {"gmail.test": "nowhere"}},
+                },
+            ]
+        },
+        "'mta': postfix.routes[gmail.test] 'nowhere' is not a local sink",
+    ),
+    "postfix route for a malformed domain": (
+        {
+            "servers": [
+                {"name": "primary", "local": True},
+                {"name": "secondary", "local": True},
+                {
+                    "name": "mta",
+                    "postfix": {"relay": "primary", "routes": {"gmail test": "primary"}},
+                },
+            ]
+        },
+        "'mta': postfix.routes: 'gmail test' is not a domain name",
+    ),
     "sink settings on remote server": (
         {"servers": [{"name": "primary", "port": 2525, "sink": {"size_limit": 5}}]},
         "sink settings need local: true",

@@ -1,5 +1,6 @@
 """Mail through real MTAs under test: from the client's 250 at the MTA to the receipt at a
-downstream sink, per MTA (path): delivered, delay, duplicated, stranded, drain time."""
+downstream sink, per MTA and per path (MTA to the sink standing in for a provider):
+delivered, delay, duplicated, stranded, drain time after an outage."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import pandas as pd
 
 from loadtest.analysis.failover import FaultWindow
 from loadtest.analysis.metrics import percentiles_ms
+from loadtest.analysis.reconcile import duplicated
 
 
 def summarise(
     attempts: pd.DataFrame,
     receipts: pd.DataFrame,
+    per: pd.DataFrame,
     mta_queue: pd.DataFrame,
     mtas: set[str],
     windows: list[FaultWindow],
@@ -21,11 +24,9 @@ def summarise(
     if not mtas or attempts.empty:
         return {}
     ok = attempts[(attempts["outcome"] == "accepted") & attempts["server"].isin(mtas)]
-    final = (
-        receipts[receipts["outcome"].isin(("accepted", "dropped"))] if len(receipts) else (receipts)
-    )
-    copies = final.groupby("msg_id").size() if len(final) else pd.Series(dtype=int)
-    first = final.groupby("msg_id")["time"].min() if len(final) else pd.Series(dtype=float)
+    final = receipts[receipts["outcome"].isin(("accepted", "dropped"))]
+    first = final.groupby("msg_id")["time"].min()
+    dup = duplicated(per) if len(per) else pd.Series(dtype=bool)
     stuck = mta_queue.groupby("mta")["msg_id"].apply(set).to_dict() if len(mta_queue) else {}
     out: dict[str, Any] = {}
     for mta in sorted(mtas):
@@ -33,22 +34,47 @@ def summarise(
         ids = accepted_at.index
         delivered = ids.intersection(first.index)
         delay = (first[delivered] - accepted_at[delivered]).clip(lower=0)
-        drain_s = None
-        for w in windows:
-            if w.target != mta or w.cleared is None:
-                continue
-            # What the MTA held through the outage, handed on after it came back.
-            held = accepted_at[accepted_at < w.onset].index.intersection(first.index)
-            after = first[held][first[held] >= w.cleared]
-            if len(after):
-                drain_s = round(float(after.max() - w.cleared), 6)
         out[mta] = {
             "accepted": len(ids),
             "delivered": len(delivered),
-            "duplicated": int((copies.reindex(ids, fill_value=0) > 1).sum()),
+            "duplicated": int(dup.reindex(ids, fill_value=False).sum()),
             "stranded": len(set(ids) & stuck.get(mta, set())),
             "undelivered": len(ids) - len(delivered),
             "delivery_delay_ms": percentiles_ms(delay),
-            "drain_s": drain_s,
+            "drain_s": _drain_s(mta, accepted_at, first, windows),
+            "paths": _paths(final[final["msg_id"].isin(ids)], accepted_at),
         }
     return out
+
+
+def _drain_s(
+    mta: str, accepted_at: pd.Series, first: pd.Series, windows: list[FaultWindow]
+) -> float | None:
+    """From the MTA's recovery to the last delivery of what it held through the outage."""
+    drain_s = None
+    for w in windows:
+        if w.target != mta or w.cleared is None:
+            continue
+        held = accepted_at[accepted_at < w.onset].index.intersection(first.index)
+        after = first[held][first[held] >= w.cleared]
+        if len(after):
+            drain_s = round(float(after.max() - w.cleared), 6)
+    return drain_s
+
+
+def _paths(final: pd.DataFrame, accepted_at: pd.Series) -> dict[str, Any]:
+    """Per downstream sink: messages, receipts, delay from the client's 250, and which
+    relay (EHLO name) delivered them."""
+    paths: dict[str, Any] = {}
+    for sink, rows in final.groupby("sink"):
+        first = rows.groupby("msg_id")["time"].min()
+        delay = (first - accepted_at.reindex(first.index)).dropna().clip(lower=0)
+        path: dict[str, Any] = {
+            "messages": len(first),
+            "receipts": len(rows),
+            "delivery_delay_ms": percentiles_ms(delay),
+        }
+        if "helo" in rows:
+            path["relayed_by"] = {str(k): int(v) for k, v in rows["helo"].value_counts().items()}
+        paths[str(sink)] = path
+    return paths

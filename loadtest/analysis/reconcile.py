@@ -102,13 +102,24 @@ def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
         accepted_end = np.full(n, np.inf)
         np.minimum.at(accepted_end, ok_code, attempts["end"].to_numpy(dtype="float64")[ok_rows])
         per["accepted_end"] = np.where(n_ok > 0, accepted_end, np.nan)
+        # How many recipients the accepting server took on: what the receipts should add up
+        # to, however an MTA splits the message (one delivery per destination).
+        expected = np.full(n, np.nan)
+        if "recipients" in attempts:
+            taken = attempts["recipients"].to_numpy(dtype="float64")
+            if "recipients_refused" in attempts:
+                taken = taken - np.nan_to_num(attempts["recipients_refused"].to_numpy("float64"))
+            expected[ok_code[first_ok]] = taken[ok_rows[first_ok]]
+        per["recipients"] = expected
     else:
         for name in ("final_outcome", "accepted_by", "intended", "first_start", "final_end",
                      "finished"):  # fmt: skip
             per[name] = np.nan
         per["accepted"] = False
+        per["recipients"] = np.nan
     if receipts.empty:
         per["received"] = 0
+        per["received_rcpts"] = 0
         per["queued"] = 0
         return per
     # A backup MX's "queued" receipt is a relay hop, not a delivery: the message counts
@@ -116,6 +127,13 @@ def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
     receipt_code = codes[n_attempts:]
     hop = (receipts["outcome"] == "queued").to_numpy() if "outcome" in receipts else False
     per["received"] = np.bincount(receipt_code[~hop], minlength=n)
+    rcpts = (
+        receipts["rcpt_count"].to_numpy(dtype="float64")
+        if "rcpt_count" in receipts
+        else np.ones(len(receipts))
+    )
+    rcpts = np.where(np.isnan(rcpts) | (rcpts < 1), 1.0, rcpts)
+    per["received_rcpts"] = np.bincount(receipt_code[~hop], weights=rcpts[~hop], minlength=n)
     per["queued"] = np.bincount(receipt_code[hop], minlength=n)
     return per
 
@@ -144,9 +162,22 @@ def count(
         failed=int(failed.sum()),
         received_unique=int((received > 0).sum()),
         lost=int((accepted & (received == 0) & ~held).sum()),
-        duplicates=int((received > 1).sum()),
+        duplicates=int(duplicated(per).sum()),
         phantom=int((failed & (received > 0)).sum()),
         stranded=int((accepted & (received == 0) & held).sum()),
         not_sent=max(0, planned - int(attempted.sum())),
         in_flight=int(in_flight.sum()),
     )
+
+
+def duplicated(per: pd.DataFrame) -> pd.Series:
+    """Messages some sink got more than once: more recipients delivered than the server
+    took on (an MTA delivering one message per destination domain is not duplicating);
+    more than one receipt when the recipients are not known."""
+    received = per["received"]
+    if "received_rcpts" not in per or "recipients" not in per:
+        return received > 1
+    expected = per["recipients"]
+    known = expected.notna() & (expected > 0)
+    by_rcpt = per["received_rcpts"] > expected.where(known, np.inf)
+    return (known & by_rcpt) | (~known & (received > 1))

@@ -81,6 +81,7 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
         "mta": delivery.summarise(
             attempts,
             journals.receipts,
+            per,
             journals.mta_queue,
             {s.name for s in scenario.servers if s.postfix is not None} if scenario else set(),
             windows,

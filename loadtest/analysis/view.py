@@ -423,6 +423,67 @@ def probes(summary: Mapping[str, Any]) -> Table | None:
     )  # fmt: skip
 
 
+def _p(lat: Mapping[str, Any] | None) -> str:
+    lat = lat or {}
+    return " / ".join(num(lat.get(k)) for k in ("p50", "p95", "p99", "max"))
+
+
+def mta_delivery(summary: Mapping[str, Any]) -> Table | None:
+    """Mail through real MTAs under test, per path: MTA, then the sink it delivered to."""
+    mtas = summary.get("mta") or {}
+    if not mtas:
+        return None
+    rows = []
+    for name, m in mtas.items():
+        rows.append([
+            name, "(all)", num(m.get("accepted")), num(m.get("delivered")),
+            num(m.get("duplicated")), num(m.get("stranded")), num(m.get("undelivered")),
+            _p(m.get("delivery_delay_ms")), num(m.get("drain_s")), "",
+        ])  # fmt: skip
+        for sink, path in (m.get("paths") or {}).items():
+            relayed = ", ".join(f"{k} {num(v)}" for k, v in (path.get("relayed_by") or {}).items())
+            rows.append([
+                name, sink, "", num(path.get("messages")), "", "", "",
+                _p(path.get("delivery_delay_ms")), "", f"{num(path.get('receipts'))} ({relayed})",
+            ])  # fmt: skip
+    return Table(
+        "Delivery through the MTAs under test",
+        "mta",
+        ["MTA", "to sink", "accepted", "delivered", "duplicated", "stranded", "undelivered",
+         "delay p50/p95/p99/max ms", "queue drain s", "receipts (relayed by EHLO name)"],
+        rows,
+        note="accepted: the MTA's 250 to the client; delivered: a downstream sink has it; delay: "
+        "from that 250 to the first receipt downstream; duplicated: delivered more often than "
+        "it had recipients (an MTA stopped mid-delivery sends again); stranded: still in the "
+        "MTA's queue at the end; queue drain: from the MTA's restart to the last delivery of "
+        "what it held through the outage.",
+    )  # fmt: skip
+
+
+def relays(summary: Mapping[str, Any]) -> Table | None:
+    """Backup MXs (sink mode backup-mx): what they queued and forwarded, and when."""
+    backups = summary.get("relay") or {}
+    if not backups:
+        return None
+    rows = [
+        [name, str(r.get("upstream") or MISSING), num(r.get("queued")), num(r.get("forwarded")),
+         num(r.get("forward_attempts_deferred")), num(r.get("bounced")),
+         num(r.get("left_in_queue")), num(r.get("max_depth")), num(r.get("drain_s")),
+         _p(r.get("end_to_end_ms"))]
+        for name, r in backups.items()
+    ]  # fmt: skip
+    return Table(
+        "Backup MX queues",
+        "relay",
+        ["backup MX", "forwards to", "queued", "forwarded", "deferred tries", "bounced",
+         "left in queue", "max depth", "queue drain s", "end to end p50/p95/p99/max ms"],
+        rows,
+        note="end to end: from the client's 250 to the first receipt at the final sink; queue "
+        "drain: from the upstream's recovery to an empty queue. The depth over time is "
+        "relay.*.depth_series in summary.json.",
+    )  # fmt: skip
+
+
 def preflight(summary: Mapping[str, Any]) -> Table | None:
     pre = summary.get("preflight")
     if not pre:
@@ -438,7 +499,7 @@ def preflight(summary: Mapping[str, Any]) -> Table | None:
 RENDERED = {
     "scenario", "run_id", "started_at", "duration_s", "partial", "messages", "throughput",
     "latency_ms", "response_time_ms", "lateness_ms", "errors", "failovers", "probes",
-    "preflight", "journal_problems", "harness", "capacity", "slo",
+    "preflight", "journal_problems", "harness", "capacity", "slo", "mta", "relay",
 }  # fmt: skip
 MAX_MORE_ROWS = 200
 
@@ -475,7 +536,8 @@ def build(
 ) -> ReportView:
     sections = [key_numbers(summary), messages(summary), throughput(summary), latency(summary),
                 failovers(summary)]  # fmt: skip
-    for extra in (fault_phases(summary), capacity(summary), probes(summary)):
+    for extra in (fault_phases(summary), mta_delivery(summary), relays(summary),
+                  capacity(summary), probes(summary)):  # fmt: skip
         if extra is not None:
             sections.append(extra)
     sections += [slo_table(summary), errors(summary)]
