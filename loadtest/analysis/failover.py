@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loadtest.analysis.metrics import percentiles_ms
+from loadtest.analysis.metrics import percentiles, percentiles_ms
 
 PRE_FAULT_WINDOW_S = 10.0
 RECOVERY_SHARE = 0.9
@@ -79,16 +79,6 @@ def _first_end(frame: pd.DataFrame, after: float) -> float | None:
     return float(ends.min()) if len(ends) else None
 
 
-def _percentiles(values: pd.Series) -> dict[str, float | None]:
-    if values.empty:
-        return {"p50": None, "p95": None, "max": None}
-    return {
-        "p50": round(float(np.percentile(values, 50)), 3),
-        "p95": round(float(np.percentile(values, 95)), 3),
-        "max": round(float(values.max()), 3),
-    }
-
-
 def analyse(
     window: FaultWindow, attempts: pd.DataFrame, per_message: pd.DataFrame, t0: float, end: float
 ) -> Failover:
@@ -131,7 +121,7 @@ def analyse(
         longest_gap_s=_longest_gap(accepted["end"], window.onset, until),
         messages_delayed=len(delayed),
         messages_failed=int((~affected["accepted"]).sum()),
-        added_latency_ms=_percentiles(added.clip(lower=0)),
+        added_latency_ms=percentiles(added.clip(lower=0)),
         phases=_phases(accepted, window.onset, until),
         onset_source="first failed attempt" if window.kind == "inferred" else "sink journal",
     )

@@ -24,6 +24,18 @@ def percentiles_ms(
     return histograms.percentiles_ms(seconds.to_numpy(dtype=float), groups)
 
 
+def percentiles(values: pd.Series) -> dict[str, float | None]:
+    """Exact p50, p95 and max of values already in milliseconds: for series that need no
+    merging across workers (percentiles_ms's HDR histograms)."""
+    if values.empty:
+        return {"p50": None, "p95": None, "max": None}
+    return {
+        "p50": round(float(np.percentile(values, 50)), 3),
+        "p95": round(float(np.percentile(values, 95)), 3),
+        "max": round(float(values.max()), 3),
+    }
+
+
 def _only(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     """The named columns (those present): filtering a million rows then copies a few
     columns, not every column of the journal."""

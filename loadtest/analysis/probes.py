@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loadtest.analysis.failover import FaultWindow, _percentiles
+from loadtest.analysis.failover import FaultWindow
+from loadtest.analysis.metrics import percentiles
 
 COLUMNS = ("time", "server", "ok", "phase", "code", "outcome", "latency_ms", "error")
 NUMERIC = ("time", "ok", "code", "latency_ms")
@@ -106,7 +107,7 @@ def availability(probes: pd.DataFrame, t0: float) -> dict[str, dict[str, Any]]:
             "availability": round(len(ok) / len(frame), 6),
             "first_s": _rel(frame["time"].min(), t0),
             "last_s": _rel(frame["time"].max(), t0),
-            "latency_ms": _percentiles(ok["latency_ms"]),
+            "latency_ms": percentiles(ok["latency_ms"]),
             "down_s": round(float(sum(d["duration_s"] or 0.0 for d in down)), 6),
             "down": down,
         }
