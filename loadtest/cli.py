@@ -37,6 +37,14 @@ def _scenario_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="Locust worker processes (0: one process)")
 
 
+def server_args(parser: argparse.ArgumentParser, scenario_help: str, server_help: str) -> None:
+    """--scenario FILE and --server NAME=HOST:PORT, as `check` and the prober take them."""
+    parser.add_argument("--scenario", type=Path, help=scenario_help)
+    parser.add_argument(
+        "--server", action="append", default=[], metavar="NAME=HOST:PORT", help=server_help
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from loadtest.analysis import summary as summary_mod
     from loadtest.orchestrate import Drill, SetupError, prepare, scenario_path
@@ -330,13 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "break mail after a failover. Exit 0 clean, 1 something flagged, 2 bad input.",
     )
     check.add_argument("targets", nargs="*", metavar="[NAME=]HOST:PORT", help="loopback only")
-    check.add_argument("--scenario", type=Path, help="check the servers of this scenario")
-    check.add_argument(
-        "--server",
-        action="append",
-        default=[],
-        metavar="NAME=HOST:PORT",
-        help="with --scenario: where a server (e.g. a local sink) listens (repeatable)",
+    server_args(
+        check,
+        "check the servers of this scenario",
+        "with --scenario: where a server (e.g. a local sink) listens (repeatable)",
     )
     check.add_argument("--transaction", action="store_true", help="send one test message")
     check.add_argument(

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import aiosmtplib
 
+from loadtest.cli import server_args
 from loadtest.outcomes import Phase
 from loadtest.probing import ERRORS, classify
 from loadtest.scenario import ScenarioError, is_loopback, load_scenario, parse_server_override
@@ -184,13 +185,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Probe SMTP servers (connect, EHLO, QUIT) every interval; journal each "
         "probe to probes.csv. Stops on SIGTERM or SIGINT.",
     )
-    parser.add_argument("--scenario", type=Path, help="probe its servers (with real ports)")
-    parser.add_argument(
-        "--server",
-        action="append",
-        default=[],
-        metavar="NAME=HOST:PORT",
-        help="a server to probe, loopback only (repeatable)",
+    server_args(
+        parser,
+        "probe its servers (with real ports)",
+        "a server to probe, loopback only (repeatable)",
     )
     parser.add_argument("--interval-ms", type=float, help="default: the scenario's, or 500")
     parser.add_argument("--timeout-ms", type=float, help="default: the scenario's, or 1000")
