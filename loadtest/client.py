@@ -165,7 +165,10 @@ def _tls_context() -> ssl.SSLContext:
     return context
 
 
-def enhanced_code(text: bytes) -> str:
+def enhanced_code(text: bytes | str) -> str:
+    """str: smtplib's own errors, e.g. 500 "Line too long." for an overlong reply line."""
+    if isinstance(text, str):
+        text = text.encode(errors="replace")
     match = _ENHANCED.match(text)
     return match.group(1).decode() if match else ""
 

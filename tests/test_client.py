@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loadtest.client import Attempt, Sender, Server, Timeouts, dot_stuff, quote_address
+from loadtest.client import (
+    Attempt,
+    Sender,
+    Server,
+    Timeouts,
+    dot_stuff,
+    enhanced_code,
+    quote_address,
+)
 from loadtest.outcomes import Outcome, Phase
 from tests.helpers import message, read_csv
 
@@ -225,3 +233,10 @@ def test_lines_starting_with_dots_arrive_intact(pair):
 )
 def test_quote_address_is_what_smtplib_quoteaddr_gives(address):
     assert quote_address(address) == smtplib.quoteaddr(address)
+
+
+def test_enhanced_code_of_a_reply_and_of_smtplibs_own_str_errors():
+    assert enhanced_code(b"4.7.1 Try again later") == "4.7.1"
+    assert enhanced_code(b"Try again later") == ""
+    assert enhanced_code("Line too long.") == ""  # smtplib.SMTPResponseException(500, str)
+    assert enhanced_code("5.5.2 said in str") == "5.5.2"
