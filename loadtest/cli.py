@@ -170,7 +170,7 @@ def _print_summary(result: dict[str, Any], run_dir: Path) -> None:
 
 
 def cmd_sinks(args: argparse.Namespace) -> int:
-    from loadtest.orchestrate import prepare, scenario_path
+    from loadtest.orchestrate import free_port, prepare, scenario_path
     from sinks.config import SinksFile
     from sinks.runner import serve
 
@@ -178,7 +178,20 @@ def cmd_sinks(args: argparse.Namespace) -> int:
         _, scenario = prepare(scenario_path(args.scenario), args.set, args.seed)
     except (ScenarioError, OverrideError) as exc:
         return fail(str(exc))
-    local = [s.sink_config() for s in scenario.servers if s.local]
+    # A proxy or backup MX forwards to a server by name: that one gets its port now.
+    addresses: dict[str, tuple[str, int]] = {}
+    for name in {s.upstream_name for s in scenario.servers} - {None}:
+        upstream = scenario.server(str(name))
+        if upstream.postfix is not None:
+            return fail(f"{scenario.name}: {name} is a Postfix server; `maildrill sinks` starts "
+                        "sinks only (use `maildrill run`)")  # fmt: skip
+        port = upstream.port or (free_port() if upstream.local else 0)
+        addresses[upstream.name] = (upstream.host, port)
+    local = [
+        s.sink_config(addresses).model_copy(update={"port": addresses.get(s.name, ("", s.port))[1]})
+        for s in scenario.servers
+        if s.local
+    ]
     if not local:
         return fail(f"{scenario.name}: no local servers (local: true) to start")
     config = SinksFile(sinks=local, seed=scenario.campaign.seed)

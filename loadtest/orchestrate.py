@@ -113,7 +113,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -296,11 +296,16 @@ class Drill:
         record_dir.mkdir(exist_ok=True)
         # What the sinks read may hold passwords: a private directory, gone after the run.
         self.private_dir = Path(tempfile.mkdtemp(prefix="maildrill-"))
+        # The MTAs start after the sinks (they relay to them), but a proxy in front of one
+        # needs its address now: their ports are chosen first.
+        for server in self.scenario.servers:
+            if server.postfix is not None:
+                self.addresses[server.name] = ("127.0.0.1", server.port or free_port())
         # Backup MXs last: they need the real address of the upstream they forward to.
         ordered = sorted(self.scenario.servers, key=lambda s: s.upstream_name is not None)
         for server in ordered:
             if not server.local:
-                self.addresses[server.name] = (server.host, server.port)
+                self.addresses.setdefault(server.name, (server.host, server.port))
                 continue
             sink = server.sink_config(self.addresses)
             config = {
@@ -332,7 +337,7 @@ class Drill:
             instance = PostfixInstance(
                 name=server.name,
                 base=self.run_dir / f"postfix-{server.name}",
-                port=server.port or _free_port(),
+                port=self.addresses[server.name][1],
                 relay=self.addresses[spec.relay],
                 hostname=spec.hostname or f"{server.name}.maildrill.test",
                 settings={k: str(v) for k, v in spec.settings.items()},
@@ -472,7 +477,7 @@ class Drill:
             "--csv", str(self.run_dir / "locust"),
         ]  # fmt: skip
         if self.web:
-            port = _free_port()
+            port = free_port()
             args += ["--web-host", "127.0.0.1", "--web-port", str(port), "--autostart",
                      "--autoquit", "10"]  # fmt: skip
             self.say(f"Locust web UI: http://127.0.0.1:{port}/")
@@ -480,7 +485,7 @@ class Drill:
             args += ["--headless", "--only-summary"]
         workers = self.scenario.workers
         if workers:
-            port = _free_port()
+            port = free_port()
             args += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
                      str(port), "--expect-workers", str(workers)]  # fmt: skip
             for i in range(workers):

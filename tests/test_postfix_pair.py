@@ -214,3 +214,39 @@ def test_mta_aborted_mid_delivery_sends_again_what_was_in_flight(run_dir):
         assert drain == pytest.approx(max(held_then_sent) - back, abs=1e-5)
     else:
         assert drain is None
+
+
+def test_fault_proxy_in_front_of_a_postfix_instance(run_dir):
+    """The proxy starts before the MTA it fronts (MTAs start after the sinks they relay
+    to), so the MTA's port is chosen first. A drop at the proxy cuts the client after
+    Postfix has taken the message: the client retries on the secondary, a duplicate the
+    report counts, and nothing is lost."""
+    import yaml
+
+    scenario = yaml.safe_load((Path(__file__).parent.parent / "scenarios" /
+                               "postfix-pair.yaml").read_text())  # fmt: skip
+    scenario["servers"].insert(0, {"name": "edge", "priority": 5, "local": True,
+                                   "sink": {"mode": "proxy", "upstream": "primary"}})  # fmt: skip
+    scenario["routing"]["servers"] = ["edge", "secondary"]
+    scenario["campaign"].update(schedule=[{"duration_s": 4, "rate": 10}], drain_s=6)
+    scenario["faults"] = [{"at": 1, "target": "edge", "kind": "drop", "duration": 1.5}]
+    scenario["slo"] = ["lost == 0"]
+    path = run_dir.parent / "edge.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.cli", "run", str(path), "--out", str(run_dir)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert no_postfix_left(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    receipts = downstream_receipts(run_dir)
+    copies = Counter(r["msg_id"] for r in receipts)
+    cut = [r for r in rows(run_dir / "proxy-edge.csv") if r["event"] == "message" and r["cause"]]
+    assert cut, "the drop cut messages after their final dot"
+    m = summary["messages"]
+    assert m["duplicates"] == sum(1 for n in copies.values() if n > 1)
+    assert m["lost"] == 0
+    assert m["received_unique"] == len(copies) == 40
+    (failover,) = summary["failovers"]
+    assert (failover["target"], failover["kind"]) == ("edge", "drop")

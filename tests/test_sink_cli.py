@@ -172,3 +172,26 @@ def test_port_in_use_exits_2(tmp_path, processes):
     (line,) = stderr.splitlines()
     assert line.startswith("maildrill sink: cannot listen: ")
     assert str(port) in line
+
+
+def test_maildrill_sinks_starts_a_proxy_with_its_named_upstream(tmp_path, processes):
+    """`maildrill sinks` gives the upstream a proxy names a real port before starting
+    either, so mail through the proxy reaches the sink behind it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.cli", "sinks", "proxy-primary", "--out", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    processes.append(proc)
+    sinks = {s["name"]: s for s in json.loads(read_line(proc, timeout=20))["sinks"]}
+    with smtplib.SMTP("127.0.0.1", sinks["primary"]["port"], timeout=5) as client:
+        assert client.ehlo()[1].startswith(b"mx1.maildrill.test")  # the upstream's name
+        client.sendmail("a@example.com", ["b@x.test"], message("through-proxy"))
+    assert wait_until(
+        lambda: [r["msg_id"] for r in read_csv(tmp_path / "receipts-primary-mta.csv")]
+        == ["through-proxy"]
+    )
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
