@@ -190,8 +190,10 @@ def test_maildrill_sinks_starts_a_proxy_with_its_named_upstream(tmp_path, proces
         assert client.ehlo()[1].startswith(b"mx1.maildrill.test")  # the upstream's name
         client.sendmail("a@example.com", ["b@x.test"], message("through-proxy"))
     assert wait_until(
-        lambda: [r["msg_id"] for r in read_csv(tmp_path / "receipts-primary-mta.csv")]
-        == ["through-proxy"]
+        lambda: (
+            [r["msg_id"] for r in read_csv(tmp_path / "receipts-primary-mta.csv")]
+            == ["through-proxy"]
+        )
     )
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=10)
