@@ -98,6 +98,11 @@ class ServerSpec(_Model):
         upstream = self.sink.get("upstream")
         return upstream if isinstance(upstream, str) else None
 
+    @property
+    def mode(self) -> str:
+        """sink, backup-mx or proxy for a local server; "" for any other."""
+        return str(self.sink.get("mode", "sink")) if self.local else ""
+
     def sink_config(self, addresses: Mapping[str, tuple[str, int]] | None = None) -> SinkConfig:
         """This server's sink; `addresses` resolves an upstream named by server name."""
         settings = dict(self.sink)
@@ -269,7 +274,7 @@ _SLO = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(-?[0-9.]+)\s*$")
 # What an SLO may name; the analysis computes each of them.
 SLO_METRICS = frozenset(
     {
-        "lost", "duplicates", "phantom", "failed", "stranded", "not_sent",
+        "lost", "duplicates", "phantom", "failed", "stranded", "not_sent", "unverified",
         "failover_s", "failback_s", "detection_s", "recovery_s",
         "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "max_latency_ms",
         "p95_lateness_ms", "p99_lateness_ms", "min_throughput", "accepted_ratio",
@@ -460,6 +465,23 @@ class Scenario(_Model):
     def client_servers(self) -> dict[str, Server]:
         timeouts = self.timeouts()
         return {s.name: s.client_server(timeouts) for s in self.servers}
+
+    def observed(self, name: str) -> bool:
+        """Whether maildrill sees where this server's mail lands: sinks journal receipts,
+        Postfix instances relay to sinks, a proxy is as good as its upstream. A server it
+        does not own is not: mail it accepted and no sink received is unverified, not lost."""
+        seen: set[str] = set()
+        while name not in seen:
+            seen.add(name)
+            server = next((s for s in self.servers if s.name == name), None)
+            if server is None:
+                return False
+            if server.postfix is not None or server.mode in ("sink", "backup-mx"):
+                return True
+            if server.mode != "proxy" or server.upstream_name is None:
+                return False
+            name = server.upstream_name
+        return False
 
     def streams(self) -> list[StreamSpec]:
         return [s.spec() for s in self.campaign.streams]

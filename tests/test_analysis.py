@@ -11,7 +11,8 @@ import pytest
 from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.journals import load
 from loadtest.journal import ATTEMPT_FIELDS
-from sinks.journal import FAULT_FIELDS, RECEIPT_FIELDS
+from loadtest.scenario import Scenario, parse_scenario
+from sinks.journal import FAULT_FIELDS, PROXY_FIELDS, RECEIPT_FIELDS
 
 T0 = 1_800_000_000.0
 RUN = "hand"
@@ -129,6 +130,7 @@ def test_counts(run_dir):
         "stranded": 0,
         "not_sent": 2,
         "in_flight": 0,
+        "unverified": 0,
     }
 
 
@@ -273,3 +275,56 @@ def test_an_mta_splitting_a_message_per_domain_is_not_a_duplicate():
     assert list(reconcile.duplicated(per)) == [False, False, True]
     counts = reconcile.count(per, planned=3, run_id=RUN)
     assert (counts.received_unique, counts.duplicates, counts.lost) == (3, 1, 0)
+
+
+def scenario(servers: list[dict]) -> Scenario:
+    return parse_scenario(
+        {"servers": servers, "campaign": {"schedule": [{"duration_s": 30, "rate": 1}]}}, "t"
+    )
+
+
+def test_mail_a_server_maildrill_cannot_see_past_took_is_unverified_not_lost(run_dir):
+    """Message 23 was accepted by the primary and no sink has it: lost when the primary is
+    a sink, unverified when it is a server maildrill does not own."""
+    foreign = scenario([{"name": "primary", "port": 2525},
+                        {"name": "secondary", "local": True}])  # fmt: skip
+    m = summary_mod.build(load(run_dir), foreign)["messages"]
+    assert (m["lost"], m["unverified"], m["received_unique"]) == (0, 1, 23)
+    owned = scenario([{"name": "primary", "local": True}, {"name": "secondary", "local": True}])
+    m = summary_mod.build(load(run_dir), owned)["messages"]
+    assert (m["lost"], m["unverified"]) == (1, 0)
+
+
+def test_a_proxy_witnesses_what_the_server_behind_it_accepted(tmp_path):
+    """Through a proxy in front of a server maildrill does not own, the server's 250 to
+    the dot (seen on the wire) counts as its receipt: a drop after that 250 and the
+    client's retry make a duplicate; a 250 the proxy never saw is lost."""
+    proxy = {"name": "edge", "local": True, "sink": {"mode": "proxy", "upstream": "mx"}}
+    edge = scenario([proxy, {"name": "mx", "port": 2525}, {"name": "secondary", "local": True}])
+    attempts = [
+        attempt(0, "edge", 1.0, 1.01), attempt(1, "edge", 2.0, 2.01),
+        attempt(2, "edge", 3.0, 3.01, "dropped", final=0, code="", enhanced=""),
+        attempt(2, "edge", 4.0, 4.01, attempt_no=2), attempt(3, "edge", 5.0, 5.01),
+    ]  # fmt: skip
+    rows = []
+    for i, at, cause in ((0, 1.005, ""), (1, 2.005, ""), (2, 3.005, "drop"), (2, 4.005, "")):
+        values = {
+            "time": f"{T0 + at:.6f}", "proxy": "edge", "session": f"edge.{i}",
+            "peer": "127.0.0.1", "event": "message", "msg_id": f"{RUN}-{i}", "code": 250,
+            "size": 1000, "bytes_up": "", "bytes_down": "", "cause": cause, "detail": "",
+        }  # fmt: skip
+        rows.append([values[f] for f in PROXY_FIELDS])
+    rows.append([f"{T0 + 6:.6f}", "edge", "edge.0", "127.0.0.1", "close", "", "", "", 5000,
+                 400, "client", ""])  # fmt: skip
+    write(tmp_path / "attempts.csv", ATTEMPT_FIELDS, attempts)
+    write(tmp_path / "proxy-edge.csv", PROXY_FIELDS, rows)
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": RUN, "t0": T0, "planned": 4}))
+    summary = summary_mod.build(load(tmp_path), edge)
+    m = summary["messages"]
+    assert (m["accepted"], m["received_unique"], m["duplicates"], m["lost"]) == (4, 3, 1, 1)
+    assert m["unverified"] == 0
+    assert summary["proxies"]["edge"] == {
+        "upstream": "mx", "sessions": 0, "sessions_ended_by": {"client": 1}, "messages": 4,
+        "server_replies": {"2xx": 4}, "cut_by_fault": {"drop": 1}, "accepted_then_cut": 1,
+        "bytes_up": 5000, "bytes_down": 400,
+    }  # fmt: skip

@@ -602,3 +602,64 @@ def test_proxy_primary_drill_end_to_end(tmp_path):
     assert [(f["kind"], f["state"]) for f in faults] == [
         ("down", "start"), ("down", "stop"), ("drop", "start"), ("drop", "stop")
     ]  # fmt: skip
+    # The summary's proxy section against the upstream sink's receipts and the attempts.
+    seen = summary["proxies"]["primary"]
+    assert seen["upstream"] == "primary-mta"
+    assert seen["server_replies"]["2xx"] == len(at_mta)
+    assert seen["accepted_then_cut"] == len(dropped & {r["msg_id"] for r in at_mta})
+    assert seen["cut_by_fault"]["drop"] == sum(
+        1 for a in attempts if a["server"] == "primary" and a["outcome"] == "dropped"
+    )
+    assert "| primary | primary-mta |" in (run_dir / "report.md").read_text()
+
+
+def test_servers_maildrill_does_not_own_are_witnessed_through_a_proxy_or_unverified(
+    start_sinks, tmp_path
+):
+    """Two "staging" servers outside the run (sinks started here, journaling where the run
+    cannot see): the primary behind a proxy with a drop, the secondary reached directly.
+    The run counts the primary's mail from the proxy's witness and calls the secondary's
+    unverified; both agree with the staging servers' own receipts."""
+    import yaml
+
+    outside = tmp_path / "staging"
+    staging = start_sinks({"sinks": [{"name": "mx1"}, {"name": "mx2"}]}, journal_dir=outside)
+    scenario = {
+        "name": "staging",
+        "servers": [
+            {"name": "edge", "priority": 10, "local": True,
+             "sink": {"mode": "proxy", "upstream": "mx1"}},
+            {"name": "mx1", "port": staging.port("mx1")},
+            {"name": "mx2", "port": staging.port("mx2"), "priority": 20},
+        ],
+        "routing": {"policy": "failover", "servers": ["edge", "mx2"],
+                    "circuit": {"threshold": 1, "cooldown_s": 1}},
+        "campaign": {"seed": 3, "schedule": [{"duration_s": 4, "rate": 10}], "drain_s": 2},
+        "users": 4,
+        "faults": [{"at": 1, "target": "edge", "kind": "drop", "duration": 0.5},
+                   {"at": 2, "target": "edge", "kind": "down", "duration": 1}],
+        "slo": ["lost == 0"],
+    }  # fmt: skip
+    path = tmp_path / "staging.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.cli", "run", str(path), "--out", str(run_dir)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    m = json.loads((run_dir / "summary.json").read_text())["messages"]
+    attempts = read_csv(run_dir / "attempts.csv")
+    at_mx1 = {r["msg_id"] for r in read_csv(outside / "receipts-mx1.csv")}
+    at_mx2 = {r["msg_id"] for r in read_csv(outside / "receipts-mx2.csv")}
+    accepted = {a["msg_id"]: a["server"] for a in attempts if a["outcome"] == "accepted"}
+    failed = {a["msg_id"] for a in attempts if a["final"] == "1" and a["outcome"] != "accepted"}
+    via_mx2 = {mid for mid, server in accepted.items() if server == "mx2"}
+    assert via_mx2, "the drop and the outage sent mail to the secondary"
+    assert failed & at_mx1, "the drop cut some clients after mx1 had the message"
+    # What the run could see (through the proxy) against mx1's own receipts; mx2's mail
+    # is unverified, not lost, and mx2's receipts show it was in fact delivered.
+    assert m["received_unique"] == len(at_mx1)
+    assert m["phantom"] == len(failed & at_mx1)
+    assert m["unverified"] == len(via_mx2 - at_mx1) == len(at_mx2 - at_mx1)
+    assert m["lost"] == 0

@@ -20,6 +20,7 @@ NUMERIC = {
     "faults": ("time",),
     "relay": ("time", "attempt", "code", "queued_at"),
     "mta_queue": ("time",),
+    "proxy": ("time", "code", "size", "bytes_up", "bytes_down"),
 }  # fmt: skip
 REQUIRED = {
     "attempts": ("msg_id", "attempt", "server", "intended", "start", "end", "outcome"),
@@ -28,6 +29,7 @@ REQUIRED = {
     "faults": ("sink", "kind", "state", "time"),
     "relay": ("time", "sink", "msg_id", "event"),
     "mta_queue": ("time", "mta", "msg_id", "queue"),
+    "proxy": ("time", "proxy", "session", "event"),
 }
 
 
@@ -42,6 +44,7 @@ class Journals:
     skipped: dict[str, int] = field(default_factory=dict)
     relay: pd.DataFrame = field(default_factory=pd.DataFrame)  # backup-MX queues
     mta_queue: pd.DataFrame = field(default_factory=pd.DataFrame)  # left in MTAs at the end
+    proxy: pd.DataFrame = field(default_factory=pd.DataFrame)  # fault proxies' connections
 
     @property
     def t0(self) -> float:
@@ -157,6 +160,7 @@ def load(run_dir: Path) -> Journals:
         faults=_read(list(run_dir.glob("faults*.csv")), "faults", skipped),
         relay=_read(list(run_dir.glob("relay*.csv")), "relay", skipped),
         mta_queue=_read(list(run_dir.glob("mta-queue*.csv")), "mta_queue", skipped),
+        proxy=_read(list(run_dir.glob("proxy-*.csv")), "proxy", skipped),
         run=run,
         skipped=skipped,
     )

@@ -22,6 +22,10 @@ class Counts:
     stranded: int  # accepted by a backup MX (or MTA under test), still in its queue at the end
     not_sent: int  # planned, never attempted by the end
     in_flight: int  # attempted, no final word when the run ended
+    # Accepted by a server maildrill does not see past (not a sink, no sink downstream,
+    # no proxy in front) and received by no sink: neither delivered nor lost, as far as
+    # maildrill can tell.
+    unverified: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -139,10 +143,15 @@ def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
 
 
 def count(
-    per: pd.DataFrame, planned: int, run_id: str = "", stuck: frozenset[str] = frozenset()
+    per: pd.DataFrame,
+    planned: int,
+    run_id: str = "",
+    stuck: frozenset[str] = frozenset(),
+    unobserved: frozenset[str] = frozenset(),
 ) -> Counts:
     """The summary counts; with `run_id`, receipts of other runs are left out. `stuck`:
-    messages found in an MTA's queue at the end (stranded there, not lost)."""
+    messages found in an MTA's queue at the end (stranded there, not lost); `unobserved`:
+    servers whose receipts maildrill cannot see (what they took is unverified, not lost)."""
     if run_id and len(per):
         per = per[per.index.astype(str).str.startswith(f"{run_id}-")]
     if per.empty:
@@ -155,18 +164,21 @@ def count(
     received = per["received"]
     queued = per["queued"] if "queued" in per else pd.Series(0, index=per.index)
     held = (queued > 0) | per.index.isin(list(stuck))
+    blind = per["accepted_by"].isin(list(unobserved))
+    missing = accepted & (received == 0) & ~held
     return Counts(
         planned=planned,
         attempted=int(attempted.sum()),
         accepted=int(accepted.sum()),
         failed=int(failed.sum()),
         received_unique=int((received > 0).sum()),
-        lost=int((accepted & (received == 0) & ~held).sum()),
+        lost=int((missing & ~blind).sum()),
         duplicates=int(duplicated(per).sum()),
         phantom=int((failed & (received > 0)).sum()),
         stranded=int((accepted & (received == 0) & held).sum()),
         not_sent=max(0, planned - int(attempted.sum())),
         in_flight=int(in_flight.sum()),
+        unverified=int((missing & blind).sum()),
     )
 
 

@@ -42,6 +42,7 @@ def metric_values(summary: Mapping[str, Any]) -> dict[str, float | None]:
     values: dict[str, float | None] = {
         k: m[k] for k in ("lost", "duplicates", "phantom", "failed", "stranded", "not_sent")
     }
+    values["unverified"] = m.get("unverified", 0)
     lat = summary["latency_ms"]
     for p in ("p50", "p95", "p99"):
         values[f"{p}_latency_ms"] = lat.get(p)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from loadtest.analysis import (
@@ -14,6 +15,7 @@ from loadtest.analysis import (
     failover,
     metrics,
     probes,
+    proxies,
     reconcile,
     relay,
     report,
@@ -41,9 +43,26 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
     planned = int(journals.run.get("planned") or 0)
     if not planned and scenario is not None:
         planned = scenario.campaign.build_schedule().total
-    per = reconcile.messages(attempts, journals.receipts)
+    servers = scenario.servers if scenario else []
+    upstream_of = {s.name: str(s.upstream_name) for s in servers if s.upstream_name}
+    # What a server maildrill does not own accepted: a proxy in front of it saw the 250.
+    blind_proxies = {
+        s.name for s in servers
+        if s.mode == "proxy" and scenario is not None and not scenario.observed(s.name)
+    }  # fmt: skip
+    witnessed = proxies.witnessed_receipts(journals.proxy, blind_proxies)
+    receipts = (
+        pd.concat([journals.receipts, witnessed], ignore_index=True)
+        if len(witnessed)
+        else journals.receipts
+    )
+    unobserved = frozenset(
+        s.name for s in servers
+        if scenario is not None and not scenario.observed(s.name) and s.name not in blind_proxies
+    )  # fmt: skip
+    per = reconcile.messages(attempts, receipts)
     stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
-    counts = reconcile.count(per, planned, run_id, stuck)
+    counts = reconcile.count(per, planned, run_id, stuck, unobserved)
     t0 = journals.t0
     end = float(attempts["end"].max()) if len(attempts) else t0
     windows = failover.fault_windows(journals.faults)
@@ -58,11 +77,6 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
         | probes.monitor_timing(w, probe_frame)
         for w in windows
     ]
-    upstream_of = {
-        s.name: str(s.sink.get("upstream"))
-        for s in (scenario.servers if scenario else [])
-        if isinstance(s.sink.get("upstream"), str)
-    }
     backups = relay.summarise(journals.relay, attempts, journals.receipts, windows, upstream_of, t0)
     summary: dict[str, Any] = {
         "scenario": scenario.name if scenario else journals.run.get("scenario", ""),
@@ -78,6 +92,7 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
         "errors": metrics.errors(attempts),
         "failovers": failovers,
         "relay": backups,
+        "proxies": proxies.summarise(journals.proxy, upstream_of),
         "mta": delivery.summarise(
             attempts,
             journals.receipts,

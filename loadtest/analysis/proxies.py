@@ -1,0 +1,67 @@
+"""Fault proxies (sink mode proxy): what went through them, and what the server behind
+answered. For a server maildrill does not own, the proxy is the only witness of what it
+accepted: its 250 to the final dot, seen on the wire, stands in for a sink's receipt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def _reply_class(code: pd.Series) -> pd.Series:
+    klass = (code // 100).map({2: "2xx", 4: "4xx", 5: "5xx"})
+    return klass.fillna("no reply")
+
+
+def summarise(proxy: pd.DataFrame, upstream_of: dict[str, str]) -> dict[str, Any]:
+    """Per proxy: sessions and how they ended, messages by the server's reply, messages a
+    fault cut (and of those, how many the server had already accepted), bytes each way."""
+    if proxy.empty:
+        return {}
+    out: dict[str, Any] = {}
+    for name, rows in proxy.groupby("proxy"):
+        closes = rows[rows["event"] == "close"]
+        messages = rows[rows["event"] == "message"]
+        cut = messages[messages["cause"].fillna("") != ""]
+        accepted = messages["code"].between(200, 299)
+        out[str(name)] = {
+            "upstream": upstream_of.get(str(name)),
+            "sessions": int((rows["event"] == "open").sum()),
+            "sessions_ended_by": _counts(closes["cause"].replace("", "unknown")),
+            "messages": len(messages),
+            "server_replies": _counts(_reply_class(messages["code"])),
+            "cut_by_fault": _counts(cut["cause"]),
+            "accepted_then_cut": int((accepted & (messages["cause"].fillna("") != "")).sum()),
+            "bytes_up": int(np.nansum(closes["bytes_up"].to_numpy(dtype=float))),
+            "bytes_down": int(np.nansum(closes["bytes_down"].to_numpy(dtype=float))),
+        }
+    return out
+
+
+def witnessed_receipts(proxy: pd.DataFrame, blind_upstream: set[str]) -> pd.DataFrame:
+    """Receipt rows for what the servers behind these proxies accepted (a 2xx to the dot
+    went by), so the reconciliation can count them received, duplicated or phantom."""
+    if proxy.empty or not blind_upstream:
+        return pd.DataFrame()
+    taken = proxy[
+        (proxy["event"] == "message")
+        & proxy["proxy"].isin(list(blind_upstream))
+        & proxy["code"].between(200, 299)
+    ]
+    return pd.DataFrame(
+        {
+            "time": taken["time"].to_numpy(dtype=float),
+            "sink": taken["proxy"].astype(str).to_numpy(),
+            "session": taken["session"].astype(str).to_numpy(),
+            "msg_id": taken["msg_id"].astype(str).to_numpy(),
+            "size": taken["size"].to_numpy(dtype=float),
+            "outcome": "accepted",
+            "helo": "",
+        }
+    )
+
+
+def _counts(values: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in values.value_counts().items()}
