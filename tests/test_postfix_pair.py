@@ -250,3 +250,35 @@ def test_fault_proxy_in_front_of_a_postfix_instance(run_dir):
     assert m["received_unique"] == len(copies) == 40
     (failover,) = summary["failovers"]
     assert (failover["target"], failover["kind"]) == ("edge", "drop")
+
+
+def test_ctrl_c_mid_drill_stops_both_instances_and_reports_what_they_held(run_dir):
+    """Interrupted while the primary is stopped with mail inside: both instances are
+    stopped (never left running), and what was still queued is stranded, not lost."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.cli", "run", "postfix-pair", "--out", str(run_dir),
+         "--set", "campaign.schedule.0.duration_s=20", "--set", "faults.0.at=1",
+         "--set", "faults.0.duration=30",
+         "--set", "servers.4.sink.behaviours=[{kind: latency, stages: [ack], ms: 3000}]"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run_dir / "faults-primary.csv").exists():
+        time.sleep(0.05)
+    time.sleep(2.5)  # the primary stopped, the secondary taking mail
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode in (0, 1), out + err
+    assert no_postfix_left(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["partial"] is True
+    stuck = {r["msg_id"] for p in run_dir.glob("mta-queue-*.csv") for r in rows(p)}
+    received = {r["msg_id"] for r in downstream_receipts(run_dir)}
+    attempts = rows(run_dir / "attempts.csv")
+    accepted = {a["msg_id"] for a in attempts if a["outcome"] == "accepted"}
+    m = summary["messages"]
+    assert m["stranded"] == len((accepted - received) & stuck)
+    assert m["lost"] == len(accepted - received - stuck) == 0
