@@ -147,6 +147,12 @@ def test_sigint_mid_run_leaves_journals_partial_summary_and_no_orphans(tmp_path)
     assert _descendants_alive(run_dir) == []
 
 
+def with_postfix_routes(routes: dict[str, str]) -> dict:
+    mta = {"name": "mta", "postfix": {"relay": "primary", "routes": routes}}
+    return {"servers": [{"name": "primary", "local": True},
+                        {"name": "secondary", "local": True}, mta]}  # fmt: skip
+
+
 BAD_SCENARIOS = {
     "unknown key": ({"colour": "blue"}, "colour: Extra inputs are not permitted"),
     "wrong type": ({"users": "many"}, "users: Input should be a valid integer"),
@@ -194,29 +200,11 @@ BAD_SCENARIOS = {
         "routing: unknown server 'backup'",
     ),
     "postfix route to a server that is not a sink": (
-        {
-            "servers": [
-                {"name": "primary", "local": True},
-                {"name": "secondary", "local": True},
-                {
-                    "name": "mta",
-                    "postfix": {"relay": "primary", "routes": {"gmail.test": "nowhere"}},
-                },
-            ]
-        },
+        with_postfix_routes({"gmail.test": "nowhere"}),
         "'mta': postfix.routes[gmail.test] 'nowhere' is not a local sink",
     ),
     "postfix route for a malformed domain": (
-        {
-            "servers": [
-                {"name": "primary", "local": True},
-                {"name": "secondary", "local": True},
-                {
-                    "name": "mta",
-                    "postfix": {"relay": "primary", "routes": {"gmail test": "primary"}},
-                },
-            ]
-        },
+        with_postfix_routes({"gmail test": "primary"}),
         "'mta': postfix.routes: 'gmail test' is not a domain name",
     ),
     "sink settings on remote server": (
