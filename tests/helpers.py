@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import socket
 import time
@@ -12,6 +13,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 # The default drill cut to 8 s of load, for end-to-end tests.
 SHORT_DEFAULT = [
@@ -167,3 +170,13 @@ class RawClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def assert_delays(reported: dict, first: dict[str, float], accepted: dict[str, float]) -> None:
+    """A report's delay percentiles (ms) against delays recounted from raw journals: per
+    message, `first` (say a receipt) minus `accepted` (the client's 250). HDR buckets:
+    within 1 %, or 10 microseconds."""
+    delays_ms = sorted(max(0.0, first[m] - accepted[m]) * 1000 for m in first)
+    assert reported["max"] == pytest.approx(delays_ms[-1], rel=0.01, abs=0.01)
+    median = delays_ms[max(0, math.ceil(len(delays_ms) / 2) - 1)]
+    assert reported["p50"] == pytest.approx(median, rel=0.01, abs=0.01)

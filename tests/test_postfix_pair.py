@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 
 from loadtest.analysis import summary as summary_mod
 from loadtest.campaign import MessageFactory
+from tests.helpers import assert_delays
 
 pytestmark = [pytest.mark.slow, pytest.mark.postfix]
 
@@ -47,15 +47,6 @@ def drill(run_dir: Path, *sets: str) -> subprocess.CompletedProcess[str]:
 def downstream_receipts(run_dir: Path) -> list[dict[str, str]]:
     return [r for sink in ("gmail-mx", "yahoo-mx", "other-mx")
             for r in rows(run_dir / f"receipts-{sink}.csv")]  # fmt: skip
-
-
-def assert_delays(reported: dict, first: dict[str, float], accepted: dict[str, float]) -> None:
-    """The report's percentiles against delays recounted from the raw journals (HDR
-    buckets: within 1 %, or 10 microseconds)."""
-    delays_ms = sorted(max(0.0, first[m] - accepted[m]) * 1000 for m in first)
-    assert reported["max"] == pytest.approx(delays_ms[-1], rel=0.01, abs=0.01)
-    median = delays_ms[max(0, math.ceil(len(delays_ms) / 2) - 1)]
-    assert reported["p50"] == pytest.approx(median, rel=0.01, abs=0.01)
 
 
 def no_postfix_left(run_dir: Path) -> bool:

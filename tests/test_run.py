@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SHORT_DEFAULT, read_csv
+from tests.helpers import SHORT_DEFAULT, assert_delays, read_csv
 
 pytestmark = pytest.mark.slow
 
@@ -336,6 +336,23 @@ def test_backup_mx_drill_forwards_everything_once(tmp_path):
     assert backup["left_in_queue"] == 0
     assert backup["drain_s"] is not None
     assert 0 <= backup["drain_s"] < 6
+    # Drain time and end-to-end delay, recounted: the queue depth from the relay journal
+    # back to zero after the primary's clear; client 250 to the primary's receipt.
+    clear = max(float(f["time"]) for f in read_csv(run_dir / "faults-primary.csv")
+                if f["state"] == "stop")  # fmt: skip
+    depth, emptied = 0, None
+    for r in sorted(relay, key=lambda r: float(r["time"])):
+        depth += {"queued": 1, "forwarded": -1, "bounced": -1}.get(r["event"], 0)
+        if depth == 0 and float(r["time"]) >= clear and emptied is None:
+            emptied = float(r["time"])
+    assert backup["drain_s"] == pytest.approx(emptied - clear, abs=1e-5)
+    attempts = read_csv(run_dir / "attempts.csv")
+    accepted_at = {a["msg_id"]: float(a["end"]) for a in attempts if a["outcome"] == "accepted"}
+    first = {}
+    for r in read_csv(run_dir / "receipts-primary.csv"):
+        if r["msg_id"] in queued:
+            first[r["msg_id"]] = min(float(r["time"]), first.get(r["msg_id"], float("inf")))
+    assert_delays(backup["end_to_end_ms"], first, accepted_at)
 
 
 def test_a_locust_worker_killed_mid_run_is_reported_and_its_journal_kept(tmp_path):
