@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import binascii
 import collections
+import logging
 import math
 import re
 from base64 import b64decode, b64encode
 from types import MethodType
 from typing import TYPE_CHECKING, Any, AnyStr
 
-from aiosmtpd.smtp import MISSING, SMTP, Session, _Missing, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, _Missing, syntax
 
 from sinks.effects import Action, SessionInfo, Stage
 from sinks.replies import (
@@ -327,6 +328,16 @@ class SinkSMTP(SMTP):
             await self.push("554 5.5.1 Error: TLS already active")
             return
         await super().smtp_STARTTLS(arg)
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A failed TLS handshake is the client's doing: one line, not a traceback."""
+        if isinstance(error, TLSSetupException):
+            peer = self.session.peer if self.session else None
+            logging.getLogger("mail.log").warning(
+                "%r TLS handshake failed: %s", peer, error.__cause__ or error
+            )
+            return "421 4.7.0 TLS handshake failed"  # the connection is closed after it
+        return await super().handle_exception(error)
 
     async def challenge_auth(
         self,

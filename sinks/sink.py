@@ -15,6 +15,7 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
+from sinks import log_limit
 from sinks.backup_mx import RelayQueue
 from sinks.config import SinkConfig
 from sinks.effects import Context
@@ -58,6 +59,7 @@ class Sink(EffectHost):
         worker: int = 0,
         reuse_port: bool = False,
     ) -> None:
+        log_limit.install()  # a hostile client must not grow the log without bound
         self.config = config
         self.journal_dir = journal_dir
         self.journals = SinkJournals(journal_dir, config.name, worker)

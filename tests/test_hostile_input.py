@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import random
 import re
 import select
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from sinks import log_limit
 from tests.helpers import RawClient, message, read_csv, wait_until
 
 _REPLY_WITH_ENHANCED = re.compile(rb"^[245]\.\d{1,3}\.\d{1,3} ")
@@ -553,3 +555,44 @@ def test_data_ending_at_a_chunk_edge(start_sinks, length, size_limit):
     else:
         assert code == 250
         assert contents == [body[:-1]]
+
+
+def mail_log_warnings(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "mail.log" and r.levelno >= logging.WARNING]
+
+
+def test_a_failed_tls_handshake_is_one_log_line_and_the_sink_carries_on(start_sinks, caplog):
+    sinks = start_sinks({"sinks": [{"name": "mx", "starttls": True}]})
+    log_limit.install().reset()
+    with RawClient(sinks.port("mx")) as raw:
+        raw.reply()
+        assert raw.command(b"EHLO attacker.test")[0] == 250
+        assert raw.command(b"STARTTLS")[0] == 220
+        raw.send(b"\x16\x03\x01" + b"not a TLS hello" * 20)
+        assert raw.closed_by_server()
+    assert wait_until(lambda: len(mail_log_warnings(caplog)) == 1)
+    (line,) = mail_log_warnings(caplog)
+    assert "TLS handshake failed" in line.getMessage()
+    assert line.exc_info is None  # no traceback
+    still_serving(sinks, connections=1)
+
+
+def test_log_lines_a_hostile_client_provokes_are_capped(start_sinks, caplog):
+    """Sessions of unknown commands, each a warning: 50 lines pass, the rest are
+    counted, and the first line of the next window says how many were left out."""
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    limit = log_limit.install()
+    limit.reset()
+    for _ in range(20):
+        with RawClient(sinks.port("mx")) as raw:
+            raw.reply()
+            for i in range(5):
+                raw.command(f"XCMD{i}".encode())
+    assert wait_until(lambda: sinks.sink("mx").counters.active_sessions == 0)
+    assert len(mail_log_warnings(caplog)) == limit.burst == 50
+    dropped = limit.dropped
+    assert dropped > 0
+    limit.window_start -= limit.window_s  # the next window
+    logging.getLogger("mail.log").warning("next")
+    assert mail_log_warnings(caplog)[-1].getMessage() == f"[{dropped} similar lines left out] next"
+    still_serving(sinks, connections=20)
