@@ -130,6 +130,13 @@ class PostfixInstance:
             raise PostfixError(f"postfix check of {self.name}: {why[-1] if why else 'failed'}")
 
     def start(self, timeout: float = 10.0) -> None:
+        # Something else on the port would answer for Postfix: refuse to start on it (a
+        # moment's grace for this instance's own listener, just stopped).
+        deadline = time.time() + 2.0
+        while self.listening():
+            if time.time() >= deadline:
+                raise PostfixError(f"postfix {self.name}: port {self.port} is already in use")
+            time.sleep(0.05)
         done = self._postfix("start")
         if done.returncode != 0:
             raise PostfixError(f"postfix {self.name} did not start: {self.last_log_line()}")

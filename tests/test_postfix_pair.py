@@ -273,3 +273,19 @@ def test_ctrl_c_mid_drill_stops_both_instances_and_reports_what_they_held(run_di
     m = summary["messages"]
     assert m["stranded"] == len((accepted - received) & stuck)
     assert m["lost"] == len(accepted - received - stuck) == 0
+
+
+def test_an_instance_that_cannot_start_fails_the_run_and_stops_the_other(run_dir):
+    """The secondary's port is taken: set-up fails with exit 2 naming it, and the
+    primary, already running, is stopped (never left behind)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = drill(run_dir, f"servers.1.port={port}")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"postfix secondary: port {port} is already in use" in done.stderr
+    assert no_postfix_left(run_dir)
+    assert (run_dir / "postfix-primary" / "etc" / "main.cf").exists()  # it had started
