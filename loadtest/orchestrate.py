@@ -405,6 +405,11 @@ class Drill:
             self.event("mta_queue_at_end", mta=name, messages=len(stuck))
             if stuck:
                 self.say(f"postfix {name}: {len(stuck)} messages still queued at the end")
+            troubles = instance.troubles()
+            if troubles:
+                self.event("mta_log_troubles", mta=name, lines=troubles[:10])
+                for line in troubles[:3]:
+                    self.say(f"postfix {name} logged {line}")
         for journal in self.mta_faults.values():
             journal.close()
 

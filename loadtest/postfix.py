@@ -168,6 +168,21 @@ class PostfixInstance:
             return "no log"
         return lines[-1] if lines else "no log"
 
+    def troubles(self) -> list[str]:
+        """The distinct fatal/panic lines of its log: a Postfix daemon that died (say, a
+        bad main.cf value `postfix check` lets through) leaves mail stuck, and says why."""
+        try:
+            text = self.maillog.read_text(errors="replace")
+        except OSError:
+            return []
+        seen: dict[str, None] = {}
+        for line in text.splitlines():
+            for mark in (" fatal: ", " panic: "):
+                if mark in line:
+                    daemon = line.split(": ", 1)[0].rsplit(" ", 1)[-1].split("[", 1)[0]
+                    seen[f"{daemon}: {mark.strip()} {line.split(mark, 1)[1]}"] = None
+        return list(seen)
+
     def queued(self) -> list[tuple[str, str]]:
         """(X-Maildrill-Id, queue state) of every message still in this instance's queue."""
         found = []

@@ -289,3 +289,32 @@ def test_an_instance_that_cannot_start_fails_the_run_and_stops_the_other(run_dir
     assert f"postfix secondary: port {port} is already in use" in done.stderr
     assert no_postfix_left(run_dir)
     assert (run_dir / "postfix-primary" / "etc" / "main.cf").exists()  # it had started
+
+
+def test_a_postfix_daemon_that_dies_is_reported_and_its_mail_stranded(run_dir):
+    """`postfix check` lets a bad time value through; the primary's queue manager dies on
+    it, so what the primary accepts stays queued: stranded (not lost), and the run says
+    why from the instance's log."""
+    done = drill(
+        run_dir, "campaign.schedule.0.duration_s=3", "campaign.drain_s=2", "faults=[]",
+        "servers.0.postfix.settings={queue_run_delay: banana}", "slo=[lost == 0]",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert no_postfix_left(run_dir)
+    why = "postfix/qmgr: fatal: parameter queue_run_delay: bad time value or unit: banana"
+    assert f"postfix primary logged {why}" in done.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (event,) = [e for e in summary["harness"]["events"] if e["event"] == "mta_log_troubles"]
+    assert (event["mta"], event["lines"]) == ("primary", [why])
+    stuck = {r["msg_id"] for r in rows(run_dir / "mta-queue-primary.csv")}
+    by_primary = {a["msg_id"] for a in rows(run_dir / "attempts.csv")
+                  if a["outcome"] == "accepted" and a["server"] == "primary"}  # fmt: skip
+    assert by_primary
+    # All it accepted is still inside (with, maybe, a message whose 250 the client timed
+    # out waiting for: the client's count decides, the queue only tells where it is).
+    assert by_primary <= stuck
+    assert summary["mta"]["primary"]["stranded"] == len(by_primary)
+    received = {r["msg_id"] for r in downstream_receipts(run_dir)}
+    accepted = {a["msg_id"] for a in rows(run_dir / "attempts.csv") if a["outcome"] == "accepted"}
+    assert summary["messages"]["stranded"] == len((accepted - received) & stuck)
+    assert summary["messages"]["lost"] == len(accepted - received - stuck) == 0
