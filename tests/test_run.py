@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.helpers import SHORT_DEFAULT, assert_delays, read_csv
 
@@ -73,9 +75,15 @@ def assert_only_the_cut_sessions_failed(run_dir: Path, m: dict) -> None:
     assert all(a["maybe_duplicate"] == "1" for a in failed_finals)
 
 
-def test_default_drill_end_to_end(tmp_path):
-    run_dir = tmp_path / "run"
-    done = maildrill("run", "default", "--out", str(run_dir), *SHORT_DEFAULT)
+@pytest.fixture(scope="module")
+def default_drill(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One short default drill, read by the tests that only look at what it left."""
+    run_dir = tmp_path_factory.mktemp("default") / "run"
+    return run_dir, maildrill("run", "default", "--out", str(run_dir), *SHORT_DEFAULT)
+
+
+def test_default_drill_end_to_end(default_drill):
+    run_dir, done = default_drill
     assert done.returncode == 0, done.stdout + done.stderr
     for name in ("scenario.yaml", "attempts.csv", "receipts-primary.csv",
                  "receipts-secondary.csv", "faults-primary.csv", "summary.json",
@@ -104,6 +112,39 @@ def test_default_drill_end_to_end(tmp_path):
     assert failover["failover_s"] == pytest.approx(first_on_secondary - onset, abs=0.010)
     assert summary["slo"]["passed"] is True
     assert "SLOs PASSED" in done.stdout
+
+
+def test_default_drill_writes_reports_that_re_analysis_reproduces(default_drill, tmp_path):
+    """Self-contained reports; re-analysis of the journals alone reproduces them."""
+    run_dir, done = default_drill
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert f"Report: {run_dir / 'report.html'}" in done.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["capacity"]["knee_msgs_per_s"] is None  # not a step load
+    html = (run_dir / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!data:|#)""", html)
+    assert "http://" not in html
+    assert "https://" not in html
+    plots = sorted(p.stem for p in (run_dir / "plots").glob("*.png"))
+    assert plots == ["latency", "lateness", "replies", "throughput"]
+    for name in plots:
+        with Image.open(run_dir / "plots" / f"{name}.png") as image:
+            assert image.format == "PNG"
+    md = (run_dir / "report.md").read_text()
+    f = summary["failovers"][0]
+    assert f"| {f['target']} | {f['kind']} |" in md
+    assert (run_dir / "series" / "servers.csv").exists()
+
+    # Re-analysis from the journals alone gives the same summary and the same Markdown.
+    again = maildrill("report", str(run_dir))
+    assert again.returncode in (0, 1), again.stderr
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    assert (run_dir / "report.md").read_text() == md
+
+    compared = maildrill("compare", str(run_dir), str(run_dir), "--out", str(tmp_path / "c.md"))
+    assert compared.returncode == 0, compared.stderr
+    assert "| worse |" not in compared.stdout
+    assert "| better |" not in compared.stdout
 
 
 def test_distributed_drill_with_two_workers(tmp_path):
