@@ -292,16 +292,16 @@ def test_an_instance_that_cannot_start_fails_the_run_and_stops_the_other(run_dir
 
 
 def test_a_postfix_daemon_that_dies_is_reported_and_its_mail_stranded(run_dir):
-    """`postfix check` lets a bad time value through; the primary's queue manager dies on
-    it, so what the primary accepts stays queued: stranded (not lost), and the run says
-    why from the instance's log."""
+    """`postfix check` lets a bad time value through; the primary's delivery agent dies
+    on it, so what the primary accepts stays queued: stranded (not lost), and the run
+    says why from the instance's log."""
     done = drill(
         run_dir, "campaign.schedule.0.duration_s=3", "campaign.drain_s=2", "faults=[]",
-        "servers.0.postfix.settings={queue_run_delay: banana}", "slo=[lost == 0]",
+        "servers.0.postfix.settings={smtp_connect_timeout: banana}", "slo=[lost == 0]",
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert no_postfix_left(run_dir)
-    why = "postfix/qmgr: fatal: parameter queue_run_delay: bad time value or unit: banana"
+    why = "postfix/smtp: fatal: parameter smtp_connect_timeout: bad time value or unit: banana"
     assert f"postfix primary logged {why}" in done.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     (event,) = [e for e in summary["harness"]["events"] if e["event"] == "mta_log_troubles"]
