@@ -54,6 +54,8 @@ class RelayQueue:
         self.wake = asyncio.Event()
         self.in_flight: set[str] = set()
         self.task: asyncio.Task[None] | None = None
+        self.workers: set[asyncio.Task[None]] = set()  # forwards in progress
+        self.stopping = False
         self.forwarded = 0
         self.bounced = 0
         self.target = f"{self.upstream.host}:{self.upstream.port}"
@@ -95,17 +97,23 @@ class RelayQueue:
         self.task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        # Python 3.11's wait_for can swallow a cancel that meets a wake-up (gh-86296): the
+        # loop also ends on this flag. Forwards cut short leave their messages queued.
+        self.stopping = True
+        self.wake.set()
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        for task in list(self.workers):
+            task.cancel()
+        await asyncio.gather(*self.workers, return_exceptions=True)
         self.db.close()
         self.journal.close()
 
     async def _run(self) -> None:
-        workers: set[asyncio.Task[None]] = set()
         limit = self.config.forward_concurrency
-        while True:
+        while not self.stopping:
             self.wake.clear()
             free = limit - len(self.in_flight)
             now = time.time()
@@ -124,8 +132,8 @@ class RelayQueue:
                     continue
                 self.in_flight.add(row[0])
                 task = asyncio.create_task(self._forward(*row))
-                workers.add(task)
-                task.add_done_callback(workers.discard)
+                self.workers.add(task)
+                task.add_done_callback(self.workers.discard)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=self._idle(now))
 
