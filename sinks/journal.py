@@ -66,6 +66,16 @@ class CsvJournal:
         if self._file.tell() == 0:
             self._writer.writerow(fields)
             self._file.flush()
+        else:
+            # Appending rows of another layout would make every one of them unreadable.
+            with path.open(encoding="utf-8", errors="replace") as existing:
+                header = existing.readline().rstrip("\r\n")
+            if header != ",".join(fields):
+                self._file.close()
+                raise ValueError(
+                    f"{path}: written by another maildrill version (other columns); "
+                    "use a new journal directory"
+                )
         self.rows = 0
 
     def write(self, row: Sequence[Any]) -> None:

@@ -1,6 +1,6 @@
-"""aiosmtpd logs a warning per unknown command and a traceback per failed TLS handshake:
-a hostile client could grow a sink's log without bound. A sink keeps at most a burst of
-those lines per window, then one line saying how many it left out."""
+"""aiosmtpd logs a warning per unknown command: a hostile client could grow a sink's log
+without bound. A sink keeps at most a burst of warnings per window, then one line saying
+how many it left out."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ AIOSMTPD_LOGGER = "mail.log"
 
 
 class RateLimit(logging.Filter):
-    """At most `burst` records per `window_s` seconds at WARNING and above pass; the first
-    record of the next window says how many were dropped. INFO and below are left to the
-    logger's level (off by default)."""
+    """At most `burst` WARNING records per `window_s` seconds pass; the first record of
+    the next window says how many were dropped. Errors and tracebacks always pass (they
+    are bugs worth seeing); INFO and below are left to the logger's level."""
 
     def __init__(self, burst: int = 50, window_s: float = 60.0) -> None:
         super().__init__()
@@ -27,7 +27,7 @@ class RateLimit(logging.Filter):
         self.dropped = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno != logging.WARNING or record.exc_info:
             return True
         now = time.monotonic()
         if now - self.window_start >= self.window_s:

@@ -336,7 +336,7 @@ class SinkSMTP(SMTP):
             logging.getLogger("mail.log").warning(
                 "%r TLS handshake failed: %s", peer, error.__cause__ or error
             )
-            return "421 4.7.0 TLS handshake failed"  # the connection is closed after it
+            return "421 4.7.0 TLS handshake failed"  # aiosmtpd closes without sending it
         return await super().handle_exception(error)
 
     async def challenge_auth(

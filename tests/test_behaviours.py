@@ -417,12 +417,12 @@ def test_latency_at_ack_journals_the_message_before_the_slow_250(start_sinks):
         client.rcpt("user@example.com")
         client.putcmd("data")
         assert client.getreply()[0] == 354
+        sent = time.monotonic()
         client.send(message("acked-late").encode() + b".\r\n")
         # Before the 250 comes, the sink has the message: a sender cut off now retries it.
         assert wait_until(lambda: len(receipts(sinks)) == 1, timeout=0.5)
-        sent = time.monotonic()
         assert client.getreply()[0] == 250
-        assert time.monotonic() - sent >= 0.3
+        assert time.monotonic() - sent >= 0.6
     (row,) = receipts(sinks)
     assert (row["msg_id"], row["outcome"], row["helo"]) == ("acked-late", "accepted",
                                                             "relay.example.test")  # fmt: skip

@@ -76,3 +76,13 @@ def test_size_limit_gives_552_and_session_continues(start_sinks):
         ("mail", "552", "5.3.4"),
         ("dot", "552", "5.3.4"),
     ]
+
+
+def test_a_journal_of_another_layout_is_not_appended_to(start_sinks, tmp_path):
+    """Rows of a new layout under an old header would all be skipped as malformed."""
+    journals = tmp_path / "old"
+    journals.mkdir()
+    (journals / "receipts-mx.csv").write_text("time,sink,worker,msg_id\n1.0,mx,0,a\n")
+    with pytest.raises(ValueError, match=r"receipts-mx\.csv: written by another maildrill"):
+        start_sinks({"sinks": [{"name": "mx"}]}, journal_dir=journals)
+    assert (journals / "receipts-mx.csv").read_text() == "time,sink,worker,msg_id\n1.0,mx,0,a\n"

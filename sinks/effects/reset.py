@@ -7,13 +7,20 @@ not passed on (at `dot`: the final dot never reaches the server, unlike `drop`).
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from sinks.effects.base import Action, Context, Decision, Effect, Params, Stage
 
 
 class ResetParams(Params):
     stage: Stage = Field(default=Stage.CONNECT, description="when the client is reset")
+
+    @field_validator("stage")
+    @classmethod
+    def _seen_on_the_wire(cls, stage: Stage) -> Stage:
+        if stage is Stage.ACK:
+            raise ValueError("a proxy cannot see when the server commits a message (no ack)")
+        return stage
 
 
 class Reset(Effect):
