@@ -295,36 +295,72 @@ def test_mail_a_server_maildrill_cannot_see_past_took_is_unverified_not_lost(run
     assert (m["lost"], m["unverified"]) == (1, 0)
 
 
-def test_a_proxy_witnesses_what_the_server_behind_it_accepted(tmp_path):
-    """Through a proxy in front of a server maildrill does not own, the server's 250 to
-    the dot (seen on the wire) counts as its receipt: a drop after that 250 and the
-    client's retry make a duplicate; a 250 the proxy never saw is lost."""
-    proxy = {"name": "edge", "local": True, "sink": {"mode": "proxy", "upstream": "mx"}}
-    edge = scenario([proxy, {"name": "mx", "port": 2525}, {"name": "secondary", "local": True}])
-    attempts = [
-        attempt(0, "edge", 1.0, 1.01), attempt(1, "edge", 2.0, 2.01),
-        attempt(2, "edge", 3.0, 3.01, "dropped", final=0, code="", enhanced=""),
-        attempt(2, "edge", 4.0, 4.01, attempt_no=2), attempt(3, "edge", 5.0, 5.01),
-    ]  # fmt: skip
+def proxy_rows(name: str) -> list[list]:
     rows = []
     for i, at, cause in ((0, 1.005, ""), (1, 2.005, ""), (2, 3.005, "drop"), (2, 4.005, "")):
         values = {
-            "time": f"{T0 + at:.6f}", "proxy": "edge", "session": f"edge.{i}",
+            "time": f"{T0 + at:.6f}", "proxy": name, "session": f"{name}.{i}",
             "peer": "127.0.0.1", "event": "message", "msg_id": f"{RUN}-{i}", "code": 250,
             "size": 1000, "bytes_up": "", "bytes_down": "", "cause": cause, "detail": "",
         }  # fmt: skip
         rows.append([values[f] for f in PROXY_FIELDS])
-    rows.append([f"{T0 + 6:.6f}", "edge", "edge.0", "127.0.0.1", "close", "", "", "", 5000,
+    rows.append([f"{T0 + 6:.6f}", name, f"{name}.0", "127.0.0.1", "close", "", "", "", 5000,
                  400, "client", ""])  # fmt: skip
+    return rows
+
+
+@pytest.mark.parametrize(("recipients", "chain"), [(1, False), (2, False), (1, True)])
+def test_a_proxy_witnesses_what_the_server_behind_it_accepted(tmp_path, recipients, chain):
+    """Through a proxy in front of a server maildrill does not own, the server's 250 to
+    the dot (seen on the wire) counts as its receipt: a drop after that 250 and the
+    client's retry make a duplicate (whatever the recipients: the wire record has no
+    count); a 250 the proxy never saw is lost. Of a chain of proxies, only the one next
+    to the server witnesses (else every message would count twice)."""
+    servers = [{"name": "edge", "local": True, "sink": {"mode": "proxy", "upstream": "mx"}},
+               {"name": "mx", "port": 2525}, {"name": "secondary", "local": True}]  # fmt: skip
+    front = "edge"
+    if chain:
+        servers.append({"name": "outer", "local": True,
+                        "sink": {"mode": "proxy", "upstream": "edge"}})  # fmt: skip
+        front = "outer"
+        write(tmp_path / "proxy-outer.csv", PROXY_FIELDS, proxy_rows("outer"))
+    attempts = [
+        attempt(0, front, 1.0, 1.01), attempt(1, front, 2.0, 2.01),
+        attempt(2, front, 3.0, 3.01, "dropped", final=0, code="", enhanced=""),
+        attempt(2, front, 4.0, 4.01, attempt_no=2), attempt(3, front, 5.0, 5.01),
+    ]  # fmt: skip
+    for row in attempts:
+        row[ATTEMPT_FIELDS.index("recipients")] = recipients
     write(tmp_path / "attempts.csv", ATTEMPT_FIELDS, attempts)
-    write(tmp_path / "proxy-edge.csv", PROXY_FIELDS, rows)
+    write(tmp_path / "proxy-edge.csv", PROXY_FIELDS, proxy_rows("edge"))
     (tmp_path / "run.json").write_text(json.dumps({"run_id": RUN, "t0": T0, "planned": 4}))
-    summary = summary_mod.build(load(tmp_path), edge)
+    summary = summary_mod.build(load(tmp_path), scenario(servers))
     m = summary["messages"]
     assert (m["accepted"], m["received_unique"], m["duplicates"], m["lost"]) == (4, 3, 1, 1)
     assert m["unverified"] == 0
     assert summary["proxies"]["edge"] == {
         "upstream": "mx", "sessions": 0, "sessions_ended_by": {"client": 1}, "messages": 4,
         "server_replies": {"2xx": 4}, "cut_by_fault": {"drop": 1}, "accepted_then_cut": 1,
-        "bytes_up": 5000, "bytes_down": 400,
+        "unanswered_at_session_end": 0, "bytes_up": 5000, "bytes_down": 400,
     }  # fmt: skip
+
+
+def test_journals_without_optional_columns_still_add_up(tmp_path):
+    """Receipts of an older sink (no outcome, rcpt_count, helo) and no receipts at all
+    for an MTA's path: counted, not a crash."""
+    old = [f for f in RECEIPT_FIELDS if f not in ("outcome", "rcpt_count", "helo")]
+    rows = [receipt(0, "primary", 0.5), receipt(0, "primary", 0.6)]
+    write(tmp_path / "receipts-primary.csv", old,
+          [[r[RECEIPT_FIELDS.index(f)] for f in old] for r in rows])  # fmt: skip
+    write(tmp_path / "attempts.csv", ATTEMPT_FIELDS,
+          [attempt(0, "primary", 0.1, 0.2), attempt(1, "mta", 0.3, 0.4)])  # fmt: skip
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": RUN, "t0": T0, "planned": 2}))
+    servers = [{"name": "primary", "local": True}, {"name": "sink", "local": True},
+               {"name": "mta", "postfix": {"relay": "sink"}}]  # fmt: skip
+    summary = summary_mod.build(load(tmp_path), scenario(servers))
+    m = summary["messages"]
+    assert (m["received_unique"], m["duplicates"], m["lost"]) == (1, 1, 1)
+    assert summary["mta"]["mta"]["delivered"] == 0
+    (tmp_path / "receipts-primary.csv").unlink()
+    summary = summary_mod.build(load(tmp_path), scenario(servers))
+    assert summary["mta"]["mta"]["undelivered"] == 1

@@ -408,6 +408,9 @@ def test_the_control_api_knows_the_proxy_kinds_and_names_bad_fields(start_pair, 
         ({"faults": [{"kind": "bandwidth", "at": 1, "rate": 5}]}, "unknown kind 'bandwidth'"),
         ({"mode": "proxy", "upstream": {"host": "192.0.2.1", "port": 25}},
          "upstream '192.0.2.1' is not loopback"),
+        ({"mode": "proxy", "upstream": {"port": 25},
+          "faults": [{"kind": "reset", "at": 1, "stage": "ack"}]},
+         "reset: stage: a proxy cannot see when the server commits a message"),
     ],
 )  # fmt: skip
 def test_proxy_configs_that_cannot_run_say_which_field(sink, problem):
@@ -605,7 +608,8 @@ def test_proxy_primary_drill_end_to_end(tmp_path):
     # The summary's proxy section against the upstream sink's receipts and the attempts.
     seen = summary["proxies"]["primary"]
     assert seen["upstream"] == "primary-mta"
-    assert seen["server_replies"]["2xx"] == len(at_mta)
+    # (down may cut a session after the upstream kept a message, before its 250 came back)
+    assert seen["server_replies"]["2xx"] <= len(at_mta)
     assert seen["accepted_then_cut"] == len(dropped & {r["msg_id"] for r in at_mta})
     assert seen["cut_by_fault"]["drop"] == sum(1 for r in proxied if r["cause"] == "drop")
     # Every client cut after its dot was cut by the proxy (drop, or down cutting open
@@ -638,8 +642,10 @@ def test_servers_maildrill_does_not_own_are_witnessed_through_a_proxy_or_unverif
                     "circuit": {"threshold": 1, "cooldown_s": 1}},
         "campaign": {"seed": 3, "schedule": [{"duration_s": 4, "rate": 10}], "drain_s": 2},
         "users": 4,
+        # busy (421 at the greeting) sends mail to mx2 without cutting a session midway,
+        # so every 250 of mx1 goes through the proxy to be seen.
         "faults": [{"at": 1, "target": "edge", "kind": "drop", "duration": 0.5},
-                   {"at": 2, "target": "edge", "kind": "down", "duration": 1}],
+                   {"at": 2, "target": "edge", "kind": "busy", "duration": 1}],
         "slo": ["lost == 0"],
     }  # fmt: skip
     path = tmp_path / "staging.yaml"

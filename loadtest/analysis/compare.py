@@ -72,7 +72,7 @@ def _get(summary: Mapping[str, Any], *path: str) -> float | None:
 MESSAGE_SENSES = {
     "planned": NEUTRAL, "attempted": NEUTRAL, "accepted": HIGHER, "failed": LOWER,
     "received_unique": HIGHER, "lost": LOWER, "duplicates": LOWER, "phantom": LOWER,
-    "stranded": LOWER, "not_sent": LOWER, "in_flight": LOWER,
+    "stranded": LOWER, "not_sent": LOWER, "in_flight": LOWER, "unverified": LOWER,
 }  # fmt: skip
 PERCENTILE_KEYS = ("p50", "p90", "p95", "p99", "max")
 FAILOVER_TIMES = ("detection_s", "failover_s", "failback_s", "recovery_s", "longest_gap_s")

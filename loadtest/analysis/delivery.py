@@ -24,7 +24,11 @@ def summarise(
     if not mtas or attempts.empty:
         return {}
     ok = attempts[(attempts["outcome"] == "accepted") & attempts["server"].isin(mtas)]
-    final = receipts[receipts["outcome"].isin(("accepted", "dropped"))]
+    final = (
+        receipts[receipts["outcome"].isin(("accepted", "dropped"))]
+        if "outcome" in receipts
+        else receipts
+    )
     first = final.groupby("msg_id")["time"].min()
     dup = duplicated(per) if len(per) else pd.Series(dtype=bool)
     stuck = mta_queue.groupby("mta")["msg_id"].apply(set).to_dict() if len(mta_queue) else {}

@@ -9,6 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# What ends a session without a fault (sinks.proxy): a message pending then takes it as
+# its cause, which is not a cut by a fault.
+SESSION_ENDS = frozenset({"client", "server", "stop", "error"})
+
 
 def _reply_class(code: pd.Series) -> pd.Series:
     klass = (code // 100).map({2: "2xx", 4: "4xx", 5: "5xx"})
@@ -24,7 +28,9 @@ def summarise(proxy: pd.DataFrame, upstream_of: dict[str, str]) -> dict[str, Any
     for name, rows in proxy.groupby("proxy"):
         closes = rows[rows["event"] == "close"]
         messages = rows[rows["event"] == "message"]
-        cut = messages[messages["cause"].fillna("") != ""]
+        cause = messages["cause"].fillna("")
+        by_fault = (cause != "") & ~cause.isin(list(SESSION_ENDS))
+        cut = messages[by_fault]
         accepted = messages["code"].between(200, 299)
         out[str(name)] = {
             "upstream": upstream_of.get(str(name)),
@@ -33,7 +39,8 @@ def summarise(proxy: pd.DataFrame, upstream_of: dict[str, str]) -> dict[str, Any
             "messages": len(messages),
             "server_replies": _counts(_reply_class(messages["code"])),
             "cut_by_fault": _counts(cut["cause"]),
-            "accepted_then_cut": int((accepted & (messages["cause"].fillna("") != "")).sum()),
+            "accepted_then_cut": int((accepted & by_fault).sum()),
+            "unanswered_at_session_end": int(((cause != "") & ~by_fault).sum()),
             "bytes_up": int(np.nansum(closes["bytes_up"].to_numpy(dtype=float))),
             "bytes_down": int(np.nansum(closes["bytes_down"].to_numpy(dtype=float))),
         }
@@ -57,6 +64,7 @@ def witnessed_receipts(proxy: pd.DataFrame, blind_upstream: set[str]) -> pd.Data
             "session": taken["session"].astype(str).to_numpy(),
             "msg_id": taken["msg_id"].astype(str).to_numpy(),
             "size": taken["size"].to_numpy(dtype=float),
+            "rcpt_count": np.nan,  # not on the wire record: duplicates then count receipts
             "outcome": "accepted",
             "helo": "",
         }

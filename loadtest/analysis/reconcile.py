@@ -124,20 +124,28 @@ def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
     if receipts.empty:
         per["received"] = 0
         per["received_rcpts"] = 0
+        per["rcpts_unknown"] = False
         per["queued"] = 0
         return per
     # A backup MX's "queued" receipt is a relay hop, not a delivery: the message counts
     # where it finally lands, so forwarding it is not a duplicate.
     receipt_code = codes[n_attempts:]
-    hop = (receipts["outcome"] == "queued").to_numpy() if "outcome" in receipts else False
+    hop = (
+        (receipts["outcome"] == "queued").to_numpy()
+        if "outcome" in receipts
+        else np.zeros(len(receipts), dtype=bool)
+    )
     per["received"] = np.bincount(receipt_code[~hop], minlength=n)
     rcpts = (
         receipts["rcpt_count"].to_numpy(dtype="float64")
         if "rcpt_count" in receipts
-        else np.ones(len(receipts))
+        else np.full(len(receipts), np.nan)
     )
-    rcpts = np.where(np.isnan(rcpts) | (rcpts < 1), 1.0, rcpts)
-    per["received_rcpts"] = np.bincount(receipt_code[~hop], weights=rcpts[~hop], minlength=n)
+    unknown = np.isnan(rcpts) | (rcpts < 1)  # e.g. a proxy's witness: no recipient count
+    per["received_rcpts"] = np.bincount(
+        receipt_code[~hop], weights=np.where(unknown, 1.0, rcpts)[~hop], minlength=n
+    )
+    per["rcpts_unknown"] = np.bincount(receipt_code[~hop & unknown], minlength=n) > 0
     per["queued"] = np.bincount(receipt_code[hop], minlength=n)
     return per
 
@@ -185,11 +193,14 @@ def count(
 def duplicated(per: pd.DataFrame) -> pd.Series:
     """Messages some sink got more than once: more recipients delivered than the server
     took on (an MTA delivering one message per destination domain is not duplicating);
-    more than one receipt when the recipients are not known."""
+    more than one receipt when the recipients are not known (on either side). A total per
+    message: a split message with one part twice and another part missing is not seen."""
     received = per["received"]
     if "received_rcpts" not in per or "recipients" not in per:
         return received > 1
     expected = per["recipients"]
     known = expected.notna() & (expected > 0)
+    if "rcpts_unknown" in per:
+        known &= ~per["rcpts_unknown"].astype(bool)
     by_rcpt = per["received_rcpts"] > expected.where(known, np.inf)
     return (known & by_rcpt) | (~known & (received > 1))

@@ -44,21 +44,23 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
     if not planned and scenario is not None:
         planned = scenario.campaign.build_schedule().total
     servers = scenario.servers if scenario else []
-    upstream_of = {s.name: str(s.upstream_name) for s in servers if s.upstream_name}
-    # What a server maildrill does not own accepted: a proxy in front of it saw the 250.
+    upstream_of = {s.name: upstream for s in servers if (upstream := _upstream(s.sink))}
+    # What a server maildrill does not own accepted: the proxy next to it saw the 250 (one
+    # proxy of a chain: the others would count the same message again).
+    modes = {s.name: s.mode for s in servers}
     blind_proxies = {
         s.name for s in servers
         if s.mode == "proxy" and scenario is not None and not scenario.observed(s.name)
+        and modes.get(str(s.upstream_name)) != "proxy"
     }  # fmt: skip
-    witnessed = proxies.witnessed_receipts(journals.proxy, blind_proxies)
-    receipts = (
-        pd.concat([journals.receipts, witnessed], ignore_index=True)
-        if len(witnessed)
-        else journals.receipts
-    )
+    seen = proxies.witnessed_receipts(journals.proxy, blind_proxies)
+    receipts = journals.receipts
+    if len(seen):
+        receipts = pd.concat([receipts, seen], ignore_index=True)
+    witnessed = _in_front_of(blind_proxies, upstream_of)  # a witness, or a proxy before one
     unobserved = frozenset(
         s.name for s in servers
-        if scenario is not None and not scenario.observed(s.name) and s.name not in blind_proxies
+        if scenario is not None and not scenario.observed(s.name) and s.name not in witnessed
     )  # fmt: skip
     per = reconcile.messages(attempts, receipts)
     stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
@@ -126,6 +128,27 @@ def write(run_dir: Path, reports: bool = True) -> dict[str, Any]:
     if reports:
         report.write(run_dir, summary, journals, scenario)
     return summary
+
+
+def _in_front_of(witnesses: set[str], upstream_of: dict[str, str]) -> set[str]:
+    """The witnesses and every server whose chain of upstreams leads to one."""
+    covered = set(witnesses)
+    for name in upstream_of:
+        chain, at = [], name
+        while at in upstream_of and at not in covered and at not in chain:
+            chain.append(at)
+            at = upstream_of[at]
+        if at in covered:
+            covered.update(chain)
+    return covered
+
+
+def _upstream(sink: dict[str, Any]) -> str | None:
+    """A backup MX's or proxy's upstream: a server's name, or host:port."""
+    upstream = sink.get("upstream")
+    if isinstance(upstream, dict):
+        return f"{upstream.get('host', '127.0.0.1')}:{upstream.get('port')}"
+    return str(upstream) if upstream else None
 
 
 def _preflight(run_dir: Path) -> dict[str, Any] | None:

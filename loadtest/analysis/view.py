@@ -509,7 +509,8 @@ def fault_proxies(summary: Mapping[str, Any]) -> Table | None:
         [name, str(p.get("upstream") or MISSING), num(p.get("sessions")),
          counts(p.get("sessions_ended_by")), num(p.get("messages")),
          counts(p.get("server_replies")), counts(p.get("cut_by_fault")),
-         num(p.get("accepted_then_cut")), f"{num(p.get('bytes_up'))} / {num(p.get('bytes_down'))}"]
+         num(p.get("accepted_then_cut")), num(p.get("unanswered_at_session_end")),
+         f"{num(p.get('bytes_up'))} / {num(p.get('bytes_down'))}"]
         for name, p in found.items()
     ]  # fmt: skip
     return Table(
@@ -517,11 +518,12 @@ def fault_proxies(summary: Mapping[str, Any]) -> Table | None:
         "proxies",
         ["proxy", "in front of", "sessions", "sessions ended by", "messages",
          "server's reply to the dot", "cut by a fault", "accepted, then cut",
-         "bytes up / down"],
+         "no reply, session ended", "bytes up / down"],
         rows,
         note="accepted, then cut: the server behind said 250, the proxy cut the client before "
-        "it heard it (drop): a retry makes a duplicate. For a server maildrill does not own, "
-        "that 250 seen by the proxy counts as its receipt.",
+        "it heard it (drop): a retry makes a duplicate. no reply, session ended: the client or "
+        "server ended the session before the reply to a dot. For a server maildrill does not "
+        "own, a 250 seen by the proxy counts as its receipt.",
     )  # fmt: skip
 
 
