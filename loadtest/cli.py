@@ -185,8 +185,9 @@ def cmd_sinks(args: argparse.Namespace) -> int:
         if upstream.postfix is not None:
             return fail(f"{scenario.name}: {name} is a Postfix server; `maildrill sinks` starts "
                         "sinks only (use `maildrill run`)")  # fmt: skip
-        port = upstream.port or (free_port() if upstream.local else 0)
-        addresses[upstream.name] = (upstream.host, port)
+        if not upstream.local and not upstream.port:
+            return fail(f"{scenario.name}: servers: {name!r} needs a port (it is not local)")
+        addresses[upstream.name] = (upstream.host, upstream.port or free_port())
     local = [
         s.sink_config(addresses).model_copy(update={"port": addresses.get(s.name, ("", s.port))[1]})
         for s in scenario.servers

@@ -131,11 +131,15 @@ class PostfixInstance:
 
     def start(self, timeout: float = 10.0) -> None:
         # Something else on the port would answer for Postfix: refuse to start on it (a
-        # moment's grace for this instance's own listener, just stopped).
-        deadline = time.time() + 2.0
+        # grace for this instance's own listener, just stopped or aborted: smtpd children
+        # that still hold it exit on their own).
+        deadline = time.time() + 5.0
         while self.listening():
             if time.time() >= deadline:
-                raise PostfixError(f"postfix {self.name}: port {self.port} is already in use")
+                raise PostfixError(
+                    f"postfix {self.name}: port {self.port} is still in use (by another "
+                    "program, or by this instance's processes that did not exit)"
+                )
             time.sleep(0.05)
         done = self._postfix("start")
         if done.returncode != 0:
@@ -180,6 +184,8 @@ class PostfixInstance:
             for mark in (" fatal: ", " panic: "):
                 if mark in line:
                     daemon = line.split(": ", 1)[0].rsplit(" ", 1)[-1].split("[", 1)[0]
+                    if daemon.endswith("postfix-script"):
+                        continue  # `postfix stop` of a stopped instance, not a daemon's death
                     seen[f"{daemon}: {mark.strip()} {line.split(mark, 1)[1]}"] = None
         return list(seen)
 
