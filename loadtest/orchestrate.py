@@ -34,7 +34,7 @@ import yaml
 from loadtest import preflight
 from loadtest.overrides import apply_set
 from loadtest.postfix import PostfixError, PostfixInstance
-from loadtest.scenario import Scenario, ScenarioError, parse_scenario, read_yaml
+from loadtest.scenario import Scenario, ScenarioError, ServerSpec, parse_scenario, read_yaml
 from sinks.control import TOKEN_ENV, auth_header
 from sinks.journal import FAULT_FIELDS, CsvJournal, stamp
 
@@ -301,30 +301,40 @@ class Drill:
         for server in self.scenario.servers:
             if server.postfix is not None:
                 self.addresses[server.name] = ("127.0.0.1", server.port or free_port())
-        # Backup MXs last: they need the real address of the upstream they forward to.
-        ordered = sorted(self.scenario.servers, key=lambda s: s.upstream_name is not None)
-        for server in ordered:
+        for server in self.scenario.servers:
             if not server.local:
                 self.addresses.setdefault(server.name, (server.host, server.port))
-                continue
-            sink = server.sink_config(self.addresses)
-            config = {
-                "seed": self.scenario.campaign.seed,
-                # A proxy in front of a remote server needs it (the scenario said so).
-                "allow_remote": self.scenario.allow_remote,
-                "sinks": [sink.model_dump(mode="json", exclude_none=True)],
-            }
-            path = self.private_dir / f"{server.name}.yaml"
-            path.write_text(yaml.safe_dump(config, sort_keys=False))
-            record = record_dir / f"{server.name}.yaml"
-            record.write_text(yaml.safe_dump(redact(config), sort_keys=False))
-            cmd = [sys.executable, "-m", "sinks", str(path), "--out", str(self.run_dir)]
-            child = self._spawn("sink", server.name, cmd, stdout=subprocess.PIPE)
-            ready = self._ready_line(child)
-            (entry,) = ready["sinks"]
-            self.addresses[server.name] = (entry["host"], int(entry["port"]))
-            self.controls[server.name] = int(entry["control_port"])
+        # In waves, each started at once: a backup MX or proxy needs the real address of
+        # the upstream it forwards to, so it starts in the wave after that one.
+        pending = [s for s in self.scenario.servers if s.local]
+        while pending and not self.interrupted:
+            wave = [s for s in pending if s.upstream_name in (None, *self.addresses)]
+            if not wave:
+                names = ", ".join(s.name for s in pending)
+                raise SetupError(f"sinks {names}: their upstreams name each other in a circle")
+            started = [(server, self._spawn_sink(server, record_dir)) for server in wave]
+            for server, child in started:
+                (entry,) = self._ready_line(child)["sinks"]
+                self.addresses[server.name] = (entry["host"], int(entry["port"]))
+                self.controls[server.name] = int(entry["control_port"])
+            pending = [s for s in pending if s not in wave]
         self.event("sinks_ready", sinks={n: list(a) for n, a in self.addresses.items()})
+
+    def _spawn_sink(self, server: ServerSpec, record_dir: Path) -> Child:
+        sink = server.sink_config(self.addresses)
+        config = {
+            "seed": self.scenario.campaign.seed,
+            # A proxy in front of a remote server needs it (the scenario said so).
+            "allow_remote": self.scenario.allow_remote,
+            "sinks": [sink.model_dump(mode="json", exclude_none=True)],
+        }
+        assert self.private_dir is not None
+        path = self.private_dir / f"{server.name}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        record = record_dir / f"{server.name}.yaml"
+        record.write_text(yaml.safe_dump(redact(config), sort_keys=False))
+        cmd = [sys.executable, "-m", "sinks", str(path), "--out", str(self.run_dir)]
+        return self._spawn("sink", server.name, cmd, stdout=subprocess.PIPE)
 
     # -- Postfix instances under test --------------------------------------------------
 
@@ -384,7 +394,7 @@ class Drill:
 
     def _wait_for_mta_queues(self) -> None:
         """Let running MTAs hand on what they queued (within the drain time)."""
-        deadline = time.time() + max(5.0, self.scenario.campaign.drain_s)
+        deadline = time.time() + self.scenario.campaign.drain_s
         for instance in self.mtas.values():
             while not self.interrupted and time.time() < deadline and instance.listening():
                 if not instance.queued():
@@ -573,7 +583,7 @@ class Drill:
             for s in self.scenario.servers
             if s.local and s.upstream_name and s.sink.get("mode") == "backup-mx"
         ]
-        deadline = time.time() + max(5.0, self.scenario.campaign.drain_s)
+        deadline = time.time() + self.scenario.campaign.drain_s
         for name in backups:
             depth = None
             while not self.interrupted:

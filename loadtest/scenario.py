@@ -241,7 +241,12 @@ class CampaignSpec(_Model):
         default_factory=lambda: [StreamModel()], min_length=1, description="message streams"
     )
     schedule: list[StageSpec] = Field(min_length=1, description="stages laid end to end")
-    drain_s: float = Field(default=10.0, ge=0, description="after the schedule, for retries")
+    drain_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="after the schedule, for retries; then as long for MTAs and backup MXs "
+        "to hand on what they queued (what is left is stranded)",
+    )
     allowed_recipient_domains: list[str] = Field(
         default_factory=list, description="real domains you may send to"
     )
