@@ -398,8 +398,9 @@ def test_backup_mx_drill_forwards_everything_once(tmp_path):
 
 def test_a_locust_worker_killed_mid_run_is_reported_and_its_journal_kept(tmp_path):
     run_dir = tmp_path / "run"
-    proc = start_run(run_dir, "--workers", "2", "--set", "faults=[]")
-    time.sleep(3.0)
+    proc = start_run(run_dir, "--workers", "2", "--set", "faults=[]",
+                     "--set", "campaign.schedule.1.duration_s=3")  # fmt: skip
+    time.sleep(2.5)
     # The two workers of this run are children of its maildrill process.
     mine = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
