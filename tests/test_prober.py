@@ -238,8 +238,8 @@ def test_runs_as_its_own_process_and_stops_on_sigterm(start_sinks, tmp_path):
 @pytest.mark.slow
 def test_a_drill_reports_what_the_prober_saw_next_to_the_faults(tmp_path):
     run_dir = tmp_path / "run"
-    short = ["campaign.schedule.0.duration_s=1", "campaign.schedule.1.duration_s=6",
-             "campaign.schedule.2.duration_s=1", "faults.0.at=3", "faults.0.duration=2.5",
+    short = ["campaign.schedule.0.duration_s=1", "campaign.schedule.1.duration_s=4",
+             "campaign.schedule.2.duration_s=1", "faults.0.at=2", "faults.0.duration=1.5",
              "campaign.drain_s=3", "probe_interval_ms=200",
              "servers.1.sink.size_limit=1048576"]  # a pre-flight warning, not fatal  # fmt: skip
     done = subprocess.run(
@@ -266,7 +266,7 @@ def test_a_drill_reports_what_the_prober_saw_next_to_the_faults(tmp_path):
     assert 0 <= fault["monitor_recovery_s"] <= interval + SLACK_S
     # the prober ran from before the campaign to its end, and stopped cleanly
     assert seen["servers"]["primary"]["first_s"] < 0
-    # the campaign's last message is due just before 8 s; the prober runs until the load
+    # the campaign's last message is due just before 6 s; the prober runs until the load
     # stops, so its last probe starts within about one interval of that
-    assert seen["servers"]["primary"]["last_s"] > 8 - 2 * interval
+    assert seen["servers"]["primary"]["last_s"] > 6 - 2 * interval
     assert '"stopped"' in (run_dir / "logs" / "prober.log").read_text()
