@@ -473,17 +473,18 @@ class Scenario(_Model):
 
     def observed(self, name: str) -> bool:
         """Whether maildrill sees where this server's mail lands: sinks journal receipts,
-        Postfix instances relay to sinks, a proxy is as good as its upstream. A server it
-        does not own is not: mail it accepted and no sink received is unverified, not lost."""
+        Postfix instances relay to sinks, a proxy or backup MX is as good as its upstream.
+        A server it does not own is not: mail it accepted and no sink received is
+        unverified, not lost."""
         seen: set[str] = set()
         while name not in seen:
             seen.add(name)
             server = next((s for s in self.servers if s.name == name), None)
             if server is None:
                 return False
-            if server.postfix is not None or server.mode in ("sink", "backup-mx"):
+            if server.postfix is not None or server.mode == "sink":
                 return True
-            if server.mode != "proxy" or server.upstream_name is None:
+            if server.mode not in ("proxy", "backup-mx") or server.upstream_name is None:
                 return False
             name = server.upstream_name
         return False

@@ -364,3 +364,29 @@ def test_journals_without_optional_columns_still_add_up(tmp_path):
     (tmp_path / "receipts-primary.csv").unlink()
     summary = summary_mod.build(load(tmp_path), scenario(servers))
     assert summary["mta"]["mta"]["undelivered"] == 1
+
+
+def test_a_backup_mx_in_front_of_a_server_maildrill_does_not_own(tmp_path):
+    """What the backup forwarded there is unverified, what it bounced is lost (the
+    client had its 250), what it still holds is stranded."""
+    from sinks.backup_mx import RELAY_FIELDS
+
+    servers = [{"name": "bk", "local": True, "sink": {"mode": "backup-mx", "upstream": "mx"}},
+               {"name": "mx", "port": 2525}]  # fmt: skip
+    write(tmp_path / "attempts.csv", ATTEMPT_FIELDS,
+          [attempt(i, "bk", i, i + 0.01) for i in range(3)])  # fmt: skip
+    write(tmp_path / "receipts-bk.csv", RECEIPT_FIELDS,
+          [receipt(i, "bk", i + 0.005, outcome="queued") for i in range(3)])  # fmt: skip
+    relay_rows = []
+    for i, event in ((0, "queued"), (1, "queued"), (2, "queued"), (0, "forwarded"),
+                     (1, "bounced")):  # fmt: skip
+        values = {"time": f"{T0 + 5 + i:.6f}", "sink": "bk", "worker": 0,
+                  "msg_id": f"{RUN}-{i}", "queue_id": f"q{i}", "event": event, "upstream": "mx",
+                  "attempt": 1, "code": 250 if event == "forwarded" else 550, "enhanced": "",
+                  "error": "", "queued_at": f"{T0 + i:.6f}"}  # fmt: skip
+        relay_rows.append([values[f] for f in RELAY_FIELDS])
+    write(tmp_path / "relay-bk.csv", RELAY_FIELDS, relay_rows)
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": RUN, "t0": T0, "planned": 3}))
+    m = summary_mod.build(load(tmp_path), scenario(servers))["messages"]
+    assert (m["accepted"], m["unverified"], m["lost"], m["stranded"]) == (3, 1, 1, 1)
+    assert (m["received_unique"], m["duplicates"]) == (0, 0)

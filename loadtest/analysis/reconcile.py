@@ -156,10 +156,14 @@ def count(
     run_id: str = "",
     stuck: frozenset[str] = frozenset(),
     unobserved: frozenset[str] = frozenset(),
+    released: frozenset[str] = frozenset(),
+    bounced: frozenset[str] = frozenset(),
 ) -> Counts:
     """The summary counts; with `run_id`, receipts of other runs are left out. `stuck`:
     messages found in an MTA's queue at the end (stranded there, not lost); `unobserved`:
-    servers whose receipts maildrill cannot see (what they took is unverified, not lost)."""
+    servers whose receipts maildrill cannot see (what they took is unverified, not lost);
+    `released`: messages a backup MX queued and then forwarded or bounced (no longer held);
+    `bounced`: those its upstream refused for good (lost, wherever it was)."""
     if run_id and len(per):
         per = per[per.index.astype(str).str.startswith(f"{run_id}-")]
     if per.empty:
@@ -171,8 +175,8 @@ def count(
     in_flight = attempted & ~accepted & ~finished
     received = per["received"]
     queued = per["queued"] if "queued" in per else pd.Series(0, index=per.index)
-    held = (queued > 0) | per.index.isin(list(stuck))
-    blind = per["accepted_by"].isin(list(unobserved))
+    held = ((queued > 0) & ~per.index.isin(list(released))) | per.index.isin(list(stuck))
+    blind = per["accepted_by"].isin(list(unobserved)) & ~per.index.isin(list(bounced))
     missing = accepted & (received == 0) & ~held
     return Counts(
         planned=planned,

@@ -64,7 +64,10 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
     )  # fmt: skip
     per = reconcile.messages(attempts, receipts)
     stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
-    counts = reconcile.count(per, planned, run_id, stuck, unobserved)
+    events = journals.relay
+    released = frozenset(events.loc[events["event"].isin(relay.DONE_EVENTS), "msg_id"])
+    bounced = frozenset(events.loc[events["event"] == "bounced", "msg_id"])
+    counts = reconcile.count(per, planned, run_id, stuck, unobserved, released, bounced)
     t0 = journals.t0
     end = float(attempts["end"].max()) if len(attempts) else t0
     windows = failover.fault_windows(journals.faults)
