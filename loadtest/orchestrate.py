@@ -471,6 +471,14 @@ class Drill:
             )
         if not result.flags:
             self.say(f"pre-flight: {len(facts)} servers agree; nothing breaks after a failover")
+        # An MTA can answer SMTP with a daemon already dead (a bad main.cf value that
+        # `postfix check` lets through): its log says so before any load.
+        for name, instance in self.mtas.items():
+            for line in instance.troubles()[:3]:
+                self.say(f"pre-flight WARNING: postfix {name} logged {line}")
+                if self.scenario.strict_preflight:
+                    raise SetupError(f"pre-flight check failed (strict_preflight): postfix "
+                                     f"{name} logged {line}")  # fmt: skip
 
     def _start_prober(self) -> None:
         """Health probes (loadtest.prober) in a process of their own; probes.csv."""

@@ -319,3 +319,18 @@ def test_mail_the_mtas_cannot_hand_on_is_stranded_not_lost(run_dir):
     stuck = {r["msg_id"] for p in run_dir.glob("mta-queue-*.csv") for r in rows(p)}
     assert m["stranded"] == len(accepted & stuck) == 90
     assert m["lost"] == 0
+
+
+def test_a_daemon_dead_at_start_fails_a_strict_preflight(run_dir):
+    """The queue manager dies at start on a bad value: pre-flight says so before any load,
+    and strict_preflight stops the run there (exit 2), both instances stopped."""
+    done = drill(run_dir, "servers.0.postfix.settings={queue_run_delay: banana}",
+                 "strict_preflight=true")  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    why = "postfix/qmgr: fatal: parameter queue_run_delay: bad time value or unit: banana"
+    assert f"pre-flight WARNING: postfix primary logged {why}" in done.stderr
+    assert f"pre-flight check failed (strict_preflight): postfix primary logged {why}" in (
+        done.stderr
+    )
+    assert no_postfix_left(run_dir)
+    assert not (run_dir / "attempts.csv").exists() or rows(run_dir / "attempts.csv") == []
