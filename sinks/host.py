@@ -148,6 +148,7 @@ class EffectHost:
             params["duration"] = duration
         self.record(spec.kind, "start", params, active.id, origin, when=f"{now:.6f}")
         self.effects[active.id] = active
+        effect.until = active.until  # a timed effect may want to know (flap: no last phase)
         await effect.start(self)
         self._reindex()
         if duration is not None:

@@ -110,6 +110,7 @@ class Effect:
 
     def __init__(self, params: Params) -> None:
         self.params = params
+        self.until: float | None = None  # epoch seconds a timed fault ends (set by its host)
 
     @property
     def stages(self) -> frozenset[Stage]:

@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 
 from pydantic import Field
 
 from sinks.effects.base import Effect, FaultHost, Params
+
+# A phase that would begin this close to the fault's end is not begun: the end and the
+# phase edge fall on the same instant, and which timer fires first is chance.
+LAST_PHASE_S = 0.005
 
 
 class FlapParams(Params):
@@ -39,6 +44,8 @@ class Flap(Effect):
         down_s = period * self.p.duty
         start = loop.time()
         for cycle in itertools.count():
+            if self.until is not None and time.time() >= self.until - LAST_PHASE_S:
+                return  # the fault ends now: no down phase of a few microseconds
             await host.close_listener()
             self.is_down = True
             host.record("flap.down", "start", {})
