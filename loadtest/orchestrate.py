@@ -373,7 +373,7 @@ class Drill:
         journal = self.mta_faults[fault.target]
         kind = fault.body["kind"]
         if kind == "mta-start":
-            instance.start()
+            instance.start(grace_s=5.0)
             journal.write((stamp(), fault.target, 0, fault.body["stops"], "stop",
                            fault.body["fault_id"], "schedule", "{}"))  # fmt: skip
             fault.status = "started"

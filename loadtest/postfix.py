@@ -129,16 +129,16 @@ class PostfixInstance:
             why = (done.stderr or done.stdout).strip().splitlines()
             raise PostfixError(f"postfix check of {self.name}: {why[-1] if why else 'failed'}")
 
-    def start(self, timeout: float = 10.0) -> None:
-        # Something else on the port would answer for Postfix: refuse to start on it (a
-        # grace for this instance's own listener, just stopped or aborted: smtpd children
-        # that still hold it exit on their own).
-        deadline = time.time() + 5.0
+    def start(self, timeout: float = 10.0, grace_s: float = 0.0) -> None:
+        """Start and wait for the listener. Something else on the port would answer for
+        Postfix: refuse to start on it, after `grace_s` for a restart (this instance's own
+        smtpd children, just stopped or aborted, exit on their own)."""
+        deadline = time.time() + grace_s
         while self.listening():
             if time.time() >= deadline:
                 raise PostfixError(
-                    f"postfix {self.name}: port {self.port} is still in use (by another "
-                    "program, or by this instance's processes that did not exit)"
+                    f"postfix {self.name}: port {self.port} is in use (by another program, "
+                    "or by this instance's own processes not yet gone)"
                 )
             time.sleep(0.05)
         done = self._postfix("start")
