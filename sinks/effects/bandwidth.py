@@ -19,12 +19,27 @@ def directions(way: Way) -> frozenset[Direction]:
     return frozenset({Direction(way)})
 
 
-class BandwidthParams(Params):
-    rate: float = Field(gt=0, description="bytes per second, per connection and direction")
+class LinkParams(Params):
     direction: Way = Field(default="both", description="upstream, downstream or both")
 
 
-class Bandwidth(Effect):
+class LinkEffect(Effect):
+    """A proxy's effect on a connection's bytes, one way or both (Toxiproxy's streams)."""
+
+    def __init__(self, params: LinkParams) -> None:
+        super().__init__(params)
+        self._directions = directions(params.direction)
+
+    @property
+    def directions(self) -> frozenset[Direction]:
+        return self._directions
+
+
+class BandwidthParams(LinkParams):
+    rate: float = Field(gt=0, description="bytes per second, per connection and direction")
+
+
+class Bandwidth(LinkEffect):
     kind = "bandwidth"
     Params = BandwidthParams
     summary = "at most `rate` bytes/s per connection in `direction` (upstream, downstream, both)"
@@ -32,11 +47,6 @@ class Bandwidth(Effect):
     def __init__(self, params: BandwidthParams) -> None:
         super().__init__(params)
         self.rate = params.rate
-        self._directions = directions(params.direction)
-
-    @property
-    def directions(self) -> frozenset[Direction]:
-        return self._directions
 
     def shape(self, direction: Direction, size: int, rng: random.Random) -> Delay | Pace | None:
         return Pace(size / self.rate)

@@ -11,17 +11,17 @@ import random
 
 from pydantic import Field
 
-from sinks.effects.bandwidth import Way, directions
-from sinks.effects.base import Delay, Direction, Effect, Pace, Params
+from sinks.effects.bandwidth import LinkEffect, LinkParams, Way
+from sinks.effects.base import Delay, Direction, Pace
 
 
-class LinkLatencyParams(Params):
+class LinkLatencyParams(LinkParams):
     ms: float = Field(ge=0, description="delay of each chunk, milliseconds")
     jitter_ms: float = Field(default=0.0, ge=0, description="uniform +/- jitter per chunk")
     direction: Way = Field(default="downstream", description="upstream, downstream or both")
 
 
-class LinkLatency(Effect):
+class LinkLatency(LinkEffect):
     kind = "latency"
     Params = LinkLatencyParams
     summary = "each chunk `ms` +/- `jitter_ms` late in `direction` (default downstream)"
@@ -29,11 +29,6 @@ class LinkLatency(Effect):
     def __init__(self, params: LinkLatencyParams) -> None:
         super().__init__(params)
         self.p = params
-        self._directions = directions(params.direction)
-
-    @property
-    def directions(self) -> frozenset[Direction]:
-        return self._directions
 
     def shape(self, direction: Direction, size: int, rng: random.Random) -> Delay | Pace | None:
         ms = self.p.ms
