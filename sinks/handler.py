@@ -15,6 +15,14 @@ if TYPE_CHECKING:
     from sinks.sink import Sink
 
 
+_HELO_KEEP = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_[]:")
+
+
+def helo_name(name: str) -> str:
+    """The sender's EHLO name for the journal: a name or address literal, never garbage."""
+    return "".join(c if c in _HELO_KEEP else "?" for c in name[:64])
+
+
 class SinkHandler:
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
@@ -42,7 +50,7 @@ class SinkHandler:
             decision = await self.sink.decide(Stage.EHLO, self.sink.context(server))
             if isinstance(decision, Reply):
                 return [str(decision)]
-        session.host_name = hostname
+        self._greeted(server, session, hostname)
         lines = [r[4:] for r in responses]
         if self._drop_keywords:
             lines = [x for x in lines if x.split(" ", 1)[0] not in self._drop_keywords]
@@ -58,8 +66,14 @@ class SinkHandler:
             decision = await self.sink.decide(Stage.EHLO, self.sink.context(server))
             if isinstance(decision, Reply):
                 return str(decision)
-        session.host_name = hostname
+        self._greeted(server, session, hostname)
         return f"250 {server.hostname}"
+
+    @staticmethod
+    def _greeted(server: SinkSMTP, session: Session, hostname: str) -> None:
+        session.host_name = hostname
+        if server.info is not None:  # cleaned once per session, not once per message
+            server.info.helo = helo_name(hostname)
 
     async def handle_MAIL(
         self,

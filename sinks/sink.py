@@ -27,14 +27,6 @@ from sinks.tls import server_context, write_self_signed
 
 __all__ = ["ActiveEffect", "Counters", "Sink"]  # ActiveEffect lives in sinks.host
 
-_HELO_KEEP = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_[]:")
-
-
-def helo_name(session: Session) -> str:
-    """The sender's EHLO name for the journal: a name or address literal, never garbage."""
-    name = session.host_name or ""
-    return "".join(c if c in _HELO_KEEP else "?" for c in name[:64])
-
 
 @dataclass
 class Counters:
@@ -238,7 +230,7 @@ class Sink(EffectHost):
                 size,
                 outcome,
                 queue_id,
-                helo_name(server.session),
+                info.helo,
             )
         )
         counters = self.counters

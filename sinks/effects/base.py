@@ -69,6 +69,7 @@ class SessionInfo:
     id: str
     peer_ip: str
     messages: int = 0  # messages accepted (or dropped) on this connection so far
+    helo: str = ""  # the EHLO/HELO name, cleaned for the journal (see sinks.handler)
 
 
 @dataclass(slots=True)
