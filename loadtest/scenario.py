@@ -471,23 +471,37 @@ class Scenario(_Model):
         timeouts = self.timeouts()
         return {s.name: s.client_server(timeouts) for s in self.servers}
 
+    def _chain(self, name: str) -> list[ServerSpec]:
+        """The server, then each upstream a proxy or backup MX forwards to by name."""
+        chain: list[ServerSpec] = []
+        known = {s.name: s for s in self.servers}
+        while (server := known.get(name)) is not None and server not in chain:
+            chain.append(server)
+            if server.mode not in ("proxy", "backup-mx") or server.upstream_name is None:
+                break
+            name = server.upstream_name
+        return chain
+
     def observed(self, name: str) -> bool:
         """Whether maildrill sees where this server's mail lands: sinks journal receipts,
         Postfix instances relay to sinks, a proxy or backup MX is as good as its upstream.
         A server it does not own is not: mail it accepted and no sink received is
         unverified, not lost."""
-        seen: set[str] = set()
-        while name not in seen:
-            seen.add(name)
-            server = next((s for s in self.servers if s.name == name), None)
-            if server is None:
-                return False
-            if server.postfix is not None or server.mode == "sink":
-                return True
-            if server.mode not in ("proxy", "backup-mx") or server.upstream_name is None:
-                return False
-            name = server.upstream_name
-        return False
+        chain = self._chain(name)
+        return bool(chain) and (chain[-1].postfix is not None or chain[-1].mode == "sink")
+
+    def witness(self, name: str) -> str | None:
+        """For mail into a chain that ends at a server maildrill does not own: the proxy
+        right in front of that server, whose journal sees its 250s (one per chain, or a
+        message would count once per proxy)."""
+        chain = self._chain(name)
+        if not chain or self.observed(name):
+            return None
+        if chain[-1].mode == "proxy":  # its upstream is an address, not a server
+            return chain[-1].name
+        if len(chain) > 1 and chain[-2].mode == "proxy":
+            return chain[-2].name
+        return None
 
     def streams(self) -> list[StreamSpec]:
         return [s.spec() for s in self.campaign.streams]

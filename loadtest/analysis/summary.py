@@ -45,22 +45,15 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
         planned = scenario.campaign.build_schedule().total
     servers = scenario.servers if scenario else []
     upstream_of = {s.name: upstream for s in servers if (upstream := _upstream(s.sink))}
-    # What a server maildrill does not own accepted: the proxy next to it saw the 250 (one
-    # proxy of a chain: the others would count the same message again).
-    modes = {s.name: s.mode for s in servers}
-    blind_proxies = {
-        s.name for s in servers
-        if s.mode == "proxy" and scenario is not None and not scenario.observed(s.name)
-        and modes.get(str(s.upstream_name)) != "proxy"
-    }  # fmt: skip
-    seen = proxies.witnessed_receipts(journals.proxy, blind_proxies)
+    # What a server maildrill does not own accepted: the proxy in front of it saw the 250.
+    witness_of = {s.name: w for s in servers if scenario and (w := scenario.witness(s.name))}
+    seen = proxies.witnessed_receipts(journals.proxy, set(witness_of.values()))
     receipts = journals.receipts
     if len(seen):
         receipts = pd.concat([receipts, seen], ignore_index=True)
-    witnessed = _in_front_of(blind_proxies, upstream_of)  # a witness, or a proxy before one
     unobserved = frozenset(
         s.name for s in servers
-        if scenario is not None and not scenario.observed(s.name) and s.name not in witnessed
+        if scenario and not scenario.observed(s.name) and s.name not in witness_of
     )  # fmt: skip
     per = reconcile.messages(attempts, receipts)
     stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
@@ -131,19 +124,6 @@ def write(run_dir: Path, reports: bool = True) -> dict[str, Any]:
     if reports:
         report.write(run_dir, summary, journals, scenario)
     return summary
-
-
-def _in_front_of(witnesses: set[str], upstream_of: dict[str, str]) -> set[str]:
-    """The witnesses and every server whose chain of upstreams leads to one."""
-    covered = set(witnesses)
-    for name in upstream_of:
-        chain, at = [], name
-        while at in upstream_of and at not in covered and at not in chain:
-            chain.append(at)
-            at = upstream_of[at]
-        if at in covered:
-            covered.update(chain)
-    return covered
 
 
 def _upstream(sink: dict[str, Any]) -> str | None:
