@@ -616,6 +616,10 @@ def test_proxy_primary_drill_end_to_end(tmp_path):
     # sessions; a session down cuts before the dot has no message to show).
     assert {a["msg_id"] for a in attempts if a["server"] == "primary"
             and a["outcome"] == "dropped" and a["phase"] == "dot"} <= cut  # fmt: skip
+    # Bytes each way, bounded by what the two ends journaled: every message the upstream
+    # kept crossed the proxy whole; the client read at least a banner per session.
+    assert seen["bytes_up"] >= sum(int(r["size"]) for r in at_mta)
+    assert seen["bytes_down"] >= 4 * seen["sessions_ended_by"].get("server", 0)
     assert "| primary | primary-mta |" in (run_dir / "report.md").read_text()
 
 

@@ -383,12 +383,15 @@ def test_backup_mx_drill_forwards_everything_once(tmp_path):
     # back to zero after the primary's clear; client 250 to the primary's receipt.
     clear = max(float(f["time"]) for f in read_csv(run_dir / "faults-primary.csv")
                 if f["state"] == "stop")  # fmt: skip
-    depth, emptied = 0, None
+    depth, deepest, emptied = 0, 0, None
     for r in sorted(relay, key=lambda r: float(r["time"])):
         depth += {"queued": 1, "forwarded": -1, "bounced": -1}.get(r["event"], 0)
+        deepest = max(deepest, depth)
         if depth == 0 and float(r["time"]) >= clear and emptied is None:
             emptied = float(r["time"])
     assert backup["drain_s"] == pytest.approx(emptied - clear, abs=1e-5)
+    assert backup["max_depth"] == deepest
+    assert backup["forward_attempts_deferred"] == sum(r["event"] == "deferred" for r in relay)
     attempts = read_csv(run_dir / "attempts.csv")
     accepted_at = {a["msg_id"]: float(a["end"]) for a in attempts if a["outcome"] == "accepted"}
     first = {}
