@@ -11,9 +11,11 @@ import base64
 import hashlib
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
+
+from loadtest.addresses import AddressError, AddressPolicy, header_text
 
 DEFAULT_DOMAINS: Mapping[str, float] = {
     "gmail.test": 0.45,
@@ -137,13 +139,40 @@ def _cumulative(weights: Sequence[float] | object) -> list[float]:
     return out
 
 
-class MessageFactory:
-    """Builds message k of a campaign; the same seed gives the same messages (Date aside)."""
+def check_stream(spec: StreamSpec, policy: AddressPolicy) -> None:
+    """What a stream puts in the envelope and in headers: its sender and recipient domains
+    reserved or allowed, its header values one line each. AddressError if not."""
+    where = f"stream {spec.name!r}"
+    header_text(spec.name, f"{where}: name")
+    header_text(spec.subject, f"{where}: subject")
+    policy.check(spec.sender, f"{where}: sender")
+    for domain in spec.domains:
+        if not policy.domain_allowed(domain):
+            raise AddressError(
+                f"{where}: recipient domain {domain!r} is not a reserved or allowed domain name"
+            )
 
-    def __init__(self, streams: Sequence[StreamSpec], run_id: str, seed: int = 0) -> None:
+
+class MessageFactory:
+    """Builds message k of a campaign; the same seed gives the same messages (Date aside).
+
+    Every stream is checked here, whether or not a scenario validated it: the recipients
+    are drawn from its domains, so none can be outside reserved or `allowed_domains`.
+    """
+
+    def __init__(
+        self,
+        streams: Sequence[StreamSpec],
+        run_id: str,
+        seed: int = 0,
+        allowed_domains: Iterable[str] = (),
+    ) -> None:
         if not streams:
             raise ValueError("a campaign needs at least one stream")
-        self.run_id = run_id
+        policy = AddressPolicy(allowed_domains)
+        for spec in streams:
+            check_stream(spec, policy)
+        self.run_id = header_text(run_id, "run id")
         self.seed = seed
         self.templates = [_StreamTemplate(s, seed * 7919 + i) for i, s in enumerate(streams)]
         self.stream_weights = _cumulative([s.weight for s in streams])

@@ -270,7 +270,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from loadtest import preflight
-    from loadtest.scenario import is_reserved_domain, load_scenario, parse_server_override
+    from loadtest.addresses import AddressError, AddressPolicy
+    from loadtest.scenario import load_scenario, parse_server_override
 
     if bool(args.targets) == bool(args.scenario):
         return fail("check: give targets (HOST:PORT ...) or --scenario FILE, one of the two")
@@ -278,8 +279,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         return fail("check: --server NAME=HOST:PORT goes with --scenario")
     if args.timeout <= 0 or args.expiry_days < 0:
         return fail("check: --timeout must be > 0 and --expiry-days >= 0")
-    if not is_reserved_domain(args.rcpt.rpartition("@")[2]) or "@" not in args.rcpt:
-        return fail(f"check: --rcpt {args.rcpt!r}: use an address in a reserved domain (.invalid)")
+    try:
+        AddressPolicy().check(args.rcpt, "recipient")
+    except AddressError as exc:
+        return fail(f"check: --rcpt: {exc}; use an address in a reserved domain (.invalid)")
     expect = preflight.Expectations()
     try:
         if args.scenario:

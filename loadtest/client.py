@@ -24,9 +24,11 @@ import smtplib
 import socket
 import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadtest.addresses import AddressPolicy
 from loadtest.outcomes import Outcome, Phase, outcome_of_code
 
 _ENHANCED = re.compile(rb"^([245]\.\d{1,3}\.\d{1,3})\b")
@@ -174,11 +176,16 @@ def enhanced_code(text: bytes | str) -> str:
 
 
 class Sender:
-    """Sends messages to named servers, keeping one session per server for reuse."""
+    """Sends messages to named servers, keeping one session per server for reuse.
 
-    def __init__(self, servers: dict[str, Server]) -> None:
+    MAIL FROM and every RCPT TO are checked before a byte goes out: an address that is not
+    plain, or not in a reserved domain or one of `allowed_domains`, raises AddressError.
+    """
+
+    def __init__(self, servers: dict[str, Server], allowed_domains: Iterable[str] = ()) -> None:
         self.servers = servers
         self.sessions: dict[str, tuple[_SMTP, int]] = {}
+        self.policy = AddressPolicy(allowed_domains)
 
     def close(self) -> None:
         for name in list(self.sessions):
@@ -233,7 +240,11 @@ class Sender:
         recipients: tuple[str, ...],
         data: bytes,
     ) -> Attempt:
-        """Run one attempt, filling `record` in place; never raises for SMTP trouble."""
+        """Run one attempt, filling `record` in place; never raises for SMTP trouble.
+
+        An envelope maildrill may not send raises AddressError before any connection.
+        """
+        self.policy.check_envelope(sender, recipients)
         server = self.servers[server_name]
         started = time.perf_counter()
         record.start = time.time()

@@ -160,7 +160,12 @@ class Campaign:
     def _make_driver(self, scenario: Scenario, share: int, of: int, worker: str, emit: Any) -> None:
         self.driver = Driver(
             dispatcher=Dispatcher(scenario.campaign.build_schedule(), share, of),
-            factory=MessageFactory(scenario.streams(), self.run_id, scenario.campaign.seed),
+            factory=MessageFactory(
+                scenario.streams(),
+                self.run_id,
+                scenario.campaign.seed,
+                scenario.campaign.allowed_recipient_domains,
+            ),
             policy=scenario.policy(),
             retry=scenario.retry_policy(),
             t0=self.t0,
@@ -237,7 +242,10 @@ class Campaign:
                 greenlet.kill(block=False)
 
     def sender(self) -> Sender:
-        return Sender(self.servers)
+        """A sender held to the scenario's allowed domains (reserved ones only until a
+        worker has its plan)."""
+        allowed = self.scenario.campaign.allowed_recipient_domains if self.scenario else []
+        return Sender(self.servers, allowed)
 
 
 def campaign_of(environment: Environment) -> Campaign:

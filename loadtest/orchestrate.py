@@ -352,6 +352,7 @@ class Drill:
                 hostname=spec.hostname or f"{server.name}.maildrill.test",
                 settings={k: str(v) for k, v in spec.settings.items()},
                 routes={d: self.addresses[sink] for d, sink in spec.routes.items()},
+                allow_remote=self.scenario.allow_remote,
             )
             self.mtas[server.name] = instance  # stopped at the end whatever happens next
             try:

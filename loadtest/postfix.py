@@ -10,6 +10,7 @@ the queue and data directories must be reachable by the `postfix` user; it ignor
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pwd
 import re
@@ -21,8 +22,83 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from sinks.config import is_loopback
+from sinks.hostnames import ascii_domain
+
 QUEUE_STATES = ("maildrop", "incoming", "active", "deferred", "hold")
 _ID = re.compile(rb"X-Maildrill-Id:\s*(.+)", re.IGNORECASE)
+
+# -- what a scenario may put in main.cf ---------------------------------------------------
+#
+# maildrill writes these for every instance: where it lives, who it is, where it listens,
+# whom it trusts, where it relays (postfix.relay) and routes (postfix.routes). Never the
+# user's, with or without allow_remote.
+OWNED_PARAMETERS = frozenset(
+    {
+        "config_directory", "alternate_config_directories", "queue_directory",
+        "data_directory", "mail_owner", "setgid_group", "default_privs",
+        "myhostname", "mydomain", "myorigin", "mydestination",
+        "inet_interfaces", "inet_protocols", "proxy_interfaces", "mynetworks",
+        "mynetworks_style", "relayhost", "transport_maps",
+        "alias_maps", "alias_database", "local_recipient_maps",
+        "import_environment", "export_environment", "master_service_disable",
+    }
+)  # fmt: skip
+_OWNED_FAMILIES = re.compile(r"_director(y|ies)$|_path$|^maillog_file|^multi_instance_|^postlog")
+# Parameters that choose where mail goes, where Postfix listens or binds, whom it accepts
+# mail from, what it looks up (a table may be tcp:, ldap:, socketmap:inet:...) or what it
+# runs: refused unless the scenario says allow_remote: true. Checked against every name of
+# `postconf -d` (Postfix 3.7): what is left tunes timeouts, limits, TLS and behaviour.
+_ROUTING = re.compile(
+    r"relayhost|_relay$|^relay_(domains|transport|clientcerts)$|_maps?$|_checks$|"
+    r"_restrictions$|^smtpd_restriction_classes$|_transports?$|_filter$|milters$|_nexthop$|"
+    r"bind_address|_interfaces$|_commands?$|_shell$|_recipient$|_bcc$|_domains$|_networks$|"
+    r"_hosts$|_clients$|_sites$|_sasl_|_destinations?$|_access_list$|^dnssec_probe$"
+)
+# A lookup table (type:name) or a service address (inet:host:port) anywhere in a value:
+# Postfix reads a value wherever another parameter expands it, so no name is safe for it.
+_TABLE = re.compile(
+    r"(?<![A-Za-z0-9_.-])(btree|cdb|cidr|dbm|environ|fail|hash|inline|internal|ldap|lmdb|"
+    r"memcache|mongodb|mysql|netinfo|nis|nisplus|pcre|pgsql|pipemap|proxy|randmap|regexp|"
+    r"sdbm|socketmap|sqlite|static|tcp|texthash|unionmap|unix|inet|pass)\s*:",
+    re.IGNORECASE,
+)
+_PARAMETER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,99}")
+_SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_VALUE = 4096
+
+
+def one_line(text: str) -> bool:
+    """No line break or other control character: one main.cf line stays one."""
+    return not any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def setting_problem(name: str, value: str, allow_remote: bool) -> str | None:
+    """Why `name = value` may not go into an instance's main.cf, or None."""
+    if not _PARAMETER.fullmatch(name):
+        return f"{name!r} is not a Postfix parameter name (letters, digits and _)"
+    if name in OWNED_PARAMETERS or _OWNED_FAMILIES.search(name):
+        return (
+            f"{name} is set by maildrill for every instance (use postfix.relay, "
+            "postfix.routes, postfix.hostname)"
+        )
+    if not one_line(value):
+        return f"{name}: the value holds a line break or control character"
+    if len(value) > MAX_VALUE:
+        return f"{name}: the value is over {MAX_VALUE} characters"
+    if allow_remote:
+        return None
+    if _ROUTING.search(name):
+        return (
+            f"{name} chooses where Postfix relays, listens, accepts mail from or looks things "
+            "up; set allow_remote: true to set it"
+        )
+    if _TABLE.search(value):
+        return (
+            f"{name}: {value!r} names a lookup table or a service address; "
+            "set allow_remote: true to use one"
+        )
+    return None
 
 
 class PostfixError(RuntimeError):
@@ -60,6 +136,7 @@ class PostfixInstance:
     hostname: str
     settings: dict[str, str]
     routes: dict[str, tuple[str, int]] = field(default_factory=dict)  # domain: sink address
+    allow_remote: bool = False  # the scenario's: routing parameters and hops off loopback
 
     @property
     def config_dir(self) -> Path:
@@ -80,15 +157,28 @@ class PostfixInstance:
                 f"the postfix user cannot enter {blocked}: run with --out in a directory "
                 "others may traverse (chmod o+x), e.g. under /var/tmp"
             )
+        files = self.render()
         for sub in ("etc", "queue", "data"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         postfix = pwd.getpwnam("postfix")
         os.chown(self.base / "data", postfix.pw_uid, postfix.pw_gid)
+        for file, text in files.items():
+            path = self.config_dir / file
+            path.write_text(text)
+            # Postfix waits until main.cf is over a second old before acting on it.
+            past = time.time() - 5
+            os.utime(path, (past, past))
+
+    def render(self) -> dict[str, str]:
+        """main.cf, master.cf and the transport table, from the templates. Every value is
+        checked here, whoever built this instance: one line each, the relay and routes on
+        loopback and settings within the rules (setting_problem), unless allow_remote."""
+        self._check()
         values = {
             "NAME": self.name,
             "QUEUE_DIR": str(self.queue_dir),
             "DATA_DIR": str(self.base / "data"),
-            "HOSTNAME": self.hostname,
+            "HOSTNAME": ascii_domain(self.hostname),
             "RELAY_HOST": self.relay[0],
             "RELAY_PORT": str(self.relay[1]),
             "MAILLOG": str(self.maillog),
@@ -97,9 +187,11 @@ class PostfixInstance:
             # texthash: read as it is, no postmap step; empty: every domain to the relay.
             "TRANSPORT_MAPS": f"texthash:{self.config_dir / 'transport'}" if self.routes else "",
         }
-        (self.config_dir / "transport").write_text(
-            "".join(f"{d} smtp:[{h}]:{p}\n" for d, (h, p) in sorted(self.routes.items()))
-        )
+        files = {
+            "transport": "".join(
+                f"{d} smtp:[{h}]:{p}\n" for d, (h, p) in sorted(self.routes.items())
+            )
+        }
         templates = resources.files("loadtest") / "templates" / "postfix"
         for file in ("main.cf", "master.cf"):
             text = (templates / file).read_text()
@@ -109,11 +201,48 @@ class PostfixInstance:
                 text += "\n# from the scenario\n" + "".join(
                     f"{k} = {v}\n" for k, v in self.settings.items()
                 )
-            path = self.config_dir / file
-            path.write_text(text)
-            # Postfix waits until main.cf is over a second old before acting on it.
-            past = time.time() - 5
-            os.utime(path, (past, past))
+            files[file] = text
+        return files
+
+    def _check(self) -> None:
+        where = f"postfix {self.name}"
+        if not _SERVER_NAME.fullmatch(self.name):
+            raise PostfixError(f"{where!r}: the name is not a server name")
+        try:
+            ascii_domain(self.hostname)
+        except ValueError as exc:
+            raise PostfixError(f"{where}: hostname: {exc}") from None
+        if not one_line(str(self.base)):
+            raise PostfixError(f"{where}: {str(self.base)!r} holds a line break")
+        if not 0 < self.port < 65536:
+            raise PostfixError(f"{where}: port {self.port} is not a TCP port")
+        self._check_hop("relay", self.relay)
+        for domain, hop in self.routes.items():
+            try:
+                ascii_domain(domain)
+            except ValueError as exc:
+                raise PostfixError(f"{where}: routes: {exc}") from None
+            self._check_hop(f"routes[{domain}]", hop)
+        for name, value in self.settings.items():
+            problem = setting_problem(name, value, self.allow_remote)
+            if problem is not None:
+                raise PostfixError(f"{where}: settings: {problem}")
+
+    def _check_hop(self, what: str, hop: tuple[str, int]) -> None:
+        """A next hop as Postfix writes it, [host]:port: loopback unless allow_remote."""
+        host, port = hop
+        where = f"postfix {self.name}: {what}"
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            try:
+                ascii_domain(host)
+            except ValueError:
+                raise PostfixError(f"{where}: {host!r} is not an address or host name") from None
+        if not 0 < port < 65536:
+            raise PostfixError(f"{where}: port {port} is not a TCP port")
+        if not self.allow_remote and not is_loopback(host):
+            raise PostfixError(f"{where}: {host} is outside loopback")
 
     def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtensionOID
 
+from loadtest.addresses import AddressPolicy
 from loadtest.outcomes import Outcome, Phase
 from loadtest.probing import ERRORS, classify
 from loadtest.scenario import Scenario, is_loopback
@@ -236,6 +237,8 @@ async def _login(client: aiosmtplib.SMTP, target: Target) -> Step:
 
 
 async def _transaction(client: aiosmtplib.SMTP, target: Target, options: Options) -> Step:
+    """One test message to a reserved address; any other raises AddressError, unsent."""
+    AddressPolicy().check_envelope(options.sender, [options.recipient])
     run_id = options.run_id or time.strftime("preflight-%Y%m%d-%H%M%S")
     msg_id = f"{run_id}-{target.name}"
     message = (

@@ -11,21 +11,29 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from loadtest.addresses import AddressError, AddressPolicy, header_text, split_address
 from loadtest.campaign import DEFAULT_DOMAINS, StreamSpec
 from loadtest.client import Server, Timeouts
+from loadtest.postfix import setting_problem
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers, ByStream, Failover, Policy, Weighted
 from loadtest.schedule import Schedule, Stage
 from sinks.config import SinkConfig, describe_errors, is_loopback, yaml_problem
 from sinks.effects import build, kinds_for
-
-RESERVED_SUFFIXES = (".test", ".example", ".invalid", ".localhost")
-RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
+from sinks.hostnames import ascii_domain, host_name_or_literal
 
 
 class ScenarioError(ValueError):
@@ -49,8 +57,31 @@ class PostfixSpec(_Model):
         default=None, description="myhostname; default NAME.maildrill.test"
     )
     settings: dict[str, str | int] = Field(
-        default_factory=dict, description="extra main.cf parameters (name: value)"
+        default_factory=dict,
+        description="extra main.cf parameters (name: value); none that maildrill sets, "
+        "none that relays, listens, binds, filters or looks up without allow_remote",
     )
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str | None) -> str | None:
+        return None if value is None else ascii_domain(value)
+
+    @field_validator("routes")
+    @classmethod
+    def _route_domains(cls, routes: dict[str, str]) -> dict[str, str]:
+        return _ascii_keys(routes)
+
+    @field_validator("settings")
+    @classmethod
+    def _settings_syntax(cls, settings: dict[str, str | int]) -> dict[str, str | int]:
+        """Names, one-line values and maildrill's own parameters; the routing ones are
+        the scenario's to allow (allow_remote), checked there."""
+        for name, value in settings.items():
+            problem = setting_problem(name, str(value), allow_remote=True)
+            if problem is not None:
+                raise ValueError(problem)
+        return settings
 
 
 class ServerSpec(_Model):
@@ -65,7 +96,9 @@ class ServerSpec(_Model):
     username: str | None = Field(default=None, description="AUTH user")
     password_env: str | None = Field(default=None, description="AUTH password: this variable")
     password_file: Path | None = Field(default=None, description="AUTH password: this file")
-    helo_name: str = Field(default="maildrill.test", description="name sent in EHLO")
+    helo_name: Annotated[str, AfterValidator(host_name_or_literal)] = Field(
+        default="maildrill.test", description="name sent in EHLO (a host name or [address])"
+    )
     messages_per_connection: int = Field(default=100, ge=1, description="then reconnect")
     local: bool = Field(default=False, description="maildrill starts a sink for it")
     sink: dict[str, Any] = Field(default_factory=dict, description="sink settings when local")
@@ -181,8 +214,13 @@ class RoutingSpec(_Model):
 class StreamModel(_Model):
     name: str = Field(default="promotional", description="X-Maildrill-Stream; by-stream key")
     weight: float = Field(default=1.0, gt=0, description="share of the campaign")
-    sender: str = Field(default="news@example.com", description="envelope and From")
-    subject: str = Field(default="Spring sale: {index}", description="{index}, {stream} filled in")
+    sender: str = Field(
+        default="news@example.com",
+        description="envelope and From: a plain address, reserved or allowed domain",
+    )
+    subject: str = Field(
+        default="Spring sale: {index}", description="{index}, {stream} filled in; one line"
+    )
     size_median: int = Field(default=20_000, ge=200, description="bytes, whole message")
     size_sigma: float = Field(default=0.5, ge=0, description="lognormal shape; 0: all the median")
     size_min: int = Field(default=1_500, ge=200, description="bytes")
@@ -197,6 +235,22 @@ class StreamModel(_Model):
         default=0.0, ge=0, le=1, description="share with a PDF attachment"
     )
     attachment_size: int = Field(default=30_000, ge=0, description="bytes before base64")
+
+    @field_validator("name", "subject")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return header_text(value, "a header value")
+
+    @field_validator("sender")
+    @classmethod
+    def _plain_sender(cls, value: str) -> str:
+        local, domain = split_address(value)
+        return f"{local}@{domain}"
+
+    @field_validator("domains")
+    @classmethod
+    def _domain_names(cls, domains: dict[str, float]) -> dict[str, float]:
+        return _ascii_keys(domains)
 
     @model_validator(mode="after")
     def _ranges(self) -> StreamModel:
@@ -248,8 +302,14 @@ class CampaignSpec(_Model):
         "to hand on what they queued (what is left is stranded)",
     )
     allowed_recipient_domains: list[str] = Field(
-        default_factory=list, description="real domains you may send to"
+        default_factory=list, description="real domains you may send to (and send from)"
     )
+
+    @field_validator("allowed_recipient_domains")
+    @classmethod
+    def _domain_names(cls, domains: list[str]) -> list[str]:
+        """Domain names, kept in the ASCII form they are sent in."""
+        return [ascii_domain(d) for d in domains]
 
     def build_schedule(self) -> Schedule:
         return Schedule([s.stage() for s in self.schedule])
@@ -273,7 +333,6 @@ class FaultEvent(BaseModel):
         return dict(self.model_extra or {})
 
 
-_DOMAIN = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))+")
 _SLO = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(-?[0-9.]+)\s*$")
 
 # What an SLO may name; the analysis computes each of them.
@@ -371,11 +430,6 @@ class Scenario(_Model):
                         f"servers: {server.name!r}: postfix.relay {relay!r} is not a local sink"
                     )
                 for domain, sink in server.postfix.routes.items():
-                    if not _DOMAIN.fullmatch(domain):
-                        raise ValueError(
-                            f"servers: {server.name!r}: postfix.routes: {domain!r} is not a "
-                            "domain name"
-                        )
                     if sink not in known or not self.server(sink).local:
                         raise ValueError(
                             f"servers: {server.name!r}: postfix.routes[{domain}] {sink!r} is "
@@ -406,15 +460,33 @@ class Scenario(_Model):
                         f"servers: {s.name!r}: sink.upstream {host} is outside loopback; "
                         "set allow_remote: true to relay there"
                     )
-        allowed = {d.lower() for d in self.campaign.allowed_recipient_domains}
-        for stream in self.campaign.streams:
+        self._addresses_allowed()
+        return self
+
+    def _addresses_allowed(self) -> None:
+        """Recipient and sender domains reserved or allowed; Postfix settings that route,
+        listen or look up only with allow_remote."""
+        policy = AddressPolicy(self.campaign.allowed_recipient_domains)
+        for i, stream in enumerate(self.campaign.streams):
             for domain in stream.domains:
-                if not is_reserved_domain(domain) and domain.lower() not in allowed:
+                if not policy.domain_allowed(domain):
                     raise ValueError(
-                        f"campaign.streams[{stream.name}].domains: {domain!r} is a real domain; "
+                        f"campaign.streams[{i}].domains: {domain!r} is a real domain; "
                         "list it in campaign.allowed_recipient_domains to send there"
                     )
-        return self
+            try:
+                policy.check(stream.sender, "sender")
+            except AddressError as exc:
+                raise ValueError(
+                    f"campaign.streams[{i}].sender: {exc}; a bounce goes to the sender"
+                ) from None
+        if self.allow_remote:
+            return
+        for server in self.servers:
+            for name, value in (server.postfix.settings if server.postfix else {}).items():
+                problem = setting_problem(name, str(value), allow_remote=False)
+                if problem is not None:
+                    raise ValueError(f"servers: {server.name!r}: postfix.settings: {problem}")
 
     def _no_contradictions(self) -> None:
         """Two faults deciding whether the same listener answers cannot overlap."""
@@ -507,13 +579,15 @@ class Scenario(_Model):
         return [s.spec() for s in self.campaign.streams]
 
 
-def is_reserved_domain(domain: str) -> bool:
-    d = domain.lower().rstrip(".")
-    return (
-        d in RESERVED_DOMAINS
-        or d.endswith(RESERVED_SUFFIXES)
-        or d.endswith(tuple("." + r for r in RESERVED_DOMAINS))
-    )
+def _ascii_keys(mapping: dict[str, Any]) -> dict[str, Any]:
+    """Domain keys in their ASCII form; two spellings of one domain are one too many."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = ascii_domain(key)
+        if name in out:
+            raise ValueError(f"{key!r} is {name!r} again")
+        out[name] = value
+    return out
 
 
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:

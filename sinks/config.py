@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from sinks.effects import EFFECTS, PROXY_EFFECTS, Effect, build
+from sinks.hostnames import ascii_domain
 
 
 class ConfigError(ValueError):
@@ -227,6 +228,16 @@ class SinkConfig(_Model):
                     "upstream.starttls: a proxy relays bytes; the client's STARTTLS goes through"
                 )
         return self
+
+    @field_validator("hostname")
+    @classmethod
+    def _host_name(cls, value: str | None) -> str | None:
+        """It goes into the banner, the EHLO reply and a certificate: a host name only,
+        never a line break that would add a reply of its own."""
+        if value is None:
+            return None
+        name = ascii_domain(value)
+        return value if value.isascii() else name
 
     @field_validator("starttls", mode="before")
     @classmethod
