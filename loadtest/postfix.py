@@ -63,7 +63,7 @@ _TABLE = re.compile(
     r"sdbm|socketmap|sqlite|static|tcp|texthash|unionmap|unix|inet|pass)\s*:",
     re.IGNORECASE,
 )
-_PARAMETER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,99}")
+_PARAMETER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")  # transport names may hold "-"
 _SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_VALUE = 4096
 
@@ -76,7 +76,7 @@ def one_line(text: str) -> bool:
 def setting_problem(name: str, value: str, allow_remote: bool) -> str | None:
     """Why `name = value` may not go into an instance's main.cf, or None."""
     if not _PARAMETER.fullmatch(name):
-        return f"{name!r} is not a Postfix parameter name (letters, digits and _)"
+        return f"{name!r} is not a Postfix parameter name (letters, digits, _ and -)"
     if name in OWNED_PARAMETERS or _OWNED_FAMILIES.search(name):
         return (
             f"{name} is set by maildrill for every instance (use postfix.relay, "

@@ -282,7 +282,7 @@ def test_whatever_renders_listens_and_relays_on_loopback_only(tmp_path_factory, 
     assert values["relayhost"] == "[127.0.0.1]:2600"
     assert values["transport_maps"].startswith("texthash:")
     for name, value in values.items():
-        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_]*", name), name
+        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name), name
         assert not re.search(r"(tcp|inet|ldap|proxy|socketmap|inline)\s*:", value) or (
             name == "transport_maps"
         ), (name, value)
