@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import sinks.cli
 from loadtest.overrides import OverrideError
@@ -22,6 +22,17 @@ EXIT_OK, EXIT_SLO_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 def fail(message: str) -> int:
     print(f"maildrill: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is bad input like any other: one line on stderr and exit 2.
+
+    argparse would print the whole usage block first; the one line names the mistake and
+    where the usage is.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _scenario_args(parser: argparse.ArgumentParser) -> None:
@@ -311,7 +322,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="maildrill", description="Failover drills and capacity runs for SMTP setups."
     )
     sub = parser.add_subparsers(dest="command", required=True)
