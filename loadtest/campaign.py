@@ -130,10 +130,10 @@ class _StreamTemplate:
         self.mixed_close = f"--m{b}--\r\n".encode()
 
 
-def _cumulative(weights: Sequence[float] | object) -> list[float]:
+def _cumulative(weights: Iterable[float]) -> list[float]:
     total = 0.0
     out = []
-    for w in weights:  # type: ignore[attr-defined]
+    for w in weights:
         total += float(w)
         out.append(total)
     return out
@@ -232,6 +232,7 @@ class MessageFactory:
                 + len(t.html_close)
             )
         pad = _cut_at_line(t.filler, max(0, target - fixed))
+        parts: tuple[bytes, ...]
         if with_attachment:
             parts = (
                 headers,

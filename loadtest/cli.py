@@ -14,7 +14,8 @@ from typing import Any, NoReturn
 
 import sinks.cli
 from loadtest.overrides import OverrideError
-from loadtest.scenario import ScenarioError, is_loopback
+from loadtest.scenario import ScenarioError
+from sinks.config import is_loopback
 
 EXIT_OK, EXIT_SLO_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 

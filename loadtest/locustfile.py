@@ -8,6 +8,7 @@ Works headless, with the web UI, with --processes N, and with --master/--worker.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -23,29 +24,36 @@ class SmtpFailure(Exception):
     """Carries the attempt's outcome to Locust's failure table (one row per kind)."""
 
 
-@events.init_command_line_parser.add_listener
 def _arguments(parser: Any, **_: Any) -> None:
     add_arguments(parser)
 
 
-@events.init.add_listener
 def _init(environment: Environment, **_: Any) -> None:
     register(environment)
 
 
-@events.test_start.add_listener
 def _test_start(environment: Environment, **_: Any) -> None:
     campaign_of(environment).start()
 
 
-@events.test_stop.add_listener
 def _test_stop(environment: Environment, **_: Any) -> None:
     campaign_of(environment).stop()
 
 
-@events.quitting.add_listener
 def _quitting(environment: Environment, **_: Any) -> None:
     campaign_of(environment).quit()
+
+
+def _listen(hook: Any, listener: Callable[..., None]) -> None:
+    """Locust's `add_listener` is untyped: as a decorator it would untype the listeners."""
+    hook.add_listener(listener)
+
+
+_listen(events.init_command_line_parser, _arguments)
+_listen(events.init, _init)
+_listen(events.test_start, _test_start)
+_listen(events.test_stop, _test_stop)
+_listen(events.quitting, _quitting)
 
 
 class CampaignSender(User):
@@ -95,7 +103,7 @@ class CampaignShape(LoadTestShape):
         assert self.runner is not None
         campaign = campaign_of(self.runner.environment)
         scenario = campaign.scenario or campaign.load()
-        run_time = self.get_run_time()
+        run_time = self.get_run_time()  # type: ignore[no-untyped-call]
         end = START_LEAD_S + scenario.campaign.build_schedule().duration_s
         if run_time > end + scenario.campaign.drain_s:
             return None

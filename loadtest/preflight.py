@@ -25,13 +25,14 @@ from typing import Any
 
 import aiosmtplib
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ExtensionOID
 
 from loadtest.addresses import AddressPolicy
 from loadtest.outcomes import Outcome, Phase
 from loadtest.probing import ERRORS, classify
-from loadtest.scenario import Scenario, is_loopback
+from loadtest.scenario import Scenario
+from sinks.config import is_loopback
 
 EXPIRY_DAYS = 14.0
 DEFAULT_TIMEOUT_S = 5.0
@@ -276,7 +277,7 @@ def parse_certificate(der: bytes) -> Certificate:
     """The facts of a DER certificate that matter to a sender."""
     cert = x509.load_der_x509_certificate(der)
     try:
-        names = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         sans = [f"DNS:{n}" for n in names.value.get_values_for_type(x509.DNSName)]
         sans += [f"IP:{n}" for n in names.value.get_values_for_type(x509.IPAddress)]
     except x509.ExtensionNotFound:
@@ -285,7 +286,7 @@ def parse_certificate(der: bytes) -> Certificate:
     if self_signed:
         try:
             cert.verify_directly_issued_by(cert)
-        except (ValueError, TypeError, x509.InvalidSignature):
+        except (ValueError, TypeError, InvalidSignature):
             self_signed = False
     return Certificate(
         subject=cert.subject.rfc4514_string(),

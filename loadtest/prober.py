@@ -38,7 +38,8 @@ import aiosmtplib
 from loadtest.cli import server_args
 from loadtest.outcomes import Phase
 from loadtest.probing import ERRORS, classify
-from loadtest.scenario import ScenarioError, is_loopback, load_scenario, parse_server_override
+from loadtest.scenario import ScenarioError, load_scenario, parse_server_override
+from sinks.config import is_loopback
 from sinks.journal import CsvJournal
 
 PROBE_FIELDS = ("time", "server", "ok", "phase", "code", "outcome", "latency_ms", "error")

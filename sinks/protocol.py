@@ -259,7 +259,7 @@ class SinkSMTP(SMTP):
                 self.sink.refused(self, text)
                 transport.write(self._encode(text) + b"\r\n")  # type: ignore[attr-defined]
         finally:
-            self._timeout_cb()
+            self._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def _hang(self) -> None:
         """Never answer: until the client leaves or the idle timer closes, silently."""
@@ -414,13 +414,13 @@ class SinkSMTP(SMTP):
         content = await self._read_message()
         self.stage = Stage.DOT
         if content is None:
-            self._set_post_data_state()
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
             await self.push(str(MESSAGE_TOO_BIG))
             return
         self.envelope.content = content
         self.envelope.original_content = content
         status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
-        self._set_post_data_state()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
         if status is Action.DROP:
             self._close()
             return

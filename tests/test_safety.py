@@ -69,7 +69,11 @@ def _postfix(settings: dict[str, Any] | None = None, **spec: Any) -> Callable[[d
             "name": "primary",
             "priority": 10,
             "local": True,
-            "postfix": {"relay": "downstream", **spec, **({"settings": settings} if settings else {})},
+            "postfix": {
+                "relay": "downstream",
+                **spec,
+                **({"settings": settings} if settings else {}),
+            },
         }
         data["servers"].append({"name": "downstream", "local": True})
         data["faults"] = []
@@ -159,7 +163,9 @@ def test_the_base_scenario_is_valid(tmp_path, capsys):
     capsys.readouterr()
 
 
-@pytest.mark.parametrize(("case", "change"), HOSTILE_SCENARIOS, ids=[c for c, _ in HOSTILE_SCENARIOS])
+@pytest.mark.parametrize(
+    ("case", "change"), HOSTILE_SCENARIOS, ids=[c for c, _ in HOSTILE_SCENARIOS]
+)
 def test_a_hostile_scenario_is_refused_by_validate(tmp_path, capsys, case, change):
     data = copy.deepcopy(BASE)
     change(data)

@@ -92,6 +92,10 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+# The base parameters under a second name: inside Effect, `Params` is the class attribute.
+BaseParams = Params
+
+
 class FaultHost(Protocol):
     """What a listener-level fault (down, flap) may do to its sink."""
 
@@ -106,10 +110,10 @@ class Effect:
     """A behaviour or fault. Subclasses set `kind` and `Params` and override what they need."""
 
     kind: ClassVar[str]
-    Params: ClassVar[type[Params]] = Params
+    Params: ClassVar[type[BaseParams]] = BaseParams
     summary: ClassVar[str] = ""
 
-    def __init__(self, params: Params) -> None:
+    def __init__(self, params: BaseParams) -> None:
         self.params = params
         self.until: float | None = None  # epoch seconds a timed fault ends (set by its host)
 
