@@ -13,8 +13,9 @@ What a 250 promises (`durability`, default `full`):
   client keeps the message. A row leaves the queue only after its upstream's 250 (or 5xx),
   so a restart, however the process ended, forwards everything it acknowledged; a forward
   cut by a kill after the upstream's 250 goes again (at least once, as any MTA).
-- `full`: `synchronous=FULL`, the WAL is fsynced at each commit: the message survives a
-  power loss too. `process`: `synchronous=NORMAL`, written to the OS only: it survives
+- `full`: `synchronous=FULL`, the WAL is fsynced at each message's commit: the message
+  survives a power loss too (retry times and deletions go without an fsync of their own,
+  see `_unsynced`). `process`: `synchronous=NORMAL`, written to the OS only: it survives
   kill -9 but the last messages may be lost with the machine (see
   benchmarks/backup_mx_accept.py for what the fsync costs).
 - The CSV journals are flushed, not fsynced, in both: they are the analysis's evidence,
@@ -309,7 +310,7 @@ class RelayQueue:
         # Journal first: a crash between the two re-sends the message (at least once),
         # which the analysis then sees as the real duplicate it would be.
         self._log(msg_id, queue_id, event, attempt, queued_at, reply)
-        self.db.execute("DELETE FROM queue WHERE queue_id = ?", (queue_id,))
+        self._unsynced("DELETE FROM queue WHERE queue_id = ?", (queue_id,))
         if event == "forwarded":
             self.forwarded += 1
         else:
@@ -321,11 +322,26 @@ class RelayQueue:
     ) -> None:  # fmt: skip
         cfg = self.config
         wait = min(cfg.forward_max_backoff_s, cfg.forward_backoff_s * 2 ** (attempt - 1))
-        self.db.execute(
+        self._unsynced(
             "UPDATE queue SET attempts = ?, next_try = ? WHERE queue_id = ?",
             (attempt, time.time() + wait, queue_id),
         )
         self._log(msg_id, queue_id, "deferred", attempt, queued_at, reply, error)
+
+    def _unsynced(self, sql: str, params: tuple[object, ...]) -> None:
+        """Bookkeeping after a forward, written without an fsync of its own: losing it to a
+        power loss means a retry comes early or a forwarded message goes again (at least
+        once), never a lost message; the next message's fsync takes it to disk anyway.
+        With `durability: full` this halves the fsyncs while the upstream is down (each
+        message is queued, then deferred)."""
+        if self.config.durability == "process":
+            self.db.execute(sql, params)
+            return
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self.db.execute(sql, params)
+        finally:
+            self.db.execute("PRAGMA synchronous=FULL")
 
     def _log(
         self, msg_id: str, queue_id: str, event: str, attempt: int, queued_at: float,

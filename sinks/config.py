@@ -221,7 +221,7 @@ class SinkConfig(_Model):
             raise ValueError(f"mode {self.mode} needs an upstream (host and port)")
         if self.mode == "sink" and self.upstream is not None:
             raise ValueError("upstream is only for mode: backup-mx or proxy")
-        if self.mode != "backup-mx" and "durability" in self.model_fields_set:
+        if self.mode != "backup-mx" and self.durability != "full":
             raise ValueError("durability is only for mode: backup-mx (the queue's promise)")
         if self.mode == "proxy":
             assert self.upstream is not None
