@@ -197,7 +197,8 @@ class RelayQueue:
             prefix = f"{name}.w{int(match[1])}."
             try:
                 orphan = open_queue(path, self.config.durability)
-            except QueueUnavailable:
+            except QueueUnavailable as exc:  # held by a live process, or unreadable
+                log.warning("%s: not taken over: %s", self.config.name, exc)
                 continue
             try:
                 rows = orphan.execute(
