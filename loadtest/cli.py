@@ -186,8 +186,13 @@ def journal_problem_lines(problems: dict[str, Any]) -> list[str]:
             f"journal {name}: {n} unreadable line{'s' * (n != 1)} ({first}) left out: "
             f"the counts from {bad['kind']} journals are unverified"
         )
+    trusted = problems.get("torn_last_line_trusted", True)
     for name in problems.get("torn_last_line") or []:
-        lines.append(f"journal {name}: its last line is torn (cut mid-write), left out")
+        lines.append(
+            f"journal {name}: its last line is torn (cut mid-write), left out"
+            + ("" if trusted else ": the run finished cleanly, so the file was cut short "
+               "and the counts from it are unverified")
+        )  # fmt: skip
     return lines
 
 

@@ -254,21 +254,50 @@ def test_unreadable_lines_are_counted_named_and_no_count_slo_passes_on_them(
     assert code == cli.EXIT_SLO_FAILED
 
 
-def test_a_torn_last_line_is_counted_and_named_but_trusted_to_be_unacknowledged(
-    run_copy: Path, real_run: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A sink journals a message before its 250: a line cut mid-write was never acknowledged,
-    so it is left out and named, and the verdict is the intact run's."""
-    path = biggest_receipts(run_copy)
+def torn_receipt(run_dir: Path) -> str:
+    path = biggest_receipts(run_dir)
     with path.open("ab") as f:
         f.write(b"1800000000.0,secondary,0,secondary.9,127.0")
+    return path.name
+
+
+def test_a_torn_last_line_after_a_sink_died_is_trusted_to_be_unacknowledged(
+    run_copy: Path, real_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sink journals a message before its 250: a line cut as it died was never
+    acknowledged, so it is left out and named, and the verdict is the intact run's."""
+    name = torn_receipt(run_copy)
+    death = {"sink": "secondary", "at_s": 1.0, "exit_code": -9, "event": "sink_died"}
+    edit_json(run_copy / "harness.json", sink_deaths=[death])
     code, out, err = report(run_copy, capsys)
     assert err == ""
     summary = json.loads((run_copy / "summary.json").read_text())
     intact = json.loads((real_run / "summary.json").read_text())
-    assert summary["journal_problems"]["skipped_lines"] == {path.name: 1}
-    assert summary["journal_problems"]["torn_last_line"] == [path.name]
+    problems = summary["journal_problems"]
+    assert problems["skipped_lines"] == {name: 1}
+    assert problems["torn_last_line"] == [name]
+    assert problems["torn_last_line_trusted"] is True
     assert summary["slo"] == intact["slo"]
     assert summary["messages"] == intact["messages"]
-    assert any(path.name in x and "torn" in x for x in out.splitlines()), out
+    (line,) = [x for x in out.splitlines() if x.startswith(f"journal {name}:")]
+    assert "torn" in line
+    assert "unverified" not in line
     assert code == (cli.EXIT_OK if intact["slo"]["passed"] else cli.EXIT_SLO_FAILED)
+
+
+def test_a_torn_last_line_in_a_run_that_finished_cleanly_is_a_file_cut_short(
+    run_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every journal of a cleanly finished run was closed whole: a torn line there means
+    the lines after it are gone, so the counts from that journal are unverified."""
+    name = torn_receipt(run_copy)
+    code, out, err = report(run_copy, capsys)
+    assert err == ""
+    summary = json.loads((run_copy / "summary.json").read_text())
+    assert summary["journal_problems"]["torn_last_line_trusted"] is False
+    lost = next(c for c in summary["slo"]["checks"] if c["name"] == "lost")
+    assert not lost["passed"]
+    assert name in lost["note"]
+    (line,) = [x for x in out.splitlines() if x.startswith(f"journal {name}:")]
+    assert "cut short" in line
+    assert code == cli.EXIT_SLO_FAILED

@@ -103,29 +103,49 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
             scenario.probe_timeout_ms if scenario else None,
         ),
         "preflight": _preflight(run_dir),
-        "journal_problems": journal_problems(journals.damage | probe_damage),
+        "journal_problems": journal_problems(
+            journals.damage | probe_damage, _writer_may_have_died(harness)
+        ),
         "harness": {k: v for k, v in harness.items() if k != "partial"},
     }
     rules = scenario.slo if scenario else []
     schedule = scenario.campaign.build_schedule() if scenario else None
     summary["capacity"] = capacity.capacity(attempts, schedule, t0, rules)
-    unreadable = {name: (d.kind, d.unreadable) for name, d in journals.damage.items()}
+    torn_ok = _writer_may_have_died(harness)
+    unreadable = {
+        name: (d.kind, d.unreadable + int(d.torn and not torn_ok))
+        for name, d in journals.damage.items()
+    }
     summary["slo"] = slo.check(
         rules, slo.metric_values(summary), faults=len(failovers), unreadable=unreadable
     )
     return summary
 
 
-def journal_problems(damage: dict[str, Damage]) -> dict[str, Any]:
+def _writer_may_have_died(harness: dict[str, Any]) -> bool:
+    """Whether a torn last line can be a writer killed mid-write: in a run interrupted (or
+    without a harness record), or one where a sink died or a Locust worker was lost. A run
+    that finished cleanly closed every journal whole: a torn line there is a file cut
+    short, and counts as an unreadable line (the lines after it are gone)."""
+    return bool(
+        harness.get("partial", not harness)
+        or harness.get("sink_deaths")
+        or harness.get("workers_lost")
+    )
+
+
+def journal_problems(damage: dict[str, Damage], torn_trusted: bool) -> dict[str, Any]:
     """What the journals left out: every line skipped per file; the complete lines that
     could not be read (their kind, count and first line numbers), which keep the SLOs
-    counted from that kind of journal from passing; the files whose last line is torn."""
+    counted from that kind of journal from passing; the files whose last line is torn, and
+    whether that is a writer killed mid-write (trusted) or a file cut short (not)."""
     return {
         "skipped_lines": {name: d.skipped for name, d in sorted(damage.items())},
         "unreadable_lines": {
             name: d.as_dict() for name, d in sorted(damage.items()) if d.unreadable
         },
         "torn_last_line": sorted(name for name, d in damage.items() if d.torn),
+        "torn_last_line_trusted": torn_trusted,
     }
 
 

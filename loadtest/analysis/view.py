@@ -370,7 +370,8 @@ def journal_problems(summary: Mapping[str, Any]) -> Table:
             lines = ", ".join(str(line) for line in bad["first"]) + more
             why.append(f"{num(bad['lines'])} unreadable (line {lines})")
         if name in torn:
-            why.append("last line torn")
+            trusted = problems.get("torn_last_line_trusted", True)
+            why.append("last line torn" + ("" if trusted else " in a clean run: cut short"))
         rows.append([name, num(n), "; ".join(why)])
     return Table(
         "Journal problems",
@@ -379,8 +380,9 @@ def journal_problems(summary: Mapping[str, Any]) -> Table:
         rows,
         note="Skipped lines are counted, never guessed at. An unreadable line may hold a "
         "message's receipt or attempt: no SLO counted from its journal passes. A torn last "
-        "line was cut mid-write: sinks journal before they reply, so it was never "
-        "acknowledged.",
+        "line is a writer killed mid-write (sinks journal before they reply: never "
+        "acknowledged), unless the run finished cleanly: then the file was cut short, "
+        "and counts as unreadable.",
         empty="none: every journal line was read",
     )
 
