@@ -79,3 +79,29 @@ def test_damaged_or_quoted_journals_are_read_carefully(drill, tmp_path, damage):
     assert {name: d.skipped for name, d in damaged.items()} == (
         {"attempts.csv": 1} if expected_bad else {}
     )
+
+
+def test_escaped_cells_are_read_fast_and_the_same(drill, tmp_path):
+    """Cells `sinks.journal.cell` escaped (`'=x`, `''x`) come back unescaped on both paths;
+    an escaped number is not one for the fast path: the careful one reads it."""
+    rows = lines(drill / "attempts.csv")
+    header = rows[0].rstrip("\n").split(",")
+    server = header.index("server")
+    for i, value in ((3, "'=SUM(1)"), (4, "''x")):
+        cells = rows[i].rstrip("\n").split(",")
+        cells[server] = value
+        rows[i] = ",".join(cells) + "\n"
+    path = tmp_path / "attempts.csv"
+    path.write_text("".join(rows))
+    fast, careful = both(path)
+    assert fast is not None
+    assert_same(fast, careful)
+    assert list(fast[0]["server"][2:4]) == ["=SUM(1)", "'x"]
+    code = header.index("code")
+    cells = rows[5].rstrip("\n").split(",")
+    cells[code] = "'-1"
+    rows[5] = ",".join(cells) + "\n"
+    path.write_text("".join(rows))
+    fast, careful = both(path)
+    assert fast is None
+    assert careful[0]["code"][4] == -1
