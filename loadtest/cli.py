@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import sinks.cli
+from loadtest.analysis.rundir import RunDirError
 from loadtest.overrides import OverrideError
 from loadtest.scenario import ScenarioError
 from sinks.config import is_loopback
 
 EXIT_OK, EXIT_SLO_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C outside a run (a run handles it itself: a partial summary)
 
 
 def fail(message: str) -> int:
@@ -140,6 +142,8 @@ def _print_summary(result: dict[str, Any], run_dir: Path) -> None:
         f"lost {m['lost']}, duplicates {m['duplicates']}, phantom {m['phantom']}, "
         f"not sent {m['not_sent']}"
     )
+    for line in journal_problem_lines(result.get("journal_problems") or {}):
+        print(line)
     print(
         f"throughput: mean {result['throughput']['mean_msgs_per_s']} msgs/s, "
         f"peak {result['throughput']['peak_msgs_per_s']}; latency p50 {lat['p50']} ms, "
@@ -179,6 +183,29 @@ def _print_summary(result: dict[str, Any], run_dir: Path) -> None:
         )
     report = run_dir / "report.html"
     print(f"SLOs {verdict}{partial}. Report: {report if report.exists() else run_dir}")
+
+
+def journal_problem_lines(problems: dict[str, Any]) -> list[str]:
+    """One line per journal file with lines left out: a damaged journal must not pass for
+    lost messages (its unreadable lines may be their receipts)."""
+    lines = []
+    for name, bad in (problems.get("unreadable_lines") or {}).items():
+        n = bad["lines"]
+        first = ", ".join(str(line) for line in bad["first"]) + (
+            ", ..." if n > len(bad["first"]) else ""
+        )
+        lines.append(
+            f"journal {name}: {n} unreadable line{'s' * (n != 1)} ({first}) left out: "
+            f"the counts from {bad['kind']} journals are unverified"
+        )
+    trusted = problems.get("torn_last_line_trusted", True)
+    for name in problems.get("torn_last_line") or []:
+        lines.append(
+            f"journal {name}: its last line is torn (cut mid-write), left out"
+            + ("" if trusted else ": the run finished cleanly, so the file was cut short "
+               "and the counts from it are unverified")
+        )  # fmt: skip
+    return lines
 
 
 def cmd_sinks(args: argparse.Namespace) -> int:
@@ -246,12 +273,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from loadtest.analysis import summary as summary_mod
 
-    if not (args.run_dir / "attempts.csv").exists() and not list(args.run_dir.glob("*.csv")):
-        return fail(f"{args.run_dir}: no journals here")
+    if not args.run_dir.is_dir():
+        return fail(f"{args.run_dir}: not a run directory")
     try:
         result = summary_mod.write(args.run_dir)
-    except ScenarioError as exc:
+    except (ScenarioError, RunDirError) as exc:  # a damaged file, named in the message
         return fail(str(exc))
+    except OSError as exc:
+        return fail(f"cannot write the reports in {args.run_dir}: {exc.strerror}")
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -263,11 +292,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from loadtest.analysis import compare
 
     for run_dir in (args.run_a, args.run_b):
+        if not run_dir.is_dir():
+            return fail(f"{run_dir}: not a run directory")
         if not (run_dir / "summary.json").exists() and not list(run_dir.glob("attempts*.csv")):
             return fail(f"{run_dir}: no summary.json and no journals here")
     try:
         a, b = compare.load_summary(args.run_a), compare.load_summary(args.run_b)
-    except (ScenarioError, ValueError) as exc:
+    except (ScenarioError, RunDirError) as exc:  # a damaged file, named in the message
         return fail(str(exc))
     text = compare.render(str(args.run_a), str(args.run_b), compare.rows(a, b))
     out = args.out or args.run_b / "compare.md"
@@ -388,7 +419,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sink.set_defaults(func=sinks.cli.run)
 
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("maildrill: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last resort: never a traceback for a user
+        return fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from loadtest.client import Attempt
+from sinks.journal import RowWriter
 
 ATTEMPT_FIELDS = (
     "run_id", "worker", "msg_id", "stream", "attempt", "server", "intended", "due", "start",
@@ -34,7 +34,8 @@ def attempt_row(
 
 
 class AttemptsJournal:
-    """Append-only CSV; whole rows only ever reach the file.
+    """Append-only CSV; whole rows only ever reach the file, their cells as the sinks'
+    journals write them (`sinks.journal.cell`: reply texts are the server's words).
 
     With `flush_s` 0 every write() is in the file when it returns (the master writes the
     workers' batches so). With `flush_s` > 0 rows wait in memory until flush(), which the
@@ -49,7 +50,7 @@ class AttemptsJournal:
         self.flush_s = flush_s
         self._file = path.open("a", newline="", encoding="utf-8")
         self._pending = io.StringIO()
-        self._writer = csv.writer(self._pending, lineterminator="\n")
+        self._writer = RowWriter(self._pending)
         if self._file.tell() == 0:
             self._writer.writerow(ATTEMPT_FIELDS)
             self.flush()

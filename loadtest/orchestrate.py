@@ -36,7 +36,7 @@ from loadtest.overrides import apply_set
 from loadtest.postfix import PostfixError, PostfixInstance
 from loadtest.scenario import Scenario, ScenarioError, ServerSpec, parse_scenario, read_yaml
 from sinks.control import TOKEN_ENV, auth_header
-from sinks.journal import FAULT_FIELDS, CsvJournal, stamp
+from sinks.journal import FAULT_FIELDS, CsvJournal, stamp, uncell
 
 MTA_QUEUE_FIELDS = ("time", "mta", "msg_id", "queue")
 
@@ -176,7 +176,8 @@ class Progress:
         if cut == 0:
             return
         self.offset += cut
-        rows = list(csv.reader(io.StringIO(chunk[:cut].decode("utf-8", "replace"))))
+        text = chunk[:cut].decode("utf-8", "replace")
+        rows = [[uncell(c) for c in row] for row in csv.reader(io.StringIO(text, newline=""))]
         if self.header is None and rows:
             self.header, rows = rows[0], rows[1:]
         assert self.header is not None

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # Imported here: every `maildrill` command builds this parser, few start sinks, and
     # the server stack (aiohttp, aiosmtpd) costs a third of a second to import.
+    from sinks.backup_mx import QueueUnavailable
     from sinks.runner import serve
 
     coro = serve(config, journal_dir, start_at=args.start_at)
@@ -52,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
             final = uvloop.run(coro)
         else:
             final = asyncio.run(coro)
+    except QueueUnavailable as exc:  # a backup MX's queue, held by another process
+        print(f"maildrill sink: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"maildrill sink: cannot listen: {exc}", file=sys.stderr)
         return 2

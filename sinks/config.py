@@ -196,6 +196,12 @@ class SinkConfig(_Model):
     forward_concurrency: int = Field(default=4, ge=1, le=256, description="parallel forwards")
     forward_backoff_s: float = Field(default=1.0, gt=0, description="first retry wait")
     forward_max_backoff_s: float = Field(default=30.0, gt=0, description="longest retry wait")
+    durability: Literal["full", "process"] = Field(
+        default="full",
+        description="backup-mx: full: each message is fsynced into the queue before its 250 "
+        "(survives a power loss, as a real MTA promises); process: written to the OS only "
+        "(survives kill -9, not a power loss; faster)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -216,6 +222,8 @@ class SinkConfig(_Model):
             raise ValueError(f"mode {self.mode} needs an upstream (host and port)")
         if self.mode == "sink" and self.upstream is not None:
             raise ValueError("upstream is only for mode: backup-mx or proxy")
+        if self.mode != "backup-mx" and self.durability != "full":
+            raise ValueError("durability is only for mode: backup-mx (the queue's promise)")
         if self.mode == "proxy":
             assert self.upstream is not None
             if self.processes != 1:

@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import Envelope, Session
 
+from sinks.backup_mx import QueueWriteError
 from sinks.effects import Action, Stage
 from sinks.headers import message_ids
-from sinks.replies import TOO_MANY_RECIPIENTS, Reply
+from sinks.replies import QUEUE_WRITE_ERROR, TOO_MANY_RECIPIENTS, Reply
 
 if TYPE_CHECKING:
     from sinks.protocol import SinkSMTP
@@ -126,7 +127,10 @@ class SinkHandler:
             if decision is Action.HANG:
                 return Action.HANG
         outcome = "accepted" if self.sink.relay is None else "queued"
-        queue_id = self.sink.received(server, envelope, msg_id, message_id, outcome)
+        try:
+            queue_id = self.sink.received(server, envelope, msg_id, message_id, outcome)
+        except QueueWriteError:  # not stored: the client must keep it and try again
+            return str(QUEUE_WRITE_ERROR)
         if self.sink.by_stage[Stage.ACK]:
             ctx = self.sink.context(server)
             ctx.size = len(content)

@@ -86,6 +86,8 @@ MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Error: message file too big")
 BUSY = Reply(421, "4.3.2", "Service not available, closing transmission channel")
 GREYLISTED = Reply(450, "4.2.0", "Greylisted, please try again in {delay} seconds")
 ACCEPTED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")
+# A backup MX that could not store a message (Postfix's words): the client keeps it.
+QUEUE_WRITE_ERROR = Reply(451, "4.3.0", "Error: queue file write error")
 
 # The sink's own limits on hostile or broken clients (SinkConfig), as Postfix words them.
 TOO_MANY_FROM_PEER = Reply(421, "4.7.0", "Error: too many connections from {peer}")

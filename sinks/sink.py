@@ -202,7 +202,9 @@ class Sink(EffectHost):
     def received(
         self, server: SinkSMTP, envelope: Envelope, msg_id: str, message_id: str, outcome: str
     ) -> str:
-        """Journal a received message (before any reply goes out); returns its queue id."""
+        """Journal a received message (before any reply goes out); returns its queue id.
+
+        A backup MX queues it first: QueueWriteError (then no receipt) if it could not."""
         info = server.info
         assert info is not None
         info.messages += 1
@@ -212,6 +214,7 @@ class Sink(EffectHost):
         if outcome == "queued":
             assert self.relay is not None
             assert isinstance(content, bytes)
+            queue_id = self.relay.queue_id(info.id, info.messages)
             self.relay.enqueue(
                 queue_id, msg_id, envelope.mail_from or "", list(envelope.rcpt_tos), content,
                 info.peer_ip,

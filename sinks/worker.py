@@ -21,6 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from sinks.backup_mx import QueueUnavailable
 from sinks.config import SinkConfig
 from sinks.control import ControlServer
 from sinks.sink import Sink
@@ -70,12 +71,16 @@ async def work(spec: WorkerSpec) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     spec = WorkerSpec.model_validate_json(args[0])
-    if spec.loop == "uvloop":
-        import uvloop
+    try:
+        if spec.loop == "uvloop":
+            import uvloop
 
-        uvloop.run(work(spec))
-    else:
-        asyncio.run(work(spec))
+            uvloop.run(work(spec))
+        else:
+            asyncio.run(work(spec))
+    except QueueUnavailable as exc:  # the parent says which worker did not start
+        print(f"maildrill sink: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

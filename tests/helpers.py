@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from sinks.journal import uncell
+
 # The default drill cut to 8 s of load, for end-to-end tests.
 SHORT_DEFAULT = [
     "--set", "campaign.schedule.0.duration_s=1",
@@ -35,8 +37,10 @@ def message(msg_id: str, body: str = "Hello.\r\n", extra: str = "") -> str:
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    """A journal's rows with their values as sent (`sinks.journal.uncell`)."""
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: uncell(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 2.0, step: float = 0.005) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import smtplib
 import time
 
 import pytest
@@ -120,3 +121,41 @@ def test_backup_mode_needs_an_upstream():
             {"sinks": [{"name": "b", "mode": "backup-mx", "upstream": {"host": "10.0.0.1",
                                                                         "port": 25}}]}
         )  # fmt: skip
+
+
+def test_a_message_the_queue_cannot_store_gets_451_and_replaces_nothing(start_sinks, tmp_path):
+    """A plain INSERT: a queued message is never overwritten; what is not stored is a 451
+    (the client keeps it), with no receipt, whatever the reason."""
+    primary, backup = start_pair(start_sinks, tmp_path)
+    primary.control("primary", "POST", "/faults", {"kind": "down"})
+    relay = backup.sink("backup").relay
+    taken = relay.queue_id("backup.1", 1)  # what the next session's first message gets
+    relay.db.execute("INSERT INTO queue VALUES (?, 'held', '', '[]', x'00', 0, 0, ?)", (taken, 9e9))
+    with backup.smtp("backup") as client, pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("news@example.com", ["a@gmail.test"], message("x1"))
+    assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (451, b"4.3.0")
+    assert relay.db.execute("SELECT msg_id FROM queue").fetchall() == [("held",)]
+    relay.db.execute("PRAGMA query_only = 1")  # the queue refuses every write now
+    with backup.smtp("backup") as client, pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("news@example.com", ["a@gmail.test"], message("x2"))
+    assert refused.value.smtp_code == 451
+    relay.db.execute("PRAGMA query_only = 0")
+    assert read_csv(tmp_path / "j" / "receipts-backup.csv") == []
+    refusals = read_csv(tmp_path / "j" / "refusals-backup.csv")
+    assert [(r["code"], r["enhanced"], r["msg_id"]) for r in refusals] == [
+        ("451", "4.3.0", "x1"), ("451", "4.3.0", "x2"),
+    ]  # fmt: skip
+
+
+def test_durability_is_checked():
+    from sinks.config import ConfigError, parse_config
+
+    upstream = {"port": 25}
+    with pytest.raises(ConfigError, match="durability"):
+        parse_config({"sinks": [{"name": "b", "mode": "backup-mx", "upstream": upstream,
+                                 "durability": "none"}]})  # fmt: skip
+    with pytest.raises(ConfigError, match="durability is only for mode: backup-mx"):
+        parse_config({"sinks": [{"name": "b", "durability": "process"}]})
+    (sink,) = parse_config({"sinks": [{"name": "b", "mode": "backup-mx",
+                                       "upstream": upstream}]}).sinks  # fmt: skip
+    assert sink.durability == "full"

@@ -15,7 +15,7 @@ import pytest
 from loadtest import prober
 from loadtest.analysis import failover, probes
 from loadtest.analysis.failover import FaultWindow
-from loadtest.analysis.journals import load as load_journals
+from loadtest.analysis.journals import load_kind
 from tests.helpers import read_csv
 
 SLACK_S = 0.05  # event-loop scheduling on a busy machine, on top of one interval
@@ -39,7 +39,7 @@ def probe_during(sinks, names: list[str], interval_s: float, timeout_s: float, s
 
 def one_fault(sinks, target: str, kind: str, duration: float) -> FaultWindow:
     (window,) = [
-        w for w in failover.fault_windows(load_journals(sinks.journal_dir).faults)
+        w for w in failover.fault_windows(load_kind(sinks.journal_dir, "faults"))
         if w.target == target
     ]  # fmt: skip
     assert (window.kind, window.cleared is not None) == (kind, True)
@@ -61,8 +61,8 @@ def test_availability_timeline_matches_the_faults_journal_within_one_interval(st
 
     probe_during(sinks, ["primary", "secondary"], interval, 0.5, outage)
     window = one_fault(sinks, "primary", "down", 1.0)
-    frame, skipped = probes.load(sinks.journal_dir)
-    assert skipped == {}
+    frame, damage = probes.load(sinks.journal_dir)
+    assert damage == {}
     seen = probes.availability(frame, t0=0.0)
 
     (down,) = seen["primary"]["down"]
@@ -166,9 +166,9 @@ def test_monitor_timing_per_fault():
 
 
 def test_loading_skips_torn_lines_and_no_journal_means_no_probes(tmp_path):
-    empty, skipped = probes.load(tmp_path)
+    empty, damage = probes.load(tmp_path)
     assert empty.empty
-    assert skipped == {}
+    assert damage == {}
     assert probes.summarise(empty, t0=0.0, interval_ms=500, timeout_ms=1000) == {
         "interval_ms": None, "timeout_ms": None, "servers": {}
     }  # fmt: skip
@@ -179,8 +179,8 @@ def test_loading_skips_torn_lines_and_no_journal_means_no_probes(tmp_path):
         "10.7,p,garbage\n"
         "11.0,p,1,quit,250,o"  # cut mid-write
     )
-    frame, skipped = probes.load(tmp_path)
-    assert skipped == {"probes.csv": 2}
+    frame, damage = probes.load(tmp_path)
+    assert (damage["probes.csv"].unreadable, damage["probes.csv"].torn) == (1, True)
     summary = probes.summarise(frame, t0=10.0, interval_ms=500, timeout_ms=1000)
     assert summary["interval_ms"] == 500
     assert summary["servers"]["p"]["probes"] == 2

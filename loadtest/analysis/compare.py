@@ -7,7 +7,6 @@ the old value, or with no value on one side, has no direction.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,11 +183,13 @@ def render(a_name: str, b_name: str, table: list[Row]) -> str:
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:
-    """A run's summary.json; built from its journals (nothing written) when it has none."""
-    path = run_dir / "summary.json"
-    if path.exists():
-        return dict(json.loads(path.read_text()))
+    """A run's summary.json; built from its journals (nothing written) when it has none.
+    RunDirError when summary.json, or a file the journals need, is damaged."""
     from loadtest.analysis import summary as summary_mod
     from loadtest.analysis.journals import load
+    from loadtest.analysis.rundir import SUMMARY, read_json
 
+    summary = read_json(run_dir / "summary.json", SUMMARY)
+    if summary is not None:
+        return summary
     return summary_mod.build(load(run_dir), summary_mod.scenario_of(run_dir))

@@ -1,15 +1,33 @@
-"""Read a run directory's journals into DataFrames, skipping torn or corrupt lines."""
+"""Read a run directory's journals into DataFrames: what cannot be read is refused or counted.
+
+- A journal the analysis cannot use at all raises RunDirError (exit 2) naming the file and
+  line: no attempts journal; an empty file; a first line that is not a journal's header
+  (not UTF-8, a column twice, a column the analysis needs missing). Read anyway, every
+  message in it would count as lost or never sent: the run cannot be analysed honestly.
+- A line that cannot be read (wrong number of fields, not UTF-8, a quote left open, a
+  needed number that is not one) is left out and counted per file with its line number
+  (`Damage`). summary.json's `journal_problems` and `maildrill report` name each such file,
+  and no SLO counted from that kind of journal can pass (`slo.check`): the line may be the
+  very receipt whose absence reads as "lost", or the attempt whose loss would fail the run.
+- A last line without its newline was cut mid-write (its writer was killed). It is left
+  out and counted too, but trusted: a sink journals a message before it replies 250, so a
+  torn receipt was never acknowledged, and a torn attempt never finished being recorded.
+
+Cells are read back as `sinks.journal.cell` wrote them: one leading `'` taken off.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from loadtest.analysis.rundir import HARNESS, RUN, RunDirError, read_json
+from sinks.journal import ESCAPE, uncell
 
 NUMERIC = {
     "attempts": ("attempt", "intended", "due", "start", "connected", "end", "code", "bytes",
@@ -21,6 +39,7 @@ NUMERIC = {
     "relay": ("time", "attempt", "code", "queued_at"),
     "mta_queue": ("time",),
     "proxy": ("time", "code", "size", "bytes_up", "bytes_down"),
+    "probes": ("time", "ok", "code", "latency_ms"),
 }  # fmt: skip
 REQUIRED = {
     "attempts": ("msg_id", "attempt", "server", "intended", "start", "end", "outcome"),
@@ -30,7 +49,41 @@ REQUIRED = {
     "relay": ("time", "sink", "msg_id", "event"),
     "mta_queue": ("time", "mta", "msg_id", "queue"),
     "proxy": ("time", "proxy", "session", "event"),
+    "probes": ("time", "server", "ok", "latency_ms"),
 }
+# A required number that is not one makes its line unreadable; other numbers become NaN.
+NEEDED_NUMBERS = {kind: tuple(c for c in REQUIRED[kind] if c in NUMERIC[kind]) for kind in REQUIRED}
+# The files of each kind in a run directory.
+PATTERNS = {
+    "attempts": "attempts*.csv", "receipts": "receipts*.csv", "refusals": "refusals*.csv",
+    "faults": "faults*.csv", "relay": "relay*.csv", "mta_queue": "mta-queue*.csv",
+    "proxy": "proxy-*.csv", "probes": "probes*.csv",
+}  # fmt: skip
+NAMED_LINES = 10  # line numbers kept per damaged file (all are counted)
+
+
+@dataclass
+class Damage:
+    """The lines of one journal file left out of the analysis."""
+
+    kind: str
+    unreadable: int = 0  # complete lines that could not be read
+    lines: list[int] = field(default_factory=list)  # the first NAMED_LINES of them (1-based)
+    torn: bool = False  # the last line has no newline: cut mid-write
+
+    def add(self, first: int, last: int | None = None) -> None:
+        """Lines `first` to `last` (one record, perhaps several lines) could not be read."""
+        for line in range(first, (last or first) + 1):
+            self.unreadable += 1
+            if len(self.lines) < NAMED_LINES:
+                self.lines.append(line)
+
+    @property
+    def skipped(self) -> int:
+        return self.unreadable + int(self.torn)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "lines": self.unreadable, "first": list(self.lines)}
 
 
 @dataclass
@@ -41,10 +94,15 @@ class Journals:
     refusals: pd.DataFrame
     faults: pd.DataFrame
     run: dict[str, Any]
-    skipped: dict[str, int] = field(default_factory=dict)
+    damage: dict[str, Damage] = field(default_factory=dict)  # by file name
     relay: pd.DataFrame = field(default_factory=pd.DataFrame)  # backup-MX queues
     mta_queue: pd.DataFrame = field(default_factory=pd.DataFrame)  # left in MTAs at the end
     proxy: pd.DataFrame = field(default_factory=pd.DataFrame)  # fault proxies' connections
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """Lines left out, per file (torn last lines included)."""
+        return {name: d.skipped for name, d in self.damage.items()}
 
     @property
     def t0(self) -> float:
@@ -56,46 +114,133 @@ class Journals:
         return 0.0
 
 
-def _read_careful(path: Path, kind: str) -> tuple[pd.DataFrame, int] | None:
-    """Line by line with the csv module: every line of the wrong shape skipped and counted."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows:
-        return None
-    header, body = rows[0], rows[1:]
-    good = [r for r in body if len(r) == len(header)]
-    bad = len(body) - len(good)
-    if text and not text.endswith("\n") and good and body and body[-1] is good[-1]:
-        # A last line without its newline was cut mid-write: do not trust it.
-        good.pop()
-        bad += 1
-    frame = pd.DataFrame(good, columns=header)
+def _contents(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise RunDirError(path, "a directory, not a journal") from None
+    except OSError as exc:
+        raise RunDirError(path, f"cannot read: {exc.strerror}") from None
+
+
+def _header(path: Path, kind: str, data: bytes) -> list[str]:
+    """The journal's columns; RunDirError when the first line is not a `kind` journal's."""
+    if not data:
+        raise RunDirError(path, "empty: not even a header line")
+    end = data.find(b"\n")
+    first = data if end < 0 else data[:end]
+    try:
+        text = first.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError:
+        raise RunDirError(path, "not a journal: the header is not UTF-8 text", 1) from None
+    try:
+        header = next(csv.reader([text]), [])
+    except csv.Error as exc:
+        raise RunDirError(path, f"not a journal: the header is not CSV ({exc})", 1) from None
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            raise RunDirError(path, f"column {column!r} twice in the header", 1)
+        seen.add(column)
+    missing = [c for c in REQUIRED[kind] if c not in seen]
+    if missing:
+        raise RunDirError(path, f"not a {kind} journal: the header has no {', '.join(missing)}", 1)
+    return header
+
+
+def _numbers(frame: pd.DataFrame, kind: str) -> None:
     for column in NUMERIC[kind]:
         if column in frame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    return frame, bad
 
 
-def _read_clean(path: Path, kind: str) -> tuple[pd.DataFrame, int] | None:
+def _read_careful(path: Path, kind: str, data: bytes | None = None) -> tuple[pd.DataFrame, Damage]:
+    """Record by record with the csv module: every record of the wrong shape, with bytes
+    that are not UTF-8 or a quote that does not close, is left out and its lines counted."""
+    data = _contents(path) if data is None else data
+    header = _header(path, kind, data)
+    damage = Damage(kind)
+    end = data.rfind(b"\n") + 1
+    damage.torn = end < len(data) and end > 0  # a last line without its newline
+    # Bytes that are not UTF-8 become lone surrogates, so the record they are in is found.
+    text = data[:end].decode("utf-8", errors="surrogateescape")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    good: list[list[str]] = []
+    at: list[int] = []  # each good row's line
+    first = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:  # e.g. a field past the size limit: a quote that never closed
+            row = None
+        last = reader.line_num
+        if first == 1:
+            pass  # the header, checked above
+        elif row is None or len(row) != len(header) or _undecodable(row):
+            damage.add(first, last)
+        else:
+            good.append([uncell(c) for c in row])
+            at.append(first)
+        first = last + 1
+    frame = pd.DataFrame(good, columns=header)
+    _numbers(frame, kind)
+    frame = _drop_unreadable(frame, kind, damage, at)
+    return frame.reset_index(drop=True), damage
+
+
+def _undecodable(row: list[str]) -> bool:
+    return any(not cell.isascii() and _has_surrogate(cell) for cell in row)
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _drop_unreadable(
+    frame: pd.DataFrame, kind: str, damage: Damage, lines: list[int] | None
+) -> pd.DataFrame:
+    """Rows whose needed numbers are not numbers are unreadable lines: counted and dropped.
+    `lines`: each row's line (None: row i is line i + 2, a file without quotes)."""
+    needed = [c for c in NEEDED_NUMBERS[kind] if c in frame]
+    if not needed or not len(frame):
+        return frame
+    invalid = frame[needed].isna().any(axis=1).to_numpy()
+    if not invalid.any():  # keep the frame as it is: no copy of a clean journal
+        return frame
+    for i in invalid.nonzero()[0]:
+        damage.add(lines[i] if lines is not None else int(i) + 2)
+    return frame[~invalid]
+
+
+def _read_clean(
+    path: Path, kind: str, data: bytes | None = None
+) -> tuple[pd.DataFrame, Damage] | None:
     """pandas' C parser, for a journal with no damage but perhaps a torn last line: the same
     frame as `_read_careful`, many times faster. None (read carefully instead) when the
-    file has quoted fields, or a line of the wrong shape, or a number that is not one.
+    file has quoted fields, or a line of the wrong shape, or a number that is not one, or
+    bytes that are not UTF-8.
 
     Without quotes, every complete line has the header's shape exactly when the file holds
     (fields - 1) commas per line and no line is too long (the parser refuses those).
     """
-    data = path.read_bytes()
-    end_of_header = data.find(b"\n")
-    if end_of_header < 0 or b'"' in data:
-        return None
-    header = data[:end_of_header].decode("utf-8", errors="replace").rstrip("\r").split(",")
-    if len(set(header)) != len(header):
+    data = _contents(path) if data is None else data
+    header = _header(path, kind, data)
+    if b'"' in data or b"\x00" in data or not _utf8(data):
         return None
     last_newline = data.rfind(b"\n")
     lines = data.count(b"\n")  # complete lines, the header's included
     if data.count(b",", 0, last_newline + 1) != (len(header) - 1) * lines:
         return None
-    torn = int(last_newline != len(data) - 1)  # a last line without its newline
+    damage = Damage(kind, torn=last_newline != len(data) - 1)
+    escaped = ESCAPE.encode()
+    # A quote byte anywhere is one memchr; the two-byte searches only when there is one.
+    unescape = escaped in data and (b"," + escaped in data or b"\n" + escaped in data)
     del data  # parsed from the file again: pandas reads a path faster than a buffer
     numeric = [c for c in header if c in NUMERIC[kind]]
     text = [c for c in header if c not in NUMERIC[kind]]
@@ -106,35 +251,44 @@ def _read_clean(path: Path, kind: str) -> tuple[pd.DataFrame, int] | None:
             keep_default_na=False,
             na_values={c: [""] for c in numeric},
             skip_blank_lines=False,
-            encoding_errors="replace",
             # The complete lines checked above, no more: a torn last line was cut
             # mid-write and is not trusted; lines appended since were not checked.
             nrows=lines - 1,
         )
     except (ValueError, pd.errors.ParserError):  # a line too long, a field not a number
         return None
-    return frame, torn
+    if unescape:  # cells `sinks.journal.cell` escaped (a number escaped failed above)
+        for column in text:
+            values = frame[column]
+            marked = values.str.startswith(ESCAPE)
+            if marked.any():
+                frame[column] = values.where(~marked, values.str[1:])
+    return _drop_unreadable(frame, kind, damage, None), damage
 
 
-def _read(paths: list[Path], kind: str, skipped: dict[str, int]) -> pd.DataFrame:
-    """Concatenate CSV journals of one kind; a line with the wrong shape is skipped and counted."""
+def _utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def read_journal(path: Path, kind: str) -> tuple[pd.DataFrame, Damage]:
+    """One journal file: its readable rows, and what was left out."""
+    data = _contents(path)
+    return _read_clean(path, kind, data) or _read_careful(path, kind, data)
+
+
+def _read(paths: list[Path], kind: str, damage: dict[str, Damage]) -> pd.DataFrame:
+    """Concatenate CSV journals of one kind; what each file lost goes into `damage`."""
     frames = []
     for path in sorted(paths):
-        parsed = _read_clean(path, kind)
-        if parsed is None:
-            parsed = _read_careful(path, kind)
-        if parsed is None:
-            continue
-        frame, bad = parsed
-        required = [c for c in REQUIRED[kind] if c in frame]
-        numeric_required = [c for c in required if c in NUMERIC[kind]]
-        if numeric_required:
-            invalid = frame[numeric_required].isna().any(axis=1)
-            if invalid.any():  # else keep the frame as it is: no copy of a clean journal
-                bad += int(invalid.sum())
-                frame = frame[~invalid]
-        if bad:
-            skipped[path.name] = bad
+        frame, lost = read_journal(path, kind)
+        if lost.skipped:
+            damage[path.name] = lost
         frames.append(frame)
     if not frames:
         return pd.DataFrame(
@@ -148,19 +302,33 @@ def _read(paths: list[Path], kind: str, skipped: dict[str, int]) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True)
 
 
+def load_kind(directory: Path, kind: str, damage: dict[str, Damage] | None = None) -> pd.DataFrame:
+    """Every journal of one kind in a directory (e.g. a `maildrill sinks` journal directory)."""
+    return _read(list(directory.glob(PATTERNS[kind])), kind, {} if damage is None else damage)
+
+
 def load(run_dir: Path) -> Journals:
-    skipped: dict[str, int] = {}
-    run_file = run_dir / "run.json"
-    run = json.loads(run_file.read_text()) if run_file.exists() else {}
+    """A run directory's journals and run.json; RunDirError when they cannot be analysed."""
+    if not run_dir.is_dir():
+        raise RunDirError(run_dir, "not a run directory")
+    run = read_json(run_dir / "run.json", RUN) or {}
+    if not list(run_dir.glob(PATTERNS["attempts"])):
+        # A run stopped before its first attempt has none; one that finished must have one.
+        harness = read_json(run_dir / "harness.json", HARNESS)
+        if harness is not None and harness.get("partial") is False:
+            raise RunDirError(
+                run_dir / "attempts.csv", "missing, yet harness.json says the run finished"
+            )
+    damage: dict[str, Damage] = {}
     return Journals(
         run_dir=run_dir,
-        attempts=_read(list(run_dir.glob("attempts*.csv")), "attempts", skipped),
-        receipts=_read(list(run_dir.glob("receipts*.csv")), "receipts", skipped),
-        refusals=_read(list(run_dir.glob("refusals*.csv")), "refusals", skipped),
-        faults=_read(list(run_dir.glob("faults*.csv")), "faults", skipped),
-        relay=_read(list(run_dir.glob("relay*.csv")), "relay", skipped),
-        mta_queue=_read(list(run_dir.glob("mta-queue*.csv")), "mta_queue", skipped),
-        proxy=_read(list(run_dir.glob("proxy-*.csv")), "proxy", skipped),
+        attempts=load_kind(run_dir, "attempts", damage),
+        receipts=load_kind(run_dir, "receipts", damage),
+        refusals=load_kind(run_dir, "refusals", damage),
+        faults=load_kind(run_dir, "faults", damage),
+        relay=load_kind(run_dir, "relay", damage),
+        mta_queue=load_kind(run_dir, "mta_queue", damage),
+        proxy=load_kind(run_dir, "proxy", damage),
         run=run,
-        skipped=skipped,
+        damage=damage,
     )

@@ -20,50 +20,32 @@ passes). Times in the output are seconds from run start (`t0`), durations in sec
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from loadtest.analysis import journals
 from loadtest.analysis.failover import FaultWindow
+from loadtest.analysis.journals import Damage
 from loadtest.analysis.metrics import percentiles
 
 COLUMNS = ("time", "server", "ok", "phase", "code", "outcome", "latency_ms", "error")
-NUMERIC = ("time", "ok", "code", "latency_ms")
 
 
-def load(run_dir: Path) -> tuple[pd.DataFrame, dict[str, int]]:
-    """All probe journals of a run, sorted by time; (frame, skipped lines per file)."""
-    frames, skipped = [], {}
-    for path in sorted(run_dir.glob("probes*.csv")):
-        text = path.read_text(encoding="utf-8", errors="replace")
-        rows = list(csv.reader(io.StringIO(text)))
-        if not rows:
-            continue
-        header, body = rows[0], rows[1:]
-        good = [r for r in body if len(r) == len(header)]
-        bad = len(body) - len(good)
-        if good and not text.endswith("\n") and body[-1] is good[-1]:
-            good.pop()  # cut mid-write
-            bad += 1
-        frame = pd.DataFrame(good, columns=header)
-        for column in NUMERIC:
-            if column in frame:
-                frame[column] = pd.to_numeric(frame[column], errors="coerce")
-        invalid = frame[[c for c in ("time", "ok", "latency_ms") if c in frame]].isna().any(axis=1)
-        bad += int(invalid.sum())
-        if bad:
-            skipped[path.name] = bad
-        frames.append(frame[~invalid])
-    if not frames:
-        frames = [pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})]
-    probes = pd.concat(frames, ignore_index=True).sort_values("time", kind="stable")
+def load(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Damage]]:
+    """All probe journals of a run, sorted by time, read as every journal is
+    (`journals.read_journal`); (frame, what was left out per file)."""
+    damage: dict[str, Damage] = {}
+    probes = journals.load_kind(run_dir, "probes", damage)
+    for column in COLUMNS:
+        if column not in probes:
+            probes[column] = pd.Series(dtype="float64")
+    probes = probes.sort_values("time", kind="stable")
     probes["end"] = probes["time"] + probes["latency_ms"] / 1000.0
     probes["ok"] = probes["ok"].astype(bool)
-    return probes.reset_index(drop=True), skipped
+    return probes.reset_index(drop=True), damage
 
 
 def down_intervals(server_probes: pd.DataFrame) -> list[dict[str, Any]]:

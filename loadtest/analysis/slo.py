@@ -15,25 +15,57 @@ OPS: Mapping[str, Callable[[float, float], bool]] = {
 
 FAULT_TIMINGS = frozenset({"detection_s", "failover_s", "failback_s", "recovery_s"})
 
+# The journals (kinds, as loadtest.analysis.journals reads them) each metric is counted
+# from. A message's fate is decided by its attempts and by every place it can be found.
+_MESSAGES = ("attempts", "receipts", "relay", "proxy", "mta_queue")
+SOURCES: Mapping[str, tuple[str, ...]] = {
+    **dict.fromkeys(("lost", "duplicates", "phantom", "failed", "stranded", "not_sent",
+                     "unverified", "accepted_ratio"), _MESSAGES),
+    **dict.fromkeys(FAULT_TIMINGS, ("attempts", "faults")),
+}  # fmt: skip
+ATTEMPTS_ONLY = ("attempts",)  # latency, lateness, throughput: the client's own record
+
 
 def check(
-    rules: list[str], values: Mapping[str, float | None], faults: int | None = None
+    rules: list[str],
+    values: Mapping[str, float | None],
+    faults: int | None = None,
+    unreadable: Mapping[str, tuple[str, int]] | None = None,
 ) -> dict[str, Any]:
     """Verdict per rule. A value that could not be measured fails, except a fault timing
-    in a run with no fault at all (`faults == 0`), which does not apply."""
+    in a run with no fault at all (`faults == 0`), which does not apply.
+
+    `unreadable`: journal file -> (kind, lines that could not be read). A rule counted from
+    a journal with unreadable lines cannot pass, whatever its measured value: the lines
+    may be the receipts of messages that now read as lost (or the attempts of messages
+    lost for real), so the value is unverified, and the note names the files.
+    """
     checks = []
     for rule in rules:
         metric, op, limit = parse_slo(rule)
         value = values.get(metric)
         check: dict[str, Any] = {"name": metric, "rule": rule, "limit": limit, "value": value}
+        doubt = _doubt(metric, unreadable or {})
         if value is None and metric in FAULT_TIMINGS and faults == 0:
             check.update(passed=True, note="no fault in this run")
+        elif doubt:
+            check.update(passed=False, note=doubt)
         else:
             check["passed"] = value is not None and OPS[op](value, limit)
             if value is None:
                 check["note"] = "not measured"
         checks.append(check)
     return {"passed": all(c["passed"] for c in checks), "checks": checks}
+
+
+def _doubt(metric: str, unreadable: Mapping[str, tuple[str, int]]) -> str:
+    """Why `metric` cannot be verified ('' when it can)."""
+    sources = SOURCES.get(metric, ATTEMPTS_ONLY)
+    files = sorted(name for name, (kind, lines) in unreadable.items() if lines and kind in sources)
+    if not files:
+        return ""
+    lines = sum(unreadable[name][1] for name in files)
+    return f"unverified: {lines} unreadable journal line{'s' * (lines != 1)} in {', '.join(files)}"
 
 
 def metric_values(summary: Mapping[str, Any]) -> dict[str, float | None]:

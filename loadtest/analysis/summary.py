@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from loadtest.analysis import (
     capacity,
@@ -21,21 +20,19 @@ from loadtest.analysis import (
     report,
     slo,
 )
-from loadtest.analysis.journals import Journals, load
-from loadtest.scenario import Scenario, parse_scenario
+from loadtest.analysis.journals import Damage, Journals, load
+from loadtest.analysis.rundir import HARNESS, PREFLIGHT, read_json, read_scenario
+from loadtest.scenario import Scenario
 
 
 def scenario_of(run_dir: Path) -> Scenario | None:
-    path = run_dir / "scenario.yaml"
-    if not path.exists():
-        return None
-    return parse_scenario(yaml.safe_load(path.read_text()), str(path))
+    """scenario.yaml as run (None without one); ScenarioError when it is damaged."""
+    return read_scenario(run_dir)
 
 
 def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
     run_dir = journals.run_dir
-    harness_file = run_dir / "harness.json"
-    harness = json.loads(harness_file.read_text()) if harness_file.exists() else {}
+    harness = read_json(run_dir / "harness.json", HARNESS) or {}
     attempts = journals.attempts
     run_id = str(journals.run.get("run_id", ""))
     if run_id and len(attempts) and "run_id" in attempts:
@@ -69,7 +66,7 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
         foreign = {s.name for s in scenario.servers if not s.local and s.postfix is None}
         windows += failover.infer_windows(attempts, foreign)
     # What the health prober saw (loadtest.prober): how long a monitor takes to notice.
-    probe_frame, probe_skipped = probes.load(run_dir)
+    probe_frame, probe_damage = probes.load(run_dir)
     failovers = [
         failover.analyse(w, attempts, per, t0, end).as_dict()
         | probes.monitor_timing(w, probe_frame)
@@ -106,14 +103,50 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
             scenario.probe_timeout_ms if scenario else None,
         ),
         "preflight": _preflight(run_dir),
-        "journal_problems": {"skipped_lines": journals.skipped | probe_skipped},
+        "journal_problems": journal_problems(
+            journals.damage | probe_damage, _writer_may_have_died(harness)
+        ),
         "harness": {k: v for k, v in harness.items() if k != "partial"},
     }
     rules = scenario.slo if scenario else []
     schedule = scenario.campaign.build_schedule() if scenario else None
     summary["capacity"] = capacity.capacity(attempts, schedule, t0, rules)
-    summary["slo"] = slo.check(rules, slo.metric_values(summary), faults=len(failovers))
+    torn_ok = _writer_may_have_died(harness)
+    unreadable = {
+        name: (d.kind, d.unreadable + int(d.torn and not torn_ok))
+        for name, d in journals.damage.items()
+    }
+    summary["slo"] = slo.check(
+        rules, slo.metric_values(summary), faults=len(failovers), unreadable=unreadable
+    )
     return summary
+
+
+def _writer_may_have_died(harness: dict[str, Any]) -> bool:
+    """Whether a torn last line can be a writer killed mid-write: in a run interrupted (or
+    without a harness record), or one where a sink died or a Locust worker was lost. A run
+    that finished cleanly closed every journal whole: a torn line there is a file cut
+    short, and counts as an unreadable line (the lines after it are gone)."""
+    return bool(
+        harness.get("partial", not harness)
+        or harness.get("sink_deaths")
+        or harness.get("workers_lost")
+    )
+
+
+def journal_problems(damage: dict[str, Damage], torn_trusted: bool) -> dict[str, Any]:
+    """What the journals left out: every line skipped per file; the complete lines that
+    could not be read (their kind, count and first line numbers), which keep the SLOs
+    counted from that kind of journal from passing; the files whose last line is torn, and
+    whether that is a writer killed mid-write (trusted) or a file cut short (not)."""
+    return {
+        "skipped_lines": {name: d.skipped for name, d in sorted(damage.items())},
+        "unreadable_lines": {
+            name: d.as_dict() for name, d in sorted(damage.items()) if d.unreadable
+        },
+        "torn_last_line": sorted(name for name, d in damage.items() if d.torn),
+        "torn_last_line_trusted": torn_trusted,
+    }
 
 
 def write(run_dir: Path, reports: bool = True) -> dict[str, Any]:
@@ -136,10 +169,9 @@ def _upstream(sink: dict[str, Any]) -> str | None:
 
 def _preflight(run_dir: Path) -> dict[str, Any] | None:
     """The pre-flight check's verdict (preflight.json has the servers' facts too)."""
-    path = run_dir / "preflight.json"
-    if not path.exists():
+    data = read_json(run_dir / "preflight.json", PREFLIGHT)
+    if data is None:
         return None
-    data = json.loads(path.read_text())
     return {key: data.get(key) for key in ("ok", "reference", "flags", "notes")}
 
 

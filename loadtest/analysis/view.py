@@ -357,13 +357,32 @@ def errors(summary: Mapping[str, Any]) -> Table:
 
 
 def journal_problems(summary: Mapping[str, Any]) -> Table:
-    skipped = (summary.get("journal_problems") or {}).get("skipped_lines", {})
+    problems = summary.get("journal_problems") or {}
+    skipped = problems.get("skipped_lines", {})
+    unreadable = problems.get("unreadable_lines", {})
+    torn = set(problems.get("torn_last_line", []))
+    rows = []
+    for name, n in sorted(skipped.items()):
+        why = []
+        if name in unreadable:
+            bad = unreadable[name]
+            more = ", ..." if bad["lines"] > len(bad["first"]) else ""
+            lines = ", ".join(str(line) for line in bad["first"]) + more
+            why.append(f"{num(bad['lines'])} unreadable (line {lines})")
+        if name in torn:
+            trusted = problems.get("torn_last_line_trusted", True)
+            why.append("last line torn" + ("" if trusted else " in a clean run: cut short"))
+        rows.append([name, num(n), "; ".join(why)])
     return Table(
         "Journal problems",
         "journal-problems",
-        ["file", "lines skipped"],
-        [[name, num(n)] for name, n in sorted(skipped.items())],
-        note="Torn or malformed journal lines are skipped and counted, never guessed at.",
+        ["file", "lines skipped", "why"],
+        rows,
+        note="Skipped lines are counted, never guessed at. An unreadable line may hold a "
+        "message's receipt or attempt: no SLO counted from its journal passes. A torn last "
+        "line is a writer killed mid-write (sinks journal before they reply: never "
+        "acknowledged), unless the run finished cleanly: then the file was cut short, "
+        "and counts as unreadable.",
         empty="none: every journal line was read",
     )
 
