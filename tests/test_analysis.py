@@ -13,6 +13,7 @@ from loadtest.analysis.journals import load
 from loadtest.journal import ATTEMPT_FIELDS
 from loadtest.scenario import Scenario, parse_scenario
 from sinks.journal import FAULT_FIELDS, PROXY_FIELDS, RECEIPT_FIELDS
+from tests import runs
 
 T0 = 1_800_000_000.0
 RUN = "hand"
@@ -183,6 +184,7 @@ def test_slo_verdicts(run_dir, tmp_path):
 
 
 def test_write_produces_summary_json(run_dir):
+    (run_dir / "scenario.yaml").write_text(runs.DRILL_SCENARIO)
     summary_mod.write(run_dir)
     data = json.loads((run_dir / "summary.json").read_text())
     for key in ("scenario", "started_at", "duration_s", "partial", "messages", "throughput",

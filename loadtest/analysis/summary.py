@@ -21,7 +21,7 @@ from loadtest.analysis import (
     slo,
 )
 from loadtest.analysis.journals import Damage, Journals, load
-from loadtest.analysis.rundir import HARNESS, PREFLIGHT, read_json, read_scenario
+from loadtest.analysis.rundir import HARNESS, PREFLIGHT, RunDirError, read_json, read_scenario
 from loadtest.scenario import Scenario
 
 
@@ -152,11 +152,25 @@ def journal_problems(damage: dict[str, Damage], torn_trusted: bool) -> dict[str,
 def write(run_dir: Path, reports: bool = True) -> dict[str, Any]:
     """summary.json, then (unless `reports` is false) plots, series, report.html/.md."""
     journals, scenario = report.compact(load(run_dir)), scenario_of(run_dir)
+    _made_by_run(run_dir)
     summary = build(journals, scenario)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
     if reports:
         report.write(run_dir, summary, journals, scenario)
     return summary
+
+
+def _made_by_run(run_dir: Path) -> None:
+    """A run `maildrill run` finished is whole: run.json and scenario.yaml come before any
+    load, harness.json last. With a finished harness.json there, a missing first one was
+    removed, and without scenario.yaml there are no SLOs to judge: the report would pass
+    on nothing."""
+    harness = read_json(run_dir / "harness.json", HARNESS)
+    if harness is None or harness.get("partial") is not False:
+        return  # a `maildrill sinks` journal directory, or a run stopped before its end
+    for name in ("run.json", "scenario.yaml"):
+        if not (run_dir / name).exists():
+            raise RunDirError(run_dir / name, "missing, yet harness.json says a run was here")
 
 
 def _upstream(sink: dict[str, Any]) -> str | None:
