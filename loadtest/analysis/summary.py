@@ -113,6 +113,8 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
     schedule = scenario.campaign.build_schedule() if scenario else None
     summary["capacity"] = capacity.capacity(attempts, schedule, t0, rules)
     summary["slo"] = slo.check(rules, slo.metric_values(summary), faults=len(failovers))
+    if harness.get("aborted_by"):  # a drill without its fault passes nothing
+        summary["slo"]["passed"] = False
     return summary
 
 
