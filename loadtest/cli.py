@@ -17,6 +17,7 @@ from loadtest.analysis.rundir import RunDirError
 from loadtest.overrides import OverrideError
 from loadtest.scenario import ScenarioError
 from sinks.config import is_loopback
+from sinks.numbers import finite_float
 
 EXIT_OK, EXIT_SLO_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130  # Ctrl-C outside a run (a run handles it itself: a partial summary)
@@ -90,6 +91,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     result = summary_mod.write(run_dir)
     _print_summary(result, run_dir)
+    return _exit_code(result, run_dir)
+
+
+def _exit_code(result: dict[str, Any], run_dir: Path) -> int:
+    """0 or 1 by the SLOs; 2 for a run stopped because a fault did not start."""
+    aborted = (result.get("harness") or {}).get("aborted_by")
+    if aborted:
+        return fail(f"{aborted}: the drill did not run as written (journals kept in {run_dir})")
     return EXIT_OK if result["slo"]["passed"] else EXIT_SLO_FAILED
 
 
@@ -174,7 +183,9 @@ def _print_summary(result: dict[str, Any], run_dir: Path) -> None:
         note = f", {check['note']}" if check.get("note") else ""
         print(f"  {verdict}  {check['rule']}  (measured {check['value']}{note})")
     partial = " (PARTIAL: the run was interrupted)" if result["partial"] else ""
-    verdict = "PASSED" if result["slo"]["passed"] else "FAILED"
+    verdict = "SLOs " + ("PASSED" if result["slo"]["passed"] else "FAILED")
+    if (result.get("harness") or {}).get("aborted_by"):
+        verdict, partial = "RUN FAILED: a fault did not start; SLOs not judged", ""
     cap = result.get("capacity") or {}
     if cap.get("steps"):
         print(
@@ -182,7 +193,7 @@ def _print_summary(result: dict[str, Any], run_dir: Path) -> None:
             f"max stable {cap['max_stable_msgs_per_s']} msgs/s"
         )
     report = run_dir / "report.html"
-    print(f"SLOs {verdict}{partial}. Report: {report if report.exists() else run_dir}")
+    print(f"{verdict}{partial}. Report: {report if report.exists() else run_dir}")
 
 
 def journal_problem_lines(problems: dict[str, Any]) -> list[str]:
@@ -285,7 +296,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, default=str))
     else:
         _print_summary(result, args.run_dir)
-    return EXIT_OK if result["slo"]["passed"] else EXIT_SLO_FAILED
+    return _exit_code(result, args.run_dir)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -407,9 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument(
         "--rcpt", default="preflight@maildrill.invalid", help="its recipient (a reserved domain)"
     )
-    check.add_argument("--timeout", type=float, default=5.0, help="seconds per step (5)")
+    check.add_argument("--timeout", type=finite_float, default=5.0, help="seconds per step (5)")
     check.add_argument(
-        "--expiry-days", type=float, default=14.0, help="flag certificates expiring sooner (14)"
+        "--expiry-days",
+        type=finite_float,
+        default=14.0,
+        help="flag certificates expiring sooner (14)",
     )
     check.add_argument("--json", action="store_true", help="print the facts and flags as JSON")
     check.set_defaults(func=cmd_check)

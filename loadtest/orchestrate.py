@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from loadtest import preflight
+from loadtest import limits, preflight
 from loadtest.overrides import apply_set
 from loadtest.postfix import PostfixError, PostfixInstance
 from loadtest.scenario import Scenario, ScenarioError, ServerSpec, parse_scenario, read_yaml
@@ -83,7 +83,11 @@ def prepare(
         apply_set(raw, f"campaign.seed={seed}")
     if workers is not None:
         apply_set(raw, f"workers={workers}")
-    return raw, parse_scenario(raw, str(path))
+    scenario = parse_scenario(raw, str(path))
+    problem = limits.machine_problem(scenario)
+    if problem:
+        raise ScenarioError(f"{path}: {problem}")
+    return raw, scenario
 
 
 SECRET_KEYS = frozenset({"password", "credentials"})
@@ -227,6 +231,8 @@ class Drill:
         self.addresses: dict[str, tuple[str, int]] = {}
         self.controls: dict[str, int] = {}
         self.interrupted: str | None = None
+        # Why the run was stopped early: a scheduled fault that did not start.
+        self.aborted: str | None = None
         self.events: list[dict[str, Any]] = []
         self.timeline: list[TimedFault] = []
         self.t0: float | None = None
@@ -239,6 +245,7 @@ class Drill:
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
+        limits.raise_open_files_limit()  # for the sinks and Locust, which inherit it
         steps = (
             self._write_scenario,  # first: even a run interrupted at once has its scenario
             self._start_sinks,
@@ -254,7 +261,7 @@ class Drill:
         )
         try:
             for step in steps:
-                if self.interrupted:
+                if self.interrupted or self.aborted:
                     break
                 step()
         except SetupError:
@@ -384,10 +391,7 @@ class Drill:
         params = {"duration": fault.body.get("duration")}
         journal.write((stamp(), fault.target, 0, kind, "start", fault_id, "schedule",
                        json.dumps(params)))  # fmt: skip
-        if kind == "mta-stop":
-            instance.stop()
-        else:
-            instance.abort()
+        instance.halt("stop" if kind == "mta-stop" else "abort")
         fault.status = f"{kind} done"
         if fault.body.get("duration"):
             restart = {"kind": "mta-start", "stops": kind, "fault_id": fault_id}
@@ -541,10 +545,7 @@ class Drill:
         self.t0 = float(run["t0"])
         self.planned = int(run["planned"])
         for fault in self.scenario.faults:
-            body = {"kind": fault.kind, "probability": fault.probability, **fault.params}
-            if fault.duration is not None:
-                body["duration"] = fault.duration
-            self.timeline.append(TimedFault(fault.at, fault.target, body))
+            self.timeline.append(TimedFault(fault.at, fault.target, fault.body()))
         self.timeline.sort(key=lambda f: f.at)
 
     # -- during the run -----------------------------------------------------------------
@@ -556,10 +557,10 @@ class Drill:
         schedule_s = self.scenario.campaign.build_schedule().duration_s
         planned_s = schedule_s + self.scenario.campaign.drain_s
         last_print = 0.0
-        while not self.interrupted:
+        while not self.interrupted and not self.aborted:
             now = time.time()
             for fault in self.timeline:
-                if fault.sent_at is None and now >= self.t0 + fault.at:
+                if fault.sent_at is None and now >= self.t0 + fault.at and not self.aborted:
                     self._send_fault(fault)
             for child in self.children:
                 if child.role == "locust" or child.died_at is not None:
@@ -582,6 +583,16 @@ class Drill:
             time.sleep(0.05)
         progress.poll()
         self._print_progress(progress, time.time() - self.t0, planned_s, final=True)
+        if not self.interrupted and not self.aborted:
+            self._faults_never_sent(time.time() - self.t0)
+
+    def _faults_never_sent(self, ended_s: float) -> None:
+        """A scheduled fault the load outran (Locust ended early) did not happen either.
+        A restart of an MTA due after the end is not one: the MTA stops with the run."""
+        for fault in self.timeline:
+            if fault.sent_at is None and fault.body["kind"] != "mta-start":
+                self._fault_failed(fault, f"never sent: the load ended at {ended_s:.1f} s")
+                return
 
     def _wait_for_relays(self) -> None:
         """Backup MXs may still be forwarding when the load ends: give them the drain time.
@@ -617,8 +628,8 @@ class Drill:
             try:
                 self._mta_fault(fault)
             except PostfixError as exc:
-                fault.status = f"failed: {exc}"
-                self.say(f"\nfault {fault.body['kind']} on {fault.target} failed: {exc}")
+                self._fault_failed(fault, str(exc))
+                return
             self.event("fault_sent", target=fault.target, kind=fault.body["kind"], at_s=fault.at,
                        status=fault.status)  # fmt: skip
             return
@@ -632,11 +643,23 @@ class Drill:
         try:
             with urllib.request.urlopen(request, timeout=2) as response:
                 fault.status = f"started {json.loads(response.read())['id']}"
-        except (OSError, urllib.error.HTTPError, ValueError) as exc:
-            fault.status = f"failed: {exc}"
-            self.say(f"\nfault {fault.body['kind']} on {fault.target} failed: {exc}")
+        except urllib.error.HTTPError as exc:
+            self._fault_failed(fault, f"the sink refused it: HTTP {exc.code} {_error_of(exc)}")
+            return
+        except (OSError, ValueError, KeyError) as exc:
+            self._fault_failed(fault, f"the sink's control API did not answer: {exc}")
+            return
         self.event("fault_sent", target=fault.target, kind=fault.body["kind"], at_s=fault.at,
                    status=fault.status)  # fmt: skip
+
+    def _fault_failed(self, fault: TimedFault, why: str) -> None:
+        """A drill without its fault measures nothing it claims to: record it, and stop the
+        run (load, then sinks, journals kept); `maildrill run` exits 2."""
+        kind = fault.body["kind"]
+        fault.status = f"failed: {why}"
+        self.aborted = f"fault {kind} on {fault.target} at {fault.at:g} s did not start: {why}"
+        self.event("fault_failed", target=fault.target, kind=kind, at_s=fault.at, error=why)
+        self.say(f"\n{self.aborted}; stopping the run")
 
     def _print_progress(
         self, p: Progress, elapsed: float, planned_s: float, final: bool = False
@@ -691,8 +714,9 @@ class Drill:
         deaths = [e for e in self.events if e["event"] == "sink_died"]
         lost_workers = [e for e in self.events if e["event"] == "worker_died"]
         harness = {
-            "partial": bool(self.interrupted) or self.t0 is None,
+            "partial": bool(self.interrupted or self.aborted) or self.t0 is None,
             "interrupted_by": self.interrupted,
+            "aborted_by": self.aborted,
             "locust_exit_code": self.locust_exit,
             "sink_deaths": deaths,
             "workers_lost": lost_workers,
@@ -705,3 +729,13 @@ class Drill:
         }
         (self.run_dir / "harness.json").write_text(json.dumps(harness, indent=2) + "\n")
         return harness
+
+
+def _error_of(exc: urllib.error.HTTPError) -> str:
+    """The control API's one-line reason ({"error": ...}), or the HTTP reason phrase."""
+    try:
+        body = json.loads(exc.read() or b"{}")
+    except (OSError, ValueError):
+        body = {}
+    reason = body.get("error") if isinstance(body, dict) else None
+    return " ".join(str(reason or exc.reason).split())[:300]

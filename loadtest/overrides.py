@@ -6,6 +6,8 @@ from typing import Any
 
 import yaml
 
+from sinks.config import yaml_problem
+
 
 class OverrideError(ValueError):
     pass
@@ -18,8 +20,10 @@ def apply_set(data: dict[str, Any], assignment: str) -> None:
         raise OverrideError(f"--set {assignment!r}: expected KEY=VALUE, e.g. users=5")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise OverrideError(f"--set {assignment!r}: value is not valid YAML: {exc}") from None
+    except (yaml.YAMLError, ValueError) as exc:
+        raise OverrideError(
+            f"--set {path.strip()}: value is not valid YAML: {yaml_problem(exc)}"
+        ) from None
     keys = path.strip().split(".")
     node: Any = data
     for depth, key in enumerate(keys):

@@ -283,6 +283,15 @@ class PostfixInstance:
     def stop(self) -> None:
         self._postfix("stop")
 
+    def halt(self, how: str) -> None:
+        """`postfix stop` or `postfix abort` as a drill's fault: it must take effect, or
+        the drill would run without its outage (an instance already dead says so here)."""
+        done = self._postfix(how)
+        if done.returncode != 0:
+            said = (done.stderr or done.stdout).strip().splitlines()
+            why = said[-1] if said else self.last_log_line()
+            raise PostfixError(f"postfix {how} of {self.name} failed: {why}")
+
     def abort(self) -> None:
         self._postfix("abort")
 

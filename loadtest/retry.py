@@ -32,7 +32,11 @@ class RetryPolicy:
 
     def after(self, attempt: int) -> float:
         """Backoff before attempt `attempt + 1` (attempts count from 1)."""
-        return min(self.max_backoff_s, self.backoff_s * self.backoff_factor ** (attempt - 1))
+        try:
+            wait = self.backoff_s * self.backoff_factor ** (attempt - 1)
+        except OverflowError:  # a factor of 10 by the 400th attempt: past any maximum
+            return self.max_backoff_s
+        return min(self.max_backoff_s, wait)
 
     def decide(self, server: str, result: Result, attempt: int) -> Retry | None:
         if result.outcome in (Outcome.ACCEPTED, Outcome.REJECTED):

@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -27,21 +26,40 @@ from pydantic import (
 from loadtest.addresses import AddressError, AddressPolicy, header_text, split_address
 from loadtest.campaign import DEFAULT_DOMAINS, StreamSpec
 from loadtest.client import Server, Timeouts
+from loadtest.limits import (
+    MAX_ATTEMPTS,
+    MAX_MESSAGE_BYTES,
+    MAX_MESSAGES,
+    MAX_RATE,
+    MAX_RECIPIENTS,
+    MAX_USERS,
+    MAX_WORKERS,
+)
 from loadtest.postfix import setting_problem
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers, ByStream, Failover, Policy, Weighted
 from loadtest.schedule import Schedule, Stage
-from sinks.config import SinkConfig, describe_errors, is_loopback, yaml_problem
+from sinks.config import SinkConfig, describe_errors, effect_request, is_loopback, yaml_problem
 from sinks.effects import build, kinds_for
 from sinks.hostnames import ascii_domain, host_name_or_literal
+from sinks.numbers import MAX_DURATION_S, MILLIS_LIMIT, CheckedModel, Seconds, at_most
 
 
 class ScenarioError(ValueError):
     """A scenario that cannot run; the message is meant for the user as is."""
 
 
-class _Model(BaseModel):
+class _Model(CheckedModel):
+    """Unknown keys are errors; so are infinite, NaN and huge numbers (sinks.numbers)."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+# Limits of one field, named in its error (README: Scenario limits; loadtest.limits).
+Bytes = Annotated[int, at_most(MAX_MESSAGE_BYTES, "bytes", "64 MiB")]
+Recipients = Annotated[int, at_most(MAX_RECIPIENTS, "recipients per message")]
+Rate = Annotated[float, at_most(MAX_RATE, "msgs/s")]
+Messages = Annotated[int, at_most(MAX_MESSAGES, "messages")]
 
 
 class PostfixSpec(_Model):
@@ -171,14 +189,16 @@ class ServerSpec(_Model):
 
 class CircuitSpec(_Model):
     threshold: int = Field(default=3, ge=1, description="consecutive server failures that open it")
-    cooldown_s: float = Field(default=2.0, gt=0, description="open this long, then one probe")
+    cooldown_s: Seconds = Field(default=2.0, gt=0, description="open this long, then one probe")
 
 
 class RetrySpec(_Model):
-    max_attempts: int = Field(default=5, ge=1, description="per message, all servers")
-    backoff_s: float = Field(default=1.0, ge=0, description="first wait after a 4xx")
+    max_attempts: Annotated[int, at_most(MAX_ATTEMPTS, "attempts")] = Field(
+        default=5, ge=1, description="per message, all servers"
+    )
+    backoff_s: Seconds = Field(default=1.0, ge=0, description="first wait after a 4xx")
     backoff_factor: float = Field(default=2.0, ge=1, description="each wait this much longer")
-    max_backoff_s: float = Field(default=30.0, ge=0, description="longest wait")
+    max_backoff_s: Seconds = Field(default=30.0, ge=0, description="longest wait")
     retry_after_dot: bool = Field(
         default=False, description="retry timeouts/drops after the dot (may duplicate)"
     )
@@ -186,11 +206,11 @@ class RetrySpec(_Model):
 
 
 class TimeoutSpec(_Model):
-    connect: float = Field(default=3.0, gt=0)
-    greeting: float = Field(default=5.0, gt=0)
-    command: float = Field(default=5.0, gt=0)
-    data: float = Field(default=10.0, gt=0)
-    dot: float = Field(default=10.0, gt=0)
+    connect: Seconds = Field(default=3.0, gt=0)
+    greeting: Seconds = Field(default=5.0, gt=0)
+    command: Seconds = Field(default=5.0, gt=0)
+    data: Seconds = Field(default=10.0, gt=0)
+    dot: Seconds = Field(default=10.0, gt=0)
 
 
 class StreamRoute(_Model):
@@ -221,12 +241,12 @@ class StreamModel(_Model):
     subject: str = Field(
         default="Spring sale: {index}", description="{index}, {stream} filled in; one line"
     )
-    size_median: int = Field(default=20_000, ge=200, description="bytes, whole message")
+    size_median: Bytes = Field(default=20_000, ge=200, description="bytes, whole message")
     size_sigma: float = Field(default=0.5, ge=0, description="lognormal shape; 0: all the median")
-    size_min: int = Field(default=1_500, ge=200, description="bytes")
-    size_max: int = Field(default=500_000, ge=200, description="bytes")
-    recipients_min: int = Field(default=1, ge=1, description="per message")
-    recipients_max: int = Field(default=1, ge=1, description="per message")
+    size_min: Bytes = Field(default=1_500, ge=200, description="bytes")
+    size_max: Bytes = Field(default=500_000, ge=200, description="bytes")
+    recipients_min: Recipients = Field(default=1, ge=1, description="per message")
+    recipients_max: Recipients = Field(default=1, ge=1, description="per message")
     domains: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_DOMAINS),
         description="recipient domain weights (reserved domains unless allowed)",
@@ -234,7 +254,7 @@ class StreamModel(_Model):
     attachment_share: float = Field(
         default=0.0, ge=0, le=1, description="share with a PDF attachment"
     )
-    attachment_size: int = Field(default=30_000, ge=0, description="bytes before base64")
+    attachment_size: Bytes = Field(default=30_000, ge=0, description="bytes before base64")
 
     @field_validator("name", "subject")
     @classmethod
@@ -269,10 +289,12 @@ class StreamModel(_Model):
 class StageSpec(_Model):
     """`rate` msgs/s (ramping to `to_rate` if given), or `messages` spread evenly."""
 
-    duration_s: float = Field(gt=0, description="seconds")
-    rate: float | None = Field(default=None, ge=0, description="msgs/s at the stage start")
-    to_rate: float | None = Field(default=None, ge=0, description="msgs/s at its end (a ramp)")
-    messages: int | None = Field(default=None, ge=0, description="instead of rate: spread evenly")
+    duration_s: Seconds = Field(gt=0, description="seconds")
+    rate: Rate | None = Field(default=None, ge=0, description="msgs/s at the stage start")
+    to_rate: Rate | None = Field(default=None, ge=0, description="msgs/s at its end (a ramp)")
+    messages: Messages | None = Field(
+        default=None, ge=0, description="instead of rate: spread evenly"
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> StageSpec:
@@ -295,7 +317,7 @@ class CampaignSpec(_Model):
         default_factory=lambda: [StreamModel()], min_length=1, description="message streams"
     )
     schedule: list[StageSpec] = Field(min_length=1, description="stages laid end to end")
-    drain_s: float = Field(
+    drain_s: Seconds = Field(
         default=10.0,
         ge=0,
         description="after the schedule, for retries; then as long for MTAs and backup MXs "
@@ -311,19 +333,36 @@ class CampaignSpec(_Model):
         """Domain names, kept in the ASCII form they are sent in."""
         return [ascii_domain(d) for d in domains]
 
+    @model_validator(mode="after")
+    def _runnable(self) -> CampaignSpec:
+        """The whole campaign within the time and message limits (each stage alone is)."""
+        schedule = self.build_schedule()
+        length = schedule.duration_s + self.drain_s
+        if length > MAX_DURATION_S:
+            raise ValueError(
+                f"schedule and drain_s last {length:g} s, more than the limit of "
+                f"{MAX_DURATION_S} s (7 days)"
+            )
+        if schedule.total > MAX_MESSAGES:
+            raise ValueError(
+                f"schedule: {schedule.total} messages planned, more than the limit of "
+                f"{MAX_MESSAGES}"
+            )
+        return self
+
     def build_schedule(self) -> Schedule:
         return Schedule([s.stage() for s in self.schedule])
 
 
-class FaultEvent(BaseModel):
+class FaultEvent(CheckedModel):
     """A fault on a server at `at` seconds for `duration` seconds, with its own parameters."""
 
     model_config = ConfigDict(extra="allow")
 
-    at: float = Field(ge=0, description="seconds after the campaign start")
+    at: Seconds = Field(ge=0, description="seconds after the campaign start")
     target: str = Field(description="a local server")
     kind: str = Field(description="a fault or behaviour kind, below; its parameters go alongside")
-    duration: float | None = Field(default=None, gt=0, description="seconds; none: to the end")
+    duration: Seconds | None = Field(default=None, gt=0, description="seconds; none: to the end")
     probability: float = Field(
         default=1.0, gt=0, le=1, description="share of decisions it applies to"
     )
@@ -331,6 +370,13 @@ class FaultEvent(BaseModel):
     @property
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    def body(self) -> dict[str, Any]:
+        """What `maildrill run` posts to the target sink's control API to start it."""
+        body = {"kind": self.kind, "probability": self.probability, **self.params}
+        if self.duration is not None:
+            body["duration"] = self.duration
+        return body
 
 
 _SLO = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(-?[0-9.]+)\s*$")
@@ -367,18 +413,22 @@ class Scenario(_Model):
     servers: list[ServerSpec] = Field(min_length=1, description="the servers under test")
     routing: RoutingSpec = Field(default_factory=RoutingSpec, description="server choice, retries")
     campaign: CampaignSpec = Field(description="what is sent and when")
-    users: int = Field(default=10, ge=1, description="concurrent SMTP connections")
-    workers: int = Field(default=0, ge=0, description="Locust worker processes; 0: one process")
+    users: Annotated[int, at_most(MAX_USERS, "users")] = Field(
+        default=10, ge=1, description="concurrent SMTP connections"
+    )
+    workers: Annotated[int, at_most(MAX_WORKERS, "worker processes")] = Field(
+        default=0, ge=0, description="Locust worker processes; 0: one process"
+    )
     faults: list[FaultEvent] = Field(default_factory=list, description="the fault timeline")
     slo: list[str] = Field(default_factory=list, description='e.g. "failover_s <= 5"')
     strict_preflight: bool = Field(
         default=False,
         description="a pre-flight flag (maildrill check before the load) stops the run: exit 2",
     )
-    probe_interval_ms: int = Field(
+    probe_interval_ms: Annotated[int, MILLIS_LIMIT] = Field(
         default=500, ge=0, description="health probe (connect, EHLO, QUIT) per server; 0: none"
     )
-    probe_timeout_ms: int = Field(
+    probe_timeout_ms: Annotated[int, MILLIS_LIMIT] = Field(
         default=1000, gt=0, description="a probe taking longer fails as a timeout"
     )
 
@@ -398,30 +448,7 @@ class Scenario(_Model):
         if self.routing.policy == "by-stream" and not self.routing.streams:
             raise ValueError("routing: by-stream needs streams")
         for i, fault in enumerate(self.faults):
-            if fault.target not in known:
-                raise ValueError(f"faults[{i}].target: unknown server {fault.target!r}")
-            if self.server(fault.target).postfix is not None:
-                if fault.kind not in MTA_KINDS:
-                    raise ValueError(
-                        f"faults[{i}].kind: {fault.target!r} is a Postfix instance; its faults "
-                        f"are {', '.join(sorted(MTA_KINDS))} (or put a proxy in front of it)"
-                    )
-                continue
-            if fault.kind in MTA_KINDS:
-                raise ValueError(f"faults[{i}].kind: {fault.kind} needs a postfix server")
-            # A proxy (sink mode: proxy) has kinds of its own.
-            kinds = kinds_for(str(self.server(fault.target).sink.get("mode", "sink")))
-            if fault.kind not in kinds:
-                known_kinds = ", ".join(sorted(kinds))
-                raise ValueError(f"faults[{i}].kind: unknown {fault.kind!r}; known: {known_kinds}")
-            try:
-                build(fault.kind, fault.params, kinds)
-            except ValidationError as exc:
-                raise ValueError(f"faults[{i}] ({fault.kind}): {describe_errors(exc)}") from None
-            if not self.server(fault.target).local:
-                raise ValueError(
-                    f"faults[{i}].target: {fault.target!r} is not a maildrill sink (local: true)"
-                )
+            self._check_fault(i, fault, known)
         for server in self.servers:
             if server.postfix is not None:
                 relay = server.postfix.relay
@@ -487,6 +514,53 @@ class Scenario(_Model):
                 problem = setting_problem(name, str(value), allow_remote=False)
                 if problem is not None:
                     raise ValueError(f"servers: {server.name!r}: postfix.settings: {problem}")
+
+    def _check_fault(self, i: int, fault: FaultEvent, known: set[str]) -> None:
+        """A fault that validates is one its target takes, inside the run: the sink's own
+        check of its control API request runs here, before any load starts."""
+        if fault.target not in known:
+            raise ValueError(f"faults[{i}].target: unknown server {fault.target!r}")
+        schedule_s = self.campaign.build_schedule().duration_s
+        if fault.at >= schedule_s:
+            raise ValueError(
+                f"faults[{i}].at: {fault.at:g} s is not before the end of the schedule "
+                f"({schedule_s:g} s): the run may end before the fault starts"
+            )
+        if fault.at + (fault.duration or 0) > MAX_DURATION_S:
+            raise ValueError(
+                f"faults[{i}]: at + duration is {fault.at + (fault.duration or 0):g} s, more "
+                f"than the limit of {MAX_DURATION_S} s (7 days)"
+            )
+        if self.server(fault.target).postfix is not None:
+            if fault.kind not in MTA_KINDS:
+                raise ValueError(
+                    f"faults[{i}].kind: {fault.target!r} is a Postfix instance; its faults "
+                    f"are {', '.join(sorted(MTA_KINDS))} (or put a proxy in front of it)"
+                )
+            if fault.params:
+                raise ValueError(
+                    f"faults[{i}] ({fault.kind}): takes no parameters; got "
+                    f"{', '.join(sorted(fault.params))}"
+                )
+            return
+        if fault.kind in MTA_KINDS:
+            raise ValueError(f"faults[{i}].kind: {fault.kind} needs a postfix server")
+        # A proxy (sink mode: proxy) has kinds of its own.
+        kinds = kinds_for(str(self.server(fault.target).sink.get("mode", "sink")))
+        if fault.kind not in kinds:
+            known_kinds = ", ".join(sorted(kinds))
+            raise ValueError(f"faults[{i}].kind: unknown {fault.kind!r}; known: {known_kinds}")
+        try:
+            build(fault.kind, fault.params, kinds)
+            effect_request(fault.body(), kinds)  # the request as the sink will check it
+        except ValidationError as exc:
+            raise ValueError(f"faults[{i}] ({fault.kind}): {describe_errors(exc)}") from None
+        except ValueError as exc:
+            raise ValueError(f"faults[{i}] ({fault.kind}): {exc}") from None
+        if not self.server(fault.target).local:
+            raise ValueError(
+                f"faults[{i}].target: {fault.target!r} is not a maildrill sink (local: true)"
+            )
 
     def _no_contradictions(self) -> None:
         """Two faults deciding whether the same listener answers cannot overlap."""
@@ -609,7 +683,7 @@ def read_yaml(path: Path) -> Any:
         raise ScenarioError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except RecursionError:
         raise ScenarioError(f"{path}: not valid YAML: nested too deeply") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:
         raise ScenarioError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
 
 

@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sinks.config import ConfigError, load_config
+from sinks.numbers import finite_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", type=Path, help="sink configuration (YAML)")
     parser.add_argument("--out", type=Path, help="journal directory (default: from config)")
     parser.add_argument(
-        "--start-at", type=float, help="epoch seconds of schedule zero (default: now)"
+        "--start-at", type=finite_float, help="epoch seconds of schedule zero (default: now)"
     )
     parser.add_argument(
         "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop"

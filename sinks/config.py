@@ -6,7 +6,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -22,20 +23,21 @@ from pydantic import (
 
 from sinks.effects import EFFECTS, PROXY_EFFECTS, Effect, build
 from sinks.hostnames import ascii_domain
+from sinks.numbers import CheckedModel, Seconds, number_problem
 
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message is meant for the user as is."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+class _Model(CheckedModel):
+    model_config = ConfigDict(extra="forbid")
 
 
-class EffectSpec(BaseModel):
+class EffectSpec(CheckedModel):
     """`kind` plus that kind's own parameters, flat, as written in YAML."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(extra="allow")
 
     kind: str
     probability: float = Field(default=1.0, gt=0, le=1)
@@ -66,8 +68,8 @@ class EffectSpec(BaseModel):
 class FaultSpec(EffectSpec):
     """An effect switched on at `at` seconds after the start time, for `duration` seconds."""
 
-    at: float = Field(ge=0)
-    duration: float | None = Field(default=None, gt=0)
+    at: Seconds = Field(ge=0)
+    duration: Seconds | None = Field(default=None, gt=0)
 
 
 class TlsConfig(_Model):
@@ -128,7 +130,7 @@ class UpstreamConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
     starttls: bool = Field(default=False, description="STARTTLS (certificate not verified)")
-    timeout_s: float = Field(
+    timeout_s: Seconds = Field(
         default=10.0, gt=0, description="per forward attempt; a proxy's connect timeout"
     )
 
@@ -145,13 +147,13 @@ class SinkConfig(_Model):
     pipelining: bool = True
     starttls: TlsConfig | bool = False
     auth: AuthConfig | None = None
-    idle_timeout_s: float = Field(
+    idle_timeout_s: Seconds = Field(
         default=300.0,
         gt=0,
         description="time for each command line (and a message's DATA) to arrive, counted "
         "from the previous command; bytes trickled in do not extend it; then 421 4.4.2, close",
     )
-    max_session_s: float = Field(
+    max_session_s: Seconds = Field(
         default=0,
         ge=0,
         description="total time a session may last, however busy; then 421 4.4.2 and close "
@@ -194,8 +196,8 @@ class SinkConfig(_Model):
         default=None, description="backup-mx: the primary; proxy: the server behind it"
     )
     forward_concurrency: int = Field(default=4, ge=1, le=256, description="parallel forwards")
-    forward_backoff_s: float = Field(default=1.0, gt=0, description="first retry wait")
-    forward_max_backoff_s: float = Field(default=30.0, gt=0, description="longest retry wait")
+    forward_backoff_s: Seconds = Field(default=1.0, gt=0, description="first retry wait")
+    forward_max_backoff_s: Seconds = Field(default=30.0, gt=0, description="longest retry wait")
     durability: Literal["full", "process"] = Field(
         default="full",
         description="backup-mx: full: each message is fsynced into the queue before its 250 "
@@ -303,6 +305,35 @@ class SinksFile(_Model):
         return self
 
 
+_DURATION: TypeAdapter[float] = TypeAdapter(
+    Annotated[Seconds, Field(gt=0)], config=ConfigDict(allow_inf_nan=False)
+)
+
+
+def effect_request(
+    data: Mapping[str, Any], kinds: Mapping[str, type[Effect]]
+) -> tuple[EffectSpec, float | None]:
+    """A control API body (`kind`, `probability`, `duration` and the kind's parameters),
+    held to the rules of a scheduled fault. A scenario checks each fault it will send with
+    this same function, so a fault the sink would refuse never reaches a run.
+
+    Raises ValidationError or ValueError (one line, naming the field)."""
+    problem = number_problem(data)
+    if problem:
+        raise ValueError(problem)
+    data = dict(data)
+    duration = data.pop("duration", None)
+    # JSON true is an int to Python; a string is not a number of seconds.
+    if isinstance(duration, bool | str):
+        raise ValueError("duration: must be a number of seconds > 0")
+    if duration is not None:
+        try:
+            duration = _DURATION.validate_python(duration)
+        except ValidationError as exc:
+            raise ValueError(f"duration: {describe_errors(exc)}") from None
+    return EffectSpec.model_validate(data, context={"kinds": kinds}), duration
+
+
 def _proxy_spec(model: type[EffectSpec], item: Any, where: str) -> EffectSpec:
     if isinstance(item, BaseModel):
         item = item.model_dump()
@@ -332,8 +363,12 @@ def describe_errors(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def yaml_problem(exc: yaml.YAMLError) -> str:
+def yaml_problem(exc: yaml.YAMLError | ValueError) -> str:
     """PyYAML's message spans lines and quotes the input: the problem and where, one line."""
+    if not isinstance(exc, yaml.YAMLError):
+        # A value PyYAML recognised but could not build: an integer of thousands of
+        # digits (Python reads at most 4300), a date such as 2024-13-45.
+        return "a value that cannot be read: " + " ".join(str(exc).split(";")[0].split())
     problem = getattr(exc, "problem", None) or str(exc)
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -354,7 +389,7 @@ def load_config(path: Path) -> SinksFile:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with a 'sinks' list at the top")

@@ -17,17 +17,14 @@ process on the same machine that does not hold it cannot start faults or change 
 from __future__ import annotations
 
 import hmac
-import math
 import os
 import secrets
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from sinks.config import EffectSpec, describe_errors
-from sinks.effects import Effect
+from sinks.config import describe_errors, effect_request
 from sinks.host import ActiveEffect, EffectHost
 
 # A sink or a proxy: both take the same requests, each with its own kinds.
@@ -81,26 +78,10 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _spec(
-    data: dict[str, Any], kinds: Mapping[str, type[Effect]]
-) -> tuple[EffectSpec, float | None]:
-    data = dict(data)
-    duration = data.pop("duration", None)
-    # JSON true is an int to Python, and JSON parsers accept NaN and Infinity.
-    if duration is not None and (
-        isinstance(duration, bool)
-        or not isinstance(duration, int | float)
-        or not math.isfinite(duration)
-        or duration <= 0
-    ):
-        raise ValueError("duration: must be a finite number of seconds > 0")
-    return EffectSpec.model_validate(data, context={"kinds": kinds}), duration
-
-
 async def _start(request: web.Request, origin: str) -> web.Response:
     sink = request.app[SINK_KEY]
     try:
-        spec, duration = _spec(await _body(request), sink.kinds)
+        spec, duration = effect_request(await _body(request), sink.kinds)
     except ValidationError as exc:
         return _error(400, describe_errors(exc))
     except ValueError as exc:
@@ -177,7 +158,7 @@ async def replace_behaviour(request: web.Request) -> web.Response:
     if old is None or old.origin != "behaviour":
         return _error(404, f"no behaviour {effect_id!r}")
     try:
-        spec, _ = _spec(await _body(request), sink.kinds)
+        spec, _ = effect_request(await _body(request), sink.kinds)
     except ValidationError as exc:
         return _error(400, describe_errors(exc))
     except ValueError as exc:

@@ -334,3 +334,34 @@ def test_a_daemon_dead_at_start_fails_a_strict_preflight(run_dir):
     )
     assert no_postfix_left(run_dir)
     assert not (run_dir / "attempts.csv").exists() or rows(run_dir / "attempts.csv") == []
+
+
+def test_a_stop_that_fails_fails_the_run(run_dir):
+    """The primary's master process is gone before its `mta-stop` is due: `postfix stop`
+    fails, so the drill would run without its outage; the run stops and exits 2."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.cli", "run", "postfix-pair", "--out", str(run_dir),
+         "--set", "campaign.schedule.0.duration_s=8", "--set", "faults.0.at=4",
+         "--set", "faults.0.duration=2", "--set", "campaign.drain_s=4"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run_dir / "run.json").exists():
+        time.sleep(0.05)
+    t0 = json.loads((run_dir / "run.json").read_text())["t0"]
+    master = run_dir / "postfix-primary" / "queue" / "pid" / "master.pid"
+    os.kill(int(master.read_text().split()[0]), signal.SIGKILL)
+    assert time.time() < t0 + 3, "the machine is too slow to kill the master before the fault"
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out + err
+    assert "fault mta-stop on primary at 4 s did not start: postfix stop of primary failed" in err
+    assert "SLOs PASSED" not in out + err
+    harness = json.loads((run_dir / "harness.json").read_text())
+    assert [e["kind"] for e in harness["events"] if e["event"] == "fault_failed"] == ["mta-stop"]
+    deadline = time.time() + 30  # the dead master's daemons notice it and leave
+    while time.time() < deadline and not no_postfix_left(run_dir):
+        time.sleep(0.2)
+    assert no_postfix_left(run_dir)

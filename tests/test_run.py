@@ -227,10 +227,10 @@ BAD_SCENARIOS = {
         {
             "faults": [
                 {"at": 1, "target": "primary", "kind": "down", "duration": 10},
-                {"at": 5, "target": "primary", "kind": "hang", "duration": 2},
+                {"at": 4, "target": "primary", "kind": "hang", "duration": 2},
             ]
         },
-        "faults[1] (hang at 5 s) overlaps faults[0] (down until 11 s) on 'primary'",
+        "faults[1] (hang at 4 s) overlaps faults[0] (down until 11 s) on 'primary'",
     ),
     "unknown SLO metric": ({"slo": ["speed >= 3"]}, "slo[0]: unknown metric 'speed'"),
     "malformed SLO": ({"slo": ["lost is zero"]}, "slo[0]: 'lost is zero' is not 'metric <op>"),

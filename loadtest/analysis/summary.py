@@ -119,6 +119,8 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
     summary["slo"] = slo.check(
         rules, slo.metric_values(summary), faults=len(failovers), unreadable=unreadable
     )
+    if harness.get("aborted_by"):  # a drill without its fault passes nothing
+        summary["slo"]["passed"] = False
     return summary
 
 

@@ -82,8 +82,11 @@ def verdict(summary: Mapping[str, Any]) -> Verdict:
     passed = sum(1 for c in checks if c["passed"])
     outcome = "PASSED" if slo["passed"] else "FAILED"
     tally = f"{passed} of {len(checks)} SLOs passed"
+    harness = summary.get("harness") or {}
+    if harness.get("aborted_by"):
+        return Verdict("fail", "RUN FAILED", f"{harness['aborted_by']}; the run was stopped "
+                       "and the SLOs are not judged.")  # fmt: skip
     if summary.get("partial"):
-        harness = summary.get("harness") or {}
         why = harness.get("interrupted_by")
         cause = f"interrupted by {why}" if why else "interrupted or never started"
         on = f"SLOs {outcome} on partial data ({tally})" if checks else "no SLOs set"

@@ -15,8 +15,9 @@ import random
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
+from sinks.numbers import CheckedModel
 from sinks.replies import Reply
 
 
@@ -86,10 +87,11 @@ class Context:
     size: int = 0  # message size at DOT
 
 
-class Params(BaseModel):
-    """Base of every effect's parameter model: unknown keys and infinite numbers are errors."""
+class Params(CheckedModel):
+    """Base of every effect's parameter model: unknown keys, infinite and huge numbers are
+    errors (sinks.numbers)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # The base parameters under a second name: inside Effect, `Params` is the class attribute.

@@ -10,6 +10,7 @@ import time
 from pydantic import Field
 
 from sinks.effects.base import Effect, FaultHost, Params
+from sinks.numbers import Seconds
 
 # A phase that would begin this close to the fault's end is not begun: the end and the
 # phase edge fall on the same instant, and which timer fires first is chance.
@@ -17,7 +18,7 @@ LAST_PHASE_S = 0.005
 
 
 class FlapParams(Params):
-    period_s: float = Field(gt=0, description="one down+up cycle, seconds")
+    period_s: Seconds = Field(gt=0, description="one down+up cycle, seconds")
     duty: float = Field(default=0.5, gt=0, lt=1, description="share of each period spent down")
 
 

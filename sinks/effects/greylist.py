@@ -5,12 +5,13 @@ from __future__ import annotations
 from pydantic import Field
 
 from sinks.effects.base import Context, Decision, Effect, Params, Stage
+from sinks.numbers import Seconds
 from sinks.replies import GREYLISTED, Reply
 
 
 class GreylistParams(Params):
-    delay_s: float = Field(default=5.0, ge=0, description="retry accepted after this long")
-    expire_s: float = Field(default=14400.0, gt=0, description="forget unretried triplets")
+    delay_s: Seconds = Field(default=5.0, ge=0, description="retry accepted after this long")
+    expire_s: Seconds = Field(default=14400.0, gt=0, description="forget unretried triplets")
 
 
 class Greylist(Effect):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pydantic import Field
 
 from sinks.effects.base import Context, Decision, Delay, Effect, Params, Stage
+from sinks.numbers import Millis
 
 
 class LatencyParams(Params):
-    ms: float = Field(ge=0, description="delay before the reply, milliseconds")
-    jitter_ms: float = Field(default=0.0, ge=0, description="uniform +/- jitter")
+    ms: Millis = Field(ge=0, description="delay before the reply, milliseconds")
+    jitter_ms: Millis = Field(default=0.0, ge=0, description="uniform +/- jitter")
     stages: list[Stage] = Field(default_factory=lambda: [Stage.DOT], min_length=1)
 
 

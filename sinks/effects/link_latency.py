@@ -13,11 +13,12 @@ from pydantic import Field
 
 from sinks.effects.bandwidth import LinkEffect, LinkParams, Way
 from sinks.effects.base import Delay, Direction, Pace
+from sinks.numbers import Millis
 
 
 class LinkLatencyParams(LinkParams):
-    ms: float = Field(ge=0, description="delay of each chunk, milliseconds")
-    jitter_ms: float = Field(default=0.0, ge=0, description="uniform +/- jitter per chunk")
+    ms: Millis = Field(ge=0, description="delay of each chunk, milliseconds")
+    jitter_ms: Millis = Field(default=0.0, ge=0, description="uniform +/- jitter per chunk")
     direction: Way = Field(default="downstream", description="upstream, downstream or both")
 
 
