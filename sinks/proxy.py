@@ -17,6 +17,15 @@ ended it) and each message whose end went by (`message`: its X-Maildrill-Id, siz
 server's reply to the final dot, or the fault that cut it), so an analysis can tell which
 messages passed. After STARTTLS the session is opaque: bytes still flow and link faults
 still apply, but messages are not seen (no `message` rows, no `drop`).
+
+Each connection holds a bounded amount, whatever its peers do, because every stage waits
+for the next one (back-pressure, both ways): a side's reader pauses its socket past 2 x
+READ_SIZE unread (asyncio's StreamReader); a Link takes at most QUEUE_CHUNKS chunks of one
+read each, held or paced ones included, and writes the next only once the socket's buffer
+has drained below its high-water mark (StreamWriter.drain); and the SMTP watch, which
+keeps a record per command until its reply, is read no further while MAX_UNANSWERED
+commands wait. A client that never reads its replies thus stalls the server's replies,
+then the server, then the proxy's reading from the client: its own sends block.
 """
 
 from __future__ import annotations
@@ -52,7 +61,9 @@ from sinks.replies import Reply
 from sinks.smtp_watch import Command, Message, SmtpWatch
 
 READ_SIZE = 64 * 1024
-QUEUE_CHUNKS = 16  # per direction: at most this many chunks read ahead of the writer
+# Per direction: at most this many chunks read ahead of the writer, each of one read (at
+# most READ_SIZE, plus an unfinished command line of up to MAX_LINE).
+QUEUE_CHUNKS = 16
 PACE_SLICE_S = 0.05  # a paced chunk goes out in slices this long, not in one burst
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 
@@ -223,15 +234,27 @@ class _Tracked(asyncio.StreamReaderProtocol):
         super().__init__(self.reader, connected)
         self._proxy = proxy
         self._tracked: asyncio.BaseTransport | None = None
+        self.eof = False  # the peer closed its side or the connection was lost: no more comes
+        self.on_eof: Callable[[], None] | None = None  # told when it happens
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._tracked = transport
         self._proxy.transports.add(transport)
         super().connection_made(transport)
 
+    def eof_received(self) -> bool:
+        self._eof()
+        return bool(super().eof_received())
+
     def connection_lost(self, exc: Exception | None) -> None:
-        self._proxy.transports.discard(self._tracked)  # type: ignore[arg-type]
+        self._proxy.transports.discard(self._tracked)
+        self._eof()
         super().connection_lost(exc)
+
+    def _eof(self) -> None:
+        self.eof = True
+        if self.on_eof is not None:
+            self.on_eof()
 
 
 class Link:
@@ -291,6 +314,14 @@ class Link:
             self.writer.write(piece)
 
 
+class _ServerGone(Exception):
+    """The server closed while the client waited for its replies: the client side ends."""
+
+
+def _stage(event: Command | Message | None) -> Stage | None:
+    return Stage.DOT if isinstance(event, Message) else event.stage if event else None
+
+
 class Relay:
     """One client connection and its upstream connection, with the SMTP session between."""
 
@@ -308,6 +339,14 @@ class Relay:
         peer_ip = peer[0] if isinstance(peer, tuple) else str(peer)
         self.info = SessionInfo(id=proxy.next_session_id(), peer_ip=peer_ip)
         self.watch = SmtpWatch()
+        # Set when replies come, the server is gone or the client has left: what a client
+        # side waiting for replies (`_answered`) waits for.
+        self.wake = asyncio.Event()
+        self.server_gone = False
+        client = writer.transport.get_protocol()
+        assert isinstance(client, _Tracked)
+        self.client_proto = client
+        client.on_eof = self.wake.set
         self.bytes_up = 0
         self.bytes_down = 0
         self.cause = ""  # what ended the session: the first to say wins
@@ -396,20 +435,56 @@ class Relay:
         try:
             while go_on and (data := await self.client_r.read(READ_SIZE)):
                 self.bytes_up += len(data)
-                for piece, event in self.watch.client(data):
-                    go_on = await self._client_piece(piece, event)
-                    if not go_on:
-                        break
-        except OSError:
+                go_on = await self._client_data(data)
+        except (OSError, _ServerGone):
             pass
         if go_on:
             self.ended("client")
             await self.up.close()
 
+    async def _client_data(self, data: bytes) -> bool:
+        """One read on to the server: in one chunk, but for pieces whose event a fault may
+        act on (those go alone, after what came before); and no further than the watch
+        may follow before replies (`ready`). False: a fault ended the session."""
+        held: list[bytes] = []
+        for piece, event in self.watch.pieces(data):
+            if self._acts(event):
+                await self._put_up(held)
+                if not await self._client_piece(piece, event):
+                    return False
+            else:
+                held.append(piece)
+            if not self.watch.ready:
+                await self._put_up(held)  # what the server must answer first
+                await self._answered()
+        await self._put_up(held)
+        return True
+
+    async def _put_up(self, held: list[bytes]) -> None:
+        if held:
+            data = b"".join(held)
+            held.clear()
+            await self.up.put(data)
+
+    async def _answered(self) -> None:
+        """Until the watch may read on: the server has answered enough. A client that has
+        left is not waited for: what it sent before it left goes on (no more can come),
+        and its end is read as it would be without the wait."""
+        while not self.watch.ready and not self.client_proto.eof:
+            if self.server_gone:
+                raise _ServerGone
+            self.wake.clear()
+            await self.wake.wait()
+
+    def _acts(self, event: Command | Message | None) -> bool:
+        """Whether a fault is in force at this event's stage (it decides on the piece)."""
+        stage = _stage(event)
+        return stage is not None and bool(self.proxy.by_stage[stage])
+
     async def _client_piece(self, piece: bytes, event: Command | Message | None) -> bool:
         """Pass one piece on, unless a fault at its event says otherwise; False: stop reading."""
         proxy = self.proxy
-        stage = Stage.DOT if isinstance(event, Message) else event.stage if event else None
+        stage = _stage(event)
         decided = None
         if stage is not None and proxy.by_stage[stage]:
             decided = await proxy.decide_kind(stage, self.context())
@@ -434,20 +509,32 @@ class Relay:
         try:
             while data := await self.up_r.read(READ_SIZE):
                 self.bytes_down += len(data)
-                for piece, reply in self.watch.server(data):
-                    message = reply.answers if reply is not None else None
-                    if isinstance(message, Message):
-                        assert reply is not None
-                        self.proxy.verdict(self, message, reply.code)
-                        if message.cut:
-                            self.cut(message.cut)
-                            return
-                    if not self.client_gone:
-                        await self.down.put(piece)
+                if not await self._server_data(data):
+                    return
         except OSError:
             pass
+        self.server_gone = True
+        self.wake.set()
         self.ended("server")
         await self.down.close()
+
+    async def _server_data(self, data: bytes) -> bool:
+        """One read on to the client, in one chunk, each message's verdict journaled on the
+        way; False: a fault ended the session at a verdict."""
+        held: list[bytes] = []
+        for piece, reply in self.watch.server(data):
+            message = reply.answers if reply is not None else None
+            if isinstance(message, Message):
+                assert reply is not None
+                self.proxy.verdict(self, message, reply.code)
+                if message.cut:
+                    self.cut(message.cut)
+                    return False
+            held.append(piece)
+        self.wake.set()  # before waiting on the client: its reading may go on now
+        if held and not self.client_gone:
+            await self.down.put(b"".join(held))
+        return True
 
     # -- faults and endings -----------------------------------------------------------
 

@@ -6,12 +6,20 @@ message's end (the final dot, or the last BDAT chunk) has gone by, a reply is co
 Replies are matched to what they answer in order (commands, pipelined or not, and message
 ends), which is how the watch knows a 354 opens DATA, a 220 after STARTTLS makes the
 rest opaque, and which reply is the verdict on a message.
+
+What it keeps is bounded: a line (MAX_LINE), a message's head (HEAD_LIMIT), and what waits
+for a reply. That last one grows with every pipelined command, so `ready` tells the relay
+when to stop reading the client until the server has answered: after MAX_UNANSWERED
+commands, and after a DATA or STARTTLS, whose reply decides how the next bytes are read.
+A server answers every command it has whole without waiting for more, so the pause always
+ends; a client that pipelines is held back, as the server itself would hold it back.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sinks.effects import Stage
@@ -20,6 +28,11 @@ from sinks.effects import Stage
 MAX_LINE = 4096
 # Headers are searched for X-Maildrill-Id in a message's first this many bytes.
 HEAD_LIMIT = 64 * 1024
+# Commands sent and not answered yet, at most: past this, `ready` is false (100 RCPTs of a
+# pipelined message, RFC 5321's minimum, go through in one turn).
+MAX_UNANSWERED = 1000
+# Commands whose reply decides how the client's next bytes are read (content, TLS).
+_TURNS = frozenset({"DATA", "STARTTLS"})
 _TERMINATOR = b"\r\n.\r\n"
 _MSG_ID = re.compile(rb"^x-maildrill-id:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
 _STAGES = {
@@ -76,41 +89,55 @@ class SmtpWatch:
         self._head = b""  # the first bytes of the content, for its headers
         self._chunk_left = 0  # BDAT bytes still to come
         self._last_chunk = False
+        self._turns = 0  # DATA and STARTTLS commands not answered yet
 
     @property
     def opaque(self) -> bool:
         return self.mode == "opaque"
 
+    @property
+    def ready(self) -> bool:
+        """Whether the client's next bytes may be read before the server answers more.
+        Only between commands: a BDAT chunk is read on (its reply comes after it)."""
+        if self.mode != "command":
+            return True
+        return not self._turns and len(self.pending) < MAX_UNANSWERED
+
     # -- client to server -----------------------------------------------------------------
 
     def client(self, data: bytes) -> list[ClientPiece]:
         """`data` in pieces; a piece's event happened at its last byte."""
-        out: list[ClientPiece] = []
+        return list(self.pieces(data))
+
+    def pieces(self, data: bytes) -> Iterator[ClientPiece]:
+        """`client`, one piece at a time: each line is read only when the next piece is
+        asked for, so a relay can stop between two (see `ready`) and let replies in."""
         pos, size = 0, len(data)
+        piece: ClientPiece | None
         while pos < size:
             if self.mode == "opaque":
-                out.append((data[pos:], None))
-                break
+                yield data[pos:], None
+                return
             if self.mode == "data":
-                pos = self._data(data, pos, out)
+                piece, pos = self._data(data, pos)
             elif self.mode == "bdat":
-                pos = self._chunk(data, pos, out)
+                piece, pos = self._chunk(data, pos)
             else:
-                pos = self._command_line(data, pos, out)
-        return out
+                piece, pos = self._command_line(data, pos)
+            if piece is not None:
+                yield piece
 
-    def _command_line(self, data: bytes, pos: int, out: list[ClientPiece]) -> int:
+    def _command_line(self, data: bytes, pos: int) -> tuple[ClientPiece | None, int]:
         end = data.find(b"\n", pos)
         if end < 0:
             self._line += data[pos:]
             if len(self._line) > MAX_LINE:  # not SMTP, or not a line we could act on
-                out.append((self._line, None))
-                self._line = b""
-            return len(data)
+                line, self._line = self._line, b""
+                return (line, None), len(data)
+            return None, len(data)
         line = self._line + data[pos : end + 1]
         self._line = b""
-        out.append((line, self._command(line)))
-        return end + 1
+        return (line, self._command(line)), end + 1
 
     def _command(self, line: bytes) -> Command | Message:
         words = line.split()
@@ -118,6 +145,8 @@ class SmtpWatch:
         command = Command(verb, _STAGES.get(verb))
         if verb != "BDAT":
             self.pending.append(command)
+            if verb in _TURNS:
+                self._turns += 1
             return command
         # BDAT n [LAST]: n bytes follow at once; the last chunk's reply is the verdict.
         try:
@@ -135,13 +164,12 @@ class SmtpWatch:
             return self._end_chunk() or command
         return command
 
-    def _chunk(self, data: bytes, pos: int, out: list[ClientPiece]) -> int:
+    def _chunk(self, data: bytes, pos: int) -> tuple[ClientPiece, int]:
         take = min(self._chunk_left, len(data) - pos)
         piece = data[pos : pos + take]
         self._content(piece)
         self._chunk_left -= take
-        out.append((piece, self._end_chunk() if self._chunk_left == 0 else None))
-        return pos + take
+        return (piece, self._end_chunk() if self._chunk_left == 0 else None), pos + take
 
     def _end_chunk(self) -> Message | None:
         self.mode = "command"
@@ -149,21 +177,19 @@ class SmtpWatch:
             return None
         return self._end_message(trailer=0)
 
-    def _data(self, data: bytes, pos: int, out: list[ClientPiece]) -> int:
+    def _data(self, data: bytes, pos: int) -> tuple[ClientPiece, int]:
         window = self._tail + data[pos:]
         found = window.find(_TERMINATOR)
         if found < 0:
             piece = data[pos:]
             self._content(piece)
             self._tail = window[-4:]
-            out.append((piece, None))
-            return len(data)
+            return (piece, None), len(data)
         end = pos + found + len(_TERMINATOR) - len(self._tail)
         piece = data[pos:end]
         self._content(piece)
-        out.append((piece, self._end_message(trailer=3)))
         self.mode = "command"
-        return end
+        return (piece, self._end_message(trailer=3)), end
 
     def _start_message(self) -> None:
         self.messages += 1
@@ -219,6 +245,8 @@ class SmtpWatch:
         code = int(line[:3]) if line[:3].isdigit() else 0
         answers = self.pending.popleft() if self.pending else None
         if isinstance(answers, Command):
+            if answers.verb in _TURNS:
+                self._turns -= 1
             if answers.verb == "DATA" and code == 354:
                 self.mode = "data"
                 self._tail = b"\r\n"  # content starts at a line start: '.CRLF' ends it at once

@@ -6,21 +6,28 @@ or a raw socket, as a real sender would be.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import select
 import smtplib
 import socket
 import ssl
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 import pytest
 
 from loadtest.scenario import ScenarioError, parse_scenario
 from sinks.config import ConfigError, parse_config
 from sinks.effects import Stage
-from sinks.smtp_watch import Command, Message, ServerReply, SmtpWatch
+from sinks.smtp_watch import MAX_UNANSWERED, Command, Message, ServerReply, SmtpWatch
+from tests.fuzz_smtp import SinkProcess
 from tests.helpers import RawClient, connect_refused, message, read_csv, wait_until
 
 SENDER, RCPT = "news@example.com", ["a@gmail.test"]
@@ -139,6 +146,44 @@ def test_a_proxy_for_a_dead_upstream_closes_the_client(start_sinks, tmp_path):
     assert wait_until(lambda: any(r["event"] == "close" for r in journal(tmp_path, "proxy-px.csv")))
     (close,) = [r for r in journal(tmp_path, "proxy-px.csv") if r["event"] == "close"]
     assert (close["cause"], close["detail"]) == ("upstream-error", "ConnectionRefusedError")
+
+
+def test_a_client_past_the_reply_window_and_with_content_before_its_354_is_followed(
+    start_pair, tmp_path
+):
+    """The relay waits for replies past MAX_UNANSWERED commands and after DATA; a client
+    that sends its message before the 354 (which RFC 2920 forbids) gets it through, seen."""
+    _mta, px = start_pair()
+    many = 2 * MAX_UNANSWERED + 10
+    envelope = b"MAIL FROM:<news@example.com>\r\nRCPT TO:<a@gmail.test>\r\nDATA\r\n"
+    with RawClient(px.port("px"), timeout=10) as raw:
+        assert raw.reply()[0] == 220  # type: ignore[index]
+        raw.send(b"EHLO raw.test\r\n" + b"RSET\r\n" * many + envelope
+                 + message("early").encode() + b".\r\nQUIT\r\n")  # fmt: skip
+        codes = [raw.reply()[0] for _ in range(many + 6)]  # type: ignore[index]
+    assert codes == [250] * (many + 3) + [354, 250, 221]
+    assert wait_until(lambda: any(r["event"] == "close" for r in journal(tmp_path, "proxy-px.csv")))
+    passed = [r for r in journal(tmp_path, "proxy-px.csv") if r["event"] == "message"]
+    assert [(r["msg_id"], r["code"]) for r in passed] == [("early", "250")]
+
+
+def test_a_client_that_leaves_while_its_data_waits_for_the_354_ends_the_session(
+    start_pair, tmp_path
+):
+    """The relay reads nothing after DATA until the server answers it, yet still sees the
+    client leave: the session ends then, not when the server speaks again."""
+    slow_354 = {"kind": "latency", "ms": 60_000, "stages": ["data"]}
+    mta, px = start_pair(upstream={"behaviours": [slow_354]})
+    with RawClient(px.port("px"), timeout=10) as raw:
+        assert raw.reply()[0] == 220  # type: ignore[index]
+        assert raw.command(b"EHLO raw.test")[0] == 250  # type: ignore[index]
+        assert raw.command(b"MAIL FROM:<news@example.com>")[0] == 250  # type: ignore[index]
+        assert raw.command(b"RCPT TO:<a@gmail.test>")[0] == 250  # type: ignore[index]
+        raw.send(b"DATA\r\n")
+        assert wait_until(lambda: mta.sink("mta").counters.active_sessions == 1)
+    assert wait_until(lambda: px.sink("px").counters.active_sessions == 0, 5)
+    (close,) = [r for r in journal(tmp_path, "proxy-px.csv") if r["event"] == "close"]
+    assert close["cause"] == "client"
 
 
 # -- each fault -------------------------------------------------------------------------------
@@ -546,6 +591,45 @@ def test_watch_finds_an_empty_message_and_a_terminator_split_anywhere():
     assert (empty.msg_id, empty.size) == ("", 0)
 
 
+def test_watch_is_not_ready_while_its_commands_wait_for_replies():
+    watch = SmtpWatch()
+    watch.server(b"220 mx\r\n")
+    pieces = watch.pieces(b"NOOP\r\n" * (MAX_UNANSWERED + 5))
+    taken = 0
+    for _ in pieces:
+        taken += 1
+        if not watch.ready:
+            break
+    assert taken == MAX_UNANSWERED  # one record per unanswered command, no more
+    watch.server(b"250 ok\r\n")
+    assert watch.ready
+    assert len(list(pieces)) == 5  # read on where it stopped
+    watch.server(b"250 ok\r\n" * (MAX_UNANSWERED + 4))
+    assert not watch.pending
+    # After DATA nothing is read until its reply says whether content or commands follow.
+    pieces = watch.pieces(b"DATA\r\nX-Maildrill-Id: early\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+    assert _events([next(pieces)])[0].verb == "DATA"
+    assert not watch.ready
+    watch.server(b"354 go\r\n")
+    assert watch.ready
+    message, quit_ = _events(pieces)
+    assert (message.msg_id, quit_.verb) == ("early", "QUIT")
+    watch.server(b"250 ok\r\n221 bye\r\n")
+    # A BDAT chunk is read before its reply (the server answers once it has the chunk).
+    pieces = watch.pieces(b"BDAT 3 LAST\r\nabc")
+    assert _events([next(pieces)])[0].verb == "BDAT"
+    assert watch.ready
+    (chunk,) = _events(pieces)
+    assert chunk.size == 3
+    # STARTTLS too: the bytes after it are TLS or commands, as its reply says.
+    pieces = watch.pieces(b"STARTTLS\r\n\x16\x03\x01hello\r\n")
+    next(pieces)
+    watch.server(b"250 ok\r\n")
+    assert not watch.ready
+    watch.server(b"220 go ahead\r\n")
+    assert list(pieces) == [(b"\x16\x03\x01hello\r\n", None)]
+
+
 # -- end to end ---------------------------------------------------------------------------------
 
 
@@ -675,3 +759,106 @@ def test_servers_maildrill_does_not_own_are_witnessed_through_a_proxy_or_unverif
     assert m["phantom"] == len(failed & at_mx1)
     assert m["unverified"] == len(via_mx2 - at_mx1) == len(at_mx2 - at_mx1)
     assert m["lost"] == 0
+
+
+# -- memory: back-pressure both ways ------------------------------------------------------------
+
+FLOOD_BYTES = 16_000_000  # far more than every buffer on the path together, kernel included
+STALLED_S = 1.0  # sending has made no progress this long: the proxy pushes back
+GROWTH_KB = 20_000  # the proxy's resident set may grow this much; on a proxy that
+# buffers without bound, 12 MB of pipelined NOOPs grew it by 130 MB.
+
+
+@dataclass
+class Flood:
+    """What a client that never reads got into the proxy, and what it cost the proxy."""
+
+    sent: int  # bytes the client got into its socket
+    stalled: bool  # the proxy took nothing for STALLED_S at the end
+    rss_kb: int  # the proxy's growth with the client still connected (every buffer full)
+    peak_kb: int  # and its peak growth
+
+
+def _unsent(conn: socket.socket) -> int:
+    """Bytes in the socket's send queue the peer has not taken (Linux SIOCOUTQ)."""
+    return struct.unpack("i", fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+
+
+def _flood(px: SinkProcess, unit: bytes, deadline_s: float = 12.0) -> Flood:
+    """Pipeline `unit` over and over without reading a reply, until the proxy has taken
+    nothing for STALLED_S (neither a send nor the send queue moved), FLOOD_BYTES are sent
+    or the deadline passes."""
+    before = px.memory_kb("VmRSS")
+    chunk = unit * (65536 // len(unit))
+    sent, at = 0, 0
+    with socket.socket() as conn:
+        # A client that never reads soon advertises a small window (RFC 9293 3.8.6).
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        conn.connect(("127.0.0.1", px.port))
+        conn.setblocking(False)
+        end = time.monotonic() + deadline_s
+        progress, unsent = time.monotonic(), 0
+        while sent < FLOOD_BYTES and time.monotonic() < end:
+            if select.select([], [conn], [], 0.1)[1]:
+                with contextlib.suppress(BlockingIOError):
+                    done = conn.send(chunk[at:])
+                    sent += done
+                    at = (at + done) % len(chunk)
+                    progress = time.monotonic()
+            if (now_unsent := _unsent(conn)) < unsent:
+                progress = time.monotonic()
+            unsent = now_unsent
+            if time.monotonic() - progress >= STALLED_S:
+                break
+        stalled = time.monotonic() - progress >= STALLED_S
+        grown = px.memory_kb("VmRSS") - before  # every buffer on the path still full
+    peak = px.memory_kb("VmHWM") - before  # an upper bound: the start may have peaked higher
+    return Flood(sent, stalled, grown, peak)
+
+
+@pytest.fixture
+def proxy_before(tmp_path):
+    """proxy_before(upstream) -> the proxy 'px' in front of a server started from the
+    config `upstream`; each in its own process, so the proxy's RSS is its own."""
+    started: list[SinkProcess] = []
+
+    def start(upstream: dict, behaviours: list[dict]) -> SinkProcess:
+        for name in ("up", "px"):
+            (tmp_path / name).mkdir()
+        started.append(SinkProcess(upstream, tmp_path / "up"))
+        config = {"name": "px", "mode": "proxy", "upstream": {"port": started[0].port},
+                  "behaviours": behaviours}  # fmt: skip
+        started.append(SinkProcess(config, tmp_path / "px"))
+        return started[1]
+
+    yield start
+    assert [server.stop() for server in reversed(started)] == [0] * len(started)
+
+
+# A server that reads every byte and never says a word (a proxy that hangs up front).
+BLACK_HOLE = {"name": "hole", "mode": "proxy", "upstream": {"port": 9},
+              "behaviours": [{"kind": "hang"}]}  # fmt: skip
+LINK_LATENCY = {"kind": "latency", "ms": 20, "direction": "both"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("upstream", "unit", "behaviours"),
+    [
+        # Commands flood up and nothing answers them.
+        (BLACK_HOLE, b"HELO c.test\r\n", []),
+        # Replies ten times the commands flood down, each chunk held on the way (delay lines).
+        ({"name": "mta"}, b"EHLO flood.test\r\n", [LINK_LATENCY]),
+    ],
+    ids=["commands", "replies"],
+)
+def test_a_client_that_never_reads_meets_back_pressure_and_the_proxy_stays_small(
+    proxy_before, upstream, unit, behaviours
+):
+    px = proxy_before(upstream, behaviours)
+    flood = _flood(px, unit)
+    print(f"{unit!r}: {flood}")
+    assert flood.stalled, flood  # the client is held back, not swallowed
+    assert flood.sent < FLOOD_BYTES, flood
+    assert flood.rss_kb < GROWTH_KB, flood
+    assert flood.peak_kb < GROWTH_KB, flood
