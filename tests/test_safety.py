@@ -174,10 +174,13 @@ def test_a_hostile_scenario_is_refused_by_validate(tmp_path, capsys, case, chang
     assert "hostile.yaml" in line or "scenario" in line, line
 
 
+REFUSED_BEFORE_A_RUN = [
+    c for c in HOSTILE_SCENARIOS if c[0].startswith(("name-", "domain-", "postfix-", "fault-"))
+]
+
+
 @pytest.mark.parametrize(
-    ("case", "change"),
-    [c for c in HOSTILE_SCENARIOS if c[0].startswith(("name-", "domain-", "postfix-", "fault-"))],
-    ids=lambda c: c if isinstance(c, str) else "",
+    ("case", "change"), REFUSED_BEFORE_A_RUN, ids=[c for c, _ in REFUSED_BEFORE_A_RUN]
 )
 def test_a_hostile_scenario_never_starts_a_run(tmp_path, capsys, monkeypatch, case, change):
     """`maildrill run` refuses before it makes a run directory or starts anything."""
