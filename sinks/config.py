@@ -91,7 +91,7 @@ class AuthConfig(_Model):
     lines) are read when the sink starts; inline `credentials` suit throwaway tests."""
 
     mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(default=["PLAIN", "LOGIN"], min_length=1)
-    credentials: dict[str, str] = Field(default_factory=dict)
+    credentials: dict[str, str] = Field(default_factory=dict, repr=False)  # never in a log
     credentials_env: dict[str, str] = Field(default_factory=dict)
     credentials_file: Path | None = None
     required: bool = False
