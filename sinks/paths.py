@@ -10,6 +10,7 @@ that slipped past validation fails loudly instead of writing elsewhere.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # no separator, never "." or "..", no dot first
 NAME_MAX = 64
+RUN_ID_MAX = 128  # a name, a date and a time
 _NAME = re.compile(NAME_PATTERN)
 
 
@@ -25,9 +27,9 @@ class UnsafePath(ValueError):
     """A path maildrill was about to write outside the directory it was given."""
 
 
-def is_safe_name(name: str) -> bool:
+def is_safe_name(name: str, longest: int = NAME_MAX) -> bool:
     """Whether `name` can be one component of a file name as it is."""
-    return len(name) <= NAME_MAX and _NAME.fullmatch(name) is not None
+    return len(name) <= longest and _NAME.fullmatch(name) is not None
 
 
 def inside(base: Path, *parts: str) -> Path:
@@ -45,6 +47,14 @@ def make_private_dir() -> Path:
     """A new directory only this user can enter (mode 0700), for secrets a child process
     must read from a file; the caller removes it (`remove_private_dir`)."""
     return Path(tempfile.mkdtemp(prefix="maildrill-"))
+
+
+def write_private(path: Path, text: str) -> None:
+    """`text` to `path`, readable by this user only from the first byte on."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_TRUNC
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def remove_private_dir(path: Path | None) -> None:

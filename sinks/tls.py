@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import ssl
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sinks.paths import inside, private_dir
+from sinks.paths import inside, private_dir, write_private
 
 
 def write_self_signed(
@@ -50,11 +49,7 @@ def write_self_signed(
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    # Created 0600, never readable by others even for a moment.
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an older file of the same name keeps its mode through O_TRUNC
-    with os.fdopen(fd, "wb") as f:
-        f.write(private)
+    write_private(key_path, private.decode("ascii"))
     return cert_path, key_path
 
 
