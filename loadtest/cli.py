@@ -18,6 +18,7 @@ from loadtest.overrides import OverrideError
 from loadtest.scenario import ScenarioError
 from sinks.config import is_loopback
 from sinks.numbers import finite_float
+from sinks.paths import UnsafePath, inside
 
 EXIT_OK, EXIT_SLO_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130  # Ctrl-C outside a run (a run handles it itself: a partial summary)
@@ -76,7 +77,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             "pass --yes to confirm"
         )
     run_id = f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = args.out or Path("reports") / run_id
+    try:
+        run_dir = args.out or inside(Path("reports"), run_id)  # the name is validated; twice
+    except UnsafePath as exc:
+        return fail(str(exc))
     problem = _unwritable(run_dir) or _too_little_space(
         run_dir, scenario.campaign.build_schedule().total
     )
@@ -246,7 +250,11 @@ def cmd_sinks(args: argparse.Namespace) -> int:
     if not local:
         return fail(f"{scenario.name}: no local servers (local: true) to start")
     config = SinksFile(sinks=local, seed=scenario.campaign.seed)
-    out = args.out or Path("reports") / time.strftime(f"{scenario.name}-sinks-%Y%m%d-%H%M%S")
+    try:
+        stamp = time.strftime("%Y%m%d-%H%M%S")  # not over the name: a % in it is no format
+        out = args.out or inside(Path("reports"), f"{scenario.name}-sinks-{stamp}")
+    except UnsafePath as exc:
+        return fail(str(exc))
     problem = _unwritable(out)
     if problem:
         return fail(problem)

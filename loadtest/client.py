@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import re
 import smtplib
 import socket
@@ -53,7 +54,7 @@ class Server:
     port: int
     starttls: bool = False
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log or traceback
     helo_name: str = "maildrill.test"
     timeouts: Timeouts = field(default_factory=Timeouts)
     messages_per_connection: int = 100
@@ -355,17 +356,24 @@ class Sender:
         sock = client.sock
         if sock is None:
             return False
+        # A TLS socket refuses MSG_PEEK: peek at the TCP stream beneath, through a copy of
+        # the descriptor (closing the copy leaves the session open).
         try:
-            sock.setblocking(False)
-            try:
-                peeked = sock.recv(1, socket.MSG_PEEK)
-            except BlockingIOError:
-                return True  # nothing to read: still open
-            except OSError:
-                return False
-            return bool(peeked)  # b"" is EOF; stray bytes mean a 421 is waiting: let it speak
+            raw = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError:
+            return False
+        try:
+            raw.setblocking(False)
+            peeked = raw.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return True  # nothing to read: still open
+        except OSError:
+            return False
         finally:
-            sock.settimeout(client.timeout)
+            raw.close()
+            sock.settimeout(sock.gettimeout())  # the copy shared the blocking flag: restore
+        # b"" is EOF; stray bytes mean a 421 (or, under TLS, its record) waits: let it speak.
+        return bool(peeked)
 
     @staticmethod
     def _reusable(client: _SMTP, record: Attempt) -> bool:

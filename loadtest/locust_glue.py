@@ -25,6 +25,7 @@ from loadtest.driver import Driver
 from loadtest.journal import AttemptsJournal
 from loadtest.scenario import Scenario, load_scenario, parse_scenario, parse_server_override
 from loadtest.schedule import Dispatcher
+from sinks.paths import RUN_ID_MAX, is_safe_name
 
 log = logging.getLogger("maildrill")
 
@@ -94,7 +95,14 @@ class Campaign:
     def _new_run_id(self) -> str:
         given = getattr(self.environment.parsed_options, "run_id", "") or ""
         assert self.scenario is not None
-        return given or f"{self.scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_id = given or f"{self.scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        # It names reports/RUN-ID and goes in every message (X-Maildrill-Run).
+        if not is_safe_name(run_id, RUN_ID_MAX):
+            raise SystemExit(
+                f"maildrill: --run-id {run_id!r}: use letters, digits and _.- (a letter or "
+                f"digit first), at most {RUN_ID_MAX} characters"
+            )
+        return run_id
 
     def start(self) -> None:
         """test_start: on the local runner and the master, fix the plan."""

@@ -16,12 +16,10 @@ import json
 import os
 import secrets
 import select
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +35,7 @@ from loadtest.postfix import PostfixError, PostfixInstance
 from loadtest.scenario import Scenario, ScenarioError, ServerSpec, parse_scenario, read_yaml
 from sinks.control import TOKEN_ENV, auth_header
 from sinks.journal import FAULT_FIELDS, CsvJournal, stamp, uncell
+from sinks.paths import inside, make_private_dir, remove_private_dir, write_private
 
 MTA_QUEUE_FIELDS = ("time", "mta", "msg_id", "queue")
 
@@ -281,7 +280,7 @@ class Drill:
         self.events.append({"time": round(time.time(), 6), "event": event, **detail})
 
     def _spawn(self, role: str, name: str, cmd: list[str], stdout: Any = None) -> Child:
-        log = (self.run_dir / "logs" / f"{name}.log").open("w")
+        log = inside(self.run_dir, "logs", f"{name}.log").open("w")
         # Only the sinks get the control token, and by environment: never on a command line.
         env = {**os.environ, TOKEN_ENV: self.token} if role == "sink" else None
         proc = subprocess.Popen(
@@ -303,7 +302,7 @@ class Drill:
         record_dir = self.run_dir / "sinks"  # each sink's config, secrets redacted
         record_dir.mkdir(exist_ok=True)
         # What the sinks read may hold passwords: a private directory, gone after the run.
-        self.private_dir = Path(tempfile.mkdtemp(prefix="maildrill-"))
+        self.private_dir = make_private_dir()
         # The MTAs start after the sinks (they relay to them), but a proxy in front of one
         # needs its address now: their ports are chosen first.
         for server in self.scenario.servers:
@@ -337,9 +336,9 @@ class Drill:
             "sinks": [sink.model_dump(mode="json", exclude_none=True)],
         }
         assert self.private_dir is not None
-        path = self.private_dir / f"{server.name}.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        record = record_dir / f"{server.name}.yaml"
+        path = inside(self.private_dir, f"{server.name}.yaml")
+        write_private(path, yaml.safe_dump(config, sort_keys=False))
+        record = inside(record_dir, f"{server.name}.yaml")
         record.write_text(yaml.safe_dump(redact(config), sort_keys=False))
         cmd = [sys.executable, "-m", "sinks", str(path), "--out", str(self.run_dir)]
         return self._spawn("sink", server.name, cmd, stdout=subprocess.PIPE)
@@ -354,7 +353,7 @@ class Drill:
                 continue
             instance = PostfixInstance(
                 name=server.name,
-                base=self.run_dir / f"postfix-{server.name}",
+                base=inside(self.run_dir, f"postfix-{server.name}"),
                 port=self.addresses[server.name][1],
                 relay=self.addresses[spec.relay],
                 hostname=spec.hostname or f"{server.name}.maildrill.test",
@@ -371,7 +370,7 @@ class Drill:
                 raise SetupError(str(exc)) from None
             self.addresses[server.name] = ("127.0.0.1", instance.port)
             self.mta_faults[server.name] = CsvJournal(
-                self.run_dir / f"faults-{server.name}.csv", FAULT_FIELDS
+                inside(self.run_dir, f"faults-{server.name}.csv"), FAULT_FIELDS
             )
         if self.mtas:
             self.event("mtas_ready", mtas={n: m.port for n, m in self.mtas.items()})
@@ -414,7 +413,7 @@ class Drill:
             if instance.running():
                 instance.abort()
             stuck = instance.queued()
-            journal = CsvJournal(self.run_dir / f"mta-queue-{name}.csv", MTA_QUEUE_FIELDS)
+            journal = CsvJournal(inside(self.run_dir, f"mta-queue-{name}.csv"), MTA_QUEUE_FIELDS)
             for msg_id, state in stuck:
                 journal.write((stamp(), name, msg_id, state))
             journal.close()
@@ -441,7 +440,7 @@ class Drill:
                 break
             if child.proc.poll() is not None:
                 break
-        log = (self.run_dir / "logs" / f"{child.name}.log").read_text().strip().splitlines()
+        log = inside(self.run_dir, "logs", f"{child.name}.log").read_text().strip().splitlines()
         why = log[-1] if log else f"exit code {child.proc.poll()}"
         raise SetupError(f"sink {child.name} did not start: {why}")
 
@@ -707,8 +706,7 @@ class Drill:
         for child in self.children:
             if child.role == "sink":
                 child.stop(signal.SIGTERM, 10.0)
-        if self.private_dir is not None:
-            shutil.rmtree(self.private_dir, ignore_errors=True)
+        remove_private_dir(self.private_dir)
 
     def _write_harness(self) -> dict[str, Any]:
         deaths = [e for e in self.events if e["event"] == "sink_died"]

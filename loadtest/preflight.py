@@ -55,7 +55,7 @@ class Target:
     helo_name: str = "maildrill.test"
     starttls: bool = False  # the sender uses STARTTLS with it
     username: str | None = None  # the sender logs in as this user
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log or traceback
 
 
 @dataclass(frozen=True)

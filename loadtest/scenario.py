@@ -43,6 +43,7 @@ from sinks.config import SinkConfig, describe_errors, effect_request, is_loopbac
 from sinks.effects import build, kinds_for
 from sinks.hostnames import ascii_domain, host_name_or_literal
 from sinks.numbers import MAX_DURATION_S, MILLIS_LIMIT, CheckedModel, Seconds, at_most
+from sinks.paths import NAME_MAX, NAME_PATTERN
 
 
 class ScenarioError(ValueError):
@@ -103,9 +104,7 @@ class PostfixSpec(_Model):
 
 
 class ServerSpec(_Model):
-    name: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64, description="how reports name it"
-    )
+    name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX, description="how reports name it")
     host: str = Field(default="127.0.0.1", description="loopback unless allow_remote")
     port: int = Field(default=0, ge=0, le=65535, description="0 with local: a free port")
     priority: int = Field(default=10, description="lower is preferred, like MX preference")
@@ -407,7 +406,12 @@ def parse_slo(rule: str) -> tuple[str, str, float]:
 
 
 class Scenario(_Model):
-    name: str = Field(default="scenario", description="names the run")
+    name: str = Field(
+        default="scenario",
+        pattern=NAME_PATTERN,
+        max_length=NAME_MAX,
+        description="names the run and its directory: [A-Za-z0-9_.-], a letter or digit first",
+    )
     description: str = Field(default="", description="one line for `maildrill scenarios`")
     allow_remote: bool = Field(default=False, description="allow servers outside loopback")
     servers: list[ServerSpec] = Field(min_length=1, description="the servers under test")

@@ -24,6 +24,7 @@ from pydantic import (
 from sinks.effects import EFFECTS, PROXY_EFFECTS, Effect, build
 from sinks.hostnames import ascii_domain
 from sinks.numbers import CheckedModel, Seconds, number_problem
+from sinks.paths import NAME_MAX, NAME_PATTERN
 
 
 class ConfigError(ValueError):
@@ -91,7 +92,7 @@ class AuthConfig(_Model):
     lines) are read when the sink starts; inline `credentials` suit throwaway tests."""
 
     mechanisms: list[Literal["PLAIN", "LOGIN"]] = Field(default=["PLAIN", "LOGIN"], min_length=1)
-    credentials: dict[str, str] = Field(default_factory=dict)
+    credentials: dict[str, str] = Field(default_factory=dict, repr=False)  # never in a log
     credentials_env: dict[str, str] = Field(default_factory=dict)
     credentials_file: Path | None = None
     required: bool = False
@@ -136,7 +137,7 @@ class UpstreamConfig(_Model):
 
 
 class SinkConfig(_Model):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX)
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
     control_port: int = Field(default=0, ge=0, le=65535)

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from sinks.paths import inside
+
 RECEIPT_FIELDS = (
     "time",
     "sink",
@@ -144,9 +146,9 @@ class SinkJournals:
 
     def __init__(self, directory: Path, sink: str, worker: int) -> None:
         suffix = sink if worker == 0 else f"{sink}-w{worker}"
-        self.receipts = CsvJournal(directory / f"receipts-{suffix}.csv", RECEIPT_FIELDS)
-        self.refusals = CsvJournal(directory / f"refusals-{suffix}.csv", REFUSAL_FIELDS)
-        self.faults = CsvJournal(directory / f"faults-{suffix}.csv", FAULT_FIELDS)
+        self.receipts = CsvJournal(inside(directory, f"receipts-{suffix}.csv"), RECEIPT_FIELDS)
+        self.refusals = CsvJournal(inside(directory, f"refusals-{suffix}.csv"), REFUSAL_FIELDS)
+        self.faults = CsvJournal(inside(directory, f"faults-{suffix}.csv"), FAULT_FIELDS)
 
     def close(self) -> None:
         for journal in (self.receipts, self.refusals, self.faults):

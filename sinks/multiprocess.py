@@ -32,6 +32,7 @@ from aiohttp import web
 
 from sinks.config import SinkConfig, TlsConfig
 from sinks.control import auth_header, control_token, require_token
+from sinks.paths import make_private_dir, remove_private_dir
 from sinks.sink import Counters
 from sinks.tls import write_self_signed
 from sinks.worker import WorkerSpec
@@ -133,6 +134,7 @@ class WorkerGroup:
         self._runner: web.AppRunner | None = None
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._keys: Path | None = None  # a generated TLS key, until the workers loaded it
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -157,17 +159,21 @@ class WorkerGroup:
                 sys.executable,
                 "-m",
                 "sinks.worker",
-                spec.model_dump_json(),
-                stdin=asyncio.subprocess.PIPE,  # closed when we go: the worker stops then
+                stdin=asyncio.subprocess.PIPE,  # the spec; closed when we go: the worker stops
                 stdout=asyncio.subprocess.PIPE,
                 start_new_session=True,  # a terminal's Ctrl-C is for us; we stop the workers
             )
             self.workers.append(Worker(number, proc))
+            await _send_spec(proc, spec)
         try:
             async with asyncio.timeout(_READY_TIMEOUT_S):
                 readies = await asyncio.gather(*(w.ready() for w in self.workers))
         except TimeoutError:
             readies = [False]
+        finally:
+            # Every worker that will ever read the key has read it (or failed).
+            remove_private_dir(self._keys)
+            self._keys = None
         if not all(readies):
             raise OSError(f"sink {self.name!r}: a worker process did not start (see above)")
         self._watchers = [asyncio.create_task(self._watch(w)) for w in self.workers]
@@ -175,11 +181,15 @@ class WorkerGroup:
         await self._start_control()
 
     def _tls(self) -> TlsConfig | bool:
-        """One self-signed pair made here, or each worker would write its own to one path."""
+        """One self-signed pair made here, or each worker would write its own to one path.
+        The key goes to a private directory, removed once the workers have loaded it."""
         tls = self.config.tls
         if tls is None or tls.cert is not None:
             return self.config.starttls
-        cert, key = write_self_signed(self.config.banner_name, self.journal_dir / "tls")
+        self._keys = make_private_dir()
+        cert, key = write_self_signed(
+            self.config.banner_name, self.journal_dir / "tls", key_directory=self._keys
+        )
         return TlsConfig(cert=cert, key=key)
 
     async def _watch(self, worker: Worker) -> None:
@@ -190,6 +200,8 @@ class WorkerGroup:
     async def stop(self) -> dict[str, Any]:
         """Stop the workers (journals closed) and return the combined final status."""
         self._stopping = True
+        remove_private_dir(self._keys)
+        self._keys = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -284,6 +296,15 @@ class WorkerGroup:
             "journal_dir": str(self.journal_dir),
             "processes": self.config.processes,
         }
+
+
+async def _send_spec(proc: asyncio.subprocess.Process, spec: WorkerSpec) -> None:
+    """The worker's spec as one line on its stdin: a command line would show the sink's
+    config, inline passwords included, to every user of the machine (`ps`)."""
+    assert proc.stdin is not None
+    proc.stdin.write(spec.model_dump_json().encode() + b"\n")
+    with contextlib.suppress(ConnectionError):  # it died at once: `ready` tells
+        await proc.stdin.drain()
 
 
 def _json(response: web.Response) -> Any:

@@ -8,6 +8,7 @@ import hmac
 import itertools
 import random
 import socket
+import ssl
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from sinks.handler import SinkHandler
 from sinks.host import ActiveEffect, EffectHost
 from sinks.journal import SinkJournals, stamp
 from sinks.protocol import SinkSMTP
-from sinks.tls import server_context, write_self_signed
+from sinks.tls import self_signed_context, server_context
 
 __all__ = ["ActiveEffect", "Counters", "Sink"]  # ActiveEffect lives in sinks.host
 
@@ -67,7 +68,7 @@ class Sink(EffectHost):
         self.handler = SinkHandler(self)
         self.relay: RelayQueue | None = None  # backup-mx mode: the queue to the upstream
         self._session_ids = itertools.count(1)
-        self._tls = None
+        self._tls: ssl.SSLContext | None = None
         self._credentials: dict[str, str] | None = None
         self._smtp_kwargs: dict[str, Any] = {}
         self._template: SinkSMTP | None = None
@@ -80,10 +81,9 @@ class Sink(EffectHost):
         tls = cfg.tls
         if tls is not None:
             if tls.cert is None or tls.key is None:
-                cert, key = write_self_signed(cfg.banner_name, self.journal_dir / "tls")
+                self._tls = self_signed_context(cfg.banner_name, self.journal_dir / "tls")
             else:
-                cert, key = tls.cert, tls.key
-            self._tls = server_context(cert, key)
+                self._tls = server_context(tls.cert, tls.key)
         auth = cfg.auth
         # Read once: environment variables and files named by the config, not the config.
         self._credentials = auth.table() if auth is not None else None

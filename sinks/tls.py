@@ -12,9 +12,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from sinks.paths import inside, private_dir, write_private
 
-def write_self_signed(hostname: str, directory: Path, days: int = 30) -> tuple[Path, Path]:
-    """Write a self-signed certificate for `hostname` (and 127.0.0.1) and its key."""
+
+def write_self_signed(
+    hostname: str, directory: Path, days: int = 30, key_directory: Path | None = None
+) -> tuple[Path, Path]:
+    """Write a self-signed certificate for `hostname` (and 127.0.0.1) and its key.
+
+    The key goes to `key_directory` when given: a sink passes a private one (see
+    `sinks.paths.private_dir`), so no private key is left in a run directory that travels;
+    the certificate, public, stays in `directory` for clients to trust."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = dt.datetime.now(dt.UTC)
@@ -35,18 +43,21 @@ def write_self_signed(hostname: str, directory: Path, days: int = 30) -> tuple[P
         .sign(key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)
-    cert_path = directory / f"{hostname}.crt"
-    key_path = directory / f"{hostname}.key"
+    cert_path = inside(directory, f"{hostname}.crt")
+    key_path = inside(key_directory or directory, f"{hostname}.key")
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    key_path.chmod(0o600)
+    write_private(key_path, private.decode("ascii"))
     return cert_path, key_path
+
+
+def self_signed_context(hostname: str, cert_directory: Path) -> ssl.SSLContext:
+    """A server context with a new self-signed pair: the certificate written to
+    `cert_directory`, the key only to a private directory removed once it is loaded."""
+    with private_dir() as keys:
+        return server_context(*write_self_signed(hostname, cert_directory, key_directory=keys))
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:

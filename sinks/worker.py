@@ -1,11 +1,13 @@
-"""One worker process of a sink with `processes: N`: `python -m sinks.worker SPEC_JSON`.
+"""One worker process of a sink with `processes: N`: `python -m sinks.worker`.
 
-Started by `sinks.multiprocess`, never by hand. The worker serves the sink on the port the
-parent reserved, beside its siblings (SO_REUSEPORT), with its own journals (`worker` K > 0
-names them `-wK`), and serves the sink's control API on 127.0.0.1:0 for the parent to fan
-requests out to. It prints one JSON line when it listens (`port`, `control_port`) and one
-with its final status when it stops: on SIGTERM or SIGINT, or when its stdin closes because
-the parent is gone.
+Started by `sinks.multiprocess`, never by hand. Its spec (the sink's config, inline AUTH
+passwords included) arrives as the first line of its stdin, a pipe only the parent holds:
+never on the command line, where `ps` shows it to every user of the machine. The worker
+serves the sink on the port the parent reserved, beside its siblings (SO_REUSEPORT), with
+its own journals (`worker` K > 0 names them `-wK`), and serves the sink's control API on
+127.0.0.1:0 for the parent to fan requests out to. It prints one JSON line when it listens
+(`port`, `control_port`) and one with its final status when it stops: on SIGTERM or
+SIGINT, or when its stdin closes because the parent is gone.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from sinks.backup_mx import QueueUnavailable
-from sinks.config import SinkConfig
+from sinks.config import SinkConfig, describe_errors
 from sinks.control import ControlServer
 from sinks.sink import Sink
 
@@ -68,9 +69,22 @@ async def work(spec: WorkerSpec) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    spec = WorkerSpec.model_validate_json(args[0])
+def read_spec(line: bytes) -> WorkerSpec:
+    """The spec from its JSON line; ValueError says what is wrong without quoting the input
+    (pydantic's own message would echo it, passwords and all, into the sink's log)."""
+    try:
+        return WorkerSpec.model_validate_json(line)
+    except ValidationError as exc:
+        raise ValueError(describe_errors(exc)) from None
+
+
+def main() -> int:
+    # The parent writes this one line and nothing more: what follows is the pipe's end.
+    try:
+        spec = read_spec(sys.stdin.buffer.readline())
+    except ValueError as exc:
+        print(f"maildrill sink worker: bad spec on stdin: {exc}", file=sys.stderr)
+        return 2
     try:
         if spec.loop == "uvloop":
             import uvloop

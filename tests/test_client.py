@@ -83,6 +83,29 @@ def test_starttls_then_send(start_sinks):
             s.close()
 
 
+@pytest.mark.parametrize("tls", [False, True])
+def test_a_kept_session_is_reused_and_one_the_server_closed_is_replaced(start_sinks, tls):
+    """Over STARTTLS too: the liveness check of a kept session cannot peek into TLS, so
+    it peeks at the TCP stream beneath (it used to raise ValueError on every reuse)."""
+    sinks = start_sinks({"sinks": [{"name": "mx", "starttls": tls, "idle_timeout_s": 0.5}]})
+    sender = Sender({"mx": Server("mx", "127.0.0.1", sinks.port("mx"), starttls=tls,
+                                  timeouts=FAST)})  # fmt: skip
+    try:
+        kept = [send(sender, "mx", f"m{i}") for i in range(3)]
+        assert [(r.outcome, r.new_connection) for r in kept] == [
+            (Outcome.ACCEPTED, True), (Outcome.ACCEPTED, False), (Outcome.ACCEPTED, False)
+        ]  # fmt: skip
+        time.sleep(1.5)  # the sink closes the idle session (421 4.4.2) after 0.5 s
+        told = send(sender, "mx", "told")  # the waiting 421 is heard, as without TLS
+        assert (told.outcome, told.code, told.new_connection) == (Outcome.DEFERRED, 421, False)
+        after = send(sender, "mx", "after")
+        assert (after.outcome, after.new_connection) == (Outcome.ACCEPTED, True)
+        receipts = read_csv(sinks.journal_dir / "receipts-mx.csv")
+        assert [r["msg_id"] for r in receipts] == ["m0", "m1", "m2", "after"]
+    finally:
+        sender.close()
+
+
 def test_down_is_refused(pair):
     sinks, sender = pair
     assert sinks.control("primary", "POST", "/faults", {"kind": "down"})[0] == 201

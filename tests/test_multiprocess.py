@@ -44,6 +44,7 @@ class MultiSink:
         self.ready = ready
         self.port: int = ready["port"]
         self.final: dict[str, Any] | None = None
+        self.worker_pids: set[int] = set()
 
     def read_json(self, timeout: float) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -106,19 +107,37 @@ def refused(port: int) -> bool:
     return False
 
 
-def workers_of(journal_dir: Path) -> list[int]:
-    """PIDs of live worker processes of this sink (their argv names its journal dir)."""
-    pids = []
+def workers_of(sink: MultiSink) -> list[int]:
+    """PIDs of this sink's live worker processes: its children while it runs, and (once
+    it has gone and they were reparented) whichever of those PIDs still lives."""
+    if sink.proc.poll() is None:
+        sink.worker_pids |= set(children(sink.proc.pid))
+    return sorted(pid for pid in sink.worker_pids if alive(pid))
+
+
+def children(pid: int) -> list[int]:
+    found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"sinks.worker" in argv and str(journal_dir).encode() in b" ".join(argv):
-            pids.append(int(entry.name))
-    return pids
+        if entry.name.isdigit() and parent(int(entry.name)) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_workers_share_the_port_and_journal_every_message(
@@ -127,7 +146,7 @@ def test_workers_share_the_port_and_journal_every_message(
     sink = multi_sink()
     assert sink.ready["name"] == "mx"
     assert sink.ready["processes"] == 2
-    assert len(workers_of(sink.journal_dir)) == 2
+    assert len(workers_of(sink)) == 2
     sent = [f"m{i}" for i in range(60)]
     sink.send(sent)
 
@@ -145,7 +164,7 @@ def test_workers_share_the_port_and_journal_every_message(
     (stopped,) = final["stopped"]
     assert stopped["counters"]["accepted"] == 60
     assert stopped["counters"]["active_sessions"] == 0
-    assert workers_of(sink.journal_dir) == []
+    assert workers_of(sink) == []
     assert refused(sink.port)
     rows = sink.receipts()
     assert sorted(r["msg_id"] for r in rows) == sorted(sent)
@@ -209,12 +228,12 @@ def test_bad_requests_are_answered_once_not_per_worker(
 
 def test_a_dead_worker_stops_the_sink_with_an_error(multi_sink: Callable[..., MultiSink]) -> None:
     sink = multi_sink()
-    (victim, *_) = workers_of(sink.journal_dir)
+    (victim, *_) = workers_of(sink)
     os.kill(victim, signal.SIGKILL)
     final = sink.read_json(timeout=30)
     assert "worker" in final["errors"][0]
     assert sink.proc.wait(30) == 1
     deadline = time.monotonic() + 10
-    while workers_of(sink.journal_dir) and time.monotonic() < deadline:
+    while workers_of(sink) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert workers_of(sink.journal_dir) == []
+    assert workers_of(sink) == []

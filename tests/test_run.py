@@ -442,9 +442,28 @@ def _parent(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
-def test_auth_secrets_stay_out_of_run_files_logs_and_command_lines(tmp_path):
-    """A drill with AUTH on both sides: the passwords reach the sink and the sender, and
-    nowhere else (journals, reports, logs, the scenario as run, process list)."""
+def _descendant_cmdlines(root: int) -> list[str]:
+    """The command lines of every process below `root` (by parent PID, not by argv)."""
+    parents = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            parents[int(pid)] = _parent(int(pid))
+    below, found = {root}, []
+    while grown := {p for p, parent in parents.items() if parent in below} - below:
+        below |= grown
+    for pid in below - {root}:
+        try:
+            found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_auth_secrets_stay_out_of_run_files_logs_and_command_lines(tmp_path, processes):
+    """A drill with AUTH over STARTTLS on both sides: the passwords reach the sink (its
+    worker processes too) and the sender, and nowhere else (journals, reports, logs, the
+    scenario as run, process list); the sink's generated TLS key stays out of the run."""
     import yaml
 
     secret_sink, secret_client = "s1nk-S3CRET-4f9a", "cl13nt-S3CRET-7b2c"
@@ -458,12 +477,15 @@ def test_auth_secrets_stay_out_of_run_files_logs_and_command_lines(tmp_path):
                 "local": True,
                 "username": "campaign",
                 "password_env": "MAILDRILL_TEST_PASSWORD",
+                "starttls": True,
                 "sink": {
+                    "processes": processes,
+                    "starttls": True,
                     "auth": {
                         "required": True,
                         "credentials_file": str(creds),
                         "credentials": {"inline": secret_sink},
-                    }
+                    },
                 },
             }
         ],
@@ -481,7 +503,7 @@ def test_auth_secrets_stay_out_of_run_files_logs_and_command_lines(tmp_path):
     )  # fmt: skip
     seen_in_cmdlines = []
     while proc.poll() is None:
-        seen_in_cmdlines += [c for c in _descendants_alive(run_dir) if "S3CRET" in c]
+        seen_in_cmdlines += [c for c in _descendant_cmdlines(proc.pid) if "S3CRET" in c]
         time.sleep(0.2)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err
@@ -489,8 +511,13 @@ def test_auth_secrets_stay_out_of_run_files_logs_and_command_lines(tmp_path):
     assert "S3CRET" not in out + err
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["messages"]["accepted"] == 60  # AUTH worked: every message went in
-    leaks = [str(f) for f in run_dir.rglob("*") if f.is_file() and b"S3CRET" in f.read_bytes()]
+    leaks = [
+        str(f)
+        for f in run_dir.rglob("*")
+        if f.is_file() and (b"S3CRET" in f.read_bytes() or b"PRIVATE KEY" in f.read_bytes())
+    ]
     assert leaks == []
+    assert len(list(run_dir.glob("receipts-primary*.csv"))) == processes
     assert "<redacted>" in (run_dir / "scenario.yaml").read_text()
 
 

@@ -89,7 +89,7 @@ def _mark_faults(ax: Axes, failovers: Sequence[Mapping[str, Any]], end_s: float)
         if onset is None:
             continue
         cleared = f.get("cleared_s")
-        label = once(f"fault: {f['kind']} on {f['target']}")
+        label = once(text(f"fault: {f['kind']} on {f['target']}"))
         stop = cleared if cleared is not None else end_s
         ax.axvspan(onset, stop, color=FAULT_COLOUR, alpha=0.12, lw=0, label=label)
         if f.get("failover_s") is not None:
@@ -159,7 +159,7 @@ def throughput(
             mine = servers[servers["server"] == name]
             colour = palette.get(name, SERVER_COLOURS[0])
             top.step(mine["second"], mine["accepted"], where="post", color=colour, lw=1.6,
-                     label=f"{name}")  # fmt: skip
+                     label=text(name))  # fmt: skip
             bottom.step(mine["second"], mine["accepted_mb"], where="post", color=colour, lw=1.4)
     if len(offered):
         top.step(offered["second"], offered["count"], where="post", color=OFFERED_COLOUR,
@@ -200,7 +200,7 @@ def latency(
         for name in _ordered(per["server"].unique(), palette):
             mine = per[per["server"] == name]
             ax.plot(mine["second"] + 0.5, mine["p95"], color=palette.get(name, SERVER_COLOURS[0]),
-                    ls="--", lw=0.9, alpha=0.8, label=f"p95 {name}")  # fmt: skip
+                    ls="--", lw=0.9, alpha=0.8, label=text(f"p95 {name}"))  # fmt: skip
     _mark_faults(ax, failovers, end_s)
     values = frame[["p50", "max"]].to_numpy(dtype="float64").ravel()
     _log_if_wide(ax, values)
@@ -299,7 +299,20 @@ def capacity(cap: Mapping[str, Any]) -> Figure:
 def all_plots(
     frames: Mapping[str, pd.DataFrame], summary: Mapping[str, Any], servers: Sequence[str]
 ) -> list[Plot]:
-    """Every plot a report shows, in order."""
+    """Every plot a report shows, in order. Names come from the journals: `$` in one
+    would start matplotlib's math syntax (and a bad formula raises), so it is off."""
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _all_plots(frames, summary, servers)
+
+
+def text(label: str) -> str:
+    """A name as a label: control characters (no glyph, a warning each) as spaces."""
+    return "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in label)
+
+
+def _all_plots(
+    frames: Mapping[str, pd.DataFrame], summary: Mapping[str, Any], servers: Sequence[str]
+) -> list[Plot]:
     palette = colours(servers)
     failovers = summary.get("failovers", [])
     limit = p95_limit([c["rule"] for c in summary.get("slo", {}).get("checks", [])])

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import re
+
 from loadtest.analysis.view import ReportView, Table
+
+# What could start markup anywhere in a line: code, links and images, emphasis, strike-
+# through, entities, a table's cell edge. `<` only before what starts raw HTML or an
+# autolink, `_` only where it could open or close emphasis (not inside a word: failover_s).
+_ALWAYS = re.compile(r"([\\`*\[\]~&|])")
+_TAG = re.compile(r"<(?=[A-Za-z/!?])")
+_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_LINE_BREAK = re.compile(r"\r\n|[\r\n\v\f\x85\u2028\u2029]")
 
 
 def cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    """User text (names, replies, errors) as Markdown that shows exactly that text, on one
+    line: it can neither end a table cell nor add a heading, a link, HTML or code."""
+    text = _LINE_BREAK.sub(" ", text)
+    text = _ALWAYS.sub(r"\\\1", text)
+    text = _TAG.sub(r"\\<", text)
+    return _UNDERSCORE.sub(r"\\_", text)
+
+
+def fence(text: str) -> str:
+    """A code fence longer than any run of backticks in `text`, so none can close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def table(t: Table) -> list[str]:
@@ -25,7 +46,7 @@ def table(t: Table) -> list[str]:
 
 def render(view: ReportView) -> str:
     v = view.verdict
-    lines = [f"# {view.title}", ""]
+    lines = [f"# {cell(view.title)}", ""]
     lines += [f"> **{v.headline}**: {cell(v.detail)}", ""]
     lines += [" · ".join(f"{k}: {cell(value)}" for k, value in view.facts), ""]
     for t in view.sections:
@@ -35,5 +56,6 @@ def render(view: ReportView) -> str:
         for p in view.plots:
             lines += [f"![{p.title}]({p.path})", ""]
     if view.scenario_text:
-        lines += ["## Scenario as run", "", "```yaml", view.scenario_text.rstrip("\n"), "```", ""]
+        text = view.scenario_text.rstrip("\n")
+        lines += ["## Scenario as run", "", f"{fence(text)}yaml", text, fence(text), ""]
     return "\n".join(lines)
