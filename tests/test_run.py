@@ -248,7 +248,7 @@ BAD_SCENARIOS = {
     ),
     "postfix route for a malformed domain": (
         with_postfix_routes({"gmail test": "primary"}),
-        "'mta': postfix.routes: 'gmail test' is not a domain name",
+        "servers[2].postfix.routes: 'gmail test' holds spaces or control characters",
     ),
     "sink settings on remote server": (
         {"servers": [{"name": "primary", "port": 2525, "sink": {"size_limit": 5}}]},
