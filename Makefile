@@ -23,6 +23,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy loadtest sinks
 
 test: setup tools lint
 	$(BIN)/pytest

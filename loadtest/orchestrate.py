@@ -95,7 +95,7 @@ SECRET_KEYS = frozenset({"password", "credentials"})
 def redact(data: Any) -> Any:
     """A copy with every password and credentials value replaced: for files that travel."""
     if isinstance(data, dict):
-        out = {}
+        out: dict[Any, Any] = {}
         for key, value in data.items():
             if key in SECRET_KEYS and isinstance(value, dict):
                 out[key] = {k: "<redacted>" for k in value}

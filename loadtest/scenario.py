@@ -466,10 +466,10 @@ class Scenario(_Model):
                             f"servers: {server.name!r}: postfix.routes[{domain}] {sink!r} is "
                             "not a local sink"
                         )
-            name = server.upstream_name
-            if name is not None and (name not in known or name == server.name):
+            upstream = server.upstream_name
+            if upstream is not None and (upstream not in known or upstream == server.name):
                 raise ValueError(
-                    f"servers: {server.name!r}: sink.upstream {name!r} is not another server"
+                    f"servers: {server.name!r}: sink.upstream {upstream!r} is not another server"
                 )
         self._no_contradictions()
         for i, rule in enumerate(self.slo):

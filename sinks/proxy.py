@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sinks.config import SinkConfig
 from sinks.effects import (
@@ -101,7 +101,7 @@ class Proxy(EffectHost):
         self.journal = CsvJournal(journal_dir / f"proxy-{config.name}.csv", PROXY_FIELDS)
         self.counters = ProxyCounters()
         self.relays: set[Relay] = set()
-        self.transports: set[asyncio.BaseTransport] = set()  # both sides, until closed
+        self.transports: set[asyncio.Transport] = set()  # both sides, until closed
         self.stopping = False
         self.port = config.port
         self.started_at = 0.0
@@ -239,7 +239,7 @@ class _Tracked(asyncio.StreamReaderProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._tracked = transport
-        self._proxy.transports.add(transport)
+        self._proxy.transports.add(cast(asyncio.Transport, transport))  # a stream socket
         super().connection_made(transport)
 
     def eof_received(self) -> bool:

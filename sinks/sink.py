@@ -12,7 +12,7 @@ import ssl
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
@@ -120,7 +120,7 @@ class Sink(EffectHost):
             self.server = None
         for proto in list(self.protocols):
             if proto.transport is not None:
-                proto.transport.abort()
+                cast(asyncio.Transport, proto.transport).abort()
         if self.relay is not None:
             await self.relay.stop()
         self.journals.close()
@@ -157,7 +157,7 @@ class Sink(EffectHost):
             self.server = None
         for proto in list(self.protocols):
             if proto.transport is not None:
-                proto.transport.abort()
+                cast(asyncio.Transport, proto.transport).abort()
 
     def _make_protocol(self) -> SinkSMTP:
         return SinkSMTP(self, self.handler, like=self._template)
