@@ -70,7 +70,8 @@ def test_primary_stopped_mid_campaign_every_message_accounted(run_dir):
     m = summary["messages"]
     # Independent recount: each accepted message is downstream once, or counted as
     # duplicated or stranded, and the summary's numbers are exactly these.
-    assert m["accepted"] == len(accepted) == 240
+    assert m["accepted"] == len(accepted)
+    assert m["planned"] == 240 == len({a["msg_id"] for a in attempts})
     assert m["duplicates"] == sum(1 for n in downstream.values() if n > 1)
     assert m["stranded"] == len((accepted - set(downstream)) & stuck)
     assert m["lost"] == len(accepted - set(downstream) - stuck) == 0
@@ -89,9 +90,15 @@ def test_primary_stopped_mid_campaign_every_message_accounted(run_dir):
     assert failover["failover_s"] == pytest.approx(first_on_secondary - onset, abs=0.001)
     restart = [f for f in rows(run_dir / "faults-primary.csv") if f["state"] == "stop"]
     assert len(restart) == 1
+    # On a loaded machine a message can be mid-transaction on the primary when it stops:
+    # cut after the dot, it fails (not retried: the MTA may have it). Nothing else fails.
+    for a in attempts:
+        if a["msg_id"] not in accepted and a["final"] == "1":
+            assert a["server"] == "primary", a
+            assert onset - 1.0 <= float(a["end"]) <= onset + 1.0, a
     assert failover["failback_s"] is not None
     mta = summary["mta"]
-    assert mta["primary"]["accepted"] + mta["secondary"]["accepted"] == 240
+    assert mta["primary"]["accepted"] + mta["secondary"]["accepted"] == len(accepted)
     assert mta["primary"]["delivered"] == mta["primary"]["accepted"]
     # Each recipient domain went to the sink standing in for its provider (transport_maps):
     # the campaign is rebuilt from its seed to know every message's recipient.
