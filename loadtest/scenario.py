@@ -91,6 +91,17 @@ class PostfixSpec(_Model):
     def _route_domains(cls, routes: dict[str, str]) -> dict[str, str]:
         return _ascii_keys(routes)
 
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _booleans_as_postfix_writes_them(cls, settings: Any) -> Any:
+        """YAML reads `yes` as true; main.cf wants `yes`, not the `1` an int would write."""
+        if isinstance(settings, dict):
+            return {
+                k: ("yes" if v else "no") if isinstance(v, bool) else v
+                for k, v in settings.items()
+            }
+        return settings
+
     @field_validator("settings")
     @classmethod
     def _settings_syntax(cls, settings: dict[str, str | int]) -> dict[str, str | int]:
@@ -405,6 +416,14 @@ def parse_slo(rule: str) -> tuple[str, str, float]:
     return metric, op, float(value)
 
 
+def _printable(text: str) -> str:
+    """One line of text a terminal shows as text: no line break, escape or other control."""
+    try:
+        return header_text(text, "printed text")
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class Scenario(_Model):
     name: str = Field(
         default="scenario",
@@ -412,7 +431,9 @@ class Scenario(_Model):
         max_length=NAME_MAX,
         description="names the run and its directory: [A-Za-z0-9_.-], a letter or digit first",
     )
-    description: str = Field(default="", description="one line for `maildrill scenarios`")
+    description: Annotated[str, AfterValidator(_printable)] = Field(
+        default="", description="one line for `maildrill scenarios`, printed as it is"
+    )
     allow_remote: bool = Field(default=False, description="allow servers outside loopback")
     servers: list[ServerSpec] = Field(min_length=1, description="the servers under test")
     routing: RoutingSpec = Field(default_factory=RoutingSpec, description="server choice, retries")

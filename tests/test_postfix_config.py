@@ -172,6 +172,16 @@ def test_harmless_settings_pass():
     assert parsed.servers[0].postfix.settings == HARMLESS
 
 
+def test_yaml_booleans_reach_main_cf_as_postfix_booleans():
+    """`smtputf8_enable: yes` is YAML's true: main.cf wants `yes`, not `1` or `True`."""
+    parsed = parse_scenario(
+        scenario({"settings": {"smtputf8_enable": True, "smtpd_tls_received_header": False}})
+    )
+    assert parsed.servers[0].postfix.settings == {
+        "smtputf8_enable": "yes", "smtpd_tls_received_header": "no"
+    }  # fmt: skip
+
+
 # -- the files as generated ---------------------------------------------------------------
 
 

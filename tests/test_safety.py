@@ -130,6 +130,9 @@ HOSTILE_SCENARIOS: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
     ("retry-backoff-inf", _set("routing.retry", {"max_attempts": 3, "backoff_s": float("inf")})),
     ("throttle-rate-nan", _set("servers.0.sink", {"behaviours": [{"kind": "throttle",
                                                                   "rate": float("nan")}]})),
+    # text printed to a terminal as it is
+    ("description-escape", _set("description", "drill \x1b[2J\x1b]0;owned\x07")),
+    ("description-newline", _set("description", "drill\nSLOs PASSED")),
     # plain garbage
     ("unknown-fault-kind", _set("faults.0.kind", "meteor")),
     ("fault-unknown-target", _set("faults.0.target", "nobody")),
