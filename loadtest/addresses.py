@@ -55,10 +55,10 @@ def split_address(address: str) -> tuple[str, str]:
 
 
 def header_text(value: str, what: str) -> str:
-    """A header value that stays one header: no line break, no other control character."""
-    for c in value:
-        if ord(c) < 32 or ord(c) == 127:
-            raise AddressError(f"{what}: {value!r} holds a line break or control character")
+    """A header value that stays one header, and shows as the text it is on a terminal: no
+    line break (U+2028 and NEL included), control character or direction override."""
+    if not value.isprintable():
+        raise AddressError(f"{what}: {value!r} holds a line break or control character")
     return value
 
 

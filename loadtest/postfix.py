@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -53,7 +54,8 @@ _ROUTING = re.compile(
     r"relayhost|_relay$|^relay_(domains|transport|clientcerts)$|_maps?$|_checks$|"
     r"_restrictions$|^smtpd_restriction_classes$|_transports?$|_filter$|milters$|_nexthop$|"
     r"bind_address|_interfaces$|_commands?$|_shell$|_recipient$|_bcc$|_domains$|_networks$|"
-    r"_hosts$|_clients$|_sites$|_sasl_|_destinations?$|_access_list$|^dnssec_probe$"
+    r"_hosts$|_clients$|_sites?$|_per_site$|_sasl_|_destinations?$|_access_list$|"
+    r"^dnssec_probe$"
 )
 # A lookup table (type:name) or a service address (inet:host:port) anywhere in a value:
 # Postfix reads a value wherever another parameter expands it, so no name is safe for it.
@@ -68,13 +70,36 @@ _SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_VALUE = 4096
 
 
+# Postfix expands $name, ${name} and $(name) wherever a value is used, and the conditional
+# forms ${name?text} and ${name:text} too.
+_REFERENCE = re.compile(r"\$(?:([A-Za-z0-9_]+)|\{([A-Za-z0-9_]+)\}|\(([A-Za-z0-9_]+)\))")
+
+
+def _expansion_problem(value: str, defined: Collection[str]) -> str | None:
+    """Expansion could join pieces that each pass the checks into a table or an address
+    no check saw (`${x}:${y}` with x = tcp, y = a remote host). A plain reference to a
+    parameter the settings do not give (`$myhostname`: Postfix's own or maildrill's) is
+    fine; one to a parameter they give, and any conditional form, is not."""
+    plain = _REFERENCE.sub("", value.replace("$$", ""))
+    if "$" in plain:
+        return f"{value!r} uses conditional or malformed $ expansion"
+    for match in _REFERENCE.finditer(value.replace("$$", "")):
+        ref = next(g for g in match.groups() if g)
+        if ref in defined:
+            return f"{value!r} expands {ref}, which these settings give too"
+    return None
+
+
 def one_line(text: str) -> bool:
     """No line break or other control character: one main.cf line stays one."""
     return not any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
-def setting_problem(name: str, value: str, allow_remote: bool) -> str | None:
-    """Why `name = value` may not go into an instance's main.cf, or None."""
+def setting_problem(
+    name: str, value: str, allow_remote: bool, defined: Collection[str] = ()
+) -> str | None:
+    """Why `name = value` may not go into an instance's main.cf, or None. `defined`: the
+    other parameters the same settings give (a value may not expand them)."""
     if not _PARAMETER.fullmatch(name):
         return f"{name!r} is not a Postfix parameter name (letters, digits, _ and -)"
     if name in OWNED_PARAMETERS or _OWNED_FAMILIES.search(name):
@@ -93,6 +118,9 @@ def setting_problem(name: str, value: str, allow_remote: bool) -> str | None:
             f"{name} chooses where Postfix relays, listens, accepts mail from or looks things "
             "up; set allow_remote: true to set it"
         )
+    expansion = _expansion_problem(value, defined)
+    if expansion:
+        return f"{name}: {expansion}; set allow_remote: true to use it"
     if _TABLE.search(value):
         return (
             f"{name}: {value!r} names a lookup table or a service address; "
@@ -224,7 +252,7 @@ class PostfixInstance:
                 raise PostfixError(f"{where}: routes: {exc}") from None
             self._check_hop(f"routes[{domain}]", hop)
         for name, value in self.settings.items():
-            problem = setting_problem(name, value, self.allow_remote)
+            problem = setting_problem(name, value, self.allow_remote, self.settings)
             if problem is not None:
                 raise PostfixError(f"{where}: settings: {problem}")
 

@@ -39,10 +39,24 @@ from loadtest.postfix import setting_problem
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers, ByStream, Failover, Policy, Weighted
 from loadtest.schedule import Schedule, Stage
-from sinks.config import SinkConfig, describe_errors, effect_request, is_loopback, yaml_problem
+from sinks.config import (
+    SinkConfig,
+    config_text,
+    describe_errors,
+    effect_request,
+    is_loopback,
+    yaml_problem,
+)
 from sinks.effects import build, kinds_for
 from sinks.hostnames import ascii_domain, host_name_or_literal
-from sinks.numbers import MAX_DURATION_S, MILLIS_LIMIT, CheckedModel, Seconds, at_most
+from sinks.numbers import (
+    MAX_DURATION_S,
+    MILLIS_LIMIT,
+    CheckedModel,
+    Seconds,
+    at_most,
+    number_problem,
+)
 from sinks.paths import NAME_MAX, NAME_PATTERN
 
 
@@ -97,8 +111,7 @@ class PostfixSpec(_Model):
         """YAML reads `yes` as true; main.cf wants `yes`, not the `1` an int would write."""
         if isinstance(settings, dict):
             return {
-                k: ("yes" if v else "no") if isinstance(v, bool) else v
-                for k, v in settings.items()
+                k: ("yes" if v else "no") if isinstance(v, bool) else v for k, v in settings.items()
             }
         return settings
 
@@ -252,7 +265,9 @@ class StreamModel(_Model):
         default="Spring sale: {index}", description="{index}, {stream} filled in; one line"
     )
     size_median: Bytes = Field(default=20_000, ge=200, description="bytes, whole message")
-    size_sigma: float = Field(default=0.5, ge=0, description="lognormal shape; 0: all the median")
+    size_sigma: float = Field(
+        default=0.5, ge=0, le=10, description="lognormal shape; 0: all the median"
+    )
     size_min: Bytes = Field(default=1_500, ge=200, description="bytes")
     size_max: Bytes = Field(default=500_000, ge=200, description="bytes")
     recipients_min: Recipients = Field(default=1, ge=1, description="per message")
@@ -312,6 +327,11 @@ class StageSpec(_Model):
             raise ValueError("give either rate (msgs/s) or messages, not both")
         if self.messages is not None and self.to_rate is not None:
             raise ValueError("to_rate goes with rate, not with messages")
+        if self.messages is not None and self.messages > MAX_RATE * self.duration_s:
+            raise ValueError(
+                f"messages: {self.messages} in {self.duration_s:g} s is more than the limit "
+                f"of {MAX_RATE} msgs/s"
+            )
         return self
 
     def stage(self) -> Stage:
@@ -413,7 +433,11 @@ def parse_slo(rule: str) -> tuple[str, str, float]:
     metric, op, value = match.groups()
     if metric not in SLO_METRICS:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(sorted(SLO_METRICS))}")
-    return metric, op, float(value)
+    limit = float(value)
+    problem = number_problem(limit)
+    if problem:
+        raise ValueError(f"{rule!r}: the limit {problem}")
+    return metric, op, limit
 
 
 def _printable(text: str) -> str:
@@ -535,8 +559,9 @@ class Scenario(_Model):
         if self.allow_remote:
             return
         for server in self.servers:
-            for name, value in (server.postfix.settings if server.postfix else {}).items():
-                problem = setting_problem(name, str(value), allow_remote=False)
+            settings = server.postfix.settings if server.postfix else {}
+            for name, value in settings.items():
+                problem = setting_problem(name, str(value), allow_remote=False, defined=settings)
                 if problem is not None:
                     raise ValueError(f"servers: {server.name!r}: postfix.settings: {problem}")
 
@@ -701,7 +726,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
 def read_yaml(path: Path) -> Any:
     """A scenario file's raw data; a file that cannot be read says so in one line."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(config_text(path))
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

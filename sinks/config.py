@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -383,11 +385,29 @@ def parse_config(data: Any, source: str = "<config>") -> SinksFile:
         raise ConfigError(f"{source}: {describe_errors(exc)}") from None
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+def config_text(path: Path) -> str:
+    """A config or scenario file's text. Only a regular file of sane size: `/dev/zero` or a
+    FIFO would be read forever. OSError (with strerror) or UnicodeDecodeError otherwise."""
+    # O_NONBLOCK: opening a FIFO with no writer would otherwise wait for one.
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise OSError(errno.EFBIG, f"over {MAX_CONFIG_BYTES // 2**20} MiB")
+        return f.read(MAX_CONFIG_BYTES + 1).decode("utf-8")
+
+
 def load_config(path: Path) -> SinksFile:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = config_text(path)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except (yaml.YAMLError, ValueError) as exc:

@@ -100,6 +100,8 @@ HOSTILE_SCENARIOS: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
     ("postfix-value-newline", _postfix({"smtpd_banner": "x\nrelayhost = [8.8.8.8]"})),
     ("postfix-name-newline", _postfix({"smtpd_banner\nrelayhost": "[8.8.8.8]"})),
     ("postfix-hostname-newline", _postfix(hostname="mx.test\nrelayhost = [8.8.8.8]")),
+    ("postfix-expansion", _postfix({"x": "tcp", "y": "192.0.2.1", "smtpd_banner": "${x}:${y}"})),
+    ("postfix-per-site", _postfix({"lmtp_tls_per_site": "anything"})),
     # remote targets without allow_remote
     ("remote-server", _set("servers.1", {"name": "secondary", "host": "192.0.2.1", "port": 25})),
     (
@@ -130,7 +132,13 @@ HOSTILE_SCENARIOS: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
     ("retry-backoff-inf", _set("routing.retry", {"max_attempts": 3, "backoff_s": float("inf")})),
     ("throttle-rate-nan", _set("servers.0.sink", {"behaviours": [{"kind": "throttle",
                                                                   "rate": float("nan")}]})),
+    ("size-sigma-huge", _set("campaign.streams.0.size_sigma", 1000)),
+    ("slo-limit-400-digits", _set("slo", ["lost <= " + "9" * 400])),
+    ("stage-messages-too-fast", _set("campaign.schedule.0", {"duration_s": 0.001,
+                                                             "messages": 10_000_000})),
     # text printed to a terminal as it is
+    ("description-bidi-override", _set("description", "drill \u202egnissap")),
+    ("description-c1-escape", _set("description", "drill \u009b31m")),
     ("description-escape", _set("description", "drill \x1b[2J\x1b]0;owned\x07")),
     ("description-newline", _set("description", "drill\nSLOs PASSED")),
     # plain garbage
@@ -158,11 +166,14 @@ def _scenario_file(tmp_path: Path, data: Any) -> Path:
 
 
 def test_the_base_scenario_is_valid(tmp_path, capsys):
-    """The cases below fail for their own change, not for something wrong in BASE."""
+    """BASE validates and every case changes it (a KeyError here is a path not in BASE), so
+    each refusal below is for the case's own change."""
     assert cli.main(["validate", str(_scenario_file(tmp_path, BASE))]) == 0
-    for _, change in HOSTILE_SCENARIOS:
+    for case, change in HOSTILE_SCENARIOS:
         data = copy.deepcopy(BASE)
-        change(data)  # every path exists in BASE
+        change(data)
+        assert data != BASE, case
+    assert len({case for case, _ in HOSTILE_SCENARIOS}) == len(HOSTILE_SCENARIOS)
     capsys.readouterr()
 
 
@@ -218,6 +229,15 @@ def test_a_hostile_scenario_file_is_refused(tmp_path, capsys, case, text):
     else:
         path.write_text(text, encoding="utf-8")
     _one_line_exit_2(capsys, cli.main(["validate", str(path)]))
+
+
+@pytest.mark.parametrize("what", ["dev-zero", "fifo", "directory"])
+def test_a_scenario_that_is_not_a_regular_file_is_refused_at_once(tmp_path, capsys, what):
+    """`/dev/zero` or a FIFO nobody writes to would be read forever."""
+    path = {"dev-zero": Path("/dev/zero"), "fifo": tmp_path / "fifo", "directory": tmp_path}
+    if what == "fifo":
+        os.mkfifo(path[what])
+    _one_line_exit_2(capsys, cli.main(["validate", str(path[what])]))
 
 
 @pytest.mark.parametrize(
