@@ -213,6 +213,12 @@ def journal_problem_lines(problems: dict[str, Any]) -> list[str]:
             f"journal {name}: {n} unreadable line{'s' * (n != 1)} ({first}) left out: "
             f"the counts from {bad['kind']} journals are unverified"
         )
+    for name, cut in (problems.get("missing_lines") or {}).items():
+        n = cut["lines"]
+        lines.append(
+            f"journal {name}: {n} line{'s' * (n != 1)} shorter than when the run ended "
+            f"(harness.json): cut short, the counts from {cut['kind']} journals are unverified"
+        )
     trusted = problems.get("torn_last_line_trusted", True)
     for name in problems.get("torn_last_line") or []:
         lines.append(

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import yaml
 
 from loadtest import limits, preflight
+from loadtest.analysis.rundir import journal_manifest
 from loadtest.overrides import apply_set
 from loadtest.postfix import PostfixError, PostfixInstance
 from loadtest.scenario import Scenario, ScenarioError, ServerSpec, parse_scenario, read_yaml
@@ -715,6 +716,8 @@ class Drill:
             "partial": bool(self.interrupted or self.aborted) or self.t0 is None,
             "interrupted_by": self.interrupted,
             "aborted_by": self.aborted,
+            # Every writer has stopped: the journals as they are now are the run's record.
+            "journals": journal_manifest(self.run_dir),
             "locust_exit_code": self.locust_exit,
             "sink_deaths": deaths,
             "workers_lost": lost_workers,

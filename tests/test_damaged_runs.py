@@ -91,6 +91,7 @@ FATAL: dict[str, tuple[Damage, str]] = {
     "receipts header with a column twice": (
         lambda d: edit_header(biggest_receipts(d), "message_id", "msg_id"), "receipts-"),
     "receipts empty": (lambda d: biggest_receipts(d).write_bytes(b""), "receipts-"),
+    "receipts deleted since the run": (lambda d: biggest_receipts(d).unlink(), "receipts-"),
     "faults random bytes": (
         lambda d: (d / "faults-primary.csv").write_bytes(noise(500, 3)), "faults-primary.csv"),
     "probes header with a column twice": (
@@ -299,5 +300,50 @@ def test_a_torn_last_line_in_a_run_that_finished_cleanly_is_a_file_cut_short(
     assert not lost["passed"]
     assert name in lost["note"]
     (line,) = [x for x in out.splitlines() if x.startswith(f"journal {name}:")]
+    assert "cut short" in line
+    assert code == cli.EXIT_SLO_FAILED
+
+
+def test_an_honest_run_has_no_journal_problems_and_its_record(
+    run_copy: Path, real_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The guard against false alarms: an untouched run reads whole, with the same
+    verdict, and harness.json holds every journal's size and lines as they are."""
+    harness = json.loads((run_copy / "harness.json").read_text())
+    for name, recorded in harness["journals"].items():
+        data = (run_copy / name).read_bytes()
+        assert recorded == {"bytes": len(data), "lines": data.count(b"\n")}, name
+    assert "attempts.csv" in harness["journals"]
+    code, out, err = report(run_copy, capsys)
+    summary = json.loads((run_copy / "summary.json").read_text())
+    problems = summary["journal_problems"]
+    assert problems["skipped_lines"] == {}, problems
+    assert problems["missing_lines"] == {}, problems
+    assert "unverified" not in out
+    assert err == ""
+    intact = json.loads((real_run / "summary.json").read_text())
+    assert code == (cli.EXIT_OK if intact["slo"]["passed"] else cli.EXIT_SLO_FAILED)
+
+
+@pytest.mark.parametrize("journal", ["attempts", "receipts"])
+def test_a_journal_cut_at_a_line_boundary_is_named_and_passes_nothing(
+    run_copy: Path, journal: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whole lines cut off the end leave no torn line: without the record in harness.json
+    five lost receipts would read as five messages lost, five lost attempts as not sent."""
+    path = run_copy / "attempts.csv" if journal == "attempts" else biggest_receipts(run_copy)
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-5]))
+    code, out, err = report(run_copy, capsys)
+    assert err == ""
+    summary = json.loads((run_copy / "summary.json").read_text())
+    assert summary["journal_problems"]["missing_lines"] == {
+        path.name: {"kind": journal, "lines": 5}
+    }
+    lost = next(c for c in summary["slo"]["checks"] if c["name"] == "lost")
+    assert not lost["passed"]
+    assert path.name in lost["note"]
+    (line,) = [x for x in out.splitlines() if x.startswith(f"journal {path.name}:")]
+    assert "5 lines shorter" in line
     assert "cut short" in line
     assert code == cli.EXIT_SLO_FAILED

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from loadtest.analysis.rundir import HARNESS, RUN, RunDirError, read_json
+from loadtest.analysis.rundir import HARNESS, JOURNAL_PATTERNS, RUN, RunDirError, read_json
 from sinks.journal import ESCAPE, uncell
 
 NUMERIC = {
@@ -54,11 +54,7 @@ REQUIRED = {
 # A required number that is not one makes its line unreadable; other numbers become NaN.
 NEEDED_NUMBERS = {kind: tuple(c for c in REQUIRED[kind] if c in NUMERIC[kind]) for kind in REQUIRED}
 # The files of each kind in a run directory.
-PATTERNS = {
-    "attempts": "attempts*.csv", "receipts": "receipts*.csv", "refusals": "refusals*.csv",
-    "faults": "faults*.csv", "relay": "relay*.csv", "mta_queue": "mta-queue*.csv",
-    "proxy": "proxy-*.csv", "probes": "probes*.csv",
-}  # fmt: skip
+PATTERNS = JOURNAL_PATTERNS
 NAMED_LINES = 10  # line numbers kept per damaged file (all are counted)
 
 
@@ -70,6 +66,7 @@ class Damage:
     unreadable: int = 0  # complete lines that could not be read
     lines: list[int] = field(default_factory=list)  # the first NAMED_LINES of them (1-based)
     torn: bool = False  # the last line has no newline: cut mid-write
+    missing: int = 0  # lines the file had when the run ended (harness.json) and has no more
 
     def add(self, first: int, last: int | None = None) -> None:
         """Lines `first` to `last` (one record, perhaps several lines) could not be read."""
@@ -80,10 +77,11 @@ class Damage:
 
     @property
     def skipped(self) -> int:
-        return self.unreadable + int(self.torn)
+        return self.unreadable + int(self.torn) + self.missing
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "lines": self.unreadable, "first": list(self.lines)}
+        return {"kind": self.kind, "lines": self.unreadable, "first": list(self.lines),
+                "missing": self.missing}  # fmt: skip
 
 
 @dataclass
@@ -307,20 +305,48 @@ def load_kind(directory: Path, kind: str, damage: dict[str, Damage] | None = Non
     return _read(list(directory.glob(PATTERNS[kind])), kind, {} if damage is None else damage)
 
 
+def _kind_of(name: str) -> str | None:
+    return next((k for k, p in PATTERNS.items() if Path(name).match(p)), None)
+
+
+def _cut_since_the_run(
+    run_dir: Path, harness: dict[str, Any] | None, damage: dict[str, Damage]
+) -> None:
+    """Journals shorter than harness.json recorded when every writer had stopped: their
+    lost lines are counted as missing (a cut at a line boundary leaves no torn line); a
+    journal gone altogether is a run directory the analysis cannot use."""
+    for name, recorded in ((harness or {}).get("journals") or {}).items():
+        kind = _kind_of(name)
+        path = run_dir / name
+        if kind is None or path.parent != run_dir:
+            continue
+        if not path.exists():
+            raise RunDirError(
+                path, f"missing, yet harness.json lists it ({recorded['lines']} lines)"
+            )
+        size = path.stat().st_size
+        if size >= recorded["bytes"]:
+            continue
+        with path.open("rb") as f:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        if lines < recorded["lines"]:  # fewer lines: cut (a line edited shorter is not)
+            damage.setdefault(name, Damage(kind)).missing = recorded["lines"] - lines
+
+
 def load(run_dir: Path) -> Journals:
     """A run directory's journals and run.json; RunDirError when they cannot be analysed."""
     if not run_dir.is_dir():
         raise RunDirError(run_dir, "not a run directory")
     run = read_json(run_dir / "run.json", RUN) or {}
-    if not list(run_dir.glob(PATTERNS["attempts"])):
-        # A run stopped before its first attempt has none; one that finished must have one.
-        harness = read_json(run_dir / "harness.json", HARNESS)
-        if harness is not None and harness.get("partial") is False:
-            raise RunDirError(
-                run_dir / "attempts.csv", "missing, yet harness.json says the run finished"
-            )
+    harness = read_json(run_dir / "harness.json", HARNESS)
+    # A run stopped before its first attempt has no attempts; one that finished has them.
+    finished = harness is not None and harness.get("partial") is False
+    if finished and not list(run_dir.glob(PATTERNS["attempts"])):
+        raise RunDirError(
+            run_dir / "attempts.csv", "missing, yet harness.json says the run finished"
+        )
     damage: dict[str, Damage] = {}
-    return Journals(
+    journals = Journals(
         run_dir=run_dir,
         attempts=load_kind(run_dir, "attempts", damage),
         receipts=load_kind(run_dir, "receipts", damage),
@@ -332,3 +358,5 @@ def load(run_dir: Path) -> Journals:
         run=run,
         damage=damage,
     )
+    _cut_since_the_run(run_dir, harness, damage)
+    return journals

@@ -58,6 +58,13 @@ def _flags(value: Any) -> bool:
     return _objects(value) and all(isinstance(f.get("message"), str) for f in value)
 
 
+def _manifest(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(entry, dict) and _count(entry.get("bytes")) and _count(entry.get("lines"))
+        for entry in value.values()
+    )
+
+
 # Each file's keys the analysis uses: what their values must be (absent is fine).
 NUMBER = (_number, "a finite number")
 TEXT_OR_NULL = (_text_or_none, "text or null")
@@ -78,6 +85,7 @@ HARNESS: Shape = {
     "faults": OBJECTS,
     "events": (_events, "a list of objects with a number time"),
     "finished_at": NUMBER,
+    "journals": (_manifest, "an object of {bytes, lines} per journal"),
 }
 PREFLIGHT: Shape = {
     "ok": (lambda v: isinstance(v, bool), "true or false"),
@@ -118,6 +126,30 @@ def read_json(path: Path, shape: Shape) -> dict[str, Any] | None:
         if key in value and not check(value[key]):
             raise RunDirError(path, f"{key}: expected {expected}, found {_short(value[key])}")
     return value
+
+
+# The journals of a run directory, by kind (file name patterns).
+JOURNAL_PATTERNS = {
+    "attempts": "attempts*.csv", "receipts": "receipts*.csv", "refusals": "refusals*.csv",
+    "faults": "faults*.csv", "relay": "relay*.csv", "mta_queue": "mta-queue*.csv",
+    "proxy": "proxy-*.csv", "probes": "probes*.csv",
+}  # fmt: skip
+
+
+def journal_manifest(run_dir: Path) -> dict[str, dict[str, int]]:
+    """Each journal's size and line count once every writer has stopped: harness.json keeps
+    them, so a journal cut short at a line boundary later (no torn line to give it away)
+    is still seen as cut, not read as mail that never arrived."""
+    manifest = {}
+    for pattern in JOURNAL_PATTERNS.values():
+        for path in sorted(run_dir.glob(pattern)):
+            lines = size = 0
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    lines += chunk.count(b"\n")
+                    size += len(chunk)
+            manifest[path.name] = {"bytes": size, "lines": lines}
+    return manifest
 
 
 def read_scenario(run_dir: Path) -> Scenario | None:

@@ -113,7 +113,7 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
     summary["capacity"] = capacity.capacity(attempts, schedule, t0, rules)
     torn_ok = _writer_may_have_died(harness)
     unreadable = {
-        name: (d.kind, d.unreadable + int(d.torn and not torn_ok))
+        name: (d.kind, d.unreadable + d.missing + int(d.torn and not torn_ok))
         for name, d in journals.damage.items()
     }
     summary["slo"] = slo.check(
@@ -138,13 +138,19 @@ def _writer_may_have_died(harness: dict[str, Any]) -> bool:
 
 def journal_problems(damage: dict[str, Damage], torn_trusted: bool) -> dict[str, Any]:
     """What the journals left out: every line skipped per file; the complete lines that
-    could not be read (their kind, count and first line numbers), which keep the SLOs
-    counted from that kind of journal from passing; the files whose last line is torn, and
+    could not be read (their kind, count and first line numbers) and the lines cut off since
+    the run ended (shorter than harness.json recorded), both of which keep the SLOs counted
+    from that kind of journal from passing; the files whose last line is torn, and
     whether that is a writer killed mid-write (trusted) or a file cut short (not)."""
     return {
         "skipped_lines": {name: d.skipped for name, d in sorted(damage.items())},
         "unreadable_lines": {
             name: d.as_dict() for name, d in sorted(damage.items()) if d.unreadable
+        },
+        "missing_lines": {
+            name: {"kind": d.kind, "lines": d.missing}
+            for name, d in sorted(damage.items())
+            if d.missing
         },
         "torn_last_line": sorted(name for name, d in damage.items() if d.torn),
         "torn_last_line_trusted": torn_trusted,

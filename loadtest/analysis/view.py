@@ -364,6 +364,7 @@ def journal_problems(summary: Mapping[str, Any]) -> Table:
     skipped = problems.get("skipped_lines", {})
     unreadable = problems.get("unreadable_lines", {})
     torn = set(problems.get("torn_last_line", []))
+    missing = problems.get("missing_lines", {})
     rows = []
     for name, n in sorted(skipped.items()):
         why = []
@@ -372,6 +373,8 @@ def journal_problems(summary: Mapping[str, Any]) -> Table:
             more = ", ..." if bad["lines"] > len(bad["first"]) else ""
             lines = ", ".join(str(line) for line in bad["first"]) + more
             why.append(f"{num(bad['lines'])} unreadable (line {lines})")
+        if name in missing:
+            why.append(f"{num(missing[name]['lines'])} missing: cut short since the run ended")
         if name in torn:
             trusted = problems.get("torn_last_line_trusted", True)
             why.append("last line torn" + ("" if trusted else " in a clean run: cut short"))
@@ -385,7 +388,8 @@ def journal_problems(summary: Mapping[str, Any]) -> Table:
         "message's receipt or attempt: no SLO counted from its journal passes. A torn last "
         "line is a writer killed mid-write (sinks journal before they reply: never "
         "acknowledged), unless the run finished cleanly: then the file was cut short, "
-        "and counts as unreadable.",
+        "and counts as unreadable. A journal shorter than harness.json recorded at the end "
+        "of the run was cut since: its missing lines count the same way.",
         empty="none: every journal line was read",
     )
 
