@@ -327,6 +327,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return fail(str(exc))
     text = compare.render(str(args.run_a), str(args.run_b), compare.rows(a, b))
     out = args.out or args.run_b / "compare.md"
+    if args.out is None and out.is_symlink():  # inside a run directory someone handed over
+        return fail(f"{out}: a symbolic link: compare.md is written only inside the run")
     try:
         out.write_text(text, encoding="utf-8")
     except OSError as exc:

@@ -319,6 +319,23 @@ def test_a_damaged_run_directory_is_named_not_analysed(tmp_path, capsys, case, d
     assert named.split(".")[0] in line, line
 
 
+@pytest.mark.parametrize("output", ["summary.json", "report.html", "plots", "plots/throughput.png"])
+def test_report_writes_nothing_through_a_planted_link(tmp_path, capsys, output):
+    """A run directory handed over with a link where a report goes: nothing is written
+    outside it."""
+    run_dir = runs.drill(tmp_path / "run")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "victim"
+    target.write_text("keep me", encoding="utf-8")
+    if output == "plots/throughput.png":
+        (run_dir / "plots").mkdir()
+    (run_dir / output).symlink_to(target if "." in output else outside)
+    _one_line_exit_2(capsys, cli.main(["report", str(run_dir)]))
+    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert target.read_text(encoding="utf-8") == "keep me"
+
+
 @pytest.mark.parametrize("what", ["missing", "a-file"])
 def test_report_on_a_path_that_is_not_a_run_directory(tmp_path, capsys, what):
     path = tmp_path / "nothing"

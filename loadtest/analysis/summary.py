@@ -161,11 +161,28 @@ def write(run_dir: Path, reports: bool = True) -> dict[str, Any]:
     """summary.json, then (unless `reports` is false) plots, series, report.html/.md."""
     journals, scenario = report.compact(load(run_dir)), scenario_of(run_dir)
     _made_by_run(run_dir)
+    _outputs_are_not_links(run_dir)
     summary = build(journals, scenario)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
     if reports:
         report.write(run_dir, summary, journals, scenario)
     return summary
+
+
+OUTPUTS = ("summary.json", "report.md", "report.html", "plots", "series")
+
+
+def _outputs_are_not_links(run_dir: Path) -> None:
+    """Run directories travel between people: a symbolic link planted where a report goes
+    would have `maildrill report` write (or delete stale plots) outside the run directory."""
+    for name in OUTPUTS:
+        path = run_dir / name
+        inner = list(path.iterdir()) if path.is_dir() and not path.is_symlink() else []
+        for candidate in (path, *inner):
+            if candidate.is_symlink():
+                raise RunDirError(
+                    candidate, "a symbolic link: reports are written only inside the run directory"
+                )
 
 
 def _made_by_run(run_dir: Path) -> None:
