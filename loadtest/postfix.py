@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sinks.config import is_loopback
 from sinks.hostnames import ascii_domain
+from sinks.paths import is_safe_name
 
 QUEUE_STATES = ("maildrop", "incoming", "active", "deferred", "hold")
 _ID = re.compile(rb"X-Maildrill-Id:\s*(.+)", re.IGNORECASE)
@@ -66,7 +67,6 @@ _TABLE = re.compile(
     re.IGNORECASE,
 )
 _PARAMETER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")  # transport names may hold "-"
-_SERVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_VALUE = 4096
 
 
@@ -234,7 +234,7 @@ class PostfixInstance:
 
     def _check(self) -> None:
         where = f"postfix {self.name}"
-        if not _SERVER_NAME.fullmatch(self.name):
+        if not is_safe_name(self.name):
             raise PostfixError(f"{where!r}: the name is not a server name")
         try:
             ascii_domain(self.hostname)
