@@ -469,16 +469,23 @@ def test_a_trickled_line_does_not_move_the_idle_deadline(start_sinks):
         raw.reply()
         started = time.monotonic()
         answer = b""
+        reset = False
         while time.monotonic() - started < 5:
             with contextlib.suppress(OSError):
                 raw.send(b"x")
             if select.select([raw.sock], [], [], 0.05)[0]:
-                chunk = raw.sock.recv(4096)
+                try:
+                    chunk = raw.sock.recv(4096)
+                except ConnectionResetError:
+                    # Bytes sent after the 421 reach a closed socket: its RST may arrive
+                    # first and discard the 421 unread. Cut at the deadline all the same.
+                    reset = True
+                    break
                 answer += chunk
                 if not chunk:
                     break
         elapsed = time.monotonic() - started
-    assert answer == b"421 4.4.2 Error: timeout exceeded\r\n"
+    assert answer == b"421 4.4.2 Error: timeout exceeded\r\n" or (reset and not answer)
     assert 0.4 < elapsed < 2.5
     still_serving(sinks, connections=1)
 

@@ -697,9 +697,13 @@ def test_proxy_primary_drill_end_to_end(tmp_path):
     assert seen["accepted_then_cut"] == len(dropped & {r["msg_id"] for r in at_mta})
     assert seen["cut_by_fault"]["drop"] == sum(1 for r in proxied if r["cause"] == "drop")
     # Every client cut after its dot was cut by the proxy (drop, or down cutting open
-    # sessions; a session down cuts before the dot has no message to show).
-    assert {a["msg_id"] for a in attempts if a["server"] == "primary"
-            and a["outcome"] == "dropped" and a["phase"] == "dot"} <= cut  # fmt: skip
+    # sessions; a session down cuts before the dot has no message to show). A dot the
+    # client had written but the proxy had not yet read when down cut its session leaves
+    # no message either: such a cut ends within a moment of down's start.
+    down_at = next(float(f["time"]) for f in faults if f["kind"] == "down")
+    for a in attempts:
+        if a["server"] == "primary" and a["outcome"] == "dropped" and a["phase"] == "dot":
+            assert a["msg_id"] in cut or abs(float(a["end"]) - down_at) < 1.0, a
     # Bytes each way, bounded by what the two ends journaled: every message the upstream
     # kept crossed the proxy whole; the client read at least a banner per session.
     assert seen["bytes_up"] >= sum(int(r["size"]) for r in at_mta)
