@@ -19,9 +19,11 @@ What a 250 promises (`durability`, default `full`):
   kill -9 but the last messages may be lost with the machine (see
   benchmarks/backup_mx_accept.py for what the fsync costs).
 - The CSV journals are flushed, not fsynced, in both: they are the analysis's evidence,
-  not the mail. The queue row is on disk before any journal row is written, so a power
-  loss can cost a journal row of a message the queue still holds (the analysis then
-  counts a held message as lost, never a lost one as held or delivered), not the message.
+  not the mail. With `full` the queue row is on disk before any journal row is written,
+  so a power loss can cost a journal row of a message the queue still holds (the
+  analysis then counts a held message as lost, never a lost one as held or delivered),
+  not the message. With `process` neither is fsynced: after a power loss a journal row
+  may outlive its queue row, and a lost message read as held.
 - One process owns a queue (SQLite's exclusive lock, held until it stops, released by the
   kernel if it dies): a second one would forward every message twice, so it is refused at
   start. A sink restarted with fewer `processes` takes over the queues of the workers it no
