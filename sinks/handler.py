@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import Envelope, Session
@@ -22,6 +23,9 @@ _HELO_KEEP = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123
 def helo_name(name: str) -> str:
     """The sender's EHLO name for the journal: a name or address literal, never garbage."""
     return "".join(c if c in _HELO_KEEP else "?" for c in name[:64])
+
+
+log = logging.getLogger("mail.log")
 
 
 class SinkHandler:
@@ -130,6 +134,12 @@ class SinkHandler:
         try:
             queue_id = self.sink.received(server, envelope, msg_id, message_id, outcome)
         except QueueWriteError:  # not stored: the client must keep it and try again
+            return str(QUEUE_WRITE_ERROR)
+        except OSError as exc:
+            # The receipt could not be journaled (a full disk): a 4xx, so the client keeps
+            # the message and tries again, never aiosmtpd's 500, which would bounce it. A
+            # backup MX may already hold it and forward it: at least once, as any MTA.
+            log.error("%s: message %s not journaled (%s): 451 sent", self.sink.name, msg_id, exc)
             return str(QUEUE_WRITE_ERROR)
         if self.sink.by_stage[Stage.ACK]:
             ctx = self.sink.context(server)

@@ -159,3 +159,21 @@ def test_durability_is_checked():
     (sink,) = parse_config({"sinks": [{"name": "b", "mode": "backup-mx",
                                        "upstream": upstream}]}).sinks  # fmt: skip
     assert sink.durability == "full"
+
+
+def test_a_receipt_that_cannot_be_journaled_is_a_451_never_a_5xx(start_sinks, tmp_path):
+    """A full disk under the journals: the client keeps the message and tries again (451);
+    aiosmtpd's own answer would be a 500, a bounce of mail the backup still forwards."""
+    primary, backup = start_pair(start_sinks, tmp_path)
+    primary.control("primary", "POST", "/faults", {"kind": "down"})
+    sink = backup.sink("backup")
+
+    def disk_full(row: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    sink.journals.receipts.write = disk_full  # type: ignore[method-assign]
+    with backup.smtp("backup") as client, pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("news@example.com", ["a@gmail.test"], message("full"))
+    assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (451, b"4.3.0")
+    # Queued before the journal failed: forwarded later, at least once, never bounced.
+    assert sink.relay.db.execute("SELECT msg_id FROM queue").fetchall() == [("full",)]
