@@ -184,3 +184,21 @@ def assert_delays(reported: dict, first: dict[str, float], accepted: dict[str, f
     assert reported["max"] == pytest.approx(delays_ms[-1], rel=0.01, abs=0.01)
     median = delays_ms[max(0, math.ceil(len(delays_ms) / 2) - 1)]
     assert reported["p50"] == pytest.approx(median, rel=0.01, abs=0.01)
+
+
+def parent_pid(pid: int) -> int:
+    """The kernel's parent of `pid` (/proc/PID/stat), -1 when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def child_pids(pid: int) -> list[int]:
+    """PIDs whose parent is `pid` (the kernel's word, not a guess from argv)."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and parent_pid(int(entry.name)) == pid
+    ]

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import control, message, read_csv
+from tests.helpers import child_pids, control, message, read_csv
 
 pytestmark = pytest.mark.slow
 
@@ -111,24 +111,8 @@ def workers_of(sink: MultiSink) -> list[int]:
     """PIDs of this sink's live worker processes: its children while it runs, and (once
     it has gone and they were reparented) whichever of those PIDs still lives."""
     if sink.proc.poll() is None:
-        sink.worker_pids |= set(children(sink.proc.pid))
+        sink.worker_pids |= set(child_pids(sink.proc.pid))
     return sorted(pid for pid in sink.worker_pids if alive(pid))
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and parent(int(entry.name)) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def parent(pid: int) -> int:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return -1
-    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def alive(pid: int) -> bool:

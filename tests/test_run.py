@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers import SHORT_DEFAULT, assert_delays, read_csv
+from tests.helpers import SHORT_DEFAULT, assert_delays, parent_pid, read_csv
 
 pytestmark = pytest.mark.slow
 
@@ -413,7 +413,7 @@ def test_a_locust_worker_killed_mid_run_is_reported_and_its_journal_kept(tmp_pat
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "--worker" in cmd and _parent(int(pid)) == proc.pid:
+        if "--worker" in cmd and parent_pid(int(pid)) == proc.pid:
             mine.append(int(pid))
     assert len(mine) == 2
     os.kill(mine[0], signal.SIGKILL)
@@ -434,20 +434,12 @@ def test_a_locust_worker_killed_mid_run_is_reported_and_its_journal_kept(tmp_pat
     assert len({a["worker"] for a in attempts}) == 2
 
 
-def _parent(pid: int) -> int:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return -1
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
 def _descendant_cmdlines(root: int) -> list[str]:
     """The command lines of every process below `root` (by parent PID, not by argv)."""
     parents = {}
     for pid in os.listdir("/proc"):
         if pid.isdigit():
-            parents[int(pid)] = _parent(int(pid))
+            parents[int(pid)] = parent_pid(int(pid))
     below, found = {root}, []
     while grown := {p for p, parent in parents.items() if parent in below} - below:
         below |= grown

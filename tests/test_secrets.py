@@ -23,28 +23,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import message
+from tests.helpers import child_pids, message
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "pw-S3CRET-d41c9e"
 PRIVATE_KEY = b"PRIVATE KEY"
-
-
-def children(pid: int) -> list[int]:
-    """PIDs whose parent is `pid` (the kernel's word, not a guess from argv)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def process_text(pid: int) -> bytes:
@@ -117,7 +102,7 @@ def test_maildrill_sinks_with_two_processes_keeps_passwords_and_keys_private(
     ready_line = read_line(proc)
     (ready,) = json.loads(ready_line)["sinks"]
 
-    workers = children(proc.pid)
+    workers = child_pids(proc.pid)
     assert len(workers) == 2, "one process per worker"
     for pid in [proc.pid, *workers]:
         assert PASSWORD.encode() not in process_text(pid), f"pid {pid} shows the password"
@@ -169,9 +154,9 @@ def test_python_m_sinks_environment_holds_only_the_control_token(
     started.append(proc)
     (ready,) = json.loads(read_line(proc))["sinks"]
     deadline = time.monotonic() + 10
-    while len(children(proc.pid)) < 2 and time.monotonic() < deadline:
+    while len(child_pids(proc.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    for pid in children(proc.pid):
+    for pid in child_pids(proc.pid):
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         added = {e.partition(b"=")[0] for e in environ if e.startswith(b"MAILDRILL_")}
         assert added == {b"MAILDRILL_CONTROL_TOKEN"}

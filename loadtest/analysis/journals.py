@@ -26,7 +26,14 @@ from typing import Any
 
 import pandas as pd
 
-from loadtest.analysis.rundir import HARNESS, JOURNAL_PATTERNS, RUN, RunDirError, read_json
+from loadtest.analysis.rundir import (
+    HARNESS,
+    JOURNAL_PATTERNS,
+    RUN,
+    RunDirError,
+    count_lines,
+    read_json,
+)
 from sinks.journal import ESCAPE, uncell
 
 NUMERIC = {
@@ -327,8 +334,7 @@ def _cut_since_the_run(
         size = path.stat().st_size
         if size >= recorded["bytes"]:
             continue
-        with path.open("rb") as f:
-            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+        lines = count_lines(path)
         if lines < recorded["lines"]:  # fewer lines: cut (a line edited shorter is not)
             damage.setdefault(name, Damage(kind)).missing = recorded["lines"] - lines
 
