@@ -23,7 +23,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy loadtest sinks
+	$(BIN)/mypy maildrill loadtest sinks
 
 # One pytest process: with two workers (pytest -n 2 --dist loadfile) the suite takes half
 # the time, but some timing tests still fail now and then under that load.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sinks.hostnames import ascii_domain
+from maildrill.hostnames import ascii_domain
 
 RESERVED_TLDS = ("test", "example", "invalid", "localhost")
 RESERVED_DOMAINS = ("example.com", "example.net", "example.org")

@@ -16,9 +16,9 @@ import sinks.cli
 from loadtest.analysis.rundir import RunDirError
 from loadtest.overrides import OverrideError
 from loadtest.scenario import ScenarioError
-from sinks.config import is_loopback
-from sinks.numbers import finite_float
-from sinks.paths import UnsafePath, inside
+from maildrill.netaddr import is_loopback
+from maildrill.numbers import finite_float
+from maildrill.paths import UnsafePath, inside
 
 EXIT_OK, EXIT_SLO_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130  # Ctrl-C outside a run (a run handles it itself: a partial summary)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.client import Attempt
-from sinks.journal import RowWriter
+from maildrill.journal import RowWriter
 
 ATTEMPT_FIELDS = (
     "run_id", "worker", "msg_id", "stream", "attempt", "server", "intended", "due", "start",
@@ -35,7 +35,7 @@ def attempt_row(
 
 class AttemptsJournal:
     """Append-only CSV; whole rows only ever reach the file, their cells as the sinks'
-    journals write them (`sinks.journal.cell`: reply texts are the server's words).
+    journals write them (`maildrill.journal.cell`: reply texts are the server's words).
 
     With `flush_s` 0 every write() is in the file when it returns (the master writes the
     workers' batches so). With `flush_s` > 0 rows wait in memory until flush(), which the

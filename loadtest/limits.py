@@ -2,7 +2,7 @@
 
 A scenario that validates must be able to run. The fixed limits are generous (far past
 any drill or capacity run of one machine) and keep every count, size and time in a range
-the code computes with (with sinks.numbers: every number finite and at most 2^53, every
+the code computes with (with maildrill.numbers: every number finite and at most 2^53, every
 time span at most 7 days); the machine checks compare a scenario's connections and messages
 in flight with the open-file limit and the memory available here. README: Scenario limits.
 """

@@ -25,7 +25,7 @@ from loadtest.driver import Driver
 from loadtest.journal import AttemptsJournal
 from loadtest.scenario import Scenario, load_scenario, parse_scenario, parse_server_override
 from loadtest.schedule import Dispatcher
-from sinks.paths import RUN_ID_MAX, is_safe_name
+from maildrill.paths import RUN_ID_MAX, is_safe_name
 
 log = logging.getLogger("maildrill")
 

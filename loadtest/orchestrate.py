@@ -34,9 +34,10 @@ from loadtest.analysis.rundir import journal_manifest
 from loadtest.overrides import apply_set
 from loadtest.postfix import PostfixError, PostfixInstance
 from loadtest.scenario import Scenario, ScenarioError, ServerSpec, parse_scenario, read_yaml
+from maildrill.journal import CsvJournal, stamp, uncell
+from maildrill.paths import inside, make_private_dir, remove_private_dir, write_private
 from sinks.control import TOKEN_ENV, auth_header
-from sinks.journal import FAULT_FIELDS, CsvJournal, stamp, uncell
-from sinks.paths import inside, make_private_dir, remove_private_dir, write_private
+from sinks.journal import FAULT_FIELDS
 
 MTA_QUEUE_FIELDS = ("time", "mta", "msg_id", "queue")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from sinks.config import yaml_problem
+from maildrill.inputs import yaml_problem
 
 
 class OverrideError(ValueError):

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from sinks.config import is_loopback
-from sinks.hostnames import ascii_domain
-from sinks.paths import is_safe_name
+from maildrill.hostnames import ascii_domain
+from maildrill.netaddr import is_loopback
+from maildrill.paths import is_safe_name
 
 QUEUE_STATES = ("maildrop", "incoming", "active", "deferred", "hold")
 _ID = re.compile(rb"X-Maildrill-Id:\s*(.+)", re.IGNORECASE)

@@ -32,7 +32,7 @@ from loadtest.addresses import AddressPolicy
 from loadtest.outcomes import Outcome, Phase
 from loadtest.probing import ERRORS, classify
 from loadtest.scenario import Scenario
-from sinks.config import is_loopback
+from maildrill.netaddr import is_loopback
 
 EXPIRY_DAYS = 14.0
 DEFAULT_TIMEOUT_S = 5.0

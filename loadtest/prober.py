@@ -39,8 +39,8 @@ from loadtest.cli import server_args
 from loadtest.outcomes import Phase
 from loadtest.probing import ERRORS, classify
 from loadtest.scenario import ScenarioError, load_scenario, parse_server_override
-from sinks.config import is_loopback
-from sinks.journal import CsvJournal
+from maildrill.journal import CsvJournal
+from maildrill.netaddr import is_loopback
 
 PROBE_FIELDS = ("time", "server", "ok", "phase", "code", "outcome", "latency_ms", "error")
 JOURNAL_NAME = "probes.csv"

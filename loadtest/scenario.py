@@ -39,17 +39,10 @@ from loadtest.postfix import setting_problem
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers, ByStream, Failover, Policy, Weighted
 from loadtest.schedule import Schedule, Stage
-from sinks.config import (
-    SinkConfig,
-    config_text,
-    describe_errors,
-    effect_request,
-    is_loopback,
-    yaml_problem,
-)
-from sinks.effects import build, kinds_for
-from sinks.hostnames import ascii_domain, host_name_or_literal
-from sinks.numbers import (
+from maildrill.hostnames import ascii_domain, host_name_or_literal
+from maildrill.inputs import config_text, describe_errors, yaml_problem
+from maildrill.netaddr import is_loopback
+from maildrill.numbers import (
     MAX_DURATION_S,
     MILLIS_LIMIT,
     CheckedModel,
@@ -57,7 +50,9 @@ from sinks.numbers import (
     at_most,
     number_problem,
 )
-from sinks.paths import NAME_MAX, NAME_PATTERN
+from maildrill.paths import NAME_MAX, NAME_PATTERN
+from sinks.config import SinkConfig, effect_request
+from sinks.effects import build, kinds_for
 
 
 class ScenarioError(ValueError):
@@ -65,7 +60,7 @@ class ScenarioError(ValueError):
 
 
 class _Model(CheckedModel):
-    """Unknown keys are errors; so are infinite, NaN and huge numbers (sinks.numbers)."""
+    """Unknown keys are errors; so are infinite, NaN and huge numbers (maildrill.numbers)."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -47,8 +47,8 @@ from typing import Literal
 
 import aiosmtplib
 
+from maildrill.journal import CsvJournal, stamp
 from sinks.config import SinkConfig, UpstreamConfig
-from sinks.journal import CsvJournal, stamp
 from sinks.replies import Reply
 
 RELAY_FIELDS = (

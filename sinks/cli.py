@@ -9,8 +9,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from maildrill.numbers import finite_float
 from sinks.config import ConfigError, load_config
-from sinks.numbers import finite_float
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import errno
-import ipaddress
 import os
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,10 +20,12 @@ from pydantic import (
     model_validator,
 )
 
+from maildrill.hostnames import ascii_domain
+from maildrill.inputs import config_text, describe_errors, yaml_problem
+from maildrill.netaddr import is_loopback
+from maildrill.numbers import CheckedModel, Seconds, number_problem
+from maildrill.paths import NAME_MAX, NAME_PATTERN
 from sinks.effects import EFFECTS, PROXY_EFFECTS, Effect, build
-from sinks.hostnames import ascii_domain
-from sinks.numbers import CheckedModel, Seconds, number_problem
-from sinks.paths import NAME_MAX, NAME_PATTERN
 
 
 class ConfigError(ValueError):
@@ -346,59 +345,11 @@ def _proxy_spec(model: type[EffectSpec], item: Any, where: str) -> EffectSpec:
         raise ValueError(f"{where}: {describe_errors(exc)}") from None
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def describe_errors(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ""
-        for item in err["loc"]:
-            loc += f"[{item}]" if isinstance(item, int) else (f".{item}" if loc else str(item))
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
-
-
-def yaml_problem(exc: yaml.YAMLError | ValueError) -> str:
-    """PyYAML's message spans lines and quotes the input: the problem and where, one line."""
-    if not isinstance(exc, yaml.YAMLError):
-        # A value PyYAML recognised but could not build: an integer of thousands of
-        # digits (Python reads at most 4300), a date such as 2024-13-45.
-        return "a value that cannot be read: " + " ".join(str(exc).split(";")[0].split())
-    problem = getattr(exc, "problem", None) or str(exc)
-    mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return " ".join(f"{problem}{where}".split())
-
-
 def parse_config(data: Any, source: str = "<config>") -> SinksFile:
     try:
         return SinksFile.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {describe_errors(exc)}") from None
-
-
-MAX_CONFIG_BYTES = 4 * 1024 * 1024
-
-
-def config_text(path: Path) -> str:
-    """A config or scenario file's text. Only a regular file of sane size: `/dev/zero` or a
-    FIFO would be read forever. OSError (with strerror) or UnicodeDecodeError otherwise."""
-    # O_NONBLOCK: opening a FIFO with no writer would otherwise wait for one.
-    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        if info.st_size > MAX_CONFIG_BYTES:
-            raise OSError(errno.EFBIG, f"over {MAX_CONFIG_BYTES // 2**20} MiB")
-        return f.read(MAX_CONFIG_BYTES + 1).decode("utf-8")
 
 
 def load_config(path: Path) -> SinksFile:

@@ -24,7 +24,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from sinks.config import describe_errors, effect_request
+from maildrill.inputs import describe_errors
+from sinks.config import effect_request
 from sinks.host import ActiveEffect, EffectHost
 
 # A sink or a proxy: both take the same requests, each with its own kinds.

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from maildrill.journal import CsvJournal, stamp
 from sinks.config import EffectSpec, FaultSpec
 from sinks.effects import EFFECTS, Context, Decision, Delay, Direction, Effect, Stage, build
-from sinks.journal import CsvJournal, stamp
 
 
 @dataclass

@@ -1,26 +1,14 @@
-"""Append-only CSV journals, flushed record by record.
+"""The journals a sink writes: their columns, and the three files of one sink process.
 
-A record is written to the OS before the sink sends the reply it describes, so a sink
-killed with SIGKILL loses nothing it acknowledged (the page cache survives the process).
-
-Cells hold what clients sent (MAIL FROM, X-Maildrill-Id, Message-ID, EHLO, reply texts).
-A spreadsheet runs a cell that starts with `=`, `+`, `-`, `@`, a tab or a CR as a formula
-(OWASP, "CSV Injection"), so `cell` writes such text with a leading `'` (a spreadsheet shows
-it as text) and `uncell` takes it off again. Text that starts with `'` itself gets one more,
-so every value reads back exactly: the reader takes off one leading `'`, whatever follows.
-Every journal writer (`CsvJournal`, loadtest's attempts journal) and every reader (the
-analysis, the progress line) goes through these two; no caller escapes anything itself.
+How rows are written (flushed record by record, cells escaped) is `maildrill.journal`.
 """
 
 from __future__ import annotations
 
-import csv
-import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
 
-from sinks.paths import inside
+from maildrill.journal import CsvJournal
+from maildrill.paths import inside
 
 RECEIPT_FIELDS = (
     "time",
@@ -58,87 +46,6 @@ PROXY_FIELDS = (
     "time", "proxy", "session", "peer", "event", "msg_id", "code", "size", "bytes_up",
     "bytes_down", "cause", "detail",
 )  # fmt: skip
-
-
-# What makes a spreadsheet read a cell as a formula (OWASP), with the fullwidth forms some
-# spreadsheets take for the ASCII ones; and the escape, which must round-trip too.
-FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
-ESCAPE = "'"
-_ESCAPED = FORMULA_START | {ESCAPE}
-
-
-def cell(value: Any) -> Any:
-    """A value as a journal writes it: text a spreadsheet would run (or text that starts with
-    the escape) behind a `'`. Numbers are written as numbers: a spreadsheet reads `-5` as -5."""
-    if isinstance(value, str) and value[:1] in _ESCAPED:
-        return ESCAPE + value
-    return value
-
-
-def uncell(text: str) -> str:
-    """A journal cell's value: the one leading `'` that `cell` added, taken off."""
-    return text[1:] if text[:1] == ESCAPE else text
-
-
-class RowWriter:
-    """The one way journal rows are written: cells through `cell`, one row per line.
-
-    The csv module quotes a value only for the delimiter, the quote and the line
-    terminator's characters: with "\n" as terminator a bare CR goes out unquoted, and every
-    reader takes it for the end of the row. A row with a CR in a value is written quoted
-    whole (rare: what a client sent), so it reads back as one row, exactly.
-    """
-
-    def __init__(self, out: TextIO) -> None:
-        self._plain = csv.writer(out, lineterminator="\n")
-        self._quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
-
-    def writerow(self, row: Sequence[Any]) -> None:
-        values = [cell(value) for value in row]
-        if any(isinstance(v, str) and "\r" in v for v in values):
-            self._quoted.writerow(values)
-        else:
-            self._plain.writerow(values)
-
-
-def stamp() -> str:
-    """Epoch seconds with microseconds, the journals' one time format."""
-    return f"{time.time():.6f}"
-
-
-class CsvJournal:
-    """One CSV file with a header row; `write` appends one row (its cells as `cell` writes
-    them) and flushes it."""
-
-    def __init__(self, path: Path, fields: Sequence[str]) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", newline="", encoding="utf-8")
-        self._writer = RowWriter(self._file)
-        if self._file.tell() == 0:
-            self._writer.writerow(fields)
-            self._file.flush()
-        else:
-            # Appending rows of another layout would make every one of them unreadable.
-            with path.open(encoding="utf-8", errors="replace") as existing:
-                header = existing.readline().rstrip("\r\n")
-            if header != ",".join(fields):
-                self._file.close()
-                raise ValueError(
-                    f"{path}: written by another maildrill version (other columns); "
-                    "use a new journal directory"
-                )
-        self.rows = 0
-
-    def write(self, row: Sequence[Any]) -> None:
-        self._writer.writerow(row)
-        self._file.flush()
-        self.rows += 1
-
-    def close(self) -> None:
-        if not self._file.closed:
-            self._file.flush()
-            self._file.close()
 
 
 class SinkJournals:

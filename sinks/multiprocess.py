@@ -30,9 +30,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from maildrill.paths import make_private_dir, remove_private_dir
 from sinks.config import SinkConfig, TlsConfig
 from sinks.control import auth_header, control_token, require_token
-from sinks.paths import make_private_dir, remove_private_dir
 from sinks.sink import Counters
 from sinks.tls import write_self_signed
 from sinks.worker import WorkerSpec

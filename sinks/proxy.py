@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from maildrill.journal import CsvJournal, stamp
 from sinks.config import SinkConfig
 from sinks.effects import (
     PROXY_EFFECTS,
@@ -56,7 +57,7 @@ from sinks.effects import (
     Stage,
 )
 from sinks.host import ActiveEffect, EffectHost
-from sinks.journal import FAULT_FIELDS, PROXY_FIELDS, CsvJournal, stamp
+from sinks.journal import FAULT_FIELDS, PROXY_FIELDS
 from sinks.replies import Reply
 from sinks.smtp_watch import Command, Message, SmtpWatch
 

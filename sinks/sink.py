@@ -16,13 +16,14 @@ from typing import Any, cast
 
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
+from maildrill.journal import stamp
 from sinks import log_limit
 from sinks.backup_mx import RelayQueue
 from sinks.config import SinkConfig
 from sinks.effects import Context
 from sinks.handler import SinkHandler
 from sinks.host import ActiveEffect, EffectHost
-from sinks.journal import SinkJournals, stamp
+from sinks.journal import SinkJournals
 from sinks.protocol import SinkSMTP
 from sinks.tls import self_signed_context, server_context
 

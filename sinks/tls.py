@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sinks.paths import inside, private_dir, write_private
+from maildrill.paths import inside, private_dir, write_private
 
 
 def write_self_signed(
@@ -21,7 +21,7 @@ def write_self_signed(
     """Write a self-signed certificate for `hostname` (and 127.0.0.1) and its key.
 
     The key goes to `key_directory` when given: a sink passes a private one (see
-    `sinks.paths.private_dir`), so no private key is left in a run directory that travels;
+    `maildrill.paths.private_dir`), so no private key is left in a run directory that travels;
     the certificate, public, stays in `directory` for clients to trust."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])

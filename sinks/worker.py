@@ -22,8 +22,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
+from maildrill.inputs import describe_errors
 from sinks.backup_mx import QueueUnavailable
-from sinks.config import SinkConfig, describe_errors
+from sinks.config import SinkConfig
 from sinks.control import ControlServer
 from sinks.sink import Sink
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sinks.journal import uncell
+from maildrill.journal import uncell
 
 # The default drill cut to 8 s of load, for end-to-end tests.
 SHORT_DEFAULT = [
@@ -37,7 +37,7 @@ def message(msg_id: str, body: str = "Hello.\r\n", extra: str = "") -> str:
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
-    """A journal's rows with their values as sent (`sinks.journal.uncell`)."""
+    """A journal's rows with their values as sent (`maildrill.journal.uncell`)."""
     with path.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     return [{k: uncell(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from loadtest.analysis import journals
 from loadtest.journal import ATTEMPT_FIELDS, AttemptsJournal
-from sinks.journal import CsvJournal
+from maildrill.journal import CsvJournal
 
 # All atext: a sink keeps it as sent (aiosmtpd would re-quote the OWASP example's spaces,
 # `"=cmd|' /C calc'!A0"@x.test`, which starts with a quote; that one is sent too).

@@ -82,7 +82,7 @@ def test_damaged_or_quoted_journals_are_read_carefully(drill, tmp_path, damage):
 
 
 def test_escaped_cells_are_read_fast_and_the_same(drill, tmp_path):
-    """Cells `sinks.journal.cell` escaped (`'=x`, `''x`) come back unescaped on both paths;
+    """Cells `maildrill.journal.cell` escaped (`'=x`, `''x`) come back unescaped on both paths;
     an escaped number is not one for the fast path: the careful one reads it."""
     rows = lines(drill / "attempts.csv")
     header = rows[0].rstrip("\n").split(",")

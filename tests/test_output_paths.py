@@ -24,7 +24,7 @@ import yaml
 from loadtest.analysis import render_md, report, view
 from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.journals import load
-from sinks.paths import UnsafePath, inside, is_safe_name
+from maildrill.paths import UnsafePath, inside, is_safe_name
 from tests import runs
 
 REPO = Path(__file__).resolve().parent.parent

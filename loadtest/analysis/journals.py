@@ -13,7 +13,7 @@
   out and counted too, but trusted: a sink journals a message before it replies 250, so a
   torn receipt was never acknowledged, and a torn attempt never finished being recorded.
 
-Cells are read back as `sinks.journal.cell` wrote them: one leading `'` taken off.
+Cells are read back as `maildrill.journal.cell` wrote them: one leading `'` taken off.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from loadtest.analysis.rundir import (
     count_lines,
     read_json,
 )
-from sinks.journal import ESCAPE, uncell
+from maildrill.journal import ESCAPE, uncell
 
 NUMERIC = {
     "attempts": ("attempt", "intended", "due", "start", "connected", "end", "code", "bytes",
@@ -262,7 +262,7 @@ def _read_clean(
         )
     except (ValueError, pd.errors.ParserError):  # a line too long, a field not a number
         return None
-    if unescape:  # cells `sinks.journal.cell` escaped (a number escaped failed above)
+    if unescape:  # cells `maildrill.journal.cell` escaped (a number escaped failed above)
         for column in text:
             values = frame[column]
             marked = values.str.startswith(ESCAPE)

@@ -17,7 +17,7 @@ from typing import ClassVar, Protocol
 
 from pydantic import ConfigDict
 
-from sinks.numbers import CheckedModel
+from maildrill.numbers import CheckedModel
 from sinks.replies import Reply
 
 
@@ -89,7 +89,7 @@ class Context:
 
 class Params(CheckedModel):
     """Base of every effect's parameter model: unknown keys, infinite and huge numbers are
-    errors (sinks.numbers)."""
+    errors (maildrill.numbers)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -9,8 +9,8 @@ import time
 
 from pydantic import Field
 
+from maildrill.numbers import Seconds
 from sinks.effects.base import Effect, FaultHost, Params
-from sinks.numbers import Seconds
 
 # A phase that would begin this close to the fault's end is not begun: the end and the
 # phase edge fall on the same instant, and which timer fires first is chance.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from maildrill.numbers import Seconds
 from sinks.effects.base import Context, Decision, Effect, Params, Stage
-from sinks.numbers import Seconds
 from sinks.replies import GREYLISTED, Reply
 
 

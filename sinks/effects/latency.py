@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from maildrill.numbers import Millis
 from sinks.effects.base import Context, Decision, Delay, Effect, Params, Stage
-from sinks.numbers import Millis
 
 
 class LatencyParams(Params):

@@ -11,9 +11,9 @@ import random
 
 from pydantic import Field
 
+from maildrill.numbers import Millis
 from sinks.effects.bandwidth import LinkEffect, LinkParams, Way
 from sinks.effects.base import Delay, Direction, Pace
-from sinks.numbers import Millis
 
 
 class LinkLatencyParams(LinkParams):
