@@ -269,7 +269,7 @@ def cmd_sinks(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from loadtest.orchestrate import bundled_scenarios
+    from loadtest.bundled import bundled_scenarios
 
     rows = bundled_scenarios()
     width = max(len(name) for name, _ in rows)
