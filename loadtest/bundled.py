@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from loadtest.scenario import ScenarioError
+
 PACKAGE = "scenarios"
 SUFFIX = ".yaml"
 
@@ -62,3 +64,15 @@ def bundled_scenarios() -> list[tuple[str, str]]:
         data = yaml.safe_load(scenario_text(name)) or {}
         out.append((name, str(data.get("description", ""))))
     return out
+
+
+def scenario_path(name: str | Path | None) -> Path:
+    """What `--scenario` / `maildrill run NAME` names: a file, or else a bundled scenario
+    ('default' when nothing is named). A file of that name in the current folder wins."""
+    if name and Path(name).exists():
+        return Path(name)
+    found = scenario_file(str(name or "default"))
+    if found is not None:
+        return found
+    known = ", ".join(bundled_names())
+    raise ScenarioError(f"{name}: no such file and no bundled scenario of that name ({known})")

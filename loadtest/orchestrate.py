@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from loadtest import bundled, limits, preflight
+from loadtest import limits, preflight
 from loadtest.analysis.rundir import journal_manifest
 from loadtest.overrides import apply_set
 from loadtest.postfix import PostfixError, PostfixInstance
@@ -48,17 +48,6 @@ STOP_GRACE_S = 15.0
 
 class SetupError(RuntimeError):
     """The drill could not start; the message says why in one line."""
-
-
-def scenario_path(name: str | None) -> Path:
-    """A path, or the name of a bundled scenario ('default' when none is given)."""
-    if name and Path(name).exists():
-        return Path(name)
-    found = bundled.scenario_file(str(name or "default"))
-    if found is not None:
-        return found
-    known = ", ".join(bundled.bundled_names())
-    raise ScenarioError(f"{name}: no such file and no bundled scenario of that name ({known})")
 
 
 def prepare(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from loadtest import bundled
-from loadtest.orchestrate import scenario_path
+from loadtest.bundled import scenario_path
 from loadtest.scenario import ScenarioError
 
 CHECKOUT = Path(__file__).resolve().parent.parent / "scenarios"
