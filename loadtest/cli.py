@@ -63,7 +63,8 @@ def server_args(parser: argparse.ArgumentParser, scenario_help: str, server_help
 
 def cmd_run(args: argparse.Namespace) -> int:
     from loadtest.analysis import summary as summary_mod
-    from loadtest.orchestrate import Drill, SetupError, prepare, scenario_path
+    from loadtest.bundled import scenario_path
+    from loadtest.orchestrate import Drill, SetupError, prepare
 
     try:
         path = scenario_path(args.scenario)
@@ -230,7 +231,8 @@ def journal_problem_lines(problems: dict[str, Any]) -> list[str]:
 
 
 def cmd_sinks(args: argparse.Namespace) -> int:
-    from loadtest.orchestrate import free_port, prepare, scenario_path
+    from loadtest.bundled import scenario_path
+    from loadtest.orchestrate import free_port, prepare
     from sinks.config import SinksFile
     from sinks.runner import serve
 
@@ -269,7 +271,7 @@ def cmd_sinks(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from loadtest.orchestrate import bundled_scenarios
+    from loadtest.bundled import bundled_scenarios
 
     rows = bundled_scenarios()
     width = max(len(name) for name, _ in rows)
@@ -279,7 +281,8 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from loadtest.orchestrate import prepare, scenario_path
+    from loadtest.bundled import scenario_path
+    from loadtest.orchestrate import prepare
 
     try:
         path = scenario_path(args.scenario)

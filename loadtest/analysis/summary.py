@@ -1,4 +1,5 @@
-"""summary.json: the numbers tools and CI read (keys as DESIGN.md lists them)."""
+"""summary.json: the numbers tools and CI read (its keys: docs/run-directory.md; each
+number defined in docs/metrics.md)."""
 
 from __future__ import annotations
 
