@@ -17,12 +17,14 @@ import logging
 import math
 import re
 from base64 import b64decode, b64encode
+from collections.abc import Collection, Mapping
 from types import MethodType
-from typing import TYPE_CHECKING, Any, AnyStr
+from typing import Any, AnyStr, Protocol
 
 from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, _Missing, syntax
 
-from sinks.effects import Action, SessionInfo, Stage
+from sinks.config import SinkConfig
+from sinks.effects import Action, Context, Decision, SessionInfo, Stage
 from sinks.replies import (
     AUTH_LINE_TOO_LONG,
     MESSAGE_TOO_BIG,
@@ -32,9 +34,6 @@ from sinks.replies import (
     TOO_MANY_FROM_PEER,
     Reply,
 )
-
-if TYPE_CHECKING:
-    from sinks.sink import Sink
 
 _TERMINATOR = b"\r\n.\r\n"
 # DATA is read in pieces that end at '.CRLF', or of this size in a long stretch without one.
@@ -119,9 +118,30 @@ class QuietSession(Session):
         self._login_data = value
 
 
+class SessionOwner(Protocol):
+    """What a connection asks of its sink (`sinks.sink.Sink`): limits, effects, bookkeeping.
+
+    A protocol, so that this module does not import the sink that imports it.
+    """
+
+    @property
+    def config(self) -> SinkConfig: ...
+    @property
+    def peers(self) -> Mapping[str, int]: ...  # open sessions per peer address
+    @property
+    def by_stage(self) -> Mapping[Stage, Collection[object]]: ...  # active effects
+
+    async def decide(self, stage: Stage, ctx: Context) -> Decision | None: ...
+    def context(self, server: SinkSMTP, address: str = "") -> Context: ...
+    def next_session_id(self) -> str: ...
+    def session_opened(self, proto: SinkSMTP) -> None: ...
+    def session_closed(self, proto: SinkSMTP) -> None: ...
+    def refused(self, server: SinkSMTP, reply: str) -> None: ...
+
+
 class SinkSMTP(SMTP):
     def __init__(
-        self, sink: Sink, handler: Any, *, like: SinkSMTP | None = None, **kwargs: Any
+        self, sink: SessionOwner, handler: Any, *, like: SinkSMTP | None = None, **kwargs: Any
     ) -> None:
         """A protocol for one connection; `like`: a template of this sink to copy (see below)."""
         if like is None:
