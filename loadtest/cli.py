@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import sinks.cli
 from loadtest.analysis.rundir import RunDirError
+from loadtest.cli_args import server_args
 from loadtest.overrides import OverrideError
 from loadtest.scenario import ScenarioError
 from maildrill.netaddr import is_loopback
@@ -52,14 +53,6 @@ def _scenario_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, help="campaign seed")
     parser.add_argument("--workers", type=int, help="Locust worker processes (0: one process)")
-
-
-def server_args(parser: argparse.ArgumentParser, scenario_help: str, server_help: str) -> None:
-    """--scenario FILE and --server NAME=HOST:PORT, as `check` and the prober take them."""
-    parser.add_argument("--scenario", type=Path, help=scenario_help)
-    parser.add_argument(
-        "--server", action="append", default=[], metavar="NAME=HOST:PORT", help=server_help
-    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

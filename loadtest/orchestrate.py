@@ -580,9 +580,7 @@ class Drill:
         What is still queued after that is reported as stranded, not lost.
         """
         backups = [
-            s.name
-            for s in self.scenario.servers
-            if s.local and s.upstream_name and s.sink.get("mode") == "backup-mx"
+            s.name for s in self.scenario.servers if s.mode == "backup-mx" and s.upstream_name
         ]
         deadline = time.time() + self.scenario.campaign.drain_s
         for name in backups:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from loadtest.cli import server_args
+from loadtest.cli_args import server_args
 from loadtest.outcomes import Phase
 from loadtest.probing import ERRORS, classify
 from loadtest.scenario import ScenarioError, load_scenario, parse_server_override

@@ -23,7 +23,7 @@ from loadtest.analysis import (
 )
 from loadtest.analysis.journals import Damage, Journals, load
 from loadtest.analysis.rundir import HARNESS, PREFLIGHT, RunDirError, read_json, read_scenario
-from loadtest.scenario import Scenario
+from loadtest.scenario import Scenario, SinkSpec
 
 
 def scenario_of(run_dir: Path) -> Scenario | None:
@@ -199,12 +199,12 @@ def _made_by_run(run_dir: Path) -> None:
             raise RunDirError(run_dir / name, "missing, yet harness.json says a run was here")
 
 
-def _upstream(sink: dict[str, Any]) -> str | None:
+def _upstream(sink: SinkSpec) -> str | None:
     """A backup MX's or proxy's upstream: a server's name, or host:port."""
-    upstream = sink.get("upstream")
-    if isinstance(upstream, dict):
-        return f"{upstream.get('host', '127.0.0.1')}:{upstream.get('port')}"
-    return str(upstream) if upstream else None
+    address = sink.upstream_address
+    if address is not None:
+        return f"{address.host}:{address.port}"
+    return sink.upstream_server or None
 
 
 def _preflight(run_dir: Path) -> dict[str, Any] | None:
