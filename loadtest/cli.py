@@ -226,32 +226,16 @@ def journal_problem_lines(problems: dict[str, Any]) -> list[str]:
 
 def cmd_sinks(args: argparse.Namespace) -> int:
     from loadtest.bundled import scenario_path
-    from loadtest.orchestrate import free_port, prepare
-    from sinks.config import SinksFile
+    from loadtest.orchestrate import SetupError, prepare
+    from loadtest.sink_fleet import sinks_file
     from sinks.runner import serve
 
     try:
         _, scenario = prepare(scenario_path(args.scenario), args.set, args.seed)
-    except (ScenarioError, OverrideError) as exc:
+        # A proxy or backup MX forwards to a server by name: that one gets its port now.
+        config = sinks_file(scenario)
+    except (ScenarioError, OverrideError, SetupError) as exc:
         return fail(str(exc))
-    # A proxy or backup MX forwards to a server by name: that one gets its port now.
-    addresses: dict[str, tuple[str, int]] = {}
-    for name in {s.upstream_name for s in scenario.servers} - {None}:
-        upstream = scenario.server(str(name))
-        if upstream.postfix is not None:
-            return fail(f"{scenario.name}: {name} is a Postfix server; `maildrill sinks` starts "
-                        "sinks only (use `maildrill run`)")  # fmt: skip
-        if not upstream.local and not upstream.port:
-            return fail(f"{scenario.name}: servers: {name!r} needs a port (it is not local)")
-        addresses[upstream.name] = (upstream.host, upstream.port or free_port())
-    local = [
-        s.sink_config(addresses).model_copy(update={"port": addresses.get(s.name, ("", s.port))[1]})
-        for s in scenario.servers
-        if s.local
-    ]
-    if not local:
-        return fail(f"{scenario.name}: no local servers (local: true) to start")
-    config = SinksFile(sinks=local, seed=scenario.campaign.seed)
     try:
         stamp = time.strftime("%Y%m%d-%H%M%S")  # not over the name: a % in it is no format
         out = args.out or inside(Path("reports"), f"{scenario.name}-sinks-{stamp}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Generic, TextIO, TypeVar
@@ -67,11 +66,6 @@ class RowWriter:
             self._plain.writerow(values)
 
 
-def stamp() -> str:
-    """Epoch seconds with microseconds, the journals' one time format."""
-    return f"{time.time():.6f}"
-
-
 class CsvJournal:
     """One CSV file of one kind of record (`maildrill.records`), its header first; `write`
     appends one record's row (its cells as `cell` writes them) and flushes it.
@@ -79,12 +73,10 @@ class CsvJournal:
     Opening a journal that exists checks its header: appending rows of another layout
     would make every one of them unreadable."""
 
-    # A field list and plain rows: only for loadtest/orchestrate.py's MTA journals until
-    # the drill split of issue 13 wires them to FaultRecord / MtaQueueRecord; then gone.
-    def __init__(self, path: Path, record: type[Record] | Sequence[str]) -> None:
+    def __init__(self, path: Path, record: type[Record]) -> None:
         self.path = path
-        self.record = record if isinstance(record, type) else None
-        header = record.header() if isinstance(record, type) else tuple(record)
+        self.record = record
+        header = record.header()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("a", newline="", encoding="utf-8")
         self._writer = RowWriter(self._file)
@@ -102,12 +94,10 @@ class CsvJournal:
                 )
         self.rows = 0
 
-    def write(self, record: Record | Sequence[Any]) -> None:
-        if isinstance(record, Record):
-            if type(record) is not self.record:
-                raise TypeError(f"{self.path}: a {type(record).__name__} in another journal")
-            record = record.row()
-        self._writer.writerow(record)
+    def write(self, record: Record) -> None:
+        if type(record) is not self.record:
+            raise TypeError(f"{self.path}: a {type(record).__name__} in another journal")
+        self._writer.writerow(record.row())
         self._file.flush()
         self.rows += 1
 

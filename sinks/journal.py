@@ -12,10 +12,6 @@ from maildrill.journal import CsvJournal
 from maildrill.paths import inside
 from maildrill.records import FaultRecord, ReceiptRecord, RefusalRecord
 
-# Only for loadtest/orchestrate.py's MTA faults journal until the drill split of issue 13
-# writes FaultRecord there; then gone.
-FAULT_FIELDS = FaultRecord.header()
-
 
 class SinkJournals:
     """The three journals of one sink process: receipts, refusals, faults."""
