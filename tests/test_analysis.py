@@ -140,6 +140,7 @@ def test_counts(run_dir):
         "not_sent": 2,
         "in_flight": 0,
         "unverified": 0,
+        "retried": 1,  # 10: refused by the primary, accepted by the secondary
     }
 
 
@@ -400,3 +401,25 @@ def test_a_backup_mx_in_front_of_a_server_maildrill_does_not_own(tmp_path):
     m = summarise(tmp_path, scenario(servers))["messages"]
     assert (m["accepted"], m["unverified"], m["lost"], m["stranded"]) == (3, 1, 1, 1)
     assert (m["received_unique"], m["duplicates"]) == (0, 0)
+
+
+def retried_in_journal(run_dir: Path, run_id: str) -> int:
+    """Accepted messages with more than one attempt, counted from attempts.csv by hand."""
+    attempts: dict[str, int] = {}
+    accepted: set[str] = set()
+    with (run_dir / "attempts.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            if row["run_id"] != run_id or None in row.values():  # a torn last line
+                continue
+            attempts[row["msg_id"]] = attempts.get(row["msg_id"], 0) + 1
+            if row["outcome"] == "accepted":
+                accepted.add(row["msg_id"])
+    return sum(1 for msg_id in accepted if attempts[msg_id] > 1)
+
+
+def test_retried_counts_accepted_messages_that_needed_more_than_one_attempt(run_dir, tmp_path):
+    drill = runs.drill(tmp_path / "drill")
+    # The hand-built drill: message 16 refused then accepted elsewhere, message 30 deferred
+    # (421) then accepted; message 35 dropped once and never retried is not accepted.
+    assert summarise(drill)["messages"]["retried"] == retried_in_journal(drill, "hand-drill") == 2
+    assert summarise(run_dir)["messages"]["retried"] == retried_in_journal(run_dir, RUN)

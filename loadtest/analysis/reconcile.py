@@ -150,6 +150,7 @@ def count(
         return Messages(
             planned=planned, attempted=0, accepted=0, failed=0, received_unique=0, lost=0,
             duplicates=0, phantom=0, stranded=0, not_sent=planned, in_flight=0, unverified=0,
+            retried=0,
         )  # fmt: skip
     attempted = per["attempts"] > 0
     accepted = attempted & per["accepted"].astype(bool)
@@ -174,6 +175,7 @@ def count(
         not_sent=max(0, planned - int(attempted.sum())),
         in_flight=int(in_flight.sum()),
         unverified=int((missing & blind).sum()),
+        retried=int((accepted & (per["attempts"] > 1)).sum()),
     )
 
 

@@ -92,6 +92,11 @@ class Messages(Part):
         description="accepted by a server maildrill cannot see past (no sink downstream, no "
         "proxy in front) and received by no sink: neither delivered nor lost",
     )
+    retried: int = Field(
+        default=0,
+        description="accepted, but only after more than one attempt (a deferral, a refused "
+        "or dropped attempt, a failover): mail that reached its server late",
+    )
 
 
 class ServerThroughput(Part):

@@ -144,6 +144,7 @@ MESSAGE_COLUMNS = (
     ("failed", "failed"), ("received_unique", "received"), ("lost", "lost"),
     ("duplicates", "duplicates"), ("phantom", "phantom"), ("stranded", "stranded"),
     ("not_sent", "not sent"), ("in_flight", "in flight"), ("unverified", "unverified"),
+    ("retried", "retried"),
 )  # fmt: skip
 
 
@@ -154,7 +155,8 @@ def messages(summary: Summary) -> Table:
                if k != "unverified" or m.unverified]  # fmt: skip
     note = (
         "lost: accepted by the client, received by no sink; phantom: received but "
-        "counted failed by the client (RFC 1047); received: unique messages some sink has."
+        "counted failed by the client (RFC 1047); received: unique messages some sink has; "
+        "retried: accepted only after more than one attempt."
     )
     if m.unverified:
         note += (
