@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import time
@@ -15,6 +16,7 @@ from typing import NoReturn
 import sinks.cli
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import JournalProblems, Summary
+from loadtest.cli_args import server_args
 from loadtest.overrides import OverrideError
 from loadtest.scenario import ScenarioError
 from maildrill.netaddr import is_loopback
@@ -54,17 +56,10 @@ def _scenario_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="Locust worker processes (0: one process)")
 
 
-def server_args(parser: argparse.ArgumentParser, scenario_help: str, server_help: str) -> None:
-    """--scenario FILE and --server NAME=HOST:PORT, as `check` and the prober take them."""
-    parser.add_argument("--scenario", type=Path, help=scenario_help)
-    parser.add_argument(
-        "--server", action="append", default=[], metavar="NAME=HOST:PORT", help=server_help
-    )
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from loadtest.analysis import summary as summary_mod
-    from loadtest.orchestrate import Drill, SetupError, prepare, scenario_path
+    from loadtest.bundled import scenario_path
+    from loadtest.orchestrate import Drill, SetupError, prepare
 
     try:
         path = scenario_path(args.scenario)
@@ -229,7 +224,8 @@ def journal_problem_lines(problems: JournalProblems) -> list[str]:
 
 
 def cmd_sinks(args: argparse.Namespace) -> int:
-    from loadtest.orchestrate import free_port, prepare, scenario_path
+    from loadtest.bundled import scenario_path
+    from loadtest.orchestrate import free_port, prepare
     from sinks.config import SinksFile
     from sinks.runner import serve
 
@@ -268,7 +264,7 @@ def cmd_sinks(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from loadtest.orchestrate import bundled_scenarios
+    from loadtest.bundled import bundled_scenarios
 
     rows = bundled_scenarios()
     width = max(len(name) for name, _ in rows)
@@ -278,7 +274,8 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from loadtest.orchestrate import prepare, scenario_path
+    from loadtest.bundled import scenario_path
+    from loadtest.orchestrate import prepare
 
     try:
         path = scenario_path(args.scenario)
@@ -453,6 +450,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("maildrill: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `maildrill scenarios | head`: the reader has all it wanted. Point stdout at
+        # /dev/null so the interpreter's flush at exit does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - the last resort: never a traceback for a user
         return fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}")
 

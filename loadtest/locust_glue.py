@@ -19,6 +19,7 @@ import gevent
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
+from loadtest.bundled import scenario_path
 from loadtest.campaign import MessageFactory
 from loadtest.client import Sender
 from loadtest.driver import Driver
@@ -38,7 +39,7 @@ PLAN, ATTEMPTS, DONE = "maildrill_plan", "maildrill_attempts", "maildrill_done"
 def add_arguments(parser: Any) -> None:
     group = parser.add_argument_group("maildrill")
     group.add_argument(
-        "--scenario", default="scenarios/default.yaml", help="maildrill scenario file"
+        "--scenario", default="default", help="maildrill scenario file, or a bundled one's name"
     )
     group.add_argument(
         "--servers",
@@ -76,7 +77,7 @@ class Campaign:
             for item in (getattr(options, "servers", "") or "").split(",")
             if item.strip()
         )
-        path = Path(getattr(options, "scenario", "scenarios/default.yaml"))
+        path = scenario_path(getattr(options, "scenario", None))
         self.scenario = load_scenario(path, overrides)
         unresolved = [s.name for s in self.scenario.servers if s.port == 0]
         if unresolved:

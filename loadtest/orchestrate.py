@@ -42,33 +42,12 @@ from sinks.journal import FAULT_FIELDS
 MTA_QUEUE_FIELDS = ("time", "mta", "msg_id", "queue")
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 READY_TIMEOUT_S = 20.0
 STOP_GRACE_S = 15.0
 
 
 class SetupError(RuntimeError):
     """The drill could not start; the message says why in one line."""
-
-
-def scenario_path(name: str | None) -> Path:
-    """A path, or the name of a bundled scenario ('default' when none is given)."""
-    candidate = Path(name) if name else SCENARIOS_DIR / "default.yaml"
-    if candidate.exists():
-        return candidate
-    bundled = SCENARIOS_DIR / f"{name}.yaml"
-    if bundled.exists():
-        return bundled
-    known = ", ".join(sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml")))
-    raise ScenarioError(f"{name}: no such file and no bundled scenario of that name ({known})")
-
-
-def bundled_scenarios() -> list[tuple[str, str]]:
-    out = []
-    for path in sorted(SCENARIOS_DIR.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text()) or {}
-        out.append((path.stem, str(data.get("description", ""))))
-    return out
 
 
 def prepare(
@@ -601,9 +580,7 @@ class Drill:
         What is still queued after that is reported as stranded, not lost.
         """
         backups = [
-            s.name
-            for s in self.scenario.servers
-            if s.local and s.upstream_name and s.sink.get("mode") == "backup-mx"
+            s.name for s in self.scenario.servers if s.mode == "backup-mx" and s.upstream_name
         ]
         deadline = time.time() + self.scenario.campaign.drain_s
         for name in backups:

@@ -244,9 +244,7 @@ class WorkerGroup:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.config.control_port, reuse_address=True)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.control_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.control_port = self._runner.addresses[0][1]  # (host, port) of its one site
 
     async def _call(self, worker: Worker, method: str, path: str, body: bytes) -> web.Response:
         """The worker's answer to one request, to pass on as is."""

@@ -12,11 +12,22 @@ import pytest
 
 from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.loaded import RunDir
-from loadtest.journal import ATTEMPT_FIELDS
 from loadtest.scenario import Scenario, parse_scenario
-from sinks.journal import FAULT_FIELDS, PROXY_FIELDS, RECEIPT_FIELDS
+from maildrill.records import (
+    AttemptRecord,
+    FaultRecord,
+    ProxyRecord,
+    ReceiptRecord,
+    RelayRecord,
+)
 from tests import runs
 
+# Rows here are built by column name with raw cells (a wrong one on purpose at times).
+ATTEMPT_FIELDS = AttemptRecord.header()
+RECEIPT_FIELDS = ReceiptRecord.header()
+FAULT_FIELDS = FaultRecord.header()
+PROXY_FIELDS = ProxyRecord.header()
+RELAY_FIELDS = RelayRecord.header()
 T0 = 1_800_000_000.0
 RUN = "hand"
 
@@ -380,8 +391,6 @@ def test_journals_without_optional_columns_still_add_up(tmp_path):
 def test_a_backup_mx_in_front_of_a_server_maildrill_does_not_own(tmp_path):
     """What the backup forwarded there is unverified, what it bounced is lost (the
     client had its 250), what it still holds is stranded."""
-    from sinks.backup_mx import RELAY_FIELDS
-
     servers = [{"name": "bk", "local": True, "sink": {"mode": "backup-mx", "upstream": "mx"}},
                {"name": "mx", "port": 2525}]  # fmt: skip
     write(tmp_path / "attempts.csv", ATTEMPT_FIELDS,

@@ -324,11 +324,11 @@ def test_probes_preflight_and_any_other_summary_key_are_reported(tmp_path, drill
 
 
 def test_a_run_interrupted_before_any_attempt_still_gets_its_report(tmp_path):
-    from loadtest.journal import ATTEMPT_FIELDS
+    from maildrill.records import AttemptRecord
 
     run_dir = tmp_path / "empty"
     run_dir.mkdir()
-    runs.write_csv(run_dir / "attempts.csv", ATTEMPT_FIELDS, [])
+    runs.write_csv(run_dir / "attempts.csv", AttemptRecord, [])
     (run_dir / "run.json").write_text(json.dumps({"run_id": "x", "t0": runs.T0, "planned": 10}))
     (run_dir / "harness.json").write_text(json.dumps({"partial": True, "interrupted_by": "SIGINT"}))
     (run_dir / "scenario.yaml").write_text(runs.DRILL_SCENARIO)

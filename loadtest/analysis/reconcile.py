@@ -1,4 +1,7 @@
-"""One row per message: what the client concluded, joined with what the sinks received."""
+"""One row per message: what the client concluded, joined with what the sinks received.
+
+The counts (lost, duplicates, phantom, stranded, ...) are defined in docs/metrics.md.
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 `summarise` is a pure function of `RunDir` (loadtest.analysis.loaded), which did all the
 reading: the same run directory gives the same summary, and a test can build one from a
-hand-made `RunDir`. The keys and their meaning are the model's (summary_model.py).
+hand-made `RunDir`. The keys and their types are the model's (summary_model.py, generated
+into docs/summary.md); each number is defined in docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from loadtest.analysis.summary_model import (
     Summary,
     Throughput,
 )
+from loadtest.scenario import SinkSpec
 
 
 def summarise(run: RunDir) -> Summary:
@@ -206,9 +208,9 @@ def _made_by_run(run: RunDir) -> None:
             raise RunDirError(run.path / name, "missing, yet harness.json says a run was here")
 
 
-def _upstream(sink: dict[str, Any]) -> str | None:
+def _upstream(sink: SinkSpec) -> str | None:
     """A backup MX's or proxy's upstream: a server's name, or host:port."""
-    upstream = sink.get("upstream")
-    if isinstance(upstream, dict):
-        return f"{upstream.get('host', '127.0.0.1')}:{upstream.get('port')}"
-    return str(upstream) if upstream else None
+    address = sink.upstream_address
+    if address is not None:
+        return f"{address.host}:{address.port}"
+    return sink.upstream_server or None
