@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from loadtest.addresses import AddressError, AddressPolicy, header_text, split_address
+from loadtest.analysis import summary_model
 from loadtest.campaign import DEFAULT_DOMAINS, StreamSpec
 from loadtest.client import Server, Timeouts
 from loadtest.limits import (
@@ -509,15 +510,8 @@ class FaultEvent(CheckedModel):
 
 _SLO = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(-?[0-9.]+)\s*$")
 
-# What an SLO may name; the analysis computes each of them.
-SLO_METRICS = frozenset(
-    {
-        "lost", "duplicates", "phantom", "failed", "stranded", "not_sent", "unverified",
-        "failover_s", "failback_s", "detection_s", "recovery_s",
-        "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "max_latency_ms",
-        "p95_lateness_ms", "p99_lateness_ms", "min_throughput", "accepted_ratio",
-    }
-)  # fmt: skip
+# What an SLO may name: the summary model says where each value is (one list).
+SLO_METRICS = frozenset(summary_model.SLO_METRICS)
 # Faults that decide whether the listener answers at all: two at once contradict.
 EXCLUSIVE_KINDS = frozenset({"down", "hang", "busy", "flap", "mta-stop", "mta-abort"})
 # Faults of a Postfix instance under test, carried out by maildrill with `postfix -c DIR`.

@@ -69,8 +69,10 @@ def _manifest(value: Any) -> bool:
 NUMBER = (_number, "a finite number")
 TEXT_OR_NULL = (_text_or_none, "text or null")
 OBJECTS = (_objects, "a list of objects")
+TEXT = (lambda v: isinstance(v, str), "text")
 RUN: Shape = {
-    "run_id": (lambda v: isinstance(v, str), "text"),
+    "run_id": TEXT,
+    "scenario": TEXT,
     "t0": (lambda v: _number(v) and v >= 0, "a finite number >= 0"),
     "planned": (_count, "a whole number >= 0"),
     "started_at": NUMBER,
