@@ -26,7 +26,7 @@ from loadtest.driver import Driver
 from loadtest.journal import AttemptsJournal
 from loadtest.scenario import Scenario, load_scenario, parse_scenario, parse_server_override
 from loadtest.schedule import Dispatcher
-from maildrill.paths import RUN_ID_MAX, is_safe_name
+from maildrill.paths import RUN_ID_MAX, is_safe_name, write_whole
 
 log = logging.getLogger("maildrill")
 
@@ -126,7 +126,8 @@ class Campaign:
             sorted(c.id for c in runner.clients.all) if isinstance(runner, MasterRunner) else []
         )
         # What the orchestrator (and the analysis) needs to line up clocks: t0 and the plan.
-        (self._journal_dir() / "run.json").write_text(
+        write_whole(
+            self._journal_dir() / "run.json",
             json.dumps(
                 {
                     "run_id": self.run_id,
@@ -135,7 +136,7 @@ class Campaign:
                     "workers": workers,
                     "started_at": time.time(),
                 }
-            )
+            ),
         )
         if isinstance(runner, MasterRunner):
             for share, worker in enumerate(workers):

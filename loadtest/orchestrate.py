@@ -266,7 +266,6 @@ class Drill:
                 why = self.locust.last_log_line() or "no output"
                 raise SetupError(f"Locust did not start the campaign: {why}")
             time.sleep(0.05)
-        time.sleep(0.05)  # the file is written in one call; let it land
         run = json.loads(run_file.read_text())
         self.t0 = float(run["t0"])
         self.planned = int(run["planned"])
