@@ -9,7 +9,8 @@ control API (`sinks.control_client`).
 Every child (sinks, Locust master and workers) runs in its own session, so a Ctrl-C on the
 terminal reaches maildrill alone, which then stops them in order: load first, then sinks,
 so the last attempts still find their servers. Children also die with maildrill (Linux
-PR_SET_PDEATHSIG), so nothing is left behind when maildrill itself is killed.
+PR_SET_PDEATHSIG), so nothing is left behind when maildrill itself is killed. The steps,
+the processes and how they talk: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ these classes (`python -m loadtest.analysis.summary_doc`), so they cannot drift 
 
 Three rules keep old files loading and new files exact:
 
-- A key the first summary.json already had (the DESIGN contract: counts, throughput,
-  latency, errors, failovers, SLOs) is required; every key added since has a default,
-  so an older file loads and what it lacks reads as not measured.
+- A key the first summary.json already had (the founding design's contract: counts,
+  throughput, latency, errors, failovers, SLOs) is required; every key added since has a
+  default, so an older file loads and what it lacks reads as not measured.
 - A part is written as it was given: a key left at its default (an older file's missing
   key, an SLO check without a note) stays out of the output rather than appearing as
   null. `summarise` gives every key (a test checks that).
@@ -20,6 +20,9 @@ Three rules keep old files loading and new files exact:
 `SLO_METRICS` names what an SLO rule may measure and where each value is in the model;
 `loadtest.scenario` validates rules against it and `loadtest.analysis.slo` reads the values
 through it. This module imports only pydantic: the scenario can use it without pandas.
+
+Adding a metric (the model, the module that computes its part, one view; the steps):
+docs/architecture.md, "How to add a summary metric".
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Behaviours and faults by name. Add one: a module with one Effect subclass, listed here.
+"""Behaviours and faults by name. Add one: a module with one Effect subclass, listed here
+(the steps: docs/architecture.md, "How to add a fault").
 
 A sink knows EFFECTS; a proxy (`mode: proxy`) knows PROXY_EFFECTS: the faults that make
 sense from outside a server it relays to, some shared with sinks (down, hang, busy, drop,
