@@ -66,13 +66,14 @@ def test_availability_timeline_matches_the_faults_journal_within_one_interval(st
     assert damage == {}
     seen = probes.availability(frame, t0=0.0)
 
-    (down,) = seen["primary"]["down"]
-    assert window.onset - SLACK_S <= down["start_s"] <= window.onset + interval + SLACK_S
-    assert window.cleared <= down["end_s"] <= window.cleared + interval + SLACK_S
-    assert down["outcomes"] == {"refused": down["probes"]}
-    assert 0.5 < seen["primary"]["availability"] < 0.8
-    assert seen["secondary"]["availability"] == 1.0
-    assert seen["secondary"]["down"] == []
+    (down,) = seen["primary"].down
+    assert down.end_s is not None
+    assert window.onset - SLACK_S <= down.start_s <= window.onset + interval + SLACK_S
+    assert window.cleared <= down.end_s <= window.cleared + interval + SLACK_S
+    assert down.outcomes == {"refused": down.probes}
+    assert 0.5 < seen["primary"].availability < 0.8
+    assert seen["secondary"].availability == 1.0
+    assert seen["secondary"].down == []
 
     timing = probes.monitor_timing(window, frame)
     assert 0 <= timing["monitor_detection_s"] <= interval + SLACK_S
@@ -134,13 +135,13 @@ def frame_of(rows: list[tuple[float, str, int, str]]) -> pd.DataFrame:
 def test_down_intervals_run_from_the_first_failure_to_the_next_pass():
     rows = [(t / 10, "p", 0 if 3 <= t < 6 or t >= 9 else 1, "refused") for t in range(11)]
     seen = probes.availability(frame_of(rows), t0=0.0)["p"]
-    assert (seen["probes"], seen["passed"], seen["availability"]) == (11, 6, round(6 / 11, 6))
-    first, last = seen["down"]
-    assert (first["start_s"], first["noticed_s"], first["end_s"]) == (0.3, 0.302, 0.6)
-    assert first["duration_s"] == pytest.approx(0.3)
-    assert (first["probes"], first["outcomes"]) == (3, {"refused": 3})
-    assert (last["start_s"], last["end_s"], last["duration_s"]) == (0.9, None, None)
-    assert seen["down_s"] == pytest.approx(0.3)
+    assert (seen.probes, seen.passed, seen.availability) == (11, 6, round(6 / 11, 6))
+    first, last = seen.down
+    assert (first.start_s, first.noticed_s, first.end_s) == (0.3, 0.302, 0.6)
+    assert first.duration_s == pytest.approx(0.3)
+    assert (first.probes, first.outcomes) == (3, {"refused": 3})
+    assert (last.start_s, last.end_s, last.duration_s) == (0.9, None, None)
+    assert seen.down_s == pytest.approx(0.3)
 
 
 def test_monitor_timing_per_fault():
@@ -170,7 +171,7 @@ def test_loading_skips_torn_lines_and_no_journal_means_no_probes(tmp_path):
     empty, damage = probes.load(tmp_path)
     assert empty.empty
     assert damage == {}
-    assert probes.summarise(empty, t0=0.0, interval_ms=500, timeout_ms=1000) == {
+    assert probes.summarise(empty, t0=0.0, interval_ms=500, timeout_ms=1000).model_dump() == {
         "interval_ms": None, "timeout_ms": None, "servers": {}
     }  # fmt: skip
     (tmp_path / "probes.csv").write_text(
@@ -183,9 +184,9 @@ def test_loading_skips_torn_lines_and_no_journal_means_no_probes(tmp_path):
     frame, damage = probes.load(tmp_path)
     assert (damage["probes.csv"].unreadable, damage["probes.csv"].torn) == (1, True)
     summary = probes.summarise(frame, t0=10.0, interval_ms=500, timeout_ms=1000)
-    assert summary["interval_ms"] == 500
-    assert summary["servers"]["p"]["probes"] == 2
-    assert summary["servers"]["p"]["down"][0]["end_s"] is None
+    assert summary.interval_ms == 500
+    assert summary.servers["p"].probes == 2
+    assert summary.servers["p"].down[0].end_s is None
 
 
 # -- the command ------------------------------------------------------------------------------

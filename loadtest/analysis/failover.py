@@ -6,17 +6,18 @@ attempt accepted by another server; failback = clear to the end of the first att
 started after it and was accepted by the target; recovery = onset to the end of the first
 1 s bin from the onset whose accepted count (all servers) is back at 90% of the rate in the
 10 s before the fault. Times in the output are seconds from t0 (the campaign start).
+`analyse` gives one fault's part of the summary, `summary_model.Failover`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from loadtest.analysis.metrics import percentiles, percentiles_ms
+from loadtest.analysis.summary_model import Failover, FaultPhase
 
 PRE_FAULT_WINDOW_S = 10.0
 RECOVERY_SHARE = 0.9
@@ -31,27 +32,6 @@ class FaultWindow:
     fault_id: str
     onset: float  # epoch
     cleared: float | None  # epoch; None if still active at the end
-
-
-@dataclass
-class Failover:
-    target: str
-    kind: str
-    onset_s: float
-    cleared_s: float | None
-    detection_s: float | None
-    failover_s: float | None
-    failback_s: float | None
-    recovery_s: float | None
-    longest_gap_s: float | None
-    messages_delayed: int
-    messages_failed: int
-    added_latency_ms: dict[str, float | None]
-    phases: dict[str, dict[str, Any]]  # before / during / after: latency and response time
-    onset_source: str  # "sink journal" or "first failed attempt" (target not a sink)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def fault_windows(faults: pd.DataFrame) -> list[FaultWindow]:
@@ -83,6 +63,8 @@ def _first_end(frame: pd.DataFrame, after: float) -> float | None:
 def analyse(
     window: FaultWindow, attempts: pd.DataFrame, per_message: pd.DataFrame, t0: float, end: float
 ) -> Failover:
+    """The fault's timings from the attempts (what the health prober saw is added by
+    `probes.monitor_timing`: until then the monitor_* keys are unset, not measured)."""
     # Only the columns used here: filtering a million rows copies these, not the journal.
     used = ["msg_id", "server", "outcome", "intended", "start", "end", "worker"]
     attempts = attempts[[c for c in used if c in attempts]]
@@ -128,23 +110,22 @@ def analyse(
     )
 
 
-def _phases(accepted: pd.DataFrame, onset: float, until: float) -> dict[str, dict[str, Any]]:
+def _phases(accepted: pd.DataFrame, onset: float, until: float) -> dict[str, FaultPhase]:
     """Latency and response time of attempts that ended before, during and after the fault."""
-
-    out = {}
-    for name, frame in (
-        ("before", accepted[accepted["end"] < onset]),
-        ("during", accepted[(accepted["end"] >= onset) & (accepted["end"] <= until)]),
-        ("after", accepted[accepted["end"] > until]),
-    ):
-        out[name] = {
-            "accepted": len(frame),
-            "latency_ms": percentiles_ms(frame["end"] - frame["start"], frame),
-            "response_time_ms": percentiles_ms(
+    return {
+        name: FaultPhase(
+            accepted=len(frame),
+            latency_ms=percentiles_ms(frame["end"] - frame["start"], frame),
+            response_time_ms=percentiles_ms(
                 (frame["end"] - frame["intended"]).clip(lower=0), frame
             ),
-        }
-    return out
+        )
+        for name, frame in (
+            ("before", accepted[accepted["end"] < onset]),
+            ("during", accepted[(accepted["end"] >= onset) & (accepted["end"] <= until)]),
+            ("after", accepted[accepted["end"] > until]),
+        )
+    }
 
 
 def _since(moment: float | None, origin: float | None) -> float | None:

@@ -16,6 +16,7 @@ Per fault (a window of the faults journal, as in `failover.py`):
 
 None means the monitor never noticed (a throttle, a drop after the dot: EHLO still
 passes). Times in the output are seconds from run start (`t0`), durations in seconds.
+`summarise` gives the summary's `Probes`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from loadtest.analysis import journals
 from loadtest.analysis.failover import FaultWindow
 from loadtest.analysis.journals import Damage
 from loadtest.analysis.metrics import percentiles
+from loadtest.analysis.summary_model import DownWindow, ProbedServer, Probes
 
 COLUMNS = ("time", "server", "ok", "phase", "code", "outcome", "latency_ms", "error")
 
@@ -65,7 +67,7 @@ def down_intervals(server_probes: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def availability(probes: pd.DataFrame, t0: float) -> dict[str, dict[str, Any]]:
+def availability(probes: pd.DataFrame, t0: float) -> dict[str, ProbedServer]:
     """Per server: probes, passed, availability (share passed), latency, down intervals."""
     out = {}
     for server, frame in probes.groupby("server", sort=True):
@@ -74,25 +76,25 @@ def availability(probes: pd.DataFrame, t0: float) -> dict[str, dict[str, Any]]:
         for d in down_intervals(frame):
             end = d["end"]
             down.append(
-                {
-                    "start_s": _rel(d["start"], t0),
-                    "noticed_s": _rel(d["noticed"], t0),
-                    "end_s": None if end is None else _rel(end, t0),
-                    "duration_s": None if end is None else round(end - d["start"], 6),
-                    "probes": sum(d["outcomes"].values()),
-                    "outcomes": d["outcomes"],
-                }
+                DownWindow(
+                    start_s=_rel(d["start"], t0),
+                    noticed_s=_rel(d["noticed"], t0),
+                    end_s=None if end is None else _rel(end, t0),
+                    duration_s=None if end is None else round(end - d["start"], 6),
+                    probes=sum(d["outcomes"].values()),
+                    outcomes=d["outcomes"],
+                )
             )
-        out[str(server)] = {
-            "probes": len(frame),
-            "passed": len(ok),
-            "availability": round(len(ok) / len(frame), 6),
-            "first_s": _rel(frame["time"].min(), t0),
-            "last_s": _rel(frame["time"].max(), t0),
-            "latency_ms": percentiles(ok["latency_ms"]),
-            "down_s": round(float(sum(d["duration_s"] or 0.0 for d in down)), 6),
-            "down": down,
-        }
+        out[str(server)] = ProbedServer(
+            probes=len(frame),
+            passed=len(ok),
+            availability=round(len(ok) / len(frame), 6),
+            first_s=_rel(frame["time"].min(), t0),
+            last_s=_rel(frame["time"].max(), t0),
+            latency_ms=percentiles(ok["latency_ms"]),
+            down_s=round(float(sum(d.duration_s or 0.0 for d in down)), 6),
+            down=down,
+        )
     return out
 
 
@@ -115,15 +117,15 @@ def monitor_timing(window: FaultWindow, probes: pd.DataFrame) -> dict[str, float
 def summarise(
     probes: pd.DataFrame,
     t0: float,
-    interval_ms: float | None = None,
-    timeout_ms: float | None = None,
-) -> dict[str, Any]:
+    interval_ms: int | None = None,
+    timeout_ms: int | None = None,
+) -> Probes:
     """summary.json's `probes`: settings and per-server availability (empty: no prober)."""
-    return {
-        "interval_ms": interval_ms if len(probes) else None,
-        "timeout_ms": timeout_ms if len(probes) else None,
-        "servers": availability(probes, t0),
-    }
+    return Probes(
+        interval_ms=interval_ms if len(probes) else None,
+        timeout_ms=timeout_ms if len(probes) else None,
+        servers=availability(probes, t0),
+    )
 
 
 def _rel(epoch: float, t0: float) -> float:
