@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from loadtest import prober
-from loadtest.analysis import failover, probes
-from loadtest.analysis.failover import FaultWindow
+from loadtest.analysis import fault_windows, probes
+from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.journals import load_kind
 from maildrill.records import ProbeRecord
 from tests.helpers import read_csv
@@ -40,7 +40,7 @@ def probe_during(sinks, names: list[str], interval_s: float, timeout_s: float, s
 
 def one_fault(sinks, target: str, kind: str, duration: float) -> FaultWindow:
     (window,) = [
-        w for w in failover.fault_windows(load_kind(sinks.journal_dir, "faults"))
+        w for w in fault_windows.fault_windows(load_kind(sinks.journal_dir, "faults"))
         if w.target == target
     ]  # fmt: skip
     assert (window.kind, window.cleared is not None) == (kind, True)
@@ -75,9 +75,12 @@ def test_availability_timeline_matches_the_faults_journal_within_one_interval(st
     assert seen["secondary"].availability == 1.0
     assert seen["secondary"].down == []
 
-    timing = probes.monitor_timing(window, frame)
-    assert 0 <= timing["monitor_detection_s"] <= interval + SLACK_S
-    assert 0 <= timing["monitor_recovery_s"] <= interval + SLACK_S
+    detection = probes.monitor_detection_s(window, frame)
+    recovery = probes.monitor_recovery_s(window, frame)
+    assert detection is not None
+    assert 0 <= detection <= interval + SLACK_S
+    assert recovery is not None
+    assert 0 <= recovery <= interval + SLACK_S
     # probes of one server never overlap, and keep to the tick grid
     starts = frame[frame["server"] == "secondary"]["time"].diff().dropna()
     assert starts.min() > interval * 0.8
@@ -101,9 +104,10 @@ def test_a_hang_is_seen_as_greeting_timeouts_one_timeout_late(start_sinks):
     failed = [r for r in read_csv(journal) if r["ok"] == "0"]
     assert failed
     assert {(r["phase"], r["outcome"]) for r in failed} == {("greeting", "timeout")}
-    timing = probes.monitor_timing(window, frame)
-    assert timeout - SLACK_S <= timing["monitor_detection_s"] <= timeout + interval + SLACK_S
-    assert timing["monitor_recovery_s"] is not None
+    detection = probes.monitor_detection_s(window, frame)
+    assert detection is not None
+    assert timeout - SLACK_S <= detection <= timeout + interval + SLACK_S
+    assert probes.monitor_recovery_s(window, frame) is not None
 
 
 def test_the_journal_has_a_row_per_probe_with_the_documented_columns(start_sinks):
@@ -149,22 +153,18 @@ def test_monitor_timing_per_fault():
     rows += [(t / 10, "s", 1, "ok") for t in range(10)]
     frame = frame_of(rows)
     down = FaultWindow("p", "down", "down-1", onset=0.25, cleared=0.55)
-    assert probes.monitor_timing(down, frame) == {
-        "monitor_detection_s": pytest.approx(0.052),
-        "monitor_recovery_s": pytest.approx(0.052),
-    }
+    assert probes.monitor_detection_s(down, frame) == pytest.approx(0.052)
+    assert probes.monitor_recovery_s(down, frame) == pytest.approx(0.052)
     # a throttle on s: every probe passed, the monitor never noticed
     throttle = FaultWindow("s", "throttle", "throttle-1", onset=0.2, cleared=0.6)
-    assert probes.monitor_timing(throttle, frame) == {
-        "monitor_detection_s": None,
-        "monitor_recovery_s": None,
-    }
+    assert probes.monitor_detection_s(throttle, frame) is None
+    assert probes.monitor_recovery_s(throttle, frame) is None
     # still active at the end: detected, never recovered
     endless = FaultWindow("p", "down", "down-2", onset=0.25, cleared=None)
-    assert probes.monitor_timing(endless, frame)["monitor_recovery_s"] is None
+    assert probes.monitor_recovery_s(endless, frame) is None
     # a failure after the fault cleared is not its detection
     late = FaultWindow("p", "down", "down-3", onset=0.1, cleared=0.2)
-    assert probes.monitor_timing(late, frame)["monitor_detection_s"] is None
+    assert probes.monitor_detection_s(late, frame) is None
 
 
 def test_loading_skips_torn_lines_and_no_journal_means_no_probes(tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from loadtest.analysis.failover import FaultWindow
+from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.metrics import percentiles_ms
 from loadtest.analysis.reconcile import duplicated
 from loadtest.analysis.summary_model import MtaDelivery, MtaPath

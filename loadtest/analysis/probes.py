@@ -7,7 +7,7 @@ Per server: the share of probes that passed, and the down intervals: each run of
 probes, from the start of its first probe (`start_s`; `noticed_s` is that probe's end) to
 the start of the next probe that passed (`end_s`; none when the run ended down).
 
-Per fault (a window of the faults journal, as in `failover.py`):
+Per fault (a window of `fault_windows`; `failover.analyse` puts them in its part):
 
 - monitor_detection_s: onset to the end of the first failed probe of the target that
   ended after the onset and started before the fault cleared;
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from loadtest.analysis import journals
-from loadtest.analysis.failover import FaultWindow
+from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.journals import Damage
 from loadtest.analysis.metrics import percentiles
 from loadtest.analysis.summary_model import DownWindow, ProbedServer, Probes
@@ -98,20 +98,26 @@ def availability(probes: pd.DataFrame, t0: float) -> dict[str, ProbedServer]:
     return out
 
 
-def monitor_timing(window: FaultWindow, probes: pd.DataFrame) -> dict[str, float | None]:
-    """monitor_detection_s and monitor_recovery_s of one fault (see the module docstring)."""
+def monitor_detection_s(window: FaultWindow, probes: pd.DataFrame) -> float | None:
+    """Onset to the end of the first failed probe of the fault (see the module docstring)."""
+    failed = _failed_during(window, probes)
+    return None if failed.empty else round(float(failed["end"].min()) - window.onset, 6)
+
+
+def monitor_recovery_s(window: FaultWindow, probes: pd.DataFrame) -> float | None:
+    """Clear to the end of the first passing probe after it, when the monitor saw the fault."""
+    if window.cleared is None or _failed_during(window, probes).empty:
+        return None
+    mine = probes[probes["server"] == window.target]
+    passed = mine[mine["ok"] & (mine["time"] >= window.cleared)]
+    return round(float(passed["end"].min()) - window.cleared, 6) if len(passed) else None
+
+
+def _failed_during(window: FaultWindow, probes: pd.DataFrame) -> pd.DataFrame:
+    """Failed probes of the target that ended after the onset and started before the clear."""
     mine = probes[probes["server"] == window.target]
     cleared = window.cleared if window.cleared is not None else np.inf
-    failed = mine[~mine["ok"] & (mine["end"] >= window.onset) & (mine["time"] < cleared)]
-    if failed.empty:
-        return {"monitor_detection_s": None, "monitor_recovery_s": None}
-    detection = round(float(failed["end"].min()) - window.onset, 6)
-    recovery = None
-    if window.cleared is not None:
-        passed = mine[mine["ok"] & (mine["time"] >= window.cleared)]
-        if len(passed):
-            recovery = round(float(passed["end"].min()) - window.cleared, 6)
-    return {"monitor_detection_s": detection, "monitor_recovery_s": recovery}
+    return mine[~mine["ok"] & (mine["end"] >= window.onset) & (mine["time"] < cleared)]
 
 
 def summarise(

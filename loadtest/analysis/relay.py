@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from loadtest.analysis.failover import FaultWindow
+from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.metrics import percentiles_ms
 from loadtest.analysis.summary_model import BackupMx
 

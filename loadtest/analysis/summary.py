@@ -19,6 +19,7 @@ from loadtest.analysis import (
     capacity,
     delivery,
     failover,
+    fault_windows,
     metrics,
     probes,
     proxies,
@@ -69,18 +70,12 @@ def summarise(run: RunDir) -> Summary:
     counts = reconcile.count(per, planned, run_id, stuck, unobserved, released, bounced)
     t0 = journals.t0
     end = float(attempts["end"].max()) if len(attempts) else t0
-    windows = failover.fault_windows(journals.faults)
+    windows = fault_windows.fault_windows(journals.faults)
     if scenario is not None:
         # Servers maildrill does not own keep no faults journal: infer their trouble.
         foreign = {s.name for s in scenario.servers if not s.local and s.postfix is None}
-        windows += failover.infer_windows(attempts, foreign)
-    # What the health prober saw (loadtest.prober): how long a monitor takes to notice.
-    failovers = [
-        failover.analyse(w, attempts, per, t0, end).model_copy(
-            update=probes.monitor_timing(w, run.probes)
-        )
-        for w in windows
-    ]
+        windows += fault_windows.infer_windows(attempts, foreign)
+    failovers = [failover.analyse(w, attempts, per, run.probes, t0, end) for w in windows]
     mtas = {s.name for s in scenario.servers if s.postfix is not None} if scenario else set()
     rules = scenario.slo if scenario else []
     schedule = scenario.campaign.build_schedule() if scenario else None
