@@ -43,9 +43,9 @@ def test_without_a_latency_slo_the_knee_is_the_highest_rate_kept_up_with(step_ru
     assert run.scenario is not None
     schedule = run.scenario.campaign.build_schedule()
     cap = capacity.capacity(run.journals.attempts, schedule, run.journals.t0, ["lost == 0"])
-    assert cap["knee_msgs_per_s"] == 50.0
-    assert cap["max_stable_msgs_per_s"] == 47.0
-    assert cap["p95_limit_ms"] is None
+    assert cap.knee_msgs_per_s == 50.0
+    assert cap.max_stable_msgs_per_s == 47.0
+    assert cap.p95_limit_ms is None
 
 
 def test_a_backlog_from_a_stall_is_not_stable_even_when_it_is_delivered():
@@ -62,13 +62,13 @@ def test_a_backlog_from_a_stall_is_not_stable_even_when_it_is_delivered():
     attempts = pd.DataFrame(rows)
     schedule = Schedule([Stage(5, 10), Stage(5, 10)])
     cap = capacity.capacity(attempts, schedule, 0.0, [])
-    first, second = cap["steps"]
-    assert first["stable"]
+    first, second = cap.steps
+    assert first.stable
     # Ending at 7.01 s, the 11 messages intended 5.0-6.0 s are over 1 s late.
-    assert second["accepted_ratio"] == pytest.approx(39 / 50)
-    assert second["delivered_msgs_per_s"] == pytest.approx(10.0)
-    assert not second["stable"]
-    assert cap["knee_msgs_per_s"] == 10.0
+    assert second.accepted_ratio == pytest.approx(39 / 50)
+    assert second.delivered_msgs_per_s == pytest.approx(10.0)
+    assert not second.stable
+    assert cap.knee_msgs_per_s == 10.0
 
 
 def test_a_schedule_with_one_constant_stage_has_null_capacity(tmp_path):

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from loadtest import prober
-from loadtest.analysis import failover, probes
-from loadtest.analysis.failover import FaultWindow
+from loadtest.analysis import fault_windows, probes
+from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.journals import load_kind
 from maildrill.records import ProbeRecord
 from tests.helpers import read_csv
@@ -40,7 +40,7 @@ def probe_during(sinks, names: list[str], interval_s: float, timeout_s: float, s
 
 def one_fault(sinks, target: str, kind: str, duration: float) -> FaultWindow:
     (window,) = [
-        w for w in failover.fault_windows(load_kind(sinks.journal_dir, "faults"))
+        w for w in fault_windows.fault_windows(load_kind(sinks.journal_dir, "faults"))
         if w.target == target
     ]  # fmt: skip
     assert (window.kind, window.cleared is not None) == (kind, True)
@@ -66,17 +66,21 @@ def test_availability_timeline_matches_the_faults_journal_within_one_interval(st
     assert damage == {}
     seen = probes.availability(frame, t0=0.0)
 
-    (down,) = seen["primary"]["down"]
-    assert window.onset - SLACK_S <= down["start_s"] <= window.onset + interval + SLACK_S
-    assert window.cleared <= down["end_s"] <= window.cleared + interval + SLACK_S
-    assert down["outcomes"] == {"refused": down["probes"]}
-    assert 0.5 < seen["primary"]["availability"] < 0.8
-    assert seen["secondary"]["availability"] == 1.0
-    assert seen["secondary"]["down"] == []
+    (down,) = seen["primary"].down
+    assert down.end_s is not None
+    assert window.onset - SLACK_S <= down.start_s <= window.onset + interval + SLACK_S
+    assert window.cleared <= down.end_s <= window.cleared + interval + SLACK_S
+    assert down.outcomes == {"refused": down.probes}
+    assert 0.5 < seen["primary"].availability < 0.8
+    assert seen["secondary"].availability == 1.0
+    assert seen["secondary"].down == []
 
-    timing = probes.monitor_timing(window, frame)
-    assert 0 <= timing["monitor_detection_s"] <= interval + SLACK_S
-    assert 0 <= timing["monitor_recovery_s"] <= interval + SLACK_S
+    detection = probes.monitor_detection_s(window, frame)
+    recovery = probes.monitor_recovery_s(window, frame)
+    assert detection is not None
+    assert 0 <= detection <= interval + SLACK_S
+    assert recovery is not None
+    assert 0 <= recovery <= interval + SLACK_S
     # probes of one server never overlap, and keep to the tick grid
     starts = frame[frame["server"] == "secondary"]["time"].diff().dropna()
     assert starts.min() > interval * 0.8
@@ -100,9 +104,10 @@ def test_a_hang_is_seen_as_greeting_timeouts_one_timeout_late(start_sinks):
     failed = [r for r in read_csv(journal) if r["ok"] == "0"]
     assert failed
     assert {(r["phase"], r["outcome"]) for r in failed} == {("greeting", "timeout")}
-    timing = probes.monitor_timing(window, frame)
-    assert timeout - SLACK_S <= timing["monitor_detection_s"] <= timeout + interval + SLACK_S
-    assert timing["monitor_recovery_s"] is not None
+    detection = probes.monitor_detection_s(window, frame)
+    assert detection is not None
+    assert timeout - SLACK_S <= detection <= timeout + interval + SLACK_S
+    assert probes.monitor_recovery_s(window, frame) is not None
 
 
 def test_the_journal_has_a_row_per_probe_with_the_documented_columns(start_sinks):
@@ -134,13 +139,13 @@ def frame_of(rows: list[tuple[float, str, int, str]]) -> pd.DataFrame:
 def test_down_intervals_run_from_the_first_failure_to_the_next_pass():
     rows = [(t / 10, "p", 0 if 3 <= t < 6 or t >= 9 else 1, "refused") for t in range(11)]
     seen = probes.availability(frame_of(rows), t0=0.0)["p"]
-    assert (seen["probes"], seen["passed"], seen["availability"]) == (11, 6, round(6 / 11, 6))
-    first, last = seen["down"]
-    assert (first["start_s"], first["noticed_s"], first["end_s"]) == (0.3, 0.302, 0.6)
-    assert first["duration_s"] == pytest.approx(0.3)
-    assert (first["probes"], first["outcomes"]) == (3, {"refused": 3})
-    assert (last["start_s"], last["end_s"], last["duration_s"]) == (0.9, None, None)
-    assert seen["down_s"] == pytest.approx(0.3)
+    assert (seen.probes, seen.passed, seen.availability) == (11, 6, round(6 / 11, 6))
+    first, last = seen.down
+    assert (first.start_s, first.noticed_s, first.end_s) == (0.3, 0.302, 0.6)
+    assert first.duration_s == pytest.approx(0.3)
+    assert (first.probes, first.outcomes) == (3, {"refused": 3})
+    assert (last.start_s, last.end_s, last.duration_s) == (0.9, None, None)
+    assert seen.down_s == pytest.approx(0.3)
 
 
 def test_monitor_timing_per_fault():
@@ -148,29 +153,25 @@ def test_monitor_timing_per_fault():
     rows += [(t / 10, "s", 1, "ok") for t in range(10)]
     frame = frame_of(rows)
     down = FaultWindow("p", "down", "down-1", onset=0.25, cleared=0.55)
-    assert probes.monitor_timing(down, frame) == {
-        "monitor_detection_s": pytest.approx(0.052),
-        "monitor_recovery_s": pytest.approx(0.052),
-    }
+    assert probes.monitor_detection_s(down, frame) == pytest.approx(0.052)
+    assert probes.monitor_recovery_s(down, frame) == pytest.approx(0.052)
     # a throttle on s: every probe passed, the monitor never noticed
     throttle = FaultWindow("s", "throttle", "throttle-1", onset=0.2, cleared=0.6)
-    assert probes.monitor_timing(throttle, frame) == {
-        "monitor_detection_s": None,
-        "monitor_recovery_s": None,
-    }
+    assert probes.monitor_detection_s(throttle, frame) is None
+    assert probes.monitor_recovery_s(throttle, frame) is None
     # still active at the end: detected, never recovered
     endless = FaultWindow("p", "down", "down-2", onset=0.25, cleared=None)
-    assert probes.monitor_timing(endless, frame)["monitor_recovery_s"] is None
+    assert probes.monitor_recovery_s(endless, frame) is None
     # a failure after the fault cleared is not its detection
     late = FaultWindow("p", "down", "down-3", onset=0.1, cleared=0.2)
-    assert probes.monitor_timing(late, frame)["monitor_detection_s"] is None
+    assert probes.monitor_detection_s(late, frame) is None
 
 
 def test_loading_skips_torn_lines_and_no_journal_means_no_probes(tmp_path):
     empty, damage = probes.load(tmp_path)
     assert empty.empty
     assert damage == {}
-    assert probes.summarise(empty, t0=0.0, interval_ms=500, timeout_ms=1000) == {
+    assert probes.summarise(empty, t0=0.0, interval_ms=500, timeout_ms=1000).model_dump() == {
         "interval_ms": None, "timeout_ms": None, "servers": {}
     }  # fmt: skip
     (tmp_path / "probes.csv").write_text(
@@ -183,9 +184,9 @@ def test_loading_skips_torn_lines_and_no_journal_means_no_probes(tmp_path):
     frame, damage = probes.load(tmp_path)
     assert (damage["probes.csv"].unreadable, damage["probes.csv"].torn) == (1, True)
     summary = probes.summarise(frame, t0=10.0, interval_ms=500, timeout_ms=1000)
-    assert summary["interval_ms"] == 500
-    assert summary["servers"]["p"]["probes"] == 2
-    assert summary["servers"]["p"]["down"][0]["end_s"] is None
+    assert summary.interval_ms == 500
+    assert summary.servers["p"].probes == 2
+    assert summary.servers["p"].down[0].end_s is None
 
 
 # -- the command ------------------------------------------------------------------------------

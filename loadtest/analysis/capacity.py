@@ -20,18 +20,19 @@ The knee is the highest offered rate of a stable step. The maximum stable throug
 the highest delivered rate sustained over a whole step with p95 within the SLO, whether or
 not it kept up with the offered rate: beyond the knee, that is the plateau the servers
 deliver while the backlog grows. (docs/metrics.md, Capacity, says the same for readers.)
+The steps and the whole are the summary's parts `CapacityStep` and `Capacity`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from loadtest.analysis import histograms
+from loadtest.analysis.summary_model import Capacity, CapacityStep
 from loadtest.outcomes import Outcome
 from loadtest.scenario import parse_slo
 from loadtest.schedule import Schedule
@@ -47,27 +48,6 @@ class Window:
     start_s: float  # from t0
     duration_s: float
     rate: float  # offered msgs/s
-
-
-@dataclass(frozen=True)
-class Step:
-    stage: int
-    start_s: float
-    duration_s: float
-    offered_msgs_per_s: float
-    offered_measured_msgs_per_s: float
-    accepted_msgs_per_s: float  # offered in the window, accepted on time
-    accepted_ratio: float
-    delivered_msgs_per_s: float  # accepted attempts ended in the window
-    p95_latency_ms: float | None
-    p99_latency_ms: float | None
-    p95_lateness_ms: float | None
-    failed_attempts: int  # attempts not accepted, ended in the window
-    within_slo: bool
-    stable: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def constant_windows(schedule: Schedule) -> list[Window]:
@@ -97,7 +77,7 @@ def on_time_s(p95_limit_ms: float | None) -> float:
 
 def steps(
     attempts: pd.DataFrame, windows: Sequence[Window], t0: float, p95_limit_ms: float | None
-) -> list[Step]:
+) -> list[CapacityStep]:
     start = attempts["start"].to_numpy(dtype="float64") - t0
     end = attempts["end"].to_numpy(dtype="float64") - t0
     intended = attempts["intended"].to_numpy(dtype="float64") - t0
@@ -124,7 +104,7 @@ def steps(
         p95 = _pct(latency_s, 95)
         within = p95_limit_ms is None or (p95 is not None and p95 <= p95_limit_ms)
         out.append(
-            Step(
+            CapacityStep(
                 stage=w.stage,
                 start_s=round(w.start_s, 6),
                 duration_s=round(w.duration_s, 6),
@@ -146,7 +126,7 @@ def steps(
 
 def capacity(
     attempts: pd.DataFrame, schedule: Schedule | None, t0: float, slo_rules: Sequence[str]
-) -> dict[str, Any]:
+) -> Capacity:
     """summary.json's `capacity`: knee, max stable throughput and the steps.
 
     Only a schedule with more than one constant-rate stage is a step load; otherwise the
@@ -154,20 +134,15 @@ def capacity(
     """
     windows = constant_windows(schedule) if schedule is not None else []
     limit = p95_limit(slo_rules)
-    result: dict[str, Any] = {
-        "knee_msgs_per_s": None,
-        "max_stable_msgs_per_s": None,
-        "p95_limit_ms": limit,
-        "stable_share": STABLE_SHARE,
-        "on_time_s": on_time_s(limit),
-        "steps": [],
-    }
-    if len(windows) < 2 or attempts.empty:
-        return result
-    found = steps(attempts, windows, t0, limit)
+    step_load = len(windows) >= 2 and not attempts.empty
+    found = steps(attempts, windows, t0, limit) if step_load else []
     stable = [s.offered_msgs_per_s for s in found if s.stable]
-    result["knee_msgs_per_s"] = max(stable) if stable else None
     sustained = [s.delivered_msgs_per_s for s in found if s.within_slo]
-    result["max_stable_msgs_per_s"] = max(sustained) if sustained else None
-    result["steps"] = [s.as_dict() for s in found]
-    return result
+    return Capacity(
+        knee_msgs_per_s=max(stable) if stable else None,
+        max_stable_msgs_per_s=max(sustained) if sustained else None,
+        p95_limit_ms=limit,
+        stable_share=STABLE_SHARE,
+        on_time_s=on_time_s(limit),
+        steps=found,
+    )

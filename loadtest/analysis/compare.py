@@ -1,19 +1,26 @@
 """Two runs side by side: what changed from run A to run B, and whether it got better.
 
 Pure functions from two `Summary` models to rows; `render` lays the rows out as Markdown.
-Every metric has a sense (higher or lower is better); a change within `SAME_WITHIN` of
-the old value, or with no value on one side, has no direction.
+Which numbers are shown, and which way is better, is the model's: every field annotated
+with a `summary_model.Compare` sense, walked in the model's order, so a metric added to the
+model with a sense is compared without a change here. A change within `SAME_WITHIN` of the
+old value, or with no value on one side, has no direction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
 from loadtest.analysis.render_md import cell
-from loadtest.analysis.summary_model import Failover, Percentiles, Summary
+from loadtest.analysis.summary_model import Compare, Failover, Summary
 from loadtest.analysis.view import num
 
 HIGHER, LOWER, NEUTRAL = "higher", "lower", "neutral"
@@ -60,74 +67,99 @@ def _value(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-MESSAGE_SENSES = {
-    "planned": NEUTRAL, "attempted": NEUTRAL, "accepted": HIGHER, "failed": LOWER,
-    "received_unique": HIGHER, "lost": LOWER, "duplicates": LOWER, "phantom": LOWER,
-    "stranded": LOWER, "not_sent": LOWER, "in_flight": LOWER, "unverified": LOWER,
-}  # fmt: skip
-PERCENTILE_KEYS = ("p50", "p90", "p95", "p99", "max")
-FAILOVER_TIMES = ("detection_s", "failover_s", "failback_s", "recovery_s", "longest_gap_s")
-FAILOVER_COUNTS = ("messages_delayed", "messages_failed")
-
-
-def _pair(a: object, b: object, key: str) -> tuple[float | None, float | None]:
-    return _value(getattr(a, key, None)), _value(getattr(b, key, None))
-
-
 def rows(a: Summary, b: Summary) -> list[Row]:
-    out: list[Row] = []
-    for key, sense in MESSAGE_SENSES.items():
-        out.append(Row("messages", key, *_pair(a.messages, b.messages, key), sense))
-    # A higher peak can be a backlog flushed after a stall: a change, not an improvement.
-    for key, sense in (("mean_msgs_per_s", HIGHER), ("peak_msgs_per_s", NEUTRAL)):
-        out.append(Row("throughput", key, *_pair(a.throughput, b.throughput, key), sense))
-    servers_a, servers_b = a.throughput.per_server, b.throughput.per_server
-    for name in _names(servers_a, servers_b):
-        out.append(Row("throughput", f"{name} mean_msgs_per_s",
-                       *_pair(servers_a.get(name), servers_b.get(name), "mean_msgs_per_s"),
-                       NEUTRAL))  # fmt: skip
-    sections: tuple[tuple[str, Percentiles, Percentiles], ...] = (
-        ("latency", a.latency_ms, b.latency_ms),
-        ("response time", a.response_time_ms, b.response_time_ms),
-        ("lateness", a.lateness_ms, b.lateness_ms),
-    )
-    for label, pa, pb in sections:
-        for key in PERCENTILE_KEYS:
-            out.append(Row(f"{label} (ms)", key, *_pair(pa, pb, key), LOWER))
-        if label != "latency":
-            continue
-        latency_a, latency_b = a.latency_ms.per_server, b.latency_ms.per_server
-        for name in _names(latency_a, latency_b):
-            for key in ("p50", "p95", "p99"):
-                out.append(Row("latency (ms)", f"{name} {key}",
-                               *_pair(latency_a.get(name), latency_b.get(name), key),
-                               LOWER))  # fmt: skip
-    out += _failover_rows(a.failovers, b.failovers)
-    for key in ("knee_msgs_per_s", "max_stable_msgs_per_s"):
-        pair = _pair(a.capacity, b.capacity, key)
-        if pair != (None, None):
-            out.append(Row("capacity", key, *pair, HIGHER))
-    out.append(Row("slo", "passed (1 yes, 0 no)", *_pair(a.slo, b.slo, "passed"), HIGHER))
-    return out
+    """Every compared number of the two summaries, in the model's order. A part of the
+    summary is a group of rows ("latency_ms": "latency (ms)"); a map's keys prefix its rows
+    ("secondary p95"); the faults are matched by target and kind in order of onset."""
+    return list(_rows(type(a), a, b, group=None, prefix="", sense=None))
+
+
+def _rows(
+    model: type[BaseModel],
+    a: BaseModel | None,
+    b: BaseModel | None,
+    group: str | None,
+    prefix: str,
+    sense: Compare | None,
+) -> Iterator[Row]:
+    """The rows of one part; `group` None: the summary itself, whose parts are groups."""
+    for name, field in model.model_fields.items():
+        mark = _mark(field) or sense
+        va, vb = getattr(a, name, None), getattr(b, name, None)
+        kind = _without_none(field.annotation)
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+        inner_group = _group(name) if group is None else group
+        inner_prefix = prefix if group is None else f"{prefix}{name} "
+        if _is_number(kind):
+            if mark is None or (mark.only is not None and name not in mark.only):
+                continue
+            pair = _value(va), _value(vb)
+            if not (mark.if_measured and pair == (None, None)):
+                label = prefix + (mark.label or name)
+                yield Row(group or "run", label, *pair, mark.better)
+        elif _is_part(kind):
+            yield from _rows(kind, va, vb, inner_group, inner_prefix, mark)
+        elif origin is dict and _is_part(args[1]):
+            ma, mb = va or {}, vb or {}
+            for key in _names(ma, mb):
+                yield from _rows(
+                    args[1], ma.get(key), mb.get(key), inner_group, f"{prefix}{key} ", mark
+                )
+        elif origin is list and _is_part(args[0]):
+            for label, ia, ib in _match(args[0], va or [], vb or [], inner_group, name):
+                yield from _rows(args[0], ia, ib, label, prefix, mark)
+
+
+def _mark(field: FieldInfo) -> Compare | None:
+    return next((m for m in field.metadata if isinstance(m, Compare)), None)
+
+
+def _without_none(annotation: Any) -> Any:
+    """X from `X | None`; a union of numbers as it is."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007
+    return annotation
+
+
+def _is_number(annotation: Any) -> bool:
+    """int, float, bool, or a union of them (`Number`)."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    kinds = typing.get_args(annotation) if union else (annotation,)
+    return all(k in (int, float, bool) for k in kinds)
+
+
+def _is_part(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _group(name: str) -> str:
+    """A part's group label: "response_time_ms" is "response time (ms)"."""
+    unit = " (ms)" if name.endswith("_ms") else ""
+    return name.removesuffix("_ms").replace("_", " ") + unit
 
 
 def _names(a: Mapping[str, object], b: Mapping[str, object]) -> list[str]:
     return list(a) + [name for name in b if name not in a]
 
 
-def _failover_rows(a: list[Failover], b: list[Failover]) -> list[Row]:
-    """Faults matched by (target, kind) in order of onset."""
-    out = []
-    for label, fa, fb in _match(a, b):
-        for key in FAILOVER_TIMES + FAILOVER_COUNTS:
-            out.append(Row(label, key, *_pair(fa, fb, key), LOWER))
-    return out
-
-
 def _match(
-    a: list[Failover], b: list[Failover]
+    model: type[BaseModel], a: Sequence[Any], b: Sequence[Any], group: str, name: str
+) -> list[tuple[str, Any, Any]]:
+    """The items of two lists side by side, each pair with its group label: faults by
+    (target, kind) in order of onset, anything else by position."""
+    if issubclass(model, Failover):
+        return _match_faults(a, b)
+    return [
+        (f"{group} {name} #{i + 1}", a[i] if i < len(a) else None, b[i] if i < len(b) else None)
+        for i in range(max(len(a), len(b)))
+    ]
+
+
+def _match_faults(
+    a: Sequence[Failover], b: Sequence[Failover]
 ) -> list[tuple[str, Failover | None, Failover | None]]:
-    def keyed(faults: list[Failover]) -> dict[tuple[str, str, int], Failover]:
+    def keyed(faults: Sequence[Failover]) -> dict[tuple[str, str, int], Failover]:
         seen: dict[tuple[str, str], int] = {}
         out = {}
         for f in sorted(faults, key=lambda f: f.onset_s):

@@ -1,4 +1,5 @@
-"""Failover timing per fault, from the faults journal and the attempts journal.
+"""Failover timing per fault (a window of `fault_windows`), from the attempts journal, and
+how long the health prober took to notice it (`probes`).
 
 Definitions (docs/metrics.md, Failovers): detection = onset (the sink's own clock) to the
 end of the first failed attempt at the target; failover = onset to the end of the first
@@ -6,73 +7,21 @@ attempt accepted by another server; failback = clear to the end of the first att
 started after it and was accepted by the target; recovery = onset to the end of the first
 1 s bin from the onset whose accepted count (all servers) is back at 90% of the rate in the
 10 s before the fault. Times in the output are seconds from t0 (the campaign start).
+`analyse` gives one fault's whole part of the summary, `summary_model.Failover`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
+from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.metrics import percentiles, percentiles_ms
+from loadtest.analysis.probes import monitor_detection_s, monitor_recovery_s
+from loadtest.analysis.summary_model import Failover, FaultPhase
 
 PRE_FAULT_WINDOW_S = 10.0
 RECOVERY_SHARE = 0.9
-# Sub-phases (flap's down phases) belong to their parent fault, not faults of their own.
-SUBPHASE_SEPARATOR = "."
-
-
-@dataclass
-class FaultWindow:
-    target: str
-    kind: str
-    fault_id: str
-    onset: float  # epoch
-    cleared: float | None  # epoch; None if still active at the end
-
-
-@dataclass
-class Failover:
-    target: str
-    kind: str
-    onset_s: float
-    cleared_s: float | None
-    detection_s: float | None
-    failover_s: float | None
-    failback_s: float | None
-    recovery_s: float | None
-    longest_gap_s: float | None
-    messages_delayed: int
-    messages_failed: int
-    added_latency_ms: dict[str, float | None]
-    phases: dict[str, dict[str, Any]]  # before / during / after: latency and response time
-    onset_source: str  # "sink journal" or "first failed attempt" (target not a sink)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def fault_windows(faults: pd.DataFrame) -> list[FaultWindow]:
-    """Start/stop pairs of faults (not steady behaviours, not flap sub-phases)."""
-    if faults.empty:
-        return []
-    rows = faults[
-        (faults.get("origin", "schedule") != "behaviour")
-        & ~faults["kind"].astype(str).str.contains(SUBPHASE_SEPARATOR, regex=False)
-    ].sort_values("time")
-    windows: list[FaultWindow] = []
-    open_by_id: dict[tuple[str, str], FaultWindow] = {}
-    for row in rows.itertuples(index=False):
-        key = (str(row.sink), str(getattr(row, "fault_id", "") or row.kind))
-        if row.state == "start":
-            window = FaultWindow(str(row.sink), str(row.kind), key[1], float(row.time), None)
-            open_by_id[key] = window
-            windows.append(window)
-        elif row.state == "stop" and key in open_by_id:
-            open_by_id.pop(key).cleared = float(row.time)
-    return windows
 
 
 def _first_end(frame: pd.DataFrame, after: float) -> float | None:
@@ -81,7 +30,12 @@ def _first_end(frame: pd.DataFrame, after: float) -> float | None:
 
 
 def analyse(
-    window: FaultWindow, attempts: pd.DataFrame, per_message: pd.DataFrame, t0: float, end: float
+    window: FaultWindow,
+    attempts: pd.DataFrame,
+    per_message: pd.DataFrame,
+    probes: pd.DataFrame,
+    t0: float,
+    end: float,
 ) -> Failover:
     # Only the columns used here: filtering a million rows copies these, not the journal.
     used = ["msg_id", "server", "outcome", "intended", "start", "end", "worker"]
@@ -125,26 +79,27 @@ def analyse(
         added_latency_ms=percentiles(added.clip(lower=0)),
         phases=_phases(accepted, window.onset, until),
         onset_source="first failed attempt" if window.kind == "inferred" else "sink journal",
+        monitor_detection_s=monitor_detection_s(window, probes),
+        monitor_recovery_s=monitor_recovery_s(window, probes),
     )
 
 
-def _phases(accepted: pd.DataFrame, onset: float, until: float) -> dict[str, dict[str, Any]]:
+def _phases(accepted: pd.DataFrame, onset: float, until: float) -> dict[str, FaultPhase]:
     """Latency and response time of attempts that ended before, during and after the fault."""
-
-    out = {}
-    for name, frame in (
-        ("before", accepted[accepted["end"] < onset]),
-        ("during", accepted[(accepted["end"] >= onset) & (accepted["end"] <= until)]),
-        ("after", accepted[accepted["end"] > until]),
-    ):
-        out[name] = {
-            "accepted": len(frame),
-            "latency_ms": percentiles_ms(frame["end"] - frame["start"], frame),
-            "response_time_ms": percentiles_ms(
+    return {
+        name: FaultPhase(
+            accepted=len(frame),
+            latency_ms=percentiles_ms(frame["end"] - frame["start"], frame),
+            response_time_ms=percentiles_ms(
                 (frame["end"] - frame["intended"]).clip(lower=0), frame
             ),
-        }
-    return out
+        )
+        for name, frame in (
+            ("before", accepted[accepted["end"] < onset]),
+            ("during", accepted[(accepted["end"] >= onset) & (accepted["end"] <= until)]),
+            ("after", accepted[accepted["end"] > until]),
+        )
+    }
 
 
 def _since(moment: float | None, origin: float | None) -> float | None:
@@ -179,24 +134,3 @@ def _recovery(accepted: pd.DataFrame, onset: float, end: float) -> float | None:
     if len(recovered) == 0:
         return None
     return round(float(seconds[recovered[0]] + 1.0 - onset), 6)
-
-
-def infer_windows(attempts: pd.DataFrame, foreign: set[str]) -> list[FaultWindow]:
-    """For servers that are not maildrill sinks: onset = their first failed attempt.
-
-    Only server failures count (refused, timeout, dropped, 4xx before RCPT); the window is
-    open-ended, so failback is measured from the last of those failures.
-    """
-    windows: list[FaultWindow] = []
-    if not foreign:
-        return windows
-    server_trouble = attempts["outcome"].isin(["refused", "timeout", "dropped"]) | (
-        (attempts["outcome"] == "deferred")
-        & attempts.get("phase", pd.Series("", index=attempts.index)).isin(
-            ["connect", "greeting", "ehlo", "mail"]
-        )
-    )
-    failed = attempts[server_trouble & attempts["server"].isin(foreign)]
-    for server, frame in failed.groupby("server"):
-        windows.append(FaultWindow(str(server), "inferred", "", float(frame["start"].min()), None))
-    return windows

@@ -73,10 +73,6 @@ class Damage:
     def skipped(self) -> int:
         return self.unreadable + int(self.torn) + self.missing
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "lines": self.unreadable, "first": list(self.lines),
-                "missing": self.missing}  # fmt: skip
-
 
 @dataclass
 class Journals:

@@ -1,18 +1,22 @@
-"""Throughput, latency, lateness and reply codes from the attempts journal."""
+"""Throughput, latency, lateness and reply codes from the attempts journal, each as its part
+of the summary (loadtest.analysis.summary_model)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from loadtest.analysis import histograms
+from loadtest.analysis.summary_model import (
+    ExactPercentiles,
+    Latency,
+    Percentiles,
+    ServerThroughput,
+    Throughput,
+)
 
 
-def percentiles_ms(
-    seconds: pd.Series, frame: pd.DataFrame | None = None
-) -> dict[str, float | None]:
+def percentiles_ms(seconds: pd.Series, frame: pd.DataFrame | None = None) -> Percentiles:
     """HDR percentiles of durations in seconds, merged over the frame's workers."""
     groups = None
     if frame is not None and "worker" in frame:
@@ -21,19 +25,19 @@ def percentiles_ms(
             groups = worker.cat.codes.to_numpy()  # the same groups, without string hashing
         else:
             groups = worker.astype(str).to_numpy()
-    return histograms.percentiles_ms(seconds.to_numpy(dtype=float), groups)
+    return Percentiles(**histograms.percentiles_ms(seconds.to_numpy(dtype=float), groups))
 
 
-def percentiles(values: pd.Series) -> dict[str, float | None]:
+def percentiles(values: pd.Series) -> ExactPercentiles:
     """Exact p50, p95 and max of values already in milliseconds: for series that need no
     merging across workers (percentiles_ms's HDR histograms)."""
     if values.empty:
-        return {"p50": None, "p95": None, "max": None}
-    return {
-        "p50": round(float(np.percentile(values, 50)), 3),
-        "p95": round(float(np.percentile(values, 95)), 3),
-        "max": round(float(values.max()), 3),
-    }
+        return ExactPercentiles(p50=None, p95=None, max=None)
+    return ExactPercentiles(
+        p50=round(float(np.percentile(values, 50)), 3),
+        p95=round(float(np.percentile(values, 95)), 3),
+        max=round(float(values.max()), 3),
+    )
 
 
 def _only(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
@@ -42,18 +46,18 @@ def _only(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return frame[[c for c in columns if c in frame]]
 
 
-def latency(attempts: pd.DataFrame) -> dict[str, Any]:
+def latency(attempts: pd.DataFrame) -> Latency:
     """Service time (end - start) of accepted attempts, overall and per server."""
     ok = _only(attempts, "server", "start", "end", "worker")[attempts["outcome"] == "accepted"]
-    overall: dict[str, Any] = percentiles_ms(ok["end"] - ok["start"], ok)
-    overall["per_server"] = {
+    overall = percentiles_ms(ok["end"] - ok["start"], ok)
+    per_server = {
         str(name): percentiles_ms(frame["end"] - frame["start"], frame)
         for name, frame in ok.groupby("server")
     }
-    return overall
+    return Latency(**overall.model_dump(), per_server=per_server)
 
 
-def response_time(attempts: pd.DataFrame) -> dict[str, float | None]:
+def response_time(attempts: pd.DataFrame) -> Percentiles:
     """End of the accepted attempt minus the message's intended send time.
 
     The open-model figure: it includes the wait a stalled server or a failover caused,
@@ -63,32 +67,32 @@ def response_time(attempts: pd.DataFrame) -> dict[str, float | None]:
     return percentiles_ms((ok["end"] - ok["intended"]).clip(lower=0), ok)
 
 
-def lateness(attempts: pd.DataFrame) -> dict[str, float | None]:
+def lateness(attempts: pd.DataFrame) -> Percentiles:
     """Start minus intended time of first attempts: how far the sender fell behind."""
     first = _only(attempts, "intended", "start", "worker")[attempts["attempt"] == 1]
     return percentiles_ms((first["start"] - first["intended"]).clip(lower=0), first)
 
 
-def throughput(attempts: pd.DataFrame) -> dict[str, Any]:
+def throughput(attempts: pd.DataFrame) -> Throughput:
     """Accepted messages per second by end time: mean over the active span, peak 1 s bin."""
     ok = _only(attempts, "server", "end")[attempts["outcome"] == "accepted"]
     if ok.empty:
-        return {"mean_msgs_per_s": 0.0, "peak_msgs_per_s": 0.0, "per_server": {}}
+        return Throughput(mean_msgs_per_s=0.0, peak_msgs_per_s=0.0, per_server={})
     first = attempts["start"].min()
     last = ok["end"].max()
     span = max(1.0, last - first)
     bins = np.floor(ok["end"] - first).astype(int)
-    per_server = {}
-    for name, frame in ok.groupby("server"):
-        per_server[str(name)] = {
-            "accepted": len(frame),
-            "mean_msgs_per_s": round(len(frame) / span, 3),
-        }
-    return {
-        "mean_msgs_per_s": round(len(ok) / span, 3),
-        "peak_msgs_per_s": float(bins.value_counts().max()),
-        "per_server": per_server,
+    per_server = {
+        str(name): ServerThroughput(
+            accepted=len(frame), mean_msgs_per_s=round(len(frame) / span, 3)
+        )
+        for name, frame in ok.groupby("server")
     }
+    return Throughput(
+        mean_msgs_per_s=round(len(ok) / span, 3),
+        peak_msgs_per_s=float(bins.value_counts().max()),
+        per_server=per_server,
+    )
 
 
 def errors(attempts: pd.DataFrame) -> dict[str, int]:

@@ -7,7 +7,7 @@ Per server: the share of probes that passed, and the down intervals: each run of
 probes, from the start of its first probe (`start_s`; `noticed_s` is that probe's end) to
 the start of the next probe that passed (`end_s`; none when the run ended down).
 
-Per fault (a window of the faults journal, as in `failover.py`):
+Per fault (a window of `fault_windows`; `failover.analyse` puts them in its part):
 
 - monitor_detection_s: onset to the end of the first failed probe of the target that
   ended after the onset and started before the fault cleared;
@@ -16,6 +16,7 @@ Per fault (a window of the faults journal, as in `failover.py`):
 
 None means the monitor never noticed (a throttle, a drop after the dot: EHLO still
 passes). Times in the output are seconds from run start (`t0`), durations in seconds.
+`summarise` gives the summary's `Probes`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import numpy as np
 import pandas as pd
 
 from loadtest.analysis import journals
-from loadtest.analysis.failover import FaultWindow
+from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.journals import Damage
 from loadtest.analysis.metrics import percentiles
+from loadtest.analysis.summary_model import DownWindow, ProbedServer, Probes
 
 COLUMNS = ("time", "server", "ok", "phase", "code", "outcome", "latency_ms", "error")
 
@@ -65,7 +67,7 @@ def down_intervals(server_probes: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def availability(probes: pd.DataFrame, t0: float) -> dict[str, dict[str, Any]]:
+def availability(probes: pd.DataFrame, t0: float) -> dict[str, ProbedServer]:
     """Per server: probes, passed, availability (share passed), latency, down intervals."""
     out = {}
     for server, frame in probes.groupby("server", sort=True):
@@ -74,56 +76,62 @@ def availability(probes: pd.DataFrame, t0: float) -> dict[str, dict[str, Any]]:
         for d in down_intervals(frame):
             end = d["end"]
             down.append(
-                {
-                    "start_s": _rel(d["start"], t0),
-                    "noticed_s": _rel(d["noticed"], t0),
-                    "end_s": None if end is None else _rel(end, t0),
-                    "duration_s": None if end is None else round(end - d["start"], 6),
-                    "probes": sum(d["outcomes"].values()),
-                    "outcomes": d["outcomes"],
-                }
+                DownWindow(
+                    start_s=_rel(d["start"], t0),
+                    noticed_s=_rel(d["noticed"], t0),
+                    end_s=None if end is None else _rel(end, t0),
+                    duration_s=None if end is None else round(end - d["start"], 6),
+                    probes=sum(d["outcomes"].values()),
+                    outcomes=d["outcomes"],
+                )
             )
-        out[str(server)] = {
-            "probes": len(frame),
-            "passed": len(ok),
-            "availability": round(len(ok) / len(frame), 6),
-            "first_s": _rel(frame["time"].min(), t0),
-            "last_s": _rel(frame["time"].max(), t0),
-            "latency_ms": percentiles(ok["latency_ms"]),
-            "down_s": round(float(sum(d["duration_s"] or 0.0 for d in down)), 6),
-            "down": down,
-        }
+        out[str(server)] = ProbedServer(
+            probes=len(frame),
+            passed=len(ok),
+            availability=round(len(ok) / len(frame), 6),
+            first_s=_rel(frame["time"].min(), t0),
+            last_s=_rel(frame["time"].max(), t0),
+            latency_ms=percentiles(ok["latency_ms"]),
+            down_s=round(float(sum(d.duration_s or 0.0 for d in down)), 6),
+            down=down,
+        )
     return out
 
 
-def monitor_timing(window: FaultWindow, probes: pd.DataFrame) -> dict[str, float | None]:
-    """monitor_detection_s and monitor_recovery_s of one fault (see the module docstring)."""
+def monitor_detection_s(window: FaultWindow, probes: pd.DataFrame) -> float | None:
+    """Onset to the end of the first failed probe of the fault (see the module docstring)."""
+    failed = _failed_during(window, probes)
+    return None if failed.empty else round(float(failed["end"].min()) - window.onset, 6)
+
+
+def monitor_recovery_s(window: FaultWindow, probes: pd.DataFrame) -> float | None:
+    """Clear to the end of the first passing probe after it, when the monitor saw the fault."""
+    if window.cleared is None or _failed_during(window, probes).empty:
+        return None
+    mine = probes[probes["server"] == window.target]
+    passed = mine[mine["ok"] & (mine["time"] >= window.cleared)]
+    return round(float(passed["end"].min()) - window.cleared, 6) if len(passed) else None
+
+
+def _failed_during(window: FaultWindow, probes: pd.DataFrame) -> pd.DataFrame:
+    """Failed probes of the target that ended after the onset and started before the clear."""
     mine = probes[probes["server"] == window.target]
     cleared = window.cleared if window.cleared is not None else np.inf
-    failed = mine[~mine["ok"] & (mine["end"] >= window.onset) & (mine["time"] < cleared)]
-    if failed.empty:
-        return {"monitor_detection_s": None, "monitor_recovery_s": None}
-    detection = round(float(failed["end"].min()) - window.onset, 6)
-    recovery = None
-    if window.cleared is not None:
-        passed = mine[mine["ok"] & (mine["time"] >= window.cleared)]
-        if len(passed):
-            recovery = round(float(passed["end"].min()) - window.cleared, 6)
-    return {"monitor_detection_s": detection, "monitor_recovery_s": recovery}
+    return mine[~mine["ok"] & (mine["end"] >= window.onset) & (mine["time"] < cleared)]
 
 
 def summarise(
     probes: pd.DataFrame,
     t0: float,
-    interval_ms: float | None = None,
-    timeout_ms: float | None = None,
-) -> dict[str, Any]:
+    interval_ms: int | None = None,
+    timeout_ms: int | None = None,
+) -> Probes:
     """summary.json's `probes`: settings and per-server availability (empty: no prober)."""
-    return {
-        "interval_ms": interval_ms if len(probes) else None,
-        "timeout_ms": timeout_ms if len(probes) else None,
-        "servers": availability(probes, t0),
-    }
+    return Probes(
+        interval_ms=interval_ms if len(probes) else None,
+        timeout_ms=timeout_ms if len(probes) else None,
+        servers=availability(probes, t0),
+    )
 
 
 def _rel(epoch: float, t0: float) -> float:

@@ -1,15 +1,14 @@
 """Backup-MX queues: depth over time, drain time after the primary recovers, and the
-end-to-end delay of the messages that went through a backup."""
+end-to-end delay of the messages that went through a backup (the summary's `BackupMx`)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from loadtest.analysis.failover import FaultWindow
+from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.metrics import percentiles_ms
+from loadtest.analysis.summary_model import BackupMx
 
 DONE_EVENTS = ("forwarded", "bounced")
 
@@ -34,11 +33,11 @@ def summarise(
     windows: list[FaultWindow],
     upstream_of: dict[str, str],
     t0: float,
-) -> dict[str, Any]:
+) -> dict[str, BackupMx]:
     """Per backup sink: counts, max depth, drain time, end-to-end delay through it."""
     if relay.empty:
         return {}
-    out: dict[str, Any] = {}
+    out: dict[str, BackupMx] = {}
     depths = depth_series(relay)
     final = receipts[receipts["outcome"].isin(("accepted", "dropped"))]
     first_final = final.groupby("msg_id")["time"].min()
@@ -58,19 +57,19 @@ def summarise(
                 drain_s = round(float(emptied["time"].min() - clear), 6)
         through = pd.Index(queued_ids).intersection(first_final.index).intersection(accepted.index)
         delay = (first_final[through] - accepted[through]).clip(lower=0)
-        out[str(sink)] = {
-            "upstream": upstream,
-            "queued": int(counts.get("queued", 0)),
-            "forward_attempts_deferred": int(counts.get("deferred", 0)),
-            "forwarded": int(counts.get("forwarded", 0)),
-            "bounced": int(counts.get("bounced", 0)),
-            "left_in_queue": len(set(queued_ids) - set(done_ids)),
-            "max_depth": int(depth["depth"].max()) if len(depth) else 0,
-            "drain_s": drain_s,
-            "end_to_end_ms": percentiles_ms(delay),
-            "depth_series": [
-                [round(float(t) - t0, 3), int(d)]
+        out[str(sink)] = BackupMx(
+            upstream=upstream,
+            queued=int(counts.get("queued", 0)),
+            forward_attempts_deferred=int(counts.get("deferred", 0)),
+            forwarded=int(counts.get("forwarded", 0)),
+            bounced=int(counts.get("bounced", 0)),
+            left_in_queue=len(set(queued_ids) - set(done_ids)),
+            max_depth=int(depth["depth"].max()) if len(depth) else 0,
+            drain_s=drain_s,
+            end_to_end_ms=percentiles_ms(delay),
+            depth_series=[
+                (round(float(t) - t0, 3), int(d))
                 for t, d in zip(depth["time"], depth["depth"], strict=True)
             ][:: max(1, len(depth) // 500)],
-        }
+        )
     return out

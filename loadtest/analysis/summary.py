@@ -3,14 +3,15 @@
 `summarise` is a pure function of `RunDir` (loadtest.analysis.loaded), which did all the
 reading: the same run directory gives the same summary, and a test can build one from a
 hand-made `RunDir`. The keys and their types are the model's (summary_model.py, generated
-into docs/summary.md); each number is defined in docs/metrics.md.
+into docs/summary.md); each number is defined in docs/metrics.md. Each part is built, as
+its model, by the module that computes it (metrics, failover, relay, proxies, delivery,
+probes, capacity, reconcile, slo): here they are only put together.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -18,6 +19,7 @@ from loadtest.analysis import (
     capacity,
     delivery,
     failover,
+    fault_windows,
     metrics,
     probes,
     proxies,
@@ -30,17 +32,10 @@ from loadtest.analysis.journals import Damage
 from loadtest.analysis.loaded import RunDir
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import (
-    BackupMx,
-    Capacity,
-    Failover,
-    FaultProxy,
     JournalProblems,
-    Latency,
-    MtaDelivery,
-    Percentiles,
-    Probes,
+    MissingLines,
     Summary,
-    Throughput,
+    UnreadableLines,
 )
 from loadtest.scenario import SinkSpec
 
@@ -75,24 +70,13 @@ def summarise(run: RunDir) -> Summary:
     counts = reconcile.count(per, planned, run_id, stuck, unobserved, released, bounced)
     t0 = journals.t0
     end = float(attempts["end"].max()) if len(attempts) else t0
-    windows = failover.fault_windows(journals.faults)
+    windows = fault_windows.fault_windows(journals.faults)
     if scenario is not None:
         # Servers maildrill does not own keep no faults journal: infer their trouble.
         foreign = {s.name for s in scenario.servers if not s.local and s.postfix is None}
-        windows += failover.infer_windows(attempts, foreign)
-    # What the health prober saw (loadtest.prober): how long a monitor takes to notice.
-    failovers = [
-        Failover.model_validate(
-            failover.analyse(w, attempts, per, t0, end).as_dict()
-            | probes.monitor_timing(w, run.probes)
-        )
-        for w in windows
-    ]
-    backups = relay.summarise(journals.relay, attempts, journals.receipts, windows, upstream_of, t0)
+        windows += fault_windows.infer_windows(attempts, foreign)
+    failovers = [failover.analyse(w, attempts, per, run.probes, t0, end) for w in windows]
     mtas = {s.name for s in scenario.servers if s.postfix is not None} if scenario else set()
-    delivered = delivery.summarise(
-        attempts, journals.receipts, per, journals.mta_queue, mtas, windows
-    )
     rules = scenario.slo if scenario else []
     schedule = scenario.campaign.build_schedule() if scenario else None
     summary = Summary(
@@ -102,32 +86,29 @@ def summarise(run: RunDir) -> Summary:
         duration_s=round(end - t0, 3) if len(attempts) else 0.0,
         partial=run.partial,
         messages=counts,
-        throughput=Throughput.model_validate(metrics.throughput(attempts)),
-        latency_ms=Latency.model_validate(metrics.latency(attempts)),
-        response_time_ms=Percentiles.model_validate(metrics.response_time(attempts)),
-        lateness_ms=Percentiles.model_validate(metrics.lateness(attempts)),
+        throughput=metrics.throughput(attempts),
+        latency_ms=metrics.latency(attempts),
+        response_time_ms=metrics.response_time(attempts),
+        lateness_ms=metrics.lateness(attempts),
         errors=metrics.errors(attempts),
         failovers=failovers,
-        relay={name: BackupMx.model_validate(r) for name, r in backups.items()},
-        proxies={
-            name: FaultProxy.model_validate(p)
-            for name, p in proxies.summarise(journals.proxy, upstream_of).items()
-        },
-        mta={name: MtaDelivery.model_validate(m) for name, m in delivered.items()},
-        probes=Probes.model_validate(
-            probes.summarise(
-                run.probes,
-                t0,
-                scenario.probe_interval_ms if scenario else None,
-                scenario.probe_timeout_ms if scenario else None,
-            )
+        relay=relay.summarise(
+            journals.relay, attempts, journals.receipts, windows, upstream_of, t0
+        ),
+        proxies=proxies.summarise(journals.proxy, upstream_of),
+        mta=delivery.summarise(attempts, journals.receipts, per, journals.mta_queue, mtas, windows),
+        probes=probes.summarise(
+            run.probes,
+            t0,
+            scenario.probe_interval_ms if scenario else None,
+            scenario.probe_timeout_ms if scenario else None,
         ),
         preflight=run.preflight,
-        journal_problems=JournalProblems.model_validate(
-            journal_problems(journals.damage | run.probe_damage, run.writer_may_have_died)
+        journal_problems=journal_problems(
+            journals.damage | run.probe_damage, run.writer_may_have_died
         ),
         harness=run.harness,
-        capacity=Capacity.model_validate(capacity.capacity(attempts, schedule, t0, rules)),
+        capacity=capacity.capacity(attempts, schedule, t0, rules),
     )
     torn_ok = run.writer_may_have_died
     unreadable = {
@@ -142,25 +123,28 @@ def summarise(run: RunDir) -> Summary:
     return summary
 
 
-def journal_problems(damage: dict[str, Damage], torn_trusted: bool) -> dict[str, Any]:
+def journal_problems(damage: dict[str, Damage], torn_trusted: bool) -> JournalProblems:
     """What the journals left out: every line skipped per file; the complete lines that
     could not be read (their kind, count and first line numbers) and the lines cut off since
     the run ended (shorter than harness.json recorded), both of which keep the SLOs counted
     from that kind of journal from passing; the files whose last line is torn, and
     whether that is a writer killed mid-write (trusted) or a file cut short (not)."""
-    return {
-        "skipped_lines": {name: d.skipped for name, d in sorted(damage.items())},
-        "unreadable_lines": {
-            name: d.as_dict() for name, d in sorted(damage.items()) if d.unreadable
+    ordered = sorted(damage.items())
+    return JournalProblems(
+        skipped_lines={name: d.skipped for name, d in ordered},
+        unreadable_lines={
+            name: UnreadableLines(
+                kind=d.kind, lines=d.unreadable, first=list(d.lines), missing=d.missing
+            )
+            for name, d in ordered
+            if d.unreadable
         },
-        "missing_lines": {
-            name: {"kind": d.kind, "lines": d.missing}
-            for name, d in sorted(damage.items())
-            if d.missing
+        missing_lines={
+            name: MissingLines(kind=d.kind, lines=d.missing) for name, d in ordered if d.missing
         },
-        "torn_last_line": sorted(name for name, d in damage.items() if d.torn),
-        "torn_last_line_trusted": torn_trusted,
-    }
+        torn_last_line=sorted(name for name, d in damage.items() if d.torn),
+        torn_last_line_trusted=torn_trusted,
+    )
 
 
 def write(run_dir: Path, reports: bool = True) -> Summary:

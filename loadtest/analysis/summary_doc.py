@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from loadtest.analysis.summary_model import SLO_METRICS, Summary
+from loadtest.analysis.summary_model import SLO_METRICS, Compare, Summary
 
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 SCHEMA_FILE = DOCS / "summary.schema.json"
@@ -35,7 +35,9 @@ its JSON Schema is [summary.schema.json](summary.schema.json). A key marked *req
 been in every summary.json; the others have a default, so an older file still loads (and
 `maildrill compare` reads it): what it lacks reads as not measured. Keys not listed here
 are kept as they are. Times are seconds, latencies milliseconds, from the run's start
-(`started_at`) unless a field says otherwise.
+(`started_at`) unless a field says otherwise. *better* is the direction `maildrill compare`
+counts as an improvement (*neutral*: a change, neither better nor worse); on a part, it
+is that of the numbers inside; a key without one is not compared.
 """
 
 
@@ -74,6 +76,13 @@ def _meaning(field: FieldInfo) -> str:
     return (field.description or "").replace("|", "\\|").replace("\n", " ")
 
 
+def _better(field: FieldInfo) -> str:
+    mark = next((m for m in field.metadata if isinstance(m, Compare)), None)
+    if mark is None:
+        return ""
+    return mark.better + (f" ({', '.join(mark.only)})" if mark.only else "")
+
+
 def _sections() -> list[type[BaseModel]]:
     """Summary, then every model it uses, in the order they first appear."""
     found: list[type[BaseModel]] = [Summary]
@@ -90,11 +99,12 @@ def markdown() -> str:
         doc = " ".join((model.__doc__ or "").split())
         if doc and model is not Summary:
             lines += [doc, ""]
-        lines += ["| key | type | required | meaning |", "|---|---|---|---|"]
+        lines += ["| key | type | required | better | meaning |", "|---|---|---|---|---|"]
         for name, field in model.model_fields.items():
             required = "yes" if field.is_required() else ""
             lines.append(
-                f"| `{name}` | {_type(field.annotation)} | {required} | {_meaning(field)} |"
+                f"| `{name}` | {_type(field.annotation)} | {required} | {_better(field)} "
+                f"| {_meaning(field)} |"
             )
         lines.append("")
     lines += [

@@ -17,6 +17,10 @@ Three rules keep old files loading and new files exact:
 - Unknown keys are kept (`extra="allow"`): a newer file read by this version loses nothing,
   and the report lists them under "More results".
 
+A number `maildrill compare` shows carries its sense in its type, `Annotated[int, LOWER]`
+(see `Compare`): adding a metric is adding its field here and computing it in the summariser
+that builds its part; compare, the JSON Schema and docs/summary.md follow from the field.
+
 `SLO_METRICS` names what an SLO rule may measure and where each value is in the model;
 `loadtest.scenario` validates rules against it and `loadtest.analysis.slo` reads the values
 through it. This module imports only pydantic: the scenario can use it without pandas.
@@ -29,12 +33,51 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 # A number as the analysis computed it: an int stays an int in the file (10, not 10.0).
 Number = int | float
+
+
+@dataclass(frozen=True)
+class Compare:
+    """How `maildrill compare` shows a number: which way is better. Annotate the field,
+    `lost: Annotated[int, LOWER]`; a number without one is not compared.
+
+    `better` is "higher", "lower" or "neutral" (shown, but a change is neither better nor
+    worse). On a part, a map of parts or a list of them (`Annotated[Percentiles, LOWER]`)
+    it is the sense of every number inside that has none of its own, or of those named in
+    `only`. `label` names the row instead of the key; with `if_measured` the row is left
+    out when neither run has a value. The JSON Schema carries the sense as "better".
+    """
+
+    better: Literal["higher", "lower", "neutral"]
+    label: str | None = None
+    only: tuple[str, ...] | None = None
+    if_measured: bool = False
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["better"] = self.better
+        return schema
+
+
+HIGHER = Compare("higher")
+LOWER = Compare("lower")
+NEUTRAL = Compare("neutral")
 
 
 class Part(BaseModel):
@@ -77,25 +120,41 @@ class Messages(Part):
     """One count per message (not per attempt), from the attempts joined with every place a
     message can be found (receipts, relay queues, proxies, MTA queues)."""
 
-    planned: int = Field(description="messages the schedule plans")
-    attempted: int = Field(description="messages with at least one attempt")
-    accepted: int = Field(description="the client's final word was a 2xx after DATA")
-    failed: int = Field(description="attempted; final word not a 2xx (rejected, gave up)")
-    received_unique: int = Field(description="messages some sink has (once or more)")
-    lost: int = Field(description="accepted by the client's account, received by no sink")
-    duplicates: int = Field(description="received more often than they had recipients")
-    phantom: int = Field(description="received, but counted failed by the client (RFC 1047)")
-    stranded: int = Field(
+    planned: Annotated[int, NEUTRAL] = Field(description="messages the schedule plans")
+    attempted: Annotated[int, NEUTRAL] = Field(description="messages with at least one attempt")
+    accepted: Annotated[int, HIGHER] = Field(
+        description="the client's final word was a 2xx after DATA"
+    )
+    failed: Annotated[int, LOWER] = Field(
+        description="attempted; final word not a 2xx (rejected, gave up)"
+    )
+    received_unique: Annotated[int, HIGHER] = Field(
+        description="messages some sink has (once or more)"
+    )
+    lost: Annotated[int, LOWER] = Field(
+        description="accepted by the client's account, received by no sink"
+    )
+    duplicates: Annotated[int, LOWER] = Field(
+        description="received more often than they had recipients"
+    )
+    phantom: Annotated[int, LOWER] = Field(
+        description="received, but counted failed by the client (RFC 1047)"
+    )
+    stranded: Annotated[int, LOWER] = Field(
         description="accepted by a backup MX or an MTA under test, still queued at the end"
     )
-    not_sent: int = Field(default=0, description="planned, never attempted by the end")
-    in_flight: int = Field(default=0, description="attempted, no final word when the run ended")
-    unverified: int = Field(
+    not_sent: Annotated[int, LOWER] = Field(
+        default=0, description="planned, never attempted by the end"
+    )
+    in_flight: Annotated[int, LOWER] = Field(
+        default=0, description="attempted, no final word when the run ended"
+    )
+    unverified: Annotated[int, LOWER] = Field(
         default=0,
         description="accepted by a server maildrill cannot see past (no sink downstream, no "
         "proxy in front) and received by no sink: neither delivered nor lost",
     )
-    retried: int = Field(
+    retried: Annotated[int, LOWER] = Field(
         default=0,
         description="accepted, but only after more than one attempt (a deferral, a refused "
         "or dropped attempt, a failover): mail that reached its server late",
@@ -104,23 +163,29 @@ class Messages(Part):
 
 class ServerThroughput(Part):
     accepted: int = Field(description="accepted attempts at this server")
-    mean_msgs_per_s: float = Field(description="accepted / the run's active span")
+    # A server's share moving (more to the backup, say) is a change, not an improvement.
+    mean_msgs_per_s: Annotated[float, NEUTRAL] = Field(
+        description="accepted / the run's active span"
+    )
 
 
 class Throughput(Part):
     """Accepted messages per second by end time."""
 
-    mean_msgs_per_s: float = Field(
+    mean_msgs_per_s: Annotated[float, HIGHER] = Field(
         description="accepted / active span (first start to last accepted end, at least 1 s)"
     )
-    peak_msgs_per_s: float = Field(description="the busiest 1 s bin")
+    # A higher peak can be a backlog flushed after a stall: a change, not an improvement.
+    peak_msgs_per_s: Annotated[float, NEUTRAL] = Field(description="the busiest 1 s bin")
     per_server: dict[str, ServerThroughput] = Field(default_factory=dict)
 
 
 class Latency(Percentiles):
     """Service time (end - start) of accepted attempts, ms."""
 
-    per_server: dict[str, Percentiles] = Field(default_factory=dict)
+    per_server: Annotated[dict[str, Percentiles], Compare("lower", only=("p50", "p95", "p99"))] = (
+        Field(default_factory=dict)
+    )
 
 
 # -- faults ----------------------------------------------------------------------------------
@@ -142,27 +207,27 @@ class Failover(Part):
     kind: str = Field(description='the fault kind; "inferred" for a server that is not a sink')
     onset_s: float
     cleared_s: float | None = Field(description="null: still on when the run ended")
-    detection_s: float | None = Field(
+    detection_s: Annotated[float | None, LOWER] = Field(
         description="onset to the end of the first failed attempt at the target"
     )
-    failover_s: float | None = Field(
+    failover_s: Annotated[float | None, LOWER] = Field(
         description="onset to the end of the first attempt accepted by another server"
     )
-    failback_s: float | None = Field(
+    failback_s: Annotated[float | None, LOWER] = Field(
         description="clear to the end of the first attempt accepted again by the target"
     )
-    recovery_s: float | None = Field(
+    recovery_s: Annotated[float | None, LOWER] = Field(
         description="onset to the first second whose accepted rate is back at 90% of the "
         "rate in the 10 s before the fault"
     )
-    longest_gap_s: float | None = Field(
+    longest_gap_s: Annotated[float | None, LOWER] = Field(
         default=None, description="longest stretch of the fault with no accepted message"
     )
-    messages_delayed: int = Field(
+    messages_delayed: Annotated[int, LOWER] = Field(
         description="messages with a failed attempt at the target during the fault, "
         "accepted in the end"
     )
-    messages_failed: int = Field(description="the same, never accepted")
+    messages_failed: Annotated[int, LOWER] = Field(description="the same, never accepted")
     added_latency_ms: ExactPercentiles = Field(
         default_factory=ExactPercentiles,
         description="the delayed messages' delay beyond the median before the fault",
@@ -367,14 +432,18 @@ class CapacityStep(Part):
     stable: bool = Field(description="accepted/offered >= stable_share, and within_slo")
 
 
+# Only a step load has a knee: two runs without one show no row for it.
+STEP_LOAD_HIGHER = Compare("higher", if_measured=True)
+
+
 class Capacity(Part):
     """Step-load capacity: null values and no steps unless the schedule has more than one
     constant-rate stage."""
 
-    knee_msgs_per_s: Number | None = Field(
+    knee_msgs_per_s: Annotated[Number | None, STEP_LOAD_HIGHER] = Field(
         default=None, description="the highest offered rate of a stable step"
     )
-    max_stable_msgs_per_s: Number | None = Field(
+    max_stable_msgs_per_s: Annotated[Number | None, STEP_LOAD_HIGHER] = Field(
         default=None, description="the highest delivered rate of a step within the p95 SLO"
     )
     p95_limit_ms: float | None = Field(default=None, description="the p95_latency_ms SLO")
@@ -400,7 +469,7 @@ class SloCheck(Part):
 class SloVerdict(Part):
     """All the scenario's SLO rules; false when any failed, or when a fault did not start."""
 
-    passed: bool = True
+    passed: Annotated[bool, Compare("higher", label="passed (1 yes, 0 no)")] = True
     checks: list[SloCheck] = Field(default_factory=list)
 
 
@@ -417,13 +486,15 @@ class Summary(Part):
     partial: bool = Field(description="the run was interrupted (or never started)")
     messages: Messages = Field(description="the fate of every planned message")
     throughput: Throughput
-    latency_ms: Latency = Field(description="service time (end - start) of accepted attempts")
-    response_time_ms: Percentiles = Field(
+    latency_ms: Annotated[Latency, LOWER] = Field(
+        description="service time (end - start) of accepted attempts"
+    )
+    response_time_ms: Annotated[Percentiles, LOWER] = Field(
         default_factory=Percentiles,
         description="end of the accepted attempt - the message's intended send time "
         "(waiting, retries and failover included: no coordinated omission)",
     )
-    lateness_ms: Percentiles = Field(
+    lateness_ms: Annotated[Percentiles, LOWER] = Field(
         default_factory=Percentiles,
         description="start - intended send time of first attempts",
     )
