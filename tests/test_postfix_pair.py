@@ -16,7 +16,7 @@ import pytest
 
 from loadtest.analysis import summary as summary_mod
 from loadtest.campaign import MessageFactory
-from tests.helpers import assert_delays
+from tests.helpers import assert_delays, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postfix]
 
@@ -355,9 +355,7 @@ def test_a_stop_that_fails_fails_the_run(run_dir):
          "--set", "faults.0.duration=2", "--set", "campaign.drain_s=4"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.time() + 60
-    while time.time() < deadline and not (run_dir / "run.json").exists():
-        time.sleep(0.05)
+    assert wait_until(lambda: (run_dir / "run.json").exists(), 60, step=0.02)
     t0 = json.loads((run_dir / "run.json").read_text())["t0"]
     master = run_dir / "postfix-primary" / "queue" / "pid" / "master.pid"
     os.kill(int(master.read_text().split()[0]), signal.SIGKILL)
@@ -368,7 +366,5 @@ def test_a_stop_that_fails_fails_the_run(run_dir):
     assert "SLOs PASSED" not in out + err
     harness = json.loads((run_dir / "harness.json").read_text())
     assert [e["kind"] for e in harness["events"] if e["event"] == "fault_failed"] == ["mta-stop"]
-    deadline = time.time() + 30  # the dead master's daemons notice it and leave
-    while time.time() < deadline and not no_postfix_left(run_dir):
-        time.sleep(0.2)
-    assert no_postfix_left(run_dir)
+    # The dead master's daemons notice it and leave.
+    assert wait_until(lambda: no_postfix_left(run_dir), 30, step=0.2)

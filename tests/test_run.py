@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers import SHORT_DEFAULT, assert_delays, parent_pid, read_csv
+from tests.helpers import SHORT_DEFAULT, assert_delays, merge, parent_pid, read_csv
 
 pytestmark = pytest.mark.slow
 
@@ -262,16 +262,6 @@ def base_scenario() -> dict:
         "servers": [{"name": "primary", "local": True}, {"name": "secondary", "local": True}],
         "campaign": {"schedule": [{"duration_s": 5, "rate": 5}]},
     }
-
-
-def merge(base: dict, patch: dict) -> dict:
-    out = dict(base)
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 @pytest.mark.parametrize("case", sorted(BAD_SCENARIOS))
