@@ -355,7 +355,7 @@ def test_a_fault_the_sink_cannot_take_fails_the_run(tmp_path: Path) -> None:
     sinks = _processes_naming(str(run_dir))
     (pid,) = [p for p, cmd in sinks.items() if " -m sinks " in cmd and "/primary.yaml " in cmd]
     os.kill(pid, signal.SIGKILL)
-    assert time.time() < t0 + 3, "the machine is too slow to kill the sink before its fault"
+    assert time.time() < t0 + 3.5, "the machine is too slow to kill the sink before its fault"
     out, err = proc.communicate(timeout=90)
 
     assert proc.returncode == 2, out + err

@@ -359,7 +359,7 @@ def test_a_stop_that_fails_fails_the_run(run_dir):
     t0 = json.loads((run_dir / "run.json").read_text())["t0"]
     master = run_dir / "postfix-primary" / "queue" / "pid" / "master.pid"
     os.kill(int(master.read_text().split()[0]), signal.SIGKILL)
-    assert time.time() < t0 + 3, "the machine is too slow to kill the master before the fault"
+    assert time.time() < t0 + 3.5, "the machine is too slow to kill the master before the fault"
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2, out + err
     assert "fault mta-stop on primary at 4 s did not start: postfix stop of primary failed" in err
