@@ -39,8 +39,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtest.journal import ATTEMPT_FIELDS  # noqa: E402
-from sinks.journal import FAULT_FIELDS, RECEIPT_FIELDS  # noqa: E402
+from maildrill.records import AttemptRecord, FaultRecord, ReceiptRecord  # noqa: E402
 
 T0 = 1_800_000_000.0
 RATE = 1000.0  # msgs/s
@@ -126,7 +125,7 @@ def synthesise(run_dir: Path, n_attempts: int, seed: int = 1) -> dict[str, int]:
         phase="dot", code=250, enhanced="2.0.0", outcome="accepted", final=1, retry=1,
         failover=(second_server == "secondary").astype(int),
     )  # fmt: skip
-    attempts = pd.concat([first, second], ignore_index=True)[list(ATTEMPT_FIELDS)]
+    attempts = pd.concat([first, second], ignore_index=True)[list(AttemptRecord.header())]
     attempts.to_csv(run_dir / "attempts.csv", index=False, float_format="%.6f")
 
     accepted = attempts[attempts["outcome"] == "accepted"]
@@ -142,16 +141,19 @@ def synthesise(run_dir: Path, n_attempts: int, seed: int = 1) -> dict[str, int]:
             "mail_from": "news@example.com", "rcpt_count": 1, "size": got["bytes"].to_numpy(),
             "outcome": "accepted", "queue_id": "q", "helo": "maildrill.test",
         }
-    )[list(RECEIPT_FIELDS)]  # fmt: skip
+    )[list(ReceiptRecord.header())]  # fmt: skip
     for sink, rows in receipts.groupby("sink"):
         rows.to_csv(run_dir / f"receipts-{sink}.csv", index=False, float_format="%.6f")
     faults = pd.DataFrame(
-        [[f"{T0 + onset:.6f}", "primary", 0, "down", "start", "down-1", "command", "{}"],
-         [f"{T0 + onset + down:.6f}", "primary", 0, "down", "stop", "down-1", "command", "{}"]],
-        columns=list(FAULT_FIELDS),
+        [FaultRecord(time=T0 + at, sink="primary", worker=0, kind="down", state=state,
+                     fault_id="down-1", origin="command", params="{}").row()
+         for at, state in ((onset, "start"), (onset + down, "stop"))],
+        columns=list(FaultRecord.header()),
     )  # fmt: skip
     faults.to_csv(run_dir / "faults-primary.csv", index=False)
-    pd.DataFrame(columns=list(FAULT_FIELDS)).to_csv(run_dir / "faults-secondary.csv", index=False)
+    pd.DataFrame(columns=list(FaultRecord.header())).to_csv(
+        run_dir / "faults-secondary.csv", index=False
+    )
     (run_dir / "scenario.yaml").write_text(
         SCENARIO.format(duration=duration, rate=RATE, onset=onset, down=down)
     )

@@ -5,7 +5,7 @@ Run: .venv/bin/python benchmarks/campaign_generation.py [--messages N]
 (b) is the campaign factory of loadtest/campaign.py (templates built once, per message only
 ids, headers and padding); (a) builds the same kind of multipart/alternative message with
 the standard library's email.message.EmailMessage each time, as a naive script would.
-The last line is the ratio, as DESIGN.md asks of every benchmark.
+The last line is the ratio, as docs/architecture.md asks of every benchmark.
 """
 
 from __future__ import annotations

@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import sinks.cli
 from loadtest.analysis.rundir import RunDirError
+from loadtest.analysis.summary_model import JournalProblems, Summary
+from loadtest.cli_args import server_args
 from loadtest.overrides import OverrideError
 from loadtest.scenario import ScenarioError
 from maildrill.netaddr import is_loopback
@@ -53,17 +56,10 @@ def _scenario_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="Locust worker processes (0: one process)")
 
 
-def server_args(parser: argparse.ArgumentParser, scenario_help: str, server_help: str) -> None:
-    """--scenario FILE and --server NAME=HOST:PORT, as `check` and the prober take them."""
-    parser.add_argument("--scenario", type=Path, help=scenario_help)
-    parser.add_argument(
-        "--server", action="append", default=[], metavar="NAME=HOST:PORT", help=server_help
-    )
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from loadtest.analysis import summary as summary_mod
-    from loadtest.orchestrate import Drill, SetupError, prepare, scenario_path
+    from loadtest.bundled import scenario_path
+    from loadtest.orchestrate import Drill, SetupError, prepare
 
     try:
         path = scenario_path(args.scenario)
@@ -98,12 +94,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _exit_code(result, run_dir)
 
 
-def _exit_code(result: dict[str, Any], run_dir: Path) -> int:
+def _exit_code(result: Summary, run_dir: Path) -> int:
     """0 or 1 by the SLOs; 2 for a run stopped because a fault did not start."""
-    aborted = (result.get("harness") or {}).get("aborted_by")
+    aborted = result.harness.aborted_by
     if aborted:
         return fail(f"{aborted}: the drill did not run as written (journals kept in {run_dir})")
-    return EXIT_OK if result["slo"]["passed"] else EXIT_SLO_FAILED
+    return EXIT_OK if result.slo.passed else EXIT_SLO_FAILED
 
 
 def _confirmed(remote: list[str], yes: bool) -> bool:
@@ -147,80 +143,78 @@ def _unwritable(run_dir: Path) -> str | None:
     return None
 
 
-def _print_summary(result: dict[str, Any], run_dir: Path) -> None:
-    m = result["messages"]
-    lat = result["latency_ms"]
+def _print_summary(result: Summary, run_dir: Path) -> None:
+    m = result.messages
+    lat = result.latency_ms
     print(
-        f"\nmessages: planned {m['planned']}, accepted {m['accepted']}, failed {m['failed']}, "
-        f"lost {m['lost']}, duplicates {m['duplicates']}, phantom {m['phantom']}, "
-        f"not sent {m['not_sent']}"
+        f"\nmessages: planned {m.planned}, accepted {m.accepted}, failed {m.failed}, "
+        f"lost {m.lost}, duplicates {m.duplicates}, phantom {m.phantom}, "
+        f"not sent {m.not_sent}"
     )
-    for line in journal_problem_lines(result.get("journal_problems") or {}):
+    for line in journal_problem_lines(result.journal_problems):
         print(line)
     print(
-        f"throughput: mean {result['throughput']['mean_msgs_per_s']} msgs/s, "
-        f"peak {result['throughput']['peak_msgs_per_s']}; latency p50 {lat['p50']} ms, "
-        f"p95 {lat['p95']} ms, p99 {lat['p99']} ms"
+        f"throughput: mean {result.throughput.mean_msgs_per_s} msgs/s, "
+        f"peak {result.throughput.peak_msgs_per_s}; latency p50 {lat.p50} ms, "
+        f"p95 {lat.p95} ms, p99 {lat.p99} ms"
     )
-    for f in result["failovers"]:
+    for f in result.failovers:
         print(
-            f"fault {f['kind']} on {f['target']} at {f['onset_s']:.2f} s: "
-            f"detection {f['detection_s']} s, failover {f['failover_s']} s, "
-            f"failback {f['failback_s']} s, recovery {f['recovery_s']} s"
+            f"fault {f.kind} on {f.target} at {f.onset_s:.2f} s: "
+            f"detection {f.detection_s} s, failover {f.failover_s} s, "
+            f"failback {f.failback_s} s, recovery {f.recovery_s} s"
         )
-        interval = (result.get("probes") or {}).get("interval_ms")
+        interval = result.probes.interval_ms
         if interval:
-            noticed = f.get("monitor_detection_s")
+            noticed = f.monitor_detection_s
             print(
                 f"  health probes every {interval:g} ms: "
                 + (
                     "never saw it fail"
                     if noticed is None
                     else f"noticed after {noticed} s, "
-                    f"healthy again {f.get('monitor_recovery_s')} s after it cleared"
+                    f"healthy again {f.monitor_recovery_s} s after it cleared"
                 )
             )
-    for flag in (result.get("preflight") or {}).get("flags") or []:
-        print(f"pre-flight flag: {flag['message']}")
-    for check in result["slo"]["checks"]:
-        verdict = "PASS" if check["passed"] else "FAIL"
-        note = f", {check['note']}" if check.get("note") else ""
-        print(f"  {verdict}  {check['rule']}  (measured {check['value']}{note})")
-    partial = " (PARTIAL: the run was interrupted)" if result["partial"] else ""
-    verdict = "SLOs " + ("PASSED" if result["slo"]["passed"] else "FAILED")
-    if (result.get("harness") or {}).get("aborted_by"):
+    for flag in (result.preflight.flags if result.preflight else None) or []:
+        print(f"pre-flight flag: {flag.message}")
+    for check in result.slo.checks:
+        verdict = "PASS" if check.passed else "FAIL"
+        note = f", {check.note}" if check.note else ""
+        print(f"  {verdict}  {check.rule}  (measured {check.value}{note})")
+    partial = " (PARTIAL: the run was interrupted)" if result.partial else ""
+    verdict = "SLOs " + ("PASSED" if result.slo.passed else "FAILED")
+    if result.harness.aborted_by:
         verdict, partial = "RUN FAILED: a fault did not start; SLOs not judged", ""
-    cap = result.get("capacity") or {}
-    if cap.get("steps"):
+    cap = result.capacity
+    if cap.steps:
         print(
-            f"capacity: knee {cap['knee_msgs_per_s']} msgs/s, "
-            f"max stable {cap['max_stable_msgs_per_s']} msgs/s"
+            f"capacity: knee {cap.knee_msgs_per_s} msgs/s, "
+            f"max stable {cap.max_stable_msgs_per_s} msgs/s"
         )
     report = run_dir / "report.html"
     print(f"{verdict}{partial}. Report: {report if report.exists() else run_dir}")
 
 
-def journal_problem_lines(problems: dict[str, Any]) -> list[str]:
+def journal_problem_lines(problems: JournalProblems) -> list[str]:
     """One line per journal file with lines left out: a damaged journal must not pass for
     lost messages (its unreadable lines may be their receipts)."""
     lines = []
-    for name, bad in (problems.get("unreadable_lines") or {}).items():
-        n = bad["lines"]
-        first = ", ".join(str(line) for line in bad["first"]) + (
-            ", ..." if n > len(bad["first"]) else ""
-        )
+    for name, bad in problems.unreadable_lines.items():
+        n = bad.lines
+        first = ", ".join(str(line) for line in bad.first) + (", ..." if n > len(bad.first) else "")
         lines.append(
             f"journal {name}: {n} unreadable line{'s' * (n != 1)} ({first}) left out: "
-            f"the counts from {bad['kind']} journals are unverified"
+            f"the counts from {bad.kind} journals are unverified"
         )
-    for name, cut in (problems.get("missing_lines") or {}).items():
-        n = cut["lines"]
+    for name, cut in problems.missing_lines.items():
+        n = cut.lines
         lines.append(
             f"journal {name}: {n} line{'s' * (n != 1)} shorter than when the run ended "
-            f"(harness.json): cut short, the counts from {cut['kind']} journals are unverified"
+            f"(harness.json): cut short, the counts from {cut.kind} journals are unverified"
         )
-    trusted = problems.get("torn_last_line_trusted", True)
-    for name in problems.get("torn_last_line") or []:
+    trusted = problems.torn_last_line_trusted
+    for name in problems.torn_last_line:
         lines.append(
             f"journal {name}: its last line is torn (cut mid-write), left out"
             + ("" if trusted else ": the run finished cleanly, so the file was cut short "
@@ -230,32 +224,17 @@ def journal_problem_lines(problems: dict[str, Any]) -> list[str]:
 
 
 def cmd_sinks(args: argparse.Namespace) -> int:
-    from loadtest.orchestrate import free_port, prepare, scenario_path
-    from sinks.config import SinksFile
+    from loadtest.bundled import scenario_path
+    from loadtest.orchestrate import SetupError, prepare
+    from loadtest.sink_fleet import sinks_file
     from sinks.runner import serve
 
     try:
         _, scenario = prepare(scenario_path(args.scenario), args.set, args.seed)
-    except (ScenarioError, OverrideError) as exc:
+        # A proxy or backup MX forwards to a server by name: that one gets its port now.
+        config = sinks_file(scenario)
+    except (ScenarioError, OverrideError, SetupError) as exc:
         return fail(str(exc))
-    # A proxy or backup MX forwards to a server by name: that one gets its port now.
-    addresses: dict[str, tuple[str, int]] = {}
-    for name in {s.upstream_name for s in scenario.servers} - {None}:
-        upstream = scenario.server(str(name))
-        if upstream.postfix is not None:
-            return fail(f"{scenario.name}: {name} is a Postfix server; `maildrill sinks` starts "
-                        "sinks only (use `maildrill run`)")  # fmt: skip
-        if not upstream.local and not upstream.port:
-            return fail(f"{scenario.name}: servers: {name!r} needs a port (it is not local)")
-        addresses[upstream.name] = (upstream.host, upstream.port or free_port())
-    local = [
-        s.sink_config(addresses).model_copy(update={"port": addresses.get(s.name, ("", s.port))[1]})
-        for s in scenario.servers
-        if s.local
-    ]
-    if not local:
-        return fail(f"{scenario.name}: no local servers (local: true) to start")
-    config = SinksFile(sinks=local, seed=scenario.campaign.seed)
     try:
         stamp = time.strftime("%Y%m%d-%H%M%S")  # not over the name: a % in it is no format
         out = args.out or inside(Path("reports"), f"{scenario.name}-sinks-{stamp}")
@@ -269,7 +248,7 @@ def cmd_sinks(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from loadtest.orchestrate import bundled_scenarios
+    from loadtest.bundled import bundled_scenarios
 
     rows = bundled_scenarios()
     width = max(len(name) for name, _ in rows)
@@ -279,7 +258,8 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from loadtest.orchestrate import prepare, scenario_path
+    from loadtest.bundled import scenario_path
+    from loadtest.orchestrate import prepare
 
     try:
         path = scenario_path(args.scenario)
@@ -307,7 +287,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(f"cannot write the reports in {args.run_dir}: {exc.strerror}")
     if args.json:
-        print(json.dumps(result, indent=2, default=str))
+        print(summary_mod.as_json(result), end="")
     else:
         _print_summary(result, args.run_dir)
     return _exit_code(result, args.run_dir)
@@ -454,6 +434,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("maildrill: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `maildrill scenarios | head`: the reader has all it wanted. Point stdout at
+        # /dev/null so the interpreter's flush at exit does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - the last resort: never a traceback for a user
         return fail(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}")
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from loadtest.addresses import AddressPolicy
 from loadtest.outcomes import Outcome, Phase, outcome_of_code
+from maildrill.records import AttemptRecord
 
 _ENHANCED = re.compile(rb"^([245]\.\d{1,3}\.\d{1,3})\b")
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -62,7 +63,8 @@ class Server:
 
 @dataclass
 class Attempt:
-    """The record of one attempt (the attempts journal's row, the analysis' input)."""
+    """One attempt as the sender fills it in, stage by stage; `as_record` is its row of
+    the attempts journal (`maildrill.records.AttemptRecord`, the analysis' input)."""
 
     msg_id: str
     stream: str
@@ -87,6 +89,34 @@ class Attempt:
     @property
     def latency_ms(self) -> float:
         return (self.end - self.start) * 1000.0
+
+    def as_record(self, run_id: str, worker: str, failover: bool, final: bool) -> AttemptRecord:
+        return AttemptRecord(
+            run_id=run_id,
+            worker=worker,
+            msg_id=self.msg_id,
+            stream=self.stream,
+            attempt=self.attempt,
+            server=self.server,
+            intended=self.intended,
+            due=self.due,
+            start=self.start,
+            connected=self.connected or None,
+            end=self.end,
+            phase=self.phase.value,
+            code=self.code or None,
+            enhanced=self.enhanced,
+            outcome=self.outcome.value,
+            bytes=self.bytes,
+            recipients=self.recipients,
+            recipients_refused=self.recipients_refused,
+            new_connection=self.new_connection,
+            retry=self.attempt > 1,
+            failover=failover,
+            final=final,
+            maybe_duplicate=self.maybe_duplicate,
+            error=self.error,
+        )
 
 
 @functools.cache

@@ -13,7 +13,6 @@ from typing import Any
 
 from loadtest.campaign import MessageFactory
 from loadtest.client import Attempt, Sender
-from loadtest.journal import attempt_row
 from loadtest.outcomes import Outcome
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Policy, Result
@@ -47,7 +46,7 @@ class Driver:
         self.retry = retry
         self.t0 = t0
         self.worker = worker
-        self.emit = emit  # takes each attempt's journal row
+        self.emit = emit  # takes each attempt's journal row (AttemptRecord.row)
 
     def step(self, sender: Sender) -> Step:
         now = time.time()
@@ -98,4 +97,4 @@ class Driver:
 
     def _journal(self, record: Attempt, stream: str, final: bool) -> None:
         failover = record.server != self.policy.preferred(stream)
-        self.emit(attempt_row(record, self.factory.run_id, self.worker, failover, final))
+        self.emit(record.as_record(self.factory.run_id, self.worker, failover, final).row())

@@ -1,4 +1,7 @@
-"""The attempts journal: one CSV row per SMTP attempt, the contract with the analysis."""
+"""The attempts journal: one CSV row per SMTP attempt, the contract with the analysis.
+
+Its rows are `maildrill.records.AttemptRecord.row()`: built where the attempt was made (a
+Locust worker ships them to the master as they are), written here in batches."""
 
 from __future__ import annotations
 
@@ -7,30 +10,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtest.client import Attempt
 from maildrill.journal import RowWriter
-
-ATTEMPT_FIELDS = (
-    "run_id", "worker", "msg_id", "stream", "attempt", "server", "intended", "due", "start",
-    "connected", "end", "phase", "code", "enhanced", "outcome", "bytes", "recipients",
-    "recipients_refused", "new_connection", "retry", "failover", "final", "maybe_duplicate",
-    "error",
-)  # fmt: skip
-
-
-def attempt_row(
-    record: Attempt, run_id: str, worker: str, failover: bool, final: bool
-) -> tuple[Any, ...]:
-    """A journal row; plain values only, so it can travel to the master as is."""
-    return (
-        run_id, worker, record.msg_id, record.stream, record.attempt, record.server,
-        f"{record.intended:.6f}", f"{record.due:.6f}", f"{record.start:.6f}",
-        f"{record.connected:.6f}" if record.connected else "", f"{record.end:.6f}",
-        record.phase.value, record.code or "", record.enhanced, record.outcome.value,
-        record.bytes, record.recipients, record.recipients_refused, int(record.new_connection),
-        int(record.attempt > 1), int(failover), int(final), int(record.maybe_duplicate),
-        record.error,
-    )  # fmt: skip
+from maildrill.records import AttemptRecord
 
 
 class AttemptsJournal:
@@ -52,7 +33,7 @@ class AttemptsJournal:
         self._pending = io.StringIO()
         self._writer = RowWriter(self._pending)
         if self._file.tell() == 0:
-            self._writer.writerow(ATTEMPT_FIELDS)
+            self._writer.writerow(AttemptRecord.header())
             self.flush()
         self.rows = 0
 

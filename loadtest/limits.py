@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import math
 import resource
+from collections.abc import Sequence, Sized
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from loadtest.scenario import Scenario
+from typing import Protocol
 
 MAX_RATE = 100_000  # msgs/s of a stage: far past what one machine sends over SMTP
 MAX_MESSAGES = 10_000_000  # planned messages: the analysis holds every attempt in memory
@@ -33,12 +31,45 @@ PROCESS_BYTES = 100 * 1024 * 1024  # a Locust process before any message
 RESERVED_FILES = 256  # open files a process needs besides its SMTP connections
 
 
-def machine_problem(scenario: Scenario) -> str | None:
+class StreamSizes(Protocol):
+    """Of a scenario's message stream, what its memory need depends on."""
+
+    @property
+    def size_max(self) -> int: ...
+    @property
+    def attachment_size(self) -> int: ...
+    @property
+    def attachment_share(self) -> float: ...
+
+
+class Campaign(Protocol):
+    @property
+    def streams(self) -> Sequence[StreamSizes]: ...
+
+
+class Load(Protocol):
+    """What the machine checks read of a scenario (`loadtest.scenario.Scenario`).
+
+    A protocol, not the class: the scenario imports this module's limits to validate
+    itself, so this module must not import the scenario.
+    """
+
+    @property
+    def users(self) -> int: ...
+    @property
+    def workers(self) -> int: ...
+    @property
+    def servers(self) -> Sized: ...
+    @property
+    def campaign(self) -> Campaign: ...
+
+
+def machine_problem(scenario: Load) -> str | None:
     """Why this machine cannot run the scenario, in one line; None when it can."""
     return _open_files_problem(scenario) or _memory_problem(scenario)
 
 
-def _open_files_problem(scenario: Scenario) -> str | None:
+def _open_files_problem(scenario: Load) -> str | None:
     """A user keeps one connection per server; a sink holds one per user (a proxy two)."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY:
@@ -56,7 +87,7 @@ def _open_files_problem(scenario: Scenario) -> str | None:
     )
 
 
-def largest_message(scenario: Scenario) -> int:
+def largest_message(scenario: Load) -> int:
     """The largest message the campaign can make, bytes (an attachment grows by base64)."""
     return max(
         max(s.size_max, s.attachment_size * 4 // 3 + 4096 if s.attachment_share else 0)
@@ -64,7 +95,7 @@ def largest_message(scenario: Scenario) -> int:
     )
 
 
-def _memory_problem(scenario: Scenario) -> str | None:
+def _memory_problem(scenario: Load) -> str | None:
     available = available_memory()
     if available is None:
         return None

@@ -19,13 +19,14 @@ import gevent
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
+from loadtest.bundled import scenario_path
 from loadtest.campaign import MessageFactory
 from loadtest.client import Sender
 from loadtest.driver import Driver
 from loadtest.journal import AttemptsJournal
 from loadtest.scenario import Scenario, load_scenario, parse_scenario, parse_server_override
 from loadtest.schedule import Dispatcher
-from maildrill.paths import RUN_ID_MAX, is_safe_name
+from maildrill.paths import RUN_ID_MAX, is_safe_name, write_whole
 
 log = logging.getLogger("maildrill")
 
@@ -38,7 +39,7 @@ PLAN, ATTEMPTS, DONE = "maildrill_plan", "maildrill_attempts", "maildrill_done"
 def add_arguments(parser: Any) -> None:
     group = parser.add_argument_group("maildrill")
     group.add_argument(
-        "--scenario", default="scenarios/default.yaml", help="maildrill scenario file"
+        "--scenario", default="default", help="maildrill scenario file, or a bundled one's name"
     )
     group.add_argument(
         "--servers",
@@ -76,7 +77,7 @@ class Campaign:
             for item in (getattr(options, "servers", "") or "").split(",")
             if item.strip()
         )
-        path = Path(getattr(options, "scenario", "scenarios/default.yaml"))
+        path = scenario_path(getattr(options, "scenario", None))
         self.scenario = load_scenario(path, overrides)
         unresolved = [s.name for s in self.scenario.servers if s.port == 0]
         if unresolved:
@@ -125,7 +126,8 @@ class Campaign:
             sorted(c.id for c in runner.clients.all) if isinstance(runner, MasterRunner) else []
         )
         # What the orchestrator (and the analysis) needs to line up clocks: t0 and the plan.
-        (self._journal_dir() / "run.json").write_text(
+        write_whole(
+            self._journal_dir() / "run.json",
             json.dumps(
                 {
                     "run_id": self.run_id,
@@ -134,7 +136,7 @@ class Campaign:
                     "workers": workers,
                     "started_at": time.time(),
                 }
-            )
+            ),
         )
         if isinstance(runner, MasterRunner):
             for share, worker in enumerate(workers):

@@ -30,19 +30,19 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
 
-from loadtest.cli import server_args
+from loadtest.cli_args import server_args
 from loadtest.outcomes import Phase
 from loadtest.probing import ERRORS, classify
 from loadtest.scenario import ScenarioError, load_scenario, parse_server_override
 from maildrill.journal import CsvJournal
 from maildrill.netaddr import is_loopback
+from maildrill.records import ProbeRecord
 
-PROBE_FIELDS = ("time", "server", "ok", "phase", "code", "outcome", "latency_ms", "error")
 JOURNAL_NAME = "probes.csv"
 
 
@@ -54,21 +54,7 @@ class ProbeTarget:
     helo_name: str = "maildrill.test"
 
 
-@dataclass(frozen=True)
-class Probe:
-    """One probe, as journaled."""
-
-    time: str  # epoch seconds with microseconds, when it started
-    server: str
-    ok: int  # 1: banner 220 and EHLO 250
-    phase: str
-    code: int  # last reply code (0: none)
-    outcome: str  # ok, or an Outcome value
-    latency_ms: float
-    error: str
-
-
-async def probe(target: ProbeTarget, timeout_s: float) -> Probe:
+async def probe(target: ProbeTarget, timeout_s: float) -> ProbeRecord:
     """Connect, EHLO, QUIT; never raises for the server's trouble.
 
     Each step has the timeout (aiosmtplib's own), so a hang reads as a timeout in the
@@ -92,15 +78,15 @@ async def probe(target: ProbeTarget, timeout_s: float) -> Probe:
         latency = (time.perf_counter() - started) * 1000.0
         client.close()
         f = classify(exc, phase)
-        return Probe(
-            _stamp(started_at),
-            target.name,
-            0,
-            f.phase.value,
-            f.code,
-            f.outcome.value,
-            round(latency, 3),
-            f.error,
+        return ProbeRecord(
+            time=started_at,
+            server=target.name,
+            ok=False,
+            phase=f.phase.value,
+            code=f.code,
+            outcome=f.outcome.value,
+            latency_ms=round(latency, 3),
+            error=f.error,
         )
     latency = (time.perf_counter() - started) * 1000.0
     reached = Phase.EHLO.value
@@ -109,13 +95,16 @@ async def probe(target: ProbeTarget, timeout_s: float) -> Probe:
         reached = "quit"
     except ERRORS:
         client.close()  # healthy enough: it answered EHLO
-    return Probe(
-        _stamp(started_at), target.name, 1, reached, reply.code, "ok", round(latency, 3), ""
+    return ProbeRecord(
+        time=started_at,
+        server=target.name,
+        ok=True,
+        phase=reached,
+        code=reply.code,
+        outcome="ok",
+        latency_ms=round(latency, 3),
+        error="",
     )
-
-
-def _stamp(epoch: float) -> str:
-    return f"{epoch:.6f}"
 
 
 async def probe_loop(
@@ -136,7 +125,7 @@ async def probe_loop(
         result = await probe(target, timeout_s)
         if stop.is_set():
             break  # in flight when told to stop: not journaled, like a cancelled probe
-        journal.write(astuple(result))
+        journal.write(result)
         counts[target.name] += 1
         ticks = math.floor((time.monotonic() - origin) / interval_s) + 1
         await asyncio.sleep(max(0.0, origin + ticks * interval_s - time.monotonic()))
@@ -154,7 +143,7 @@ async def run(
 
     A probe in flight when it stops is abandoned and not journaled.
     """
-    journal = CsvJournal(journal_path, PROBE_FIELDS)
+    journal = CsvJournal(journal_path, ProbeRecord)
     counts = dict.fromkeys((t.name for t in targets), 0)
     origin = time.monotonic()
     tasks = [

@@ -9,21 +9,27 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from loadtest.addresses import AddressError, AddressPolicy, header_text, split_address
+from loadtest.analysis import summary_model
 from loadtest.campaign import DEFAULT_DOMAINS, StreamSpec
 from loadtest.client import Server, Timeouts
 from loadtest.limits import (
@@ -51,7 +57,7 @@ from maildrill.numbers import (
     number_problem,
 )
 from maildrill.paths import NAME_MAX, NAME_PATTERN
-from sinks.config import SinkConfig, effect_request
+from sinks.config import SinkConfig, SinkMode, UpstreamConfig, effect_request
 from sinks.effects import build, kinds_for
 
 
@@ -122,65 +128,140 @@ class PostfixSpec(_Model):
         return settings
 
 
+class SinkSpec(CheckedModel):
+    """A local server's `sink:` table: its sink's settings (sinks.config.SinkConfig) but
+    name, host and port, which are the server's.
+
+    `mode` and `upstream` are what the scenario reads itself (the faults a server takes, the
+    chain its mail goes through), and an upstream may name another server of the scenario;
+    the other keys go to the sink as written. The table is checked as a whole by the sink's
+    own model (see ServerSpec._sink_table_last).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    mode: SinkMode = Field(
+        default="sink",
+        description="backup-mx: queue what is accepted, forward it upstream; proxy: relay TCP "
+        "to upstream, faults applied on the way",
+    )
+    upstream: str | UpstreamConfig | None = Field(
+        default=None,
+        description="backup-mx, proxy: another server's name, or {host, port, starttls, timeout_s}",
+    )
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The keys written and no others, as in the file: a scenario dumped for Locust's
+        workers reads back the same, and an empty table stays empty."""
+        data: dict[str, Any] = handler(self)
+        written = self.model_fields_set | set(self.model_extra or {})
+        return {k: v for k, v in data.items() if k in written}
+
+    @property
+    def upstream_server(self) -> str | None:
+        """The upstream given as the name of another server of the scenario."""
+        return self.upstream if isinstance(self.upstream, str) else None
+
+    @property
+    def upstream_address(self) -> UpstreamConfig | None:
+        """The upstream given as an address (a server maildrill does not own, say)."""
+        return self.upstream if isinstance(self.upstream, UpstreamConfig) else None
+
+
+def _a_table(value: Any) -> Any:
+    """`sink:` that is not a table, in pydantic's words for any table (no class names)."""
+    if not isinstance(value, dict | SinkSpec):
+        raise PydanticCustomError("dict_type", "Input should be a valid dictionary")
+    return value
+
+
+def _sink_config(
+    name: str,
+    host: str,
+    port: int,
+    table: Mapping[str, Any],
+    addresses: Mapping[str, tuple[str, int]] | None = None,
+) -> SinkConfig:
+    """A server's sink from its `sink:` table; `addresses` resolves an upstream named by
+    server name (until the upstream runs, a placeholder port keeps validation honest)."""
+    settings = dict(table)
+    upstream = settings.get("upstream")
+    if isinstance(upstream, str):
+        up_host, up_port = (addresses or {}).get(upstream, ("127.0.0.1", 1))
+        settings["upstream"] = {"host": up_host, "port": up_port}
+    return SinkConfig(name=name, host=host, port=port, **settings)
+
+
 class ServerSpec(_Model):
     name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX, description="how reports name it")
     host: str = Field(default="127.0.0.1", description="loopback unless allow_remote")
     port: int = Field(default=0, ge=0, le=65535, description="0 with local: a free port")
     priority: int = Field(default=10, description="lower is preferred, like MX preference")
     weight: int = Field(default=1, ge=1, description="share under the weighted policy")
-    starttls: bool = Field(default=False, description="STARTTLS after EHLO")
+    starttls: bool = Field(default=Server.starttls, description="STARTTLS after EHLO")
     username: str | None = Field(default=None, description="AUTH user")
     password_env: str | None = Field(default=None, description="AUTH password: this variable")
     password_file: Path | None = Field(default=None, description="AUTH password: this file")
     helo_name: Annotated[str, AfterValidator(host_name_or_literal)] = Field(
-        default="maildrill.test", description="name sent in EHLO (a host name or [address])"
+        default=Server.helo_name, description="name sent in EHLO (a host name or [address])"
     )
-    messages_per_connection: int = Field(default=100, ge=1, description="then reconnect")
+    messages_per_connection: int = Field(
+        default=Server.messages_per_connection, ge=1, description="then reconnect"
+    )
     local: bool = Field(default=False, description="maildrill starts a sink for it")
-    sink: dict[str, Any] = Field(default_factory=dict, description="sink settings when local")
+    sink: Annotated[SinkSpec, BeforeValidator(_a_table)] = Field(
+        default_factory=SinkSpec,
+        description="sink settings when local: any of a sink config but name, host and port",
+    )
     postfix: PostfixSpec | None = Field(
         default=None, description="a real Postfix instance under test, built by maildrill"
     )
 
     @model_validator(mode="after")
-    def _sink_settings(self) -> ServerSpec:
+    def _postfix_alone(self) -> ServerSpec:
         if self.postfix is not None:
             if self.local:
                 raise ValueError("postfix and local: true exclude each other")
             if not is_loopback(self.host):
                 raise ValueError("a postfix instance listens on loopback only")
-        if self.sink and not self.local:
+        return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _sink_table_last(cls, data: Any, handler: ModelWrapValidatorHandler[ServerSpec]) -> Any:
+        """The `sink:` table is checked once the server's own fields are, and as a whole by
+        the sink's model, so that its errors read `sink: ...` as a sink config's would."""
+        table = data.get("sink", {}) if isinstance(data, dict) else None
+        if not isinstance(table, dict):
+            return handler(data)  # a server already made, or no table: pydantic says so
+        server = handler({**data, "sink": {}})
+        if table and not server.local:
             raise ValueError("sink settings need local: true")
-        if self.local:
+        if server.local:
             for key in ("name", "host", "port"):
-                if key in self.sink:
+                if key in table:
                     raise ValueError(f"sink.{key}: set it on the server, not in sink")
             try:
-                self.sink_config()
+                _sink_config(server.name, server.host, server.port, table)
             except ValidationError as exc:
                 raise ValueError(f"sink: {describe_errors(exc)}") from None
-        return self
+        server.sink = SinkSpec.model_validate(table)
+        return server
 
     @property
     def upstream_name(self) -> str | None:
-        """A backup MX's upstream given as the name of another server of the scenario."""
-        upstream = self.sink.get("upstream")
-        return upstream if isinstance(upstream, str) else None
+        """A backup MX's or proxy's upstream given as the name of another server."""
+        return self.sink.upstream_server
 
     @property
     def mode(self) -> str:
         """sink, backup-mx or proxy for a local server; "" for any other."""
-        return str(self.sink.get("mode", "sink")) if self.local else ""
+        return self.sink.mode if self.local else ""
 
     def sink_config(self, addresses: Mapping[str, tuple[str, int]] | None = None) -> SinkConfig:
         """This server's sink; `addresses` resolves an upstream named by server name."""
-        settings = dict(self.sink)
-        name = self.upstream_name
-        if name is not None:
-            # Until the upstream runs, a placeholder port keeps validation honest.
-            host, port = (addresses or {}).get(name, ("127.0.0.1", 1))
-            settings["upstream"] = {"host": host, "port": port}
-        return SinkConfig(name=self.name, host=self.host, port=self.port, **settings)
+        return _sink_config(self.name, self.host, self.port, self.sink.model_dump(), addresses)
 
     def password(self) -> str | None:
         """Read from the environment or a file when needed, never kept in the scenario."""
@@ -205,30 +286,53 @@ class ServerSpec(_Model):
         )
 
 
+# The defaults of the routing sections are the runtime types' own (one place for each).
+_BREAKERS, _RETRY, _TIMEOUTS = Breakers(), RetryPolicy(), Timeouts()
+
+
 class CircuitSpec(_Model):
-    threshold: int = Field(default=3, ge=1, description="consecutive server failures that open it")
-    cooldown_s: Seconds = Field(default=2.0, gt=0, description="open this long, then one probe")
+    threshold: int = Field(
+        default=_BREAKERS.threshold, ge=1, description="consecutive server failures that open it"
+    )
+    cooldown_s: Seconds = Field(
+        default=_BREAKERS.cooldown_s, gt=0, description="open this long, then one probe"
+    )
 
 
 class RetrySpec(_Model):
+    """loadtest.retry.RetryPolicy's settings."""
+
     max_attempts: Annotated[int, at_most(MAX_ATTEMPTS, "attempts")] = Field(
-        default=5, ge=1, description="per message, all servers"
+        default=_RETRY.max_attempts, ge=1, description="per message, all servers"
     )
-    backoff_s: Seconds = Field(default=1.0, ge=0, description="first wait after a 4xx")
-    backoff_factor: float = Field(default=2.0, ge=1, description="each wait this much longer")
-    max_backoff_s: Seconds = Field(default=30.0, ge=0, description="longest wait")
+    backoff_s: Seconds = Field(default=_RETRY.backoff_s, ge=0, description="first wait after a 4xx")
+    backoff_factor: float = Field(
+        default=_RETRY.backoff_factor, ge=1, description="each wait this much longer"
+    )
+    max_backoff_s: Seconds = Field(default=_RETRY.max_backoff_s, ge=0, description="longest wait")
     retry_after_dot: bool = Field(
-        default=False, description="retry timeouts/drops after the dot (may duplicate)"
+        default=_RETRY.retry_after_dot,
+        description="retry timeouts/drops after the dot (may duplicate)",
     )
-    defer_to_next: bool = Field(default=False, description="retry a message 4xx on the next server")
+    defer_to_next: bool = Field(
+        default=_RETRY.defer_to_next, description="retry a message 4xx on the next server"
+    )
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(**self.model_dump())
 
 
 class TimeoutSpec(_Model):
-    connect: Seconds = Field(default=3.0, gt=0)
-    greeting: Seconds = Field(default=5.0, gt=0)
-    command: Seconds = Field(default=5.0, gt=0)
-    data: Seconds = Field(default=10.0, gt=0)
-    dot: Seconds = Field(default=10.0, gt=0)
+    """loadtest.client.Timeouts, in seconds."""
+
+    connect: Seconds = Field(default=_TIMEOUTS.connect, gt=0)
+    greeting: Seconds = Field(default=_TIMEOUTS.greeting, gt=0)
+    command: Seconds = Field(default=_TIMEOUTS.command, gt=0)
+    data: Seconds = Field(default=_TIMEOUTS.data, gt=0)
+    dot: Seconds = Field(default=_TIMEOUTS.dot, gt=0)
+
+    def timeouts(self) -> Timeouts:
+        return Timeouts(**self.model_dump())
 
 
 class StreamRoute(_Model):
@@ -406,15 +510,8 @@ class FaultEvent(CheckedModel):
 
 _SLO = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(-?[0-9.]+)\s*$")
 
-# What an SLO may name; the analysis computes each of them.
-SLO_METRICS = frozenset(
-    {
-        "lost", "duplicates", "phantom", "failed", "stranded", "not_sent", "unverified",
-        "failover_s", "failback_s", "detection_s", "recovery_s",
-        "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "max_latency_ms",
-        "p95_lateness_ms", "p99_lateness_ms", "min_throughput", "accepted_ratio",
-    }
-)  # fmt: skip
+# What an SLO may name: the summary model says where each value is (one list).
+SLO_METRICS = frozenset(summary_model.SLO_METRICS)
 # Faults that decide whether the listener answers at all: two at once contradict.
 EXCLUSIVE_KINDS = frozenset({"down", "hang", "busy", "flap", "mta-stop", "mta-abort"})
 # Faults of a Postfix instance under test, carried out by maildrill with `postfix -c DIR`.
@@ -478,151 +575,10 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
-        names = [s.name for s in self.servers]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"servers: names must be unique; repeated: {', '.join(dupes)}")
-        known = set(names)
-        routed = list(self.routing.servers or [])
-        for route in self.routing.streams.values():
-            routed += route.servers
-        for name in routed:
-            if name not in known:
-                raise ValueError(f"routing: unknown server {name!r}; servers are {sorted(known)}")
-        if self.routing.policy == "by-stream" and not self.routing.streams:
-            raise ValueError("routing: by-stream needs streams")
-        for i, fault in enumerate(self.faults):
-            self._check_fault(i, fault, known)
-        for server in self.servers:
-            if server.postfix is not None:
-                relay = server.postfix.relay
-                if relay not in known or not self.server(relay).local:
-                    raise ValueError(
-                        f"servers: {server.name!r}: postfix.relay {relay!r} is not a local sink"
-                    )
-                for domain, sink in server.postfix.routes.items():
-                    if sink not in known or not self.server(sink).local:
-                        raise ValueError(
-                            f"servers: {server.name!r}: postfix.routes[{domain}] {sink!r} is "
-                            "not a local sink"
-                        )
-            upstream = server.upstream_name
-            if upstream is not None and (upstream not in known or upstream == server.name):
-                raise ValueError(
-                    f"servers: {server.name!r}: sink.upstream {upstream!r} is not another server"
-                )
-        self._no_contradictions()
-        for i, rule in enumerate(self.slo):
-            try:
-                parse_slo(rule)
-            except ValueError as exc:
-                raise ValueError(f"slo[{i}]: {exc}") from None
-        if not self.allow_remote:
-            for s in self.servers:
-                if not is_loopback(s.host):
-                    raise ValueError(
-                        f"servers: {s.name!r} is at {s.host}, outside loopback; "
-                        "set allow_remote: true to send mail there"
-                    )
-                upstream = s.sink.get("upstream")
-                host = upstream.get("host", "127.0.0.1") if isinstance(upstream, dict) else None
-                if host is not None and not is_loopback(str(host)):
-                    raise ValueError(
-                        f"servers: {s.name!r}: sink.upstream {host} is outside loopback; "
-                        "set allow_remote: true to relay there"
-                    )
-        self._addresses_allowed()
+        """The parts agree with each other: each of CHECKS, in order (the first problem)."""
+        for check in CHECKS:
+            check(self)
         return self
-
-    def _addresses_allowed(self) -> None:
-        """Recipient and sender domains reserved or allowed; Postfix settings that route,
-        listen or look up only with allow_remote."""
-        policy = AddressPolicy(self.campaign.allowed_recipient_domains)
-        for i, stream in enumerate(self.campaign.streams):
-            for domain in stream.domains:
-                if not policy.domain_allowed(domain):
-                    raise ValueError(
-                        f"campaign.streams[{i}].domains: {domain!r} is a real domain; "
-                        "list it in campaign.allowed_recipient_domains to send there"
-                    )
-            try:
-                policy.check(stream.sender, "sender")
-            except AddressError as exc:
-                raise ValueError(
-                    f"campaign.streams[{i}].sender: {exc}; a bounce goes to the sender"
-                ) from None
-        if self.allow_remote:
-            return
-        for server in self.servers:
-            settings = server.postfix.settings if server.postfix else {}
-            for name, value in settings.items():
-                problem = setting_problem(name, str(value), allow_remote=False, defined=settings)
-                if problem is not None:
-                    raise ValueError(f"servers: {server.name!r}: postfix.settings: {problem}")
-
-    def _check_fault(self, i: int, fault: FaultEvent, known: set[str]) -> None:
-        """A fault that validates is one its target takes, inside the run: the sink's own
-        check of its control API request runs here, before any load starts."""
-        if fault.target not in known:
-            raise ValueError(f"faults[{i}].target: unknown server {fault.target!r}")
-        schedule_s = self.campaign.build_schedule().duration_s
-        if fault.at >= schedule_s:
-            raise ValueError(
-                f"faults[{i}].at: {fault.at:g} s is not before the end of the schedule "
-                f"({schedule_s:g} s): the run may end before the fault starts"
-            )
-        if fault.at + (fault.duration or 0) > MAX_DURATION_S:
-            raise ValueError(
-                f"faults[{i}]: at + duration is {fault.at + (fault.duration or 0):g} s, more "
-                f"than the limit of {MAX_DURATION_S} s (7 days)"
-            )
-        if self.server(fault.target).postfix is not None:
-            if fault.kind not in MTA_KINDS:
-                raise ValueError(
-                    f"faults[{i}].kind: {fault.target!r} is a Postfix instance; its faults "
-                    f"are {', '.join(sorted(MTA_KINDS))} (or put a proxy in front of it)"
-                )
-            if fault.params:
-                raise ValueError(
-                    f"faults[{i}] ({fault.kind}): takes no parameters; got "
-                    f"{', '.join(sorted(fault.params))}"
-                )
-            return
-        if fault.kind in MTA_KINDS:
-            raise ValueError(f"faults[{i}].kind: {fault.kind} needs a postfix server")
-        # A proxy (sink mode: proxy) has kinds of its own.
-        kinds = kinds_for(str(self.server(fault.target).sink.get("mode", "sink")))
-        if fault.kind not in kinds:
-            known_kinds = ", ".join(sorted(kinds))
-            raise ValueError(f"faults[{i}].kind: unknown {fault.kind!r}; known: {known_kinds}")
-        try:
-            build(fault.kind, fault.params, kinds)
-            effect_request(fault.body(), kinds)  # the request as the sink will check it
-        except ValidationError as exc:
-            raise ValueError(f"faults[{i}] ({fault.kind}): {describe_errors(exc)}") from None
-        except ValueError as exc:
-            raise ValueError(f"faults[{i}] ({fault.kind}): {exc}") from None
-        if not self.server(fault.target).local:
-            raise ValueError(
-                f"faults[{i}].target: {fault.target!r} is not a maildrill sink (local: true)"
-            )
-
-    def _no_contradictions(self) -> None:
-        """Two faults deciding whether the same listener answers cannot overlap."""
-        end = self.campaign.build_schedule().duration_s + self.campaign.drain_s
-        windows: dict[str, list[tuple[float, float, int]]] = {}
-        for i, f in enumerate(self.faults):
-            if f.kind in EXCLUSIVE_KINDS:
-                stop = f.at + f.duration if f.duration else max(end, f.at)
-                windows.setdefault(f.target, []).append((f.at, stop, i))
-        for spans in windows.values():
-            spans.sort()
-            for (_, a1, i), (b0, _, j) in itertools.pairwise(spans):
-                if b0 < a1:
-                    raise ValueError(
-                        f"faults[{j}] ({self.faults[j].kind} at {b0:g} s) overlaps faults[{i}] "
-                        f"({self.faults[i].kind} until {a1:g} s) on {self.faults[i].target!r}"
-                    )
 
     # -- what the load side builds from it --------------------------------------------
 
@@ -647,10 +603,10 @@ class Scenario(_Model):
         return make(r.policy, self.ordered_servers())
 
     def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(**self.routing.retry.model_dump())
+        return self.routing.retry.policy()
 
     def timeouts(self) -> Timeouts:
-        return Timeouts(**self.routing.timeouts.model_dump())
+        return self.routing.timeouts.timeouts()
 
     def server(self, name: str) -> ServerSpec:
         for s in self.servers:
@@ -696,6 +652,198 @@ class Scenario(_Model):
 
     def streams(self) -> list[StreamSpec]:
         return [s.spec() for s in self.campaign.streams]
+
+
+# -- what a valid scenario holds to, across its parts ------------------------------------
+# Each check raises ValueError with the field and the problem; Scenario runs them in order.
+
+
+def _server_names_unique(scenario: Scenario) -> None:
+    names = [s.name for s in scenario.servers]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"servers: names must be unique; repeated: {', '.join(dupes)}")
+
+
+def _routes_name_servers(scenario: Scenario) -> None:
+    """Every server a route names is one of the scenario's; by-stream has its routes."""
+    known = {s.name for s in scenario.servers}
+    routing = scenario.routing
+    routed = list(routing.servers or [])
+    for route in routing.streams.values():
+        routed += route.servers
+    for name in routed:
+        if name not in known:
+            raise ValueError(f"routing: unknown server {name!r}; servers are {sorted(known)}")
+    if routing.policy == "by-stream" and not routing.streams:
+        raise ValueError("routing: by-stream needs streams")
+
+
+def _faults_runnable(scenario: Scenario) -> None:
+    """A fault that validates is one its target takes, inside the run: the sink's own
+    check of its control API request runs here, before any load starts."""
+    known = {s.name for s in scenario.servers}
+    for i, fault in enumerate(scenario.faults):
+        _check_fault(scenario, i, fault, known)
+
+
+def _check_fault(scenario: Scenario, i: int, fault: FaultEvent, known: set[str]) -> None:
+    if fault.target not in known:
+        raise ValueError(f"faults[{i}].target: unknown server {fault.target!r}")
+    schedule_s = scenario.campaign.build_schedule().duration_s
+    if fault.at >= schedule_s:
+        raise ValueError(
+            f"faults[{i}].at: {fault.at:g} s is not before the end of the schedule "
+            f"({schedule_s:g} s): the run may end before the fault starts"
+        )
+    if fault.at + (fault.duration or 0) > MAX_DURATION_S:
+        raise ValueError(
+            f"faults[{i}]: at + duration is {fault.at + (fault.duration or 0):g} s, more "
+            f"than the limit of {MAX_DURATION_S} s (7 days)"
+        )
+    target = scenario.server(fault.target)
+    if target.postfix is not None:
+        if fault.kind not in MTA_KINDS:
+            raise ValueError(
+                f"faults[{i}].kind: {fault.target!r} is a Postfix instance; its faults "
+                f"are {', '.join(sorted(MTA_KINDS))} (or put a proxy in front of it)"
+            )
+        if fault.params:
+            raise ValueError(
+                f"faults[{i}] ({fault.kind}): takes no parameters; got "
+                f"{', '.join(sorted(fault.params))}"
+            )
+        return
+    if fault.kind in MTA_KINDS:
+        raise ValueError(f"faults[{i}].kind: {fault.kind} needs a postfix server")
+    kinds = kinds_for(target.sink.mode)  # a proxy (sink mode: proxy) has kinds of its own
+    if fault.kind not in kinds:
+        known_kinds = ", ".join(sorted(kinds))
+        raise ValueError(f"faults[{i}].kind: unknown {fault.kind!r}; known: {known_kinds}")
+    try:
+        build(fault.kind, fault.params, kinds)
+        effect_request(fault.body(), kinds)  # the request as the sink will check it
+    except ValidationError as exc:
+        raise ValueError(f"faults[{i}] ({fault.kind}): {describe_errors(exc)}") from None
+    except ValueError as exc:
+        raise ValueError(f"faults[{i}] ({fault.kind}): {exc}") from None
+    if not target.local:
+        raise ValueError(
+            f"faults[{i}].target: {fault.target!r} is not a maildrill sink (local: true)"
+        )
+
+
+def _servers_name_servers(scenario: Scenario) -> None:
+    """A Postfix instance relays and routes to local sinks; an upstream given by name is
+    another server."""
+    known = {s.name for s in scenario.servers}
+
+    def local_sink(name: str) -> bool:
+        return name in known and scenario.server(name).local
+
+    for server in scenario.servers:
+        if server.postfix is not None:
+            relay = server.postfix.relay
+            if not local_sink(relay):
+                raise ValueError(
+                    f"servers: {server.name!r}: postfix.relay {relay!r} is not a local sink"
+                )
+            for domain, sink in server.postfix.routes.items():
+                if not local_sink(sink):
+                    raise ValueError(
+                        f"servers: {server.name!r}: postfix.routes[{domain}] {sink!r} is "
+                        "not a local sink"
+                    )
+        upstream = server.upstream_name
+        if upstream is not None and (upstream not in known or upstream == server.name):
+            raise ValueError(
+                f"servers: {server.name!r}: sink.upstream {upstream!r} is not another server"
+            )
+
+
+def _no_contradictions(scenario: Scenario) -> None:
+    """Two faults deciding whether the same listener answers cannot overlap."""
+    campaign, faults = scenario.campaign, scenario.faults
+    end = campaign.build_schedule().duration_s + campaign.drain_s
+    windows: dict[str, list[tuple[float, float, int]]] = {}
+    for i, f in enumerate(faults):
+        if f.kind in EXCLUSIVE_KINDS:
+            stop = f.at + f.duration if f.duration else max(end, f.at)
+            windows.setdefault(f.target, []).append((f.at, stop, i))
+    for spans in windows.values():
+        spans.sort()
+        for (_, a1, i), (b0, _, j) in itertools.pairwise(spans):
+            if b0 < a1:
+                raise ValueError(
+                    f"faults[{j}] ({faults[j].kind} at {b0:g} s) overlaps faults[{i}] "
+                    f"({faults[i].kind} until {a1:g} s) on {faults[i].target!r}"
+                )
+
+
+def _slos_parse(scenario: Scenario) -> None:
+    for i, rule in enumerate(scenario.slo):
+        try:
+            parse_slo(rule)
+        except ValueError as exc:
+            raise ValueError(f"slo[{i}]: {exc}") from None
+
+
+def _loopback_unless_allowed(scenario: Scenario) -> None:
+    """Servers, and the upstreams of backup MXs and proxies, on loopback only unless
+    allow_remote."""
+    if scenario.allow_remote:
+        return
+    for s in scenario.servers:
+        if not is_loopback(s.host):
+            raise ValueError(
+                f"servers: {s.name!r} is at {s.host}, outside loopback; "
+                "set allow_remote: true to send mail there"
+            )
+        upstream = s.sink.upstream_address
+        if upstream is not None and not is_loopback(upstream.host):
+            raise ValueError(
+                f"servers: {s.name!r}: sink.upstream {upstream.host} is outside loopback; "
+                "set allow_remote: true to relay there"
+            )
+
+
+def _addresses_allowed(scenario: Scenario) -> None:
+    """Recipient and sender domains reserved or allowed; Postfix settings that route,
+    listen or look up only with allow_remote."""
+    policy = AddressPolicy(scenario.campaign.allowed_recipient_domains)
+    for i, stream in enumerate(scenario.campaign.streams):
+        for domain in stream.domains:
+            if not policy.domain_allowed(domain):
+                raise ValueError(
+                    f"campaign.streams[{i}].domains: {domain!r} is a real domain; "
+                    "list it in campaign.allowed_recipient_domains to send there"
+                )
+        try:
+            policy.check(stream.sender, "sender")
+        except AddressError as exc:
+            raise ValueError(
+                f"campaign.streams[{i}].sender: {exc}; a bounce goes to the sender"
+            ) from None
+    if scenario.allow_remote:
+        return
+    for server in scenario.servers:
+        settings = server.postfix.settings if server.postfix else {}
+        for name, value in settings.items():
+            problem = setting_problem(name, str(value), allow_remote=False, defined=settings)
+            if problem is not None:
+                raise ValueError(f"servers: {server.name!r}: postfix.settings: {problem}")
+
+
+CHECKS: tuple[Callable[[Scenario], None], ...] = (
+    _server_names_unique,
+    _routes_name_servers,
+    _faults_runnable,
+    _servers_name_servers,
+    _no_contradictions,
+    _slos_parse,
+    _loopback_unless_allowed,
+    _addresses_allowed,
+)
 
 
 def _ascii_keys(mapping: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from loadtest.scenario import (
     RoutingSpec,
     Scenario,
     ServerSpec,
+    SinkSpec,
     StageSpec,
     StreamModel,
     StreamRoute,
@@ -37,6 +38,7 @@ END = "<!-- schema:end -->"
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("scenario (top level)", Scenario),
     ("servers[]", ServerSpec),
+    ("servers[].sink (and any other sink setting)", SinkSpec),
     ("servers[].postfix", PostfixSpec),
     ("routing", RoutingSpec),
     ("routing.streams.NAME", StreamRoute),

@@ -10,15 +10,20 @@ it as text) and `uncell` takes it off again. Text that starts with `'` itself ge
 so every value reads back exactly: the reader takes off one leading `'`, whatever follows.
 Every journal writer (`CsvJournal`, loadtest's attempts journal) and every reader (the
 analysis, the progress line) goes through these two; no caller escapes anything itself.
+What goes in each journal, column by column, is its record in `maildrill.records`.
 """
 
 from __future__ import annotations
 
 import csv
-import time
+import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Generic, TextIO, TypeVar
+
+from maildrill.records import Record
+
+R = TypeVar("R", bound=Record)
 
 # What makes a spreadsheet read a cell as a formula (OWASP), with the fullwidth forms some
 # spreadsheets take for the ASCII ones; and the escape, which must round-trip too.
@@ -61,28 +66,27 @@ class RowWriter:
             self._plain.writerow(values)
 
 
-def stamp() -> str:
-    """Epoch seconds with microseconds, the journals' one time format."""
-    return f"{time.time():.6f}"
-
-
 class CsvJournal:
-    """One CSV file with a header row; `write` appends one row (its cells as `cell` writes
-    them) and flushes it."""
+    """One CSV file of one kind of record (`maildrill.records`), its header first; `write`
+    appends one record's row (its cells as `cell` writes them) and flushes it.
 
-    def __init__(self, path: Path, fields: Sequence[str]) -> None:
+    Opening a journal that exists checks its header: appending rows of another layout
+    would make every one of them unreadable."""
+
+    def __init__(self, path: Path, record: type[Record]) -> None:
         self.path = path
+        self.record = record
+        header = record.header()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("a", newline="", encoding="utf-8")
         self._writer = RowWriter(self._file)
         if self._file.tell() == 0:
-            self._writer.writerow(fields)
+            self._writer.writerow(header)
             self._file.flush()
         else:
-            # Appending rows of another layout would make every one of them unreadable.
             with path.open(encoding="utf-8", errors="replace") as existing:
-                header = existing.readline().rstrip("\r\n")
-            if header != ",".join(fields):
+                first = existing.readline().rstrip("\r\n")
+            if first != ",".join(header):
                 self._file.close()
                 raise ValueError(
                     f"{path}: written by another maildrill version (other columns); "
@@ -90,8 +94,10 @@ class CsvJournal:
                 )
         self.rows = 0
 
-    def write(self, row: Sequence[Any]) -> None:
-        self._writer.writerow(row)
+    def write(self, record: Record) -> None:
+        if type(record) is not self.record:
+            raise TypeError(f"{self.path}: a {type(record).__name__} in another journal")
+        self._writer.writerow(record.row())
         self._file.flush()
         self.rows += 1
 
@@ -99,3 +105,51 @@ class CsvJournal:
         if not self._file.closed:
             self._file.flush()
             self._file.close()
+
+
+class JournalTail(Generic[R]):
+    """A journal read as it grows (the progress line reads the attempts journal so): each
+    `poll` returns the records of the lines completed since the last one. A line still
+    being written waits for the next poll; a line that is not a record is skipped."""
+
+    def __init__(self, path: Path, record: type[R]) -> None:
+        self.path = path
+        self.record = record
+        self.header: list[str] | None = None
+        self.offset = 0
+        self.skipped = 0
+
+    def poll(self) -> list[R]:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        cut = chunk.rfind(b"\n") + 1
+        if cut == 0:
+            return []
+        self.offset += cut
+        text = chunk[:cut].decode("utf-8", "replace")
+        reader = csv.reader(io.StringIO(text, newline=""))
+        out = []
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:  # a quote that never closes: what follows is one bad record
+                self.skipped += 1
+                continue
+            cells = [uncell(c) for c in row]
+            if self.header is None:
+                self.header = cells
+                continue
+            if len(cells) != len(self.header):
+                self.skipped += 1
+                continue
+            try:
+                out.append(self.record.parse(dict(zip(self.header, cells, strict=True))))
+            except ValueError:
+                self.skipped += 1
+        return out

@@ -57,6 +57,15 @@ def write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
+def write_whole(path: Path, text: str) -> None:
+    """`text` to `path` so that a reader sees no file or all of it, never a part: written
+    beside it, then renamed over it (a rename is atomic within a file system). run.json is
+    written so: the orchestrator and tests poll for it and read it as soon as it is there."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(text, encoding="utf-8")
+    os.replace(part, path)
+
+
 def remove_private_dir(path: Path | None) -> None:
     if path is not None:
         shutil.rmtree(path, ignore_errors=True)

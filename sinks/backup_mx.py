@@ -47,14 +47,11 @@ from typing import Literal
 
 import aiosmtplib
 
-from maildrill.journal import CsvJournal, stamp
+from maildrill.journal import CsvJournal
+from maildrill.records import RelayRecord
 from sinks.config import SinkConfig, UpstreamConfig
 from sinks.replies import Reply
 
-RELAY_FIELDS = (
-    "time", "sink", "worker", "msg_id", "queue_id", "event", "upstream", "attempt", "code",
-    "enhanced", "error", "queued_at",
-)  # fmt: skip
 IDLE_POLL_S = 0.5
 SYNCHRONOUS = {"full": "FULL", "process": "NORMAL"}  # durability -> SQLite's setting
 COLUMNS = (
@@ -117,7 +114,7 @@ class RelayQueue:
         self.worker = worker
         suffix = config.name if worker == 0 else f"{config.name}-w{worker}"
         self.path = journal_dir / f"queue-{suffix}.sqlite"
-        self.journal = CsvJournal(journal_dir / f"relay-{suffix}.csv", RELAY_FIELDS)
+        self.journal = CsvJournal(journal_dir / f"relay-{suffix}.csv", RelayRecord)
         self.db = open_queue(self.path, config.durability)
         # This start's number, never reused in this file (AUTOINCREMENT), in every queue id.
         run = self.db.execute(
@@ -351,10 +348,21 @@ class RelayQueue:
         reply: Reply | None = None, error: str = "",
     ) -> None:  # fmt: skip
         self.journal.write(
-            (stamp(), self.config.name, self.worker, msg_id, queue_id, event, self.target,
-             attempt, reply.code if reply and reply.code else "", reply.enhanced if reply else "",
-             error, f"{queued_at:.6f}")
-        )  # fmt: skip
+            RelayRecord(
+                time=time.time(),
+                sink=self.config.name,
+                worker=self.worker,
+                msg_id=msg_id,
+                queue_id=queue_id,
+                event=event,
+                upstream=self.target,
+                attempt=attempt,
+                code=(reply.code or None) if reply else None,
+                enhanced=reply.enhanced if reply else "",
+                error=error,
+                queued_at=queued_at,
+            )
+        )
 
 
 def _split(message: str) -> tuple[str, str]:

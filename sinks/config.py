@@ -32,6 +32,11 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message is meant for the user as is."""
 
 
+# What a sink is: a receiving MTA; a backup MX that queues and forwards to its upstream; or
+# a TCP proxy in front of another server, with faults applied on the way (sinks.proxy).
+SinkMode = Literal["sink", "backup-mx", "proxy"]
+
+
 class _Model(CheckedModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -189,7 +194,7 @@ class SinkConfig(_Model):
     seed: int | None = None
     behaviours: list[EffectSpec] = Field(default_factory=list)
     faults: list[FaultSpec] = Field(default_factory=list)
-    mode: Literal["sink", "backup-mx", "proxy"] = Field(
+    mode: SinkMode = Field(
         default="sink",
         description="backup-mx: queue what is accepted, forward it upstream; "
         "proxy: relay TCP to upstream, faults applied on the way (sinks.proxy)",

@@ -210,9 +210,7 @@ class ControlServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.requested_port, reuse_address=True)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.port = self._runner.addresses[0][1]  # (host, port) of its one site
 
     async def stop(self) -> None:
         if self._runner is not None:

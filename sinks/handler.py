@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiosmtpd.smtp import Envelope, Session
 
-from sinks.backup_mx import QueueWriteError
+from sinks.backup_mx import QueueWriteError, RelayQueue
 from sinks.effects import Action, Stage
 from sinks.headers import message_ids
+from sinks.protocol import SessionOwner, SinkSMTP
 from sinks.replies import QUEUE_WRITE_ERROR, TOO_MANY_RECIPIENTS, Reply
-
-if TYPE_CHECKING:
-    from sinks.protocol import SinkSMTP
-    from sinks.sink import Sink
-
 
 _HELO_KEEP = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_[]:")
 
@@ -28,8 +24,24 @@ def helo_name(name: str) -> str:
 log = logging.getLogger("mail.log")
 
 
+class HandlerOwner(SessionOwner, Protocol):
+    """What the handler asks of its sink (`sinks.sink.Sink`) besides what a connection does.
+
+    A protocol, so that this module does not import the sink that imports it.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def relay(self) -> RelayQueue | None: ...  # a backup MX's queue to its upstream
+
+    def received(
+        self, server: SinkSMTP, envelope: Envelope, msg_id: str, message_id: str, outcome: str
+    ) -> str: ...
+
+
 class SinkHandler:
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: HandlerOwner) -> None:
         self.sink = sink
         config = sink.config
         drop = set()

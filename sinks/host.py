@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from maildrill.journal import CsvJournal, stamp
+from maildrill.journal import CsvJournal
+from maildrill.records import FaultRecord
 from sinks.config import EffectSpec, FaultSpec
 from sinks.effects import EFFECTS, Context, Decision, Delay, Direction, Effect, Stage, build
 
@@ -106,18 +107,18 @@ class EffectHost:
         params: Mapping[str, Any],
         fault_id: str = "",
         origin: str = "",
-        when: str | None = None,
+        when: float | None = None,
     ) -> None:
         self._faults.write(
-            (
-                when or stamp(),
-                self.name,
-                self.worker,
-                kind,
-                state,
-                fault_id,
-                origin,
-                json.dumps(dict(params), sort_keys=True, default=str),
+            FaultRecord(
+                time=time.time() if when is None else when,
+                sink=self.name,
+                worker=self.worker,
+                kind=kind,
+                state=state,
+                fault_id=fault_id,
+                origin=origin,
+                params=json.dumps(dict(params), sort_keys=True, default=str),
             )
         )
 
@@ -146,7 +147,7 @@ class EffectHost:
         params = dict(spec.params, probability=spec.probability)
         if duration is not None:
             params["duration"] = duration
-        self.record(spec.kind, "start", params, active.id, origin, when=f"{now:.6f}")
+        self.record(spec.kind, "start", params, active.id, origin, when=now)
         self.effects[active.id] = active
         effect.until = active.until  # a timed effect may want to know (flap: no last phase)
         await effect.start(self)

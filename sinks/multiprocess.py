@@ -32,7 +32,8 @@ from aiohttp import web
 
 from maildrill.paths import make_private_dir, remove_private_dir
 from sinks.config import SinkConfig, TlsConfig
-from sinks.control import auth_header, control_token, require_token
+from sinks.control import control_token, require_token
+from sinks.control_client import AsyncControlClient, Reply
 from sinks.sink import Counters
 from sinks.tls import write_self_signed
 from sinks.worker import WorkerSpec
@@ -77,7 +78,8 @@ class Worker:
     def __init__(self, number: int, proc: asyncio.subprocess.Process) -> None:
         self.number = number
         self.proc = proc
-        self.control_url = ""
+        self.control_port = 0  # from its ready line
+        self.control: AsyncControlClient | None = None  # once the parent's session is up
         self.final: dict[str, Any] | None = None
 
     async def ready(self) -> bool:
@@ -86,7 +88,7 @@ class Worker:
         line = await self.proc.stdout.readline()
         if not line:
             return False
-        self.control_url = f"http://127.0.0.1:{json.loads(line)['control_port']}"
+        self.control_port = int(json.loads(line)["control_port"])
         return True
 
     async def stop(self) -> None:
@@ -103,7 +105,7 @@ class Worker:
             self.proc.kill()
             await self.proc.wait()
             return
-        if not self.control_url:
+        if not self.control_port:
             lines = lines[1:]  # stopped before we read its ready line
         if lines:
             self.final = json.loads(lines[-1])
@@ -178,6 +180,10 @@ class WorkerGroup:
             raise OSError(f"sink {self.name!r}: a worker process did not start (see above)")
         self._watchers = [asyncio.create_task(self._watch(w)) for w in self.workers]
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        for worker in self.workers:
+            worker.control = AsyncControlClient(
+                f"http://127.0.0.1:{worker.control_port}", control_token(), self._http
+            )
         await self._start_control()
 
     def _tls(self) -> TlsConfig | bool:
@@ -244,22 +250,12 @@ class WorkerGroup:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.config.control_port, reuse_address=True)
         await site.start()
-        server = site._server
-        assert server is not None
-        self.control_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.control_port = self._runner.addresses[0][1]  # (host, port) of its one site
 
     async def _call(self, worker: Worker, method: str, path: str, body: bytes) -> web.Response:
         """The worker's answer to one request, to pass on as is."""
-        assert self._http is not None
-        headers = auth_header(control_token())
-        if body:
-            headers["Content-Type"] = "application/json"
-        async with self._http.request(
-            method, worker.control_url + path, data=body or None, headers=headers
-        ) as answer:
-            return web.Response(
-                status=answer.status, body=await answer.read(), content_type=answer.content_type
-            )
+        assert worker.control is not None
+        return _response(await worker.control.exchange(method, path, body))
 
     async def _all(self, method: str, path: str, body: bytes = b"") -> list[web.Response]:
         return await asyncio.gather(*(self._call(w, method, path, body) for w in self.workers))
@@ -305,6 +301,10 @@ async def _send_spec(proc: asyncio.subprocess.Process, spec: WorkerSpec) -> None
     proc.stdin.write(spec.model_dump_json().encode() + b"\n")
     with contextlib.suppress(ConnectionError):  # it died at once: `ready` tells
         await proc.stdin.drain()
+
+
+def _response(reply: Reply) -> web.Response:
+    return web.Response(status=reply.status, body=reply.body, content_type=reply.content_type)
 
 
 def _json(response: web.Response) -> Any:

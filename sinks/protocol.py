@@ -6,6 +6,9 @@ after a 421, leave without a reply (drop), and journal every 4xx/5xx it sends. I
 holds a hostile client to the session limits of `SinkConfig` (idle and session clocks,
 errors per session, connections per address, line length) and takes turns with the other
 sessions when a client pipelines a flood.
+
+What it needs of aiosmtpd beyond the public API comes from `sinks.aiosmtpd_compat`, by
+names of ours; nothing here touches a private name of aiosmtpd or asyncio.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ import logging
 import math
 import re
 from base64 import b64decode, b64encode
-from types import MethodType
-from typing import TYPE_CHECKING, Any, AnyStr
+from collections.abc import Collection, Mapping
+from typing import Any, AnyStr, Protocol
 
-from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, _Missing, syntax
+from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
-from sinks.effects import Action, SessionInfo, Stage
+from sinks.aiosmtpd_compat import CompatSMTP, Missing, reader_limit
+from sinks.config import SinkConfig
+from sinks.effects import Action, Context, Decision, SessionInfo, Stage
 from sinks.replies import (
     AUTH_LINE_TOO_LONG,
     MESSAGE_TOO_BIG,
@@ -32,9 +37,6 @@ from sinks.replies import (
     TOO_MANY_FROM_PEER,
     Reply,
 )
-
-if TYPE_CHECKING:
-    from sinks.sink import Sink
 
 _TERMINATOR = b"\r\n.\r\n"
 # DATA is read in pieces that end at '.CRLF', or of this size in a long stretch without one.
@@ -107,21 +109,30 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
-class QuietSession(Session):
-    """aiosmtpd 1.4 sets its deprecated `login_data` itself after AUTH and warns each time."""
+class SessionOwner(Protocol):
+    """What a connection asks of its sink (`sinks.sink.Sink`): limits, effects, bookkeeping.
+
+    A protocol, so that this module does not import the sink that imports it.
+    """
 
     @property
-    def login_data(self) -> Any:
-        return self._login_data
+    def config(self) -> SinkConfig: ...
+    @property
+    def peers(self) -> Mapping[str, int]: ...  # open sessions per peer address
+    @property
+    def by_stage(self) -> Mapping[Stage, Collection[object]]: ...  # active effects
 
-    @login_data.setter
-    def login_data(self, value: Any) -> None:
-        self._login_data = value
+    async def decide(self, stage: Stage, ctx: Context) -> Decision | None: ...
+    def context(self, server: SinkSMTP, address: str = "") -> Context: ...
+    def next_session_id(self) -> str: ...
+    def session_opened(self, proto: SinkSMTP) -> None: ...
+    def session_closed(self, proto: SinkSMTP) -> None: ...
+    def refused(self, server: SinkSMTP, reply: str) -> None: ...
 
 
-class SinkSMTP(SMTP):
+class SinkSMTP(CompatSMTP):
     def __init__(
-        self, sink: Sink, handler: Any, *, like: SinkSMTP | None = None, **kwargs: Any
+        self, sink: SessionOwner, handler: Any, *, like: SinkSMTP | None = None, **kwargs: Any
     ) -> None:
         """A protocol for one connection; `like`: a template of this sink to copy (see below)."""
         if like is None:
@@ -129,13 +140,14 @@ class SinkSMTP(SMTP):
             # command's limit; longer ones are discarded as they arrive (aiosmtpd).
             self.command_size_limit = sink.config.max_command_line
             self.line_length_limit = max(SMTP.line_length_limit, self.command_size_limit + 64)
-            # aiosmtpd warns when AUTH is required without TLS. A drill may ask for just
-            # that, and under `-W error` the warning would stop the sink: set it after.
+            # aiosmtpd warns when AUTH is required without TLS: set it after, unwarned.
             auth_required = kwargs.pop("auth_required", False)
             super().__init__(handler, **kwargs)
-            self._auth_required = auth_required
+            self.require_auth(auth_required)
         else:
-            self._init_like(like)
+            # SMTP.__init__ was a third of the CPU of a one-message session: it is done
+            # once per sink (the template) and copied (see CompatSMTP.copy_setup).
+            self.copy_setup(like)
         # aiosmtpd keeps these limits in one dict on the class, shared by every connection
         # (each EHLO raises MAIL's limit for all of them); each connection gets its own.
         limit = self.command_size_limit
@@ -151,39 +163,6 @@ class SinkSMTP(SMTP):
         self._errors = 0  # protocol errors since the last message delivered
         self._replies = 0
         self._continued: list[bytes] = []
-
-    def _init_like(self, template: SinkSMTP) -> None:
-        """Set up as SMTP.__init__ would, copying what it derived for this sink's template.
-
-        SMTP.__init__ introspects the class and the handler (inspect.getmembers, dir,
-        inspect.signature) and formats a log line, on every connection: that was a third
-        of the CPU of a one-message session. All of it depends only on the class, the
-        handler and the sink's settings, so it is done once per sink (the template) and
-        copied; only the stream state is new, and the methods bound to the template are
-        bound again to this connection.
-        """
-        self.__dict__.update(template.__dict__)
-        loop = template.loop
-        asyncio.StreamReaderProtocol.__init__(
-            self,
-            asyncio.StreamReader(loop=loop, limit=self.line_length_limit),
-            client_connected_cb=self._cb_client_connected,
-            loop=loop,
-        )
-        self._smtp_methods = {
-            name: self._rebind(method) for name, method in template._smtp_methods.items()
-        }
-        self._auth_methods = {
-            name: auth._replace(method=self._rebind(auth.method)) if auth.is_builtin else auth
-            for name, auth in template._auth_methods.items()
-        }
-
-    def _rebind(self, method: Any) -> Any:
-        """A method of the template, bound to this connection instead."""
-        return MethodType(method.__func__, self)
-
-    def _create_session(self) -> Session:
-        return QuietSession(self.loop)
 
     # -- connection bookkeeping -------------------------------------------------------
 
@@ -204,7 +183,7 @@ class SinkSMTP(SMTP):
             self.sink.session_closed(self)
         super().connection_lost(error)
 
-    async def _handle_client(self) -> None:
+    async def serve_client(self) -> None:
         assert self.info is not None
         per_ip = self.sink.config.max_connections_per_ip
         if per_ip and self.sink.peers[self.info.peer_ip] > per_ip:
@@ -224,32 +203,32 @@ class SinkSMTP(SMTP):
                 await self.push(str(decision))
                 self._close()
                 return
-        await super()._handle_client()
+        await super().serve_client()
 
     def _close(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
-    def _reset_timeout(self, duration: float | None = None) -> None:
+    def reset_idle_timer(self, duration: float | None = None) -> None:
         """Move the idle deadline; the timer is only re-armed when it fires too early.
 
         aiosmtpd cancels its timer and schedules a new one for every command line. It
         moves the deadline only when a whole command has come, so a client trickling in
         a line a byte at a time, or saying nothing, is cut at the deadline all the same.
         """
-        self._deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._deadline = self.loop.time() + (duration or self.idle_timeout_s)
         when = min(self._deadline, self._ends_at)
-        handle = self._timeout_handle
+        handle = self.idle_timer
         if handle is None or handle.cancelled() or handle.when() > when:
             if handle is not None:
                 handle.cancel()
-            self._timeout_handle = self.loop.call_at(when, self._idle_check)
+            self.idle_timer = self.loop.call_at(when, self._idle_check)
 
     def _idle_check(self) -> None:
         now = self.loop.time()
         when = min(self._deadline, self._ends_at)
         if now < when:
-            self._timeout_handle = self.loop.call_at(when, self._idle_check)
+            self.idle_timer = self.loop.call_at(when, self._idle_check)
             return
         # Postfix's way: a 421 and close; not to a session hanging on purpose (a fault).
         transport = self.transport
@@ -259,7 +238,7 @@ class SinkSMTP(SMTP):
                 self.sink.refused(self, text)
                 transport.write(self._encode(text) + b"\r\n")  # type: ignore[attr-defined]
         finally:
-            self._timeout_cb()  # type: ignore[no-untyped-call]
+            self.idle_timeout_expired()
 
     async def _hang(self) -> None:
         """Never answer: until the client leaves or the idle timer closes, silently."""
@@ -324,7 +303,7 @@ class SinkSMTP(SMTP):
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str) -> None:
         """RFC 3207 forbids STARTTLS inside TLS; aiosmtpd would answer 220 and then fail."""
-        if self._tls_protocol is not None:
+        if self.tls_active:
             await self.push("554 5.5.1 Error: TLS already active")
             return
         await super().smtp_STARTTLS(arg)
@@ -344,7 +323,7 @@ class SinkSMTP(SMTP):
         challenge: str | bytes,
         encode_to_b64: bool = True,
         log_client_response: bool = False,
-    ) -> _Missing | bytes:
+    ) -> Missing | bytes:
         """aiosmtpd's, but an answer longer than a line gets 500 5.5.6 (RFC 4954) and is
         discarded as it arrives; aiosmtpd's readline raised, and the reply named the error."""
         if isinstance(challenge, str):
@@ -366,7 +345,7 @@ class SinkSMTP(SMTP):
 
     async def _read_line(self) -> bytes | None:
         """The next line (what came before EOF at the end); None when it was too long."""
-        reader = self._reader
+        reader = self.reader
         too_long = False
         while True:
             try:
@@ -414,13 +393,13 @@ class SinkSMTP(SMTP):
         content = await self._read_message()
         self.stage = Stage.DOT
         if content is None:
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            self.end_transaction()
             await self.push(str(MESSAGE_TOO_BIG))
             return
         self.envelope.content = content
         self.envelope.original_content = content
         status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
-        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        self.end_transaction()
         if status is Action.DROP:
             self._close()
             return
@@ -429,15 +408,15 @@ class SinkSMTP(SMTP):
         if status[:1] == "2":
             self._errors = 0
         await self.push(status)
-        self._reset_timeout()  # the idle clock restarts after the message, not at DATA
+        self.reset_idle_timer()  # the idle clock restarts after the message, not at DATA
 
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+    def parse_path(self, arg: str) -> tuple[str | None, str | None]:
         """(address, parameters) of a MAIL/RCPT argument; plain paths skip the header parser."""
         match = _PLAIN_PATH.match(arg)
         if match is None:
             if _CONTROL.search(arg) or _UNDECODABLE.search(arg):
                 return None, None  # 553 5.1.3 malformed address, not a NUL in the journal
-            return super()._getaddr(arg)
+            return super().parse_path(arg)
         local, domain, rest = match.groups()
         if self.local_part_limit and len(local) > self.local_part_limit:
             return None, None
@@ -450,14 +429,12 @@ class SinkSMTP(SMTP):
         without one. Past the SIZE limit the pieces are dropped as they come, so a client
         that sends far more than it may costs no more memory than one that sends SIZE.
         """
-        reader = self._reader
+        reader = self.reader
         limit = self.data_size_limit or 0
-        saved = reader._limit  # type: ignore[attr-defined]
-        reader._limit = _DATA_CHUNK  # type: ignore[attr-defined]  # it guards command lines
         chunks: list[bytes] = []
         size = 0
         line_start = True  # True when what came before ends a line
-        try:
+        with reader_limit(reader, _DATA_CHUNK):  # the reader's own guards command lines
             while True:
                 try:
                     piece = await reader.readuntil(b".\r\n")
@@ -478,8 +455,6 @@ class SinkSMTP(SMTP):
                     chunks.clear()  # over SIZE: what came and what comes is dropped
                 if end:
                     break
-        finally:
-            reader._limit = saved  # type: ignore[attr-defined]
         if limit and size > limit:
             return None
         content = b"".join(chunks)

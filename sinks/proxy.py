@@ -43,7 +43,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from maildrill.journal import CsvJournal, stamp
+from maildrill.journal import CsvJournal
+from maildrill.records import FaultRecord, ProxyRecord
 from sinks.config import SinkConfig
 from sinks.effects import (
     PROXY_EFFECTS,
@@ -57,7 +58,6 @@ from sinks.effects import (
     Stage,
 )
 from sinks.host import ActiveEffect, EffectHost
-from sinks.journal import FAULT_FIELDS, PROXY_FIELDS
 from sinks.replies import Reply
 from sinks.smtp_watch import Command, Message, SmtpWatch
 
@@ -97,9 +97,9 @@ class Proxy(EffectHost):
         self.journal_dir = journal_dir
         own_seed = config.seed if config.seed is not None else seed
         rng = random.Random(f"{own_seed}:{config.name}:0")
-        faults = CsvJournal(journal_dir / f"faults-{config.name}.csv", FAULT_FIELDS)
+        faults = CsvJournal(journal_dir / f"faults-{config.name}.csv", FaultRecord)
         super().__init__(config.name, 0, rng, faults)
-        self.journal = CsvJournal(journal_dir / f"proxy-{config.name}.csv", PROXY_FIELDS)
+        self.journal = CsvJournal(journal_dir / f"proxy-{config.name}.csv", ProxyRecord)
         self.counters = ProxyCounters()
         self.relays: set[Relay] = set()
         self.transports: set[asyncio.Transport] = set()  # both sides, until closed
@@ -190,9 +190,10 @@ class Proxy(EffectHost):
         return f"{self.name}.{next(self._session_ids)}"
 
     def log(self, relay: Relay, event: str, **values: Any) -> None:
-        row = {"time": stamp(), "proxy": self.name, "session": relay.info.id,
-               "peer": relay.info.peer_ip, "event": event, **values}  # fmt: skip
-        self.journal.write([row.get(name, "") for name in PROXY_FIELDS])
+        self.journal.write(
+            ProxyRecord(time=time.time(), proxy=self.name, session=relay.info.id,
+                        peer=relay.info.peer_ip, event=event, **values)
+        )  # fmt: skip
 
     def verdict(self, relay: Relay, message: Message, code: int | None) -> None:
         """A message's end went by: count it and journal what became of it."""
@@ -206,7 +207,7 @@ class Proxy(EffectHost):
             c.deferred += 1
         elif code is not None and code >= 500:
             c.rejected += 1
-        self.log(relay, "message", msg_id=message.msg_id, code="" if code is None else code,
+        self.log(relay, "message", msg_id=message.msg_id, code=code,
                  size=message.size, cause=message.cut)  # fmt: skip
 
     # -- reporting --------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from maildrill.journal import stamp
+from maildrill.records import ReceiptRecord, RefusalRecord
 from sinks import log_limit
 from sinks.backup_mx import RelayQueue
 from sinks.config import SinkConfig
@@ -221,20 +221,20 @@ class Sink(EffectHost):
                 info.peer_ip,
             )  # fmt: skip
         self.journals.receipts.write(
-            (
-                stamp(),
-                self.name,
-                self.worker,
-                info.id,
-                info.peer_ip,
-                msg_id,
-                message_id,
-                envelope.mail_from,
-                len(envelope.rcpt_tos),
-                size,
-                outcome,
-                queue_id,
-                info.helo,
+            ReceiptRecord(
+                time=time.time(),
+                sink=self.name,
+                worker=self.worker,
+                session=info.id,
+                peer=info.peer_ip,
+                msg_id=msg_id,
+                message_id=message_id,
+                mail_from=envelope.mail_from or "",
+                rcpt_count=len(envelope.rcpt_tos),
+                size=size,
+                outcome=outcome,
+                queue_id=queue_id,
+                helo=info.helo,
             )
         )
         counters = self.counters
@@ -255,18 +255,18 @@ class Sink(EffectHost):
         info = server.info
         envelope = server.envelope
         self.journals.refusals.write(
-            (
-                stamp(),
-                self.name,
-                self.worker,
-                info.id if info else "",
-                info.peer_ip if info else "",
-                server.stage.value,
-                code,
-                enhanced,
-                (envelope.mail_from or "") if envelope else "",
-                len(envelope.rcpt_tos) if envelope else 0,
-                server.msg_id,
+            RefusalRecord(
+                time=time.time(),
+                sink=self.name,
+                worker=self.worker,
+                session=info.id if info else "",
+                peer=info.peer_ip if info else "",
+                stage=server.stage.value,
+                code=code,
+                enhanced=enhanced,
+                mail_from=(envelope.mail_from or "") if envelope else "",
+                rcpt_count=len(envelope.rcpt_tos) if envelope else 0,
+                msg_id=server.msg_id,
             )
         )
 

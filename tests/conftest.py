@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from sinks.config import SinksFile, parse_config
+from sinks.control_client import ControlClient
 from sinks.runner import SinkSet
 from sinks.sink import Sink
 from tests.helpers import control
@@ -60,6 +61,9 @@ class RunningSinks:
 
     def control(self, name: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         return control(self.control_url(name, path), self.set.token, method, body)
+
+    def client(self, name: str, timeout: float = 5.0) -> ControlClient:
+        return ControlClient(self.control_url(name), self.set.token, timeout=timeout)
 
     def smtp(self, name: str, timeout: float = 5.0) -> smtplib.SMTP:
         return smtplib.SMTP("127.0.0.1", self.port(name), timeout=timeout)

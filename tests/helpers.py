@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 import socket
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import pytest
 
 from loadtest.scenario import ScenarioError, parse_scenario
 from maildrill.journal import uncell
+from sinks.control_client import ControlClient
 
 # How late a loaded machine may run what is due now: a timer on an event loop whose thread
 # shares two busy cores with other processes (and, in tests, a GIL with the test's own
@@ -95,16 +94,13 @@ def connect_refused(port: int) -> bool:
 def control(
     url: str, token: str, method: str, body: Any = None, timeout: float = 5.0
 ) -> tuple[int, Any]:
-    """A sink's control API call: (HTTP status, JSON body), errors included."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    """A sink's control API call to `url` (base and path): (HTTP status, JSON body),
+    errors included, through the one client (`sinks.control_client`)."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    client = ControlClient(f"{parts.scheme}://{parts.netloc}", token, timeout=timeout)
+    reply = client.exchange(method, path or "/", body)
+    return reply.status, reply.json()
 
 
 # A reply line (RFC 5321 4.2): code, then '-' (more lines follow) or ' ' and text, which is

@@ -5,22 +5,23 @@ Every time is fixed (T0 plus known offsets) so rendered reports are byte-for-byt
 
 from __future__ import annotations
 
-import csv
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
-from loadtest.journal import ATTEMPT_FIELDS
-from sinks.journal import FAULT_FIELDS, RECEIPT_FIELDS
+from maildrill.journal import RowWriter
+from maildrill.records import AttemptRecord, FaultRecord, ReceiptRecord, Record
 
 T0 = 1_800_000_000.0
 
 
-def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]], torn: str = ""):
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
+def write_csv(path: Path, record: type[Record], records: Iterable[Record], torn: str = ""):
+    """A journal as its writer lays it out, then `torn` (a line cut mid-write)."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = RowWriter(f)
+        writer.writerow(record.header())
+        for r in records:
+            writer.writerow(r.row())
         f.write(torn)
 
 
@@ -29,9 +30,9 @@ class RunBuilder:
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self.attempts: list[list[object]] = []
-        self.receipts: dict[str, list[list[object]]] = {}
-        self.faults: dict[str, list[list[object]]] = {}
+        self.attempts: list[AttemptRecord] = []
+        self.receipts: dict[str, list[ReceiptRecord]] = {}
+        self.faults: dict[str, list[FaultRecord]] = {}
         self.sessions: dict[str, int] = {}
 
     def attempt(
@@ -43,41 +44,42 @@ class RunBuilder:
         end: float,
         outcome: str = "accepted",
         attempt: int = 1,
-        code: int | str = 250,
+        code: int | None = 250,
         enhanced: str = "2.0.0",
         phase: str = "dot",
-        final: int = 1,
+        final: bool = True,
         size: int = 10_000,
-        new_connection: int = 0,
+        new_connection: bool = False,
     ) -> None:
-        values = {
-            "run_id": self.run_id, "worker": "local", "msg_id": f"{self.run_id}-{k}",
-            "stream": "promotional", "attempt": attempt, "server": server,
-            "intended": f"{T0 + intended:.6f}", "due": f"{T0 + start:.6f}",
-            "start": f"{T0 + start:.6f}", "connected": f"{T0 + start:.6f}",
-            "end": f"{T0 + end:.6f}", "phase": phase, "code": code, "enhanced": enhanced,
-            "outcome": outcome, "bytes": size, "recipients": 1, "recipients_refused": 0,
-            "new_connection": new_connection, "retry": int(attempt > 1),
-            "failover": int(server != "primary"), "final": final, "maybe_duplicate": 0,
-            "error": "",
-        }  # fmt: skip
-        self.attempts.append([values[f] for f in ATTEMPT_FIELDS])
+        self.attempts.append(
+            AttemptRecord(
+                run_id=self.run_id, worker="local", msg_id=f"{self.run_id}-{k}",
+                stream="promotional", attempt=attempt, server=server, intended=T0 + intended,
+                due=T0 + start, start=T0 + start, connected=T0 + start, end=T0 + end,
+                phase=phase, code=code, enhanced=enhanced, outcome=outcome, bytes=size,
+                recipients=1, recipients_refused=0, new_connection=new_connection,
+                retry=attempt > 1, failover=server != "primary", final=final,
+                maybe_duplicate=False, error="",
+            )
+        )  # fmt: skip
 
     def receipt(self, k: int, sink: str, at: float, session: int = 1, size: int = 10_000) -> None:
-        values = {
-            "time": f"{T0 + at:.6f}", "sink": sink, "worker": 0, "session": f"{sink}.{session}",
-            "peer": "127.0.0.1", "msg_id": f"{self.run_id}-{k}", "message_id": "",
-            "mail_from": "news@example.com", "rcpt_count": 1, "size": size,
-            "outcome": "accepted", "queue_id": f"{sink}.{session}.{k}", "helo": "maildrill.test",
-        }  # fmt: skip
-        self.receipts.setdefault(sink, []).append([values[f] for f in RECEIPT_FIELDS])
+        self.receipts.setdefault(sink, []).append(
+            ReceiptRecord(
+                time=T0 + at, sink=sink, worker=0, session=f"{sink}.{session}",
+                peer="127.0.0.1", msg_id=f"{self.run_id}-{k}", message_id="",
+                mail_from="news@example.com", rcpt_count=1, size=size, outcome="accepted",
+                queue_id=f"{sink}.{session}.{k}", helo="maildrill.test",
+            )
+        )  # fmt: skip
 
     def fault(self, sink: str, kind: str, state: str, at: float) -> None:
-        values = {
-            "time": f"{T0 + at:.6f}", "sink": sink, "worker": 0, "kind": kind, "state": state,
-            "fault_id": f"{kind}-1", "origin": "command", "params": "{}",
-        }  # fmt: skip
-        self.faults.setdefault(sink, []).append([values[f] for f in FAULT_FIELDS])
+        self.faults.setdefault(sink, []).append(
+            FaultRecord(
+                time=T0 + at, sink=sink, worker=0, kind=kind, state=state,
+                fault_id=f"{kind}-1", origin="command", params="{}",
+            )
+        )  # fmt: skip
 
     def write(
         self,
@@ -95,12 +97,12 @@ class RunBuilder:
         if harness is not None:
             (run_dir / "harness.json").write_text(json.dumps(harness))
         name = "attempts.csv"
-        write_csv(run_dir / name, ATTEMPT_FIELDS, self.attempts, torn.get(name, ""))
+        write_csv(run_dir / name, AttemptRecord, self.attempts, torn.get(name, ""))
         for sink, rows in self.receipts.items():
             name = f"receipts-{sink}.csv"
-            write_csv(run_dir / name, RECEIPT_FIELDS, rows, torn.get(name, ""))
+            write_csv(run_dir / name, ReceiptRecord, rows, torn.get(name, ""))
         for sink in self.receipts.keys() | self.faults.keys():
-            write_csv(run_dir / f"faults-{sink}.csv", FAULT_FIELDS, self.faults.get(sink, []))
+            write_csv(run_dir / f"faults-{sink}.csv", FaultRecord, self.faults.get(sink, []))
         return run_dir
 
 
@@ -169,24 +171,24 @@ def drill(run_dir: Path) -> Path:
     for k in range(40):
         t = k * 0.25
         if k == 16:
-            b.attempt(k, "primary", t, t + 0.19, t + 0.2, outcome="refused", code="",
-                      enhanced="", phase="connect", final=0, new_connection=1)  # fmt: skip
-            b.attempt(k, "secondary", t, t + 0.48, t + 0.5, attempt=2, new_connection=1)
+            b.attempt(k, "primary", t, t + 0.19, t + 0.2, outcome="refused", code=None,
+                      enhanced="", phase="connect", final=False, new_connection=True)  # fmt: skip
+            b.attempt(k, "secondary", t, t + 0.48, t + 0.5, attempt=2, new_connection=True)
             b.receipt(k, "secondary", t + 0.499)
         elif 16 < k < 28:
             b.attempt(k, "secondary", t, t, t + 0.02)
             b.receipt(k, "secondary", t + 0.019)
         elif k == 30:
             b.attempt(k, "primary", t, t, t + 0.01, outcome="deferred", code=421,
-                      enhanced="4.7.0", phase="mail", final=0)  # fmt: skip
+                      enhanced="4.7.0", phase="mail", final=False)  # fmt: skip
             b.attempt(k, "primary", t, t + 1.0, t + 1.01, attempt=2)
             b.receipt(k, "primary", t + 1.009, session=2)
         elif k == 35:
-            b.attempt(k, "primary", t, t, t + 0.01, outcome="dropped", code="", enhanced="",
+            b.attempt(k, "primary", t, t, t + 0.01, outcome="dropped", code=None, enhanced="",
                       phase="dot")  # fmt: skip
             b.receipt(k, "primary", t + 0.009, session=2)
         else:
-            b.attempt(k, "primary", t, t, t + 0.01, new_connection=int(k in (0, 28)))
+            b.attempt(k, "primary", t, t, t + 0.01, new_connection=k in (0, 28))
             b.receipt(k, "primary", t + 0.009, session=1 if k < 16 else 2)
         if k == 5:
             b.receipt(k, "primary", t + 0.5, session=1)

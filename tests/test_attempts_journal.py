@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.journal import ATTEMPT_FIELDS, AttemptsJournal
+from loadtest.journal import AttemptsJournal
+from maildrill.records import AttemptRecord
 from tests.helpers import read_csv
 
-ROW = ("run", "local", "run-1", "promotional", 1, "primary", "1.000000", "1.000000",
-       "1.000000", "1.000000", "1.001000", "dot", 250, "2.0.0", "accepted", 5000, 1, 0, 1,
-       0, 0, 1, 0, "")  # fmt: skip
+ATTEMPT_FIELDS = AttemptRecord.header()
+ROW = AttemptRecord(
+    run_id="run", worker="local", msg_id="run-1", stream="promotional", attempt=1,
+    server="primary", intended=1.0, due=1.0, start=1.0, connected=1.0, end=1.001, phase="dot",
+    code=250, enhanced="2.0.0", outcome="accepted", bytes=5000, recipients=1,
+    recipients_refused=0, new_connection=True, retry=False, failover=False, final=True,
+    maybe_duplicate=False, error="",
+).row()  # fmt: skip
 
 
 def test_without_a_window_every_write_is_in_the_file(tmp_path):

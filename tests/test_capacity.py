@@ -8,7 +8,7 @@ import pytest
 
 from loadtest.analysis import capacity
 from loadtest.analysis import summary as summary_mod
-from loadtest.analysis.journals import load
+from loadtest.analysis.loaded import RunDir
 from loadtest.schedule import Schedule, Stage
 from tests import runs
 
@@ -19,30 +19,30 @@ def step_run(tmp_path):
 
 
 def test_knee_and_max_stable_throughput(step_run):
-    summary = summary_mod.build(load(step_run), summary_mod.scenario_of(step_run))
-    cap = summary["capacity"]
-    assert cap["knee_msgs_per_s"] == 30.0
-    assert cap["max_stable_msgs_per_s"] == 36.0
-    assert cap["p95_limit_ms"] == 250.0
-    steps = cap["steps"]
-    assert [s["offered_msgs_per_s"] for s in steps] == [10, 20, 30, 40, 50]  # not the ramp
-    assert [s["stage"] for s in steps] == [1, 2, 3, 4, 5]
-    assert [s["stable"] for s in steps] == [True, True, True, False, False]
+    cap = summary_mod.summarise(RunDir.load(step_run)).capacity
+    assert cap.knee_msgs_per_s == 30.0
+    assert cap.max_stable_msgs_per_s == 36.0
+    assert cap.p95_limit_ms == 250.0
+    steps = cap.steps
+    assert [s.offered_msgs_per_s for s in steps] == [10, 20, 30, 40, 50]  # not the ramp
+    assert [s.stage for s in steps] == [1, 2, 3, 4, 5]
+    assert [s.stable for s in steps] == [True, True, True, False, False]
     forty, fifty = steps[3], steps[4]
-    assert forty["accepted_ratio"] == pytest.approx(0.9)
-    assert forty["delivered_msgs_per_s"] == pytest.approx(36.0)
-    assert forty["failed_attempts"] == 20
-    assert forty["within_slo"]
-    assert fifty["accepted_ratio"] == pytest.approx(1.0)
-    assert fifty["p95_latency_ms"] == pytest.approx(300.0, abs=0.5)
-    assert not fifty["within_slo"]
-    assert fifty["delivered_msgs_per_s"] == pytest.approx(47.0)
+    assert forty.accepted_ratio == pytest.approx(0.9)
+    assert forty.delivered_msgs_per_s == pytest.approx(36.0)
+    assert forty.failed_attempts == 20
+    assert forty.within_slo
+    assert fifty.accepted_ratio == pytest.approx(1.0)
+    assert fifty.p95_latency_ms == pytest.approx(300.0, abs=0.5)
+    assert not fifty.within_slo
+    assert fifty.delivered_msgs_per_s == pytest.approx(47.0)
 
 
 def test_without_a_latency_slo_the_knee_is_the_highest_rate_kept_up_with(step_run):
-    journals = load(step_run)
-    schedule = summary_mod.scenario_of(step_run).campaign.build_schedule()
-    cap = capacity.capacity(journals.attempts, schedule, journals.t0, ["lost == 0"])
+    run = RunDir.load(step_run)
+    assert run.scenario is not None
+    schedule = run.scenario.campaign.build_schedule()
+    cap = capacity.capacity(run.journals.attempts, schedule, run.journals.t0, ["lost == 0"])
     assert cap["knee_msgs_per_s"] == 50.0
     assert cap["max_stable_msgs_per_s"] == 47.0
     assert cap["p95_limit_ms"] is None
@@ -73,12 +73,12 @@ def test_a_backlog_from_a_stall_is_not_stable_even_when_it_is_delivered():
 
 def test_a_schedule_with_one_constant_stage_has_null_capacity(tmp_path):
     run_dir = runs.drill(tmp_path / "drill")
-    summary = summary_mod.build(load(run_dir), summary_mod.scenario_of(run_dir))
-    cap = summary["capacity"]
-    assert cap["knee_msgs_per_s"] is None
-    assert cap["max_stable_msgs_per_s"] is None
-    assert cap["steps"] == []
-    json.dumps(summary)  # plain JSON
+    summary = summary_mod.summarise(RunDir.load(run_dir))
+    cap = summary.capacity
+    assert cap.knee_msgs_per_s is None
+    assert cap.max_stable_msgs_per_s is None
+    assert cap.steps == []
+    assert json.loads(summary_mod.as_json(summary))["capacity"]["steps"] == []  # plain JSON
 
 
 def test_ramps_and_pauses_are_not_steps():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 
@@ -26,12 +25,12 @@ def by_metric(rows):
 def test_directions_follow_each_metrics_sense(base):
     _, a = base
     b = copy.deepcopy(a)
-    b["throughput"]["mean_msgs_per_s"] = a["throughput"]["mean_msgs_per_s"] * 2  # better
-    b["latency_ms"]["p95"] = a["latency_ms"]["p95"] * 3  # worse
-    b["messages"]["duplicates"] = 0  # better (was 1)
-    b["failovers"][0]["failover_s"] = a["failovers"][0]["failover_s"] + 1.0  # worse
-    b["throughput"]["per_server"]["secondary"]["mean_msgs_per_s"] += 1  # no sense: changed
-    b["latency_ms"]["p50"] = a["latency_ms"]["p50"] * 1.001  # within 0.5 %: same
+    b.throughput.mean_msgs_per_s = a.throughput.mean_msgs_per_s * 2  # better
+    b.latency_ms.p95 = a.latency_ms.p95 * 3  # worse
+    b.messages.duplicates = 0  # better (was 1)
+    b.failovers[0].failover_s = a.failovers[0].failover_s + 1.0  # worse
+    b.throughput.per_server["secondary"].mean_msgs_per_s += 1  # no sense: changed
+    b.latency_ms.p50 = a.latency_ms.p50 * 1.001  # within 0.5 %: same
     rows = by_metric(compare.rows(a, b))
     assert rows[("throughput", "mean_msgs_per_s")].direction == "better"
     assert rows[("latency (ms)", "p95")].direction == "worse"
@@ -48,7 +47,7 @@ def test_directions_follow_each_metrics_sense(base):
 def test_a_fault_in_one_run_only_has_no_direction(base):
     _, a = base
     b = copy.deepcopy(a)
-    b["failovers"] = []
+    b.failovers = []
     row = by_metric(compare.rows(a, b))[("fault down on primary", "failover_s")]
     assert row.b is None
     assert row.direction == "n/a"
@@ -61,8 +60,8 @@ def test_cli_prints_and_writes_compare_md(base, tmp_path, capsys):
     b_dir = tmp_path / "b"
     b_dir.mkdir()
     b = copy.deepcopy(a)
-    b["latency_ms"]["p99"] = 1000.0
-    (b_dir / "summary.json").write_text(json.dumps(b))
+    b.latency_ms.p99 = 1000.0
+    (b_dir / "summary.json").write_text(summary_mod.as_json(b))
     assert main(["compare", str(a_dir), str(b_dir)]) == 0
     printed = capsys.readouterr().out
     written = (b_dir / "compare.md").read_text()

@@ -10,10 +10,10 @@ import pytest
 from loadtest.campaign import MessageFactory, StreamSpec
 from loadtest.client import Sender, Server, Timeouts
 from loadtest.driver import Driver
-from loadtest.journal import ATTEMPT_FIELDS
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers, Failover
 from loadtest.schedule import Dispatcher, Schedule, Stage
+from maildrill.records import AttemptRecord
 from tests.helpers import read_csv
 
 FAST = Timeouts(connect=0.5, greeting=0.3, command=0.5, data=0.5, dot=0.3)
@@ -46,7 +46,7 @@ def run_campaign(sinks, messages: int, retry: RetryPolicy, fault: dict | None = 
     finally:
         sender.close()
     fields = ("msg_id", "attempt", "server", "outcome", "phase", "final", "maybe_duplicate")
-    index = [ATTEMPT_FIELDS.index(f) for f in fields]
+    index = [AttemptRecord.header().index(f) for f in fields]
     return [dict(zip(fields, (row[i] for i in index), strict=True)) for row in rows]
 
 

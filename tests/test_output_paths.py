@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import os
@@ -25,7 +26,8 @@ import yaml
 
 from loadtest.analysis import render_md, report, view
 from loadtest.analysis import summary as summary_mod
-from loadtest.analysis.journals import load
+from loadtest.analysis.loaded import RunDir
+from loadtest.analysis.summary_model import Summary
 from loadtest.cli import main
 from maildrill.paths import UnsafePath, inside, is_safe_name
 from tests import runs
@@ -222,7 +224,7 @@ def hostile_summary(summary: dict[str, Any]) -> dict[str, Any]:
     doctored["errors"] = {HOSTILE_TEXT: 3}
     doctored["failovers"][0]["target"] = HOSTILE_TEXT
     doctored["slo"]["checks"][0]["note"] = HOSTILE_TEXT
-    doctored["preflight"] = {"ok": False, "reference": "mx", "flags": [HOSTILE_TEXT]}
+    doctored["preflight"] = {"ok": False, "reference": "mx", "flags": [{"message": HOSTILE_TEXT}]}
     doctored["harness"]["events"].append({"time": 1.0, "event": "fault_sent",
                                           "status": f"failed: {HOSTILE_TEXT}"})  # fmt: skip
     doctored["brand_new"] = {HOSTILE_TEXT: HOSTILE_TEXT}
@@ -232,10 +234,10 @@ def hostile_summary(summary: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def hostile_report(tmp_path_factory) -> tuple[str, str]:
     run_dir = runs.drill(tmp_path_factory.mktemp("hostile") / "run")
-    summary = hostile_summary(summary_mod.write(run_dir))
+    summary = hostile_summary(summary_mod.write(run_dir).model_dump(mode="json"))
     out = tmp_path_factory.mktemp("hostile-out")
-    (out / "scenario.yaml").write_text(SCENARIO_TEXT)
-    report.write(out, summary, load(run_dir))
+    run = dataclasses.replace(RunDir.load(run_dir), scenario_text=SCENARIO_TEXT)
+    report.write(out, Summary.model_validate(summary), run)
     return (out / "report.md").read_text(), (out / "report.html").read_text()
 
 
@@ -289,21 +291,30 @@ def test_html_escapes_the_same_text(hostile_report):
 
 
 def test_the_view_title_is_escaped_in_markdown():
-    page = view.build(hostile_summary(json.loads(json.dumps(MINIMAL))))
+    page = view.build(Summary.model_validate(hostile_summary(json.loads(json.dumps(MINIMAL)))))
     first = render_md.render(page).splitlines()[0]
     assert first.startswith("# maildrill report: a\\|b \\`code\\`")
     assert "\n" not in first
 
 
+# The keys summary.json has always had (the others have defaults).
 MINIMAL: dict[str, Any] = {
     "scenario": "x",
-    "messages": {"planned": 1, "accepted": 1, "failed": 0, "lost": 0, "duplicates": 0,
-                 "phantom": 0},
+    "started_at": 0.0,
+    "duration_s": 1.0,
+    "partial": False,
+    "messages": {"planned": 1, "attempted": 1, "accepted": 1, "failed": 0,
+                 "received_unique": 1, "lost": 0, "duplicates": 0, "phantom": 0,
+                 "stranded": 0},
     "throughput": {"per_server": {"mx": {"accepted": 1, "mean_msgs_per_s": 1.0}},
                    "mean_msgs_per_s": 1.0, "peak_msgs_per_s": 1.0},
     "latency_ms": {"p50": 1.0},
-    "failovers": [{"target": "mx", "kind": "down"}],
-    "slo": {"passed": True, "checks": [{"rule": "lost == 0", "limit": 0, "value": 0,
-                                        "passed": True}]},
+    "errors": {},
+    "failovers": [{"target": "mx", "kind": "down", "onset_s": 1.0, "cleared_s": None,
+                   "detection_s": None, "failover_s": None, "failback_s": None,
+                   "recovery_s": None, "messages_delayed": 0, "messages_failed": 0}],
+    "journal_problems": {"skipped_lines": {}},
+    "slo": {"passed": True, "checks": [{"name": "lost", "rule": "lost == 0", "limit": 0,
+                                        "value": 0, "passed": True}]},
     "harness": {"events": []},
 }  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.analysis import summary as summary_mod
+from loadtest.analysis.rundir import read_scenario
 from loadtest.campaign import MessageFactory
 from tests.helpers import assert_delays, wait_until
 
@@ -102,7 +102,8 @@ def test_primary_stopped_mid_campaign_every_message_accounted(run_dir):
     assert mta["primary"]["delivered"] == mta["primary"]["accepted"]
     # Each recipient domain went to the sink standing in for its provider (transport_maps):
     # the campaign is rebuilt from its seed to know every message's recipient.
-    scenario = summary_mod.scenario_of(run_dir)
+    scenario = read_scenario(run_dir)
+    assert scenario is not None
     factory = MessageFactory(scenario.streams(), summary["run_id"], scenario.campaign.seed)
     domain_of = {
         (m := factory.build(i)).msg_id: m.recipients[0].rpartition("@")[2] for i in range(240)

@@ -16,6 +16,7 @@ from loadtest import prober
 from loadtest.analysis import failover, probes
 from loadtest.analysis.failover import FaultWindow
 from loadtest.analysis.journals import load_kind
+from maildrill.records import ProbeRecord
 from tests.helpers import LATE_S, read_csv, wait_until
 
 SLACK_S = LATE_S  # event-loop scheduling on a busy machine, on top of one interval
@@ -127,7 +128,7 @@ def test_the_journal_has_a_row_per_probe_with_the_documented_columns(start_sinks
 
     probe_during(sinks, ["mx"], interval, timeout, four_probes)
     rows = read_csv(journal)
-    assert list(rows[0]) == list(prober.PROBE_FIELDS)
+    assert list(rows[0]) == list(ProbeRecord.header())
     assert 4 <= len(rows) <= took[0] / interval + 2  # one a tick (and the first at once)
     assert {(r["ok"], r["phase"], r["code"], r["outcome"], r["error"]) for r in rows} == {
         ("1", "quit", "250", "ok", "")
@@ -193,7 +194,7 @@ def test_loading_skips_torn_lines_and_no_journal_means_no_probes(tmp_path):
         "interval_ms": None, "timeout_ms": None, "servers": {}
     }  # fmt: skip
     (tmp_path / "probes.csv").write_text(
-        ",".join(prober.PROBE_FIELDS) + "\n"
+        ",".join(ProbeRecord.header()) + "\n"
         "10.0,p,1,quit,250,ok,1.5,\n"
         "10.5,p,0,connect,0,refused,0.4,SMTPConnectError: refused\n"
         "10.7,p,garbage\n"

@@ -18,6 +18,8 @@ from PIL import Image
 from loadtest.analysis import metrics, report, timeseries
 from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.journals import load
+from loadtest.analysis.loaded import RunDir
+from loadtest.analysis.summary_model import Summary
 from loadtest.analysis.view import num
 from tests import runs
 
@@ -28,13 +30,18 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def drill(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     run_dir = runs.drill(tmp_path_factory.mktemp("drill") / "run")
-    return run_dir, summary_mod.write(run_dir)
+    return run_dir, summary_mod.write(run_dir).model_dump(mode="json")
 
 
 @pytest.fixture(scope="module")
 def steps(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     run_dir = runs.steps(tmp_path_factory.mktemp("steps") / "run")
-    return run_dir, summary_mod.write(run_dir)
+    return run_dir, summary_mod.write(run_dir).model_dump(mode="json")
+
+
+def write_report(out: Path, summary: dict[str, Any], run_dir: Path) -> None:
+    """The reports of `run_dir`'s journals and a doctored summary, written to `out`."""
+    report.write(out, Summary.model_validate(summary), RunDir.load(run_dir))
 
 
 def normalised(text: str, run_dir: Path) -> str:
@@ -121,7 +128,7 @@ def test_partial_run_says_so(tmp_path, drill):
     out = tmp_path / "copy"
     out.mkdir()
     (out / "scenario.yaml").write_text((run_dir / "scenario.yaml").read_text())
-    report.write(out, partial, load(run_dir))
+    write_report(out, partial, run_dir)
     md = (out / "report.md").read_text()
     assert "> **PARTIAL RUN**: The run was interrupted by SIGINT: SLOs FAILED on partial" in md
     assert '<div class="verdict partial">' in (out / "report.html").read_text()
@@ -210,7 +217,7 @@ def test_the_renderers_print_summary_values_not_their_own(tmp_path, drill):
     doctored["errors"] = {"451 4.3.0": 99}
     out = tmp_path / "doctored"
     out.mkdir()
-    report.write(out, doctored, load(run_dir))
+    write_report(out, doctored, run_dir)
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     for text in ("4242", "12.346", "777.5", "451 4.3.0"):
@@ -284,18 +291,25 @@ def test_probes_preflight_and_any_other_summary_key_are_reported(tmp_path, drill
         "interval_ms": 500,
         "timeout_ms": 1000,
         "servers": {
-            "primary": {"probes": 44, "passed": 32, "availability": 0.727273,
+            "primary": {"probes": 44, "passed": 32, "availability": 0.727273, "first_s": -1.5,
+                        "last_s": 20.0,
                         "latency_ms": {"p50": 1.778, "p95": 3.729, "max": 5.873}, "down_s": 6.0,
-                        "down": [{"start_s": 8.45, "end_s": 14.45, "outcomes": {"refused": 12}}]},
+                        "down": [{"start_s": 8.45, "noticed_s": 8.46, "end_s": 14.45,
+                                  "duration_s": 6.0, "probes": 12,
+                                  "outcomes": {"refused": 12}}]},
         },
     }  # fmt: skip
     doctored["failovers"][0]["monitor_detection_s"] = 0.427
-    doctored["preflight"] = {"ok": False, "reference": "primary", "flags": ["no STARTTLS"]}
-    doctored["relay"] = {"backup": {"queued": 3, "drain_s": 2.5}}
+    doctored["preflight"] = {"ok": False, "reference": "primary",
+                             "flags": [{"message": "no STARTTLS"}]}  # fmt: skip
+    doctored["relay"] = {"backup": {"upstream": None, "queued": 3, "forward_attempts_deferred": 2,
+                                    "forwarded": 1, "bounced": 0, "left_in_queue": 2,
+                                    "max_depth": 3, "drain_s": 2.5, "end_to_end_ms": {},
+                                    "depth_series": []}}  # fmt: skip
     doctored["brand_new"] = [{"a": 1}]
     out = tmp_path / "more"
     out.mkdir()
-    report.write(out, doctored, load(run_dir))
+    write_report(out, doctored, run_dir)
     md = (out / "report.md").read_text()
     assert (
         "| primary | 44 | 32 | 72.73 % | 1.778 / 3.729 / 5.873 | 6 | 8.45-14.45 s (refused 12) |"
@@ -304,22 +318,22 @@ def test_probes_preflight_and_any_other_summary_key_are_reported(tmp_path, drill
     assert "| monitor detection s | monitor recovery s |" in md
     assert "| 0.427 | n/a |" in md
     assert "| verdict | NOT OK |" in md
-    assert "| flag | no STARTTLS |" in md
-    assert "| backup | n/a | 3 | n/a | n/a | n/a | n/a | n/a | 2.5 | n/a / n/a / n/a / n/a |" in md
+    assert "| flag | {message: no STARTTLS} |" in md
+    assert "| backup | n/a | 3 | 1 | 2 | 0 | 2 | 3 | 2.5 | n/a / n/a / n/a / n/a |" in md
     assert "| brand_new\\[0\\].a | 1 |" in md  # brackets escaped: no link from a key
 
 
 def test_a_run_interrupted_before_any_attempt_still_gets_its_report(tmp_path):
-    from loadtest.journal import ATTEMPT_FIELDS
+    from maildrill.records import AttemptRecord
 
     run_dir = tmp_path / "empty"
     run_dir.mkdir()
-    runs.write_csv(run_dir / "attempts.csv", ATTEMPT_FIELDS, [])
+    runs.write_csv(run_dir / "attempts.csv", AttemptRecord, [])
     (run_dir / "run.json").write_text(json.dumps({"run_id": "x", "t0": runs.T0, "planned": 10}))
     (run_dir / "harness.json").write_text(json.dumps({"partial": True, "interrupted_by": "SIGINT"}))
     (run_dir / "scenario.yaml").write_text(runs.DRILL_SCENARIO)
     summary = summary_mod.write(run_dir)
-    assert summary["messages"]["not_sent"] == 10
+    assert summary.messages.not_sent == 10
     md = (run_dir / "report.md").read_text()
     assert "> **PARTIAL RUN**: The run was interrupted by SIGINT" in md
     assert "| 10 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 10 | 0 |" in md
@@ -340,7 +354,7 @@ def test_mta_delivery_section_lays_out_each_path(tmp_path, drill):
     }  # fmt: skip
     out = tmp_path / "mta"
     out.mkdir()
-    report.write(out, doctored, load(run_dir))
+    write_report(out, doctored, run_dir)
     md = (out / "report.md").read_text()
     tables = md_tables(md)
     assert tables["Delivery through the MTAs under test"] == [

@@ -316,6 +316,18 @@ def test_scenarios_lists_every_bundled_file(capsys):
         assert f"ok: {name}:" in capsys.readouterr().out
 
 
+def test_a_reader_that_stops_early_is_no_error():
+    """`maildrill scenarios | head -1`: the pipe closes before the listing is written."""
+    read, write = os.pipe()
+    os.close(read)  # a reader that already left: every write gets EPIPE
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest.cli", "scenarios"],
+        stdout=write, stderr=subprocess.PIPE, text=True, timeout=60,
+    )  # fmt: skip
+    os.close(write)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
 def test_a_sink_killed_mid_run_is_named_and_the_run_goes_on(tmp_path):
     run_dir = tmp_path / "run"
     proc = start_run(run_dir, "--set", "faults=[]")

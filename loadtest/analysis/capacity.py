@@ -19,7 +19,7 @@ For each stage of the schedule whose rate is constant (no ramp, rate > 0) the wi
 The knee is the highest offered rate of a stable step. The maximum stable throughput is
 the highest delivered rate sustained over a whole step with p95 within the SLO, whether or
 not it kept up with the offered rate: beyond the knee, that is the plateau the servers
-deliver while the backlog grows.
+deliver while the backlog grows. (docs/metrics.md, Capacity, says the same for readers.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Two runs side by side: what changed from run A to run B, and whether it got better.
 
-Pure functions from two summary dicts to rows; `render` lays the rows out as Markdown.
+Pure functions from two `Summary` models to rows; `render` lays the rows out as Markdown.
 Every metric has a sense (higher or lower is better); a change within `SAME_WITHIN` of
 the old value, or with no value on one side, has no direction.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.analysis.render_md import cell
+from loadtest.analysis.summary_model import Failover, Percentiles, Summary
 from loadtest.analysis.view import num
 
 HIGHER, LOWER, NEUTRAL = "higher", "lower", "neutral"
@@ -59,15 +60,6 @@ def _value(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _get(summary: Mapping[str, Any], *path: str) -> float | None:
-    node: Any = summary
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return _value(node)
-
-
 MESSAGE_SENSES = {
     "planned": NEUTRAL, "attempted": NEUTRAL, "accepted": HIGHER, "failed": LOWER,
     "received_unique": HIGHER, "lost": LOWER, "duplicates": LOWER, "phantom": LOWER,
@@ -78,70 +70,68 @@ FAILOVER_TIMES = ("detection_s", "failover_s", "failback_s", "recovery_s", "long
 FAILOVER_COUNTS = ("messages_delayed", "messages_failed")
 
 
-def rows(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Row]:
+def _pair(a: object, b: object, key: str) -> tuple[float | None, float | None]:
+    return _value(getattr(a, key, None)), _value(getattr(b, key, None))
+
+
+def rows(a: Summary, b: Summary) -> list[Row]:
     out: list[Row] = []
     for key, sense in MESSAGE_SENSES.items():
-        out.append(Row("messages", key, _get(a, "messages", key), _get(b, "messages", key), sense))
+        out.append(Row("messages", key, *_pair(a.messages, b.messages, key), sense))
     # A higher peak can be a backlog flushed after a stall: a change, not an improvement.
     for key, sense in (("mean_msgs_per_s", HIGHER), ("peak_msgs_per_s", NEUTRAL)):
-        out.append(Row("throughput", key, _get(a, "throughput", key), _get(b, "throughput", key),
-                       sense))  # fmt: skip
-    for name in _keys(a, b, "throughput", "per_server"):
-        path = ("throughput", "per_server", name, "mean_msgs_per_s")
-        out.append(
-            Row("throughput", f"{name} mean_msgs_per_s", _get(a, *path), _get(b, *path), NEUTRAL)
-        )
-    for section, label in (("latency_ms", "latency"), ("response_time_ms", "response time"),
-                           ("lateness_ms", "lateness")):  # fmt: skip
+        out.append(Row("throughput", key, *_pair(a.throughput, b.throughput, key), sense))
+    servers_a, servers_b = a.throughput.per_server, b.throughput.per_server
+    for name in _names(servers_a, servers_b):
+        out.append(Row("throughput", f"{name} mean_msgs_per_s",
+                       *_pair(servers_a.get(name), servers_b.get(name), "mean_msgs_per_s"),
+                       NEUTRAL))  # fmt: skip
+    sections: tuple[tuple[str, Percentiles, Percentiles], ...] = (
+        ("latency", a.latency_ms, b.latency_ms),
+        ("response time", a.response_time_ms, b.response_time_ms),
+        ("lateness", a.lateness_ms, b.lateness_ms),
+    )
+    for label, pa, pb in sections:
         for key in PERCENTILE_KEYS:
-            out.append(Row(f"{label} (ms)", key, _get(a, section, key), _get(b, section, key),
-                           LOWER))  # fmt: skip
-        if section != "latency_ms":
+            out.append(Row(f"{label} (ms)", key, *_pair(pa, pb, key), LOWER))
+        if label != "latency":
             continue
-        for name in _keys(a, b, "latency_ms", "per_server"):
+        latency_a, latency_b = a.latency_ms.per_server, b.latency_ms.per_server
+        for name in _names(latency_a, latency_b):
             for key in ("p50", "p95", "p99"):
-                path = ("latency_ms", "per_server", name, key)
-                out.append(Row("latency (ms)", f"{name} {key}", _get(a, *path), _get(b, *path),
+                out.append(Row("latency (ms)", f"{name} {key}",
+                               *_pair(latency_a.get(name), latency_b.get(name), key),
                                LOWER))  # fmt: skip
-    out += _failover_rows(a.get("failovers", []), b.get("failovers", []))
+    out += _failover_rows(a.failovers, b.failovers)
     for key in ("knee_msgs_per_s", "max_stable_msgs_per_s"):
-        if _get(a, "capacity", key) is not None or _get(b, "capacity", key) is not None:
-            out.append(Row("capacity", key, _get(a, "capacity", key), _get(b, "capacity", key),
-                           HIGHER))  # fmt: skip
-    out.append(Row("slo", "passed (1 yes, 0 no)", _get(a, "slo", "passed"),
-                   _get(b, "slo", "passed"), HIGHER))  # fmt: skip
+        pair = _pair(a.capacity, b.capacity, key)
+        if pair != (None, None):
+            out.append(Row("capacity", key, *pair, HIGHER))
+    out.append(Row("slo", "passed (1 yes, 0 no)", *_pair(a.slo, b.slo, "passed"), HIGHER))
     return out
 
 
-def _keys(a: Mapping[str, Any], b: Mapping[str, Any], *path: str) -> list[str]:
-    names: list[str] = []
-    for summary in (a, b):
-        node: Any = summary
-        for key in path:
-            node = node.get(key, {}) if isinstance(node, Mapping) else {}
-        names += [n for n in node if n not in names]
-    return names
+def _names(a: Mapping[str, object], b: Mapping[str, object]) -> list[str]:
+    return list(a) + [name for name in b if name not in a]
 
 
-def _failover_rows(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[Row]:
+def _failover_rows(a: list[Failover], b: list[Failover]) -> list[Row]:
     """Faults matched by (target, kind) in order of onset."""
     out = []
     for label, fa, fb in _match(a, b):
-        for key in FAILOVER_TIMES:
-            out.append(Row(label, key, _value(fa.get(key)), _value(fb.get(key)), LOWER))
-        for key in FAILOVER_COUNTS:
-            out.append(Row(label, key, _value(fa.get(key)), _value(fb.get(key)), LOWER))
+        for key in FAILOVER_TIMES + FAILOVER_COUNTS:
+            out.append(Row(label, key, *_pair(fa, fb, key), LOWER))
     return out
 
 
 def _match(
-    a: list[dict[str, Any]], b: list[dict[str, Any]]
-) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    def keyed(faults: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    a: list[Failover], b: list[Failover]
+) -> list[tuple[str, Failover | None, Failover | None]]:
+    def keyed(faults: list[Failover]) -> dict[tuple[str, str, int], Failover]:
         seen: dict[tuple[str, str], int] = {}
         out = {}
-        for f in sorted(faults, key=lambda f: f.get("onset_s") or 0.0):
-            k = (str(f.get("target")), str(f.get("kind")))
+        for f in sorted(faults, key=lambda f: f.onset_s):
+            k = (f.target, f.kind)
             seen[k] = seen.get(k, 0) + 1
             out[(*k, seen[k])] = f
         return out
@@ -151,7 +141,7 @@ def _match(
     for key in list(ka) + [k for k in kb if k not in ka]:
         target, kind, n = key
         label = f"fault {kind} on {target}" + (f" #{n}" if n > 1 else "")
-        matched.append((label, ka.get(key, {}), kb.get(key, {})))
+        matched.append((label, ka.get(key), kb.get(key)))
     return matched
 
 
@@ -182,14 +172,16 @@ def render(a_name: str, b_name: str, table: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_summary(run_dir: Path) -> dict[str, Any]:
-    """A run's summary.json; built from its journals (nothing written) when it has none.
-    RunDirError when summary.json, or a file the journals need, is damaged."""
-    from loadtest.analysis import summary as summary_mod
-    from loadtest.analysis.journals import load
+def load_summary(run_dir: Path) -> Summary:
+    """A run's summary.json (of this version or an older one); built from its journals
+    (nothing written) when it has none. RunDirError when summary.json, or a file the
+    journals need, is damaged."""
+    from loadtest.analysis.loaded import RunDir, checked
     from loadtest.analysis.rundir import SUMMARY, read_json
+    from loadtest.analysis.summary import summarise
 
-    summary = read_json(run_dir / "summary.json", SUMMARY)
-    if summary is not None:
-        return summary
-    return summary_mod.build(load(run_dir), summary_mod.scenario_of(run_dir))
+    path = run_dir / "summary.json"
+    data = read_json(path, SUMMARY)
+    if data is not None:
+        return checked(Summary, data, path)
+    return summarise(RunDir.load(run_dir))

@@ -1,10 +1,11 @@
 """Failover timing per fault, from the faults journal and the attempts journal.
 
-Definitions (DESIGN.md): detection = onset (the sink's own clock) to the end of the first
-failed attempt at the target; failover = onset to the end of the first attempt accepted by
-another server; failback = clear to the end of the first attempt accepted again by the
-target; recovery = onset to the first second whose accepted rate is back at 90% of the
-rate in the 10 s before the fault. Times in the output are seconds from run start.
+Definitions (docs/metrics.md, Failovers): detection = onset (the sink's own clock) to the
+end of the first failed attempt at the target; failover = onset to the end of the first
+attempt accepted by another server; failback = clear to the end of the first attempt that
+started after it and was accepted by the target; recovery = onset to the end of the first
+1 s bin from the onset whose accepted count (all servers) is back at 90% of the rate in the
+10 s before the fault. Times in the output are seconds from t0 (the campaign start).
 """
 
 from __future__ import annotations

@@ -35,28 +35,15 @@ from loadtest.analysis.rundir import (
     read_json,
 )
 from maildrill.journal import ESCAPE, uncell
+from maildrill.records import RECORDS
 
+# Per kind of journal, from its record's fields (maildrill.records): the columns read as
+# numbers (the rest as text) and the columns a journal of that kind must have.
 NUMERIC = {
-    "attempts": ("attempt", "intended", "due", "start", "connected", "end", "code", "bytes",
-                 "recipients", "recipients_refused", "new_connection", "retry", "failover",
-                 "final", "maybe_duplicate"),
-    "receipts": ("time", "rcpt_count", "size"),
-    "refusals": ("time", "code", "rcpt_count"),
-    "faults": ("time",),
-    "relay": ("time", "attempt", "code", "queued_at"),
-    "mta_queue": ("time",),
-    "proxy": ("time", "code", "size", "bytes_up", "bytes_down"),
-    "probes": ("time", "ok", "code", "latency_ms"),
-}  # fmt: skip
+    kind: tuple(c.name for c in record.columns() if c.numeric) for kind, record in RECORDS.items()
+}
 REQUIRED = {
-    "attempts": ("msg_id", "attempt", "server", "intended", "start", "end", "outcome"),
-    "receipts": ("msg_id", "sink", "time", "size", "session"),
-    "refusals": ("sink", "time", "stage", "code"),
-    "faults": ("sink", "kind", "state", "time"),
-    "relay": ("time", "sink", "msg_id", "event"),
-    "mta_queue": ("time", "mta", "msg_id", "queue"),
-    "proxy": ("time", "proxy", "session", "event"),
-    "probes": ("time", "server", "ok", "latency_ms"),
+    kind: tuple(c.name for c in record.columns() if c.required) for kind, record in RECORDS.items()
 }
 # A required number that is not one makes its line unreadable; other numbers become NaN.
 NEEDED_NUMBERS = {kind: tuple(c for c in REQUIRED[kind] if c in NUMERIC[kind]) for kind in REQUIRED}

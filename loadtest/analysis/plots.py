@@ -1,4 +1,4 @@
-"""PNG plots of a run: renderers only, from the tidy series and summary.json.
+"""PNG plots of a run: renderers only, from the tidy series and the Summary.
 
 Matplotlib is used through `Figure` and its Agg canvas, never `pyplot`: no global figure
 state, no GUI backend, safe in a process that draws many reports. Every server keeps its
@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from loadtest.analysis.capacity import p95_limit
+from loadtest.analysis.summary_model import Capacity, Failover, Summary
 
 matplotlib.use("Agg")  # Figure below never touches pyplot; nothing may pick a GUI backend
 
@@ -74,7 +75,7 @@ def _figure(
     return figure, axes
 
 
-def _mark_faults(ax: Axes, failovers: Sequence[Mapping[str, Any]], end_s: float) -> None:
+def _mark_faults(ax: Axes, failovers: Sequence[Failover], end_s: float) -> None:
     """Fault windows shaded, failover and failback moments as vertical lines."""
     labelled: set[str] = set()
 
@@ -85,18 +86,15 @@ def _mark_faults(ax: Axes, failovers: Sequence[Mapping[str, Any]], end_s: float)
         return label
 
     for f in failovers:
-        onset = f.get("onset_s")
-        if onset is None:
-            continue
-        cleared = f.get("cleared_s")
-        label = once(text(f"fault: {f['kind']} on {f['target']}"))
+        onset, cleared = f.onset_s, f.cleared_s
+        label = once(text(f"fault: {f.kind} on {f.target}"))
         stop = cleared if cleared is not None else end_s
         ax.axvspan(onset, stop, color=FAULT_COLOUR, alpha=0.12, lw=0, label=label)
-        if f.get("failover_s") is not None:
-            ax.axvline(onset + f["failover_s"], color=FAILOVER_COLOUR, ls="--", lw=1.2,
+        if f.failover_s is not None:
+            ax.axvline(onset + f.failover_s, color=FAILOVER_COLOUR, ls="--", lw=1.2,
                        label=once("failover (first accepted elsewhere)"))  # fmt: skip
-        if cleared is not None and f.get("failback_s") is not None:
-            ax.axvline(cleared + f["failback_s"], color=FAILBACK_COLOUR, ls=":", lw=1.5,
+        if cleared is not None and f.failback_s is not None:
+            ax.axvline(cleared + f.failback_s, color=FAILBACK_COLOUR, ls=":", lw=1.5,
                        label=once("failback (first accepted again)"))  # fmt: skip
 
 
@@ -140,7 +138,7 @@ def _finish(
 def throughput(
     servers: pd.DataFrame,
     offered: pd.DataFrame,
-    failovers: Sequence[Mapping[str, Any]],
+    failovers: Sequence[Failover],
     palette: Mapping[str, str],
 ) -> Figure:
     """Accepted msgs/s and MB/s per server and in total; offered rate; faults marked."""
@@ -182,7 +180,7 @@ def _ordered(names: Any, palette: Mapping[str, str]) -> list[str]:
 
 def latency(
     frame: pd.DataFrame,
-    failovers: Sequence[Mapping[str, Any]],
+    failovers: Sequence[Failover],
     palette: Mapping[str, str],
     p95_limit_ms: float | None,
 ) -> Figure:
@@ -209,7 +207,7 @@ def latency(
     return figure
 
 
-def replies(frame: pd.DataFrame, failovers: Sequence[Mapping[str, Any]]) -> Figure:
+def replies(frame: pd.DataFrame, failovers: Sequence[Failover]) -> Figure:
     """Non-2xx replies (and attempts with no reply) per second, stacked by reply."""
     figure, axes = _figure()
     ax = axes[0][0]
@@ -249,7 +247,7 @@ def replies(frame: pd.DataFrame, failovers: Sequence[Mapping[str, Any]]) -> Figu
     return figure
 
 
-def lateness(frame: pd.DataFrame, failovers: Sequence[Mapping[str, Any]]) -> Figure:
+def lateness(frame: pd.DataFrame, failovers: Sequence[Failover]) -> Figure:
     """How far first attempts started after their intended time, per intended second."""
     figure, axes = _figure()
     ax = axes[0][0]
@@ -265,11 +263,11 @@ def lateness(frame: pd.DataFrame, failovers: Sequence[Mapping[str, Any]]) -> Fig
     return figure
 
 
-def capacity(cap: Mapping[str, Any]) -> Figure:
+def capacity(cap: Capacity) -> Figure:
     """Step load: accepted and delivered rate, and p95 latency, against the offered rate."""
     figure, axes = _figure(1, 2, legend_below=True)
     left, right = axes[0][0], axes[0][1]
-    steps = pd.DataFrame(cap["steps"]).sort_values("offered_msgs_per_s")
+    steps = pd.DataFrame([s.model_dump() for s in cap.steps]).sort_values("offered_msgs_per_s")
     offered = steps["offered_msgs_per_s"].to_numpy(dtype="float64")
     top = float(max(offered.max(), steps["delivered_msgs_per_s"].max()) * 1.08)
     left.plot([0, top], [0, top], color=OFFERED_COLOUR, ls="--", lw=1, label="accepted = offered")
@@ -284,8 +282,8 @@ def capacity(cap: Mapping[str, Any]) -> Figure:
                      zorder=3)  # fmt: skip
     p95 = steps["p95_latency_ms"].to_numpy(dtype="float64")
     right.plot(offered, p95, color=PERCENTILE_STYLES["p95"][0], marker="o", label="p95 latency")
-    _slo_line(right, cap.get("p95_limit_ms"), p95)
-    knee = cap.get("knee_msgs_per_s")
+    _slo_line(right, cap.p95_limit_ms, p95)
+    knee = cap.knee_msgs_per_s
     for ax in (left, right):
         if knee is not None:
             ax.axvline(knee, color=FAILOVER_COLOUR, lw=1.5, label=f"knee {knee:g} msgs/s")
@@ -297,7 +295,7 @@ def capacity(cap: Mapping[str, Any]) -> Figure:
 
 
 def all_plots(
-    frames: Mapping[str, pd.DataFrame], summary: Mapping[str, Any], servers: Sequence[str]
+    frames: Mapping[str, pd.DataFrame], summary: Summary, servers: Sequence[str]
 ) -> list[Plot]:
     """Every plot a report shows, in order. Names come from the journals: `$` in one
     would start matplotlib's math syntax (and a bad formula raises), so it is off."""
@@ -311,11 +309,11 @@ def text(label: str) -> str:
 
 
 def _all_plots(
-    frames: Mapping[str, pd.DataFrame], summary: Mapping[str, Any], servers: Sequence[str]
+    frames: Mapping[str, pd.DataFrame], summary: Summary, servers: Sequence[str]
 ) -> list[Plot]:
     palette = colours(servers)
-    failovers = summary.get("failovers", [])
-    limit = p95_limit([c["rule"] for c in summary.get("slo", {}).get("checks", [])])
+    failovers = summary.failovers
+    limit = p95_limit([c.rule for c in summary.slo.checks])
     out = [
         Plot("throughput", "Throughput per server",
              throughput(frames["servers"], frames["lateness"], failovers, palette)),
@@ -324,7 +322,6 @@ def _all_plots(
         Plot("replies", "Replies other than 2xx", replies(frames["replies"], failovers)),
         Plot("lateness", "Lateness", lateness(frames["lateness"], failovers)),
     ]  # fmt: skip
-    cap = summary.get("capacity") or {}
-    if cap.get("steps"):
-        out.append(Plot("capacity", "Capacity: step load", capacity(cap)))
+    if summary.capacity.steps:
+        out.append(Plot("capacity", "Capacity: step load", capacity(summary.capacity)))
     return out

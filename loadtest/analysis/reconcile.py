@@ -1,34 +1,16 @@
-"""One row per message: what the client concluded, joined with what the sinks received."""
+"""One row per message: what the client concluded, joined with what the sinks received.
+
+The counts (lost, duplicates, phantom, stranded, ...) are defined in docs/metrics.md.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-
-@dataclass(frozen=True)
-class Counts:
-    planned: int
-    attempted: int
-    accepted: int  # the client's final word was a 2xx after DATA
-    failed: int  # attempted, final word not a 2xx (rejected, gave up, interrupted)
-    received_unique: int  # messages some sink has (accepted or dropped before the reply)
-    lost: int  # accepted by the client's account, received by no sink
-    duplicates: int  # messages received more than once
-    phantom: int  # received, but the client counted them failed (RFC 1047)
-    stranded: int  # accepted by a backup MX (or MTA under test), still in its queue at the end
-    not_sent: int  # planned, never attempted by the end
-    in_flight: int  # attempted, no final word when the run ended
-    # Accepted by a server maildrill does not see past (not a sink, no sink downstream,
-    # no proxy in front) and received by no sink: neither delivered nor lost, as far as
-    # maildrill can tell.
-    unverified: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+from loadtest.analysis.summary_model import Messages
 
 
 def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
@@ -158,16 +140,21 @@ def count(
     unobserved: frozenset[str] = frozenset(),
     released: frozenset[str] = frozenset(),
     bounced: frozenset[str] = frozenset(),
-) -> Counts:
-    """The summary counts; with `run_id`, receipts of other runs are left out. `stuck`:
-    messages found in an MTA's queue at the end (stranded there, not lost); `unobserved`:
+) -> Messages:
+    """summary.json's `messages` (each count defined in summary_model.Messages); with
+    `run_id`, receipts of other runs are left out. `stuck`: messages found in an MTA's
+    queue at the end (stranded there, not lost); `unobserved`:
     servers whose receipts maildrill cannot see (what they took is unverified, not lost);
     `released`: messages a backup MX queued and then forwarded or bounced (no longer held);
     `bounced`: those its upstream refused for good (lost, wherever it was)."""
     if run_id and len(per):
         per = per[per.index.astype(str).str.startswith(f"{run_id}-")]
     if per.empty:
-        return Counts(planned, 0, 0, 0, 0, 0, 0, 0, 0, planned, 0)
+        return Messages(
+            planned=planned, attempted=0, accepted=0, failed=0, received_unique=0, lost=0,
+            duplicates=0, phantom=0, stranded=0, not_sent=planned, in_flight=0, unverified=0,
+            retried=0,
+        )  # fmt: skip
     attempted = per["attempts"] > 0
     accepted = attempted & per["accepted"].astype(bool)
     finished = per["finished"].fillna(True).astype(bool)
@@ -178,7 +165,7 @@ def count(
     held = ((queued > 0) & ~per.index.isin(list(released))) | per.index.isin(list(stuck))
     blind = per["accepted_by"].isin(list(unobserved)) & ~per.index.isin(list(bounced))
     missing = accepted & (received == 0) & ~held
-    return Counts(
+    return Messages(
         planned=planned,
         attempted=int(attempted.sum()),
         accepted=int(accepted.sum()),
@@ -191,6 +178,7 @@ def count(
         not_sent=max(0, planned - int(attempted.sum())),
         in_flight=int(in_flight.sum()),
         unverified=int((missing & blind).sum()),
+        retried=int((accepted & (per["attempts"] > 1)).sum()),
     )
 
 

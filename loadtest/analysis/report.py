@@ -1,38 +1,23 @@
 """Write a run's reports: tidy series CSVs, plots/*.png, report.html and report.md.
 
-`write` is the one entry point; it reads the journals (or takes the ones already loaded)
-and the summary dict, and leaves every rendering to its renderer.
+`write` is the one entry point; it takes the loaded run directory and its `Summary`, and
+leaves every rendering to its renderer.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from loadtest.analysis import plots, render_html, render_md, timeseries, view
-from loadtest.analysis.journals import Journals, load
+from loadtest.analysis.journals import Journals
+from loadtest.analysis.loaded import RunDir
+from loadtest.analysis.summary_model import Summary
 from loadtest.scenario import Scenario
 
 PLOTS_DIR = "plots"
 KNOWN_PLOTS = ("throughput", "latency", "replies", "lateness", "capacity")
-
-
-# Text columns with a handful of values that the whole analysis compares and groups on.
-CATEGORIES = ("outcome", "server", "worker")
-
-
-def compact(journals: Journals) -> Journals:
-    """The same journals with `outcome`, `server` and `worker` of the attempts as
-    categories: every comparison and groupby on them is then integer work, not a million
-    string compares. Same results (pandas groups categories by observed values, sorted)."""
-    attempts = journals.attempts
-    columns = {c: "category" for c in CATEGORIES if c in attempts and len(attempts)}
-    if columns:
-        journals = dataclasses.replace(journals, attempts=attempts.astype(columns))
-    return journals
 
 
 def run_attempts(journals: Journals) -> pd.DataFrame:
@@ -61,39 +46,32 @@ def series(journals: Journals) -> dict[str, pd.DataFrame]:
 
 
 def server_order(
-    scenario: Scenario | None, summary: dict[str, Any], frames: dict[str, pd.DataFrame]
+    scenario: Scenario | None, summary: Summary, frames: dict[str, pd.DataFrame]
 ) -> list[str]:
     """Scenario order (by priority) first, then any other server seen, by name."""
     order = list(scenario.ordered_servers()) if scenario is not None else []
-    seen = set(summary.get("throughput", {}).get("per_server", {}))
+    seen = set(summary.throughput.per_server)
     seen |= set(frames["servers"]["server"].astype(str)) if len(frames["servers"]) else set()
     return order + sorted(seen - set(order))
 
 
-def write(
-    run_dir: Path,
-    summary: dict[str, Any],
-    journals: Journals | None = None,
-    scenario: Scenario | None = None,
-) -> dict[str, Path]:
-    """Series CSVs, plots, report.md and report.html in `run_dir`; returns their paths."""
-    journals = journals if journals is not None else load(run_dir)
-    frames = series(journals)
+def write(run_dir: Path, summary: Summary, run: RunDir) -> dict[str, Path]:
+    """Series CSVs, plots, report.md and report.html in `run_dir` (the run's own directory,
+    or another to write them to); returns their paths."""
+    frames = series(run.journals)
     written = {f"series/{k}": p for k, p in timeseries.write_csvs(run_dir, frames).items()}
     plots_dir = run_dir / PLOTS_DIR
     plots_dir.mkdir(exist_ok=True)
     pngs: dict[str, bytes] = {}
     refs = []
-    for plot in plots.all_plots(frames, summary, server_order(scenario, summary, frames)):
+    for plot in plots.all_plots(frames, summary, server_order(run.scenario, summary, frames)):
         path = plots.save(plot.figure, plots_dir / f"{plot.name}.png")
         pngs[plot.name] = path.read_bytes()
         refs.append(view.PlotRef(plot.name, plot.title, f"{PLOTS_DIR}/{plot.name}.png"))
         written[f"plots/{plot.name}"] = path
     for stale in set(KNOWN_PLOTS) - set(pngs):
         (plots_dir / f"{stale}.png").unlink(missing_ok=True)
-    scenario_file = run_dir / "scenario.yaml"
-    scenario_text = scenario_file.read_text(encoding="utf-8") if scenario_file.exists() else ""
-    page = view.build(summary, refs, scenario_text)
+    page = view.build(summary, refs, run.scenario_text)
     written["report.md"] = run_dir / "report.md"
     written["report.md"].write_text(render_md.render(page), encoding="utf-8")
     written["report.html"] = run_dir / "report.html"

@@ -69,8 +69,10 @@ def _manifest(value: Any) -> bool:
 NUMBER = (_number, "a finite number")
 TEXT_OR_NULL = (_text_or_none, "text or null")
 OBJECTS = (_objects, "a list of objects")
+TEXT = (lambda v: isinstance(v, str), "text")
 RUN: Shape = {
-    "run_id": (lambda v: isinstance(v, str), "text"),
+    "run_id": TEXT,
+    "scenario": TEXT,
     "t0": (lambda v: _number(v) and v >= 0, "a finite number >= 0"),
     "planned": (_count, "a whole number >= 0"),
     "started_at": NUMBER,
@@ -128,7 +130,8 @@ def read_json(path: Path, shape: Shape) -> dict[str, Any] | None:
     return value
 
 
-# The journals of a run directory, by kind (file name patterns).
+# The journals of a run directory, by kind (file name patterns); each is described, with
+# its columns and writer, in docs/run-directory.md (tests/test_docs.py holds them together).
 JOURNAL_PATTERNS = {
     "attempts": "attempts*.csv", "receipts": "receipts*.csv", "refusals": "refusals*.csv",
     "faults": "faults*.csv", "relay": "relay*.csv", "mta_queue": "mta-queue*.csv",

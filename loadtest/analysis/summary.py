@@ -1,4 +1,10 @@
-"""summary.json: the numbers tools and CI read (keys as DESIGN.md lists them)."""
+"""summary.json: `summarise` builds the `Summary` of a loaded run directory; `write` saves it.
+
+`summarise` is a pure function of `RunDir` (loadtest.analysis.loaded), which did all the
+reading: the same run directory gives the same summary, and a test can build one from a
+hand-made `RunDir`. The keys and their types are the model's (summary_model.py, generated
+into docs/summary.md); each number is defined in docs/metrics.md.
+"""
 
 from __future__ import annotations
 
@@ -20,24 +26,33 @@ from loadtest.analysis import (
     report,
     slo,
 )
-from loadtest.analysis.journals import Damage, Journals, load
-from loadtest.analysis.rundir import HARNESS, PREFLIGHT, RunDirError, read_json, read_scenario
-from loadtest.scenario import Scenario
+from loadtest.analysis.journals import Damage
+from loadtest.analysis.loaded import RunDir
+from loadtest.analysis.rundir import RunDirError
+from loadtest.analysis.summary_model import (
+    BackupMx,
+    Capacity,
+    Failover,
+    FaultProxy,
+    JournalProblems,
+    Latency,
+    MtaDelivery,
+    Percentiles,
+    Probes,
+    Summary,
+    Throughput,
+)
+from loadtest.scenario import SinkSpec
 
 
-def scenario_of(run_dir: Path) -> Scenario | None:
-    """scenario.yaml as run (None without one); ScenarioError when it is damaged."""
-    return read_scenario(run_dir)
-
-
-def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
-    run_dir = journals.run_dir
-    harness = read_json(run_dir / "harness.json", HARNESS) or {}
+def summarise(run: RunDir) -> Summary:
+    """The summary of a loaded run directory (no file is read here)."""
+    journals, scenario = run.journals, run.scenario
     attempts = journals.attempts
-    run_id = str(journals.run.get("run_id", ""))
+    run_id = run.run.run_id
     if run_id and len(attempts) and "run_id" in attempts:
         attempts = attempts[attempts["run_id"] == run_id]
-    planned = int(journals.run.get("planned") or 0)
+    planned = run.run.planned
     if not planned and scenario is not None:
         planned = scenario.campaign.build_schedule().total
     servers = scenario.servers if scenario else []
@@ -66,74 +81,65 @@ def build(journals: Journals, scenario: Scenario | None) -> dict[str, Any]:
         foreign = {s.name for s in scenario.servers if not s.local and s.postfix is None}
         windows += failover.infer_windows(attempts, foreign)
     # What the health prober saw (loadtest.prober): how long a monitor takes to notice.
-    probe_frame, probe_damage = probes.load(run_dir)
     failovers = [
-        failover.analyse(w, attempts, per, t0, end).as_dict()
-        | probes.monitor_timing(w, probe_frame)
+        Failover.model_validate(
+            failover.analyse(w, attempts, per, t0, end).as_dict()
+            | probes.monitor_timing(w, run.probes)
+        )
         for w in windows
     ]
     backups = relay.summarise(journals.relay, attempts, journals.receipts, windows, upstream_of, t0)
-    summary: dict[str, Any] = {
-        "scenario": scenario.name if scenario else journals.run.get("scenario", ""),
-        "run_id": run_id,
-        "started_at": t0,
-        "duration_s": round(end - t0, 3) if len(attempts) else 0.0,
-        "partial": bool(harness.get("partial", not harness)),
-        "messages": counts.as_dict(),
-        "throughput": metrics.throughput(attempts),
-        "latency_ms": metrics.latency(attempts),
-        "response_time_ms": metrics.response_time(attempts),
-        "lateness_ms": metrics.lateness(attempts),
-        "errors": metrics.errors(attempts),
-        "failovers": failovers,
-        "relay": backups,
-        "proxies": proxies.summarise(journals.proxy, upstream_of),
-        "mta": delivery.summarise(
-            attempts,
-            journals.receipts,
-            per,
-            journals.mta_queue,
-            {s.name for s in scenario.servers if s.postfix is not None} if scenario else set(),
-            windows,
-        ),
-        "probes": probes.summarise(
-            probe_frame,
-            t0,
-            scenario.probe_interval_ms if scenario else None,
-            scenario.probe_timeout_ms if scenario else None,
-        ),
-        "preflight": _preflight(run_dir),
-        "journal_problems": journal_problems(
-            journals.damage | probe_damage, _writer_may_have_died(harness)
-        ),
-        "harness": {k: v for k, v in harness.items() if k != "partial"},
-    }
+    mtas = {s.name for s in scenario.servers if s.postfix is not None} if scenario else set()
+    delivered = delivery.summarise(
+        attempts, journals.receipts, per, journals.mta_queue, mtas, windows
+    )
     rules = scenario.slo if scenario else []
     schedule = scenario.campaign.build_schedule() if scenario else None
-    summary["capacity"] = capacity.capacity(attempts, schedule, t0, rules)
-    torn_ok = _writer_may_have_died(harness)
+    summary = Summary(
+        scenario=scenario.name if scenario else run.run.scenario,
+        run_id=run_id,
+        started_at=t0,
+        duration_s=round(end - t0, 3) if len(attempts) else 0.0,
+        partial=run.partial,
+        messages=counts,
+        throughput=Throughput.model_validate(metrics.throughput(attempts)),
+        latency_ms=Latency.model_validate(metrics.latency(attempts)),
+        response_time_ms=Percentiles.model_validate(metrics.response_time(attempts)),
+        lateness_ms=Percentiles.model_validate(metrics.lateness(attempts)),
+        errors=metrics.errors(attempts),
+        failovers=failovers,
+        relay={name: BackupMx.model_validate(r) for name, r in backups.items()},
+        proxies={
+            name: FaultProxy.model_validate(p)
+            for name, p in proxies.summarise(journals.proxy, upstream_of).items()
+        },
+        mta={name: MtaDelivery.model_validate(m) for name, m in delivered.items()},
+        probes=Probes.model_validate(
+            probes.summarise(
+                run.probes,
+                t0,
+                scenario.probe_interval_ms if scenario else None,
+                scenario.probe_timeout_ms if scenario else None,
+            )
+        ),
+        preflight=run.preflight,
+        journal_problems=JournalProblems.model_validate(
+            journal_problems(journals.damage | run.probe_damage, run.writer_may_have_died)
+        ),
+        harness=run.harness,
+        capacity=Capacity.model_validate(capacity.capacity(attempts, schedule, t0, rules)),
+    )
+    torn_ok = run.writer_may_have_died
     unreadable = {
         name: (d.kind, d.unreadable + d.missing + int(d.torn and not torn_ok))
         for name, d in journals.damage.items()
     }
-    summary["slo"] = slo.check(
+    summary.slo = slo.check(
         rules, slo.metric_values(summary), faults=len(failovers), unreadable=unreadable
     )
-    if harness.get("aborted_by"):  # a drill without its fault passes nothing
-        summary["slo"]["passed"] = False
+    if run.harness.aborted_by:  # a drill without its fault passes nothing
+        summary.slo.passed = False
     return summary
-
-
-def _writer_may_have_died(harness: dict[str, Any]) -> bool:
-    """Whether a torn last line can be a writer killed mid-write: in a run interrupted (or
-    without a harness record), or one where a sink died or a Locust worker was lost. A run
-    that finished cleanly closed every journal whole: a torn line there is a file cut
-    short, and counts as an unreadable line (the lines after it are gone)."""
-    return bool(
-        harness.get("partial", not harness)
-        or harness.get("sink_deaths")
-        or harness.get("workers_lost")
-    )
 
 
 def journal_problems(damage: dict[str, Damage], torn_trusted: bool) -> dict[str, Any]:
@@ -157,16 +163,21 @@ def journal_problems(damage: dict[str, Damage], torn_trusted: bool) -> dict[str,
     }
 
 
-def write(run_dir: Path, reports: bool = True) -> dict[str, Any]:
+def write(run_dir: Path, reports: bool = True) -> Summary:
     """summary.json, then (unless `reports` is false) plots, series, report.html/.md."""
-    journals, scenario = report.compact(load(run_dir)), scenario_of(run_dir)
-    _made_by_run(run_dir)
+    run = RunDir.load(run_dir)
+    _made_by_run(run)
     _outputs_are_not_links(run_dir)
-    summary = build(journals, scenario)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
+    summary = summarise(run)
+    (run_dir / "summary.json").write_text(as_json(summary))
     if reports:
-        report.write(run_dir, summary, journals, scenario)
+        report.write(run_dir, summary, run)
     return summary
+
+
+def as_json(summary: Summary) -> str:
+    """summary.json's text (what `maildrill report --json` prints)."""
+    return json.dumps(summary.model_dump(mode="json"), indent=2) + "\n"
 
 
 OUTPUTS = ("summary.json", "report.md", "report.html", "plots", "series")
@@ -185,36 +196,21 @@ def _outputs_are_not_links(run_dir: Path) -> None:
                 )
 
 
-def _made_by_run(run_dir: Path) -> None:
+def _made_by_run(run: RunDir) -> None:
     """A run `maildrill run` finished is whole: run.json and scenario.yaml come before any
     load, harness.json last. With a finished harness.json there, a missing first one was
     removed, and without scenario.yaml there are no SLOs to judge: the report would pass
     on nothing."""
-    harness = read_json(run_dir / "harness.json", HARNESS)
-    if harness is None or harness.get("partial") is not False:
+    if not run.finished:
         return  # a `maildrill sinks` journal directory, or a run stopped before its end
     for name in ("run.json", "scenario.yaml"):
-        if not (run_dir / name).exists():
-            raise RunDirError(run_dir / name, "missing, yet harness.json says a run was here")
+        if not (run.path / name).exists():
+            raise RunDirError(run.path / name, "missing, yet harness.json says a run was here")
 
 
-def _upstream(sink: dict[str, Any]) -> str | None:
+def _upstream(sink: SinkSpec) -> str | None:
     """A backup MX's or proxy's upstream: a server's name, or host:port."""
-    upstream = sink.get("upstream")
-    if isinstance(upstream, dict):
-        return f"{upstream.get('host', '127.0.0.1')}:{upstream.get('port')}"
-    return str(upstream) if upstream else None
-
-
-def _preflight(run_dir: Path) -> dict[str, Any] | None:
-    """The pre-flight check's verdict (preflight.json has the servers' facts too)."""
-    data = read_json(run_dir / "preflight.json", PREFLIGHT)
-    if data is None:
-        return None
-    return {key: data.get(key) for key in ("ok", "reference", "flags", "notes")}
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"not JSON: {type(value).__name__}")
+    address = sink.upstream_address
+    if address is not None:
+        return f"{address.host}:{address.port}"
+    return sink.upstream_server or None

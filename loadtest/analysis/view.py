@@ -1,7 +1,9 @@
-"""What a report shows, as plain tables of strings, from summary.json alone.
+"""What a report shows, as plain tables of strings, from the Summary alone.
 
 Both renderers (HTML and Markdown) lay out this one view, so they say the same thing and
-every number they print is a value of summary.json, formatted here and nowhere else.
+every number they print is a value of the Summary (summary.json), formatted here and
+nowhere else. A new metric in the model shows under "More results" until a table here
+lays it out.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from loadtest.analysis.summary_model import Capacity, Percentiles, Summary
 
 MISSING = "n/a"
 
@@ -76,63 +80,61 @@ def when(epoch: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def verdict(summary: Mapping[str, Any]) -> Verdict:
-    slo = summary.get("slo") or {"passed": True, "checks": []}
-    checks = slo.get("checks", [])
-    passed = sum(1 for c in checks if c["passed"])
-    outcome = "PASSED" if slo["passed"] else "FAILED"
+def verdict(summary: Summary) -> Verdict:
+    slo = summary.slo
+    checks = slo.checks
+    passed = sum(1 for c in checks if c.passed)
+    outcome = "PASSED" if slo.passed else "FAILED"
     tally = f"{passed} of {len(checks)} SLOs passed"
-    harness = summary.get("harness") or {}
-    if harness.get("aborted_by"):
-        return Verdict("fail", "RUN FAILED", f"{harness['aborted_by']}; the run was stopped "
+    harness = summary.harness
+    if harness.aborted_by:
+        return Verdict("fail", "RUN FAILED", f"{harness.aborted_by}; the run was stopped "
                        "and the SLOs are not judged.")  # fmt: skip
-    if summary.get("partial"):
-        why = harness.get("interrupted_by")
+    if summary.partial:
+        why = harness.interrupted_by
         cause = f"interrupted by {why}" if why else "interrupted or never started"
         on = f"SLOs {outcome} on partial data ({tally})" if checks else "no SLOs set"
         return Verdict("partial", "PARTIAL RUN", f"The run was {cause}: {on}.")
     if not checks:
         return Verdict("none", "NO SLOs", "The scenario sets no SLOs; nothing to pass or fail.")
-    failed = [c["rule"] for c in checks if not c["passed"]]
+    failed = [c.rule for c in checks if not c.passed]
     detail = tally + (f"; failed: {', '.join(failed)}" if failed else "")
-    return Verdict("pass" if slo["passed"] else "fail", f"SLOs {outcome}", detail + ".")
+    return Verdict("pass" if slo.passed else "fail", f"SLOs {outcome}", detail + ".")
 
 
-def facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+def facts(summary: Summary) -> list[tuple[str, str]]:
     return [
-        ("scenario", str(summary.get("scenario") or MISSING)),
-        ("run id", str(summary.get("run_id") or MISSING)),
-        ("started", when(summary.get("started_at"))),
-        ("duration", f"{num(summary.get('duration_s'))} s"),
+        ("scenario", summary.scenario or MISSING),
+        ("run id", summary.run_id or MISSING),
+        ("started", when(summary.started_at)),
+        ("duration", f"{num(summary.duration_s)} s"),
     ]
 
 
-def key_numbers(summary: Mapping[str, Any]) -> Table:
-    m = summary["messages"]
-    tp = summary["throughput"]
-    lat = summary["latency_ms"]
+def key_numbers(summary: Summary) -> Table:
+    m = summary.messages
+    tp = summary.throughput
+    lat = summary.latency_ms
     rows = [
-        ["accepted", f"{num(m['accepted'])} of {num(m['planned'])} planned"],
-        ["failed", num(m["failed"])],
-        ["lost / duplicates / phantom",
-         f"{num(m['lost'])} / {num(m['duplicates'])} / {num(m['phantom'])}"],
-        *([["unverified (servers maildrill does not see past)", num(m["unverified"])]]
-          if m.get("unverified") else []),
+        ["accepted", f"{num(m.accepted)} of {num(m.planned)} planned"],
+        ["failed", num(m.failed)],
+        ["lost / duplicates / phantom", f"{num(m.lost)} / {num(m.duplicates)} / {num(m.phantom)}"],
+        *([["unverified (servers maildrill does not see past)", num(m.unverified)]]
+          if m.unverified else []),
         ["throughput mean / peak",
-         f"{num(tp['mean_msgs_per_s'])} / {num(tp['peak_msgs_per_s'])} msgs/s"],
-        ["latency p50 / p95 / p99",
-         f"{num(lat.get('p50'))} / {num(lat.get('p95'))} / {num(lat.get('p99'))} ms"],
+         f"{num(tp.mean_msgs_per_s)} / {num(tp.peak_msgs_per_s)} msgs/s"],
+        ["latency p50 / p95 / p99", f"{num(lat.p50)} / {num(lat.p95)} / {num(lat.p99)} ms"],
     ]  # fmt: skip
-    for i, f in enumerate(summary.get("failovers", []), 1):
+    for i, f in enumerate(summary.failovers, 1):
         rows.append(
-            [f"fault {i}: {f['kind']} on {f['target']}",
-             f"failover {num(f.get('failover_s'))} s, failback {num(f.get('failback_s'))} s"]
+            [f"fault {i}: {f.kind} on {f.target}",
+             f"failover {num(f.failover_s)} s, failback {num(f.failback_s)} s"]
         )  # fmt: skip
-    cap = summary.get("capacity") or {}
-    if cap.get("steps"):
+    cap = summary.capacity
+    if cap.steps:
         rows.append(
             ["knee / max stable throughput",
-             f"{num(cap.get('knee_msgs_per_s'))} / {num(cap.get('max_stable_msgs_per_s'))} msgs/s"]
+             f"{num(cap.knee_msgs_per_s)} / {num(cap.max_stable_msgs_per_s)} msgs/s"]
         )  # fmt: skip
     return Table("Key numbers", "key-numbers", ["measure", "value"], rows)
 
@@ -142,19 +144,21 @@ MESSAGE_COLUMNS = (
     ("failed", "failed"), ("received_unique", "received"), ("lost", "lost"),
     ("duplicates", "duplicates"), ("phantom", "phantom"), ("stranded", "stranded"),
     ("not_sent", "not sent"), ("in_flight", "in flight"), ("unverified", "unverified"),
+    ("retried", "retried"),
 )  # fmt: skip
 
 
-def messages(summary: Mapping[str, Any]) -> Table:
-    m = summary["messages"]
+def messages(summary: Summary) -> Table:
+    m = summary.messages
     # unverified only where it can happen: servers maildrill does not see past.
     present = [(k, label) for k, label in MESSAGE_COLUMNS
-               if k in m and (k != "unverified" or m[k])]  # fmt: skip
+               if k != "unverified" or m.unverified]  # fmt: skip
     note = (
         "lost: accepted by the client, received by no sink; phantom: received but "
-        "counted failed by the client (RFC 1047); received: unique messages some sink has."
+        "counted failed by the client (RFC 1047); received: unique messages some sink has; "
+        "retried: accepted only after more than one attempt."
     )
-    if m.get("unverified"):
+    if m.unverified:
         note += (
             " unverified: accepted by a server maildrill does not own and cannot see past "
             "(no sink downstream, no proxy in front): not counted as lost."
@@ -163,41 +167,38 @@ def messages(summary: Mapping[str, Any]) -> Table:
         "Messages",
         "messages",
         [label for _, label in present],
-        [[num(m[k]) for k, _ in present]],
+        [[num(getattr(m, k)) for k, _ in present]],
         note=note,
     )
 
 
-def throughput(summary: Mapping[str, Any]) -> Table:
-    tp = summary["throughput"]
-    rows = [
-        [name, num(s.get("accepted")), num(s.get("mean_msgs_per_s"))]
-        for name, s in tp.get("per_server", {}).items()
-    ]
-    rows.append(["all", num(summary["messages"]["accepted"]), num(tp["mean_msgs_per_s"])])
+def throughput(summary: Summary) -> Table:
+    tp = summary.throughput
+    rows = [[name, num(s.accepted), num(s.mean_msgs_per_s)] for name, s in tp.per_server.items()]
+    rows.append(["all", num(summary.messages.accepted), num(tp.mean_msgs_per_s)])
     return Table(
         "Throughput",
         "throughput",
         ["server", "accepted", "mean msgs/s"],
         rows,
-        note=f"peak 1 s bin: {num(tp['peak_msgs_per_s'])} msgs/s.",
+        note=f"peak 1 s bin: {num(tp.peak_msgs_per_s)} msgs/s.",
     )
 
 
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "max")
 
 
-def latency(summary: Mapping[str, Any]) -> Table:
-    lat = summary["latency_ms"]
-    rows = [["latency, all servers", *(num(lat.get(k)) for k in LATENCY_KEYS)]]
-    for name, values in lat.get("per_server", {}).items():
-        rows.append([f"latency, {name}", *(num(values.get(k)) for k in LATENCY_KEYS)])
-    response = summary.get("response_time_ms")
-    if response:
-        rows.append(["response time, all servers", *(num(response.get(k)) for k in LATENCY_KEYS)])
-    late = summary.get("lateness_ms")
-    if late:
-        rows.append(["lateness, first attempts", *(num(late.get(k)) for k in LATENCY_KEYS)])
+def _row(values: Percentiles, keys: Sequence[str] = LATENCY_KEYS) -> list[str]:
+    return [num(getattr(values, k)) for k in keys]
+
+
+def latency(summary: Summary) -> Table:
+    lat = summary.latency_ms
+    rows = [["latency, all servers", *_row(lat)]]
+    for name, values in lat.per_server.items():
+        rows.append([f"latency, {name}", *_row(values)])
+    rows.append(["response time, all servers", *_row(summary.response_time_ms)])
+    rows.append(["lateness, first attempts", *_row(summary.lateness_ms)])
     return Table(
         "Latency, response time and lateness (ms)",
         "latency",
@@ -213,19 +214,18 @@ def latency(summary: Mapping[str, Any]) -> Table:
 PHASES = ("before", "during", "after")
 
 
-def fault_phases(summary: Mapping[str, Any]) -> Table | None:
+def fault_phases(summary: Summary) -> Table | None:
     """Latency and response time before, during and after each fault."""
     rows = []
-    for i, f in enumerate(summary.get("failovers", []), 1):
+    keys = ("p50", "p95", "p99", "max")
+    for i, f in enumerate(summary.failovers, 1):
         for phase in PHASES:
-            p = (f.get("phases") or {}).get(phase)
+            p = f.phases.get(phase)
             if p is None:
                 continue
-            lat, resp = p.get("latency_ms") or {}, p.get("response_time_ms") or {}
             rows.append([
-                f"{i}: {f['kind']} on {f['target']}", phase, num(p.get("accepted")),
-                *(num(lat.get(k)) for k in ("p50", "p95", "p99", "max")),
-                *(num(resp.get(k)) for k in ("p50", "p95", "p99", "max")),
+                f"{i}: {f.kind} on {f.target}", phase, num(p.accepted),
+                *_row(p.latency_ms, keys), *_row(p.response_time_ms, keys),
             ])  # fmt: skip
     if not rows:
         return None
@@ -243,25 +243,22 @@ def fault_phases(summary: Mapping[str, Any]) -> Table | None:
 MONITOR_KEYS = ("monitor_detection_s", "monitor_recovery_s")
 
 
-def failovers(summary: Mapping[str, Any]) -> Table:
+def failovers(summary: Summary) -> Table:
     rows = []
     inferred = False
     # Monitor timings only when a health prober ran (some value measured).
-    monitored = any(
-        f.get(k) is not None for f in summary.get("failovers", []) for k in MONITOR_KEYS
-    )
-    for f in summary.get("failovers", []):
-        added = f.get("added_latency_ms") or {}
-        source = f.get("onset_source", "sink journal")
-        mark = "" if source == "sink journal" else " *"
+    monitored = any(getattr(f, k) is not None for f in summary.failovers for k in MONITOR_KEYS)
+    for f in summary.failovers:
+        added = f.added_latency_ms
+        mark = "" if f.onset_source == "sink journal" else " *"
         inferred = inferred or bool(mark)
         rows.append([
-            f"{f['target']}", f"{f['kind']}", num(f.get("onset_s")) + mark, num(f.get("cleared_s")),
-            num(f.get("detection_s")), num(f.get("failover_s")), num(f.get("failback_s")),
-            num(f.get("recovery_s")), num(f.get("longest_gap_s")),
-            num(f.get("messages_delayed")), num(f.get("messages_failed")),
-            " / ".join(num(added.get(k)) for k in ("p50", "p95", "max")),
-            *((num(f.get(k)) for k in MONITOR_KEYS) if monitored else ()),
+            f.target, f.kind, num(f.onset_s) + mark, num(f.cleared_s),
+            num(f.detection_s), num(f.failover_s), num(f.failback_s),
+            num(f.recovery_s), num(f.longest_gap_s),
+            num(f.messages_delayed), num(f.messages_failed),
+            " / ".join(num(getattr(added, k)) for k in ("p50", "p95", "max")),
+            *((num(getattr(f, k)) for k in MONITOR_KEYS) if monitored else ()),
         ])  # fmt: skip
     note = (
         "Seconds from run start (onset, cleared) and from onset or clear (the others). "
@@ -288,17 +285,17 @@ def failovers(summary: Mapping[str, Any]) -> Table:
     )  # fmt: skip
 
 
-def capacity(summary: Mapping[str, Any]) -> Table | None:
-    cap = summary.get("capacity") or {}
-    if not cap.get("steps"):
+def capacity(summary: Summary) -> Table | None:
+    cap = summary.capacity
+    if not cap.steps:
         return None
     rows = [
-        [str(s["stage"] + 1), num(s["offered_msgs_per_s"]), num(s["accepted_msgs_per_s"]),
-         percent(s["accepted_ratio"]), num(s["delivered_msgs_per_s"]), num(s["p95_latency_ms"]),
-         num(s["p95_lateness_ms"]), num(s["failed_attempts"]), "yes" if s["stable"] else "no"]
-        for s in cap["steps"]
+        [str(s.stage + 1), num(s.offered_msgs_per_s), num(s.accepted_msgs_per_s),
+         percent(s.accepted_ratio), num(s.delivered_msgs_per_s), num(s.p95_latency_ms),
+         num(s.p95_lateness_ms), num(s.failed_attempts), "yes" if s.stable else "no"]
+        for s in cap.steps
     ]  # fmt: skip
-    limit = cap.get("p95_limit_ms")
+    limit = cap.p95_limit_ms
     slo = f"p95 <= {num(limit)} ms" if limit is not None else "no p95 latency SLO"
     return Table(
         "Capacity (step load)",
@@ -307,19 +304,19 @@ def capacity(summary: Mapping[str, Any]) -> Table | None:
          "p95 ms", "p95 lateness ms", "failed attempts", "stable"],
         rows,
         note=(
-            f"knee: {num(cap.get('knee_msgs_per_s'))} msgs/s; max stable throughput: "
-            f"{num(cap.get('max_stable_msgs_per_s'))} msgs/s. Stable: accepted/offered >= "
-            f"{percent(cap.get('stable_share'))} and {slo}. Accepted: the stage's messages "
-            f"accepted within {num(cap.get('on_time_s'))} s of their intended time; "
+            f"knee: {num(cap.knee_msgs_per_s)} msgs/s; max stable throughput: "
+            f"{num(cap.max_stable_msgs_per_s)} msgs/s. Stable: accepted/offered >= "
+            f"{percent(cap.stable_share)} and {slo}. Accepted: the stage's messages "
+            f"accepted within {num(cap.on_time_s)} s of their intended time; "
             "delivered: accepted attempts that ended in the stage."
             + _knee_caveat(cap)
         ),
     )  # fmt: skip
 
 
-def _knee_caveat(cap: Mapping[str, Any]) -> str:
-    knee, steps = cap.get("knee_msgs_per_s"), cap.get("steps") or []
-    top = max(s["offered_msgs_per_s"] for s in steps)
+def _knee_caveat(cap: Capacity) -> str:
+    knee = cap.knee_msgs_per_s
+    top = max(s.offered_msgs_per_s for s in cap.steps)
     if knee is None:
         return (
             " No step was stable: the knee, if any, lies below the lowest offered rate (see "
@@ -333,12 +330,11 @@ def _knee_caveat(cap: Mapping[str, Any]) -> str:
     return ""
 
 
-def slo_table(summary: Mapping[str, Any]) -> Table:
+def slo_table(summary: Summary) -> Table:
     rows = [
-        [c["rule"], num(c["limit"]), num(c["value"]), "PASS" if c["passed"] else "FAIL",
-         str(c.get("note") or "")]
-        for c in (summary.get("slo") or {}).get("checks", [])
-    ]  # fmt: skip
+        [c.rule, num(c.limit), num(c.value), "PASS" if c.passed else "FAIL", c.note]
+        for c in summary.slo.checks
+    ]
     return Table(
         "SLOs", "slo", ["rule", "limit", "measured", "verdict", "note"], rows,
         note="A metric with no measured value fails its check.",
@@ -346,8 +342,8 @@ def slo_table(summary: Mapping[str, Any]) -> Table:
     )  # fmt: skip
 
 
-def errors(summary: Mapping[str, Any]) -> Table:
-    items = sorted(summary.get("errors", {}).items(), key=lambda kv: (-kv[1], kv[0]))
+def errors(summary: Summary) -> Table:
+    items = sorted(summary.errors.items(), key=lambda kv: (-kv[1], kv[0]))
     return Table(
         "Errors",
         "errors",
@@ -359,24 +355,23 @@ def errors(summary: Mapping[str, Any]) -> Table:
     )
 
 
-def journal_problems(summary: Mapping[str, Any]) -> Table:
-    problems = summary.get("journal_problems") or {}
-    skipped = problems.get("skipped_lines", {})
-    unreadable = problems.get("unreadable_lines", {})
-    torn = set(problems.get("torn_last_line", []))
-    missing = problems.get("missing_lines", {})
+def journal_problems(summary: Summary) -> Table:
+    problems = summary.journal_problems
+    unreadable = problems.unreadable_lines
+    torn = set(problems.torn_last_line)
+    missing = problems.missing_lines
     rows = []
-    for name, n in sorted(skipped.items()):
+    for name, n in sorted(problems.skipped_lines.items()):
         why = []
         if name in unreadable:
             bad = unreadable[name]
-            more = ", ..." if bad["lines"] > len(bad["first"]) else ""
-            lines = ", ".join(str(line) for line in bad["first"]) + more
-            why.append(f"{num(bad['lines'])} unreadable (line {lines})")
+            more = ", ..." if bad.lines > len(bad.first) else ""
+            lines = ", ".join(str(line) for line in bad.first) + more
+            why.append(f"{num(bad.lines)} unreadable (line {lines})")
         if name in missing:
-            why.append(f"{num(missing[name]['lines'])} missing: cut short since the run ended")
+            why.append(f"{num(missing[name].lines)} missing: cut short since the run ended")
         if name in torn:
-            trusted = problems.get("torn_last_line_trusted", True)
+            trusted = problems.torn_last_line_trusted
             why.append("last line torn" + ("" if trusted else " in a clean run: cut short"))
         rows.append([name, num(n), "; ".join(why)])
     return Table(
@@ -394,23 +389,23 @@ def journal_problems(summary: Mapping[str, Any]) -> Table:
     )
 
 
-def harness(summary: Mapping[str, Any]) -> Table:
-    h = summary.get("harness") or {}
-    start = summary.get("started_at") or 0.0
+def harness(summary: Summary) -> Table:
+    h = summary.harness
+    start = summary.started_at or 0.0
     rows: list[list[str]] = []
-    if h.get("interrupted_by"):
-        rows.append([MISSING, "interrupted", f"by {h['interrupted_by']}"])
-    for d in h.get("sink_deaths", []):
+    if h.interrupted_by:
+        rows.append([MISSING, "interrupted", f"by {h.interrupted_by}"])
+    for d in h.sink_deaths:
         rows.append([num(d.get("at_s")), "sink died",
                      f"{d.get('sink')} (exit code {num(d.get('exit_code'))})"])  # fmt: skip
-    for e in h.get("events", []):
+    for e in h.events:
         if e.get("event") == "sink_died":
             continue
         detail = ", ".join(f"{k} {_plain(v)}" for k, v in e.items() if k not in ("time", "event"))
         at = num(e["time"] - start) if e.get("time") and start else MISSING
         rows.append([at, str(e.get("event", "")).replace("_", " "), detail])
-    if h.get("locust_exit_code") not in (None, 0):
-        rows.append([MISSING, "locust exit code", num(h["locust_exit_code"])])
+    if h.locust_exit_code not in (None, 0):
+        rows.append([MISSING, "locust exit code", num(h.locust_exit_code)])
     return Table(
         "Harness events",
         "harness",
@@ -431,24 +426,22 @@ def _plain(value: Any) -> str:
     return num(value)
 
 
-def probes(summary: Mapping[str, Any]) -> Table | None:
+def probes(summary: Summary) -> Table | None:
     """Health probes (loadtest.prober): per server availability and down windows."""
-    p = summary.get("probes") or {}
-    servers = p.get("servers") or {}
-    if not servers:
+    p = summary.probes
+    if not p.servers:
         return None
     rows = []
-    for name, s in servers.items():
-        lat = s.get("latency_ms") or {}
+    for name, s in p.servers.items():
         downs = "; ".join(
-            f"{num(d.get('start_s'))}-{num(d.get('end_s'))} s "
-            f"({', '.join(f'{k} {num(v)}' for k, v in (d.get('outcomes') or {}).items())})"
-            for d in s.get("down", [])
+            f"{num(d.start_s)}-{num(d.end_s)} s "
+            f"({', '.join(f'{k} {num(v)}' for k, v in d.outcomes.items())})"
+            for d in s.down
         )
         rows.append([
-            name, num(s.get("probes")), num(s.get("passed")), percent(s.get("availability")),
-            " / ".join(num(lat.get(k)) for k in ("p50", "p95", "max")), num(s.get("down_s")),
-            downs or "none",
+            name, num(s.probes), num(s.passed), percent(s.availability),
+            " / ".join(num(getattr(s.latency_ms, k)) for k in ("p50", "p95", "max")),
+            num(s.down_s), downs or "none",
         ])  # fmt: skip
     return Table(
         "Health probes",
@@ -456,33 +449,30 @@ def probes(summary: Mapping[str, Any]) -> Table | None:
         ["server", "probes", "passed", "availability", "latency p50/p95/max ms", "down s",
          "down windows (from run start)"],
         rows,
-        note=f"One probe every {num(p.get('interval_ms'))} ms, timeout {num(p.get('timeout_ms'))} "
+        note=f"One probe every {num(p.interval_ms)} ms, timeout {num(p.timeout_ms)} "
         "ms: connect, EHLO, QUIT, as an external monitor would.",
     )  # fmt: skip
 
 
-def _p(lat: Mapping[str, Any] | None) -> str:
-    lat = lat or {}
-    return " / ".join(num(lat.get(k)) for k in ("p50", "p95", "p99", "max"))
+def _p(lat: Percentiles) -> str:
+    return " / ".join(_row(lat, ("p50", "p95", "p99", "max")))
 
 
-def mta_delivery(summary: Mapping[str, Any]) -> Table | None:
+def mta_delivery(summary: Summary) -> Table | None:
     """Mail through real MTAs under test, per path: MTA, then the sink it delivered to."""
-    mtas = summary.get("mta") or {}
-    if not mtas:
+    if not summary.mta:
         return None
     rows = []
-    for name, m in mtas.items():
+    for name, m in summary.mta.items():
         rows.append([
-            name, "(all)", num(m.get("accepted")), num(m.get("delivered")),
-            num(m.get("duplicated")), num(m.get("stranded")), num(m.get("undelivered")),
-            _p(m.get("delivery_delay_ms")), num(m.get("drain_s")), "",
+            name, "(all)", num(m.accepted), num(m.delivered), num(m.duplicated),
+            num(m.stranded), num(m.undelivered), _p(m.delivery_delay_ms), num(m.drain_s), "",
         ])  # fmt: skip
-        for sink, path in (m.get("paths") or {}).items():
-            relayed = ", ".join(f"{k} {num(v)}" for k, v in (path.get("relayed_by") or {}).items())
+        for sink, path in m.paths.items():
+            relayed = ", ".join(f"{k} {num(v)}" for k, v in path.relayed_by.items())
             rows.append([
-                name, sink, "", num(path.get("messages")), "", "", "",
-                _p(path.get("delivery_delay_ms")), "", f"{num(path.get('receipts'))} ({relayed})",
+                name, sink, "", num(path.messages), "", "", "",
+                _p(path.delivery_delay_ms), "", f"{num(path.receipts)} ({relayed})",
             ])  # fmt: skip
     return Table(
         "Delivery through the MTAs under test",
@@ -498,17 +488,15 @@ def mta_delivery(summary: Mapping[str, Any]) -> Table | None:
     )  # fmt: skip
 
 
-def relays(summary: Mapping[str, Any]) -> Table | None:
+def relays(summary: Summary) -> Table | None:
     """Backup MXs (sink mode backup-mx): what they queued and forwarded, and when."""
-    backups = summary.get("relay") or {}
-    if not backups:
+    if not summary.relay:
         return None
     rows = [
-        [name, str(r.get("upstream") or MISSING), num(r.get("queued")), num(r.get("forwarded")),
-         num(r.get("forward_attempts_deferred")), num(r.get("bounced")),
-         num(r.get("left_in_queue")), num(r.get("max_depth")), num(r.get("drain_s")),
-         _p(r.get("end_to_end_ms"))]
-        for name, r in backups.items()
+        [name, r.upstream or MISSING, num(r.queued), num(r.forwarded),
+         num(r.forward_attempts_deferred), num(r.bounced), num(r.left_in_queue),
+         num(r.max_depth), num(r.drain_s), _p(r.end_to_end_ms)]
+        for name, r in summary.relay.items()
     ]  # fmt: skip
     return Table(
         "Backup MX queues",
@@ -522,22 +510,20 @@ def relays(summary: Mapping[str, Any]) -> Table | None:
     )  # fmt: skip
 
 
-def fault_proxies(summary: Mapping[str, Any]) -> Table | None:
+def fault_proxies(summary: Summary) -> Table | None:
     """What went through each fault proxy, and what the server behind it answered."""
-    found = summary.get("proxies") or {}
-    if not found:
+    if not summary.proxies:
         return None
 
-    def counts(values: Mapping[str, Any] | None) -> str:
-        return ", ".join(f"{k} {num(v)}" for k, v in (values or {}).items()) or "none"
+    def counts(values: Mapping[str, int]) -> str:
+        return ", ".join(f"{k} {num(v)}" for k, v in values.items()) or "none"
 
     rows = [
-        [name, str(p.get("upstream") or MISSING), num(p.get("sessions")),
-         counts(p.get("sessions_ended_by")), num(p.get("messages")),
-         counts(p.get("server_replies")), counts(p.get("cut_by_fault")),
-         num(p.get("accepted_then_cut")), num(p.get("unanswered_at_session_end")),
-         f"{num(p.get('bytes_up'))} / {num(p.get('bytes_down'))}"]
-        for name, p in found.items()
+        [name, p.upstream or MISSING, num(p.sessions), counts(p.sessions_ended_by),
+         num(p.messages), counts(p.server_replies), counts(p.cut_by_fault),
+         num(p.accepted_then_cut), num(p.unanswered_at_session_end),
+         f"{num(p.bytes_up)} / {num(p.bytes_down)}"]
+        for name, p in summary.proxies.items()
     ]  # fmt: skip
     return Table(
         "Fault proxies",
@@ -553,18 +539,18 @@ def fault_proxies(summary: Mapping[str, Any]) -> Table | None:
     )  # fmt: skip
 
 
-def preflight(summary: Mapping[str, Any]) -> Table | None:
-    pre = summary.get("preflight")
-    if not pre:
+def preflight(summary: Summary) -> Table | None:
+    pre = summary.preflight
+    if pre is None:
         return None
-    rows = [["verdict", "ok" if pre.get("ok") else "NOT OK"],
-            ["reference server", str(pre.get("reference") or MISSING)]]  # fmt: skip
-    rows += [["flag", _plain(f)] for f in pre.get("flags") or []]
-    rows += [["note", _plain(n)] for n in pre.get("notes") or []]
+    rows = [["verdict", "ok" if pre.ok else "NOT OK"],
+            ["reference server", pre.reference or MISSING]]  # fmt: skip
+    rows += [["flag", _plain(f.model_dump(mode="json"))] for f in pre.flags or []]
+    rows += [["note", _plain(n)] for n in pre.notes or []]
     return Table("Pre-flight check", "preflight", ["check", "value"], rows)
 
 
-# Keys of summary.json this view lays out itself; any other is listed under "More results".
+# Keys of the Summary this view lays out itself; any other is listed under "More results".
 RENDERED = {
     "scenario", "run_id", "started_at", "duration_s", "partial", "messages", "throughput",
     "latency_ms", "response_time_ms", "lateness_ms", "errors", "failovers", "probes",
@@ -573,9 +559,10 @@ RENDERED = {
 MAX_MORE_ROWS = 200
 
 
-def more(summary: Mapping[str, Any]) -> Table | None:
-    """Every other non-empty key of summary.json, flattened: nothing the summary says is
-    left out of the report, whatever is added to it."""
+def more(summary: Summary) -> Table | None:
+    """Every other non-empty key of the Summary, flattened: nothing the summary says is
+    left out of the report, whatever is added to it (a new field of the model, or a key
+    of a newer summary.json)."""
     rows: list[list[str]] = []
 
     def walk(path: str, value: Any) -> None:
@@ -588,7 +575,7 @@ def more(summary: Mapping[str, Any]) -> Table | None:
         else:
             rows.append([path, _plain(value) if not isinstance(value, str) else value])
 
-    for key, value in summary.items():
+    for key, value in summary.model_dump(mode="json").items():
         if key not in RENDERED and value not in (None, {}, []):
             walk(key, value)
     if not rows:
@@ -600,9 +587,7 @@ def more(summary: Mapping[str, Any]) -> Table | None:
     return Table("More results", "more", ["key", "value"], shown, note=note)
 
 
-def build(
-    summary: Mapping[str, Any], plots: Sequence[PlotRef] = (), scenario_text: str = ""
-) -> ReportView:
+def build(summary: Summary, plots: Sequence[PlotRef] = (), scenario_text: str = "") -> ReportView:
     sections = [key_numbers(summary), messages(summary), throughput(summary), latency(summary),
                 failovers(summary)]  # fmt: skip
     for extra in (fault_phases(summary), mta_delivery(summary), relays(summary),
@@ -614,7 +599,7 @@ def build(
         if extra is not None:
             sections.append(extra)
     sections += [journal_problems(summary), harness(summary)]
-    name = summary.get("scenario") or "run"
+    name = summary.scenario or "run"
     return ReportView(
         title=f"maildrill report: {name}",
         facts=facts(summary),

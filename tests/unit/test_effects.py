@@ -19,6 +19,7 @@ import pytest
 from pydantic import ValidationError
 
 from maildrill.journal import CsvJournal
+from maildrill.records import FaultRecord
 from sinks.config import EffectSpec
 from sinks.effects import (
     EFFECTS,
@@ -550,7 +551,7 @@ def test_flap_duty_is_a_share_of_the_period():
 
 @pytest.fixture
 def faults(tmp_path: Path) -> Iterator[CsvJournal]:
-    journal = CsvJournal(tmp_path / "faults.csv", ["row"])
+    journal = CsvJournal(tmp_path / "faults.csv", FaultRecord)
     yield journal
     journal.close()
 

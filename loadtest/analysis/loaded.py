@@ -1,0 +1,129 @@
+"""A run directory, read once: every file the analysis needs, checked, in one typed value.
+
+`RunDir.load` does all the reading (run.json, harness.json, scenario.yaml, preflight.json,
+the journals and the probe journals); `loadtest.analysis.summary.summarise` then builds the
+summary from it without touching a file, and the reports render from it. A file that is
+there but damaged stops the load with `RunDirError` (or `ScenarioError`) naming it, in the
+order a reader meets them: run.json, harness.json and the journals, then scenario.yaml,
+then the probes and preflight.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+from pydantic import BaseModel, ValidationError
+
+from loadtest.analysis import journals as journals_mod
+from loadtest.analysis import probes as probes_mod
+from loadtest.analysis.journals import Damage, Journals
+from loadtest.analysis.rundir import HARNESS, PREFLIGHT, RunDirError, read_json, read_scenario
+from loadtest.analysis.summary_model import Harness, Preflight
+from loadtest.scenario import Scenario
+from maildrill.inputs import describe_errors
+
+# Text columns with a handful of values that the whole analysis compares and groups on.
+CATEGORIES = ("outcome", "server", "worker")
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """run.json: written by the Locust master when the campaign starts."""
+
+    run_id: str = ""
+    planned: int = 0  # 0: unknown (the scenario's schedule says)
+    scenario: str = ""  # only in run directories maildrill did not write
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Everything the analysis reads from a run directory."""
+
+    path: Path
+    run: RunRecord
+    journals: Journals
+    scenario: Scenario | None  # scenario.yaml as run; None without one
+    scenario_text: str  # its text, as the report shows it ("" without one)
+    harness: Harness  # harness.json without `partial` (empty without one)
+    partial: bool  # interrupted, never started, or no harness.json
+    finished: bool  # harness.json says the run reached its end (partial: false)
+    preflight: Preflight | None  # the pre-flight check's verdict; None without one
+    probes: pd.DataFrame = field(default_factory=pd.DataFrame)  # probes*.csv, by time
+    probe_damage: dict[str, Damage] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> RunDir:
+        """Read and check a run directory; RunDirError or ScenarioError names what is
+        damaged. Nothing is written."""
+        journals = compact(journals_mod.load(path))
+        scenario = read_scenario(path)
+        scenario_file = path / "scenario.yaml"
+        text = scenario_file.read_text(encoding="utf-8") if scenario is not None else ""
+        harness_file = path / "harness.json"
+        harness = read_json(harness_file, HARNESS) or {}
+        probes, probe_damage = probes_mod.load(path)
+        preflight_file = path / "preflight.json"
+        preflight = read_json(preflight_file, PREFLIGHT)
+        return cls(
+            path=path,
+            run=_run_record(journals.run),
+            journals=journals,
+            scenario=scenario,
+            scenario_text=text,
+            harness=checked(
+                Harness, {k: v for k, v in harness.items() if k != "partial"}, harness_file
+            ),
+            partial=bool(harness.get("partial", not harness)),
+            finished=harness.get("partial") is False,
+            preflight=None
+            if preflight is None
+            else checked(
+                Preflight,
+                {key: preflight.get(key) for key in ("ok", "reference", "flags", "notes")},
+                preflight_file,
+            ),
+            probes=probes,
+            probe_damage=probe_damage,
+        )
+
+    @property
+    def writer_may_have_died(self) -> bool:
+        """Whether a torn last line can be a writer killed mid-write: in a run interrupted
+        (or without a harness record), or one where a sink died or a Locust worker was lost.
+        A run that finished cleanly closed every journal whole: a torn line there is a file
+        cut short, and counts as an unreadable line (the lines after it are gone)."""
+        return bool(self.partial or self.harness.sink_deaths or self.harness.workers_lost)
+
+
+def _run_record(run: dict[str, Any]) -> RunRecord:
+    """run.json's values (their types checked by `rundir.RUN` as it was read)."""
+    return RunRecord(
+        run_id=str(run.get("run_id", "")),
+        planned=int(run.get("planned") or 0),
+        scenario=str(run.get("scenario") or ""),
+    )
+
+
+def checked(model: type[Model], data: dict[str, Any], path: Path) -> Model:
+    """`data` from `path` as `model`; RunDirError naming the file when it does not fit."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RunDirError(path, describe_errors(exc)) from None
+
+
+def compact(journals: Journals) -> Journals:
+    """The same journals with `outcome`, `server` and `worker` of the attempts as
+    categories: every comparison and groupby on them is then integer work, not a million
+    string compares. Same results (pandas groups categories by observed values, sorted)."""
+    attempts = journals.attempts
+    columns = {c: "category" for c in CATEGORIES if c in attempts and len(attempts)}
+    if columns:
+        journals = dataclasses.replace(journals, attempts=attempts.astype(columns))
+    return journals

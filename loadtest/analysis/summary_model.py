@@ -1,0 +1,505 @@
+"""summary.json as a typed model: the numbers tools, CI, the CLI, the reports and `compare` read.
+
+`Summary` is the one definition of summary.json. `loadtest.analysis.summary.summarise` fills
+it from a loaded run directory; `model_dump(mode="json")` is the file, key for key and in
+order; `Summary.model_validate` reads one back, from this version or an older one. The
+schema in docs/summary.schema.json and the table in docs/summary.md are generated from
+these classes (`python -m loadtest.analysis.summary_doc`), so they cannot drift from it.
+
+Three rules keep old files loading and new files exact:
+
+- A key the first summary.json already had (the DESIGN contract: counts, throughput,
+  latency, errors, failovers, SLOs) is required; every key added since has a default,
+  so an older file loads and what it lacks reads as not measured.
+- A part is written as it was given: a key left at its default (an older file's missing
+  key, an SLO check without a note) stays out of the output rather than appearing as
+  null. `summarise` gives every key (a test checks that).
+- Unknown keys are kept (`extra="allow"`): a newer file read by this version loses nothing,
+  and the report lists them under "More results".
+
+`SLO_METRICS` names what an SLO rule may measure and where each value is in the model;
+`loadtest.scenario` validates rules against it and `loadtest.analysis.slo` reads the values
+through it. This module imports only pydantic: the scenario can use it without pandas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+
+# A number as the analysis computed it: an int stays an int in the file (10, not 10.0).
+Number = int | float
+
+
+class Part(BaseModel):
+    """A part of summary.json: extra keys kept, written as given (see the module docstring)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_serializer(mode="wrap")
+    def _as_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        given = self.model_fields_set | set(self.model_extra or {})
+        return {key: value for key, value in data.items() if key in given}
+
+
+# -- shared shapes ---------------------------------------------------------------------------
+
+
+class Percentiles(Part):
+    """HDR-histogram percentiles in milliseconds, merged over the workers; null: no values."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+class ExactPercentiles(Part):
+    """Exact p50, p95 and max in milliseconds (series that need no merging); null: none."""
+
+    p50: float | None = None
+    p95: float | None = None
+    max: float | None = None
+
+
+# -- messages, throughput, latency -----------------------------------------------------------
+
+
+class Messages(Part):
+    """One count per message (not per attempt), from the attempts joined with every place a
+    message can be found (receipts, relay queues, proxies, MTA queues)."""
+
+    planned: int = Field(description="messages the schedule plans")
+    attempted: int = Field(description="messages with at least one attempt")
+    accepted: int = Field(description="the client's final word was a 2xx after DATA")
+    failed: int = Field(description="attempted; final word not a 2xx (rejected, gave up)")
+    received_unique: int = Field(description="messages some sink has (once or more)")
+    lost: int = Field(description="accepted by the client's account, received by no sink")
+    duplicates: int = Field(description="received more often than they had recipients")
+    phantom: int = Field(description="received, but counted failed by the client (RFC 1047)")
+    stranded: int = Field(
+        description="accepted by a backup MX or an MTA under test, still queued at the end"
+    )
+    not_sent: int = Field(default=0, description="planned, never attempted by the end")
+    in_flight: int = Field(default=0, description="attempted, no final word when the run ended")
+    unverified: int = Field(
+        default=0,
+        description="accepted by a server maildrill cannot see past (no sink downstream, no "
+        "proxy in front) and received by no sink: neither delivered nor lost",
+    )
+    retried: int = Field(
+        default=0,
+        description="accepted, but only after more than one attempt (a deferral, a refused "
+        "or dropped attempt, a failover): mail that reached its server late",
+    )
+
+
+class ServerThroughput(Part):
+    accepted: int = Field(description="accepted attempts at this server")
+    mean_msgs_per_s: float = Field(description="accepted / the run's active span")
+
+
+class Throughput(Part):
+    """Accepted messages per second by end time."""
+
+    mean_msgs_per_s: float = Field(
+        description="accepted / active span (first start to last accepted end, at least 1 s)"
+    )
+    peak_msgs_per_s: float = Field(description="the busiest 1 s bin")
+    per_server: dict[str, ServerThroughput] = Field(default_factory=dict)
+
+
+class Latency(Percentiles):
+    """Service time (end - start) of accepted attempts, ms."""
+
+    per_server: dict[str, Percentiles] = Field(default_factory=dict)
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+class FaultPhase(Part):
+    """Accepted attempts that ended before the onset, during the fault, or after the clear."""
+
+    accepted: int
+    latency_ms: Percentiles = Field(default_factory=Percentiles)
+    response_time_ms: Percentiles = Field(default_factory=Percentiles)
+
+
+class Failover(Part):
+    """One fault window (faults journal, or inferred for a server that is not a sink). Times
+    from run start (onset, cleared) or from the onset or clear (the others), seconds."""
+
+    target: str
+    kind: str = Field(description='the fault kind; "inferred" for a server that is not a sink')
+    onset_s: float
+    cleared_s: float | None = Field(description="null: still on when the run ended")
+    detection_s: float | None = Field(
+        description="onset to the end of the first failed attempt at the target"
+    )
+    failover_s: float | None = Field(
+        description="onset to the end of the first attempt accepted by another server"
+    )
+    failback_s: float | None = Field(
+        description="clear to the end of the first attempt accepted again by the target"
+    )
+    recovery_s: float | None = Field(
+        description="onset to the first second whose accepted rate is back at 90% of the "
+        "rate in the 10 s before the fault"
+    )
+    longest_gap_s: float | None = Field(
+        default=None, description="longest stretch of the fault with no accepted message"
+    )
+    messages_delayed: int = Field(
+        description="messages with a failed attempt at the target during the fault, "
+        "accepted in the end"
+    )
+    messages_failed: int = Field(description="the same, never accepted")
+    added_latency_ms: ExactPercentiles = Field(
+        default_factory=ExactPercentiles,
+        description="the delayed messages' delay beyond the median before the fault",
+    )
+    phases: dict[str, FaultPhase] = Field(
+        default_factory=dict, description="before, during and after"
+    )
+    onset_source: str = Field(
+        default="sink journal", description='"sink journal" or "first failed attempt"'
+    )
+    monitor_detection_s: float | None = Field(
+        default=None, description="onset to the end of the first failed health probe"
+    )
+    monitor_recovery_s: float | None = Field(
+        default=None, description="clear to the end of the first passing health probe"
+    )
+
+
+# -- backup MXs, proxies, MTAs under test ----------------------------------------------------
+
+
+class BackupMx(Part):
+    """A sink in backup-mx mode: what it queued and forwarded, and when."""
+
+    upstream: str | None = Field(description="the server it forwards to")
+    queued: int
+    forward_attempts_deferred: int = Field(description="forwarding tries the upstream deferred")
+    forwarded: int
+    bounced: int = Field(description="refused for good by the upstream: lost")
+    left_in_queue: int
+    max_depth: int
+    drain_s: float | None = Field(description="from the upstream's recovery to an empty queue")
+    end_to_end_ms: Percentiles = Field(
+        description="client's 250 to the first receipt at the final sink"
+    )
+    depth_series: list[tuple[float, int]] = Field(
+        description="[seconds from run start, depth] after each move, at most ~500"
+    )
+
+
+class FaultProxy(Part):
+    """A sink in proxy mode: sessions through it and what the server behind answered."""
+
+    upstream: str | None = Field(description="the server behind it")
+    sessions: int
+    sessions_ended_by: dict[str, int]
+    messages: int
+    server_replies: dict[str, int] = Field(description="the server's reply to the dot, by class")
+    cut_by_fault: dict[str, int]
+    accepted_then_cut: int = Field(
+        description="the server said 250, the proxy cut the client before it heard it"
+    )
+    unanswered_at_session_end: int = Field(
+        default=0, description="client or server ended the session before a dot's reply"
+    )
+    bytes_up: int
+    bytes_down: int
+
+
+class MtaPath(Part):
+    """Mail an MTA under test delivered to one downstream sink."""
+
+    messages: int
+    receipts: int
+    delivery_delay_ms: Percentiles
+    relayed_by: dict[str, int] = Field(
+        default_factory=dict, description="receipts by EHLO name (absent: no helo column)"
+    )
+
+
+class MtaDelivery(Part):
+    """A real MTA under test (Postfix): from the client's 250 to a downstream receipt."""
+
+    accepted: int = Field(description="the MTA's 250 to the client")
+    delivered: int = Field(description="a downstream sink has it")
+    duplicated: int = Field(description="delivered more often than it had recipients")
+    stranded: int = Field(description="still in the MTA's queue at the end")
+    undelivered: int
+    delivery_delay_ms: Percentiles = Field(description="that 250 to the first receipt")
+    drain_s: float | None = Field(
+        description="from the MTA's restart to the last delivery of what it held through it"
+    )
+    paths: dict[str, MtaPath] = Field(default_factory=dict)
+
+
+# -- health probes ---------------------------------------------------------------------------
+
+
+class DownWindow(Part):
+    """A run of failed probes, seconds from run start."""
+
+    start_s: float = Field(description="the start of the first failed probe")
+    noticed_s: float = Field(description="its end")
+    end_s: float | None = Field(description="the next passing probe's start; null: still down")
+    duration_s: float | None
+    probes: int
+    outcomes: dict[str, int] = Field(description="failed probes by outcome")
+
+
+class ProbedServer(Part):
+    probes: int
+    passed: int
+    availability: float = Field(description="share of probes passed")
+    first_s: float
+    last_s: float
+    latency_ms: ExactPercentiles = Field(description="of the probes that passed")
+    down_s: float
+    down: list[DownWindow]
+
+
+class Probes(Part):
+    """The health prober (connect, EHLO, QUIT per server): what a monitor would have seen."""
+
+    interval_ms: int | None = Field(default=None, description="null: no prober ran")
+    timeout_ms: int | None = None
+    servers: dict[str, ProbedServer] = Field(default_factory=dict)
+
+
+# -- the run's own record --------------------------------------------------------------------
+
+
+class PreflightFlag(Part):
+    """A difference that would break mail after a failover (preflight.json has the facts)."""
+
+    code: str = ""
+    server: str = ""
+    message: str
+
+
+class Preflight(Part):
+    ok: bool | None = None
+    reference: str | None = Field(default=None, description="the server the others match")
+    flags: list[PreflightFlag] | None = None
+    notes: list[Any] | None = None
+
+
+class UnreadableLines(Part):
+    kind: str
+    lines: int = Field(description="complete lines that could not be read")
+    first: list[int] = Field(description="the first of their line numbers")
+    missing: int = 0
+
+
+class MissingLines(Part):
+    kind: str
+    lines: int = Field(description="lines cut off since harness.json recorded the journal")
+
+
+class JournalProblems(Part):
+    """What the journals left out. A journal with unreadable or missing lines keeps every SLO
+    counted from its kind from passing."""
+
+    skipped_lines: dict[str, int] = Field(description="every line left out, per file")
+    unreadable_lines: dict[str, UnreadableLines] = Field(default_factory=dict)
+    missing_lines: dict[str, MissingLines] = Field(default_factory=dict)
+    torn_last_line: list[str] = Field(default_factory=list)
+    torn_last_line_trusted: bool = Field(
+        default=True, description="the run could have killed a writer mid-write"
+    )
+
+
+class JournalSize(Part):
+    bytes: int
+    lines: int
+
+
+class Harness(Part):
+    """harness.json as `maildrill run` wrote it at the end (without `partial`)."""
+
+    interrupted_by: str | None = None
+    aborted_by: str | None = Field(
+        default=None, description="a fault that did not start: the SLOs are not judged"
+    )
+    journals: dict[str, JournalSize] = Field(default_factory=dict)
+    locust_exit_code: Number | None = None
+    sink_deaths: list[dict[str, Any]] = Field(default_factory=list)
+    workers_lost: list[dict[str, Any]] = Field(default_factory=list)
+    faults: list[dict[str, Any]] = Field(default_factory=list)
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    finished_at: Number | None = None
+
+
+# -- capacity and SLOs -----------------------------------------------------------------------
+
+
+class CapacityStep(Part):
+    """One constant-rate stage of a step load (see loadtest/analysis/capacity.py)."""
+
+    stage: int
+    start_s: Number
+    duration_s: Number
+    offered_msgs_per_s: Number
+    offered_measured_msgs_per_s: Number
+    accepted_msgs_per_s: Number = Field(description="offered in the stage, accepted on time")
+    accepted_ratio: Number
+    delivered_msgs_per_s: Number = Field(description="accepted attempts ended in the stage")
+    p95_latency_ms: float | None
+    p99_latency_ms: float | None
+    p95_lateness_ms: float | None
+    failed_attempts: int = Field(description="attempts not accepted, ended in the stage")
+    within_slo: bool = Field(description="p95 latency within the p95_latency_ms SLO, if any")
+    stable: bool = Field(description="accepted/offered >= stable_share, and within_slo")
+
+
+class Capacity(Part):
+    """Step-load capacity: null values and no steps unless the schedule has more than one
+    constant-rate stage."""
+
+    knee_msgs_per_s: Number | None = Field(
+        default=None, description="the highest offered rate of a stable step"
+    )
+    max_stable_msgs_per_s: Number | None = Field(
+        default=None, description="the highest delivered rate of a step within the p95 SLO"
+    )
+    p95_limit_ms: float | None = Field(default=None, description="the p95_latency_ms SLO")
+    stable_share: float | None = None
+    on_time_s: float | None = Field(
+        default=None, description="how late an accepted message may be and still count"
+    )
+    steps: list[CapacityStep] = Field(default_factory=list)
+
+
+class SloCheck(Part):
+    """One rule. A value that could not be measured fails, except a fault timing in a run
+    with no fault; a rule counted from a journal with unreadable lines cannot pass."""
+
+    name: str = Field(description="the metric (one of SLO_METRICS)")
+    rule: str = Field(description='as the scenario wrote it, e.g. "failover_s <= 5"')
+    limit: float
+    value: Number | None = Field(description="as measured; null: not measured")
+    passed: bool
+    note: str = Field(default="", description="why, when not plainly measured (absent: none)")
+
+
+class SloVerdict(Part):
+    """All the scenario's SLO rules; false when any failed, or when a fault did not start."""
+
+    passed: bool = True
+    checks: list[SloCheck] = Field(default_factory=list)
+
+
+# -- the whole -------------------------------------------------------------------------------
+
+
+class Summary(Part):
+    """summary.json. Docs: docs/summary.md (generated); definitions in each field."""
+
+    scenario: str = Field(description="the scenario's name")
+    run_id: str = Field(default="", description="every message id starts with it")
+    started_at: float = Field(description="t0, epoch seconds: times in the run count from it")
+    duration_s: float = Field(description="t0 to the end of the last attempt")
+    partial: bool = Field(description="the run was interrupted (or never started)")
+    messages: Messages = Field(description="the fate of every planned message")
+    throughput: Throughput
+    latency_ms: Latency = Field(description="service time (end - start) of accepted attempts")
+    response_time_ms: Percentiles = Field(
+        default_factory=Percentiles,
+        description="end of the accepted attempt - the message's intended send time "
+        "(waiting, retries and failover included: no coordinated omission)",
+    )
+    lateness_ms: Percentiles = Field(
+        default_factory=Percentiles,
+        description="start - intended send time of first attempts",
+    )
+    errors: dict[str, int] = Field(
+        description='failed attempts by reply ("421 4.7.0") or, with no reply, by outcome '
+        'and phase ("refused at connect")'
+    )
+    failovers: list[Failover] = Field(description="one per fault, in order of onset")
+    relay: dict[str, BackupMx] = Field(default_factory=dict, description="per backup MX")
+    proxies: dict[str, FaultProxy] = Field(default_factory=dict, description="per fault proxy")
+    mta: dict[str, MtaDelivery] = Field(default_factory=dict, description="per MTA under test")
+    probes: Probes = Field(default_factory=Probes, description="health probes per server")
+    preflight: Preflight | None = Field(default=None, description="null: no pre-flight check")
+    journal_problems: JournalProblems = Field(description="journal lines left out, and why")
+    harness: Harness = Field(default_factory=Harness, description="the run's own record")
+    capacity: Capacity = Field(default_factory=Capacity, description="step-load capacity")
+    slo: SloVerdict = Field(
+        default_factory=SloVerdict, description="each SLO rule's measured value and verdict"
+    )
+
+
+# -- SLO metrics -----------------------------------------------------------------------------
+
+# The journals (kinds, as loadtest.analysis.journals reads them) a metric is counted from.
+# A message's fate is decided by its attempts and by every place it can be found.
+MESSAGE_JOURNALS = ("attempts", "receipts", "relay", "proxy", "mta_queue")
+FAULT_JOURNALS = ("attempts", "faults")
+ATTEMPTS_ONLY = ("attempts",)  # latency, lateness, throughput: the client's own record
+
+
+@dataclass(frozen=True)
+class SloMetric:
+    """What an SLO rule may name: where its value is in the Summary.
+
+    `path` is dotted attribute access from the Summary ("latency_ms.p95"); a path through
+    `failovers[]` takes the worst (highest) over the faults, and no value when any fault
+    lacks one; `per` divides by a second path (null when that is 0).
+    """
+
+    path: str
+    sources: tuple[str, ...] = ATTEMPTS_ONLY
+    per: str | None = None
+
+    @property
+    def over_faults(self) -> bool:
+        return self.path.startswith("failovers[].")
+
+    def value(self, summary: Summary) -> float | None:
+        if self.over_faults:
+            key = self.path.removeprefix("failovers[].")
+            values = [getattr(f, key) for f in summary.failovers]
+            if not values or any(v is None for v in values):
+                return None
+            worst: float = max(values)
+            return worst
+        value: float | None = _at(summary, self.path)
+        if self.per is None:
+            return value
+        whole = _at(summary, self.per)
+        return value / whole if value is not None and whole else None
+
+
+def _at(node: Any, path: str) -> Any:
+    for name in path.split("."):
+        node = getattr(node, name)
+    return node
+
+
+_COUNTS = ("lost", "duplicates", "phantom", "failed", "stranded", "not_sent", "unverified")
+SLO_METRICS: Mapping[str, SloMetric] = {
+    **{name: SloMetric(f"messages.{name}", MESSAGE_JOURNALS) for name in _COUNTS},
+    **{f"{p}_latency_ms": SloMetric(f"latency_ms.{p}") for p in ("p50", "p95", "p99")},
+    "max_latency_ms": SloMetric("latency_ms.max"),
+    "p95_lateness_ms": SloMetric("lateness_ms.p95"),
+    "p99_lateness_ms": SloMetric("lateness_ms.p99"),
+    "min_throughput": SloMetric("throughput.mean_msgs_per_s"),
+    "accepted_ratio": SloMetric("messages.accepted", MESSAGE_JOURNALS, per="messages.planned"),
+    **{
+        name: SloMetric(f"failovers[].{name}", FAULT_JOURNALS)
+        for name in ("detection_s", "failover_s", "failback_s", "recovery_s")
+    },
+}

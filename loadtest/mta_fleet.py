@@ -1,0 +1,116 @@
+"""The Postfix instances under test: built and started, stopped and restarted as faults,
+given the drain time to hand on their queues, and what they still hold at the end.
+
+Each instance's faults go to faults-NAME.csv in the sinks' format (worker 0, origin
+schedule), so the analysis finds an MTA's outage where it finds a sink's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from loadtest.postfix import PostfixError, PostfixInstance
+from loadtest.runlog import RunLog, SetupError
+from loadtest.scenario import Scenario
+from loadtest.sink_fleet import Address
+from loadtest.timeline import MtaRestart, MtaStop
+from maildrill.journal import CsvJournal
+from maildrill.paths import inside
+from maildrill.records import FaultRecord, MtaQueueRecord
+
+
+class MtaFleet:
+    def __init__(self, scenario: Scenario, run_dir: Path, log: RunLog) -> None:
+        self.scenario = scenario
+        self.run_dir = run_dir
+        self.log = log
+        self.instances: dict[str, PostfixInstance] = {}
+        self.faults: dict[str, CsvJournal] = {}
+
+    def start(self, addresses: dict[str, Address]) -> None:
+        """Build, check and start a Postfix instance per `postfix:` server, at the port
+        `addresses` chose for it, relaying to the sinks there; SetupError if one fails."""
+        for server in self.scenario.servers:
+            spec = server.postfix
+            if spec is None:
+                continue
+            instance = PostfixInstance(
+                name=server.name,
+                base=inside(self.run_dir, f"postfix-{server.name}"),
+                port=addresses[server.name][1],
+                relay=addresses[spec.relay],
+                hostname=spec.hostname or f"{server.name}.maildrill.test",
+                settings={k: str(v) for k, v in spec.settings.items()},
+                routes={d: addresses[sink] for d, sink in spec.routes.items()},
+                allow_remote=self.scenario.allow_remote,
+            )
+            self.instances[server.name] = instance  # stopped at the end whatever happens next
+            try:
+                instance.write()
+                instance.check()
+                instance.start()
+            except PostfixError as exc:
+                raise SetupError(str(exc)) from None
+            addresses[server.name] = ("127.0.0.1", instance.port)
+            self.faults[server.name] = CsvJournal(
+                inside(self.run_dir, f"faults-{server.name}.csv"), FaultRecord
+            )
+        if self.instances:
+            self.log.event("mtas_ready", mtas={n: m.port for n, m in self.instances.items()})
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def halt(self, stop: MtaStop) -> None:
+        """`postfix stop` or `abort` now: a real outage. PostfixError if it did not happen."""
+        params = {"duration": stop.duration}
+        self.faults[stop.target].write(
+            FaultRecord(time.time(), stop.target, 0, stop.kind, "start", stop.fault_id,
+                        "schedule", json.dumps(params))
+        )  # fmt: skip
+        self.instances[stop.target].halt(stop.how)
+
+    def restart(self, restart: MtaRestart) -> None:
+        """`postfix start` after the stop's duration (its own smtpd children given 5 s to
+        leave the port); the stop's `stop` row once it listens again."""
+        self.instances[restart.target].start(grace_s=5.0)
+        ends = restart.ends
+        self.faults[restart.target].write(
+            FaultRecord(time.time(), restart.target, 0, ends.kind, "stop", ends.fault_id,
+                        "schedule", "{}")
+        )  # fmt: skip
+
+    # -- the end --------------------------------------------------------------------------
+
+    def wait_for_queues(self, drain_s: float, stopping: Callable[[], bool]) -> None:
+        """Let running MTAs hand on what they queued (within the drain time)."""
+        deadline = time.time() + drain_s
+        for instance in self.instances.values():
+            while not stopping() and time.time() < deadline and instance.listening():
+                if not instance.queued():
+                    break
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Stop every instance (abort if stop fails), then record what is stuck inside."""
+        for name, instance in self.instances.items():
+            instance.stop()
+            if instance.running():
+                instance.abort()
+            stuck = instance.queued()
+            journal = CsvJournal(inside(self.run_dir, f"mta-queue-{name}.csv"), MtaQueueRecord)
+            for msg_id, state in stuck:
+                journal.write(MtaQueueRecord(time.time(), name, msg_id, state))
+            journal.close()
+            self.log.event("mta_queue_at_end", mta=name, messages=len(stuck))
+            if stuck:
+                self.log.say(f"postfix {name}: {len(stuck)} messages still queued at the end")
+            troubles = instance.troubles()
+            if troubles:
+                self.log.event("mta_log_troubles", mta=name, lines=troubles[:10])
+                for line in troubles[:3]:
+                    self.log.say(f"postfix {name} logged {line}")
+        for journal in self.faults.values():
+            journal.close()
