@@ -14,8 +14,15 @@ from typing import Any
 
 import pytest
 
+from loadtest.scenario import ScenarioError, parse_scenario
 from maildrill.journal import uncell
 from sinks.control_client import ControlClient
+
+# How late a loaded machine may run what is due now: a timer on an event loop whose thread
+# shares two busy cores with other processes (and, in tests, a GIL with the test's own
+# thread). Tolerances for *when* something happens use it, never for *whether*; something
+# early is still an error.
+LATE_S = 0.25
 
 # The default drill cut to 8 s of load, for end-to-end tests.
 SHORT_DEFAULT = [
@@ -33,6 +40,29 @@ def message(msg_id: str, body: str = "Hello.\r\n", extra: str = "") -> str:
         f"From: sender@example.com\r\nTo: rcpt@example.com\r\nSubject: test {msg_id}\r\n"
         f"Message-ID: <{msg_id}@maildrill.test>\r\nX-Maildrill-Id: {msg_id}\r\n{extra}\r\n{body}"
     )
+
+
+def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `patch` laid over it, nested mappings merged key by key (a scenario
+    fragment over a whole scenario)."""
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def scenario_refused(data: dict[str, Any], *words: str) -> str:
+    """The one-line error a scenario is refused with; it names each of `words`."""
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(data, "s.yaml")
+    text = str(caught.value)
+    assert "\n" not in text
+    for word in words:
+        assert word in text, text
+    return text
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -22,6 +22,7 @@ from loadtest.cli import main
 from loadtest.client import Attempt, Sender, Server, Timeouts, quote_address
 from loadtest.scenario import ScenarioError, StreamModel, parse_scenario
 from sinks.config import ConfigError, parse_config
+from tests.helpers import scenario_refused
 
 FAST = Timeouts(connect=1.0, greeting=2.0, command=2.0, data=2.0, dot=2.0)
 
@@ -89,39 +90,29 @@ def scenario(**stream: Any) -> dict[str, Any]:
     }
 
 
-def refused(data: dict[str, Any], *words: str) -> str:
-    with pytest.raises(ScenarioError) as caught:
-        parse_scenario(data, "s.yaml")
-    text = str(caught.value)
-    assert "\n" not in text
-    for word in words:
-        assert word in text, text
-    return text
-
-
 # -- (a) validation -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("domain", NOT_DOMAINS)
 def test_a_recipient_domain_must_be_a_domain_name(domain):
-    refused(scenario(domains={domain: 1}), "s.yaml", "domains")
+    scenario_refused(scenario(domains={domain: 1}), "s.yaml", "domains")
 
 
 @pytest.mark.parametrize("domain", NOT_DOMAINS)
 def test_an_allowed_domain_must_be_a_domain_name(domain):
     data = scenario()
     data["campaign"]["allowed_recipient_domains"] = [domain]
-    refused(data, "allowed_recipient_domains")
+    scenario_refused(data, "allowed_recipient_domains")
 
 
 @pytest.mark.parametrize("domain", REAL_DOMAINS)
 def test_a_real_domain_needs_allowing(domain):
-    refused(scenario(domains={domain: 1}), "allowed_recipient_domains")
+    scenario_refused(scenario(domains={domain: 1}), "allowed_recipient_domains")
 
 
 @pytest.mark.parametrize("sender", NOT_SENDERS)
 def test_a_sender_must_be_a_plain_address_in_a_reserved_or_allowed_domain(sender):
-    refused(scenario(sender=sender), "sender")
+    scenario_refused(scenario(sender=sender), "sender")
 
 
 @pytest.mark.parametrize(
@@ -135,7 +126,7 @@ def test_a_sender_must_be_a_plain_address_in_a_reserved_or_allowed_domain(sender
     ],
 )
 def test_a_header_value_is_one_line(field, value):
-    refused(scenario(**{field: value}), field)
+    scenario_refused(scenario(**{field: value}), field)
 
 
 def test_a_sink_hostname_is_a_host_name():
@@ -145,7 +136,7 @@ def test_a_sink_hostname_is_a_host_name():
             parse_config({"sinks": [{"name": "mx", "hostname": bad}]})
         data = scenario()
         data["servers"] = [{"name": "mx", "local": True, "sink": {"hostname": bad}}]
-        refused(data, "hostname")
+        scenario_refused(data, "hostname")
     assert parse_config({"sinks": [{"name": "mx", "hostname": "mx1.maildrill.test"}]})
 
 
@@ -153,7 +144,7 @@ def test_helo_name_is_a_host_name_or_address_literal():
     for bad in ("mx.test\r\nRCPT TO:<x@gmail.com>", "mx test", ""):
         data = scenario()
         data["servers"][0]["helo_name"] = bad
-        refused(data, "helo_name")
+        scenario_refused(data, "helo_name")
     for good in ("mx.maildrill.test", "[127.0.0.1]", "[IPv6:::1]"):
         data = scenario()
         data["servers"][0]["helo_name"] = good

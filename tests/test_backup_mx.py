@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import smtplib
-import time
 
 import pytest
 
-from tests.helpers import message, read_csv
-
-
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+from tests.helpers import message, read_csv, wait_until
 
 
 def start_pair(start_sinks, tmp_path, primary_port: int = 0):
@@ -42,11 +32,15 @@ def test_primary_down_backup_queues_then_forwards_everything(start_sinks, tmp_pa
             client.sendmail("news@example.com", ["a@gmail.test", "b@yahoo.test"],
                             message(f"m{i}"))  # fmt: skip
     relay = backup.sink("backup").relay
-    wait_for(lambda: any(r["event"] == "deferred" for r in read_csv(relay.journal.path)))
+
+    def deferred() -> bool:
+        return any(r["event"] == "deferred" for r in read_csv(relay.journal.path))
+
+    assert wait_until(deferred, 10, step=0.05)
     assert relay.depth() == 20
     assert read_csv(tmp_path / "j" / "receipts-primary.csv") == []
     primary.control("primary", "DELETE", f"/faults/{fault['id']}")
-    wait_for(lambda: relay.depth() == 0)
+    assert wait_until(lambda: relay.depth() == 0, 10)
     at_primary = read_csv(tmp_path / "j" / "receipts-primary.csv")
     assert sorted(r["msg_id"] for r in at_primary) == sorted(f"m{i}" for i in range(20))
     assert all(r["rcpt_count"] == "2" for r in at_primary)
@@ -73,7 +67,7 @@ def test_forwarded_copy_carries_a_received_line(start_sinks, tmp_path):
     primary.sink("primary").received = spy
     with backup.smtp("backup") as client:
         client.sendmail("news@example.com", ["a@gmail.test"], message("r1"))
-    wait_for(lambda: bool(captured))
+    assert wait_until(lambda: bool(captured), 10)
     assert captured[0].startswith(b"Received: from 127.0.0.1 by backup.maildrill.test")
 
 
@@ -84,7 +78,7 @@ def test_upstream_5xx_bounces_instead_of_retrying(start_sinks, tmp_path):
     with backup.smtp("backup") as client:
         client.sendmail("news@example.com", ["a@gmail.test"], message("b1"))
     relay = backup.sink("backup").relay
-    wait_for(lambda: relay.depth() == 0)
+    assert wait_until(lambda: relay.depth() == 0, 10)
     (bounce,) = [e for e in read_csv(relay.journal.path) if e["event"] == "bounced"]
     assert (bounce["code"], bounce["enhanced"]) == ("550", "5.1.1")
 
@@ -106,7 +100,7 @@ def test_restarted_backup_with_a_full_queue_loses_nothing(start_sinks, tmp_path)
         journal_dir=tmp_path / "j",
     )  # fmt: skip
     relay = restarted.sink("backup").relay
-    wait_for(lambda: relay.depth() == 0)
+    assert wait_until(lambda: relay.depth() == 0, 10)
     at_primary = read_csv(tmp_path / "j" / "receipts-primary.csv")
     assert sorted(r["msg_id"] for r in at_primary) == sorted(f"q{i}" for i in range(15))
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.helpers import RawClient, message, read_csv, wait_until
+from tests.helpers import LATE_S, RawClient, message, read_csv, wait_until
 
 
 def attempt(
@@ -131,7 +131,7 @@ def test_token_bucket_refills_at_its_rate(start_sinks):
     assert refused > 0
     # After the burst is spent, grants come at the refill rate: about 1/rate apart.
     gaps = [b - a for a, b in itertools.pairwise(accepted_at[burst:])]
-    assert statistics.median(gaps) == pytest.approx(1 / rate, abs=0.01)
+    assert statistics.median(gaps) == pytest.approx(1 / rate, abs=0.02)
     assert sinks.sink("mx").counters.deferred == refused
 
 
@@ -296,8 +296,9 @@ def test_latency_delays_only_its_stage(start_sinks, stage):
     latency = {"kind": "latency", "ms": 150, "stages": [stage]}
     sinks = start_sinks({"sinks": [{"name": "mx", "behaviours": [latency]}]})
     times = _timed_session(sinks.port("mx"))
-    assert 0.145 <= times[stage] <= 0.25
-    assert all(v < 0.1 for k, v in times.items() if k != stage), times
+    assert 0.145 <= times[stage] < 0.15 + LATE_S
+    # Any other stage answered faster than the delay would have let it.
+    assert all(v < 0.145 for k, v in times.items() if k != stage), times
 
 
 def test_latency_jitter_stays_in_its_band(start_sinks):
@@ -313,8 +314,9 @@ def test_latency_jitter_stays_in_its_band(start_sinks):
             code, _ = client.data(message(f"j{i}"))
             samples.append(time.perf_counter() - t)
             assert code == 250
-    assert all(0.108 <= s <= 0.24 for s in samples), samples
-    assert statistics.mean(samples) == pytest.approx(0.150, abs=0.035)
+    # 150 +/- 40 ms, never less; more only by what a loaded machine adds.
+    assert all(0.108 <= s < 0.190 + LATE_S for s in samples), samples
+    assert 0.115 <= statistics.mean(samples) < 0.185 + LATE_S
     assert max(samples) - min(samples) > 0.01, "jitter should spread the delays"
 
 
@@ -419,11 +421,12 @@ def test_latency_at_ack_journals_the_message_before_the_slow_250(start_sinks):
         assert client.getreply()[0] == 354
         sent = time.monotonic()
         client.send(message("acked-late").encode() + b".\r\n")
-        # Before the 250 comes, the sink has the message: a sender cut off now retries it.
-        assert wait_until(lambda: len(receipts(sinks)) == 1, timeout=0.5)
         assert client.getreply()[0] == 250
+        replied = time.time()
         assert time.monotonic() - sent >= 0.6
     (row,) = receipts(sinks)
+    # The sink had the message 0.6 s before the 250 came: a sender cut off then retries it.
+    assert float(row["time"]) <= replied - 0.6 + 0.002
     assert (row["msg_id"], row["outcome"], row["helo"]) == ("acked-late", "accepted",
                                                             "relay.example.test")  # fmt: skip
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from sinks.config import EffectSpec
-from tests.helpers import RawClient, connect_refused, message, read_csv, wait_until
+from tests.helpers import LATE_S, RawClient, connect_refused, message, read_csv, wait_until
 
 
 def fault_rows(sinks, name: str = "mx") -> list[dict[str, str]]:
@@ -38,14 +38,24 @@ def probe(port: int) -> str:
             return "reset"
 
 
-def watch(port: int, seconds: float, step: float = 0.005) -> list[tuple[float, str]]:
-    """(epoch time, probe result) every `step` seconds for `seconds`."""
+def watch(port: int, seconds: float, step: float = 0.005) -> list[tuple[float, float, str]]:
+    """(epoch time before, after, probe result) every `step` seconds for `seconds`: what a
+    probe met happened somewhere between its two times, however late its thread ran."""
     seen = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        seen.append((time.time(), probe(port)))
+        before = time.time()
+        what = probe(port)
+        seen.append((before, time.time(), what))
         time.sleep(step)
     return seen
+
+
+# A listener fault closes or opens the listener and journals it in one loop step; another
+# thread (a probe) may still run between the two when the loop's thread is preempted.
+EDGE_S = 0.05
+# Timers run on the loop's monotonic clock, journals stamp time.time() to the microsecond.
+CLOCK_S = 0.002
 
 
 # -- down -------------------------------------------------------------------------------
@@ -75,26 +85,23 @@ def test_down_refuses_cuts_sessions_and_comes_back_on_the_same_port(start_sinks)
     ]
 
 
-def test_scheduled_down_refuses_within_50ms_of_its_start(start_sinks):
+def test_scheduled_down_refuses_through_its_window(start_sinks):
     zero = time.time()
     down = {"kind": "down", "at": 0.3, "duration": 0.4}
     sinks = start_sinks({"start_at": zero, "sinks": [{"name": "mx", "faults": [down]}]})
     port = sinks.port("mx")
     seen = watch(port, 1.0)
     start, stop = (float(r["time"]) for r in fault_rows(sinks))
-    assert start - zero == pytest.approx(0.3, abs=0.05)
-    assert stop - start == pytest.approx(0.4, abs=0.05)
-
-    first_refused = min(t for t, what in seen if what == "refused")
-    last_refused = max(t for t, what in seen if what == "refused")
-    assert first_refused - start < 0.05
-    assert 0 <= stop - last_refused < 0.05
-    # Served before and after the window, refused through it (10 ms slack at the edges).
-    for t, what in seen:
-        if t < start - 0.01 or t > stop + 0.01:
-            assert what == "banner", (t - zero, what)
-        elif start + 0.01 < t < stop - 0.01:
-            assert what == "refused", (t - zero, what)
+    # Never early; late only as far as a loaded machine runs a timer late.
+    assert 0.3 - CLOCK_S <= start - zero < 0.3 + LATE_S
+    assert 0.4 - CLOCK_S <= stop - start < 0.4 + LATE_S
+    # Served before and after the window, refused through it: the journal says when.
+    for before, after, what in seen:
+        if after < start - EDGE_S or before > stop + EDGE_S:
+            assert what == "banner", (before - zero, what)
+        elif start + EDGE_S < before and after < stop - EDGE_S:
+            assert what == "refused", (before - zero, what)
+    assert {"banner", "refused"} <= {what for _, _, what in seen}
     assert sinks.port("mx") == port
 
 
@@ -124,7 +131,7 @@ def test_hang_accepts_tcp_but_never_greets(start_sinks):
     t = time.perf_counter()
     with pytest.raises(smtplib.SMTPServerDisconnected, match="timed out"):
         smtplib.SMTP("127.0.0.1", sinks.port("mx"), timeout=0.3)
-    assert time.perf_counter() - t == pytest.approx(0.3, abs=0.1)
+    assert 0.29 <= time.perf_counter() - t < 0.3 + LATE_S  # the client's timeout
     assert probe(sinks.port("mx")) == "silent", "TCP is accepted, the banner never comes"
     sinks.control("mx", "DELETE", "/faults?kind=hang")
     with sinks.smtp("mx") as client:
@@ -205,26 +212,30 @@ def test_flap_goes_down_and_up_with_its_period_and_duty(start_sinks):
     sinks = start_sinks({"sinks": [{"name": "mx"}]})
     port = sinks.port("mx")
     status, _ = sinks.control(
-        "mx", "POST", "/faults", {"kind": "flap", "period_s": 0.4, "duty": 0.25, "duration": 1.1}
+        "mx", "POST", "/faults", {"kind": "flap", "period_s": 0.5, "duty": 0.4, "duration": 1.3}
     )
     assert status == 201
-    seen = watch(port, 1.3)
+    seen = watch(port, 1.5)
     rows = fault_rows(sinks)
     assert (rows[0]["kind"], rows[0]["state"]) == ("flap", "start")
     assert (rows[-1]["kind"], rows[-1]["state"]) == ("flap", "stop")
+    flap_start = float(rows[0]["time"])
     windows = _flap_windows(rows)
-    # Down 0.1 s at 0, 0.4 and 0.8 s: three whole cycles in 1.1 s.
+    # Down 0.2 s at 0, 0.5 and 1.0 s: three whole cycles in 1.3 s. Each phase is timed
+    # from the flap's start, so it is never early, and late only as a loaded loop is.
     assert len(windows) == 3
-    starts = [a for a, _ in windows]
-    assert [t - starts[0] for t in starts] == pytest.approx([0, 0.4, 0.8], abs=0.04)
-    assert [b - a for a, b in windows] == pytest.approx([0.1] * 3, abs=0.04)
-    for t, what in seen:
-        down = any(a + 0.01 < t < b - 0.01 for a, b in windows)
-        up = all(t < a - 0.01 or t > b + 0.01 for a, b in windows)
+    for k, (a, b) in enumerate(windows):
+        assert -CLOCK_S <= a - (flap_start + 0.5 * k) < LATE_S, k
+        assert -CLOCK_S <= b - (flap_start + 0.5 * k + 0.2) < LATE_S, k
+    assert statistics.median(b - a for a, b in windows) == pytest.approx(0.2, abs=0.05)
+    for before, after, what in seen:
+        down = any(a + EDGE_S < before and after < b - EDGE_S for a, b in windows)
+        up = all(after < a - EDGE_S or before > b + EDGE_S for a, b in windows)
         if down:
             assert what == "refused"
         elif up:
             assert what == "banner"
+    assert {"banner", "refused"} <= {what for _, _, what in seen}
     assert probe(port) == "banner"
     assert sinks.control("mx", "GET", "/faults")[1] == []
 
@@ -239,7 +250,9 @@ def test_flap_keeps_its_period_over_many_cycles(start_sinks):
     starts = [a for a, _ in _flap_windows(fault_rows(sinks))]
     late = [t - (starts[0] + k * period) for k, t in enumerate(starts)]
     assert len(starts) >= 48
-    assert statistics.median(late) < 0.01, f"schedule drifted: {statistics.median(late):.3f}"
+    # A late phase (a loaded loop) is not a drift; a lateness that grows cycle by cycle is.
+    drift = statistics.median(late[-10:]) - statistics.median(late[:10])
+    assert drift < 0.01, f"schedule drifted {drift:.3f} s over {len(starts)} cycles"
 
 
 @pytest.mark.parametrize("duration", [0.2, 0.4])
@@ -307,12 +320,13 @@ def test_scheduled_behaviour_applies_only_in_its_window(start_sinks):
             "sinks": [{"name": "mx", "faults": [dict(reject, at=0.3, duration=0.3)]}],
         }
     )
-    seen: list[tuple[float, int]] = []
+    seen: list[tuple[float, float, int]] = []
     with sinks.smtp("mx") as client:
         client.ehlo()
         while time.time() - zero < 0.9:
+            before = time.time() - zero
             code, _ = client.mail("a@example.com")
-            seen.append((time.time() - zero, code))
+            seen.append((before, time.time() - zero, code))
             if code == 250:
                 client.rset()
             time.sleep(0.01)
@@ -322,18 +336,19 @@ def test_scheduled_behaviour_applies_only_in_its_window(start_sinks):
         ("reject", "stop", "schedule"),
     ]
     start, stop = (float(r["time"]) - zero for r in rows)
-    assert start == pytest.approx(0.3, abs=0.05)
-    assert stop == pytest.approx(0.6, abs=0.05)
+    assert 0.3 - CLOCK_S <= start < 0.3 + LATE_S
+    assert 0.3 - CLOCK_S <= stop - start < 0.3 + LATE_S
     params = json.loads(rows[0]["params"])
     assert params["code"] == 451
     assert params["duration"] == 0.3
-    for t, code in seen:
-        assert (
-            code == (451 if start < t < stop else 250)
-            or abs(t - start) < 0.02
-            or abs(t - stop) < 0.02
-        ), (t, code)
-    assert {c for _, c in seen} == {250, 451}
+    # The sink's loop decides and journals: a MAIL answered wholly inside the window was
+    # refused, one wholly outside it was not, to the microsecond.
+    for before, after, code in seen:
+        if start < before and after < stop:
+            assert code == 451, (before, code)
+        elif after < start or before > stop:
+            assert code == 250, (before, code)
+    assert {c for _, _, c in seen} == {250, 451}
 
 
 def test_scheduled_faults_are_journaled_at_their_times(start_sinks):
@@ -356,7 +371,7 @@ def test_scheduled_faults_are_journaled_at_their_times(start_sinks):
     assert sorted((k, s) for k, s, _ in rows) == sorted((k, s) for k, s, _ in expected)
     times = {(k, s): t for k, s, t in rows}
     for kind, state, at in expected:
-        assert times[kind, state] == pytest.approx(at, abs=0.05), (kind, state)
+        assert -CLOCK_S <= times[kind, state] - at < LATE_S, (kind, state)
     assert probe(sinks.port("mx")) == "silent"
 
 

@@ -10,7 +10,6 @@ import os
 import selectors
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import child_pids, control, message, read_csv
+from tests.helpers import child_pids, connect_refused, control, message, read_csv
 
 pytestmark = pytest.mark.slow
 
@@ -99,14 +98,6 @@ def multi_sink(tmp_path: Path) -> Iterator[Callable[..., MultiSink]]:
         running.kill()
 
 
-def refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
-
-
 def workers_of(sink: MultiSink) -> list[int]:
     """PIDs of this sink's live worker processes: its children while it runs, and (once
     it has gone and they were reparented) whichever of those PIDs still lives."""
@@ -149,7 +140,7 @@ def test_workers_share_the_port_and_journal_every_message(
     assert stopped["counters"]["accepted"] == 60
     assert stopped["counters"]["active_sessions"] == 0
     assert workers_of(sink) == []
-    assert refused(sink.port)
+    assert connect_refused(sink.port)
     rows = sink.receipts()
     assert sorted(r["msg_id"] for r in rows) == sorted(sent)
     assert {r["worker"] for r in rows} == {"0", "1"}
@@ -165,7 +156,7 @@ def test_down_refuses_the_whole_port_until_cleared(multi_sink: Callable[..., Mul
     code, fault = sink.control("POST", "/faults", {"kind": "down"})
     assert code == 201
     assert fault["id"] == "down-1"
-    assert all(refused(sink.port) for _ in range(20))
+    assert all(connect_refused(sink.port) for _ in range(20))
     assert sink.control("GET", "/health")[1]["listening"] is False
     code, cleared = sink.control("DELETE", "/faults")
     assert code == 200

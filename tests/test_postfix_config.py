@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loadtest.postfix import PostfixError, PostfixInstance
-from loadtest.scenario import ScenarioError, parse_scenario
+from loadtest.scenario import parse_scenario
+from tests.helpers import scenario_refused
 
 # Each chooses where mail goes, where Postfix listens, whom it accepts mail from or what it
 # looks up (a map may be tcp:, ldap:, socketmap:inet:...), or runs a command.
@@ -105,25 +106,15 @@ def scenario(postfix: dict[str, Any], allow_remote: bool = False) -> dict[str, A
     }
 
 
-def refused(data: dict[str, Any], *words: str) -> str:
-    with pytest.raises(ScenarioError) as caught:
-        parse_scenario(data, "s.yaml")
-    text = str(caught.value)
-    assert "\n" not in text
-    for word in words:
-        assert word in text, text
-    return text
-
-
 @pytest.mark.parametrize(("name", "value"), DANGEROUS.items())
 def test_each_dangerous_parameter_is_refused_without_allow_remote(name, value):
-    refused(scenario({"settings": {name: value}}), "s.yaml", "postfix.settings", name)
+    scenario_refused(scenario({"settings": {name: value}}), "s.yaml", "postfix.settings", name)
 
 
 @pytest.mark.parametrize("name", OWNED)
 def test_parameters_maildrill_sets_are_refused_even_with_allow_remote(name):
     data = scenario({"settings": {name: DANGEROUS[name]}}, allow_remote=True)
-    refused(data, name, "maildrill")
+    scenario_refused(data, name, "maildrill")
 
 
 def test_allow_remote_lets_routing_parameters_through():
@@ -137,8 +128,8 @@ def test_allow_remote_lets_routing_parameters_through():
 )
 def test_a_value_naming_a_table_or_service_needs_allow_remote(value):
     """Even under a name maildrill does not know (Postfix reads any name a value expands)."""
-    refused(scenario({"settings": {"my_own_parameter": value}}), "my_own_parameter")
-    refused(scenario({"settings": {"smtpd_banner": value}}), "smtpd_banner")
+    scenario_refused(scenario({"settings": {"my_own_parameter": value}}), "my_own_parameter")
+    scenario_refused(scenario({"settings": {"smtpd_banner": value}}), "smtpd_banner")
 
 
 @pytest.mark.parametrize(
@@ -163,8 +154,8 @@ def test_a_value_naming_a_table_or_service_needs_allow_remote(value):
     ],
 )
 def test_line_injection_and_malformed_names_are_refused(postfix):
-    refused(scenario(postfix), "postfix")
-    refused(scenario(postfix, allow_remote=True), "postfix")
+    scenario_refused(scenario(postfix), "postfix")
+    scenario_refused(scenario(postfix, allow_remote=True), "postfix")
 
 
 def test_harmless_settings_pass():

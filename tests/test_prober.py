@@ -17,9 +17,9 @@ from loadtest.analysis import fault_windows, probes
 from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.journals import load_kind
 from maildrill.records import ProbeRecord
-from tests.helpers import read_csv
+from tests.helpers import LATE_S, read_csv, wait_until
 
-SLACK_S = 0.05  # event-loop scheduling on a busy machine, on top of one interval
+SLACK_S = LATE_S  # event-loop scheduling on a busy machine, on top of one interval
 
 
 def probe_during(sinks, names: list[str], interval_s: float, timeout_s: float, script) -> Path:
@@ -44,7 +44,7 @@ def one_fault(sinks, target: str, kind: str, duration: float) -> FaultWindow:
         if w.target == target
     ]  # fmt: skip
     assert (window.kind, window.cleared is not None) == (kind, True)
-    assert window.cleared - window.onset == pytest.approx(duration, abs=0.05)
+    assert duration - 0.002 <= window.cleared - window.onset < duration + LATE_S
     return window
 
 
@@ -58,7 +58,7 @@ def test_availability_timeline_matches_the_faults_journal_within_one_interval(st
         time.sleep(0.5)
         status, _ = sinks.control("primary", "POST", "/faults", {"kind": "down", "duration": 1.0})
         assert status == 201
-        time.sleep(1.6)
+        time.sleep(2.0)
 
     probe_during(sinks, ["primary", "secondary"], interval, 0.5, outage)
     window = one_fault(sinks, "primary", "down", 1.0)
@@ -71,7 +71,12 @@ def test_availability_timeline_matches_the_faults_journal_within_one_interval(st
     assert window.onset - SLACK_S <= down.start_s <= window.onset + interval + SLACK_S
     assert window.cleared <= down.end_s <= window.cleared + interval + SLACK_S
     assert down.outcomes == {"refused": down.probes}
-    assert 0.5 < seen["primary"].availability < 0.8
+    # Up for the share of the probing that was not the outage, give or take a probe at
+    # each of its two edges.
+    primary = frame[frame["server"] == "primary"]
+    span = primary["time"].iloc[-1] - primary["time"].iloc[0] + interval
+    up_share = 1 - (window.cleared - window.onset) / span
+    assert seen["primary"].availability == pytest.approx(up_share, abs=2 / len(primary))
     assert seen["secondary"].availability == 1.0
     assert seen["secondary"].down == []
 
@@ -81,10 +86,13 @@ def test_availability_timeline_matches_the_faults_journal_within_one_interval(st
     assert 0 <= detection <= interval + SLACK_S
     assert recovery is not None
     assert 0 <= recovery <= interval + SLACK_S
-    # probes of one server never overlap, and keep to the tick grid
-    starts = frame[frame["server"] == "secondary"]["time"].diff().dropna()
-    assert starts.min() > interval * 0.8
-    assert starts.max() < interval * 1.5
+    # Probes of one server never overlap, come at most once a tick and miss none (a late
+    # one waits for the next tick, so gaps are an interval and what the loop ran late).
+    secondary = frame[frame["server"] == "secondary"]
+    assert (secondary["time"].to_numpy()[1:] >= secondary["end"].to_numpy()[:-1]).all()
+    span = secondary["time"].iloc[-1] - secondary["time"].iloc[0]
+    assert len(secondary) - 1 <= (span + LATE_S) / interval
+    assert secondary["time"].diff().max() < interval + LATE_S
 
 
 def test_a_hang_is_seen_as_greeting_timeouts_one_timeout_late(start_sinks):
@@ -112,14 +120,26 @@ def test_a_hang_is_seen_as_greeting_timeouts_one_timeout_late(start_sinks):
 
 def test_the_journal_has_a_row_per_probe_with_the_documented_columns(start_sinks):
     sinks = start_sinks({"sinks": [{"name": "mx"}]})
-    journal = probe_during(sinks, ["mx"], 0.05, 0.5, lambda _: __import__("time").sleep(0.3))
+    journal = sinks.journal_dir / "probes.csv"
+    interval, timeout = 0.05, 0.5
+    took: list[float] = []
+
+    def four_probes(_) -> None:
+        import time
+
+        started = time.monotonic()
+        assert wait_until(lambda: journal.exists() and len(read_csv(journal)) >= 4, 10, 0.01)
+        took.append(time.monotonic() - started)
+
+    probe_during(sinks, ["mx"], interval, timeout, four_probes)
     rows = read_csv(journal)
     assert list(rows[0]) == list(ProbeRecord.header())
-    assert 4 <= len(rows) <= 8
+    assert 4 <= len(rows) <= took[0] / interval + 2  # one a tick (and the first at once)
     assert {(r["ok"], r["phase"], r["code"], r["outcome"], r["error"]) for r in rows} == {
         ("1", "quit", "250", "ok", "")
     }
-    assert all(0 < float(r["latency_ms"]) < 500 for r in rows)
+    # Milliseconds: more than nothing, less than the four phases' timeouts.
+    assert all(0 < float(r["latency_ms"]) < 4 * timeout * 1000 for r in rows)
     # Probes are sessions like any other; they leave nothing in the receipts journal.
     assert read_csv(sinks.journal_dir / "receipts-mx.csv") == []
 

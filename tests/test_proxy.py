@@ -28,7 +28,7 @@ from sinks.config import ConfigError, parse_config
 from sinks.effects import Stage
 from sinks.smtp_watch import MAX_UNANSWERED, Command, Message, ServerReply, SmtpWatch
 from tests.fuzz_smtp import SinkProcess
-from tests.helpers import RawClient, connect_refused, message, read_csv, wait_until
+from tests.helpers import LATE_S, RawClient, connect_refused, message, read_csv, wait_until
 
 SENDER, RCPT = "news@example.com", ["a@gmail.test"]
 
@@ -225,7 +225,7 @@ def test_scheduled_faults_run_on_the_proxy_and_are_journaled(start_pair, tmp_pat
     assert [(r["kind"], r["state"], r["origin"]) for r in rows] == [
         ("down", "start", "schedule"), ("down", "stop", "schedule")
     ]  # fmt: skip
-    assert float(rows[1]["time"]) - float(rows[0]["time"]) == pytest.approx(0.3, abs=0.1)
+    assert 0.3 - 0.002 <= float(rows[1]["time"]) - float(rows[0]["time"]) < 0.3 + LATE_S
 
 
 def test_hang_times_out_the_greeting_and_never_reaches_the_upstream(start_pair, tmp_path):
@@ -361,14 +361,16 @@ def _dot_timings(tmp_path, px, msg_id: str) -> tuple[float, float]:
 @pytest.mark.parametrize("direction", ["upstream", "downstream"])
 def test_latency_delays_the_chosen_direction_only(start_pair, tmp_path, direction):
     _mta, px = start_pair()
+    # A hop that was not delayed took less than the delay would have made it, with room
+    # for a loaded machine; a delayed one took the delay, never less.
     to_server, to_client = _dot_timings(tmp_path, px, "plain")
-    assert to_server < 0.05
-    assert to_client < 0.05
+    assert to_server < 0.15
+    assert to_client < 0.15
     fault(px, "latency", ms=200, direction=direction)
     to_server, to_client = _dot_timings(tmp_path, px, "slow")
     slow, fast = (to_server, to_client) if direction == "upstream" else (to_client, to_server)
-    assert slow == pytest.approx(0.2, abs=0.06)
-    assert fast < 0.05
+    assert 0.2 - 0.005 <= slow < 0.2 + LATE_S
+    assert fast < 0.15
 
 
 def test_latency_both_ways_adds_to_each_round_trip(start_pair, tmp_path):
@@ -378,12 +380,12 @@ def test_latency_both_ways_adds_to_each_round_trip(start_pair, tmp_path):
         fault(px, "latency", ms=100, jitter_ms=10, direction="both")
         started = time.monotonic()
         assert client.noop()[0] == 250
-        assert time.monotonic() - started == pytest.approx(0.2, abs=0.06)
+        assert 0.18 <= time.monotonic() - started < 0.22 + LATE_S  # 2 x (100 +/- 10) ms
 
 
 def test_bandwidth_slows_a_large_message_to_about_the_rate(start_pair, tmp_path):
     _mta, px = start_pair()
-    body = ("x" * 998 + "\r\n") * 200  # 200 KB
+    body = ("x" * 998 + "\r\n") * 100  # 100 KB
     with px.smtp("px", timeout=20) as client:
         client.ehlo()
         started = time.monotonic()
@@ -394,7 +396,8 @@ def test_bandwidth_slows_a_large_message_to_about_the_rate(start_pair, tmp_path)
         client.sendmail(SENDER, RCPT, message("slow", body=body))
         slow = time.monotonic() - started
     assert fast < 0.5
-    assert slow == pytest.approx(2.0, rel=0.2)  # 200 KB at 100 KB/s
+    # 100 KB at 100 KB/s: never faster; a loaded loop may run each chunk's pace late.
+    assert 0.8 <= slow < 1.0 + 2 * LATE_S
 
 
 def test_link_effects_draw_their_probability_once_per_session(start_pair, tmp_path):
@@ -409,9 +412,9 @@ def test_link_effects_draw_their_probability_once_per_session(start_pair, tmp_pa
                 started = time.monotonic()
                 client.noop()
                 times.append(time.monotonic() - started)
-        # One session: every round trip slow (200 ms), or none.
-        assert all(t > 0.19 for t in times) or all(t < 0.15 for t in times), times
-        slow.append(times[0] > 0.19)
+        # One session: every round trip slow (200 ms, never less), or none.
+        assert all(t >= 0.195 for t in times) or all(t < 0.195 for t in times), times
+        slow.append(times[0] >= 0.195)
     assert 0 < sum(slow) < 8
 
 
