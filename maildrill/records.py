@@ -21,7 +21,7 @@ line unreadable (counted, never silently taken as zero).
 The files are a contract with every run directory already on disk: columns keep their
 names, order and formatting; a new column goes at the end with a default (an older journal
 without it is still read, as without any column not required). What each column means:
-docs/run-directory.md, whose column lists tests/test_docs.py holds to these records.
+docs/run-directory.md, whose column lists tests/unit/test_docs.py holds to these records.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ public hooks for these, so it overrides and reads names aiosmtpd keeps private, 
 change in any release. They are all here, each under a name of ours with the reason it is
 needed, and the installed aiosmtpd is checked at import against the range the tests cover
 (`TESTED`, pinned the same in pyproject.toml): an untested aiosmtpd is one clear line at
-start-up, not a sink that misbehaves under load. tests/test_aiosmtpd_compat.py holds the
+start-up, not a sink that misbehaves under load. tests/unit/test_aiosmtpd_compat.py holds the
 rest of `sinks/` to these names.
 
 To support a new aiosmtpd: run the sink tests against it, adapt what fails here, and move

@@ -4,7 +4,7 @@ A *script* is a list of steps spoken over one connection, one at a time (each wa
 its replies): a command line, good or bad; an AUTH exchange; a DATA transaction with its
 body; or random bytes. The driver knows how many replies each step should get, so it can
 check every reply line as it comes, and it knows which 250s answer a message, so the
-sink's receipts journal can be held to them. Used by tests/test_hostile_fuzz.py and, for
+sink's receipts journal can be held to them. Used by tests/integration/test_hostile_fuzz.py and, for
 longer runs, by benchmarks/fuzz_sink.py.
 """
 

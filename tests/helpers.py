@@ -24,6 +24,9 @@ from sinks.control_client import ControlClient
 # early is still an error.
 LATE_S = 0.25
 
+# The checkout: tests live one or two folders below it, so paths start here.
+REPO = Path(__file__).resolve().parent.parent
+
 # The default drill cut to 8 s of load, for end-to-end tests.
 SHORT_DEFAULT = [
     "--set", "campaign.schedule.0.duration_s=1",

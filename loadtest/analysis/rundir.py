@@ -131,7 +131,7 @@ def read_json(path: Path, shape: Shape) -> dict[str, Any] | None:
 
 
 # The journals of a run directory, by kind (file name patterns); each is described, with
-# its columns and writer, in docs/run-directory.md (tests/test_docs.py holds them together).
+# its columns and writer, in docs/run-directory.md (tests/unit/test_docs.py holds them together).
 JOURNAL_PATTERNS = {
     "attempts": "attempts*.csv", "receipts": "receipts*.csv", "refusals": "refusals*.csv",
     "faults": "faults*.csv", "relay": "relay*.csv", "mta_queue": "mta-queue*.csv",

@@ -1,0 +1,1 @@
+"""Pure tests: no sockets, no child processes (tests/unit/conftest.py refuses both)."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from loadtest.schema_doc import BEGIN, END, render
+from tests.helpers import REPO
 
-README = Path(__file__).parent.parent / "scenarios" / "README.md"
+README = REPO / "scenarios" / "README.md"
 
 
 def test_reference_matches_the_models():

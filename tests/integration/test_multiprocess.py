@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import child_pids, connect_refused, control, message, read_csv
+from tests.helpers import REPO, child_pids, connect_refused, control, message, read_csv
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 
 
 class MultiSink:

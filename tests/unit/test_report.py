@@ -22,8 +22,9 @@ from loadtest.analysis.loaded import RunDir
 from loadtest.analysis.summary_model import Summary
 from loadtest.analysis.view import num
 from tests import runs
+from tests.helpers import REPO
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = REPO / "tests" / "golden"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import message, read_csv, wait_until
+from tests.helpers import REPO, message, read_csv, wait_until
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 QUEUED = "2.0.0 Ok: queued as "
 
 

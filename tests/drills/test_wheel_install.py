@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("loadtest", "sinks", "maildrill", "scenarios")
 # What the build needs and nothing else: a stale build/ or egg-info would leak old files
 # into the wheel, and the checkout is left as it was.

@@ -9,8 +9,9 @@ import pytest
 from loadtest import bundled
 from loadtest.bundled import scenario_path
 from loadtest.scenario import ScenarioError
+from tests.helpers import REPO
 
-CHECKOUT = Path(__file__).resolve().parent.parent / "scenarios"
+CHECKOUT = REPO / "scenarios"
 
 
 def test_every_yaml_file_of_the_package_is_a_bundled_name():

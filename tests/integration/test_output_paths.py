@@ -31,8 +31,7 @@ from loadtest.analysis.summary_model import Summary
 from loadtest.cli import main
 from maildrill.paths import UnsafePath, inside, is_safe_name
 from tests import runs
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO
 
 HOSTILE_NAMES = [
     "../escaped",

@@ -14,8 +14,9 @@ from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers
 from loadtest.scenario import CHECKS, ScenarioError, parse_scenario
 from sinks.config import UpstreamConfig
+from tests.helpers import REPO
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS = REPO / "scenarios"
 
 
 def scenario(servers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from sinks.config import SinkConfig
 from sinks.effects import EFFECTS
+from tests.helpers import REPO
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+README = (REPO / "README.md").read_text()
 
 
 def test_every_kind_has_a_row_in_the_readme_table():
@@ -30,7 +31,6 @@ def test_the_two_commands_are_near_the_top():
 
 # docs/: the design, cited by path from the code; drift between the two fails here.
 
-REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 CITING = [REPO / "README.md", *DOCS.glob("*.md")] + [
     path

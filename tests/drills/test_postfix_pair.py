@@ -16,7 +16,7 @@ import pytest
 
 from loadtest.analysis.rundir import read_scenario
 from loadtest.campaign import MessageFactory
-from tests.helpers import assert_delays, wait_until
+from tests.helpers import REPO, assert_delays, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postfix]
 
@@ -204,7 +204,7 @@ def test_fault_proxy_in_front_of_a_postfix_instance(run_dir):
     Postfix delivers it anyway: a phantom the report counts, and nothing is lost."""
     import yaml
 
-    scenario = yaml.safe_load((Path(__file__).parent.parent / "scenarios" /
+    scenario = yaml.safe_load((REPO / "scenarios" /
                                "postfix-pair.yaml").read_text())  # fmt: skip
     scenario["servers"].insert(0, {"name": "edge", "priority": 5, "local": True,
                                    "sink": {"mode": "proxy", "upstream": "primary"}})  # fmt: skip

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from loadtest.analysis.journals import load
+from tests.drills.test_run import _descendants_alive, start_run
 from tests.helpers import wait_until
-from tests.test_run import _descendants_alive, start_run
 
 pytestmark = pytest.mark.slow
 

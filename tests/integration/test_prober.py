@@ -17,7 +17,7 @@ from loadtest.analysis import fault_windows, probes
 from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.journals import load_kind
 from maildrill.records import ProbeRecord
-from tests.helpers import LATE_S, read_csv, wait_until
+from tests.helpers import LATE_S, REPO, read_csv, wait_until
 
 SLACK_S = LATE_S  # event-loop scheduling on a busy machine, on top of one interval
 
@@ -219,7 +219,7 @@ def test_loading_skips_torn_lines_and_no_journal_means_no_probes(tmp_path):
         ["--server", "p=10.0.0.1:25"],
         ["--server", "p=127.0.0.1"],
         ["--server", "p=127.0.0.1:25", "--interval-ms", "0"],
-        ["--scenario", str(Path(__file__).parent.parent / "scenarios" / "default.yaml")],
+        ["--scenario", str(REPO / "scenarios" / "default.yaml")],
     ],
 )
 def test_bad_input_exits_2(args, capsys):

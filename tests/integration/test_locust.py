@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import LATE_S, read_csv, wait_until
+from tests.helpers import LATE_S, REPO, read_csv, wait_until
 
 pytestmark = pytest.mark.slow
 
-LOCUSTFILE = str(Path(__file__).parent.parent / "loadtest" / "locustfile.py")
+LOCUSTFILE = str(REPO / "loadtest" / "locustfile.py")
 
 
 def scenario_file(tmp_path: Path, sinks, rate: float, duration: float, **extra) -> Path:

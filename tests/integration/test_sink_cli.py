@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 
 from sinks.control import auth_header
-from tests.helpers import LATE_S, message, read_csv, wait_until
+from tests.helpers import LATE_S, REPO, message, read_csv, wait_until
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
 
 CONFIG = """\
 sinks:

@@ -23,11 +23,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import child_pids, message
+from tests.helpers import REPO, child_pids, message
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "pw-S3CRET-d41c9e"
 PRIVATE_KEY = b"PRIVATE KEY"
 

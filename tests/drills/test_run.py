@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers import SHORT_DEFAULT, assert_delays, merge, parent_pid, read_csv
+from tests.helpers import REPO, SHORT_DEFAULT, assert_delays, merge, parent_pid, read_csv
 
 pytestmark = pytest.mark.slow
 
@@ -313,7 +313,7 @@ def test_scenarios_lists_every_bundled_file(capsys):
 
     assert main(["scenarios"]) == 0
     names = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
-    bundled = {p.stem for p in (Path(__file__).parent.parent / "scenarios").glob("*.yaml")}
+    bundled = {p.stem for p in (REPO / "scenarios").glob("*.yaml")}
     assert names == bundled
     for name in bundled:
         assert main(["validate", name]) == 0, name

@@ -17,9 +17,9 @@ from loadtest import preflight
 from loadtest.cli import main
 from loadtest.preflight import Certificate, Expectations, ServerFacts, Step, Tls, compare
 from sinks.tls import write_self_signed
-from tests.helpers import read_csv
+from tests.helpers import REPO, read_csv
 
-DEFAULT = str(Path(__file__).parent.parent / "scenarios" / "default.yaml")
+DEFAULT = str(REPO / "scenarios" / "default.yaml")
 NOW = 1_800_000_000.0
 DAY = 86400.0
 MB = 1024 * 1024

@@ -24,8 +24,9 @@ import aiosmtpd
 import pytest
 
 from sinks.aiosmtpd_compat import REQUIREMENT, UnsupportedAiosmtpd, check_version
+from tests.helpers import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 LIBRARIES = ("aiosmtpd", "asyncio", "aiohttp")
 # Where the library classes a sink touches live; `obj._name` is checked against them all.
 LIBRARY_MODULES = (

@@ -3,7 +3,6 @@ order they fall due, and what the drill records of them. No sockets, no processe
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +11,9 @@ from loadtest.scenario import Scenario, parse_scenario, read_yaml
 from loadtest.timeline import MtaRestart, MtaStop, SinkFault, Timeline, plan
 from sinks.config import FaultSpec
 from sinks.control_client import fault_body
+from tests.helpers import REPO
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS = REPO / "scenarios"
 
 
 def scenario(name: str, faults: list[dict[str, Any]]) -> Scenario:

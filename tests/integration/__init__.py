@@ -1,0 +1,1 @@
+"""Real parts on loopback: sinks, the proxy, Locust, the control API, the CLI as a process."""
