@@ -265,11 +265,16 @@ async def _transaction(client: aiosmtplib.SMTP, target: Target, options: Options
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:
-    if not client.is_connected:
-        return
+    """QUIT when still connected; the transport closed whatever happened. A server that
+    hung up after a refused login leaves a transport aiosmtplib no longer calls connected,
+    and an unclosed one is a leaked socket (ResourceWarning at some later garbage
+    collection)."""
     try:
-        await client.quit()
+        if client.is_connected:
+            await client.quit()
     except ERRORS:
+        pass
+    finally:
         client.close()
 
 
