@@ -13,22 +13,12 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from loadtest.scenario import (
-    SLO_METRICS,
-    CampaignSpec,
-    CircuitSpec,
-    FaultEvent,
-    PostfixSpec,
-    RetrySpec,
-    RoutingSpec,
-    Scenario,
-    ServerSpec,
-    SinkSpec,
-    StageSpec,
-    StreamModel,
-    StreamRoute,
-    TimeoutSpec,
-)
+from loadtest.analysis.summary_model import SLO_METRICS
+from loadtest.campaign_spec import CampaignSpec, StageSpec, StreamModel
+from loadtest.fault_event import FaultEvent
+from loadtest.routing_spec import CircuitSpec, RetrySpec, RoutingSpec, StreamRoute, TimeoutSpec
+from loadtest.scenario import Scenario
+from loadtest.server_spec import PostfixSpec, ServerSpec, SinkSpec
 from maildrill.numbers import AtMost
 from sinks.effects import EFFECTS, PROXY_EFFECTS
 

@@ -24,7 +24,8 @@ from typing import Any
 import yaml
 
 from loadtest.runlog import SetupError
-from loadtest.scenario import Scenario, ServerSpec
+from loadtest.scenario import Scenario
+from loadtest.server_spec import ServerSpec
 from loadtest.supervise import Child, Supervisor, free_port
 from maildrill.paths import inside, make_private_dir, remove_private_dir, write_private
 from sinks.config import SinksFile

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from loadtest.scenario import FaultEvent, Scenario
+from loadtest.fault_event import FaultEvent
+from loadtest.scenario import Scenario
 from sinks.config import FaultSpec
 from sinks.effects import kinds_for
 

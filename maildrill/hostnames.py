@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
+from typing import TypeVar
+
+V = TypeVar("V")
 
 MAX_NAME = 253
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -46,6 +50,17 @@ def ascii_domain(text: str) -> str:
     if _ALL_DIGITS.fullmatch(labels[-1]):
         raise ValueError(f"{text!r} is an address or ends in digits, not a domain name")
     return name
+
+
+def ascii_domain_keys(mapping: Mapping[str, V]) -> dict[str, V]:
+    """Domain keys in their ASCII form; two spellings of one domain are one too many."""
+    out: dict[str, V] = {}
+    for key, value in mapping.items():
+        name = ascii_domain(key)
+        if name in out:
+            raise ValueError(f"{key!r} is {name!r} again")
+        out[name] = value
+    return out
 
 
 def _punycode(text: str, label: str) -> None:

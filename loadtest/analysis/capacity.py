@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 
 from loadtest.analysis import histograms
+from loadtest.analysis.slo import parse_slo
 from loadtest.analysis.summary_model import Capacity, CapacityStep
 from loadtest.outcomes import Outcome
-from loadtest.scenario import parse_slo
 from loadtest.schedule import Schedule
 
 STABLE_SHARE = 0.99

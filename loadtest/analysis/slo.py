@@ -1,21 +1,41 @@
-"""SLO checks: each rule's limit, measured value and verdict; no value is a failure."""
+"""SLO rules: parsed (the scenario validates its `slo:` with parse_slo), then checked:
+each rule's limit, measured value and verdict; no value is a failure."""
 
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from loadtest.analysis.summary_model import SLO_METRICS, SloCheck, SloVerdict, Summary
-from loadtest.scenario import parse_slo
+from maildrill.numbers import number_problem
 
 OPS: Mapping[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt, ">": operator.gt,
 }  # fmt: skip
 
+_RULE = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(-?[0-9.]+)\s*$")
+
 
 # Timings of a fault: with no fault in the run they do not apply.
 FAULT_TIMINGS = frozenset(name for name, metric in SLO_METRICS.items() if metric.over_faults)
+
+
+def parse_slo(rule: str) -> tuple[str, str, float]:
+    """'metric <op> number' -> (metric, op, limit); the metric one of SLO_METRICS (the
+    summary model's one list of what an SLO may name)."""
+    match = _RULE.match(rule)
+    if match is None:
+        raise ValueError(f"{rule!r} is not 'metric <op> number'")
+    metric, op, value = match.groups()
+    if metric not in SLO_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(sorted(SLO_METRICS))}")
+    limit = float(value)
+    problem = number_problem(limit)
+    if problem:
+        raise ValueError(f"{rule!r}: the limit {problem}")
+    return metric, op, limit
 
 
 def check(

@@ -37,7 +37,7 @@ from loadtest.analysis.summary_model import (
     Summary,
     UnreadableLines,
 )
-from loadtest.scenario import SinkSpec
+from loadtest.server_spec import SinkSpec
 
 
 def summarise(run: RunDir) -> Summary:

@@ -22,8 +22,9 @@ A number `maildrill compare` shows carries its sense in its type, `Annotated[int
 that builds its part; compare, the JSON Schema and docs/summary.md follow from the field.
 
 `SLO_METRICS` names what an SLO rule may measure and where each value is in the model;
-`loadtest.scenario` validates rules against it and `loadtest.analysis.slo` reads the values
-through it. This module imports only pydantic: the scenario can use it without pandas.
+`loadtest.analysis.slo` parses rules against it (for the scenario's checks too) and reads
+the values through it. This module imports only pydantic: the scenario can use it without
+pandas.
 
 Adding a metric (the model, the module that computes its part, one view; the steps):
 docs/architecture.md, "How to add a summary metric".

@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 
 from loadtest import preflight
 from loadtest.campaign import MessageFactory, StreamSpec
+from loadtest.campaign_spec import StreamModel
 from loadtest.cli import main
 from loadtest.client import Attempt, Sender, Server, Timeouts, quote_address
-from loadtest.scenario import ScenarioError, StreamModel, parse_scenario
+from loadtest.scenario import ScenarioError, parse_scenario
 from sinks.config import ConfigError, parse_config
 from tests.helpers import scenario_refused
 

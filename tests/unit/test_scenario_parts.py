@@ -12,7 +12,8 @@ import yaml
 from loadtest.client import Server, Timeouts
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers
-from loadtest.scenario import CHECKS, ScenarioError, parse_scenario
+from loadtest.scenario import ScenarioError, parse_scenario
+from loadtest.scenario_checks import CHECKS
 from sinks.config import UpstreamConfig
 from tests.helpers import REPO
 
@@ -103,7 +104,7 @@ def test_an_upstream_outside_loopback_needs_allow_remote():
 
 def test_the_checks_run_in_order_and_the_first_problem_is_reported():
     """Two problems at once: the one of the earlier check is the one reported."""
-    assert [c.__name__ for c in CHECKS][:2] == ["_server_names_unique", "_routes_name_servers"]
+    assert [c.__name__ for c in CHECKS][:2] == ["server_names_unique", "routes_name_servers"]
     data = scenario([{"name": "mx"}, {"name": "mx"}], slo=["nonsense"])
     data["routing"] = {"servers": ["nowhere"]}
     assert "names must be unique; repeated: mx" in error_of(data)

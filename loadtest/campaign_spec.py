@@ -1,0 +1,156 @@
+"""A scenario's `campaign:` section: the message streams and the schedule that sends them.
+
+Each stage and stream is checked alone, and the whole campaign against the time and
+message limits (loadtest.limits); the runtime types it builds are loadtest.campaign's
+StreamSpec and loadtest.schedule's Schedule.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+
+from loadtest.addresses import header_text, split_address
+from loadtest.campaign import DEFAULT_DOMAINS, StreamSpec
+from loadtest.limits import MAX_MESSAGE_BYTES, MAX_MESSAGES, MAX_RATE, MAX_RECIPIENTS
+from loadtest.schedule import Schedule, Stage
+from loadtest.strict_model import StrictModel
+from maildrill.hostnames import ascii_domain, ascii_domain_keys
+from maildrill.numbers import MAX_DURATION_S, Seconds, at_most
+
+# Limits of one field, named in its error (README: Scenario limits; loadtest.limits).
+Bytes = Annotated[int, at_most(MAX_MESSAGE_BYTES, "bytes", "64 MiB")]
+Recipients = Annotated[int, at_most(MAX_RECIPIENTS, "recipients per message")]
+Rate = Annotated[float, at_most(MAX_RATE, "msgs/s")]
+Messages = Annotated[int, at_most(MAX_MESSAGES, "messages")]
+
+
+class StreamModel(StrictModel):
+    name: str = Field(default="promotional", description="X-Maildrill-Stream; by-stream key")
+    weight: float = Field(default=1.0, gt=0, description="share of the campaign")
+    sender: str = Field(
+        default="news@example.com",
+        description="envelope and From: a plain address, reserved or allowed domain",
+    )
+    subject: str = Field(
+        default="Spring sale: {index}", description="{index}, {stream} filled in; one line"
+    )
+    size_median: Bytes = Field(default=20_000, ge=200, description="bytes, whole message")
+    size_sigma: float = Field(
+        default=0.5, ge=0, le=10, description="lognormal shape; 0: all the median"
+    )
+    size_min: Bytes = Field(default=1_500, ge=200, description="bytes")
+    size_max: Bytes = Field(default=500_000, ge=200, description="bytes")
+    recipients_min: Recipients = Field(default=1, ge=1, description="per message")
+    recipients_max: Recipients = Field(default=1, ge=1, description="per message")
+    domains: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_DOMAINS),
+        description="recipient domain weights (reserved domains unless allowed)",
+    )
+    attachment_share: float = Field(
+        default=0.0, ge=0, le=1, description="share with a PDF attachment"
+    )
+    attachment_size: Bytes = Field(default=30_000, ge=0, description="bytes before base64")
+
+    @field_validator("name", "subject")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return header_text(value, "a header value")
+
+    @field_validator("sender")
+    @classmethod
+    def _plain_sender(cls, value: str) -> str:
+        local, domain = split_address(value)
+        return f"{local}@{domain}"
+
+    @field_validator("domains")
+    @classmethod
+    def _domain_names(cls, domains: dict[str, float]) -> dict[str, float]:
+        return ascii_domain_keys(domains)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> StreamModel:
+        if self.size_min > self.size_max:
+            raise ValueError("size_min is larger than size_max")
+        if self.recipients_min > self.recipients_max:
+            raise ValueError("recipients_min is larger than recipients_max")
+        if not self.domains or any(w <= 0 for w in self.domains.values()):
+            raise ValueError("domains needs at least one domain, each with a weight > 0")
+        return self
+
+    def spec(self) -> StreamSpec:
+        return StreamSpec(**self.model_dump())
+
+
+class StageSpec(StrictModel):
+    """`rate` msgs/s (ramping to `to_rate` if given), or `messages` spread evenly."""
+
+    duration_s: Seconds = Field(gt=0, description="seconds")
+    rate: Rate | None = Field(default=None, ge=0, description="msgs/s at the stage start")
+    to_rate: Rate | None = Field(default=None, ge=0, description="msgs/s at its end (a ramp)")
+    messages: Messages | None = Field(
+        default=None, ge=0, description="instead of rate: spread evenly"
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> StageSpec:
+        if (self.rate is None) == (self.messages is None):
+            raise ValueError("give either rate (msgs/s) or messages, not both")
+        if self.messages is not None and self.to_rate is not None:
+            raise ValueError("to_rate goes with rate, not with messages")
+        if self.messages is not None and self.messages > MAX_RATE * self.duration_s:
+            raise ValueError(
+                f"messages: {self.messages} in {self.duration_s:g} s is more than the limit "
+                f"of {MAX_RATE} msgs/s"
+            )
+        return self
+
+    def stage(self) -> Stage:
+        if self.messages is not None:
+            return Stage(self.duration_s, self.messages / self.duration_s)
+        assert self.rate is not None
+        return Stage(self.duration_s, self.rate, self.to_rate)
+
+
+class CampaignSpec(StrictModel):
+    seed: int = Field(default=1, description="same seed, same messages")
+    streams: list[StreamModel] = Field(
+        default_factory=lambda: [StreamModel()], min_length=1, description="message streams"
+    )
+    schedule: list[StageSpec] = Field(min_length=1, description="stages laid end to end")
+    drain_s: Seconds = Field(
+        default=10.0,
+        ge=0,
+        description="after the schedule, for retries; then as long for MTAs and backup MXs "
+        "to hand on what they queued (what is left is stranded)",
+    )
+    allowed_recipient_domains: list[str] = Field(
+        default_factory=list, description="real domains you may send to (and send from)"
+    )
+
+    @field_validator("allowed_recipient_domains")
+    @classmethod
+    def _domain_names(cls, domains: list[str]) -> list[str]:
+        """Domain names, kept in the ASCII form they are sent in."""
+        return [ascii_domain(d) for d in domains]
+
+    @model_validator(mode="after")
+    def _runnable(self) -> CampaignSpec:
+        """The whole campaign within the time and message limits (each stage alone is)."""
+        schedule = self.build_schedule()
+        length = schedule.duration_s + self.drain_s
+        if length > MAX_DURATION_S:
+            raise ValueError(
+                f"schedule and drain_s last {length:g} s, more than the limit of "
+                f"{MAX_DURATION_S} s (7 days)"
+            )
+        if schedule.total > MAX_MESSAGES:
+            raise ValueError(
+                f"schedule: {schedule.total} messages planned, more than the limit of "
+                f"{MAX_MESSAGES}"
+            )
+        return self
+
+    def build_schedule(self) -> Schedule:
+        return Schedule([s.stage() for s in self.schedule])

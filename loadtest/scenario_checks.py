@@ -1,0 +1,238 @@
+"""What a valid scenario holds to across its parts, one small check each, run in order.
+
+Each section of a scenario checks itself (server_spec, routing_spec, campaign_spec,
+fault_event); these checks see the parts together: the servers that routes, faults,
+Postfix instances and upstreams name, faults that contradict each other, the SLO rules,
+loopback and the address policy. `Scenario` runs CHECKS in order while it validates, and
+the first problem is the one reported: each raises ValueError naming the field.
+
+A check takes the scenario as `Parts` (what it reads), not as the class: the class runs
+these checks, so this module does not import it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from loadtest.addresses import AddressError, AddressPolicy
+from loadtest.analysis.slo import parse_slo
+from loadtest.campaign_spec import CampaignSpec
+from loadtest.fault_event import EXCLUSIVE_KINDS, MTA_KINDS, FaultEvent
+from loadtest.postfix import setting_problem
+from loadtest.routing_spec import RoutingSpec
+from loadtest.server_spec import ServerSpec
+from maildrill.inputs import describe_errors
+from maildrill.netaddr import is_loopback
+from maildrill.numbers import MAX_DURATION_S
+from sinks.config import effect_request
+from sinks.effects import build, kinds_for
+
+
+class Parts(Protocol):
+    """What the checks read of a scenario (loadtest.scenario.Scenario)."""
+
+    @property
+    def allow_remote(self) -> bool: ...
+    @property
+    def servers(self) -> Sequence[ServerSpec]: ...
+    @property
+    def routing(self) -> RoutingSpec: ...
+    @property
+    def campaign(self) -> CampaignSpec: ...
+    @property
+    def faults(self) -> Sequence[FaultEvent]: ...
+    @property
+    def slo(self) -> Sequence[str]: ...
+    def server(self, name: str) -> ServerSpec: ...
+
+
+def server_names_unique(scenario: Parts) -> None:
+    names = [s.name for s in scenario.servers]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"servers: names must be unique; repeated: {', '.join(dupes)}")
+
+
+def routes_name_servers(scenario: Parts) -> None:
+    """Every server a route names is one of the scenario's; by-stream has its routes."""
+    known = {s.name for s in scenario.servers}
+    routing = scenario.routing
+    routed = list(routing.servers or [])
+    for route in routing.streams.values():
+        routed += route.servers
+    for name in routed:
+        if name not in known:
+            raise ValueError(f"routing: unknown server {name!r}; servers are {sorted(known)}")
+    if routing.policy == "by-stream" and not routing.streams:
+        raise ValueError("routing: by-stream needs streams")
+
+
+def faults_runnable(scenario: Parts) -> None:
+    """A fault that validates is one its target takes, inside the run: the sink's own
+    check of its control API request runs here, before any load starts."""
+    known = {s.name for s in scenario.servers}
+    for i, fault in enumerate(scenario.faults):
+        _check_fault(scenario, i, fault, known)
+
+
+def _check_fault(scenario: Parts, i: int, fault: FaultEvent, known: set[str]) -> None:
+    if fault.target not in known:
+        raise ValueError(f"faults[{i}].target: unknown server {fault.target!r}")
+    schedule_s = scenario.campaign.build_schedule().duration_s
+    if fault.at >= schedule_s:
+        raise ValueError(
+            f"faults[{i}].at: {fault.at:g} s is not before the end of the schedule "
+            f"({schedule_s:g} s): the run may end before the fault starts"
+        )
+    if fault.at + (fault.duration or 0) > MAX_DURATION_S:
+        raise ValueError(
+            f"faults[{i}]: at + duration is {fault.at + (fault.duration or 0):g} s, more "
+            f"than the limit of {MAX_DURATION_S} s (7 days)"
+        )
+    target = scenario.server(fault.target)
+    if target.postfix is not None:
+        if fault.kind not in MTA_KINDS:
+            raise ValueError(
+                f"faults[{i}].kind: {fault.target!r} is a Postfix instance; its faults "
+                f"are {', '.join(sorted(MTA_KINDS))} (or put a proxy in front of it)"
+            )
+        if fault.params:
+            raise ValueError(
+                f"faults[{i}] ({fault.kind}): takes no parameters; got "
+                f"{', '.join(sorted(fault.params))}"
+            )
+        return
+    if fault.kind in MTA_KINDS:
+        raise ValueError(f"faults[{i}].kind: {fault.kind} needs a postfix server")
+    kinds = kinds_for(target.sink.mode)  # a proxy (sink mode: proxy) has kinds of its own
+    if fault.kind not in kinds:
+        known_kinds = ", ".join(sorted(kinds))
+        raise ValueError(f"faults[{i}].kind: unknown {fault.kind!r}; known: {known_kinds}")
+    try:
+        build(fault.kind, fault.params, kinds)
+        effect_request(fault.body(), kinds)  # the request as the sink will check it
+    except ValidationError as exc:
+        raise ValueError(f"faults[{i}] ({fault.kind}): {describe_errors(exc)}") from None
+    except ValueError as exc:
+        raise ValueError(f"faults[{i}] ({fault.kind}): {exc}") from None
+    if not target.local:
+        raise ValueError(
+            f"faults[{i}].target: {fault.target!r} is not a maildrill sink (local: true)"
+        )
+
+
+def servers_name_servers(scenario: Parts) -> None:
+    """A Postfix instance relays and routes to local sinks; an upstream given by name is
+    another server."""
+    known = {s.name for s in scenario.servers}
+
+    def local_sink(name: str) -> bool:
+        return name in known and scenario.server(name).local
+
+    for server in scenario.servers:
+        if server.postfix is not None:
+            relay = server.postfix.relay
+            if not local_sink(relay):
+                raise ValueError(
+                    f"servers: {server.name!r}: postfix.relay {relay!r} is not a local sink"
+                )
+            for domain, sink in server.postfix.routes.items():
+                if not local_sink(sink):
+                    raise ValueError(
+                        f"servers: {server.name!r}: postfix.routes[{domain}] {sink!r} is "
+                        "not a local sink"
+                    )
+        upstream = server.upstream_name
+        if upstream is not None and (upstream not in known or upstream == server.name):
+            raise ValueError(
+                f"servers: {server.name!r}: sink.upstream {upstream!r} is not another server"
+            )
+
+
+def no_contradictions(scenario: Parts) -> None:
+    """Two faults deciding whether the same listener answers cannot overlap."""
+    campaign, faults = scenario.campaign, scenario.faults
+    end = campaign.build_schedule().duration_s + campaign.drain_s
+    windows: dict[str, list[tuple[float, float, int]]] = {}
+    for i, f in enumerate(faults):
+        if f.kind in EXCLUSIVE_KINDS:
+            stop = f.at + f.duration if f.duration else max(end, f.at)
+            windows.setdefault(f.target, []).append((f.at, stop, i))
+    for spans in windows.values():
+        spans.sort()
+        for (_, a1, i), (b0, _, j) in itertools.pairwise(spans):
+            if b0 < a1:
+                raise ValueError(
+                    f"faults[{j}] ({faults[j].kind} at {b0:g} s) overlaps faults[{i}] "
+                    f"({faults[i].kind} until {a1:g} s) on {faults[i].target!r}"
+                )
+
+
+def slos_parse(scenario: Parts) -> None:
+    for i, rule in enumerate(scenario.slo):
+        try:
+            parse_slo(rule)
+        except ValueError as exc:
+            raise ValueError(f"slo[{i}]: {exc}") from None
+
+
+def loopback_unless_allowed(scenario: Parts) -> None:
+    """Servers, and the upstreams of backup MXs and proxies, on loopback only unless
+    allow_remote."""
+    if scenario.allow_remote:
+        return
+    for s in scenario.servers:
+        if not is_loopback(s.host):
+            raise ValueError(
+                f"servers: {s.name!r} is at {s.host}, outside loopback; "
+                "set allow_remote: true to send mail there"
+            )
+        upstream = s.sink.upstream_address
+        if upstream is not None and not is_loopback(upstream.host):
+            raise ValueError(
+                f"servers: {s.name!r}: sink.upstream {upstream.host} is outside loopback; "
+                "set allow_remote: true to relay there"
+            )
+
+
+def addresses_allowed(scenario: Parts) -> None:
+    """Recipient and sender domains reserved or allowed; Postfix settings that route,
+    listen or look up only with allow_remote."""
+    policy = AddressPolicy(scenario.campaign.allowed_recipient_domains)
+    for i, stream in enumerate(scenario.campaign.streams):
+        for domain in stream.domains:
+            if not policy.domain_allowed(domain):
+                raise ValueError(
+                    f"campaign.streams[{i}].domains: {domain!r} is a real domain; "
+                    "list it in campaign.allowed_recipient_domains to send there"
+                )
+        try:
+            policy.check(stream.sender, "sender")
+        except AddressError as exc:
+            raise ValueError(
+                f"campaign.streams[{i}].sender: {exc}; a bounce goes to the sender"
+            ) from None
+    if scenario.allow_remote:
+        return
+    for server in scenario.servers:
+        settings = server.postfix.settings if server.postfix else {}
+        for name, value in settings.items():
+            problem = setting_problem(name, str(value), allow_remote=False, defined=settings)
+            if problem is not None:
+                raise ValueError(f"servers: {server.name!r}: postfix.settings: {problem}")
+
+
+CHECKS: tuple[Callable[[Parts], None], ...] = (
+    server_names_unique,
+    routes_name_servers,
+    faults_runnable,
+    servers_name_servers,
+    no_contradictions,
+    slos_parse,
+    loopback_unless_allowed,
+    addresses_allowed,
+)
