@@ -33,7 +33,7 @@ from loadtest.postfix import PostfixError
 from loadtest.progress import ProgressLine
 from loadtest.runlog import RunLog, SetupError
 from loadtest.scenario import Scenario, ScenarioError, parse_scenario, read_yaml
-from loadtest.sink_fleet import Address, SinkFleet, preset_addresses
+from loadtest.sink_fleet import READY_TIMEOUT_S, Address, SinkFleet, preset_addresses
 from loadtest.supervise import Child, Supervisor, free_port
 from loadtest.timeline import MtaRestart, MtaStop, Planned, SinkFault, Timeline, plan
 from sinks.control_client import ControlError, ControlRefused
@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-READY_TIMEOUT_S = 20.0
 STOP_GRACE_S = 15.0
 
 

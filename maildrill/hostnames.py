@@ -71,14 +71,6 @@ def _punycode(text: str, label: str) -> None:
         raise ValueError(f"{text!r}: {label!r} is not a valid IDNA A-label") from None
 
 
-def is_domain(text: str) -> bool:
-    try:
-        ascii_domain(text)
-    except ValueError:
-        return False
-    return True
-
-
 def host_name_or_literal(text: str) -> str:
     """A host name, or an address literal as EHLO takes it ([192.0.2.1], [IPv6:2001:db8::1])."""
     if text.startswith("[") and text.endswith("]"):

@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from sinks.config import EffectSpec, FaultSpec
+from sinks.control import auth_header
 
 __all__ = [
     "ActiveFault",
@@ -121,7 +122,7 @@ def fault_body(spec: EffectSpec, duration: float | None = None) -> dict[str, Any
 
 
 def _headers(token: str, body: bytes | None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = auth_header(token)
     if body:
         headers["Content-Type"] = "application/json"
     return headers
