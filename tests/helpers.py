@@ -188,6 +188,21 @@ class RawClient:
         self.send(line + b"\r\n")
         return self.reply()
 
+    def open_data(
+        self,
+        sender: bytes = b"a@example.com",
+        rcpt: bytes = b"b@example.com",
+        helo: bytes = b"c.test",
+    ) -> int:
+        """Greeting, EHLO, MAIL and RCPT read leniently, then DATA: its code (354 when the
+        server now takes the message; 0 when it closed)."""
+        self.reply()
+        self.command(b"EHLO " + helo)
+        self.command(b"MAIL FROM:<" + sender + b">")
+        self.command(b"RCPT TO:<" + rcpt + b">")
+        reply = self.command(b"DATA")
+        return reply[0] if reply else 0
+
     def closed_by_server(self) -> bool:
         """True when the server closes the connection (EOF or reset) before the timeout."""
         try:

@@ -209,11 +209,7 @@ def test_out_of_order_and_malformed_commands(start_sinks, commands, code, enhanc
 def test_client_vanishing_mid_data(start_sinks, how):
     sinks = start_sinks({"sinks": [{"name": "mx"}]})
     raw = RawClient(sinks.port("mx"))
-    raw.reply()
-    raw.command(b"EHLO c.test")
-    raw.command(b"MAIL FROM:<a@example.com>")
-    raw.command(b"RCPT TO:<b@example.com>")
-    assert raw.command(b"DATA")[0] == 354
+    assert raw.open_data() == 354
     raw.send(message("half").encode()[:60])
     if how == "reset":
         raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -546,11 +542,7 @@ def test_data_ending_at_a_chunk_edge(start_sinks, length, size_limit):
     contents = received_contents(sinks, "mx")
     body = _body_ending_at(length)
     with RawClient(sinks.port("mx"), timeout=5) as raw:
-        raw.reply()
-        raw.command(b"EHLO c.test")
-        raw.command(b"MAIL FROM:<a@example.com>")
-        raw.command(b"RCPT TO:<b@example.com>")
-        assert raw.command(b"DATA")[0] == 354
+        assert raw.open_data() == 354
         raw.send(body)
         time.sleep(0.1)
         raw.send(b"\r\n")

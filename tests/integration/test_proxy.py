@@ -344,11 +344,7 @@ def test_busy_answers_421_at_the_greeting_without_reaching_the_upstream(start_pa
 def _dot_timings(tmp_path, px, msg_id: str) -> tuple[float, float]:
     """(upstream receipt - dot sent, reply - upstream receipt) for one message, seconds."""
     with RawClient(px.port("px"), timeout=5) as raw:
-        raw.reply()
-        raw.command(b"EHLO raw.test")
-        raw.command(b"MAIL FROM:<news@example.com>")
-        raw.command(b"RCPT TO:<a@gmail.test>")
-        assert raw.command(b"DATA")[0] == 354
+        assert raw.open_data(b"news@example.com", b"a@gmail.test", b"raw.test") == 354
         sent = time.time()
         raw.send(message(msg_id).encode() + b".\r\n")
         assert raw.reply()[0] == 250
