@@ -217,6 +217,10 @@ class AttemptRecord(Record):
     final: bool = field(metadata=flag())  # no attempt of this message follows
     maybe_duplicate: bool = field(metadata=flag())  # cut after the dot: may have arrived
     error: str = field(metadata=text())  # the exception's type name
+    # One entry per recipient of the message, in its order, ";" between: the reply to its
+    # RCPT ("250", "550 5.1.1"), "" when none came, "s" not sent (suppressed: it
+    # hard-bounced earlier in the run), "f" not sent (a 5xx ended it in an earlier attempt).
+    rcpt_replies: str = field(default="", metadata=text())
 
 
 @dataclass(frozen=True, slots=True)

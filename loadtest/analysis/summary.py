@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from loadtest.analysis import (
+    bounces,
     capacity,
     delivery,
     failover,
@@ -67,7 +68,11 @@ def summarise(run: RunDir) -> Summary:
     events = journals.relay
     released = frozenset(events.loc[events["event"].isin(relay.DONE_EVENTS), "msg_id"])
     bounced = frozenset(events.loc[events["event"] == "bounced", "msg_id"])
-    counts = reconcile.count(per, planned, run_id, stuck, unobserved, released, bounced)
+    not_sent = journals.suppressed  # rows of messages not sent: every recipient suppressed
+    if run_id and len(not_sent) and "run_id" in not_sent:
+        not_sent = not_sent[not_sent["run_id"] == run_id]
+    suppressed = frozenset(not_sent["msg_id"]) if len(not_sent) else frozenset()
+    counts = reconcile.count(per, planned, run_id, stuck, unobserved, released, bounced, suppressed)
     t0 = journals.t0
     end = float(attempts["end"].max()) if len(attempts) else t0
     windows = fault_windows.fault_windows(journals.faults)
@@ -109,6 +114,7 @@ def summarise(run: RunDir) -> Summary:
         ),
         harness=run.harness,
         capacity=capacity.capacity(attempts, schedule, t0, rules),
+        bounces=bounces.summarise(attempts, not_sent, scenario, run_id, planned),
     )
     torn_ok = run.writer_may_have_died
     unreadable = {

@@ -160,6 +160,11 @@ class Messages(Part):
         description="accepted, but only after more than one attempt (a deferral, a refused "
         "or dropped attempt, a failover): mail that reached its server late",
     )
+    suppressed: Annotated[int, NEUTRAL] = Field(
+        default=0,
+        description="planned, never sent: every recipient had hard-bounced earlier in the "
+        "run (suppressed); neither not_sent nor failed",
+    )
 
 
 class ServerThroughput(Part):
@@ -411,6 +416,63 @@ class Harness(Part):
     finished_at: Number | None = None
 
 
+# -- bounces ---------------------------------------------------------------------------------
+
+
+class BounceRates(Part):
+    """The recipients of one stream, or carried to one server, and their bounces."""
+
+    attempted: Annotated[int, NEUTRAL] = Field(
+        default=0, description="recipients carried by at least one attempt (not suppressed)"
+    )
+    hard: Annotated[int, LOWER] = Field(default=0, description="last word a 5xx")
+    soft: Annotated[int, LOWER] = Field(
+        default=0, description="last word a 4xx, and no retry followed"
+    )
+    rate: Annotated[float | None, LOWER] = Field(
+        default=None, description="(hard + soft) / attempted; null: none attempted"
+    )
+
+
+class Bounces(BounceRates):
+    """Per recipient (a message and one of its recipients), its last word decided by
+    codes: the reply to its RCPT, else its message's. See docs/metrics.md, "Bounces"."""
+
+    hard_rate: Annotated[float | None, LOWER] = Field(
+        default=None, description="hard / attempted; null: none attempted"
+    )
+    by_class: dict[str, int] = Field(
+        default_factory=dict,
+        description='hard and soft bounces by enhanced code class and subject: "5.1.x" '
+        '(addressing), "5.7.x" (policy), "4.7.x"; "5.x.x": no enhanced code',
+    )
+    by_status: dict[str, int] = Field(
+        default_factory=dict, description='the same by reply: "550 5.1.1", "552"'
+    )
+    suppressed: Annotated[int, NEUTRAL] = Field(
+        default=0,
+        description="recipients left out of an attempt: their address had hard-bounced "
+        "earlier in the run (the sender's suppression list)",
+    )
+    unknown: int | None = Field(
+        default=None,
+        description="recipients the campaign plan sent to a mailbox that does not exist "
+        "(unknown_recipients); null: no stream has any",
+    )
+    unknown_bounced: int | None = Field(
+        default=None, description="of the hard bounces, those at an unknown recipient"
+    )
+    repeat_bounces: Annotated[int | None, LOWER] = Field(
+        default=None,
+        description="hard bounces at an address already suppressed by an earlier one: "
+        "messages to it in flight together, or several sending processes",
+    )
+    per_stream: dict[str, BounceRates] = Field(default_factory=dict)
+    per_server: dict[str, BounceRates] = Field(
+        default_factory=dict, description="attempted at the server; bounced by it"
+    )
+
+
 # -- capacity and SLOs -----------------------------------------------------------------------
 
 
@@ -512,6 +574,9 @@ class Summary(Part):
     journal_problems: JournalProblems = Field(description="journal lines left out, and why")
     harness: Harness = Field(default_factory=Harness, description="the run's own record")
     capacity: Capacity = Field(default_factory=Capacity, description="step-load capacity")
+    bounces: Bounces = Field(
+        default_factory=Bounces, description="hard and soft bounces per recipient; suppression"
+    )
     slo: SloVerdict = Field(
         default_factory=SloVerdict, description="each SLO rule's measured value and verdict"
     )
@@ -573,6 +638,10 @@ SLO_METRICS: Mapping[str, SloMetric] = {
     "p99_lateness_ms": SloMetric("lateness_ms.p99"),
     "min_throughput": SloMetric("throughput.mean_msgs_per_s"),
     "accepted_ratio": SloMetric("messages.accepted", MESSAGE_JOURNALS, per="messages.planned"),
+    "bounce_rate": SloMetric("bounces.rate"),
+    "hard_bounce_rate": SloMetric("bounces.hard_rate"),
+    "hard_bounces": SloMetric("bounces.hard"),
+    "soft_bounces": SloMetric("bounces.soft"),
     **{
         name: SloMetric(f"failovers[].{name}", FAULT_JOURNALS)
         for name in ("detection_s", "failover_s", "failback_s", "recovery_s")

@@ -34,6 +34,7 @@ from sinks.effects.greylist import Greylist
 from sinks.effects.hang import Hang
 from sinks.effects.latency import Latency
 from sinks.effects.link_latency import LinkLatency
+from sinks.effects.mailboxes import Mailboxes
 from sinks.effects.reject import Reject
 from sinks.effects.reset import Reset
 from sinks.effects.throttle import Throttle
@@ -48,6 +49,7 @@ EFFECTS: Mapping[str, type[Effect]] = {
         Greylist,
         Latency,
         Reject,
+        Mailboxes,
         Down,
         Hang,
         Drop,

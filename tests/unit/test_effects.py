@@ -88,6 +88,7 @@ def test_sinks_and_proxies_know_their_own_kinds():
         "greylist",
         "latency",
         "reject",
+        "mailboxes",
         "down",
         "hang",
         "drop",
