@@ -153,6 +153,8 @@ def messages(summary: Summary) -> Table:
     # unverified only where it can happen: servers maildrill does not see past.
     present = [(k, label) for k, label in MESSAGE_COLUMNS
                if k != "unverified" or m.unverified]  # fmt: skip
+    if m.suppressed:  # only where it happened: every recipient of a message suppressed
+        present.append(("suppressed", "suppressed"))
     note = (
         "lost: accepted by the client, received by no sink; phantom: received but "
         "counted failed by the client (RFC 1047); received: unique messages some sink has; "
@@ -352,6 +354,50 @@ def errors(summary: Summary) -> Table:
         note="Failed attempts by reply code and enhanced code; without a reply, by outcome "
         "and the phase it was reached in.",
         empty="no failed attempts",
+    )
+
+
+# RFC 3463's subjects: what the second digit of an enhanced code is about.
+BOUNCE_SUBJECTS = {
+    "1": "addressing", "2": "mailbox", "3": "mail system", "4": "network and routing",
+    "5": "mail delivery protocol", "6": "message content", "7": "security or policy",
+    "x": "no enhanced code",
+}  # fmt: skip
+
+
+def bounces(summary: Summary) -> Table | None:
+    """Hard and soft bounces per recipient, by class, stream and server; only when any
+    recipient bounced or was suppressed."""
+    b = summary.bounces
+    if not (b.hard or b.soft or b.suppressed):
+        return None
+    rows = [["all recipients", num(b.attempted), num(b.hard), num(b.soft), num(b.rate)]]
+    rows += [[f"stream {name}", num(r.attempted), num(r.hard), num(r.soft), num(r.rate)]
+             for name, r in b.per_stream.items()]  # fmt: skip
+    rows += [[f"server {name}", num(r.attempted), num(r.hard), num(r.soft), num(r.rate)]
+             for name, r in b.per_server.items()]  # fmt: skip
+    kinds = [
+        f"{key} {BOUNCE_SUBJECTS.get(key.split('.')[1], '')}: {num(n)}".replace("  ", " ")
+        for key, n in b.by_class.items()
+    ]
+    replies = [f"{key}: {num(n)}" for key, n in b.by_status.items()]
+    rows += [["by class", "", "", "", "; ".join(kinds) or MISSING],
+             ["by reply", "", "", "", "; ".join(replies) or MISSING],
+             ["suppressed (not sent again)", num(b.suppressed), "", "", ""]]  # fmt: skip
+    if b.unknown is not None:
+        rows.append(["unknown in the plan / of them hard-bounced", num(b.unknown),
+                     num(b.unknown_bounced), "", ""])  # fmt: skip
+    if b.repeat_bounces:
+        rows.append(["hard bounces of an address already suppressed", "",
+                     num(b.repeat_bounces), "", ""])  # fmt: skip
+    return Table(
+        "Bounces",
+        "bounces",
+        ["recipients", "attempted", "hard", "soft", "bounce rate"],
+        rows,
+        note="Per recipient, by its last word: hard a 5xx, soft a 4xx after which nothing "
+        "was tried again; rate = (hard + soft) / attempted. Decided by reply codes. A "
+        "suppressed recipient had hard-bounced earlier in the run and was not sent again.",
     )
 
 
@@ -555,6 +601,7 @@ RENDERED = {
     "scenario", "run_id", "started_at", "duration_s", "partial", "messages", "throughput",
     "latency_ms", "response_time_ms", "lateness_ms", "errors", "failovers", "probes",
     "preflight", "journal_problems", "harness", "capacity", "slo", "mta", "relay", "proxies",
+    "bounces",
 }  # fmt: skip
 MAX_MORE_ROWS = 200
 
@@ -595,6 +642,9 @@ def build(summary: Summary, plots: Sequence[PlotRef] = (), scenario_text: str = 
         if extra is not None:
             sections.append(extra)
     sections += [slo_table(summary), errors(summary)]
+    extra_bounces = bounces(summary)
+    if extra_bounces is not None:
+        sections.append(extra_bounces)
     for extra in (preflight(summary), more(summary)):
         if extra is not None:
             sections.append(extra)
