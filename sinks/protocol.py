@@ -156,6 +156,9 @@ class SinkSMTP(CompatSMTP):
         self.info: SessionInfo | None = None
         self.stage = Stage.CONNECT
         self.msg_id = ""
+        # Recipients of the message in DATA: aiosmtpd resets the envelope before the reply
+        # to the final dot, and the refusals journal counts that reply's recipients.
+        self.data_rcpts = 0
         self.ended = False
         self._deadline = 0.0
         self._ends_at = math.inf  # max_session_s after the connection, if set
@@ -379,6 +382,7 @@ class SinkSMTP(CompatSMTP):
         if arg:
             await self.push("501 5.5.4 Syntax: DATA")
             return
+        self.data_rcpts = len(self.envelope.rcpt_tos)
         if self.sink.by_stage[Stage.DATA]:
             decision = await self.sink.decide(Stage.DATA, self.sink.context(self))
             if isinstance(decision, Reply):
