@@ -17,7 +17,9 @@ when a run directory is loaded (loaded.compact), so no other analysis sees them.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -30,9 +32,6 @@ from loadtest.suppression import SUPPRESSED
 from maildrill.mailboxes import local_matches
 
 NOT_SENT = ("s", "f")  # rcpt_replies' marks of a recipient left out of an attempt
-_CELL_COLUMNS = ["msg_id", "stream", "attempt", "start", "server", "outcome", "phase", "code",
-                 "enhanced", "final"]  # fmt: skip
-_DEFAULTS = {"stream": "", "phase": "", "code": np.nan, "enhanced": "", "final": 1.0}
 
 
 def split_suppressed(attempts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -55,56 +54,88 @@ def split_suppressed(attempts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
     return rest, suppressed
 
 
-def cells(attempts: pd.DataFrame) -> pd.DataFrame:
-    """One row per attempt and recipient of its message: the attempt's columns, the
-    recipient's `position` in the message and its `entry` in rcpt_replies. An older
-    journal without the column: every recipient of the envelope, no RCPT reply known."""
-    frame = attempts[[c for c in _CELL_COLUMNS if c in attempts]].reset_index(drop=True)
-    for name, default in _DEFAULTS.items():  # an older or hand-made journal may lack them
-        if name not in frame:
-            frame[name] = default
+@dataclass(frozen=True)
+class Entries:
+    """The distinct rcpt_replies entries, parsed once: for each, whether it was carried
+    (not "s" or "f"), was marked "s", and the RCPT reply's code (0: none) and enhanced."""
+
+    carried: np.ndarray
+    suppressed: np.ndarray
+    code: np.ndarray
+    enhanced: np.ndarray
+
+    @classmethod
+    def parse(cls, values: list[str]) -> Entries:
+        codes = []
+        for v in values:
+            head = v[:3]
+            codes.append(int(head) if head.isdigit() else 0)
+        return cls(
+            carried=np.array([v not in NOT_SENT for v in values], dtype=bool),
+            suppressed=np.array([v == "s" for v in values], dtype=bool),
+            code=np.array(codes, dtype=np.int64),
+            enhanced=np.array([v[4:] for v in values], dtype=object),
+        )
+
+
+@dataclass(frozen=True)
+class Cells:
+    """One cell per attempt and recipient of its message, as parallel arrays: `row` (the
+    attempt's place in the frame), `msg` (the message, a code), `position` (the
+    recipient's place in the message) and `entry` (its rcpt_replies entry, a code into
+    `entries`)."""
+
+    row: np.ndarray
+    msg: np.ndarray
+    position: np.ndarray
+    entry: np.ndarray
+    entries: Entries
+
+
+def cells(attempts: pd.DataFrame, msg: np.ndarray) -> Cells:
+    """The cells of the attempts (whose messages' codes are `msg`). Each distinct
+    rcpt_replies text is split once: a run repeats a handful of them. An older journal
+    without the column: every recipient of the envelope, no RCPT reply known."""
     if "rcpt_replies" in attempts:
-        text = attempts["rcpt_replies"].fillna("").astype(str).reset_index(drop=True)
+        text = attempts["rcpt_replies"].fillna("").astype(str).to_numpy()
     else:
-        count = attempts["recipients"].fillna(1).clip(lower=1).astype(int).reset_index(drop=True)
-        text = count.map(lambda n: ";" * (n - 1))
-    single = ~text.str.contains(";", regex=False)
-    one = frame[single.to_numpy()].assign(entry=text[single], position=0)
-    many = frame[~single.to_numpy()].assign(entry=text[~single].str.split(";"))
-    if len(many):
-        many = many.explode("entry")
-        many["position"] = many.groupby(level=0).cumcount()
-    out = pd.concat([one, many], ignore_index=True) if len(many) else one
-    out["entry"] = out["entry"].astype(str)
-    return out
+        count = attempts["recipients"].fillna(1).clip(lower=1).astype(int).to_numpy()
+        text = np.array([";" * (n - 1) for n in count], dtype=object)
+    text_code, texts = pd.factorize(text)
+    split = [str(t).split(";") for t in texts]
+    values: list[str] = []
+    offsets = np.zeros(len(split), dtype=np.int64)
+    for i, parts in enumerate(split):
+        offsets[i] = len(values)
+        values.extend(parts)
+    lengths = np.array([len(parts) for parts in split], dtype=np.int64)[text_code]
+    rows = np.repeat(np.arange(len(text_code)), lengths)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    position = np.arange(len(rows)) - starts
+    entry_values, entry_of_value = np.unique(np.array(values, dtype=object), return_inverse=True)
+    entry = entry_of_value[offsets[text_code[rows]] + position]
+    return Cells(rows, msg[rows], position, entry, Entries.parse(list(entry_values)))
 
 
-def _last_words(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per recipient carried by some attempt: the cell of the last attempt that carried it,
-    with its last word: `code`, `enhanced`, `stage` (0 code: accepted or no reply)."""
-    carried = frame[~frame["entry"].isin(NOT_SENT)]
-    if carried.empty:
-        return carried.assign(word_code=0, word_enhanced="", stage="", accepted=False)
-    carried = carried.sort_values(["msg_id", "position", "attempt", "start"], kind="stable")
-    last = carried.drop_duplicates(["msg_id", "position"], keep="last").copy()
-    entry = last["entry"]
-    rcpt_code = pd.to_numeric(entry.str.slice(0, 3), errors="coerce").fillna(0)
-    refused = (rcpt_code >= 400).to_numpy()
-    attempt_code = last["code"].fillna(0).to_numpy(dtype="float64") if "code" in last else 0
-    attempt_enhanced = last["enhanced"].fillna("").astype(str).to_numpy()
-    phase = last["phase"].fillna("").astype(str).to_numpy()
-    # A refusal of the message (its code >= 400) speaks for every recipient it carried that
-    # its RCPT did not refuse.
-    message_refused = np.asarray(attempt_code) >= 400
-    last["word_code"] = np.where(
-        refused, rcpt_code.to_numpy(), np.where(message_refused, attempt_code, 0)
-    ).astype(int)
-    last["word_enhanced"] = np.where(
-        refused, entry.str.slice(4).to_numpy(), np.where(message_refused, attempt_enhanced, "")
-    )
-    last["stage"] = np.where(refused, "rcpt", np.where(message_refused, phase, ""))
-    last["accepted"] = (last["outcome"].astype(str) == "accepted").to_numpy() & ~refused
-    return last
+def _column(frame: pd.DataFrame, name: str, default: str | float) -> np.ndarray:
+    """A column as text (`default` a str) or numbers; `default` where the journal has no
+    such column (an older or hand-made one) or an empty cell."""
+    if isinstance(default, str):
+        if name not in frame:
+            return np.full(len(frame), default, dtype=object)
+        column = frame[name]
+        text: np.ndarray = column.astype(object).where(column.notna(), default).to_numpy()
+        return text
+    if name not in frame:
+        return np.full(len(frame), default, dtype="float64")
+    numbers: np.ndarray = frame[name].to_numpy(dtype="float64")
+    return numbers
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct integers, sorted (np.unique hashes, several times slower)."""
+    ordered = np.sort(values)
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) else ordered
 
 
 def _rates(attempted: int, hard: int, soft: int) -> BounceRates:
@@ -124,71 +155,107 @@ def summarise(
     planned: int = 0,
 ) -> Bounces:
     """summary.json's `bounces` (each field defined in summary_model.Bounces)."""
-    frame = cells(attempts) if len(attempts) else None
-    extra = cells(suppressed_rows) if len(suppressed_rows) else None
-    parts = [f for f in (frame, extra) if f is not None]
-    every = pd.concat(parts, ignore_index=True) if parts else None
-    finished: set[str] = set()
-    n_suppressed = 0
-    if every is not None:
-        finished = set(every.loc[every["final"].fillna(1).astype(bool), "msg_id"])
-        skipped = every.loc[every["entry"] == "s", ["msg_id", "position"]]
-        n_suppressed = len(skipped.drop_duplicates())
-    last = _last_words(frame) if frame is not None else None
-    if frame is None or last is None or last.empty:
+    frame = (
+        pd.concat([attempts, suppressed_rows], ignore_index=True)
+        if len(suppressed_rows)
+        else attempts.reset_index(drop=True)
+    )
+    if frame.empty:
         return Bounces(
             attempted=0, hard=0, soft=0, rate=None, hard_rate=None, by_class={},
-            by_status={}, suppressed=n_suppressed, per_stream={}, per_server={},
+            by_status={}, suppressed=0, per_stream={}, per_server={},
             **_plan_counts(scenario, run_id, planned, []),
         )  # fmt: skip
-    code = last["word_code"].to_numpy()
-    hard = (code >= 500) & (code < 600)
-    soft = (code >= 400) & (code < 500) & last["msg_id"].isin(finished).to_numpy()
+    msg, msg_ids = pd.factorize(frame["msg_id"])
+    c = cells(frame, msg)
+    e = c.entries
+    # Messages finished: a journal row of theirs is final (a suppressed row always is).
+    finished = np.zeros(len(msg_ids), dtype=bool)
+    final = _column(frame, "final", 1.0)
+    finished[msg[np.nan_to_num(final, nan=1.0) != 0]] = True
+    width = int(c.position.max()) + 1
+    key = c.msg.astype(np.int64) * width + c.position  # one recipient of one message
+    n_suppressed = _distinct(key[e.suppressed[c.entry]]).size
+
+    # The last attempt that carried each recipient: the last of its cells in (attempt,
+    # start) order.
+    carried = np.flatnonzero(e.carried[c.entry])
+    attempt_no = _column(frame, "attempt", 1.0)
+    start = _column(frame, "start", 0.0)
+    rows = c.row[carried]
+    order = carried[np.lexsort((start[rows], attempt_no[rows], key[carried]))]
+    ordered_key = key[order]
+    last = order[np.r_[ordered_key[1:] != ordered_key[:-1], True]] if len(order) else order
+    row = c.row[last]
+    rcpt_code = e.code[c.entry[last]]
+    attempt_code = np.nan_to_num(_column(frame, "code", np.nan), nan=0.0).astype(np.int64)
+    refused = rcpt_code >= 400
+    message_refused = attempt_code[row] >= 400  # speaks for every recipient its RCPT took
+    word = np.where(refused, rcpt_code, np.where(message_refused, attempt_code[row], 0))
+    enhanced = np.where(
+        refused,
+        e.enhanced[c.entry[last]],
+        np.where(message_refused, _column(frame, "enhanced", "")[row], ""),
+    )
+    hard = (word >= 500) & (word < 600)
+    soft = (word >= 400) & (word < 500) & finished[c.msg[last]]
+
     by_status: dict[str, int] = {}
     by_class: dict[str, int] = {}
-    bounced = last[hard | soft]
-    for c, e in zip(bounced["word_code"], bounced["word_enhanced"], strict=True):
-        status, kind = status_key(int(c), str(e)), bounce_class(int(c), str(e))
-        by_status[status] = by_status.get(status, 0) + 1
-        by_class[kind] = by_class.get(kind, 0) + 1
+    bounced = np.flatnonzero(hard | soft)
+    for (code, text), n in Counter(zip(word[bounced], enhanced[bounced], strict=True)).items():
+        status, kind = status_key(int(code), str(text)), bounce_class(int(code), str(text))
+        by_status[status] = by_status.get(status, 0) + n
+        by_class[kind] = by_class.get(kind, 0) + n
+
     # A recipient counts as attempted at every server an attempt carried it to; its bounce
     # at the server that gave its last word.
-    carried = frame[~frame["entry"].isin(NOT_SENT)]
-    at_servers = carried.drop_duplicates(["msg_id", "position", "server"])
-    per_server: dict[str, BounceRates] = {}
-    for server, n in at_servers.groupby("server", observed=True).size().items():
-        here = (last["server"] == server).to_numpy()
-        per_server[str(server)] = _rates(int(n), int((hard & here).sum()), int((soft & here).sum()))
-    per_stream: dict[str, BounceRates] = {}
-    streams = last["stream"].fillna("").astype(str).to_numpy()
-    for name in sorted(set(streams)):
-        mine = streams == name
-        per_stream[name] = _rates(
-            int(mine.sum()), int((hard & mine).sum()), int((soft & mine).sum())
+    server_code, servers = pd.factorize(_column(frame, "server", ""))
+    at_server = _distinct(key[carried] * len(servers) + server_code[c.row[carried]])
+    attempted_at = np.bincount(at_server % len(servers), minlength=len(servers))
+    last_server = server_code[row]
+    per_server = {
+        str(name): _rates(
+            int(attempted_at[i]),
+            int((hard & (last_server == i)).sum()),
+            int((soft & (last_server == i)).sum()),
         )
+        for i, name in sorted(enumerate(servers), key=lambda x: str(x[1]))
+        if attempted_at[i]
+    }
+    stream_code, streams = pd.factorize(_column(frame, "stream", ""))
+    last_stream = stream_code[row]
+    per_stream = {
+        str(name): _rates(
+            int((last_stream == i).sum()),
+            int((hard & (last_stream == i)).sum()),
+            int((soft & (last_stream == i)).sum()),
+        )
+        for i, name in sorted(enumerate(streams), key=lambda x: str(x[1]))
+        if (last_stream == i).any()
+    }
     attempted, n_hard, n_soft = len(last), int(hard.sum()), int(soft.sum())
+    phase = _column(frame, "phase", "")
+    stage = np.where(refused, "rcpt", phase[row])
+    hard_rows = np.flatnonzero(hard)
+    hard_bounced = [
+        (str(msg_ids[c.msg[last[i]]]), int(c.position[last[i]]),
+         suppresses(str(stage[i]), int(word[i]), str(enhanced[i])))
+        for i in hard_rows
+    ]  # fmt: skip
     return Bounces(
         attempted=attempted,
         hard=n_hard,
         soft=n_soft,
-        rate=round((n_hard + n_soft) / attempted, 6),
-        hard_rate=round(n_hard / attempted, 6),
+        rate=round((n_hard + n_soft) / attempted, 6) if attempted else None,
+        hard_rate=round(n_hard / attempted, 6) if attempted else None,
         by_class=dict(sorted(by_class.items())),
         by_status=dict(sorted(by_status.items())),
         suppressed=n_suppressed,
         per_stream=per_stream,
-        per_server=dict(sorted(per_server.items())),
-        **_plan_counts(scenario, run_id, planned, _hard_bounced(last[hard])),
+        per_server=per_server,
+        **_plan_counts(scenario, run_id, planned, hard_bounced),
     )
-
-
-def _hard_bounced(words: pd.DataFrame) -> list[tuple[str, int, bool]]:
-    """(msg_id, position, whether the bounce suppresses the address) per hard bounce."""
-    columns = ("msg_id", "position", "stage", "word_code", "word_enhanced")
-    return [
-        (str(m), int(p), suppresses(str(s), int(c), str(e)))
-        for m, p, s, c, e in zip(*(words[c] for c in columns), strict=True)
-    ]
 
 
 def _plan_counts(
