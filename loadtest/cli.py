@@ -153,6 +153,13 @@ def _print_summary(result: Summary, run_dir: Path) -> None:
     )
     for line in journal_problem_lines(result.journal_problems):
         print(line)
+    b = result.bounces
+    if b.hard or b.soft or b.suppressed:
+        print(
+            f"bounces: {b.hard} hard, {b.soft} soft of {b.attempted} recipients "
+            f"(rate {b.rate}); suppressed {b.suppressed} recipients, "
+            f"{m.suppressed} whole messages"
+        )
     print(
         f"throughput: mean {result.throughput.mean_msgs_per_s} msgs/s, "
         f"peak {result.throughput.peak_msgs_per_s}; latency p50 {lat.p50} ms, "

@@ -315,3 +315,20 @@ def test_bounces_per_recipient_on_a_hand_built_run(tmp_path):
     assert sorted(summary.errors) == [
         "450 4.2.0", "450 4.7.1", "550 5.7.1", "552", "refused at connect"]  # fmt: skip
     assert set(summary.throughput.per_server) == {"primary"}
+
+
+def test_a_journal_written_before_rcpt_replies_counts_each_attempts_own_reply(tmp_path):
+    """No rcpt_replies column (and so no suppressed rows): each recipient of an attempt
+    takes the attempt's own reply; a refusal at one RCPT of an accepted message is not
+    known."""
+    run_dir = hand_run(tmp_path)
+    path = run_dir / "attempts.csv"
+    lines = path.read_text().splitlines()
+    assert lines[0].endswith(",rcpt_replies")
+    old = [line.rsplit(",", 1)[0] for line in lines if f",{SUPPRESSED}," not in line]
+    path.write_text("\n".join(old) + "\n")
+    b = summary_mod.summarise(RunDir.load(run_dir)).bounces
+    # 0 (3 recipients), 1, 2, 3, 5 (2), 6, 7, 8, 9: 12; hard: 2 (552), 8 (5.7.1); 7 and 9
+    # still had a retry due: no soft bounce.
+    assert (b.attempted, b.hard, b.soft, b.suppressed) == (12, 2, 0, 0)
+    assert b.by_status == {"552": 1, "550 5.7.1": 1}
