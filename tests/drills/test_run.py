@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from loadtest.cli import EXIT_PARTIAL
 from tests.helpers import REPO, SHORT_DEFAULT, assert_delays, merge, parent_pid, read_csv
 
 pytestmark = pytest.mark.slow
@@ -183,10 +184,10 @@ def test_sigint_mid_run_leaves_journals_partial_summary_and_no_orphans(tmp_path)
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode in (0, 1), out + err
+    assert proc.returncode == EXIT_PARTIAL, out + err
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["partial"] is True
-    assert "PARTIAL" in out
+    assert "PARTIAL RUN (interrupted by SIGINT)" in out
     assert 0 < summary["messages"]["attempted"] < 250
     assert summary["messages"]["not_sent"] > 0
     assert_summary_matches_sinks(run_dir)
