@@ -37,7 +37,7 @@ from loadtest.analysis.compare import is_number, is_part, without_none
 from loadtest.analysis.render_md import cell
 from loadtest.analysis.slo import OPS
 from loadtest.analysis.summary_model import SLO_METRICS, Summary
-from loadtest.analysis.view import num
+from loadtest.analysis.view import exact, num
 from maildrill.numbers import number_problem
 
 Change = Literal["value", "delta", "percent"]
@@ -55,11 +55,6 @@ class Rule:
     op: str
     limit: float  # signed for a change
     change: Change
-
-    def describe_limit(self) -> str:
-        if self.change == "value":
-            return num(self.limit)
-        return _signed(self.limit) + (" %" if self.change == "percent" else "")
 
 
 @dataclass(frozen=True)
@@ -159,7 +154,7 @@ def check(rules: Sequence[Rule], a: Summary, b: Summary) -> list[Verdict]:
 def _signed(value: float) -> str:
     if math.isinf(value):
         return "+inf" if value > 0 else "-inf"
-    return ("+" if value > 0 else "") + num(value)
+    return ("+" if value > 0 else "") + exact(value)
 
 
 def _shown(verdict: Verdict) -> str:
@@ -167,7 +162,7 @@ def _shown(verdict: Verdict) -> str:
     if measured is None:
         return num(None)
     if kind == "value":
-        return num(measured)
+        return exact(measured)
     return _signed(measured) + (" %" if kind == "percent" else "")
 
 
@@ -185,7 +180,7 @@ def render(verdicts: Sequence[Verdict]) -> str:
     ]
     for v in verdicts:
         lines.append(
-            f"| {cell(v.rule.text)} | {num(v.a)} | {num(v.b)} | {_shown(v)} | "
+            f"| {cell(v.rule.text)} | {exact(v.a)} | {exact(v.b)} | {_shown(v)} | "
             f"{'BROKEN' if v.broken else 'ok'} | {cell(v.note)} |"
         )
     return "\n".join(lines) + "\n"

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.analysis.summary_model import SloCheck, Summary
-from loadtest.analysis.view import num
+from loadtest.analysis.view import exact
 from maildrill.paths import write_whole
 
 RAN_AS_WRITTEN = "drill ran as written"
@@ -80,14 +80,14 @@ def _slo_cases(summary: Summary, classname: str) -> list[Case]:
             out.append(Case(classname, check.rule, detail=detail))
         else:
             note = f": {check.note}" if check.note else ""
-            message = f"measured {num(check.value)}, limit {num(check.limit)}{note}"
+            message = f"measured {exact(check.value)}, limit {exact(check.limit)}{note}"
             out.append(Case(classname, check.rule, message, "SLO", detail))
     return out
 
 
 def _measured(check: SloCheck) -> str:
     note = f"\nnote: {check.note}" if check.note else ""
-    return f"rule: {check.rule}\nmeasured: {num(check.value)}\nlimit: {num(check.limit)}{note}"
+    return f"rule: {check.rule}\nmeasured: {exact(check.value)}\nlimit: {exact(check.limit)}{note}"
 
 
 def _journal_cases(summary: Summary, classname: str) -> list[Case]:

@@ -72,6 +72,12 @@ def num(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def exact(value: Any) -> str:
+    """A number as measured (summary.json keeps up to 6 places), where a verdict turns on
+    it: at a limit of 5, 5.0004 must not read as 5."""
+    return num(value, 6)
+
+
 def percent(ratio: Any) -> str:
     return MISSING if ratio is None else f"{num(ratio * 100.0, 2)} %"
 

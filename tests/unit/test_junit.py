@@ -15,7 +15,7 @@ import pytest
 from loadtest.analysis import junit
 from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.summary_model import Summary
-from loadtest.analysis.view import num
+from loadtest.analysis.view import exact
 from loadtest.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SLO_FAILED, main
 from tests import runs
 
@@ -61,16 +61,26 @@ def test_one_case_per_slo_check_failed_where_it_failed(drill):
         failure = case.find("failure")
         assert (failure is None) == check.passed, check.rule
         if failure is None:
-            assert f"measured: {num(check.value)}" in case.findtext("system-out", "")
+            assert f"measured: {exact(check.value)}" in case.findtext("system-out", "")
             continue
         message = failure.get("message", "")
-        assert message.startswith(f"measured {num(check.value)}, limit {num(check.limit)}")
+        assert message.startswith(f"measured {exact(check.value)}, limit {exact(check.limit)}")
         assert check.note in message
         assert failure.get("type") == "SLO"
-        assert f"limit: {num(check.limit)}" in (failure.text or "")
+        assert f"limit: {exact(check.limit)}" in (failure.text or "")
     # The hand-built drill's known answers: only failover_s <= 1 passes.
     passed = [c.get("name") for c in cases if c.find("failure") is None]
     assert passed == ["failover_s <= 1"]
+
+
+def test_a_value_just_over_its_limit_does_not_read_as_the_limit(drill):
+    _, summary = drill
+    close = copy.deepcopy(summary)
+    check = next(c for c in close.slo.checks if c.name == "failover_s")
+    check.value, check.passed = 1.0004, False
+    suite = parsed(junit.render(close))
+    (case,) = [c for c in by_group(suite, "slo") if c.get("name") == check.rule]
+    assert case.find("failure").get("message") == "measured 1.0004, limit 1"
 
 
 def test_the_journal_problem_of_the_drill_is_one_failed_case(drill):
