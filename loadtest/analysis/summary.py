@@ -23,6 +23,7 @@ from loadtest.analysis import (
     metrics,
     probes,
     proxies,
+    received,
     reconcile,
     relay,
     report,
@@ -34,6 +35,7 @@ from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import (
     JournalProblems,
     MissingLines,
+    Received,
     Summary,
     UnreadableLines,
 )
@@ -68,14 +70,25 @@ def summarise(run: RunDir) -> Summary:
     released = frozenset(events.loc[events["event"].isin(relay.DONE_EVENTS), "msg_id"])
     bounced = frozenset(events.loc[events["event"] == "bounced", "msg_id"])
     counts = reconcile.count(per, planned, run_id, stuck, unobserved, released, bounced)
-    t0 = journals.t0
+    t0 = run.t0
     end = float(attempts["end"].max()) if len(attempts) else t0
     windows = fault_windows.fault_windows(journals.faults)
     if scenario is not None:
         # Servers maildrill does not own keep no faults journal: infer their trouble.
         foreign = {s.name for s in scenario.servers if not s.local and s.postfix is None}
         windows += fault_windows.infer_windows(attempts, foreign)
-    failovers = [failover.analyse(w, attempts, per, run.probes, t0, end) for w in windows]
+    sink_side: Received | None = None
+    if run.has_sender_journal:
+        failovers = [failover.analyse(w, attempts, per, run.probes, t0, end) for w in windows]
+    else:
+        # Another sender, no attempts: what the receipts alone show (received.py); the
+        # parts built from attempts below come out empty, and say so.
+        end = received.last_moment(journals.sink_side(), t0)
+        frame = received.deliveries(journals.receipts, seen, scenario)
+        names = received.servers(scenario, run.journal_servers, frame)
+        sink_side = received.summarise(frame, names, t0)
+        counts = received.messages(sink_side)
+        failovers = [received.analyse(w, frame, names, run.probes, t0, end) for w in windows]
     mtas = {s.name for s in scenario.servers if s.postfix is not None} if scenario else set()
     rules = scenario.slo if scenario else []
     schedule = scenario.campaign.build_schedule() if scenario else None
@@ -83,7 +96,7 @@ def summarise(run: RunDir) -> Summary:
         scenario=scenario.name if scenario else run.run.scenario,
         run_id=run_id,
         started_at=t0,
-        duration_s=round(end - t0, 3) if len(attempts) else 0.0,
+        duration_s=round(end - t0, 3) if len(attempts) or sink_side else 0.0,
         partial=run.partial,
         messages=counts,
         throughput=metrics.throughput(attempts),
@@ -109,6 +122,8 @@ def summarise(run: RunDir) -> Summary:
         ),
         harness=run.harness,
         capacity=capacity.capacity(attempts, schedule, t0, rules),
+        received=sink_side,
+        needs_sender_journal=[] if sink_side is None else list(received.NEEDS_SENDER_JOURNAL),
     )
     torn_ok = run.writer_may_have_died
     unreadable = {
@@ -116,7 +131,11 @@ def summarise(run: RunDir) -> Summary:
         for name, d in journals.damage.items()
     }
     summary.slo = slo.check(
-        rules, slo.metric_values(summary), faults=len(failovers), unreadable=unreadable
+        rules,
+        slo.metric_values(summary),
+        faults=len(failovers),
+        unreadable=unreadable,
+        unmeasured=summary.needs_sender_journal,
     )
     if run.harness.aborted_by:  # a drill without its fault passes nothing
         summary.slo.passed = False
