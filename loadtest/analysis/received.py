@@ -33,7 +33,9 @@ import numpy as np
 import pandas as pd
 
 from loadtest.analysis import failover as failover_mod
+from loadtest.analysis import proxies
 from loadtest.analysis.fault_windows import FaultWindow
+from loadtest.analysis.loaded import RunDir
 from loadtest.analysis.probes import monitor_detection_s, monitor_recovery_s
 from loadtest.analysis.summary_model import (
     ExactPercentiles,
@@ -83,6 +85,17 @@ def deliveries(
         }
     )
     return out.sort_values("time", kind="stable", ignore_index=True)
+
+
+def of_run(run: RunDir) -> tuple[pd.DataFrame, list[str]]:
+    """A run's `deliveries` and the `servers` to report on (summary and report alike)."""
+    scenario = run.scenario
+    witnesses = (
+        {w for s in scenario.servers if (w := scenario.witness(s.name))} if scenario else set()
+    )
+    witnessed = proxies.witnessed_receipts(run.journals.proxy, witnesses)
+    frame = deliveries(run.journals.receipts, witnessed, scenario)
+    return frame, servers(scenario, run.journal_servers, frame)
 
 
 def _text(frame: pd.DataFrame, column: str) -> pd.Series:

@@ -84,8 +84,7 @@ def summarise(run: RunDir) -> Summary:
         # Another sender, no attempts: what the receipts alone show (received.py); the
         # parts built from attempts below come out empty, and say so.
         end = received.last_moment(journals.sink_side(), t0)
-        frame = received.deliveries(journals.receipts, seen, scenario)
-        names = received.servers(scenario, run.journal_servers, frame)
+        frame, names = received.of_run(run)
         sink_side = received.summarise(frame, names, t0)
         counts = received.messages(sink_side)
         failovers = [received.analyse(w, frame, names, run.probes, t0, end) for w in windows]
