@@ -64,12 +64,6 @@ def summarise(run: RunDir) -> Summary:
         s.name for s in servers
         if scenario and not scenario.observed(s.name) and s.name not in witness_of
     )  # fmt: skip
-    per = reconcile.messages(attempts, receipts)
-    stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
-    events = journals.relay
-    released = frozenset(events.loc[events["event"].isin(relay.DONE_EVENTS), "msg_id"])
-    bounced = frozenset(events.loc[events["event"] == "bounced", "msg_id"])
-    counts = reconcile.count(per, planned, run_id, stuck, unobserved, released, bounced)
     t0 = run.t0
     end = float(attempts["end"].max()) if len(attempts) else t0
     windows = fault_windows.fault_windows(journals.faults)
@@ -79,10 +73,18 @@ def summarise(run: RunDir) -> Summary:
         windows += fault_windows.infer_windows(attempts, foreign)
     sink_side: Received | None = None
     if run.has_sender_journal:
+        per = reconcile.messages(attempts, receipts)
+        stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
+        events = journals.relay
+        released = frozenset(events.loc[events["event"].isin(relay.DONE_EVENTS), "msg_id"])
+        bounced = frozenset(events.loc[events["event"] == "bounced", "msg_id"])
+        counts = reconcile.count(per, planned, run_id, stuck, unobserved, released, bounced)
         failovers = [failover.analyse(w, attempts, per, run.probes, t0, end) for w in windows]
     else:
-        # Another sender, no attempts: what the receipts alone show (received.py); the
-        # parts built from attempts below come out empty, and say so.
+        # Another sender, no attempts: the messages and the faults from the receipts alone
+        # (received.py); the parts built from attempts below come out empty, and
+        # `needs_sender_journal` names them.
+        per = pd.DataFrame()
         end = received.last_moment(journals.sink_side(), t0)
         frame, names = received.of_run(run)
         sink_side = received.summarise(frame, names, t0)
@@ -202,10 +204,10 @@ def _made_by_run(run: RunDir) -> None:
     """A run `maildrill run` finished is whole: run.json and scenario.yaml come before any
     load, harness.json last. With a finished harness.json there, a missing first one was
     removed, and without scenario.yaml there are no SLOs to judge: the report would pass
-    on nothing."""
+    on nothing. (A `maildrill sinks` run has no run.json: Locust never ran.)"""
     if not run.finished:
         return  # a `maildrill sinks` journal directory, or a run stopped before its end
-    for name in ("run.json", "scenario.yaml"):
+    for name in ("run.json", "scenario.yaml") if run.has_sender_journal else ("scenario.yaml",):
         if not (run.path / name).exists():
             raise RunDirError(run.path / name, "missing, yet harness.json says a run was here")
 
