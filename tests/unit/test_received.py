@@ -14,6 +14,7 @@ from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.loaded import RunDir
 from loadtest.analysis.received import NEEDS_SENDER_JOURNAL
 from loadtest.analysis.slo import NEEDS_SENDER_NOTE
+from loadtest.analysis.summary_model import SLO_METRICS
 from loadtest.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SLO_FAILED, main
 from maildrill.records import FaultRecord, ReceiptRecord
 from tests import runs
@@ -245,3 +246,19 @@ def test_a_run_with_the_senders_journal_is_summarised_as_before(tmp_path):
     (f,) = summary.failovers
     assert f.measured_from == "attempts"
     assert f.longest_gap_by_server_s == pytest.approx({"primary": 3.0, "secondary": 0.27})
+
+
+# What an SLO can measure from the receipts alone; every other metric is listed, through
+# its summary key, in NEEDS_SENDER_JOURNAL. A metric added to SLO_METRICS fails the test
+# below until it is one or the other.
+FROM_RECEIPTS = {"duplicates", "failover_s", "failback_s", "recovery_s"}
+
+
+def test_every_slo_metric_is_measured_from_receipts_or_needs_the_senders_journal(tmp_path):
+    rules = ", ".join(f"{name} <= 1000000" for name in SLO_METRICS)
+    summary = summary_mod.write(external(tmp_path / "run", rules), reports=False)
+    for check in summary.slo.checks:
+        if check.name in FROM_RECEIPTS:
+            assert (check.value is not None, check.note) == (True, ""), check
+        else:
+            assert (check.value, check.note) == (None, NEEDS_SENDER_NOTE), check
