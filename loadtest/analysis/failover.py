@@ -126,7 +126,7 @@ def gaps_by_server(
     frame: pd.DataFrame, servers: list[str], start: float, stop: float, column: str = "end"
 ) -> dict[str, float | None]:
     """`longest_gap` at each server (a server with nothing there: the whole stretch)."""
-    by_server = frame["server"].astype(str)
+    by_server = frame["server"]  # compared as it is: a category is integer work
     return {s: longest_gap(frame.loc[by_server == s, column], start, stop) for s in servers}
 
 

@@ -78,7 +78,7 @@ def deliveries(
     out = pd.DataFrame(
         {
             "time": rows["time"].to_numpy(dtype="float64"),
-            "server": [_addressed(s, front) for s in _text(rows, "sink")],
+            "server": _addressed_all(_text(rows, "sink"), front),
             "key": ours.where(ours != "", theirs).to_numpy(),
             "by_message_id": ((ours == "") & (theirs != "")).to_numpy(),
             "outcome": _text(rows, "outcome").replace("", "accepted").to_numpy(),
@@ -113,6 +113,13 @@ def _front_of(scenario: Scenario | None) -> dict[str, str]:
         for s in scenario.servers
         if s.mode == "proxy" and s.upstream_name is not None
     }
+
+
+def _addressed_all(sinks: pd.Series, front: dict[str, str]) -> np.ndarray:
+    """`_addressed` of each row, worked out once per sink name."""
+    codes, names = pd.factorize(sinks)
+    addressed = np.array([_addressed(str(n), front) for n in names], dtype=object)
+    return addressed[codes] if len(names) else np.array([], dtype=object)
 
 
 def _addressed(sink: str, front: dict[str, str]) -> str:
