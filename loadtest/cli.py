@@ -175,19 +175,31 @@ def _unwritable(run_dir: Path) -> str | None:
 def _print_summary(result: Summary, run_dir: Path) -> None:
     m = result.messages
     lat = result.latency_ms
-    print(
-        f"\nmessages: planned {m.planned}, accepted {m.accepted}, failed {m.failed}, "
-        f"lost {m.lost}, duplicates {m.duplicates}, phantom {m.phantom}, "
-        f"not sent {m.not_sent}"
-    )
+    if result.received is not None:
+        _print_received(result)
+    else:
+        print(
+            f"\nmessages: planned {m.planned}, accepted {m.accepted}, failed {m.failed}, "
+            f"lost {m.lost}, duplicates {m.duplicates}, phantom {m.phantom}, "
+            f"not sent {m.not_sent}"
+        )
     for line in journal_problem_lines(result.journal_problems):
         print(line)
-    print(
-        f"throughput: mean {result.throughput.mean_msgs_per_s} msgs/s, "
-        f"peak {result.throughput.peak_msgs_per_s}; latency p50 {lat.p50} ms, "
-        f"p95 {lat.p95} ms, p99 {lat.p99} ms"
-    )
+    if result.received is None:
+        print(
+            f"throughput: mean {result.throughput.mean_msgs_per_s} msgs/s, "
+            f"peak {result.throughput.peak_msgs_per_s}; latency p50 {lat.p50} ms, "
+            f"p95 {lat.p95} ms, p99 {lat.p99} ms"
+        )
     for f in result.failovers:
+        if f.measured_from == "receipts":
+            gaps = ", ".join(f"{k} {v} s" for k, v in f.longest_gap_by_server_s.items())
+            print(
+                f"fault {f.kind} on {f.target} at {f.onset_s:.2f} s: first receipt elsewhere "
+                f"after {f.failover_s} s, first receipt back after {f.failback_s} s, "
+                f"longest gap {f.longest_gap_s} s (per server: {gaps})"
+            )
+            continue
         print(
             f"fault {f.kind} on {f.target} at {f.onset_s:.2f} s: "
             f"detection {f.detection_s} s, failover {f.failover_s} s, "
@@ -226,6 +238,25 @@ def _print_summary(result: Summary, run_dir: Path) -> None:
         )
     report = run_dir / "report.html"
     print(f"{verdict}. Report: {report if report.exists() else run_dir}")
+
+
+def _print_received(result: Summary) -> None:
+    """The printed summary of a run without the sender's journal: receipts, in words."""
+    from loadtest.analysis.view_received import needs_in_words
+
+    r = result.received
+    assert r is not None
+    print(
+        f"\nreceived: {r.receipts} receipts, {r.messages} messages, {r.duplicates} duplicates "
+        f"({r.extra_copies} extra copies; {r.by_message_id} known by Message-ID alone, "
+        f"{r.unidentified} receipts with no id); longest gap {r.longest_gap_s} s"
+    )
+    for name, s in r.servers.items():
+        print(
+            f"  {name}: {s.receipts} receipts ({s.dropped} dropped), first {s.first_s} s, "
+            f"last {s.last_s} s, longest gap {s.longest_gap_s} s"
+        )
+    print(needs_in_words(result))
 
 
 def journal_problem_lines(problems: JournalProblems) -> list[str]:

@@ -565,6 +565,7 @@ RENDERED = {
     "latency_ms", "response_time_ms", "lateness_ms", "errors", "failovers", "probes",
     "preflight", "journal_problems", "harness", "capacity", "slo", "mta", "relay", "proxies",
 }  # fmt: skip
+RENDERED |= {"received", "needs_sender_journal"}  # view_received.py lays them out
 MAX_MORE_ROWS = 200
 
 
