@@ -252,9 +252,12 @@ def _print_received(result: Summary) -> None:
         f"{r.unidentified} receipts with no id); longest gap {r.longest_gap_s} s"
     )
     for name, s in r.servers.items():
+        span = (
+            f"first {s.first_s} s, last {s.last_s} s" if s.first_s is not None else "none received"
+        )
         print(
-            f"  {name}: {s.receipts} receipts ({s.dropped} dropped), first {s.first_s} s, "
-            f"last {s.last_s} s, longest gap {s.longest_gap_s} s"
+            f"  {name}: {s.receipts} receipts ({s.dropped} dropped), {span}, "
+            f"longest gap {s.longest_gap_s} s"
         )
     print(needs_in_words(result))
 
