@@ -14,7 +14,13 @@ and its session ended with it: a message is never committed for a client that le
 freeze alone makes no receipt the sender did not hear of (no phantom, and no duplicate when
 it retries elsewhere). Only a client still waiting at the clear gets its late reply, as it
 would from the real server. Nothing the server says while frozen, not even the 421 of its
-own idle timeout: the idle timer then closes the session in silence.
+own idle timeout: the idle timer then closes the session in silence. (A message committed
+just before the onset keeps its receipt while its 250 waits out the freeze, the gap an
+`ack` delay opens: a sender that gives up then makes the phantom a real server would.)
+
+On a backup MX the commit is the queue: a frozen one queues nothing, while its queue
+runner, a part of its own as Postfix's qmgr is, goes on forwarding what it already holds.
+With `processes: N` each worker freezes its own sessions (the control API tells them all).
 
 `scope: new` is a listener that no longer greets while its workers live (an accept loop
 stuck, a backlog filling): TCP is accepted and no banner ever comes, even after the clear,
