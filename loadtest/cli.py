@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import sinks.cli
+from loadtest.analysis import junit
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import JournalProblems, Summary
 from loadtest.cli_args import server_args
@@ -24,6 +25,9 @@ from maildrill.numbers import finite_float
 from maildrill.paths import UnsafePath, inside
 
 EXIT_OK, EXIT_SLO_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# An interrupted run's SLOs are judged on part of it: never a pass, and not the same as a
+# failed SLO either, so a CI script can tell the two apart (1 stays "did not pass").
+EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130  # Ctrl-C outside a run (a run handles it itself: a partial summary)
 
 
@@ -56,6 +60,15 @@ def _scenario_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="Locust worker processes (0: one process)")
 
 
+def _junit_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write the verdict as JUnit XML (a test case per SLO and journal problem)",
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from loadtest.analysis import summary as summary_mod
     from loadtest.bundled import scenario_path
@@ -82,6 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if problem:
         return fail(problem)
+    if args.junit is not None and (problem := junit.unwritable(args.junit)):
+        return fail(problem)
     print(f"maildrill: {scenario.name}: {scenario.description or path}", file=sys.stderr)
     print(f"maildrill: run directory {run_dir}", file=sys.stderr)
     drill = Drill(scenario, raw, run_dir, run_id, web=args.web)
@@ -91,14 +106,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     result = summary_mod.write(run_dir)
     _print_summary(result, run_dir)
-    return _exit_code(result, run_dir)
+    return _write_junit(args.junit, result) or _exit_code(result, run_dir)
+
+
+def _write_junit(path: Path | None, result: Summary) -> int:
+    """The JUnit file, when asked for (`--junit`): 0, or 2 when it cannot be written."""
+    if path is None:
+        return EXIT_OK
+    try:
+        junit.write(path, result)
+    except OSError as exc:
+        return fail(f"cannot write {path}: {exc.strerror}")
+    return EXIT_OK
 
 
 def _exit_code(result: Summary, run_dir: Path) -> int:
-    """0 or 1 by the SLOs; 2 for a run stopped because a fault did not start."""
+    """0 or 1 by the SLOs; 2 for a run stopped because a fault did not start; 3 for an
+    interrupted (partial) run, whatever its SLOs say."""
     aborted = result.harness.aborted_by
     if aborted:
         return fail(f"{aborted}: the drill did not run as written (journals kept in {run_dir})")
+    if result.partial:
+        return EXIT_PARTIAL
     return EXIT_OK if result.slo.passed else EXIT_SLO_FAILED
 
 
@@ -146,11 +175,14 @@ def _unwritable(run_dir: Path) -> str | None:
 def _print_summary(result: Summary, run_dir: Path) -> None:
     m = result.messages
     lat = result.latency_ms
-    print(
-        f"\nmessages: planned {m.planned}, accepted {m.accepted}, failed {m.failed}, "
-        f"lost {m.lost}, duplicates {m.duplicates}, phantom {m.phantom}, "
-        f"not sent {m.not_sent}"
-    )
+    if result.received is not None:
+        _print_received(result)
+    else:
+        print(
+            f"\nmessages: planned {m.planned}, accepted {m.accepted}, failed {m.failed}, "
+            f"lost {m.lost}, duplicates {m.duplicates}, phantom {m.phantom}, "
+            f"not sent {m.not_sent}"
+        )
     for line in journal_problem_lines(result.journal_problems):
         print(line)
     b = result.bounces
@@ -160,12 +192,21 @@ def _print_summary(result: Summary, run_dir: Path) -> None:
             f"(rate {b.rate}); suppressed {b.suppressed} recipients, "
             f"{m.suppressed} whole messages"
         )
-    print(
-        f"throughput: mean {result.throughput.mean_msgs_per_s} msgs/s, "
-        f"peak {result.throughput.peak_msgs_per_s}; latency p50 {lat.p50} ms, "
-        f"p95 {lat.p95} ms, p99 {lat.p99} ms"
-    )
+    if result.received is None:
+        print(
+            f"throughput: mean {result.throughput.mean_msgs_per_s} msgs/s, "
+            f"peak {result.throughput.peak_msgs_per_s}; latency p50 {lat.p50} ms, "
+            f"p95 {lat.p95} ms, p99 {lat.p99} ms"
+        )
     for f in result.failovers:
+        if f.measured_from == "receipts":
+            gaps = ", ".join(f"{k} {v} s" for k, v in f.longest_gap_by_server_s.items())
+            print(
+                f"fault {f.kind} on {f.target} at {f.onset_s:.2f} s: first receipt elsewhere "
+                f"after {f.failover_s} s, first receipt back after {f.failback_s} s, "
+                f"longest gap {f.longest_gap_s} s (per server: {gaps})"
+            )
+            continue
         print(
             f"fault {f.kind} on {f.target} at {f.onset_s:.2f} s: "
             f"detection {f.detection_s} s, failover {f.failover_s} s, "
@@ -189,10 +230,13 @@ def _print_summary(result: Summary, run_dir: Path) -> None:
         verdict = "PASS" if check.passed else "FAIL"
         note = f", {check.note}" if check.note else ""
         print(f"  {verdict}  {check.rule}  (measured {check.value}{note})")
-    partial = " (PARTIAL: the run was interrupted)" if result.partial else ""
     verdict = "SLOs " + ("PASSED" if result.slo.passed else "FAILED")
     if result.harness.aborted_by:
-        verdict, partial = "RUN FAILED: a fault did not start; SLOs not judged", ""
+        verdict = "RUN FAILED: a fault did not start; SLOs not judged"
+    elif result.partial:
+        why = result.harness.interrupted_by
+        cause = f"interrupted by {why}" if why else "interrupted or never started"
+        verdict = f"PARTIAL RUN ({cause}): {verdict} on partial data, not a pass"
     cap = result.capacity
     if cap.steps:
         print(
@@ -200,7 +244,29 @@ def _print_summary(result: Summary, run_dir: Path) -> None:
             f"max stable {cap.max_stable_msgs_per_s} msgs/s"
         )
     report = run_dir / "report.html"
-    print(f"{verdict}{partial}. Report: {report if report.exists() else run_dir}")
+    print(f"{verdict}. Report: {report if report.exists() else run_dir}")
+
+
+def _print_received(result: Summary) -> None:
+    """The printed summary of a run without the sender's journal: receipts, in words."""
+    from loadtest.analysis.view_received import needs_in_words
+
+    r = result.received
+    assert r is not None
+    print(
+        f"\nreceived: {r.receipts} receipts, {r.messages} messages, {r.duplicates} duplicates "
+        f"({r.extra_copies} extra copies; {r.by_message_id} known by Message-ID alone, "
+        f"{r.unidentified} receipts with no id); longest gap {r.longest_gap_s} s"
+    )
+    for name, s in r.servers.items():
+        span = (
+            f"first {s.first_s} s, last {s.last_s} s" if s.first_s is not None else "none received"
+        )
+        print(
+            f"  {name}: {s.receipts} receipts ({s.dropped} dropped), {span}, "
+            f"longest gap {s.longest_gap_s} s"
+        )
+    print(needs_in_words(result))
 
 
 def journal_problem_lines(problems: JournalProblems) -> list[str]:
@@ -287,6 +353,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if not args.run_dir.is_dir():
         return fail(f"{args.run_dir}: not a run directory")
+    if args.junit is not None and (problem := junit.unwritable(args.junit)):
+        return fail(problem)
     try:
         result = summary_mod.write(args.run_dir)
     except (ScenarioError, RunDirError) as exc:  # a damaged file, named in the message
@@ -297,12 +365,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(summary_mod.as_json(result), end="")
     else:
         _print_summary(result, args.run_dir)
-    return _exit_code(result, args.run_dir)
+    return _write_junit(args.junit, result) or _exit_code(result, args.run_dir)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from loadtest.analysis import compare
+    from loadtest.analysis import compare, fail_on
 
+    try:
+        rules = [fail_on.parse(text) for text in args.fail_on]
+    except ValueError as exc:
+        return fail(f"compare: --fail-on {exc}")
     for run_dir in (args.run_a, args.run_b):
         if not run_dir.is_dir():
             return fail(f"{run_dir}: not a run directory")
@@ -313,6 +385,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except (ScenarioError, RunDirError) as exc:  # a damaged file, named in the message
         return fail(str(exc))
     text = compare.render(str(args.run_a), str(args.run_b), compare.rows(a, b))
+    verdicts = fail_on.check(rules, a, b)
+    if verdicts:
+        text += fail_on.render(verdicts)
     out = args.out or args.run_b / "compare.md"
     if args.out is None and out.is_symlink():  # inside a run directory someone handed over
         return fail(f"{out}: a symbolic link: compare.md is written only inside the run")
@@ -322,7 +397,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return fail(f"cannot write {out}: {exc.strerror}")
     print(text, end="")
     print(f"written to {out}", file=sys.stderr)
-    return EXIT_OK
+    if verdicts:
+        print(f"maildrill: {fail_on.summary_line(verdicts)}", file=sys.stderr)
+    return EXIT_SLO_FAILED if any(v.broken for v in verdicts) else EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -377,6 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _scenario_args(run)
     run.add_argument("--out", type=Path, help="run directory (default reports/RUN-ID)")
     run.add_argument("--web", action="store_true", help="with Locust's web UI")
+    _junit_arg(run)
     run.add_argument(
         "--yes", action="store_true", help="confirm servers outside loopback (allow_remote)"
     )
@@ -396,12 +474,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = sub.add_parser("report", help="analyse a run directory again")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--json", action="store_true", help="print summary.json")
+    _junit_arg(report)
     report.set_defaults(func=cmd_report)
 
     compare_cmd = sub.add_parser("compare", help="what changed from run A to run B")
     compare_cmd.add_argument("run_a", type=Path)
     compare_cmd.add_argument("run_b", type=Path)
     compare_cmd.add_argument("--out", type=Path, help="compare.md path (default RUN_B/compare.md)")
+    compare_cmd.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="exit 1 when B breaks it, e.g. 'lost>0', 'p95_latency_ms>+10%%' (repeatable)",
+    )
     compare_cmd.set_defaults(func=cmd_compare)
 
     check = sub.add_parser(

@@ -19,7 +19,17 @@ from typing import Any, ClassVar
 from maildrill.journal import CsvJournal
 from maildrill.records import FaultRecord
 from sinks.config import EffectSpec, FaultSpec
-from sinks.effects import EFFECTS, Context, Decision, Delay, Direction, Effect, Stage, build
+from sinks.effects import (
+    EFFECTS,
+    Action,
+    Context,
+    Decision,
+    Delay,
+    Direction,
+    Effect,
+    Stage,
+    build,
+)
 
 
 @dataclass
@@ -64,6 +74,7 @@ class EffectHost:
         self._faults = faults
         self._effect_ids = itertools.count(1)
         self._schedule: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()  # set (and replaced) whenever the effects change
 
     # -- what subclasses provide (FaultHost and reporting) ------------------------------
 
@@ -192,6 +203,12 @@ class EffectHost:
                 directions[direction].append(active)
         self.by_stage = {s: tuple(v) for s, v in stages.items()}
         self.by_direction = {d: tuple(v) for d, v in directions.items()}
+        self._changed.set()  # what a freeze holds asks again
+        self._changed = asyncio.Event()
+
+    async def changed(self) -> None:
+        """Until the effects in force next change (one added, removed or replaced)."""
+        await self._changed.wait()
 
     def applies(self, active: ActiveEffect) -> bool:
         """The one place probability is applied: a fresh draw for each decision."""
@@ -203,15 +220,31 @@ class EffectHost:
         return None if decided is None else decided[1]
 
     async def decide_kind(self, stage: Stage, ctx: Context) -> tuple[str, Decision] | None:
-        """As `decide`, with the kind of effect that decided (for journals)."""
-        for active in self.by_stage[stage]:
-            if not self.applies(active):
-                continue
-            decision = active.effect.decide(stage, ctx)
-            if decision is None:
-                continue
-            if isinstance(decision, Delay):
-                await asyncio.sleep(decision.seconds)
-                continue
-            return active.kind, decision
-        return None
+        """As `decide`, with the kind of effect that decided (for journals).
+
+        A FREEZE is never returned: the caller is held here (`ctx.session.held_by` names
+        the kind meanwhile) until the effects in force change, then the stage is asked
+        again. So every stage a sink or proxy asks honours a freeze with no code of its
+        own, and a caller whose client leaves is cancelled here, having done nothing.
+        """
+        while True:
+            for active in self.by_stage[stage]:
+                if not self.applies(active):
+                    continue
+                decision = active.effect.decide(stage, ctx)
+                if decision is None:
+                    continue
+                if isinstance(decision, Delay):
+                    await asyncio.sleep(decision.seconds)
+                    continue
+                if decision is Action.FREEZE:
+                    break
+                return active.kind, decision
+            else:
+                return None
+            ctx.session.held_by = active.kind
+            try:
+                await self.changed()
+            finally:
+                ctx.session.held_by = ""
+            ctx.now = time.monotonic()

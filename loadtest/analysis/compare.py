@@ -86,26 +86,26 @@ def _rows(
     for name, field in model.model_fields.items():
         mark = _mark(field) or sense
         va, vb = getattr(a, name, None), getattr(b, name, None)
-        kind = _without_none(field.annotation)
+        kind = without_none(field.annotation)
         origin, args = typing.get_origin(kind), typing.get_args(kind)
         inner_group = _group(name) if group is None else group
         inner_prefix = prefix if group is None else f"{prefix}{name} "
-        if _is_number(kind):
+        if is_number(kind):
             if mark is None or (mark.only is not None and name not in mark.only):
                 continue
             pair = _value(va), _value(vb)
             if not (mark.if_measured and pair == (None, None)):
                 label = prefix + (mark.label or name)
                 yield Row(group or "run", label, *pair, mark.better)
-        elif _is_part(kind):
+        elif is_part(kind):
             yield from _rows(kind, va, vb, inner_group, inner_prefix, mark)
-        elif origin is dict and _is_part(args[1]):
+        elif origin is dict and is_part(args[1]):
             ma, mb = va or {}, vb or {}
             for key in _names(ma, mb):
                 yield from _rows(
                     args[1], ma.get(key), mb.get(key), inner_group, f"{prefix}{key} ", mark
                 )
-        elif origin is list and _is_part(args[0]):
+        elif origin is list and is_part(args[0]):
             for label, ia, ib in _match(args[0], va or [], vb or [], inner_group, name):
                 yield from _rows(args[0], ia, ib, label, prefix, mark)
 
@@ -114,7 +114,7 @@ def _mark(field: FieldInfo) -> Compare | None:
     return next((m for m in field.metadata if isinstance(m, Compare)), None)
 
 
-def _without_none(annotation: Any) -> Any:
+def without_none(annotation: Any) -> Any:
     """X from `X | None`; a union of numbers as it is."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -122,14 +122,14 @@ def _without_none(annotation: Any) -> Any:
     return annotation
 
 
-def _is_number(annotation: Any) -> bool:
+def is_number(annotation: Any) -> bool:
     """int, float, bool, or a union of them (`Number`)."""
     union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     kinds = typing.get_args(annotation) if union else (annotation,)
     return all(k in (int, float, bool) for k in kinds)
 
 
-def _is_part(annotation: Any) -> bool:
+def is_part(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 

@@ -69,11 +69,11 @@ def analyse(
         kind=window.kind,
         onset_s=round(window.onset - t0, 6),
         cleared_s=None if window.cleared is None else round(window.cleared - t0, 6),
-        detection_s=_since(detection_end, window.onset),
-        failover_s=_since(failover_end, window.onset),
-        failback_s=_since(failback_end, window.cleared),
-        recovery_s=_recovery(accepted, window.onset, end),
-        longest_gap_s=_longest_gap(accepted["end"], window.onset, until),
+        detection_s=since(detection_end, window.onset),
+        failover_s=since(failover_end, window.onset),
+        failback_s=since(failback_end, window.cleared),
+        recovery_s=recovery(accepted, window.onset, end),
+        longest_gap_s=longest_gap(accepted["end"], window.onset, until),
         messages_delayed=len(delayed),
         messages_failed=int((~affected["accepted"]).sum()),
         added_latency_ms=percentiles(added.clip(lower=0)),
@@ -81,6 +81,10 @@ def analyse(
         onset_source="first failed attempt" if window.kind == "inferred" else "sink journal",
         monitor_detection_s=monitor_detection_s(window, probes),
         monitor_recovery_s=monitor_recovery_s(window, probes),
+        measured_from="attempts",
+        longest_gap_by_server_s=gaps_by_server(
+            accepted, sorted({str(s) for s in attempts["server"].unique()}), window.onset, until
+        ),
     )
 
 
@@ -102,14 +106,15 @@ def _phases(accepted: pd.DataFrame, onset: float, until: float) -> dict[str, Fau
     }
 
 
-def _since(moment: float | None, origin: float | None) -> float | None:
+def since(moment: float | None, origin: float | None) -> float | None:
     if moment is None or origin is None:
         return None
     return round(moment - origin, 6)
 
 
-def _longest_gap(ends: pd.Series, start: float, stop: float) -> float | None:
-    """Longest stretch inside [start, stop] with no accepted message anywhere."""
+def longest_gap(ends: pd.Series, start: float, stop: float) -> float | None:
+    """Longest stretch inside [start, stop] with none of these times (accepted attempts'
+    ends, or receipts) in it."""
     if stop <= start:
         return None
     inside = np.sort(ends[(ends >= start) & (ends <= stop)].to_numpy())
@@ -117,7 +122,17 @@ def _longest_gap(ends: pd.Series, start: float, stop: float) -> float | None:
     return round(float(np.diff(edges).max()), 6)
 
 
-def _recovery(accepted: pd.DataFrame, onset: float, end: float) -> float | None:
+def gaps_by_server(
+    frame: pd.DataFrame, servers: list[str], start: float, stop: float, column: str = "end"
+) -> dict[str, float | None]:
+    """`longest_gap` at each server (a server with nothing there: the whole stretch)."""
+    by_server = frame["server"]  # compared as it is: a category is integer work
+    return {s: longest_gap(frame.loc[by_server == s, column], start, stop) for s in servers}
+
+
+def recovery(accepted: pd.DataFrame, onset: float, end: float) -> float | None:
+    """Onset to the end of the first 1 s bin whose count of `accepted["end"]` is back at
+    RECOVERY_SHARE of the rate in the PRE_FAULT_WINDOW_S before the onset."""
     ends = accepted["end"].to_numpy()
     before = ends[(ends >= onset - PRE_FAULT_WINDOW_S) & (ends < onset)]
     span = min(PRE_FAULT_WINDOW_S, onset - ends.min()) if len(ends) else 0.0

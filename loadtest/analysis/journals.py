@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from loadtest.analysis.rundir import (
+    EXTERNAL,
     HARNESS,
     JOURNAL_PATTERNS,
     RUN,
@@ -97,12 +98,19 @@ class Journals:
 
     @property
     def t0(self) -> float:
+        """run.json's t0; without one the first intended send time; without attempts
+        (another sender) the first row any sink or proxy journaled."""
         t0 = self.run.get("t0")
         if t0:
             return float(t0)
         if len(self.attempts):
             return float(self.attempts["intended"].min())
-        return 0.0
+        firsts = [float(f["time"].min()) for f in self.sink_side() if len(f)]
+        return min(firsts) if firsts else 0.0
+
+    def sink_side(self) -> tuple[pd.DataFrame, ...]:
+        """The journals the servers' side keeps (sinks, backup MXs, proxies), each timed."""
+        return (self.receipts, self.refusals, self.faults, self.relay, self.proxy)
 
 
 def _contents(path: Path) -> bytes:
@@ -331,8 +339,10 @@ def load(run_dir: Path) -> Journals:
         raise RunDirError(run_dir, "not a run directory")
     run = read_json(run_dir / "run.json", RUN) or {}
     harness = read_json(run_dir / "harness.json", HARNESS)
-    # A run stopped before its first attempt has no attempts; one that finished has them.
+    # A run stopped before its first attempt has no attempts; one that finished has them,
+    # unless its mail came from another sender (`maildrill sinks`: sender "external").
     finished = harness is not None and harness.get("partial") is False
+    finished = finished and (harness or {}).get("sender") != EXTERNAL
     if finished and not list(run_dir.glob(PATTERNS["attempts"])):
         raise RunDirError(
             run_dir / "attempts.csv", "missing, yet harness.json says the run finished"

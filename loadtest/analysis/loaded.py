@@ -11,6 +11,7 @@ then the probes and preflight.json.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,8 +22,15 @@ from pydantic import BaseModel, ValidationError
 from loadtest.analysis import journals as journals_mod
 from loadtest.analysis import probes as probes_mod
 from loadtest.analysis.bounces import split_suppressed
-from loadtest.analysis.journals import Damage, Journals
-from loadtest.analysis.rundir import HARNESS, PREFLIGHT, RunDirError, read_json, read_scenario
+from loadtest.analysis.journals import PATTERNS, Damage, Journals
+from loadtest.analysis.rundir import (
+    EXTERNAL,
+    HARNESS,
+    PREFLIGHT,
+    RunDirError,
+    read_json,
+    read_scenario,
+)
 from loadtest.analysis.summary_model import Harness, Preflight
 from loadtest.scenario import Scenario
 from maildrill.inputs import describe_errors
@@ -57,6 +65,12 @@ class RunDir:
     preflight: Preflight | None  # the pre-flight check's verdict; None without one
     probes: pd.DataFrame = field(default_factory=pd.DataFrame)  # probes*.csv, by time
     probe_damage: dict[str, Damage] = field(default_factory=dict)
+    # False: the mail came from a sender that keeps no journal (a platform sending to
+    # `maildrill sinks`): only what the sinks and proxies journaled can be measured.
+    has_sender_journal: bool = True
+    # The servers whose sinks (or proxies) kept a journal here, by file name: one that
+    # received nothing still has its empty journals.
+    journal_servers: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: Path) -> RunDir:
@@ -91,7 +105,18 @@ class RunDir:
             ),
             probes=probes,
             probe_damage=probe_damage,
+            has_sender_journal=_has_sender_journal(path, journals.run, harness),
+            journal_servers=_journal_servers(path),
         )
+
+    @property
+    def t0(self) -> float:
+        """When the run started, the origin of every "seconds from run start": run.json's
+        campaign start; for another sender, harness.json's (`maildrill sinks`: the fault
+        timeline's start); else the first intended send time, or the first journal row."""
+        if not self.journals.run.get("t0") and self.harness.t0:
+            return float(self.harness.t0)
+        return self.journals.t0
 
     @property
     def writer_may_have_died(self) -> bool:
@@ -100,6 +125,26 @@ class RunDir:
         A run that finished cleanly closed every journal whole: a torn line there is a file
         cut short, and counts as an unreadable line (the lines after it are gone)."""
         return bool(self.partial or self.harness.sink_deaths or self.harness.workers_lost)
+
+
+def _has_sender_journal(path: Path, run: dict[str, Any], harness: dict[str, Any]) -> bool:
+    """Whether maildrill's sender (Locust) wrote this run's attempts: there is an attempts
+    journal, or run.json (Locust started the campaign), or a harness.json of `maildrill
+    run` (a run stopped before its first attempt: zero messages, not another sender). A
+    `maildrill sinks` directory has none of these, or a harness.json saying "external"."""
+    if any(path.glob(PATTERNS["attempts"])) or run:
+        return True
+    return bool(harness) and harness.get("sender") != EXTERNAL
+
+
+# Journal files a server's sink (or proxy) writes: KIND-NAME.csv, KIND-NAME-wK.csv for
+# worker K of a sink with `processes: N`.
+SERVER_JOURNALS = re.compile(r"^(?:receipts|refusals|faults|proxy)-(.+?)(?:-w[0-9]+)?\.csv$")
+
+
+def _journal_servers(path: Path) -> tuple[str, ...]:
+    names = {m[1] for f in path.glob("*.csv") if (m := SERVER_JOURNALS.match(f.name))}
+    return tuple(sorted(names))
 
 
 def _run_record(run: dict[str, Any]) -> RunRecord:

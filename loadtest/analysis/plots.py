@@ -75,7 +75,13 @@ def _figure(
     return figure, axes
 
 
-def _mark_faults(ax: Axes, failovers: Sequence[Failover], end_s: float) -> None:
+MOMENTS = ("failover (first accepted elsewhere)", "failback (first accepted again)")
+RECEIPT_MOMENTS = ("failover (first receipt elsewhere)", "failback (first receipt again)")
+
+
+def _mark_faults(
+    ax: Axes, failovers: Sequence[Failover], end_s: float, moments: tuple[str, str] = MOMENTS
+) -> None:
     """Fault windows shaded, failover and failback moments as vertical lines."""
     labelled: set[str] = set()
 
@@ -92,10 +98,10 @@ def _mark_faults(ax: Axes, failovers: Sequence[Failover], end_s: float) -> None:
         ax.axvspan(onset, stop, color=FAULT_COLOUR, alpha=0.12, lw=0, label=label)
         if f.failover_s is not None:
             ax.axvline(onset + f.failover_s, color=FAILOVER_COLOUR, ls="--", lw=1.2,
-                       label=once("failover (first accepted elsewhere)"))  # fmt: skip
+                       label=once(moments[0]))  # fmt: skip
         if cleared is not None and f.failback_s is not None:
             ax.axvline(cleared + f.failback_s, color=FAILBACK_COLOUR, ls=":", lw=1.5,
-                       label=once("failback (first accepted again)"))  # fmt: skip
+                       label=once(moments[1]))  # fmt: skip
 
 
 def _slo_line(ax: Axes, limit: float | None, values: np.ndarray) -> None:
@@ -171,6 +177,39 @@ def throughput(
     if bottom.get_legend() is not None:
         bottom.get_legend().remove()
     return figure
+
+
+def received(
+    frame: pd.DataFrame, failovers: Sequence[Failover], palette: Mapping[str, str]
+) -> Figure:
+    """Receipts per second per server and in total (no sender's journal); faults marked."""
+    figure, axes = _figure()
+    ax = axes[0][0]
+    end_s = float(frame["second"].max() + 1) if len(frame) else 1.0
+    if len(frame):
+        # Each second a bin of its own, the last one included (a series covers every
+        # second for every server).
+        total = frame.groupby("second")["received"].sum()
+        edges = np.r_[total.index.to_numpy(), total.index[-1] + 1]
+        if frame["server"].nunique() > 1:
+            ax.stairs(total.to_numpy(), edges, color=TOTAL_COLOUR, lw=4, label="total")
+        for name in _ordered(frame["server"].unique(), palette):
+            mine = frame[frame["server"] == name].sort_values("second")
+            colour = palette.get(name, SERVER_COLOURS[0])
+            ax.stairs(mine["received"].to_numpy(), edges, color=colour, lw=1.6, label=text(name))
+    _mark_faults(ax, failovers, end_s, RECEIPT_MOMENTS)
+    ax.set_ylim(bottom=0)
+    _finish(ax, "Receipts per second, per server (the sinks' journals)", "msgs/s")
+    return figure
+
+
+def received_plots(
+    frames: Mapping[str, pd.DataFrame], summary: Summary, servers: Sequence[str]
+) -> list[Plot]:
+    """The plots of a run without the sender's journal: the receipts alone."""
+    with matplotlib.rc_context({"text.parse_math": False}):
+        figure = received(frames["received"], summary.failovers, colours(servers))
+    return [Plot("received", "Receipts per server", figure)]
 
 
 def _ordered(names: Any, palette: Mapping[str, str]) -> list[str]:

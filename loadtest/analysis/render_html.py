@@ -68,6 +68,21 @@ def table(t: Table) -> str:
     return "\n".join(parts)
 
 
+def _figure(title: str, png: bytes, caption: str) -> str:
+    return (
+        f'<figure><img alt="{escape(title)}" src="{data_uri(png)}">'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
+    )
+
+
+def _lead_plot(view: ReportView, pngs: Mapping[str, bytes]) -> list[str]:
+    """The lead plot right under the verdict, before the tables."""
+    p = view.lead_plot
+    if p is None or p.name not in pngs:
+        return []
+    return [_figure(p.title, pngs[p.name], f"{view.lead_caption} ({p.path})")]
+
+
 def render(view: ReportView, pngs: Mapping[str, bytes]) -> str:
     """The page; `pngs` maps a plot's name to its PNG bytes (embedded, never linked)."""
     v = view.verdict
@@ -83,6 +98,7 @@ def render(view: ReportView, pngs: Mapping[str, bytes]) -> str:
         f'<p class="facts">{facts}</p>',
         f'<div class="verdict {escape(v.status)}"><strong>{escape(v.headline)}</strong>'
         f"{escape(v.detail)}</div>",
+        *_lead_plot(view, pngs),
         f"<nav>{nav}</nav>",
         *(table(t) for t in view.sections),
     ]
@@ -91,10 +107,7 @@ def render(view: ReportView, pngs: Mapping[str, bytes]) -> str:
         for p in view.plots:
             if p.name not in pngs:
                 continue
-            body.append(
-                f'<figure><img alt="{escape(p.title)}" src="{data_uri(pngs[p.name])}">'
-                f"<figcaption>{escape(p.title)} ({escape(p.path)})</figcaption></figure>"
-            )
+            body.append(_figure(p.title, pngs[p.name], f"{p.title} ({p.path})"))
     if view.scenario_text:
         body.append('<h2 id="scenario">Scenario as run</h2>')
         body.append(f"<pre>{escape(view.scenario_text)}</pre>")

@@ -47,8 +47,11 @@ def table(t: Table) -> list[str]:
 def render(view: ReportView) -> str:
     v = view.verdict
     lines = [f"# {cell(view.title)}", ""]
-    lines += [f"> **{v.headline}**: {cell(v.detail)}", ""]
     lines += [" · ".join(f"{k}: {cell(value)}" for k, value in view.facts), ""]
+    lines += [f"> **{v.headline}**: {cell(v.detail)}", ""]
+    if view.lead_plot is not None:  # right under the verdict, before the tables
+        p = view.lead_plot
+        lines += [f"![{p.title}]({p.path})", "", cell(view.lead_caption), ""]
     for t in view.sections:
         lines += table(t)
     if view.plots:

@@ -10,14 +10,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from loadtest.analysis import plots, render_html, render_md, timeseries, view
+from loadtest.analysis import (
+    plots,
+    received,
+    render_html,
+    render_md,
+    timeseries,
+    view,
+    view_received,
+)
 from loadtest.analysis.journals import Journals
 from loadtest.analysis.loaded import RunDir
 from loadtest.analysis.summary_model import Summary
 from loadtest.scenario import Scenario
 
 PLOTS_DIR = "plots"
-KNOWN_PLOTS = ("throughput", "latency", "replies", "lateness", "capacity")
+KNOWN_PLOTS = ("throughput", "latency", "replies", "lateness", "capacity", "received")
 
 
 def run_attempts(journals: Journals) -> pd.DataFrame:
@@ -55,23 +63,38 @@ def server_order(
     return order + sorted(seen - set(order))
 
 
+def received_series(run: RunDir) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """A run without the sender's journal: receipts per second and server, and the servers
+    in the order the summary lists them."""
+    frame, names = received.of_run(run)
+    return {"received": timeseries.received(frame, names, run.t0)}, names
+
+
 def write(run_dir: Path, summary: Summary, run: RunDir) -> dict[str, Path]:
     """Series CSVs, plots, report.md and report.html in `run_dir` (the run's own directory,
-    or another to write them to); returns their paths."""
-    frames = series(run.journals)
+    or another to write them to); returns their paths. Without the sender's journal, the
+    receipts' series, plot and view (loadtest.analysis.received)."""
+    if summary.received is None:
+        frames = series(run.journals)
+        figures = plots.all_plots(frames, summary, server_order(run.scenario, summary, frames))
+        build = view.build
+    else:
+        frames, names = received_series(run)
+        figures = plots.received_plots(frames, summary, names)
+        build = view_received.build
     written = {f"series/{k}": p for k, p in timeseries.write_csvs(run_dir, frames).items()}
     plots_dir = run_dir / PLOTS_DIR
     plots_dir.mkdir(exist_ok=True)
     pngs: dict[str, bytes] = {}
     refs = []
-    for plot in plots.all_plots(frames, summary, server_order(run.scenario, summary, frames)):
+    for plot in figures:
         path = plots.save(plot.figure, plots_dir / f"{plot.name}.png")
         pngs[plot.name] = path.read_bytes()
         refs.append(view.PlotRef(plot.name, plot.title, f"{PLOTS_DIR}/{plot.name}.png"))
         written[f"plots/{plot.name}"] = path
     for stale in set(KNOWN_PLOTS) - set(pngs):
         (plots_dir / f"{stale}.png").unlink(missing_ok=True)
-    page = view.build(summary, refs, run.scenario_text)
+    page = build(summary, refs, run.scenario_text)
     written["report.md"] = run_dir / "report.md"
     written["report.md"].write_text(render_md.render(page), encoding="utf-8")
     written["report.html"] = run_dir / "report.html"

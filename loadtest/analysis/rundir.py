@@ -88,7 +88,12 @@ HARNESS: Shape = {
     "events": (_events, "a list of objects with a number time"),
     "finished_at": NUMBER,
     "journals": (_manifest, "an object of {bytes, lines} per journal"),
+    "sender": TEXT,
+    "t0": (lambda v: _number(v) and v >= 0, "a finite number >= 0"),
 }
+# harness.json's `sender` when the mail came from another sender than maildrill's (a
+# platform sending to `maildrill sinks`): the run directory then has no attempts journal.
+EXTERNAL = "external"
 PREFLIGHT: Shape = {
     "ok": (lambda v: isinstance(v, bool), "true or false"),
     "reference": TEXT_OR_NULL,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from loadtest.analysis.summary_model import SLO_METRICS, SloCheck, SloVerdict, Summary
@@ -43,6 +43,7 @@ def check(
     values: Mapping[str, float | None],
     faults: int | None = None,
     unreadable: Mapping[str, tuple[str, int]] | None = None,
+    unmeasured: Collection[str] = (),
 ) -> SloVerdict:
     """Verdict per rule. A value that could not be measured fails, except a fault timing
     in a run with no fault at all (`faults == 0`), which does not apply.
@@ -51,6 +52,10 @@ def check(
     a journal with unreadable lines cannot pass, whatever its measured value: the lines
     may be the receipts of messages that now read as lost (or the attempts of messages
     lost for real), so the value is unverified, and the note names the files.
+
+    `unmeasured`: keys of the summary this run could not measure (`needs_sender_journal`:
+    no attempts journal). A rule on one is not measured, and says why: a 0 there is no
+    pass.
     """
     checks = []
     for rule in rules:
@@ -60,6 +65,9 @@ def check(
         verdict: dict[str, Any]  # a note only where there is one: no "note" key otherwise
         if value is None and metric in FAULT_TIMINGS and faults == 0:
             verdict = {"passed": True, "note": "no fault in this run"}
+        elif _needs(metric, unmeasured):
+            verdict = {"passed": False, "note": NEEDS_SENDER_NOTE}
+            value = None
         elif doubt:
             verdict = {"passed": False, "note": doubt}
         elif value is None:
@@ -68,6 +76,16 @@ def check(
             verdict = {"passed": OPS[op](value, limit)}
         checks.append(SloCheck(name=metric, rule=rule, limit=limit, value=value, **verdict))
     return SloVerdict(passed=all(c.passed for c in checks), checks=checks)
+
+
+NEEDS_SENDER_NOTE = "not measured: needs the sender's journal (attempts.csv)"
+
+
+def _needs(metric: str, unmeasured: Collection[str]) -> bool:
+    """Whether the metric's value (or what it is divided by) lies in an unmeasured key."""
+    spec = SLO_METRICS[metric]
+    paths = [spec.path, *([spec.per] if spec.per else [])]
+    return any(p == key or p.startswith(f"{key}.") for p in paths for key in unmeasured)
 
 
 def _doubt(metric: str, unreadable: Mapping[str, tuple[str, int]]) -> str:

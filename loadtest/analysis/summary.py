@@ -24,6 +24,7 @@ from loadtest.analysis import (
     metrics,
     probes,
     proxies,
+    received,
     reconcile,
     relay,
     report,
@@ -35,6 +36,7 @@ from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import (
     JournalProblems,
     MissingLines,
+    Received,
     Summary,
     UnreadableLines,
 )
@@ -63,24 +65,38 @@ def summarise(run: RunDir) -> Summary:
         s.name for s in servers
         if scenario and not scenario.observed(s.name) and s.name not in witness_of
     )  # fmt: skip
-    per = reconcile.messages(attempts, receipts)
-    stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
-    events = journals.relay
-    released = frozenset(events.loc[events["event"].isin(relay.DONE_EVENTS), "msg_id"])
-    bounced = frozenset(events.loc[events["event"] == "bounced", "msg_id"])
-    not_sent = journals.suppressed  # rows of messages not sent: every recipient suppressed
-    if run_id and len(not_sent) and "run_id" in not_sent:
-        not_sent = not_sent[not_sent["run_id"] == run_id]
-    suppressed = frozenset(not_sent["msg_id"]) if len(not_sent) else frozenset()
-    counts = reconcile.count(per, planned, run_id, stuck, unobserved, released, bounced, suppressed)
-    t0 = journals.t0
+    t0 = run.t0
     end = float(attempts["end"].max()) if len(attempts) else t0
     windows = fault_windows.fault_windows(journals.faults)
     if scenario is not None:
         # Servers maildrill does not own keep no faults journal: infer their trouble.
         foreign = {s.name for s in scenario.servers if not s.local and s.postfix is None}
         windows += fault_windows.infer_windows(attempts, foreign)
-    failovers = [failover.analyse(w, attempts, per, run.probes, t0, end) for w in windows]
+    sink_side: Received | None = None
+    not_sent = journals.suppressed  # rows of messages not sent: every recipient suppressed
+    if run_id and len(not_sent) and "run_id" in not_sent:
+        not_sent = not_sent[not_sent["run_id"] == run_id]
+    if run.has_sender_journal:
+        per = reconcile.messages(attempts, receipts)
+        stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
+        events = journals.relay
+        released = frozenset(events.loc[events["event"].isin(relay.DONE_EVENTS), "msg_id"])
+        bounced = frozenset(events.loc[events["event"] == "bounced", "msg_id"])
+        suppressed = frozenset(not_sent["msg_id"]) if len(not_sent) else frozenset()
+        counts = reconcile.count(
+            per, planned, run_id, stuck, unobserved, released, bounced, suppressed
+        )
+        failovers = [failover.analyse(w, attempts, per, run.probes, t0, end) for w in windows]
+    else:
+        # Another sender, no attempts: the messages and the faults from the receipts alone
+        # (received.py); the parts built from attempts below come out empty, and
+        # `needs_sender_journal` names them.
+        per = pd.DataFrame()
+        end = received.last_moment(journals.sink_side(), t0)
+        frame, names = received.of_run(run)
+        sink_side = received.summarise(frame, names, t0)
+        counts = received.messages(sink_side)
+        failovers = [received.analyse(w, frame, names, run.probes, t0, end) for w in windows]
     mtas = {s.name for s in scenario.servers if s.postfix is not None} if scenario else set()
     rules = scenario.slo if scenario else []
     schedule = scenario.campaign.build_schedule() if scenario else None
@@ -88,7 +104,7 @@ def summarise(run: RunDir) -> Summary:
         scenario=scenario.name if scenario else run.run.scenario,
         run_id=run_id,
         started_at=t0,
-        duration_s=round(end - t0, 3) if len(attempts) else 0.0,
+        duration_s=round(end - t0, 3) if len(attempts) or sink_side else 0.0,
         partial=run.partial,
         messages=counts,
         throughput=metrics.throughput(attempts),
@@ -115,6 +131,8 @@ def summarise(run: RunDir) -> Summary:
         harness=run.harness,
         capacity=capacity.capacity(attempts, schedule, t0, rules),
         bounces=bounces.summarise(attempts, not_sent, scenario, run_id, planned),
+        received=sink_side,
+        needs_sender_journal=[] if sink_side is None else list(received.NEEDS_SENDER_JOURNAL),
     )
     torn_ok = run.writer_may_have_died
     unreadable = {
@@ -122,7 +140,11 @@ def summarise(run: RunDir) -> Summary:
         for name, d in journals.damage.items()
     }
     summary.slo = slo.check(
-        rules, slo.metric_values(summary), faults=len(failovers), unreadable=unreadable
+        rules,
+        slo.metric_values(summary),
+        faults=len(failovers),
+        unreadable=unreadable,
+        unmeasured=summary.needs_sender_journal,
     )
     if run.harness.aborted_by:  # a drill without its fault passes nothing
         summary.slo.passed = False
@@ -190,10 +212,10 @@ def _made_by_run(run: RunDir) -> None:
     """A run `maildrill run` finished is whole: run.json and scenario.yaml come before any
     load, harness.json last. With a finished harness.json there, a missing first one was
     removed, and without scenario.yaml there are no SLOs to judge: the report would pass
-    on nothing."""
+    on nothing. (A `maildrill sinks` run has no run.json: Locust never ran.)"""
     if not run.finished:
         return  # a `maildrill sinks` journal directory, or a run stopped before its end
-    for name in ("run.json", "scenario.yaml"):
+    for name in ("run.json", "scenario.yaml") if run.has_sender_journal else ("scenario.yaml",):
         if not (run.path / name).exists():
             raise RunDirError(run.path / name, "missing, yet harness.json says a run was here")
 

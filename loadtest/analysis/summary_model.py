@@ -250,6 +250,16 @@ class Failover(Part):
     monitor_recovery_s: float | None = Field(
         default=None, description="clear to the end of the first passing health probe"
     )
+    measured_from: str = Field(
+        default="attempts",
+        description='"attempts" (the sender\'s journal), or "receipts" (no sender\'s journal: '
+        "failover is the first receipt at another server, failback the first receipt at the "
+        "target after the clear, gaps and recovery are counted in receipts)",
+    )
+    longest_gap_by_server_s: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="per server, the longest stretch of the fault with nothing accepted there",
+    )
 
 
 # -- backup MXs, proxies, MTAs under test ----------------------------------------------------
@@ -414,6 +424,12 @@ class Harness(Part):
     faults: list[dict[str, Any]] = Field(default_factory=list)
     events: list[dict[str, Any]] = Field(default_factory=list)
     finished_at: Number | None = None
+    sender: str | None = Field(
+        default=None, description='"external": `maildrill sinks`, another sender (no attempts)'
+    )
+    t0: Number | None = Field(
+        default=None, description="`maildrill sinks`: the fault timeline's start, epoch seconds"
+    )
 
 
 # -- bounces ---------------------------------------------------------------------------------
@@ -536,6 +552,41 @@ class SloVerdict(Part):
     checks: list[SloCheck] = Field(default_factory=list)
 
 
+# -- receipts alone (no sender's journal) ----------------------------------------------------
+
+
+class ReceivedServer(Part):
+    """One server's receipts (a sink behind a fault proxy counts for the proxy: the server
+    the sender addressed)."""
+
+    receipts: int = Field(description="messages it acknowledged (a backup MX's queued too)")
+    dropped: int = Field(description="journaled, then cut before the 250 (RFC 1047)")
+    first_s: float | None = Field(description="its first receipt, seconds from run start")
+    last_s: float | None = Field(description="its last receipt")
+    longest_gap_s: float | None = Field(
+        description="longest stretch with no receipt here, from the first receipt anywhere "
+        "to the last"
+    )
+
+
+class Received(Part):
+    """What the sinks and proxies alone show, when the sender keeps no journal (an external
+    platform sending to `maildrill sinks`): receipts, gaps, duplicates by message id."""
+
+    receipts: int = Field(description="receipts at every server (dropped included)")
+    messages: int = Field(
+        description="distinct messages received, by X-Maildrill-Id, or Message-ID without one"
+    )
+    duplicates: int = Field(description="messages received more than once")
+    extra_copies: int = Field(description="receipts beyond the first of each message")
+    by_message_id: int = Field(description="messages known by their Message-ID alone")
+    unidentified: int = Field(description="receipts with neither header: not counted as messages")
+    longest_gap_s: float | None = Field(
+        description="longest stretch with no receipt anywhere, first receipt to last"
+    )
+    servers: dict[str, ReceivedServer] = Field(default_factory=dict)
+
+
 # -- the whole -------------------------------------------------------------------------------
 
 
@@ -573,6 +624,15 @@ class Summary(Part):
     preflight: Preflight | None = Field(default=None, description="null: no pre-flight check")
     journal_problems: JournalProblems = Field(description="journal lines left out, and why")
     harness: Harness = Field(default_factory=Harness, description="the run's own record")
+    received: Received | None = Field(
+        default=None,
+        description="receipts alone, for a run without the sender's journal; null with one",
+    )
+    needs_sender_journal: list[str] = Field(
+        default_factory=list,
+        description="what this summary could not measure without the sender's journal "
+        "(attempts.csv): those keys read 0 or null, and SLOs on them are not measured",
+    )
     capacity: Capacity = Field(default_factory=Capacity, description="step-load capacity")
     bounces: Bounces = Field(
         default_factory=Bounces, description="hard and soft bounces per recipient; suppression"

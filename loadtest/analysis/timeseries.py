@@ -209,6 +209,31 @@ def replies(attempts: pd.DataFrame, t0: float) -> pd.DataFrame:
     return out[columns]
 
 
+def received(frame: pd.DataFrame, servers: list[str], t0: float) -> pd.DataFrame:
+    """Per second (from t0, or the first receipt when earlier) and server: receipts the
+    sink acknowledged (`loadtest.analysis.received.deliveries`, dropped ones left out), for
+    a run without the sender's journal. Columns: second, server, received; every second
+    up to the last receipt present for every server, zeros included."""
+    columns = ["second", "server", "received"]
+    ok = frame[frame["outcome"] != "dropped"]
+    if ok.empty or not servers:
+        return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns})
+    second = _seconds(ok["time"], t0)
+    lo = min(0, int(second.min()))
+    n_seconds = int(second.max()) - lo + 1
+    where = {name: i for i, name in enumerate(servers)}
+    column = ok["server"].astype(str).map(where)
+    known = column.notna().to_numpy()
+    cell = (second[known] - lo) * len(servers) + column[known].to_numpy(dtype="int64")
+    return pd.DataFrame(
+        {
+            "second": np.repeat(np.arange(lo, lo + n_seconds), len(servers)),
+            "server": np.tile(np.array(servers, dtype=object), n_seconds),
+            "received": np.bincount(cell, minlength=n_seconds * len(servers)).astype("int64"),
+        }
+    )[columns]
+
+
 def write_csvs(run_dir: Path, frames: dict[str, pd.DataFrame]) -> dict[str, Path]:
     """Each frame to `series/NAME.csv` in the run directory (apart from the journals)."""
     out_dir = run_dir / SERIES_DIR

@@ -50,6 +50,9 @@ class ReportView:
     sections: list[Table]
     plots: list[PlotRef] = field(default_factory=list)
     scenario_text: str = ""
+    # Shown right under the verdict, before any table (the others go under "Plots").
+    lead_plot: PlotRef | None = None
+    lead_caption: str = ""
 
 
 def num(value: Any, digits: int = 3) -> str:
@@ -67,6 +70,12 @@ def num(value: Any, digits: int = 3) -> str:
         text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
         return "0" if text in ("-0", "") else text
     return str(value)
+
+
+def exact(value: Any) -> str:
+    """A number as measured (summary.json keeps up to 6 places), where a verdict turns on
+    it: at a limit of 5, 5.0004 must not read as 5."""
+    return num(value, 6)
 
 
 def percent(ratio: Any) -> str:
@@ -603,6 +612,7 @@ RENDERED = {
     "preflight", "journal_problems", "harness", "capacity", "slo", "mta", "relay", "proxies",
     "bounces",
 }  # fmt: skip
+RENDERED |= {"received", "needs_sender_journal"}  # view_received.py lays them out
 MAX_MORE_ROWS = 200
 
 
@@ -634,6 +644,20 @@ def more(summary: Summary) -> Table | None:
     return Table("More results", "more", ["key", "value"], shown, note=note)
 
 
+LEAD_PLOT = "throughput"  # what happened, at a glance: mail per server with the faults on it
+
+
+def lead_caption(summary: Summary) -> str:
+    """What the lead plot marks: each fault window, from its onset to its clear."""
+    windows = [
+        f"{f.kind} on {f.target} from {num(f.onset_s)} s to "
+        + (f"{num(f.cleared_s)} s" if f.cleared_s is not None else "the end")
+        for f in summary.failovers
+    ]
+    faults = f"shaded: the fault windows ({'; '.join(windows)})" if windows else "no faults"
+    return f"Accepted messages per second per server over the run; {faults}."
+
+
 def build(summary: Summary, plots: Sequence[PlotRef] = (), scenario_text: str = "") -> ReportView:
     sections = [key_numbers(summary), messages(summary), throughput(summary), latency(summary),
                 failovers(summary)]  # fmt: skip
@@ -650,11 +674,14 @@ def build(summary: Summary, plots: Sequence[PlotRef] = (), scenario_text: str = 
             sections.append(extra)
     sections += [journal_problems(summary), harness(summary)]
     name = summary.scenario or "run"
+    lead = next((p for p in plots if p.name == LEAD_PLOT), None)
     return ReportView(
         title=f"maildrill report: {name}",
         facts=facts(summary),
         verdict=verdict(summary),
         sections=sections,
-        plots=list(plots),
+        plots=[p for p in plots if p is not lead],
         scenario_text=scenario_text,
+        lead_plot=lead,
+        lead_caption=lead_caption(summary) if lead else "",
     )

@@ -365,3 +365,61 @@ def test_mta_delivery_section_lays_out_each_path(tmp_path, drill):
          "14 (primary.maildrill.test 14)"],
     ]  # fmt: skip
     assert "mta.primary" not in md  # laid out in its own section, not under More results
+
+
+@pytest.mark.parametrize("name", ["drill", "steps"])
+def test_the_throughput_plot_comes_right_under_the_verdict(name, request):
+    """What happened, at a glance, before any table: the verdict, then mail per server over
+    the run with the fault windows on it; the other plots stay at the end, and no plot is
+    shown twice."""
+    run_dir, _ = request.getfixturevalue(name)
+    md = (run_dir / "report.md").read_text().splitlines()
+    verdict = next(i for i, line in enumerate(md) if line.startswith("> **"))
+    plot = md.index("![Throughput per server](plots/throughput.png)")
+    first_table = next(i for i, line in enumerate(md) if line.startswith("## "))
+    assert verdict < plot < first_table
+    assert [line for line in md[verdict + 1 : plot] if line] == []  # nothing between them
+    assert sum("plots/throughput.png" in line for line in md) == 1
+    assert md.index("## Plots") > first_table
+    html = (run_dir / "report.html").read_text()
+    throughput = base64.b64encode((run_dir / "plots" / "throughput.png").read_bytes()).decode()
+    at = html.index(throughput)
+    assert html.index('<div class="verdict') < at < html.index("<nav>") < html.index("<h2")
+    assert html.count(throughput) == 1
+
+
+def test_the_lead_caption_names_each_fault_window(drill):
+    run_dir, summary = drill
+    (f,) = summary["failovers"]
+    caption = (
+        f"shaded: the fault windows (down on primary from {num(f['onset_s'])} s "
+        f"to {num(f['cleared_s'])} s)."
+    )
+    assert caption in (run_dir / "report.md").read_text()
+    assert caption in (run_dir / "report.html").read_text()
+
+
+def test_the_throughput_plot_shades_each_fault_window(drill):
+    """The shaded span on both axes of the throughput plot is the fault's window, from the
+    faults journal: start and stop rows of faults-primary.csv, from t0."""
+    from matplotlib.colors import to_rgb
+
+    from loadtest.analysis import plots
+    from tests.helpers import read_csv
+
+    run_dir, _ = drill
+    run = RunDir.load(run_dir)
+    summary = summary_mod.summarise(run)
+    frames = report.series(run.journals)
+    figure = plots.throughput(
+        frames["servers"], frames["lateness"], summary.failovers, plots.colours(["primary"])
+    )
+    rows = read_csv(run_dir / "faults-primary.csv")
+    start, stop = (float(r["time"]) - runs.T0 for r in rows if r["kind"] == "down")
+    for ax in figure.axes:
+        spans = [
+            (p.get_x(), p.get_x() + p.get_width())
+            for p in ax.patches
+            if p.get_facecolor()[:3] == pytest.approx(to_rgb(plots.FAULT_COLOUR))
+        ]
+        assert spans == [(pytest.approx(start), pytest.approx(stop))]
