@@ -23,9 +23,11 @@ from loadtest.analysis import (
     metrics,
     probes,
     proxies,
+    recipients,
     reconcile,
     relay,
     report,
+    rolling,
     slo,
 )
 from loadtest.analysis.journals import Damage
@@ -35,8 +37,10 @@ from loadtest.analysis.summary_model import (
     JournalProblems,
     MissingLines,
     Summary,
+    Throughput,
     UnreadableLines,
 )
+from loadtest.schedule import Schedule
 from loadtest.server_spec import SinkSpec
 
 
@@ -68,6 +72,9 @@ def summarise(run: RunDir) -> Summary:
     released = frozenset(events.loc[events["event"].isin(relay.DONE_EVENTS), "msg_id"])
     bounced = frozenset(events.loc[events["event"] == "bounced", "msg_id"])
     counts = reconcile.count(per, planned, run_id, stuck, unobserved, released, bounced)
+    per_recipient = recipients.count(
+        per, attempts, receipts, journals.mta_queue, run_id, unobserved, released, bounced
+    )
     t0 = journals.t0
     end = float(attempts["end"].max()) if len(attempts) else t0
     windows = fault_windows.fault_windows(journals.faults)
@@ -86,7 +93,8 @@ def summarise(run: RunDir) -> Summary:
         duration_s=round(end - t0, 3) if len(attempts) else 0.0,
         partial=run.partial,
         messages=counts,
-        throughput=metrics.throughput(attempts),
+        recipients=per_recipient,
+        throughput=_with_floor(metrics.throughput(attempts), attempts, schedule, t0),
         latency_ms=metrics.latency(attempts),
         response_time_ms=metrics.response_time(attempts),
         lateness_ms=metrics.lateness(attempts),
@@ -121,6 +129,18 @@ def summarise(run: RunDir) -> Summary:
     if run.harness.aborted_by:  # a drill without its fault passes nothing
         summary.slo.passed = False
     return summary
+
+
+def _with_floor(
+    throughput: Throughput, attempts: pd.DataFrame, schedule: Schedule | None, t0: float
+) -> Throughput:
+    """The throughput part with its lowest 5 s rate inside constant-rate stages (rolling.py;
+    null without a schedule or such a stage)."""
+    stages = capacity.constant_windows(schedule) if schedule is not None else []
+    low = rolling.floor(attempts, stages, t0)
+    throughput.min_rolling_msgs_per_s = low.msgs_per_s if low else None
+    throughput.min_rolling_at_s = low.at_s if low else None
+    return throughput
 
 
 def journal_problems(damage: dict[str, Damage], torn_trusted: bool) -> JournalProblems:
