@@ -417,4 +417,3 @@ def queue_file(data: bytes) -> tuple[str, tuple[str, ...]]:
             if match:
                 msg_id = match.group(1).decode(errors="replace").strip()
     return msg_id, tuple(pending)
-

@@ -69,9 +69,7 @@ def count(
             unverified=0,
         )  # fmt: skip
     accepted = per[per["accepted"].astype(bool)] if "accepted" in per else per.iloc[:0]
-    taken = (
-        accepted["recipients"] if "recipients" in accepted else pd.Series(1.0, accepted.index)
-    )
+    taken = accepted["recipients"] if "recipients" in accepted else pd.Series(1.0, accepted.index)
     # Unknown (an attempts journal without the column): the message as one recipient.
     n = taken.fillna(1).clip(lower=1).astype("int64")
     final = receipts
@@ -79,9 +77,7 @@ def count(
         final = receipts[receipts["outcome"] != "queued"]
     copies, anonymous = _copies(final, n)
     named_delivered = copies.groupby(level=0).size() if len(copies) else pd.Series(dtype="int64")
-    named_twice = (
-        (copies > 1).groupby(level=0).sum() if len(copies) else pd.Series(dtype="int64")
-    )
+    named_twice = (copies > 1).groupby(level=0).sum() if len(copies) else pd.Series(dtype="int64")
     delivered = np.minimum(n, named_delivered.reindex(n.index, fill_value=0))
     duplicated = named_twice.drop(anonymous.index, errors="ignore")
     if len(anonymous):
@@ -101,9 +97,7 @@ def count(
         if pending is ALL or msg_id in anonymous.index:
             stranded[msg_id] = left[msg_id]
         else:
-            reached = (
-                set(copies.loc[msg_id].index) if msg_id in named_delivered.index else set()
-            )
+            reached = set(copies.loc[msg_id].index) if msg_id in named_delivered.index else set()
             stranded[msg_id] = min(int(left[msg_id]), len(pending - reached))
     rest = left - stranded
     blind = accepted["accepted_by"].isin(list(unobserved)) & ~accepted.index.isin(list(bounced))

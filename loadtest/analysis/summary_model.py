@@ -211,12 +211,10 @@ class Throughput(Part):
     # A higher peak can be a backlog flushed after a stall: a change, not an improvement.
     peak_msgs_per_s: Annotated[float, NEUTRAL] = Field(description="the busiest 1 s bin")
     per_server: dict[str, ServerThroughput] = Field(default_factory=dict)
-    min_rolling_msgs_per_s: Annotated[float | None, Compare("higher", if_measured=True)] = (
-        Field(
-            default=None,
-            description="the fewest accepted messages in any 5 s window inside a "
-            "constant-rate stage, per second; null: no such stage of 5 s or more",
-        )
+    min_rolling_msgs_per_s: Annotated[float | None, Compare("higher", if_measured=True)] = Field(
+        default=None,
+        description="the fewest accepted messages in any 5 s window inside a "
+        "constant-rate stage, per second; null: no such stage of 5 s or more",
     )
     min_rolling_at_s: float | None = Field(
         default=None, description="the start of that window, seconds from run start"

@@ -311,7 +311,8 @@ def test_a_journal_from_before_a_column_was_added_still_reads(tmp_path, kind):
     path = tmp_path / JOURNAL_PATTERNS[kind].replace("*", "-old")
     path.write_text(HEADERS[kind] + "\n" + old_line + "\n", encoding="utf-8")
     frame, damage = journals.read_journal(path, kind)
-    assert damage.skipped == 0 and len(frame) == 1
+    assert damage.skipped == 0
+    assert len(frame) == 1
     assert not set(added) & set(frame.columns)
 
 
