@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from loadtest import postfix
 from loadtest.analysis import journals, recipients, reconcile, summary, view
 from loadtest.analysis.loaded import RunDir
 from maildrill.records import AttemptRecord, MtaQueueRecord, ReceiptRecord
@@ -230,3 +231,33 @@ def test_empty_journals_count_nothing():
     per = reconcile.messages(journals.load_kind(Path("/nonexistent"), "attempts"), empty)
     counts = recipients.count(per, empty, empty, empty)
     assert counts.accepted == counts.lost == counts.delivered == 0
+
+
+def record(kind: str, payload: bytes) -> bytes:
+    """A Postfix queue file record: type byte, length 7 bits a byte (low first), payload."""
+    length, out = len(payload), bytearray()
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        out.append(byte | (0x80 if length else 0))
+        if not length:
+            return kind.encode() + bytes(out) + payload
+
+
+def test_a_postfix_queue_file_names_the_recipients_still_to_deliver():
+    """One recipient done (its 'R' rewritten to 'D' in place), two to do; the id is the
+    message's own header line, not one quoted later in the body; a long line's length
+    takes two bytes."""
+    data = b"".join([
+        record("C", b"             1234            567 2 0 1000"),
+        record("S", b"news@example.com"),
+        record("D", b"a@gmail.test"),
+        record("R", b"b@yahoo.test"),
+        record("R", b"c@yahoo.test"),
+        record("M", b""),
+        record("N", b"X-Maildrill-Id: rcpt-7"),
+        record("N", b"x" * 300),
+        record("N", b"X-Maildrill-Id: rcpt-8"),
+        record("E", b""),
+    ])  # fmt: skip
+    assert postfix.queue_file(data) == ("rcpt-7", ("b@yahoo.test", "c@yahoo.test"))
+    assert postfix.queue_file(b"") == ("", ())
