@@ -28,7 +28,9 @@ named recipients can.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -56,51 +58,58 @@ def count(
     """summary.json's `recipients`. `per` is reconcile.messages' table; `receipts` every
     receipt (a proxy's witness rows included); `unobserved`, `released` and `bounced` as
     reconcile.count takes them (servers maildrill cannot see past; messages a backup MX
-    forwarded or bounced; those its upstream refused for good)."""
-    if run_id:
-        mine = f"{run_id}-"
-        per = per[per.index.astype(str).str.startswith(mine)] if len(per) else per
-        if len(receipts):
-            receipts = receipts[receipts["msg_id"].astype(str).str.startswith(mine)]
-    addressed = _addressed(attempts, per.index)
+    forwarded or bounced; those its upstream refused for good).
+
+    Message ids become positions in `per` once (`get_indexer`); every per-message figure
+    is then a bincount over integer codes, and only the few messages held in a queue are
+    looked at one by one: a million receipts cost about what reconcile does."""
+    if run_id and len(per):
+        per = per[per.index.astype(str).str.startswith(f"{run_id}-")]
+    ids = per.index
+    addressed = _addressed(attempts, ids)
     if per.empty:
         return Recipients(
             addressed=addressed, accepted=0, delivered=0, lost=0, duplicated=0, stranded=0,
             unverified=0,
         )  # fmt: skip
-    accepted = per[per["accepted"].astype(bool)] if "accepted" in per else per.iloc[:0]
-    taken = accepted["recipients"] if "recipients" in accepted else pd.Series(1.0, accepted.index)
+    size = len(ids)
+    accepted = per["accepted"].to_numpy(dtype=bool) if "accepted" in per else np.zeros(size, bool)
+    taken = per["recipients"].to_numpy(dtype="float64") if "recipients" in per else np.ones(size)
     # Unknown (an attempts journal without the column): the message as one recipient.
-    n = taken.fillna(1).clip(lower=1).astype("int64")
+    n = np.where(accepted, np.clip(np.nan_to_num(taken, nan=1.0), 1, None), 0).astype("int64")
     final = receipts
     if len(receipts) and "outcome" in receipts:
         final = receipts[receipts["outcome"] != "queued"]
-    copies, anonymous = _copies(final, n)
-    named_delivered = copies.groupby(level=0).size() if len(copies) else pd.Series(dtype="int64")
-    named_twice = (copies > 1).groupby(level=0).sum() if len(copies) else pd.Series(dtype="int64")
-    delivered = np.minimum(n, named_delivered.reindex(n.index, fill_value=0))
-    duplicated = named_twice.drop(anonymous.index, errors="ignore")
-    if len(anonymous):
-        # Counted from numbers: copies up to the accepted count delivered, beyond it twice.
-        whole = n.reindex(anonymous.index)
-        whole = whole.fillna(anonymous["largest"]).astype("int64")
-        on_time = anonymous.index.intersection(n.index)
-        delivered.loc[on_time] = np.minimum(whole[on_time], anonymous.loc[on_time, "copies"])
-        extra = np.minimum(whole, (anonymous["copies"] - whole).clip(lower=0))
-        duplicated = pd.concat([duplicated, extra])
-    left = n - delivered
+    copies = _Copies.of(final, ids, n)
+    delivered = np.where(
+        copies.anonymous,
+        np.minimum(n, copies.carried),
+        np.minimum(n, copies.named),
+    )
+    # Counted from numbers: copies beyond the accepted count (or, for a message never
+    # accepted, beyond the most one copy carried) are recipients delivered twice.
+    whole = np.where(accepted, n, copies.largest)
+    duplicated = np.where(
+        copies.anonymous, np.minimum(whole, np.clip(copies.carried - whole, 0, None)), copies.twice
+    )
+    left = np.where(accepted, n - delivered, 0)
+    stranded = np.zeros(size, dtype="int64")
     held = _held(receipts, mta_queue, released)
-    stranded = pd.Series(0, index=n.index, dtype="int64")
-    for msg_id, pending in held.items():
-        if msg_id not in left.index or left[msg_id] <= 0:
+    where = ids.get_indexer(list(held)) if held else np.empty(0, dtype="int64")
+    reached = copies.reached(held)
+    for i, (msg_id, pending) in zip(where, held.items(), strict=True):
+        if i < 0 or left[i] <= 0:
             continue
-        if pending is ALL or msg_id in anonymous.index:
-            stranded[msg_id] = left[msg_id]
+        if pending is ALL or copies.anonymous[i]:
+            stranded[i] = left[i]
         else:
-            reached = set(copies.loc[msg_id].index) if msg_id in named_delivered.index else set()
-            stranded[msg_id] = min(int(left[msg_id]), len(pending - reached))
+            stranded[i] = min(int(left[i]), len(pending - reached.get(msg_id, set())))
     rest = left - stranded
-    blind = accepted["accepted_by"].isin(list(unobserved)) & ~accepted.index.isin(list(bounced))
+    blind = (
+        per["accepted_by"].isin(list(unobserved)).to_numpy(dtype=bool)
+        & ~ids.isin(list(bounced))
+        & accepted
+    )
     return Recipients(
         addressed=addressed,
         accepted=int(n.sum()),
@@ -118,49 +127,102 @@ def _addressed(attempts: pd.DataFrame, ids: pd.Index) -> int | None:
     attempts journal does not say."""
     if "recipients" not in attempts:
         return None
-    rows = attempts[attempts["msg_id"].isin(ids)] if len(ids) < len(attempts) else attempts
-    if rows.empty:
-        return 0
-    return int(rows.groupby("msg_id", sort=False)["recipients"].max().fillna(0).sum())
+    code = ids.get_indexer(attempts["msg_id"])
+    mine = code >= 0
+    most = np.zeros(len(ids))
+    named = np.nan_to_num(attempts["recipients"].to_numpy(dtype="float64"))
+    np.maximum.at(most, code[mine], named[mine])
+    return int(most.sum())
 
 
-def _copies(final: pd.DataFrame, n: pd.Series) -> tuple[pd.Series, pd.DataFrame]:
-    """Of the delivery receipts: how many copies reached each named recipient (a Series on
-    (msg_id, address)), for messages whose every receipt names them; and, for the others
-    (`anonymous`), the recipients their copies carried in all (`copies`) and the most one
-    copy carried (`largest`)."""
-    empty = pd.Series(dtype="int64", index=pd.MultiIndex.from_arrays([[], []]))
-    no_anonymous = pd.DataFrame({"copies": pd.Series(dtype="int64"), "largest": []})
-    if final.empty:
-        return empty, no_anonymous
-    cells = final["rcpts"].fillna("") if "rcpts" in final else pd.Series("", index=final.index)
-    cells = cells.astype(str).str.strip()
-    unnamed = cells == ""
-    msg_ids = final["msg_id"].astype(str)
-    anonymous_ids = pd.Index(msg_ids[unnamed].unique())
-    if len(anonymous_ids):
-        rows = final[msg_ids.isin(anonymous_ids)]
-        size = pd.Series(
-            [len(names(c)) for c in cells[rows.index]], index=rows.index, dtype="float64"
+@dataclass(frozen=True)
+class _Copies:
+    """What the delivery receipts say per message (arrays in `per`'s order).
+
+    A message whose every receipt names its recipients: `named` (distinct recipients
+    named), `twice` (those named in more than one receipt); `reached(msg_id)` gives the
+    addresses. The others are `anonymous`: `carried` (recipients its copies carried in
+    all: `rcpt_count` each, all its accepted ones when unknown) and `largest` (the most
+    one copy carried)."""
+
+    named: np.ndarray
+    twice: np.ndarray
+    anonymous: np.ndarray
+    carried: np.ndarray
+    largest: np.ndarray
+    rows: pd.DataFrame  # the named receipts: msg_id, rcpts
+
+    @classmethod
+    def of(cls, final: pd.DataFrame, ids: pd.Index, n: np.ndarray) -> _Copies:
+        size = len(ids)
+        zeros = np.zeros(size, dtype="int64")
+        no_rows = pd.DataFrame({"msg_id": [], "rcpts": []})
+        if final.empty:
+            return cls(zeros, zeros, np.zeros(size, bool), zeros, zeros, no_rows)
+        code = ids.get_indexer(final["msg_id"])
+        keep = code >= 0  # receipts of other runs' messages are not this run's recipients
+        final, code = final[keep], code[keep]
+        if "rcpts" in final:
+            cells = final["rcpts"].fillna("").astype(str).to_numpy()
+        else:
+            cells = np.full(len(final), "", dtype=object)
+        unnamed = cells == ""
+        anonymous = np.bincount(code[unnamed], minlength=size) > 0
+        # Anonymous messages: their copies counted from numbers.
+        in_anonymous = anonymous[code]
+        count = (
+            final["rcpt_count"].to_numpy(dtype="float64")
+            if "rcpt_count" in final
+            else np.full(len(final), np.nan)
         )
-        if "rcpt_count" in rows:
-            size = size.where(size > 0, rows["rcpt_count"].astype("float64"))
-        whole = n.reindex(rows["msg_id"].astype(str)).to_numpy(dtype="float64")
-        # A copy with no count (a proxy's witness): all the message's accepted recipients.
-        size = size.where(size >= 1, pd.Series(whole, index=rows.index)).fillna(1)
-        sizes = size.groupby(rows["msg_id"].astype(str).to_numpy())
-        anonymous = pd.DataFrame({"copies": sizes.sum(), "largest": sizes.max()})
-        anonymous = anonymous.astype("int64")
-    else:
-        anonymous = no_anonymous
-    keep = ~msg_ids.isin(anonymous_ids)
-    if not keep.any():
-        return empty, anonymous
-    split = cells[keep].str.split()
-    pairs = pd.DataFrame({"msg_id": msg_ids[keep], "rcpt": split}).explode("rcpt")
-    # One receipt naming an address twice is one copy to it: the sink took one message.
-    pairs = pairs.reset_index().drop_duplicates(["index", "rcpt"])
-    return pairs.groupby(["msg_id", "rcpt"], sort=False).size(), anonymous
+        spoken = np.array([len(c.split()) for c in cells[in_anonymous & ~unnamed]], dtype=float)
+        count = count.copy()
+        count[in_anonymous & ~unnamed] = spoken
+        count = np.where(count >= 1, count, n[code])  # a witness row: all accepted ones
+        count = np.maximum(count, 1)[in_anonymous]
+        carried = np.bincount(code[in_anonymous], weights=count, minlength=size).astype("int64")
+        largest = np.zeros(size)
+        np.maximum.at(largest, code[in_anonymous], count)
+        # Named messages: (message, address) pairs, one per receipt and address. One
+        # receipt naming an address twice is one copy to it (the sink took one message).
+        named_cells = cells[~in_anonymous]
+        # Most receipts name one recipient: only the cells with a space are split.
+        several = pd.Series(named_cells).str.contains(" ", regex=False).to_numpy(dtype=bool)
+        split = [c.split() for c in named_cells[several]]
+        per_cell = np.fromiter(map(len, split), "int64", len(split))
+        row = np.concatenate(
+            [np.flatnonzero(~several), np.repeat(np.flatnonzero(several), per_cell)]
+        )
+        flat = np.concatenate(
+            [
+                named_cells[~several],
+                np.fromiter(itertools.chain.from_iterable(split), object, int(per_cell.sum())),
+            ]
+        )
+        address_code, _ = pd.factorize(flat)
+        width = int(address_code.max(initial=0)) + 1
+        if any(len(set(c)) < len(c) for c in split):
+            once = np.unique(row * width + address_code)  # (receipt, address), once each
+            row, address_code = once // width, once % width
+        message = code[~in_anonymous][row]
+        pairs, times = np.unique(message * width + address_code, return_counts=True)
+        owner = pairs // width
+        return cls(
+            named=np.bincount(owner, minlength=size),
+            twice=np.bincount(owner[times > 1], minlength=size),
+            anonymous=anonymous,
+            carried=carried,
+            largest=largest.astype("int64"),
+            rows=final.loc[~in_anonymous, ["msg_id", "rcpts"]] if "rcpts" in final else no_rows,
+        )
+
+    def reached(self, msg_ids: Iterable[object]) -> dict[object, set[str]]:
+        """The addresses named in these messages' delivery receipts."""
+        rows = self.rows[self.rows["msg_id"].isin(list(msg_ids))]
+        out: dict[object, set[str]] = {}
+        for msg_id, cell in zip(rows["msg_id"], rows["rcpts"], strict=True):
+            out.setdefault(msg_id, set()).update(names(cell))
+        return out
 
 
 def _held(
