@@ -170,19 +170,19 @@ class _Copies:
         anonymous = np.bincount(code[unnamed], minlength=size) > 0
         # Anonymous messages: their copies counted from numbers.
         in_anonymous = anonymous[code]
-        count = (
+        each = (
             final["rcpt_count"].to_numpy(dtype="float64")
             if "rcpt_count" in final
             else np.full(len(final), np.nan)
         )
         spoken = np.array([len(c.split()) for c in cells[in_anonymous & ~unnamed]], dtype=float)
-        count = count.copy()
-        count[in_anonymous & ~unnamed] = spoken
-        count = np.where(count >= 1, count, n[code])  # a witness row: all accepted ones
-        count = np.maximum(count, 1)[in_anonymous]
-        carried = np.bincount(code[in_anonymous], weights=count, minlength=size).astype("int64")
+        each = each.copy()
+        each[in_anonymous & ~unnamed] = spoken
+        each = np.where(each >= 1, each, n[code])  # a witness row: all accepted ones
+        each = np.maximum(each, 1)[in_anonymous]
+        carried = np.bincount(code[in_anonymous], weights=each, minlength=size).astype("int64")
         largest = np.zeros(size)
-        np.maximum.at(largest, code[in_anonymous], count)
+        np.maximum.at(largest, code[in_anonymous], each)
         # Named messages: (message, address) pairs, one per receipt and address. One
         # receipt naming an address twice is one copy to it (the sink took one message).
         named_cells = cells[~in_anonymous]
