@@ -189,7 +189,7 @@ def recipients(summary: Summary) -> Table | None:
     message with several recipients (one count each), or parts of one message with
     different fates. None for a summary without the counts."""
     r, m = summary.recipients, summary.messages
-    if r.accepted is None:
+    if r.accepted is None or r.addressed is None:  # no sender's journal to count from
         return None
     if all(getattr(r, k) == getattr(m, msg) for k, msg in SAME_AS_MESSAGES):
         return None
