@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import sinks.cli
-from loadtest.analysis import junit
+from loadtest.analysis import junit, view
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import JournalProblems, Summary
 from loadtest.cli_args import server_args
@@ -182,6 +182,12 @@ def _print_summary(result: Summary, run_dir: Path) -> None:
             f"\nmessages: planned {m.planned}, accepted {m.accepted}, failed {m.failed}, "
             f"lost {m.lost}, duplicates {m.duplicates}, phantom {m.phantom}, "
             f"not sent {m.not_sent}"
+        )
+    if view.recipients(result) is not None:  # only where counting per recipient differs
+        r = result.recipients
+        print(
+            f"recipients: addressed {r.addressed}, accepted {r.accepted}, delivered "
+            f"{r.delivered}, lost {r.lost}, duplicated {r.duplicated}, stranded {r.stranded}"
         )
     for line in journal_problem_lines(result.journal_problems):
         print(line)

@@ -240,6 +240,9 @@ class ReceiptRecord(Record):
     outcome: str = field(metadata=text())  # accepted, queued (a backup MX) or dropped
     queue_id: str = field(metadata=text())
     helo: str = field(metadata=text())  # the EHLO name of who delivered it: which relay
+    # The envelope's recipients (RCPT TO addresses the sink took), one space between: which
+    # recipients this copy reached (the analysis counts per recipient). "": not recorded.
+    rcpts: str = field(default="", metadata=text())
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +337,9 @@ class MtaQueueRecord(Record):
     mta: str = field(metadata=text(required=True))
     msg_id: str = field(metadata=text(required=True))
     queue: str = field(metadata=text(required=True))  # active, deferred, hold, ...
+    # The recipients the queue file still has to deliver, one space between (those already
+    # delivered are not listed). "": not recorded (an older journal).
+    rcpts: str = field(default="", metadata=text())
 
 
 # Each kind of journal the analysis reads (the keys of loadtest.analysis.rundir's patterns).

@@ -238,6 +238,7 @@ class Sink(EffectHost):
                 outcome=outcome,
                 queue_id=queue_id,
                 helo=info.helo,
+                rcpts=" ".join(envelope.rcpt_tos),
             )
         )
         counters = self.counters

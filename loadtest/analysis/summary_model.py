@@ -167,6 +167,38 @@ class Messages(Part):
     )
 
 
+class Recipients(Part):
+    """One count per recipient of a message, beside the per-message counts: a message
+    split by destination (an MTA delivers one copy per recipient domain) can be delivered
+    for one recipient and stranded or lost for another, or one part delivered twice while
+    another is missing, which the message's counts do not show. A recipient refused at RCPT
+    (4xx or 5xx) is in neither `accepted` nor `lost`. Null: a summary from before these."""
+
+    addressed: Annotated[int | None, NEUTRAL] = Field(
+        default=None, description="recipients the client named in RCPT TO (attempted messages)"
+    )
+    accepted: Annotated[int | None, HIGHER] = Field(
+        default=None,
+        description="RCPT 250 in the attempt whose final dot got the message's 250",
+    )
+    delivered: Annotated[int | None, HIGHER] = Field(
+        default=None, description="accepted recipients named in a delivery receipt"
+    )
+    lost: Annotated[int | None, LOWER] = Field(
+        default=None, description="accepted, delivered nowhere, held nowhere, not unverified"
+    )
+    duplicated: Annotated[int | None, LOWER] = Field(
+        default=None, description="recipients named in more than one delivery receipt"
+    )
+    stranded: Annotated[int | None, LOWER] = Field(
+        default=None, description="accepted, not delivered, still in a queue at the end"
+    )
+    unverified: Annotated[int | None, LOWER] = Field(
+        default=None,
+        description="accepted by a server maildrill cannot see past, not delivered to a sink",
+    )
+
+
 class ServerThroughput(Part):
     accepted: int = Field(description="accepted attempts at this server")
     # A server's share moving (more to the backup, say) is a change, not an improvement.
@@ -184,6 +216,14 @@ class Throughput(Part):
     # A higher peak can be a backlog flushed after a stall: a change, not an improvement.
     peak_msgs_per_s: Annotated[float, NEUTRAL] = Field(description="the busiest 1 s bin")
     per_server: dict[str, ServerThroughput] = Field(default_factory=dict)
+    min_rolling_msgs_per_s: Annotated[float | None, Compare("higher", if_measured=True)] = Field(
+        default=None,
+        description="the fewest accepted messages in any 5 s window inside a "
+        "constant-rate stage, per second; null: no such stage of 5 s or more",
+    )
+    min_rolling_at_s: float | None = Field(
+        default=None, description="the start of that window, seconds from run start"
+    )
 
 
 class Latency(Percentiles):
@@ -599,6 +639,10 @@ class Summary(Part):
     duration_s: float = Field(description="t0 to the end of the last attempt")
     partial: bool = Field(description="the run was interrupted (or never started)")
     messages: Messages = Field(description="the fate of every planned message")
+    recipients: Recipients = Field(
+        default_factory=Recipients,
+        description="the same fates counted per recipient (a message split by destination)",
+    )
     throughput: Throughput
     latency_ms: Annotated[Latency, LOWER] = Field(
         description="service time (end - start) of accepted attempts"
@@ -696,7 +740,8 @@ SLO_METRICS: Mapping[str, SloMetric] = {
     "max_latency_ms": SloMetric("latency_ms.max"),
     "p95_lateness_ms": SloMetric("lateness_ms.p95"),
     "p99_lateness_ms": SloMetric("lateness_ms.p99"),
-    "min_throughput": SloMetric("throughput.mean_msgs_per_s"),
+    "min_throughput": SloMetric("throughput.min_rolling_msgs_per_s"),
+    "mean_throughput": SloMetric("throughput.mean_msgs_per_s"),
     "accepted_ratio": SloMetric("messages.accepted", MESSAGE_JOURNALS, per="messages.planned"),
     "bounce_rate": SloMetric("bounces.rate"),
     "hard_bounce_rate": SloMetric("bounces.hard_rate"),
@@ -705,5 +750,9 @@ SLO_METRICS: Mapping[str, SloMetric] = {
     **{
         name: SloMetric(f"failovers[].{name}", FAULT_JOURNALS)
         for name in ("detection_s", "failover_s", "failback_s", "recovery_s")
+    },
+    **{
+        f"recipients_{name}": SloMetric(f"recipients.{name}", MESSAGE_JOURNALS)
+        for name in ("lost", "duplicated", "stranded")
     },
 }

@@ -183,17 +183,53 @@ def messages(summary: Summary) -> Table:
     )
 
 
+RECIPIENT_COLUMNS = (
+    ("addressed", "addressed"), ("accepted", "accepted"), ("delivered", "delivered"),
+    ("lost", "lost"), ("duplicated", "duplicated"), ("stranded", "stranded"),
+    ("unverified", "unverified"),
+)  # fmt: skip
+# Each per-recipient count beside the per-message count it refines.
+SAME_AS_MESSAGES = (
+    ("addressed", "attempted"), ("accepted", "accepted"), ("lost", "lost"),
+    ("duplicated", "duplicates"), ("stranded", "stranded"), ("unverified", "unverified"),
+)  # fmt: skip
+
+
+def recipients(summary: Summary) -> Table | None:
+    """Per recipient, only where it says something the per-message counts do not: a
+    message with several recipients (one count each), or parts of one message with
+    different fates. None for a summary without the counts."""
+    r, m = summary.recipients, summary.messages
+    if r.accepted is None or r.addressed is None:  # no sender's journal to count from
+        return None
+    if all(getattr(r, k) == getattr(m, msg) for k, msg in SAME_AS_MESSAGES):
+        return None
+    present = [(k, label) for k, label in RECIPIENT_COLUMNS if k != "unverified" or r.unverified]
+    return Table(
+        "Recipients",
+        "recipients",
+        [label for _, label in present],
+        [[num(getattr(r, k)) for k, _ in present]],
+        note=(
+            "Each recipient of a message counted on its own: accepted: RCPT 250 in the "
+            "attempt the server accepted (a recipient refused at RCPT is neither accepted "
+            "nor lost); delivered: named in a receipt at a sink; stranded: still in a "
+            "queue at the end; lost: the rest; duplicated: named in more than one receipt."
+        ),
+    )
+
+
 def throughput(summary: Summary) -> Table:
     tp = summary.throughput
     rows = [[name, num(s.accepted), num(s.mean_msgs_per_s)] for name, s in tp.per_server.items()]
     rows.append(["all", num(summary.messages.accepted), num(tp.mean_msgs_per_s)])
-    return Table(
-        "Throughput",
-        "throughput",
-        ["server", "accepted", "mean msgs/s"],
-        rows,
-        note=f"peak 1 s bin: {num(tp.peak_msgs_per_s)} msgs/s.",
-    )
+    note = f"peak 1 s bin: {num(tp.peak_msgs_per_s)} msgs/s."
+    if tp.min_rolling_msgs_per_s is not None:
+        note += (
+            f" Lowest 5 s rate inside constant-rate stages (min_throughput): "
+            f"{num(tp.min_rolling_msgs_per_s)} msgs/s, from {num(tp.min_rolling_at_s)} s."
+        )
+    return Table("Throughput", "throughput", ["server", "accepted", "mean msgs/s"], rows, note=note)
 
 
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "max")
@@ -607,7 +643,8 @@ def preflight(summary: Summary) -> Table | None:
 
 # Keys of the Summary this view lays out itself; any other is listed under "More results".
 RENDERED = {
-    "scenario", "run_id", "started_at", "duration_s", "partial", "messages", "throughput",
+    "scenario", "run_id", "started_at", "duration_s", "partial", "messages", "recipients",
+    "throughput",
     "latency_ms", "response_time_ms", "lateness_ms", "errors", "failovers", "probes",
     "preflight", "journal_problems", "harness", "capacity", "slo", "mta", "relay", "proxies",
     "bounces",
@@ -659,8 +696,11 @@ def lead_caption(summary: Summary) -> str:
 
 
 def build(summary: Summary, plots: Sequence[PlotRef] = (), scenario_text: str = "") -> ReportView:
-    sections = [key_numbers(summary), messages(summary), throughput(summary), latency(summary),
-                failovers(summary)]  # fmt: skip
+    sections = [key_numbers(summary), messages(summary)]
+    per_recipient = recipients(summary)
+    if per_recipient is not None:
+        sections.append(per_recipient)
+    sections += [throughput(summary), latency(summary), failovers(summary)]
     for extra in (fault_phases(summary), mta_delivery(summary), relays(summary),
                   fault_proxies(summary), capacity(summary), probes(summary)):  # fmt: skip
         if extra is not None:
