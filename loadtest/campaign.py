@@ -53,6 +53,9 @@ class StreamSpec:
     # from `unknown_addresses` such mailboxes per domain (few: the same ones come back).
     unknown_recipients: float = 0.0
     unknown_addresses: int = 1000
+    # When the sender falls behind, due messages of a higher priority go first
+    # (loadtest.schedule.Dispatcher); equal priorities keep the schedule's order.
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,48 @@ def check_stream(spec: StreamSpec, policy: AddressPolicy) -> None:
             )
 
 
+def message_rng(seed: int, index: int) -> random.Random:
+    """Message `index`'s own generator: its first draw picks its stream (StreamPlan.pick),
+    the next ones its recipients and body (MessageFactory)."""
+    return random.Random(seed * 1_000_003 + index)
+
+
+class StreamPlan:
+    """Which stream message k of a campaign belongs to, without building it: one draw of
+    its own generator, the draw MessageFactory makes first. The sender asks it for a due
+    message's priority; the analysis for the streams of messages the journals never saw."""
+
+    def __init__(self, streams: Sequence[StreamSpec], seed: int = 0) -> None:
+        if not streams:
+            raise ValueError("a campaign needs at least one stream")
+        self.seed = seed
+        self.names = tuple(s.name for s in streams)
+        self.priorities = tuple(s.priority for s in streams)
+        self._positions = range(len(streams))
+        self._cum_weights = _cumulative([s.weight for s in streams])
+
+    def pick(self, rng: random.Random) -> int:
+        """The position of the stream drawn from a message's generator (one draw)."""
+        return rng.choices(self._positions, cum_weights=self._cum_weights)[0]
+
+    def position(self, index: int) -> int:
+        """The position, in the campaign's streams, of message `index`'s stream."""
+        if len(self.names) == 1:
+            return 0  # one stream: no generator to seed (the draw is made all the same)
+        return self.pick(message_rng(self.seed, index))
+
+    def stream(self, index: int) -> str:
+        return self.names[self.position(index)]
+
+    def priority(self, index: int) -> int:
+        return self.priorities[self.position(index)]
+
+    @property
+    def prioritised(self) -> bool:
+        """Whether the streams differ in priority (if not, the schedule's order holds)."""
+        return len(set(self.priorities)) > 1
+
+
 class MessageFactory:
     """Builds message k of a campaign; the same seed gives the same messages (Date aside).
 
@@ -180,7 +225,7 @@ class MessageFactory:
         self.run_id = header_text(run_id, "run id")
         self.seed = seed
         self.templates = [_StreamTemplate(s, seed * 7919 + i) for i, s in enumerate(streams)]
-        self.stream_weights = _cumulative([s.weight for s in streams])
+        self.plan = StreamPlan(streams, seed)
         self._date_second = -1
         self._date = ""
 
@@ -195,8 +240,8 @@ class MessageFactory:
         """Message `index`'s generator (its next draws make the body), stream and
         recipients. The unknown recipients come from a generator of their own, so a share
         of 0 draws nothing and leaves every message as it was without the key."""
-        rng = random.Random(self.seed * 1_000_003 + index)
-        t = rng.choices(self.templates, cum_weights=self.stream_weights)[0]
+        rng = message_rng(self.seed, index)
+        t = self.templates[self.plan.pick(rng)]
         spec = t.spec
         n_rcpt = rng.randint(spec.recipients_min, spec.recipients_max)
         domains = rng.choices(t.domains, cum_weights=t.cum_weights, k=n_rcpt)

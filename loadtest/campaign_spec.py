@@ -12,9 +12,9 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 
 from loadtest.addresses import header_text, split_address
-from loadtest.campaign import DEFAULT_DOMAINS, StreamSpec
+from loadtest.campaign import DEFAULT_DOMAINS, StreamPlan, StreamSpec
 from loadtest.limits import MAX_MESSAGE_BYTES, MAX_MESSAGES, MAX_RATE, MAX_RECIPIENTS
-from loadtest.schedule import Schedule, Stage
+from loadtest.schedule import Priority, Schedule, Stage
 from loadtest.strict_model import StrictModel
 from maildrill.hostnames import ascii_domain, ascii_domain_keys
 from maildrill.numbers import MAX_DURATION_S, Seconds, at_most
@@ -57,6 +57,13 @@ class StreamModel(StrictModel):
         ge=0,
         le=1,
         description="share of recipients with no mailbox (nosuchuser.N); null: the campaign's",
+    )
+    priority: int = Field(
+        default=0,
+        ge=-1000,
+        le=1000,
+        description="when the sender falls behind, due messages (retries too) of a higher "
+        "priority go first; equal: the schedule's order",
     )
 
     @field_validator("name", "subject")
@@ -163,6 +170,15 @@ class CampaignSpec(StrictModel):
         return [ascii_domain(d) for d in domains]
 
     @model_validator(mode="after")
+    def _stream_names_unique(self) -> CampaignSpec:
+        """A stream is known by its name: in routes, results, SLOs and priorities."""
+        names = [s.name for s in self.streams]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"streams: names must be unique; repeated: {', '.join(repeated)}")
+        return self
+
+    @model_validator(mode="after")
     def _runnable(self) -> CampaignSpec:
         """The whole campaign within the time and message limits (each stage alone is)."""
         schedule = self.build_schedule()
@@ -181,6 +197,18 @@ class CampaignSpec(StrictModel):
 
     def stream_specs(self) -> list[StreamSpec]:
         return [s.spec(self.unknown_recipients, self.unknown_addresses) for s in self.streams]
+
+    def stream_plan(self) -> StreamPlan:
+        """Which stream each message is in, and its priority (loadtest.campaign)."""
+        return StreamPlan(self.stream_specs(), self.seed)
+
+    def priority(self) -> Priority | None:
+        """The streams' priorities as the sender's dispatcher takes them; None when they are
+        all equal: the schedule's order, exactly as without the key."""
+        plan = self.stream_plan()
+        if not plan.prioritised:
+            return None
+        return Priority(of=plan.priority, highest=max(plan.priorities))
 
     def build_schedule(self) -> Schedule:
         return Schedule([s.stage() for s in self.schedule])

@@ -169,7 +169,9 @@ class Campaign:
 
     def _make_driver(self, scenario: Scenario, share: int, of: int, worker: str, emit: Any) -> None:
         self.driver = Driver(
-            dispatcher=Dispatcher(scenario.campaign.build_schedule(), share, of),
+            dispatcher=Dispatcher(
+                scenario.campaign.build_schedule(), share, of, scenario.campaign.priority()
+            ),
             factory=MessageFactory(
                 scenario.streams(),
                 self.run_id,

@@ -10,7 +10,7 @@ import heapq
 import itertools
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -107,14 +107,67 @@ class Ticket:
     avoid: str | None = None
 
 
+@dataclass(frozen=True)
+class Priority:
+    """Which due message goes first: `of(k)` is message k's priority (its stream's,
+    loadtest.campaign.StreamPlan), higher first; `highest` the most any message has."""
+
+    of: Callable[[int], int]
+    highest: int
+
+
+class DueQueue:
+    """Tickets already due, in the order a sender that cannot keep up takes them: the
+    highest priority first; within one priority the earliest due, a retry before a fresh
+    message due at the same moment, then the order they came in. With one priority for
+    all, that is the schedule's own order (what Dispatcher hands out without priorities)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, float, int, int, Ticket]] = []
+        self._seq = itertools.count()
+
+    def push(self, ticket: Ticket, priority: int, at: float, retry: bool) -> None:
+        """`at`: when it fell due (a requeued ticket keeps its attempt's `due`, yet waited
+        until `at` like a retry)."""
+        entry = (-priority, at, 0 if retry else 1, next(self._seq), ticket)
+        heapq.heappush(self._heap, entry)
+
+    def pop(self) -> Ticket:
+        return heapq.heappop(self._heap)[4]
+
+    def head(self) -> tuple[int, float] | None:
+        """The priority and due time of the ticket `pop` would give; None when empty."""
+        if not self._heap:
+            return None
+        negated, due = self._heap[0][:2]
+        return -negated, due
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+# Fresh messages one `take` classifies at most (each costs its stream's draw, ~8 us): a
+# sender far behind its schedule catches up over several takes, never stalling its users.
+SCAN_LIMIT = 256
+
+
 class Dispatcher:
     """Hands out one worker's share of the schedule in due order, retries included.
 
     Worker `share` of `of` takes messages k with k % of == share, so the offered rate over
     all workers is the schedule's. Retries wait in a heap like an MTA's deferred queue.
+
+    With a `priority` (streams of different priorities), what is due goes out by priority
+    first (`DueQueue`): a sender that cannot keep up sends the due messages of the
+    higher-priority stream before the others, which wait. A retry that is due competes by
+    its message's priority like a fresh message: a due transactional retry goes before due
+    promotional mail, a promotional retry waits behind due transactional mail. Without one,
+    the order is the schedule's, exactly as before priorities existed.
     """
 
-    def __init__(self, schedule: Schedule, share: int = 0, of: int = 1) -> None:
+    def __init__(
+        self, schedule: Schedule, share: int = 0, of: int = 1, priority: Priority | None = None
+    ) -> None:
         if not 0 <= share < of:
             raise ValueError(f"share {share} of {of}")
         self.schedule = schedule
@@ -123,6 +176,8 @@ class Dispatcher:
         self.retries: list[tuple[float, int, Ticket]] = []
         self._seq = itertools.count()
         self.in_flight = 0
+        self.priority = priority
+        self.due = DueQueue()  # only with a priority: what is due, best first
 
     @property
     def planned(self) -> int:
@@ -132,9 +187,9 @@ class Dispatcher:
 
     def take(self, now: float) -> Ticket | float | None:
         """A ticket due by `now`, else seconds to wait, else None when all is done."""
-        fresh_due = (
-            self.schedule.at(self.next_index) if self.next_index < self.schedule.total else None
-        )
+        if self.priority is not None:
+            return self._take_by_priority(now, self.priority)
+        fresh_due = self._fresh_due()
         retry_due = self.retries[0][0] if self.retries else None
         if fresh_due is None and retry_due is None:
             return 0.05 if self.in_flight else None
@@ -146,10 +201,43 @@ class Dispatcher:
             assert fresh_due is not None
             if fresh_due > now:
                 return fresh_due - now
-            ticket = Ticket(self.next_index, 1, fresh_due, fresh_due)
-            self.next_index += self.step
+            ticket = self._fresh(fresh_due)
         self.in_flight += 1
         return ticket
+
+    def _fresh_due(self) -> float | None:
+        return self.schedule.at(self.next_index) if self.next_index < self.schedule.total else None
+
+    def _fresh(self, due: float) -> Ticket:
+        ticket = Ticket(self.next_index, 1, due, due)
+        self.next_index += self.step
+        return ticket
+
+    def _take_by_priority(self, now: float, priority: Priority) -> Ticket | float | None:
+        """The best due ticket (DueQueue's order). Due retries join the queue; fresh
+        messages are classified in schedule order only until no unclassified one could
+        come first (the best found has the highest priority and is due no later than the
+        next fresh message), at most SCAN_LIMIT per take."""
+        while self.retries and self.retries[0][0] <= now:
+            at, _, ticket = heapq.heappop(self.retries)
+            self.due.push(ticket, priority.of(ticket.index), at, retry=True)
+        for _ in range(SCAN_LIMIT):
+            fresh_due = self._fresh_due()
+            if fresh_due is None or fresh_due > now:
+                break
+            head = self.due.head()
+            if head is not None and head[0] >= priority.highest and head[1] <= fresh_due:
+                break
+            index = self.next_index
+            self.due.push(self._fresh(fresh_due), priority.of(index), fresh_due, retry=False)
+        if self.due:
+            self.in_flight += 1
+            return self.due.pop()
+        waits = [t for t in (self._fresh_due(), self.retries[0][0] if self.retries else None)
+                 if t is not None]  # fmt: skip
+        if not waits:
+            return 0.05 if self.in_flight else None
+        return min(waits) - now
 
     def done(self, ticket: Ticket) -> None:
         """The ticket's attempt is over and the message needs no more tries."""
@@ -167,6 +255,7 @@ class Dispatcher:
         heapq.heappush(self.retries, (at, next(self._seq), ticket))
 
     def pending(self) -> int:
-        """Messages not finished: not yet started, waiting for a retry, or in flight."""
+        """Messages not finished: not yet started, due and waiting their turn, waiting for
+        a retry, or in flight."""
         unstarted = len(range(self.next_index, self.schedule.total, self.step))
-        return unstarted + len(self.retries) + self.in_flight
+        return unstarted + len(self.due) + len(self.retries) + self.in_flight
