@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from loadtest.addresses import AddressError, AddressPolicy
 from loadtest.analysis.slo import parse_slo
+from loadtest.analysis.summary_model import stream_metric
 from loadtest.campaign_spec import CampaignSpec
 from loadtest.fault_event import EXCLUSIVE_KINDS, MTA_KINDS, FaultEvent
 from loadtest.postfix import setting_problem
@@ -180,6 +181,19 @@ def slos_parse(scenario: Parts) -> None:
             raise ValueError(f"slo[{i}]: {exc}") from None
 
 
+def slo_streams_known(scenario: Parts) -> None:
+    """A per-stream SLO (`streams.STREAM.METRIC`) names one of the campaign's streams: a
+    typo would otherwise be an SLO that can never be measured."""
+    names = [s.name for s in scenario.campaign.streams]
+    for i, rule in enumerate(scenario.slo):
+        parts = stream_metric(parse_slo(rule)[0])
+        if parts is not None and parts[0] not in names:
+            raise ValueError(
+                f"slo[{i}]: {rule.strip()!r}: the campaign has no stream {parts[0]!r} "
+                f"(its streams: {', '.join(names)})"
+            )
+
+
 def loopback_unless_allowed(scenario: Parts) -> None:
     """Servers, and the upstreams of backup MXs and proxies, on loopback only unless
     allow_remote."""
@@ -233,6 +247,7 @@ CHECKS: tuple[Callable[[Parts], None], ...] = (
     servers_name_servers,
     no_contradictions,
     slos_parse,
+    slo_streams_known,
     loopback_unless_allowed,
     addresses_allowed,
 )

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from loadtest.analysis.summary_model import SLO_METRICS
+from loadtest.analysis.summary_model import SLO_METRICS, STREAM_SLO_METRICS
 from loadtest.campaign_spec import CampaignSpec, StageSpec, StreamModel
 from loadtest.fault_event import FaultEvent
 from loadtest.routing_spec import CircuitSpec, RetrySpec, RoutingSpec, StreamRoute, TimeoutSpec
@@ -122,6 +122,9 @@ def render() -> str:
         '### SLO metrics (`slo: ["metric <op> number"]`, op one of <= >= == < >)',
         "",
         ", ".join(f"`{m}`" for m in sorted(SLO_METRICS)),
+        "",
+        "Per stream, `streams.STREAM.METRIC` (STREAM one of `campaign.streams`), METRIC one of: "
+        + ", ".join(f"`{m}`" for m in sorted(STREAM_SLO_METRICS)),
         "",
         END,
     ]

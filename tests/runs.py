@@ -50,11 +50,12 @@ class RunBuilder:
         final: bool = True,
         size: int = 10_000,
         new_connection: bool = False,
+        stream: str = "promotional",
     ) -> None:
         self.attempts.append(
             AttemptRecord(
                 run_id=self.run_id, worker="local", msg_id=f"{self.run_id}-{k}",
-                stream="promotional", attempt=attempt, server=server, intended=T0 + intended,
+                stream=stream, attempt=attempt, server=server, intended=T0 + intended,
                 due=T0 + start, start=T0 + start, connected=T0 + start, end=T0 + end,
                 phase=phase, code=code, enhanced=enhanced, outcome=outcome, bytes=size,
                 recipients=1, recipients_refused=0, new_connection=new_connection,

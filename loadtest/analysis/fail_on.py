@@ -11,7 +11,8 @@ it a change:
            | +N%, -N% the change in % of |A|         p95_latency_ms>+10%   min_throughput<-5%
 
 METRIC is an SLO metric (`SLO_METRICS`: `lost`, `p95_latency_ms`, `failover_s` (the worst
-over the faults), `min_throughput`, `accepted_ratio`, ...) or the dotted path of a number
+over the faults), `min_throughput`, `accepted_ratio`, ...; on one stream
+`streams.transactional.p95_response_time_ms`) or the dotted path of a number
 in summary.json (docs/summary.md): `messages.retried`, `throughput.peak_msgs_per_s`,
 `latency_ms.per_server.secondary.p95`, `slo.passed` (1 or 0). A map's key may hold dots
 (a server named `mx.1`): the path takes the key the summary has.
@@ -36,7 +37,7 @@ from pydantic import BaseModel
 from loadtest.analysis.compare import is_number, is_part, without_none
 from loadtest.analysis.render_md import cell
 from loadtest.analysis.slo import OPS
-from loadtest.analysis.summary_model import SLO_METRICS, Summary
+from loadtest.analysis.summary_model import SLO_METRICS, Summary, slo_metric
 from loadtest.analysis.view import exact, num
 from maildrill.numbers import number_problem
 
@@ -73,7 +74,7 @@ def parse(text: str) -> Rule:
     if match is None:
         raise ValueError(f"{text!r} is not METRIC OP LIMIT ({EXAMPLES})")
     metric, op, sign, number, percent = match.group("metric", "op", "sign", "number", "percent")
-    if metric not in SLO_METRICS and not _known_path(Summary, metric.split(".")):
+    if slo_metric(metric) is None and not _known_path(Summary, metric.split(".")):
         raise ValueError(
             f"{text!r}: unknown metric {metric!r}: an SLO metric "
             f"({', '.join(sorted(SLO_METRICS))}) or the path of a number in summary.json "
@@ -105,8 +106,9 @@ def _known_path(kind: Any, parts: Sequence[str]) -> bool:
 
 def value(summary: Summary, metric: str) -> float | None:
     """The metric's value in one run; None: not measured, or not in this run."""
-    if metric in SLO_METRICS:
-        return SLO_METRICS[metric].value(summary)
+    known = slo_metric(metric)
+    if known is not None:
+        return known.value(summary)
     return _walk(summary, metric.split("."))
 
 

@@ -8,29 +8,39 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from loadtest.analysis.summary_model import SLO_METRICS, SloCheck, SloVerdict, Summary
+from loadtest.analysis.summary_model import (
+    SLO_METRICS,
+    STREAM_SLO_METRICS,
+    SloCheck,
+    SloMetric,
+    SloVerdict,
+    Summary,
+    slo_metric,
+)
 from maildrill.numbers import number_problem
 
 OPS: Mapping[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt, ">": operator.gt,
 }  # fmt: skip
 
-_RULE = re.compile(r"^\s*([a-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(-?[0-9.]+)\s*$")
-
-
-# Timings of a fault: with no fault in the run they do not apply.
-FAULT_TIMINGS = frozenset(name for name, metric in SLO_METRICS.items() if metric.over_faults)
+# A metric is lower case; a stream's name in `streams.STREAM.METRIC` may have capitals and -.
+_RULE = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(<=|>=|==|<|>)\s*(-?[0-9.]+)\s*$")
 
 
 def parse_slo(rule: str) -> tuple[str, str, float]:
     """'metric <op> number' -> (metric, op, limit); the metric one of SLO_METRICS (the
-    summary model's one list of what an SLO may name)."""
+    summary model's one list of what an SLO may name), or `streams.STREAM.METRIC` with
+    METRIC one of STREAM_SLO_METRICS (whether the campaign has STREAM is the scenario's
+    check, scenario_checks.slo_streams_known)."""
     match = _RULE.match(rule)
     if match is None:
         raise ValueError(f"{rule!r} is not 'metric <op> number'")
     metric, op, value = match.groups()
-    if metric not in SLO_METRICS:
-        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(sorted(SLO_METRICS))}")
+    if slo_metric(metric) is None:
+        raise ValueError(
+            f"unknown metric {metric!r}; known: {', '.join(sorted(SLO_METRICS))}; per stream: "
+            f"streams.STREAM.METRIC, METRIC one of {', '.join(sorted(STREAM_SLO_METRICS))}"
+        )
     limit = float(value)
     problem = number_problem(limit)
     if problem:
@@ -63,7 +73,7 @@ def check(
         value = values.get(metric)
         doubt = _doubt(metric, unreadable or {})
         verdict: dict[str, Any]  # a note only where there is one: no "note" key otherwise
-        if value is None and metric in FAULT_TIMINGS and faults == 0:
+        if value is None and _metric(metric).over_faults and faults == 0:
             verdict = {"passed": True, "note": "no fault in this run"}
         elif _needs(metric, unmeasured):
             verdict = {"passed": False, "note": NEEDS_SENDER_NOTE}
@@ -83,14 +93,13 @@ NEEDS_SENDER_NOTE = "not measured: needs the sender's journal (attempts.csv)"
 
 def _needs(metric: str, unmeasured: Collection[str]) -> bool:
     """Whether the metric's value (or what it is divided by) lies in an unmeasured key."""
-    spec = SLO_METRICS[metric]
-    paths = [spec.path, *([spec.per] if spec.per else [])]
+    paths = _metric(metric).keys
     return any(p == key or p.startswith(f"{key}.") for p in paths for key in unmeasured)
 
 
 def _doubt(metric: str, unreadable: Mapping[str, tuple[str, int]]) -> str:
     """Why `metric` cannot be verified ('' when it can)."""
-    sources = SLO_METRICS[metric].sources
+    sources = _metric(metric).sources
     files = sorted(name for name, (kind, lines) in unreadable.items() if lines and kind in sources)
     if not files:
         return ""
@@ -98,6 +107,19 @@ def _doubt(metric: str, unreadable: Mapping[str, tuple[str, int]]) -> str:
     return f"unverified: {lines} unreadable journal line{'s' * (lines != 1)} in {', '.join(files)}"
 
 
+def _metric(name: str) -> SloMetric:
+    """The metric of a name parse_slo took."""
+    metric = slo_metric(name)
+    assert metric is not None, name
+    return metric
+
+
 def metric_values(summary: Summary) -> dict[str, float | None]:
-    """The SLO metrics of a summary (worst case over faults for the timings)."""
-    return {name: metric.value(summary) for name, metric in SLO_METRICS.items()}
+    """The SLO metrics of a summary (worst case over faults for the timings), and each
+    per-stream metric of each of its streams."""
+    values = {name: metric.value(summary) for name, metric in SLO_METRICS.items()}
+    for stream in summary.streams:
+        for name in STREAM_SLO_METRICS:
+            full = f"streams.{stream}.{name}"
+            values[full] = _metric(full).value(summary)
+    return values

@@ -31,6 +31,7 @@ from loadtest.analysis import (
     report,
     rolling,
     slo,
+    streams,
 )
 from loadtest.analysis.journals import Damage
 from loadtest.analysis.loaded import RunDir
@@ -95,6 +96,24 @@ def summarise(run: RunDir) -> Summary:
             per, attempts, receipts, journals.mta_queue, run_id, unobserved, released, bounced
         )
         failovers = [failover.analyse(w, attempts, per, run.probes, t0, end) for w in windows]
+        no_probes = run.probes.iloc[:0]  # probes carry no stream: no monitor timings per stream
+        by_stream = streams.summarise(
+            attempts,
+            per,
+            not_sent,
+            streams.planned_per_stream(
+                scenario.campaign.stream_plan() if scenario else None,
+                planned,
+                run_id,
+                attempts,
+                not_sent,
+            ),
+            lambda frame, n, unsent: reconcile.count(
+                frame, n, run_id, stuck, unobserved, released, bounced, unsent
+            ),
+            windows,
+            lambda w, frame, messages: failover.analyse(w, frame, messages, no_probes, t0, end),
+        )
     else:
         # Another sender, no attempts: the messages and the faults from the receipts alone
         # (received.py); the parts built from attempts below come out empty, and
@@ -106,6 +125,7 @@ def summarise(run: RunDir) -> Summary:
         counts = received.messages(sink_side)
         per_recipient = Recipients()
         failovers = [received.analyse(w, frame, names, run.probes, t0, end) for w in windows]
+        by_stream = {}  # receipts carry no stream: `streams` needs the sender's journal
     mtas = {s.name for s in scenario.servers if s.postfix is not None} if scenario else set()
     rules = scenario.slo if scenario else []
     schedule = scenario.campaign.build_schedule() if scenario else None
@@ -141,6 +161,7 @@ def summarise(run: RunDir) -> Summary:
         harness=run.harness,
         capacity=capacity.capacity(attempts, schedule, t0, rules),
         bounces=bounces.summarise(attempts, not_sent, scenario, run_id, planned),
+        streams=by_stream,
         received=sink_side,
         needs_sender_journal=[] if sink_side is None else list(received.NEEDS_SENDER_JOURNAL),
     )

@@ -33,7 +33,7 @@ docs/architecture.md, "How to add a summary metric".
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -627,6 +627,33 @@ class Received(Part):
     servers: dict[str, ReceivedServer] = Field(default_factory=dict)
 
 
+# -- streams ---------------------------------------------------------------------------------
+
+
+class StreamResult(Messages):
+    """One stream of the campaign (transactional, promotional, ...): the message counts of
+    `messages` and the latency, response time, lateness and fault figures of the whole
+    run, each computed by the same function over this stream's messages alone (a message
+    is in the stream its attempts name). See docs/metrics.md, "Streams"."""
+
+    latency_ms: Annotated[Percentiles, LOWER] = Field(
+        default_factory=Percentiles,
+        description="service time (end - start) of this stream's accepted attempts",
+    )
+    response_time_ms: Annotated[Percentiles, LOWER] = Field(
+        default_factory=Percentiles,
+        description="end of the accepted attempt - the message's intended send time",
+    )
+    lateness_ms: Annotated[Percentiles, LOWER] = Field(
+        default_factory=Percentiles, description="start - intended send time of first attempts"
+    )
+    failovers: list[Failover] = Field(
+        default_factory=list,
+        description="each fault window as `failovers` has it, measured on this stream's "
+        "attempts (no health-probe timings: probes carry no stream)",
+    )
+
+
 # -- the whole -------------------------------------------------------------------------------
 
 
@@ -681,6 +708,11 @@ class Summary(Part):
     bounces: Bounces = Field(
         default_factory=Bounces, description="hard and soft bounces per recipient; suppression"
     )
+    streams: dict[str, StreamResult] = Field(
+        default_factory=dict,
+        description="per stream of the campaign, in its order: counts, latency, response "
+        "time, lateness and faults, as the whole run's (empty without the sender's journal)",
+    )
     slo: SloVerdict = Field(
         default_factory=SloVerdict, description="each SLO rule's measured value and verdict"
     )
@@ -701,29 +733,43 @@ class SloMetric:
 
     `path` is dotted attribute access from the Summary ("latency_ms.p95"); a path through
     `failovers[]` takes the worst (highest) over the faults, and no value when any fault
-    lacks one; `per` divides by a second path (null when that is 0).
+    lacks one; `per` divides by a second path (null when that is 0). With a `stream`, both
+    paths start at that stream's part (`summary.streams[stream]`, a `StreamResult`), and
+    there is no value when the summary has no such stream.
     """
 
     path: str
     sources: tuple[str, ...] = ATTEMPTS_ONLY
     per: str | None = None
+    stream: str | None = None
 
     @property
     def over_faults(self) -> bool:
         return self.path.startswith("failovers[].")
 
+    @property
+    def keys(self) -> list[str]:
+        """The summary.json keys the value is read from, from the top ("streams.X.lost")."""
+        root = "" if self.stream is None else f"streams.{self.stream}."
+        return [root + path for path in (self.path, self.per) if path is not None]
+
     def value(self, summary: Summary) -> float | None:
+        root: Any = summary
+        if self.stream is not None:
+            root = summary.streams.get(self.stream)
+            if root is None:
+                return None
         if self.over_faults:
             key = self.path.removeprefix("failovers[].")
-            values = [getattr(f, key) for f in summary.failovers]
+            values = [getattr(f, key) for f in root.failovers]
             if not values or any(v is None for v in values):
                 return None
             worst: float = max(values)
             return worst
-        value: float | None = _at(summary, self.path)
+        value: float | None = _at(root, self.path)
         if self.per is None:
             return value
-        whole = _at(summary, self.per)
+        whole = _at(root, self.per)
         return value / whole if value is not None and whole else None
 
 
@@ -740,6 +786,10 @@ SLO_METRICS: Mapping[str, SloMetric] = {
     "max_latency_ms": SloMetric("latency_ms.max"),
     "p95_lateness_ms": SloMetric("lateness_ms.p95"),
     "p99_lateness_ms": SloMetric("lateness_ms.p99"),
+    **{
+        f"{p}_response_time_ms": SloMetric(f"response_time_ms.{p}")
+        for p in ("p50", "p95", "p99", "max")
+    },
     "min_throughput": SloMetric("throughput.min_rolling_msgs_per_s"),
     "mean_throughput": SloMetric("throughput.mean_msgs_per_s"),
     "accepted_ratio": SloMetric("messages.accepted", MESSAGE_JOURNALS, per="messages.planned"),
@@ -756,3 +806,43 @@ SLO_METRICS: Mapping[str, SloMetric] = {
         for name in ("lost", "duplicated", "stranded")
     },
 }
+
+# What an SLO may measure on one stream, `streams.STREAM.METRIC`: the whole run's metric of
+# that name, its path in the stream's part (`StreamResult`, which has the counts of
+# `messages` at its top, and the percentiles and faults of the whole run).
+_PER_STREAM = (
+    *(f"{p}_latency_ms" for p in ("p50", "p95", "p99", "max")),
+    *(f"{p}_response_time_ms" for p in ("p50", "p95", "p99", "max")),
+    "p95_lateness_ms", "p99_lateness_ms",
+    "detection_s", "failover_s", "failback_s", "recovery_s",
+)  # fmt: skip
+STREAM_SLO_METRICS: Mapping[str, SloMetric] = {
+    **{name: SloMetric(name, MESSAGE_JOURNALS) for name in _COUNTS},
+    "accepted_ratio": SloMetric("accepted", MESSAGE_JOURNALS, per="planned"),
+    **{name: SLO_METRICS[name] for name in _PER_STREAM},
+}
+STREAM_METRIC_PREFIX = "streams."
+
+
+def stream_metric(name: str) -> tuple[str, str] | None:
+    """(stream, metric) of a per-stream SLO name, `streams.transactional.p95_latency_ms`;
+    None for any other name. The metric is the last dotted part: a stream's name may
+    hold dots, a metric's never does."""
+    if not name.startswith(STREAM_METRIC_PREFIX):
+        return None
+    stream, dot, metric = name.removeprefix(STREAM_METRIC_PREFIX).rpartition(".")
+    if not dot or not stream or metric not in STREAM_SLO_METRICS:
+        return None
+    return stream, metric
+
+
+def slo_metric(name: str) -> SloMetric | None:
+    """What an SLO rule's metric measures: one of SLO_METRICS, or one of
+    STREAM_SLO_METRICS on a stream (`streams.STREAM.METRIC`); None when neither."""
+    if name in SLO_METRICS:
+        return SLO_METRICS[name]
+    parts = stream_metric(name)
+    if parts is None:
+        return None
+    stream, metric = parts
+    return replace(STREAM_SLO_METRICS[metric], stream=stream)

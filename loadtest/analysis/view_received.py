@@ -40,6 +40,7 @@ WORDS = {
     "relay.*.end_to_end_ms": "backup MX end-to-end delay",
     "mta": "delivery through MTAs under test",
     "capacity": "capacity",
+    "streams": "per-stream results",
 }
 
 
