@@ -148,8 +148,14 @@ def test_fault_round_trip(start_sinks):
     assert sinks.control("mx", "GET", "/behaviours") == (200, [])
     assert mail_code(sinks) == 550
 
-    assert sinks.control("mx", "DELETE", f"/faults/{fault['id']}") == (200, fault)
+    assert fault["state"] == "active"
+    assert fault["start_at"] <= fault["started"]
+    status, stopped = sinks.control("mx", "DELETE", f"/faults/{fault['id']}")
+    assert status == 200
+    assert stopped == dict(fault, state="ended", ended=stopped["ended"])
+    assert stopped["ended"] >= fault["started"]
     assert sinks.control("mx", "GET", "/faults") == (200, [])
+    assert sinks.control("mx", "GET", f"/faults/{fault['id']}") == (200, stopped)
     assert mail_code(sinks) == 250
     status, reply = sinks.control("mx", "DELETE", f"/faults/{fault['id']}")
     assert status == 404
@@ -224,7 +230,8 @@ def test_behaviours_add_replace_remove(start_sinks):
     assert "stage" in reply["error"]
     assert sinks.control("mx", "GET", "/behaviours")[1] == listed, "a bad PUT changes nothing"
 
-    assert sinks.control("mx", "DELETE", f"/behaviours/{configured['id']}") == (200, replaced)
+    status, removed = sinks.control("mx", "DELETE", f"/behaviours/{configured['id']}")
+    assert (status, removed) == (200, dict(replaced, state="ended", ended=removed["ended"]))
     assert mail_code(sinks) == 551
     assert sinks.control("mx", "DELETE", f"/behaviours/{added['id']}")[0] == 200
     assert mail_code(sinks) == 250
