@@ -106,6 +106,8 @@ async def _start(request: web.Request, origin: str) -> web.Response:
         return _error(400, str(exc))
     if problem:
         return _error(400, problem)
+    if start_at is not None:
+        origin = "schedule"  # sent ahead: its journal rows say so
     active = await sink.add_effect(spec, origin=origin, duration=duration, start_at=start_at)
     return web.json_response(active.describe(), status=201)
 
