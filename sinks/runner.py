@@ -172,7 +172,7 @@ async def serve(
     with `errors` when something failed and `stopped_by` (the signal). With a `timeline`,
     its t0 is `start_at` (else the moment every sink listens): the ready line carries `t0`
     and the final one `timeline`, each fault's state as its sink tells it. `on_ready` gets
-    the ready line once it is printed."""
+    the ready line just before it is printed (a sender may start on that line)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     stopped_by: list[str] = []
@@ -200,10 +200,10 @@ async def serve(
             t0 = start_at if start_at is not None else time.time()
             played = await sinks.play(timeline, t0)
             ready["t0"] = t0
-        out.write(json.dumps(ready) + "\n")
-        out.flush()
         if on_ready is not None:
             on_ready(ready)
+        out.write(json.dumps(ready) + "\n")
+        out.flush()
         await stop.wait()
     finally:
         if played:
