@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 
 from loadtest.addresses import AddressError, AddressPolicy, header_text
+from maildrill.mailboxes import unknown_address
 
 DEFAULT_DOMAINS: Mapping[str, float] = {
     "gmail.test": 0.45,
@@ -48,6 +49,10 @@ class StreamSpec:
     domains: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_DOMAINS))
     attachment_share: float = 0.0  # share of messages with a PDF-like attachment
     attachment_size: int = 30_000  # bytes before base64
+    # Share of recipients sent to a mailbox that does not exist (maildrill.mailboxes), drawn
+    # from `unknown_addresses` such mailboxes per domain (few: the same ones come back).
+    unknown_recipients: float = 0.0
+    unknown_addresses: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,13 +191,35 @@ class MessageFactory:
             self._date = formatdate(second, localtime=False)
         return self._date
 
-    def build(self, index: int, now: float = 0.0) -> Message:
+    def _envelope(self, index: int) -> tuple[random.Random, _StreamTemplate, tuple[str, ...]]:
+        """Message `index`'s generator (its next draws make the body), stream and
+        recipients. The unknown recipients come from a generator of their own, so a share
+        of 0 draws nothing and leaves every message as it was without the key."""
         rng = random.Random(self.seed * 1_000_003 + index)
         t = rng.choices(self.templates, cum_weights=self.stream_weights)[0]
         spec = t.spec
         n_rcpt = rng.randint(spec.recipients_min, spec.recipients_max)
         domains = rng.choices(t.domains, cum_weights=t.cum_weights, k=n_rcpt)
         recipients = tuple(f"user{rng.randrange(1_000_000)}@{d}" for d in domains)
+        if spec.unknown_recipients > 0:
+            pick = random.Random(f"unknown:{self.seed}:{index}")
+            recipients = tuple(
+                unknown_address(pick.randrange(spec.unknown_addresses), d)
+                if pick.random() < spec.unknown_recipients
+                else address
+                for address, d in zip(recipients, domains, strict=True)
+            )
+        return rng, t, recipients
+
+    def envelope(self, index: int) -> tuple[str, tuple[str, ...]]:
+        """Message `index`'s stream and recipients, without building it (the analysis
+        asks which recipients the plan made unknown)."""
+        _, t, recipients = self._envelope(index)
+        return t.spec.name, recipients
+
+    def build(self, index: int, now: float = 0.0) -> Message:
+        rng, t, recipients = self._envelope(index)
+        spec = t.spec
         target = spec.size_median
         if spec.size_sigma > 0:
             target = int(spec.size_median * math.exp(rng.gauss(0.0, spec.size_sigma)))

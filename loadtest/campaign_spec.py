@@ -52,6 +52,12 @@ class StreamModel(StrictModel):
         default=0.0, ge=0, le=1, description="share with a PDF attachment"
     )
     attachment_size: Bytes = Field(default=30_000, ge=0, description="bytes before base64")
+    unknown_recipients: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="share of recipients with no mailbox (nosuchuser.N); null: the campaign's",
+    )
 
     @field_validator("name", "subject")
     @classmethod
@@ -79,8 +85,15 @@ class StreamModel(StrictModel):
             raise ValueError("domains needs at least one domain, each with a weight > 0")
         return self
 
-    def spec(self) -> StreamSpec:
-        return StreamSpec(**self.model_dump())
+    def spec(self, unknown_recipients: float = 0.0, unknown_addresses: int = 1000) -> StreamSpec:
+        """The runtime stream; the campaign's `unknown_*` where the stream sets none."""
+        fields = self.model_dump(exclude={"unknown_recipients"})
+        share = self.unknown_recipients
+        return StreamSpec(
+            **fields,
+            unknown_recipients=unknown_recipients if share is None else share,
+            unknown_addresses=unknown_addresses,
+        )
 
 
 class StageSpec(StrictModel):
@@ -128,6 +141,20 @@ class CampaignSpec(StrictModel):
     allowed_recipient_domains: list[str] = Field(
         default_factory=list, description="real domains you may send to (and send from)"
     )
+    unknown_recipients: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of recipients with no mailbox, for streams that set none "
+        "(a sink's `mailboxes` behaviour refuses them; 0: today's messages, exactly)",
+    )
+    unknown_addresses: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="distinct unknown mailboxes per domain they are drawn from (few: the "
+        "same ones come back, and are suppressed after their first hard bounce)",
+    )
 
     @field_validator("allowed_recipient_domains")
     @classmethod
@@ -151,6 +178,9 @@ class CampaignSpec(StrictModel):
                 f"{MAX_MESSAGES}"
             )
         return self
+
+    def stream_specs(self) -> list[StreamSpec]:
+        return [s.spec(self.unknown_recipients, self.unknown_addresses) for s in self.streams]
 
     def build_schedule(self) -> Schedule:
         return Schedule([s.stage() for s in self.schedule])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import sinks.cli
-from loadtest.analysis import junit
+from loadtest.analysis import junit, view
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import JournalProblems, Summary
 from loadtest.cli_args import server_args
@@ -182,8 +182,21 @@ def _print_summary(result: Summary, run_dir: Path) -> None:
             f"lost {m.lost}, duplicates {m.duplicates}, phantom {m.phantom}, "
             f"not sent {m.not_sent}"
         )
+    if view.recipients(result) is not None:  # only where counting per recipient differs
+        r = result.recipients
+        print(
+            f"recipients: addressed {r.addressed}, accepted {r.accepted}, delivered "
+            f"{r.delivered}, lost {r.lost}, duplicated {r.duplicated}, stranded {r.stranded}"
+        )
     for line in journal_problem_lines(result.journal_problems):
         print(line)
+    b = result.bounces
+    if b.hard or b.soft or b.suppressed:
+        print(
+            f"bounces: {b.hard} hard, {b.soft} soft of {b.attempted} recipients "
+            f"(rate {b.rate}); suppressed {b.suppressed} recipients, "
+            f"{m.suppressed} whole messages"
+        )
     if result.received is None:
         print(
             f"throughput: mean {result.throughput.mean_msgs_per_s} msgs/s, "
@@ -251,9 +264,12 @@ def _print_received(result: Summary) -> None:
         f"{r.unidentified} receipts with no id); longest gap {r.longest_gap_s} s"
     )
     for name, s in r.servers.items():
+        span = (
+            f"first {s.first_s} s, last {s.last_s} s" if s.first_s is not None else "none received"
+        )
         print(
-            f"  {name}: {s.receipts} receipts ({s.dropped} dropped), first {s.first_s} s, "
-            f"last {s.last_s} s, longest gap {s.longest_gap_s} s"
+            f"  {name}: {s.receipts} receipts ({s.dropped} dropped), {span}, "
+            f"longest gap {s.longest_gap_s} s"
         )
     print(needs_in_words(result))
 

@@ -85,6 +85,10 @@ class Attempt:
     new_connection: bool = False
     maybe_duplicate: bool = False
     error: str = ""
+    # The reply to each RCPT, in envelope order, as far as the attempt got: (code, enhanced
+    # code of a refusal). The driver turns it into `rcpt_replies` (the message's recipients).
+    replies: list[tuple[int, str]] = field(default_factory=list)
+    rcpt_replies: str = ""
 
     @property
     def latency_ms(self) -> float:
@@ -116,6 +120,7 @@ class Attempt:
             final=final,
             maybe_duplicate=self.maybe_duplicate,
             error=self.error,
+            rcpt_replies=self.rcpt_replies,
         )
 
 
@@ -345,19 +350,27 @@ class Sender:
         record.phase = Phase.RCPT
         accepted = 0
         first_refusal: tuple[int, bytes] | None = None
+        first_deferral: tuple[int, bytes] | None = None
         for rcpt in recipients:
             client.putcmd("rcpt", f"TO:{quote_address(rcpt)}")
             code, msg = client.getreply()
             if code in (250, 251):
                 accepted += 1
-            elif first_refusal is None:
-                first_refusal = (code, msg)
-                if code == 421:
-                    break
+                record.replies.append((code, ""))
+                continue
+            record.replies.append((code, enhanced_code(msg)))
+            first_refusal = first_refusal or (code, msg)
+            if 400 <= code < 500:
+                first_deferral = first_deferral or (code, msg)
+            if code == 421:
+                break
         record.recipients_refused = len(recipients) - accepted
         if accepted == 0:
-            assert first_refusal is not None
-            self._refused(client, record, *first_refusal)
+            # Every recipient refused: the message waits for a retry if any of them may yet
+            # take it (a 4xx); the 5xx ones are done (the driver leaves them out of it).
+            refusal = first_deferral or first_refusal
+            assert refusal is not None
+            self._refused(client, record, *refusal)
             return
         record.phase = Phase.DATA
         client.putcmd("data")

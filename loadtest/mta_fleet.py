@@ -101,8 +101,12 @@ class MtaFleet:
                 instance.abort()
             stuck = instance.queued()
             journal = CsvJournal(inside(self.run_dir, f"mta-queue-{name}.csv"), MtaQueueRecord)
-            for msg_id, state in stuck:
-                journal.write(MtaQueueRecord(time.time(), name, msg_id, state))
+            for held in stuck:
+                journal.write(
+                    MtaQueueRecord(
+                        time.time(), name, held.msg_id, held.state, " ".join(held.pending)
+                    )
+                )
             journal.close()
             self.log.event("mta_queue_at_end", mta=name, messages=len(stuck))
             if stuck:

@@ -22,6 +22,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 from maildrill.hostnames import ascii_domain
 from maildrill.netaddr import is_loopback
@@ -355,8 +356,9 @@ class PostfixInstance:
                     seen[f"{daemon}: {mark.strip()} {line.split(mark, 1)[1]}"] = None
         return list(seen)
 
-    def queued(self) -> list[tuple[str, str]]:
-        """(X-Maildrill-Id, queue state) of every message still in this instance's queue."""
+    def queued(self) -> list[Queued]:
+        """Every message still in this instance's queue: its X-Maildrill-Id, queue state and
+        the recipients it has yet to deliver."""
         found = []
         for state in QUEUE_STATES:
             for path in (self.queue_dir / state).rglob("*"):
@@ -366,17 +368,34 @@ class PostfixInstance:
                     data = path.read_bytes()
                 except FileNotFoundError:  # a running Postfix moved it to another queue
                     continue
-                found.append((queue_file_msg_id(data), state))
+                found.append(Queued(*queue_file(data), state=state))
         return found
 
 
-def queue_file_msg_id(data: bytes) -> str:
-    """The X-Maildrill-Id header of a Postfix queue file ('' if absent).
+class Queued(NamedTuple):
+    """A message in a Postfix queue: what mta-queue-NAME.csv records of it."""
+
+    msg_id: str  # its X-Maildrill-Id ('' if absent)
+    pending: tuple[str, ...]  # recipients not yet delivered, in the file's order
+    state: str = ""  # the queue it was found in: active, deferred, hold, ...
+
+
+# Postfix's queue file record types (src/global/rec_type.h): a recipient still to do, one
+# whose delivery status is established (the 'R' byte rewritten in place), a message line.
+REC_RCPT, REC_DONE, REC_NORM = ord("R"), ord("D"), ord("N")
+
+
+def queue_file(data: bytes) -> tuple[str, tuple[str, ...]]:
+    """(X-Maildrill-Id, recipients still to deliver) of a Postfix queue file.
 
     A queue file is a run of records: a type byte, a length (7 bits a byte, low bits first,
     high bit set on all but the last), then that many bytes. Message lines are records of
-    type 'N', one line each, without line ends.
+    type 'N', one line each, without line ends; a recipient is an 'R' record until its
+    delivery is done, when Postfix rewrites its type to 'D' (so a message split by
+    destination, one part delivered and one deferred, lists only the deferred part).
     """
+    msg_id = ""
+    pending: list[str] = []
     i, end = 0, len(data)
     while i < end:
         kind = data[i]
@@ -391,8 +410,10 @@ def queue_file_msg_id(data: bytes) -> str:
             shift += 7
         payload = data[i : i + length]
         i += length
-        if kind == ord("N"):
+        if kind == REC_RCPT:
+            pending.append(payload.decode(errors="replace"))
+        elif kind == REC_NORM and not msg_id:
             match = _ID.match(payload)
             if match:
-                return match.group(1).decode(errors="replace").strip()
-    return ""
+                msg_id = match.group(1).decode(errors="replace").strip()
+    return msg_id, tuple(pending)

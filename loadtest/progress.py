@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from loadtest.suppression import SUPPRESSED
 from maildrill.journal import JournalTail
 from maildrill.records import AttemptRecord
 
@@ -27,8 +28,10 @@ class Progress:
     def poll(self) -> None:
         now = time.time()
         for attempt in self.tail.poll():
-            self.attempts += 1
             self.finished += int(attempt.final)
+            if attempt.outcome == SUPPRESSED:  # a message not sent: no attempt
+                continue
+            self.attempts += 1
             if attempt.outcome == "accepted":
                 self.recent.append((attempt.end, attempt.server))
         self.recent = [(t, s) for t, s in self.recent if now - t <= 1.0]

@@ -105,7 +105,7 @@ class Scenario(StrictModel):
         return {s.name: s.client_server(timeouts) for s in self.servers}
 
     def streams(self) -> list[StreamSpec]:
-        return [s.spec() for s in self.campaign.streams]
+        return self.campaign.stream_specs()
 
     # -- which server is which, and whose mail maildrill sees land -------------------
 

@@ -217,6 +217,10 @@ class AttemptRecord(Record):
     final: bool = field(metadata=flag())  # no attempt of this message follows
     maybe_duplicate: bool = field(metadata=flag())  # cut after the dot: may have arrived
     error: str = field(metadata=text())  # the exception's type name
+    # One entry per recipient of the message, in its order, ";" between: the reply to its
+    # RCPT ("250", "550 5.1.1"), "" when none came, "s" not sent (suppressed: it
+    # hard-bounced earlier in the run), "f" not sent (a 5xx ended it in an earlier attempt).
+    rcpt_replies: str = field(default="", metadata=text())
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +240,9 @@ class ReceiptRecord(Record):
     outcome: str = field(metadata=text())  # accepted, queued (a backup MX) or dropped
     queue_id: str = field(metadata=text())
     helo: str = field(metadata=text())  # the EHLO name of who delivered it: which relay
+    # The envelope's recipients (RCPT TO addresses the sink took), one space between: which
+    # recipients this copy reached (the analysis counts per recipient). "": not recorded.
+    rcpts: str = field(default="", metadata=text())
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +337,9 @@ class MtaQueueRecord(Record):
     mta: str = field(metadata=text(required=True))
     msg_id: str = field(metadata=text(required=True))
     queue: str = field(metadata=text(required=True))  # active, deferred, hold, ...
+    # The recipients the queue file still has to deliver, one space between (those already
+    # delivered are not listed). "": not recorded (an older journal).
+    rcpts: str = field(default="", metadata=text())
 
 
 # Each kind of journal the analysis reads (the keys of loadtest.analysis.rundir's patterns).

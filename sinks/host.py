@@ -30,7 +30,17 @@ from typing import Any, ClassVar, TypeVar
 from maildrill.journal import CsvJournal
 from maildrill.records import FaultRecord
 from sinks.config import EffectSpec, FaultSpec
-from sinks.effects import EFFECTS, Context, Decision, Delay, Direction, Effect, Stage, build
+from sinks.effects import (
+    EFFECTS,
+    Action,
+    Context,
+    Decision,
+    Delay,
+    Direction,
+    Effect,
+    Stage,
+    build,
+)
 
 # How many ended, cancelled or failed faults `fault(id)` still knows (GET /faults/{id}).
 HISTORY = 1000
@@ -134,6 +144,7 @@ class EffectHost:
         self.history: collections.OrderedDict[str, ActiveEffect] = collections.OrderedDict()
         self._faults = faults
         self._effect_ids = itertools.count(1)
+        self._changed = asyncio.Event()  # set (and replaced) whenever the effects change
 
     # -- what subclasses provide (FaultHost and reporting) ------------------------------
 
@@ -250,6 +261,7 @@ class EffectHost:
         if active.onset is None:
             self._took_effect(active, time.time())
         active.begun = True
+        self._change()
         await active.effect.start(self)
 
     def _took_effect(self, active: ActiveEffect, now: float) -> None:
@@ -331,6 +343,16 @@ class EffectHost:
                 directions[direction].append(active)
         self.by_stage = InForce(self, {s: tuple(v) for s, v in stages.items()})
         self.by_direction = InForce(self, {d: tuple(v) for d, v in directions.items()})
+        self._change()
+
+    def _change(self) -> None:
+        self._changed.set()  # what a freeze holds asks again
+        self._changed = asyncio.Event()
+
+    async def changed(self) -> None:
+        """Until the effects in force next change (one added, begun at its start_at,
+        removed or replaced)."""
+        await self._changed.wait()
 
     def applies(self, active: ActiveEffect) -> bool:
         """The one place probability is applied: a fresh draw for each decision."""
@@ -342,15 +364,31 @@ class EffectHost:
         return None if decided is None else decided[1]
 
     async def decide_kind(self, stage: Stage, ctx: Context) -> tuple[str, Decision] | None:
-        """As `decide`, with the kind of effect that decided (for journals)."""
-        for active in self.by_stage[stage]:
-            if not self.applies(active):
-                continue
-            decision = active.effect.decide(stage, ctx)
-            if decision is None:
-                continue
-            if isinstance(decision, Delay):
-                await asyncio.sleep(decision.seconds)
-                continue
-            return active.kind, decision
-        return None
+        """As `decide`, with the kind of effect that decided (for journals).
+
+        A FREEZE is never returned: the caller is held here (`ctx.session.held_by` names
+        the kind meanwhile) until the effects in force change, then the stage is asked
+        again. So every stage a sink or proxy asks honours a freeze with no code of its
+        own, and a caller whose client leaves is cancelled here, having done nothing.
+        """
+        while True:
+            for active in self.by_stage[stage]:
+                if not self.applies(active):
+                    continue
+                decision = active.effect.decide(stage, ctx)
+                if decision is None:
+                    continue
+                if isinstance(decision, Delay):
+                    await asyncio.sleep(decision.seconds)
+                    continue
+                if decision is Action.FREEZE:
+                    break
+                return active.kind, decision
+            else:
+                return None
+            ctx.session.held_by = active.kind
+            try:
+                await self.changed()
+            finally:
+                ctx.session.held_by = ""
+            ctx.now = time.monotonic()

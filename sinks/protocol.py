@@ -1,8 +1,9 @@
 """aiosmtpd's SMTP state machine with a faster DATA path and hooks for socket-level faults.
 
 Policy lives in the handler (`sinks.handler`); this class only adds what a handler cannot
-do: act before the banner (hang, busy), read DATA in bulk instead of line by line, close
-after a 421, leave without a reply (drop), and journal every 4xx/5xx it sends. It also
+do: act before the banner (hang, busy), ask the effects at every reply it sends (a freeze
+holds them all, `Stage.REPLY`), read DATA in bulk instead of line by line, close after a
+421, leave without a reply (drop), and journal every 4xx/5xx it sends. It also
 holds a hostile client to the session limits of `SinkConfig` (idle and session clocks,
 errors per session, connections per address, line length) and takes turns with the other
 sessions when a client pipelines a flood.
@@ -156,6 +157,9 @@ class SinkSMTP(CompatSMTP):
         self.info: SessionInfo | None = None
         self.stage = Stage.CONNECT
         self.msg_id = ""
+        # Recipients of the message in DATA: aiosmtpd resets the envelope before the reply
+        # to the final dot, and the refusals journal counts that reply's recipients.
+        self.data_rcpts = 0
         self.ended = False
         self._deadline = 0.0
         self._ends_at = math.inf  # max_session_s after the connection, if set
@@ -230,10 +234,12 @@ class SinkSMTP(CompatSMTP):
         if now < when:
             self.idle_timer = self.loop.call_at(when, self._idle_check)
             return
-        # Postfix's way: a 421 and close; not to a session hanging on purpose (a fault).
+        # Postfix's way: a 421 and close; not to a session hanging on purpose (a fault), nor
+        # to one a freeze holds (a hung server says nothing, not even that it timed out).
         transport = self.transport
+        silent = self._hanging or (self.info is not None and bool(self.info.held_by))
         try:
-            if not self._hanging and transport is not None and not transport.is_closing():
+            if not silent and transport is not None and not transport.is_closing():
                 text = str(SESSION_TOO_LONG if now >= self._ends_at else TIMED_OUT)
                 self.sink.refused(self, text)
                 transport.write(self._encode(text) + b"\r\n")  # type: ignore[attr-defined]
@@ -248,6 +254,8 @@ class SinkSMTP(CompatSMTP):
     # -- replies ----------------------------------------------------------------------
 
     async def push(self, status: AnyStr) -> None:
+        if self.sink.by_stage[Stage.REPLY]:
+            await self._before_reply()
         transport = self.transport
         if transport is None or transport.is_closing():
             # Closed (a 421, a timeout) with pipelined commands still buffered: stop as the
@@ -282,6 +290,20 @@ class SinkSMTP(CompatSMTP):
         self._replies += 1
         if self._replies % _FAIR_SHARE == 0:
             await asyncio.sleep(0)  # others' turn, if this client pipelines a flood
+
+    async def _before_reply(self) -> None:
+        """The effects at `reply` (every reply, the banner included): delays add up, and a
+        freeze holds the reply in the sink's `decide` until it clears.
+
+        A client that leaves meanwhile cancels the session here (aiosmtpd does, at its
+        EOF); our side is closed too, as after a hang, or a held banner would leave the
+        session half-open and counted as active.
+        """
+        try:
+            await self.sink.decide(Stage.REPLY, self.sink.context(self))
+        except asyncio.CancelledError:
+            self._close()
+            raise
 
     def _encode(self, status: AnyStr) -> bytes:
         if isinstance(status, bytes):
@@ -379,6 +401,7 @@ class SinkSMTP(CompatSMTP):
         if arg:
             await self.push("501 5.5.4 Syntax: DATA")
             return
+        self.data_rcpts = len(self.envelope.rcpt_tos)
         if self.sink.by_stage[Stage.DATA]:
             decision = await self.sink.decide(Stage.DATA, self.sink.context(self))
             if isinstance(decision, Reply):

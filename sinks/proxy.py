@@ -5,12 +5,14 @@ control API and fault timeline, and journals fault transitions the same way
 (`faults-NAME.csv`); but what it says is the upstream's. Faults act on the way:
 
 - at the connection: `down` (listener closed, relayed sessions cut), `hang` (accepted,
-  nothing forwarded either way), `busy` and `connection_cap` (a 421 without reaching the
-  upstream), `reset` (a TCP RST);
+  the upstream not reached while it lasts; with `scope: new`, never), `busy` and
+  `connection_cap` (a 421 without reaching the upstream), `reset` (a TCP RST);
 - on the SMTP session the proxy follows (`sinks.smtp_watch`): `drop` (the final dot goes
   through, the client is cut before the server's reply comes back: RFC 1047), `reset` at a
   command;
-- on the bytes, per direction: `latency` (each chunk held) and `bandwidth` (the link paced).
+- on the bytes, per direction: `latency` (each chunk held), `bandwidth` (the link paced)
+  and `hang` (nothing passes either way on open connections until it clears, unless
+  `scope: new`; see sinks.effects.link_hang).
 
 `proxy-NAME.csv` journals each connection (`open`, `close` with bytes each way and what
 ended it) and each message whose end went by (`message`: its X-Maildrill-Id, size and the
@@ -286,9 +288,15 @@ class Link:
         loop = asyncio.get_running_loop()
         writer = self.writer
         try:
-            while (item := await self.queue.get()) is not None:
+            while True:
+                item = await self.queue.get()
+                shaped = await self._thawed(len(item[1]) if item is not None else 0)
+                if shaped is None:
+                    return  # held for a client that left: dropped, the relay cut
+                if item is None:
+                    break
                 arrived, data, then = item
-                hold, pace = self.relay.shaping(self.direction, len(data))
+                hold, pace = shaped
                 wait = arrived + hold - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
@@ -303,6 +311,25 @@ class Link:
             self.relay.cut("error")
             return
         writer.close()
+
+    async def _thawed(self, size: int) -> tuple[float, float] | None:
+        """(hold, pace) for the next chunk (or the end: `size` 0), once no freeze holds
+        this direction; None when one held it and the client left meanwhile.
+
+        The end of the stream waits too, so the other side sees nothing, not even the
+        close, until the path comes back. What a freeze held for a client that has left
+        is not delivered late: the relay is cut (the upstream never gets a final dot that
+        came before the sender gave up, which would be a receipt it never heard of).
+        """
+        relay = self.relay
+        held_by = ""
+        while (shaped := relay.shaping(self.direction, size)) is None:
+            held_by = relay.info.held_by
+            await relay.proxy.changed()
+        if held_by and relay.client_proto.eof:
+            relay.cut(held_by)
+            return None
+        return shaped
 
     async def _paced(self, data: bytes, seconds: float) -> None:
         """Out in slices of about PACE_SLICE_S, each when the link would have carried it."""
@@ -367,9 +394,11 @@ class Relay:
         proxy = self.proxy
         proxy.log(self, "open")
         try:
-            decided = await proxy.decide_kind(Stage.CONNECT, self.context())
+            decided = await self._decide_connect()
             if decided is not None:
                 await self._refuse(*decided)
+                return
+            if self.cause:  # the client left (or a fault cut it) while a freeze held it
                 return
             if await self._connect():
                 await self._relay()
@@ -387,6 +416,27 @@ class Relay:
             proxy.counters.bytes_down += self.bytes_down
             proxy.log(self, "close", bytes_up=self.bytes_up, bytes_down=self.bytes_down,
                       cause=self.cause, detail=self.detail)  # fmt: skip
+
+    async def _decide_connect(self) -> tuple[str, Decision] | None:
+        """The connect stage's decision. A freeze holds it (in the host) until it clears,
+        and the upstream is not reached meanwhile; a client that leaves first ends the
+        wait, the session then ended by the kind that held it."""
+        proxy = self.proxy
+        if not proxy.by_stage[Stage.CONNECT]:
+            return None
+        decide = asyncio.ensure_future(proxy.decide_kind(Stage.CONNECT, self.context()))
+        left = asyncio.ensure_future(self.wake.wait())  # set at the client's EOF
+        try:
+            await asyncio.wait((decide, left), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            left.cancel()
+            if not decide.done():
+                held_by = self.info.held_by
+                decide.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await decide
+                self.ended(held_by or "client")
+        return decide.result() if not decide.cancelled() else None
 
     async def _refuse(self, kind: str, decision: Decision) -> None:
         """A fault at the connection: the upstream is never reached."""
@@ -550,12 +600,14 @@ class Relay:
             rng=proxy.rng,
         )
 
-    def shaping(self, direction: Direction, size: int) -> tuple[float, float]:
-        """(hold, pace) seconds for a chunk: the link effects' Delays and Paces, summed.
-        Each effect's probability is drawn once per session, as Toxiproxy draws toxicity
-        per connection: a session is on a slow link or not."""
+    def shaping(self, direction: Direction, size: int) -> tuple[float, float] | None:
+        """(hold, pace) seconds for a chunk: the link effects' Delays and Paces, summed;
+        None while one freezes the link (`info.held_by` says which). Each effect's
+        probability is drawn once per session, as Toxiproxy draws toxicity per
+        connection: a session is on a slow link or not."""
         hold = pace = 0.0
         proxy = self.proxy
+        self.info.held_by = ""
         for active in proxy.by_direction[direction]:
             if not self._drawn(active):
                 continue
@@ -564,6 +616,9 @@ class Relay:
                 hold += shaped.seconds
             elif isinstance(shaped, Pace):
                 pace += shaped.seconds
+            elif shaped is Action.FREEZE:
+                self.info.held_by = active.kind
+                return None
         return hold, pace
 
     def _drawn(self, active: ActiveEffect) -> bool:

@@ -79,6 +79,30 @@ PRESETS: dict[str, Reply] = {
     "postfix": Reply(450, "4.7.1", "Error: too much mail from {peer}"),
 }
 
+# What providers answer for an address they have no mailbox for ({address} filled in), each
+# at the stage it answers it (sinks.effects.mailboxes): the texts as the providers send them,
+# on one line (Gmail's comes as four "550-5.1.1" lines). Only Gmail and Postfix say 5.1.1:
+# Outlook.com says 5.5.0 at RCPT; Yahoo refuses the whole message after DATA with 552 and
+# no enhanced code (sisimai's Yahoo rules: "in reply to end of DATA command").
+NO_SUCH_USER: dict[str, Reply] = {
+    "gmail": Reply(
+        550,
+        "5.1.1",
+        "The email account that you tried to reach does not exist. Please try "
+        "double-checking the recipient's email address for typos or unnecessary spaces. "
+        "Learn more at https://support.google.com/mail/?p=NoSuchUser - gsmtp",
+    ),
+    "yahoo": Reply(552, "", "1 Requested mail action aborted, mailbox not found"),
+    "outlook": Reply(
+        550, "5.5.0", "Requested action not taken: mailbox unavailable (S2017062302)."
+    ),
+    "postfix": Reply(
+        550,
+        "5.1.1",
+        "<{address}>: Recipient address rejected: User unknown in virtual mailbox table",
+    ),
+}
+
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Error: too many connections, try again later")
 TOO_MANY_MESSAGES = Reply(421, "4.7.0", "Error: too many messages in this connection")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Error: too many recipients")

@@ -20,7 +20,7 @@ from maildrill.records import ReceiptRecord, RefusalRecord
 from sinks import log_limit
 from sinks.backup_mx import RelayQueue
 from sinks.config import SinkConfig
-from sinks.effects import Context
+from sinks.effects import Context, Stage
 from sinks.handler import SinkHandler
 from sinks.host import ActiveEffect, EffectHost
 from sinks.journal import SinkJournals
@@ -28,6 +28,9 @@ from sinks.protocol import SinkSMTP
 from sinks.tls import self_signed_context, server_context
 
 __all__ = ["ActiveEffect", "Counters", "Sink"]  # ActiveEffect lives in sinks.host
+
+# A refusal at these stages answers the message sent in DATA (SinkSMTP.data_rcpts).
+_AFTER_DATA = frozenset({Stage.DOT, Stage.ACK})
 
 
 @dataclass
@@ -235,6 +238,7 @@ class Sink(EffectHost):
                 outcome=outcome,
                 queue_id=queue_id,
                 helo=info.helo,
+                rcpts=" ".join(envelope.rcpt_tos),
             )
         )
         counters = self.counters
@@ -265,7 +269,9 @@ class Sink(EffectHost):
                 code=code,
                 enhanced=enhanced,
                 mail_from=(envelope.mail_from or "") if envelope else "",
-                rcpt_count=len(envelope.rcpt_tos) if envelope else 0,
+                rcpt_count=server.data_rcpts
+                if server.stage in _AFTER_DATA
+                else (len(envelope.rcpt_tos) if envelope else 0),
                 msg_id=server.msg_id,
             )
         )

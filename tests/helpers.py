@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import select
 import socket
 import time
 import urllib.parse
@@ -218,6 +219,17 @@ class RawClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# A reply on loopback takes milliseconds: none this long after a command means none is
+# coming (for a test that something is *not* answered, never of when something is).
+SILENT_S = 4 * LATE_S
+
+
+def none_answers(*clients: RawClient) -> bool:
+    """True when none of `clients` gets a byte within SILENT_S (all waited on at once)."""
+    readable, _, _ = select.select([c.sock for c in clients], [], [], SILENT_S)
+    return readable == [] and all(c.buffer == b"" for c in clients)
 
 
 def assert_delays(reported: dict, first: dict[str, float], accepted: dict[str, float]) -> None:

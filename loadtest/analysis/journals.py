@@ -87,6 +87,9 @@ class Journals:
     relay: pd.DataFrame = field(default_factory=pd.DataFrame)  # backup-MX queues
     mta_queue: pd.DataFrame = field(default_factory=pd.DataFrame)  # left in MTAs at the end
     proxy: pd.DataFrame = field(default_factory=pd.DataFrame)  # fault proxies' connections
+    # Rows of attempts.csv that are no SMTP attempt: a message not sent, every recipient
+    # suppressed (loadtest.analysis.bounces.split_suppressed, in loaded.compact).
+    suppressed: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def skipped(self) -> dict[str, int]:

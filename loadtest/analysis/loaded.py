@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from loadtest.analysis import journals as journals_mod
 from loadtest.analysis import probes as probes_mod
+from loadtest.analysis.bounces import split_suppressed
 from loadtest.analysis.journals import PATTERNS, Damage, Journals
 from loadtest.analysis.rundir import (
     EXTERNAL,
@@ -166,8 +167,12 @@ def checked(model: type[Model], data: dict[str, Any], path: Path) -> Model:
 def compact(journals: Journals) -> Journals:
     """The same journals with `outcome`, `server` and `worker` of the attempts as
     categories: every comparison and groupby on them is then integer work, not a million
-    string compares. Same results (pandas groups categories by observed values, sorted)."""
-    attempts = journals.attempts
+    string compares. Same results (pandas groups categories by observed values, sorted).
+    Rows that are no SMTP attempt (a message not sent: every recipient suppressed) go to
+    `suppressed`, so no analysis takes them for attempts."""
+    attempts, suppressed = split_suppressed(journals.attempts)
+    if len(suppressed):
+        journals = dataclasses.replace(journals, attempts=attempts, suppressed=suppressed)
     columns = {c: "category" for c in CATEGORIES if c in attempts and len(attempts)}
     if columns:
         journals = dataclasses.replace(journals, attempts=attempts.astype(columns))

@@ -52,11 +52,11 @@ from loadtest.scenario import Scenario
 NEEDS_SENDER_JOURNAL: tuple[str, ...] = (
     *(f"messages.{name}" for name in ("planned", "attempted", "accepted", "failed", "lost",
                                        "phantom", "stranded", "not_sent", "in_flight",
-                                       "unverified", "retried")),
+                                       "unverified", "retried", "suppressed")),
     "throughput", "latency_ms", "response_time_ms", "lateness_ms", "errors",
     *(f"failovers[].{name}" for name in ("detection_s", "messages_delayed", "messages_failed",
                                           "added_latency_ms", "phases")),
-    "relay.*.end_to_end_ms", "mta", "capacity",
+    "relay.*.end_to_end_ms", "mta", "capacity", "bounces", "recipients",
 )  # fmt: skip
 
 COLUMNS = ["time", "server", "key", "by_message_id", "outcome"]

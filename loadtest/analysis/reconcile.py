@@ -140,22 +140,26 @@ def count(
     unobserved: frozenset[str] = frozenset(),
     released: frozenset[str] = frozenset(),
     bounced: frozenset[str] = frozenset(),
+    suppressed: frozenset[str] = frozenset(),
 ) -> Messages:
     """summary.json's `messages` (each count defined in summary_model.Messages); with
     `run_id`, receipts of other runs are left out. `stuck`: messages found in an MTA's
     queue at the end (stranded there, not lost); `unobserved`:
     servers whose receipts maildrill cannot see (what they took is unverified, not lost);
     `released`: messages a backup MX queued and then forwarded or bounced (no longer held);
-    `bounced`: those its upstream refused for good (lost, wherever it was)."""
+    `bounced`: those its upstream refused for good (lost, wherever it was); `suppressed`:
+    messages not sent, every recipient suppressed (their ids; those with an SMTP attempt
+    too are counted by it)."""
     if run_id and len(per):
         per = per[per.index.astype(str).str.startswith(f"{run_id}-")]
     if per.empty:
         return Messages(
             planned=planned, attempted=0, accepted=0, failed=0, received_unique=0, lost=0,
-            duplicates=0, phantom=0, stranded=0, not_sent=planned, in_flight=0, unverified=0,
-            retried=0,
+            duplicates=0, phantom=0, stranded=0, not_sent=max(0, planned - len(suppressed)),
+            in_flight=0, unverified=0, retried=0, suppressed=len(suppressed),
         )  # fmt: skip
     attempted = per["attempts"] > 0
+    never_sent = len(suppressed - set(per.index[attempted]))
     accepted = attempted & per["accepted"].astype(bool)
     finished = per["finished"].fillna(True).astype(bool)
     failed = attempted & ~accepted & finished
@@ -175,10 +179,11 @@ def count(
         duplicates=int(duplicated(per).sum()),
         phantom=int((failed & (received > 0)).sum()),
         stranded=int((accepted & (received == 0) & held).sum()),
-        not_sent=max(0, planned - int(attempted.sum())),
+        not_sent=max(0, planned - int(attempted.sum()) - never_sent),
         in_flight=int(in_flight.sum()),
         unverified=int((missing & blind).sum()),
         retried=int((accepted & (per["attempts"] > 1)).sum()),
+        suppressed=never_sent,
     )
 
 

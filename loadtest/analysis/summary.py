@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from loadtest.analysis import (
+    bounces,
     capacity,
     delivery,
     failover,
@@ -24,9 +25,11 @@ from loadtest.analysis import (
     probes,
     proxies,
     received,
+    recipients,
     reconcile,
     relay,
     report,
+    rolling,
     slo,
 )
 from loadtest.analysis.journals import Damage
@@ -36,9 +39,12 @@ from loadtest.analysis.summary_model import (
     JournalProblems,
     MissingLines,
     Received,
+    Recipients,
     Summary,
+    Throughput,
     UnreadableLines,
 )
+from loadtest.schedule import Schedule
 from loadtest.server_spec import SinkSpec
 
 
@@ -72,13 +78,22 @@ def summarise(run: RunDir) -> Summary:
         foreign = {s.name for s in scenario.servers if not s.local and s.postfix is None}
         windows += fault_windows.infer_windows(attempts, foreign)
     sink_side: Received | None = None
+    not_sent = journals.suppressed  # rows of messages not sent: every recipient suppressed
+    if run_id and len(not_sent) and "run_id" in not_sent:
+        not_sent = not_sent[not_sent["run_id"] == run_id]
     if run.has_sender_journal:
         per = reconcile.messages(attempts, receipts)
         stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
         events = journals.relay
         released = frozenset(events.loc[events["event"].isin(relay.DONE_EVENTS), "msg_id"])
         bounced = frozenset(events.loc[events["event"] == "bounced", "msg_id"])
-        counts = reconcile.count(per, planned, run_id, stuck, unobserved, released, bounced)
+        suppressed = frozenset(not_sent["msg_id"]) if len(not_sent) else frozenset()
+        counts = reconcile.count(
+            per, planned, run_id, stuck, unobserved, released, bounced, suppressed
+        )
+        per_recipient = recipients.count(
+            per, attempts, receipts, journals.mta_queue, run_id, unobserved, released, bounced
+        )
         failovers = [failover.analyse(w, attempts, per, run.probes, t0, end) for w in windows]
     else:
         # Another sender, no attempts: the messages and the faults from the receipts alone
@@ -89,6 +104,7 @@ def summarise(run: RunDir) -> Summary:
         frame, names = received.of_run(run)
         sink_side = received.summarise(frame, names, t0)
         counts = received.messages(sink_side)
+        per_recipient = Recipients()
         failovers = [received.analyse(w, frame, names, run.probes, t0, end) for w in windows]
     mtas = {s.name for s in scenario.servers if s.postfix is not None} if scenario else set()
     rules = scenario.slo if scenario else []
@@ -100,7 +116,8 @@ def summarise(run: RunDir) -> Summary:
         duration_s=round(end - t0, 3) if len(attempts) or sink_side else 0.0,
         partial=run.partial,
         messages=counts,
-        throughput=metrics.throughput(attempts),
+        recipients=per_recipient,
+        throughput=_with_floor(metrics.throughput(attempts), attempts, schedule, t0),
         latency_ms=metrics.latency(attempts),
         response_time_ms=metrics.response_time(attempts),
         lateness_ms=metrics.lateness(attempts),
@@ -123,6 +140,7 @@ def summarise(run: RunDir) -> Summary:
         ),
         harness=run.harness,
         capacity=capacity.capacity(attempts, schedule, t0, rules),
+        bounces=bounces.summarise(attempts, not_sent, scenario, run_id, planned),
         received=sink_side,
         needs_sender_journal=[] if sink_side is None else list(received.NEEDS_SENDER_JOURNAL),
     )
@@ -141,6 +159,18 @@ def summarise(run: RunDir) -> Summary:
     if run.harness.aborted_by:  # a drill without its fault passes nothing
         summary.slo.passed = False
     return summary
+
+
+def _with_floor(
+    throughput: Throughput, attempts: pd.DataFrame, schedule: Schedule | None, t0: float
+) -> Throughput:
+    """The throughput part with its lowest 5 s rate inside constant-rate stages (rolling.py;
+    null without a schedule or such a stage)."""
+    stages = capacity.constant_windows(schedule) if schedule is not None else []
+    low = rolling.floor(attempts, stages, t0)
+    throughput.min_rolling_msgs_per_s = low.msgs_per_s if low else None
+    throughput.min_rolling_at_s = low.at_s if low else None
+    return throughput
 
 
 def journal_problems(damage: dict[str, Damage], torn_trusted: bool) -> JournalProblems:

@@ -160,6 +160,43 @@ class Messages(Part):
         description="accepted, but only after more than one attempt (a deferral, a refused "
         "or dropped attempt, a failover): mail that reached its server late",
     )
+    suppressed: Annotated[int, NEUTRAL] = Field(
+        default=0,
+        description="planned, never sent: every recipient had hard-bounced earlier in the "
+        "run (suppressed); neither not_sent nor failed",
+    )
+
+
+class Recipients(Part):
+    """One count per recipient of a message, beside the per-message counts: a message
+    split by destination (an MTA delivers one copy per recipient domain) can be delivered
+    for one recipient and stranded or lost for another, or one part delivered twice while
+    another is missing, which the message's counts do not show. A recipient refused at RCPT
+    (4xx or 5xx) is in neither `accepted` nor `lost`. Null: a summary from before these."""
+
+    addressed: Annotated[int | None, NEUTRAL] = Field(
+        default=None, description="recipients the client named in RCPT TO (attempted messages)"
+    )
+    accepted: Annotated[int | None, HIGHER] = Field(
+        default=None,
+        description="RCPT 250 in the attempt whose final dot got the message's 250",
+    )
+    delivered: Annotated[int | None, HIGHER] = Field(
+        default=None, description="accepted recipients named in a delivery receipt"
+    )
+    lost: Annotated[int | None, LOWER] = Field(
+        default=None, description="accepted, delivered nowhere, held nowhere, not unverified"
+    )
+    duplicated: Annotated[int | None, LOWER] = Field(
+        default=None, description="recipients named in more than one delivery receipt"
+    )
+    stranded: Annotated[int | None, LOWER] = Field(
+        default=None, description="accepted, not delivered, still in a queue at the end"
+    )
+    unverified: Annotated[int | None, LOWER] = Field(
+        default=None,
+        description="accepted by a server maildrill cannot see past, not delivered to a sink",
+    )
 
 
 class ServerThroughput(Part):
@@ -179,6 +216,14 @@ class Throughput(Part):
     # A higher peak can be a backlog flushed after a stall: a change, not an improvement.
     peak_msgs_per_s: Annotated[float, NEUTRAL] = Field(description="the busiest 1 s bin")
     per_server: dict[str, ServerThroughput] = Field(default_factory=dict)
+    min_rolling_msgs_per_s: Annotated[float | None, Compare("higher", if_measured=True)] = Field(
+        default=None,
+        description="the fewest accepted messages in any 5 s window inside a "
+        "constant-rate stage, per second; null: no such stage of 5 s or more",
+    )
+    min_rolling_at_s: float | None = Field(
+        default=None, description="the start of that window, seconds from run start"
+    )
 
 
 class Latency(Percentiles):
@@ -427,6 +472,63 @@ class Harness(Part):
     )
 
 
+# -- bounces ---------------------------------------------------------------------------------
+
+
+class BounceRates(Part):
+    """The recipients of one stream, or carried to one server, and their bounces."""
+
+    attempted: Annotated[int, NEUTRAL] = Field(
+        default=0, description="recipients carried by at least one attempt (not suppressed)"
+    )
+    hard: Annotated[int, LOWER] = Field(default=0, description="last word a 5xx")
+    soft: Annotated[int, LOWER] = Field(
+        default=0, description="last word a 4xx, and no retry followed"
+    )
+    rate: Annotated[float | None, LOWER] = Field(
+        default=None, description="(hard + soft) / attempted; null: none attempted"
+    )
+
+
+class Bounces(BounceRates):
+    """Per recipient (a message and one of its recipients), its last word decided by
+    codes: the reply to its RCPT, else its message's. See docs/metrics.md, "Bounces"."""
+
+    hard_rate: Annotated[float | None, LOWER] = Field(
+        default=None, description="hard / attempted; null: none attempted"
+    )
+    by_class: dict[str, int] = Field(
+        default_factory=dict,
+        description='hard and soft bounces by enhanced code class and subject: "5.1.x" '
+        '(addressing), "5.7.x" (policy), "4.7.x"; "5.x.x": no enhanced code',
+    )
+    by_status: dict[str, int] = Field(
+        default_factory=dict, description='the same by reply: "550 5.1.1", "552"'
+    )
+    suppressed: Annotated[int, NEUTRAL] = Field(
+        default=0,
+        description="recipients left out of an attempt: their address had hard-bounced "
+        "earlier in the run (the sender's suppression list)",
+    )
+    unknown: int | None = Field(
+        default=None,
+        description="recipients the campaign plan sent to a mailbox that does not exist "
+        "(unknown_recipients); null: no stream has any",
+    )
+    unknown_bounced: int | None = Field(
+        default=None, description="of the hard bounces, those at an unknown recipient"
+    )
+    repeat_bounces: Annotated[int | None, LOWER] = Field(
+        default=None,
+        description="hard bounces at an address already suppressed by an earlier one: "
+        "messages to it in flight together, or several sending processes",
+    )
+    per_stream: dict[str, BounceRates] = Field(default_factory=dict)
+    per_server: dict[str, BounceRates] = Field(
+        default_factory=dict, description="attempted at the server; bounced by it"
+    )
+
+
 # -- capacity and SLOs -----------------------------------------------------------------------
 
 
@@ -537,6 +639,10 @@ class Summary(Part):
     duration_s: float = Field(description="t0 to the end of the last attempt")
     partial: bool = Field(description="the run was interrupted (or never started)")
     messages: Messages = Field(description="the fate of every planned message")
+    recipients: Recipients = Field(
+        default_factory=Recipients,
+        description="the same fates counted per recipient (a message split by destination)",
+    )
     throughput: Throughput
     latency_ms: Annotated[Latency, LOWER] = Field(
         description="service time (end - start) of accepted attempts"
@@ -572,6 +678,9 @@ class Summary(Part):
         "(attempts.csv): those keys read 0 or null, and SLOs on them are not measured",
     )
     capacity: Capacity = Field(default_factory=Capacity, description="step-load capacity")
+    bounces: Bounces = Field(
+        default_factory=Bounces, description="hard and soft bounces per recipient; suppression"
+    )
     slo: SloVerdict = Field(
         default_factory=SloVerdict, description="each SLO rule's measured value and verdict"
     )
@@ -631,10 +740,19 @@ SLO_METRICS: Mapping[str, SloMetric] = {
     "max_latency_ms": SloMetric("latency_ms.max"),
     "p95_lateness_ms": SloMetric("lateness_ms.p95"),
     "p99_lateness_ms": SloMetric("lateness_ms.p99"),
-    "min_throughput": SloMetric("throughput.mean_msgs_per_s"),
+    "min_throughput": SloMetric("throughput.min_rolling_msgs_per_s"),
+    "mean_throughput": SloMetric("throughput.mean_msgs_per_s"),
     "accepted_ratio": SloMetric("messages.accepted", MESSAGE_JOURNALS, per="messages.planned"),
+    "bounce_rate": SloMetric("bounces.rate"),
+    "hard_bounce_rate": SloMetric("bounces.hard_rate"),
+    "hard_bounces": SloMetric("bounces.hard"),
+    "soft_bounces": SloMetric("bounces.soft"),
     **{
         name: SloMetric(f"failovers[].{name}", FAULT_JOURNALS)
         for name in ("detection_s", "failover_s", "failback_s", "recovery_s")
+    },
+    **{
+        f"recipients_{name}": SloMetric(f"recipients.{name}", MESSAGE_JOURNALS)
+        for name in ("lost", "duplicated", "stranded")
     },
 }

@@ -162,6 +162,8 @@ def messages(summary: Summary) -> Table:
     # unverified only where it can happen: servers maildrill does not see past.
     present = [(k, label) for k, label in MESSAGE_COLUMNS
                if k != "unverified" or m.unverified]  # fmt: skip
+    if m.suppressed:  # only where it happened: every recipient of a message suppressed
+        present.append(("suppressed", "suppressed"))
     note = (
         "lost: accepted by the client, received by no sink; phantom: received but "
         "counted failed by the client (RFC 1047); received: unique messages some sink has; "
@@ -181,17 +183,53 @@ def messages(summary: Summary) -> Table:
     )
 
 
+RECIPIENT_COLUMNS = (
+    ("addressed", "addressed"), ("accepted", "accepted"), ("delivered", "delivered"),
+    ("lost", "lost"), ("duplicated", "duplicated"), ("stranded", "stranded"),
+    ("unverified", "unverified"),
+)  # fmt: skip
+# Each per-recipient count beside the per-message count it refines.
+SAME_AS_MESSAGES = (
+    ("addressed", "attempted"), ("accepted", "accepted"), ("lost", "lost"),
+    ("duplicated", "duplicates"), ("stranded", "stranded"), ("unverified", "unverified"),
+)  # fmt: skip
+
+
+def recipients(summary: Summary) -> Table | None:
+    """Per recipient, only where it says something the per-message counts do not: a
+    message with several recipients (one count each), or parts of one message with
+    different fates. None for a summary without the counts."""
+    r, m = summary.recipients, summary.messages
+    if r.accepted is None or r.addressed is None:  # no sender's journal to count from
+        return None
+    if all(getattr(r, k) == getattr(m, msg) for k, msg in SAME_AS_MESSAGES):
+        return None
+    present = [(k, label) for k, label in RECIPIENT_COLUMNS if k != "unverified" or r.unverified]
+    return Table(
+        "Recipients",
+        "recipients",
+        [label for _, label in present],
+        [[num(getattr(r, k)) for k, _ in present]],
+        note=(
+            "Each recipient of a message counted on its own: accepted: RCPT 250 in the "
+            "attempt the server accepted (a recipient refused at RCPT is neither accepted "
+            "nor lost); delivered: named in a receipt at a sink; stranded: still in a "
+            "queue at the end; lost: the rest; duplicated: named in more than one receipt."
+        ),
+    )
+
+
 def throughput(summary: Summary) -> Table:
     tp = summary.throughput
     rows = [[name, num(s.accepted), num(s.mean_msgs_per_s)] for name, s in tp.per_server.items()]
     rows.append(["all", num(summary.messages.accepted), num(tp.mean_msgs_per_s)])
-    return Table(
-        "Throughput",
-        "throughput",
-        ["server", "accepted", "mean msgs/s"],
-        rows,
-        note=f"peak 1 s bin: {num(tp.peak_msgs_per_s)} msgs/s.",
-    )
+    note = f"peak 1 s bin: {num(tp.peak_msgs_per_s)} msgs/s."
+    if tp.min_rolling_msgs_per_s is not None:
+        note += (
+            f" Lowest 5 s rate inside constant-rate stages (min_throughput): "
+            f"{num(tp.min_rolling_msgs_per_s)} msgs/s, from {num(tp.min_rolling_at_s)} s."
+        )
+    return Table("Throughput", "throughput", ["server", "accepted", "mean msgs/s"], rows, note=note)
 
 
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "max")
@@ -361,6 +399,50 @@ def errors(summary: Summary) -> Table:
         note="Failed attempts by reply code and enhanced code; without a reply, by outcome "
         "and the phase it was reached in.",
         empty="no failed attempts",
+    )
+
+
+# RFC 3463's subjects: what the second digit of an enhanced code is about.
+BOUNCE_SUBJECTS = {
+    "1": "addressing", "2": "mailbox", "3": "mail system", "4": "network and routing",
+    "5": "mail delivery protocol", "6": "message content", "7": "security or policy",
+    "x": "no enhanced code",
+}  # fmt: skip
+
+
+def bounces(summary: Summary) -> Table | None:
+    """Hard and soft bounces per recipient, by class, stream and server; only when any
+    recipient bounced or was suppressed."""
+    b = summary.bounces
+    if not (b.hard or b.soft or b.suppressed):
+        return None
+    rows = [["all recipients", num(b.attempted), num(b.hard), num(b.soft), num(b.rate)]]
+    rows += [[f"stream {name}", num(r.attempted), num(r.hard), num(r.soft), num(r.rate)]
+             for name, r in b.per_stream.items()]  # fmt: skip
+    rows += [[f"server {name}", num(r.attempted), num(r.hard), num(r.soft), num(r.rate)]
+             for name, r in b.per_server.items()]  # fmt: skip
+    kinds = [
+        f"{key} {BOUNCE_SUBJECTS.get(key.split('.')[1], '')}: {num(n)}".replace("  ", " ")
+        for key, n in b.by_class.items()
+    ]
+    replies = [f"{key}: {num(n)}" for key, n in b.by_status.items()]
+    rows += [["by class", "", "", "", "; ".join(kinds) or MISSING],
+             ["by reply", "", "", "", "; ".join(replies) or MISSING],
+             ["suppressed (not sent again)", num(b.suppressed), "", "", ""]]  # fmt: skip
+    if b.unknown is not None:
+        rows.append(["unknown in the plan / of them hard-bounced", num(b.unknown),
+                     num(b.unknown_bounced), "", ""])  # fmt: skip
+    if b.repeat_bounces:
+        rows.append(["hard bounces of an address already suppressed", "",
+                     num(b.repeat_bounces), "", ""])  # fmt: skip
+    return Table(
+        "Bounces",
+        "bounces",
+        ["recipients", "attempted", "hard", "soft", "bounce rate"],
+        rows,
+        note="Per recipient, by its last word: hard a 5xx, soft a 4xx after which nothing "
+        "was tried again; rate = (hard + soft) / attempted. Decided by reply codes. A "
+        "suppressed recipient had hard-bounced earlier in the run and was not sent again.",
     )
 
 
@@ -561,9 +643,11 @@ def preflight(summary: Summary) -> Table | None:
 
 # Keys of the Summary this view lays out itself; any other is listed under "More results".
 RENDERED = {
-    "scenario", "run_id", "started_at", "duration_s", "partial", "messages", "throughput",
+    "scenario", "run_id", "started_at", "duration_s", "partial", "messages", "recipients",
+    "throughput",
     "latency_ms", "response_time_ms", "lateness_ms", "errors", "failovers", "probes",
     "preflight", "journal_problems", "harness", "capacity", "slo", "mta", "relay", "proxies",
+    "bounces",
 }  # fmt: skip
 RENDERED |= {"received", "needs_sender_journal"}  # view_received.py lays them out
 MAX_MORE_ROWS = 200
@@ -612,13 +696,19 @@ def lead_caption(summary: Summary) -> str:
 
 
 def build(summary: Summary, plots: Sequence[PlotRef] = (), scenario_text: str = "") -> ReportView:
-    sections = [key_numbers(summary), messages(summary), throughput(summary), latency(summary),
-                failovers(summary)]  # fmt: skip
+    sections = [key_numbers(summary), messages(summary)]
+    per_recipient = recipients(summary)
+    if per_recipient is not None:
+        sections.append(per_recipient)
+    sections += [throughput(summary), latency(summary), failovers(summary)]
     for extra in (fault_phases(summary), mta_delivery(summary), relays(summary),
                   fault_proxies(summary), capacity(summary), probes(summary)):  # fmt: skip
         if extra is not None:
             sections.append(extra)
     sections += [slo_table(summary), errors(summary)]
+    extra_bounces = bounces(summary)
+    if extra_bounces is not None:
+        sections.append(extra_bounces)
     for extra in (preflight(summary), more(summary)):
         if extra is not None:
             sections.append(extra)

@@ -2,8 +2,9 @@
 (the steps: docs/architecture.md, "How to add a fault").
 
 A sink knows EFFECTS; a proxy (`mode: proxy`) knows PROXY_EFFECTS: the faults that make
-sense from outside a server it relays to, some shared with sinks (down, hang, busy, drop,
-flap, connection_cap) and some its own (reset, bandwidth, and a latency per direction).
+sense from outside a server it relays to: some shared with sinks (down, busy, drop, flap,
+connection_cap), some named as a sink's but acting on the link, in classes of their own
+(hang, latency), and some its own (reset, bandwidth).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from sinks.effects.flap import Flap
 from sinks.effects.greylist import Greylist
 from sinks.effects.hang import Hang
 from sinks.effects.latency import Latency
+from sinks.effects.link_hang import LinkHang
 from sinks.effects.link_latency import LinkLatency
+from sinks.effects.mailboxes import Mailboxes
 from sinks.effects.reject import Reject
 from sinks.effects.reset import Reset
 from sinks.effects.throttle import Throttle
@@ -48,6 +51,7 @@ EFFECTS: Mapping[str, type[Effect]] = {
         Greylist,
         Latency,
         Reject,
+        Mailboxes,
         Down,
         Hang,
         Drop,
@@ -58,7 +62,7 @@ EFFECTS: Mapping[str, type[Effect]] = {
 
 PROXY_EFFECTS: Mapping[str, type[Effect]] = {
     cls.kind: cls
-    for cls in (Down, Hang, Busy, Drop, Reset, LinkLatency, Bandwidth, Flap, ConnectionCap)
+    for cls in (Down, LinkHang, Busy, Drop, Reset, LinkLatency, Bandwidth, Flap, ConnectionCap)
 }
 
 

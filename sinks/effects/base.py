@@ -1,8 +1,8 @@
 """The one interface every behaviour and fault implements.
 
 An effect looks at one SMTP stage of one session and either lets it pass (None) or
-returns a decision: a reply to send instead, a delay, or a socket action (hang, drop,
-reset). A proxy (`sinks.proxy`) asks the same questions of the SMTP session it follows, and
+returns a decision: a reply to send instead, a delay, or a socket action (hang, freeze,
+drop, reset). A proxy (`sinks.proxy`) asks the same questions of the SMTP session it follows, and
 asks link effects (`shape`) how each chunk it relays is slowed. Effects never touch sockets
 or clocks of their own; probability and time windows are applied once, by the sink or proxy
 that holds them (as Toxiproxy applies toxicity in its wrapper).
@@ -32,10 +32,18 @@ class Stage(enum.Enum):
     # is a receiver that committed the mail but was slow or wrong to say so, and the
     # sender's retry makes a duplicate (how an MTA stopped mid-delivery duplicates).
     ACK = "ack"
+    # Any reply about to be sent, whatever the command: the banner, EHLO, MAIL, RCPT, DATA,
+    # the dot, and RSET, NOOP, QUIT, AUTH, STARTTLS, a syntax error. A sink asks it of every
+    # reply it sends (after the command did its work: at the dot, after the commit).
+    REPLY = "reply"
 
 
 class Action(enum.Enum):
     HANG = "hang"  # never answer again on this connection
+    # Answer nothing while the effect is in force. Never returned to the one who asks: its
+    # host (sinks.host.EffectHost.decide) holds the stage until the effects in force change,
+    # then asks again, so the reply (or the commit, at the dot) waits out the freeze.
+    FREEZE = "freeze"
     DROP = "drop"  # close the connection without a reply (after journaling the message)
     RESET = "reset"  # abort the connection with a TCP RST (a proxy's fault)
 
@@ -71,6 +79,7 @@ class SessionInfo:
     peer_ip: str
     messages: int = 0  # messages accepted (or dropped) on this connection so far
     helo: str = ""  # the EHLO/HELO name, cleaned for the journal (see sinks.handler)
+    held_by: str = ""  # the kind of effect whose FREEZE holds this session now ("" if none)
 
 
 @dataclass(slots=True)
@@ -132,8 +141,11 @@ class Effect:
         """The directions `shape` wants to see (a proxy's link effects); empty for the rest."""
         return frozenset()
 
-    def shape(self, direction: Direction, size: int, rng: random.Random) -> Delay | Pace | None:
-        """How a chunk of `size` bytes going `direction` through a proxy is slowed."""
+    def shape(
+        self, direction: Direction, size: int, rng: random.Random
+    ) -> Delay | Pace | Action | None:
+        """How a chunk of `size` bytes going `direction` through a proxy is slowed
+        (Action.FREEZE: held until the effects in force change)."""
         return None
 
     async def start(self, host: FaultHost) -> None:

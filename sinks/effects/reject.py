@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sinks.effects.base import Context, Decision, Effect, Params, Stage
 from sinks.replies import Reply
@@ -13,6 +13,13 @@ class RejectParams(Params):
     code: int = Field(ge=400, le=599)
     enhanced: str = ""
     text: str = "Error: rejected by maildrill"
+
+    @field_validator("stage")
+    @classmethod
+    def _a_command(cls, stage: Stage) -> Stage:
+        if stage is Stage.REPLY:
+            raise ValueError("a reject answers a command: name its stage, not `reply`")
+        return stage
 
     @model_validator(mode="after")
     def _check(self) -> RejectParams:

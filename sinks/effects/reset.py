@@ -20,6 +20,8 @@ class ResetParams(Params):
     def _seen_on_the_wire(cls, stage: Stage) -> Stage:
         if stage is Stage.ACK:
             raise ValueError("a proxy cannot see when the server commits a message (no ack)")
+        if stage is Stage.REPLY:
+            raise ValueError("a proxy resets at a client's command: name its stage, not `reply`")
         return stage
 
 

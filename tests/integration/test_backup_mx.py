@@ -6,7 +6,7 @@ import smtplib
 
 import pytest
 
-from tests.helpers import message, read_csv, wait_until
+from tests.helpers import RawClient, message, none_answers, read_csv, wait_until
 
 
 def start_pair(start_sinks, tmp_path, primary_port: int = 0):
@@ -171,3 +171,24 @@ def test_a_receipt_that_cannot_be_journaled_is_a_451_never_a_5xx(start_sinks, tm
     assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (451, b"4.3.0")
     # Queued before the journal failed: forwarded later, at least once, never bounced.
     assert sink.relay.db.execute("SELECT msg_id FROM queue").fetchall() == [("full",)]
+
+
+def test_a_hung_backup_queues_nothing_for_a_sender_that_gave_up(start_sinks, tmp_path):
+    """A backup MX's commit is its queue: a frozen one neither queues nor acknowledges the
+    message whose dot came, and a client that leaves meanwhile leaves nothing to forward."""
+    _primary, backup = start_pair(start_sinks, tmp_path)
+    relay = backup.sink("backup").relay
+    assert relay is not None
+    with RawClient(backup.port("backup"), timeout=5) as client:
+        assert client.open_data() == 354
+        assert backup.control("backup", "POST", "/faults", {"kind": "hang"})[0] == 201
+        client.send(message("given-up").encode() + b"\r\n.\r\n")
+        assert none_answers(client)
+        assert relay.depth() == 0
+    assert wait_until(lambda: backup.sink("backup").counters.active_sessions == 0)
+    backup.control("backup", "DELETE", "/faults?kind=hang")
+    with backup.smtp("backup") as after:
+        after.sendmail("news@example.com", ["a@gmail.test"], message("after"))
+    assert wait_until(lambda: len(read_csv(tmp_path / "j" / "receipts-primary.csv")) == 1, 10)
+    assert [r["msg_id"] for r in read_csv(tmp_path / "j" / "receipts-primary.csv")] == ["after"]
+    assert [r["msg_id"] for r in read_csv(tmp_path / "j" / "receipts-backup.csv")] == ["after"]

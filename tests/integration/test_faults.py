@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 import pytest
 
 from sinks.config import EffectSpec
-from tests.helpers import LATE_S, RawClient, connect_refused, message, read_csv, wait_until
+from tests.helpers import (
+    LATE_S,
+    RawClient,
+    connect_refused,
+    message,
+    none_answers,
+    read_csv,
+    wait_until,
+)
 
 
 def fault_rows(sinks, name: str = "mx") -> list[dict[str, str]]:
@@ -153,6 +161,66 @@ def test_hung_sessions_do_not_hold_connection_cap_slots(start_sinks):
     assert wait_until(lambda: sinks.sink("mx").counters.active_sessions == 0)
     with sinks.smtp("mx") as client:
         assert client.noop()[0] == 250
+
+
+def test_hang_freezes_open_sessions_and_they_carry_on_when_it_clears(start_sinks):
+    """Sessions opened before the fault: no reply to the next command (MAIL, NOOP), no
+    reply after the dot and nothing journaled, no banner for a new connection. At the
+    clear, whoever still waits gets the reply it was owed; a message whose client left
+    during the freeze is never committed (no receipt the sender did not hear of)."""
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    port = sinks.port("mx")
+    receipts = sinks.journal_dir / "receipts-mx.csv"
+    counters = sinks.sink("mx").counters
+    with (
+        RawClient(port, timeout=5) as mail,
+        RawClient(port, timeout=5) as noop,
+        RawClient(port, timeout=5) as kept,
+        RawClient(port, timeout=5) as left,
+    ):
+        for client in (mail, noop):
+            client.reply()
+            assert client.command(b"EHLO c.test") is not None
+        assert kept.open_data() == left.open_data() == 354
+        assert sinks.control("mx", "POST", "/faults", {"kind": "hang"})[0] == 201
+        mail.send(b"MAIL FROM:<a@example.com>\r\n")
+        noop.send(b"NOOP\r\n")
+        kept.send(message("kept").encode() + b"\r\n.\r\n")
+        left.send(message("left").encode() + b"\r\n.\r\n")
+        late = RawClient(port, timeout=5)  # connects during the fault
+        assert none_answers(mail, noop, kept, left, late)
+        assert probe(port) == "silent"
+        assert read_csv(receipts) == [], "a frozen server commits nothing"
+        left.close()  # gave up, as a sender past its dot timeout
+        assert wait_until(lambda: counters.active_sessions == 4)  # let go at its EOF
+        sinks.control("mx", "DELETE", "/faults?kind=hang")
+        assert mail.reply() == (250, b"2.1.0 Ok")
+        assert noop.reply() == (250, b"OK")
+        code, text = kept.reply() or (0, b"")
+        assert (code, text.startswith(b"2.0.0 Ok: queued as")) == (250, True)
+        with late:
+            code, _ = late.reply() or (0, b"")
+            assert code == 220, "the banner held at the door goes out at the clear"
+    assert [r["msg_id"] for r in read_csv(receipts)] == ["kept"]
+    assert counters.accepted == 1
+
+
+def test_hang_scope_new_keeps_new_connections_out_while_open_sessions_deliver(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    port = sinks.port("mx")
+    with RawClient(port, timeout=5) as open_before:
+        assert open_before.open_data() == 354
+        fault = {"kind": "hang", "scope": "new"}
+        assert sinks.control("mx", "POST", "/faults", fault)[0] == 201
+        assert probe(port) == "silent"
+        open_before.send(message("through").encode() + b"\r\n.\r\n")
+        assert (open_before.reply() or (0,))[0] == 250
+        assert open_before.command(b"MAIL FROM:<a@example.com>") == (250, b"2.1.0 Ok")
+        late = RawClient(port, timeout=5)
+        sinks.control("mx", "DELETE", "/faults?kind=hang")
+        with late:
+            assert none_answers(late), "a connection the door kept stays silent after"
+    assert [r["msg_id"] for r in read_csv(sinks.journal_dir / "receipts-mx.csv")] == ["through"]
 
 
 # -- drop -------------------------------------------------------------------------------

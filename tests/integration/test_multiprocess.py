@@ -19,7 +19,16 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO, child_pids, connect_refused, control, message, read_csv
+from tests.helpers import (
+    REPO,
+    RawClient,
+    child_pids,
+    connect_refused,
+    control,
+    message,
+    none_answers,
+    read_csv,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -188,6 +197,33 @@ def test_scheduled_fault_applies_in_every_worker(multi_sink: Callable[..., Multi
     assert [a["kind"] for a in status["active"]] == ["reject"]
     sink.stop()
     assert sink.receipts() == []
+
+
+def test_hang_freezes_open_sessions_in_every_worker(multi_sink: Callable[..., MultiSink]) -> None:
+    """Each worker holds its own sessions; a hang sent to the sink reaches them all."""
+    sink = multi_sink()
+    clients: list[RawClient] = []
+    workers: set[bytes] = set()
+    try:
+        while len(workers) < 2 and len(clients) < 40:  # the kernel picks the worker
+            client = RawClient(sink.port, timeout=10)
+            clients.append(client)
+            assert client.open_data() == 354
+            client.send(message(f"before{len(clients)}").encode() + b"\r\n.\r\n")
+            code, text = client.reply() or (0, b"")
+            assert code == 250
+            queue_id = text.rsplit(b" ", 1)[1]  # SESSION.N: mx.3.1 (worker 0), mx.w1.3.1
+            workers.add(queue_id.rsplit(b".", 2)[0])
+        assert len(workers) == 2
+        assert sink.control("POST", "/faults", {"kind": "hang"})[0] == 201
+        for client in clients:
+            client.send(b"MAIL FROM:<a@example.com>\r\n")
+        assert none_answers(*clients)
+        assert sink.control("DELETE", "/faults")[0] == 200
+        assert all(client.reply() == (250, b"2.1.0 Ok") for client in clients)
+    finally:
+        for client in clients:
+            client.close()
 
 
 def test_bad_requests_are_answered_once_not_per_worker(

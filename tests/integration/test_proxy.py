@@ -28,7 +28,15 @@ from sinks.config import ConfigError, parse_config
 from sinks.effects import Stage
 from sinks.smtp_watch import MAX_UNANSWERED, Command, Message, ServerReply, SmtpWatch
 from tests.fuzz_smtp import SinkProcess
-from tests.helpers import LATE_S, RawClient, connect_refused, message, read_csv, wait_until
+from tests.helpers import (
+    LATE_S,
+    RawClient,
+    connect_refused,
+    message,
+    none_answers,
+    read_csv,
+    wait_until,
+)
 
 SENDER, RCPT = "news@example.com", ["a@gmail.test"]
 
@@ -246,6 +254,67 @@ def test_hang_times_out_the_greeting_and_never_reaches_the_upstream(start_pair, 
 
     assert wait_until(lambda: closes() == ["hang", "hang"])  # each when its client gave up
     assert mta_sessions(mta) == 0
+
+
+def test_hang_freezes_open_relays_both_ways_until_it_clears(start_pair, tmp_path):
+    """Connections open before the fault: a command gets no reply, a final dot is not
+    passed on (the upstream commits nothing), a new connection reaches no upstream. At
+    the clear the held bytes go on; a client that left meanwhile is cut, and what it had
+    sent is dropped, not delivered late."""
+    mta, px = start_pair()
+    port = px.port("px")
+    proxy = px.sink("px")
+    receipts = tmp_path / "j" / "receipts-mta.csv"
+    with (
+        RawClient(port, timeout=5) as mail,
+        RawClient(port, timeout=5) as kept,
+        RawClient(port, timeout=5) as left,
+    ):
+        mail.reply()
+        assert mail.command(b"EHLO c.test") is not None
+        assert kept.open_data() == left.open_data() == 354
+        fault(px, "hang")
+        mail.send(b"MAIL FROM:<a@example.com>\r\n")
+        kept.send(message("kept").encode() + b"\r\n.\r\n")
+        left.send(message("left").encode() + b"\r\n.\r\n")
+        late = RawClient(port, timeout=5)  # connects during the fault
+        assert none_answers(mail, kept, left, late)
+        assert read_csv(receipts) == [], "no final dot got through"
+        assert mta_sessions(mta) == 3, "the new connection reached no upstream"
+        left.close()  # gave up, as a sender past its dot timeout
+
+        def eofs() -> int:
+            return sum(relay.client_proto.eof for relay in proxy.relays)
+
+        assert wait_until(lambda: eofs() == 1)  # the proxy has seen it leave
+        px.control("px", "DELETE", "/faults?kind=hang")
+        assert mail.reply() == (250, b"2.1.0 Ok")
+        code, text = kept.reply() or (0, b"")
+        assert (code, text.startswith(b"2.0.0 Ok: queued as")) == (250, True)
+        with late:
+            code, _ = late.reply() or (0, b"")
+            assert code == 220, "a connection held at the door reaches the upstream at the clear"
+    assert [r["msg_id"] for r in read_csv(receipts)] == ["kept"]
+    assert wait_until(lambda: mta.sink("mta").counters.active_sessions == 0)
+    assert [r["msg_id"] for r in read_csv(receipts)] == ["kept"], "nothing late for `left`"
+    assert mta_sessions(mta) == 4
+
+
+def test_hang_scope_new_keeps_new_connections_out_while_open_relays_flow(start_pair, tmp_path):
+    mta, px = start_pair()
+    port = px.port("px")
+    with RawClient(port, timeout=5) as open_before:
+        assert open_before.open_data() == 354
+        fault(px, "hang", scope="new")
+        late = RawClient(port, timeout=5)
+        open_before.send(message("through").encode() + b"\r\n.\r\n")
+        assert (open_before.reply() or (0,))[0] == 250
+        assert open_before.command(b"MAIL FROM:<a@example.com>") == (250, b"2.1.0 Ok")
+        px.control("px", "DELETE", "/faults?kind=hang")
+        with late:
+            assert none_answers(late), "a connection the door kept stays silent after"
+    assert [r["msg_id"] for r in journal(tmp_path, "receipts-mta.csv")] == ["through"]
+    assert mta_sessions(mta) == 1
 
 
 def test_drop_cuts_the_client_after_the_dot_while_the_upstream_has_the_message(

@@ -18,6 +18,7 @@ def test_accepts_and_journals_every_message(start_sinks):
     assert [r["msg_id"] for r in rows] == [f"m{i}" for i in range(5)]
     assert {r["message_id"] for r in rows} == {f"<m{i}@maildrill.test>" for i in range(5)}
     assert all(r["rcpt_count"] == "2" and r["outcome"] == "accepted" for r in rows)
+    assert {r["rcpts"] for r in rows} == {"b@gmail.test c@yahoo.test"}  # which ones: in order
     counters = sinks.sink("primary").counters
     assert counters.accepted == 5
     assert counters.bytes == sum(int(r["size"]) for r in rows)

@@ -62,7 +62,7 @@ def attempt(
         "failover": int(server != "primary"), "final": final, "maybe_duplicate": maybe_dup,
         "error": "",
     }  # fmt: skip
-    return [values[f] for f in ATTEMPT_FIELDS]
+    return [values.get(f, "") for f in ATTEMPT_FIELDS]  # a column added since: empty
 
 
 def receipt(i: int, sink: str, at: float, outcome: str = "accepted"):
@@ -70,7 +70,7 @@ def receipt(i: int, sink: str, at: float, outcome: str = "accepted"):
         "time": f"{T0 + at:.6f}", "sink": sink, "worker": 0, "session": f"{sink}.1",
         "peer": "127.0.0.1", "msg_id": f"{RUN}-{i}", "message_id": "", "mail_from": "a@x.test",
         "rcpt_count": 1, "size": 1000, "outcome": outcome, "queue_id": "q",
-        "helo": "maildrill.test",
+        "helo": "maildrill.test", "rcpts": f"user{i}@x.test",
     }  # fmt: skip
     return [values[f] for f in RECEIPT_FIELDS]
 
@@ -152,6 +152,7 @@ def test_counts(run_dir):
         "in_flight": 0,
         "unverified": 0,
         "retried": 1,  # 10: refused by the primary, accepted by the secondary
+        "suppressed": 0,
     }
 
 

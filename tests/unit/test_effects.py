@@ -88,6 +88,7 @@ def test_sinks_and_proxies_know_their_own_kinds():
         "greylist",
         "latency",
         "reject",
+        "mailboxes",
         "down",
         "hang",
         "drop",
@@ -128,7 +129,6 @@ def test_an_unknown_kind_or_field_is_refused_by_name():
     ("kind", "proxy", "stage", "decision"),
     [
         ("busy", False, Stage.CONNECT, BUSY),
-        ("hang", False, Stage.CONNECT, Action.HANG),
         ("drop", False, Stage.DOT, Action.DROP),
         ("reset", True, Stage.CONNECT, Action.RESET),
     ],
@@ -146,15 +146,45 @@ def test_busy_is_a_421_that_closes():
     assert (reply.code, reply.enhanced, reply.closes) == (421, "4.3.2", True)
 
 
+def test_hang_freezes_every_reply_and_the_commit_by_default():
+    effect = make("hang")
+    # Every reply (banner, any command's, the dot's) and the commit at the dot: held by the
+    # host while the fault lasts (FREEZE); the protocol asks `reply` before each reply.
+    assert effect.stages == {Stage.REPLY, Stage.DOT}
+    assert {effect.decide(s, ctx()) for s in effect.stages} == {Action.FREEZE}
+    assert not effect.directions
+
+
+def test_hang_scope_new_only_keeps_new_connections_from_their_banner():
+    effect = make("hang", scope="new")
+    assert effect.stages == {Stage.CONNECT}
+    assert effect.decide(Stage.CONNECT, ctx()) is Action.HANG  # never, not even after
+    with pytest.raises(ValidationError, match="scope"):
+        make("hang", scope="old")
+
+
+def test_a_proxy_hang_holds_the_connection_and_freezes_the_link_both_ways():
+    effect = make("hang", proxy=True)
+    assert effect.stages == {Stage.CONNECT}
+    assert effect.decide(Stage.CONNECT, ctx()) is Action.FREEZE
+    assert effect.directions == set(Direction)
+    assert {effect.shape(d, 100, random.Random(0)) for d in Direction} == {Action.FREEZE}
+    new = make("hang", proxy=True, scope="new")
+    assert (new.stages, new.directions) == ({Stage.CONNECT}, set())
+    assert new.decide(Stage.CONNECT, ctx()) is Action.HANG
+
+
 def test_reset_at_a_later_stage_but_never_at_ack():
     effect = make("reset", proxy=True, stage="dot")
     assert effect.stages == {Stage.DOT}
     assert effect.decide(Stage.DOT, ctx()) is Action.RESET
     with pytest.raises(ValidationError, match="cannot see when the server commits"):
         make("reset", proxy=True, stage="ack")
+    with pytest.raises(ValidationError, match="not `reply`"):
+        make("reset", proxy=True, stage="reply")
 
 
-@pytest.mark.parametrize("stage", list(Stage))
+@pytest.mark.parametrize("stage", [s for s in Stage if s is not Stage.REPLY])
 def test_reject_replies_its_code_at_its_stage(stage):
     effect = make("reject", stage=stage.value, code=554, enhanced="5.7.1", text="go away")
     assert effect.stages == {stage}
@@ -170,6 +200,8 @@ def test_reject_defaults_and_refusals():
             make("reject", stage="mail", code=code)
     with pytest.raises(ValidationError, match="does not match"):
         make("reject", stage="rcpt", code=451, enhanced="5.7.1")
+    with pytest.raises(ValidationError, match="not `reply`"):
+        make("reject", stage="reply", code=451)  # a reply to what? every command's
 
 
 # -- caps -----------------------------------------------------------------------------------
@@ -585,3 +617,54 @@ def test_probability_is_a_fresh_draw_for_each_decision(faults):
     busy = answers.count(BUSY)
     assert answers.count(None) + busy == 2000
     assert 400 < busy < 600  # 500 expected; 5 standard deviations either side
+
+
+def spec(kind: str, **params: Any) -> EffectSpec:
+    return EffectSpec.model_validate({"kind": kind, **params})
+
+
+def test_a_freeze_holds_the_stage_until_the_effects_change_then_asks_again(faults):
+    """The host never hands a FREEZE out: it holds the caller, naming the kind, and asks
+    again whenever an effect comes or goes; what answers then is whatever is in force."""
+    host = host_with(faults)
+
+    async def steps() -> list[Any]:
+        hang = await host.add_effect(spec("hang"), origin="command")
+        await host.add_effect(spec("reject", stage="dot", code=451), origin="command")
+        context = ctx()
+        asked = asyncio.create_task(host.decide_kind(Stage.DOT, context))
+        seen: list[Any] = []
+        for change in ("before", "latency added", "hang removed"):
+            if change == "latency added":
+                await host.add_effect(spec("latency", ms=0, stages=["dot"]), origin="command")
+            elif change == "hang removed":
+                await host.remove_effect(hang.id)
+            for _ in range(5):  # loop turns, not time: the task runs until it waits
+                await asyncio.sleep(0)
+            seen.append((change, asked.done(), context.session.held_by))
+        return [*seen, await asked]
+
+    assert asyncio.run(steps()) == [
+        ("before", False, "hang"),
+        ("latency added", False, "hang"),  # asked again, still frozen: the hang comes first
+        ("hang removed", True, ""),
+        ("reject", Reply(451, "", "Error: rejected by maildrill")),
+    ]
+
+
+def test_a_caller_cancelled_while_frozen_is_let_go(faults):
+    """A client that leaves cancels its session where the freeze holds it: nothing after
+    (no commit at the dot) runs, and the session is no longer marked held."""
+    host = host_with(faults, {"kind": "hang"})
+
+    async def steps() -> tuple[bool, str]:
+        context = ctx()
+        asked = asyncio.create_task(host.decide_kind(Stage.REPLY, context))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        asked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asked
+        return asked.cancelled(), context.session.held_by
+
+    assert asyncio.run(steps()) == (True, "")

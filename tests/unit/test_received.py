@@ -193,7 +193,7 @@ def test_the_report_shows_the_receipts_and_says_what_it_cannot(tmp_path, capsys)
     main(["report", str(run_dir)])
     capsys.readouterr()
     md = (run_dir / "report.md").read_text()
-    assert "No sender's journal (attempts.csv)" in md.split("\n")[2]  # in the verdict
+    assert "No sender's journal (attempts.csv)" in md.split("\n")[4]  # in the verdict
     assert "| primary | 7 | 0 | 1 | 6.6 | 3.7 |" in md
     assert "| secondary | 6 | 1 | 3.4 | 5.6 | 2.4 |" in md
     assert "| tertiary | 0 | 0 | n/a | n/a | 5.6 |" in md

@@ -4,6 +4,7 @@ already hold, and what the writer writes the analysis reads back with the right 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 from dataclasses import dataclass, field, fields
@@ -50,6 +51,14 @@ HEADERS = {
     "probes": "time,server,ok,phase,code,outcome,latency_ms,error",
     "mta_queue": "time,mta,msg_id,queue",
 }
+# Columns added since, each at the end of its journal with a default, so an older journal
+# without them still reads: a record's header today is the old one followed by these.
+ADDED = {"attempts": ("rcpt_replies",), "receipts": ("rcpts",), "mta_queue": ("rcpts",)}
+
+
+def header_now(kind: str) -> str:
+    return ",".join([HEADERS[kind], *ADDED.get(kind, ())])
+
 
 # One record of each journal, and its line as the writers before the records wrote it
 # (times with microseconds, flags 1/0, no reply code or no time as an empty cell).
@@ -66,7 +75,7 @@ SAMPLES: dict[str, list[tuple[Record, str]]] = {
             ),
             "r1,local,r1-7,promotional,2,secondary,1800000000.000000,1800000001.500000,"
             "1800000001.500000,1800000001.500200,1800000001.600000,dot,250,2.0.0,accepted,"
-            "5120,2,1,1,1,1,1,0,",
+            "5120,2,1,1,1,1,1,0,,",
         ),
         (
             AttemptRecord(
@@ -79,7 +88,7 @@ SAMPLES: dict[str, list[tuple[Record, str]]] = {
             ),
             "r1,w-2,r1-8,promotional,1,primary,1800000000.000000,1800000000.000000,"
             "1800000000.100000,,1800000003.100000,connect,,,refused,0,1,0,1,0,0,0,0,"
-            "ConnectionRefusedError",
+            "ConnectionRefusedError,",
         ),
     ],
     "receipts": [
@@ -88,9 +97,10 @@ SAMPLES: dict[str, list[tuple[Record, str]]] = {
                 time=T + 0.25, sink="primary", worker=1, session="primary.3", peer="127.0.0.1",
                 msg_id="r1-7", message_id="<a@x.test>", mail_from="-news@x.test", rcpt_count=2,
                 size=5120, outcome="accepted", queue_id="primary.3.1", helo="relay.test",
+                rcpts="a@x.test b@y.test",
             ),
             "1800000000.250000,primary,1,primary.3,127.0.0.1,r1-7,<a@x.test>,'-news@x.test,2,"
-            "5120,accepted,primary.3.1,relay.test",
+            "5120,accepted,primary.3.1,relay.test,a@x.test b@y.test",
         )
     ],
     "refusals": [
@@ -170,8 +180,10 @@ SAMPLES: dict[str, list[tuple[Record, str]]] = {
     ],
     "mta_queue": [
         (
-            MtaQueueRecord(time=T + 30, mta="mta", msg_id="r1-9", queue="deferred"),
-            "1800000030.000000,mta,r1-9,deferred",
+            MtaQueueRecord(
+                time=T + 30, mta="mta", msg_id="r1-9", queue="deferred", rcpts="b@y.test"
+            ),
+            "1800000030.000000,mta,r1-9,deferred,b@y.test",
         )
     ],
 }  # fmt: skip
@@ -184,12 +196,12 @@ def test_every_journal_the_analysis_reads_has_a_record():
 @pytest.mark.parametrize("kind", HEADERS)
 def test_a_record_writes_the_journal_old_runs_hold(tmp_path, kind):
     record = RECORDS[kind]
-    assert ",".join(record.header()) == HEADERS[kind]
+    assert ",".join(record.header()) == header_now(kind)
     journal = CsvJournal(tmp_path / "j.csv", record)
     for sample, _ in SAMPLES[kind]:
         journal.write(sample)
     journal.close()
-    lines = [HEADERS[kind], *(line for _, line in SAMPLES[kind])]
+    lines = [header_now(kind), *(line for _, line in SAMPLES[kind])]
     assert (tmp_path / "j.csv").read_text(encoding="utf-8") == "\n".join(lines) + "\n"
 
 
@@ -256,7 +268,10 @@ def test_every_field_of_the_senders_draft_reaches_the_journal():
     )  # fmt: skip
     record = draft.as_record("r1", "local", failover=True, final=True)
     assert record == SAMPLES["attempts"][0][0]
-    assert {f.name for f in fields(Attempt)} <= set(AttemptRecord.header())
+    # `replies` (each RCPT's reply) is journaled as rcpt_replies, by the driver, which
+    # knows each recipient's place in its message.
+    drafts_only = {"replies"}
+    assert {f.name for f in fields(Attempt)} - drafts_only <= set(AttemptRecord.header())
     unanswered = Attempt(msg_id="m", stream="s", attempt=1, server="p", intended=T, due=T, start=T)
     record = unanswered.as_record("r1", "local", failover=False, final=False)
     assert (record.connected, record.code, record.retry) == (None, None, False)
@@ -269,7 +284,7 @@ def test_a_row_parses_back_to_its_record(kind):
     writer = RowWriter(out)
     for sample, _ in SAMPLES[kind]:
         writer.writerow(sample.row())
-    rows = list(csv.DictReader(io.StringIO(HEADERS[kind] + "\n" + out.getvalue())))
+    rows = list(csv.DictReader(io.StringIO(header_now(kind) + "\n" + out.getvalue())))
     parsed = [record.parse({k: v.removeprefix("'") for k, v in row.items()}) for row in rows]
     assert parsed == [sample for sample, _ in SAMPLES[kind]]
 
@@ -281,6 +296,26 @@ def test_a_column_an_older_journal_lacks_takes_its_default():
         ProxyRecord.parse({k: v for k, v in cells.items() if k != "event"})
     with pytest.raises(ValueError, match="soon"):
         ProxyRecord.parse(cells | {"time": "soon"})
+
+
+@pytest.mark.parametrize("kind", sorted(ADDED))
+def test_a_journal_from_before_a_column_was_added_still_reads(tmp_path, kind):
+    """The old header and line (the sample without its added cells): the record takes
+    each added column's default, and the analysis reads the file without it."""
+    record = RECORDS[kind]
+    sample, line = SAMPLES[kind][0]
+    added = ADDED[kind]
+    old_line = line.rsplit(",", len(added))[0]
+    cells = next(csv.DictReader(io.StringIO(HEADERS[kind] + "\n" + old_line + "\n")))
+    defaults = {f.name: f.default for f in fields(record) if f.name in added}
+    parsed = record.parse({k: v.removeprefix("'") for k, v in cells.items()})
+    assert parsed == dataclasses.replace(sample, **defaults)
+    path = tmp_path / JOURNAL_PATTERNS[kind].replace("*", "-old")
+    path.write_text(HEADERS[kind] + "\n" + old_line + "\n", encoding="utf-8")
+    frame, damage = journals.read_journal(path, kind)
+    assert damage.skipped == 0
+    assert len(frame) == 1
+    assert not set(added) & set(frame.columns)
 
 
 def test_a_journal_takes_only_its_own_records_and_layout(tmp_path):
@@ -300,7 +335,7 @@ def test_a_tail_returns_the_records_of_complete_lines_only(tmp_path):
     assert tail.poll() == []  # not there yet
     (first, first_line), (second, second_line) = SAMPLES["attempts"]
     with path.open("w", encoding="utf-8") as f:
-        f.write(HEADERS["attempts"] + "\n" + first_line + "\n" + second_line[:30])
+        f.write(header_now("attempts") + "\n" + first_line + "\n" + second_line[:30])
     assert tail.poll() == [first]
     with path.open("a", encoding="utf-8") as f:
         f.write(second_line[30:] + "\n" + "r1,local,broken\n")

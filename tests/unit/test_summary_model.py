@@ -178,7 +178,9 @@ def test_slo_metric_names_are_the_models(drill):
     assert values["accepted_ratio"] == pytest.approx(m.accepted / m.planned)
     assert values["p95_latency_ms"] == summary.latency_ms.p95
     assert values["failover_s"] == summary.failovers[0].failover_s
-    assert values["min_throughput"] == summary.throughput.mean_msgs_per_s
+    assert values["mean_throughput"] == summary.throughput.mean_msgs_per_s
+    assert values["min_throughput"] == summary.throughput.min_rolling_msgs_per_s
+    assert values["recipients_lost"] == summary.recipients.lost
 
 
 def test_slo_checks_read_the_summary(drill):
