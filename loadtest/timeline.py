@@ -104,6 +104,10 @@ class Planned:
             return None
         if state == "pending":
             return None
+        if state.startswith("failed: "):
+            return f"the sink could not start it: {state.removeprefix('failed: ')}"
+        if state == "cancelled":
+            return "cancelled on the sink before its time"
         return f"the sink says it is {state}"
 
     def record(self) -> dict[str, Any]:

@@ -90,8 +90,9 @@ def test_what_a_sink_says_of_a_fault_settles_it_or_fails_it():
     assert (busy.done, busy.status, busy.started_at) == (False, "scheduled busy-1", None)
     assert busy.settle("ended", 1002.004) is None, "a short fault may be over when asked"
     assert (busy.done, busy.status, busy.started_at) == (True, "started busy-1", 1002.004)
-    assert drop.settle("cancelled", None) == "the sink says it is cancelled"
-    assert drop.settle("failed: no listener", None) == "the sink says it is failed: no listener"
+    assert drop.settle("cancelled", None) == "cancelled on the sink before its time"
+    assert drop.settle("failed: no listener", None) == "the sink could not start it: no listener"
+    assert drop.settle("unknown: timed out", None) == "the sink says it is unknown: timed out"
     assert not drop.done
     assert timeline.records() == [
         {"at_s": 2, "target": "primary", "kind": "busy", "status": "started busy-1",
