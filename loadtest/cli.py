@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -306,14 +305,18 @@ def cmd_sinks(args: argparse.Namespace) -> int:
     from loadtest.bundled import scenario_path
     from loadtest.orchestrate import SetupError, prepare
     from loadtest.sink_fleet import sinks_file
-    from sinks.runner import serve
+    from loadtest.sinks_run import SinksRun, parse_start_at
+    from sinks.backup_mx import QueueUnavailable
 
     try:
-        _, scenario = prepare(scenario_path(args.scenario), args.set, args.seed)
+        raw, scenario = prepare(scenario_path(args.scenario), args.set, args.seed)
         # A proxy or backup MX forwards to a server by name: that one gets its port now.
         config = sinks_file(scenario)
+        start_at = None if args.start_at is None else parse_start_at(args.start_at, time.time())
     except (ScenarioError, OverrideError, SetupError) as exc:
         return fail(str(exc))
+    except ValueError as exc:
+        return fail(f"sinks: {exc}")
     try:
         stamp = time.strftime("%Y%m%d-%H%M%S")  # not over the name: a % in it is no format
         out = args.out or inside(Path("reports"), f"{scenario.name}-sinks-{stamp}")
@@ -322,7 +325,12 @@ def cmd_sinks(args: argparse.Namespace) -> int:
     problem = _unwritable(out)
     if problem:
         return fail(problem)
-    asyncio.run(serve(config, out))
+    try:
+        SinksRun(scenario, raw, config, out, start_at).run()
+    except QueueUnavailable as exc:
+        return fail(f"sinks: {exc}")
+    except (OSError, ValueError) as exc:  # a port taken; a fault a sink refused
+        return fail(f"sinks: {exc}")
     return EXIT_OK
 
 
@@ -469,6 +477,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sinks_cmd = sub.add_parser("sinks", help="start a scenario's local sinks only")
     _scenario_args(sinks_cmd)
     sinks_cmd.add_argument("--out", type=Path, help="journal directory")
+    sinks_cmd.add_argument(
+        "--start-at",
+        metavar="TIME",
+        help="start the fault timeline then: epoch seconds or ISO-8601 (default: once the "
+        "sinks listen); not in the past, at most a day ahead",
+    )
     sinks_cmd.set_defaults(func=cmd_sinks)
 
     sub.add_parser("scenarios", help="list the bundled scenarios").set_defaults(func=cmd_scenarios)

@@ -1,5 +1,12 @@
 """`maildrill run`: sinks up, Locust running the campaign, faults on time, summary written.
 
+Faults on time: once Locust fixes t0, every fault of a sink goes to it ahead, with its epoch
+start (t0 + at), and the sink starts and ends it on its own clock (`sinks.host`), so a
+drill whose orchestrator is starved of CPU still faults its sinks on time. The drill then
+asks each sink, once a fault's time has passed, whether it started (and when), for the
+harness record and the progress line; a fault that will not start fails the run. Postfix
+faults (`postfix stop|abort|start`) are still carried out here, when due.
+
 `Drill.run` is the list of steps; each part has a module of its own: the children and
 their stopping (`loadtest.supervise`), the sinks started in waves (`loadtest.sink_fleet`),
 the Postfix instances (`loadtest.mta_fleet`), the faults as a timeline of typed events
@@ -15,6 +22,7 @@ the processes and how they talk: docs/architecture.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import signal
@@ -47,6 +55,11 @@ __all__ = [
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 STOP_GRACE_S = 15.0
+# How long after its planned start a sink's fault may still be pending before the drill
+# calls it failed: far beyond a late timer on a loaded sink (LATE_S in the tests is 0.25 s).
+START_GRACE_S = 5.0
+# How often the drill asks a sink about a fault it has not yet seen started.
+ASK_EVERY_S = 0.2
 
 
 def prepare(
@@ -136,6 +149,7 @@ class Drill:
             self._start_prober,
             self._start_locust,
             self._wait_for_t0,
+            self._send_sink_faults,
             self._follow,
             self._wait_for_relays,
             self._wait_for_mta_queues,
@@ -271,6 +285,27 @@ class Drill:
         self.planned = int(run["planned"])
         self.timeline = plan(self.scenario)
 
+    def _send_sink_faults(self) -> None:
+        """Every fault of a sink, ahead, with its epoch start: the sink keeps the time."""
+        if self.t0 is None:
+            return
+        for planned in self.timeline.sink_faults():
+            event = planned.event
+            assert isinstance(event, SinkFault)
+            try:
+                active = self.sinks.controls[event.target].start_fault(
+                    event.spec, start_at=self.t0 + event.at
+                )
+            except ControlRefused as exc:
+                self._fault_failed(planned, f"the sink refused it: {exc}")
+                return
+            except ControlError as exc:
+                self._fault_failed(planned, f"the sink's control API did not answer: {exc}")
+                return
+            planned.scheduled(active.id, time.time())
+            self.log.event("fault_scheduled", target=event.target, kind=event.kind,
+                           at_s=event.at, id=active.id)  # fmt: skip
+
     # -- during the run -----------------------------------------------------------------
 
     def _follow(self) -> None:
@@ -286,17 +321,57 @@ class Drill:
                 if self.aborted:
                     break
                 self._carry_out(planned)
+            self._settle_sink_faults(now)
             self._note_deaths(now)
             if self.locust.proc.poll() is not None:
                 break
             line.tick(now, now - self.t0, self._active_faults(now - self.t0))
             time.sleep(0.05)
         elapsed = time.time() - self.t0
+        self._settle_sink_faults(time.time(), last=True)
         line.show(elapsed, self._active_faults(elapsed), final=True)
+        self._cancel_pending()
         if not self._stopping():
-            missed = self.timeline.never_sent()
+            missed = self.timeline.not_started()
             if missed is not None:
-                self._fault_failed(missed, f"never sent: the load ended at {elapsed:.1f} s")
+                self._fault_failed(missed, f"never started: the load ended at {elapsed:.1f} s")
+
+    def _settle_sink_faults(self, now: float, last: bool = False) -> None:
+        """Ask each sink whether the faults whose time has come started, and when (every
+        ASK_EVERY_S, or once more at the end); one the sink says will not start, or still
+        pending START_GRACE_S after its time, fails the run."""
+        assert self.t0 is not None
+        for planned in self.timeline.unsettled(now - self.t0):
+            event = planned.event
+            assert planned.fault_id is not None
+            if self.aborted or (not last and now - planned.asked_at < ASK_EVERY_S):
+                continue
+            planned.asked_at = now
+            try:
+                fault = self.sinks.controls[event.target].fault(planned.fault_id)
+            except ControlError as exc:
+                self._fault_failed(planned, f"the sink's control API did not answer: {exc}")
+                continue
+            why = planned.settle(fault.state, fault.started)
+            if why is None and planned.done:
+                self.log.event("fault_started", target=event.target, kind=event.kind,
+                               at_s=event.at, id=planned.fault_id,
+                               started_at=planned.started_at)  # fmt: skip
+            elif why is None and now - self.t0 > event.at + START_GRACE_S:
+                self._fault_failed(planned, f"still pending {START_GRACE_S:g} s after its time")
+            elif why is not None:
+                self._fault_failed(planned, why)
+
+    def _cancel_pending(self) -> None:
+        """The load is over: faults still pending on the sinks must not fire during the
+        drain (a down then would strand a backup MX's queue). Cancelled, and failed as
+        never started (below) when the run was meant to reach them."""
+        for planned in self.timeline.sink_faults():
+            if planned.fault_id is None or planned.done or planned.failed:
+                continue
+            event = planned.event
+            with contextlib.suppress(ControlError):
+                self.sinks.controls[event.target].stop_fault(planned.fault_id)
 
     def _note_deaths(self, now: float) -> None:
         assert self.t0 is not None
@@ -311,26 +386,17 @@ class Drill:
         return [f"{p.event.kind}@{p.event.target}" for p in self.timeline.active(elapsed)]
 
     def _carry_out(self, planned: Planned) -> None:
-        """Start one fault (a sink's through its control API, an MTA's by postfix); one
-        that does not start fails the run."""
+        """Carry out one MTA event by postfix (a sink's faults went ahead); one that does
+        not start fails the run."""
         planned.sent_at = time.time()
         event = planned.event
         try:
-            if isinstance(event, SinkFault):
-                active = self.sinks.controls[event.target].start_fault(event.spec)
-                planned.status = f"started {active.id}"
-            elif isinstance(event, MtaStop):
+            if isinstance(event, MtaStop):
                 self.mtas.halt(event)
                 planned.status = f"{event.kind} done"
             elif isinstance(event, MtaRestart):
                 self.mtas.restart(event)
                 planned.status = "started"
-        except ControlRefused as exc:
-            self._fault_failed(planned, f"the sink refused it: {exc}")
-            return
-        except ControlError as exc:
-            self._fault_failed(planned, f"the sink's control API did not answer: {exc}")
-            return
         except PostfixError as exc:
             self._fault_failed(planned, str(exc))
             return

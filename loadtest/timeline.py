@@ -1,12 +1,14 @@
 """The faults of a drill as a timeline: typed events at planned times, and their state.
 
 Pure: built from the scenario, asked with the seconds elapsed since t0; no sockets, no
-processes, no clock. The drill (`loadtest.orchestrate`) carries each due event out and
-tells the timeline how it went; the harness record and the progress line read it back.
+processes, no clock. The drill (`loadtest.orchestrate`) and `maildrill sinks`
+(`loadtest.sinks_run`) carry the events out and tell the timeline how it went; the harness
+record and the progress line read it back.
 
 Three kinds of event:
-- SinkFault: started on a maildrill sink or proxy through its control API, carried as the
-  `FaultSpec` the sink validates (the sink ends it after its duration itself);
+- SinkFault: sent ahead to a maildrill sink or proxy, once t0 is known, carried as the
+  `FaultSpec` the sink validates with its epoch start (t0 + at): the sink starts and ends
+  it on its own clock, then says when it started (`settle`);
 - MtaStop: `postfix stop` / `postfix abort` of a Postfix instance under test;
 - MtaRestart: `postfix start` of that instance after the stop's duration, a real outage
   that ends. Planned from the start, it is due only once its stop was carried out.
@@ -71,16 +73,49 @@ Event = SinkFault | MtaStop | MtaRestart
 @dataclass
 class Planned:
     """One event and what became of it: `sent_at` (epoch s) once tried, and a status for
-    the harness record (pending, started ID, mta-stop done, started, failed: WHY)."""
+    the harness record (pending; a sink's fault: scheduled ID, then started ID; mta-stop
+    done, started; failed: WHY)."""
 
     event: Event
     sent_at: float | None = None
     status: str = "pending"
     done: bool = False  # carried out (a restart waits for its stop's)
+    fault_id: str | None = None  # a sink's fault: its id there, once sent ahead
+    started_at: float | None = None  # a sink's fault: when the sink journaled it started
+    asked_at: float = 0.0  # a sink's fault: when its sink was last asked whether it started
+
+    @property
+    def failed(self) -> bool:
+        return self.status.startswith("failed")
+
+    def scheduled(self, fault_id: str, when: float) -> None:
+        """A sink's fault sent ahead and accepted under `fault_id`."""
+        self.sent_at = when
+        self.fault_id = fault_id
+        self.status = f"scheduled {fault_id}"
+
+    def settle(self, state: str, started: float | None) -> str | None:
+        """What the sink says of the fault (`state`, the moment it `started`): started
+        (done), still pending (None: ask again), or why it never will (the reason)."""
+        if started is not None and state in ("active", "ended"):
+            self.done = True
+            self.started_at = started
+            self.status = f"started {self.fault_id}"
+            return None
+        if state == "pending":
+            return None
+        if state.startswith("failed: "):
+            return f"the sink could not start it: {state.removeprefix('failed: ')}"
+        if state == "cancelled":
+            return "cancelled on the sink before its time"
+        return f"the sink says it is {state}"
 
     def record(self) -> dict[str, Any]:
         e = self.event
-        return {"at_s": e.at, "target": e.target, "kind": e.kind, "status": self.status}
+        out = {"at_s": e.at, "target": e.target, "kind": e.kind, "status": self.status}
+        if self.started_at is not None:
+            out["started_at"] = round(self.started_at, 6)
+        return out
 
 
 class Timeline:
@@ -92,30 +127,47 @@ class Timeline:
         self.entries = [Planned(e) for e in order]
         self._stops = {p.event: p for p in self.entries if isinstance(p.event, MtaStop)}
 
+    def sink_faults(self) -> list[Planned]:
+        """The faults sent ahead to sinks, in order."""
+        return [p for p in self.entries if isinstance(p.event, SinkFault)]
+
     def due(self, elapsed: float) -> Iterator[Planned]:
-        """Events not yet tried whose time has come, in order; a restart only once its
-        stop was carried out. Lazy: what the caller does to one counts for the next."""
+        """The MTA events (a sink's faults are sent ahead) not yet tried whose time has
+        come, in order; a restart only once its stop was carried out. Lazy: what the
+        caller does to one counts for the next."""
         for planned in self.entries:
             event = planned.event
+            if isinstance(event, SinkFault):
+                continue
             if planned.sent_at is not None or elapsed < event.at:
                 continue
             if isinstance(event, MtaRestart) and not self._stops[event.ends].done:
                 continue
             yield planned
 
-    def never_sent(self) -> Planned | None:
-        """The first fault the load outran (not a restart: the MTA stops with the run)."""
+    def unsettled(self, elapsed: float) -> list[Planned]:
+        """A sink's faults sent ahead, due by now, whose start the sink has not confirmed."""
+        return [
+            p
+            for p in self.sink_faults()
+            if p.fault_id is not None and not p.done and not p.failed and elapsed >= p.event.at
+        ]
+
+    def not_started(self) -> Planned | None:
+        """The first fault that did not start and has not failed: the load outran it (not
+        a restart: the MTA stops with the run)."""
         for planned in self.entries:
-            if planned.sent_at is None and not isinstance(planned.event, MtaRestart):
-                return planned
+            if isinstance(planned.event, MtaRestart) or planned.done or planned.failed:
+                continue
+            return planned
         return None
 
     def active(self, elapsed: float) -> list[Planned]:
-        """Faults sent and not yet over by their duration (for the progress line)."""
+        """Faults started and not yet over by their duration (for the progress line)."""
         return [
             p
             for p in self.entries
-            if p.sent_at is not None
+            if p.done
             and not isinstance(p.event, MtaRestart)
             and (p.event.duration is None or elapsed < p.event.at + p.event.duration)
         ]

@@ -3,15 +3,25 @@
 GET  /health                  liveness
 GET  /status                  counters and active effects
 GET  /kinds                   behaviours and faults this sink knows, with parameters
-GET  /faults                  effects switched on by schedule or command
-POST /faults                  {"kind": "down", "duration": 20, ...params} start one
-DELETE /faults/{id}           stop one;  DELETE /faults[?kind=K] stop all (of kind K)
+GET  /faults                  faults pending or in force (by schedule or command)
+POST /faults                  {"kind": "down", "duration": 20, ...params} start one now;
+                              with "start_at": EPOCH, hold it pending and start it then
+GET  /faults/{id}             one fault, also one recently ended, cancelled or failed
+DELETE /faults/{id}           stop one, or cancel it while pending;
+                              DELETE /faults[?kind=K] stop and cancel all (of kind K)
 GET  /behaviours              steady behaviours
 POST /behaviours              add one;  PUT /behaviours/{id} replace;  DELETE /behaviours/{id}
 
 Every request needs `Authorization: Bearer TOKEN`: the per-run token from the environment
 variable MAILDRILL_CONTROL_TOKEN, or one made at start and printed in the ready line. A
 process on the same machine that does not hold it cannot start faults or change behaviours.
+
+A fault sent ahead runs on the sink's own clock (`sinks.host`): `start_at` is epoch seconds
+on this machine; its window is `start_at` to `start_at + duration` (a `start_at` already
+past starts it at once, while its window lasts; one more than 7 days ahead is refused).
+Each fault is described with its `state`: pending, active, ended, cancelled or
+`failed: WHY`, its planned `start_at` and the moment it `started` (null while pending).
+Bad requests are 400 with `{"error": ONE LINE}`.
 """
 
 from __future__ import annotations
@@ -19,12 +29,14 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import time
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from maildrill.inputs import describe_errors
+from maildrill.numbers import MAX_DURATION_S, number_problem
 from sinks.config import effect_request
 from sinks.host import ActiveEffect, EffectHost
 
@@ -81,14 +93,40 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 async def _start(request: web.Request, origin: str) -> web.Response:
     sink = request.app[SINK_KEY]
+    body = await _body(request)
+    start_at = body.pop("start_at", None)
+    if start_at is not None and origin == "behaviour":
+        return _error(400, "start_at: a behaviour starts now; schedule a fault instead")
     try:
-        spec, duration = effect_request(await _body(request), sink.kinds)
+        spec, duration = effect_request(body, sink.kinds)
+        problem = None if start_at is None else start_at_problem(start_at, duration)
     except ValidationError as exc:
         return _error(400, describe_errors(exc))
     except ValueError as exc:
         return _error(400, str(exc))
-    active = await sink.add_effect(spec, origin=origin, duration=duration)
+    if problem:
+        return _error(400, problem)
+    if start_at is not None:
+        origin = "schedule"  # sent ahead: its journal rows say so
+    active = await sink.add_effect(spec, origin=origin, duration=duration, start_at=start_at)
     return web.json_response(active.describe(), status=201)
+
+
+def start_at_problem(start_at: Any, duration: float | None, now: float | None = None) -> str:
+    """Why `start_at` (epoch seconds) cannot be scheduled, in one line; empty when it can."""
+    if isinstance(start_at, bool) or not isinstance(start_at, int | float):
+        return "start_at: must be a number (epoch seconds)"
+    problem = number_problem(start_at, "start_at")
+    if problem:
+        return problem
+    now = time.time() if now is None else now
+    if start_at < 0:
+        return "start_at: must be epoch seconds >= 0"
+    if start_at > now + MAX_DURATION_S:
+        return f"start_at: {start_at - now:.0f} s ahead; at most 7 days (604800 s)"
+    if duration is not None and start_at + duration <= now:
+        return f"start_at: its window ended {now - start_at - duration:.3f} s ago"
+    return ""
 
 
 def _listed(sink: EffectHost, steady: bool) -> list[ActiveEffect]:
@@ -121,6 +159,14 @@ async def list_faults(request: web.Request) -> web.Response:
 
 async def start_fault(request: web.Request) -> web.Response:
     return await _start(request, "command")
+
+
+async def get_fault(request: web.Request) -> web.Response:
+    effect_id = request.match_info["id"]
+    active = request.app[SINK_KEY].fault(effect_id)
+    if active is None or active.origin == "behaviour":
+        return _error(404, f"no fault {effect_id!r}")
+    return web.json_response(active.describe())
 
 
 async def stop_fault(request: web.Request) -> web.Response:
@@ -187,6 +233,7 @@ def make_app(sink: EffectHost, token: str) -> web.Application:
     app.router.add_get("/faults", list_faults)
     app.router.add_post("/faults", start_fault)
     app.router.add_delete("/faults", stop_faults)
+    app.router.add_get("/faults/{id}", get_fault)
     app.router.add_delete("/faults/{id}", stop_fault)
     app.router.add_get("/behaviours", list_behaviours)
     app.router.add_post("/behaviours", add_behaviour)

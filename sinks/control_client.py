@@ -1,7 +1,8 @@
 """A client of a sink's control API (`sinks.control`): the one way code here talks to it.
 
 A fault travels as the spec the sink validates (`EffectSpec`, or a scheduled `FaultSpec`
-whose `at` stays behind): `fault_body` is its only JSON form.
+whose `at` stays behind): `fault_body` is its only JSON form. Sent ahead, it carries its
+`start_at` (epoch seconds) and the sink starts it on its own clock.
 
 Errors, as httpx arranges them: ControlError is the root; ControlRefused is an answer
 other than 2xx, with the HTTP status and the API's one-line `{"error": ...}` reason on it;
@@ -81,17 +82,26 @@ class Reply:
         return " ".join(str(said or phrase).split())[:_REASON_MAX]
 
 
+def _epoch(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class ActiveFault:
-    """An effect in force, as the API describes it (`sinks.host.ActiveEffect.describe`)."""
+    """A fault as the API describes it (`sinks.host.ActiveEffect.describe`): `state`
+    pending, active, ended, cancelled or `failed: WHY`; `start_at` its planned start,
+    `started` the moment the sink journaled it in force (None while pending)."""
 
     id: str
     kind: str
     origin: str
     probability: float
     params: dict[str, Any]
-    started: float
+    state: str
+    start_at: float
+    started: float | None
     until: float | None
+    ended: float | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> ActiveFault:
@@ -102,22 +112,29 @@ class ActiveFault:
                 origin=str(data["origin"]),
                 probability=float(data["probability"]),
                 params=dict(data["params"]),
-                started=float(data["started"]),
-                until=None if data["until"] is None else float(data["until"]),
+                state=str(data["state"]),
+                start_at=float(data["start_at"]),
+                started=_epoch(data["started"]),
+                until=_epoch(data["until"]),
+                ended=_epoch(data.get("ended")),
             )
         except (TypeError, KeyError, ValueError) as exc:
             raise ControlUnreachable(f"not an active fault: {exc!r}") from exc
 
 
-def fault_body(spec: EffectSpec, duration: float | None = None) -> dict[str, Any]:
-    """The request that starts `spec`: kind, probability, the kind's own parameters, and
-    `duration` (a FaultSpec's own, unless given). A FaultSpec's `at` is the sender's
-    business: the sink starts what it is sent at once."""
+def fault_body(
+    spec: EffectSpec, duration: float | None = None, start_at: float | None = None
+) -> dict[str, Any]:
+    """The request that starts `spec`: kind, probability, the kind's own parameters,
+    `duration` (a FaultSpec's own, unless given) and `start_at` (epoch seconds; none: now).
+    A FaultSpec's `at` is the sender's business: it is relative to the sender's t0."""
     if duration is None and isinstance(spec, FaultSpec):
         duration = spec.duration
     body: dict[str, Any] = {"kind": spec.kind, "probability": spec.probability, **spec.params}
     if duration is not None:
         body["duration"] = duration
+    if start_at is not None:
+        body["start_at"] = start_at
     return body
 
 
@@ -164,10 +181,18 @@ class ControlClient:
     def faults(self) -> list[ActiveFault]:
         return [ActiveFault.from_json(f) for f in self.call("GET", "/faults")]
 
-    def start_fault(self, spec: EffectSpec, duration: float | None = None) -> ActiveFault:
-        """Start `spec` now (for `duration` s, or a FaultSpec's own); ControlRefused with
-        the sink's reason when it will not."""
-        return ActiveFault.from_json(self.call("POST", "/faults", fault_body(spec, duration)))
+    def start_fault(
+        self, spec: EffectSpec, duration: float | None = None, start_at: float | None = None
+    ) -> ActiveFault:
+        """Start `spec` now, or at `start_at` (epoch seconds) on the sink's clock, for
+        `duration` s (or a FaultSpec's own); ControlRefused with the sink's reason when it
+        will not."""
+        body = fault_body(spec, duration, start_at)
+        return ActiveFault.from_json(self.call("POST", "/faults", body))
+
+    def fault(self, fault_id: str) -> ActiveFault:
+        """One fault in any state (pending, active, or recently over)."""
+        return ActiveFault.from_json(self.call("GET", f"/faults/{fault_id}"))
 
     def stop_fault(self, fault_id: str) -> ActiveFault:
         return ActiveFault.from_json(self.call("DELETE", f"/faults/{fault_id}"))

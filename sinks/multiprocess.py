@@ -31,9 +31,9 @@ import aiohttp
 from aiohttp import web
 
 from maildrill.paths import make_private_dir, remove_private_dir
-from sinks.config import SinkConfig, TlsConfig
+from sinks.config import FaultSpec, SinkConfig, TlsConfig
 from sinks.control import control_token, require_token
-from sinks.control_client import AsyncControlClient, Reply
+from sinks.control_client import AsyncControlClient, Reply, fault_body
 from sinks.sink import Counters
 from sinks.tls import write_self_signed
 from sinks.worker import WorkerSpec
@@ -238,6 +238,29 @@ class WorkerGroup:
             "active": [],
             "workers": [],
         }
+
+    # -- a timeline, sent ahead: each worker starts its faults on its own clock --------
+
+    async def schedule(self, spec: FaultSpec, start_at: float) -> dict[str, Any]:
+        """Send one fault ahead to every worker (as POST /faults would); the description
+        they agree on. ValueError (one line) when they refuse it."""
+        body = json.dumps(fault_body(spec, start_at=start_at)).encode()
+        answers = [_json(a) for a in await self._all("POST", "/faults", body)]
+        if any(not isinstance(a, dict) or "id" not in a for a in answers):
+            said = next(a for a in answers if not isinstance(a, dict) or "id" not in a)
+            why = said.get("error", said) if isinstance(said, dict) else said
+            raise ValueError(f"sink {self.name!r} refused {spec.kind}: {why}")
+        return dict(answers[0])
+
+    async def fault(self, fault_id: str) -> dict[str, Any]:
+        """One fault as worker 0 describes it; `state` says why when it cannot."""
+        try:
+            answer = _json(await self._call(self.workers[0], "GET", f"/faults/{fault_id}", b""))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return {"id": fault_id, "state": f"unknown: {exc or type(exc).__name__}"}
+        if not isinstance(answer, dict) or "state" not in answer:
+            return {"id": fault_id, "state": f"unknown: {answer}"}
+        return answer
 
     # -- the control API: fan out to the workers' own ---------------------------------
 

@@ -1,4 +1,9 @@
-"""Start the sinks of a config file, print the ready line, serve until told to stop."""
+"""Start the sinks of a config file, print the ready line, serve until told to stop.
+
+With a timeline (`serve(..., timeline=...)`: faults per sink, each `at` seconds after t0),
+every fault is sent ahead to its sink before the ready line, and each sink starts and
+stops it on its own clock (`sinks.host`); the last line says what became of each.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,28 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from sinks.config import SinkConfig, SinksFile
-from sinks.control import ControlServer, control_token
+from sinks.config import FaultSpec, SinkConfig, SinksFile
+from sinks.control import ControlServer, control_token, start_at_problem
 from sinks.multiprocess import WorkerGroup
 from sinks.proxy import Proxy
 from sinks.sink import Sink
+
+# A timeline: the faults of each sink by name, each `at` seconds after t0.
+Timeline = Mapping[str, Sequence[FaultSpec]]
+
+
+@dataclass(frozen=True)
+class Played:
+    """One fault of a timeline, sent ahead to its sink under `id`."""
+
+    sink: str
+    spec: FaultSpec
+    id: str
 
 
 class SinkSet:
@@ -53,6 +71,48 @@ class SinkSet:
             await control.start()
         for group in self.groups:
             await group.start(zero)
+
+    async def play(self, timeline: Timeline, t0: float) -> list[Played]:
+        """Send every fault of `timeline` ahead to its sink, to start at `t0 + at` on the
+        sink's own clock. ValueError (one line) when a sink refuses one."""
+        played = []
+        for name, faults in timeline.items():
+            for spec in sorted(faults, key=lambda f: f.at):
+                start_at = t0 + spec.at
+                problem = start_at_problem(start_at, spec.duration)
+                if problem:
+                    raise ValueError(f"sink {name!r}: {spec.kind} at {spec.at:g} s: {problem}")
+                if name in self._hosts:
+                    host = self._hosts[name]
+                    active = await host.add_effect(
+                        spec, "schedule", spec.duration, start_at=start_at
+                    )
+                    played.append(Played(name, spec, active.id))
+                else:
+                    fault = await self._groups[name].schedule(spec, start_at)
+                    played.append(Played(name, spec, fault["id"]))
+        return played
+
+    async def states(self, played: Sequence[Played]) -> list[dict[str, Any]]:
+        """What became of each fault played: its sink's description (state, start_at,
+        started, ended: `sinks.host.ActiveEffect.describe`), with the sink and `at`."""
+        out = []
+        for entry in played:
+            if entry.sink in self._hosts:
+                active = self._hosts[entry.sink].fault(entry.id)
+                described = active.describe() if active is not None else {"state": "unknown"}
+            else:
+                described = await self._groups[entry.sink].fault(entry.id)
+            out.append({"sink": entry.sink, "at": entry.spec.at, **described})
+        return out
+
+    @property
+    def _hosts(self) -> dict[str, Sink | Proxy]:
+        return {s.name: s for s in self.sinks}
+
+    @property
+    def _groups(self) -> dict[str, WorkerGroup]:
+        return {g.name: g for g in self.groups}
 
     async def stop(self) -> None:
         for control in self.controls:
@@ -103,15 +163,26 @@ async def serve(
     journal_dir: Path,
     *,
     start_at: float | None = None,
+    timeline: Timeline | None = None,
+    on_ready: Callable[[dict[str, Any]], None] | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> dict[str, Any]:
     """Run until SIGINT or SIGTERM (or a worker process dies); returns the final counters,
-    with `errors` when something failed."""
+    with `errors` when something failed and `stopped_by` (the signal). With a `timeline`,
+    its t0 is `start_at` (else the moment every sink listens): the ready line carries `t0`
+    and the final one `timeline`, each fault's state as its sink tells it. `on_ready` gets
+    the ready line just before it is printed (a sender may start on that line)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    stopped_by: list[str] = []
+
+    def signalled(sig: signal.Signals) -> None:
+        stopped_by.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signalled, sig)
     errors: list[str] = []
 
     def failed(message: str) -> None:
@@ -120,18 +191,33 @@ async def serve(
         stop.set()
 
     sinks = SinkSet(config, journal_dir, on_failure=failed)
+    played: list[Played] = []
+    states: list[dict[str, Any]] = []
     try:
         await sinks.start(start_at)
-        out.write(json.dumps(sinks.ready_line()) + "\n")
+        ready = sinks.ready_line()
+        if timeline is not None:
+            t0 = start_at if start_at is not None else time.time()
+            played = await sinks.play(timeline, t0)
+            ready["t0"] = t0
+        if on_ready is not None:
+            on_ready(ready)
+        out.write(json.dumps(ready) + "\n")
         out.flush()
         await stop.wait()
     finally:
+        if played:
+            states = await sinks.states(played)
         await sinks.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     final = sinks.final()
+    if timeline is not None:
+        final["timeline"] = states
     if errors:
         final["errors"] = errors
+    if stopped_by:
+        final["stopped_by"] = stopped_by[0]
     out.write(json.dumps(final) + "\n")
     out.flush()
     for status in final["stopped"]:

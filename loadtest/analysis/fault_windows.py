@@ -22,7 +22,11 @@ class FaultWindow:
 
 
 def fault_windows(faults: pd.DataFrame) -> list[FaultWindow]:
-    """Start/stop pairs of faults (not steady behaviours, not flap sub-phases)."""
+    """Start/stop pairs of faults (not steady behaviours, not flap sub-phases).
+
+    A sink with `processes: N` journals each fault once per worker, under one fault id:
+    that is one fault, on from the first worker's start to the last worker's stop (a
+    window per worker would count every fault N times)."""
     if faults.empty:
         return []
     rows = faults[
@@ -30,15 +34,27 @@ def fault_windows(faults: pd.DataFrame) -> list[FaultWindow]:
         & ~faults["kind"].astype(str).str.contains(SUBPHASE_SEPARATOR, regex=False)
     ].sort_values("time")
     windows: list[FaultWindow] = []
-    open_by_id: dict[tuple[str, str], FaultWindow] = {}
+    by_id: dict[tuple[str, str], FaultWindow] = {}  # every fault with an id, across workers
+    open_by_key: dict[tuple[str, str, str], FaultWindow] = {}  # per worker, not yet stopped
     for row in rows.itertuples(index=False):
-        key = (str(row.sink), str(getattr(row, "fault_id", "") or row.kind))
+        fault_id = str(getattr(row, "fault_id", "") or "")
+        key = (str(row.sink), fault_id or str(row.kind))
+        worker_key = (*key, str(getattr(row, "worker", "")))
         if row.state == "start":
-            window = FaultWindow(str(row.sink), str(row.kind), key[1], float(row.time), None)
-            open_by_id[key] = window
-            windows.append(window)
-        elif row.state == "stop" and key in open_by_id:
-            open_by_id.pop(key).cleared = float(row.time)
+            window = by_id.get(key) if fault_id else None
+            if window is None:
+                window = FaultWindow(str(row.sink), str(row.kind), key[1], float(row.time), None)
+                windows.append(window)
+                if fault_id:
+                    by_id[key] = window
+            else:
+                window.onset = min(window.onset, float(row.time))
+                window.cleared = None  # on again until this worker stops it too
+            open_by_key[worker_key] = window
+        elif row.state == "stop" and worker_key in open_by_key:
+            window = open_by_key.pop(worker_key)
+            if not any(w is window for w in open_by_key.values()):
+                window.cleared = float(row.time)
     return windows
 
 

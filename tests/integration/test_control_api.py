@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import smtplib
+import time
 
 import pytest
 
@@ -148,8 +149,14 @@ def test_fault_round_trip(start_sinks):
     assert sinks.control("mx", "GET", "/behaviours") == (200, [])
     assert mail_code(sinks) == 550
 
-    assert sinks.control("mx", "DELETE", f"/faults/{fault['id']}") == (200, fault)
+    assert fault["state"] == "active"
+    assert fault["start_at"] <= fault["started"]
+    status, stopped = sinks.control("mx", "DELETE", f"/faults/{fault['id']}")
+    assert status == 200
+    assert stopped == dict(fault, state="ended", ended=stopped["ended"])
+    assert stopped["ended"] >= fault["started"]
     assert sinks.control("mx", "GET", "/faults") == (200, [])
+    assert sinks.control("mx", "GET", f"/faults/{fault['id']}") == (200, stopped)
     assert mail_code(sinks) == 250
     status, reply = sinks.control("mx", "DELETE", f"/faults/{fault['id']}")
     assert status == 404
@@ -224,7 +231,8 @@ def test_behaviours_add_replace_remove(start_sinks):
     assert "stage" in reply["error"]
     assert sinks.control("mx", "GET", "/behaviours")[1] == listed, "a bad PUT changes nothing"
 
-    assert sinks.control("mx", "DELETE", f"/behaviours/{configured['id']}") == (200, replaced)
+    status, removed = sinks.control("mx", "DELETE", f"/behaviours/{configured['id']}")
+    assert (status, removed) == (200, dict(replaced, state="ended", ended=removed["ended"]))
     assert mail_code(sinks) == 551
     assert sinks.control("mx", "DELETE", f"/behaviours/{added['id']}")[0] == 200
     assert mail_code(sinks) == 250
@@ -258,3 +266,99 @@ def test_control_api_refuses_requests_without_the_run_token(start_sinks):
         refused.value.close()
     assert sinks.sink("primary").effects == {}
     assert sinks.control("primary", "POST", "/faults", {"kind": "down"})[0] == 201
+
+
+# -- faults sent ahead (start_at) --------------------------------------------------------
+
+
+def test_a_fault_sent_ahead_waits_pending_then_starts_at_its_time(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    start_at = time.time() + 0.6
+    body = dict(REJECT_MAIL, start_at=start_at, duration=30)
+    status, fault = sinks.control("mx", "POST", "/faults", body)
+    assert status == 201
+    assert (fault["state"], fault["origin"], fault["started"]) == ("pending", "schedule", None)
+    assert fault["start_at"] == pytest.approx(start_at, abs=1e-6)
+    assert fault["until"] == pytest.approx(start_at + 30, abs=1e-6)
+    assert sinks.control("mx", "GET", "/faults") == (200, [fault])
+    assert sinks.control("mx", "GET", f"/faults/{fault['id']}") == (200, fault)
+    assert mail_code(sinks) == 250, "pending: not in force"
+    journal = sinks.journal_dir / "faults-mx.csv"
+    assert read_csv(journal) == []
+
+    assert wait_until(lambda: time.time() >= start_at, timeout=5)
+    assert mail_code(sinks) == 550, "in force from its start_at"
+    (row,) = read_csv(journal)
+    assert (row["state"], row["origin"], row["fault_id"]) == ("start", "schedule", fault["id"])
+    assert start_at <= float(row["time"]) < start_at + LATE_S
+    assert json.loads(row["params"])["start_at"] == pytest.approx(start_at, abs=1e-6)
+    status, now = sinks.control("mx", "GET", f"/faults/{fault['id']}")
+    assert (now["state"], now["started"]) == ("active", pytest.approx(float(row["time"])))
+
+
+def test_delete_cancels_a_pending_fault_and_a_live_command_still_starts_at_once(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    start_at = time.time() + 0.4
+    status, ahead = sinks.control("mx", "POST", "/faults", {"kind": "down", "start_at": start_at})
+    assert status == 201
+    status, cancelled = sinks.control("mx", "DELETE", f"/faults/{ahead['id']}")
+    assert (status, cancelled["state"], cancelled["started"]) == (200, "cancelled", None)
+    assert sinks.control("mx", "GET", "/faults") == (200, [])
+    assert sinks.control("mx", "GET", f"/faults/{ahead['id']}") == (200, cancelled)
+    status, _again = sinks.control("mx", "DELETE", f"/faults/{ahead['id']}")
+    assert status == 404, "cancelled once"
+    # DELETE /faults cancels pending faults too.
+    status, other = sinks.control("mx", "POST", "/faults", {"kind": "down", "start_at": start_at})
+    (gone,) = sinks.control("mx", "DELETE", "/faults")[1]
+    assert gone == dict(other, state="cancelled", ended=gone["ended"])
+
+    # A command without start_at starts now, as before.
+    status, live = sinks.control("mx", "POST", "/faults", REJECT_MAIL)
+    assert (status, live["state"], live["origin"]) == (201, "active", "command")
+    assert mail_code(sinks) == 550
+    assert wait_until(lambda: time.time() > start_at + 0.3, timeout=5)
+    assert not connect_refused(sinks.port("mx")), "the cancelled downs never came"
+    rows = read_csv(sinks.journal_dir / "faults-mx.csv")
+    assert [(r["fault_id"], r["state"]) for r in rows] == [(live["id"], "start")]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"kind": "down", "start_at": "soon"}, "start_at: must be a number"),
+        ({"kind": "down", "start_at": True}, "start_at: must be a number"),
+        ({"kind": "down", "start_at": -1}, "start_at: must be epoch seconds >= 0"),
+        ({"kind": "down", "start_at": 1e300}, "start_at"),
+        ({"kind": "down", "start_at": 4e9 + 1e9}, "at most 7 days"),
+        ({"kind": "down", "start_at": 1000, "duration": 5}, "its window ended"),
+    ],
+)
+def test_a_start_at_that_cannot_be_scheduled_is_400_in_one_line(start_sinks, body, words):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    status, reply = sinks.control("mx", "POST", "/faults", body)
+    assert status == 400
+    assert words in reply["error"]
+    assert "\n" not in reply["error"]
+    assert sinks.control("mx", "GET", "/faults") == (200, [])
+
+
+def test_a_start_at_already_past_starts_at_once_and_ends_as_planned(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    start_at = time.time() - 0.2
+    status, fault = sinks.control("mx", "POST", "/faults",
+                                  dict(REJECT_MAIL, start_at=start_at, duration=0.5))  # fmt: skip
+    assert (status, fault["state"]) == (201, "active")
+    assert fault["started"] - start_at >= 0.2, "its start row says how late it was"
+    assert mail_code(sinks) == 550
+    assert wait_until(lambda: sinks.control("mx", "GET", "/faults")[1] == [], timeout=3)
+    start, stop = read_csv(sinks.journal_dir / "faults-mx.csv")
+    assert float(start["time"]) == pytest.approx(fault["started"], abs=1e-6)
+    assert start_at + 0.5 <= float(stop["time"]) < start_at + 0.5 + LATE_S
+
+
+def test_a_behaviour_is_never_scheduled(start_sinks):
+    sinks = start_sinks({"sinks": [{"name": "mx"}]})
+    body = dict(REJECT_MAIL, start_at=time.time() + 5)
+    status, reply = sinks.control("mx", "POST", "/behaviours", body)
+    assert (status, reply["error"]) == (400, "start_at: a behaviour starts now; schedule a "
+                                             "fault instead")  # fmt: skip

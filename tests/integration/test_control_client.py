@@ -4,6 +4,7 @@ reason and status, or no answer at all)."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Iterator
 
@@ -39,7 +40,8 @@ def test_a_fault_started_listed_and_stopped(mx):
     assert connect_refused(mx.port("mx"))
     assert client.faults() == [active]
     assert client.health()["listening"] is False
-    assert client.stop_fault(active.id) == active
+    stopped = client.stop_fault(active.id)
+    assert stopped == dataclasses.replace(active, state="ended", ended=stopped.ended)
     assert client.faults() == []
     assert client.health()["listening"] is True
 
@@ -76,7 +78,7 @@ def test_stop_faults_by_kind(mx):
     client.start_fault(EffectSpec.model_validate({"kind": "reject", "stage": "mail", "code": 550}))
     assert [f.kind for f in client.stop_faults("reject")] == ["reject"]
     assert client.faults() == [drop]
-    assert client.stop_faults() == [drop]
+    assert [(f.id, f.state) for f in client.stop_faults()] == [(drop.id, "ended")]
 
 
 def test_refused_carries_the_status_and_the_sinks_reason(mx):

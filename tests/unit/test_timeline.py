@@ -27,8 +27,23 @@ def shape(timeline: Timeline) -> list[tuple[str, float, str, str]]:
             for p in timeline.entries]  # fmt: skip
 
 
+def send_ahead(timeline: Timeline) -> None:
+    """What a drill does at t0: every sink's fault sent ahead (ids as a sink gives them)."""
+    for n, planned in enumerate(timeline.sink_faults(), 1):
+        planned.scheduled(f"{planned.event.kind}-{n}", 0.0)
+
+
+def started(timeline: Timeline, elapsed: float) -> list[str]:
+    """What a drill asks at `elapsed` s: each sink's fault due says it started then."""
+    asked = []
+    for planned in timeline.unsettled(elapsed):
+        assert planned.settle("active", 1000.0 + elapsed) is None
+        asked.append(f"{planned.event.kind}@{planned.event.target}")
+    return asked
+
+
 def carry_out(timeline: Timeline, elapsed: float) -> list[str]:
-    """What a drill does at `elapsed` s: every due event tried, and done."""
+    """What a drill does at `elapsed` s: every due MTA event tried, and done."""
     tried = []
     for planned in timeline.due(elapsed):
         planned.sent_at = elapsed
@@ -51,10 +66,40 @@ def test_events_fall_due_in_time_order_ties_in_scenario_order():
         ("SinkFault", 5, "primary", "greylist"),
         ("SinkFault", 9, "secondary", "drop"),
     ]
-    assert carry_out(timeline, 1.9) == []
-    assert carry_out(timeline, 5.0) == ["busy@primary", "reject@secondary", "greylist@primary"]
-    assert carry_out(timeline, 5.1) == [], "an event is tried once"
-    assert carry_out(timeline, 60) == ["drop@secondary"]
+    assert carry_out(timeline, 60) == [], "a sink's faults go ahead, none is carried out"
+    assert started(timeline, 60) == [], "nor asked about before it was sent"
+    send_ahead(timeline)
+    assert [p.status for p in timeline.sink_faults()] == [
+        "scheduled busy-1", "scheduled reject-2", "scheduled greylist-3", "scheduled drop-4"
+    ]  # fmt: skip
+    assert started(timeline, 1.9) == []
+    assert started(timeline, 5.0) == ["busy@primary", "reject@secondary", "greylist@primary"]
+    assert started(timeline, 5.1) == [], "a fault seen started is asked about once"
+    assert started(timeline, 60) == ["drop@secondary"]
+    assert [p.status for p in timeline.sink_faults()][:1] == ["started busy-1"]
+
+
+def test_what_a_sink_says_of_a_fault_settles_it_or_fails_it():
+    timeline = plan(scenario("default", [
+        {"at": 2, "target": "primary", "kind": "busy", "duration": 1},
+        {"at": 3, "target": "primary", "kind": "drop", "duration": 1},
+    ]))  # fmt: skip
+    send_ahead(timeline)
+    busy, drop = timeline.sink_faults()
+    assert busy.settle("pending", None) is None, "not yet: ask again"
+    assert (busy.done, busy.status, busy.started_at) == (False, "scheduled busy-1", None)
+    assert busy.settle("ended", 1002.004) is None, "a short fault may be over when asked"
+    assert (busy.done, busy.status, busy.started_at) == (True, "started busy-1", 1002.004)
+    assert drop.settle("cancelled", None) == "cancelled on the sink before its time"
+    assert drop.settle("failed: no listener", None) == "the sink could not start it: no listener"
+    assert drop.settle("unknown: timed out", None) == "the sink says it is unknown: timed out"
+    assert not drop.done
+    assert timeline.records() == [
+        {"at_s": 2, "target": "primary", "kind": "busy", "status": "started busy-1",
+         "started_at": 1002.004},
+        {"at_s": 3, "target": "primary", "kind": "drop", "status": "scheduled drop-2"},
+    ]  # fmt: skip
+    assert timeline.not_started() is drop
 
 
 def test_a_sink_fault_is_the_spec_the_sink_validates_and_ends_itself():
@@ -122,19 +167,21 @@ def test_a_restart_waits_for_its_stop_and_is_recorded_once_the_stop_was_done():
     assert timeline.records()[1]["status"] == "pending"
 
 
-def test_never_sent_active_and_the_harness_record():
+def test_not_started_active_and_the_harness_record():
     timeline = plan(scenario("postfix-pair", [
         {"at": 2, "target": "primary", "kind": "mta-stop", "duration": 3},
         {"at": 3, "target": "gmail-mx", "kind": "reject", "stage": "rcpt", "code": 550,
          "duration": 4},
         {"at": 30, "target": "secondary", "kind": "mta-abort"},
     ]))  # fmt: skip
-    assert carry_out(timeline, 3.5) == ["mta-stop@primary", "reject@gmail-mx"]
+    send_ahead(timeline)
+    assert carry_out(timeline, 3.5) == ["mta-stop@primary"]
+    assert started(timeline, 3.5) == ["reject@gmail-mx"]
     assert [f"{p.event.kind}" for p in timeline.active(3.5)] == ["mta-stop", "reject"]
     assert carry_out(timeline, 6) == ["mta-start@primary"]
     assert [p.event.kind for p in timeline.active(6)] == ["reject"], "a restart is no fault"
     assert [p.event.kind for p in timeline.active(7)] == []
-    missed = timeline.never_sent()
+    missed = timeline.not_started()
     assert missed is not None
     assert missed.event.kind == "mta-abort"
     # The scenario's faults by time, then the restarts of the stops carried out.
@@ -148,4 +195,4 @@ def test_no_faults_no_events(name):
     timeline = plan(scenario(name, []))
     assert timeline.entries == []
     assert timeline.records() == []
-    assert timeline.never_sent() is None
+    assert timeline.not_started() is None
