@@ -203,6 +203,13 @@ def _print_summary(result: Summary, run_dir: Path) -> None:
             f"peak {result.throughput.peak_msgs_per_s}; latency p50 {lat.p50} ms, "
             f"p95 {lat.p95} ms, p99 {lat.p99} ms"
         )
+    if len(result.streams) > 1:  # one stream: the lines above say it all
+        for name, s in result.streams.items():
+            print(
+                f"stream {name}: accepted {s.accepted} of {s.planned}, failed {s.failed}, "
+                f"lost {s.lost}; response time p95 {s.response_time_ms.p95} ms, "
+                f"lateness p95 {s.lateness_ms.p95} ms"
+            )
     for f in result.failovers:
         if f.measured_from == "receipts":
             gaps = ", ".join(f"{k} {v} s" for k, v in f.longest_gap_by_server_s.items())

@@ -117,6 +117,7 @@ def test_transactional_mail_goes_first_while_promotional_absorbs_the_backlog(dri
     # mail only for a free connection (200 ms a message at the secondary).
     assert promotional > 1000.0, (transactional, promotional)
     assert transactional < promotional / 3, (transactional, promotional)
+    assert "stream transactional: accepted" in done.stdout  # the printed summary says it
     # ...and it was only delayed: every promotional message arrived.
     assert counted["promotional"]["accepted"] == counted["promotional"]["planned"]
     checks = {c["rule"]: c for c in json.loads((run_dir / "summary.json").read_text())["slo"]
