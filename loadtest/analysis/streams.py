@@ -17,7 +17,8 @@ same draw the sender makes), so `planned` and `not_sent` are per stream too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -39,32 +40,54 @@ Count = Callable[[pd.DataFrame, int, frozenset[str]], Messages]
 Analyse = Callable[[FaultWindow, pd.DataFrame, pd.DataFrame], Failover]
 
 
+@dataclass(frozen=True)
+class Grouping:
+    """Which stream each attempt and each message is in, as integer codes into `names`:
+    the journal's stream column hashed once, the message ids once (against the
+    per-message index), then every stream's rows are an integer comparison away."""
+
+    names: list[str]
+    of_attempt: np.ndarray  # per attempt row
+    of_message: np.ndarray  # per row of reconcile.messages; -1: no attempt names it
+
+    @classmethod
+    def of(cls, attempts: pd.DataFrame, per: pd.DataFrame) -> Grouping:
+        if attempts.empty or "stream" not in attempts:
+            return cls([], np.zeros(len(attempts), dtype=np.int64), np.full(len(per), -1))
+        codes, uniques = pd.factorize(attempts["stream"].astype(str))
+        of_message = np.full(len(per), -1, dtype=np.int64)
+        rows = per.index.get_indexer(attempts["msg_id"])
+        found = rows >= 0
+        of_message[rows[found]] = codes[found]  # a message's attempts share its stream
+        return cls([str(u) for u in uniques], codes, of_message)
+
+    def code(self, name: str) -> int:
+        return self.names.index(name) if name in self.names else -2  # -2: matches nothing
+
+
 def summarise(
     attempts: pd.DataFrame,
     per: pd.DataFrame,
     not_sent: pd.DataFrame,
-    planned: dict[str, int],
+    plan: StreamPlan | None,
+    total: int,
+    run_id: str,
     count: Count,
     windows: Sequence[FaultWindow],
     analyse: Analyse,
 ) -> dict[str, StreamResult]:
-    """Each stream's part: the streams of `planned` in its order (the campaign's), then
-    any other a journal names. `attempts` and `not_sent` are this run's rows; `per` is
-    reconcile.messages of the attempts."""
-    names = list(planned)
-    names += sorted(set(_named(attempts)) | set(_named(not_sent)) - set(names))
-    codes, labels = _codes(attempts)
+    """Each stream's part: the campaign's streams (`plan`) in its order, then any other a
+    journal names. `attempts` and `not_sent` are this run's rows, `per` is
+    reconcile.messages of the attempts, `total` the messages the schedule plans."""
+    groups = Grouping.of(attempts, per)
+    unsent_by = _unsent(not_sent)
+    planned = planned_per_stream(plan, total, run_id, groups, per, unsent_by)
     out = {}
-    for name in names:
-        mine = attempts[codes == labels.get(name, -1)]
-        ids = mine["msg_id"].unique() if len(mine) else np.array([], dtype=object)
-        messages = per[per.index.isin(ids)]  # hashes the stream's ids, not the index
-        unsent = (
-            frozenset(not_sent.loc[not_sent["stream"] == name, "msg_id"])
-            if len(not_sent) and "stream" in not_sent
-            else frozenset()
-        )
-        counted = count(messages, planned.get(name, len(ids) + len(unsent - set(ids))), unsent)
+    for name in planned:
+        code = groups.code(name)
+        mine = attempts[groups.of_attempt == code]
+        messages = per[groups.of_message == code]
+        counted = count(messages, planned[name], unsent_by.get(name, frozenset()))
         out[name] = StreamResult(
             **counted.model_dump(),
             latency_ms=_whole(metrics.latency(mine)),
@@ -79,30 +102,43 @@ def planned_per_stream(
     plan: StreamPlan | None,
     total: int,
     run_id: str,
-    attempts: pd.DataFrame,
-    not_sent: pd.DataFrame,
+    groups: Grouping,
+    per: pd.DataFrame,
+    unsent_by: dict[str, frozenset[str]],
 ) -> dict[str, int]:
     """How many of the schedule's `total` messages each stream has, in the campaign's
-    order: by the journals for every message they name (`RUN_ID-INDEX`), by the plan for
-    the rest. Without a plan (no scenario.yaml) or a run id to read indices from, only
-    what the journals name."""
-    rows = pd.concat(
-        [f[["msg_id", "stream"]] for f in (attempts, not_sent) if len(f) and "stream" in f],
-        ignore_index=True,
-    ) if len(attempts) or len(not_sent) else pd.DataFrame(columns=["msg_id", "stream"])  # fmt: skip
-    rows = rows.drop_duplicates("msg_id")
+    order (then any other stream a journal names): by the journals for every message they
+    name, by the plan for the rest (message k is `RUN_ID-k`). Without a plan (no
+    scenario.yaml) or a run id, only what the journals name."""
     counts = dict.fromkeys(plan.names if plan is not None else (), 0)
-    for name, n in rows["stream"].astype(str).value_counts(sort=False).items():
-        counts[str(name)] = counts.get(str(name), 0) + int(n)
-    if plan is None or not run_id:
-        return counts
-    known = _indices(rows["msg_id"], run_id, total)
+    named = groups.of_message >= 0
+    seen = np.bincount(groups.of_message[named], minlength=len(groups.names))
+    for name, n in zip(groups.names, seen.tolist(), strict=True):
+        counts[name] = counts.get(name, 0) + n
+    attempted = set(per.index[named]) if unsent_by else set()
+    extra = {name: len(ids - attempted) for name, ids in unsent_by.items()}
+    for name, n in extra.items():
+        counts[name] = counts.get(name, 0) + n
+    if plan is None or not run_id or sum(counts.values()) >= total:
+        return counts  # the journals name every planned message (a run that ran to its end)
+    ids = pd.Series(per.index[named]).astype(str)
+    ids = pd.concat([ids, pd.Series([i for s in unsent_by.values() for i in s], dtype=str)])
     unseen = np.ones(total, dtype=bool)
-    unseen[known] = False
+    unseen[_indices(ids, run_id, total)] = False
     for index in np.flatnonzero(unseen).tolist():
-        name = plan.stream(index)
-        counts[name] += 1
+        counts[plan.stream(index)] += 1
     return counts
+
+
+def _unsent(not_sent: pd.DataFrame) -> dict[str, frozenset[str]]:
+    """The ids of messages not sent (every recipient suppressed), by the stream their
+    journal row names."""
+    if not_sent.empty or "stream" not in not_sent:
+        return {}
+    return {
+        str(name): frozenset(frame["msg_id"].astype(str))
+        for name, frame in not_sent.groupby(not_sent["stream"].astype(str))
+    }
 
 
 def _indices(ids: pd.Series, run_id: str, total: int) -> np.ndarray:
@@ -116,22 +152,6 @@ def _indices(ids: pd.Series, run_id: str, total: int) -> np.ndarray:
     numbers = numbers[(numbers >= 0) & (numbers < total) & (numbers == np.floor(numbers))]
     indices: np.ndarray = numbers.astype(np.int64)
     return indices
-
-
-def _named(frame: pd.DataFrame) -> Iterable[str]:
-    """The streams a journal's rows name."""
-    if frame.empty or "stream" not in frame:
-        return []
-    return [str(s) for s in frame["stream"].dropna().unique()]
-
-
-def _codes(attempts: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
-    """Each attempt's stream as an integer code, and the code of each stream: one hashing
-    of the column, then a comparison of integers per stream."""
-    if attempts.empty or "stream" not in attempts:
-        return np.zeros(len(attempts), dtype=np.int64), {}
-    codes, uniques = pd.factorize(attempts["stream"].astype(str))
-    return codes, {str(name): i for i, name in enumerate(uniques)}
 
 
 def _whole(latency: Percentiles) -> Percentiles:

@@ -101,13 +101,9 @@ def summarise(run: RunDir) -> Summary:
             attempts,
             per,
             not_sent,
-            streams.planned_per_stream(
-                scenario.campaign.stream_plan() if scenario else None,
-                planned,
-                run_id,
-                attempts,
-                not_sent,
-            ),
+            scenario.campaign.stream_plan() if scenario else None,
+            planned,
+            run_id,
             lambda frame, n, unsent: reconcile.count(
                 frame, n, run_id, stuck, unobserved, released, bounced, unsent
             ),

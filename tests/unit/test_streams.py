@@ -237,3 +237,16 @@ def test_compare_and_fail_on_see_each_stream(built, tmp_path):
     before = summary.streams["transactional"].lateness_ms.p95
     assert verdict.measured == pytest.approx(250.0 - before)
     assert fail_on.value(other, "streams.transactional.lost") == 0
+
+
+def test_without_the_senders_journal_streams_are_not_measured(tmp_path):
+    """Receipts carry no stream: `streams` is empty, listed as needing the sender's
+    journal, and a rule on a stream says so instead of failing on nothing."""
+    from tests.unit.test_received import external
+
+    rules = "streams.promotional.lost == 0, streams.promotional.p95_lateness_ms <= 1"
+    summary = summary_mod.write(external(tmp_path / "run", rules), reports=False)
+    assert summary.streams == {}
+    assert "streams" in summary.needs_sender_journal
+    for check in summary.slo.checks:
+        assert (check.passed, check.value, check.note) == (False, None, slo.NEEDS_SENDER_NOTE)
