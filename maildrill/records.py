@@ -243,6 +243,17 @@ class ReceiptRecord(Record):
     # The envelope's recipients (RCPT TO addresses the sink took), one space between: which
     # recipients this copy reached (the analysis counts per recipient). "": not recorded.
     rcpts: str = field(default="", metadata=text())
+    # What the sink's checks said of the message (sinks.authcheck; "": not checked): each
+    # of spf, dkim, dmarc and ptr is pass, fail, none, neutral, softfail, temperror or
+    # permerror (RFC 8601's names); dkim_domain the d= that decided dkim; dmarc_policy the
+    # From domain's p= (none, quarantine, reject); auth_detail why, for checks not passing.
+    spf: str = field(default="", metadata=text())
+    dkim: str = field(default="", metadata=text())
+    dkim_domain: str = field(default="", metadata=text())
+    dmarc: str = field(default="", metadata=text())
+    dmarc_policy: str = field(default="", metadata=text())
+    ptr: str = field(default="", metadata=text())
+    auth_detail: str = field(default="", metadata=text())
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,6 +142,43 @@ class UpstreamConfig(_Model):
     )
 
 
+class VerifyConfig(_Model):
+    """Check each message as a provider does (sinks.authcheck): SPF, DKIM, DMARC and reverse
+    DNS, every lookup sent to the run's DNS server `dns` and nowhere else; with `enforce`,
+    mail that fails gets that provider's reply (sinks.authcheck.enforce)."""
+
+    dns: str = Field(description="host:port of the run's DNS server (loopback)")
+    enforce: Literal["none", "gmail", "yahoo", "outlook"] = Field(
+        default="none", description="answer failing mail as this provider does; none: journal only"
+    )
+    lookup_timeout_s: Seconds = Field(
+        default=2.0, gt=0, le=30, description="one DNS query; past it the check is temperror"
+    )
+    deadline_s: Seconds = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description="all checks of one message; past it every verdict is temperror",
+    )
+    concurrency: int = Field(
+        default=8, ge=1, le=256, description="messages checked at once (threads); more wait"
+    )
+
+    @field_validator("dns")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port, got {value!r}")
+        return value
+
+    @property
+    def server(self) -> tuple[str, int]:
+        host, _, port = self.dns.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class SinkConfig(_Model):
     name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX)
     host: str = "127.0.0.1"
@@ -205,6 +242,9 @@ class SinkConfig(_Model):
     forward_concurrency: int = Field(default=4, ge=1, le=256, description="parallel forwards")
     forward_backoff_s: Seconds = Field(default=1.0, gt=0, description="first retry wait")
     forward_max_backoff_s: Seconds = Field(default=30.0, gt=0, description="longest retry wait")
+    verify: VerifyConfig | None = Field(
+        default=None, description="check SPF, DKIM, DMARC and PTR of each message"
+    )
     durability: Literal["full", "process"] = Field(
         default="full",
         description="backup-mx: full: each message is fsynced into the queue before its 250 "
@@ -231,6 +271,8 @@ class SinkConfig(_Model):
             raise ValueError(f"mode {self.mode} needs an upstream (host and port)")
         if self.mode == "sink" and self.upstream is not None:
             raise ValueError("upstream is only for mode: backup-mx or proxy")
+        if self.mode == "proxy" and self.verify is not None:
+            raise ValueError("verify: a proxy relays bytes; set it on the server behind it")
         if self.mode != "backup-mx" and self.durability != "full":
             raise ValueError("durability is only for mode: backup-mx (the queue's promise)")
         if self.mode == "proxy":
@@ -303,6 +345,11 @@ class SinksFile(_Model):
                     raise ValueError(
                         f"sink {s.name!r}: host {s.host!r} is not loopback; "
                         "set allow_remote: true to listen elsewhere"
+                    )
+                if s.verify is not None and not is_loopback(s.verify.server[0]):
+                    raise ValueError(
+                        f"sink {s.name!r}: verify.dns {s.verify.dns!r} is not loopback; "
+                        "set allow_remote: true to ask another DNS server"
                     )
                 if s.upstream is not None and not is_loopback(s.upstream.host):
                     raise ValueError(

@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 from aiosmtpd.smtp import Envelope, Session
 
+from sinks.authcheck import AuthVerdicts
+from sinks.authcheck.checker import MessageChecker
 from sinks.backup_mx import QueueWriteError, RelayQueue
 from sinks.effects import Action, Stage
 from sinks.headers import message_ids
@@ -34,9 +36,17 @@ class HandlerOwner(SessionOwner, Protocol):
     def name(self) -> str: ...
     @property
     def relay(self) -> RelayQueue | None: ...  # a backup MX's queue to its upstream
+    @property
+    def checker(self) -> MessageChecker | None: ...  # `verify:`: SPF, DKIM, DMARC, PTR
 
     def received(
-        self, server: SinkSMTP, envelope: Envelope, msg_id: str, message_id: str, outcome: str
+        self,
+        server: SinkSMTP,
+        envelope: Envelope,
+        msg_id: str,
+        message_id: str,
+        outcome: str,
+        auth: AuthVerdicts | None = None,
     ) -> str: ...
 
 
@@ -131,6 +141,18 @@ class SinkHandler:
         assert isinstance(content, bytes)
         msg_id, message_id = message_ids(content)
         server.msg_id = msg_id
+        auth = None
+        checker = self.sink.checker
+        if checker is not None:
+            # A provider checks the message once it is in, before its final reply.
+            auth, refusal = await checker.check(
+                peer_ip=server.info.peer_ip if server.info else "",
+                helo=session.host_name or "",
+                mail_from=envelope.mail_from or "",
+                message=content,
+            )
+            if refusal is not None:
+                return str(refusal)
         if self.sink.by_stage[Stage.DOT]:
             ctx = self.sink.context(server)
             ctx.size = len(content)
@@ -138,13 +160,13 @@ class SinkHandler:
             if isinstance(decision, Reply):
                 return str(decision)
             if decision is Action.DROP:
-                self.sink.received(server, envelope, msg_id, message_id, "dropped")
+                self.sink.received(server, envelope, msg_id, message_id, "dropped", auth)
                 return Action.DROP
             if decision is Action.HANG:
                 return Action.HANG
         outcome = "accepted" if self.sink.relay is None else "queued"
         try:
-            queue_id = self.sink.received(server, envelope, msg_id, message_id, outcome)
+            queue_id = self.sink.received(server, envelope, msg_id, message_id, outcome, auth)
         except QueueWriteError:  # not stored: the client must keep it and try again
             return str(QUEUE_WRITE_ERROR)
         except OSError as exc:

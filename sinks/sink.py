@@ -18,6 +18,8 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from maildrill.records import ReceiptRecord, RefusalRecord
 from sinks import log_limit
+from sinks.authcheck import AuthVerdicts
+from sinks.authcheck.checker import MessageChecker
 from sinks.backup_mx import RelayQueue
 from sinks.config import SinkConfig
 from sinks.effects import Context, Stage
@@ -42,6 +44,18 @@ class Counters:
     deferred: int = 0
     rejected: int = 0
     bytes: int = 0
+
+
+def _auth_columns(auth: AuthVerdicts) -> dict[str, str]:
+    return {
+        "spf": auth.spf.value,
+        "dkim": auth.dkim.value,
+        "dkim_domain": auth.dkim_domain,
+        "dmarc": auth.dmarc.value,
+        "dmarc_policy": auth.dmarc_policy,
+        "ptr": auth.ptr.value,
+        "auth_detail": auth.detail,
+    }
 
 
 class Sink(EffectHost):
@@ -71,6 +85,7 @@ class Sink(EffectHost):
         self.reuse_port = reuse_port
         self.handler = SinkHandler(self)
         self.relay: RelayQueue | None = None  # backup-mx mode: the queue to the upstream
+        self.checker: MessageChecker | None = None  # `verify:`: the provider's checks
         self._session_ids = itertools.count(1)
         self._tls: ssl.SSLContext | None = None
         self._credentials: dict[str, str] | None = None
@@ -109,6 +124,8 @@ class Sink(EffectHost):
         )
         # SMTP.__init__'s introspection, done once; each connection copies it (SinkSMTP).
         self._template = SinkSMTP(self, self.handler, **self._smtp_kwargs)
+        if cfg.verify is not None:
+            self.checker = MessageChecker(cfg.verify)
         if cfg.mode == "backup-mx":
             self.relay = RelayQueue(cfg, self.journal_dir, self.worker)
             await self.relay.start()  # resumes a queue left by an earlier run of this sink
@@ -127,6 +144,8 @@ class Sink(EffectHost):
                 cast(asyncio.Transport, proto.transport).abort()
         if self.relay is not None:
             await self.relay.stop()
+        if self.checker is not None:
+            self.checker.close()
         self.journals.close()
 
     # -- the listener (FaultHost) -----------------------------------------------------
@@ -204,7 +223,13 @@ class Sink(EffectHost):
             del self.peers[peer]
 
     def received(
-        self, server: SinkSMTP, envelope: Envelope, msg_id: str, message_id: str, outcome: str
+        self,
+        server: SinkSMTP,
+        envelope: Envelope,
+        msg_id: str,
+        message_id: str,
+        outcome: str,
+        auth: AuthVerdicts | None = None,
     ) -> str:
         """Journal a received message (before any reply goes out); returns its queue id.
 
@@ -239,6 +264,7 @@ class Sink(EffectHost):
                 queue_id=queue_id,
                 helo=info.helo,
                 rcpts=" ".join(envelope.rcpt_tos),
+                **(_auth_columns(auth) if auth is not None else {}),
             )
         )
         counters = self.counters

@@ -210,3 +210,21 @@ def test_yaml_errors_give_the_position(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match=r"cannot read: No such file or directory"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_verify_takes_a_loopback_dns_server_and_a_provider():
+    from sinks.config import parse_config
+
+    cfg = parse_config(
+        {"sinks": [{"name": "gmail", "verify": {"dns": "127.0.0.1:5353", "enforce": "gmail"}}]}
+    )
+    verify = cfg.sinks[0].verify
+    assert verify is not None
+    assert verify.server == ("127.0.0.1", 5353)
+    for bad, said in (
+        ({"dns": "127.0.0.1"}, "host:port"),
+        ({"dns": "8.8.8.8:53"}, "not loopback"),
+        ({"dns": "127.0.0.1:53", "enforce": "aol"}, "enforce"),
+    ):
+        with pytest.raises(ConfigError, match=said):
+            parse_config({"sinks": [{"name": "s", "verify": bad}]})

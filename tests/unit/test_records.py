@@ -53,7 +53,13 @@ HEADERS = {
 }
 # Columns added since, each at the end of its journal with a default, so an older journal
 # without them still reads: a record's header today is the old one followed by these.
-ADDED = {"attempts": ("rcpt_replies",), "receipts": ("rcpts",), "mta_queue": ("rcpts",)}
+ADDED = {
+    "attempts": ("rcpt_replies",),
+    "receipts": (
+        "rcpts", "spf", "dkim", "dkim_domain", "dmarc", "dmarc_policy", "ptr", "auth_detail",
+    ),
+    "mta_queue": ("rcpts",),
+}  # fmt: skip
 
 
 def header_now(kind: str) -> str:
@@ -97,10 +103,13 @@ SAMPLES: dict[str, list[tuple[Record, str]]] = {
                 time=T + 0.25, sink="primary", worker=1, session="primary.3", peer="127.0.0.1",
                 msg_id="r1-7", message_id="<a@x.test>", mail_from="-news@x.test", rcpt_count=2,
                 size=5120, outcome="accepted", queue_id="primary.3.1", helo="relay.test",
-                rcpts="a@x.test b@y.test",
+                rcpts="a@x.test b@y.test", spf="pass", dkim="fail", dkim_domain="x.test",
+                dmarc="pass", dmarc_policy="reject", ptr="none",
+                auth_detail="dkim x.test: fail; ptr: no PTR for 127.0.0.1",
             ),
             "1800000000.250000,primary,1,primary.3,127.0.0.1,r1-7,<a@x.test>,'-news@x.test,2,"
-            "5120,accepted,primary.3.1,relay.test,a@x.test b@y.test",
+            "5120,accepted,primary.3.1,relay.test,a@x.test b@y.test,pass,fail,x.test,pass,"
+            "reject,none,dkim x.test: fail; ptr: no PTR for 127.0.0.1",
         )
     ],
     "refusals": [
