@@ -60,9 +60,9 @@ def test_forwarded_copy_carries_a_received_line(start_sinks, tmp_path):
     captured = []
     original = primary.sink("primary").received
 
-    def spy(server, envelope, msg_id, message_id, outcome):
+    def spy(server, envelope, *rest):
         captured.append(envelope.content)
-        return original(server, envelope, msg_id, message_id, outcome)
+        return original(server, envelope, *rest)
 
     primary.sink("primary").received = spy
     with backup.smtp("backup") as client:
