@@ -37,7 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from loadtest.analysis import slo
-from loadtest.analysis.compare import is_number, is_part, without_none
+from loadtest.analysis.compare import is_number, is_part, signed, without_none
 from loadtest.analysis.render_md import cell
 from loadtest.analysis.slo import OPS
 from loadtest.analysis.summary_model import SLO_METRICS, Summary, slo_metric
@@ -160,19 +160,13 @@ def check(rules: Sequence[Rule], a: Summary, b: Summary) -> list[Verdict]:
     return [evaluate(rule, a, b) for rule in rules]
 
 
-def _signed(value: float) -> str:
-    if math.isinf(value):
-        return "+inf" if value > 0 else "-inf"
-    return ("+" if value > 0 else "") + exact(value)
-
-
 def _shown(verdict: Verdict) -> str:
     measured, kind = verdict.measured, verdict.rule.change
     if measured is None:
         return num(None)
     if kind == "value":
         return exact(measured)
-    return _signed(measured) + (" %" if kind == "percent" else "")
+    return signed(measured, " %" if kind == "percent" else "", exact)
 
 
 def render(verdicts: Sequence[Verdict]) -> str:
