@@ -71,6 +71,15 @@ class StreamModel(StrictModel):
     def _one_line(cls, value: str) -> str:
         return header_text(value, "a header value")
 
+    @field_validator("name")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        """A stream is known by its name (routes, results, `streams.NAME.METRIC` SLOs):
+        an empty one names nothing an SLO or a route could spell."""
+        if not value.strip():
+            raise ValueError("a stream needs a name")
+        return value
+
     @field_validator("sender")
     @classmethod
     def _plain_sender(cls, value: str) -> str:

@@ -399,7 +399,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for run_dir in (args.run_a, args.run_b):
         if not run_dir.is_dir():
             return fail(f"{run_dir}: not a run directory")
-        if not (run_dir / "summary.json").exists() and not list(run_dir.glob("attempts*.csv")):
+        if not (run_dir / "summary.json").exists() and not _has_journals(run_dir):
             return fail(f"{run_dir}: no summary.json and no journals here")
     try:
         a, b = compare.load_summary(args.run_a), compare.load_summary(args.run_b)
@@ -421,6 +421,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if verdicts:
         print(f"maildrill: {fail_on.summary_line(verdicts)}", file=sys.stderr)
     return EXIT_SLO_FAILED if any(v.broken for v in verdicts) else EXIT_OK
+
+
+def _has_journals(run_dir: Path) -> bool:
+    """A sender's journal, or a sink's or proxy's (a `maildrill sinks` run: receipts alone,
+    which `maildrill report` summarises too)."""
+    from loadtest.analysis.loaded import SERVER_JOURNALS
+
+    names = (f.name for f in run_dir.glob("*.csv"))
+    return any(n.startswith("attempts") or SERVER_JOURNALS.match(n) for n in names)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import re
 import select
+import shutil
 import socket
+import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +261,29 @@ def child_pids(pid: int) -> list[int]:
         for entry in Path("/proc").iterdir()
         if entry.name.isdigit() and parent_pid(int(entry.name)) == pid
     ]
+
+
+def postfix_run_dir(prefix: str) -> Iterator[Path]:
+    """A run directory Postfix can reach (it runs as its own user), removed afterwards; for
+    a fixture to `yield from`. Postfix instances start as root: without it, a failure."""
+    if os.geteuid() != 0:
+        pytest.fail("Postfix instances start as root: run the suite as root (CI does)")
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    base.chmod(0o755)
+    yield base / "run"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def drive(driver: Any, sender: Any, limit_s: float = 20.0) -> None:
+    """Run a loadtest.driver.Driver's steps until its schedule is done (at most `limit_s`),
+    as a Locust user would, then close the sender."""
+    deadline = time.time() + limit_s
+    try:
+        while time.time() < deadline:
+            step = driver.step(sender)
+            if step.record is None and step.wait is None:
+                break
+            if step.wait:
+                time.sleep(min(step.wait, 0.05))
+    finally:
+        sender.close()

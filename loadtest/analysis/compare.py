@@ -9,9 +9,10 @@ old value, or with no value on one side, has no direction.
 
 from __future__ import annotations
 
+import math
 import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,10 +178,14 @@ def _match_faults(
     return matched
 
 
-def _signed(value: float | None, suffix: str = "", digits: int = 3) -> str:
+def signed(value: float | None, suffix: str = "", shown: Callable[[float], str] = num) -> str:
+    """A change with its sign (+1.5, -2, 0; +inf, -inf), as `shown` writes the number;
+    n/a for none. compare.md's table and its --fail-on rules (fail_on.py) both write so."""
     if value is None:
         return "n/a"
-    return ("+" if value > 0 else "") + num(value, digits) + suffix
+    if math.isinf(value):
+        return ("+inf" if value > 0 else "-inf") + suffix
+    return ("+" if value > 0 else "") + shown(value) + suffix
 
 
 def render(a_name: str, b_name: str, table: list[Row]) -> str:
@@ -197,9 +202,10 @@ def render(a_name: str, b_name: str, table: list[Row]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in table:
+        pct = signed(r.change_pct, " %", lambda v: num(v, 1))
         lines.append(
             f"| {cell(r.group)} | {cell(r.metric)} | {num(r.a)} | {num(r.b)} | "
-            f"{_signed(r.delta)} | {_signed(r.change_pct, ' %', 1)} | {r.direction} |"
+            f"{signed(r.delta)} | {pct} | {r.direction} |"
         )
     return "\n".join(lines) + "\n"
 

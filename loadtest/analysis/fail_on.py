@@ -18,7 +18,9 @@ in summary.json (docs/summary.md): `messages.retried`, `throughput.peak_msgs_per
 (a server named `mx.1`): the path takes the key the summary has.
 
 A rule that needs a value one run does not have (a metric not measured, a server only one
-run had) cannot be checked and counts as broken: a gate that cannot look does not pass.
+run had, a figure a run without the sender's journal could not count: its
+`needs_sender_journal`) cannot be checked and counts as broken: a gate that cannot look
+does not pass.
 A change in % from 0 is 0 % when B is 0 too, else +inf % or -inf % (any rise from nothing
 breaks `>+N%`).
 """
@@ -34,7 +36,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from loadtest.analysis.compare import is_number, is_part, without_none
+from loadtest.analysis import slo
+from loadtest.analysis.compare import is_number, is_part, signed, without_none
 from loadtest.analysis.render_md import cell
 from loadtest.analysis.slo import OPS
 from loadtest.analysis.summary_model import SLO_METRICS, Summary, slo_metric
@@ -105,8 +108,12 @@ def _known_path(kind: Any, parts: Sequence[str]) -> bool:
 
 
 def value(summary: Summary, metric: str) -> float | None:
-    """The metric's value in one run; None: not measured, or not in this run."""
+    """The metric's value in one run; None: not measured, or not in this run. A run
+    without the sender's journal reads 0 where it could not count (`needs_sender_journal`):
+    that is no measurement either."""
     known = slo_metric(metric)
+    if slo.lies_in(known.keys if known else [metric], summary.needs_sender_journal):
+        return None
     if known is not None:
         return known.value(summary)
     return _walk(summary, metric.split("."))
@@ -153,19 +160,13 @@ def check(rules: Sequence[Rule], a: Summary, b: Summary) -> list[Verdict]:
     return [evaluate(rule, a, b) for rule in rules]
 
 
-def _signed(value: float) -> str:
-    if math.isinf(value):
-        return "+inf" if value > 0 else "-inf"
-    return ("+" if value > 0 else "") + exact(value)
-
-
 def _shown(verdict: Verdict) -> str:
     measured, kind = verdict.measured, verdict.rule.change
     if measured is None:
         return num(None)
     if kind == "value":
         return exact(measured)
-    return _signed(measured) + (" %" if kind == "percent" else "")
+    return signed(measured, " %" if kind == "percent" else "", exact)
 
 
 def render(verdicts: Sequence[Verdict]) -> str:

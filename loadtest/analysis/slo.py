@@ -3,9 +3,10 @@ each rule's limit, measured value and verdict; no value is a failure."""
 
 from __future__ import annotations
 
+import fnmatch
 import operator
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from loadtest.analysis.summary_model import (
@@ -93,8 +94,20 @@ NEEDS_SENDER_NOTE = "not measured: needs the sender's journal (attempts.csv)"
 
 def _needs(metric: str, unmeasured: Collection[str]) -> bool:
     """Whether the metric's value (or what it is divided by) lies in an unmeasured key."""
-    paths = _metric(metric).keys
-    return any(p == key or p.startswith(f"{key}.") for p in paths for key in unmeasured)
+    return lies_in(_metric(metric).keys, unmeasured)
+
+
+def lies_in(paths: Iterable[str], unmeasured: Collection[str]) -> bool:
+    """Whether one of `paths` (summary.json keys, "messages.lost") is, or is inside, one of
+    the `unmeasured` keys (`needs_sender_journal`; a * there stands for any map key:
+    "relay.*.end_to_end_ms")."""
+    return any(_inside(path, key) for path in paths for key in unmeasured)
+
+
+def _inside(path: str, key: str) -> bool:
+    if "*" in key:
+        return fnmatch.fnmatchcase(path, key) or fnmatch.fnmatchcase(path, f"{key}.*")
+    return path == key or path.startswith(f"{key}.")
 
 
 def _doubt(metric: str, unreadable: Mapping[str, tuple[str, int]]) -> str:
@@ -121,5 +134,7 @@ def metric_values(summary: Summary) -> dict[str, float | None]:
     for stream in summary.streams:
         for name in STREAM_SLO_METRICS:
             full = f"streams.{stream}.{name}"
-            values[full] = _metric(full).value(summary)
+            metric = slo_metric(full)  # None: a name no rule can spell (a journal's "")
+            if metric is not None:
+                values[full] = metric.value(summary)
     return values

@@ -9,7 +9,7 @@ lays it out.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -757,14 +757,32 @@ def build(summary: Summary, plots: Sequence[PlotRef] = (), scenario_text: str = 
             sections.append(extra)
     sections += [journal_problems(summary), harness(summary)]
     name = summary.scenario or "run"
-    lead = next((p for p in plots if p.name == LEAD_PLOT), None)
+    return report_view(
+        f"maildrill report: {name}", summary, verdict(summary), sections, plots,
+        scenario_text, LEAD_PLOT, lead_caption,
+    )  # fmt: skip
+
+
+def report_view(
+    title: str,
+    summary: Summary,
+    said: Verdict,
+    sections: list[Table],
+    plots: Sequence[PlotRef],
+    scenario_text: str,
+    lead_name: str,
+    caption: Callable[[Summary], str],
+) -> ReportView:
+    """A report's view, its `lead_name` plot taken out of the others to lead, right under
+    the verdict (what happened at a glance), with its caption."""
+    lead = next((p for p in plots if p.name == lead_name), None)
     return ReportView(
-        title=f"maildrill report: {name}",
+        title=title,
         facts=facts(summary),
-        verdict=verdict(summary),
+        verdict=said,
         sections=sections,
         plots=[p for p in plots if p is not lead],
         scenario_text=scenario_text,
         lead_plot=lead,
-        lead_caption=lead_caption(summary) if lead else "",
+        lead_caption=caption(summary) if lead else "",
     )

@@ -154,18 +154,10 @@ def build(summary: Summary, plots: Sequence[PlotRef] = (), scenario_text: str = 
             sections.append(extra)
     sections += [view.journal_problems(summary), view.harness(summary)]
     name = summary.scenario or "run"
-    # As in a drill's report: what happened at a glance, right under the verdict.
-    lead = next((p for p in plots if p.name == LEAD_PLOT), None)
-    return ReportView(
-        title=f"maildrill report: {name} (receipts only)",
-        facts=view.facts(summary),
-        verdict=verdict(summary),
-        sections=sections,
-        plots=[p for p in plots if p is not lead],
-        scenario_text=scenario_text,
-        lead_plot=lead,
-        lead_caption=lead_caption(summary) if lead else "",
-    )
+    return view.report_view(
+        f"maildrill report: {name} (receipts only)", summary, verdict(summary), sections,
+        plots, scenario_text, LEAD_PLOT, lead_caption,
+    )  # fmt: skip
 
 
 LEAD_PLOT = "received"

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import pytest
 from loadtest.analysis.rundir import read_scenario
 from loadtest.campaign import MessageFactory
 from loadtest.cli import EXIT_PARTIAL
-from tests.helpers import REPO, assert_delays, wait_until
+from tests.helpers import REPO, assert_delays, postfix_run_dir, read_csv, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postfix]
 
@@ -25,17 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postfix]
 @pytest.fixture
 def run_dir():
     """Postfix runs as its own user: the run directory must be reachable by it."""
-    if os.geteuid() != 0:
-        pytest.fail("Postfix instances start as root: run the suite as root (CI does)")
-    base = Path(tempfile.mkdtemp(prefix="maildrill-postfix-", dir="/var/tmp"))
-    base.chmod(0o755)
-    yield base / "run"
-    shutil.rmtree(base, ignore_errors=True)
-
-
-def rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    yield from postfix_run_dir("maildrill-postfix-")
 
 
 def drill(run_dir: Path, *sets: str) -> subprocess.CompletedProcess[str]:
@@ -47,7 +34,7 @@ def drill(run_dir: Path, *sets: str) -> subprocess.CompletedProcess[str]:
 
 def downstream_receipts(run_dir: Path) -> list[dict[str, str]]:
     return [r for sink in ("gmail-mx", "yahoo-mx", "other-mx")
-            for r in rows(run_dir / f"receipts-{sink}.csv")]  # fmt: skip
+            for r in read_csv(run_dir / f"receipts-{sink}.csv")]  # fmt: skip
 
 
 def no_postfix_left(run_dir: Path) -> bool:
@@ -61,12 +48,12 @@ def test_primary_stopped_mid_campaign_every_message_accounted(run_dir):
     assert done.returncode == 0, done.stdout + done.stderr
     assert no_postfix_left(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
-    attempts = rows(run_dir / "attempts.csv")
+    attempts = read_csv(run_dir / "attempts.csv")
     receipts = downstream_receipts(run_dir)
     downstream = Counter(r["msg_id"] for r in receipts)
     accepted = {a["msg_id"] for a in attempts if a["outcome"] == "accepted"}
     stuck = {
-        r["msg_id"] for p in run_dir.glob("mta-queue-*.csv") for r in rows(p)
+        r["msg_id"] for p in run_dir.glob("mta-queue-*.csv") for r in read_csv(p)
     }  # fmt: skip
     m = summary["messages"]
     # Independent recount: each accepted message is downstream once, or counted as
@@ -80,7 +67,7 @@ def test_primary_stopped_mid_campaign_every_message_accounted(run_dir):
     # The MTAs added their Received: lines; the id survived the relay unchanged.
     assert all(n >= 1 for n in downstream.values())
     # Failover timing, recounted from the raw journals.
-    (stop,) = [f for f in rows(run_dir / "faults-primary.csv") if f["state"] == "start"]
+    (stop,) = [f for f in read_csv(run_dir / "faults-primary.csv") if f["state"] == "start"]
     onset = float(stop["time"])
     first_on_secondary = min(
         float(a["end"]) for a in attempts
@@ -89,7 +76,7 @@ def test_primary_stopped_mid_campaign_every_message_accounted(run_dir):
     (failover,) = summary["failovers"]
     assert failover["kind"] == "mta-stop"
     assert failover["failover_s"] == pytest.approx(first_on_secondary - onset, abs=0.001)
-    restart = [f for f in rows(run_dir / "faults-primary.csv") if f["state"] == "stop"]
+    restart = [f for f in read_csv(run_dir / "faults-primary.csv") if f["state"] == "stop"]
     assert len(restart) == 1
     # On a loaded machine a message can be mid-transaction on the primary when it stops:
     # cut after the dot, it fails (not retried: the MTA may have it). Nothing else fails.
@@ -149,13 +136,13 @@ def test_mta_aborted_mid_delivery_sends_again_what_was_in_flight(run_dir):
     assert done.returncode == 0, done.stdout + done.stderr
     assert no_postfix_left(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
-    attempts = rows(run_dir / "attempts.csv")
+    attempts = read_csv(run_dir / "attempts.csv")
     receipts = downstream_receipts(run_dir)
     copies = Counter(r["msg_id"] for r in receipts)
     twice = {m for m, n in copies.items() if n > 1}
     by_primary = {a["msg_id"] for a in attempts
                   if a["outcome"] == "accepted" and a["server"] == "primary"}  # fmt: skip
-    (abort,) = [f for f in rows(run_dir / "faults-primary.csv") if f["state"] == "start"]
+    (abort,) = [f for f in read_csv(run_dir / "faults-primary.csv") if f["state"] == "start"]
     by_secondary = {a["msg_id"] for a in attempts
                     if a["outcome"] == "accepted" and a["server"] == "secondary"}  # fmt: skip
     # The MTA's own duplicates: other-mx had the message before the abort, and the
@@ -184,7 +171,7 @@ def test_mta_aborted_mid_delivery_sends_again_what_was_in_flight(run_dir):
     )
     # Queue drain after the restart, recounted: the last first delivery of what the
     # primary held through the outage, from the moment it was back.
-    (start,) = [f for f in rows(run_dir / "faults-primary.csv") if f["state"] == "stop"]
+    (start,) = [f for f in read_csv(run_dir / "faults-primary.csv") if f["state"] == "stop"]
     accepted_at = {a["msg_id"]: float(a["end"]) for a in attempts
                    if a["outcome"] == "accepted" and a["server"] == "primary"}  # fmt: skip
     first = {mid: min(float(r["time"]) for r in receipts if r["msg_id"] == mid) for mid in copies}
@@ -224,10 +211,12 @@ def test_fault_proxy_in_front_of_a_postfix_instance(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     receipts = downstream_receipts(run_dir)
     copies = Counter(r["msg_id"] for r in receipts)
-    cut = [r for r in rows(run_dir / "proxy-edge.csv") if r["event"] == "message" and r["cause"]]
+    cut = [
+        r for r in read_csv(run_dir / "proxy-edge.csv") if r["event"] == "message" and r["cause"]
+    ]
     assert cut, "the drop cut messages after their final dot"
     m = summary["messages"]
-    attempts = rows(run_dir / "attempts.csv")
+    attempts = read_csv(run_dir / "attempts.csv")
     failed = {a["msg_id"] for a in attempts if a["final"] == "1" and a["outcome"] != "accepted"}
     taken_then_cut = {r["msg_id"] for r in cut if r["code"] == "250"}
     assert taken_then_cut, "Postfix answered 250 to messages the drop cut"
@@ -265,9 +254,9 @@ def test_ctrl_c_mid_drill_stops_both_instances_and_reports_what_they_held(run_di
     assert no_postfix_left(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["partial"] is True
-    stuck = {r["msg_id"] for p in run_dir.glob("mta-queue-*.csv") for r in rows(p)}
+    stuck = {r["msg_id"] for p in run_dir.glob("mta-queue-*.csv") for r in read_csv(p)}
     received = {r["msg_id"] for r in downstream_receipts(run_dir)}
-    attempts = rows(run_dir / "attempts.csv")
+    attempts = read_csv(run_dir / "attempts.csv")
     accepted = {a["msg_id"] for a in attempts if a["outcome"] == "accepted"}
     m = summary["messages"]
     assert m["stranded"] == len((accepted - received) & stuck)
@@ -310,14 +299,14 @@ def test_mail_the_mtas_cannot_hand_on_is_stranded_not_lost(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     (event,) = [e for e in summary["harness"]["events"] if e["event"] == "mta_log_troubles"]
     assert (event["mta"], event["lines"]) == ("primary", [why])
-    attempts = rows(run_dir / "attempts.csv")
+    attempts = read_csv(run_dir / "attempts.csv")
     accepted = {a["msg_id"] for a in attempts if a["outcome"] == "accepted"}
     assert downstream_receipts(run_dir) == []
     m = summary["messages"]
     assert m["accepted"] == len(accepted) == 90
     assert m["received_unique"] == 0
     for name in ("primary", "secondary"):
-        stuck = {r["msg_id"] for r in rows(run_dir / f"mta-queue-{name}.csv")}
+        stuck = {r["msg_id"] for r in read_csv(run_dir / f"mta-queue-{name}.csv")}
         by_it = {a["msg_id"] for a in attempts
                  if a["outcome"] == "accepted" and a["server"] == name}  # fmt: skip
         assert by_it, f"the weighted policy sent {name} its share"
@@ -325,7 +314,7 @@ def test_mail_the_mtas_cannot_hand_on_is_stranded_not_lost(run_dir):
         # timed out waiting for: the client's count decides, the queue tells where it is).
         assert by_it <= stuck
         assert summary["mta"][name]["stranded"] == len(by_it)
-    stuck = {r["msg_id"] for p in run_dir.glob("mta-queue-*.csv") for r in rows(p)}
+    stuck = {r["msg_id"] for p in run_dir.glob("mta-queue-*.csv") for r in read_csv(p)}
     assert m["stranded"] == len(accepted & stuck) == 90
     assert m["lost"] == 0
 
@@ -342,7 +331,7 @@ def test_a_daemon_dead_at_start_fails_a_strict_preflight(run_dir):
         done.stderr
     )
     assert no_postfix_left(run_dir)
-    assert not (run_dir / "attempts.csv").exists() or rows(run_dir / "attempts.csv") == []
+    assert not (run_dir / "attempts.csv").exists() or read_csv(run_dir / "attempts.csv") == []
 
 
 def test_a_stop_that_fails_fails_the_run(run_dir):

@@ -5,21 +5,17 @@ is recounted here from the raw journals and the campaign rebuilt from its seed."
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from loadtest.analysis.rundir import read_scenario
 from loadtest.campaign import MessageFactory
+from tests.helpers import postfix_run_dir, read_csv
 
 pytestmark = [pytest.mark.slow, pytest.mark.postfix]
 
@@ -29,17 +25,7 @@ ROUTES = {"gmail.test": "gmail-mx", "yahoo.test": "yahoo-mx"}  # the rest: other
 @pytest.fixture
 def run_dir():
     """Postfix runs as its own user: the run directory must be reachable by it."""
-    if os.geteuid() != 0:
-        pytest.fail("Postfix instances start as root: run the suite as root (CI does)")
-    base = Path(tempfile.mkdtemp(prefix="maildrill-rcpt-", dir="/var/tmp"))
-    base.chmod(0o755)
-    yield base / "run"
-    shutil.rmtree(base, ignore_errors=True)
-
-
-def rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    yield from postfix_run_dir("maildrill-rcpt-")
 
 
 def test_a_message_delivered_for_some_domains_and_stranded_for_another(run_dir):
@@ -59,7 +45,7 @@ def test_a_message_delivered_for_some_domains_and_stranded_for_another(run_dir):
     assert done.returncode == 1, done.stdout + done.stderr  # recipients_stranded fails
     summary = json.loads((run_dir / "summary.json").read_text())
     run_id = summary["run_id"]
-    attempts = rows(run_dir / "attempts.csv")
+    attempts = read_csv(run_dir / "attempts.csv")
     accepted = {a["msg_id"] for a in attempts if a["outcome"] == "accepted"}
     assert len(accepted) == 60
 
@@ -86,12 +72,12 @@ def test_a_message_delivered_for_some_domains_and_stranded_for_another(run_dir):
     copies: dict[str, list[str]] = defaultdict(list)
     for sink in ("gmail-mx", "yahoo-mx", "other-mx"):
         path = run_dir / f"receipts-{sink}.csv"
-        for r in rows(path) if path.exists() else []:
+        for r in read_csv(path) if path.exists() else []:
             for address in r["rcpts"].split():
                 assert ROUTES.get(domain(address), "other-mx") == sink, r
                 copies[r["msg_id"]].append(address)
     queued: dict[str, set[str]] = defaultdict(set)
-    for r in rows(run_dir / "mta-queue-primary.csv"):
+    for r in read_csv(run_dir / "mta-queue-primary.csv"):
         queued[r["msg_id"]] |= set(r["rcpts"].split())
     for m in accepted:
         assert sorted([*copies.get(m, []), *queued.get(m, set())]) == sorted(plan[m]), m

@@ -14,7 +14,7 @@ from loadtest.routing import Breakers, Failover
 from loadtest.schedule import Dispatcher, Schedule, Stage
 from maildrill.mailboxes import local_matches
 from maildrill.records import AttemptRecord
-from tests.helpers import read_csv
+from tests.helpers import drive, read_csv
 
 FAST = Timeouts(connect=0.5, greeting=0.5, command=0.5, data=0.5, dot=0.5)
 
@@ -34,16 +34,7 @@ def run(sinks, factory: MessageFactory, messages: int, retry: RetryPolicy) -> li
     sender = Sender(
         {n: Server(n, "127.0.0.1", sinks.port(n), timeouts=FAST) for n in ("primary", "secondary")}
     )
-    deadline = time.time() + 20
-    try:
-        while time.time() < deadline:
-            step = driver.step(sender)
-            if step.record is None and step.wait is None:
-                break
-            if step.wait:
-                time.sleep(min(step.wait, 0.05))
-    finally:
-        sender.close()
+    drive(driver, sender)
     header = AttemptRecord.header()
     return [dict(zip(header, r, strict=True)) for r in rows]
 

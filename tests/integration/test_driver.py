@@ -14,7 +14,7 @@ from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers, Failover
 from loadtest.schedule import Dispatcher, Schedule, Stage
 from maildrill.records import AttemptRecord
-from tests.helpers import read_csv
+from tests.helpers import drive, read_csv
 
 FAST = Timeouts(connect=0.5, greeting=0.3, command=0.5, data=0.5, dot=0.3)
 
@@ -35,16 +35,7 @@ def run_campaign(sinks, messages: int, retry: RetryPolicy, fault: dict | None = 
     )
     if fault:
         sinks.control("primary", "POST", "/faults", fault)
-    deadline = time.time() + 20
-    try:
-        while time.time() < deadline:
-            step = driver.step(sender)
-            if step.record is None and step.wait is None:
-                break
-            if step.wait:
-                time.sleep(min(step.wait, 0.05))
-    finally:
-        sender.close()
+    drive(driver, sender)
     fields = ("msg_id", "attempt", "server", "outcome", "phase", "final", "maybe_duplicate")
     index = [AttemptRecord.header().index(f) for f in fields]
     return [dict(zip(fields, (row[i] for i in index), strict=True)) for row in rows]

@@ -213,3 +213,26 @@ def test_cli_refuses_a_bad_rule_in_one_line_before_reading_the_runs(drill_dir, t
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("maildrill: compare: --fail-on 'lost>5%': a % is a change from A")
+
+
+def test_a_value_the_run_could_not_measure_breaks_the_rule(a, drill_dir, tmp_path, capsys):
+    """A run without the sender's journal (`maildrill sinks` and another sender) reads 0
+    for what it cannot count (`needs_sender_journal`): a gate on one cannot look, so it
+    breaks, as a metric missing from a run does; what the receipts measure is judged.
+    Such a directory is compared from its journals as `maildrill report` reads it."""
+    from tests.unit.test_received import external
+
+    sinks = external(tmp_path / "sinks", "duplicates == 0")
+    b = summary_mod.summarise(RunDir.load(sinks))
+    assert b.messages.lost == 0
+    assert "messages.lost" in b.needs_sender_journal
+    for text in ("lost>0", "messages.lost>0", "p95_latency_ms>+10%",
+                 "throughput.peak_msgs_per_s<1", "streams.promotional.lost>0",
+                 "hard_bounces>0"):  # fmt: skip
+        v = verdict(text, a, b)
+        assert (v.broken, v.b, v.note) == (True, None, "not measured in run B: cannot be checked")
+    assert not verdict("duplicates>5", a, b).broken  # counted from the receipts
+    out = tmp_path / "compare.md"
+    base = ["compare", str(drill_dir), str(sinks), "--out", str(out)]
+    assert main([*base, "--fail-on", "lost>0"]) == EXIT_SLO_FAILED
+    assert "1 of 1 --fail-on rules broken: lost>0" in capsys.readouterr().err

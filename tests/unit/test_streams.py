@@ -250,3 +250,30 @@ def test_without_the_senders_journal_streams_are_not_measured(tmp_path):
     assert "streams" in summary.needs_sender_journal
     for check in summary.slo.checks:
         assert (check.passed, check.value, check.note) == (False, None, slo.NEEDS_SENDER_NOTE)
+
+
+def test_a_scenario_refuses_a_stream_without_a_name():
+    """A stream is known by its name (routes, results, `streams.NAME.METRIC`): "" names
+    none, and an SLO could never be written on it."""
+    import yaml
+
+    data = yaml.safe_load(SCENARIO)
+    data["campaign"]["streams"][0]["name"] = ""
+    data["slo"] = ["lost == 0"]
+    scenario_refused(data, "name")
+
+
+def test_a_journal_naming_no_stream_is_summarised(tmp_path):
+    """Attempts whose stream cell is empty (another tool's journal, or one from before the
+    name was checked) are a stream of their own, counted as any other; the SLOs on the
+    named streams are still judged, and nothing crashes on a name no rule can spell."""
+    b = runs.RunBuilder("hand-streams")
+    for k in range(6):
+        stream = "" if k < 2 else "promotional"
+        b.attempt(k, "primary", k * 0.5, k * 0.5, k * 0.5 + 0.01, stream=stream)
+        b.receipt(k, "primary", k * 0.5 + 0.009)
+    scenario = SCENARIO.replace("  - streams.transactional.accepted_ratio >= 0.8\n", "")
+    summary = summary_mod.summarise(RunDir.load(b.write(tmp_path / "run", scenario, 6)))
+    assert (summary.streams[""].accepted, summary.streams["promotional"].accepted) == (2, 4)
+    checks = {c.rule: c for c in summary.slo.checks}
+    assert checks["streams.promotional.lost == 0"].value == 0
