@@ -263,6 +263,8 @@ def _zone_name(key: Any) -> str:
 
 
 def _owner(key: Any, origin: str, where: str) -> str:
+    if isinstance(key, int) and not isinstance(key, bool):  # YAML reads `11:` as a number
+        key = str(key)
     if not isinstance(key, str) or not key:
         raise ZoneError(f"{where}: {key!r} is not a name")
     if key == "@":

@@ -3,6 +3,7 @@ and the answers the authority gives from them (pure: no socket)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import dns.flags
@@ -11,6 +12,9 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from loadtest.dns_run import write_run_zones
+from loadtest.scenario import ScenarioError, parse_scenario
+from maildrill.dns.files import load_zones
 from maildrill.dns.server import Authority
 from maildrill.dns.zone import TXT_STRING, ZoneError, is_reserved_zone, parse_zones
 
@@ -268,3 +272,49 @@ def test_garbage_gets_formerr_and_a_response_gets_nothing() -> None:
     response = dns.message.make_response(dns.message.make_query("shop.test", "A"))
     assert authority.handle(response.to_wire(), max_size=512) is None
     assert authority.handle(b"\x00" * 5000, max_size=512) is None
+
+
+# -- the scenario's `dns:` section ---------------------------------------------------------
+
+
+def scenario_with(zones: Any, **top: Any) -> dict[str, Any]:
+    return {
+        "servers": [{"name": "primary", "host": "127.0.0.1", "port": 2525}],
+        "campaign": {"schedule": [{"rate": 1, "duration_s": 1}]},
+        "dns": {"zones": zones},
+        **top,
+    }
+
+
+def test_a_scenario_names_the_bad_record_in_one_line() -> None:
+    bad = scenario_with({"shop.test": {"mx1": {"A": "127.0.0.300"}}})
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(bad, "s.yaml")
+    assert str(caught.value) == (
+        "s.yaml: dns: zone shop.test: mx1.shop.test A '127.0.0.300': not an IPv4 address"
+    )
+
+
+def test_a_scenario_serves_a_real_domain_only_with_allow_remote() -> None:
+    real = {"gmail.com": {"MX": "10 mx.gmail.com"}}
+    with pytest.raises(ScenarioError, match=r"s.yaml: dns: zone gmail.com: not a reserved"):
+        parse_scenario(scenario_with(real), "s.yaml")
+    scenario = parse_scenario(scenario_with(real, allow_remote=True), "s.yaml")
+    assert scenario.dns is not None
+    assert [z.origin for z in scenario.dns.build(allow_remote=True)] == ["gmail.com"]
+
+
+def test_the_run_directory_keeps_the_zones_as_served(tmp_path: Path) -> None:
+    scenario = parse_scenario(scenario_with(SHOP))
+    paths = write_run_zones(scenario, tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
+        "dns/shop.test.zone",
+        "dns/127.in-addr.arpa.zone",
+    ]
+    served = load_zones(paths)  # what `python -m maildrill.dns` serves from them
+    response = served.respond(dns.message.make_query("s1._domainkey.shop.test", "TXT"))
+    assert (
+        b"".join(response.answer[0][0].strings).decode()
+        == SHOP["shop.test"]["s1._domainkey"]["TXT"]
+    )
+    assert write_run_zones(parse_scenario({**scenario_with(SHOP), "dns": None}), tmp_path) == []
