@@ -13,9 +13,11 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-# Postfix's smtp-source and smtp-sink, for tests and benchmarks (the daemon is never started).
+# Postfix's smtp-source and smtp-sink, for tests and benchmarks (the daemon is never started);
+# dig, which the tests ask the run's DNS server with.
 tools:
 	./.ci/install-postfix-tools
+	./.ci/install-dns-tools
 
 demo: setup
 	$(BIN)/maildrill run default

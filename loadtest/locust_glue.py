@@ -48,6 +48,9 @@ def add_arguments(parser: Any) -> None:
     )
     group.add_argument("--journal-dir", default="", help="attempts journal directory")
     group.add_argument("--run-id", default="", help="run id (default: scenario name + time)")
+    group.add_argument(
+        "--dns-server", default="", help="the run's DNS server, HOST:PORT (for run.json)"
+    )
 
 
 @dataclass
@@ -135,6 +138,7 @@ class Campaign:
                     "planned": scenario.campaign.build_schedule().total,
                     "workers": workers,
                     "started_at": time.time(),
+                    **self._dns_server(),
                 }
             ),
         )
@@ -152,6 +156,12 @@ class Campaign:
             self.expected_workers = set(workers)
         else:
             self._make_driver(scenario, 0, 1, "local", self._write_local)
+
+    def _dns_server(self) -> dict[str, Any]:
+        """run.json's `dns`: where the run's DNS server listened (maildrill.dns), if any."""
+        given = getattr(self.environment.parsed_options, "dns_server", "") or ""
+        host, _, port = given.rpartition(":")
+        return {"dns": {"host": host, "port": int(port)}} if port.isdigit() else {}
 
     def on_plan(self, data: dict[str, Any]) -> None:
         """Worker: the master's plan for this run."""

@@ -35,6 +35,7 @@ import yaml
 
 from loadtest import limits, preflight
 from loadtest.analysis.rundir import journal_manifest
+from loadtest.dns_run import start_dns
 from loadtest.mta_fleet import MtaFleet
 from loadtest.overrides import apply_set
 from loadtest.postfix import PostfixError
@@ -124,6 +125,7 @@ class Drill:
         self.sinks = SinkFleet(scenario, run_dir, self.children, token, redact)
         self.mtas = MtaFleet(scenario, run_dir, self.log)
         self.addresses: dict[str, Address] = {}  # where each server listens, once known
+        self.dns: Address | None = None  # the run's DNS server, with a `dns:` section
         self.interrupted: str | None = None
         # Why the run was stopped early: a scheduled fault that did not start.
         self.aborted: str | None = None
@@ -142,6 +144,7 @@ class Drill:
         limits.raise_open_files_limit()  # for the sinks and Locust, which inherit it
         steps = (
             self._write_scenario,  # first: even a run interrupted at once has its scenario
+            self._start_dns,
             self._start_sinks,
             self._start_mtas,
             self._write_scenario,  # again, with the sinks' and MTAs' real ports
@@ -188,6 +191,18 @@ class Drill:
                 server["host"], server["port"] = self.addresses[server["name"]]
         self.scenario_file = self.run_dir / "scenario.yaml"
         self.scenario_file.write_text(yaml.safe_dump(redact(resolved), sort_keys=False))
+
+    def _start_dns(self) -> None:
+        """The scenario's zones served (loadtest.dns_run), before anything that looks up."""
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.dns = start_dns(self.scenario, self.run_dir, self.children,
+                             stopping=lambda: bool(self.interrupted))  # fmt: skip
+        if self.dns is not None:
+            assert self.scenario.dns is not None
+            host, port = self.dns
+            self.log.event("dns_ready", host=host, port=port, zones=list(self.scenario.dns.zones))
+            self.say(f"DNS: {', '.join(self.scenario.dns.zones)} served on {host}:{port} "
+                     "(UDP and TCP)")  # fmt: skip
 
     def _start_sinks(self) -> None:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -245,6 +260,8 @@ class Drill:
             "--run-id", self.run_id,
             "--csv", str(self.run_dir / "locust"),
         ]  # fmt: skip
+        if self.dns is not None:
+            args += ["--dns-server", f"{self.dns[0]}:{self.dns[1]}"]  # for run.json
         if self.web:
             port = free_port()
             args += ["--web-host", "127.0.0.1", "--web-port", str(port), "--autostart",
@@ -461,6 +478,7 @@ class Drill:
         self.children.stop("prober", signal.SIGTERM, 5.0)
         self.mtas.stop()
         self.sinks.stop()
+        self.children.stop("dns", signal.SIGTERM, 5.0)  # last: the sinks may look up to the end
 
     def _write_harness(self) -> dict[str, Any]:
         harness = {

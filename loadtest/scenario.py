@@ -21,6 +21,7 @@ from loadtest.addresses import AddressError, header_text
 from loadtest.campaign import StreamSpec
 from loadtest.campaign_spec import CampaignSpec
 from loadtest.client import Server, Timeouts
+from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import FaultEvent
 from loadtest.limits import MAX_USERS, MAX_WORKERS
 from loadtest.retry import RetryPolicy
@@ -77,6 +78,9 @@ class Scenario(StrictModel):
     )
     probe_timeout_ms: Annotated[int, MILLIS_LIMIT] = Field(
         default=1000, gt=0, description="a probe taking longer fails as a timeout"
+    )
+    dns: DnsSpec | None = Field(
+        default=None, description="zones for the run's own DNS server (maildrill.dns)"
     )
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from loadtest.addresses import AddressError, AddressPolicy
 from loadtest.analysis.slo import parse_slo
 from loadtest.analysis.summary_model import stream_metric
 from loadtest.campaign_spec import CampaignSpec
+from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import EXCLUSIVE_KINDS, MTA_KINDS, FaultEvent
 from loadtest.postfix import setting_problem
 from loadtest.routing_spec import RoutingSpec
@@ -48,6 +49,8 @@ class Parts(Protocol):
     def faults(self) -> Sequence[FaultEvent]: ...
     @property
     def slo(self) -> Sequence[str]: ...
+    @property
+    def dns(self) -> DnsSpec | None: ...
     def server(self, name: str) -> ServerSpec: ...
 
 
@@ -240,6 +243,16 @@ def addresses_allowed(scenario: Parts) -> None:
                 raise ValueError(f"servers: {server.name!r}: postfix.settings: {problem}")
 
 
+def dns_zones_reserved(scenario: Parts) -> None:
+    """The run's zones are names no one owns (or the scenario allows real ones): a zone of
+    a real domain served to the MTAs under test would stand in for that domain."""
+    if scenario.dns is not None:
+        try:
+            scenario.dns.build(allow_remote=scenario.allow_remote)
+        except ValueError as exc:
+            raise ValueError(f"dns: {exc}") from None
+
+
 CHECKS: tuple[Callable[[Parts], None], ...] = (
     server_names_unique,
     routes_name_servers,
@@ -250,4 +263,5 @@ CHECKS: tuple[Callable[[Parts], None], ...] = (
     slo_streams_known,
     loopback_unless_allowed,
     addresses_allowed,
+    dns_zones_reserved,
 )

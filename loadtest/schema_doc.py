@@ -15,6 +15,7 @@ from pydantic.fields import FieldInfo
 
 from loadtest.analysis.summary_model import SLO_METRICS, STREAM_SLO_METRICS
 from loadtest.campaign_spec import CampaignSpec, StageSpec, StreamModel
+from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import FaultEvent
 from loadtest.routing_spec import CircuitSpec, RetrySpec, RoutingSpec, StreamRoute, TimeoutSpec
 from loadtest.scenario import Scenario
@@ -39,6 +40,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("campaign.streams[]", StreamModel),
     ("campaign.schedule[]", StageSpec),
     ("faults[]", FaultEvent),
+    ("dns", DnsSpec),
 ]
 
 

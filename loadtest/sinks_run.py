@@ -26,10 +26,13 @@ from typing import Any, TextIO
 import yaml
 
 from loadtest.analysis.rundir import EXTERNAL, journal_manifest
+from loadtest.dns_run import write_run_zones
 from loadtest.orchestrate import redact
 from loadtest.runlog import RunLog
 from loadtest.scenario import Scenario
 from loadtest.timeline import Planned, SinkFault, Timeline, plan
+from maildrill.dns.files import load_zones
+from maildrill.dns.server import DnsServer
 from maildrill.numbers import number_problem
 from sinks.config import FaultSpec, SinksFile
 from sinks.runner import serve
@@ -166,6 +169,7 @@ class SinksRun:
         self.log = RunLog(err)
         self.timeline = plan(scenario)
         self.t0: float | None = start_at
+        self.dns: tuple[str, int] | None = None  # the run's DNS server, with `dns:`
 
     def not_played(self) -> list[Planned]:
         """Postfix faults: `maildrill sinks` starts no Postfix."""
@@ -179,15 +183,7 @@ class SinksRun:
             e = planned.event
             self.log.say(f"maildrill sinks: {e.kind} on {e.target} is not played: "
                          "maildrill sinks starts no Postfix (use maildrill run)")  # fmt: skip
-        final = asyncio.run(
-            serve(
-                self.config,
-                self.run_dir,
-                start_at=self.start_at,
-                timeline=sink_timeline(self.timeline),
-                on_ready=self._ready,
-            )
-        )
+        final = asyncio.run(self._serve())
         settle(self.timeline, final.get("timeline", []))
         self.log.event("stopped", signal=final.get("stopped_by"))
         t0 = self.t0 if self.t0 is not None else time.time()
@@ -197,9 +193,32 @@ class SinksRun:
         self.log.say(f"maildrill sinks: stopped; harness.json written in {self.run_dir}")
         return record
 
+    async def _serve(self) -> dict[str, Any]:
+        """The sinks, and beside them in the same loop the scenario's DNS server (its zones
+        written to dns/ first and served from there), up before the sinks, down after."""
+        paths = write_run_zones(self.scenario, self.run_dir)
+        if not paths:
+            return await self._serve_sinks()
+        async with DnsServer(load_zones(paths)) as server:
+            self.dns = server.address
+            return await self._serve_sinks()
+
+    async def _serve_sinks(self) -> dict[str, Any]:
+        return await serve(
+            self.config,
+            self.run_dir,
+            start_at=self.start_at,
+            timeline=sink_timeline(self.timeline),
+            on_ready=self._ready,
+        )
+
     def _ready(self, ready: dict[str, Any]) -> None:
         """Every sink listens and holds its faults: scenario.yaml, and the lines to read."""
         self.t0 = float(ready["t0"])
+        if self.dns is not None:  # in the ready line, for the sender and its checks
+            ready["dns"] = {"host": self.dns[0], "port": self.dns[1]}
+            self.log.event("dns_ready", host=self.dns[0], port=self.dns[1])
+            self.log.say(f"maildrill sinks: DNS served on {self.dns[0]}:{self.dns[1]}")
         write_scenario(self.raw, ready, self.run_dir / "scenario.yaml")
         where = {s["name"]: [s["host"], s["port"]] for s in ready["sinks"]}
         self.log.event("sinks_ready", t0=self.t0, sinks=where)

@@ -1,0 +1,64 @@
+"""The run's DNS server in a drill: the scenario's zones written to the run directory as
+master files (`dns/ZONE.zone`), then served from those very files by a child process
+(`python -m maildrill.dns`, role `dns`), so the zones kept are the zones that were served.
+
+It starts before the sinks and MTAs (they may look names up as soon as they run) and stops
+after them; its address goes into run.json (`dns: {host, port}`) and harness.json's events.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from loadtest.runlog import SetupError
+from loadtest.scenario import Scenario
+from loadtest.supervise import Child, Supervisor
+from maildrill.dns.files import write_zones
+
+READY_TIMEOUT_S = 20.0
+ZONE_DIR = "dns"
+
+Address = tuple[str, int]
+
+
+def write_run_zones(scenario: Scenario, run_dir: Path) -> list[Path]:
+    """The scenario's zones as master files in RUN_DIR/dns/; none without `dns:`."""
+    if scenario.dns is None:
+        return []
+    return write_zones(scenario.dns.build(allow_remote=scenario.allow_remote), run_dir / ZONE_DIR)
+
+
+def start_dns(
+    scenario: Scenario, run_dir: Path, children: Supervisor, stopping: Callable[[], bool]
+) -> Address | None:
+    """The scenario's DNS server started and listening; None when it has no `dns:`."""
+    paths = write_run_zones(scenario, run_dir)
+    if not paths:
+        return None
+    cmd = [sys.executable, "-m", "maildrill.dns", *map(str, paths)]
+    child = children.spawn("dns", "dns", cmd, stdout=subprocess.PIPE)
+    ready = _ready_line(child, stopping)["dns"]
+    return str(ready["host"]), int(ready["port"])
+
+
+def _ready_line(child: Child, stopping: Callable[[], bool]) -> dict[str, Any]:
+    assert child.proc.stdout is not None
+    deadline = time.time() + READY_TIMEOUT_S
+    while time.time() < deadline and not stopping():
+        readable, _, _ = select.select([child.proc.stdout], [], [], 0.2)
+        if readable:
+            line = child.proc.stdout.readline()
+            if line:
+                return dict(json.loads(line))
+            break
+        if child.proc.poll() is not None:
+            break
+    why = child.last_log_line() or f"exit code {child.proc.poll()}"
+    raise SetupError(f"the DNS server did not start: {why}")
