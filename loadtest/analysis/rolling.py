@@ -21,7 +21,7 @@ No stage of constant rate at least WIDTH_S long: no value (the SLO is then not m
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -68,6 +68,16 @@ def lowest_window(
         if best is None or floor.msgs_per_s < best.msgs_per_s:
             best = floor
     return best
+
+
+def clip(stages: Sequence[Window], end_s: float) -> list[Window]:
+    """The stages cut at `end_s` (seconds from t0), where an interrupted run stopped
+    sending; a stage that had not begun by then is left out."""
+    return [
+        replace(stage, duration_s=min(stage.duration_s, end_s - stage.start_s))
+        for stage in stages
+        if stage.start_s < end_s
+    ]
 
 
 def floor(attempts: pd.DataFrame, stages: Sequence[Window], t0: float) -> Floor | None:

@@ -133,7 +133,9 @@ def summarise(run: RunDir) -> Summary:
         partial=run.partial,
         messages=counts,
         recipients=per_recipient,
-        throughput=_with_floor(metrics.throughput(attempts), attempts, schedule, t0),
+        throughput=_with_floor(
+            metrics.throughput(attempts), attempts, schedule, t0, partial=run.partial
+        ),
         latency_ms=metrics.latency(attempts),
         response_time_ms=metrics.response_time(attempts),
         lateness_ms=metrics.lateness(attempts),
@@ -179,11 +181,18 @@ def summarise(run: RunDir) -> Summary:
 
 
 def _with_floor(
-    throughput: Throughput, attempts: pd.DataFrame, schedule: Schedule | None, t0: float
+    throughput: Throughput,
+    attempts: pd.DataFrame,
+    schedule: Schedule | None,
+    t0: float,
+    partial: bool = False,
 ) -> Throughput:
     """The throughput part with its lowest 5 s rate inside constant-rate stages (rolling.py;
-    null without a schedule or such a stage)."""
+    null without a schedule or such a stage). An interrupted run's stages end where its
+    sending stopped: the windows after that would read as 0 msgs/s, a stall that never was."""
     stages = capacity.constant_windows(schedule) if schedule is not None else []
+    if partial and len(attempts):
+        stages = rolling.clip(stages, float(attempts["start"].max()) - t0)
     low = rolling.floor(attempts, stages, t0)
     throughput.min_rolling_msgs_per_s = low.msgs_per_s if low else None
     throughput.min_rolling_at_s = low.at_s if low else None

@@ -108,3 +108,16 @@ def test_the_floor_is_the_brute_force_minimum(seed):
     starts = np.concatenate([T0 + np.arange(10, 25.0001, 0.001), ends[ends < T0 + 25] + 1e-7])
     counts = [np.count_nonzero((ends >= t) & (ends < t + 5)) for t in starts]
     assert low.msgs_per_s == pytest.approx(min(counts) / 5)
+
+
+def test_an_interrupted_run_is_judged_up_to_where_it_stopped_sending():
+    """Sending stopped at 18 s (a Ctrl-C): the stage cut there still has its steady 10/s;
+    uncut, the windows after 18 s would find a stall of 0 msgs/s that never was."""
+    from loadtest.analysis.rolling import clip
+
+    ends = every(10, 18)
+    stages = constant_windows(SCHEDULE)
+    assert lowest_window(ends, stages, T0) == Floor(0.0, 17.95)
+    assert clip(stages, 18.0) == [Window(1, 10.0, 8.0, 10)]
+    assert lowest_window(ends, clip(stages, 18.0), T0) == Floor(10.0, 10.0)
+    assert clip(stages, 9.0) == []  # stopped before the stage began: nothing to judge
