@@ -8,21 +8,16 @@ after them; its address goes into run.json (`dns: {host, port}`) and harness.jso
 
 from __future__ import annotations
 
-import json
-import select
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from loadtest.runlog import SetupError
 from loadtest.scenario import Scenario
-from loadtest.supervise import Child, Supervisor
+from loadtest.sink_fleet import ready_line
+from loadtest.supervise import Supervisor
 from maildrill.dns.files import write_zones
 
-READY_TIMEOUT_S = 20.0
 ZONE_DIR = "dns"
 
 Address = tuple[str, int]
@@ -44,21 +39,5 @@ def start_dns(
         return None
     cmd = [sys.executable, "-m", "maildrill.dns", *map(str, paths)]
     child = children.spawn("dns", "dns", cmd, stdout=subprocess.PIPE)
-    ready = _ready_line(child, stopping)["dns"]
+    ready = ready_line(child, stopping, "the DNS server")["dns"]
     return str(ready["host"]), int(ready["port"])
-
-
-def _ready_line(child: Child, stopping: Callable[[], bool]) -> dict[str, Any]:
-    assert child.proc.stdout is not None
-    deadline = time.time() + READY_TIMEOUT_S
-    while time.time() < deadline and not stopping():
-        readable, _, _ = select.select([child.proc.stdout], [], [], 0.2)
-        if readable:
-            line = child.proc.stdout.readline()
-            if line:
-                return dict(json.loads(line))
-            break
-        if child.proc.poll() is not None:
-            break
-    why = child.last_log_line() or f"exit code {child.proc.poll()}"
-    raise SetupError(f"the DNS server did not start: {why}")

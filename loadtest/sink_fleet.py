@@ -107,7 +107,7 @@ class SinkFleet:
                 raise SetupError(f"sinks {names}: their upstreams name each other in a circle")
             started = [(server, self._spawn(server, addresses, record_dir)) for server in wave]
             for server, child in started:
-                (entry,) = self._ready_line(child, stopping)["sinks"]
+                (entry,) = ready_line(child, stopping, f"sink {child.name}")["sinks"]
                 addresses[server.name] = (entry["host"], int(entry["port"]))
                 self.controls[server.name] = ControlClient.on_port(
                     int(entry["control_port"]), self.token
@@ -137,17 +137,21 @@ class SinkFleet:
             "sink", server.name, cmd, stdout=subprocess.PIPE, env={TOKEN_ENV: self.token}
         )
 
-    def _ready_line(self, child: Child, stopping: Callable[[], bool]) -> dict[str, Any]:
-        assert child.proc.stdout is not None
-        deadline = time.time() + READY_TIMEOUT_S
-        while time.time() < deadline and not stopping():
-            readable, _, _ = select.select([child.proc.stdout], [], [], 0.2)
-            if readable:
-                line = child.proc.stdout.readline()
-                if line:
-                    return dict(json.loads(line))
-                break
-            if child.proc.poll() is not None:
-                break
-        why = child.last_log_line() or f"exit code {child.proc.poll()}"
-        raise SetupError(f"sink {child.name} did not start: {why}")
+
+def ready_line(child: Child, stopping: Callable[[], bool], what: str) -> dict[str, Any]:
+    """The JSON ready line a child prints once it listens (a sink, the run's DNS server);
+    SetupError naming `what` and the child's last log line when it dies or is silent for
+    READY_TIMEOUT_S, or when the run is stopping."""
+    assert child.proc.stdout is not None
+    deadline = time.time() + READY_TIMEOUT_S
+    while time.time() < deadline and not stopping():
+        readable, _, _ = select.select([child.proc.stdout], [], [], 0.2)
+        if readable:
+            line = child.proc.stdout.readline()
+            if line:
+                return dict(json.loads(line))
+            break
+        if child.proc.poll() is not None:
+            break
+    why = child.last_log_line() or f"exit code {child.proc.poll()}"
+    raise SetupError(f"{what} did not start: {why}")
