@@ -74,6 +74,9 @@ async def probe(target: ProbeTarget, timeout_s: float) -> ProbeRecord:
         await client.connect()
         phase = Phase.EHLO
         reply = await client.ehlo()
+    except asyncio.CancelledError:
+        client.close()  # stopped mid-probe (a frozen server): leave no socket open
+        raise
     except ERRORS as exc:
         latency = (time.perf_counter() - started) * 1000.0
         client.close()
@@ -93,6 +96,9 @@ async def probe(target: ProbeTarget, timeout_s: float) -> ProbeRecord:
     try:
         await client.quit()
         reached = "quit"
+    except asyncio.CancelledError:
+        client.close()
+        raise
     except ERRORS:
         client.close()  # healthy enough: it answered EHLO
     return ProbeRecord(

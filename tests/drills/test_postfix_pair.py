@@ -63,7 +63,9 @@ def test_primary_stopped_mid_campaign_every_message_accounted(run_dir):
     assert m["duplicates"] == sum(1 for n in downstream.values() if n > 1)
     assert m["stranded"] == len((accepted - set(downstream)) & stuck)
     assert m["lost"] == len(accepted - set(downstream) - stuck) == 0
-    assert set(downstream) <= accepted
+    # A primary stopped between queueing a message and answering its dot delivers
+    # what the client saw fail: phantom, never silently folded into accepted.
+    assert m["phantom"] == len(set(downstream) - accepted)
     # The MTAs added their Received: lines; the id survived the relay unchanged.
     assert all(n >= 1 for n in downstream.values())
     # Failover timing, recounted from the raw journals.
