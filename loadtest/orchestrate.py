@@ -207,7 +207,7 @@ class Drill:
     def _start_sinks(self) -> None:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.addresses = preset_addresses(self.scenario)
-        self.sinks.start(self.addresses, stopping=lambda: bool(self.interrupted))
+        self.sinks.start(self.addresses, stopping=lambda: bool(self.interrupted), dns=self.dns)
         self.log.event("sinks_ready", sinks={n: list(a) for n, a in self.addresses.items()})
 
     def _start_mtas(self) -> None:

@@ -253,6 +253,19 @@ def dns_zones_reserved(scenario: Parts) -> None:
             raise ValueError(f"dns: {exc}") from None
 
 
+def verify_dns_served(scenario: Parts) -> None:
+    """A sink that verifies against the run's DNS server (`verify:` without a `dns`, or
+    `dns: run`) needs the scenario to serve one: a `dns:` section."""
+    if scenario.dns is not None:
+        return
+    for server in scenario.servers:
+        if server.local and server.sink.run_dns:
+            raise ValueError(
+                f"servers: {server.name!r}: sink.verify has no dns and the scenario no dns: "
+                "section to serve one (add dns: zones, or give verify.dns: HOST:PORT)"
+            )
+
+
 CHECKS: tuple[Callable[[Parts], None], ...] = (
     server_names_unique,
     routes_name_servers,
@@ -264,4 +277,5 @@ CHECKS: tuple[Callable[[Parts], None], ...] = (
     loopback_unless_allowed,
     addresses_allowed,
     dns_zones_reserved,
+    verify_dns_served,
 )

@@ -19,7 +19,7 @@ from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import FaultEvent
 from loadtest.routing_spec import CircuitSpec, RetrySpec, RoutingSpec, StreamRoute, TimeoutSpec
 from loadtest.scenario import Scenario
-from loadtest.server_spec import PostfixSpec, ServerSpec, SinkSpec
+from loadtest.server_spec import PostfixSpec, ServerSpec, SinkSpec, SinkVerifySpec
 from maildrill.numbers import AtMost
 from sinks.effects import EFFECTS, PROXY_EFFECTS
 
@@ -30,6 +30,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("scenario (top level)", Scenario),
     ("servers[]", ServerSpec),
     ("servers[].sink (and any other sink setting)", SinkSpec),
+    ("servers[].sink.verify (and the other keys of a sink's verify)", SinkVerifySpec),
     ("servers[].postfix", PostfixSpec),
     ("routing", RoutingSpec),
     ("routing.streams.NAME", StreamRoute),

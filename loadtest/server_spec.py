@@ -88,13 +88,40 @@ class PostfixSpec(StrictModel):
         return settings
 
 
+RUN_DNS = "run"
+
+# Until the run's DNS server listens, validation checks a sink that uses it with this
+# address, as an upstream named by server gets a placeholder port (see _sink_config).
+_DNS_PLACEHOLDER = ("127.0.0.1", 1)
+
+
+class SinkVerifySpec(CheckedModel):
+    """A local sink's `verify:` table (sinks.config.VerifyConfig), whose `dns` may be the
+    run's own DNS server: its port is known only once it runs, so a scenario says `run` (or
+    leaves `dns` out) and the drill, or `maildrill sinks`, writes the address in before the
+    sink starts. The other keys go to the sink as written."""
+
+    model_config = ConfigDict(extra="allow")
+
+    dns: str = Field(
+        default=RUN_DNS,
+        description="run: the run's DNS server (needs the scenario's dns: section); or "
+        "host:port of another",
+    )
+
+    @property
+    def run_dns(self) -> bool:
+        return self.dns == RUN_DNS
+
+
 class SinkSpec(CheckedModel):
     """A local server's `sink:` table: its sink's settings (sinks.config.SinkConfig) but
     name, host and port, which are the server's.
 
-    `mode` and `upstream` are what the scenario reads itself (the faults a server takes, the
-    chain its mail goes through), and an upstream may name another server of the scenario;
-    the other keys go to the sink as written. The table is checked as a whole by the sink's
+    `mode`, `upstream` and `verify` are what the scenario reads itself (the faults a server
+    takes, the chain its mail goes through, the DNS server its checks ask): an upstream may
+    name another server of the scenario, verify's dns the run's own; the other keys go to
+    the sink as written. The table is checked as a whole by the sink's
     own model (see ServerSpec._sink_table_last).
     """
 
@@ -108,6 +135,12 @@ class SinkSpec(CheckedModel):
     upstream: str | UpstreamConfig | None = Field(
         default=None,
         description="backup-mx, proxy: another server's name, or {host, port, starttls, timeout_s}",
+    )
+
+    verify: SinkVerifySpec | None = Field(
+        default=None,
+        description="check SPF, DKIM, DMARC and PTR of each message as a provider does "
+        "(README, Authentication checks); dns: run by default",
     )
 
     @model_serializer(mode="wrap")
@@ -128,6 +161,11 @@ class SinkSpec(CheckedModel):
         """The upstream given as an address (a server maildrill does not own, say)."""
         return self.upstream if isinstance(self.upstream, UpstreamConfig) else None
 
+    @property
+    def run_dns(self) -> bool:
+        """Its `verify:` looks names up in the run's DNS server (`dns: run` or no `dns`)."""
+        return self.verify is not None and self.verify.run_dns
+
 
 def _a_table(value: Any) -> Any:
     """`sink:` that is not a table, in pydantic's words for any table (no class names)."""
@@ -142,14 +180,20 @@ def _sink_config(
     port: int,
     table: Mapping[str, Any],
     addresses: Mapping[str, tuple[str, int]] | None = None,
+    dns: tuple[str, int] | None = None,
 ) -> SinkConfig:
     """A server's sink from its `sink:` table; `addresses` resolves an upstream named by
-    server name (until the upstream runs, a placeholder port keeps validation honest)."""
+    server name, `dns` the run's DNS server for a `verify:` that uses it (until they run, a
+    placeholder port keeps validation honest)."""
     settings = dict(table)
     upstream = settings.get("upstream")
     if isinstance(upstream, str):
         up_host, up_port = (addresses or {}).get(upstream, ("127.0.0.1", 1))
         settings["upstream"] = {"host": up_host, "port": up_port}
+    verify = settings.get("verify")
+    if isinstance(verify, dict) and verify.get("dns", RUN_DNS) == RUN_DNS:
+        dns_host, dns_port = dns or _DNS_PLACEHOLDER
+        settings["verify"] = {**verify, "dns": f"{dns_host}:{dns_port}"}
     return SinkConfig(name=name, host=host, port=port, **settings)
 
 
@@ -219,9 +263,16 @@ class ServerSpec(StrictModel):
         """sink, backup-mx or proxy for a local server; "" for any other."""
         return self.sink.mode if self.local else ""
 
-    def sink_config(self, addresses: Mapping[str, tuple[str, int]] | None = None) -> SinkConfig:
-        """This server's sink; `addresses` resolves an upstream named by server name."""
-        return _sink_config(self.name, self.host, self.port, self.sink.model_dump(), addresses)
+    def sink_config(
+        self,
+        addresses: Mapping[str, tuple[str, int]] | None = None,
+        dns: tuple[str, int] | None = None,
+    ) -> SinkConfig:
+        """This server's sink; `addresses` resolves an upstream named by server name, `dns`
+        is the run's DNS server for a `verify:` that uses it (a placeholder until then:
+        whoever starts the sink gives it, see `SinkSpec.run_dns`)."""
+        table = self.sink.model_dump()
+        return _sink_config(self.name, self.host, self.port, table, addresses, dns)
 
     def password(self) -> str | None:
         """Read from the environment or a file when needed, never kept in the scenario."""

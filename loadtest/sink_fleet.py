@@ -53,7 +53,8 @@ def preset_addresses(scenario: Scenario) -> dict[str, Address]:
 def sinks_file(scenario: Scenario) -> SinksFile:
     """Every local sink of the scenario in one config (`maildrill sinks`): an upstream
     named by server gets its port now, and a local one listens there. SetupError for an
-    upstream this cannot start or find."""
+    upstream this cannot start or find. A sink verifying against the run's DNS server gets
+    its address later, once it listens (`with_run_dns`)."""
     addresses: dict[str, Address] = {}
     for name in {s.upstream_name for s in scenario.servers} - {None}:
         upstream = scenario.server(str(name))
@@ -71,6 +72,19 @@ def sinks_file(scenario: Scenario) -> SinksFile:
     if not local:
         raise SetupError(f"{scenario.name}: no local servers (local: true) to start")
     return SinksFile(sinks=local, seed=scenario.campaign.seed)
+
+
+def with_run_dns(config: SinksFile, scenario: Scenario, dns: Address) -> SinksFile:
+    """`config` with the run's DNS server written into every sink whose scenario `verify:`
+    asks it (`dns: run`, or no dns)."""
+    asking = {s.name for s in scenario.servers if s.local and s.sink.run_dns}
+    sinks = []
+    for sink in config.sinks:
+        if sink.name in asking and sink.verify is not None:
+            verify = sink.verify.model_copy(update={"dns": f"{dns[0]}:{dns[1]}"})
+            sink = sink.model_copy(update={"verify": verify})
+        sinks.append(sink)
+    return config.model_copy(update={"sinks": sinks})
 
 
 class SinkFleet:
@@ -92,9 +106,15 @@ class SinkFleet:
         self.controls: dict[str, ControlClient] = {}
         self.private_dir: Path | None = None
 
-    def start(self, addresses: dict[str, Address], stopping: Callable[[], bool]) -> None:
+    def start(
+        self,
+        addresses: dict[str, Address],
+        stopping: Callable[[], bool],
+        dns: Address | None = None,
+    ) -> None:
         """Start every local sink, adding each one's address to `addresses` as it becomes
-        ready; stops early (quietly) once `stopping()`."""
+        ready; stops early (quietly) once `stopping()`. `dns`: the run's DNS server, for
+        the sinks whose `verify:` asks it."""
         record_dir = self.run_dir / "sinks"  # each sink's config, secrets redacted
         record_dir.mkdir(exist_ok=True)
         # What the sinks read may hold passwords: a private directory, gone after the run.
@@ -105,7 +125,7 @@ class SinkFleet:
             if not wave:
                 names = ", ".join(s.name for s in pending)
                 raise SetupError(f"sinks {names}: their upstreams name each other in a circle")
-            started = [(server, self._spawn(server, addresses, record_dir)) for server in wave]
+            started = [(server, self._spawn(server, addresses, dns, record_dir)) for server in wave]
             for server, child in started:
                 (entry,) = ready_line(child, stopping, f"sink {child.name}")["sinks"]
                 addresses[server.name] = (entry["host"], int(entry["port"]))
@@ -119,8 +139,16 @@ class SinkFleet:
             child.stop(signal.SIGTERM, 10.0)
         remove_private_dir(self.private_dir)
 
-    def _spawn(self, server: ServerSpec, addresses: dict[str, Address], record_dir: Path) -> Child:
-        sink = server.sink_config(addresses)
+    def _spawn(
+        self,
+        server: ServerSpec,
+        addresses: dict[str, Address],
+        dns: Address | None,
+        record_dir: Path,
+    ) -> Child:
+        if dns is None and server.sink.run_dns:  # validation refuses it (verify_dns_served)
+            raise SetupError(f"sink {server.name}: verify asks the run's DNS server; none runs")
+        sink = server.sink_config(addresses, dns)
         config = {
             "seed": self.scenario.campaign.seed,
             # A proxy in front of a remote server needs it (the scenario said so).

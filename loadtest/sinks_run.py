@@ -30,6 +30,7 @@ from loadtest.dns_run import write_run_zones
 from loadtest.orchestrate import redact
 from loadtest.runlog import RunLog
 from loadtest.scenario import Scenario
+from loadtest.sink_fleet import with_run_dns
 from loadtest.timeline import Planned, SinkFault, Timeline, plan
 from maildrill.dns.files import load_zones
 from maildrill.dns.server import DnsServer
@@ -195,12 +196,14 @@ class SinksRun:
 
     async def _serve(self) -> dict[str, Any]:
         """The sinks, and beside them in the same loop the scenario's DNS server (its zones
-        written to dns/ first and served from there), up before the sinks, down after."""
+        written to dns/ first and served from there), up before the sinks, down after; the
+        sinks that verify against it get its address."""
         paths = write_run_zones(self.scenario, self.run_dir)
         if not paths:
             return await self._serve_sinks()
         async with DnsServer(load_zones(paths)) as server:
             self.dns = server.address
+            self.config = with_run_dns(self.config, self.scenario, server.address)
             return await self._serve_sinks()
 
     async def _serve_sinks(self) -> dict[str, Any]:

@@ -12,13 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.query
-import dns.rcode
-import dns.rdatatype
+from maildrill.dns.resolver import Resolver, Status
 
 
 class TempDnsError(Exception):
@@ -29,52 +23,20 @@ class Lookup(Protocol):
     def __call__(self, name: str, rtype: str) -> list[str]: ...
 
 
-def rdata_text(rtype: str, rdata: object) -> str:
-    """One record's data as the checks read it (see the module's docstring)."""
-    if rtype == "TXT":
-        strings: Sequence[bytes] = rdata.strings  # type: ignore[attr-defined]
-        return b"".join(strings).decode("utf-8", "replace")
-    if rtype in ("A", "AAAA"):
-        return str(rdata.address)  # type: ignore[attr-defined]
-    if rtype in ("PTR", "CNAME"):
-        return str(rdata.target.to_text(omit_final_dot=True))  # type: ignore[attr-defined]
-    if rtype == "MX":
-        exchange = rdata.exchange.to_text(omit_final_dot=True)  # type: ignore[attr-defined]
-        return f"{rdata.preference} {exchange}"  # type: ignore[attr-defined]
-    return str(rdata)
-
-
 class ServerLookup:
-    """Asks one DNS server (host, port) over UDP, then TCP if the answer was truncated;
-    nothing else: no /etc/resolv.conf, no recursion asked, no cache (each message sees
-    the zone as it is when it arrives, so a drill can change it mid-run)."""
+    """Asks one DNS server (host, port) through maildrill.dns.resolver, the client the
+    run's other checks use, so both read the zone the same way: UDP, then TCP if the answer
+    was truncated, a CNAME followed; nothing else (no /etc/resolv.conf, no cache: each
+    message sees the zone as it is when it arrives, so a drill can change it mid-run)."""
 
     def __init__(self, host: str, port: int, timeout: float = 2.0) -> None:
-        self.host = host
-        self.port = port
-        self.timeout = timeout
+        self.resolver = Resolver(host, port, timeout=timeout)
 
     def __call__(self, name: str, rtype: str) -> list[str]:
-        query = dns.message.make_query(dns.name.from_text(name), rtype)
-        query.flags &= ~dns.flags.RD
-        try:
-            response, _ = dns.query.udp_with_fallback(
-                query, self.host, timeout=self.timeout, port=self.port
-            )
-        except (dns.exception.Timeout, OSError) as exc:
-            raise TempDnsError(f"{name}/{rtype}: {type(exc).__name__}") from None
-        rcode = response.rcode()
-        if rcode == dns.rcode.NXDOMAIN:
-            return []
-        if rcode != dns.rcode.NOERROR:
-            raise TempDnsError(f"{name}/{rtype}: {dns.rcode.to_text(rcode)}")
-        wanted = dns.rdatatype.from_text(rtype)
-        return [
-            rdata_text(rtype, rdata)
-            for rrset in response.answer
-            if rrset.rdtype == wanted
-            for rdata in rrset
-        ]
+        found = self.resolver.lookup(name, rtype)
+        if found.status is Status.TEMPERROR:
+            raise TempDnsError(f"{name}/{rtype}: {found.detail}")
+        return list(found.records)
 
 
 class ZoneLookup:
