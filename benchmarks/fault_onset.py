@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from sinks.config import EffectSpec  # noqa: E402
 from sinks.control_client import ControlClient  # noqa: E402
+from tests.helpers import busy_core  # noqa: E402
 
 GOAL_S = 0.010
 LEAD_S = 1.0  # the first fault's start after the last was sent
@@ -54,19 +55,6 @@ KINDS: list[tuple[str, dict[str, Any]]] = [
     ("decision", {"kind": "drop"}),
     ("decision", {"kind": "busy"}),
 ]
-
-
-@contextlib.contextmanager
-def busy_core(seconds: float) -> Iterator[subprocess.Popen[bytes]]:
-    """A child spinning on one core for at most `seconds`; killed by its PID on the way out."""
-    spin = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
-    proc = subprocess.Popen([sys.executable, "-c", spin])
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import sinks.cli
 from loadtest.analysis import junit, view
@@ -333,11 +333,25 @@ def cmd_sinks(args: argparse.Namespace) -> int:
     if problem:
         return fail(problem)
     try:
-        SinksRun(scenario, raw, config, out, start_at).run()
+        record = SinksRun(scenario, raw, config, out, start_at).run()
     except QueueUnavailable as exc:
         return fail(f"sinks: {exc}")
     except (OSError, ValueError) as exc:  # a port taken; a fault a sink refused
         return fail(f"sinks: {exc}")
+    return _sinks_exit_code(record, out)
+
+
+def _sinks_exit_code(record: dict[str, Any], run_dir: Path) -> int:
+    """As `maildrill run`'s: 2 when a fault did not start (it failed on its sink), 3 when
+    the run is partial (stopped before a fault's time, or a sink died and stopped them)."""
+    if record["aborted_by"]:
+        return fail(f"sinks: {record['aborted_by']} (journals kept in {run_dir})")
+    if record["partial"]:
+        deaths = "; ".join(str(d["error"]) for d in record["sink_deaths"])
+        why = deaths or f"stopped by {record['interrupted_by']} before a fault's time"
+        print(f"maildrill: sinks: partial run: {why} (journals kept in {run_dir})",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_PARTIAL
     return EXIT_OK
 
 

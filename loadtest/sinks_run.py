@@ -101,21 +101,23 @@ def harness(
     """harness.json of a `maildrill sinks` run, in `maildrill run`'s shape (pure but for
     the journals' manifest). Stopped by a signal is its normal end; it is `partial` when a
     sink's fault did not start: stopped before its time (`interrupted_by` the signal), or
-    failed (`aborted_by`)."""
+    failed (`aborted_by`); and when a sink died, which stopped them all (`sink_deaths`):
+    the sender's mail was refused from then on."""
     faults = timeline.sink_faults()
     failed = next((p for p in faults if p.failed), None)
     early = any(not p.done and not p.failed for p in faults)
+    died = final.get("errors", [])
     aborted = None
     if failed is not None:
         e = failed.event
         aborted = f"fault {e.kind} on {e.target} at {e.at:g} s did not start: {failed.status}"
     return {
-        "partial": bool(early or failed),
+        "partial": bool(early or failed or died),
         "interrupted_by": final.get("stopped_by") if early else None,
         "aborted_by": aborted,
         "journals": journal_manifest(run_dir),
         "locust_exit_code": None,
-        "sink_deaths": [{"error": e} for e in final.get("errors", [])],
+        "sink_deaths": [{"error": e} for e in died],
         "workers_lost": [],
         "faults": timeline.records(),
         "events": log.events,

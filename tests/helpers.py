@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
 import re
 import select
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -287,3 +291,17 @@ def drive(driver: Any, sender: Any, limit_s: float = 20.0) -> None:
                 time.sleep(min(step.wait, 0.05))
     finally:
         sender.close()
+
+
+@contextlib.contextmanager
+def busy_core(seconds: float) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process spinning on one core for at most `seconds` (its own bound, should
+    the caller's end never come); killed by its PID on the way out."""
+    spin = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
+    proc = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)

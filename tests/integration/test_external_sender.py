@@ -18,7 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, connect_refused, control, message, read_csv, wait_until
+from tests.helpers import (
+    REPO,
+    child_pids,
+    connect_refused,
+    control,
+    message,
+    read_csv,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -184,3 +192,37 @@ def test_report_of_another_senders_run_counts_what_the_sinks_journaled(tmp_path,
     series = read_csv(out / "series" / "received.csv")
     for name, ts in times.items():
         assert sum(int(r["received"]) for r in series if r["server"] == name) == len(ts)
+
+
+def test_a_sink_that_dies_fails_maildrill_sinks(tmp_path):
+    """A worker of a `processes: 2` sink killed: the sinks stop on it, not on a signal. The
+    run is partial (the sender's mail was refused from then on) and `maildrill sinks` does
+    not exit 0, as `python -m sinks` does not."""
+    scenario = tmp_path / "external.yaml"
+    scenario.write_text(
+        SCENARIO.replace("{name: primary, priority: 10, local: true}",
+                         "{name: primary, priority: 10, local: true, sink: {processes: 2}}")
+    )  # fmt: skip
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        cli("sinks", str(scenario), "--out", str(out)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "no ready line from maildrill sinks"
+        assert json.loads(proc.stdout.readline())["sinks"][0]["processes"] == 2
+        assert wait_until(lambda: len(child_pids(proc.pid)) == 2, timeout=10)
+        os.kill(child_pids(proc.pid)[0], signal.SIGKILL)  # one of the primary's workers
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=10)
+    harness = json.loads((out / "harness.json").read_text())
+    assert len(harness["sink_deaths"]) == 1
+    assert "worker" in harness["sink_deaths"][0]["error"]
+    assert (harness["partial"], harness["stopped_by"]) == (True, None)
+    assert proc.returncode == 3, err  # partial, as an interrupted `maildrill run`
+    assert "exited with -9" in err.splitlines()[-1]

@@ -28,6 +28,7 @@ import pytest
 from sinks.config import EffectSpec
 from sinks.control_client import ControlClient
 from sinks.effects import kinds_for
+from tests import helpers
 from tests.helpers import LATE_S, REPO, read_csv, wait_until
 
 pytestmark = pytest.mark.slow
@@ -52,14 +53,8 @@ KINDS: list[dict[str, Any]] = [
 @pytest.fixture
 def busy_core() -> Iterator[subprocess.Popen[bytes]]:
     """A child process spinning on one core for the test; killed by its PID at the end."""
-    spin = f"import time\nend = time.time() + {BUSY_FOR_S}\nwhile time.time() < end: pass\n"
-    proc = subprocess.Popen([sys.executable, "-c", spin])
-    try:
+    with helpers.busy_core(BUSY_FOR_S) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 class SinkProcess:

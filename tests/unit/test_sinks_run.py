@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from loadtest.cli import _sinks_exit_code
 from loadtest.runlog import RunLog
 from loadtest.scenario import parse_scenario, read_yaml
 from loadtest.sinks_run import harness, parse_start_at, settle, sink_timeline
@@ -124,3 +125,34 @@ def test_stopped_before_a_fault_or_a_fault_failed_is_partial(tmp_path):
         "fault down on primary at 2 s did not start: "
         "failed: the sink could not start it: address in use"
     )
+
+
+def test_the_exit_code_says_whether_the_faults_ran_as_written(tmp_path, capsys):
+    """0 for a timeline played whole; 2 (one line) for a fault that failed on its sink;
+    3 for a partial run: stopped before a fault's time, or a sink that died."""
+    played = [
+        told("primary", 2, "down-1", "ended", NOW + 2.0004),
+        told("primary", 8, "drop-2", "ended", NOW + 8.0002),
+        told("secondary", 5, "reject-1", "ended", NOW + 5.0001),
+    ]
+
+    def code(states: list[dict[str, Any]], final: dict[str, Any]) -> tuple[int, str]:
+        timeline = plan(scenario(FAULTS))
+        settle(timeline, states)
+        record = harness(timeline, NOW, final, RunLog(), tmp_path)
+        exit_code = _sinks_exit_code(record, tmp_path)
+        return exit_code, capsys.readouterr().err
+
+    assert code(played, {"stopped_by": "SIGINT"}) == (0, "")
+    failed = [told("primary", 2, "down-1", "failed: address in use", None), *played[1:]]
+    exit_code, err = code(failed, {"stopped_by": "SIGTERM"})
+    assert (exit_code, err.count("\n")) == (2, 1)
+    assert "fault down on primary at 2 s did not start" in err
+    early = [*played[:2], told("secondary", 5, "reject-1", "pending", None)]
+    exit_code, err = code(early, {"stopped_by": "SIGINT"})
+    assert (exit_code, err.count("\n")) == (3, 1)
+    assert "stopped by SIGINT before a fault's time" in err
+    died = {"stopped_by": None, "errors": ["sink 'primary': worker 1 exited with -9"]}
+    exit_code, err = code(played, died)
+    assert (exit_code, err.count("\n")) == (3, 1)
+    assert "worker 1 exited with -9" in err
