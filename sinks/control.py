@@ -184,7 +184,8 @@ async def stop_faults(request: web.Request) -> web.Response:
     kind = request.query.get("kind")
     stopped = []
     for active in _listed(sink, False):
-        if kind is None or active.kind == kind:
+        # Stopping one awaits its effect's stop; another may end by its timer meanwhile.
+        if (kind is None or active.kind == kind) and active.id in sink.effects:
             await sink.remove_effect(active.id)
             stopped.append(active.describe())
     return web.json_response(stopped)
