@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from loadtest.analysis import slo
 from loadtest.analysis.render_md import cell
 from loadtest.analysis.summary_model import Compare, Failover, Summary
 from loadtest.analysis.view import num
@@ -68,22 +69,41 @@ def _value(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+@dataclass(frozen=True)
+class _Walk:
+    """Where `_rows` is: the group and label prefix shown, the summary.json key path
+    ("failovers[].detection_s"), and each run's keys it could not measure."""
+
+    group: str | None
+    prefix: str
+    path: str
+    unmeasured: tuple[Sequence[str], Sequence[str]]
+
+    def into(self, group: str | None, prefix: str, path: str) -> _Walk:
+        return _Walk(group, prefix, path, self.unmeasured)
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+
 def rows(a: Summary, b: Summary) -> list[Row]:
     """Every compared number of the two summaries, in the model's order. A part of the
     summary is a group of rows ("latency_ms": "latency (ms)"); a map's keys prefix its rows
-    ("secondary p95"); the faults are matched by target and kind in order of onset."""
-    return list(_rows(type(a), a, b, group=None, prefix="", sense=None))
+    ("secondary p95"); the faults are matched by target and kind in order of onset. A run
+    built from receipts alone shows no value (not its 0) where it could not count."""
+    at = _Walk(None, "", "", (a.needs_sender_journal, b.needs_sender_journal))
+    return list(_rows(type(a), a, b, at, sense=None))
 
 
 def _rows(
     model: type[BaseModel],
     a: BaseModel | None,
     b: BaseModel | None,
-    group: str | None,
-    prefix: str,
+    at: _Walk,
     sense: Compare | None,
 ) -> Iterator[Row]:
-    """The rows of one part; `group` None: the summary itself, whose parts are groups."""
+    """The rows of one part; `at.group` None: the summary itself, whose parts are groups."""
+    group, prefix = at.group, at.prefix
     for name, field in model.model_fields.items():
         mark = _mark(field) or sense
         va, vb = getattr(a, name, None), getattr(b, name, None)
@@ -91,24 +111,28 @@ def _rows(
         origin, args = typing.get_origin(kind), typing.get_args(kind)
         inner_group = _group(name) if group is None else group
         inner_prefix = prefix if group is None else f"{prefix}{name} "
+        path = at.key(name)
         if is_number(kind):
             if mark is None or (mark.only is not None and name not in mark.only):
                 continue
-            pair = _value(va), _value(vb)
+            hidden_a, hidden_b = at.unmeasured
+            pair = (
+                None if slo.lies_in([path], hidden_a) else _value(va),
+                None if slo.lies_in([path], hidden_b) else _value(vb),
+            )
             if not (mark.if_measured and pair == (None, None)):
                 label = prefix + (mark.label or name)
                 yield Row(group or "run", label, *pair, mark.better)
         elif is_part(kind):
-            yield from _rows(kind, va, vb, inner_group, inner_prefix, mark)
+            yield from _rows(kind, va, vb, at.into(inner_group, inner_prefix, path), mark)
         elif origin is dict and is_part(args[1]):
             ma, mb = va or {}, vb or {}
             for key in _names(ma, mb):
-                yield from _rows(
-                    args[1], ma.get(key), mb.get(key), inner_group, f"{prefix}{key} ", mark
-                )
+                inner = at.into(inner_group, f"{prefix}{key} ", f"{path}.{key}")
+                yield from _rows(args[1], ma.get(key), mb.get(key), inner, mark)
         elif origin is list and is_part(args[0]):
             for label, ia, ib in _match(args[0], va or [], vb or [], inner_group, name):
-                yield from _rows(args[0], ia, ib, label, prefix, mark)
+                yield from _rows(args[0], ia, ib, at.into(label, prefix, f"{path}[]"), mark)
 
 
 def _mark(field: FieldInfo) -> Compare | None:

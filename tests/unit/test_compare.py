@@ -152,3 +152,20 @@ def test_a_new_metric_with_a_sense_is_compared_from_the_model_alone(base):
     keys = list(rows)
     last = list(Messages.model_fields)[-1]  # a field added to a part is shown after its others
     assert keys.index(("messages", "bounced_later")) == keys.index(("messages", last)) + 1
+
+
+def test_a_receipts_only_run_shows_no_value_where_it_could_not_count(base):
+    _, a = base
+    b = copy.deepcopy(a)
+    b.needs_sender_journal = ["messages.lost", "failovers[].detection_s", "latency_ms"]
+    rows = by_metric(compare.rows(a, b))
+    for key in [("messages", "lost"), ("fault down on primary", "detection_s"),
+                ("latency (ms)", "p95")]:  # fmt: skip
+        assert rows[key].a is not None, key
+        assert rows[key].b is None, key
+        assert rows[key].direction == "n/a"
+    # What receipts do count is still compared, each side its own figure.
+    dup = rows[("messages", "duplicates")]
+    assert (dup.a, dup.b) == (a.messages.duplicates, b.messages.duplicates)
+    fo = rows[("fault down on primary", "failover_s")]
+    assert (fo.a, fo.b) == (a.failovers[0].failover_s, b.failovers[0].failover_s)
