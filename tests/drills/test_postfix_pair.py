@@ -244,11 +244,14 @@ def test_ctrl_c_mid_drill_stops_both_instances_and_reports_what_they_held(run_di
          "--set", "servers.4.sink.behaviours=[{kind: latency, stages: [ack], ms: 3000}]"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.time() + 60
     stopped = run_dir / "faults-primary.csv"  # created at set-up; the stop adds its row
-    while time.time() < deadline and not (stopped.exists() and ",start," in stopped.read_text()):
+    deadline = time.time() + 60
+    while not (stopped.exists() and ",start," in stopped.read_text()):
+        if time.time() > deadline or proc.poll() is not None:
+            proc.send_signal(signal.SIGINT)  # the run's own stop takes its Postfix down too
+            out, err = proc.communicate(timeout=90)
+            pytest.fail(f"the primary was not stopped before the Ctrl-C: {out}{err}")
         time.sleep(0.05)
-    assert ",start," in stopped.read_text(), "the primary was stopped before the Ctrl-C"
     time.sleep(1.0)  # the primary stopped, the secondary taking mail
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=90)
