@@ -61,6 +61,12 @@ def test_bounce_counts_are_the_sinks_refusals(drill):
     # Each provider's preset and the policy blocks were met.
     assert {"550 5.1.1", "552", "550 5.5.0", "550 5.7.1"} <= set(by_status)
     assert b["by_status"] == dict(by_status)
+    by_class: Counter[str] = Counter()
+    for key, n in by_status.items():
+        code, _, enhanced = key.partition(" ")
+        klass, subject = enhanced.split(".")[:2] if enhanced else (code[0], "x")
+        by_class[f"{klass}.{subject}.x"] += n
+    assert b["by_class"] == dict(by_class)
     assert b["hard"] == sum(by_status.values())
     assert b["soft"] == 0
     assert b["rate"] == pytest.approx(b["hard"] / b["attempted"], abs=1e-6)
