@@ -14,9 +14,9 @@ The API (stable names; each module's docstring says more):
   host="127.0.0.1", port=0)`: `await start() -> (host, port)` (UDP and TCP on one
   port), `await close()`, an async context manager.
 - `maildrill.dns.resolver`: `Resolver(host, port, timeout=2.0)`;
-  `lookup(name, rtype) -> Lookup` (blocking) and `await alookup(name, rtype)`; shortcuts
-  `a`, `aaaa`, `mx`, `txt`, `ptr(address)`. `Lookup(name, rtype, status, records, ttl,
-  detail)` with `status` a `Status`: OK, NXDOMAIN, NODATA or TEMPERROR (timeout,
+  `lookup(name, rtype) -> Lookup` (blocking); shortcuts `a`, `aaaa`, `mx`, `txt`,
+  `ptr(address)`. `Lookup(name, rtype, status, records, ttl, detail)` with `status` a
+  `Status`: OK, NXDOMAIN, NODATA or TEMPERROR (timeout,
   SERVFAIL, REFUSED: `detail` says which); TXT records are the strings joined; MX
   records `"PREF HOST"`, `Lookup.mx() -> tuple[MxRecord(preference, host), ...]`.
 - `maildrill.dns.files`: `write_zones(zones, directory) -> list[Path]` (one

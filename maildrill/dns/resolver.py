@@ -24,7 +24,6 @@ import enum
 import ipaddress
 from dataclasses import dataclass
 
-import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
@@ -81,7 +80,8 @@ class Lookup:
 
 
 class Resolver:
-    """Asks one DNS server; `lookup` blocks, `alookup` is the same for asyncio code."""
+    """Asks one DNS server; `lookup` blocks (asyncio code runs it in a thread: the checks
+    that ask are few and short, and one code path is one set of answers to trust)."""
 
     def __init__(self, host: str, port: int = 53, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.host = host
@@ -95,22 +95,6 @@ class Resolver:
         for _ in range(MAX_CNAME_HOPS):
             try:
                 response = self._exchange(qname, rtype)
-            except (dns.exception.Timeout, TimeoutError):
-                return _temperror(asked, rtype, "timeout")
-            except (OSError, dns.exception.DNSException) as exc:
-                return _temperror(asked, rtype, type(exc).__name__)
-            outcome, qname, chain_ttl = _read(response, asked, qname, rtype, chain_ttl)
-            if outcome is not None:
-                return outcome
-        return _temperror(asked, rtype, "CNAME chain too long")
-
-    async def alookup(self, name: str, rtype: str) -> Lookup:
-        asked = _name(name)
-        qname = asked
-        chain_ttl: int | None = None
-        for _ in range(MAX_CNAME_HOPS):
-            try:
-                response = await self._aexchange(qname, rtype)
             except (dns.exception.Timeout, TimeoutError):
                 return _temperror(asked, rtype, "timeout")
             except (OSError, dns.exception.DNSException) as exc:
@@ -145,15 +129,6 @@ class Resolver:
         response = dns.query.udp(query, self.host, self.timeout, self.port, ignore_trailing=True)
         if response.flags & dns.flags.TC:
             response = dns.query.tcp(query, self.host, self.timeout, self.port)
-        return response
-
-    async def _aexchange(self, qname: dns.name.Name, rtype: str) -> dns.message.Message:
-        query = self._query(qname, rtype)
-        response = await dns.asyncquery.udp(
-            query, self.host, self.timeout, self.port, ignore_trailing=True
-        )
-        if response.flags & dns.flags.TC:
-            response = await dns.asyncquery.tcp(query, self.host, self.timeout, self.port)
         return response
 
 
