@@ -79,7 +79,7 @@ def summarise(
     refused = _enforced(refusals, sinks)
     handed = _handed_to(attempts, per)
     for frame in (delivered, refused):
-        frame["server"] = frame["msg_id"].map(handed).fillna("").astype(str)
+        frame["server"] = _text(frame["msg_id"].map(handed))
     auth = Auth(**_counts(delivered, refused))
     auth.sinks = {
         sink: AuthSink(
@@ -131,7 +131,7 @@ def _enforced(refusals: pd.DataFrame, sinks: Mapping[str, str]) -> pd.DataFrame:
                              for c in columns})  # fmt: skip
     sink = refusals["sink"].astype(str)
     enhanced = _text(refusals["enhanced"])
-    codes = sink.map(lambda s: REFUSAL_CODES.get(sinks.get(s, ""), _ANY_PROVIDER))
+    codes = sink.map(lambda s: _codes(sinks.get(s, "none")))
     ours = (
         sink.isin(list(sinks))
         & (refusals["stage"].astype(str) == "dot")
@@ -146,6 +146,14 @@ def _enforced(refusals: pd.DataFrame, sinks: Mapping[str, str]) -> pd.DataFrame:
         "peer": _text(rows.get("peer", pd.Series("", index=rows.index))),
         "reply": code + " " + enhanced[ours],
     }).reset_index(drop=True)  # fmt: skip
+
+
+def _codes(enforce: str) -> frozenset[str]:
+    """The enhanced codes of a sink's enforcement refusals: its provider's; none for
+    `enforce: none`; any provider's when nothing says how it enforces ("")."""
+    if not enforce:
+        return _ANY_PROVIDER
+    return REFUSAL_CODES.get(enforce, frozenset())
 
 
 def _handed_to(attempts: pd.DataFrame, per: pd.DataFrame) -> pd.Series:
