@@ -10,7 +10,7 @@ import itertools
 import pandas as pd
 import pytest
 
-from loadtest.analysis import auth, slo
+from loadtest.analysis import auth, render_md, slo, view
 from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.loaded import RunDir
@@ -260,3 +260,33 @@ def test_every_refusal_a_provider_sends_carries_one_of_its_codes(provider):
             if reply is not None:
                 seen.add(reply.enhanced)
     assert seen == REFUSAL_CODES[provider]
+
+
+def test_the_report_names_each_path_and_what_failed_there(summary, tmp_path):
+    drill = summary_mod.summarise(RunDir.load(runs.drill(tmp_path / "run")))
+    titles = [t.title for t in view.build(drill).sections]
+    assert not any(t.startswith("Authentication") for t in titles)  # no sink verifies
+    drill.auth = summary
+    sections = {t.title: t for t in view.build(drill).sections}
+    table = sections["Authentication on each path"]
+    rows = {(r[0], r[1], r[2]): dict(zip(table.headers, r, strict=True)) for r in table.rows}
+    secondary = rows[("secondary", "inbox", f"{MX2} (mx2.shop.test)")]
+    assert (secondary["delivered"], secondary["clean"], secondary["DMARC fail"]) == ("4", "0", "2")
+    assert secondary["DKIM pass"] == "0 %"
+    assert secondary["did not pass"] == (
+        "spf fail 1, neutral 1, softfail 1, temperror 1; dkim none 2, fail 1, temperror 1; "
+        "dmarc fail 2, none 1, temperror 1; ptr fail 1, none 1, temperror 1"
+    )
+    refused = rows[("secondary", "gmail", MX2)]
+    assert refused["refused"] == "3"
+    assert refused["did not pass"] == "refused 421 4.7.26 1, 550 5.7.25 1, 550 5.7.26 1"
+    primary = rows[("primary", "inbox", f"{MX1} (mx1.shop.test)")]
+    assert (primary["clean"], primary["DMARC pass"]) == ("3", "100 %")
+    assert primary["did not pass"] == "spf permerror 1; dkim none 1"
+    assert rows[("(all)", "gmail", "(all; enforce gmail)")]["checked"] == "3"
+    assert rows[("(all)", "(all)", "")]["checked"] == "10"
+    around = sections["Authentication around each fault"]
+    during = [r for r in around.rows if r[1] == "during"]
+    assert [r[2] for r in during] == ["(all)", f"secondary>gmail@{MX2}", f"secondary>inbox@{MX2}"]
+    assert during[0][0] == "mta_stop on primary (4 s to 10 s)"
+    assert "## Authentication on each path" in render_md.render(view.build(drill))
