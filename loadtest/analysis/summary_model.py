@@ -661,19 +661,20 @@ class AuthCounts(Part):
     """The provider checks (SPF, DKIM, DMARC, PTR) of a set of messages at sinks with
     `verify:`: the verdicts each receipt journaled, and the refusals a sink with `enforce:`
     sent instead of a receipt. Counted per receipt and per refusal (a copy delivered twice
-    is checked twice). See docs/metrics.md, "Authentication"."""
+    is checked twice). See docs/metrics.md, "Authentication". `maildrill compare` shows
+    the whole run's (`Auth`), not each sink's, path's and phase's: hundreds of rows."""
 
     checked: int = Field(default=0, description="delivered + refused")
     delivered: int = Field(default=0, description="receipts with verdicts")
     clean: int = Field(default=0, description="delivered with DMARC and PTR passing")
-    dmarc_fail: Annotated[int, LOWER] = Field(
+    dmarc_fail: int = Field(
         default=0, description="delivered, though DMARC fails (p=none or quarantine, or not "
         "enforced): would go to spam or be rejected"
     )  # fmt: skip
-    unauthenticated: Annotated[int, LOWER] = Field(
+    unauthenticated: int = Field(
         default=0, description="delivered with neither SPF nor DKIM passing"
     )
-    refused: Annotated[int, LOWER] = Field(
+    refused: int = Field(
         default=0, description="refused by the sink's enforce: with the provider's reply"
     )
     refused_by: dict[str, int] = Field(
@@ -683,19 +684,19 @@ class AuthCounts(Part):
     dkim: dict[str, int] = Field(default_factory=dict, description="deliveries by DKIM verdict")
     dmarc: dict[str, int] = Field(default_factory=dict, description="deliveries by DMARC verdict")
     ptr: dict[str, int] = Field(default_factory=dict, description="deliveries by PTR verdict")
-    spf_pass_share: Annotated[float | None, HIGHER] = Field(
+    spf_pass_share: float | None = Field(
         default=None, description="deliveries passing SPF / delivered; null: none delivered"
     )
-    dkim_pass_share: Annotated[float | None, HIGHER] = Field(
+    dkim_pass_share: float | None = Field(
         default=None, description="deliveries passing DKIM / delivered"
     )
-    dmarc_pass_share: Annotated[float | None, HIGHER] = Field(
+    dmarc_pass_share: float | None = Field(
         default=None, description="deliveries passing DMARC / delivered"
     )
-    ptr_pass_share: Annotated[float | None, HIGHER] = Field(
+    ptr_pass_share: float | None = Field(
         default=None, description="deliveries passing PTR / delivered"
     )
-    clean_share: Annotated[float | None, HIGHER] = Field(
+    clean_share: float | None = Field(
         default=None, description="clean / checked: refusals count as not clean"
     )
 
@@ -747,6 +748,33 @@ class AuthPath(AuthCounts):
 class Auth(AuthCounts):
     """Authentication of the mail the verifying sinks checked, as a provider sees it: the
     counts of every such message at the top, then per sink, per path, around each fault."""
+
+    # The whole run's figures, with their senses for `maildrill compare` (AuthCounts').
+    dmarc_fail: Annotated[int, LOWER] = Field(
+        default=0, description="delivered, though DMARC fails (p=none or quarantine, or not "
+        "enforced): would go to spam or be rejected"
+    )  # fmt: skip
+    unauthenticated: Annotated[int, LOWER] = Field(
+        default=0, description="delivered with neither SPF nor DKIM passing"
+    )
+    refused: Annotated[int, LOWER] = Field(
+        default=0, description="refused by the sink's enforce: with the provider's reply"
+    )
+    spf_pass_share: Annotated[float | None, HIGHER] = Field(
+        default=None, description="deliveries passing SPF / delivered; null: none delivered"
+    )
+    dkim_pass_share: Annotated[float | None, HIGHER] = Field(
+        default=None, description="deliveries passing DKIM / delivered"
+    )
+    dmarc_pass_share: Annotated[float | None, HIGHER] = Field(
+        default=None, description="deliveries passing DMARC / delivered"
+    )
+    ptr_pass_share: Annotated[float | None, HIGHER] = Field(
+        default=None, description="deliveries passing PTR / delivered"
+    )
+    clean_share: Annotated[float | None, HIGHER] = Field(
+        default=None, description="clean / checked: refusals count as not clean"
+    )
 
     sinks: dict[str, AuthSink] = Field(default_factory=dict, description="per verifying sink")
     paths: dict[str, AuthPath] = Field(

@@ -10,7 +10,7 @@ import itertools
 import pandas as pd
 import pytest
 
-from loadtest.analysis import auth, render_md, slo, view
+from loadtest.analysis import auth, compare, render_md, slo, view
 from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.loaded import RunDir
@@ -290,3 +290,21 @@ def test_the_report_names_each_path_and_what_failed_there(summary, tmp_path):
     assert [r[2] for r in during] == ["(all)", f"secondary>gmail@{MX2}", f"secondary>inbox@{MX2}"]
     assert during[0][0] == "mta_stop on primary (4 s to 10 s)"
     assert "## Authentication on each path" in render_md.render(view.build(drill))
+
+
+def test_compare_shows_the_whole_runs_figures_only(summary, tmp_path):
+    """Each sink's, path's and phase's figures would be hundreds of rows: compare shows
+    the run's, each with its sense."""
+    a = summary_mod.summarise(RunDir.load(runs.drill(tmp_path / "run")))
+    b = a.model_copy(update={"auth": summary})
+    shown = {r.metric: (r.b, r.sense) for r in compare.rows(a, b) if r.group == "auth"}
+    assert shown == {
+        "dmarc_fail": (2, "lower"),
+        "unauthenticated": (4, "lower"),
+        "refused": (3, "lower"),
+        "spf_pass_share": (pytest.approx(2 / 7), "higher"),
+        "dkim_pass_share": (pytest.approx(2 / 7), "higher"),
+        "dmarc_pass_share": (pytest.approx(3 / 7), "higher"),
+        "ptr_pass_share": (pytest.approx(4 / 7), "higher"),
+        "clean_share": (pytest.approx(0.3), "higher"),
+    }
