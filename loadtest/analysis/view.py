@@ -774,6 +774,25 @@ def auth_faults(summary: Summary) -> Table | None:
     )  # fmt: skip
 
 
+def auth_lines(summary: Summary) -> list[str]:
+    """The lines `maildrill run` and `report` print: the whole run's checks, then each
+    path where mail was not clean and what did not pass there (none without `auth`)."""
+    auth = summary.auth
+    if auth is None:
+        return []
+    refused = ", ".join(f"{k} {num(v)}" for k, v in auth.refused_by.items())
+    lines = [
+        f"auth: {auth.checked} checked at {', '.join(auth.sinks)}: {auth.clean} clean, "
+        f"{auth.dmarc_fail} delivered failing DMARC, {auth.unauthenticated} unauthenticated, "
+        f"{auth.refused} refused" + (f" ({refused})" if refused else "")
+    ]
+    for key, path in auth.paths.items():
+        if path.clean < path.checked:
+            lines.append(f"  {key}: {path.checked - path.clean} of {path.checked} not clean: "
+                         f"{auth_did_not_pass(path)}")  # fmt: skip
+    return lines
+
+
 # Keys of the Summary this view lays out itself; any other is listed under "More results".
 RENDERED = {
     "scenario", "run_id", "started_at", "duration_s", "partial", "messages", "recipients",

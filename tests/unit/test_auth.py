@@ -308,3 +308,18 @@ def test_compare_shows_the_whole_runs_figures_only(summary, tmp_path):
         "ptr_pass_share": (pytest.approx(4 / 7), "higher"),
         "clean_share": (pytest.approx(0.3), "higher"),
     }
+
+
+def test_the_printed_summary_says_which_paths_were_not_clean(summary, tmp_path):
+    drill = summary_mod.summarise(RunDir.load(runs.drill(tmp_path / "run")))
+    assert view.auth_lines(drill) == []
+    drill.auth = summary
+    assert view.auth_lines(drill) == [
+        "auth: 10 checked at gmail, inbox: 3 clean, 2 delivered failing DMARC, "
+        "4 unauthenticated, 3 refused (421 4.7.26 1, 550 5.7.25 1, 550 5.7.26 1)",
+        f"  secondary>gmail@{MX2}: 3 of 3 not clean: "
+        "refused 421 4.7.26 1, 550 5.7.25 1, 550 5.7.26 1",
+        f"  secondary>inbox@{MX2}: 4 of 4 not clean: spf fail 1, neutral 1, softfail 1, "
+        "temperror 1; dkim none 2, fail 1, temperror 1; dmarc fail 2, none 1, temperror 1; "
+        "ptr fail 1, none 1, temperror 1",
+    ]
