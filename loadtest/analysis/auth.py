@@ -103,16 +103,21 @@ def summarise(
 
 
 def _verified(receipts: pd.DataFrame) -> pd.DataFrame:
-    """The receipts with verdicts: time, sink, msg_id, peer, helo and the four checks."""
+    """The receipts with verdicts: time, sink, msg_id, peer, helo and the four checks.
+    The four are written together (sinks.sink._auth_columns): an empty spf is no check."""
     columns = ["time", "sink", "msg_id", "peer", "helo", *CHECKS]
-    if receipts.empty or not set(CHECKS) <= set(receipts.columns):
+    checked = (
+        (receipts["spf"].notna() & (receipts["spf"] != "")).to_numpy()
+        if "spf" in receipts
+        else None
+    )
+    if checked is None or not checked.any():  # the usual run: no row to convert
         return pd.DataFrame({c: pd.Series(dtype="float64" if c == "time" else object)
                              for c in columns})  # fmt: skip
-    frame = receipts.reindex(columns=columns)
+    frame = receipts[checked].reindex(columns=columns)
     for column in ("sink", "msg_id", "peer", "helo", *CHECKS):
         frame[column] = _text(frame[column])
-    # The four are written together (sinks.sink._auth_columns): spf empty is no check.
-    return frame[frame["spf"] != ""].reset_index(drop=True).copy()
+    return frame.reset_index(drop=True)
 
 
 def _text(values: pd.Series) -> pd.Series:
