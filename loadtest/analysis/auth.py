@@ -28,6 +28,7 @@ import pandas as pd
 
 from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.summary_model import (
+    AUTH_UNKNOWN_SERVER,
     Auth,
     AuthCounts,
     AuthFault,
@@ -41,7 +42,6 @@ from sinks.authcheck.enforce import REFUSAL_CODES
 PASS = "pass"
 FAIL = "fail"
 CHECKS = ("spf", "dkim", "dmarc", "ptr")
-UNKNOWN_SERVER = "-"  # a path's server in its key when the sender's journal is not there
 _ANY_PROVIDER = frozenset().union(*REFUSAL_CODES.values())
 _SHARE_DIGITS = 6
 
@@ -87,6 +87,14 @@ def summarise(
             **_counts(delivered[delivered["sink"] == sink], refused[refused["sink"] == sink]),
         )
         for sink in sorted(sinks)
+    }
+    auth.servers = {
+        server or AUTH_UNKNOWN_SERVER: AuthCounts(
+            **_counts(
+                delivered[delivered["server"] == server], refused[refused["server"] == server]
+            )
+        )
+        for server in sorted(set(delivered["server"]) | set(refused["server"]))
     }
     auth.faults = [
         AuthFault(
@@ -227,7 +235,7 @@ def _in(frame: pd.DataFrame, w: FaultWindow, phase: str) -> pd.Series:
 
 def path_key(server: str, sink: str, peer: str) -> str:
     """A path's key in `auth.paths`: SERVER>SINK@PEER (server "-" when unknown)."""
-    return f"{server or UNKNOWN_SERVER}>{sink}@{peer}"
+    return f"{server or AUTH_UNKNOWN_SERVER}>{sink}@{peer}"
 
 
 def _paths(

@@ -745,6 +745,10 @@ class AuthPath(AuthCounts):
     )
 
 
+# A server's name in `auth.servers` and `auth.paths` when the sender's journal is not there.
+AUTH_UNKNOWN_SERVER = "-"
+
+
 class Auth(AuthCounts):
     """Authentication of the mail the verifying sinks checked, as a provider sees it: the
     counts of every such message at the top, then per sink, per path, around each fault."""
@@ -777,6 +781,11 @@ class Auth(AuthCounts):
     )
 
     sinks: dict[str, AuthSink] = Field(default_factory=dict, description="per verifying sink")
+    servers: dict[str, AuthCounts] = Field(
+        default_factory=dict,
+        description="per server the sender handed the mail to, every sink and address "
+        '("-": unknown, no sender\'s journal)',
+    )
     paths: dict[str, AuthPath] = Field(
         default_factory=dict, description="per path, keyed SERVER>SINK@PEER (server - unknown)"
     )

@@ -13,7 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadtest.analysis.summary_model import AuthCounts, Capacity, Percentiles, Summary
+from loadtest.analysis.summary_model import (
+    AUTH_UNKNOWN_SERVER,
+    AuthCounts,
+    Capacity,
+    Percentiles,
+    Summary,
+)
 
 MISSING = "n/a"
 
@@ -721,7 +727,8 @@ def auth_did_not_pass(c: AuthCounts) -> str:
 
 def auth_paths(summary: Summary) -> Table | None:
     """Per delivery path (the server the sender handed the mail to, the sink, the address
-    that delivered it), then every verifying sink, then the whole run."""
+    that delivered it), then every verifying sink, every server (when several), the whole
+    run."""
     auth = summary.auth
     if auth is None:
         return None
@@ -732,6 +739,10 @@ def auth_paths(summary: Summary) -> Table | None:
     for name, s in auth.sinks.items():
         enforce = f"(all; enforce {s.enforce})" if s.enforce else "(all)"
         rows.append(["(all)", name, enforce, *_auth_row(s)])
+    if len(auth.servers) > 1:  # one server: its row would be the whole run's
+        for name, c in auth.servers.items():
+            shown = MISSING if name == AUTH_UNKNOWN_SERVER else name
+            rows.append([shown, "(all)", "(all)", *_auth_row(c)])
     rows.append(["(all)", "(all)", "", *_auth_row(auth)])
     return Table(
         "Authentication on each path",

@@ -162,6 +162,8 @@ def test_auth_figures_recounted_from_the_journals(tmp_path: Path) -> None:
     assert (auth.sinks["gmail"].enforce, auth.sinks["inbox"].enforce) == ("gmail", "none")
 
     # Per path: no sender's journal, so the server is unknown ("-"); sink and address.
+    assert list(auth.servers) == ["-"]
+    same(auth.servers["-"], expect(receipts, refusals))
     paths = {(r["sink"], r["peer"]) for r in receipts + refusals}
     assert set(auth.paths) == {f"->{sink}@{peer}" for sink, peer in paths}
     for sink, peer in sorted(paths):

@@ -122,6 +122,14 @@ def test_per_sink(summary):
     assert (inbox.enforce, inbox.delivered, inbox.refused, inbox.clean) == ("none", 7, 0, 3)
 
 
+def test_per_server_the_sender_handed_it_to(summary):
+    assert list(summary.servers) == ["primary", "secondary"]
+    primary, secondary = summary.servers["primary"], summary.servers["secondary"]
+    assert (primary.checked, primary.clean, primary.dkim_pass_share) == (3, 3, pytest.approx(2 / 3))
+    assert (secondary.delivered, secondary.refused, secondary.clean) == (4, 3, 0)
+    assert secondary.refused_by == {"421 4.7.26": 1, "550 5.7.25": 1, "550 5.7.26": 1}
+
+
 def test_per_path_names_the_server_the_sink_and_the_delivering_address(summary):
     assert list(summary.paths) == [
         f"primary>inbox@{MX1}", f"secondary>gmail@{MX2}", f"secondary>inbox@{MX2}"
@@ -172,6 +180,8 @@ def test_without_the_senders_journal_the_server_is_unknown():
     assert result is not None
     assert list(result.paths) == [f"->gmail@{MX2}", f"->inbox@{MX1}", f"->inbox@{MX2}"]
     assert result.paths[f"->inbox@{MX1}"].server == ""
+    assert list(result.servers) == ["-"]
+    assert result.servers["-"].checked == 10
     assert result.delivered == 7
 
 
@@ -285,6 +295,7 @@ def test_the_report_names_each_path_and_what_failed_there(summary, tmp_path):
     assert primary["did not pass"] == "spf permerror 1; dkim none 1"
     assert rows[("(all)", "gmail", "(all; enforce gmail)")]["checked"] == "3"
     assert rows[("(all)", "(all)", "")]["checked"] == "10"
+    assert rows[("secondary", "(all)", "(all)")]["checked"] == "7"
     around = sections["Authentication around each fault"]
     during = [r for r in around.rows if r[1] == "during"]
     assert [r[2] for r in during] == ["(all)", f"secondary>gmail@{MX2}", f"secondary>inbox@{MX2}"]
