@@ -63,13 +63,17 @@ def summarise(
     verifying: Mapping[str, str],
     windows: Sequence[FaultWindow],
     t0: float,
+    campaign_only: bool = False,
 ) -> Auth | None:
     """The `auth` part; None when no sink verifies (neither the scenario's `verify:` nor
     any receipt with verdicts says one did).
 
     `receipts` and `refusals` are the sinks' journals, `attempts` and `per` the sender's
     (empty without one: the paths' server is then unknown), `verifying` the scenario's
-    verifying sinks and their `enforce`, `windows` the run's fault windows."""
+    verifying sinks and their `enforce`, `windows` the run's fault windows. With
+    `campaign_only` (a run with maildrill's sender) only the campaign's mail counts, the
+    messages with an X-Maildrill-Id: not the bounce an MTA under test sends back to the
+    sender after a provider refused its mail, which is no campaign message."""
     delivered = _verified(receipts)
     sinks = dict(verifying)
     for sink in sorted(set(delivered["sink"]) - set(sinks)):
@@ -77,6 +81,9 @@ def summarise(
     if not sinks:
         return None
     refused = _enforced(refusals, sinks)
+    if campaign_only:
+        delivered = delivered[delivered["msg_id"] != ""].reset_index(drop=True)
+        refused = refused[refused["msg_id"] != ""].reset_index(drop=True)
     handed = _handed_to(attempts, per)
     for frame in (delivered, refused):
         frame["server"] = _text(frame["msg_id"].map(handed))

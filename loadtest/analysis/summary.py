@@ -169,6 +169,7 @@ def summarise(run: RunDir) -> Summary:
             auth.verifying_sinks(servers),
             windows,
             t0,
+            campaign_only=run.has_sender_journal,
         ),
         received=sink_side,
         needs_sender_journal=[] if sink_side is None else list(received.NEEDS_SENDER_JOURNAL),

@@ -334,3 +334,19 @@ def test_the_printed_summary_says_which_paths_were_not_clean(summary, tmp_path):
         "temperror 1; dkim none 2, fail 1, temperror 1; dmarc fail 2, none 1, temperror 1; "
         "ptr fail 1, none 1, temperror 1",
     ]
+
+
+def test_in_a_run_with_the_sender_only_campaign_mail_counts():
+    """A bounce (no X-Maildrill-Id) an MTA sends after a provider's refusal reaches a
+    verifying sink too: not campaign mail, so left out when the sender's journal is there."""
+    bounce = ("", "inbox", 9.0, MX2, "mx2.shop.test", "none", "none", "none", "pass")
+    rows = [*RECEIPTS, bounce]
+    kept = auth.summarise(receipts(rows), refusals(), *attempts(), VERIFYING, [], T0)
+    left = auth.summarise(
+        receipts(rows), refusals(), *attempts(), VERIFYING, [], T0, campaign_only=True
+    )
+    assert kept is not None
+    assert left is not None
+    assert (kept.delivered, left.delivered) == (8, 7)
+    assert f"->inbox@{MX2}" in kept.paths
+    assert f"->inbox@{MX2}" not in left.paths
