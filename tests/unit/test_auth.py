@@ -5,6 +5,8 @@ verified; the SLO metrics; and the enforcement codes against the sink's own repl
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import itertools
 
 import pandas as pd
@@ -350,3 +352,38 @@ def test_in_a_run_with_the_sender_only_campaign_mail_counts():
     assert (kept.delivered, left.delivered) == (8, 7)
     assert f"->inbox@{MX2}" in kept.paths
     assert f"->inbox@{MX2}" not in left.paths
+
+
+def test_a_run_directory_names_the_server_from_the_senders_journal(tmp_path):
+    """The hand-built drill (runs.drill) with verdicts in the primary's receipts: every
+    path's server comes from attempts.csv as RunDir reads it (message 35, cut after the dot,
+    was never accepted: its last attempt's server), recounted from the CSV."""
+    run_dir = runs.drill(tmp_path / "run")
+    path = run_dir / "receipts-primary.csv"
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    failing = {"spf": "fail", "dkim": "none", "dmarc": "fail", "ptr": "pass"}
+    records = [
+        dataclasses.replace(
+            ReceiptRecord.parse(row),
+            **(failing if int(row["msg_id"].rpartition("-")[2]) % 2 else dict.fromkeys(
+                ("spf", "dkim", "dmarc", "ptr"), "pass")),
+        )
+        for row in rows
+    ]  # fmt: skip
+    runs.write_csv(path, ReceiptRecord, records)
+    summary = summary_mod.summarise(RunDir.load(run_dir))
+    result = summary.auth
+    assert result is not None
+    assert list(result.paths) == ["primary>primary@127.0.0.1"]
+    assert list(result.servers) == ["primary"]
+    odd = [r for r in rows if int(r["msg_id"].rpartition("-")[2]) % 2]
+    assert (result.delivered, result.dmarc_fail) == (len(rows), len(odd))
+    assert result.clean == len(rows) - len(odd)
+    (fault,) = result.faults
+    onset, cleared = runs.T0 + 4.0, runs.T0 + 7.0
+    times = [float(r["time"]) for r in rows]
+    assert fault.before.delivered == sum(t < onset for t in times)
+    assert fault.during.delivered == sum(onset <= t < cleared for t in times) == 0  # down
+    assert fault.after.delivered == sum(t >= cleared for t in times)
+    assert "35" in {r["msg_id"].rpartition("-")[2] for r in rows}  # the dropped one counts
