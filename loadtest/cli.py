@@ -203,6 +203,8 @@ def _print_summary(result: Summary, run_dir: Path) -> None:
             f"peak {result.throughput.peak_msgs_per_s}; latency p50 {lat.p50} ms, "
             f"p95 {lat.p95} ms, p99 {lat.p99} ms"
         )
+    for line in view.auth_lines(result):
+        print(line)
     if len(result.streams) > 1:  # one stream: the lines above say it all
         for name, s in result.streams.items():
             print(

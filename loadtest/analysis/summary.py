@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from loadtest.analysis import (
+    auth,
     bounces,
     capacity,
     delivery,
@@ -160,6 +161,16 @@ def summarise(run: RunDir) -> Summary:
         capacity=capacity.capacity(attempts, schedule, t0, rules),
         bounces=bounces.summarise(attempts, not_sent, scenario, run_id, planned),
         streams=by_stream,
+        auth=auth.summarise(
+            journals.receipts,
+            journals.refusals,
+            attempts,
+            per,
+            auth.verifying_sinks(servers),
+            windows,
+            t0,
+            campaign_only=run.has_sender_journal,
+        ),
         received=sink_side,
         needs_sender_journal=[] if sink_side is None else list(received.NEEDS_SENDER_JOURNAL),
     )

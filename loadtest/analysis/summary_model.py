@@ -654,6 +654,146 @@ class StreamResult(Messages):
     )
 
 
+# -- authentication at verifying sinks ------------------------------------------------------
+
+
+class AuthCounts(Part):
+    """The provider checks (SPF, DKIM, DMARC, PTR) of a set of messages at sinks with
+    `verify:`: the verdicts each receipt journaled, and the refusals a sink with `enforce:`
+    sent instead of a receipt. Counted per receipt and per refusal (a copy delivered twice
+    is checked twice). See docs/metrics.md, "Authentication". `maildrill compare` shows
+    the whole run's (`Auth`), not each sink's, path's and phase's: hundreds of rows."""
+
+    checked: int = Field(default=0, description="delivered + refused")
+    delivered: int = Field(default=0, description="receipts with verdicts")
+    clean: int = Field(default=0, description="delivered with DMARC and PTR passing")
+    dmarc_fail: int = Field(
+        default=0, description="delivered, though DMARC fails (p=none or quarantine, or not "
+        "enforced): would go to spam or be rejected"
+    )  # fmt: skip
+    unauthenticated: int = Field(
+        default=0, description="delivered with neither SPF nor DKIM passing"
+    )
+    refused: int = Field(
+        default=0, description="refused by the sink's enforce: with the provider's reply"
+    )
+    refused_by: dict[str, int] = Field(
+        default_factory=dict, description='those refusals by reply ("550 5.7.26")'
+    )
+    spf: dict[str, int] = Field(default_factory=dict, description="deliveries by SPF verdict")
+    dkim: dict[str, int] = Field(default_factory=dict, description="deliveries by DKIM verdict")
+    dmarc: dict[str, int] = Field(default_factory=dict, description="deliveries by DMARC verdict")
+    ptr: dict[str, int] = Field(default_factory=dict, description="deliveries by PTR verdict")
+    spf_pass_share: float | None = Field(
+        default=None, description="deliveries passing SPF / delivered; null: none delivered"
+    )
+    dkim_pass_share: float | None = Field(
+        default=None, description="deliveries passing DKIM / delivered"
+    )
+    dmarc_pass_share: float | None = Field(
+        default=None, description="deliveries passing DMARC / delivered"
+    )
+    ptr_pass_share: float | None = Field(
+        default=None, description="deliveries passing PTR / delivered"
+    )
+    clean_share: float | None = Field(
+        default=None, description="clean / checked: refusals count as not clean"
+    )
+
+
+class AuthPhases(Part):
+    """The same counts before, during and after one fault (by the time the sink checked)."""
+
+    before: AuthCounts = Field(default_factory=AuthCounts, description="before its onset")
+    during: AuthCounts = Field(default_factory=AuthCounts, description="onset to clear")
+    after: AuthCounts = Field(default_factory=AuthCounts, description="from its clear on")
+
+
+class AuthFault(AuthPhases):
+    """One fault window (as `failovers` has them) and the checks around it."""
+
+    target: str = Field(default="", description="the server the fault was on")
+    kind: str = Field(default="", description="the fault kind")
+    onset_s: float = Field(default=0.0, description="seconds from run start")
+    cleared_s: float | None = Field(default=None, description="null: still on at the end")
+
+
+class AuthSink(AuthCounts):
+    """One verifying sink: every message it checked."""
+
+    enforce: str = Field(
+        default="", description='its verify.enforce (gmail, yahoo, outlook, none; "": unknown)'
+    )
+
+
+class AuthPath(AuthCounts):
+    """One delivery path: the server the sender handed the message to, the verifying sink
+    it reached, and the address that delivered it there (an MTA's sending address)."""
+
+    server: str = Field(
+        default="",
+        description="the server that took the message from the sender (its 250; else its "
+        "last attempt's server); \"\": unknown (no sender's journal)",
+    )
+    sink: str = Field(default="", description="the verifying sink")
+    peer: str = Field(default="", description="the address that delivered it to the sink")
+    helo: list[str] = Field(
+        default_factory=list, description="the EHLO names it gave (receipts only)"
+    )
+    faults: list[AuthPhases] = Field(
+        default_factory=list, description="around each fault of auth.faults, in its order"
+    )
+
+
+# A server's name in `auth.servers` and `auth.paths` when the sender's journal is not there.
+AUTH_UNKNOWN_SERVER = "-"
+
+
+class Auth(AuthCounts):
+    """Authentication of the mail the verifying sinks checked, as a provider sees it: the
+    counts of every such message at the top, then per sink, per path, around each fault."""
+
+    # The whole run's figures, with their senses for `maildrill compare` (AuthCounts').
+    dmarc_fail: Annotated[int, LOWER] = Field(
+        default=0, description="delivered, though DMARC fails (p=none or quarantine, or not "
+        "enforced): would go to spam or be rejected"
+    )  # fmt: skip
+    unauthenticated: Annotated[int, LOWER] = Field(
+        default=0, description="delivered with neither SPF nor DKIM passing"
+    )
+    refused: Annotated[int, LOWER] = Field(
+        default=0, description="refused by the sink's enforce: with the provider's reply"
+    )
+    spf_pass_share: Annotated[float | None, HIGHER] = Field(
+        default=None, description="deliveries passing SPF / delivered; null: none delivered"
+    )
+    dkim_pass_share: Annotated[float | None, HIGHER] = Field(
+        default=None, description="deliveries passing DKIM / delivered"
+    )
+    dmarc_pass_share: Annotated[float | None, HIGHER] = Field(
+        default=None, description="deliveries passing DMARC / delivered"
+    )
+    ptr_pass_share: Annotated[float | None, HIGHER] = Field(
+        default=None, description="deliveries passing PTR / delivered"
+    )
+    clean_share: Annotated[float | None, HIGHER] = Field(
+        default=None, description="clean / checked: refusals count as not clean"
+    )
+
+    sinks: dict[str, AuthSink] = Field(default_factory=dict, description="per verifying sink")
+    servers: dict[str, AuthCounts] = Field(
+        default_factory=dict,
+        description="per server the sender handed the mail to, every sink and address "
+        '("-": unknown, no sender\'s journal)',
+    )
+    paths: dict[str, AuthPath] = Field(
+        default_factory=dict, description="per path, keyed SERVER>SINK@PEER (server - unknown)"
+    )
+    faults: list[AuthFault] = Field(
+        default_factory=list, description="around each fault, in order of onset"
+    )
+
+
 # -- the whole -------------------------------------------------------------------------------
 
 
@@ -713,6 +853,11 @@ class Summary(Part):
         description="per stream of the campaign, in its order: counts, latency, response "
         "time, lateness and faults, as the whole run's (empty without the sender's journal)",
     )
+    auth: Auth | None = Field(
+        default=None,
+        description="SPF, DKIM, DMARC and PTR at sinks with verify: per sink, per path, "
+        "around each fault; null: no sink verifies",
+    )
     slo: SloVerdict = Field(
         default_factory=SloVerdict, description="each SLO rule's measured value and verdict"
     )
@@ -725,6 +870,7 @@ class Summary(Part):
 MESSAGE_JOURNALS = ("attempts", "receipts", "relay", "proxy", "mta_queue")
 FAULT_JOURNALS = ("attempts", "faults")
 ATTEMPTS_ONLY = ("attempts",)  # latency, lateness, throughput: the client's own record
+AUTH_JOURNALS = ("receipts", "refusals")  # the verdicts, and what enforcement refused
 
 
 @dataclass(frozen=True)
@@ -774,7 +920,11 @@ class SloMetric:
 
 
 def _at(node: Any, path: str) -> Any:
+    """The value at a dotted path; None through a part that is absent (`auth` is null
+    when no sink verifies: its metrics are not measured)."""
     for name in path.split("."):
+        if node is None:
+            return None
         node = getattr(node, name)
     return node
 
@@ -805,6 +955,14 @@ SLO_METRICS: Mapping[str, SloMetric] = {
         f"recipients_{name}": SloMetric(f"recipients.{name}", MESSAGE_JOURNALS)
         for name in ("lost", "duplicated", "stranded")
     },
+    "dmarc_fail": SloMetric("auth.dmarc_fail", AUTH_JOURNALS),
+    "unauthenticated": SloMetric("auth.unauthenticated", AUTH_JOURNALS),
+    "auth_refused": SloMetric("auth.refused", AUTH_JOURNALS),
+    **{
+        f"{check}_pass_share": SloMetric(f"auth.{check}_pass_share", AUTH_JOURNALS)
+        for check in ("spf", "dkim", "dmarc", "ptr")
+    },
+    "auth_clean_share": SloMetric("auth.clean_share", AUTH_JOURNALS),
 }
 
 # What an SLO may measure on one stream, `streams.STREAM.METRIC`: the whole run's metric of

@@ -13,7 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadtest.analysis.summary_model import Capacity, Percentiles, Summary
+from loadtest.analysis.summary_model import (
+    AUTH_UNKNOWN_SERVER,
+    AuthCounts,
+    Capacity,
+    Percentiles,
+    Summary,
+)
 
 MISSING = "n/a"
 
@@ -681,13 +687,130 @@ def preflight(summary: Summary) -> Table | None:
     return Table("Pre-flight check", "preflight", ["check", "value"], rows)
 
 
+# -- authentication (summary.json's `auth`: loadtest.analysis.auth) --------------------------
+# Which path delivered mail a provider would not take, and which check failed there; both
+# tables absent when no sink verifies.
+
+AUTH_CHECKS = ("spf", "dkim", "dmarc", "ptr")
+_AUTH_COUNT_HEADERS = ["checked", "delivered", "clean", "DMARC fail", "unauthenticated", "refused"]
+_AUTH_SHARE_HEADERS = ["SPF pass", "DKIM pass", "DMARC pass", "PTR pass"]
+_AUTH_NOTE = (
+    "Mail the sinks with verify: checked, as a provider would: checked = delivered + "
+    "refused; clean: delivered with DMARC and PTR passing; DMARC fail: delivered, though a "
+    "provider would put it in spam or refuse it; unauthenticated: delivered with neither "
+    "SPF nor DKIM passing; refused: the provider's refusal (enforce:), whose verdicts are "
+    "not journaled. Pass shares are of the deliveries. Did not pass: each check's other "
+    "verdicts, then the refusals by reply."
+)
+
+
+def _auth_row(c: AuthCounts) -> list[str]:
+    """The counts, the pass shares and what did not pass, as the tables' columns."""
+    counts = (c.checked, c.delivered, c.clean, c.dmarc_fail, c.unauthenticated, c.refused)
+    shares = (c.spf_pass_share, c.dkim_pass_share, c.dmarc_pass_share, c.ptr_pass_share)
+    return [*map(num, counts), *map(percent, shares), auth_did_not_pass(c)]
+
+
+def auth_did_not_pass(c: AuthCounts) -> str:
+    """The checks that failed, by verdict, and the refusals: "dkim none 3; dmarc fail 2;
+    refused 550 5.7.26 3"; "none" when every check passed."""
+    parts = []
+    for check in AUTH_CHECKS:
+        verdicts: dict[str, int] = getattr(c, check)
+        other = [f"{v} {num(n)}" for v, n in verdicts.items() if v != "pass"]
+        if other:
+            parts.append(f"{check} {', '.join(other)}")
+    if c.refused_by:
+        parts.append("refused " + ", ".join(f"{k} {num(v)}" for k, v in c.refused_by.items()))
+    return "; ".join(parts) or "none"
+
+
+def auth_paths(summary: Summary) -> Table | None:
+    """Per delivery path (the server the sender handed the mail to, the sink, the address
+    that delivered it), then every verifying sink, every server (when several), the whole
+    run."""
+    auth = summary.auth
+    if auth is None:
+        return None
+    rows = []
+    for p in auth.paths.values():
+        sender = f"{p.peer} ({', '.join(p.helo)})" if p.helo else p.peer or MISSING
+        rows.append([p.server or MISSING, p.sink, sender, *_auth_row(p)])
+    for name, s in auth.sinks.items():
+        enforce = f"(all; enforce {s.enforce})" if s.enforce else "(all)"
+        rows.append(["(all)", name, enforce, *_auth_row(s)])
+    if len(auth.servers) > 1:  # one server: its row would be the whole run's
+        for name, c in auth.servers.items():
+            shown = MISSING if name == AUTH_UNKNOWN_SERVER else name
+            rows.append([shown, "(all)", "(all)", *_auth_row(c)])
+    rows.append(["(all)", "(all)", "", *_auth_row(auth)])
+    return Table(
+        "Authentication on each path",
+        "auth",
+        ["server", "sink", "delivered from (EHLO)", *_AUTH_COUNT_HEADERS, *_AUTH_SHARE_HEADERS,
+         "did not pass"],
+        rows,
+        note=_AUTH_NOTE + " server: the one that took the message from the sender (n/a: no "
+        "sender's journal); delivered from: the address (and EHLO name) that delivered it "
+        "to the sink.",
+    )  # fmt: skip
+
+
+def auth_faults(summary: Summary) -> Table | None:
+    """Around each fault: before, during and after it, the whole run's counts, then each
+    path with mail in that phase."""
+    auth = summary.auth
+    if auth is None or not auth.faults:
+        return None
+    rows = []
+    for i, fault in enumerate(auth.faults):
+        cleared = f"{num(fault.cleared_s)} s" if fault.cleared_s is not None else "the end"
+        label = f"{fault.kind} on {fault.target} ({num(fault.onset_s)} s to {cleared})"
+        for phase in ("before", "during", "after"):
+            whole: AuthCounts = getattr(fault, phase)
+            rows.append([label, phase, "(all)", *_auth_row(whole)])
+            for key, path in auth.paths.items():
+                if i >= len(path.faults):  # a summary.json made elsewhere
+                    continue
+                mine: AuthCounts = getattr(path.faults[i], phase)
+                if mine.checked:
+                    rows.append([label, phase, key, *_auth_row(mine)])
+    return Table(
+        "Authentication around each fault",
+        "auth-faults",
+        ["fault", "phase", "path", *_AUTH_COUNT_HEADERS, *_AUTH_SHARE_HEADERS, "did not pass"],
+        rows,
+        note=_AUTH_NOTE + " Phases by the time the sink checked the message (mail an MTA held "
+        "through an outage and delivered after it counts after); path: SERVER>SINK@PEER.",
+    )  # fmt: skip
+
+
+def auth_lines(summary: Summary) -> list[str]:
+    """The lines `maildrill run` and `report` print: the whole run's checks, then each
+    path where mail was not clean and what did not pass there (none without `auth`)."""
+    auth = summary.auth
+    if auth is None:
+        return []
+    refused = ", ".join(f"{k} {num(v)}" for k, v in auth.refused_by.items())
+    lines = [
+        f"auth: {auth.checked} checked at {', '.join(auth.sinks)}: {auth.clean} clean, "
+        f"{auth.dmarc_fail} delivered failing DMARC, {auth.unauthenticated} unauthenticated, "
+        f"{auth.refused} refused" + (f" ({refused})" if refused else "")
+    ]
+    for key, path in auth.paths.items():
+        if path.clean < path.checked:
+            lines.append(f"  {key}: {path.checked - path.clean} of {path.checked} not clean: "
+                         f"{auth_did_not_pass(path)}")  # fmt: skip
+    return lines
+
+
 # Keys of the Summary this view lays out itself; any other is listed under "More results".
 RENDERED = {
     "scenario", "run_id", "started_at", "duration_s", "partial", "messages", "recipients",
     "throughput",
     "latency_ms", "response_time_ms", "lateness_ms", "errors", "failovers", "probes",
     "preflight", "journal_problems", "harness", "capacity", "slo", "mta", "relay", "proxies",
-    "bounces", "streams",
+    "bounces", "streams", "auth",
 }  # fmt: skip
 RENDERED |= {"received", "needs_sender_journal"}  # view_received.py lays them out
 MAX_MORE_ROWS = 200
@@ -744,8 +867,9 @@ def build(summary: Summary, plots: Sequence[PlotRef] = (), scenario_text: str = 
     per_stream = streams(summary)
     if per_stream is not None:
         sections.append(per_stream)
-    for extra in (fault_phases(summary), mta_delivery(summary), relays(summary),
-                  fault_proxies(summary), capacity(summary), probes(summary)):  # fmt: skip
+    for extra in (fault_phases(summary), mta_delivery(summary), auth_paths(summary),
+                  auth_faults(summary), relays(summary), fault_proxies(summary),
+                  capacity(summary), probes(summary)):  # fmt: skip
         if extra is not None:
             sections.append(extra)
     sections += [slo_table(summary), errors(summary)]

@@ -145,7 +145,8 @@ def duplicates(summary: Summary) -> Table:
 
 def build(summary: Summary, plots: Sequence[PlotRef] = (), scenario_text: str = "") -> ReportView:
     sections = [key_numbers(summary), servers(summary), faults(summary), duplicates(summary)]
-    for extra in (view.relays(summary), view.fault_proxies(summary), view.probes(summary)):
+    for extra in (view.auth_paths(summary), view.auth_faults(summary), view.relays(summary),
+                  view.fault_proxies(summary), view.probes(summary)):  # fmt: skip
         if extra is not None:
             sections.append(extra)
     sections.append(view.slo_table(summary))

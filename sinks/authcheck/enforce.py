@@ -37,12 +37,21 @@ refusal (the message would go to spam): it is accepted and journaled as a DMARC 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from sinks.authcheck.verdicts import AuthVerdicts, Verdict
 from sinks.replies import Reply
 
 Provider = Literal["gmail", "yahoo", "outlook", "none"]
+
+# The enhanced codes of each provider's refusals (the table above): what tells a refusal for
+# authentication from any other a sink sends (loadtest.analysis.auth counts them).
+REFUSAL_CODES: Mapping[str, frozenset[str]] = {
+    "gmail": frozenset({"5.7.26", "4.7.26", "5.7.25"}),
+    "yahoo": frozenset({"5.7.9"}),
+    "outlook": frozenset({"5.7.515"}),
+}
 
 _GMAIL_DMARC = (
     "Unauthenticated email from {domain} is not accepted due to domain's DMARC policy. "
