@@ -301,7 +301,8 @@ class EffectHost:
         self._reindex()  # out of the decisions before its own stop is awaited
         if active.begun:
             await active.effect.stop(self)
-        self.record(active.kind, "stop", {}, active.id, active.origin)
+        ended = _ended(active, from_timer)
+        self.record(active.kind, "stop", {}, active.id, active.origin, when=ended)
         self._finish(active, "ended")
         return active
 
@@ -392,3 +393,15 @@ class EffectHost:
             finally:
                 ctx.session.held_by = ""
             ctx.now = time.monotonic()
+
+
+def _ended(active: ActiveEffect, from_timer: bool) -> float | None:
+    """When a fault stopped acting, for its stop row (None: now). One that acts only in
+    decisions and ended on its schedule stopped at its planned end, for `in_force` reads
+    the window itself: a command answered after it but before the late timer ran was
+    already answered as without the fault. A listener fault stops when its own stop has
+    run (the port open again), which is now."""
+    on_the_listener = type(active.effect).stop is not Effect.stop
+    if from_timer and active.until is not None and not on_the_listener:
+        return max(active.until, active.onset or active.until)  # never before its start row
+    return None
