@@ -139,7 +139,8 @@ def supply(q: Question, extra: float) -> fluid.Supply:
         pieces.append((end + q.timings.failback_s, normal))
     else:  # never failed over: mail flows again when the server is back
         pieces.append((end, normal))
-    starts, rates = [], []
+    starts: list[float] = []
+    rates: list[float] = []
     for start, rate in pieces:
         if starts and start <= starts[-1]:
             starts[-1], rates[-1] = start, rate  # a zero-length piece: the later one holds
