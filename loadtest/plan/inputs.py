@@ -97,6 +97,11 @@ def shaped(c: CampaignPlan, sources: Sources) -> Shaped:
 
 def seconds(moment: Moment, start: datetime | None, what: str) -> float:
     """A moment as seconds from the campaign's start."""
+    if isinstance(moment, str) and "T" in moment:  # quoted in YAML, or from a flag
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            raise PlanError(f"{what}: {moment!r} is not an ISO 8601 date-time") from None
     if isinstance(moment, datetime):
         if start is None:
             raise PlanError(f"{what}: a date-time needs campaign.start")
