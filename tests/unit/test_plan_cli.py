@@ -219,3 +219,21 @@ def test_a_window_by_dates_takes_moments_as_dates(tmp_path):
     assert p.peak_backlog == 24_000
     assert p.start is not None
     assert p.start.isoformat() == "2026-12-05T08:00:00+00:00"
+
+
+def test_every_field_of_plan_json_is_in_the_planning_doc():
+    from loadtest.plan import result
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "planning.md").read_text()
+    for model in (result.Plan, result.StreamOutcome, result.ServerOutcome, result.Extra,
+                  result.FailoverTimings, result.OutageOutcome, result.LatenessS):  # fmt: skip
+        for name in model.model_fields:
+            assert f"`{name}`" in doc, f"{model.__name__}.{name}"
+
+
+def test_the_example_plan_plans(tmp_path):
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "plan-10m.yaml"
+    code, p = plan(tmp_path, str(example))
+    assert p is not None
+    assert p.messages == 10_000_000
+    assert code == (cli.EXIT_OK if p.met else cli.EXIT_SLO_FAILED)
