@@ -495,7 +495,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from loadtest.plan.spec import PlanError, load_plan
 
     sets = list(args.set)
-    sets += [f"capacity.servers.{item}" for item in args.capacity]
+    for item in args.capacity:
+        name, sep, rate = item.partition("=")
+        if not sep or not name.strip() or "." in name:
+            return fail(f"plan: --capacity {item!r}: expected SERVER=RATE, e.g. primary=400")
+        sets.append(f"capacity.servers.{name.strip()}={rate}")
     try:
         spec = load_plan(args.plan_file, sets)
         outcome = command.compute(spec)
@@ -503,11 +507,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return fail(f"plan: {exc}")
     try:
         out = args.out or inside(Path("reports"), f"plan-{time.strftime('%Y%m%d-%H%M%S')}")
-        command.write(outcome, out)
     except UnsafePath as exc:
         return fail(str(exc))
+    try:
+        command.write(outcome, out)
     except OSError as exc:
-        return fail(f"plan: cannot write to {args.out}: {exc.strerror}")
+        return fail(f"plan: cannot write to {out}: {exc.strerror}")
     for line in render.lines(outcome.plan):
         print(line)
     print(f"written to {out}", file=sys.stderr)

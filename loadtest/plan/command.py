@@ -24,9 +24,9 @@ def extra_of(q: evaluate.Question) -> result.Extra:
     need = evaluate.extra_needed(q)
     if need is None:
         why = (
-            "the headroom target leaves no capacity to use"
-            if q.headroom >= 1
-            else "mail stops during the failover gap too late to catch up by the deadline"
+            "the deadline falls before the campaign's last message is due"
+            if q.deadline_s < q.offered.end_s
+            else "nothing is delivered during the failover gap, too near the deadline to catch up"
         )
         return result.Extra(msgs_per_s=None, why=why)
     with_it = evaluate.answer(q, need)

@@ -155,6 +155,11 @@ def question(spec: PlanSpec) -> tuple[Question, Sources]:
         at = (shape.offered.peak_at_s() if o.at == "peak"
               else seconds(o.at, sources.start, "outage.at"))  # fmt: skip
         outage = Outage(o.server, at, duration_s(o.duration, "outage.duration"))
+    if spec.step_s > shape.window_s / 10:
+        raise PlanError(
+            f"step_s: {spec.step_s:g} s is too coarse for a {shape.window_s:g} s window "
+            "(at most a tenth of it)"
+        )
     deadline = (shape.window_s if spec.deadline is None
                 else seconds(spec.deadline, sources.start, "deadline"))  # fmt: skip
     by_priority: dict[int, list[tuple[str, float]]] = defaultdict(list)

@@ -157,6 +157,7 @@ BAD = [
     ({**HAND, "deadline": "2026-12-05T10:00:00"}, "a date-time needs campaign.start"),
     ({"campaign": {"window_h": 1}, "capacity": {"servers": {"a": 1}}}, "messages is required"),
     ({**HAND, "failover": {"detection_s": 10, "failover_s": 5}}, "counts from the onset"),
+    ({**HAND, "step_s": 600}, "too coarse for a 3600 s window"),
     ([1, 2], "expected a mapping at the top"),
 ]  # fmt: skip
 
@@ -177,6 +178,8 @@ def test_bad_flags_and_files_are_one_line_and_exit_2(tmp_path, capsys):
         ["plan", str(tmp_path / "missing.yaml")],
         ["plan", str(write_plan(tmp_path, HAND)), "--capacity", "primary=fast"],
         ["plan", str(write_plan(tmp_path, HAND)), "--set", "nokey"],
+        ["plan", str(write_plan(tmp_path, HAND)), "--capacity", "primary"],
+        ["plan", str(write_plan(tmp_path, HAND)), "--capacity", "a.b=1"],
     ]
     for args in cases:
         code = cli.main([*args, "--out", str(tmp_path / "out")])
@@ -237,3 +240,27 @@ def test_the_example_plan_plans(tmp_path):
     assert p is not None
     assert p.messages == 10_000_000
     assert code == (cli.EXIT_OK if p.met else cli.EXIT_SLO_FAILED)
+
+
+def test_a_deadline_before_the_campaign_ends_cannot_be_bought(tmp_path):
+    code, p = plan(tmp_path, str(write_plan(tmp_path, {**HAND, "deadline": "50m"})))
+    assert code == cli.EXIT_SLO_FAILED
+    assert p is not None
+    assert p.extra is not None
+    assert p.extra.msgs_per_s is None
+    assert p.extra.why == "the deadline falls before the campaign's last message is due"
+
+
+def test_the_readme_shows_what_the_plan_prints(tmp_path, capsys, monkeypatch):
+    """README's "Planning a campaign": its plan.yaml, planned now, prints its output block."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Planning a campaign", 1)[1]
+    spec = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    shown = section.split("```\n$ maildrill plan plan.yaml --out reports/plan\n", 1)[1]
+    shown = shown.split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    Path("plan.yaml").write_text(spec)
+    code = cli.main(["plan", "plan.yaml", "--out", "reports/plan"])
+    assert code == cli.EXIT_SLO_FAILED
+    assert capsys.readouterr().out == shown
+    assert (tmp_path / "reports" / "plan" / "plan.png").exists()
