@@ -57,8 +57,8 @@ def draw(a: Answer, path: Path) -> Path:
         ax.axvline(a.question.deadline_s / scale, color=FAULT_COLOUR, linestyle="--",
                    label="deadline" if ax is top else None)  # fmt: skip
         ax.grid(alpha=0.3)
-    top.legend(loc="upper right", fontsize="small")
-    bottom.legend(loc="upper right", fontsize="small")
+    top.legend(loc="best", fontsize="small")
+    bottom.legend(loc="best", fontsize="small")
     top.set_title("offered vs deliverable rate; backlog")
     fig.tight_layout()
     fig.set_dpi(DPI)
