@@ -70,17 +70,23 @@ class Offered:
         return max(max(s.rate, s.final_rate) for s in self.segments)
 
     def peak_at_s(self) -> float:
-        """The middle of the first stretch at the peak rate (a flat campaign: its middle; a
-        ramp up and down: its apex)."""
+        """The middle of the first stretch at the peak rate: a flat campaign's middle, a
+        ramp's apex, the middle of a schedule's highest stage (a ramp into it included)."""
         peak = self.peak_msgs_per_s
+        stretch: list[float] = []  # its start and end
         for s in self.segments:
-            if s.rate == peak and s.final_rate == peak:
-                return s.start_s + s.duration_s / 2.0
-            if s.final_rate == peak:
-                return s.start_s + s.duration_s
-            if s.rate == peak:
-                return s.start_s
-        return 0.0  # unreachable: some segment holds the peak
+            s_end = s.start_s + s.duration_s
+            flat = s.rate == peak == s.final_rate
+            if stretch and not (flat and s.start_s == stretch[1]):
+                break  # the stretch ended
+            if flat:
+                stretch = [stretch[0] if stretch else s.start_s, s_end]
+            elif s.rate == peak:  # falls from the peak at once
+                stretch = [s.start_s, s.start_s]
+                break
+            elif s.final_rate == peak:  # rises to it at the end
+                stretch = [s_end, s_end]
+        return (stretch[0] + stretch[1]) / 2.0 if stretch else 0.0
 
     def cumulative(self, t: Array) -> Array:
         """Messages due by each time in `t` (exact: the integral of the rate)."""
@@ -166,7 +172,8 @@ def flow(offered: Offered, supply: Supply, groups: Sequence[Group], step_s: floa
     n = max(1, int(np.ceil(horizon_s / step_s - 1e-9)))
     t = np.arange(n + 1, dtype=np.float64) * step_s
     due = np.diff(offered.cumulative(t))
-    left = np.diff(supply.cumulative(t))
+    capacity = np.diff(supply.cumulative(t))
+    left = capacity
     arrived, departed, backlogs = [], [], []
     for g in sorted(groups, key=lambda g: -g.priority):
         arrivals = due * g.share
@@ -175,7 +182,7 @@ def flow(offered: Offered, supply: Supply, groups: Sequence[Group], step_s: floa
         arrived.append(np.concatenate(([0.0], np.cumsum(arrivals))))
         departed.append(np.concatenate(([0.0], np.cumsum(served))))
         backlogs.append(np.concatenate(([0.0], backlog)))
-    return Flow(t, due, np.diff(supply.cumulative(t)), tuple(arrived), tuple(departed),
+    return Flow(t, due, capacity, tuple(arrived), tuple(departed),
                 tuple(backlogs))  # fmt: skip
 
 

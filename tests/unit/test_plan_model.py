@@ -211,3 +211,18 @@ def test_a_days_long_outage_is_planned_to_its_drain():
     assert late is not None
     assert late.undelivered == 0
     assert late.max == pytest.approx(6 * 24 * HOUR, abs=2.0)  # the first one due in it
+
+
+@pytest.mark.parametrize(
+    ("segments", "at"),
+    [
+        ([(0, 100, 5, 5)], 50),  # flat: the middle
+        ([(0, 30, 0, 10), (30, 70, 10, 0)], 30),  # a ramp up and down: the apex
+        ([(0, 10, 0, 8), (10, 20, 8, 8), (30, 10, 8, 2)], 20),  # ramp into a flat peak
+        ([(0, 10, 3, 3), (10, 10, 8, 8), (20, 10, 8, 8), (30, 5, 1, 1)], 20),  # two stages
+        ([(0, 10, 8, 2), (10, 10, 2, 8)], 0),  # the first stretch at the peak
+    ],
+)
+def test_the_peak_is_the_middle_of_the_first_stretch_at_the_highest_rate(segments, at):
+    offered = fluid.Offered(tuple(fluid.Segment(*s) for s in segments))
+    assert offered.peak_at_s() == at
