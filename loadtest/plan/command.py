@@ -1,5 +1,5 @@
 """`maildrill plan`: read the spec, ask the model, say what would meet a miss, write
-plan.json, plan.md and plan.png. The steps only; each lives in its module."""
+plan.json, plan.md, plan.png and plan-series.csv. The steps only; each lives in its module."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtest.plan import evaluate, inputs, plot, render, result
+from loadtest.plan import evaluate, inputs, plot, render, result, series
 from loadtest.plan.spec import PlanError, PlanSpec
 
-PLAN_JSON, PLAN_MD, PLAN_PNG = "plan.json", "plan.md", "plan.png"
+PLAN_JSON, PLAN_MD, PLAN_PNG, PLAN_CSV = "plan.json", "plan.md", "plan.png", "plan-series.csv"
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,14 @@ def compute(spec: PlanSpec) -> Outcome:
 
 
 def write(outcome: Outcome, out: Path) -> None:
-    """plan.json, plan.md, plan.png in `out` (made if needed). OSError when it cannot."""
+    """plan.json, plan.md, plan.png, plan-series.csv in `out` (made if needed); OSError
+    when it cannot."""
     out.mkdir(parents=True, exist_ok=True)
     data = outcome.plan.model_dump(mode="json")
     (out / PLAN_JSON).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     (out / PLAN_MD).write_text(render.markdown(outcome.plan, PLAN_PNG), encoding="utf-8")
     plot.draw(outcome.answer, out / PLAN_PNG)
+    series.write_csv(outcome.answer, out / PLAN_CSV)
 
 
 __all__ = ["Outcome", "PlanError", "compute", "write"]

@@ -1,52 +1,38 @@
 """plan.png: offered vs deliverable rate over time, and the backlog (per priority) under it.
 
 A renderer only, as loadtest.analysis.plots: Matplotlib's `Figure` on the Agg canvas, never
-pyplot. A long plan is drawn from at most `POINTS` steps (each the mean of its stretch for
-rates, the last value for backlogs), so drawing stays quick whatever the step count.
+pyplot. A long plan is drawn from at most `POINTS` points (`series.thinned`), so drawing stays
+quick whatever the step count.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from matplotlib.figure import Figure
 
 from loadtest.analysis.plots import DPI, FAULT_COLOUR, OFFERED_COLOUR, SERVER_COLOURS, save
-from loadtest.plan import fluid
+from loadtest.plan import series
 from loadtest.plan.evaluate import Answer
 
 POINTS = 4000
 
 
-def _thin(
-    t: fluid.Array, per_step: fluid.Array, levels: list[fluid.Array]
-) -> tuple[fluid.Array, fluid.Array, list[fluid.Array]]:
-    """Every k-th step: rates averaged over the k steps, levels sampled at their ends."""
-    k = max(1, int(np.ceil(len(per_step) / POINTS)))
-    n = len(per_step) // k * k
-    rates = per_step[:n].reshape(-1, k).mean(axis=1)
-    ends = t[k : n + 1 : k]
-    return ends, rates, [lv[k : n + 1 : k] for lv in levels]
-
-
 def draw(a: Answer, path: Path) -> Path:
-    f = a.flow
-    step = f.step_s
-    scale, unit = (3600.0, "h") if f.t[-1] > 3 * 3600 else (60.0, "min")
-    ends, offered, backlogs = _thin(f.t, f.offered / step, list(f.backlog))
-    _, deliverable, _ = _thin(f.t, f.capacity / step, [])
-    x = ends / scale
+    s = series.thinned(a, POINTS)
+    scale, unit = (3600.0, "h") if s.t_s[-1] > 3 * 3600 else (60.0, "min")
+    x = s.t_s / scale
     fig = Figure(figsize=(10.0, 6.4))
     top, bottom = fig.subplots(2, 1, sharex=True)
-    top.plot(x, offered, color=OFFERED_COLOUR, label="offered")
-    top.plot(x, deliverable, color=SERVER_COLOURS[0], label="deliverable", drawstyle="steps-pre")
+    top.plot(x, s.offered_msgs_per_s, color=OFFERED_COLOUR, label="offered")
+    top.plot(x, s.deliverable_msgs_per_s, color=SERVER_COLOURS[0], label="deliverable",
+             drawstyle="steps-pre")  # fmt: skip
     top.set_ylabel("msgs/s")
     top.set_ylim(bottom=0)
     order = sorted(a.question.groups, key=lambda g: -g.priority)
     labels = [", ".join(n for n, _ in g.streams) + f" (priority {g.priority})" for g in order]
     colours = [SERVER_COLOURS[(i + 1) % len(SERVER_COLOURS)] for i in range(len(order))]
-    bottom.stackplot(x, *backlogs, labels=labels, colors=colours, alpha=0.8)
+    bottom.stackplot(x, *s.backlogs, labels=labels, colors=colours, alpha=0.8)
     bottom.set_ylabel("backlog (messages)")
     bottom.set_xlabel(f"time from the campaign's start ({unit})")
     o = a.question.outage

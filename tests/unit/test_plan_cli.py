@@ -264,3 +264,21 @@ def test_the_readme_shows_what_the_plan_prints(tmp_path, capsys, monkeypatch):
     assert code == cli.EXIT_SLO_FAILED
     assert capsys.readouterr().out == shown
     assert (tmp_path / "reports" / "plan" / "plan.png").exists()
+
+
+def test_plan_series_csv_holds_the_rates_and_backlogs_over_time(tmp_path):
+    import csv
+
+    plan(tmp_path, str(write_plan(tmp_path, HAND)))
+    with (tmp_path / "out" / "plan-series.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["t_s", "offered_msgs_per_s", "deliverable_msgs_per_s", "backlog",
+                             "backlog_transactional", "backlog_promotional"]  # fmt: skip
+    at = {float(r["t_s"]): r for r in rows}  # 1 s steps, every one of them
+    assert float(at[2400]["backlog"]) == 24_000
+    assert float(at[2400]["backlog_promotional"]) == 24_000
+    assert max(float(r["backlog_transactional"]) for r in rows) == 0
+    assert float(at[1800]["deliverable_msgs_per_s"]) == 150  # the step ending at 1800
+    assert float(at[1801]["deliverable_msgs_per_s"]) == 60
+    assert float(at[100]["offered_msgs_per_s"]) == 100
+    assert float(rows[-1]["backlog"]) == 0

@@ -226,3 +226,16 @@ def test_a_days_long_outage_is_planned_to_its_drain():
 def test_the_peak_is_the_middle_of_the_first_stretch_at_the_highest_rate(segments, at):
     offered = fluid.Offered(tuple(fluid.Segment(*s) for s in segments))
     assert offered.peak_at_s() == at
+
+
+def test_the_thinned_series_keeps_every_message_and_the_last_step():
+    from loadtest.plan import series
+
+    q = question(offered=flat(300, 10 * HOUR), deadline_s=10 * HOUR, step_s=1.0)
+    a = answer(q)
+    s = series.thinned(a, 1000)
+    assert len(s.t_s) <= 1000
+    assert s.t_s[-1] == a.flow.t[-1]  # a shorter last stretch, not dropped
+    seconds = np.diff(np.concatenate(([0.0], s.t_s)))
+    assert float((s.offered_msgs_per_s * seconds).sum()) == pytest.approx(300 * 10 * HOUR)
+    assert float(s.backlogs[0].max()) <= a.peak_backlog
