@@ -602,8 +602,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plan",
         help="plan a campaign on measured capacity: backlog, lateness, what would meet it",
         description="A fluid-queue model of the campaign on measured (or given) capacity, "
-        "with an outage and failover timings: plan.json, plan.md, plan.png. Exit 0 the "
-        "deadline and headroom are met, 1 not, 2 bad input. Keys: docs/planning.md.",
+        "with an outage and failover timings: plan.json, plan.md, plan.png, plan-series.csv. "
+        "Exit 0 the deadline and headroom are met, 1 not, 2 bad input. Keys: "
+        "docs/planning.md.",
     )
     plan.add_argument("plan_file", nargs="?", type=Path, metavar="PLAN.yaml")
     plan.add_argument(
@@ -620,7 +621,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SERVER=RATE",
         help="a server's capacity in msgs/s, by hand (repeatable)",
     )
-    plan.add_argument("--out", type=Path, help="output folder (default reports/plan-STAMP)")
+    plan.add_argument(
+        "--out", type=Path, metavar="DIR", help="output folder (default reports/plan-STAMP)"
+    )
     plan.set_defaults(func=cmd_plan)
 
     sink = sub.add_parser("sink", help="start the sinks of a sink config file")

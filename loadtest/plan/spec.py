@@ -171,6 +171,8 @@ def parse_plan(data: Any, source: str) -> PlanSpec:
 
 def load_plan(path: Path | None, sets: list[str]) -> PlanSpec:
     """plan.yaml (or nothing: every key by `--set`), with `--set key=value` applied."""
+    if path is None and not sets:
+        raise PlanError("give a PLAN.yaml, or its keys by --set (docs/planning.md)")
     data: Any = {}
     if path is not None:
         try:
@@ -186,4 +188,4 @@ def load_plan(path: Path | None, sets: list[str]) -> PlanSpec:
             apply_set(data, assignment)
     except OverrideError as exc:
         raise PlanError(str(exc)) from None
-    return parse_plan(data, str(path) if path else "plan")
+    return parse_plan(data, str(path) if path else "--set")

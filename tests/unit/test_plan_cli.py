@@ -175,6 +175,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, data, message):
 
 def test_bad_flags_and_files_are_one_line_and_exit_2(tmp_path, capsys):
     cases = [
+        ["plan"],
+        ["plan", "--set", "headroom=0.1"],
         ["plan", str(tmp_path / "missing.yaml")],
         ["plan", str(write_plan(tmp_path, HAND)), "--capacity", "primary=fast"],
         ["plan", str(write_plan(tmp_path, HAND)), "--set", "nokey"],
