@@ -67,8 +67,10 @@ class CampaignPlan(StrictModel):
         default=None, gt=0, description="messages in the campaign (schedule: the scenario's)"
     )
     window_h: float | None = Field(default=None, gt=0, description="its length in hours")
-    start: datetime | None = Field(default=None, description="when it starts (ISO 8601)")
-    end: datetime | None = Field(default=None, description="when it ends (with start)")
+    start: datetime | None = Field(
+        default=None, description="when it starts (ISO 8601): moments may then be date-times"
+    )
+    end: datetime | None = Field(default=None, description="when it ends (or window_h)")
     shape: Literal["flat", "ramp", "schedule"] = "flat"
     peak_at: float = Field(
         default=0.5, gt=0, le=1, description="ramp: where the peak falls, a share of the window"
@@ -86,10 +88,10 @@ class CampaignPlan(StrictModel):
             raise ValueError("scenario goes with shape: schedule")
         if self.shape != "schedule" and self.messages is None:
             raise ValueError("messages is required (only shape: schedule takes the scenario's)")
-        if self.window_h is not None and (self.start or self.end):
-            raise ValueError("give window_h or start and end, not both")
-        if (self.start is None) != (self.end is None) and self.window_h is None:
-            raise ValueError("give start and end together (or start and window_h)")
+        if self.window_h is not None and self.end is not None:
+            raise ValueError("give window_h or end, not both")
+        if self.end is not None and self.start is None:
+            raise ValueError("end goes with start")
         if self.start and self.end and as_utc(self.end) <= as_utc(self.start):
             raise ValueError("end must be after start")
         if self.shape != "schedule" and self.window_h is None and self.end is None:

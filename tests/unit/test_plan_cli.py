@@ -156,6 +156,10 @@ BAD = [
     ({**HAND, "capacity": {"servers": {"primary": float("inf")}}}, "not a finite number"),
     ({**HAND, "deadline": "2026-12-05T10:00:00"}, "a date-time needs campaign.start"),
     ({"campaign": {"window_h": 1}, "capacity": {"servers": {"a": 1}}}, "messages is required"),
+    ({**HAND, "campaign": {**HAND["campaign"], "end": "2026-12-05T09:00:00Z"}},
+     "give window_h or end, not both"),
+    ({**HAND, "campaign": {"messages": 1, "start": "2026-12-05T09:00:00Z",
+                           "end": "2026-12-05T08:00:00Z"}}, "end must be after start"),
     ({**HAND, "failover": {"detection_s": 10, "failover_s": 5}}, "counts from the onset"),
     ({**HAND, "step_s": 600}, "too coarse for a 3600 s window"),
     ([1, 2], "expected a mapping at the top"),
@@ -204,6 +208,15 @@ def test_plan_json_round_trips_through_its_model(tmp_path):
     plan(tmp_path, str(write_plan(tmp_path, HAND)))
     raw = json.loads((tmp_path / "out" / "plan.json").read_text())
     assert Plan.model_validate(raw).model_dump(mode="json") == raw
+
+
+def test_a_start_and_window_h_make_a_window_too(tmp_path):
+    data = {**HAND, "campaign": {**HAND["campaign"], "start": "2026-12-05T08:00:00Z"},
+            "deadline": "2026-12-05T09:00:00Z"}  # fmt: skip
+    code, p = plan(tmp_path, str(write_plan(tmp_path, data)))
+    assert code == cli.EXIT_OK
+    assert p is not None
+    assert p.deadline_s == 3600
 
 
 def test_a_window_by_dates_takes_moments_as_dates(tmp_path):
