@@ -88,6 +88,18 @@ class Offered:
                 stretch = [s_end, s_end]
         return (stretch[0] + stretch[1]) / 2.0 if stretch else 0.0
 
+    def max_rate(self, lo: float, hi: float) -> float:
+        """The highest offered rate from `lo` to `hi` (at a segment's edge or theirs: the
+        rate is linear in between)."""
+        points = [lo, hi] + [s.start_s for s in self.segments if lo < s.start_s < hi]
+        rates = []
+        for t in points:
+            for s in self.segments:
+                if s.start_s <= t <= s.start_s + s.duration_s:
+                    tau = t - s.start_s
+                    rates.append(s.rate + (s.final_rate - s.rate) * tau / s.duration_s)
+        return max(rates, default=0.0)
+
     def cumulative(self, t: Array) -> Array:
         """Messages due by each time in `t` (exact: the integral of the rate)."""
         out = np.zeros_like(t)

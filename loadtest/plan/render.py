@@ -33,9 +33,15 @@ def lines(p: Plan) -> list[str]:
         f"{_n(p.peak_offered_msgs_per_s)} msgs/s at {_t(p.peak_offered_at_s)}",
     ]
     if p.outage:
+        o = p.outage
+        carries = (
+            "carry" if o.deliverable_msgs_per_s >= o.peak_offered_msgs_per_s else "cannot carry"
+        )
         out.append(
-            f"outage: {p.outage.server} gone at {_t(p.outage.at_s)} for {p.outage.duration_s:g} s"
-            f" (failover {p.failover.failover_s:g} s, failback {p.failover.failback_s:g} s)"
+            f"outage: {o.server} gone at {_t(o.at_s)} for {o.duration_s:g} s"
+            f" (failover {p.failover.failover_s:g} s, failback {p.failover.failback_s:g} s): "
+            f"the servers left {carries} it, {_n(o.deliverable_msgs_per_s)} msgs/s against up "
+            f"to {_n(o.peak_offered_msgs_per_s)} offered"
         )
     out.append(
         f"backlog: peak {_n(p.peak_backlog)} messages at {_t(p.peak_backlog_at_s)}, "
@@ -74,7 +80,13 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _overview(p: Plan) -> list[list[str]]:
     window = _t(p.window_s) + (f", from {p.start.isoformat()}" if p.start else "")
     o = p.outage
-    outage = f"{cell(o.server)} at {_t(o.at_s)} for {o.duration_s:g} s" if o else "none"
+    outage = (
+        f"{cell(o.server)} at {_t(o.at_s)} for {o.duration_s:g} s: the servers left deliver "
+        f"{_n(o.deliverable_msgs_per_s)} msgs/s against up to {_n(o.peak_offered_msgs_per_s)} "
+        "offered"
+        if o
+        else "none"
+    )
     f = p.failover
     timings = (f"detection {f.detection_s:g} s, failover {f.failover_s:g} s, "
                f"failback {f.failback_s:g} s ({cell(f.source)})")  # fmt: skip

@@ -12,7 +12,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from loadtest.plan import fluid
-from loadtest.plan.evaluate import Answer
+from loadtest.plan.evaluate import Answer, serving_rate
 from loadtest.plan.inputs import Sources
 
 
@@ -56,6 +56,8 @@ class OutageOutcome(_Part):
     server: str
     at_s: float
     duration_s: float
+    deliverable_msgs_per_s: float = Field(description="by the servers left, once failed over")
+    peak_offered_msgs_per_s: float = Field(description="the highest offered rate during it")
 
 
 class FailoverTimings(_Part):
@@ -110,6 +112,20 @@ def _lateness(late: fluid.Lateness | None) -> LatenessS:
     return LatenessS(p50=_r(late.p50), p95=_r(late.p95), p99=_r(late.p99), max=_r(late.max))
 
 
+def _outage(a: Answer) -> OutageOutcome | None:
+    q, o = a.question, a.question.outage
+    if o is None:
+        return None
+    left = serving_rate(q.servers, set(q.servers) - {o.server}, q.routing) + a.extra_msgs_per_s
+    return OutageOutcome(
+        server=o.server,
+        at_s=o.at_s,
+        duration_s=o.duration_s,
+        deliverable_msgs_per_s=round(left, 3),
+        peak_offered_msgs_per_s=round(q.offered.max_rate(o.at_s, o.at_s + o.duration_s), 3),
+    )
+
+
 def build(a: Answer, sources: Sources, shape: str, extra: Extra | None) -> Plan:
     q = a.question
     total = q.offered.total
@@ -134,7 +150,6 @@ def build(a: Answer, sources: Sources, shape: str, extra: Extra | None) -> Plan:
         )
         for name, load in a.loads.items()
     }
-    o = q.outage
     return Plan(
         met=a.met,
         deadline_met=a.deadline_met,
@@ -149,7 +164,7 @@ def build(a: Answer, sources: Sources, shape: str, extra: Extra | None) -> Plan:
         routing=q.routing,
         headroom_target=q.headroom,
         step_s=a.flow.step_s,
-        outage=OutageOutcome(server=o.server, at_s=o.at_s, duration_s=o.duration_s) if o else None,
+        outage=_outage(a),
         failover=FailoverTimings(
             detection_s=q.timings.detection_s,
             failover_s=q.timings.failover_s,

@@ -57,6 +57,9 @@ def test_a_plan_that_holds_exits_0_and_writes_json_markdown_and_plot(tmp_path, c
     assert p.streams["promotional"].lateness_s.max == pytest.approx(266.7, abs=1)
     assert [(x.from_s, x.msgs_per_s) for x in p.deliverable] == [(0, 150), (1800, 60), (2400, 150)]
     assert p.servers["primary"].source == "given by hand"
+    assert p.outage is not None
+    assert (p.outage.deliverable_msgs_per_s, p.outage.peak_offered_msgs_per_s) == (60, 100)
+    assert "the servers left cannot carry it, 60 msgs/s against up to 100 offered" in out
     md = (tmp_path / "out" / "plan.md").read_text()
     assert "**MET" in md
     assert "| peak backlog | 24,000 messages at 0:40:00 (2400 s) |" in md

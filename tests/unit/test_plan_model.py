@@ -239,3 +239,10 @@ def test_the_thinned_series_keeps_every_message_and_the_last_step():
     seconds = np.diff(np.concatenate(([0.0], s.t_s)))
     assert float((s.offered_msgs_per_s * seconds).sum()) == pytest.approx(300 * 10 * HOUR)
     assert float(s.backlogs[0].max()) <= a.peak_backlog
+
+
+def test_the_highest_offered_rate_in_a_stretch():
+    ramp = fluid.Offered((fluid.Segment(0, 100, 0, 10), fluid.Segment(100, 100, 10, 0)))
+    assert ramp.max_rate(0, 50) == 5
+    assert ramp.max_rate(50, 150) == 10  # the apex inside
+    assert ramp.max_rate(150, 400) == 5  # past the end: nothing offered
