@@ -132,7 +132,7 @@ def markdown(p: Plan, plot_name: str) -> str:
         "",
         f"![offered vs deliverable rate, backlog]({plot_name})",
         "",
-        *_table(["", ""], _overview(p)),
+        *_table(["figure", "value"], _overview(p)),
         "## Deliverable rate",
         "",
         *_table(["from", "msgs/s"], [[_t(x.from_s), _n(x.msgs_per_s)] for x in p.deliverable]),
