@@ -1,4 +1,5 @@
-"""The `maildrill` command: run, sinks, scenarios, validate, report, compare, check, sink."""
+"""The `maildrill` command: run, sinks, scenarios, validate, report, compare, check, plan,
+sink."""
 
 from __future__ import annotations
 
@@ -490,6 +491,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_SLO_FAILED
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """`maildrill plan`: 0 the campaign meets its deadline and headroom, 1 it does not."""
+    from loadtest.plan import command, render
+    from loadtest.plan.spec import PlanError, load_plan
+
+    sets = list(args.set)
+    for item in args.capacity:
+        name, sep, rate = item.partition("=")
+        if not sep or not name.strip() or "." in name:
+            return fail(f"plan: --capacity {item!r}: expected SERVER=RATE, e.g. primary=400")
+        sets.append(f"capacity.servers.{name.strip()}={rate}")
+    try:
+        spec = load_plan(args.plan_file, sets)
+        outcome = command.compute(spec)
+    except PlanError as exc:
+        return fail(f"plan: {exc}")
+    try:
+        out = args.out or inside(Path("reports"), f"plan-{time.strftime('%Y%m%d-%H%M%S')}")
+    except UnsafePath as exc:
+        return fail(str(exc))
+    try:
+        command.write(outcome, out)
+    except OSError as exc:
+        return fail(f"plan: cannot write to {out}: {exc.strerror}")
+    for line in render.lines(outcome.plan):
+        print(line)
+    print(f"written to {out}", file=sys.stderr)
+    return EXIT_OK if outcome.plan.met else EXIT_SLO_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(
         prog="maildrill", description="Failover drills and capacity runs for SMTP setups."
@@ -568,6 +599,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     check.add_argument("--json", action="store_true", help="print the facts and flags as JSON")
     check.set_defaults(func=cmd_check)
+
+    plan = sub.add_parser(
+        "plan",
+        help="plan a campaign on measured capacity: backlog, lateness, what would meet it",
+        description="A fluid-queue model of the campaign on measured (or given) capacity, "
+        "with an outage and failover timings: plan.json, plan.md, plan.png, plan-series.csv. "
+        "Exit 0 the deadline and headroom are met, 1 not, 2 bad input. Keys: "
+        "docs/planning.md.",
+    )
+    plan.add_argument("plan_file", nargs="?", type=Path, metavar="PLAN.yaml")
+    plan.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a key, e.g. --set campaign.messages=1000000 (repeatable)",
+    )
+    plan.add_argument(
+        "--capacity",
+        action="append",
+        default=[],
+        metavar="SERVER=RATE",
+        help="a server's capacity in msgs/s, by hand (repeatable)",
+    )
+    plan.add_argument(
+        "--out", type=Path, metavar="DIR", help="output folder (default reports/plan-STAMP)"
+    )
+    plan.set_defaults(func=cmd_plan)
 
     sink = sub.add_parser("sink", help="start the sinks of a sink config file")
     sinks.cli.add_arguments(sink)

@@ -1,0 +1,89 @@
+"""What a plan takes from run directories: a server's capacity, a failover's timings.
+
+Read from summary.json (or built from the journals when a run has none, as `maildrill
+compare` does); never from the journals directly, so a run measured long ago plans the same.
+Where `maildrill capacity` (issue 16 part 1) writes per-server curves, its reader belongs
+here beside `capacity_of`, returning the same `Measured`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadtest.analysis.rundir import RunDirError
+from loadtest.analysis.summary_model import Summary
+from loadtest.plan.evaluate import Timings
+from loadtest.plan.spec import PlanError
+from loadtest.scenario import ScenarioError
+
+STEP_LOAD = "max stable rate of its step load"
+MEAN = "mean accepted rate (no step load: a lower bound, the run may not have pushed it)"
+
+
+@dataclass(frozen=True)
+class Measured:
+    server: str
+    msgs_per_s: float
+    source: str  # where the number comes from, in words, for plan.json and plan.md
+
+
+def summary_of(run_dir: Path) -> Summary:
+    from loadtest.analysis.compare import load_summary
+
+    if not run_dir.is_dir():
+        raise PlanError(f"{run_dir}: not a run directory")
+    if not (run_dir / "summary.json").exists() and not any(run_dir.glob("attempts*.csv")):
+        raise PlanError(f"{run_dir}: no summary.json and no journals here")
+    try:
+        return load_summary(run_dir)
+    except (RunDirError, ScenarioError) as exc:
+        raise PlanError(str(exc)) from None
+
+
+def capacity_of(run_dir: Path, server: str | None = None) -> Measured:
+    """The rate a run measured: the maximum stable rate of its step load, else its mean
+    accepted rate. It is the capacity of the one server that accepted its mail, or of
+    `server` when the plan names it (a run whose server stands in for another)."""
+    s = summary_of(run_dir)
+    accepting = [name for name, t in s.throughput.per_server.items() if t.accepted > 0]
+    if server is None:
+        if len(accepting) != 1:
+            which = ", ".join(accepting) or "none"
+            raise PlanError(
+                f"{run_dir}: a run measures one server, and here {which} accepted mail: "
+                "name the server it measures (capacity.from: {SERVER: RUN_DIR})"
+            )
+        server = accepting[0]
+    rate, how = s.capacity.max_stable_msgs_per_s, STEP_LOAD
+    if rate is None:
+        rate, how = s.throughput.mean_msgs_per_s, MEAN
+    if not rate or rate <= 0:
+        raise PlanError(f"{run_dir}: no accepted mail, so no capacity measured")
+    return Measured(server, float(rate), f"{run_dir}: {how}")
+
+
+def timings_of(run_dir: Path) -> tuple[Timings, str]:
+    """A failover drill's timings: the worst of its faults for each (a plan should not count
+    on the luckiest failover). A timing never measured (the server never failed back
+    within the run) counts as 0, and the source says so."""
+    s = summary_of(run_dir)
+    faults = [f for f in s.failovers if f.measured_from == "attempts"]
+    if not faults:
+        raise PlanError(f"{run_dir}: no fault in this run: failover timings come from a drill")
+
+    def worst(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return max(known) if known else None
+
+    detection = worst([f.detection_s for f in faults])
+    failover = worst([f.failover_s for f in faults])
+    failback = worst([f.failback_s for f in faults])
+    missing = [n for n, v in (("detection_s", detection), ("failover_s", failover),
+                               ("failback_s", failback)) if v is None]  # fmt: skip
+    note = f"{run_dir}: worst of {len(faults)} fault{'s' * (len(faults) != 1)}"
+    if missing:
+        note += f" ({', '.join(missing)} not measured: 0)"
+    gap = failover if failover is not None else detection  # failover_s includes detection
+    timings = Timings(detection or 0.0, gap or 0.0, failback or 0.0)
+    return timings, note
