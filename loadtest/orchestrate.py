@@ -22,7 +22,6 @@ the processes and how they talk: docs/architecture.md.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import signal
@@ -371,9 +370,7 @@ class Drill:
                 continue
             why = planned.settle(fault.state, fault.started)
             if why is None and planned.done:
-                self.log.event("fault_started", target=event.target, kind=event.kind,
-                               at_s=event.at, id=planned.fault_id,
-                               started_at=planned.started_at)  # fmt: skip
+                self._log_started(planned)
             elif why is None and now - self.t0 > event.at + START_GRACE_S:
                 self._fault_failed(planned, f"still pending {START_GRACE_S:g} s after its time")
             elif why is not None:
@@ -387,8 +384,18 @@ class Drill:
             if planned.fault_id is None or planned.done or planned.failed:
                 continue
             event = planned.event
-            with contextlib.suppress(ControlError):
-                self.sinks.controls[event.target].stop_fault(planned.fault_id)
+            try:
+                fault = self.sinks.controls[event.target].stop_fault(planned.fault_id)
+            except ControlError:
+                continue
+            if fault.started is not None:  # it started just before the cancel: it did start
+                planned.settle(fault.state, fault.started)
+                self._log_started(planned)
+
+    def _log_started(self, planned: Planned) -> None:
+        event = planned.event
+        self.log.event("fault_started", target=event.target, kind=event.kind, at_s=event.at,
+                       id=planned.fault_id, started_at=planned.started_at)  # fmt: skip
 
     def _note_deaths(self, now: float) -> None:
         assert self.t0 is not None
@@ -467,7 +474,10 @@ class Drill:
 
     def _stop_all(self) -> None:
         """Load first (it finishes its attempts and writes its stats), then the prober
-        while the sinks still listen, the MTAs, and the sinks they relay to last."""
+        while the sinks still listen, the MTAs, and the sinks they relay to last. Faults
+        still pending on the sinks are cancelled first: a run stopped before following its
+        timeline (an abort, a Ctrl-C) must not have them fire while the load winds down."""
+        self._cancel_pending()
         load = self.children.of("locust", "worker")
         for child in load:
             child.signal(signal.SIGINT if self.interrupted else signal.SIGTERM)
