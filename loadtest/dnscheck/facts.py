@@ -58,6 +58,7 @@ class DmarcFacts:
     status: str
     records: list[str] = field(default_factory=list)  # the v=DMARC1 TXT records
     detail: str = ""
+    domain: str = ""  # where they were found: the domain or its organizational domain
 
 
 @dataclass

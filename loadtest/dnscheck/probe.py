@@ -26,6 +26,7 @@ from loadtest.dnscheck.facts import (
     SpfRecordFacts,
 )
 from maildrill.dns.resolver import Resolver, Status
+from sinks.authcheck.dmarc import organizational
 from sinks.authcheck.lookup import ServerLookup
 from sinks.authcheck.spf_check import check_spf
 
@@ -121,9 +122,16 @@ def _term(term: str) -> tuple[str, str]:
 
 
 def dmarc_facts(resolver: Resolver, domain: str) -> DmarcFacts:
-    found = resolver.txt(f"_dmarc.{domain}")
-    records = [r for r in found.records if r.replace(" ", "").upper().startswith("V=DMARC1")]
-    return DmarcFacts(found.status.value, records, found.detail)
+    """The record at _dmarc.DOMAIN, or else at its organizational domain's (RFC 7489
+    6.6.3), as a receiver finds it."""
+    facts = DmarcFacts("nxdomain")
+    for name in dict.fromkeys((domain, organizational(domain))):
+        found = resolver.txt(f"_dmarc.{name}")
+        records = [r for r in found.records if r.replace(" ", "").startswith("v=DMARC1")]
+        facts = DmarcFacts(found.status.value, records, found.detail, name)
+        if records or found.status is Status.TEMPERROR:
+            break
+    return facts
 
 
 def sender_facts(resolver: Resolver, domain: str, sender: Sender) -> SenderFacts:
