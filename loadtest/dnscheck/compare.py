@@ -107,12 +107,17 @@ def _mx(facts: DnsFacts) -> tuple[list[Finding], list[str]]:
 
 
 def _mx_preference(facts: DnsFacts, sender: SenderFacts) -> int | None:
-    """The MX preference of the host that is this server (by its address or HELO name)."""
+    found = mx_of(facts, sender)
+    return None if found is None else found[0]
+
+
+def mx_of(facts: DnsFacts, sender: SenderFacts) -> tuple[int, str] | None:
+    """The MX (preference, host) that is this server, by its address or HELO name."""
     address = ipaddress.ip_address(sender.address)
     for preference, host in facts.mx.records:
         addresses = {ipaddress.ip_address(a) for a in facts.mx.addresses.get(host, [])}
         if address in addresses or (host and host == sender.helo_name.lower()):
-            return preference
+            return preference, host
     return None
 
 
