@@ -1,0 +1,261 @@
+"""`maildrill check --dns`'s decisions on hand-made facts: each finding from the one fact
+that makes it, what is a note and not a finding, and the DKIM key comparison."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from loadtest.dnscheck.compare import Comparison, compare
+from loadtest.dnscheck.dkim_keys import DkimKeyError, record_public
+from loadtest.dnscheck.facts import (
+    DkimFacts,
+    DmarcFacts,
+    DnsFacts,
+    MxFacts,
+    PtrFacts,
+    SenderFacts,
+    SpfRecordFacts,
+)
+
+
+def sender(name: str, address: str, priority: int) -> SenderFacts:
+    helo = f"{name}.shop.test"
+    return SenderFacts(
+        name=name,
+        address=address,
+        helo_name=helo,
+        priority=priority,
+        spf="pass",
+        spf_explanation="sender SPF authorized",
+        ptr=PtrFacts("ok", [helo], [helo], "ok", [address]),
+        dkim=[DkimFacts(f"s{priority}", "shop.test", "ok", "v=DKIM1; p=AAAA", True)],
+    )
+
+
+def clean() -> DnsFacts:
+    return DnsFacts(
+        domain="shop.test",
+        resolver="127.0.0.1:5353",
+        checked_at=0.0,
+        mx=MxFacts(
+            "ok",
+            [(10, "primary.shop.test"), (20, "secondary.shop.test")],
+            {"primary.shop.test": ["127.0.0.11"], "secondary.shop.test": ["127.0.0.12"]},
+        ),
+        spf=SpfRecordFacts("ok", ["v=spf1 ip4:127.0.0.11 ip4:127.0.0.12 -all"], 0),
+        dmarc=DmarcFacts("ok", ["v=DMARC1; p=reject"], domain="shop.test"),
+        senders=[sender("primary", "127.0.0.11", 10), sender("secondary", "127.0.0.12", 20)],
+    )
+
+
+def secondary(facts: DnsFacts, **changes: object) -> DnsFacts:
+    facts.senders[1] = dataclasses.replace(facts.senders[1], **changes)  # type: ignore[arg-type]
+    return facts
+
+
+def codes(result: Comparison) -> list[tuple[str, str]]:
+    return [(f.code, f.server) for f in result.findings]
+
+
+def test_clean_facts_find_nothing() -> None:
+    result = compare(clean())
+    assert result.ok
+    assert result.findings == []
+    assert result.notes == []
+
+
+def _ptr(**changes: object) -> Callable[[DnsFacts], DnsFacts]:
+    def change(f: DnsFacts) -> DnsFacts:
+        return secondary(f, ptr=dataclasses.replace(f.senders[1].ptr, **changes))  # type: ignore[arg-type]
+
+    return change
+
+
+def _dkim(**changes: object) -> Callable[[DnsFacts], DnsFacts]:
+    def change(f: DnsFacts) -> DnsFacts:
+        key = dataclasses.replace(f.senders[1].dkim[0], **changes)  # type: ignore[arg-type]
+        return secondary(f, dkim=[key])
+
+    return change
+
+
+def _set(part: str, value: object) -> Callable[[DnsFacts], DnsFacts]:
+    def change(f: DnsFacts) -> DnsFacts:
+        setattr(f, part, value)
+        return f
+
+    return change
+
+
+CASES: dict[str, tuple[Callable[[DnsFacts], DnsFacts], list[tuple[str, str]]]] = {
+    "no MX": (_set("mx", MxFacts("nodata")), [("mx-missing", "")]),
+    "MX name gone": (_set("mx", MxFacts("nxdomain")), [("mx-missing", "")]),
+    "MX no answer": (_set("mx", MxFacts("temperror", detail="timeout")), [("mx-temperror", "")]),
+    "null MX": (
+        _set("mx", MxFacts("ok", [(0, "")], {})),
+        [("mx-null", "")],
+    ),
+    "MX host without address": (
+        _set("mx", MxFacts("ok", [(10, "primary.shop.test")], {"primary.shop.test": []})),
+        # and the servers match no MX host by address; primary by its HELO name
+        [("mx-unresolved", "")],
+    ),
+    "MX prefers the secondary": (
+        _set(
+            "mx",
+            MxFacts(
+                "ok",
+                [(20, "primary.shop.test"), (10, "secondary.shop.test")],
+                {"primary.shop.test": ["127.0.0.11"], "secondary.shop.test": ["127.0.0.12"]},
+            ),
+        ),
+        [("mx-order", "secondary")],
+    ),
+    "secondary not in SPF": (
+        lambda f: secondary(f, spf="fail"),
+        [("spf-not-covered", "secondary")],
+    ),
+    "secondary softfails": (
+        lambda f: secondary(f, spf="softfail"),
+        [("spf-not-covered", "secondary")],
+    ),
+    "SPF temperror for one": (
+        lambda f: secondary(f, spf="temperror"),
+        [("spf-temperror", "secondary")],
+    ),
+    "no SPF record": (
+        # pyspf says none for both: one finding for the domain, not one per server
+        lambda f: secondary(_set("spf", SpfRecordFacts("nodata"))(f), spf="none"),
+        [("spf-missing", "")],
+    ),
+    "two SPF records": (
+        _set("spf", SpfRecordFacts("ok", ["v=spf1 -all", "v=spf1 +all"])),
+        [("spf-multiple", "")],
+    ),
+    "SPF over 10 lookups": (
+        lambda f: secondary(
+            _set("spf", SpfRecordFacts("ok", ["v=spf1 ..."], 11))(f), spf="permerror"
+        ),
+        [("spf-lookups", "")],
+    ),
+    "no DMARC": (_set("dmarc", DmarcFacts("nxdomain")), [("dmarc-missing", "")]),
+    "two DMARC": (
+        _set("dmarc", DmarcFacts("ok", ["v=DMARC1; p=none", "v=DMARC1; p=reject"])),
+        [("dmarc-multiple", "")],
+    ),
+    "DMARC without p=": (
+        _set("dmarc", DmarcFacts("ok", ["v=DMARC1; rua=mailto:x@shop.test"])),
+        [("dmarc-invalid", "")],
+    ),
+    "DMARC no answer": (_set("dmarc", DmarcFacts("temperror")), [("dmarc-temperror", "")]),
+    "DKIM key missing": (
+        _dkim(status="nxdomain", record="", key_matches=None),
+        [("dkim-missing", "secondary")],
+    ),
+    "DKIM key other": (_dkim(key_matches=False), [("dkim-mismatch", "secondary")]),
+    "DKIM key revoked": (
+        _dkim(problem="p= is empty: the key is revoked", key_matches=None),
+        [("dkim-invalid", "secondary")],
+    ),
+    "DKIM no answer": (
+        _dkim(status="temperror", record="", key_matches=None),
+        [("dkim-temperror", "secondary")],
+    ),
+    "no PTR": (_ptr(status="nxdomain", names=[], confirmed=[]), [("ptr-missing", "secondary")]),
+    "PTR not confirmed": (_ptr(confirmed=[]), [("ptr-not-confirmed", "secondary")]),
+    "PTR no answer": (_ptr(status="temperror", names=[]), [("ptr-temperror", "secondary")]),
+    "HELO not the PTR name": (
+        lambda f: secondary(f, helo_name="mail.shop.test"),
+        [("ptr-helo-mismatch", "secondary")],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_each_fact_makes_its_finding_alone(case: str) -> None:
+    change, expected = CASES[case]
+    result = compare(change(clean()))
+    assert codes(result) == expected
+    assert not result.ok
+
+
+def test_an_unknown_key_is_no_finding_and_a_key_known_to_match_is_none_either() -> None:
+    assert compare(_dkim(key_matches=None)(clean())).ok
+
+
+@pytest.mark.parametrize(
+    ("change", "note"),
+    [
+        (
+            _set("dmarc", DmarcFacts("ok", ["v=DMARC1; p=none"])),
+            "shop.test's DMARC policy is p=none: failing mail is reported, not refused",
+        ),
+        (
+            lambda f: secondary(f, dkim=[]),
+            "secondary names no DKIM selector: DMARC rests on SPF alone for its mail",
+        ),
+        (_dkim(domain="esp.example"), "secondary signs as d=esp.example, which does not align"),
+        (
+            _set(
+                "mx",
+                MxFacts("ok", [(10, "primary.shop.test")], {"primary.shop.test": ["127.0.0.11"]}),
+            ),
+            "secondary (127.0.0.12) is not among shop.test's MX hosts",
+        ),
+        (
+            lambda f: secondary(f, helo_name=""),
+            "secondary's HELO name is not known: PTR checked without it",
+        ),
+    ],
+)
+def test_what_hurts_nothing_is_a_note(change: Callable[[DnsFacts], DnsFacts], note: str) -> None:
+    result = compare(change(clean()))
+    assert result.ok
+    assert any(n.startswith(note) for n in result.notes), result.notes
+
+
+def test_a_subdomain_key_aligns() -> None:
+    result = compare(_dkim(domain="mail.shop.test")(clean()))
+    assert result.ok
+    assert result.notes == []
+
+
+# -- DKIM key records -------------------------------------------------------------------------
+
+
+def test_an_rsa_record_gives_the_key_in_spki_form_whether_spki_or_pkcs1() -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pkcs1 = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+    for der in (spki, pkcs1):
+        p = base64.b64encode(der).decode()
+        assert record_public(f"v=DKIM1; k=rsa; p={p[:20]} {p[20:]}") == spki
+
+
+def test_an_ed25519_record_gives_the_raw_key() -> None:
+    raw = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    assert record_public(f"v=DKIM1; k=ed25519; p={base64.b64encode(raw).decode()}") == raw
+
+
+@pytest.mark.parametrize(
+    ("record", "says"),
+    [
+        ("v=DKIM1; k=rsa; p=", "revoked"),
+        ("v=DKIM1; k=rsa", "no p= tag"),
+        ("v=DKIM1; p=***", "not base64"),
+        ("v=DKIM2; p=AAAA", "not DKIM1"),
+        ("v=DKIM1; k=dsa; p=AAAA", "neither rsa nor ed25519"),
+        ("v=DKIM1; p=AAAA", "not an RSA public key"),
+    ],
+)
+def test_a_record_without_a_usable_key_says_why(record: str, says: str) -> None:
+    with pytest.raises(DkimKeyError, match=says):
+        record_public(record)
