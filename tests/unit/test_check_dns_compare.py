@@ -1,11 +1,13 @@
 """`maildrill check --dns`'s decisions on hand-made facts: each finding from the one fact
-that makes it, what is a note and not a finding, and the DKIM key comparison."""
+that makes it, what is a note and not a finding, the DKIM key comparison, and which
+servers are checked with which identity."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -22,6 +24,8 @@ from loadtest.dnscheck.facts import (
     SenderFacts,
     SpfRecordFacts,
 )
+from loadtest.dnscheck.senders import Explicit, SenderError, explicit_of, senders_of
+from loadtest.scenario import Scenario, parse_scenario
 
 
 def sender(name: str, address: str, priority: int) -> SenderFacts:
@@ -259,3 +263,85 @@ def test_an_ed25519_record_gives_the_raw_key() -> None:
 def test_a_record_without_a_usable_key_says_why(record: str, says: str) -> None:
     with pytest.raises(DkimKeyError, match=says):
         record_public(record)
+
+
+# -- who sends ---------------------------------------------------------------------------------
+
+
+def _scenario(**top: object) -> Scenario:
+    return parse_scenario(
+        {
+            "servers": [
+                {"name": "sink", "local": True},
+                {"name": "secondary", "priority": 20, "postfix": {"relay": "sink"}},
+                {
+                    "name": "primary",
+                    "priority": 10,
+                    "postfix": {"relay": "sink", "hostname": "mx1.shop.test"},
+                },
+            ],
+            "routing": {"policy": "failover", "servers": ["primary", "secondary"]},
+            "campaign": {"schedule": [{"duration_s": 1, "rate": 1}]},
+            **top,
+        }
+    )
+
+
+def test_the_postfix_instances_send_primary_first_with_their_default_identity() -> None:
+    found = senders_of(_scenario(), "shop.test", Explicit())
+    # addresses in scenario order (secondary is listed first), columns in routing order
+    assert [(s.name, s.address, s.helo_name, s.priority) for s in found] == [
+        ("primary", "127.0.0.12", "mx1.shop.test", 10),
+        ("secondary", "127.0.0.11", "secondary.maildrill.test", 20),
+    ]
+    assert all(s.dkim == () for s in found)
+
+
+def test_the_command_line_gives_or_overrides_a_servers_identity() -> None:
+    explicit = explicit_of(
+        ["secondary=127.0.0.22", "relay3=127.0.0.33"],
+        ["relay3=relay3.shop.test"],
+        ["secondary=s2", "secondary=s9:esp.example"],
+        [],
+    )
+    found = {s.name: s for s in senders_of(_scenario(), "shop.test", explicit)}
+    assert list(found) == ["primary", "secondary", "relay3"]
+    assert found["secondary"].address == "127.0.0.22"
+    assert [k.name for k in found["secondary"].dkim] == [
+        "s2._domainkey.shop.test",
+        "s9._domainkey.esp.example",
+    ]
+    assert (found["relay3"].address, found["relay3"].helo_name) == (
+        "127.0.0.33",
+        "relay3.shop.test",
+    )
+
+
+@pytest.mark.parametrize(
+    ("scenario", "explicit", "says"),
+    [
+        ({"servers": [{"name": "a", "local": True}]}, Explicit(), "no sending server"),
+        ({}, Explicit(sources={"x": "10.1.1.1"}), "10.1.1.1 is outside loopback"),
+        ({}, Explicit(sources={"x": "mail"}), "not an IP address"),
+        ({}, Explicit(helos={"sink": "sink.test"}), "sink is not a sending server here"),
+        ({}, Explicit(keys={"primary": Path("/nonexistent.pem")}), "cannot read"),
+    ],
+)
+def test_who_cannot_be_checked_is_bad_input(
+    scenario: dict[str, object], explicit: Explicit, says: str
+) -> None:
+    if "servers" in scenario:
+        made = parse_scenario(
+            {**scenario, "campaign": {"schedule": [{"duration_s": 1, "rate": 1}]}}
+        )
+    else:
+        made = _scenario()
+    with pytest.raises(SenderError, match=says):
+        senders_of(made, "shop.test", explicit)
+
+
+def test_a_remote_source_is_allowed_when_the_scenario_allows_remote() -> None:
+    found = senders_of(
+        _scenario(allow_remote=True), "shop.test", Explicit(sources={"x": "192.0.2.7"})
+    )
+    assert found[-1].address == "192.0.2.7"
