@@ -212,6 +212,14 @@ def _sender(facts: DnsFacts, s: SenderFacts, spf_usable: bool) -> tuple[list[Fin
                 f"{s.name} signs as d={key.domain}, which does not align with "
                 f"{facts.domain} for DMARC"
             )
+    policy = dmarc_policy(facts)
+    if policy in ("quarantine", "reject") and not dmarc_passes(facts, s):
+        fate = "refused" if policy == "reject" else "sent to spam"
+        finding(
+            "dmarc-fail",
+            f"{who}: neither SPF nor an aligned DKIM key passes: its mail fails DMARC "
+            f"(p={policy}: {fate})",
+        )
     ptr = s.ptr
     if ptr.status == TEMPERROR:
         finding("ptr-temperror", f"{who}: PTR lookup: no answer")
@@ -231,6 +239,34 @@ def _sender(facts: DnsFacts, s: SenderFacts, spf_usable: bool) -> tuple[list[Fin
     if not s.helo_name:
         notes.append(f"{s.name}'s HELO name is not known: PTR checked without it")
     return found, notes
+
+
+def dmarc_policy(facts: DnsFacts) -> str | None:
+    """p= of the one usable DMARC record; None without one."""
+    if len(facts.dmarc.records) != 1:
+        return None
+    policy = record_tags(facts.dmarc.records[0]).get("p", "").lower()
+    return policy if policy in DMARC_POLICIES else None
+
+
+def dmarc_passes(facts: DnsFacts, s: SenderFacts) -> list[str]:
+    """What would carry DMARC for this server's mail (RFC 7489 4.2): "SPF" (the envelope
+    sender is postmaster@DOMAIN, aligned by construction), "DKIM" (a selector published,
+    its key not known to differ, its d= aligned under adkim); [] when nothing would."""
+    records = facts.dmarc.records
+    adkim = record_tags(records[0]).get("adkim", "r").lower() if len(records) == 1 else "r"
+    mode = "s" if adkim == "s" else "r"
+    out = ["SPF"] if s.spf == "pass" else []
+    if any(
+        key.status == "ok"
+        and key.record
+        and not key.problem
+        and key.key_matches is not False
+        and aligned(key.domain, facts.domain, mode)
+        for key in s.dkim
+    ):
+        out.append("DKIM")
+    return out
 
 
 def _dkim(who: str, key: DkimFacts) -> list[tuple[str, str]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from loadtest.dnscheck.compare import SPF_LOOKUP_LIMIT, Comparison, mx_of
+from loadtest.dnscheck.compare import SPF_LOOKUP_LIMIT, Comparison, dmarc_passes, mx_of
 from loadtest.dnscheck.facts import DkimFacts, DnsFacts, SenderFacts
 
 LABEL = 14
@@ -79,6 +79,10 @@ def rows(facts: DnsFacts) -> list[tuple[str, list[str], bool]]:
     def dkim(s: SenderFacts) -> str:
         return ", ".join(f"{k.selector}: {_dkim(k)}" for k in s.dkim) or "no selector"
 
+    def dmarc(s: SenderFacts) -> str:
+        carried = dmarc_passes(facts, s)
+        return f"pass ({', '.join(carried)})" if carried else "FAIL"
+
     return [
         ("address", [s.address for s in senders], False),
         ("HELO", [s.helo_name or "?" for s in senders], False),
@@ -88,6 +92,7 @@ def rows(facts: DnsFacts) -> list[tuple[str, list[str], bool]]:
         ("PTR confirmed", [confirmed(s) for s in senders], True),
         ("HELO address", [helo(s) for s in senders], False),
         ("DKIM", [dkim(s) for s in senders], False),
+        ("DMARC", [dmarc(s) for s in senders], True),
     ]
 
 

@@ -277,3 +277,20 @@ def test_a_domain_outside_the_zones_or_no_zones_is_bad_input(capsys, tmp_path, k
     path.write_text(yaml.safe_dump(no_zones))
     assert main(["check", str(path), "--dns", "shop.test"]) == 2
     assert "give --resolver HOST:PORT" in capsys.readouterr().err
+
+
+def test_a_secondary_that_does_neither_fails_dmarc_too(capsys, tmp_path, keys) -> None:
+    """The failover mistake the issue starts from: the secondary outside SPF and its DKIM
+    key never published: three findings, all its own, and its DMARC column FAIL."""
+    scenario = _with(clean_scenario(keys), "v=spf1 ip4:127.0.0.11 -all", "shop.test", "TXT")
+    scenario = _without(scenario, "shop.test", "s2._domainkey")
+    code, out, _ = run_check(capsys, tmp_path, keys, scenario)
+    assert code == 1
+    assert [p.rsplit(" ", 1)[1] for p in problems(out)] == [
+        "[spf-not-covered]",
+        "[dkim-missing]",
+        "[dmarc-fail]",
+    ]
+    assert all(p.startswith("! secondary (127.0.0.12)") for p in problems(out))
+    *_, dmarc_row = (line for line in out.splitlines() if line.startswith("DMARC "))
+    assert dmarc_row.split()[1:] == ["pass", "(SPF,", "DKIM)", "FAIL", "*"]

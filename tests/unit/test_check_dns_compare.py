@@ -345,3 +345,39 @@ def test_a_remote_source_is_allowed_when_the_scenario_allows_remote() -> None:
         _scenario(allow_remote=True), "shop.test", Explicit(sources={"x": "192.0.2.7"})
     )
     assert found[-1].address == "192.0.2.7"
+
+
+# -- DMARC per server -----------------------------------------------------------------------
+
+
+def _neither(f: DnsFacts) -> DnsFacts:
+    """The secondary outside SPF and signing with a key that is not published."""
+    return _dkim(status="nxdomain", record="", key_matches=None)(secondary(f, spf="fail"))
+
+
+@pytest.mark.parametrize(
+    ("policy", "fate"), [("reject", "refused"), ("quarantine", "sent to spam")]
+)
+def test_a_server_with_neither_spf_nor_dkim_fails_dmarc(policy: str, fate: str) -> None:
+    facts = _set("dmarc", DmarcFacts("ok", [f"v=DMARC1; p={policy}"]))(_neither(clean()))
+    result = compare(facts)
+    assert codes(result) == [
+        ("spf-not-covered", "secondary"),
+        ("dkim-missing", "secondary"),
+        ("dmarc-fail", "secondary"),
+    ]
+    assert result.findings[-1].message.endswith(f"its mail fails DMARC (p={policy}: {fate})")
+
+
+def test_with_p_none_failing_dmarc_is_no_finding_of_its_own() -> None:
+    facts = _set("dmarc", DmarcFacts("ok", ["v=DMARC1; p=none"]))(_neither(clean()))
+    assert [c for c, _ in codes(compare(facts))] == ["spf-not-covered", "dkim-missing"]
+
+
+def test_either_spf_or_an_aligned_key_carries_dmarc() -> None:
+    only_dkim = compare(secondary(clean(), spf="fail"))
+    assert [c for c, _ in codes(only_dkim)] == ["spf-not-covered"]
+    # adkim=s: a key of a subdomain does not align, so DKIM no longer carries it
+    strict = _set("dmarc", DmarcFacts("ok", ["v=DMARC1; p=reject; adkim=s"]))(clean())
+    strict = _dkim(domain="mail.shop.test")(secondary(strict, spf="fail"))
+    assert [c for c, _ in codes(compare(strict))] == ["spf-not-covered", "dmarc-fail"]
