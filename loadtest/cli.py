@@ -533,8 +533,13 @@ def _check_dns(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         return fail("check: --timeout must be > 0")
     named = args.scenario or (args.targets[0] if args.targets else None)
+    if named is None and not (args.resolver and args.source):
+        return fail(
+            "check --dns: give the scenario (a file or bundled name), or --resolver "
+            "HOST:PORT and the servers with --source NAME=ADDRESS"
+        )
     try:
-        scenario = load_scenario(scenario_path(named)) if named or not args.source else None
+        scenario = load_scenario(scenario_path(named)) if named else None
         allow_remote = scenario.allow_remote if scenario is not None else False
         domain = command.parse_domain(args.dns)
         resolver = (

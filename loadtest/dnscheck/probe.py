@@ -26,6 +26,7 @@ from loadtest.dnscheck.facts import (
     SpfRecordFacts,
 )
 from maildrill.dns.resolver import Resolver, Status
+from maildrill.hostnames import ascii_domain
 from sinks.authcheck.dmarc import organizational
 from sinks.authcheck.lookup import ServerLookup
 from sinks.authcheck.spf_check import check_spf
@@ -97,6 +98,11 @@ def _walk(
             continue
         if "%" in target:
             continue  # a macro: the name depends on the sender; nothing to walk
+        try:
+            ascii_domain(target)
+        except ValueError:
+            facts.problem = facts.problem or f"{domain}: {term}: not a domain name"
+            continue
         if target in seen or depth >= MAX_WALK_DEPTH:
             facts.problem = facts.problem or f"{domain}: {term} loops back"
             continue

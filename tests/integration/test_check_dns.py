@@ -241,12 +241,21 @@ def test_a_resolver_named_is_asked_instead(capsys, tmp_path, keys) -> None:
         ready = json.loads(proc.stdout.readline())["dns"]
         resolver = f"{ready['host']}:{ready['port']}"
         code, out, err = run_check(capsys, tmp_path, keys, scenario, "--resolver", resolver)
+        # no scenario: the servers named on the command line; the primary alone is clean
+        alone = main(
+            ["check", "--dns", "shop.test", "--resolver", resolver,
+             "--source", "primary=127.0.0.11", "--helo", "primary=primary.maildrill.test"]
+        )  # fmt: skip
+        alone_out, alone_err = capsys.readouterr()
     finally:
         proc.terminate()
         proc.communicate(timeout=10)  # and its stdout closed
     assert (code, err) == (1, ""), out
     assert f"shop.test, as {resolver} answers" in out
     assert [p.rsplit(" ", 1)[1] for p in problems(out)] == ["[ptr-missing]"]
+    assert (alone, alone_err) == (0, ""), alone_out
+    assert "primary (reference)" in alone_out
+    assert "secondary" not in alone_out
 
 
 @pytest.mark.parametrize(
@@ -294,3 +303,22 @@ def test_a_secondary_that_does_neither_fails_dmarc_too(capsys, tmp_path, keys) -
     assert all(p.startswith("! secondary (127.0.0.12)") for p in problems(out))
     *_, dmarc_row = (line for line in out.splitlines() if line.startswith("DMARC "))
     assert dmarc_row.split()[1:] == ["pass", "(SPF,", "DKIM)", "FAIL", "*"]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--resolver", "127.0.0.1:53"], "--resolver goes with --dns DOMAIN"),
+        (["--dns", "shop.test"], "give the scenario"),
+        (["--dns", "shop.test", "--resolver", "127.0.0.1:53"], "give the scenario"),
+        (["--dns", "shop..test", "--scenario", "postfix-pair"], "--dns 'shop..test'"),
+        (["--dns", "shop.test", "no-such-scenario"], "no such file and no bundled scenario"),
+        (["--dns", "shop.test", "postfix-pair", "--transaction"], "not --dns"),
+    ],
+)
+def test_check_dns_without_what_it_needs_is_bad_input(capsys, args, says) -> None:
+    assert main(["check", *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1, err
+    assert says in err
