@@ -83,4 +83,6 @@ async def _served(
     async with DnsServer(authority) as server:
         host, port = server.address
         resolver = Resolver(host, port, timeout=timeout_s)
-        return await asyncio.to_thread(probe.gather, resolver, domain, senders)
+        facts = await asyncio.to_thread(probe.gather, resolver, domain, senders)
+    facts.served = True
+    return facts

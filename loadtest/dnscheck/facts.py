@@ -105,3 +105,4 @@ class DnsFacts:
     spf: SpfRecordFacts
     dmarc: DmarcFacts
     senders: list[SenderFacts]
+    served: bool = False  # the scenario's zones, served for the check (else a resolver named)

@@ -42,7 +42,9 @@ def domain_lines(facts: DnsFacts) -> list[str]:
     where = f" (at _dmarc.{dmarc.domain})" if dmarc.domain and dmarc.domain != facts.domain else ""
     dmarc_text = " | ".join(dmarc.records) + where if dmarc.records else _absent(dmarc.status, "")
     return [
-        f"{facts.domain}, as {facts.resolver} answers",
+        f"{facts.domain}, from the scenario's zones served on {facts.resolver}"
+        if facts.served
+        else f"{facts.domain}, as {facts.resolver} answers",
         f"{'MX'.ljust(LABEL)}{mx_text}",
         f"{'SPF'.ljust(LABEL)}{spf_text}",
         f"{'DMARC'.ljust(LABEL)}{dmarc_text}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -322,3 +323,17 @@ def test_check_dns_without_what_it_needs_is_bad_input(capsys, args, says) -> Non
     assert out == ""
     assert len(err.splitlines()) == 1, err
     assert says in err
+
+
+def test_the_readme_example_prints_what_the_readme_shows(capsys, tmp_path) -> None:
+    """README's "Checking the domain's DNS": its scenario, checked now, prints its output."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Checking the domain's DNS", 1)[1]
+    scenario = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    shown = section.split("$ maildrill check shop-dns.yaml --dns shop.test\n", 1)[1]
+    shown = shown.split("```", 1)[0]
+    (tmp_path / "shop-dns.yaml").write_text(scenario)
+    code = main(["check", str(tmp_path / "shop-dns.yaml"), "--dns", "shop.test"])
+    out, err = capsys.readouterr()
+    assert (code, err) == (1, "")
+    assert re.sub(r"127\.0\.0\.1:\d+$", "127.0.0.1:PORT", out, flags=re.M) == shown
