@@ -524,6 +524,7 @@ def _check_dns(args: argparse.Namespace) -> int:
     """`maildrill check [SCENARIO] --dns DOMAIN`: 0 clean, 1 a finding, 2 bad input."""
     from loadtest.bundled import scenario_path
     from loadtest.dnscheck import command, render, senders
+    from loadtest.dnscheck.run_keys import RunKeys, run_keys
     from loadtest.scenario import load_scenario
 
     if args.server or args.transaction:
@@ -547,9 +548,10 @@ def _check_dns(args: argparse.Namespace) -> int:
             if args.resolver
             else None
         )
-        authority = None if resolver else command.served_zones(scenario, domain)
+        keys = run_keys(scenario.servers) if scenario and not resolver else RunKeys()
+        authority = None if resolver else command.served_zones(scenario, domain, keys.txt)
         explicit = senders.explicit_of(args.source, args.helo, args.dkim, args.dkim_key)
-        sending = senders.senders_of(scenario, domain, explicit)
+        sending = senders.senders_of(scenario, domain, explicit, keys.signing)
     except (ScenarioError, command.CheckInputError, senders.SenderError) as exc:
         return fail(str(exc))
     facts, result = command.check(

@@ -9,11 +9,12 @@ scenario says `allow_remote: true`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from loadtest.dnscheck import probe
 from loadtest.dnscheck.compare import Comparison, compare
 from loadtest.dnscheck.facts import DnsFacts, Sender
+from loadtest.dnscheck.run_keys import with_txt
 from loadtest.scenario import Scenario
 from maildrill.dns.resolver import Resolver
 from maildrill.dns.server import Authority, DnsServer
@@ -46,8 +47,11 @@ def parse_resolver(text: str, *, allow_remote: bool) -> tuple[str, int]:
     return host, int(port)
 
 
-def served_zones(scenario: Scenario | None, domain: str) -> Authority:
-    """The scenario's zones, which must hold DOMAIN, as the run's DNS server answers them."""
+def served_zones(
+    scenario: Scenario | None, domain: str, txt: Mapping[str, str] | None = None
+) -> Authority:
+    """The scenario's zones, which must hold DOMAIN, as the run's DNS server answers them
+    (`txt`: the records a run adds, its DKIM keys: see run_keys)."""
     if scenario is None or scenario.dns is None:
         raise CheckInputError(
             "check --dns: the scenario has no dns: zones to serve; give --resolver HOST:PORT"
@@ -56,7 +60,7 @@ def served_zones(scenario: Scenario | None, domain: str) -> Authority:
     origins = [z.origin for z in zones]
     if not any(domain == o or domain.endswith(f".{o}") for o in origins):
         raise CheckInputError(f"--dns {domain}: not in the scenario's zones ({', '.join(origins)})")
-    return Authority(z.to_dns() for z in zones)
+    return Authority(z.to_dns() for z in with_txt(zones, txt or {}))
 
 
 def check(

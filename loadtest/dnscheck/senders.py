@@ -64,9 +64,16 @@ def explicit_of(
     return out
 
 
-def senders_of(scenario: Scenario | None, domain: str, explicit: Explicit) -> list[Sender]:
+def senders_of(
+    scenario: Scenario | None,
+    domain: str,
+    explicit: Explicit,
+    signing: Mapping[tuple[str, str], bytes] | None = None,
+) -> list[Sender]:
     """The sending servers, the scenario's preferred first, then those named only on the
-    command line; SenderError for an address, name or key that cannot be used."""
+    command line; SenderError for an address, name or key that cannot be used. `signing`:
+    the public key of each (selector, domain) when known (the run's keys, run_keys);
+    `--dkim-key` overrides it."""
     allow_remote = scenario.allow_remote if scenario is not None else False
     found: dict[str, Sender] = {}
     if scenario is not None:
@@ -95,7 +102,9 @@ def senders_of(scenario: Scenario | None, domain: str, explicit: Explicit) -> li
     for sender in found.values():
         _check_address(sender, allow_remote)
         helo = explicit.helos.get(sender.name, sender.helo_name)
-        dkim = list(sender.dkim)
+        dkim = [
+            replace(k, public_key=(signing or {}).get((k.selector, k.domain))) for k in sender.dkim
+        ]
         for text in explicit.selectors.get(sender.name, []):
             selector, _, d = text.partition(":")
             dkim.append(DkimKey(_domain(selector, "--dkim"), _domain(d or domain, "--dkim")))
@@ -124,7 +133,8 @@ def _scenario_senders(scenario: Scenario, domain: str) -> dict[str, Sender]:
         dkim = _attr(spec, "dkim", None)
         keys: tuple[DkimKey, ...] = ()
         if dkim is not None:
-            keys = (DkimKey(str(_attr(dkim, "selector")), str(_attr(dkim, "domain") or domain)),)
+            selector = str(_attr(dkim, "selector")).lower()
+            keys = (DkimKey(selector, str(_attr(dkim, "domain") or domain).lower()),)
         out[server.name] = Sender(
             name=server.name,
             address=_attr(spec, "source_address") or next(free),

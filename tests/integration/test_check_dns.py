@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,6 +25,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from loadtest.cli import main
+from loadtest.dnscheck.command import check as check_dns
+from loadtest.dnscheck.command import served_zones
+from loadtest.dnscheck.facts import DkimKey, Sender
+from loadtest.dnscheck.run_keys import run_keys
+from loadtest.scenario import load_scenario
 from maildrill.dns.files import write_zones
 from maildrill.dns.zone import parse_zones
 from tests.helpers import REPO
@@ -337,3 +343,28 @@ def test_the_readme_example_prints_what_the_readme_shows(capsys, tmp_path) -> No
     out, err = capsys.readouterr()
     assert (code, err) == (1, "")
     assert re.sub(r"127\.0\.0\.1:\d+$", "127.0.0.1:PORT", out, flags=re.M) == shown
+
+
+@pytest.mark.parametrize(
+    ("publish", "found"),
+    [(True, []), (False, ["dkim-missing"]), ("wrong", ["dkim-mismatch"])],
+)
+def test_the_keys_a_run_makes_are_served_and_known(tmp_path, keys, publish, found) -> None:
+    """What `maildrill run` does with `postfix.dkim: {publish}` (issue 15 part 3), done for
+    the check: its key published, or none, or another; the key signed with known."""
+    scenario = _without(clean_scenario(keys), "shop.test", "s2._domainkey")
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    made = run_keys([SimpleNamespace(postfix=SimpleNamespace(dkim=SimpleNamespace(
+        selector="s2", domain="shop.test", publish=publish)))])  # fmt: skip
+    authority = served_zones(load_scenario(path), "shop.test", made.txt)
+    signing = DkimKey("s2", "shop.test", made.signing[("s2", "shop.test")])
+    sending = [Sender("secondary", "127.0.0.12", "secondary.maildrill.test", (signing,), 20)]
+    facts, result = check_dns(
+        "shop.test", sending, resolver=None, authority=authority, timeout_s=5.0
+    )
+    assert facts.served
+    assert [f.code for f in result.findings] == found
+    assert (
+        facts.senders[0].dkim[0].key_matches is {True: True, False: None, "wrong": False}[publish]
+    )

@@ -8,6 +8,7 @@ import base64
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -24,8 +25,10 @@ from loadtest.dnscheck.facts import (
     SenderFacts,
     SpfRecordFacts,
 )
+from loadtest.dnscheck.run_keys import run_keys, with_txt
 from loadtest.dnscheck.senders import Explicit, SenderError, explicit_of, senders_of
 from loadtest.scenario import Scenario, parse_scenario
+from maildrill.dns.zone import parse_zones
 
 
 def sender(name: str, address: str, priority: int) -> SenderFacts:
@@ -381,3 +384,40 @@ def test_either_spf_or_an_aligned_key_carries_dmarc() -> None:
     strict = _set("dmarc", DmarcFacts("ok", ["v=DMARC1; p=reject; adkim=s"]))(clean())
     strict = _dkim(domain="mail.shop.test")(secondary(strict, spf="fail"))
     assert [c for c, _ in codes(compare(strict))] == ["spf-not-covered", "dmarc-fail"]
+
+
+# -- the keys a run makes ----------------------------------------------------------------------
+
+
+def _signer(name: str, selector: str, publish: object) -> SimpleNamespace:
+    """A server as part 3's scenario holds it: postfix.dkim {selector, domain, publish}."""
+    dkim = SimpleNamespace(selector=selector, domain="shop.test", publish=publish)
+    return SimpleNamespace(name=name, postfix=SimpleNamespace(dkim=dkim))
+
+
+def test_the_run_publishes_its_key_none_or_another_as_the_scenario_says() -> None:
+    keys = run_keys(
+        [
+            _signer("a", "S1", True),
+            _signer("b", "s1", True),  # the same selector and domain: the same key
+            _signer("c", "s2", False),
+            _signer("d", "s3", "wrong"),
+            SimpleNamespace(name="sink", postfix=None),
+            SimpleNamespace(name="plain", postfix=SimpleNamespace()),  # no dkim key at all
+        ]
+    )
+    assert sorted(keys.signing) == [("s1", "shop.test"), ("s2", "shop.test"), ("s3", "shop.test")]
+    assert sorted(keys.txt) == ["s1._domainkey.shop.test", "s3._domainkey.shop.test"]
+    assert record_public(keys.txt["s1._domainkey.shop.test"]) == keys.signing[("s1", "shop.test")]
+    assert record_public(keys.txt["s3._domainkey.shop.test"]) != keys.signing[("s3", "shop.test")]
+
+
+def test_records_go_into_the_zone_that_holds_their_name() -> None:
+    zones = parse_zones({"shop.test": {"TXT": "v=spf1 -all"}, "other.test": {"A": "127.0.0.1"}})
+    out = with_txt(zones, {"s1._domainkey.shop.test": "v=DKIM1; p=", "x.nowhere.test": "v=1"})
+    shop = next(z for z in out if z.origin == "shop.test")
+    assert "s1._domainkey.shop.test" in shop.names()
+    assert [z.records for z in out if z.origin == "other.test"] == [
+        z.records for z in zones if z.origin == "other.test"
+    ]
+    assert not any("nowhere" in n for z in out for n in z.names())
