@@ -24,6 +24,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from loadtest.bundled import bundled_names
 from loadtest.cli import main
 from loadtest.dnscheck.command import check as check_dns
 from loadtest.dnscheck.command import served_zones
@@ -368,3 +369,22 @@ def test_the_keys_a_run_makes_are_served_and_known(tmp_path, keys, publish, foun
     assert (
         facts.senders[0].dkim[0].key_matches is {True: True, False: None, "wrong": False}[publish]
     )
+
+
+@pytest.mark.skipif(
+    "postfix-auth" not in bundled_names(), reason="bundled with issue 15 part 7 (another branch)"
+)
+@pytest.mark.parametrize(
+    ("name", "code", "found"),
+    [
+        ("postfix-auth", 1, ["[spf-not-covered]", "[dmarc-fail]"]),
+        ("postfix-auth-aligned", 0, []),
+    ],
+)
+def test_the_bundled_auth_drills_check_as_they_run(capsys, name, code, found) -> None:
+    """The secondary that neither signs nor is in SPF is found before the drill shows it;
+    aligned, the zone is clean (the primary's key made and published as a run does)."""
+    assert main(["check", name, "--dns", "shop.test"]) == code
+    out, _ = capsys.readouterr()
+    assert [p.rsplit(" ", 1)[1] for p in problems(out)] == found
+    assert "s1: key matches" in out
