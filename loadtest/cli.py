@@ -60,6 +60,30 @@ def _scenario_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="Locust worker processes (0: one process)")
 
 
+def _check_dns_args(check: argparse.ArgumentParser) -> None:
+    dns = check.add_argument_group(
+        "DNS",
+        "check --dns DOMAIN [SCENARIO]: the domain's MX, SPF (and its 10-lookup limit), DKIM "
+        "keys, DMARC, and each sending server's PTR, as providers check them after a failover",
+    )
+    dns.add_argument("--dns", metavar="DOMAIN", help="check this sending domain's DNS")
+    dns.add_argument(
+        "--resolver",
+        metavar="HOST:PORT",
+        help="ask this DNS server (loopback unless allow_remote); default: serve the "
+        "scenario's dns: zones for the check",
+    )
+    for flag, metavar, what in (
+        ("--source", "NAME=ADDRESS", "the address a server sends from"),
+        ("--helo", "NAME=HOST", "the name a server gives in EHLO"),
+        ("--dkim", "NAME=SELECTOR[:DOMAIN]", "a DKIM selector a server signs with"),
+        ("--dkim-key", "NAME=FILE", "the PEM key a server signs with (private or public)"),
+    ):
+        dns.add_argument(
+            flag, action="append", default=[], metavar=metavar, help=f"{what} (repeatable)"
+        )
+
+
 def _junit_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--junit",
@@ -454,6 +478,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from loadtest.addresses import AddressError, AddressPolicy
     from loadtest.scenario import load_scenario, parse_server_override
 
+    if args.dns is not None:
+        return _check_dns(args)
+    dns_only = [f for f in ("resolver", "source", "helo", "dkim", "dkim_key") if getattr(args, f)]
+    if dns_only:
+        return fail(f"check: --{dns_only[0].replace('_', '-')} goes with --dns DOMAIN")
     if bool(args.targets) == bool(args.scenario):
         return fail("check: give targets (HOST:PORT ...) or --scenario FILE, one of the two")
     if args.server and not args.scenario:
@@ -488,6 +517,50 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps(preflight.as_json(facts, result), indent=2))
     else:
         print(preflight.render_table(facts, result, time.time()), end="")
+    return EXIT_OK if result.ok else EXIT_SLO_FAILED
+
+
+def _check_dns(args: argparse.Namespace) -> int:
+    """`maildrill check [SCENARIO] --dns DOMAIN`: 0 clean, 1 a finding, 2 bad input."""
+    from loadtest.bundled import scenario_path
+    from loadtest.dnscheck import command, render, senders
+    from loadtest.dnscheck.run_keys import RunKeys, run_keys
+    from loadtest.scenario import load_scenario
+
+    if args.server or args.transaction:
+        return fail("check: --server and --transaction are for the SMTP check, not --dns")
+    if len(args.targets) > 1 or (args.targets and args.scenario):
+        return fail("check --dns: one scenario (a file or bundled name), or --scenario FILE")
+    if args.timeout <= 0:
+        return fail("check: --timeout must be > 0")
+    named = args.scenario or (args.targets[0] if args.targets else None)
+    if named is None and not (args.resolver and args.source):
+        return fail(
+            "check --dns: give the scenario (a file or bundled name), or --resolver "
+            "HOST:PORT and the servers with --source NAME=ADDRESS"
+        )
+    try:
+        scenario = load_scenario(scenario_path(named)) if named else None
+        allow_remote = scenario.allow_remote if scenario is not None else False
+        domain = command.parse_domain(args.dns)
+        resolver = (
+            command.parse_resolver(args.resolver, allow_remote=allow_remote)
+            if args.resolver
+            else None
+        )
+        keys = run_keys(scenario.servers) if scenario and not resolver else RunKeys()
+        authority = None if resolver else command.served_zones(scenario, domain, keys.txt)
+        explicit = senders.explicit_of(args.source, args.helo, args.dkim, args.dkim_key)
+        sending = senders.senders_of(scenario, domain, explicit, keys.signing)
+    except (ScenarioError, command.CheckInputError, senders.SenderError) as exc:
+        return fail(str(exc))
+    facts, result = command.check(
+        domain, sending, resolver=resolver, authority=authority, timeout_s=args.timeout
+    )
+    if args.json:
+        print(json.dumps(render.as_json(facts, result), indent=2))
+    else:
+        print(render.render_text(facts, result), end="")
     return EXIT_OK if result.ok else EXIT_SLO_FAILED
 
 
@@ -578,7 +651,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="compare primary and secondary: what would break mail after a failover",
         description="Connect to each server (the first is the reference, the primary): banner, "
         "EHLO capabilities, STARTTLS and certificate, and flag every difference that would "
-        "break mail after a failover. Exit 0 clean, 1 something flagged, 2 bad input.",
+        "break mail after a failover; with --dns DOMAIN, the domain's DNS as providers check "
+        "it. Exit 0 clean, 1 something flagged, 2 bad input.",
     )
     check.add_argument("targets", nargs="*", metavar="[NAME=]HOST:PORT", help="loopback only")
     server_args(
@@ -598,6 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="flag certificates expiring sooner (14)",
     )
     check.add_argument("--json", action="store_true", help="print the facts and flags as JSON")
+    _check_dns_args(check)
     check.set_defaults(func=cmd_check)
 
     plan = sub.add_parser(
