@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from loadtest.mta_identity import identities
 from loadtest.postfix import PostfixError, PostfixInstance
 from loadtest.runlog import RunLog, SetupError
 from loadtest.scenario import Scenario
@@ -33,19 +34,23 @@ class MtaFleet:
     def start(self, addresses: dict[str, Address]) -> None:
         """Build, check and start a Postfix instance per `postfix:` server, at the port
         `addresses` chose for it, relaying to the sinks there; SetupError if one fails."""
+        who = identities(self.scenario.servers)
         for server in self.scenario.servers:
             spec = server.postfix
             if spec is None:
                 continue
+            identity = who[server.name]
             instance = PostfixInstance(
                 name=server.name,
                 base=inside(self.run_dir, f"postfix-{server.name}"),
                 port=addresses[server.name][1],
                 relay=addresses[spec.relay],
-                hostname=spec.hostname or f"{server.name}.maildrill.test",
+                hostname=identity.hostname,
                 settings={k: str(v) for k, v in spec.settings.items()},
                 routes={d: addresses[sink] for d, sink in spec.routes.items()},
                 allow_remote=self.scenario.allow_remote,
+                source_address=identity.source_address,
+                helo_name=identity.helo_name,
             )
             self.instances[server.name] = instance  # stopped at the end whatever happens next
             try:
@@ -60,6 +65,11 @@ class MtaFleet:
             )
         if self.instances:
             self.log.event("mtas_ready", mtas={n: m.port for n, m in self.instances.items()})
+            self.log.event(
+                "mta_identity",
+                mtas={n: {"source_address": who[n].source_address, "helo_name": who[n].helo_name}
+                      for n in self.instances},
+            )  # fmt: skip
 
     # -- faults ---------------------------------------------------------------------------
 

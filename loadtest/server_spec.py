@@ -8,6 +8,7 @@ the rest of the scenario is loadtest.scenario_checks.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,16 +51,37 @@ class PostfixSpec(StrictModel):
     hostname: str | None = Field(
         default=None, description="myhostname; default NAME.maildrill.test"
     )
+    source_address: str | None = Field(
+        default=None,
+        description="the IPv4 address it delivers from (smtp_bind_address), loopback unless "
+        "allow_remote; default 127.0.0.11 for the first postfix server, .12 for the next, ...",
+    )
+    helo_name: str | None = Field(
+        default=None,
+        description="the name it gives in EHLO when it delivers (smtp_helo_name); default "
+        "its hostname",
+    )
     settings: dict[str, str | int] = Field(
         default_factory=dict,
         description="extra main.cf parameters (name: value); none that maildrill sets, "
         "none that relays, listens, binds, filters or looks up without allow_remote",
     )
 
-    @field_validator("hostname")
+    @field_validator("hostname", "helo_name")
     @classmethod
     def _hostname(cls, value: str | None) -> str | None:
         return None if value is None else ascii_domain(value)
+
+    @field_validator("source_address")
+    @classmethod
+    def _ipv4(cls, value: str | None) -> str | None:
+        """An address literal: the instances speak IPv4 only (inet_protocols)."""
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.IPv4Address(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 address") from None
 
     @field_validator("routes")
     @classmethod
