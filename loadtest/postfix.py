@@ -70,6 +70,7 @@ _TABLE = re.compile(
 )
 _PARAMETER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")  # transport names may hold "-"
 MAX_VALUE = 4096
+_LOCAL_MILTER = re.compile(r"inet:127\.0\.0\.1:[1-9][0-9]{0,4}")
 
 
 # Postfix expands $name, ${name} and $(name) wherever a value is used, and the conditional
@@ -169,6 +170,7 @@ class PostfixInstance:
     allow_remote: bool = False  # the scenario's: routing parameters and hops off loopback
     source_address: str = ""  # smtp_bind_address: where it delivers from ("": the kernel's)
     helo_name: str = ""  # smtp_helo_name ("": its hostname)
+    milter: str = ""  # its OpenDKIM, inet:127.0.0.1:PORT ("": none)
 
     @property
     def config_dir(self) -> Path:
@@ -218,6 +220,7 @@ class PostfixInstance:
             "LISTEN": f"127.0.0.1:{self.port}",
             "SOURCE_ADDRESS": self.source_address,
             "HELO_NAME": ascii_domain(self.helo_name or self.hostname),
+            "MILTERS": self.milter,
             # texthash: read as it is, no postmap step; empty: every domain to the relay.
             "TRANSPORT_MAPS": f"texthash:{self.config_dir / 'transport'}" if self.routes else "",
         }
@@ -251,6 +254,12 @@ class PostfixInstance:
         if not 0 < self.port < 65536:
             raise PostfixError(f"{where}: port {self.port} is not a TCP port")
         self._check_identity()
+        if self.milter:
+            if not _LOCAL_MILTER.fullmatch(self.milter):
+                raise PostfixError(f"{where}: milter {self.milter!r} is not inet:127.0.0.1:PORT")
+            for name in ("smtpd_milters", "non_smtpd_milters"):
+                if name in self.settings:
+                    raise PostfixError(f"{where}: settings: {name}: its milter is OpenDKIM")
         self._check_hop("relay", self.relay)
         for domain, hop in self.routes.items():
             try:

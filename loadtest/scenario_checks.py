@@ -22,6 +22,7 @@ from loadtest.addresses import AddressError, AddressPolicy
 from loadtest.analysis.slo import parse_slo
 from loadtest.analysis.summary_model import stream_metric
 from loadtest.campaign_spec import CampaignSpec
+from loadtest.dkim_keys import publishing_problem, signers
 from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import EXCLUSIVE_KINDS, MTA_KINDS, FaultEvent
 from loadtest.mta_identity import shared_source
@@ -272,6 +273,16 @@ def dns_zones_reserved(scenario: Parts) -> None:
             raise ValueError(f"dns: {exc}") from None
 
 
+def dkim_keys_publishable(scenario: Parts) -> None:
+    """Each key a Postfix instance signs with can go into the run's zone (or is not to)."""
+    if not signers(scenario.servers):
+        return
+    zones = scenario.dns.build(allow_remote=scenario.allow_remote) if scenario.dns else ()
+    problem = publishing_problem(scenario.servers, zones)
+    if problem is not None:
+        raise ValueError(problem)
+
+
 def verify_dns_served(scenario: Parts) -> None:
     """A sink that verifies against the run's DNS server (`verify:` without a `dns`, or
     `dns: run`) needs the scenario to serve one: a `dns:` section."""
@@ -297,5 +308,6 @@ CHECKS: tuple[Callable[[Parts], None], ...] = (
     mta_sources_distinct,
     addresses_allowed,
     dns_zones_reserved,
+    dkim_keys_publishable,
     verify_dns_served,
 )
