@@ -126,7 +126,10 @@ class OpenDkim:
 
     def start(self, children: Supervisor, timeout: float = 10.0) -> None:
         """Start it and wait until it listens; OpenDkimError (its last words) if it dies
-        first or stays silent."""
+        first or stays silent. Something else already on its port would answer for it:
+        refused before it starts."""
+        if self.listening():
+            raise OpenDkimError(f"OpenDKIM for postfix {self.server}: port {self.port} is in use")
         cmd = [opendkim_binary(), "-f", "-x", str(self.config_file)]
         self.child = children.spawn("dkim", f"opendkim-{self.server}", cmd)
         deadline = time.time() + timeout
@@ -135,7 +138,7 @@ class OpenDkim:
             if code is not None:
                 why = self.child.last_log_line() or f"exit code {code}"
                 raise OpenDkimError(f"OpenDKIM for postfix {self.server} did not start: {why}")
-            if self.listening():
+            if self.listening() and self.child.proc.poll() is None:
                 return
             time.sleep(0.05)
         raise OpenDkimError(
