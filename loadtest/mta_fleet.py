@@ -157,13 +157,14 @@ class MtaFleet:
 
     def stop(self) -> None:
         """Stop every instance (abort if stop fails), then its OpenDKIM, then record what
-        is stuck inside; the private DKIM keys are removed (their public halves stay)."""
+        is stuck inside; once every OpenDKIM is gone, the private DKIM keys are removed
+        (their public halves stay)."""
         for name, instance in self.instances.items():
             instance.stop()
             if instance.running():
                 instance.abort()
             if name in self.opendkim:
-                self.opendkim[name].stop()
+                self.opendkim[name].terminate()  # waited for below, all together
             stuck = instance.queued()
             journal = CsvJournal(inside(self.run_dir, f"mta-queue-{name}.csv"), MtaQueueRecord)
             for held in stuck:
@@ -181,7 +182,7 @@ class MtaFleet:
                 self.log.event("mta_log_troubles", mta=name, lines=troubles[:10])
                 for line in troubles[:3]:
                     self.log.say(f"postfix {name} logged {line}")
-        for signer in self.opendkim.values():  # one whose Postfix never started
+        for signer in self.opendkim.values():  # each after its Postfix (or it never started)
             signer.stop()
         for path in self.key_files.values():
             path.unlink(missing_ok=True)
