@@ -397,7 +397,9 @@ class Drill:
             who = {"sink": {"sink": child.name}, "worker": {"worker": child.name}}
             self.log.event(f"{child.role}_died", **who.get(child.role, {"name": child.name}),
                            exit_code=code, at_s=round(now - self.t0, 3))  # fmt: skip
-            what = {"sink": "sink", "worker": "Locust worker"}.get(child.role, child.role)
+            what = {"sink": "sink", "worker": "Locust worker", "dkim": "OpenDKIM"}.get(
+                child.role, child.role
+            )
             self.say(f"\n{what} {child.name} died (exit {code}); going on")
 
     def _active_faults(self, elapsed: float) -> list[str]:
