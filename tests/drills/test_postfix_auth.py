@@ -8,6 +8,7 @@ postfix-auth-aligned passes (the secondary signs with the same key and is in SPF
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -152,3 +153,27 @@ def test_the_aligned_secondary_keeps_the_mail_authenticated(run_dir):
         check_path(summary, server, peer, receipts[peer], [])
     assert summary["auth"]["clean"] == sum(len(rows) for rows in receipts.values())
     assert summary["auth"]["refused"] == 0
+
+
+def test_an_opendkim_that_cannot_be_set_up_fails_the_run_in_one_line(tmp_path):
+    """A run directory whose path holds a space would split OpenDKIM's config lines: the
+    run stops at set-up (exit 2) with one line naming the instance, before its Postfix
+    starts; the DNS server and sinks already running are stopped, and the key made for
+    the run is gone."""
+    base = Path("/var/tmp") / f"{tmp_path.name} with space"
+    base.mkdir(mode=0o755)
+    run_dir = base / "run"
+    try:
+        done = drill("postfix-auth", run_dir)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+        (line,) = [x for x in done.stderr.splitlines() if "OpenDKIM" in x]
+        assert line == (
+            f"maildrill: OpenDKIM for postfix primary: '{run_dir}/postfix-primary/opendkim' "
+            "holds a space, line break or control character"
+        )
+        assert nothing_left(run_dir)
+        assert not (run_dir / "postfix-primary" / "queue").exists()  # never built
+        assert list((run_dir / "dkim").glob("*.private")) == []
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
