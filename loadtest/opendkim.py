@@ -87,6 +87,9 @@ class OpenDkim:
                 "Canonicalization relaxed/simple\n"
                 "SignatureAlgorithm rsa-sha256\n"
                 "OversignHeaders From\n"
+                # Whom it signs for: what the instance relays for (mynetworks), not just
+                # 127.0.0.1, its default (a sender bound to another loopback address).
+                "InternalHosts 127.0.0.0/8\n"
                 # The key file is 0600 and OpenDKIM's user's alone, but the run directory
                 # lies under /var/tmp (where the postfix user can reach it), and OpenDKIM
                 # 2.11 refuses any key below a world-writable directory, sticky or not:

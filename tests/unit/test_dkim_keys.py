@@ -198,6 +198,7 @@ def test_opendkim_signs_every_message_with_the_run_key_on_loopback(tmp_path):
     )
     assert conf["Socket"] == "inet:8891@127.0.0.1"
     assert conf["Mode"] == "s"
+    assert conf["InternalHosts"] == "127.0.0.0/8"  # all Postfix relays for (mynetworks)
     assert conf["KeyTable"] == f"file:{tmp_path / 'opendkim' / 'keytable'}"
     assert conf["SigningTable"] == f"refile:{tmp_path / 'opendkim' / 'signingtable'}"
     assert files["keytable"] == f"run shop.test:s1:{tmp_path / 'k.private'}\n"
