@@ -14,10 +14,12 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 # Postfix's smtp-source and smtp-sink, for tests and benchmarks (the daemon is never started);
-# dig, which the tests ask the run's DNS server with.
+# dig, which the tests ask the run's DNS server with; OpenDKIM, the milter that signs for
+# Postfix instances with `dkim:` (its service is never started either).
 tools:
 	./.ci/install-postfix-tools
 	./.ci/install-dns-tools
+	./.ci/install-opendkim
 
 demo: setup
 	$(BIN)/maildrill run default

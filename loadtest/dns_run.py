@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from loadtest.dkim_keys import with_txt
 from loadtest.scenario import Scenario
 from loadtest.sink_fleet import ready_line
 from loadtest.supervise import Supervisor
@@ -23,18 +24,26 @@ ZONE_DIR = "dns"
 Address = tuple[str, int]
 
 
-def write_run_zones(scenario: Scenario, run_dir: Path) -> list[Path]:
-    """The scenario's zones as master files in RUN_DIR/dns/; none without `dns:`."""
+def write_run_zones(
+    scenario: Scenario, run_dir: Path, txt: Mapping[str, str] | None = None
+) -> list[Path]:
+    """The scenario's zones as master files in RUN_DIR/dns/; none without `dns:`. `txt`
+    adds records the run made (its DKIM keys: owner name to value)."""
     if scenario.dns is None:
         return []
-    return write_zones(scenario.dns.build(allow_remote=scenario.allow_remote), run_dir / ZONE_DIR)
+    zones = scenario.dns.build(allow_remote=scenario.allow_remote)
+    return write_zones(with_txt(zones, txt or {}), run_dir / ZONE_DIR)
 
 
 def start_dns(
-    scenario: Scenario, run_dir: Path, children: Supervisor, stopping: Callable[[], bool]
+    scenario: Scenario,
+    run_dir: Path,
+    children: Supervisor,
+    stopping: Callable[[], bool],
+    txt: Mapping[str, str] | None = None,
 ) -> Address | None:
     """The scenario's DNS server started and listening; None when it has no `dns:`."""
-    paths = write_run_zones(scenario, run_dir)
+    paths = write_run_zones(scenario, run_dir, txt)
     if not paths:
         return None
     cmd = [sys.executable, "-m", "maildrill.dns", *map(str, paths)]

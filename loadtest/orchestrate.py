@@ -122,7 +122,7 @@ class Drill:
         self.children = Supervisor(run_dir)
         token = secrets.token_urlsafe(18)  # this run's control token for the sinks
         self.sinks = SinkFleet(scenario, run_dir, self.children, token, redact)
-        self.mtas = MtaFleet(scenario, run_dir, self.log)
+        self.mtas = MtaFleet(scenario, run_dir, self.log, self.children)
         self.addresses: dict[str, Address] = {}  # where each server listens, once known
         self.dns: Address | None = None  # the run's DNS server, with a `dns:` section
         self.interrupted: str | None = None
@@ -194,8 +194,9 @@ class Drill:
     def _start_dns(self) -> None:
         """The scenario's zones served (loadtest.dns_run), before anything that looks up."""
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        published = self.mtas.make_keys()  # the MTAs' DKIM keys, in the zone they sign for
         self.dns = start_dns(self.scenario, self.run_dir, self.children,
-                             stopping=lambda: bool(self.interrupted))  # fmt: skip
+                             stopping=lambda: bool(self.interrupted), txt=published)  # fmt: skip
         if self.dns is not None:
             assert self.scenario.dns is not None
             host, port = self.dns
@@ -403,7 +404,9 @@ class Drill:
             who = {"sink": {"sink": child.name}, "worker": {"worker": child.name}}
             self.log.event(f"{child.role}_died", **who.get(child.role, {"name": child.name}),
                            exit_code=code, at_s=round(now - self.t0, 3))  # fmt: skip
-            what = {"sink": "sink", "worker": "Locust worker"}.get(child.role, child.role)
+            what = {"sink": "sink", "worker": "Locust worker", "dkim": "OpenDKIM"}.get(
+                child.role, child.role
+            )
             self.say(f"\n{what} {child.name} died (exit {code}); going on")
 
     def _active_faults(self, elapsed: float) -> list[str]:

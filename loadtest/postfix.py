@@ -44,6 +44,7 @@ OWNED_PARAMETERS = frozenset(
         "inet_interfaces", "inet_protocols", "proxy_interfaces", "mynetworks",
         "mynetworks_style", "relayhost", "transport_maps",
         "alias_maps", "alias_database", "local_recipient_maps",
+        "smtp_bind_address", "smtp_helo_name",
         "import_environment", "export_environment", "master_service_disable",
     }
 )  # fmt: skip
@@ -69,6 +70,7 @@ _TABLE = re.compile(
 )
 _PARAMETER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")  # transport names may hold "-"
 MAX_VALUE = 4096
+_LOCAL_MILTER = re.compile(r"inet:127\.0\.0\.1:[1-9][0-9]{0,4}")
 
 
 # Postfix expands $name, ${name} and $(name) wherever a value is used, and the conditional
@@ -106,7 +108,7 @@ def setting_problem(
     if name in OWNED_PARAMETERS or _OWNED_FAMILIES.search(name):
         return (
             f"{name} is set by maildrill for every instance (use postfix.relay, "
-            "postfix.routes, postfix.hostname)"
+            "postfix.routes, postfix.hostname, postfix.source_address, postfix.helo_name)"
         )
     if not one_line(value):
         return f"{name}: the value holds a line break or control character"
@@ -166,6 +168,9 @@ class PostfixInstance:
     settings: dict[str, str]
     routes: dict[str, tuple[str, int]] = field(default_factory=dict)  # domain: sink address
     allow_remote: bool = False  # the scenario's: routing parameters and hops off loopback
+    source_address: str = ""  # smtp_bind_address: where it delivers from ("": the kernel's)
+    helo_name: str = ""  # smtp_helo_name ("": its hostname)
+    milter: str = ""  # its OpenDKIM, inet:127.0.0.1:PORT ("": none)
 
     @property
     def config_dir(self) -> Path:
@@ -213,6 +218,9 @@ class PostfixInstance:
             "MAILLOG": str(self.maillog),
             "MAILLOG_PREFIX": str(self.base),
             "LISTEN": f"127.0.0.1:{self.port}",
+            "SOURCE_ADDRESS": self.source_address,
+            "HELO_NAME": ascii_domain(self.helo_name or self.hostname),
+            "MILTERS": self.milter,
             # texthash: read as it is, no postmap step; empty: every domain to the relay.
             "TRANSPORT_MAPS": f"texthash:{self.config_dir / 'transport'}" if self.routes else "",
         }
@@ -245,6 +253,13 @@ class PostfixInstance:
             raise PostfixError(f"{where}: {str(self.base)!r} holds a line break")
         if not 0 < self.port < 65536:
             raise PostfixError(f"{where}: port {self.port} is not a TCP port")
+        self._check_identity()
+        if self.milter:
+            if not _LOCAL_MILTER.fullmatch(self.milter):
+                raise PostfixError(f"{where}: milter {self.milter!r} is not inet:127.0.0.1:PORT")
+            for name in ("smtpd_milters", "non_smtpd_milters"):
+                if name in self.settings:
+                    raise PostfixError(f"{where}: settings: {name}: its milter is OpenDKIM")
         self._check_hop("relay", self.relay)
         for domain, hop in self.routes.items():
             try:
@@ -256,6 +271,26 @@ class PostfixInstance:
             problem = setting_problem(name, value, self.allow_remote, self.settings)
             if problem is not None:
                 raise PostfixError(f"{where}: settings: {problem}")
+
+    def _check_identity(self) -> None:
+        """The source address an IPv4 address, loopback unless allow_remote (the instance
+        speaks IPv4 only); the EHLO name a host name."""
+        where = f"postfix {self.name}"
+        if self.source_address:
+            try:
+                ipaddress.IPv4Address(self.source_address)
+            except ValueError:
+                raise PostfixError(
+                    f"{where}: source_address {self.source_address!r} is not an IPv4 address"
+                ) from None
+            if not self.allow_remote and not is_loopback(self.source_address):
+                raise PostfixError(
+                    f"{where}: source_address {self.source_address} is outside loopback"
+                )
+        try:
+            ascii_domain(self.helo_name or self.hostname)
+        except ValueError as exc:
+            raise PostfixError(f"{where}: helo_name: {exc}") from None
 
     def _check_hop(self, what: str, hop: tuple[str, int]) -> None:
         """A next hop as Postfix writes it, [host]:port: loopback unless allow_remote."""

@@ -22,8 +22,10 @@ from loadtest.addresses import AddressError, AddressPolicy
 from loadtest.analysis.slo import parse_slo
 from loadtest.analysis.summary_model import stream_metric
 from loadtest.campaign_spec import CampaignSpec
+from loadtest.dkim_keys import publishing_problem, signers
 from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import EXCLUSIVE_KINDS, MTA_KINDS, FaultEvent
+from loadtest.mta_identity import shared_source
 from loadtest.postfix import setting_problem
 from loadtest.routing_spec import RoutingSpec
 from loadtest.server_spec import ServerSpec
@@ -208,12 +210,30 @@ def loopback_unless_allowed(scenario: Parts) -> None:
                 f"servers: {s.name!r} is at {s.host}, outside loopback; "
                 "set allow_remote: true to send mail there"
             )
+        source = s.postfix.source_address if s.postfix else None
+        if source is not None and not is_loopback(source):
+            raise ValueError(
+                f"servers: {s.name!r}: postfix.source_address {source} is outside loopback; "
+                "set allow_remote: true to send from it"
+            )
         upstream = s.sink.upstream_address
         if upstream is not None and not is_loopback(upstream.host):
             raise ValueError(
                 f"servers: {s.name!r}: sink.upstream {upstream.host} is outside loopback; "
                 "set allow_remote: true to relay there"
             )
+
+
+def mta_sources_distinct(scenario: Parts) -> None:
+    """Each Postfix instance delivers from its own address: downstream, the address is
+    how a receipt (and a provider's SPF check) tells who delivered."""
+    shared = shared_source(scenario.servers)
+    if shared is not None:
+        address, first, second = shared
+        raise ValueError(
+            f"servers: {second!r}: postfix.source_address {address} is {first!r}'s too; "
+            "each instance sends from its own address"
+        )
 
 
 def addresses_allowed(scenario: Parts) -> None:
@@ -253,6 +273,16 @@ def dns_zones_reserved(scenario: Parts) -> None:
             raise ValueError(f"dns: {exc}") from None
 
 
+def dkim_keys_publishable(scenario: Parts) -> None:
+    """Each key a Postfix instance signs with can go into the run's zone (or is not to)."""
+    if not signers(scenario.servers):
+        return
+    zones = scenario.dns.build(allow_remote=scenario.allow_remote) if scenario.dns else ()
+    problem = publishing_problem(scenario.servers, zones)
+    if problem is not None:
+        raise ValueError(problem)
+
+
 def verify_dns_served(scenario: Parts) -> None:
     """A sink that verifies against the run's DNS server (`verify:` without a `dns`, or
     `dns: run`) needs the scenario to serve one: a `dns:` section."""
@@ -275,7 +305,9 @@ CHECKS: tuple[Callable[[Parts], None], ...] = (
     slos_parse,
     slo_streams_known,
     loopback_unless_allowed,
+    mta_sources_distinct,
     addresses_allowed,
     dns_zones_reserved,
+    dkim_keys_publishable,
     verify_dns_served,
 )

@@ -19,7 +19,7 @@ from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import FaultEvent
 from loadtest.routing_spec import CircuitSpec, RetrySpec, RoutingSpec, StreamRoute, TimeoutSpec
 from loadtest.scenario import Scenario
-from loadtest.server_spec import PostfixSpec, ServerSpec, SinkSpec, SinkVerifySpec
+from loadtest.server_spec import DkimSpec, PostfixSpec, ServerSpec, SinkSpec, SinkVerifySpec
 from maildrill.numbers import AtMost
 from sinks.effects import EFFECTS, PROXY_EFFECTS
 
@@ -32,6 +32,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("servers[].sink (and any other sink setting)", SinkSpec),
     ("servers[].sink.verify (and the other keys of a sink's verify)", SinkVerifySpec),
     ("servers[].postfix", PostfixSpec),
+    ("servers[].postfix.dkim", DkimSpec),
     ("routing", RoutingSpec),
     ("routing.streams.NAME", StreamRoute),
     ("routing.circuit", CircuitSpec),

@@ -8,10 +8,11 @@ the rest of the scenario is loadtest.scenario_checks.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -37,6 +38,35 @@ from maildrill.numbers import CheckedModel
 from maildrill.paths import NAME_MAX, NAME_PATTERN
 from sinks.config import SinkConfig, SinkMode, UpstreamConfig
 
+_SELECTOR = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+
+
+class DkimSpec(StrictModel):
+    """OpenDKIM signs what the instance sends with a key made for the run (loadtest.opendkim)."""
+
+    selector: str = Field(
+        pattern=_SELECTOR, description="s= of the signature: the key is at SELECTOR._domainkey"
+    )
+    domain: str = Field(description="d= of the signature, whatever the From: domain")
+    publish: Literal[True, False, "wrong"] = Field(
+        default=True,
+        description="true: the public key goes into the run's zone; false: left out; wrong: "
+        "another key is published (drills a key that does not match)",
+    )
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        return ascii_domain(value)
+
+    @property
+    def record_name(self) -> str:
+        """Where a verifier looks the key up."""
+        return f"{self.selector.lower()}._domainkey.{self.domain}"
+
+
+MILTER_PARAMETERS = ("smtpd_milters", "non_smtpd_milters")
+
 
 class PostfixSpec(StrictModel):
     """maildrill builds, starts and stops a real Postfix instance for this server."""
@@ -50,16 +80,42 @@ class PostfixSpec(StrictModel):
     hostname: str | None = Field(
         default=None, description="myhostname; default NAME.maildrill.test"
     )
+    source_address: str | None = Field(
+        default=None,
+        description="the IPv4 address it delivers from (smtp_bind_address), loopback unless "
+        "allow_remote; default 127.0.0.11 for the first postfix server, .12 for the next, ...",
+    )
+    helo_name: str | None = Field(
+        default=None,
+        description="the name it gives in EHLO when it delivers (smtp_helo_name); default "
+        "its hostname",
+    )
     settings: dict[str, str | int] = Field(
         default_factory=dict,
         description="extra main.cf parameters (name: value); none that maildrill sets, "
         "none that relays, listens, binds, filters or looks up without allow_remote",
     )
+    dkim: DkimSpec | None = Field(
+        default=None,
+        description="OpenDKIM signs its mail (d=domain, s=selector) with a key made per run; "
+        "published in the run's zone unless publish says otherwise",
+    )
 
-    @field_validator("hostname")
+    @field_validator("hostname", "helo_name")
     @classmethod
     def _hostname(cls, value: str | None) -> str | None:
         return None if value is None else ascii_domain(value)
+
+    @field_validator("source_address")
+    @classmethod
+    def _ipv4(cls, value: str | None) -> str | None:
+        """An address literal: the instances speak IPv4 only (inet_protocols)."""
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.IPv4Address(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 address") from None
 
     @field_validator("routes")
     @classmethod
@@ -75,6 +131,15 @@ class PostfixSpec(StrictModel):
                 k: ("yes" if v else "no") if isinstance(v, bool) else v for k, v in settings.items()
             }
         return settings
+
+    @model_validator(mode="after")
+    def _milters_for_dkim(self) -> PostfixSpec:
+        """With dkim, the milters are maildrill's: OpenDKIM's, which a setting would hide."""
+        if self.dkim is not None:
+            for name in MILTER_PARAMETERS:
+                if name in self.settings:
+                    raise ValueError(f"settings: {name}: postfix.dkim sets the milters (OpenDKIM)")
+        return self
 
     @field_validator("settings")
     @classmethod

@@ -116,7 +116,10 @@ def test_primary_stopped_mid_campaign_every_message_accounted(run_dir):
                 first[r["msg_id"]] = min(t, first.get(r["msg_id"], t))
                 path = by_path.setdefault(r["sink"], {})
                 path[r["msg_id"]] = min(t, path.get(r["msg_id"], t))
+                # Each instance delivers from its own loopback address (smtp_bind_address,
+                # maildrill's default: .11, .12 in scenario order) and EHLO name.
                 assert r["helo"] == f"{name}.maildrill.test"
+                assert r["peer"] == {"primary": "127.0.0.11", "secondary": "127.0.0.12"}[name]
         assert_delays(mta[name]["delivery_delay_ms"], first, accepted_at[name])
         for sink, firsts in by_path.items():
             path = mta[name]["paths"][sink]
