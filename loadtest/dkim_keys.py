@@ -100,7 +100,7 @@ def with_txt(zones: Sequence[Zone], records: Mapping[str, str]) -> tuple[Zone, .
     """`zones` with a TXT record added at each name (in the zone that holds it)."""
     out = list(zones)
     for name, value in records.items():
-        i = _zone_of(out, name)
+        i = zone_of(out, name)
         if i is None:
             raise ValueError(f"{name} is in none of the run's zones")
         zone = out[i]
@@ -127,7 +127,7 @@ def publishing_problem(servers: Sequence[ServerSpec], zones: Sequence[Zone]) -> 
         seen.setdefault(ident, (server, spec))
         if spec.publish is False:
             continue
-        i = _zone_of(zones, spec.record_name)
+        i = zone_of(zones, spec.record_name)
         if i is None:
             return (
                 f"{where}: {spec.record_name} is in none of the dns: zones, so its key cannot "
@@ -141,7 +141,8 @@ def publishing_problem(servers: Sequence[ServerSpec], zones: Sequence[Zone]) -> 
     return None
 
 
-def _zone_of(zones: Sequence[Zone], name: str) -> int | None:
+def zone_of(zones: Sequence[Zone], name: str) -> int | None:
+    """The index of the zone that holds `name`, None when none does."""
     for i, zone in enumerate(zones):
         if name == zone.origin or name.endswith("." + zone.origin):
             return i

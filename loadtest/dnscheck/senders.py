@@ -2,13 +2,11 @@
 Postfix instances (the MTAs maildrill builds deliver to the providers) and any server
 named on the command line with the address it connects from.
 
-A Postfix instance's identity: `postfix.source_address` and `postfix.helo_name` when the
-scenario has those keys (issue 15 part 2), else the defaults it will have (127.0.0.11 for
-the first instance, .12 for the next, an address taken by another skipped; the HELO name
-its hostname, NAME.maildrill.test unless `hostname` says); its DKIM selector from
-`postfix.dkim: {selector, domain}` when the scenario has that key (part 3). The keys are
-read by name, so this module works before and after they land; the command line
-(`--source`, `--helo`, `--dkim`, `--dkim-key`) gives or overrides any of it.
+A Postfix instance's identity is the one the run gives it (`loadtest.mta_identity`:
+`postfix.source_address` and `postfix.helo_name`, else 127.0.0.11 for the first instance,
+.12 for the next, and its hostname); its DKIM selector is `postfix.dkim: {selector,
+domain}`. The command line (`--source`, `--helo`, `--dkim`, `--dkim-key`) gives or
+overrides any of it.
 """
 
 from __future__ import annotations
@@ -17,15 +15,14 @@ import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
+from loadtest.dkim_keys import key_id
 from loadtest.dnscheck.dkim_keys import DkimKeyError, key_file_public
 from loadtest.dnscheck.facts import DkimKey, Sender
+from loadtest.mta_identity import identities
 from loadtest.scenario import Scenario
 from maildrill.hostnames import ascii_domain
 from maildrill.netaddr import is_loopback
-
-FIRST_SOURCE = ipaddress.IPv4Address("127.0.0.11")
 
 
 class SenderError(ValueError):
@@ -77,7 +74,7 @@ def senders_of(
     allow_remote = scenario.allow_remote if scenario is not None else False
     found: dict[str, Sender] = {}
     if scenario is not None:
-        found = _scenario_senders(scenario, domain)
+        found = _scenario_senders(scenario)
         priority = {s.name: s.priority for s in scenario.servers}
         for name, address in explicit.sources.items():
             known = found.get(name)
@@ -122,34 +119,24 @@ def senders_of(
     return senders
 
 
-def _scenario_senders(scenario: Scenario, domain: str) -> dict[str, Sender]:
-    mtas = [s for s in scenario.servers if s.postfix is not None]
-    taken = {a for s in mtas if (a := _attr(s.postfix, "source_address"))}
-    free = (str(FIRST_SOURCE + i) for i in range(1 << 16) if str(FIRST_SOURCE + i) not in taken)
+def _scenario_senders(scenario: Scenario) -> dict[str, Sender]:
+    """Each Postfix instance as it will deliver (`mta_identity`: the run's own defaults)."""
+    who = identities(scenario.servers)
     out: dict[str, Sender] = {}
-    for server in mtas:
-        spec = server.postfix
-        hostname = _attr(spec, "hostname") or f"{server.name}.maildrill.test"
-        dkim = _attr(spec, "dkim", None)
-        keys: tuple[DkimKey, ...] = ()
-        if dkim is not None:
-            selector = str(_attr(dkim, "selector")).lower()
-            keys = (DkimKey(selector, str(_attr(dkim, "domain") or domain).lower()),)
+    for server in scenario.servers:
+        if server.postfix is None:
+            continue
+        dkim = server.postfix.dkim
+        keys = (DkimKey(*key_id(dkim)),) if dkim is not None else ()
+        me = who[server.name]
         out[server.name] = Sender(
             name=server.name,
-            address=_attr(spec, "source_address") or next(free),
-            helo_name=_attr(spec, "helo_name") or hostname,
+            address=me.source_address,
+            helo_name=me.helo_name,
             dkim=keys,
             priority=server.priority,
         )
     return out
-
-
-def _attr(obj: Any, name: str, default: Any = "") -> Any:
-    """A scenario key that may not exist yet (see the module docstring); mappings too."""
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
 
 
 def _check_address(sender: Sender, allow_remote: bool) -> None:

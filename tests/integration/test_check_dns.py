@@ -31,6 +31,7 @@ from loadtest.dnscheck.command import served_zones
 from loadtest.dnscheck.facts import DkimKey, Sender
 from loadtest.dnscheck.run_keys import run_keys
 from loadtest.scenario import load_scenario
+from loadtest.server_spec import DkimSpec
 from maildrill.dns.files import write_zones
 from maildrill.dns.zone import parse_zones
 from tests.helpers import REPO
@@ -356,7 +357,7 @@ def test_the_keys_a_run_makes_are_served_and_known(tmp_path, keys, publish, foun
     scenario = _without(clean_scenario(keys), "shop.test", "s2._domainkey")
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(scenario))
-    made = run_keys([SimpleNamespace(postfix=SimpleNamespace(dkim=SimpleNamespace(
+    made = run_keys([SimpleNamespace(name="secondary", postfix=SimpleNamespace(dkim=DkimSpec(
         selector="s2", domain="shop.test", publish=publish)))])  # fmt: skip
     authority = served_zones(load_scenario(path), "shop.test", made.txt)
     signing = DkimKey("s2", "shop.test", made.signing[("s2", "shop.test")])

@@ -28,6 +28,7 @@ from loadtest.dnscheck.facts import (
 from loadtest.dnscheck.run_keys import run_keys, with_txt
 from loadtest.dnscheck.senders import Explicit, SenderError, explicit_of, senders_of
 from loadtest.scenario import Scenario, parse_scenario
+from loadtest.server_spec import DkimSpec
 from maildrill.dns.zone import parse_zones
 
 
@@ -391,7 +392,7 @@ def test_either_spf_or_an_aligned_key_carries_dmarc() -> None:
 
 def _signer(name: str, selector: str, publish: object) -> SimpleNamespace:
     """A server as part 3's scenario holds it: postfix.dkim {selector, domain, publish}."""
-    dkim = SimpleNamespace(selector=selector, domain="shop.test", publish=publish)
+    dkim = DkimSpec(selector=selector, domain="shop.test", publish=publish)
     return SimpleNamespace(name=name, postfix=SimpleNamespace(dkim=dkim))
 
 
@@ -403,7 +404,7 @@ def test_the_run_publishes_its_key_none_or_another_as_the_scenario_says() -> Non
             _signer("c", "s2", False),
             _signer("d", "s3", "wrong"),
             SimpleNamespace(name="sink", postfix=None),
-            SimpleNamespace(name="plain", postfix=SimpleNamespace()),  # no dkim key at all
+            SimpleNamespace(name="plain", postfix=SimpleNamespace(dkim=None)),  # signs not
         ]
     )
     assert sorted(keys.signing) == [("s1", "shop.test"), ("s2", "shop.test"), ("s3", "shop.test")]
