@@ -77,7 +77,8 @@ def test_the_knee_is_found_within_five_percent(capacity: float, start: float) ->
                  saturating(capacity))  # fmt: skip
     result = search.result()
     assert result.ending is Ending.CONVERGED
-    assert result.knee_msgs_per_s is not None and result.first_unstable_msgs_per_s is not None
+    assert result.knee_msgs_per_s is not None
+    assert result.first_unstable_msgs_per_s is not None
     assert abs(result.knee_msgs_per_s - capacity) <= 0.05 * capacity
     assert result.first_unstable_msgs_per_s <= result.knee_msgs_per_s * 1.05
     assert result.failure is Failure.SATURATED
@@ -102,7 +103,8 @@ def test_never_above_max_rate_and_says_so() -> None:
     assert rates == [10, 20, 40, 80, 160, 300]
     result = search.result()
     assert result.ending is Ending.MAX_RATE
-    assert result.knee_msgs_per_s == 300 and result.first_unstable_msgs_per_s is None
+    assert result.knee_msgs_per_s == 300
+    assert result.first_unstable_msgs_per_s is None
 
 
 @pytest.mark.parametrize("max_steps", [1, 2, 3, 5])
@@ -124,7 +126,8 @@ def test_unstable_down_to_min_rate_ends() -> None:
     search = run(Search(SearchSettings(start_rate=8, min_rate=1)), saturating(0.1))
     assert [st.figures.rate for st in search.steps] == [8, 4, 2, 1]
     result = search.result()
-    assert result.ending is Ending.MIN_RATE and result.knee_msgs_per_s is None
+    assert result.ending is Ending.MIN_RATE
+    assert result.knee_msgs_per_s is None
 
 
 def test_the_first_failure_past_the_knee_is_named() -> None:
@@ -150,17 +153,17 @@ def test_record_after_the_end_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "says"),
     [
-        {"start_rate": 0},
-        {"start_rate": 10, "max_rate": 5},
-        {"factor": 1.01},
-        {"precision": 0},
-        {"max_steps": 0},
+        ({"start_rate": 0}, "rates"),
+        ({"start_rate": 10, "max_rate": 5}, "rates"),
+        ({"factor": 1.01}, "factor"),
+        ({"precision": 0}, "precision"),
+        ({"max_steps": 0}, "max_steps"),
     ],
 )
-def test_settings_refuse_a_search_that_cannot_end(bad: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+def test_settings_refuse_a_search_that_cannot_end(bad: dict[str, float], says: str) -> None:
+    with pytest.raises(ValueError, match=says):
         SearchSettings(**bad)  # type: ignore[arg-type]
 
 
@@ -173,13 +176,15 @@ def test_backlog_growth_is_the_sharp_test() -> None:
     assert judge(f(1000), rule).stable
     assert judge(f(1020), rule).stable  # 20 msgs/s of 1020 is under 2 %
     verdict = judge(f(1030), rule)  # 30 of 1030 is over
-    assert not verdict.stable and verdict.failure is Failure.SATURATED
+    assert not verdict.stable
+    assert verdict.failure is Failure.SATURATED
     assert "backlog grew" in verdict.why
 
 
 def test_p95_over_the_bound_is_unstable_and_named_latency() -> None:
     verdict = judge(saturating(100, latency_ms=300)(50), StabilityRule(p95_limit_ms=250))
-    assert not verdict.stable and verdict.failure is Failure.LATENCY
+    assert not verdict.stable
+    assert verdict.failure is Failure.LATENCY
     assert judge(saturating(100, latency_ms=300)(50), StabilityRule()).stable
 
 
@@ -188,7 +193,8 @@ def test_accepted_share_under_95_percent_is_unstable() -> None:
                     delivered_msgs_per_s=100, backlog_growth_msgs_per_s=0, p95_latency_ms=5,
                     p95_response_ms=5, attempts=100, timeout_share=0.06)  # fmt: skip
     verdict = judge(f, StabilityRule())
-    assert not verdict.stable and verdict.failure is Failure.TIMEOUTS
+    assert not verdict.stable
+    assert verdict.failure is Failure.TIMEOUTS
 
 
 def test_errors_are_named_in_order_refused_first() -> None:
