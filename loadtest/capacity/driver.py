@@ -95,9 +95,11 @@ class CapacityRun:
             self.report.curves.append(curve)
             try:
                 self._measure(curve, pinned)
-            except Interrupted:
+            except (Interrupted, KeyboardInterrupt) as exc:
+                # A step's Drill turns Ctrl-C into an interrupted run; between steps it
+                # arrives as KeyboardInterrupt. Either way: what is measured is kept.
                 self.report.partial = True
-                raise
+                raise Interrupted(str(exc) or "SIGINT") from None
             finally:
                 self.report.finished_at = time.time()
                 if on_curve is not None:

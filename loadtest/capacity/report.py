@@ -30,7 +30,7 @@ from loadtest.capacity.model import CapacityReport, Curve
 
 ENDINGS = {
     "converged": "found within {precision:.0%}",
-    "max_rate": "stable at the highest rate allowed ({max_rate:g} msgs/s): the knee is above",
+    "max_rate": "stable at the highest rate allowed ({max_rate:g} msgs/s): raise --max-rate",
     "min_rate": "unstable down to the lowest rate allowed ({min_rate:g} msgs/s)",
     "max_steps": "out of steps ({max_steps}) before the knee was found within {precision:.0%}",
 }

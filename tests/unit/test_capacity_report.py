@@ -90,7 +90,7 @@ def test_written_and_read_back(tmp_path: Path) -> None:
 def test_markdown_says_each_curve_and_how_its_search_ended(tmp_path: Path) -> None:
     text = report.markdown(made())
     assert "| primary | primary | 100 | 104 | 103 | throttled | found within 5% (4 steps) |" in text
-    assert "stable at the highest rate allowed (400 msgs/s): the knee is above" in text
+    assert "stable at the highest rate allowed (400 msgs/s): raise --max-rate" in text
     assert "| 200 | 103 | 103 | 97 | 21.5 | 22 | 0.0% | 0.0% | 25.0% |" in text
     assert "p95 latency <= 250 ms" in text
     assert "Partial" not in text
