@@ -17,9 +17,10 @@ import sinks.cli
 from loadtest.analysis import junit, view
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import JournalProblems, Summary
+from loadtest.capacity.search import SearchSettings
 from loadtest.cli_args import server_args
 from loadtest.overrides import OverrideError
-from loadtest.scenario import ScenarioError
+from loadtest.scenario import Scenario, ScenarioError
 from maildrill.netaddr import is_loopback
 from maildrill.numbers import finite_float
 from maildrill.paths import UnsafePath, inside
@@ -157,7 +158,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     return EXIT_OK if found else EXIT_SLO_FAILED
 
 
-def _capacity_servers(scenario: Any, named: list[str]) -> list[str]:
+def _capacity_servers(scenario: Scenario, named: list[str]) -> list[str]:
     """The servers measured alone: those named, or else every local one; loopback only."""
     known = {s.name: s for s in scenario.servers}
     for name in named:
@@ -172,11 +173,9 @@ def _capacity_servers(scenario: Any, named: list[str]) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def _capacity_settings(scenario: Any, args: argparse.Namespace) -> Any:
+def _capacity_settings(scenario: Scenario, args: argparse.Namespace) -> SearchSettings:
     """The search's settings: flags, else from the scenario's schedule (its first and its
     highest rate), so a capacity run never offers more than its scenario does unless told."""
-    from loadtest.capacity.search import SearchSettings
-
     stages = scenario.campaign.build_schedule().stages
     rates = [r for st in stages for r in (st.rate, st.final_rate) if r > 0]
     start = args.start_rate or (rates[0] if rates else 10.0)
