@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import sinks.cli
+from loadtest import limits
 from loadtest.analysis import junit, view
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import JournalProblems, Summary
@@ -182,6 +183,8 @@ def _capacity_settings(scenario: Scenario, args: argparse.Namespace) -> SearchSe
     top = args.max_rate or max([start, *rates])
     if args.step_s <= 0:
         raise ValueError("--step-s must be > 0")
+    if top > limits.MAX_RATE:
+        raise ValueError(f"--max-rate {top:g}: at most {limits.MAX_RATE} msgs/s")
     return SearchSettings(start_rate=start, factor=args.factor, precision=args.precision,
                           max_rate=top, min_rate=min(1.0, start),
                           max_steps=args.max_steps)  # fmt: skip

@@ -111,6 +111,7 @@ def test_a_step_is_the_scenario_cut_to_one_flat_stage() -> None:
         (["--precision", "0"], "precision"),
         (["--start-rate", "500", "--max-rate", "100"], "rates"),
         (["--step-s", "0"], "--step-s"),
+        (["--max-rate", "1e9"], "--max-rate 1e+09: at most 100000"),
         (["--set", "users=-1"], "users"),
     ],
 )
