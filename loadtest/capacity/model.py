@@ -9,7 +9,9 @@ curve `all` is the servers together, routed as the scenario routes them.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
 
 from loadtest.capacity.search import Ending
 from loadtest.capacity.stability import Failure
@@ -86,3 +88,20 @@ class CapacityReport(BaseModel):
 
     def curve(self, name: str) -> Curve | None:
         return next((c for c in self.curves if c.name == name), None)
+
+
+FILE = "capacity.json"
+
+
+def read(run_dir: Path) -> CapacityReport:
+    """A capacity run directory's capacity.json; ValueError (one line) when it is missing
+    or damaged."""
+    path = run_dir / FILE
+    try:
+        return CapacityReport.model_validate_json(path.read_bytes())
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it: {exc.strerror}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top"
+        raise ValueError(f"{path}: {where}: {first['msg']}") from None

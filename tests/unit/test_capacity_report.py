@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from loadtest.capacity import report
-from loadtest.capacity.model import CapacityReport, Curve, CurveStep, RuleModel
+from loadtest.capacity.model import CapacityReport, Curve, CurveStep, RuleModel, read
 from loadtest.capacity.model import SearchSettingsModel as Settings
 
 
@@ -95,3 +96,13 @@ def test_markdown_says_each_curve_and_how_its_search_ended(tmp_path: Path) -> No
     assert "p95 latency <= 250 ms" in text
     assert "Partial" not in text
     assert "Partial" in report.markdown(made().model_copy(update={"partial": True}))
+
+
+def test_read_gives_the_report_or_one_line(tmp_path: Path) -> None:
+    report.write(tmp_path, made())
+    assert read(tmp_path) == made()
+    with pytest.raises(ValueError, match=r"capacity\.json: cannot read it"):
+        read(tmp_path / "nowhere")
+    (tmp_path / "capacity.json").write_text('{"scenario": "x"}')
+    with pytest.raises(ValueError, match=r"capacity\.json: started_at: Field required"):
+        read(tmp_path)
