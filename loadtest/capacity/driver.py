@@ -7,7 +7,7 @@ user, journals and analysis; nothing re-implemented), each step starts from empt
 and fresh servers (a backlog left by an unstable step never leaks into the next one, so a
 step's figures are its own), and every step leaves a run directory that `maildrill report`
 reads like any other. The cost is the start-up of each run (sinks, pre-flight, Locust:
-about 3-4 s per step on a loaded 2-core machine), paid a dozen times per curve at most.
+about 4-5 s per step on a loaded 2-core machine), paid a dozen times per curve at most.
 
 Per step the scenario is changed only where a capacity step must differ from the drill:
 `campaign.schedule` is one stage of `step_s` seconds at the rate, `faults` is empty (the
