@@ -74,12 +74,16 @@ def test_capacity_finds_the_knee_the_arithmetic_predicts(tmp_path: Path) -> None
         # 1.5 s steady part.
         steady_s = 0.75 * STEP_S
         assert delivered <= USERS * (int(steady_s * 1000 / LATENCY_MS) + 1) / steady_s
-        if st.rate >= 1.1 * ARITHMETIC:  # well past the knee: it grows by about rate - C
-            assert not st.stable
-            assert grew > 0.5 * (st.rate - ARITHMETIC)
-        if st.rate <= 0.9 * ARITHMETIC:  # well below it: it does not grow
-            assert st.stable
-            assert grew <= 0.02 * st.rate + 1
+        # The verdict, against the recount: a stable step kept up (delivered what was
+        # offered, the backlog flat within one message over the steady part); an unstable
+        # one did not (its backlog grew, less was delivered than offered).
+        if st.stable:
+            assert delivered >= 0.95 * st.rate
+            assert grew <= 0.02 * st.rate + 1 / steady_s
+        else:
+            assert grew > 0
+            assert delivered < st.rate
+    assert any(not st.stable for st in curve.steps)
     assert "| primary | primary |" in (out / "capacity.md").read_text()
     with Image.open(out / "plots" / "capacity.png") as image:
         assert image.size[0] > 500
