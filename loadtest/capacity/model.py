@@ -65,6 +65,7 @@ class SearchSettingsModel(BaseModel):
     max_rate: float
     min_rate: float
     max_steps: int
+    confirm: bool = Field(default=True, description="an unstable refining step run twice")
     step_s: float = Field(description="each step's duration")
 
 

@@ -4,7 +4,11 @@ Climb: start at `start_rate` and multiply by `factor` after every stable step, u
 step is unstable (or `max_rate` is stable: then the knee is at least that, and the search
 says so). A first step already unstable: divide by `factor` until one is stable (down to
 `min_rate`). Refine: bisect between the highest stable and the lowest unstable rate until
-the unstable one is within `precision` (5 %) of the stable one. Every search ends: no
+the unstable one is within `precision` (5 %) of the stable one. While refining, a step
+found unstable is run once more at the same rate (`confirm`), and the second verdict is
+the rate's: near the knee a server has little spare capacity, so one stall of a shared
+machine (a pause of the sink or of the sender) leaves a backlog a short step cannot work
+off, and would pass for the knee; saturation repeats, a stall does not. Every search ends: no
 rate above `max_rate` is ever asked for, and at most `max_steps` steps are run, whatever
 the steps measure.
 
@@ -36,6 +40,7 @@ class SearchSettings:
     max_rate: float = 2000.0
     min_rate: float = 1.0
     max_steps: int = 16
+    confirm: bool = True  # run an unstable refining step again; the second verdict counts
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rate <= self.start_rate <= self.max_rate:
@@ -97,11 +102,13 @@ class Search:
 
     def _decide(self, rate: float, stable: bool) -> tuple[float | None, Ending | None]:
         s = self.settings
+        if len(self.steps) >= s.max_steps:
+            return None, Ending.MAX_STEPS
+        if s.confirm and not stable and self._refining_before() and self._tries(rate) == 1:
+            return rate, None
         lo, hi = self._bounds()
         if lo is not None and hi is not None and hi <= lo * (1 + s.precision):
             return None, Ending.CONVERGED
-        if len(self.steps) >= s.max_steps:
-            return None, Ending.MAX_STEPS
         if hi is None:  # climbing: everything so far was stable
             if rate >= s.max_rate:
                 return None, Ending.MAX_RATE
@@ -112,14 +119,28 @@ class Search:
             return max(rate / s.factor, s.min_rate), None
         return (lo + hi) / 2, None
 
+    def _tries(self, rate: float) -> int:
+        return sum(st.figures.rate == rate for st in self.steps)
+
+    def _refining_before(self) -> bool:
+        """Whether the latest step was a refining one: a stable and an unstable rate were
+        both known before it."""
+        earlier = self.steps[:-1]
+        return any(st.verdict.stable for st in earlier) and any(
+            not st.verdict.stable for st in earlier
+        )
+
+    def verdicts(self) -> dict[float, Step]:
+        """Each rate's verdict: the last step run at it (a confirmed one's second)."""
+        return {st.figures.rate: st for st in self.steps}
+
     def _bounds(self) -> tuple[float | None, float | None]:
         """The highest stable rate below the lowest unstable one, and that unstable one."""
-        unstable = [st.figures.rate for st in self.steps if not st.verdict.stable]
+        by_rate = self.verdicts()
+        unstable = [rate for rate, st in by_rate.items() if not st.verdict.stable]
         hi = min(unstable) if unstable else None
         stable = [
-            st.figures.rate
-            for st in self.steps
-            if st.verdict.stable and (hi is None or st.figures.rate < hi)
+            rate for rate, st in by_rate.items() if st.verdict.stable and (hi is None or rate < hi)
         ]
         return (max(stable) if stable else None), hi
 
@@ -129,9 +150,7 @@ class Search:
 
     def result(self) -> SearchResult:
         lo, hi = self._bounds()
-        first = next(
-            (st for st in self.steps if not st.verdict.stable and st.figures.rate == hi), None
-        )
+        first = self.verdicts().get(hi) if hi is not None else None
         delivered = [
             st.figures.delivered_msgs_per_s
             for st in self.steps

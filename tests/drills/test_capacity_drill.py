@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
 import yaml
 from PIL import Image
@@ -66,43 +67,46 @@ def test_capacity_finds_the_knee_the_arithmetic_predicts(tmp_path: Path) -> None
     assert len(curve.steps) <= 8
     assert max(st.rate for st in curve.steps) <= 80  # the schedule's highest rate
     for st in curve.steps:
-        offered, delivered, grew = recount(out / st.run_dir)
+        offered, delivered, on_time, grew = recount(out / st.run_dir)
         assert st.offered_msgs_per_s == pytest.approx(offered, abs=1e-3)
         assert st.delivered_msgs_per_s == pytest.approx(delivered, abs=1e-3)
+        assert st.accepted_msgs_per_s == pytest.approx(on_time, abs=1e-3)
+        assert st.backlog_growth_msgs_per_s == pytest.approx(grew, abs=1e-3)
         # Never more than the arithmetic allows, whatever was offered: each connection's
         # attempts take >= 200 ms, so at most floor(1.5 s / 0.2 s) + 1 of them end in the
         # 1.5 s steady part.
         steady_s = 0.75 * STEP_S
         assert delivered <= USERS * (int(steady_s * 1000 / LATENCY_MS) + 1) / steady_s
-        # The verdict, against the recount: a stable step kept up (delivered what was
-        # offered, the backlog flat within one message over the steady part); an unstable
-        # one did not (its backlog grew, less was delivered than offered).
-        if st.stable:
-            assert delivered >= 0.95 * st.rate
-            assert grew <= 0.02 * st.rate + 1 / steady_s
-        else:
-            assert grew > 0
-            assert delivered < st.rate
+        # The verdict, from the recount: on time >= 95 % and a backlog growing by at most
+        # 2 % of the rate per second (p95 is far under the 1000 ms bound here).
+        assert st.stable == (on_time >= 0.95 * st.rate and grew <= 0.02 * st.rate)
+        if st.stable:  # and a stable step kept up
+            assert delivered >= 0.9 * st.rate
     assert any(not st.stable for st in curve.steps)
     assert "| primary | primary |" in (out / "capacity.md").read_text()
     with Image.open(out / "plots" / "capacity.png") as image:
         assert image.size[0] > 500
 
 
-def recount(step_dir: Path) -> tuple[float, float, float]:
-    """From one step's attempts.csv and run.json: offered msgs/s (first attempts intended
-    in the step), delivered msgs/s (accepted attempts ended in its last three quarters) and
-    how fast the backlog (offered in the step, not yet accepted) grew over those."""
+def recount(step_dir: Path) -> tuple[float, float, float, float]:
+    """From one step's attempts.csv and run.json, with the csv module: offered msgs/s
+    (first attempts intended in the step), delivered msgs/s (accepted attempts ended in its
+    last three quarters), accepted on time msgs/s (offered in the step, accepted within
+    1 s + the 1 s p95 bound of intended) and the least-squares slope of the backlog
+    (offered in the step, not yet accepted) at 24 instants over the last three quarters."""
     t0 = json.loads((step_dir / "run.json").read_text())["t0"]
     rows = read_csv(step_dir / "attempts.csv")
     in_step = [r for r in rows if 0 <= float(r["intended"]) - t0 < STEP_S]
     offered_at = sorted(float(r["intended"]) - t0 for r in in_step if r["attempt"] == "1")
     accepted = [r for r in rows if r["outcome"] == "accepted"]
     steady = [r for r in accepted if STEP_S / 4 <= float(r["end"]) - t0 < STEP_S]
-    accepted_at = sorted(float(r["end"]) - t0 for r in in_step if r["outcome"] == "accepted")
-
-    def backlog(t: float) -> int:
-        return sum(x < t for x in offered_at) - sum(x < t for x in accepted_at)
-
-    grew = (backlog(STEP_S) - backlog(STEP_S / 4)) / (0.75 * STEP_S)
-    return len(offered_at) / STEP_S, len(steady) / (0.75 * STEP_S), grew
+    firsts: dict[str, dict[str, str]] = {}
+    for r in sorted((r for r in in_step if r["outcome"] == "accepted"), key=lambda r: float(r["end"])):
+        firsts.setdefault(r["msg_id"], r)
+    accepted_at = sorted(float(r["end"]) - t0 for r in firsts.values())
+    on_time = sum(float(r["end"]) - float(r["intended"]) <= 2.0 for r in firsts.values())
+    times = numpy.linspace(STEP_S / 4, STEP_S, 24)
+    backlog = [sum(x < t for x in offered_at) - sum(x < t for x in accepted_at) for t in times]
+    slope = float(numpy.polyfit(times, backlog, 1)[0])
+    return (len(offered_at) / STEP_S, len(steady) / (0.75 * STEP_S), on_time / STEP_S,
+            round(slope, 3))  # fmt: skip

@@ -83,9 +83,14 @@ def test_the_knee_is_found_within_five_percent(capacity: float, start: float) ->
     assert result.first_unstable_msgs_per_s <= result.knee_msgs_per_s * 1.05
     assert result.failure is Failure.SATURATED
     # Steps: climb (or descend) by factor 2 until the knee is bracketed, then halve a gap
-    # of at most the stable rate until it is within 5 % of it: ceil(log2(1 / 0.05)) = 5.
+    # of at most the stable rate until it is within 5 % of it: ceil(log2(1 / 0.05)) = 5,
+    # each run twice at most (an unstable one is confirmed).
     bracket = math.ceil(abs(math.log2(capacity / start))) + 2
-    assert result.steps <= bracket + 5
+    assert result.steps <= bracket + 10
+    unconfirmed = run(Search(SearchSettings(start_rate=start, max_rate=5000, max_steps=40,
+                                            confirm=False)), saturating(capacity))  # fmt: skip
+    assert unconfirmed.result().steps <= bracket + 5
+    assert unconfirmed.result().knee_msgs_per_s == result.knee_msgs_per_s
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -141,9 +146,38 @@ def test_bisection_keeps_to_the_bracket() -> None:
     rates = [st.figures.rate for st in search.steps]
     assert rates[:3] == [100, 200, 150]
     lo, hi = 100.0, 200.0
-    for st in search.steps[2:]:  # every refining step lies strictly inside the bracket
+    previous = None
+    for st in search.steps[2:]:  # every refining step lies strictly inside the bracket,
+        if st.figures.rate == previous:  # or confirms the unstable one before it
+            assert not st.verdict.stable
+            continue
         assert lo < st.figures.rate < hi
         lo, hi = (st.figures.rate, hi) if st.verdict.stable else (lo, st.figures.rate)
+        previous = None if st.verdict.stable else st.figures.rate
+
+
+def test_an_unstable_refining_step_is_confirmed_and_a_stall_is_not_the_knee() -> None:
+    search = Search(SearchSettings(start_rate=100))
+    server = saturating(180)
+    search.record(server(100))  # stable: climb
+    search.record(server(200))  # unstable while climbing: not repeated
+    assert search.next_rate() == 150
+    search.record(saturating(120)(150))  # a stall: unstable once...
+    assert search.next_rate() == 150  # ...so run again
+    search.record(server(150))  # stable this time: the rate's verdict
+    assert search.next_rate() == 175
+    search.record(server(175))  # stable
+    assert search.next_rate() == 187.5
+    search.record(server(187.5))  # unstable: confirmed
+    assert search.next_rate() == 187.5
+    search.record(server(187.5))
+    assert search.next_rate() == 181.25
+    search.record(server(181.25))  # stable (within 2 % of 180)
+    assert search.done
+    result = search.result()
+    assert result.knee_msgs_per_s == 181.25
+    assert result.first_unstable_msgs_per_s == 187.5
+    assert len(search.steps) == 8
 
 
 def test_record_after_the_end_is_refused() -> None:
