@@ -101,7 +101,8 @@ def recount(step_dir: Path) -> tuple[float, float, float, float]:
     accepted = [r for r in rows if r["outcome"] == "accepted"]
     steady = [r for r in accepted if STEP_S / 4 <= float(r["end"]) - t0 < STEP_S]
     firsts: dict[str, dict[str, str]] = {}
-    for r in sorted((r for r in in_step if r["outcome"] == "accepted"), key=lambda r: float(r["end"])):
+    taken = [r for r in in_step if r["outcome"] == "accepted"]
+    for r in sorted(taken, key=lambda r: float(r["end"])):
         firsts.setdefault(r["msg_id"], r)
     accepted_at = sorted(float(r["end"]) - t0 for r in firsts.values())
     on_time = sum(float(r["end"]) - float(r["intended"]) <= 2.0 for r in firsts.values())
