@@ -133,6 +133,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         out_dir = args.out or inside(Path("reports"), run_id)
     except UnsafePath as exc:
         return fail(str(exc))
+    if (out_dir / "steps").exists():  # a step's journals must be its own
+        return fail(f"{out_dir} already holds a capacity run: choose another --out")
     if problem := _unwritable(out_dir):
         return fail(problem)
     cap = CapacityRun(raw, scenario, str(path), out_dir, settings, args.step_s, servers,

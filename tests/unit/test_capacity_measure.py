@@ -124,3 +124,9 @@ def test_bad_input_is_one_line_and_exit_2(
     assert says in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_directory_is_not_reused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "steps").mkdir()
+    assert main(["capacity", "default", "--out", str(tmp_path)]) == 2
+    assert "already holds a capacity run" in capsys.readouterr().err
