@@ -1,5 +1,5 @@
-"""The `maildrill` command: run, sinks, scenarios, validate, report, compare, check, plan,
-sink."""
+"""The `maildrill` command: run, capacity, sinks, scenarios, validate, report, compare,
+check, plan, sink."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import sinks.cli
+from loadtest import limits
 from loadtest.analysis import junit, view
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import JournalProblems, Summary
+from loadtest.capacity.search import SearchSettings
 from loadtest.cli_args import server_args
 from loadtest.overrides import OverrideError
-from loadtest.scenario import ScenarioError
+from loadtest.scenario import Scenario, ScenarioError
 from maildrill.netaddr import is_loopback
 from maildrill.numbers import finite_float
 from maildrill.paths import UnsafePath, inside
@@ -131,6 +133,87 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = summary_mod.write(run_dir)
     _print_summary(result, run_dir)
     return _write_junit(args.junit, result) or _exit_code(result, run_dir)
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    """Capacity curves by adaptive step search (loadtest.capacity): exit 0 when every
+    curve's knee was found within the precision, 1 when one was not, 2 bad input or a step
+    that could not start, 3 interrupted."""
+    from loadtest.bundled import scenario_path
+    from loadtest.capacity import report as capacity_report
+    from loadtest.capacity.driver import CapacityRun, Interrupted
+    from loadtest.capacity.search import Ending
+    from loadtest.orchestrate import SetupError, prepare
+
+    try:
+        path = scenario_path(args.scenario)
+        raw, scenario = prepare(path, args.set, args.seed, args.workers)
+        servers = _capacity_servers(scenario, args.server)
+        settings = _capacity_settings(scenario, args)
+    except (ScenarioError, OverrideError, ValueError) as exc:
+        return fail(str(exc))
+    run_id = f"{scenario.name}-capacity-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        out_dir = args.out or inside(Path("reports"), run_id)
+    except UnsafePath as exc:
+        return fail(str(exc))
+    if (out_dir / "steps").exists():  # a step's journals must be its own
+        return fail(f"{out_dir} already holds a capacity run: choose another --out")
+    if problem := _unwritable(out_dir):
+        return fail(problem)
+    cap = CapacityRun(raw, scenario, str(path), out_dir, settings, args.step_s, servers,
+                      say=lambda line: print(f"maildrill: {line}", file=sys.stderr))  # fmt: skip
+    curves = len(cap.curves())
+    print(f"maildrill: {scenario.name}: capacity of {', '.join(n for n, _ in cap.curves())}: "
+          f"at most {settings.max_steps} steps of {args.step_s:g} s per curve, up to "
+          f"{settings.max_rate:g} msgs/s", file=sys.stderr)  # fmt: skip
+    print(f"maildrill: run directory {out_dir} ({curves} curves)", file=sys.stderr)
+    try:
+        result = cap.run(on_curve=lambda rep: capacity_report.write(out_dir, rep))
+    except Interrupted:
+        print(f"maildrill: interrupted; partial capacity report in {out_dir}", file=sys.stderr)
+        return EXIT_PARTIAL
+    except (SetupError, ScenarioError) as exc:
+        return fail(f"{exc} (capacity so far in {out_dir})")
+    for c in result.curves:
+        print(f"{c.name}: knee {c.knee_msgs_per_s} msgs/s, first unstable "
+              f"{c.first_unstable_msgs_per_s} ({c.failure}), max stable delivered "
+              f"{c.max_stable_msgs_per_s} msgs/s; {capacity_report.ending(result, c)}, "
+              f"{len(c.steps)} steps")  # fmt: skip
+    print(f"Report: {out_dir / 'capacity.md'}")
+    found = all(c.ending is Ending.CONVERGED for c in result.curves)
+    return EXIT_OK if found else EXIT_SLO_FAILED
+
+
+def _capacity_servers(scenario: Scenario, named: list[str]) -> list[str]:
+    """The servers measured alone: those named, or else every local one; loopback only."""
+    known = {s.name: s for s in scenario.servers}
+    for name in named:
+        if name not in known:
+            raise ValueError(f"--server {name}: no such server (have: {', '.join(known)})")
+    chosen = named or [s.name for s in scenario.servers if s.local]
+    if not chosen:
+        raise ValueError(f"{scenario.name}: no local server to measure; name one with --server")
+    remote = [n for n in chosen if not known[n].local and not is_loopback(known[n].host)]
+    if remote:
+        raise ValueError(f"capacity steps run on loopback only: {', '.join(remote)} is not")
+    return list(dict.fromkeys(chosen))
+
+
+def _capacity_settings(scenario: Scenario, args: argparse.Namespace) -> SearchSettings:
+    """The search's settings: flags, else from the scenario's schedule (its first and its
+    highest rate), so a capacity run never offers more than its scenario does unless told."""
+    stages = scenario.campaign.build_schedule().stages
+    rates = [r for st in stages for r in (st.rate, st.final_rate) if r > 0]
+    start = args.start_rate or (rates[0] if rates else 10.0)
+    top = args.max_rate or max([start, *rates])
+    if args.step_s <= 0:
+        raise ValueError("--step-s must be > 0")
+    if top > limits.MAX_RATE:
+        raise ValueError(f"--max-rate {top:g}: at most {limits.MAX_RATE} msgs/s")
+    return SearchSettings(start_rate=start, factor=args.factor, precision=args.precision,
+                          max_rate=top, min_rate=min(1.0, start),
+                          max_steps=args.max_steps)  # fmt: skip
 
 
 def _write_junit(path: Path | None, result: Summary) -> int:
@@ -609,6 +692,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--yes", action="store_true", help="confirm servers outside loopback (allow_remote)"
     )
     run.set_defaults(func=cmd_run)
+
+    capacity = sub.add_parser(
+        "capacity",
+        help="capacity curves: each local server alone, then all, by adaptive step load",
+        description="Measure each server alone (routing pinned to it), then all as the "
+        "scenario routes them: steps of constant load climb until one is unstable, then "
+        "bisect to the knee. Writes capacity.json, capacity.md and plots/capacity.png. "
+        "Exit 0 every knee found, 1 not found within the precision, 2 bad input, 3 "
+        "interrupted.",
+    )
+    _scenario_args(capacity)
+    capacity.add_argument("--out", type=Path, help="run directory (default reports/RUN-ID)")
+    capacity.add_argument("--server", action="append", default=[], metavar="NAME",
+                          help="measure this server alone (repeatable; default: every local "
+                          "one)")  # fmt: skip
+    capacity.add_argument("--step-s", type=finite_float, default=3.0,
+                          help="seconds per step (3)")  # fmt: skip
+    capacity.add_argument(
+        "--start-rate",
+        type=finite_float,
+        help="first step, msgs/s (default: the schedule's first rate)",
+    )
+    capacity.add_argument(
+        "--max-rate",
+        type=finite_float,
+        help="never offer more, msgs/s (default: the schedule's highest)",
+    )
+    capacity.add_argument("--max-steps", type=int, default=12, help="per curve (12)")
+    capacity.add_argument("--factor", type=finite_float, default=2.0,
+                          help="climb by this factor per stable step (2)")  # fmt: skip
+    capacity.add_argument(
+        "--precision",
+        type=finite_float,
+        default=0.05,
+        help="refine until the knee is bracketed this closely (0.05)",
+    )
+    capacity.set_defaults(func=cmd_capacity)
 
     sinks_cmd = sub.add_parser("sinks", help="start a scenario's local sinks only")
     _scenario_args(sinks_cmd)
