@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loadtest.plan import fluid
 from loadtest.plan.evaluate import Outage, Question, StreamGroup, Timings
-from loadtest.plan.measured import capacity_of, timings_of
+from loadtest.plan.measured import measured_in, timings_of
 from loadtest.plan.spec import CampaignPlan, Moment, PlanError, PlanSpec, as_utc, duration_s
 from loadtest.scenario import ScenarioError
 
@@ -114,10 +114,10 @@ def capacities(spec: PlanSpec, sources: Sources) -> dict[str, float]:
     named = spec.capacity.from_
     pairs = list(named.items()) if isinstance(named, dict) else [(None, p) for p in named]
     for name, run_dir in pairs:
-        m = capacity_of(Path(run_dir), name)
-        if m.server in rates:
-            raise PlanError(f"capacity.from: {m.server} is measured twice ({run_dir})")
-        rates[m.server], sources.capacity[m.server] = m.msgs_per_s, m.source
+        for m in measured_in(Path(run_dir), name):
+            if m.server in rates:
+                raise PlanError(f"capacity.from: {m.server} is measured twice ({run_dir})")
+            rates[m.server], sources.capacity[m.server] = m.msgs_per_s, m.source
     for name, rate in spec.capacity.servers.items():
         if name in rates:
             raise PlanError(f"capacity.servers: {name} is also measured (capacity.from)")

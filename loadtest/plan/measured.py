@@ -2,8 +2,7 @@
 
 Read from summary.json (or built from the journals when a run has none, as `maildrill
 compare` does); never from the journals directly, so a run measured long ago plans the same.
-Where `maildrill capacity` (issue 16 part 1) writes per-server curves, its reader belongs
-here beside `capacity_of`, returning the same `Measured`.
+A `maildrill capacity` directory (capacity.json) gives one `Measured` per server curve.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from loadtest.plan.spec import PlanError
 from loadtest.scenario import ScenarioError
 
 STEP_LOAD = "max stable rate of its step load"
+CURVE = "max stable rate of its capacity curve"
 MEAN = "mean accepted rate (no step load: a lower bound, the run may not have pushed it)"
 
 
@@ -39,6 +39,30 @@ def summary_of(run_dir: Path) -> Summary:
         return load_summary(run_dir)
     except (RunDirError, ScenarioError) as exc:
         raise PlanError(str(exc)) from None
+
+
+def measured_in(run_dir: Path, server: str | None = None) -> list[Measured]:
+    """The capacities a directory measured: each server curve of a `maildrill capacity`
+    run (the one of `server` when named; the `all` curve is the servers together, not a
+    server), else the one server of a `maildrill run` (`capacity_of`)."""
+    from loadtest.capacity import model
+
+    if not (run_dir / model.FILE).exists():
+        return [capacity_of(run_dir, server)]
+    try:
+        report = model.read(run_dir)
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
+    curves = [c for c in report.curves if c.name != "all" and server in (None, c.name)]
+    if not curves:
+        raise PlanError(f"{run_dir}: no capacity curve of {server or 'a server'} here")
+    out = []
+    for curve in curves:
+        rate = curve.max_stable_msgs_per_s or curve.knee_msgs_per_s
+        if not rate or rate <= 0:
+            raise PlanError(f"{run_dir}: the curve of {curve.name} found no stable rate")
+        out.append(Measured(curve.name, float(rate), f"{run_dir}: {CURVE}"))
+    return out
 
 
 def capacity_of(run_dir: Path, server: str | None = None) -> Measured:

@@ -131,6 +131,61 @@ def test_a_list_of_run_directories_names_each_by_the_server_that_accepted_its_ma
     assert list(p.servers) == ["primary"]
 
 
+def capacity_dir(path: Path) -> Path:
+    """A `maildrill capacity` directory as its model writes it: two server curves (the
+    primary's max stable rate 480, the secondary's knee only: 150) and `all`."""
+    from loadtest.capacity import model
+
+    def curve(name: str, knee: float | None, stable: float | None) -> model.Curve:
+        return model.Curve(name=name, servers=[name], knee_msgs_per_s=knee,
+                           first_unstable_msgs_per_s=None, max_stable_msgs_per_s=stable,
+                           failure=None, ending="converged")  # fmt: skip
+
+    report = model.CapacityReport(
+        scenario="two",
+        started_at=0.0,
+        settings=model.SearchSettingsModel(
+            start_rate=50,
+            factor=2,
+            precision=0.05,
+            max_rate=2000,
+            min_rate=1,
+            max_steps=12,
+            step_s=3,
+        ),
+        rule=model.RuleModel(
+            min_accepted_share=0.95,
+            max_backlog_growth=0.02,
+            p95_limit_ms=None,
+            error_share=0.01,
+            idle_share=0.5,
+            on_time_s=1.0,
+        ),
+        curves=[curve("primary", 500, 480), curve("secondary", 150, None), curve("all", 620, 600)],
+    )
+    path.mkdir()
+    (path / model.FILE).write_text(report.model_dump_json())
+    return path
+
+
+def test_a_capacity_run_gives_each_server_curve_not_the_curve_of_all(tmp_path):
+    measured = capacity_dir(tmp_path / "cap")
+    data = {"campaign": {"messages": 36_000, "window_h": 1},
+            "capacity": {"from": [str(measured)]}}  # fmt: skip
+    code, p = plan(tmp_path, str(write_plan(tmp_path, data)))
+    assert code == cli.EXIT_OK
+    assert p is not None
+    rates = {n: s.capacity_msgs_per_s for n, s in p.servers.items()}
+    assert rates == {"primary": 480, "secondary": 150}
+    assert "capacity curve" in p.servers["primary"].source
+    data["capacity"] = {"from": {"secondary": str(measured)}}
+    code, p = plan(tmp_path, str(write_plan(tmp_path, data)))
+    assert p is not None
+    assert list(p.servers) == ["secondary"]
+    data["capacity"] = {"from": {"backup": str(measured)}}
+    assert plan(tmp_path, str(write_plan(tmp_path, data)))[0] == cli.EXIT_BAD_INPUT
+
+
 def test_a_scenarios_schedule_gives_the_shape_messages_and_streams(tmp_path):
     data = {
         "campaign": {"shape": "schedule", "scenario": "capacity-step"},
