@@ -271,6 +271,16 @@ class RefusalRecord(Record):
     mail_from: str = field(metadata=text())
     rcpt_count: int = field(metadata=number())
     msg_id: str = field(metadata=text())
+    helo: str = field(default="", metadata=text())  # the session's EHLO name ("": none yet)
+    # A refusal for authentication (a sink's `enforce:`) journals the verdicts that decided
+    # it, as a receipt does (ReceiptRecord's columns of the same names); "" for any other.
+    spf: str = field(default="", metadata=text())
+    dkim: str = field(default="", metadata=text())
+    dkim_domain: str = field(default="", metadata=text())
+    dmarc: str = field(default="", metadata=text())
+    dmarc_policy: str = field(default="", metadata=text())
+    ptr: str = field(default="", metadata=text())
+    auth_detail: str = field(default="", metadata=text())
 
 
 @dataclass(frozen=True, slots=True)

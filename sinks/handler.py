@@ -152,6 +152,7 @@ class SinkHandler:
                 message=content,
             )
             if refusal is not None:
+                server.refused_for = auth  # its refusal journals the verdicts (Sink.refused)
                 return str(refusal)
         if self.sink.by_stage[Stage.DOT]:
             ctx = self.sink.context(server)

@@ -27,6 +27,7 @@ from typing import Any, AnyStr, Protocol
 from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, syntax
 
 from sinks.aiosmtpd_compat import CompatSMTP, Missing, reader_limit
+from sinks.authcheck.verdicts import AuthVerdicts
 from sinks.config import SinkConfig
 from sinks.effects import Action, Context, Decision, SessionInfo, Stage
 from sinks.replies import (
@@ -157,6 +158,9 @@ class SinkSMTP(CompatSMTP):
         self.info: SessionInfo | None = None
         self.stage = Stage.CONNECT
         self.msg_id = ""
+        # The verdicts of the message in DATA when the sink's enforce: refuses it: the
+        # refusal's journal row carries them (Sink.refused takes them, once).
+        self.refused_for: AuthVerdicts | None = None
         # Recipients of the message in DATA: aiosmtpd resets the envelope before the reply
         # to the final dot, and the refusals journal counts that reply's recipients.
         self.data_rcpts = 0
@@ -383,6 +387,7 @@ class SinkSMTP(CompatSMTP):
     async def smtp_MAIL(self, arg: str | None) -> None:
         self.stage = Stage.MAIL
         self.msg_id = ""
+        self.refused_for = None
         await super().smtp_MAIL(arg)
 
     async def smtp_RCPT(self, arg: str | None) -> None:

@@ -284,6 +284,8 @@ class Sink(EffectHost):
             self.counters.rejected += 1
         info = server.info
         envelope = server.envelope
+        # The verdicts the handler refused the message in DATA for (enforce:), once.
+        refused_for, server.refused_for = server.refused_for, None
         self.journals.refusals.write(
             RefusalRecord(
                 time=time.time(),
@@ -299,6 +301,8 @@ class Sink(EffectHost):
                 if server.stage in _AFTER_DATA
                 else (len(envelope.rcpt_tos) if envelope else 0),
                 msg_id=server.msg_id,
+                helo=info.helo if info else "",
+                **(_auth_columns(refused_for) if refused_for is not None else {}),
             )
         )
 

@@ -4,9 +4,13 @@ per delivery path and around each fault (summary.json's `auth`; docs/metrics.md,
 
 A sink with `verify:` journals each receipt's SPF, DKIM, DMARC and PTR verdicts
 (sinks.authcheck; the receipts' columns `spf`, `dkim`, `dmarc`, `ptr`). With `enforce:` it
-answers failing mail with the provider's refusal instead, and journals that refusal only
-(refusals journal: stage `dot`, the provider's enhanced code, `REFUSAL_CODES`): such a
-message is counted as refused, never as delivered, and its verdicts are not known.
+answers failing mail with the provider's refusal instead, and journals that refusal with
+the verdicts that decided it (refusals journal: stage `dot`, the provider's enhanced code,
+`REFUSAL_CODES`, the same verdict columns): such a message is counted as refused, never as
+delivered, and its verdicts count with the deliveries' in the verdict tallies and pass
+shares, as a provider's DMARC aggregate report counts every message it saw, whatever it
+did with it. Otherwise a secondary whose mail is all refused would leave the shares at
+100 %. A refusal in a journal older than those columns counts as refused, in no verdict.
 
 A path is the server the sender handed the message to (its 250; for a message no server
 took, its last attempt's server), the verifying sink, and the address that delivered it
@@ -144,7 +148,7 @@ def _text(values: pd.Series) -> pd.Series:
 def _enforced(refusals: pd.DataFrame, sinks: Mapping[str, str]) -> pd.DataFrame:
     """The refusals a verifying sink sent for authentication: at the end of DATA, with an
     enhanced code its provider sends (any provider's when the scenario does not say)."""
-    columns = ["time", "sink", "msg_id", "peer", "reply"]
+    columns = ["time", "sink", "msg_id", "peer", "helo", "reply", *CHECKS]
     needed = {"time", "sink", "stage", "code", "enhanced"}
     if refusals.empty or not needed <= set(refusals.columns):
         return pd.DataFrame({c: pd.Series(dtype="float64" if c == "time" else object)
@@ -159,12 +163,14 @@ def _enforced(refusals: pd.DataFrame, sinks: Mapping[str, str]) -> pd.DataFrame:
     )
     rows = refusals[ours]
     code = rows["code"].map(lambda c: f"{int(c)}" if c == c else "?")
+    empty = pd.Series("", index=rows.index)
     return pd.DataFrame({
         "time": rows["time"].astype("float64"),
         "sink": sink[ours],
-        "msg_id": _text(rows.get("msg_id", pd.Series("", index=rows.index))),
-        "peer": _text(rows.get("peer", pd.Series("", index=rows.index))),
+        **{c: _text(rows.get(c, empty)) for c in ("msg_id", "peer", "helo")},
         "reply": code + " " + enhanced[ours],
+        # "" in every check: a journal older than the refusals' verdict columns.
+        **{c: _text(rows.get(c, empty)) for c in CHECKS},
     }).reset_index(drop=True)  # fmt: skip
 
 
@@ -190,8 +196,12 @@ def _handed_to(attempts: pd.DataFrame, per: pd.DataFrame) -> pd.Series:
 
 
 def _counts(delivered: pd.DataFrame, refused: pd.DataFrame) -> dict[str, Any]:
-    """AuthCounts' fields over these receipts with verdicts and enforcement refusals."""
+    """AuthCounts' fields over these receipts with verdicts and enforcement refusals: the
+    verdict tallies and pass shares of every message whose verdicts are known (the
+    refusals' too), the rest of the deliveries only."""
     n, m = len(delivered), len(refused)
+    judged = refused[refused["spf"] != ""]  # the four are journaled together
+    verdicts = pd.concat([delivered[list(CHECKS)], judged[list(CHECKS)]], ignore_index=True)
     passing = {check: delivered[check] == PASS for check in CHECKS}
     clean = int((passing["dmarc"] & passing["ptr"]).sum())
     counts: dict[str, Any] = {
@@ -203,11 +213,24 @@ def _counts(delivered: pd.DataFrame, refused: pd.DataFrame) -> dict[str, Any]:
         "refused": m,
         "refused_by": _tally(refused["reply"]),
         "clean_share": _share(clean, n + m),
+        "with_verdicts": len(verdicts),
+        "refused_verdicts": _refused_verdicts(judged),
     }
     for check in CHECKS:
-        counts[check] = _tally(delivered[check])
-        counts[f"{check}_pass_share"] = _share(int(passing[check].sum()), n)
+        counts[check] = _tally(verdicts[check])
+        counts[f"{check}_pass_share"] = _share(int((verdicts[check] == PASS).sum()), len(verdicts))
     return counts
+
+
+def _refused_verdicts(judged: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
+    """Per reply, the refused messages' verdicts other than pass, per check (the checks
+    that did not pass are why the provider refused): {"550 5.7.26": {"spf": {"fail": 3}}}."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for reply in _tally(judged["reply"]):
+        mine = judged[judged["reply"] == reply]
+        failing = {check: _tally(mine[check][mine[check] != PASS]) for check in CHECKS}
+        out[reply] = {check: tally for check, tally in failing.items() if tally}
+    return out
 
 
 def _tally(values: pd.Series) -> dict[str, int]:
@@ -263,7 +286,7 @@ def _paths(
             server=server,
             sink=sink,
             peer=peer,
-            helo=sorted(set(mine_d["helo"]) - {""}),
+            helo=sorted((set(mine_d["helo"]) | set(mine_r["helo"])) - {""}),
             faults=[AuthPhases(**_phases(mine_d, mine_r, w)) for w in windows],
             **_counts(mine_d, mine_r),
         )

@@ -660,9 +660,10 @@ class StreamResult(Messages):
 class AuthCounts(Part):
     """The provider checks (SPF, DKIM, DMARC, PTR) of a set of messages at sinks with
     `verify:`: the verdicts each receipt journaled, and the refusals a sink with `enforce:`
-    sent instead of a receipt. Counted per receipt and per refusal (a copy delivered twice
-    is checked twice). See docs/metrics.md, "Authentication". `maildrill compare` shows
-    the whole run's (`Auth`), not each sink's, path's and phase's: hundreds of rows."""
+    sent instead of a receipt, with the verdicts that decided them. Counted per receipt
+    and per refusal (a copy delivered twice is checked twice). See docs/metrics.md,
+    "Authentication". `maildrill compare` shows the whole run's (`Auth`), not each sink's,
+    path's and phase's: hundreds of rows."""
 
     checked: int = Field(default=0, description="delivered + refused")
     delivered: int = Field(default=0, description="receipts with verdicts")
@@ -680,25 +681,43 @@ class AuthCounts(Part):
     refused_by: dict[str, int] = Field(
         default_factory=dict, description='those refusals by reply ("550 5.7.26")'
     )
-    spf: dict[str, int] = Field(default_factory=dict, description="deliveries by SPF verdict")
-    dkim: dict[str, int] = Field(default_factory=dict, description="deliveries by DKIM verdict")
-    dmarc: dict[str, int] = Field(default_factory=dict, description="deliveries by DMARC verdict")
-    ptr: dict[str, int] = Field(default_factory=dict, description="deliveries by PTR verdict")
+    spf: dict[str, int] = Field(
+        default_factory=dict, description="messages with verdicts (delivered and refused) by "
+        "SPF verdict"
+    )  # fmt: skip
+    dkim: dict[str, int] = Field(
+        default_factory=dict, description="messages with verdicts by DKIM verdict"
+    )
+    dmarc: dict[str, int] = Field(
+        default_factory=dict, description="messages with verdicts by DMARC verdict"
+    )
+    ptr: dict[str, int] = Field(
+        default_factory=dict, description="messages with verdicts by PTR verdict"
+    )
     spf_pass_share: float | None = Field(
-        default=None, description="deliveries passing SPF / delivered; null: none delivered"
+        default=None, description="messages passing SPF / with_verdicts; null: none"
     )
     dkim_pass_share: float | None = Field(
-        default=None, description="deliveries passing DKIM / delivered"
+        default=None, description="messages passing DKIM / with_verdicts"
     )
     dmarc_pass_share: float | None = Field(
-        default=None, description="deliveries passing DMARC / delivered"
+        default=None, description="messages passing DMARC / with_verdicts"
     )
     ptr_pass_share: float | None = Field(
-        default=None, description="deliveries passing PTR / delivered"
+        default=None, description="messages passing PTR / with_verdicts"
     )
     clean_share: float | None = Field(
         default=None, description="clean / checked: refusals count as not clean"
     )
+    with_verdicts: int = Field(
+        default=0, description="delivered + the refusals that journaled their verdicts (all "
+        "but those in journals older than the refusals' verdict columns): what the verdict "
+        "counts and pass shares are of"
+    )  # fmt: skip
+    refused_verdicts: dict[str, dict[str, dict[str, int]]] = Field(
+        default_factory=dict, description="per reply of refused_by, the refused mail's "
+        'verdicts other than pass, per check: {"550 5.7.26": {"spf": {"fail": 3}}}'
+    )  # fmt: skip
 
 
 class AuthPhases(Part):
@@ -738,7 +757,7 @@ class AuthPath(AuthCounts):
     sink: str = Field(default="", description="the verifying sink")
     peer: str = Field(default="", description="the address that delivered it to the sink")
     helo: list[str] = Field(
-        default_factory=list, description="the EHLO names it gave (receipts only)"
+        default_factory=list, description="the EHLO names it gave (receipts and refusals)"
     )
     faults: list[AuthPhases] = Field(
         default_factory=list, description="around each fault of auth.faults, in its order"
@@ -765,16 +784,16 @@ class Auth(AuthCounts):
         default=0, description="refused by the sink's enforce: with the provider's reply"
     )
     spf_pass_share: Annotated[float | None, HIGHER] = Field(
-        default=None, description="deliveries passing SPF / delivered; null: none delivered"
+        default=None, description="messages passing SPF / with_verdicts; null: none"
     )
     dkim_pass_share: Annotated[float | None, HIGHER] = Field(
-        default=None, description="deliveries passing DKIM / delivered"
+        default=None, description="messages passing DKIM / with_verdicts"
     )
     dmarc_pass_share: Annotated[float | None, HIGHER] = Field(
-        default=None, description="deliveries passing DMARC / delivered"
+        default=None, description="messages passing DMARC / with_verdicts"
     )
     ptr_pass_share: Annotated[float | None, HIGHER] = Field(
-        default=None, description="deliveries passing PTR / delivered"
+        default=None, description="messages passing PTR / with_verdicts"
     )
     clean_share: Annotated[float | None, HIGHER] = Field(
         default=None, description="clean / checked: refusals count as not clean"

@@ -698,9 +698,10 @@ _AUTH_NOTE = (
     "Mail the sinks with verify: checked, as a provider would: checked = delivered + "
     "refused; clean: delivered with DMARC and PTR passing; DMARC fail: delivered, though a "
     "provider would put it in spam or refuse it; unauthenticated: delivered with neither "
-    "SPF nor DKIM passing; refused: the provider's refusal (enforce:), whose verdicts are "
-    "not journaled. Pass shares are of the deliveries. Did not pass: each check's other "
-    "verdicts, then the refusals by reply."
+    "SPF nor DKIM passing; refused: the provider's refusal (enforce:). Pass shares are of "
+    "every message whose verdicts are known, refused ones included (as a provider's DMARC "
+    "report counts them). Did not pass: each check's other verdicts on the deliveries, "
+    "then the refusals by reply, each with the checks that did not pass."
 )
 
 
@@ -712,17 +713,37 @@ def _auth_row(c: AuthCounts) -> list[str]:
 
 
 def auth_did_not_pass(c: AuthCounts) -> str:
-    """The checks that failed, by verdict, and the refusals: "dkim none 3; dmarc fail 2;
-    refused 550 5.7.26 3"; "none" when every check passed."""
-    parts = []
+    """The checks that failed on the deliveries, by verdict, then the refusals, each with
+    the checks that failed on it: "dkim none 3; dmarc fail 2; refused 550 5.7.26 3: spf
+    fail 3; dkim none 3"; "none" when every check passed."""
+    refused_checks = list(c.refused_verdicts.values())
+    delivered = {}
     for check in AUTH_CHECKS:
-        verdicts: dict[str, int] = getattr(c, check)
-        other = [f"{v} {num(n)}" for v, n in verdicts.items() if v != "pass"]
-        if other:
-            parts.append(f"{check} {', '.join(other)}")
-    if c.refused_by:
-        parts.append("refused " + ", ".join(f"{k} {num(v)}" for k, v in c.refused_by.items()))
+        # The tallies count refused mail too: what is left is the deliveries'.
+        tally: dict[str, int] = getattr(c, check)
+        left = {
+            verdict: n - sum(r.get(check, {}).get(verdict, 0) for r in refused_checks)
+            for verdict, n in tally.items()
+            if verdict != "pass"
+        }
+        delivered[check] = {
+            v: n for v, n in sorted(left.items(), key=lambda vn: (-vn[1], vn[0])) if n > 0
+        }
+    parts = [_failing(delivered)] if any(delivered.values()) else []
+    for reply, n in c.refused_by.items():
+        why = c.refused_verdicts.get(reply)
+        parts.append(f"refused {reply} {num(n)}" + (f": {_failing(why)}" if why else ""))
     return "; ".join(parts) or "none"
+
+
+def _failing(verdicts: dict[str, dict[str, int]]) -> str:
+    """{"spf": {"fail": 2, "softfail": 1}, "dkim": {"none": 3}} as "spf fail 2, softfail 1;
+    dkim none 3", in the checks' order."""
+    return "; ".join(
+        f"{check} {', '.join(f'{v} {num(n)}' for v, n in verdicts[check].items())}"
+        for check in AUTH_CHECKS
+        if verdicts.get(check)
+    )
 
 
 def auth_paths(summary: Summary) -> Table | None:

@@ -2,8 +2,9 @@
 with a real OpenDKIM, a Gmail-like sink checking SPF, DKIM, DMARC and PTR against the
 run's DNS server. Cut to a few seconds (the primary stopped from 2 s to 4 s), each is
 recounted from the sinks' receipts and refusals journals per delivering address, not
-from the analysis: postfix-auth fails (the secondary's mail refused with 550 5.7.26),
-postfix-auth-aligned passes (the secondary signs with the same key and is in SPF)."""
+from the analysis: postfix-auth fails (the secondary's mail refused with 550 5.7.26, the
+refusals journaling the checks that failed, which the report names), postfix-auth-aligned
+passes (the secondary signs with the same key and is in SPF)."""
 
 from __future__ import annotations
 
@@ -81,21 +82,39 @@ def check_the_run_key(run_dir: Path) -> None:
 
 def check_path(summary: dict, server: str, peer: str, delivered: list[dict[str, str]],
                refused: list[dict[str, str]]) -> None:  # fmt: skip
-    """The summary's path server > gmail-mx @ peer against the journals' rows for it."""
+    """The summary's path server > gmail-mx @ peer against the journals' rows for it: the
+    verdict counts over the receipts and the refusals alike (both journal them)."""
     path = summary["auth"]["paths"][f"{server}>gmail-mx@{peer}"]
     clean = [r for r in delivered if all(r[c] == "pass" for c in ("spf", "dkim", "dmarc"))]
     assert path["delivered"] == len(delivered)
     assert path["clean"] == len(clean)
     assert path["refused"] == len(refused)
+    assert path["with_verdicts"] == len(delivered) + len(refused)
     for check in CHECKS:
         counts: dict[str, int] = defaultdict(int)
-        for r in delivered:
+        for r in delivered + refused:
             counts[r[check]] += 1
         assert path[check] == dict(counts), check
+        passing = counts["pass"] / (len(delivered) + len(refused))
+        assert path[f"{check}_pass_share"] == pytest.approx(passing, abs=1e-6), check
+    assert path["refused_by"] == dict(refused_checks(refused)[0])
+    assert path["refused_verdicts"] == refused_checks(refused)[1]
+
+
+def refused_checks(
+    refused: list[dict[str, str]],
+) -> tuple[dict[str, int], dict[str, dict[str, dict[str, int]]]]:
+    """The refusals by reply, and per reply the verdicts other than pass, per check."""
     codes: dict[str, int] = defaultdict(int)
+    why: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
     for r in refused:
-        codes[f"{r['code']} {r['enhanced']}"] += 1
-    assert path["refused_by"] == dict(codes)
+        reply = f"{r['code']} {r['enhanced']}"
+        codes[reply] += 1
+        for check in CHECKS:
+            if r[check] != "pass":
+                tally = why[reply].setdefault(check, {})
+                tally[r[check]] = tally.get(r[check], 0) + 1
+    return dict(codes), dict(why)
 
 
 def test_the_secondary_that_neither_signs_nor_is_in_spf_gets_refused(run_dir):
@@ -122,6 +141,11 @@ def test_the_secondary_that_neither_signs_nor_is_in_spf_gets_refused(run_dir):
         )  # fmt: skip
     assert {r["msg_id"] for r in receipts[PRIMARY]} == accepted["primary"]
     assert {(r["code"], r["enhanced"]) for r in refusals[SECONDARY]} == {("550", "5.7.26")}
+    # Each refusal journals why: neither SPF nor DKIM passes, so DMARC fails (p=reject).
+    for r in refusals[SECONDARY]:
+        assert r["helo"] == HELO[SECONDARY]
+        assert "pass" not in (r["spf"], r["dkim"]), r
+        assert (r["dmarc"], r["dmarc_policy"]) == ("fail", "reject"), r
     refused_ids = [r["msg_id"] for r in refusals[SECONDARY]]
     assert len(refused_ids) == len(set(refused_ids))  # a 5xx is final: no retry
     assert accepted["secondary"] <= set(refused_ids)
@@ -129,6 +153,17 @@ def test_the_secondary_that_neither_signs_nor_is_in_spf_gets_refused(run_dir):
     check_path(summary, "secondary", SECONDARY, [], refusals[SECONDARY])
     assert summary["auth"]["refused"] == len(refused_ids)
     assert summary["auth"]["clean"] == len(receipts[PRIMARY])
+    # The report's path row names the failing checks, as counted here.
+    n = len(refused_ids)
+    (why,) = refused_checks(refusals[SECONDARY])[1].values()
+    named = "; ".join(
+        f"{check} " + ", ".join(f"{v} {k}" for v, k in sorted(why[check].items(),
+                                                               key=lambda vk: (-vk[1], vk[0])))
+        for check in CHECKS if check in why
+    )  # fmt: skip
+    assert {"spf", "dkim", "dmarc"} <= set(why)
+    report = (run_dir / "report.md").read_text()
+    assert f"refused 550 5.7.26 {n}: {named}" in report
 
 
 def test_the_aligned_secondary_keeps_the_mail_authenticated(run_dir):

@@ -6,7 +6,8 @@ after they listen. Two senders deliver to both verifying sinks, before, during a
 that fault: 127.0.0.11 (mx1.shop.test, in SPF, with a PTR, DKIM-signed for shop.test) and
 127.0.0.12 (mx2.shop.test, none of those). Every figure of `auth` is then counted again
 here from receipts-*.csv, refusals-*.csv and faults-spare.csv with csv.DictReader, by
-rules written out below rather than by the analysis's code.
+rules written out below rather than by the analysis's code: the verdict tallies and pass
+shares from the receipts' and the enforcement refusals' verdict columns alike.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import csv
 import json
 import os
 import signal
+import smtplib
 import subprocess
 import sys
 from collections import Counter
@@ -104,6 +106,16 @@ def test_auth_figures_recounted_from_the_journals(tmp_path: Path) -> None:
         batch("during")
         assert wait_until(lambda: len(fault_rows(out)) >= 2, timeout=FAULT_FOR + 20)
         batch("after")
+        # A refusal that is not enforcement, in the session right after one that is: its
+        # row carries no verdicts (the refused message's are journaled once).
+        with smtplib.SMTP("127.0.0.1", ports["gmail"], timeout=20,
+                          source_address=(STRANGER, 0)) as client:  # fmt: skip
+            client.ehlo(HELO[STRANGER])
+            client.mail("news@shop.test")
+            client.rcpt("a@gmail.test")
+            assert client.data(message("extra", None))[0] == 550
+            client.mail("news@shop.test")
+            assert client.docmd("DATA")[0] == 503  # no RCPT
         proc.send_signal(signal.SIGTERM)  # by its PID: the process this test started
         _, err = proc.communicate(timeout=30)
     finally:
@@ -122,15 +134,32 @@ def test_auth_figures_recounted_from_the_journals(tmp_path: Path) -> None:
         r for r in rows(out, "refusals-*.csv")
         if r["stage"] == "dot" and r["enhanced"][:4] in ("5.7.", "4.7.")
     ]  # fmt: skip
-    assert len(receipts) + len(refusals) == sent == 12
+    assert len(receipts) + len(refusals) == sent + 1 == 13  # the extra session's too
+    # gmail's refusals journal why: the stranger's verdicts and EHLO name.
+    assert [
+        (r["peer"], r["helo"], r["spf"], r["dkim"], r["dmarc"], r["dmarc_policy"]) for r in refusals
+    ] == [(STRANGER, "mx2.shop.test", "fail", "none", "fail", "reject")] * 4
+    others = [r for r in rows(out, "refusals-*.csv") if r not in refusals]
+    assert [r["code"] for r in others if r["sink"] == "gmail"] == ["503"]  # the extra DATA
+    assert all(r["spf"] == r["dkim"] == r["auth_detail"] == "" for r in others)
     faults = {r["state"]: float(r["time"]) for r in fault_rows(out)}
     t0 = summary.started_at
 
     def expect(delivered: list[dict[str, str]], refused: list[dict[str, str]]) -> AuthCounts:
         """AuthCounts as docs/metrics.md defines them, counted from the rows."""
         n, m = len(delivered), len(refused)
-        passing = {c: sum(r[c] == "pass" for r in delivered) for c in CHECKS}
+        judged = delivered + [r for r in refused if r["spf"]]
+        passing = {c: sum(r[c] == "pass" for r in judged) for c in CHECKS}
         clean = sum(r["dmarc"] == "pass" and r["ptr"] == "pass" for r in delivered)
+        replies = Counter(f"{r['code']} {r['enhanced']}" for r in refused)
+        why = {
+            reply: {
+                c: dict(Counter(r[c] for r in refused
+                                if f"{r['code']} {r['enhanced']}" == reply and r[c] != "pass"))
+                for c in CHECKS
+            }
+            for reply in replies
+        }  # fmt: skip
         return AuthCounts(
             checked=n + m,
             delivered=n,
@@ -138,11 +167,16 @@ def test_auth_figures_recounted_from_the_journals(tmp_path: Path) -> None:
             dmarc_fail=sum(r["dmarc"] == "fail" for r in delivered),
             unauthenticated=sum(r["spf"] != "pass" and r["dkim"] != "pass" for r in delivered),
             refused=m,
-            refused_by=dict(Counter(f"{r['code']} {r['enhanced']}" for r in refused)),
-            **{c: dict(Counter(r[c] for r in delivered)) for c in CHECKS},
-            **{f"{c}_pass_share": round(passing[c] / n, 6) if n else None for c in CHECKS},
+            refused_by=dict(replies),
+            **{c: dict(Counter(r[c] for r in judged)) for c in CHECKS},
+            **{f"{c}_pass_share": round(passing[c] / len(judged), 6) if judged else None
+               for c in CHECKS},
             clean_share=round(clean / (n + m), 6) if n + m else None,
-        )
+            with_verdicts=len(judged),
+            refused_verdicts={
+                reply: {c: t for c, t in checks.items() if t} for reply, checks in why.items()
+            },
+        )  # fmt: skip
 
     def same(got: AuthCounts, want: AuthCounts) -> None:
         fields = list(AuthCounts.model_fields)
@@ -150,10 +184,15 @@ def test_auth_figures_recounted_from_the_journals(tmp_path: Path) -> None:
 
     same(auth, expect(receipts, refusals))
     # What the senders did, in the figures: the aligned one passes all four checks, the
-    # other is refused by gmail with 5.7.26 and delivered to inbox failing DMARC.
-    assert (auth.delivered, auth.refused, auth.clean, auth.dmarc_fail) == (9, 3, 6, 3)
-    assert auth.refused_by == {"550 5.7.26": 3}
-    assert auth.dkim == {"pass": 6, "none": 3}
+    # other is refused by gmail with 5.7.26 (four times, the extra session's too) and
+    # delivered to inbox failing DMARC.
+    assert (auth.delivered, auth.refused, auth.clean, auth.dmarc_fail) == (9, 4, 6, 3)
+    assert auth.refused_by == {"550 5.7.26": 4}
+    assert auth.refused_verdicts == {
+        "550 5.7.26": {"spf": {"fail": 4}, "dkim": {"none": 4}, "dmarc": {"fail": 4},
+                       "ptr": {"none": 4}}
+    }  # fmt: skip
+    assert auth.dkim == {"none": 7, "pass": 6}  # the refused stranger's four too
 
     for sink in ("gmail", "inbox"):
         same(auth.sinks[sink], expect(
@@ -171,7 +210,7 @@ def test_auth_figures_recounted_from_the_journals(tmp_path: Path) -> None:
         theirs = [r for r in refusals if (r["sink"], r["peer"]) == (sink, peer)]
         p = auth.paths[f"->{sink}@{peer}"]
         same(p, expect(mine, theirs))
-        assert p.helo == sorted({r["helo"] for r in mine})
+        assert p.helo == sorted({r["helo"] for r in mine + theirs})
     stranger = auth.paths[f"->inbox@{STRANGER}"]
     assert (stranger.dmarc_fail, stranger.unauthenticated, stranger.spf) == (3, 3, {"fail": 3})
     assert stranger.helo == ["mx2.shop.test"]
@@ -197,14 +236,15 @@ def test_auth_figures_recounted_from_the_journals(tmp_path: Path) -> None:
             same(getattr(p.faults[0], name), expect(phase(mine, name), phase(theirs, name)))
     # Each batch was sent after the last one's wait: "after" is certain, and the others
     # had seconds to spare.
-    assert fault.after.checked == 4
+    assert fault.after.checked == 5
     assert fault.before.checked + fault.during.checked == 8
 
     # The SLOs on them, and the report's section naming the failing path.
     checks = {c.name: (c.value, c.passed) for c in summary.slo.checks}
     assert checks["dmarc_fail"] == (3, False)
-    assert checks["dkim_pass_share"] == (pytest.approx(6 / 9, abs=1e-6), False)
-    assert checks["auth_refused"] == (3, False)
+    assert checks["dkim_pass_share"] == (pytest.approx(6 / 13, abs=1e-6), False)
+    assert checks["auth_refused"] == (4, False)
     report = (out / "report.md").read_text()
     assert "## Authentication on each path" in report
     assert f"{STRANGER} (mx2.shop.test)" in report
+    assert "refused 550 5.7.26 4: spf fail 4; dkim none 4; dmarc fail 4; ptr none 4" in report

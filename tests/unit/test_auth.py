@@ -1,7 +1,8 @@
 """summary.json's `auth` on hand-made journals whose answers are written out here: every
-verdict the receipts' columns can hold, refusals that are and are not enforcement, the
-paths and the split around a fault; old journals without the columns read as not
-verified; the SLO metrics; and the enforcement codes against the sink's own replies."""
+verdict the receipts' columns can hold, refusals that are and are not enforcement (with
+the verdicts that decided them, and without, as older journals have them), the paths and
+the split around a fault; old journals without the columns read as not verified; the SLO
+metrics; and the enforcement codes against the sink's own replies."""
 
 from __future__ import annotations
 
@@ -37,15 +38,19 @@ RECEIPTS = [
     ("m8", "inbox", 8.0, MX2, "mx2.shop.test", "fail", "none", "fail", "pass"),
     ("m9", "plain", 3.0, MX1, "mx1.shop.test", "", "", "", ""),  # a sink without verify:
 ]
-# (msg, sink, seconds, peer, stage, code, enhanced)
+# (msg, sink, seconds, peer, stage, code, enhanced, spf, dkim, dmarc, ptr): the verdicts
+# as a sink journals them on its refusals for enforce: ("" on any other refusal)
 REFUSALS = [
-    ("m10", "gmail", 5.5, MX2, "dot", 550, "5.7.26"),  # enforcement
-    ("m11", "gmail", 6.5, MX2, "dot", 421, "4.7.26"),  # enforcement, temporary
-    ("m12", "gmail", 11.0, MX2, "dot", 550, "5.7.25"),  # enforcement (PTR), after the fault
-    ("m13", "gmail", 6.0, MX2, "dot", 550, "5.7.1"),  # a reject fault: not authentication
-    ("m14", "gmail", 6.0, MX2, "rcpt", 550, "5.7.26"),  # not at the end of DATA
-    ("m15", "plain", 6.0, MX2, "dot", 550, "5.7.26"),  # a sink that does not verify
-    ("m16", "inbox", 6.0, MX2, "dot", 550, "5.7.9"),  # enforce none: no provider's code
+    ("m10", "gmail", 5.5, MX2, "dot", 550, "5.7.26", "fail", "none", "fail", "pass"),
+    # enforcement, temporary
+    ("m11", "gmail", 6.5, MX2, "dot", 421, "4.7.26", "temperror", "none", "temperror", "pass"),
+    # enforcement (PTR), after the fault
+    ("m12", "gmail", 11.0, MX2, "dot", 550, "5.7.25", "pass", "pass", "pass", "none"),
+    ("m13", "gmail", 6.0, MX2, "dot", 550, "5.7.1", "", "", "", ""),  # a reject fault
+    ("m14", "gmail", 6.0, MX2, "rcpt", 550, "5.7.26", "", "", "", ""),  # not at the dot
+    ("m15", "plain", 6.0, MX2, "dot", 550, "5.7.26", "", "", "", ""),  # does not verify
+    # enforce none: no provider's code, so not counted, verdicts or not
+    ("m16", "inbox", 6.0, MX2, "dot", 550, "5.7.9", "fail", "none", "fail", "pass"),
 ]
 # Who took each message from the sender (its 250), else its last attempt's server.
 HANDED = {"m1": "primary", "m2": "primary", "m6": "primary", "m7": "primary"}
@@ -61,11 +66,16 @@ def receipts(rows=RECEIPTS) -> pd.DataFrame:
     return frame
 
 
-def refusals() -> pd.DataFrame:
-    columns = ["msg_id", "sink", "time", "peer", "stage", "code", "enhanced"]
+def refusals(verdicts: bool = True) -> pd.DataFrame:
+    """The refusals; without `verdicts` as a journal older than the helo and verdict
+    columns reads (no such columns)."""
+    columns = ["msg_id", "sink", "time", "peer", "stage", "code", "enhanced", *auth.CHECKS]
     frame = pd.DataFrame(REFUSALS, columns=columns)
     frame["time"] += T0
     frame["code"] = frame["code"].astype("float64")  # as the journal reader gives it
+    if not verdicts:
+        return frame.drop(columns=list(auth.CHECKS))
+    frame["helo"] = "mx2.shop.test"
     return frame
 
 
@@ -96,18 +106,24 @@ def summary():
 
 def test_the_whole_run_counts_each_verdict(summary):
     # Verified receipts: m1-m6 and m8 (m7 has no verdicts, m9 is at a sink that does not
-    # verify); enforcement refusals: m10, m11, m12.
+    # verify); enforcement refusals: m10, m11, m12, whose verdicts count with them.
     assert (summary.delivered, summary.refused, summary.checked) == (7, 3, 10)
+    assert summary.with_verdicts == 10
     assert summary.spf == {
-        "pass": 2, "fail": 1, "neutral": 1, "permerror": 1, "softfail": 1, "temperror": 1
+        "pass": 3, "fail": 2, "temperror": 2, "neutral": 1, "permerror": 1, "softfail": 1
     }  # fmt: skip
-    assert summary.dkim == {"none": 3, "pass": 2, "fail": 1, "temperror": 1}
-    assert summary.dmarc == {"pass": 3, "fail": 2, "none": 1, "temperror": 1}
-    assert summary.ptr == {"pass": 4, "fail": 1, "none": 1, "temperror": 1}
-    assert summary.spf_pass_share == pytest.approx(2 / 7)
-    assert summary.dkim_pass_share == pytest.approx(2 / 7)
-    assert summary.dmarc_pass_share == pytest.approx(3 / 7)
-    assert summary.ptr_pass_share == pytest.approx(4 / 7)
+    assert summary.dkim == {"none": 5, "pass": 3, "fail": 1, "temperror": 1}
+    assert summary.dmarc == {"pass": 4, "fail": 3, "temperror": 2, "none": 1}
+    assert summary.ptr == {"pass": 6, "none": 2, "fail": 1, "temperror": 1}
+    assert summary.spf_pass_share == pytest.approx(3 / 10)  # m1, m2, m12
+    assert summary.dkim_pass_share == pytest.approx(3 / 10)  # m1, m6, m12
+    assert summary.dmarc_pass_share == pytest.approx(4 / 10)  # m1, m2, m6, m12
+    assert summary.ptr_pass_share == pytest.approx(6 / 10)  # m1, m2, m6, m8, m10, m11
+    assert summary.refused_verdicts == {
+        "421 4.7.26": {"spf": {"temperror": 1}, "dkim": {"none": 1}, "dmarc": {"temperror": 1}},
+        "550 5.7.25": {"ptr": {"none": 1}},
+        "550 5.7.26": {"spf": {"fail": 1}, "dkim": {"none": 1}, "dmarc": {"fail": 1}},
+    }
     assert summary.clean == 3  # m1, m2, m6: DMARC and PTR pass
     assert summary.clean_share == pytest.approx(3 / 10)
     assert summary.dmarc_fail == 2  # m3, m8
@@ -119,7 +135,8 @@ def test_per_sink(summary):
     assert list(summary.sinks) == ["gmail", "inbox"]  # plain does not verify
     gmail, inbox = summary.sinks["gmail"], summary.sinks["inbox"]
     assert (gmail.enforce, gmail.delivered, gmail.refused) == ("gmail", 0, 3)
-    assert gmail.spf_pass_share is None
+    assert gmail.spf == {"fail": 1, "pass": 1, "temperror": 1}  # its refusals' verdicts
+    assert gmail.spf_pass_share == pytest.approx(1 / 3)
     assert gmail.clean_share == 0
     assert (inbox.enforce, inbox.delivered, inbox.refused, inbox.clean) == ("none", 7, 0, 3)
 
@@ -146,7 +163,8 @@ def test_per_path_names_the_server_the_sink_and_the_delivering_address(summary):
     assert secondary.unauthenticated == 4
     assert secondary.spf_pass_share == 0
     refused = summary.paths[f"secondary>gmail@{MX2}"]
-    assert (refused.delivered, refused.refused, refused.helo) == (0, 3, [])
+    assert (refused.delivered, refused.refused, refused.helo) == (0, 3, ["mx2.shop.test"])
+    assert refused.dkim == {"none": 2, "pass": 1}
 
 
 def test_before_during_and_after_the_fault(summary):
@@ -158,12 +176,32 @@ def test_before_during_and_after_the_fault(summary):
     # m6 and refusal m12.
     assert (fault.before.delivered, fault.before.refused, fault.before.clean) == (2, 0, 2)
     assert (fault.during.delivered, fault.during.refused, fault.during.clean) == (4, 2, 0)
-    assert fault.during.dmarc == {"fail": 2, "none": 1, "temperror": 1}
+    assert fault.during.dmarc == {"fail": 3, "temperror": 2, "none": 1}  # m10, m11 too
     assert (fault.after.delivered, fault.after.refused, fault.after.clean) == (1, 1, 1)
     assert fault.after.refused_by == {"550 5.7.25": 1}
     path = summary.paths[f"secondary>inbox@{MX2}"]
     (around,) = path.faults
     assert (around.before.checked, around.during.delivered, around.after.checked) == (0, 4, 0)
+
+
+def test_refusals_without_verdicts_count_as_refused_in_no_verdict():
+    """Refusals from a journal older than their verdict columns: refused as before, but
+    the tallies and pass shares are the deliveries' alone, and the report names the reply
+    only."""
+    result = auth.summarise(receipts(), refusals(verdicts=False), *attempts(), VERIFYING,
+                            [WINDOW], T0)  # fmt: skip
+    assert result is not None
+    assert (result.delivered, result.refused, result.checked) == (7, 3, 10)
+    assert result.with_verdicts == 7
+    assert result.refused_verdicts == {}
+    assert result.dkim == {"none": 3, "pass": 2, "fail": 1, "temperror": 1}
+    assert result.spf_pass_share == pytest.approx(2 / 7)
+    assert result.ptr_pass_share == pytest.approx(4 / 7)
+    path = result.paths[f"secondary>gmail@{MX2}"]
+    assert (path.refused, path.with_verdicts, path.spf_pass_share, path.helo) == (3, 0, None, [])
+    assert view.auth_did_not_pass(path) == (
+        "refused 421 4.7.26 1; refused 550 5.7.25 1; refused 550 5.7.26 1"
+    )
 
 
 def test_a_fault_never_cleared_runs_to_the_end():
@@ -225,9 +263,16 @@ def test_old_journals_without_the_columns_read_as_not_verified(tmp_path):
                        stage="dot", code="550", enhanced="5.7.26", mail_from="",
                        rcpt_count=1, msg_id="other-2")],
     )  # fmt: skip
+    # A refusals journal from before its helo and verdict columns.
+    refused = pd.read_csv(run_dir / "refusals-inbox.csv", dtype=str, keep_default_na=False)
+    refused[[c for c in refused.columns if c not in {*new, "helo"}]].to_csv(
+        run_dir / "refusals-inbox.csv", index=False
+    )
     mixed = summary_mod.summarise(RunDir.load(run_dir))
     assert mixed.auth is not None
     assert (mixed.auth.delivered, mixed.auth.dmarc_fail, mixed.auth.refused) == (1, 1, 1)
+    assert (mixed.auth.with_verdicts, mixed.auth.refused_verdicts) == (1, {})
+    assert mixed.auth.dmarc == {"fail": 1}
     assert list(mixed.auth.sinks) == ["inbox"]
     assert list(mixed.auth.paths) == [f"->inbox@{MX1}", f"->inbox@{MX2}"]  # not our msgs
     assert len(mixed.auth.faults) == len(mixed.failovers) == 1
@@ -248,10 +293,10 @@ def test_the_slo_metrics_read_auth(summary, tmp_path):
     assert values["dmarc_fail"] == 2
     assert values["unauthenticated"] == 4
     assert values["auth_refused"] == 3
-    assert values["spf_pass_share"] == pytest.approx(2 / 7)
-    assert values["dkim_pass_share"] == pytest.approx(2 / 7)
-    assert values["dmarc_pass_share"] == pytest.approx(3 / 7)
-    assert values["ptr_pass_share"] == pytest.approx(4 / 7)
+    assert values["spf_pass_share"] == pytest.approx(3 / 10)
+    assert values["dkim_pass_share"] == pytest.approx(3 / 10)
+    assert values["dmarc_pass_share"] == pytest.approx(4 / 10)
+    assert values["ptr_pass_share"] == pytest.approx(6 / 10)
     assert values["auth_clean_share"] == pytest.approx(0.3)
     verdict = slo.check(["dmarc_fail == 0", "dkim_pass_share >= 0.25"], values)
     assert [c.passed for c in verdict.checks] == [False, True]
@@ -289,9 +334,23 @@ def test_the_report_names_each_path_and_what_failed_there(summary, tmp_path):
         "spf fail 1, neutral 1, softfail 1, temperror 1; dkim none 2, fail 1, temperror 1; "
         "dmarc fail 2, none 1, temperror 1; ptr fail 1, none 1, temperror 1"
     )
-    refused = rows[("secondary", "gmail", MX2)]
+    refused = rows[("secondary", "gmail", f"{MX2} (mx2.shop.test)")]  # the refusals' EHLO
     assert refused["refused"] == "3"
-    assert refused["did not pass"] == "refused 421 4.7.26 1, 550 5.7.25 1, 550 5.7.26 1"
+    assert refused["did not pass"] == (
+        "refused 421 4.7.26 1: spf temperror 1; dkim none 1; dmarc temperror 1; "
+        "refused 550 5.7.25 1: ptr none 1; "
+        "refused 550 5.7.26 1: spf fail 1; dkim none 1; dmarc fail 1"
+    )
+    # The whole run's: the deliveries' verdicts (the tallies less the refusals'), then
+    # the refusals with theirs.
+    assert rows[("(all)", "(all)", "")]["did not pass"] == (
+        "spf fail 1, neutral 1, permerror 1, softfail 1, temperror 1; "
+        "dkim none 3, fail 1, temperror 1; dmarc fail 2, none 1, temperror 1; "
+        "ptr fail 1, none 1, temperror 1; "
+        "refused 421 4.7.26 1: spf temperror 1; dkim none 1; dmarc temperror 1; "
+        "refused 550 5.7.25 1: ptr none 1; "
+        "refused 550 5.7.26 1: spf fail 1; dkim none 1; dmarc fail 1"
+    )
     primary = rows[("primary", "inbox", f"{MX1} (mx1.shop.test)")]
     assert (primary["clean"], primary["DMARC pass"]) == ("3", "100 %")
     assert primary["did not pass"] == "spf permerror 1; dkim none 1"
@@ -315,10 +374,10 @@ def test_compare_shows_the_whole_runs_figures_only(summary, tmp_path):
         "dmarc_fail": (2, "lower"),
         "unauthenticated": (4, "lower"),
         "refused": (3, "lower"),
-        "spf_pass_share": (pytest.approx(2 / 7), "higher"),
-        "dkim_pass_share": (pytest.approx(2 / 7), "higher"),
-        "dmarc_pass_share": (pytest.approx(3 / 7), "higher"),
-        "ptr_pass_share": (pytest.approx(4 / 7), "higher"),
+        "spf_pass_share": (pytest.approx(3 / 10), "higher"),
+        "dkim_pass_share": (pytest.approx(3 / 10), "higher"),
+        "dmarc_pass_share": (pytest.approx(4 / 10), "higher"),
+        "ptr_pass_share": (pytest.approx(6 / 10), "higher"),
         "clean_share": (pytest.approx(0.3), "higher"),
     }
 
@@ -331,7 +390,9 @@ def test_the_printed_summary_says_which_paths_were_not_clean(summary, tmp_path):
         "auth: 10 checked at gmail, inbox: 3 clean, 2 delivered failing DMARC, "
         "4 unauthenticated, 3 refused (421 4.7.26 1, 550 5.7.25 1, 550 5.7.26 1)",
         f"  secondary>gmail@{MX2}: 3 of 3 not clean: "
-        "refused 421 4.7.26 1, 550 5.7.25 1, 550 5.7.26 1",
+        "refused 421 4.7.26 1: spf temperror 1; dkim none 1; dmarc temperror 1; "
+        "refused 550 5.7.25 1: ptr none 1; "
+        "refused 550 5.7.26 1: spf fail 1; dkim none 1; dmarc fail 1",
         f"  secondary>inbox@{MX2}: 4 of 4 not clean: spf fail 1, neutral 1, softfail 1, "
         "temperror 1; dkim none 2, fail 1, temperror 1; dmarc fail 2, none 1, temperror 1; "
         "ptr fail 1, none 1, temperror 1",
