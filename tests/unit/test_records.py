@@ -59,6 +59,9 @@ ADDED = {
         "rcpts", "spf", "dkim", "dkim_domain", "dmarc", "dmarc_policy", "ptr", "auth_detail",
     ),
     "mta_queue": ("rcpts",),
+    "refusals": (
+        "helo", "spf", "dkim", "dkim_domain", "dmarc", "dmarc_policy", "ptr", "auth_detail",
+    ),
 }  # fmt: skip
 
 
@@ -119,8 +122,19 @@ SAMPLES: dict[str, list[tuple[Record, str]]] = {
                 stage="rcpt", code="450", enhanced="4.2.0", mail_from="a@x.test", rcpt_count=1,
                 msg_id="",
             ),
-            "1800000000.500000,primary,0,primary.4,::1,rcpt,450,4.2.0,a@x.test,1,",
-        )
+            "1800000000.500000,primary,0,primary.4,::1,rcpt,450,4.2.0,a@x.test,1,,,,,,,,,",
+        ),
+        (
+            RefusalRecord(
+                time=T + 0.75, sink="gmail", worker=0, session="gmail.2", peer="127.0.0.12",
+                stage="dot", code="550", enhanced="5.7.26", mail_from="a@shop.test",
+                rcpt_count=1, msg_id="r1-9", helo="mx2.shop.test", spf="fail", dkim="none",
+                dkim_domain="", dmarc="fail", dmarc_policy="reject", ptr="pass",
+                auth_detail="spf: 127.0.0.12 not permitted",
+            ),
+            "1800000000.750000,gmail,0,gmail.2,127.0.0.12,dot,550,5.7.26,a@shop.test,1,r1-9,"
+            "mx2.shop.test,fail,none,,fail,reject,pass,spf: 127.0.0.12 not permitted",
+        ),
     ],
     "faults": [
         (
