@@ -135,36 +135,16 @@ def capacity_dir(path: Path) -> Path:
     """A `maildrill capacity` directory as its model writes it: two server curves (the
     primary's max stable rate 480, the secondary's knee only: 150) and `all`."""
     from loadtest.capacity import model
+    from tests.unit.test_capacity_report import made
 
     def curve(name: str, knee: float | None, stable: float | None) -> model.Curve:
         return model.Curve(name=name, servers=[name], knee_msgs_per_s=knee,
                            first_unstable_msgs_per_s=None, max_stable_msgs_per_s=stable,
                            failure=None, ending="converged")  # fmt: skip
 
-    report = model.CapacityReport(
-        scenario="two",
-        started_at=0.0,
-        settings=model.SearchSettingsModel(
-            start_rate=50,
-            factor=2,
-            precision=0.05,
-            max_rate=2000,
-            min_rate=1,
-            max_steps=12,
-            step_s=3,
-        ),
-        rule=model.RuleModel(
-            min_accepted_share=0.95,
-            max_backlog_growth=0.02,
-            p95_limit_ms=None,
-            error_share=0.01,
-            idle_share=0.5,
-            on_time_s=1.0,
-        ),
-        curves=[curve("primary", 500, 480), curve("secondary", 150, None), curve("all", 620, 600)],
-    )
+    curves = [curve("primary", 500, 480), curve("secondary", 150, None), curve("all", 620, 600)]
     path.mkdir()
-    (path / model.FILE).write_text(report.model_dump_json())
+    (path / model.FILE).write_text(made().model_copy(update={"curves": curves}).model_dump_json())
     return path
 
 
