@@ -32,6 +32,7 @@ from loadtest.addresses import AddressPolicy
 from loadtest.outcomes import Outcome, Phase
 from loadtest.probing import ERRORS, classify
 from loadtest.scenario import Scenario
+from loadtest.side_by_side import Row, side_by_side
 from maildrill.netaddr import is_loopback
 
 EXPIRY_DAYS = 14.0
@@ -486,7 +487,7 @@ def as_json(facts: Sequence[ServerFacts], result: Comparison) -> dict[str, Any]:
     }
 
 
-def rows(facts: Sequence[ServerFacts], now: float) -> list[tuple[str, list[str], bool]]:
+def rows(facts: Sequence[ServerFacts], now: float) -> list[Row]:
     """(label, one cell per server, compared?) for the side-by-side table."""
 
     def cells(get: Any) -> list[str]:
@@ -537,17 +538,7 @@ def render_table(facts: Sequence[ServerFacts], result: Comparison, now: float) -
     """The side-by-side table; '*' marks a value that differs from the reference's."""
     names = [f"{f.name} (reference)" if i == 0 else f.name for i, f in enumerate(facts)]
     table = [r for r in rows(facts, now) if any(v != "-" for v in r[1])]
-    longest = max(len(v) for _, values, _ in table for v in [*values, *names])
-    width = min(38, longest + 2)
-    lines = ["".ljust(14) + "".join(n[:width].ljust(width + 2) for n in names).rstrip()]
-    for label, values, compared in table:
-        out = label.ljust(14)
-        for i, value in enumerate(values):
-            text = value if len(value) <= width else value[: width - 3] + "..."
-            if compared and i and value != values[0] and "-" not in (value, values[0]):
-                text += " *"
-            out += text.ljust(width + 2)
-        lines.append(out.rstrip())
+    lines = side_by_side(names, table)
     lines.append("")
     if result.flags:
         n = len(result.flags)

@@ -8,9 +8,7 @@ from typing import Any
 
 from loadtest.dnscheck.compare import SPF_LOOKUP_LIMIT, Comparison, dmarc_passes, mx_of
 from loadtest.dnscheck.facts import DkimFacts, DnsFacts, SenderFacts
-
-LABEL = 14
-MAX_CELL = 38
+from loadtest.side_by_side import LABEL, Row, side_by_side
 
 
 def as_json(facts: DnsFacts, result: Comparison) -> dict[str, Any]:
@@ -57,7 +55,7 @@ def _absent(status: str, detail: str) -> str:
     )
 
 
-def rows(facts: DnsFacts) -> list[tuple[str, list[str], bool]]:
+def rows(facts: DnsFacts) -> list[Row]:
     """(label, one cell per server, compared?) for the side-by-side table."""
     senders = facts.senders
 
@@ -112,17 +110,7 @@ def render_text(facts: DnsFacts, result: Comparison) -> str:
     lines = [*domain_lines(facts), ""]
     names = [f"{s.name} (reference)" if i == 0 else s.name for i, s in enumerate(facts.senders)]
     table = rows(facts)
-    longest = max(len(v) for _, values, _ in table for v in [*values, *names])
-    width = min(MAX_CELL, longest + 2)
-    lines.append("".ljust(LABEL) + "".join(n[:width].ljust(width + 2) for n in names).rstrip())
-    for label, values, compared in table:
-        out = label.ljust(LABEL)
-        for i, value in enumerate(values):
-            text = value if len(value) <= width else value[: width - 3] + "..."
-            if compared and i and value != values[0] and "-" not in (value, values[0]):
-                text += " *"
-            out += text.ljust(width + 2)
-        lines.append(out.rstrip())
+    lines += side_by_side(names, table)
     lines.append("")
     if result.findings:
         n = len(result.findings)
