@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import math
 import os
 import re
@@ -305,3 +306,35 @@ def busy_core(seconds: float) -> Iterator[subprocess.Popen[bytes]]:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+
+class SinksCommand:
+    """A `maildrill sinks SCENARIO --out OUT` this test started, and its ready line."""
+
+    def __init__(self, proc: subprocess.Popen[str], ready: dict[str, Any]) -> None:
+        self.proc = proc
+        self.ready = ready
+
+    def stop(self) -> str:
+        """SIGTERM by its PID, as a user's Ctrl-C or service stop; its stderr."""
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=30)
+        return err
+
+
+@contextlib.contextmanager
+def maildrill_sinks(scenario: Path, out: Path) -> Iterator[SinksCommand]:
+    """`maildrill sinks` on `scenario` until the block calls `stop()`; killed by its PID on
+    the way out if the block did not get that far."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.cli", "sinks", str(scenario), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        yield SinksCommand(proc, json.loads(proc.stdout.readline()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)

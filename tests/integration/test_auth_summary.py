@@ -13,12 +13,7 @@ shares from the receipts' and the enforcement refusals' verdict columns alike.
 from __future__ import annotations
 
 import csv
-import json
-import os
-import signal
 import smtplib
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,7 +23,7 @@ import yaml
 
 from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.summary_model import AuthCounts
-from tests.helpers import REPO, wait_until
+from tests.helpers import maildrill_sinks, wait_until
 from tests.integration.test_verify_run_dns import ALIGNED, STRANGER, key_pair, message, send
 
 pytestmark = pytest.mark.slow
@@ -82,15 +77,8 @@ def test_auth_figures_recounted_from_the_journals(tmp_path: Path) -> None:
     path = tmp_path / "auth.yaml"
     path.write_text(yaml.safe_dump(scenario(public), sort_keys=False))
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.cli", "sinks", str(path), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        ready = json.loads(proc.stdout.readline())
-        ports = {s["name"]: s["port"] for s in ready["sinks"]}
+    with maildrill_sinks(path, out) as run:
+        ports = {s["name"]: s["port"] for s in run.ready["sinks"]}
         sent = 0
 
         def batch(phase: str) -> None:
@@ -116,13 +104,8 @@ def test_auth_figures_recounted_from_the_journals(tmp_path: Path) -> None:
             assert client.data(message("extra", None))[0] == 550
             client.mail("news@shop.test")
             assert client.docmd("DATA")[0] == 503  # no RCPT
-        proc.send_signal(signal.SIGTERM)  # by its PID: the process this test started
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
+        err = run.stop()
+    assert run.proc.returncode == 0, err
 
     summary = summary_mod.write(out)
     auth = summary.auth

@@ -4,14 +4,10 @@ address in the ready line, the zones kept in the run directory as they were serv
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from maildrill.dns.resolver import Resolver, Status
-from tests.helpers import REPO
+from tests.helpers import maildrill_sinks
 
 SCENARIO = """\
 name: dns-sinks
@@ -34,28 +30,16 @@ def test_maildrill_sinks_serves_the_zones_and_says_where(tmp_path: Path) -> None
     scenario = tmp_path / "dns.yaml"
     scenario.write_text(SCENARIO)
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.cli", "sinks", str(scenario), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        ready = json.loads(proc.stdout.readline())
-        host, port = ready["dns"]["host"], ready["dns"]["port"]
+    with maildrill_sinks(scenario, out) as run:
+        host, port = run.ready["dns"]["host"], run.ready["dns"]["port"]
         assert host == "127.0.0.1"
-        assert port not in {s["port"] for s in ready["sinks"]}
+        assert port not in {s["port"] for s in run.ready["sinks"]}
         resolver = Resolver(host, port, timeout=5.0)
         assert resolver.mx("shop.test").mx()[0].host == "mx1.shop.test"
         assert resolver.ptr("127.0.0.11").records == ("mx1.shop.test",)
         assert resolver.a("mx9.shop.test").status is Status.NXDOMAIN
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
+        err = run.stop()
+    assert run.proc.returncode == 0, err
     assert f"DNS served on {host}:{port}" in err
     assert sorted(p.name for p in (out / "dns").iterdir()) == [
         "127.in-addr.arpa.zone",

@@ -9,12 +9,7 @@ A for mx1.shop.test; the client sends from 127.0.0.11 (signed) and 127.0.0.12 (u
 from __future__ import annotations
 
 import base64
-import json
-import os
-import signal
 import smtplib
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +18,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.helpers import REPO, read_csv
+from tests.helpers import maildrill_sinks, read_csv
 
 ALIGNED, STRANGER = "127.0.0.11", "127.0.0.12"
 SIGNED, UNSIGNED = 3, 2  # messages sent from each
@@ -87,30 +82,18 @@ def test_a_sink_without_dns_verifies_against_the_runs_server(tmp_path: Path) -> 
     path = tmp_path / "verify.yaml"
     path.write_text(yaml.safe_dump(scenario(public), sort_keys=False))
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.cli", "sinks", str(path), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )  # fmt: skip
     replies: dict[str, tuple[int, bytes]] = {}
-    try:
-        assert proc.stdout is not None
-        ready = json.loads(proc.stdout.readline())
-        dns = f"{ready['dns']['host']}:{ready['dns']['port']}"
-        (sink,) = ready["sinks"]
+    with maildrill_sinks(path, out) as run:
+        dns = f"{run.ready['dns']['host']}:{run.ready['dns']['port']}"
+        (sink,) = run.ready["sinks"]
         for i in range(SIGNED):
             msg_id = f"signed-{i}"
             replies[msg_id] = send(sink["port"], ALIGNED, "mx1.shop.test", message(msg_id, private))
         for i in range(UNSIGNED):
             msg_id = f"unsigned-{i}"
             replies[msg_id] = send(sink["port"], STRANGER, "mx2.shop.test", message(msg_id, None))
-        proc.send_signal(signal.SIGTERM)  # by its PID: the process this test started
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
+        err = run.stop()
+    assert run.proc.returncode == 0, err
 
     # What the client saw, message by message.
     accepted = sorted(m for m, (code, _) in replies.items() if code == 250)
