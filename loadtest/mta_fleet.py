@@ -8,6 +8,7 @@ schedule), so the analysis finds an MTA's outage where it finds a sink's.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -158,33 +159,43 @@ class MtaFleet:
     def stop(self) -> None:
         """Stop every instance (abort if stop fails), then its OpenDKIM, then record what
         is stuck inside; once every OpenDKIM is gone, the private DKIM keys are removed
-        (their public halves stay)."""
-        for name, instance in self.instances.items():
-            instance.stop()
-            if instance.running():
-                instance.abort()
-            if name in self.opendkim:
-                self.opendkim[name].terminate()  # waited for below, all together
-            stuck = instance.queued()
-            journal = CsvJournal(inside(self.run_dir, f"mta-queue-{name}.csv"), MtaQueueRecord)
-            for held in stuck:
-                journal.write(
-                    MtaQueueRecord(
-                        time.time(), name, held.msg_id, held.state, " ".join(held.pending)
-                    )
-                )
-            journal.close()
-            self.log.event("mta_queue_at_end", mta=name, messages=len(stuck))
-            if stuck:
-                self.log.say(f"postfix {name}: {len(stuck)} messages still queued at the end")
-            troubles = instance.troubles()
-            if troubles:
-                self.log.event("mta_log_troubles", mta=name, lines=troubles[:10])
-                for line in troubles[:3]:
-                    self.log.say(f"postfix {name} logged {line}")
-        for signer in self.opendkim.values():  # each after its Postfix (or it never started)
-            signer.stop()
-        for path in self.key_files.values():
-            path.unlink(missing_ok=True)
-        for journal in self.faults.values():
-            journal.close()
+        (their public halves stay). The signers are stopped and the keys removed whatever
+        befell the instances (a `postfix stop` that timed out, a journal not written)."""
+        failed: Exception | None = None
+        try:
+            for name, instance in self.instances.items():
+                try:
+                    self._stop_instance(name, instance)
+                except (OSError, subprocess.SubprocessError) as exc:
+                    failed = failed or exc  # the other instances are stopped all the same
+        finally:
+            for signer in self.opendkim.values():  # each after its Postfix, or it never started
+                signer.stop()
+            for path in self.key_files.values():
+                path.unlink(missing_ok=True)
+            for journal in self.faults.values():
+                journal.close()
+        if failed is not None:
+            raise failed
+
+    def _stop_instance(self, name: str, instance: PostfixInstance) -> None:
+        instance.stop()
+        if instance.running():
+            instance.abort()
+        if name in self.opendkim:
+            self.opendkim[name].terminate()  # waited for below, all together
+        stuck = instance.queued()
+        journal = CsvJournal(inside(self.run_dir, f"mta-queue-{name}.csv"), MtaQueueRecord)
+        for held in stuck:
+            journal.write(
+                MtaQueueRecord(time.time(), name, held.msg_id, held.state, " ".join(held.pending))
+            )
+        journal.close()
+        self.log.event("mta_queue_at_end", mta=name, messages=len(stuck))
+        if stuck:
+            self.log.say(f"postfix {name}: {len(stuck)} messages still queued at the end")
+        troubles = instance.troubles()
+        if troubles:
+            self.log.event("mta_log_troubles", mta=name, lines=troubles[:10])
+            for line in troubles[:3]:
+                self.log.say(f"postfix {name} logged {line}")

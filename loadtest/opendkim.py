@@ -2,10 +2,13 @@
 the real signer people put next to Postfix, configured and run by maildrill per instance.
 
 Each signing instance gets its own OpenDKIM in the foreground (`-f`), a child of the run
-supervised by PID like the sinks (its own session, SIGTERM when maildrill dies), started
-before its Postfix and stopped after it. It listens on a loopback TCP port, which the
-`postfix` user reaches without any file permission; its config, key table and signing
-table live in `postfix-NAME/opendkim/` of the run directory. It signs every message it is
+supervised by PID like the sinks (its own session), started before its Postfix and
+stopped after it, also when the Postfix stop fails. Unlike the sinks it does not get SIGTERM
+when maildrill itself is killed: as root it drops to the `opendkim` user, and Linux clears
+a parent-death signal on that change (prctl(2)), as it would for Postfix's own daemons.
+It listens on a loopback TCP port, which the `postfix` user reaches without any file
+permission; its config, key table and signing table live in `postfix-NAME/opendkim/` of
+the run directory. It signs every message it is
 given with d=DOMAIN, s=SELECTOR (a signing table of `*`: the From: domain does not choose
 the key, so a scenario can drill an unaligned signature too), relaxed/simple, as root
 drops to the `opendkim` user, which alone may read the private key (OpenDKIM refuses a key
@@ -203,6 +206,7 @@ def write_keys(
     for ident, key in keys.items():
         private = inside(directory, f"{key.file_stem}.private")
         fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a file already there keeps its mode through O_CREAT
         with os.fdopen(fd, "wb") as f:
             f.write(key.private_pem)
         if owner is not None:

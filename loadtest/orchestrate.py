@@ -489,9 +489,11 @@ class Drill:
             if child.role == "locust":
                 self.locust_exit = code
         self.children.stop("prober", signal.SIGTERM, 5.0)
-        self.mtas.stop()
-        self.sinks.stop()
-        self.children.stop("dns", signal.SIGTERM, 5.0)  # last: the sinks may look up to the end
+        try:
+            self.mtas.stop()
+        finally:  # an MTA that would not stop leaves the sinks and the DNS to stop all the same
+            self.sinks.stop()
+            self.children.stop("dns", signal.SIGTERM, 5.0)  # last: the sinks look up to the end
 
     def _write_harness(self) -> dict[str, Any]:
         harness = {

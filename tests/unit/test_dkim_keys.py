@@ -5,11 +5,13 @@ OpenDKIM and Postfix are given."""
 
 from __future__ import annotations
 
+import io
 import os
 import pwd
 import stat
+import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dkim
 import dns.message
@@ -17,8 +19,10 @@ import pytest
 
 from loadtest.dkim_keys import make_keys, published_records, txt_value, with_txt
 from loadtest.dns_run import write_run_zones
+from loadtest.mta_fleet import MtaFleet
 from loadtest.opendkim import OpenDkim, OpenDkimError, write_keys
 from loadtest.postfix import PostfixError
+from loadtest.runlog import RunLog
 from loadtest.scenario import parse_scenario
 from loadtest.server_spec import DkimSpec
 from maildrill.dns.files import load_zones
@@ -227,3 +231,64 @@ def test_the_private_key_is_written_for_opendkim_alone(tmp_path):
         return
     if os.geteuid() == 0:  # as root, OpenDKIM drops to its user, who must read it
         assert private.stat().st_uid == user
+
+
+def test_a_key_file_already_there_is_narrowed_to_0600(tmp_path):
+    stale = tmp_path / "dkim" / "s1._domainkey.shop.test.private"
+    stale.parent.mkdir()
+    stale.write_text("old")
+    stale.chmod(0o644)
+    keys = make_keys([DkimSpec(selector="s1", domain="shop.test")])
+    (private,) = write_keys(keys, tmp_path / "dkim").values()
+    assert private == stale
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+
+
+class _Stuck:
+    """A Postfix instance whose `postfix stop` times out; records what it was asked."""
+
+    def __init__(self, asked: list[str], name: str, fails: bool) -> None:
+        self.asked, self.name, self.fails = asked, name, fails
+
+    def stop(self) -> None:
+        self.asked.append(f"stop {self.name}")
+        if self.fails:
+            raise subprocess.TimeoutExpired("postfix stop", 30)
+
+    def running(self) -> bool:
+        return False
+
+    def queued(self) -> list[object]:
+        return []
+
+    def troubles(self) -> list[str]:
+        return []
+
+
+class _Signer:
+    def __init__(self, asked: list[str], name: str) -> None:
+        self.asked, self.name = asked, name
+
+    def terminate(self) -> None:
+        self.asked.append(f"terminate {self.name}")
+
+    def stop(self) -> None:
+        self.asked.append(f"signer stop {self.name}")
+
+
+def test_signers_stop_and_keys_go_even_when_an_instance_will_not_stop(tmp_path):
+    """A `postfix stop` that times out: the other instance is stopped all the same, every
+    OpenDKIM is stopped and no private key stays on disk; the error is raised after."""
+    keys = make_keys([DkimSpec(selector="s1", domain="shop.test")])
+    files = write_keys(keys, tmp_path / "dkim")
+    fleet = MtaFleet(cast(Any, None), tmp_path, RunLog(out=io.StringIO()), cast(Any, None))
+    asked: list[str] = []
+    fleet.instances = cast(Any, {"primary": _Stuck(asked, "primary", fails=True),
+                                 "secondary": _Stuck(asked, "secondary", fails=False)})  # fmt: skip
+    fleet.opendkim = cast(Any, {"primary": _Signer(asked, "primary")})
+    fleet.key_files = files
+    with pytest.raises(subprocess.TimeoutExpired):
+        fleet.stop()
+    assert asked == ["stop primary", "stop secondary", "signer stop primary"]
+    assert not any(p.exists() for p in files.values())
+    assert (tmp_path / "dkim" / "s1._domainkey.shop.test.txt").exists()  # the public half
