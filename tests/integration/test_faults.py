@@ -64,6 +64,9 @@ def watch(port: int, seconds: float, step: float = 0.005) -> list[tuple[float, f
 EDGE_S = 0.05
 # Timers run on the loop's monotonic clock, journals stamp time.time() to the microsecond.
 CLOCK_S = 0.002
+# A schedule's zero this far ahead: the sinks are up before their plan starts, even when a
+# loaded machine takes half a second to start them (a fault due before then starts late).
+LEAD_S = 1.0
 
 
 # -- down -------------------------------------------------------------------------------
@@ -94,11 +97,11 @@ def test_down_refuses_cuts_sessions_and_comes_back_on_the_same_port(start_sinks)
 
 
 def test_scheduled_down_refuses_through_its_window(start_sinks):
-    zero = time.time()
+    zero = time.time() + LEAD_S
     down = {"kind": "down", "at": 0.3, "duration": 0.4}
     sinks = start_sinks({"start_at": zero, "sinks": [{"name": "mx", "faults": [down]}]})
     port = sinks.port("mx")
-    seen = watch(port, 1.0)
+    seen = watch(port, zero + 1.0 - time.time())
     start, stop = (float(r["time"]) for r in fault_rows(sinks))
     # Never early; late only as far as a loaded machine runs a timer late.
     assert 0.3 - CLOCK_S <= start - zero < 0.3 + LATE_S
@@ -380,7 +383,7 @@ def test_flap_stopped_at_any_loop_step_keeps_its_listener(start_sinks):
 
 
 def test_scheduled_behaviour_applies_only_in_its_window(start_sinks):
-    zero = time.time()
+    zero = time.time() + LEAD_S
     reject = {"kind": "reject", "stage": "mail", "code": 451, "enhanced": "4.3.2"}
     sinks = start_sinks(
         {
@@ -422,14 +425,14 @@ def test_scheduled_behaviour_applies_only_in_its_window(start_sinks):
 
 
 def test_scheduled_faults_are_journaled_at_their_times(start_sinks):
-    zero = time.time()
+    zero = time.time() + LEAD_S
     faults = [
         {"kind": "busy", "at": 0.1, "duration": 0.2},
         {"kind": "latency", "ms": 10, "at": 0.2, "duration": 0.3},
         {"kind": "hang", "at": 0.5},
     ]
     sinks = start_sinks({"start_at": zero, "sinks": [{"name": "mx", "faults": faults}]})
-    assert wait_until(lambda: len(fault_rows(sinks)) == 5, timeout=2)
+    assert wait_until(lambda: len(fault_rows(sinks)) == 5, timeout=LEAD_S + 2)
     rows = [(r["kind"], r["state"], float(r["time"]) - zero) for r in fault_rows(sinks)]
     expected = [
         ("busy", "start", 0.1),
@@ -571,7 +574,7 @@ def test_journals_match_what_clients_were_told_under_mixed_faults(start_sinks):
 
 
 def test_down_window_under_load_loses_no_acknowledged_message(start_sinks):
-    zero = time.time()
+    zero = time.time() + LEAD_S
     down = {"kind": "down", "at": 0.2, "duration": 0.3}
     sinks = start_sinks({"start_at": zero, "sinks": [{"name": "mx", "faults": [down]}]})
     tallies = run_clients(sinks.port("mx"), clients=3, messages=10**6, until=zero + 0.8)
