@@ -8,16 +8,14 @@ A for mx1.shop.test; the client sends from 127.0.0.11 (signed) and 127.0.0.12 (u
 
 from __future__ import annotations
 
-import base64
 import smtplib
 from pathlib import Path
 from typing import Any
 
 import dkim
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from loadtest.dkim_keys import new_key_pair, txt_value
 from tests.helpers import maildrill_sinks, read_csv
 
 ALIGNED, STRANGER = "127.0.0.11", "127.0.0.12"
@@ -25,17 +23,10 @@ SIGNED, UNSIGNED = 3, 2  # messages sent from each
 
 
 def key_pair() -> tuple[bytes, str]:
-    """A fresh RSA key: the private key in PEM, the public one as a DKIM TXT record."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode()
+    """A fresh RSA key, made as a run makes its keys: the private key in PEM, the public
+    one as a DKIM TXT record."""
+    private, public = new_key_pair()
+    return private, txt_value(public)
 
 
 def scenario(dkim_record: str) -> dict[str, Any]:

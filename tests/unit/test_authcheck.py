@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-import base64
-
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from loadtest.dkim_keys import new_key_pair, txt_value
 from sinks.authcheck import Verdict, ZoneLookup, verify_message
 from sinks.authcheck.dmarc import aligned, organizational
 from sinks.authcheck.enforce import refusal
@@ -20,17 +17,10 @@ FROM = "news@shop.test"
 
 
 def key_pair() -> tuple[bytes, str]:
-    """A fresh RSA key: the private key in PEM, the public one as a DKIM TXT record."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode()
+    """A fresh RSA key, made as a run makes its keys: the private key in PEM, the public
+    one as a DKIM TXT record."""
+    private, public = new_key_pair()
+    return private, txt_value(public)
 
 
 PRIVATE, PUBLIC = key_pair()
