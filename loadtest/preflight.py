@@ -21,7 +21,7 @@ import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import aiosmtplib
 from cryptography import x509
@@ -270,6 +270,7 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
     hung up after a refused login leaves a transport aiosmtplib no longer calls connected,
     and an unclosed one is a leaked socket (ResourceWarning at some later garbage
     collection)."""
+    transport = client.transport
     try:
         if client.is_connected:
             await client.quit()
@@ -277,6 +278,25 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
         pass
     finally:
         client.close()
+        if transport is not None:
+            await _socket_closed(cast(asyncio.Transport, transport))
+
+
+async def _socket_closed(transport: asyncio.Transport, grace_s: float = 1.0) -> None:
+    """Wait until the transport's socket is really closed. `close()` only schedules it
+    (after a TLS close_notify, a later loop turn), and `check` runs on `asyncio.run`, whose
+    loop may close first: the socket then leaks as "unclosed transport" when collected.
+    A peer that never finishes the TLS shutdown is cut off after `grace_s`."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_s
+    while sock.fileno() != -1 and loop.time() < deadline:
+        await asyncio.sleep(0.005)
+    if sock.fileno() != -1:
+        transport.abort()
+        await asyncio.sleep(0)  # abort schedules connection_lost; let it run
 
 
 def parse_certificate(der: bytes) -> Certificate:
