@@ -2,7 +2,7 @@
 
 `expected_counts.json` was recorded on main before the architecture step of issue 13
 (f172ea2), two runs per drill, both identical. Each drill here is its bundled scenario cut
-short with `--set` (the same cuts as when recorded), so the four take about a minute.
+short with `--set` (the same cuts as when recorded), so the three take under a minute.
 
 What must be identical: the campaign (a digest of every message's stream, size and
 recipient count, which the seed decides), the message counts (planned, attempted,
@@ -43,10 +43,10 @@ DRILLS: dict[str, list[str]] = {
         "campaign.schedule.0.duration_s=8", "faults.0.at=2", "faults.0.duration=3",
         "campaign.drain_s=6",
     ],
-    "capacity-step": [
-        *(f"campaign.schedule.{i}.duration_s=2" for i in range(6)), "campaign.drain_s=4",
-    ],
 }  # fmt: skip
+# capacity-step was recorded too, and left out since: its top steps (1,200-1,600 msgs/s) are
+# bound by the machine's CPU, not by the seed, and tests/drills/test_capacity_drill.py
+# checks its counts against the journals on every run.
 
 EXACT = ("planned", "attempted", "accepted", "failed", "lost", "received_unique", "windows",
          "wfailed", "campaign_digest")  # fmt: skip
