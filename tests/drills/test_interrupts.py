@@ -13,7 +13,7 @@ import pytest
 
 from loadtest.analysis.journals import load
 from loadtest.cli import EXIT_PARTIAL
-from tests.drills.test_run import _descendants_alive, start_run
+from tests.drills.run_helpers import descendants_alive, start_run
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
@@ -30,12 +30,12 @@ def one_trial(run_dir: Path, delay: float, sig: signal.Signals) -> dict:
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     # A child still exiting is given a moment; an orphan stays.
-    wait_until(lambda: not _descendants_alive(run_dir), 5, step=0.1)
+    wait_until(lambda: not descendants_alive(run_dir), 5, step=0.1)
     return {
         "code": proc.returncode,
         "out": out,
         "err": err,
-        "orphans": _descendants_alive(run_dir),
+        "orphans": descendants_alive(run_dir),
         "delay": delay,
         "signal": sig.name,
     }
