@@ -78,7 +78,6 @@ class OpenDkim:
             if not one_line(str(path)) or " " in str(path):
                 raise OpenDkimError(f"OpenDKIM for postfix {self.server}: {str(path)!r} "
                                     "holds a space, line break or control character")  # fmt: skip
-        user = f"UserID {USER}\n" if _drops_to_user() else ""
         return {
             "opendkim.conf": (
                 f"# maildrill: OpenDKIM signing for postfix {self.server}; written per run.\n"
@@ -98,7 +97,6 @@ class OpenDkim:
                 # 2.11 refuses any key below a world-writable directory, sticky or not:
                 # every message would be tempfailed.
                 "RequireSafeKeys false\n"
-                f"{user}"
             ),
             "keytable": f"run {self.domain}:{self.selector}:{self.key_file}\n",
             "signingtable": "* run\n",
@@ -142,7 +140,9 @@ class OpenDkim:
         if self.listening():
             raise OpenDkimError(f"OpenDKIM for postfix {self.server}: port {self.port} is in use")
         cmd = [opendkim_binary(), "-f", "-x", str(self.config_file)]
-        self.child = children.spawn("dkim", f"opendkim-{self.server}", cmd)
+        # As its own user from the start (key_owner), never `UserID`: dropping to it would
+        # clear the signal that stops it when maildrill dies (Supervisor.spawn).
+        self.child = children.spawn("dkim", f"opendkim-{self.server}", cmd, user=key_owner())
         deadline = time.time() + timeout
         while time.time() < deadline:
             code = self.child.proc.poll()
@@ -175,8 +175,8 @@ class OpenDkim:
             self.child = None
 
 
-def _drops_to_user() -> bool:
-    """As root, OpenDKIM drops to its own user (if the package made it)."""
+def _runs_as_own_user() -> bool:
+    """As root, OpenDKIM runs as its own user (if the package made it)."""
     if os.geteuid() != 0:
         return False
     try:
@@ -188,7 +188,7 @@ def _drops_to_user() -> bool:
 
 def key_owner() -> tuple[int, int] | None:
     """Who must own the private key file: the user OpenDKIM runs as (None: as we are)."""
-    if not _drops_to_user():
+    if not _runs_as_own_user():
         return None
     user = pwd.getpwnam(USER)
     return user.pw_uid, user.pw_gid

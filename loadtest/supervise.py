@@ -81,9 +81,14 @@ class Supervisor:
         *,
         stdout: Any = None,
         env: Mapping[str, str] | None = None,
+        user: tuple[int, int] | None = None,
     ) -> Child:
         """Start `cmd`; `env` adds to maildrill's environment (a secret never goes on a
-        command line, where every user of the machine reads it)."""
+        command line, where every user of the machine reads it). `user` (uid, gid): run it
+        as that user from the start, rather than let it drop to the user itself: Linux
+        clears PR_SET_PDEATHSIG when a process changes its credentials, so a daemon that
+        drops privileges would outlive a maildrill killed with SIGKILL. Python sets the
+        user before `die_with_parent` runs, so the signal is set for the user it keeps."""
         log_path = inside(self.run_dir, "logs", f"{name}.log")
         log = log_path.open("w")
         proc = subprocess.Popen(
@@ -93,6 +98,9 @@ class Supervisor:
             stderr=log,
             text=True,
             preexec_fn=die_with_parent,  # no threads yet at spawn time
+            user=None if user is None else user[0],
+            group=None if user is None else user[1],
+            extra_groups=None if user is None else [],
         )
         child = Child(role, name, proc, log, log_path)
         self.children.append(child)

@@ -5,9 +5,12 @@ cannot start or cannot use its key says so in one line."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import dkim
@@ -17,7 +20,7 @@ from loadtest.dkim_keys import make_keys, published_records
 from loadtest.opendkim import OpenDkim, OpenDkimError, write_keys
 from loadtest.server_spec import DkimSpec
 from loadtest.supervise import Supervisor
-from tests.helpers import postfix_run_dir, wait_until
+from tests.helpers import REPO, postfix_run_dir, wait_until
 
 pytestmark = pytest.mark.skipif(
     shutil.which("opendkim") is None and not Path("/usr/sbin/opendkim").exists(),
@@ -92,6 +95,46 @@ def test_it_listens_on_loopback_as_its_own_user_and_stops_by_pid(run_dir):
         signer.stop()
     assert child.proc.returncode is not None
     assert wait_until(lambda: not signer.listening(), 5)
+
+
+# A maildrill that starts OpenDKIM as a run does, says its PID, and waits to be killed.
+STARTER = """
+import sys, time
+from pathlib import Path
+from loadtest.opendkim import OpenDkim
+from loadtest.supervise import Supervisor
+run_dir, key = Path(sys.argv[1]), Path(sys.argv[2])
+signer = OpenDkim("primary", run_dir / "postfix-primary" / "opendkim", key, "s1", "shop.test")
+signer.write()
+signer.start(Supervisor(run_dir))
+print(signer.child.proc.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_it_dies_with_a_maildrill_killed_by_sigkill(run_dir):
+    """As its own user from its start: had it dropped to that user itself, Linux would
+    have cleared the signal that stops it when its parent dies, and it would outlive a
+    maildrill killed with SIGKILL."""
+    run_dir.mkdir(parents=True)
+    signer, _ = signer_for(run_dir)
+    (run_dir / "logs").mkdir()
+    pid = 0
+    with subprocess.Popen(
+        [sys.executable, "-c", STARTER, str(run_dir), str(signer.key_file)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO,
+    ) as starter:  # fmt: skip
+        try:
+            assert starter.stdout is not None
+            pid = int(starter.stdout.readline())
+            assert Path(f"/proc/{pid}").exists()
+            starter.kill()
+            starter.wait(10)
+            assert wait_until(lambda: not Path(f"/proc/{pid}").exists(), 15, step=0.05)
+        finally:
+            starter.kill()
+            if pid and Path(f"/proc/{pid}").exists():  # the OpenDKIM this test started
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_one_that_cannot_listen_fails_in_one_line(run_dir):
