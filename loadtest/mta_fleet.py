@@ -1,4 +1,5 @@
-"""The Postfix instances under test: built and started, stopped and restarted as faults,
+"""The Postfix instances under test: built and started (each with a guard that stops it if
+maildrill dies, loadtest.mta_guard), stopped and restarted as faults,
 given the drain time to hand on their queues, and what they still hold at the end.
 
 Each instance's faults go to faults-NAME.csv in the sinks' format (worker 0, origin
@@ -14,14 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from loadtest.dkim_keys import DkimKey, key_id, make_keys, published_records, signers
+from loadtest.mta_guard import GuardError, stand_down, start_guard
 from loadtest.mta_identity import identities
 from loadtest.opendkim import OpenDkim, OpenDkimError, write_keys
-from loadtest.postfix import PostfixError, PostfixInstance
+from loadtest.postfix import PostfixError, PostfixInstance, postfix_binary
 from loadtest.runlog import RunLog, SetupError
 from loadtest.scenario import Scenario
 from loadtest.server_spec import DkimSpec
 from loadtest.sink_fleet import Address
-from loadtest.supervise import Supervisor
+from loadtest.supervise import Child, Supervisor
 from loadtest.timeline import MtaRestart, MtaStop
 from maildrill.journal import CsvJournal
 from maildrill.paths import inside
@@ -43,6 +45,7 @@ class MtaFleet:
         self.keys: dict[tuple[str, str], DkimKey] = {}
         self.key_files: dict[tuple[str, str], Path] = {}
         self.opendkim: dict[str, OpenDkim] = {}  # by instance, started before it
+        self.guards: dict[str, Child] = {}  # by instance: each stops it if maildrill dies
 
     def make_keys(self) -> dict[str, str]:
         """The DKIM keys the instances sign with, made for this run and written to the
@@ -88,8 +91,11 @@ class MtaFleet:
             try:
                 instance.write()
                 instance.check()
+                self.guards[server.name] = start_guard(
+                    self.children, server.name, postfix_binary(), instance.config_dir
+                )
                 instance.start()
-            except PostfixError as exc:
+            except (PostfixError, GuardError) as exc:
                 raise SetupError(str(exc)) from None
             addresses[server.name] = ("127.0.0.1", instance.port)
             self.faults[server.name] = CsvJournal(
@@ -182,6 +188,8 @@ class MtaFleet:
         instance.stop()
         if instance.running():
             instance.abort()
+        if name in self.guards:  # stopped: its guard leaves (one that could not stop it stays)
+            stand_down(self.guards.pop(name))
         if name in self.opendkim:
             self.opendkim[name].terminate()  # waited for below, all together
         stuck = instance.queued()

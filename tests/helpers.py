@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from loadtest.postfix import postfix_binary
 from loadtest.scenario import ScenarioError, parse_scenario
 from maildrill.journal import uncell
 from sinks.control_client import ControlClient
@@ -277,6 +278,17 @@ def postfix_run_dir(prefix: str) -> Iterator[Path]:
     base.chmod(0o755)
     yield base / "run"
     shutil.rmtree(base, ignore_errors=True)
+
+
+def postfix_running(run_dir: Path) -> list[str]:
+    """The run's instances whose master daemon still runs, as `postfix status` says (the
+    daemons' command lines do not name the run directory, so `ps` cannot tell)."""
+    return [
+        config.parent.name
+        for config in sorted(run_dir.glob("postfix-*/etc"))
+        if subprocess.run([postfix_binary(), "-c", str(config), "status"],
+                          capture_output=True, timeout=30).returncode == 0
+    ]  # fmt: skip
 
 
 def drive(driver: Any, sender: Any, limit_s: float = 20.0) -> None:

@@ -19,7 +19,7 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
-from tests.helpers import postfix_run_dir, read_csv
+from tests.helpers import postfix_run_dir, postfix_running, read_csv
 
 pytestmark = [pytest.mark.slow, pytest.mark.postfix]
 
@@ -43,9 +43,10 @@ def drill(scenario: str, run_dir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def nothing_left(run_dir: Path) -> bool:
-    """No Postfix or OpenDKIM of this run still running (their command lines name it)."""
+    """No Postfix (as `postfix status` says) or OpenDKIM (its command line names the run)
+    of this run still running."""
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return str(run_dir) not in ps
+    return postfix_running(run_dir) == [] and str(run_dir) not in ps
 
 
 def accepted_by(run_dir: Path) -> dict[str, set[str]]:

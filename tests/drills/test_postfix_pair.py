@@ -14,7 +14,15 @@ import pytest
 from loadtest.analysis.rundir import read_scenario
 from loadtest.campaign import MessageFactory
 from loadtest.cli import EXIT_PARTIAL
-from tests.helpers import REPO, assert_delays, postfix_run_dir, read_csv, wait_until
+from loadtest.postfix import postfix_binary
+from tests.helpers import (
+    REPO,
+    assert_delays,
+    postfix_run_dir,
+    postfix_running,
+    read_csv,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postfix]
 
@@ -38,8 +46,8 @@ def downstream_receipts(run_dir: Path) -> list[dict[str, str]]:
 
 
 def no_postfix_left(run_dir: Path) -> bool:
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return str(run_dir) not in ps
+    assert list(run_dir.glob("postfix-*/etc")), "no instance was built"
+    return postfix_running(run_dir) == []
 
 
 def test_primary_stopped_mid_campaign_every_message_accounted(run_dir):
@@ -280,6 +288,28 @@ def test_ctrl_c_mid_drill_stops_both_instances_and_reports_what_they_held(run_di
     m = summary["messages"]
     assert m["stranded"] == len((accepted - received) & stuck)
     assert m["lost"] == len(accepted - received - stuck) == 0
+
+
+def test_a_maildrill_killed_by_sigkill_leaves_no_postfix_running(run_dir):
+    """`postfix start` leaves its master a child of init, out of reach of the signal that
+    stops maildrill's children when it dies: each instance's guard (loadtest.mta_guard)
+    stops it instead."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.cli", "run", "postfix-pair", "--out", str(run_dir),
+         "--set", "campaign.schedule.0.duration_s=20"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert wait_until(lambda: len(postfix_running(run_dir)) == 2, 60, step=0.2)
+        proc.kill()
+        proc.wait(10)
+        assert wait_until(lambda: postfix_running(run_dir) == [], 30, step=0.2)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        for name in postfix_running(run_dir):  # the instances this test's run started
+            subprocess.run([postfix_binary(), "-c", str(run_dir / name / "etc"), "abort"],
+                           capture_output=True, timeout=30)  # fmt: skip
 
 
 def test_an_instance_that_cannot_start_fails_the_run_and_stops_the_other(run_dir):
