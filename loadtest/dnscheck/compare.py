@@ -12,8 +12,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from loadtest.dnscheck.dkim_keys import record_tags
 from loadtest.dnscheck.facts import DkimFacts, DnsFacts, SenderFacts
+from loadtest.dnscheck.public_keys import record_tags
 from sinks.authcheck.dmarc import aligned
 
 SPF_LOOKUP_LIMIT = 10  # RFC 7208 4.6.4: more is a permerror for every sender

@@ -13,7 +13,6 @@ import ipaddress
 import time
 from collections.abc import Sequence
 
-from loadtest.dnscheck.dkim_keys import DkimKeyError, record_public
 from loadtest.dnscheck.facts import (
     DkimFacts,
     DkimKey,
@@ -25,6 +24,7 @@ from loadtest.dnscheck.facts import (
     SenderFacts,
     SpfRecordFacts,
 )
+from loadtest.dnscheck.public_keys import DkimKeyError, record_public
 from maildrill.dns.resolver import Resolver, Status
 from maildrill.hostnames import ascii_domain
 from sinks.authcheck.dmarc import organizational

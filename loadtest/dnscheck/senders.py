@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from loadtest.dkim_keys import key_id
-from loadtest.dnscheck.dkim_keys import DkimKeyError, key_file_public
 from loadtest.dnscheck.facts import DkimKey, Sender
+from loadtest.dnscheck.public_keys import DkimKeyError, key_file_public
 from loadtest.mta_identity import identities
 from loadtest.scenario import Scenario
 from maildrill.hostnames import ascii_domain

@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from loadtest.dnscheck.compare import Comparison, compare
-from loadtest.dnscheck.dkim_keys import DkimKeyError, record_public
 from loadtest.dnscheck.facts import (
     DkimFacts,
     DmarcFacts,
@@ -25,6 +24,7 @@ from loadtest.dnscheck.facts import (
     SenderFacts,
     SpfRecordFacts,
 )
+from loadtest.dnscheck.public_keys import DkimKeyError, record_public
 from loadtest.dnscheck.run_keys import run_keys, with_txt
 from loadtest.dnscheck.senders import Explicit, SenderError, explicit_of, senders_of
 from loadtest.scenario import Scenario, parse_scenario
