@@ -7,6 +7,7 @@ StreamSpec and loadtest.schedule's Schedule.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
@@ -19,6 +20,9 @@ from loadtest.strict_model import StrictModel
 from maildrill.hostnames import ascii_domain, ascii_domain_keys
 from maildrill.numbers import MAX_DURATION_S, Seconds, at_most
 
+# What `streams.NAME.METRIC` in an SLO can spell (loadtest.analysis.slo._RULE).
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
 # Limits of one field, named in its error (README: Scenario limits; loadtest.limits).
 Bytes = Annotated[int, at_most(MAX_MESSAGE_BYTES, "bytes", "64 MiB")]
 Recipients = Annotated[int, at_most(MAX_RECIPIENTS, "recipients per message")]
@@ -27,7 +31,10 @@ Messages = Annotated[int, at_most(MAX_MESSAGES, "messages")]
 
 
 class StreamModel(StrictModel):
-    name: str = Field(default="promotional", description="X-Maildrill-Stream; by-stream key")
+    name: str = Field(
+        default="promotional",
+        description="X-Maildrill-Stream; by-stream key; letters, digits, . - _",
+    )
     weight: float = Field(default=1.0, gt=0, description="share of the campaign")
     sender: str = Field(
         default="news@example.com",
@@ -78,6 +85,11 @@ class StreamModel(StrictModel):
         an empty one names nothing an SLO or a route could spell."""
         if not value.strip():
             raise ValueError("a stream needs a name")
+        if not _STREAM_NAME.fullmatch(value):
+            raise ValueError(
+                f"stream name {value!r}: letters, digits, '.', '-' and '_' only (an SLO "
+                "names it as streams.NAME.METRIC)"
+            )
         return value
 
     @field_validator("sender")

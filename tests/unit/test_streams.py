@@ -13,6 +13,7 @@ from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.loaded import RunDir
 from loadtest.analysis.summary_model import STREAM_SLO_METRICS, Summary, slo_metric
 from loadtest.campaign import MessageFactory, StreamSpec
+from loadtest.scenario import ScenarioError, parse_scenario
 from tests import runs
 from tests.helpers import merge, scenario_refused
 
@@ -193,6 +194,18 @@ def test_a_scenario_refuses_an_slo_on_a_stream_it_does_not_have():
         merge(data, {"slo": ["lost == 0", "streams.transactionel.lost == 0"]}),
         "slo[1]", "transactionel", "transactional, promotional",
     )  # fmt: skip
+    assert text.count("\n") == 0
+
+
+def test_a_stream_name_an_slo_could_not_spell_is_refused():
+    import yaml
+
+    data = yaml.safe_load(SCENARIO)
+    data["campaign"]["streams"][0]["name"] = "black friday"
+    with pytest.raises(ScenarioError) as raised:
+        parse_scenario(data, "s.yaml")
+    text = str(raised.value)
+    assert "'black friday': letters, digits, '.', '-' and '_' only" in text
     assert text.count("\n") == 0
 
 
