@@ -125,16 +125,25 @@ def serving_rate(servers: Mapping[str, float], up: set[str], routing: Routing) -
     return sum(rates)
 
 
+def carries_mail(q: Question, server: str) -> bool:
+    """Whether `server` delivers with every server up: each of a pool, the first under
+    failover. A standby that dies changes nothing the sender sees."""
+    return q.routing == "pool" or server == next(iter(q.servers), None)
+
+
 def supply(q: Question, extra: float) -> fluid.Supply:
     everyone = set(q.servers)
     normal = serving_rate(q.servers, everyone, q.routing) + extra
-    if q.outage is None:
+    if q.outage is None or not carries_mail(q, q.outage.server):
         return fluid.Supply((0.0,), (normal,))
     o = q.outage
     left = serving_rate(q.servers, everyone - {o.server}, q.routing) + extra
     end = o.at_s + o.duration_s
     gap_end = min(o.at_s + q.timings.failover_s, end)
-    pieces = [(0.0, normal), (o.at_s, 0.0), (gap_end, left)]
+    # Until the sender fails over: under failover nothing is delivered (it still tries the
+    # server that died); in a pool the others go on delivering what reaches them.
+    gap = left if q.routing == "pool" else 0.0
+    pieces = [(0.0, normal), (o.at_s, gap), (gap_end, left)]
     if gap_end < end:  # it failed over, so it has to fail back
         pieces.append((end + q.timings.failback_s, normal))
     else:  # never failed over: mail flows again when the server is back
@@ -144,6 +153,8 @@ def supply(q: Question, extra: float) -> fluid.Supply:
     for start, rate in pieces:
         if starts and start <= starts[-1]:
             starts[-1], rates[-1] = start, rate  # a zero-length piece: the later one holds
+        elif rates and rate == rates[-1]:
+            continue  # the same rate goes on (a pool's gap: the servers left, as after it)
         else:
             starts.append(start)
             rates.append(rate)
@@ -166,9 +177,11 @@ def loads(q: Question, extra: float) -> dict[str, ServerLoad]:
 
 
 def horizon_s(q: Question, sup: fluid.Supply) -> tuple[float, float]:
-    """How far to run the queue, and on what step: past the window, the outage and the
-    deadline, then long enough to drain what is left at the final rate."""
-    end = max(q.offered.end_s, q.deadline_s, sup.starts[-1])
+    """How far to run the queue, and on what step: past the window and the outage, then
+    long enough to drain what is left at the final rate. Not to the deadline: a deadline
+    far off would only coarsen the step (a million at most), and so every figure; the
+    completion is compared with it instead."""
+    end = max(q.offered.end_s, sup.starts[-1])
     step = max(q.step_s, end / MAX_STEPS)
     whole = fluid.Group(0, 1.0)
     left = float(fluid.flow(q.offered, sup, (whole,), step, end).backlog[0][-1])

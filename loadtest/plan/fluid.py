@@ -91,7 +91,8 @@ class Offered:
     def max_rate(self, lo: float, hi: float) -> float:
         """The highest offered rate from `lo` to `hi` (at a segment's edge or theirs: the
         rate is linear in between)."""
-        points = [lo, hi] + [s.start_s for s in self.segments if lo < s.start_s < hi]
+        edges = [e for s in self.segments for e in (s.start_s, s.start_s + s.duration_s)]
+        points = [lo, hi] + [e for e in edges if lo < e < hi]
         rates = []
         for t in points:
             for s in self.segments:

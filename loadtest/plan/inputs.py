@@ -15,7 +15,15 @@ from pathlib import Path
 from loadtest.plan import fluid
 from loadtest.plan.evaluate import Outage, Question, StreamGroup, Timings
 from loadtest.plan.measured import measured_in, timings_of
-from loadtest.plan.spec import CampaignPlan, Moment, PlanError, PlanSpec, as_utc, duration_s
+from loadtest.plan.spec import (
+    MAX_PLAN_S,
+    CampaignPlan,
+    Moment,
+    PlanError,
+    PlanSpec,
+    as_utc,
+    duration_s,
+)
 from loadtest.scenario import ScenarioError
 
 
@@ -105,8 +113,11 @@ def seconds(moment: Moment, start: datetime | None, what: str) -> float:
     if isinstance(moment, datetime):
         if start is None:
             raise PlanError(f"{what}: a date-time needs campaign.start")
-        return (as_utc(moment) - as_utc(start)).total_seconds()
-    return duration_s(moment, what)
+        after = (as_utc(moment) - as_utc(start)).total_seconds()
+        if after < 0:
+            raise PlanError(f"{what}: {moment.isoformat()} is before campaign.start")
+        moment = after
+    return duration_s(moment, what, MAX_PLAN_S)
 
 
 def capacities(spec: PlanSpec, sources: Sources) -> dict[str, float]:
@@ -122,7 +133,25 @@ def capacities(spec: PlanSpec, sources: Sources) -> dict[str, float]:
         if name in rates:
             raise PlanError(f"capacity.servers: {name} is also measured (capacity.from)")
         rates[name], sources.capacity[name] = rate, "given by hand"
-    return rates
+    return _ordered(spec, rates)
+
+
+def _ordered(spec: PlanSpec, rates: dict[str, float]) -> dict[str, float]:
+    """The servers in the order that decides who delivers under failover: `order`, else
+    the one list they were given in. Measured and given by hand, they come from two lists,
+    and which delivers first is the user's to say, not the merge's."""
+    order = spec.capacity.order
+    if not order:
+        mixed = bool(spec.capacity.from_) and bool(spec.capacity.servers)
+        if spec.capacity.routing == "failover" and mixed:
+            raise PlanError(
+                "capacity.order: under failover, with servers both measured (from) and given "
+                f"by hand (servers), name the order, the one that delivers first: {list(rates)}"
+            )
+        return rates
+    if sorted(order) != sorted(rates):
+        raise PlanError(f"capacity.order: {order} must name each server once: {sorted(rates)}")
+    return {name: rates[name] for name in order}
 
 
 def timings(spec: PlanSpec, sources: Sources) -> Timings:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import Summary
 from loadtest.plan.evaluate import Timings
 from loadtest.plan.spec import PlanError
 from loadtest.scenario import ScenarioError
+
+if TYPE_CHECKING:
+    from loadtest.capacity.model import Curve
 
 STEP_LOAD = "max stable rate of its step load"
 CURVE = "max stable rate of its capacity curve"
@@ -59,10 +63,23 @@ def measured_in(run_dir: Path, server: str | None = None) -> list[Measured]:
     out = []
     for curve in curves:
         rate = curve.max_stable_msgs_per_s or curve.knee_msgs_per_s
-        if not rate or rate <= 0:
+        if curve.ending == "min_rate" or not rate or rate <= 0:
             raise PlanError(f"{run_dir}: the curve of {curve.name} found no stable rate")
-        out.append(Measured(curve.name, float(rate), f"{run_dir}: {CURVE}"))
+        out.append(Measured(curve.name, float(rate), f"{run_dir}: {CURVE}{_bound(curve)}"))
     return out
+
+
+def _bound(curve: Curve) -> str:
+    """What the curve's rate is short of: a knee the search did not close in on, or one the
+    load generator rather than the server stopped, is a lower bound, and plan.json says so."""
+    if curve.ending == "max_rate":
+        return " (a lower bound: stable up to the search's max rate)"
+    if curve.ending == "max_steps":
+        above = curve.first_unstable_msgs_per_s
+        return " (the search ran out of steps" + (f"; unstable at {above:g}" if above else "") + ")"
+    if curve.failure == "sender":
+        return " (a lower bound: the load generator, not the server, stopped the curve)"
+    return ""
 
 
 def capacity_of(run_dir: Path, server: str | None = None) -> Measured:

@@ -10,8 +10,9 @@ def _t(seconds: float | None) -> str:
     """Seconds as h:mm:ss (and the seconds), or "never"."""
     if seconds is None:
         return "never"
-    whole = round(seconds)
-    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d} ({seconds:g} s)"
+    whole = abs(round(seconds))
+    sign = "-" if round(seconds) < 0 else ""
+    return f"{sign}{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d} ({seconds:g} s)"
 
 
 def _n(value: float) -> str:
@@ -99,7 +100,7 @@ def _overview(p: Plan) -> list[list[str]]:
         ["outage", outage],
         ["failover timings", timings],
         ["peak backlog", f"{_n(p.peak_backlog)} messages at {_t(p.peak_backlog_at_s)}"],
-        ["backlog drained", _t(p.drained_at_s)],
+        ["backlog drained", _t(p.drained_at_s) if p.peak_backlog > 0.5 else "n/a (none)"],
         ["last message delivered", _t(p.completion_s)],
         ["deadline", deadline],
         ["model step", f"{p.step_s:g} s"],

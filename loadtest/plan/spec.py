@@ -33,8 +33,13 @@ _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
 Moment = float | str | datetime
 
 
-def duration_s(value: float | str, what: str) -> float:
-    """Seconds from a number or a string like "1h30m", "90s", "2.5h"."""
+# The longest campaign a plan takes, and so the latest moment in it: a month (a longer
+# send is several campaigns, and its hourly shape is no longer one schedule).
+MAX_PLAN_S = 31 * 86400.0
+
+
+def duration_s(value: float | str, what: str, limit: float = MAX_DURATION_S) -> float:
+    """Seconds from a number or a string like "1h30m", "90s", "2.5h", at most `limit`."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     else:
@@ -45,9 +50,13 @@ def duration_s(value: float | str, what: str) -> float:
                 f"{what}: {value!r} is not a duration (seconds, or e.g. 90s, 30m, 1h30m)"
             )
         seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if not 0 <= seconds <= MAX_DURATION_S:
-        raise PlanError(f"{what}: {seconds:g} s is out of range (0 to {MAX_DURATION_S} s, a week)")
+    if not 0 <= seconds <= limit:
+        raise PlanError(f"{what}: {seconds:g} s is out of range (0 to {limit:g} s, {_span(limit)})")
     return seconds
+
+
+def _span(seconds: float) -> str:
+    return "a week" if seconds == 7 * 86400 else f"{seconds / 86400:g} days"
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -66,7 +75,9 @@ class CampaignPlan(StrictModel):
     messages: int | None = Field(
         default=None, gt=0, description="messages in the campaign (schedule: the scenario's)"
     )
-    window_h: float | None = Field(default=None, gt=0, description="its length in hours")
+    window_h: float | None = Field(
+        default=None, gt=0, le=MAX_PLAN_S / 3600, description="its length in hours"
+    )
     start: datetime | None = Field(
         default=None, description="when it starts (ISO 8601): moments may then be date-times"
     )
@@ -94,6 +105,12 @@ class CampaignPlan(StrictModel):
             raise ValueError("end goes with start")
         if self.start and self.end and as_utc(self.end) <= as_utc(self.start):
             raise ValueError("end must be after start")
+        if (
+            self.start
+            and self.end
+            and (as_utc(self.end) - as_utc(self.start)).total_seconds() > MAX_PLAN_S
+        ):
+            raise ValueError(f"from start to end is over {MAX_PLAN_S / 86400:g} days")
         if self.shape != "schedule" and self.window_h is None and self.end is None:
             raise ValueError("give the window: window_h, or start and end")
         names = [s.name for s in self.streams]
@@ -118,6 +135,11 @@ class CapacityPlan(StrictModel):
         default="pool",
         description="pool: every server up delivers; failover: the first up alone, the "
         "others stand by (the order given)",
+    )
+    order: list[str] = Field(
+        default_factory=list,
+        description="failover: the servers, first the one that delivers (needed when some "
+        "are measured and some given by hand: two lists have no one order)",
     )
 
     @field_validator("servers")

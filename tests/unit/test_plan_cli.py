@@ -166,6 +166,53 @@ def test_a_capacity_run_gives_each_server_curve_not_the_curve_of_all(tmp_path):
     assert plan(tmp_path, str(write_plan(tmp_path, data)))[0] == cli.EXIT_BAD_INPUT
 
 
+def test_a_curve_the_search_did_not_close_in_on_is_a_lower_bound_or_no_rate(tmp_path, capsys):
+    from loadtest.capacity import model
+    from tests.unit.test_capacity_report import made
+
+    def measured(ending: str, failure: str | None = None) -> Path:
+        path = tmp_path / f"cap-{ending}-{failure}"
+        curve = model.Curve(name="primary", servers=["primary"], knee_msgs_per_s=80,
+                            first_unstable_msgs_per_s=None, max_stable_msgs_per_s=80,
+                            failure=failure, ending=ending)  # fmt: skip
+        path.mkdir()
+        report = made().model_copy(update={"curves": [curve]})
+        (path / model.FILE).write_text(report.model_dump_json())
+        return path
+
+    def source(path: Path) -> str:
+        data = {"campaign": {"messages": 3600, "window_h": 1}, "capacity": {"from": [str(path)]}}
+        code, p = plan(tmp_path, str(write_plan(tmp_path, data)))
+        assert code == cli.EXIT_OK
+        assert p is not None
+        return p.servers["primary"].source
+
+    assert source(measured("converged")).endswith("max stable rate of its capacity curve")
+    assert "a lower bound: stable up to the search's max rate" in source(measured("max_rate"))
+    assert "the search ran out of steps" in source(measured("max_steps"))
+    assert "the load generator, not the server" in source(measured("converged", "sender"))
+    data = {"campaign": {"messages": 3600, "window_h": 1},
+            "capacity": {"from": [str(measured("min_rate"))]}}  # fmt: skip
+    assert plan(tmp_path, str(write_plan(tmp_path, data)))[0] == cli.EXIT_BAD_INPUT
+    assert "found no stable rate" in capsys.readouterr().err
+
+
+def test_failover_over_measured_and_hand_given_servers_needs_their_order(tmp_path, capsys):
+    measured = capacity_dir(tmp_path / "cap")
+    data = {"campaign": {"messages": 36_000, "window_h": 1},
+            "capacity": {"from": {"secondary": str(measured)}, "servers": {"primary": 400},
+                         "routing": "failover"}}  # fmt: skip
+    assert plan(tmp_path, str(write_plan(tmp_path, data)))[0] == cli.EXIT_BAD_INPUT
+    assert "capacity.order: under failover" in capsys.readouterr().err
+    data["capacity"]["order"] = ["primary", "secondary"]  # type: ignore[index]
+    code, p = plan(tmp_path, str(write_plan(tmp_path, data)))
+    assert code == cli.EXIT_OK
+    assert p is not None
+    assert list(p.servers) == ["primary", "secondary"]
+    assert p.servers["primary"].carried_at_peak_msgs_per_s == 10  # 36,000 an hour, on the first
+    assert p.servers["secondary"].carried_at_peak_msgs_per_s == 0
+
+
 def test_a_scenarios_schedule_gives_the_shape_messages_and_streams(tmp_path):
     data = {
         "campaign": {"shape": "schedule", "scenario": "capacity-step"},
@@ -201,6 +248,12 @@ BAD = [
     ({**HAND, "failover": {"detection_s": 10, "failover_s": 5}}, "counts from the onset"),
     ({**HAND, "step_s": 600}, "too coarse for a 3600 s window"),
     ([1, 2], "expected a mapping at the top"),
+    ({**HAND, "campaign": {**HAND["campaign"], "window_h": 1e15}}, "less than or equal to 744"),
+    ({**HAND, "campaign": {"messages": 1, "start": "2026-12-05T09:00:00Z", "window_h": 1},
+      "deadline": "2026-12-05T08:00:00Z"}, "deadline: 2026-12-05T08:00:00+00:00 is before"),
+    ({**HAND, "deadline": "800h"}, "2.88e+06 s is out of range (0 to 2.6784e+06 s, 31 days)"),
+    ({**HAND, "capacity": {**HAND["capacity"], "routing": "failover", "order": ["primary"]}},
+     "capacity.order: ['primary'] must name each server once"),
 ]  # fmt: skip
 
 

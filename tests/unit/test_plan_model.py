@@ -30,6 +30,8 @@ from loadtest.plan.evaluate import (
 HOUR = 3600.0
 ONE = (StreamGroup(0, (("all", 1.0),)),)
 POOL = {"primary": 90.0, "secondary": 60.0}
+# Under failover the first delivers alone: the same 150 then 60 msgs/s as the pool's.
+CHAIN = {"primary": 150.0, "secondary": 60.0}
 
 
 def flat(rate: float, seconds: float) -> fluid.Offered:
@@ -90,7 +92,8 @@ def test_the_failover_gap_delivers_nothing_and_failback_keeps_the_server_out():
     # 30 s with nothing delivered (100/s piles up), 570 s at 60, then 60 s more at 60
     # before the primary is used again: 3,000 + 22,800 + 2,400 = 28,200 at 2,460 s,
     # drained at 50/s in 564 s.
-    a = answer(question(timings=Timings(detection_s=10, failover_s=30, failback_s=60)))
+    a = answer(question(servers=CHAIN, routing="failover",
+                        timings=Timings(detection_s=10, failover_s=30, failback_s=60)))  # fmt: skip
     assert a.supply.starts == (0.0, 1800.0, 1830.0, 2460.0)
     assert a.supply.rates == (150.0, 0.0, 60.0, 150.0)
     assert a.peak_backlog == pytest.approx(28_200, abs=1e-6)
@@ -99,10 +102,50 @@ def test_the_failover_gap_delivers_nothing_and_failback_keeps_the_server_out():
 
 
 def test_a_failover_slower_than_the_outage_means_no_mail_until_the_server_is_back():
-    a = answer(question(timings=Timings(failover_s=900, failback_s=60)))
+    a = answer(question(servers=CHAIN, routing="failover",
+                        timings=Timings(failover_s=900, failback_s=60)))  # fmt: skip
     assert a.supply.starts == (0.0, 1800.0, 2400.0)
     assert a.supply.rates == (150.0, 0.0, 150.0)
     assert a.peak_backlog == pytest.approx(60_000, abs=1e-6)
+
+
+def test_in_a_pool_the_servers_left_deliver_through_the_failover_gap():
+    # The same 30 s gap as above, in a pool: the secondary goes on at 60 msgs/s through
+    # it, so 100/s offered against 60 for the 600 s outage and its 60 s failback: 26,400.
+    a = answer(question(timings=Timings(detection_s=10, failover_s=30, failback_s=60)))
+    assert a.supply.starts == (0.0, 1800.0, 2460.0)  # gap and outage at the same 60/s
+    assert a.supply.rates == (150.0, 60.0, 150.0)
+    assert a.peak_backlog == pytest.approx(40 * 660, abs=1e-6)
+
+
+def test_a_standby_that_dies_changes_nothing():
+    # Under failover the secondary carries no mail: its outage, however long its failover,
+    # leaves the primary delivering as before (no gap, no backlog).
+    for servers in (CHAIN, {"primary": 150.0, "middle": 20.0, "secondary": 60.0}):
+        q = question(servers=servers, routing="failover", outage=Outage("secondary", 1800, 1200),
+                     timings=Timings(failover_s=600, failback_s=60))  # fmt: skip
+        a = answer(q)
+        assert a.supply.rates == (150.0,)
+        assert a.peak_backlog == 0
+        assert a.met
+
+
+def test_a_far_deadline_does_not_coarsen_the_model():
+    # 360k messages over an hour at 100/s; 150 then 60 msgs/s for 10 min from 30 min:
+    # 24,000 messages behind at 40 min, whatever the deadline.
+    near = answer(question(deadline_s=HOUR))
+    far = answer(question(deadline_s=29 * 86400.0))
+    assert near.flow.t[1] - near.flow.t[0] == far.flow.t[1] - far.flow.t[0] == 1.0
+    assert far.peak_backlog == near.peak_backlog == pytest.approx(24_000, abs=1e-6)
+    assert far.completion_s == near.completion_s
+
+
+def test_the_peak_offered_during_an_outage_includes_a_segment_end():
+    # A ramp rising to 20/s at the window's end (3600 s): an outage from 3000 s to
+    # 4200 s meets 20/s at 3600, not just the 16.7/s at its own start.
+    ramp = fluid.Offered((fluid.Segment(0.0, HOUR, 0.0, 20.0),))
+    assert ramp.max_rate(3000, 4200) == pytest.approx(20.0)
+    assert ramp.max_rate(1800, 2400) == pytest.approx(2400 / HOUR * 20)
 
 
 def test_the_higher_priority_stream_is_served_first_and_the_other_absorbs_the_backlog():
@@ -160,7 +203,8 @@ def test_the_extra_rate_meets_both_the_deadline_and_the_headroom():
 
 
 def test_no_extra_rate_helps_when_the_gap_runs_into_the_deadline():
-    q = question(outage=Outage("primary", 3000, 600), timings=Timings(failover_s=600))
+    q = question(servers=CHAIN, routing="failover", outage=Outage("primary", 3000, 600),
+                 timings=Timings(failover_s=600))  # fmt: skip
     assert not answer(q).deadline_met
     assert extra_needed(q) is None
 
