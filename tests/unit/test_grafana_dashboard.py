@@ -64,6 +64,11 @@ def expressions(board: dict[str, Any]) -> list[str]:
 
 def exposed(tmp_path: Path) -> set[str]:
     """Every sample name the sinks' and the senders' /metrics expose, from real parts."""
+    return set().union(*(page.names() for page in pages(tmp_path)))
+
+
+def pages(tmp_path: Path) -> list[Scrape]:
+    """The /metrics pages of a sink, a backup MX and the senders, from real parts."""
     config = parse_config(
         {
             "sinks": [
@@ -90,7 +95,7 @@ def exposed(tmp_path: Path) -> set[str]:
     try:
         registries = [sink_registry(primary.status), sink_registry(backup.status)]
         registries.append(sender_registry(live))
-        return set().union(*(Scrape(generate_latest(r).decode()).names() for r in registries))
+        return [Scrape(generate_latest(r).decode()) for r in registries]
     finally:
         asyncio.run(backup.relay.stop())
         for sink in (primary, backup):
@@ -113,6 +118,18 @@ def test_every_metric_the_dashboard_queries_is_exposed(tmp_path):
         "maildrill_sink_faults_active",
     ):
         assert needed in queried
+
+
+def test_the_readme_lists_every_metric_exposed(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Metrics (Prometheus and Grafana)")[1].split("\n## ")[0]
+    listed = set(re.findall(r"`(maildrill_[a-z_]+)[`{]", section))
+    families = {
+        f.name + ("_total" if f.type == "counter" else "")
+        for page in pages(tmp_path)
+        for f in page.families
+    }
+    assert listed == families
 
 
 def test_the_dashboard_imports_as_exported():
