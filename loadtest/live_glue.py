@@ -11,6 +11,7 @@ answers `/metrics` on 127.0.0.1 from `loadtest.metrics_endpoint`'s registry.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import gevent
@@ -131,7 +132,11 @@ def serve_metrics(environment: Environment) -> None:
     endpoint = MetricsEndpoint(
         live_of(environment), port, float(getattr(options, "metrics_linger", 0.0) or 0.0)
     )
-    bound = endpoint.start()
+    try:
+        bound = endpoint.start()
+    except OSError as exc:  # the port is taken: one line, and Locust does not start
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise SystemExit(f"maildrill: --metrics-port {port}: {why}") from None
     log.info("maildrill: metrics on http://%s:%d/metrics", HOST, bound)
 
     def quitting(**_: Any) -> None:
