@@ -40,7 +40,7 @@ def _seconds(text: str) -> float:
 
 
 def metrics_args(parser: argparse.ArgumentParser) -> None:
-    """--metrics-port PORT and --metrics-linger S (`maildrill run`: loadtest.metrics_endpoint)."""
+    """--metrics-port PORT and --metrics-linger S (`maildrill run`: loadtest.sender_metrics)."""
     parser.add_argument(
         "--metrics-port",
         type=_port,

@@ -5,7 +5,7 @@ The local runner and the master feed `LiveState` the rows they journal (the Camp
 master, after every worker shipped its last rows). Each worker sends its routing policy's
 circuits to the master every `SEND_EVERY_S` (`CIRCUITS`); the local runner's are read
 when asked. With `--metrics-port`, gevent's WSGI server (as Locust serves its web UI)
-answers `/metrics` on 127.0.0.1 from `loadtest.metrics_endpoint`'s registry.
+answers `/metrics` on 127.0.0.1 from `loadtest.sender_metrics`'s registry.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from prometheus_client import make_wsgi_app
 
 from loadtest.live_metrics import LiveState
 from loadtest.locust_glue import Campaign, campaign_of
-from loadtest.metrics_endpoint import registry_for
+from loadtest.sender_metrics import registry_for
 
 log = logging.getLogger("maildrill")
 

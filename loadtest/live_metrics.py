@@ -6,7 +6,7 @@ the analysis recounts from attempts.csv cannot differ; it keeps counts only (no 
 a long run costs no memory. The circuits are not in the rows: each sender process's
 routing policy (`Policy.states()`) is read where it lives, by the local runner at the
 moment of asking, and sent by each worker to the master (`loadtest.live_glue`, which also
-feeds the rows). Pure: no Locust, no Prometheus; `loadtest.metrics_endpoint` exposes this
+feeds the rows). Pure: no Locust, no Prometheus; `loadtest.sender_metrics` exposes this
 state, and any other live view (a web UI tab) can read the same.
 """
 

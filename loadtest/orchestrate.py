@@ -291,7 +291,7 @@ class Drill:
         self.locust: Child = self.children.spawn("locust", "locust", args)
 
     def _metrics_args(self) -> list[str]:
-        """The senders' /metrics (loadtest.metrics_endpoint) on the port asked for, and
+        """The senders' /metrics (loadtest.sender_metrics) on the port asked for, and
         where each local sink's is (its control port): printed and in harness.json."""
         port, linger = self.metrics
         if port is None:

@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from loadtest.live_metrics import LiveState
-from loadtest.metrics_endpoint import registry_for as sender_registry
+from loadtest.sender_metrics import registry_for as sender_registry
 from maildrill.records import AttemptRecord
 from sinks.backup_mx import RelayQueue
 from sinks.config import effect_request, parse_config

@@ -1,5 +1,5 @@
 """loadtest.live_metrics (the run as the senders see it) and what the senders' /metrics
-makes of it (loadtest.metrics_endpoint), on rows built here with known answers."""
+makes of it (loadtest.sender_metrics), on rows built here with known answers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 from prometheus_client import generate_latest
 
 from loadtest.live_metrics import BUCKETS_S, Histogram, LiveState
-from loadtest.metrics_endpoint import registry_for
+from loadtest.sender_metrics import registry_for
 from maildrill.records import AttemptRecord
 from tests.helpers import Scrape
 

@@ -1,11 +1,12 @@
-"""What `GET /metrics` of the senders shows (`maildrill run --metrics-port PORT`, served by
-`loadtest.live_glue` in the local runner or the master; never a worker, whose figures the
-master holds).
+"""The senders' Prometheus series: what their `GET /metrics` shows (`maildrill run
+--metrics-port PORT`, served by `loadtest.live_glue` in the local runner or the master;
+never a worker, whose figures the master holds).
 
 The exposition is read from `loadtest.live_metrics.LiveState` at every scrape by one
-collector in a registry of its own (not prometheus_client's global one, which the test
-process and Locust's own code would share). Counters restart at 0 with each run (a new
-Locust process), which Prometheus's `rate()` takes as a counter reset.
+collector in a registry of its own (not prometheus_client's global one, which every
+module of the process shares and two runs in one test process would both fill). Counters
+restart at 0 with each run (a new Locust process), which Prometheus's `rate()` takes as a
+counter reset.
 
 Series:
 
