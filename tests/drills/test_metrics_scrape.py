@@ -21,13 +21,13 @@ from tests.helpers import Scrape, read_csv, wait_until
 
 pytestmark = pytest.mark.slow
 
-# The default drill cut to 4 s of schedule, its primary down for 1 s of it.
+# The default drill cut to 3 s of schedule, its primary down for 0.8 s of it.
 SHORT = [
     "--set", "campaign.schedule.0.duration_s=1",
-    "--set", "campaign.schedule.1.duration_s=2",
-    "--set", "campaign.schedule.2.duration_s=1",
-    "--set", "faults.0.at=1.5",
-    "--set", "faults.0.duration=1",
+    "--set", "campaign.schedule.1.duration_s=1.5",
+    "--set", "campaign.schedule.2.duration_s=0.5",
+    "--set", "faults.0.at=1.2",
+    "--set", "faults.0.duration=0.8",
     "--set", "campaign.drain_s=2",
 ]  # fmt: skip
 LINGER_S = 2.0  # the senders' /metrics stays up this long after the load: the last scrape
