@@ -19,7 +19,7 @@ from loadtest.analysis import junit, view
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import JournalProblems, Summary
 from loadtest.capacity.search import SearchSettings
-from loadtest.cli_args import server_args
+from loadtest.cli_args import metrics_args, server_args
 from loadtest.overrides import OverrideError
 from loadtest.scenario import Scenario, ScenarioError
 from maildrill.netaddr import is_loopback
@@ -125,7 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return fail(problem)
     print(f"maildrill: {scenario.name}: {scenario.description or path}", file=sys.stderr)
     print(f"maildrill: run directory {run_dir}", file=sys.stderr)
-    drill = Drill(scenario, raw, run_dir, run_id, web=args.web)
+    metrics = (args.metrics_port, args.metrics_linger)
+    drill = Drill(scenario, raw, run_dir, run_id, web=args.web, metrics=metrics)
     try:
         drill.run()
     except SetupError as exc:
@@ -687,6 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _scenario_args(run)
     run.add_argument("--out", type=Path, help="run directory (default reports/RUN-ID)")
     run.add_argument("--web", action="store_true", help="with Locust's web UI")
+    metrics_args(run)
     _junit_arg(run)
     run.add_argument(
         "--yes", action="store_true", help="confirm servers outside loopback (allow_remote)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,8 @@ class Campaign:
     finished: bool = False
     shipper: Any = None
     flusher: Any = None
+    # Called with each batch of rows as it is journaled here (live views: live_metrics).
+    row_listeners: list[Callable[[list[Any]], None]] = field(default_factory=list)
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -200,6 +203,8 @@ class Campaign:
     def _write_local(self, row: tuple[Any, ...]) -> None:
         assert self.journal is not None
         self.journal.write([row])
+        for listener in self.row_listeners:
+            listener([row])
 
     def _flush_forever(self) -> None:
         while True:
@@ -225,6 +230,8 @@ class Campaign:
         """Master: rows from a worker."""
         if self.journal is not None:
             self.journal.write(rows)
+            for listener in self.row_listeners:
+                listener(rows)
 
     # -- the end ----------------------------------------------------------------------
 

@@ -111,6 +111,7 @@ class Drill:
         run_id: str,
         web: bool = False,
         out: TextIO = sys.stderr,
+        metrics: tuple[int | None, float] = (None, 0.0),
     ) -> None:
         self.scenario = scenario
         self.raw = raw
@@ -132,6 +133,8 @@ class Drill:
         self.t0: float | None = None
         self.planned = 0
         self.locust_exit: int | None = None
+        # --metrics-port (None: off; 0: a free one) and --metrics-linger of `maildrill run`.
+        self.metrics = metrics
 
     # -- the whole drill ----------------------------------------------------------------
 
@@ -269,6 +272,7 @@ class Drill:
             self.say(f"Locust web UI: http://127.0.0.1:{port}/")
         else:
             args += ["--headless", "--only-summary"]
+        args += self._metrics_args()
         workers = self.scenario.workers
         if workers:
             port = free_port()
@@ -285,6 +289,21 @@ class Drill:
                 ]
                 self.children.spawn("worker", f"locust-worker-{i + 1}", worker)
         self.locust: Child = self.children.spawn("locust", "locust", args)
+
+    def _metrics_args(self) -> list[str]:
+        """The senders' /metrics (loadtest.sender_metrics) on the port asked for, and
+        where each local sink's is (its control port): printed and in harness.json."""
+        port, linger = self.metrics
+        if port is None:
+            return []
+        port = port or free_port()
+        sinks = {name: c.base_url + "/metrics" for name, c in self.sinks.controls.items()}
+        senders = f"http://127.0.0.1:{port}/metrics"
+        self.log.event("metrics", senders=senders, sinks=sinks)
+        self.say(f"Metrics: {senders} (senders)")
+        for name, url in sinks.items():
+            self.say(f"Metrics: {url} (sink {name})")
+        return ["--metrics-port", str(port), "--metrics-linger", str(linger)]
 
     def _wait_for_t0(self) -> None:
         """Until Locust writes run.json (the campaign's t0); then the faults are planned."""

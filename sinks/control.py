@@ -11,10 +11,14 @@ DELETE /faults/{id}           stop one, or cancel it while pending;
                               DELETE /faults[?kind=K] stop and cancel all (of kind K)
 GET  /behaviours              steady behaviours
 POST /behaviours              add one;  PUT /behaviours/{id} replace;  DELETE /behaviours/{id}
+GET  /metrics                 the sink's figures for Prometheus (`sinks.metrics`), no token
 
-Every request needs `Authorization: Bearer TOKEN`: the per-run token from the environment
-variable MAILDRILL_CONTROL_TOKEN, or one made at start and printed in the ready line. A
-process on the same machine that does not hold it cannot start faults or change behaviours.
+Every request but `/metrics` needs `Authorization: Bearer TOKEN`: the per-run token from
+the environment variable MAILDRILL_CONTROL_TOKEN, or one made at start and printed in the
+ready line. A process on the same machine that does not hold it cannot start faults or
+change behaviours. `/metrics` is open, as a node exporter's is: it changes nothing, listens
+on 127.0.0.1 only, tells counts (no address, message or secret), and a token that changes
+with every run would have to be rewritten into Prometheus's scrape config each time.
 
 A fault sent ahead runs on the sink's own clock (`sinks.host`): `start_at` is epoch seconds
 on this machine; its window is `start_at` to `start_at + duration` (a `start_at` already
@@ -33,12 +37,14 @@ import time
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
 from pydantic import ValidationError
 
 from maildrill.inputs import describe_errors
 from maildrill.numbers import MAX_DURATION_S, number_problem
 from sinks.config import effect_request
 from sinks.host import ActiveEffect, EffectHost
+from sinks.metrics import registry_for
 
 # A sink or a proxy: both take the same requests, each with its own kinds.
 SINK_KEY = web.AppKey("sink", EffectHost)
@@ -58,12 +64,20 @@ def auth_header(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+# Read-only and on loopback: open to a scraper without the token (see the module's doc).
+OPEN_PATHS = frozenset({"/metrics"})
+
+
 def require_token(token: str) -> Any:
-    """aiohttp middleware: 401 unless the request carries the run's token."""
+    """aiohttp middleware: 401 unless the request carries the run's token (a GET of
+    OPEN_PATHS excepted)."""
     expected = f"Bearer {token}".encode()
 
     @web.middleware
     async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method == "GET" and request.path in OPEN_PATHS:
+            opened: web.StreamResponse = await handler(request)
+            return opened
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
             return _error(401, "missing or wrong control token (Authorization: Bearer ...)")
@@ -240,6 +254,7 @@ def make_app(sink: EffectHost, token: str) -> web.Application:
     app.router.add_post("/behaviours", add_behaviour)
     app.router.add_put("/behaviours/{id}", replace_behaviour)
     app.router.add_delete("/behaviours/{id}", remove_behaviour)
+    app.router.add_get("/metrics", make_aiohttp_handler(registry_for(sink.status)))
     return app
 
 

@@ -8,8 +8,9 @@ the port refusing connections rather than free for someone else. Each worker
 The control API of the sink is served here and fans out: requests that change something go
 to every worker (each starts or stops the effect on its own listener and sessions, so a
 `down` closes the whole port); other reads are answered by worker 0, except `/status` and
-`/health`, which combine all (counters summed). Workers number their effects alike as long as
-they get the same commands and schedule, so an id from one names the effect in all.
+`/health`, which combine all (counters summed), and `/metrics`, which shows that sum.
+Workers number their effects alike as long as they get the same commands and schedule, so
+an id from one names the effect in all.
 
 Limits are per worker: a throttle of 100/s or a connection cap of 10 on a sink with
 `processes: 2` lets through about twice that, spread by the kernel's choice of worker.
@@ -29,11 +30,13 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from maildrill.paths import make_private_dir, remove_private_dir
 from sinks.config import FaultSpec, SinkConfig, TlsConfig
 from sinks.control import control_token, require_token
 from sinks.control_client import AsyncControlClient, Reply, fault_body
+from sinks.metrics import registry_for
 from sinks.sink import Counters
 from sinks.tls import write_self_signed
 from sinks.worker import WorkerSpec
@@ -137,6 +140,8 @@ class WorkerGroup:
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
         self._keys: Path | None = None  # a generated TLS key, until the workers loaded it
+        self._scraped: dict[str, Any] = {}  # the combined status a scrape of /metrics reads
+        self._metrics = make_aiohttp_handler(registry_for(lambda: self._scraped))
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -268,6 +273,7 @@ class WorkerGroup:
         app = web.Application(middlewares=[require_token(control_token())])
         app.router.add_get("/status", self._status)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._scrape)
         app.router.add_route("*", "/{tail:.*}", self._forward)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -286,6 +292,11 @@ class WorkerGroup:
     async def _status(self, request: web.Request) -> web.Response:
         answers = await self._all("GET", "/status")
         return web.json_response(combine([_json(a) for a in answers]))
+
+    async def _scrape(self, request: web.Request) -> web.StreamResponse:
+        """The workers' statuses, combined now, through this sink's own registry."""
+        self._scraped = combine([_json(a) for a in await self._all("GET", "/status")])
+        return await self._metrics(request)
 
     async def _health(self, request: web.Request) -> web.Response:
         listening = all(_json(a)["listening"] for a in await self._all("GET", "/health"))

@@ -350,3 +350,42 @@ def maildrill_sinks(scenario: Path, out: Path) -> Iterator[SinksCommand]:
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
+
+
+class Scrape:
+    """One `/metrics` page, parsed by prometheus_client's own parser (never by regexes)."""
+
+    def __init__(self, text: str) -> None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        self.families = list(text_string_to_metric_families(text))
+        self.samples = [s for f in self.families for s in f.samples]
+
+    @classmethod
+    def of(cls, url: str, timeout: float = 5.0) -> Scrape:
+        """GET `url` with no token (a scraper has none)."""
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return cls(response.read().decode())
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of the samples named `name` whose labels include `labels`."""
+        return sum(
+            s.value
+            for s in self.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    def by(self, name: str, *keys: str) -> dict[tuple[str, ...], float]:
+        """The samples named `name` summed by the values of the labels `keys`."""
+        out: dict[tuple[str, ...], float] = {}
+        for s in self.samples:
+            if s.name == name:
+                key = tuple(s.labels.get(k, "") for k in keys)
+                out[key] = out.get(key, 0.0) + s.value
+        return out
+
+    def names(self) -> set[str]:
+        """Every sample name on the page (`x_total`, `x_bucket`, ... as exposed)."""
+        return {s.name for s in self.samples}

@@ -22,6 +22,7 @@ import pytest
 from tests.helpers import (
     REPO,
     RawClient,
+    Scrape,
     child_pids,
     connect_refused,
     control,
@@ -143,6 +144,13 @@ def test_workers_share_the_port_and_journal_every_message(
     assert len(per_worker) == 2
     assert sum(per_worker) == 60
     assert min(per_worker) > 0, "the kernel spread 60 connections over both workers"
+    # /metrics shows the workers' sum (the receipts rows are recounted below, once stopped).
+    page = Scrape.of(f"http://127.0.0.1:{sink.ready['control_port']}/metrics")
+    assert page.by("maildrill_sink_receipts_total", "sink", "outcome") == {
+        ("mx", "accepted"): 60,
+        ("mx", "dropped"): 0,
+    }
+    assert page.value("maildrill_sink_sessions_total", sink="mx") == 60
 
     final = sink.stop()
     (stopped,) = final["stopped"]

@@ -1,0 +1,123 @@
+"""The run as the senders see it, live, in the Locust process that journals the attempts.
+
+`LiveState` is fed the very rows the attempts journal gets (`AttemptRecord.row()`: the
+local runner's own, or the rows workers ship to the master), so what it counts and what
+the analysis recounts from attempts.csv cannot differ; it keeps counts only (no rows), so
+a long run costs no memory. The circuits are not in the rows: each sender process's
+routing policy (`Policy.states()`) is read where it lives, by the local runner at the
+moment of asking, and sent by each worker to the master (`loadtest.live_glue`, which also
+feeds the rows). Pure: no Locust, no Prometheus; `loadtest.sender_metrics` exposes this
+state, and any other live view (a web UI tab) can read the same.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from loadtest.routing import CircuitState
+from maildrill.records import AttemptRecord
+
+# Seconds: SMTP service times run from milliseconds (a sink on loopback) to a minute (a
+# tarpit, a hang cut by its timeout). Prometheus's `le` bounds are inclusive.
+BUCKETS_S: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+_COLUMN = {name: i for i, name in enumerate(AttemptRecord.header())}
+
+
+@dataclass
+class Histogram:
+    """Counts per bucket (upper bounds `bounds`, then +Inf) and the sum of what was seen."""
+
+    bounds: tuple[float, ...] = BUCKETS_S
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, count at or below it), +Inf last, as a histogram is exposed."""
+        out, running = [], 0
+        for bound, n in zip((*self.bounds, math.inf), self.counts, strict=True):
+            running += n
+            out.append((bound, running))
+        return out
+
+
+@dataclass
+class LiveState:
+    """Counts of the attempts journaled so far, and the circuits each sender sees."""
+
+    servers: list[str] = field(default_factory=list)  # the scenario's, in its order
+    attempts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (server, outcome)
+    latency: dict[str, Histogram] = field(default_factory=dict)  # end - start, accepted
+    response: dict[str, Histogram] = field(default_factory=dict)  # end - intended, accepted
+    last_code: dict[str, int | None] = field(default_factory=dict)  # by server
+    finished: int = 0  # messages whose last attempt was journaled (`final`)
+    planned: int = 0
+    ended: bool = False  # the load stopped: every row has come in
+    # The circuits of each sender process (a Locust worker's id, or "local") by server.
+    circuits: dict[str, dict[str, str]] = field(default_factory=dict)
+    read_local: Callable[[], dict[str, str]] | None = None  # the local runner's, when asked
+
+    def reset(self, servers: Sequence[str], planned: int) -> None:
+        """A new run (test_start): nothing counted yet."""
+        self.servers = list(servers)
+        self.attempts.clear()
+        self.latency.clear()
+        self.response.clear()
+        self.last_code.clear()
+        self.circuits.clear()
+        self.finished = 0
+        self.planned = planned
+        self.ended = False
+
+    def add(self, row: Sequence[Any]) -> None:
+        """One attempts-journal row, as written (epochs as text, flags as 0/1)."""
+        server = str(row[_COLUMN["server"]])
+        outcome = str(row[_COLUMN["outcome"]])
+        self.attempts[server, outcome] += 1
+        code = row[_COLUMN["code"]]
+        self.last_code[server] = None if code in (None, "") else int(code)
+        if int(row[_COLUMN["final"]] or 0):
+            self.finished += 1
+        if outcome == "accepted":
+            end = float(row[_COLUMN["end"]])
+            start = float(row[_COLUMN["start"]])
+            intended = float(row[_COLUMN["intended"]])
+            self.latency.setdefault(server, Histogram()).observe(end - start)
+            self.response.setdefault(server, Histogram()).observe(max(0.0, end - intended))
+
+    def add_rows(self, rows: Sequence[Sequence[Any]]) -> None:
+        for row in rows:
+            self.add(row)
+
+    def circuit_counts(self) -> dict[tuple[str, str], int]:
+        """(server, state) -> how many sender processes see that server's circuit so; every
+        state of every known server is present (0 when none), as Prometheus likes it."""
+        every = dict(self.circuits)
+        if self.read_local is not None:
+            every["local"] = self.read_local()
+        servers = list(self.servers)
+        servers += sorted({s for states in every.values() for s in states} - set(servers))
+        counts = {(s, state.value): 0 for s in servers for state in CircuitState}
+        for states in every.values():
+            for server, state in states.items():
+                counts[server, state] += 1
+        return counts
