@@ -312,6 +312,13 @@ def _print_summary(result: Summary, run_dir: Path) -> None:
             f"peak {result.throughput.peak_msgs_per_s}; latency p50 {lat.p50} ms, "
             f"p95 {lat.p95} ms, p99 {lat.p99} ms"
         )
+    waiting = result.backlog
+    if waiting.peak is not None:
+        print(
+            f"backlog: peak {waiting.peak} messages due and not yet accepted at "
+            f"{waiting.peak_at_s} s; last message accepted at {waiting.completion_s} s"
+            + (f", {waiting.left_at_end} never" if waiting.left_at_end else "")
+        )
     for line in view.auth_lines(result):
         print(line)
     if len(result.streams) > 1:  # one stream: the lines above say it all

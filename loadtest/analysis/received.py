@@ -56,7 +56,7 @@ NEEDS_SENDER_JOURNAL: tuple[str, ...] = (
     "throughput", "latency_ms", "response_time_ms", "lateness_ms", "errors",
     *(f"failovers[].{name}" for name in ("detection_s", "messages_delayed", "messages_failed",
                                           "added_latency_ms", "phases")),
-    "relay.*.end_to_end_ms", "mta", "capacity", "bounces", "recipients", "streams",
+    "relay.*.end_to_end_ms", "mta", "capacity", "backlog", "bounces", "recipients", "streams",
 )  # fmt: skip
 
 COLUMNS = ["time", "server", "key", "by_message_id", "outcome"]

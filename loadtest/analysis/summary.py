@@ -17,6 +17,7 @@ import pandas as pd
 
 from loadtest.analysis import (
     auth,
+    backlog,
     bounces,
     capacity,
     delivery,
@@ -159,6 +160,7 @@ def summarise(run: RunDir) -> Summary:
         ),
         harness=run.harness,
         capacity=capacity.capacity(attempts, schedule, t0, rules),
+        backlog=backlog.summarise(attempts, t0),
         bounces=bounces.summarise(attempts, not_sent, scenario, run_id, planned),
         streams=by_stream,
         auth=auth.summarise(

@@ -573,6 +573,32 @@ class Capacity(Part):
     steps: list[CapacityStep] = Field(default_factory=list)
 
 
+class Backlog(Part):
+    """The sender's backlog over the run: messages due by their planned time (`intended`)
+    and not yet accepted by any server. The drill's counterpart of plan.json's `backlog`,
+    `peak_backlog` and `completion_s` (docs/metrics.md, "Backlog", says where they differ)."""
+
+    peak: Annotated[int | None, LOWER] = Field(
+        default=None, description="the most messages due and not yet accepted at once"
+    )
+    peak_at_s: float | None = Field(
+        default=None, description="when the backlog first reached its peak, seconds from t0"
+    )
+    completion_s: Annotated[float | None, LOWER] = Field(
+        default=None,
+        description="the end of the attempt that accepted the last message, seconds from "
+        "t0; null: none accepted",
+    )
+    left_at_end: Annotated[int | None, LOWER] = Field(
+        default=None, description="due and never accepted (failed, in flight, cut off)"
+    )
+    step_s: float | None = Field(default=None, description="the spacing of `series`")
+    series: list[tuple[float, int]] = Field(
+        default_factory=list,
+        description="(seconds from t0, backlog) every step_s from 0 to past completion",
+    )
+
+
 class SloCheck(Part):
     """One rule. A value that could not be measured fails, except a fault timing in a run
     with no fault; a rule counted from a journal with unreadable lines cannot pass."""
@@ -864,6 +890,9 @@ class Summary(Part):
         "(attempts.csv): those keys read 0 or null, and SLOs on them are not measured",
     )
     capacity: Capacity = Field(default_factory=Capacity, description="step-load capacity")
+    backlog: Backlog = Field(
+        default_factory=Backlog, description="messages due and not yet accepted, over time"
+    )
     bounces: Bounces = Field(
         default_factory=Bounces, description="hard and soft bounces per recipient; suppression"
     )

@@ -238,6 +238,23 @@ def throughput(summary: Summary) -> Table:
     return Table("Throughput", "throughput", ["server", "accepted", "mean msgs/s"], rows, note=note)
 
 
+def backlog(summary: Summary) -> Table | None:
+    """The sender's backlog (messages due, not yet accepted): its peak and when the last
+    message went; None without the sender's journal. The series is in summary.json."""
+    b = summary.backlog
+    if b.peak is None:
+        return None
+    row = [num(b.peak), num(b.peak_at_s), num(b.completion_s), num(b.left_at_end)]
+    return Table(
+        "Backlog",
+        "backlog",
+        ["peak (messages)", "peak at (s)", "last accepted at (s)", "never accepted"],
+        [row],
+        note="Messages due by their planned time and not yet accepted by any server, "
+        "in flight included; times from the campaign start.",
+    )
+
+
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "max")
 
 
@@ -833,6 +850,7 @@ RENDERED = {
     "preflight", "journal_problems", "harness", "capacity", "slo", "mta", "relay", "proxies",
     "bounces", "streams", "auth",
 }  # fmt: skip
+RENDERED |= {"backlog"}  # the Backlog table; its series stays in summary.json
 RENDERED |= {"received", "needs_sender_journal"}  # view_received.py lays them out
 MAX_MORE_ROWS = 200
 
@@ -884,7 +902,11 @@ def build(summary: Summary, plots: Sequence[PlotRef] = (), scenario_text: str = 
     per_recipient = recipients(summary)
     if per_recipient is not None:
         sections.append(per_recipient)
-    sections += [throughput(summary), latency(summary), failovers(summary)]
+    sections.append(throughput(summary))
+    waiting = backlog(summary)
+    if waiting is not None:
+        sections.append(waiting)
+    sections += [latency(summary), failovers(summary)]
     per_stream = streams(summary)
     if per_stream is not None:
         sections.append(per_stream)
