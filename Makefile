@@ -15,11 +15,13 @@ setup: $(BIN)/.installed
 
 # Postfix's smtp-source and smtp-sink, for tests and benchmarks (the daemon is never started);
 # dig, which the tests ask the run's DNS server with; OpenDKIM, the milter that signs for
-# Postfix instances with `dkim:` (its service is never started either).
+# Postfix instances with `dkim:` (its service is never started either); Chromium and its
+# WebDriver, which the tests open the Failover tab with.
 tools:
 	./.ci/install-postfix-tools
 	./.ci/install-dns-tools
 	./.ci/install-opendkim
+	./.ci/install-chromium
 
 demo: setup
 	$(BIN)/maildrill run default

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hdrh.histogram import HdrHistogram
+
 from loadtest.routing import CircuitState
 from maildrill.records import AttemptRecord
 
@@ -29,6 +31,9 @@ BUCKETS_S: tuple[float, ...] = (
 )  # fmt: skip
 
 _COLUMN = {name: i for i, name in enumerate(AttemptRecord.header())}
+# The analysis's HDR range (loadtest.analysis.histograms, not imported: it brings pandas
+# into every sender process): 1 µs to an hour, 3 significant digits.
+LOWEST_US, HIGHEST_US, DIGITS = 1, 3_600_000_000, 3
 
 
 @dataclass
@@ -75,6 +80,10 @@ class LiveState:
     # The circuits of each sender process (a Locust worker's id, or "local") by server.
     circuits: dict[str, dict[str, str]] = field(default_factory=dict)
     read_local: Callable[[], dict[str, str]] | None = None  # the local runner's, when asked
+    # `start - intended` of first attempts, in µs, as the analysis's lateness_ms counts it.
+    lateness: HdrHistogram = field(
+        default_factory=lambda: HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+    )
 
     def reset(self, servers: Sequence[str], planned: int) -> None:
         """A new run (test_start): nothing counted yet."""
@@ -87,6 +96,7 @@ class LiveState:
         self.finished = 0
         self.planned = planned
         self.ended = False
+        self.lateness.reset()
 
     def add(self, row: Sequence[Any]) -> None:
         """One attempts-journal row, as written (epochs as text, flags as 0/1)."""
@@ -97,6 +107,9 @@ class LiveState:
         self.last_code[server] = None if code in (None, "") else int(code)
         if int(row[_COLUMN["final"]] or 0):
             self.finished += 1
+        if int(row[_COLUMN["attempt"]] or 0) == 1:
+            late = float(row[_COLUMN["start"]]) - float(row[_COLUMN["intended"]])
+            self.lateness.record_value(min(max(round(late * 1e6), LOWEST_US), HIGHEST_US))
         if outcome == "accepted":
             end = float(row[_COLUMN["end"]])
             start = float(row[_COLUMN["start"]])
@@ -107,6 +120,12 @@ class LiveState:
     def add_rows(self, rows: Sequence[Sequence[Any]]) -> None:
         for row in rows:
             self.add(row)
+
+    def lateness_p95_ms(self) -> float | None:
+        """The p95 lateness of the messages sent so far (None: none yet)."""
+        if not self.lateness.get_total_count():
+            return None
+        return round(float(self.lateness.get_value_at_percentile(95)) / 1000.0, 1)
 
     def circuit_counts(self) -> dict[tuple[str, str], int]:
         """(server, state) -> how many sender processes see that server's circuit so; every

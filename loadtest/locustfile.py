@@ -16,6 +16,7 @@ from locust import LoadTestShape, User, events, task
 from locust.env import Environment
 
 from loadtest import live_glue
+from loadtest.failover_tab import routes as failover_tab
 from loadtest.locust_glue import START_LEAD_S, add_arguments, campaign_of, register
 
 IDLE_S = 0.2  # longest nap while waiting for the next due message
@@ -28,12 +29,14 @@ class SmtpFailure(Exception):
 def _arguments(parser: Any, **_: Any) -> None:
     add_arguments(parser)
     live_glue.add_arguments(parser)
+    failover_tab.add_arguments(parser)
 
 
 def _init(environment: Environment, **_: Any) -> None:
     register(environment)
     live_glue.register(environment)
     live_glue.serve_metrics(environment)
+    failover_tab.install(environment)
 
 
 def _test_start(environment: Environment, **_: Any) -> None:

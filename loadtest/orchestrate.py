@@ -44,6 +44,7 @@ from loadtest.scenario import Scenario, ScenarioError, parse_scenario, read_yaml
 from loadtest.sink_fleet import READY_TIMEOUT_S, Address, SinkFleet, preset_addresses
 from loadtest.supervise import Child, Supervisor, free_port
 from loadtest.timeline import MtaRestart, MtaStop, Planned, SinkFault, Timeline, plan
+from sinks.control import TOKEN_ENV
 from sinks.control_client import ControlError, ControlRefused
 
 __all__ = [
@@ -265,11 +266,19 @@ class Drill:
         ]  # fmt: skip
         if self.dns is not None:
             args += ["--dns-server", f"{self.dns[0]}:{self.dns[1]}"]  # for run.json
+        env: dict[str, str] | None = None
         if self.web:
             port = free_port()
             args += ["--web-host", "127.0.0.1", "--web-port", str(port), "--autostart",
                      "--autoquit", "10"]  # fmt: skip
-            self.say(f"Locust web UI: http://127.0.0.1:{port}/")
+            # The Failover tab's fault buttons: Locust calls the sinks, the token by
+            # environment (never on a command line, nor to the browser).
+            controls = ",".join(f"{n}={c.base_url.rsplit(':', 1)[1]}"
+                                for n, c in self.sinks.controls.items())  # fmt: skip
+            if controls:
+                args += ["--sink-controls", controls]
+                env = {TOKEN_ENV: self.sinks.token}
+            self.say(f"Locust web UI: http://127.0.0.1:{port}/ (Failover tab: /failover)")
         else:
             args += ["--headless", "--only-summary"]
         args += self._metrics_args()
@@ -288,7 +297,7 @@ class Drill:
                     str(port),
                 ]
                 self.children.spawn("worker", f"locust-worker-{i + 1}", worker)
-        self.locust: Child = self.children.spawn("locust", "locust", args)
+        self.locust: Child = self.children.spawn("locust", "locust", args, env=env)
 
     def _metrics_args(self) -> list[str]:
         """The senders' /metrics (loadtest.sender_metrics) on the port asked for, and
