@@ -84,28 +84,37 @@ def browser() -> Iterator[object]:
 
 
 def test_the_tab_shows_the_circuit_and_starts_and_stops_a_fault(drill, browser, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     proc, base, run_dir = drill
-    wait = WebDriverWait(browser, WAIT_S, poll_frequency=0.1)
+    # The page redraws its tables as it polls: what it shows is read in one script, and an
+    # element found may be gone a moment later (then found again).
+    wait = WebDriverWait(browser, WAIT_S, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,))  # fmt: skip
 
-    def circuit(server: str) -> str:
-        cells = browser.find_elements(
-            By.CSS_SELECTOR, f'#servers tr[data-server="{server}"] td.circuit'
-        )
-        return cells[0].text if cells else ""
+    def server(name: str) -> list[str]:
+        cells = browser.execute_script(
+            "const r = document.querySelector(`#servers tr[data-server='${arguments[0]}']`);"
+            "return r ? Array.from(r.cells, c => c.textContent) : [];", name)  # fmt: skip
+        return list(cells)
+
+    def circuit(name: str) -> str:
+        cells = server(name)
+        return cells[1] if cells else ""
+
+    def accepted(name: str) -> int:
+        cells = server(name)
+        return int(cells[4]) if len(cells) > 4 and cells[4].isdigit() else 0
 
     def command_fault() -> tuple[str, str] | None:
-        for row in browser.find_elements(By.CSS_SELECTOR, '#faults tr[data-server="primary"]'):
-            cells = row.find_elements(By.TAG_NAME, "td")
-            if row.get_attribute("data-fault-id") and cells[2].text == "command":
-                return str(row.get_attribute("data-fault-id")), cells[3].text
-        return None
-
-    def accepted(server: str) -> int:
-        cells = browser.find_elements(By.CSS_SELECTOR, f'#servers tr[data-server="{server}"] td')
-        return int(cells[4].text) if len(cells) > 4 and cells[4].text.isdigit() else 0
+        found = browser.execute_script(
+            "for (const r of document.querySelectorAll('#faults tr[data-server=\"primary\"]'))"
+            "  if (r.dataset.faultId && r.cells[2].textContent === 'command')"
+            "    return [r.dataset.faultId, r.cells[3].textContent];"
+            "return null;")  # fmt: skip
+        return None if found is None else (str(found[0]), str(found[1]))
 
     browser.get(base + "/failover")
     wait.until(lambda _: circuit("primary") == "closed" and accepted("primary") >= 20)
@@ -126,9 +135,8 @@ def test_the_tab_shows_the_circuit_and_starts_and_stops_a_fault(drill, browser, 
     assert fault is not None
     fault_id = fault[0]
 
-    browser.find_element(
-        By.CSS_SELECTOR, f'#faults tr[data-fault-id="{fault_id}"] button.stop'
-    ).click()
+    stop = f'#faults tr[data-fault-id="{fault_id}"] button.stop'
+    wait.until(lambda _: browser.find_element(By.CSS_SELECTOR, stop).click() or True)
     wait.until(lambda _: (command_fault() or ("", ""))[1] == "done")
     wait.until(lambda _: circuit("primary") == "closed")
     browser.save_screenshot(str(tmp_path / "3-closed-again.png"))
