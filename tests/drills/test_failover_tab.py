@@ -1,7 +1,8 @@
 """The Failover tab in a real browser (Debian's Chromium, headless, driven by selenium):
-during a drill it sees the primary's circuit open while a fault is active, starts a fault
-with a click, sees it in the timeline, stops it and sees the circuit close; the fault is
-journaled with `origin: command` and is in the run's summary.
+during a drill with two Locust workers (the tab on the master) it sees the primary's
+circuit open while a fault is active, starts a fault with a click, sees it in the
+timeline, stops it and sees the circuit close; the fault is journaled with `origin:
+command` and is in the run's summary.
 
 Screenshots go to the test's temporary directory; with MAILDRILL_README_SCREENSHOT=PATH
 the one with the circuit open is also written there (the README's picture:
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,10 +44,20 @@ SETS = ["campaign.schedule.0.duration_s=1", "campaign.schedule.1.duration_s=30",
 WAIT_S = 20.0  # for what the page shows: a poll is every 0.5 s, the circuit's cooldown 2 s
 
 
+def answers(url: str) -> bool:
+    """Locust's web app is up (the address is printed before it listens)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def drill(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     run_dir, out = tmp_path / "run", tmp_path / "out.txt"
-    args = [sys.executable, "-m", "loadtest.cli", "run", "default", "--web", "--out", str(run_dir)]
+    args = [sys.executable, "-m", "loadtest.cli", "run", "default", "--web", "--workers", "2",
+            "--out", str(run_dir)]  # fmt: skip
     with out.open("w") as sink:
         proc = subprocess.Popen(
             [*args, *(a for s in SETS for a in ("--set", s))], stdout=sink, stderr=subprocess.STDOUT
@@ -57,7 +69,9 @@ def drill(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
         )
         match = found.search(out.read_text())
         assert match is not None
-        yield proc, match.group(1), run_dir
+        base = match.group(1)
+        assert wait_until(lambda: answers(base + "/failover/state"), 60, step=0.1), out.read_text()
+        yield proc, base, run_dir
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -140,6 +154,13 @@ def test_the_tab_shows_the_circuit_and_starts_and_stops_a_fault(drill, browser, 
     wait.until(lambda _: (command_fault() or ("", ""))[1] == "done")
     wait.until(lambda _: circuit("primary") == "closed")
     browser.save_screenshot(str(tmp_path / "3-closed-again.png"))
+
+    # Two Locust workers send: the master shows both their circuits.
+    with urllib.request.urlopen(base + "/failover/state", timeout=5) as reply:
+        shown = json.load(reply)
+    assert {s["name"]: sum(s["circuits"].values()) for s in shown["servers"]} == {
+        "primary": 2, "secondary": 2
+    }  # fmt: skip
 
     # Locust's own UI has the tab too: the servers as its table.
     browser.get(base + "/?tab=failover")
