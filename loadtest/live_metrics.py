@@ -65,6 +65,21 @@ class Histogram:
         return out
 
 
+def _hdr() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+
+
+def _micros(seconds: float) -> int:
+    return int(min(max(round(seconds * 1e6), LOWEST_US), HIGHEST_US))
+
+
+def percentile_ms(h: HdrHistogram, p: float) -> float | None:
+    """The `p` percentile in ms, to 0.1 (None: nothing recorded yet)."""
+    if not h.get_total_count():
+        return None
+    return round(float(h.get_value_at_percentile(p)) / 1000.0, 1)
+
+
 @dataclass
 class LiveState:
     """Counts of the attempts journaled so far, and the circuits each sender sees."""
@@ -80,10 +95,11 @@ class LiveState:
     # The circuits of each sender process (a Locust worker's id, or "local") by server.
     circuits: dict[str, dict[str, str]] = field(default_factory=dict)
     read_local: Callable[[], dict[str, str]] | None = None  # the local runner's, when asked
-    # `start - intended` of first attempts, in µs, as the analysis's lateness_ms counts it.
-    lateness: HdrHistogram = field(
-        default_factory=lambda: HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
-    )
+    # In µs, as the analysis counts them: `start - intended` of first attempts (lateness_ms)
+    # and `end - start` of accepted ones (latency_ms), for the live SLO status.
+    lateness: HdrHistogram = field(default_factory=_hdr)
+    latency_all: HdrHistogram = field(default_factory=_hdr)
+    failed_messages: int = 0  # finished with a last word other than accepted
 
     def reset(self, servers: Sequence[str], planned: int) -> None:
         """A new run (test_start): nothing counted yet."""
@@ -97,6 +113,8 @@ class LiveState:
         self.planned = planned
         self.ended = False
         self.lateness.reset()
+        self.latency_all.reset()
+        self.failed_messages = 0
 
     def add(self, row: Sequence[Any]) -> None:
         """One attempts-journal row, as written (epochs as text, flags as 0/1)."""
@@ -107,14 +125,16 @@ class LiveState:
         self.last_code[server] = None if code in (None, "") else int(code)
         if int(row[_COLUMN["final"]] or 0):
             self.finished += 1
+            self.failed_messages += outcome != "accepted"
         if int(row[_COLUMN["attempt"]] or 0) == 1:
             late = float(row[_COLUMN["start"]]) - float(row[_COLUMN["intended"]])
-            self.lateness.record_value(min(max(round(late * 1e6), LOWEST_US), HIGHEST_US))
+            self.lateness.record_value(_micros(late))
         if outcome == "accepted":
             end = float(row[_COLUMN["end"]])
             start = float(row[_COLUMN["start"]])
             intended = float(row[_COLUMN["intended"]])
             self.latency.setdefault(server, Histogram()).observe(end - start)
+            self.latency_all.record_value(_micros(end - start))
             self.response.setdefault(server, Histogram()).observe(max(0.0, end - intended))
 
     def add_rows(self, rows: Sequence[Sequence[Any]]) -> None:
@@ -123,9 +143,7 @@ class LiveState:
 
     def lateness_p95_ms(self) -> float | None:
         """The p95 lateness of the messages sent so far (None: none yet)."""
-        if not self.lateness.get_total_count():
-            return None
-        return round(float(self.lateness.get_value_at_percentile(95)) / 1000.0, 1)
+        return percentile_ms(self.lateness, 95)
 
     def circuit_counts(self) -> dict[tuple[str, str], int]:
         """(server, state) -> how many sender processes see that server's circuit so; every

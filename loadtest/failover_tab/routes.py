@@ -102,7 +102,7 @@ class FailoverTab:
             ),
             "kinds": sorted(EFFECTS),
             "campaign": state.campaign(live),
-            "slo": [{"rule": rule} for rule in (scenario.slo if scenario else [])],
+            "slo": state.slo_status(scenario.slo if scenario else [], live),
         }
 
     def start(self, body: Any) -> tuple[dict[str, Any], int]:

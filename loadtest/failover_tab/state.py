@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadtest.analysis.slo import OPS, parse_slo
 from loadtest.fault_event import FaultEvent
-from loadtest.live_metrics import LiveState
+from loadtest.live_metrics import LiveState, percentile_ms
 from loadtest.routing import CircuitState
 from sinks.control_client import ActiveFault
 
@@ -159,3 +160,30 @@ def campaign(live: LiveState) -> dict[str, Any]:
         "lateness_p95_ms": live.lateness_p95_ms(),
         "ended": live.ended,
     }
+
+
+def live_values(live: LiveState) -> dict[str, float | None]:
+    """The SLO metrics the senders' own rows measure as the run goes; the others (lost,
+    duplicates, failover timings, ...) need the sinks' journals and the whole run."""
+    return {
+        "failed": float(live.failed_messages),
+        "p95_latency_ms": percentile_ms(live.latency_all, 95),
+        "p99_latency_ms": percentile_ms(live.latency_all, 99),
+        "p95_lateness_ms": percentile_ms(live.lateness, 95),
+        "p99_lateness_ms": percentile_ms(live.lateness, 99),
+    }
+
+
+def slo_status(rules: Sequence[str], live: LiveState) -> list[dict[str, Any]]:
+    """Each rule: `passing` or `failing` so far where the live rows measure it, else
+    `at the end` (judged on the journals when the run ends, as the report does)."""
+    values = live_values(live)
+    out = []
+    for rule in rules:
+        metric, op, limit = parse_slo(rule)
+        value = values.get(metric)
+        status = (
+            "at the end" if value is None else "passing" if OPS[op](value, limit) else "failing"
+        )
+        out.append({"rule": rule, "value": value, "status": status})
+    return out

@@ -73,3 +73,18 @@ def test_the_timeline_joins_the_plan_and_what_the_sinks_report():
         ("secondary", "", "schedule", "planned", 40),  # not reported yet: the plan's
         ("primary", "down-1", "schedule", "done", 5.0),  # the plan's first, as the sink has it
     ]  # fmt: skip
+
+
+def test_slos_the_senders_rows_measure_are_judged_live_the_others_at_the_end():
+    live = LiveState()
+    live.reset(["primary"], planned=3)
+    live.add_rows([row("primary", "accepted"), row("primary", "accepted", 1, 0.2),
+                   row("primary", "refused")])  # fmt: skip
+    rules = ["failed == 0", "p95_lateness_ms <= 1000", "lost == 0", "p95_latency_ms <= 5"]
+    got = [(s["rule"], s["status"], s["value"]) for s in state.slo_status(rules, live)]
+    assert got == [
+        ("failed == 0", "failing", 1.0),  # the refusal was its message's last word
+        ("p95_lateness_ms <= 1000", "passing", pytest.approx(200, rel=0.01)),
+        ("lost == 0", "at the end", None),  # needs the sinks' receipts
+        ("p95_latency_ms <= 5", "failing", pytest.approx(10, rel=0.01)),  # 10 ms each
+    ]
