@@ -174,10 +174,10 @@ def test_a_scenarios_schedule_gives_the_shape_messages_and_streams(tmp_path):
     code, p = plan(tmp_path, str(write_plan(tmp_path, data)))
     assert code == cli.EXIT_OK
     assert p is not None
-    # capacity-step: 10 s each at 100, 300, 600, 900, 1200, 1600 msgs/s
-    assert p.messages == 47_000
-    assert p.window_s == 60
-    assert p.peak_offered_msgs_per_s == 1600
+    # capacity-step: 10 s each at 60, 120, 180, 240, 300 msgs/s
+    assert p.messages == 9_000
+    assert p.window_s == 50
+    assert p.peak_offered_msgs_per_s == 300
     assert list(p.streams) == ["promotional"]
 
 
