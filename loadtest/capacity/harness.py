@@ -16,11 +16,11 @@ waited for one (the scheduling delay). Its demand is the two summed, per second 
 window: 1.0 means it wanted a whole core all the time. A process that demanded at least
 `DEMAND_BOUND` of a core was the limit: the sender, or a local sink (a simulated server that
 cannot run as configured measures the machine, not its behaviours). The bound is a little
-under Locust's 90 % because a sender that cannot keep up still measured 0.88-0.92 here
+under Locust's 90 % because a sender that could not keep up still measured 0.88-0.92 here
 (capacity-step at 20 ms with 100 connections, the steps past one Locust process's ceiling:
-its loop never idles, but its blocking writes are neither running nor waiting), while one
-that kept up with room to spare measured at most 0.6 on a busy machine. The machine's busy share (/proc/stat) is reported beside it, to say how loaded
-the machine was.
+the rest of its time it was neither running nor waiting for a CPU, but blocked), while one
+that kept up with room to spare measured at most 0.6 on a busy machine. The machine's busy
+share (/proc/stat) is reported beside it, to say how loaded the machine was.
 
 `HarnessMonitor` samples those counters in a thread while a step runs (I/O, no decisions);
 `load_between` and `bound_why` are pure.
