@@ -20,6 +20,7 @@ still run, idle, exactly as configured.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,14 @@ from loadtest import limits
 from loadtest.analysis.capacity import on_time_s, p95_limit
 from loadtest.analysis.loaded import RunDir
 from loadtest.analysis.summary import as_json, summarise
-from loadtest.capacity.measure import step_figures
+from loadtest.capacity.harness import (
+    HarnessMonitor,
+    Sample,
+    bound_why,
+    harness_line,
+    load_between,
+)
+from loadtest.capacity.measure import STEADY_FROM, step_figures
 from loadtest.capacity.model import (
     ALL,
     CapacityReport,
@@ -40,7 +48,7 @@ from loadtest.capacity.model import (
     SearchSettingsModel,
 )
 from loadtest.capacity.search import Ending, Search, SearchSettings
-from loadtest.capacity.stability import StabilityRule, StepFigures
+from loadtest.capacity.stability import Failure, StabilityRule, StepFigures, judge
 from loadtest.orchestrate import Drill
 from loadtest.scenario import Scenario, ScenarioError, parse_scenario
 
@@ -127,6 +135,8 @@ class CapacityRun:
                 f"delivered {figures.delivered_msgs_per_s:g}, accepted "
                 f"{figures.accepted_msgs_per_s:g}, p95 {figures.p95_latency_ms} ms: "
                 + ("stable" if verdict.stable else f"UNSTABLE ({verdict.failure}: {verdict.why})")
+                + f"; {harness_line(figures)}"
+                + (f"; HARNESS-BOUND: {figures.harness_bound}" if figures.harness_bound else "")
             )
             result = search.result()
             curve.knee_msgs_per_s = result.knee_msgs_per_s
@@ -134,6 +144,7 @@ class CapacityRun:
             curve.max_stable_msgs_per_s = result.max_stable_msgs_per_s
             curve.failure = result.failure
             curve.ending = result.ending
+            curve.harness_bound_msgs_per_s = result.harness_bound_msgs_per_s
 
     def step_data(self, pinned: list[str] | None, rate: float) -> dict[str, Any]:
         """The scenario of one step: the drill's, cut to a flat stage at `rate`."""
@@ -159,10 +170,22 @@ class CapacityRun:
         step_dir.mkdir(parents=True, exist_ok=True)
         with (step_dir / "drill.log").open("w") as log:
             drill = Drill(scenario, raw, step_dir, f"{scenario.name}-cap-{label}", out=log)
-            harness = drill.run()
+            monitor = HarnessMonitor(drill.children).start()
+            try:
+                harness = drill.run()
+            finally:
+                samples = monitor.stop()
         if harness.get("interrupted_by"):
             raise Interrupted(str(harness["interrupted_by"]))
         run = RunDir.load(step_dir)
         (step_dir / "summary.json").write_text(as_json(summarise(run)))
-        return step_figures(run.journals.attempts, run.t0, rate, self.step_s, self.on_time_s,
-                            connections=scenario.users)  # fmt: skip
+        figures = step_figures(run.journals.attempts, run.t0, rate, self.step_s,
+                               self.on_time_s, connections=scenario.users)  # fmt: skip
+        return self._with_harness(figures, samples, run.t0)
+
+    def _with_harness(self, figures: StepFigures, samples: list[Sample], t0: float) -> StepFigures:
+        """The step's figures with its harness's load over the steady part, and whether
+        the harness, not the server, limited it (loadtest.capacity.harness)."""
+        load = load_between(samples, t0 + STEADY_FROM * self.step_s, t0 + self.step_s)
+        idle = judge(figures, self.rule).failure is Failure.SENDER
+        return dataclasses.replace(figures, **vars(load), harness_bound=bound_why(load, idle))

@@ -39,6 +39,18 @@ class CurveStep(BaseModel):
     dropped_share: float
     busy_connections: float | None = Field(description="mean SMTP transactions in progress")
     connections: int | None = Field(description="the sender's concurrent connections (users)")
+    sender_cpu: float | None = Field(
+        default=None, description="the busiest sender process on a CPU, share of one core"
+    )
+    sender_wait: float | None = Field(
+        default=None, description="the same process runnable but waiting for a CPU"
+    )
+    sink_cpu: float | None = Field(default=None, description="the busiest local sink process")
+    sink_wait: float | None = Field(default=None, description="the same, waiting for a CPU")
+    machine_busy: float | None = Field(default=None, description="share of all cores busy")
+    harness_bound: str | None = Field(
+        default=None, description="why the load generator, not the server, limited the step"
+    )
     stable: bool
     failure: Failure | None = Field(description="how an unstable step failed")
     why: str = Field(description="which stability test failed, in words")
@@ -54,7 +66,12 @@ class Curve(BaseModel):
         description="the highest delivered rate of a step within the p95 bound"
     )
     failure: Failure | None = Field(description="how the first unstable step past the knee failed")
-    ending: Ending = Field(description="converged, max_rate, min_rate or max_steps")
+    ending: Ending = Field(description="converged, max_rate, min_rate, max_steps or harness_bound")
+    harness_bound_msgs_per_s: float | None = Field(
+        default=None,
+        description="the lowest rate the harness could not offer (the knee is at least "
+        "knee_msgs_per_s, and unmeasured above this)",
+    )
     steps: list[CurveStep] = Field(default_factory=list, description="in the order run")
 
 

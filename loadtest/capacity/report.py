@@ -26,7 +26,9 @@ from loadtest.analysis.plots import (
     save,
     text,
 )
-from loadtest.capacity.model import CapacityReport, Curve
+from loadtest.capacity.harness import harness_line
+from loadtest.capacity.model import CapacityReport, Curve, CurveStep
+from loadtest.capacity.search import Ending
 
 ENDINGS = {
     "converged": "found within {precision:.0%}",
@@ -43,8 +45,25 @@ def _n(value: float | None, unit: str = "") -> str:
     return "n/a" if value is None else f"{value:g}{unit}"
 
 
+HARNESS = "the load generator, not the server, limited {what}: the knee is at least {knee}"
+
+
 def ending(report: CapacityReport, curve: Curve) -> str:
+    if curve.ending is Ending.HARNESS_BOUND:
+        rate = _n(curve.harness_bound_msgs_per_s, " msgs/s")
+        return HARNESS.format(what=f"the step at {rate}", knee=_n(curve.knee_msgs_per_s))
     return ENDINGS[curve.ending.value].format(**report.settings.model_dump())
+
+
+def step_verdict(curve: Curve, st: CurveStep) -> str:
+    """A step's verdict in words; a harness-bound one says the server was not measured."""
+    verdict = "stable" if st.stable else f"{st.failure}: {st.why}"
+    if st.harness_bound is None:
+        return verdict
+    if st.stable:
+        return f"{verdict}; harness_bound: {st.harness_bound}"
+    knee = HARNESS.format(what="this step", knee=_n(curve.knee_msgs_per_s))
+    return f"**harness_bound** ({st.harness_bound}): {knee} ({verdict})"
 
 
 def markdown(report: CapacityReport) -> str:
@@ -76,17 +95,18 @@ def markdown(report: CapacityReport) -> str:
             f"## {c.name}",
             "",
             "| offered | accepted | delivered | backlog growth | p95 latency ms "
-            "| p95 response ms | refused | timeouts | 4xx | 5xx | busy conns | verdict |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| p95 response ms | refused | timeouts | 4xx | 5xx | busy conns | harness "
+            "| verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for st in c.steps:
-            verdict = "stable" if st.stable else f"{st.failure}: {st.why}"
             lines.append(
                 f"| {st.rate:g} | {st.accepted_msgs_per_s:g} | {st.delivered_msgs_per_s:g} "
                 f"| {st.backlog_growth_msgs_per_s:g} | {_n(st.p95_latency_ms)} "
                 f"| {_n(st.p95_response_ms)} | {st.refused_share:.1%} "
                 f"| {st.timeout_share:.1%} | {st.throttled_share:.1%} | {st.rejected_share:.1%} "
-                f"| {_n(st.busy_connections)} of {_n(st.connections)} | {verdict} |"
+                f"| {_n(st.busy_connections)} of {_n(st.connections)} "
+                f"| {harness_line(st).removeprefix('harness: ')} | {step_verdict(c, st)} |"
             )
     lines += ["", "![capacity curves](plots/capacity.png)", ""]
     return "\n".join(lines)

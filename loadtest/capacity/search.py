@@ -12,6 +12,14 @@ off, and would pass for the knee; saturation repeats, a stall does not. Every se
 rate above `max_rate` is ever asked for, and at most `max_steps` steps are run, whatever
 the steps measure.
 
+A step the harness could not drive (`harness_bound`, loadtest.capacity.harness: the load
+generator or a local sink out of CPU) says nothing about the server: found unstable, it is
+run once more (a passing stall of the machine), and if still harness-bound, its rate is a
+ceiling the search cannot measure above, not the server's instability. The search refines
+below it as below an unstable rate, and ends `harness_bound` when the ceiling, not a
+server-unstable rate, is what bounds the knee: the knee is then at least the highest
+stable rate.
+
 No I/O, no clock: `next_rate()` says what to run next (None: done), `record()` takes what
 that step measured, `result()` says what was found. Like the routing and retry policies,
 it is driven by the caller (loadtest.capacity.driver) and tested on synthetic servers.
@@ -30,6 +38,7 @@ class Ending(StrEnum):
     MAX_RATE = "max_rate"  # stable at max_rate: the knee is at least that
     MIN_RATE = "min_rate"  # unstable down to min_rate: no stable rate found
     MAX_STEPS = "max_steps"  # out of steps before converging
+    HARNESS_BOUND = "harness_bound"  # the harness, not the server, bounded it: knee >= that
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ class SearchResult:
     failure: Failure | None  # how the first unstable step past the knee failed
     ending: Ending
     steps: int
+    # The lowest rate the harness could not drive (harness-bound and unstable, twice).
+    harness_bound_msgs_per_s: float | None = None
 
 
 def within(p95_ms: float | None, limit_ms: float | None) -> bool:
@@ -104,11 +115,18 @@ class Search:
         s = self.settings
         if len(self.steps) >= s.max_steps:
             return None, Ending.MAX_STEPS
-        if s.confirm and not stable and self._refining_before() and self._tries(rate) == 1:
+        harness = self.steps[-1].figures.harness_bound is not None
+        if (
+            not stable
+            and self._tries(rate) == 1
+            and (harness or (s.confirm and self._refining_before()))
+        ):
             return rate, None
-        lo, hi = self._bounds()
+        lo, server_hi = self._bounds()
+        ceiling = self._ceiling(server_hi)
+        hi = ceiling if ceiling is not None else server_hi
         if lo is not None and hi is not None and hi <= lo * (1 + s.precision):
-            return None, Ending.CONVERGED
+            return None, Ending.CONVERGED if ceiling is None else Ending.HARNESS_BOUND
         if hi is None:  # climbing: everything so far was stable
             if rate >= s.max_rate:
                 return None, Ending.MAX_RATE
@@ -118,6 +136,15 @@ class Search:
                 return None, Ending.MIN_RATE
             return max(rate / s.factor, s.min_rate), None
         return (lo + hi) / 2, None
+
+    def _ceiling(self, server_hi: float | None) -> float | None:
+        """The lowest rate whose verdict is harness-bound and unstable, when it is below
+        every server-unstable rate: the highest rate the search can still measure."""
+        bound = [r for r, st in self.verdicts().items() if _harness_limited(st)]
+        low = min(bound) if bound else None
+        if low is None or (server_hi is not None and server_hi <= low):
+            return None
+        return low
 
     def _tries(self, rate: float) -> int:
         return sum(st.figures.rate == rate for st in self.steps)
@@ -137,10 +164,18 @@ class Search:
     def _bounds(self) -> tuple[float | None, float | None]:
         """The highest stable rate below the lowest unstable one, and that unstable one."""
         by_rate = self.verdicts()
-        unstable = [rate for rate, st in by_rate.items() if not st.verdict.stable]
+        unstable = [
+            rate
+            for rate, st in by_rate.items()
+            if not st.verdict.stable and not _harness_limited(st)
+        ]
         hi = min(unstable) if unstable else None
+        bound = [rate for rate, st in by_rate.items() if _harness_limited(st)]
+        top = min([*unstable, *bound]) if unstable or bound else None
         stable = [
-            rate for rate, st in by_rate.items() if st.verdict.stable and (hi is None or rate < hi)
+            rate
+            for rate, st in by_rate.items()
+            if st.verdict.stable and (top is None or rate < top)
         ]
         return (max(stable) if stable else None), hi
 
@@ -151,6 +186,7 @@ class Search:
     def result(self) -> SearchResult:
         lo, hi = self._bounds()
         first = self.verdicts().get(hi) if hi is not None else None
+        ceiling = self._ceiling(hi)
         delivered = [
             st.figures.delivered_msgs_per_s
             for st in self.steps
@@ -163,4 +199,10 @@ class Search:
             failure=first.verdict.failure if first is not None else None,
             ending=self._ending or Ending.MAX_STEPS,
             steps=len(self.steps),
+            harness_bound_msgs_per_s=ceiling,
         )
+
+
+def _harness_limited(step: Step) -> bool:
+    """An unstable step the harness, not the server, limited."""
+    return not step.verdict.stable and step.figures.harness_bound is not None

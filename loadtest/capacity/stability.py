@@ -57,6 +57,14 @@ class StepFigures:
     dropped_share: float = 0.0
     busy_connections: float | None = None  # mean connections in use (delivered x latency)
     connections: int | None = None  # connections the sender may open (Locust users)
+    # The harness over the step's steady part (loadtest.capacity.harness): the busiest
+    # sender and local sink process, in shares of one core, and the machine's busy share.
+    sender_cpu: float | None = None  # on a CPU
+    sender_wait: float | None = None  # runnable, waiting for a CPU
+    sink_cpu: float | None = None
+    sink_wait: float | None = None
+    machine_busy: float | None = None  # of all cores
+    harness_bound: str | None = None  # why the harness, not the server, limited the step
 
 
 @dataclass(frozen=True)

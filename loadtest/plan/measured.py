@@ -77,6 +77,8 @@ def _bound(curve: Curve) -> str:
     if curve.ending == "max_steps":
         above = curve.first_unstable_msgs_per_s
         return " (the search ran out of steps" + (f"; unstable at {above:g}" if above else "") + ")"
+    if curve.ending == "harness_bound":
+        return " (a lower bound: the load generator, not the server, limited the search)"
     if curve.failure == "sender":
         return " (a lower bound: the load generator, not the server, stopped the curve)"
     return ""

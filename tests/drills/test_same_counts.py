@@ -44,9 +44,9 @@ DRILLS: dict[str, list[str]] = {
         "campaign.drain_s=6",
     ],
 }  # fmt: skip
-# capacity-step was recorded too, and left out since: its top steps (1,200-1,600 msgs/s) are
-# bound by the machine's CPU, not by the seed, and tests/drills/test_capacity_drill.py
-# checks its counts against the journals on every run.
+# capacity-step was recorded too (as it was then: 20 ms per message, steps of 100-1,600
+# msgs/s), and left out since: its top steps were bound by the machine's CPU, not by the
+# seed, and tests/drills/test_capacity_drill.py checks its counts against the journals.
 
 EXACT = ("planned", "attempted", "accepted", "failed", "lost", "received_unique", "windows",
          "wfailed", "campaign_digest")  # fmt: skip

@@ -191,6 +191,7 @@ def test_a_curve_the_search_did_not_close_in_on_is_a_lower_bound_or_no_rate(tmp_
     assert "a lower bound: stable up to the search's max rate" in source(measured("max_rate"))
     assert "the search ran out of steps" in source(measured("max_steps"))
     assert "the load generator, not the server" in source(measured("converged", "sender"))
+    assert "limited the search" in source(measured("harness_bound"))
     data = {"campaign": {"messages": 3600, "window_h": 1},
             "capacity": {"from": [str(measured("min_rate"))]}}  # fmt: skip
     assert plan(tmp_path, str(write_plan(tmp_path, data)))[0] == cli.EXIT_BAD_INPUT
@@ -221,10 +222,10 @@ def test_a_scenarios_schedule_gives_the_shape_messages_and_streams(tmp_path):
     code, p = plan(tmp_path, str(write_plan(tmp_path, data)))
     assert code == cli.EXIT_OK
     assert p is not None
-    # capacity-step: 10 s each at 100, 300, 600, 900, 1200, 1600 msgs/s
-    assert p.messages == 47_000
-    assert p.window_s == 60
-    assert p.peak_offered_msgs_per_s == 1600
+    # capacity-step: 10 s each at 60, 120, 180, 240, 300 msgs/s
+    assert p.messages == 9_000
+    assert p.window_s == 50
+    assert p.peak_offered_msgs_per_s == 300
     assert list(p.streams) == ["promotional"]
 
 
