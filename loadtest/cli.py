@@ -290,6 +290,7 @@ def _print_summary(result: Summary, run_dir: Path) -> None:
             f"\nmessages: planned {m.planned}, accepted {m.accepted}, failed {m.failed}, "
             f"lost {m.lost}, duplicates {m.duplicates}, phantom {m.phantom}, "
             f"not sent {m.not_sent}"
+            + (f", refused downstream {m.refused_downstream}" if m.refused_downstream else "")
         )
     if view.recipients(result) is not None:  # only where counting per recipient differs
         r = result.recipients

@@ -52,7 +52,8 @@ from loadtest.scenario import Scenario
 NEEDS_SENDER_JOURNAL: tuple[str, ...] = (
     *(f"messages.{name}" for name in ("planned", "attempted", "accepted", "failed", "lost",
                                        "phantom", "stranded", "not_sent", "in_flight",
-                                       "unverified", "retried", "suppressed")),
+                                       "unverified", "retried", "suppressed",
+                                       "refused_downstream")),
     "throughput", "latency_ms", "response_time_ms", "lateness_ms", "errors",
     *(f"failovers[].{name}" for name in ("detection_s", "messages_delayed", "messages_failed",
                                           "added_latency_ms", "phases")),

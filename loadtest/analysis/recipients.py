@@ -53,12 +53,13 @@ def count(
     run_id: str = "",
     unobserved: frozenset[str] = frozenset(),
     released: frozenset[str] = frozenset(),
-    bounced: frozenset[str] = frozenset(),
+    refused: frozenset[str] = frozenset(),
 ) -> Recipients:
     """summary.json's `recipients`. `per` is reconcile.messages' table; `receipts` every
-    receipt (a proxy's witness rows included); `unobserved`, `released` and `bounced` as
+    receipt (a proxy's witness rows included); `unobserved`, `released` and `refused` as
     reconcile.count takes them (servers maildrill cannot see past; messages a backup MX
-    forwarded or bounced; those its upstream refused for good).
+    forwarded or bounced; those refused for good further on: their recipients left over are
+    refused_downstream, not lost nor unverified).
 
     Message ids become positions in `per` once (`get_indexer`); every per-message figure
     is then a bincount over integer codes, and only the few messages held in a queue are
@@ -70,7 +71,7 @@ def count(
     if per.empty:
         return Recipients(
             addressed=addressed, accepted=0, delivered=0, lost=0, duplicated=0, stranded=0,
-            unverified=0,
+            unverified=0, refused_downstream=0,
         )  # fmt: skip
     size = len(ids)
     accepted = per["accepted"].to_numpy(dtype=bool) if "accepted" in per else np.zeros(size, bool)
@@ -105,19 +106,17 @@ def count(
         else:
             stranded[i] = min(int(left[i]), len(pending - reached.get(msg_id, set())))
     rest = left - stranded
-    blind = (
-        per["accepted_by"].isin(list(unobserved)).to_numpy(dtype=bool)
-        & ~ids.isin(list(bounced))
-        & accepted
-    )
+    gone = ids.isin(list(refused)) & accepted
+    blind = per["accepted_by"].isin(list(unobserved)).to_numpy(dtype=bool) & ~gone & accepted
     return Recipients(
         addressed=addressed,
         accepted=int(n.sum()),
         delivered=int(delivered.sum()),
-        lost=int(rest[~blind].sum()),
+        lost=int(rest[~blind & ~gone].sum()),
         duplicated=int(duplicated.sum()),
         stranded=int(stranded.sum()),
         unverified=int(rest[blind].sum()),
+        refused_downstream=int(rest[gone].sum()),
     )
 
 

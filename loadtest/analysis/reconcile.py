@@ -139,7 +139,7 @@ def count(
     stuck: frozenset[str] = frozenset(),
     unobserved: frozenset[str] = frozenset(),
     released: frozenset[str] = frozenset(),
-    bounced: frozenset[str] = frozenset(),
+    refused: frozenset[str] = frozenset(),
     suppressed: frozenset[str] = frozenset(),
 ) -> Messages:
     """summary.json's `messages` (each count defined in summary_model.Messages); with
@@ -147,7 +147,8 @@ def count(
     queue at the end (stranded there, not lost); `unobserved`:
     servers whose receipts maildrill cannot see (what they took is unverified, not lost);
     `released`: messages a backup MX queued and then forwarded or bounced (no longer held);
-    `bounced`: those its upstream refused for good (lost, wherever it was); `suppressed`:
+    `refused`: messages refused for good further on (a backup MX's upstream bounce, a sink's
+    5xx naming the msg_id): refused_downstream, not lost nor unverified; `suppressed`:
     messages not sent, every recipient suppressed (their ids; those with an SMTP attempt
     too are counted by it)."""
     if run_id and len(per):
@@ -157,6 +158,7 @@ def count(
             planned=planned, attempted=0, accepted=0, failed=0, received_unique=0, lost=0,
             duplicates=0, phantom=0, stranded=0, not_sent=max(0, planned - len(suppressed)),
             in_flight=0, unverified=0, retried=0, suppressed=len(suppressed),
+            refused_downstream=0,
         )  # fmt: skip
     attempted = per["attempts"] > 0
     never_sent = len(suppressed - set(per.index[attempted]))
@@ -167,8 +169,9 @@ def count(
     received = per["received"]
     queued = per["queued"] if "queued" in per else pd.Series(0, index=per.index)
     held = ((queued > 0) & ~_among(per.index, released)) | _among(per.index, stuck)
-    blind = per["accepted_by"].isin(list(unobserved)) & ~_among(per.index, bounced)
-    missing = accepted & (received == 0) & ~held
+    blind = per["accepted_by"].isin(list(unobserved))
+    gone = _among(per.index, refused)
+    missing = accepted & (received == 0) & ~held & ~gone
     return Messages(
         planned=planned,
         attempted=int(attempted.sum()),
@@ -184,6 +187,7 @@ def count(
         unverified=int((missing & blind).sum()),
         retried=int((accepted & (per["attempts"] > 1)).sum()),
         suppressed=never_sent,
+        refused_downstream=int((accepted & (received == 0) & ~held & gone).sum()),
     )
 
 

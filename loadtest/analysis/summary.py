@@ -21,6 +21,7 @@ from loadtest.analysis import (
     bounces,
     capacity,
     delivery,
+    downstream,
     failover,
     fault_windows,
     metrics,
@@ -89,13 +90,13 @@ def summarise(run: RunDir) -> Summary:
         stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
         events = journals.relay
         released = frozenset(events.loc[events["event"].isin(relay.DONE_EVENTS), "msg_id"])
-        bounced = frozenset(events.loc[events["event"] == "bounced", "msg_id"])
+        refused = downstream.refused_for_good(events, journals.refusals)
         suppressed = frozenset(not_sent["msg_id"]) if len(not_sent) else frozenset()
         counts = reconcile.count(
-            per, planned, run_id, stuck, unobserved, released, bounced, suppressed
+            per, planned, run_id, stuck, unobserved, released, refused, suppressed
         )
         per_recipient = recipients.count(
-            per, attempts, receipts, journals.mta_queue, run_id, unobserved, released, bounced
+            per, attempts, receipts, journals.mta_queue, run_id, unobserved, released, refused
         )
         failovers = [failover.analyse(w, attempts, per, run.probes, t0, end) for w in windows]
         no_probes = run.probes.iloc[:0]  # probes carry no stream: no monitor timings per stream
@@ -107,7 +108,7 @@ def summarise(run: RunDir) -> Summary:
             planned,
             run_id,
             lambda frame, n, unsent: reconcile.count(
-                frame, n, run_id, stuck, unobserved, released, bounced, unsent
+                frame, n, run_id, stuck, unobserved, released, refused, unsent
             ),
             windows,
             lambda w, frame, messages: failover.analyse(w, frame, messages, no_probes, t0, end),

@@ -133,7 +133,8 @@ class Messages(Part):
         description="messages some sink has (once or more)"
     )
     lost: Annotated[int, LOWER] = Field(
-        description="accepted by the client's account, received by no sink"
+        description="accepted by the client's account, received by no sink, not held, not "
+        "refused downstream, not unverified: mail that vanished"
     )
     duplicates: Annotated[int, LOWER] = Field(
         description="received more often than they had recipients"
@@ -164,6 +165,12 @@ class Messages(Part):
         default=0,
         description="planned, never sent: every recipient had hard-bounced earlier in the "
         "run (suppressed); neither not_sent nor failed",
+    )
+    refused_downstream: Annotated[int, LOWER] = Field(
+        default=0,
+        description="accepted, received by no sink, not held, and refused for good further "
+        "on (a sink's 5xx naming its msg_id, or a backup MX's upstream bounce): bounced back "
+        "to the sender, neither lost nor unverified",
     )
 
 
@@ -196,6 +203,11 @@ class Recipients(Part):
     unverified: Annotated[int | None, LOWER] = Field(
         default=None,
         description="accepted by a server maildrill cannot see past, not delivered to a sink",
+    )
+    refused_downstream: Annotated[int | None, LOWER] = Field(
+        default=None,
+        description="accepted, not delivered, not held, refused for good further on (a 5xx "
+        "or a backup MX's upstream bounce): neither lost nor unverified",
     )
 
 
@@ -312,7 +324,7 @@ class BackupMx(Part):
     queued: int
     forward_attempts_deferred: int = Field(description="forwarding tries the upstream deferred")
     forwarded: int
-    bounced: int = Field(description="refused for good by the upstream: lost")
+    bounced: int = Field(description="refused for good by the upstream: refused_downstream")
     left_in_queue: int
     max_depth: int
     drain_s: float | None = Field(description="from the upstream's recovery to an empty queue")
@@ -915,7 +927,7 @@ class Summary(Part):
 
 # The journals (kinds, as loadtest.analysis.journals reads them) a metric is counted from.
 # A message's fate is decided by its attempts and by every place it can be found.
-MESSAGE_JOURNALS = ("attempts", "receipts", "relay", "proxy", "mta_queue")
+MESSAGE_JOURNALS = ("attempts", "receipts", "refusals", "relay", "proxy", "mta_queue")
 FAULT_JOURNALS = ("attempts", "faults")
 ATTEMPTS_ONLY = ("attempts",)  # latency, lateness, throughput: the client's own record
 AUTH_JOURNALS = ("receipts", "refusals")  # the verdicts, and what enforcement refused
@@ -977,7 +989,10 @@ def _at(node: Any, path: str) -> Any:
     return node
 
 
-_COUNTS = ("lost", "duplicates", "phantom", "failed", "stranded", "not_sent", "unverified")
+_COUNTS = (
+    "lost", "duplicates", "phantom", "failed", "stranded", "not_sent", "unverified",
+    "refused_downstream",
+)  # fmt: skip
 SLO_METRICS: Mapping[str, SloMetric] = {
     **{name: SloMetric(f"messages.{name}", MESSAGE_JOURNALS) for name in _COUNTS},
     **{f"{p}_latency_ms": SloMetric(f"latency_ms.{p}") for p in ("p50", "p95", "p99")},
@@ -1001,7 +1016,7 @@ SLO_METRICS: Mapping[str, SloMetric] = {
     },
     **{
         f"recipients_{name}": SloMetric(f"recipients.{name}", MESSAGE_JOURNALS)
-        for name in ("lost", "duplicated", "stranded")
+        for name in ("lost", "duplicated", "stranded", "refused_downstream")
     },
     "dmarc_fail": SloMetric("auth.dmarc_fail", AUTH_JOURNALS),
     "unauthenticated": SloMetric("auth.unauthenticated", AUTH_JOURNALS),

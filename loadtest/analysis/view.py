@@ -136,6 +136,8 @@ def key_numbers(summary: Summary) -> Table:
         ["lost / duplicates / phantom", f"{num(m.lost)} / {num(m.duplicates)} / {num(m.phantom)}"],
         *([["unverified (servers maildrill does not see past)", num(m.unverified)]]
           if m.unverified else []),
+        *([["refused downstream (5xx further on: bounced to the sender)",
+             num(m.refused_downstream)]] if m.refused_downstream else []),
         ["throughput mean / peak",
          f"{num(tp.mean_msgs_per_s)} / {num(tp.peak_msgs_per_s)} msgs/s"],
         ["latency p50 / p95 / p99", f"{num(lat.p50)} / {num(lat.p95)} / {num(lat.p99)} ms"],
@@ -157,6 +159,7 @@ def key_numbers(summary: Summary) -> Table:
 MESSAGE_COLUMNS = (
     ("planned", "planned"), ("attempted", "attempted"), ("accepted", "accepted"),
     ("failed", "failed"), ("received_unique", "received"), ("lost", "lost"),
+    ("refused_downstream", "refused downstream"),
     ("duplicates", "duplicates"), ("phantom", "phantom"), ("stranded", "stranded"),
     ("not_sent", "not sent"), ("in_flight", "in flight"), ("unverified", "unverified"),
     ("retried", "retried"),
@@ -165,9 +168,9 @@ MESSAGE_COLUMNS = (
 
 def messages(summary: Summary) -> Table:
     m = summary.messages
-    # unverified only where it can happen: servers maildrill does not see past.
+    # unverified and refused downstream only where they happened.
     present = [(k, label) for k, label in MESSAGE_COLUMNS
-               if k != "unverified" or m.unverified]  # fmt: skip
+               if k not in _WHERE_SEEN or getattr(m, k)]  # fmt: skip
     if m.suppressed:  # only where it happened: every recipient of a message suppressed
         present.append(("suppressed", "suppressed"))
     note = (
@@ -179,6 +182,12 @@ def messages(summary: Summary) -> Table:
         note += (
             " unverified: accepted by a server maildrill does not own and cannot see past "
             "(no sink downstream, no proxy in front): not counted as lost."
+        )
+    if m.refused_downstream:
+        note += (
+            " refused downstream: accepted by a relay, then refused for good further on (a "
+            "5xx naming the message, a backup MX's upstream bounce): bounced back to the "
+            "sender, not counted as lost."
         )
     return Table(
         "Messages",
@@ -192,12 +201,14 @@ def messages(summary: Summary) -> Table:
 RECIPIENT_COLUMNS = (
     ("addressed", "addressed"), ("accepted", "accepted"), ("delivered", "delivered"),
     ("lost", "lost"), ("duplicated", "duplicated"), ("stranded", "stranded"),
-    ("unverified", "unverified"),
+    ("unverified", "unverified"), ("refused_downstream", "refused downstream"),
 )  # fmt: skip
+_WHERE_SEEN = ("unverified", "refused_downstream")  # columns shown only when not zero
 # Each per-recipient count beside the per-message count it refines.
 SAME_AS_MESSAGES = (
     ("addressed", "attempted"), ("accepted", "accepted"), ("lost", "lost"),
     ("duplicated", "duplicates"), ("stranded", "stranded"), ("unverified", "unverified"),
+    ("refused_downstream", "refused_downstream"),
 )  # fmt: skip
 
 
@@ -208,9 +219,11 @@ def recipients(summary: Summary) -> Table | None:
     r, m = summary.recipients, summary.messages
     if r.accepted is None or r.addressed is None:  # no sender's journal to count from
         return None
-    if all(getattr(r, k) == getattr(m, msg) for k, msg in SAME_AS_MESSAGES):
+    if all((getattr(r, k) or 0) == (getattr(m, msg) or 0) for k, msg in SAME_AS_MESSAGES):
         return None
-    present = [(k, label) for k, label in RECIPIENT_COLUMNS if k != "unverified" or r.unverified]
+    present = [
+        (k, label) for k, label in RECIPIENT_COLUMNS if k not in _WHERE_SEEN or getattr(r, k)
+    ]
     return Table(
         "Recipients",
         "recipients",
@@ -220,7 +233,8 @@ def recipients(summary: Summary) -> Table | None:
             "Each recipient of a message counted on its own: accepted: RCPT 250 in the "
             "attempt the server accepted (a recipient refused at RCPT is neither accepted "
             "nor lost); delivered: named in a receipt at a sink; stranded: still in a "
-            "queue at the end; lost: the rest; duplicated: named in more than one receipt."
+            "queue at the end; refused downstream: refused for good further on; lost: the "
+            "rest; duplicated: named in more than one receipt."
         ),
     )
 

@@ -152,6 +152,16 @@ def test_the_secondary_that_neither_signs_nor_is_in_spf_gets_refused(run_dir):
     assert accepted["secondary"] <= set(refused_ids)
     check_path(summary, "primary", PRIMARY, receipts[PRIMARY], [])
     check_path(summary, "secondary", SECONDARY, [], refusals[SECONDARY])
+    # The secondary's refused mail bounced back to its sender: refused downstream, not lost
+    # (recounted here: accepted, received by no sink, not queued at the end, and a 5xx
+    # refusal names it).
+    received = {r["msg_id"] for rows in receipts.values() for r in rows}
+    queued = {r["msg_id"] for f in run_dir.glob("mta-queue-*.csv") for r in read_csv(f)}
+    fives = {r["msg_id"] for r in refusals[SECONDARY] if r["code"].startswith("5")}
+    missing = (accepted["primary"] | accepted["secondary"]) - received - queued
+    m = summary["messages"]
+    assert m["refused_downstream"] == len(missing & fives) == len(accepted["secondary"])
+    assert m["lost"] == len(missing - fives) == 0
     assert summary["auth"]["refused"] == len(refused_ids)
     assert summary["auth"]["clean"] == len(receipts[PRIMARY])
     # The report's path row names the failing checks, as counted here.

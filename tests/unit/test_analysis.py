@@ -153,6 +153,7 @@ def test_counts(run_dir):
         "unverified": 0,
         "retried": 1,  # 10: refused by the primary, accepted by the secondary
         "suppressed": 0,
+        "refused_downstream": 0,
     }
 
 
@@ -390,8 +391,9 @@ def test_journals_without_optional_columns_still_add_up(tmp_path):
 
 
 def test_a_backup_mx_in_front_of_a_server_maildrill_does_not_own(tmp_path):
-    """What the backup forwarded there is unverified, what it bounced is lost (the
-    client had its 250), what it still holds is stranded."""
+    """What the backup forwarded there is unverified, what its upstream refused for good
+    (`bounced`) is refused downstream (not lost: the sender gets a bounce), what it still
+    holds is stranded."""
     servers = [{"name": "bk", "local": True, "sink": {"mode": "backup-mx", "upstream": "mx"}},
                {"name": "mx", "port": 2525}]  # fmt: skip
     write(tmp_path / "attempts.csv", ATTEMPT_FIELDS,
@@ -409,7 +411,8 @@ def test_a_backup_mx_in_front_of_a_server_maildrill_does_not_own(tmp_path):
     write(tmp_path / "relay-bk.csv", RELAY_FIELDS, relay_rows)
     (tmp_path / "run.json").write_text(json.dumps({"run_id": RUN, "t0": T0, "planned": 3}))
     m = summarise(tmp_path, scenario(servers))["messages"]
-    assert (m["accepted"], m["unverified"], m["lost"], m["stranded"]) == (3, 1, 1, 1)
+    assert (m["accepted"], m["unverified"], m["lost"], m["stranded"]) == (3, 1, 0, 1)
+    assert m["refused_downstream"] == 1
     assert (m["received_unique"], m["duplicates"]) == (0, 0)
 
 

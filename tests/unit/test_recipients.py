@@ -204,7 +204,7 @@ def test_the_summary_has_the_counts_their_slos_and_a_table_where_they_differ(tmp
     result = summary.summarise(RunDir.load(run_dir))
     assert result.recipients.model_dump() == {
         "addressed": 3, "accepted": 3, "delivered": 2, "lost": 1, "duplicated": 1,
-        "stranded": 0, "unverified": 0,
+        "stranded": 0, "unverified": 0, "refused_downstream": 0,
     }  # fmt: skip
     checks = {c.name: (c.value, c.passed) for c in result.slo.checks}
     assert checks == {
