@@ -206,8 +206,8 @@ def _capacity_settings(scenario: Scenario, args: argparse.Namespace) -> SearchSe
     highest rate), so a capacity run never offers more than its scenario does unless told."""
     stages = scenario.campaign.build_schedule().stages
     rates = [r for st in stages for r in (st.rate, st.final_rate) if r > 0]
-    start = args.start_rate or (rates[0] if rates else 10.0)
-    top = args.max_rate or max([start, *rates])
+    start = args.start_rate if args.start_rate is not None else (rates[0] if rates else 10.0)
+    top = args.max_rate if args.max_rate is not None else max([start, *rates])
     if args.step_s <= 0:
         raise ValueError("--step-s must be > 0")
     if top > limits.MAX_RATE:

@@ -112,9 +112,15 @@ class Search:
         return verdict
 
     def _decide(self, rate: float, stable: bool) -> tuple[float | None, Ending | None]:
-        s = self.settings
-        if len(self.steps) >= s.max_steps:
+        """What to run next, or how the search ended: out of steps only when another step
+        is needed (a last step that converged, or reached max_rate, ends as such)."""
+        following, ending = self._following(rate, stable)
+        if following is not None and len(self.steps) >= self.settings.max_steps:
             return None, Ending.MAX_STEPS
+        return following, ending
+
+    def _following(self, rate: float, stable: bool) -> tuple[float | None, Ending | None]:
+        s = self.settings
         harness = self.steps[-1].figures.harness_bound is not None
         if (
             not stable

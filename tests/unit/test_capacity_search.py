@@ -243,3 +243,20 @@ def test_backlog_with_idle_connections_is_the_sender() -> None:
     idle = StepFigures(**{**f.__dict__, "busy_connections": 5.0})
     assert judge(idle, StabilityRule()).failure is Failure.SENDER
     assert judge(f, StabilityRule()).failure is Failure.SATURATED
+
+
+def test_a_last_allowed_step_that_ends_the_search_says_how_it_ended() -> None:
+    # The max_rate climb above takes 6 steps; so does converging on a 1,250 msgs/s server
+    # from 100 in the run below: given exactly that many, each ends as it did, not as
+    # "out of steps".
+    climb = run(Search(SearchSettings(start_rate=10, max_rate=300, max_steps=6)),
+                saturating(10_000))  # fmt: skip
+    assert (len(climb.steps), climb.result().ending) == (6, Ending.MAX_RATE)
+    free = run(Search(SearchSettings(start_rate=100)), saturating(1250))
+    assert free.result().ending is Ending.CONVERGED
+    exact = run(Search(SearchSettings(start_rate=100, max_steps=len(free.steps))),
+                saturating(1250))  # fmt: skip
+    assert exact.result().ending is Ending.CONVERGED
+    short = run(Search(SearchSettings(start_rate=100, max_steps=len(free.steps) - 1)),
+                saturating(1250))  # fmt: skip
+    assert short.result().ending is Ending.MAX_STEPS
