@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import queue
 import re
 import select
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -389,3 +391,18 @@ class Scrape:
     def names(self) -> set[str]:
         """Every sample name on the page (`x_total`, `x_bucket`, ... as exposed)."""
         return {s.name for s in self.samples}
+
+
+def lines_of(proc: subprocess.Popen[str]) -> tuple[queue.Queue[str], threading.Thread]:
+    """The run's stderr, line by line, read in a thread (the pipe never fills) that ends
+    when the run does."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return lines, reader

@@ -9,7 +9,6 @@ import json
 import queue
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 from collections import Counter
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Scrape, read_csv, wait_until
+from tests.helpers import Scrape, lines_of, read_csv, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -31,21 +30,6 @@ SHORT = [
     "--set", "campaign.drain_s=2",
 ]  # fmt: skip
 LINGER_S = 2.0  # the senders' /metrics stays up this long after the load: the last scrape
-
-
-def lines_of(proc: subprocess.Popen[str]) -> tuple[queue.Queue[str], threading.Thread]:
-    """The run's stderr, line by line, read in a thread (the pipe never fills) that ends
-    when the run does."""
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.put(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    return lines, reader
 
 
 def metrics_urls(lines: queue.Queue[str], said: list[str]) -> dict[str, str]:

@@ -4,18 +4,16 @@ from attempts.csv with csv.DictReader (tests.helpers.read_csv)."""
 
 from __future__ import annotations
 
-import queue
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 from collections import Counter
 
 import pytest
 
-from tests.helpers import Scrape, read_csv
+from tests.helpers import Scrape, lines_of, read_csv
 from tests.integration.test_locust import LOCUSTFILE, free_port, scenario_file
 
 pytestmark = pytest.mark.slow
@@ -33,15 +31,7 @@ def test_the_master_exposes_its_workers_figures(start_sinks, tmp_path):
          "--metrics-port", "0", "--metrics-linger", "2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.put(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    lines, reader = lines_of(proc)
     said: list[str] = []
     try:
         url = None
