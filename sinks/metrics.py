@@ -128,31 +128,22 @@ def _relay(name: str, status: Mapping[str, Any]) -> list[Metric]:
         return []
     labels = [name, str(relays[0]["upstream"])]
 
-    def total(key: str) -> int:
-        return sum(int(r[key]) for r in relays)
+    families: list[Metric] = []
+    for make, metric, text, key in _RELAY:
+        family = make(metric, text, labels=["sink", "upstream"])
+        family.add_metric(labels, sum(int(r[key]) for r in relays))
+        families.append(family)
+    return families
 
-    depth = GaugeMetricFamily(
-        "maildrill_sink_relay_queue_depth",
-        "Messages queued for the upstream.",
-        labels=["sink", "upstream"],
-    )
-    depth.add_metric(labels, total("depth"))
-    in_flight = GaugeMetricFamily(
-        "maildrill_sink_relay_in_flight",
-        "Queued messages being handed on now.",
-        labels=["sink", "upstream"],
-    )
-    in_flight.add_metric(labels, total("in_flight"))
-    forwarded = CounterMetricFamily(
-        "maildrill_sink_relay_forwarded_total",
-        "Messages handed on and accepted by the upstream.",
-        labels=["sink", "upstream"],
-    )
-    forwarded.add_metric(labels, total("forwarded"))
-    bounced = CounterMetricFamily(
-        "maildrill_sink_relay_bounced_total",
-        "Messages given up: the upstream refused them for good (5xx).",
-        labels=["sink", "upstream"],
-    )
-    bounced.add_metric(labels, total("bounced"))
-    return [depth, in_flight, forwarded, bounced]
+
+# The relay's figures: the kind of series, its name, its help, its key in the status.
+_RELAY: tuple[tuple[type[GaugeMetricFamily] | type[CounterMetricFamily], str, str, str], ...] = (
+    (GaugeMetricFamily, "maildrill_sink_relay_queue_depth",
+     "Messages queued for the upstream.", "depth"),
+    (GaugeMetricFamily, "maildrill_sink_relay_in_flight",
+     "Queued messages being handed on now.", "in_flight"),
+    (CounterMetricFamily, "maildrill_sink_relay_forwarded_total",
+     "Messages handed on and accepted by the upstream.", "forwarded"),
+    (CounterMetricFamily, "maildrill_sink_relay_bounced_total",
+     "Messages given up: the upstream refused them for good (5xx).", "bounced"),
+)  # fmt: skip

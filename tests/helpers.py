@@ -406,3 +406,14 @@ def lines_of(proc: subprocess.Popen[str]) -> tuple[queue.Queue[str], threading.T
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     return lines, reader
+
+
+def stop_reading(proc: subprocess.Popen[str], reader: threading.Thread) -> None:
+    """The end of `lines_of`: the run killed if it is still going, its reader joined, its
+    stderr closed (an open pipe is a ResourceWarning, an error in this suite)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    reader.join(10)
+    assert proc.stderr is not None
+    proc.stderr.close()

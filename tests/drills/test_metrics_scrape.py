@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Scrape, lines_of, read_csv, wait_until
+from tests.helpers import Scrape, lines_of, read_csv, stop_reading, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -81,12 +81,7 @@ def test_final_counters_equal_the_journals(tmp_path: Path) -> None:
             sinks[name] = Scrape.of(url)
         assert proc.wait(60) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        reader.join(10)
-        assert proc.stderr is not None
-        proc.stderr.close()
+        stop_reading(proc, reader)
     while not lines.empty():
         said.append(lines.get())
     assert any(

@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from tests.helpers import Scrape, lines_of, read_csv
+from tests.helpers import Scrape, lines_of, read_csv, stop_reading
 from tests.integration.test_locust import LOCUSTFILE, free_port, scenario_file
 
 pytestmark = pytest.mark.slow
@@ -51,12 +51,7 @@ def test_the_master_exposes_its_workers_figures(start_sinks, tmp_path):
             time.sleep(0.1)
         assert proc.wait(30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        reader.join(10)
-        assert proc.stderr is not None
-        proc.stderr.close()
+        stop_reading(proc, reader)
     attempts = read_csv(out / "attempts.csv")
     assert len({a["worker"] for a in attempts}) == 2
     journaled = Counter((a["server"], a["outcome"]) for a in attempts)
