@@ -42,7 +42,7 @@ def children(tmp_path: Path):
 
 def test_a_spinning_sender_is_harness_bound_and_a_sleeping_one_is_not(children) -> None:
     spinner = children.spawn("locust", "locust", [sys.executable, "-c", SPIN])
-    children.spawn("worker", "locust-worker-1", [sys.executable, "-c", SLEEP])
+    sleeper = children.spawn("worker", "locust-worker-1", [sys.executable, "-c", SLEEP])
     sink = children.spawn("sink", "primary", [sys.executable, "-c", FORKS])
     assert wait_until(lambda: len(child_pids(sink.proc.pid)) == 1, timeout=10)
     forked = child_pids(sink.proc.pid)[0]
@@ -75,7 +75,9 @@ def test_a_spinning_sender_is_harness_bound_and_a_sleeping_one_is_not(children) 
     assert why.startswith("a sender process wanted")
     assert "a sink process wanted" in why
     # The sleeping worker is a sender process too, and wanted next to nothing: the busiest
-    # one is the spinner (sender_cpu), not a mean of the two.
-    assert load.sender_cpu > 0.3
+    # one is the spinner, not a mean of the two. A mean would demand about half a core, under
+    # DEMAND_BOUND (checked above); how much of its core the spinner got depends on the
+    # machine's load (0.29 in a CI run with the suite beside it), so its share is not pinned.
+    assert load.sender_cpu > cpu_ticks_s(sleeper.proc.pid) / wall
     assert load.machine_busy is not None
     assert 0 < load.machine_busy <= 1
