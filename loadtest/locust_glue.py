@@ -27,7 +27,14 @@ from typing import Any
 import gevent
 from locust import runners
 from locust.env import Environment
-from locust.runners import STATE_MISSING, STATE_STOPPED, LocalRunner, MasterRunner, WorkerRunner
+from locust.runners import (
+    STATE_MISSING,
+    STATE_STOPPED,
+    STATE_STOPPING,
+    LocalRunner,
+    MasterRunner,
+    WorkerRunner,
+)
 
 from loadtest.bundled import scenario_path
 from loadtest.campaign import MessageFactory
@@ -348,7 +355,9 @@ class Campaign:
         if self.roll is None or not isinstance(runner, MasterRunner):
             return
         seen = {c.id: MISSING if c.state == STATE_MISSING else PRESENT for c in runner.clients.all}
-        lost = self.roll.check(time.time(), seen, self.stopping)
+        # Stopping (Locust's state is set before it tells the workers): leaving is expected.
+        stopping = self.stopping or runner.state in (STATE_STOPPING, STATE_STOPPED)
+        lost = self.roll.check(time.time(), seen, stopping)
         for worker in lost:
             log.error("maildrill: worker %s lost (%s)", worker, self.roll.workers[worker].why)
         if lost:
