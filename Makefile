@@ -16,12 +16,14 @@ setup: $(BIN)/.installed
 # Postfix's smtp-source and smtp-sink, for tests and benchmarks (the daemon is never started);
 # dig, which the tests ask the run's DNS server with; OpenDKIM, the milter that signs for
 # Postfix instances with `dkim:` (its service is never started either); Chromium and its
-# WebDriver, which the tests open the Failover tab with.
+# WebDriver, which the tests open the Failover tab with; iproute2, whose network namespaces
+# the distributed drill test runs its master and workers in.
 tools:
 	./.ci/install-postfix-tools
 	./.ci/install-dns-tools
 	./.ci/install-opendkim
 	./.ci/install-chromium
+	./.ci/install-iproute2
 
 demo: setup
 	$(BIN)/maildrill run default

@@ -1,5 +1,5 @@
-"""The `maildrill` command: run, capacity, sinks, scenarios, validate, report, compare,
-check, plan, sink."""
+"""The `maildrill` command: run, worker, capacity, sinks, scenarios, validate, report,
+compare, check, plan, sink."""
 
 from __future__ import annotations
 
@@ -20,6 +20,16 @@ from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import JournalProblems, Summary
 from loadtest.capacity.search import SearchSettings
 from loadtest.cli_args import metrics_args, server_args
+from loadtest.distributed import (
+    DEFAULT_PORT,
+    DEFAULT_WAIT_S,
+    AddressError,
+    RemoteWorkers,
+    bind_problem,
+    parse_endpoint,
+    parse_wait,
+)
+from loadtest.limits import MAX_WORKERS
 from loadtest.overrides import OverrideError
 from loadtest.scenario import Scenario, ScenarioError
 from maildrill.netaddr import is_loopback
@@ -101,9 +111,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from loadtest.orchestrate import Drill, SetupError, prepare
 
     try:
+        workers = _remote_workers(args)
         path = scenario_path(args.scenario)
-        raw, scenario = prepare(path, args.set, args.seed, args.workers)
-    except (ScenarioError, OverrideError) as exc:
+        # Workers elsewhere are the run's workers: none is started here.
+        raw, scenario = prepare(path, args.set, args.seed, 0 if workers else args.workers)
+    except (ScenarioError, OverrideError, AddressError) as exc:
         return fail(str(exc))
     remote = [f"{s.name} {s.host}:{s.port}" for s in scenario.servers if not is_loopback(s.host)]
     if remote and not _confirmed(remote, args.yes):
@@ -111,6 +123,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{scenario.name} sends mail outside this machine ({', '.join(remote)}): "
             "pass --yes to confirm"
         )
+    if workers is not None and (problem := bind_problem(workers.bind, scenario.allow_remote)):
+        return fail(problem)
+    if workers is not None and not workers.bind.loopback:
+        listener = [f"the Locust master on {workers.bind}, for workers on other machines"]
+        if not _confirmed(listener, args.yes):
+            return fail(f"--master-bind {workers.bind} listens outside this machine: "
+                        "pass --yes to confirm")  # fmt: skip
     run_id = f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         run_dir = args.out or inside(Path("reports"), run_id)  # the name is validated; twice
@@ -126,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"maildrill: {scenario.name}: {scenario.description or path}", file=sys.stderr)
     print(f"maildrill: run directory {run_dir}", file=sys.stderr)
     metrics = (args.metrics_port, args.metrics_linger)
-    drill = Drill(scenario, raw, run_dir, run_id, web=args.web, metrics=metrics)
+    drill = Drill(scenario, raw, run_dir, run_id, web=args.web, metrics=metrics, remote=workers)
     try:
         drill.run()
     except SetupError as exc:
@@ -134,6 +153,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = summary_mod.write(run_dir)
     _print_summary(result, run_dir)
     return _write_junit(args.junit, result) or _exit_code(result, run_dir)
+
+
+def _remote_workers(args: argparse.Namespace) -> RemoteWorkers | None:
+    """--master-bind ADDR[:PORT] --expect-workers N [--workers-wait S], all or none."""
+    if args.master_bind is None:
+        if args.expect_workers is not None or args.workers_wait is not None:
+            raise AddressError("--expect-workers and --workers-wait go with --master-bind")
+        return None
+    if args.expect_workers is None:
+        raise AddressError("--master-bind needs --expect-workers N (workers started elsewhere)")
+    if not 1 <= args.expect_workers <= MAX_WORKERS:
+        raise AddressError(f"--expect-workers {args.expect_workers}: 1 to {MAX_WORKERS}")
+    if args.workers is not None:
+        raise AddressError("--workers starts local workers; with --master-bind, workers "
+                           "come from elsewhere (--expect-workers)")  # fmt: skip
+    bind = parse_endpoint(args.master_bind, "--master-bind", bind=True)
+    wait = DEFAULT_WAIT_S if args.workers_wait is None else args.workers_wait
+    return RemoteWorkers(bind, args.expect_workers, parse_wait(str(wait), "--workers-wait"))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """`maildrill worker --master HOST:PORT` (loadtest.worker_cmd)."""
+    from loadtest import worker_cmd
+
+    try:
+        master = parse_endpoint(args.master, "--master", bind=False)
+        wait = parse_wait(args.wait, "--wait")
+    except AddressError as exc:
+        return fail(str(exc))
+    return worker_cmd.run(master, wait)
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
@@ -699,9 +748,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics_args(run)
     _junit_arg(run)
     run.add_argument(
-        "--yes", action="store_true", help="confirm servers outside loopback (allow_remote)"
+        "--yes",
+        action="store_true",
+        help="confirm servers, and a --master-bind address, outside loopback (allow_remote)",
     )
+    remote = run.add_argument_group(
+        "workers on other hosts",
+        "the Locust master listens for workers started elsewhere with `maildrill worker "
+        "--master HOST:PORT`; their journal rows come back here",
+    )
+    remote.add_argument("--master-bind", metavar="ADDR[:PORT]",
+                        help=f"listen there for workers (IPv4; port {DEFAULT_PORT} by default; "
+                        "outside loopback only with allow_remote and --yes)")  # fmt: skip
+    remote.add_argument("--expect-workers", type=int, metavar="N",
+                        help="start the campaign once N workers have connected")  # fmt: skip
+    remote.add_argument("--workers-wait", type=finite_float, metavar="S",
+                        help=f"give up (exit 2) unless they all connect within S seconds "
+                        f"(default {DEFAULT_WAIT_S:g})")  # fmt: skip
     run.set_defaults(func=cmd_run)
+
+    worker = sub.add_parser(
+        "worker",
+        help="a Locust worker for a `maildrill run --master-bind` elsewhere",
+        description="Run one Locust worker for a drill whose master runs elsewhere: the "
+        "scenario, run id and schedule come from the master, the journal rows go back to "
+        "it. Targets outside loopback only if the master's scenario says allow_remote. "
+        "Exit 0 the run ended, 1 the master vanished, 2 bad input or no master.",
+    )
+    worker.add_argument("--master", required=True, metavar="HOST[:PORT]",
+                        help=f"the master's address (port {DEFAULT_PORT} by default)")  # fmt: skip
+    worker.add_argument("--wait", default=f"{DEFAULT_WAIT_S:g}", metavar="S",
+                        help=f"give up (exit 2) unless the master answers within S seconds "
+                        f"(default {DEFAULT_WAIT_S:g})")  # fmt: skip
+    worker.set_defaults(func=cmd_worker)
 
     capacity = sub.add_parser(
         "capacity",

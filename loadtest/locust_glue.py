@@ -2,14 +2,22 @@
 
 Local runner: loads the scenario, writes the attempts journal itself.
 Master: loads the scenario, picks the campaign start t0, gives each worker its share of the
-schedule ("maildrill_plan"), and writes the rows workers send ("maildrill_attempts").
-Worker: runs its share and ships journal rows to the master in batches.
+schedule ("maildrill_plan"), and writes the rows workers send ("maildrill_attempts"). It
+keeps a roll of its workers (loadtest.worker_roll, written as workers.json): who finished,
+who was lost. Before it quits it asks every worker for its last rows ("maildrill_flush")
+and waits, bounded, for each one's answer ("maildrill_flushed", after its last batch), so
+the journal on the master is complete even when the workers are on other hosts.
+Worker: checks the plan's scenario as its own (targets on loopback unless allow_remote),
+runs its share and ships journal rows to the master in batches; it stops on its own when
+the master falls silent or the campaign's time is long over, so its load stays bounded.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,16 +25,33 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+from locust import runners
 from locust.env import Environment
-from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+from locust.runners import (
+    STATE_MISSING,
+    STATE_STOPPED,
+    STATE_STOPPING,
+    LocalRunner,
+    MasterRunner,
+    WorkerRunner,
+)
 
 from loadtest.bundled import scenario_path
 from loadtest.campaign import MessageFactory
 from loadtest.client import Sender
 from loadtest.driver import Driver
 from loadtest.journal import AttemptsJournal
-from loadtest.scenario import Scenario, load_scenario, parse_scenario, parse_server_override
+from loadtest.scenario import (
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    parse_scenario,
+    parse_server_override,
+)
 from loadtest.schedule import Dispatcher
+from loadtest.worker_cmd import CONNECT_WAIT_ENV
+from loadtest.worker_roll import MISSING, PRESENT, WORKERS_FILE, WorkerRoll
+from maildrill.netaddr import is_loopback
 from maildrill.paths import RUN_ID_MAX, is_safe_name, write_whole
 
 log = logging.getLogger("maildrill")
@@ -35,6 +60,29 @@ START_LEAD_S = 1.0  # t0 this far after test start, so every user is up when mai
 BATCH_S = 0.5  # workers ship journal rows this often
 FLUSH_S = 0.1  # the local runner writes its journal rows this often (and at stop)
 PLAN, ATTEMPTS, DONE = "maildrill_plan", "maildrill_attempts", "maildrill_done"
+FLUSH, FLUSHED, REFUSED = "maildrill_flush", "maildrill_flushed", "maildrill_refused"
+WATCH_S = 0.5  # the master looks at its workers this often
+FLUSH_WAIT_S = 10.0  # the master waits this long for its workers' last rows
+# A worker hears the master's heartbeat every second (Locust): this long without one, the
+# master is gone and the worker stops (Locust's own limit is 60 s).
+MASTER_GONE_S = 10.0
+# A worker still running this long after its campaign's end (schedule and drain) stops.
+END_GRACE_S = 30.0
+
+
+def bound_connect() -> None:
+    """A worker started by `maildrill worker` (loadtest.worker_cmd) holds Locust's
+    handshake with its master to the wait it was given: Locust itself retries for five
+    minutes (60 tries of 5 s, module constants it reads at each try)."""
+    wait = os.environ.get(CONNECT_WAIT_ENV)
+    if not wait:
+        return
+    try:
+        tries = max(1, math.ceil(float(wait)))
+    except ValueError:
+        return
+    runners.CONNECT_TIMEOUT = 1
+    runners.CONNECT_RETRY_COUNT = tries
 
 
 def add_arguments(parser: Any) -> None:
@@ -66,11 +114,14 @@ class Campaign:
     driver: Driver | None = None
     servers: dict[str, Any] = field(default_factory=dict)
     buffer: list[tuple[Any, ...]] = field(default_factory=list)
-    done_workers: set[str] = field(default_factory=set)
-    expected_workers: set[str] = field(default_factory=set)
     finished: bool = False
     shipper: Any = None
     flusher: Any = None
+    watcher: Any = None
+    roll: WorkerRoll | None = None  # the master's, once the plan is out
+    shipped: int = 0  # a worker's rows sent to the master
+    heard: float = field(default_factory=time.monotonic)  # a worker's last word of its master
+    stopping: bool = False  # the master is stopping: workers leaving now are not lost
     # Called with each batch of rows as it is journaled here (live views: live_metrics).
     row_listeners: list[Callable[[list[Any]], None]] = field(default_factory=list)
 
@@ -120,7 +171,6 @@ class Campaign:
         self.run_id = self._new_run_id()
         self.t0 = time.time() + START_LEAD_S
         self.finished = False
-        self.done_workers.clear()
         local = isinstance(runner, LocalRunner)
         self.journal = AttemptsJournal(
             self._journal_dir() / "attempts.csv", flush_s=FLUSH_S if local else 0.0
@@ -156,7 +206,11 @@ class Campaign:
                     "scenario": scenario.model_dump(mode="json"),
                 }
                 runner.send_message(PLAN, plan, client_id=worker)
-            self.expected_workers = set(workers)
+            self.roll = WorkerRoll(workers, self.t0)
+            self.stopping = False
+            self._write_roll()
+            if self.watcher is None:
+                self.watcher = gevent.spawn(self._watch_workers)
         else:
             self._make_driver(scenario, 0, 1, "local", self._write_local)
 
@@ -167,8 +221,25 @@ class Campaign:
         return {"dns": {"host": host, "port": int(port)}} if port.isdigit() else {}
 
     def on_plan(self, data: dict[str, Any]) -> None:
-        """Worker: the master's plan for this run."""
-        scenario = self.scenario = parse_scenario(data["scenario"], "scenario from the master")
+        """Worker: the master's plan for this run. Its scenario is checked as a file of
+        one's own would be: targets outside loopback are refused unless it says
+        allow_remote (a worker runs only what maildrill itself would run)."""
+        runner = self.environment.runner
+        assert isinstance(runner, WorkerRunner)
+        try:
+            scenario = parse_scenario(data["scenario"], "scenario from the master")
+        except (ScenarioError, KeyError, TypeError) as exc:
+            why = " ".join(str(exc).split()) or type(exc).__name__
+            runner.send_message(REFUSED, {"worker": runner.client_id, "why": why})
+            self.leave(f"refused the master's plan: {why}", exit_code=2)
+            return
+        self.scenario = scenario
+        remote = [
+            f"{s.name} {s.host}:{s.port}" for s in scenario.servers if not is_loopback(s.host)
+        ]
+        if remote:
+            log.warning("maildrill: the scenario allows remote targets; sending to %s",
+                        ", ".join(remote))  # fmt: skip
         self.servers = scenario.client_servers()
         self.run_id = data["run_id"]
         self.t0 = data["t0"]
@@ -179,6 +250,10 @@ class Campaign:
         self._make_driver(scenario, data["share"], data["of"], runner.client_id, self._buffer)
         if self.shipper is None:
             self.shipper = gevent.spawn(self._ship_forever)
+        if self.watcher is None:
+            campaign = scenario.campaign
+            end = self.t0 + campaign.build_schedule().duration_s + campaign.drain_s
+            self.watcher = gevent.spawn(self._watch_master, end + END_GRACE_S)
 
     def _make_driver(self, scenario: Scenario, share: int, of: int, worker: str, emit: Any) -> None:
         self.driver = Driver(
@@ -220,14 +295,17 @@ class Campaign:
         if self.buffer:
             rows, self.buffer = self.buffer, []
             self.environment.runner.send_message(ATTEMPTS, rows)  # type: ignore[union-attr]
+            self.shipped += len(rows)
 
     def _ship_forever(self) -> None:
         while True:
             gevent.sleep(BATCH_S)
             self.ship()
 
-    def on_attempts(self, rows: list[list[Any]]) -> None:
+    def on_attempts(self, rows: list[list[Any]], worker: str) -> None:
         """Master: rows from a worker."""
+        if self.roll is not None:
+            self.roll.received(worker, len(rows))
         if self.journal is not None:
             self.journal.write(rows)
             for listener in self.row_listeners:
@@ -246,29 +324,132 @@ class Campaign:
             runner.send_message(DONE, {"worker": runner.client_id})
 
     def on_done(self, worker: str) -> None:
-        self.done_workers.add(worker)
+        if self.roll is not None:
+            self.roll.finished(worker)
+
+    def on_flushed(self, worker: str, shipped: int) -> None:
+        if self.roll is not None:
+            self.roll.flushed(worker, shipped)
+
+    def on_refused(self, worker: str, why: str) -> None:
+        log.error("maildrill: worker %s refused the plan: %s", worker, why)
+        if self.roll is not None:
+            self.roll.refused(worker, why)
 
     def all_finished(self) -> bool:
         runner = self.environment.runner
         if isinstance(runner, MasterRunner):
-            expected = self.expected_workers
-            return bool(expected) and expected <= self.done_workers
+            return self.roll is not None and self.roll.all_finished()
         return self.finished
 
+    # -- the master's roll of its workers ---------------------------------------------
+
+    def _watch_workers(self) -> None:
+        while True:
+            gevent.sleep(WATCH_S)
+            self.check_workers()
+
+    def check_workers(self) -> None:
+        """Master: note the workers lost since the last look (workers.json)."""
+        runner = self.environment.runner
+        if self.roll is None or not isinstance(runner, MasterRunner):
+            return
+        seen = {c.id: MISSING if c.state == STATE_MISSING else PRESENT for c in runner.clients.all}
+        # Stopping (Locust's state is set before it tells the workers): leaving is expected.
+        stopping = self.stopping or runner.state in (STATE_STOPPING, STATE_STOPPED)
+        lost = self.roll.check(time.time(), seen, stopping)
+        for worker in lost:
+            log.error("maildrill: worker %s lost (%s)", worker, self.roll.workers[worker].why)
+        if lost:
+            self._write_roll()
+
+    def _write_roll(self) -> None:
+        if self.roll is not None:
+            record = json.dumps(self.roll.record(), indent=2) + "\n"
+            write_whole(self._journal_dir() / WORKERS_FILE, record)
+
+    def _await_flushes(self, runner: MasterRunner) -> None:
+        """Master, stopping: every worker still there ships its last rows; wait for each
+        one's word that it has (or for it to be lost), at most FLUSH_WAIT_S."""
+        if self.roll is None:
+            return
+        self.stopping = True
+        for worker in self.roll.awaiting_flush():
+            if worker in runner.clients:
+                runner.send_message(FLUSH, None, client_id=worker)
+        deadline = time.monotonic() + FLUSH_WAIT_S
+        while self.roll.awaiting_flush() and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+            self.check_workers()
+        for worker in self.roll.awaiting_flush():
+            log.error("maildrill: worker %s sent no final flush within %g s", worker,
+                      FLUSH_WAIT_S)  # fmt: skip
+        self._write_roll()
+
+    # -- a worker on its own ----------------------------------------------------------
+
+    def on_flush(self) -> None:
+        """Worker: the master is stopping. Stop the users (an attempt cut short is
+        journaled as interrupted), ship the rest and say so (test_stop, below)."""
+        runner = self.environment.runner
+        if runner is None:
+            return
+        if runner.state == STATE_STOPPED:
+            self._send_flushed()
+        else:
+            runner.stop()
+
+    def _send_flushed(self) -> None:
+        runner = self.environment.runner
+        assert isinstance(runner, WorkerRunner)
+        self.ship()
+        runner.send_message(FLUSHED, {"worker": runner.client_id, "rows": self.shipped})
+
+    def _watch_master(self, end: float) -> None:
+        """Worker: stop when the master falls silent, or the campaign is long over."""
+        while True:
+            gevent.sleep(1.0)
+            silent = time.monotonic() - self.heard
+            if silent > MASTER_GONE_S:
+                self.leave(f"no word from the master for {silent:.0f} s", exit_code=1)
+                return
+            if time.time() > end:
+                self.leave("the campaign ended long ago and the master has not stopped this "
+                           "worker", exit_code=1)  # fmt: skip
+                return
+
+    def leave(self, why: str, exit_code: int) -> None:
+        """Worker: stop on its own (its rows shipped first, as far as they can go)."""
+        log.error("maildrill: %s; this worker stops", why)
+        self.environment.process_exit_code = exit_code
+        runner = self.environment.runner
+        if runner is not None:
+            gevent.spawn(runner.quit)
+
+    # -- the end ----------------------------------------------------------------------
+
     def stop(self) -> None:
-        """test_stop: workers ship what is left; the local runner closes its journal."""
+        """test_stop: workers ship what is left and say so; the master waits for that;
+        the local runner closes its journal."""
         runner = self.environment.runner
         if isinstance(runner, WorkerRunner):
-            self.ship()
+            self._send_flushed()
+        elif isinstance(runner, MasterRunner):
+            self._await_flushes(runner)
         elif isinstance(runner, LocalRunner) and self.journal is not None:
             self.journal.close()
 
     def quit(self) -> None:
+        self._write_roll()
         if self.journal is not None:
             self.journal.close()
-        for greenlet in (self.shipper, self.flusher):
+        for greenlet in (self.shipper, self.flusher, self.watcher):
             if greenlet is not None:
                 greenlet.kill(block=False)
+
+    def hear(self) -> None:
+        """Worker: the master's heartbeat came."""
+        self.heard = time.monotonic()
 
     def sender(self) -> Sender:
         """A sender held to the scenario's allowed domains (reserved ones only until a
@@ -291,10 +472,20 @@ def register(environment: Environment) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(
-            ATTEMPTS, lambda environment, msg, **_: campaign.on_attempts(msg.data)
+            ATTEMPTS, lambda environment, msg, **_: campaign.on_attempts(msg.data, msg.node_id)
         )
+        runner.register_message(DONE, lambda environment, msg, **_: campaign.on_done(msg.node_id))
         runner.register_message(
-            DONE, lambda environment, msg, **_: campaign.on_done(msg.data["worker"])
-        )
+            FLUSHED, lambda environment, msg, **_: campaign.on_flushed(msg.node_id,
+                                                                       int(msg.data["rows"]))
+        )  # fmt: skip
+        runner.register_message(
+            REFUSED, lambda environment, msg, **_: campaign.on_refused(msg.node_id,
+                                                                       str(msg.data["why"]))
+        )  # fmt: skip
     elif isinstance(runner, WorkerRunner):
         runner.register_message(PLAN, lambda environment, msg, **_: campaign.on_plan(msg.data))
+        runner.register_message(FLUSH, lambda environment, msg, **_: campaign.on_flush())
+        environment.events.heartbeat_received.add_listener(  # type: ignore[no-untyped-call]
+            lambda **_: campaign.hear()
+        )

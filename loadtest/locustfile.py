@@ -17,7 +17,7 @@ from locust.env import Environment
 
 from loadtest import live_glue
 from loadtest.failover_tab import routes as failover_tab
-from loadtest.locust_glue import START_LEAD_S, add_arguments, campaign_of, register
+from loadtest.locust_glue import START_LEAD_S, add_arguments, bound_connect, campaign_of, register
 
 IDLE_S = 0.2  # longest nap while waiting for the next due message
 
@@ -56,6 +56,7 @@ def _listen(hook: Any, listener: Callable[..., None]) -> None:
     hook.add_listener(listener)
 
 
+bound_connect()  # before Locust's worker, if this is one, shakes hands with its master
 _listen(events.init_command_line_parser, _arguments)
 _listen(events.init, _init)
 _listen(events.test_start, _test_start)

@@ -34,6 +34,7 @@ import yaml
 
 from loadtest import limits, preflight
 from loadtest.analysis.rundir import journal_manifest
+from loadtest.distributed import RemoteWorkers, WorkersFile, master_args, not_connected
 from loadtest.dns_run import start_dns
 from loadtest.mta_fleet import MtaFleet
 from loadtest.overrides import apply_set
@@ -44,6 +45,7 @@ from loadtest.scenario import Scenario, ScenarioError, parse_scenario, read_yaml
 from loadtest.sink_fleet import READY_TIMEOUT_S, Address, SinkFleet, preset_addresses
 from loadtest.supervise import Child, Supervisor, free_port
 from loadtest.timeline import MtaRestart, MtaStop, Planned, SinkFault, Timeline, plan
+from loadtest.worker_roll import WORKERS_FILE
 from sinks.control import TOKEN_ENV
 from sinks.control_client import ControlError, ControlRefused
 
@@ -113,6 +115,7 @@ class Drill:
         web: bool = False,
         out: TextIO = sys.stderr,
         metrics: tuple[int | None, float] = (None, 0.0),
+        remote: RemoteWorkers | None = None,
     ) -> None:
         self.scenario = scenario
         self.raw = raw
@@ -136,6 +139,11 @@ class Drill:
         self.locust_exit: int | None = None
         # --metrics-port (None: off; 0: a free one) and --metrics-linger of `maildrill run`.
         self.metrics = metrics
+        # --master-bind and --expect-workers: Locust workers on other hosts, which no
+        # Supervisor sees die; the master's workers.json names those lost.
+        self.remote = remote
+        self.workers_file = WorkersFile(run_dir / WORKERS_FILE)
+        self.workers_seen_at = 0.0
 
     # -- the whole drill ----------------------------------------------------------------
 
@@ -283,7 +291,15 @@ class Drill:
             args += ["--headless", "--only-summary"]
         args += self._metrics_args()
         workers = self.scenario.workers
-        if workers:
+        if self.remote is not None:
+            args += master_args(self.remote)
+            bind = self.remote.bind
+            host = bind.host if bind.host != "0.0.0.0" else "THIS-HOST"
+            self.log.event("remote_workers", bind=str(bind), expect=self.remote.expect)
+            self.say(f"waiting up to {self.remote.wait_s:g} s for {self.remote.expect} Locust "
+                     f"workers on {bind}: start each with `maildrill worker --master "
+                     f"{host}:{bind.port}`")  # fmt: skip
+        elif workers:
             port = free_port()
             args += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
                      str(port), "--expect-workers", str(workers)]  # fmt: skip
@@ -317,11 +333,14 @@ class Drill:
     def _wait_for_t0(self) -> None:
         """Until Locust writes run.json (the campaign's t0); then the faults are planned."""
         run_file = self.run_dir / "run.json"
-        deadline = time.time() + READY_TIMEOUT_S + 10 * self.scenario.workers
+        wait = self.remote.wait_s if self.remote else 10 * self.scenario.workers
+        deadline = time.time() + READY_TIMEOUT_S + wait
         while not run_file.exists():
             if self.interrupted:
                 return
             if self.locust.proc.poll() is not None or time.time() > deadline:
+                if self.remote is not None:
+                    raise SetupError(not_connected(self.remote, self.locust.log_path.read_text()))
                 why = self.locust.last_log_line() or "no output"
                 raise SetupError(f"Locust did not start the campaign: {why}")
             time.sleep(0.05)
@@ -368,6 +387,7 @@ class Drill:
                 self._carry_out(planned)
             self._settle_sink_faults(now)
             self._note_deaths(now)
+            self._note_lost_workers(now)
             if self.locust.proc.poll() is not None:
                 break
             line.tick(now, now - self.t0, self._active_faults(now - self.t0))
@@ -436,6 +456,22 @@ class Drill:
                 child.role, child.role
             )
             self.say(f"\n{what} {child.name} died (exit {code}); going on")
+
+    def _note_lost_workers(self, now: float, last: bool = False) -> None:
+        """Workers on other hosts the Locust master lost (its workers.json), at most every
+        half second; at the last look, rows a worker shipped that never arrived."""
+        if self.remote is None or (not last and now - self.workers_seen_at < 0.5):
+            return
+        self.workers_seen_at = now
+        for lost in self.workers_file.newly_lost():
+            self.log.event("worker_lost", **lost)
+            self.say(f"\nLocust worker {lost['worker']} lost at {lost['at_s']:.1f} s "
+                     f"({lost['why']}); going on")  # fmt: skip
+        if last:
+            for worker, rows in self.workers_file.rows_missing().items():
+                self.log.event("worker_rows_missing", worker=worker, rows=rows)
+                self.say(f"Locust worker {worker}: {rows} journal rows it shipped never "
+                         "reached the master")  # fmt: skip
 
     def _active_faults(self, elapsed: float) -> list[str]:
         return [f"{p.event.kind}@{p.event.target}" for p in self.timeline.active(elapsed)]
@@ -524,6 +560,7 @@ class Drill:
             self.children.stop("dns", signal.SIGTERM, 5.0)  # last: the sinks look up to the end
 
     def _write_harness(self) -> dict[str, Any]:
+        self._note_lost_workers(time.time(), last=True)  # the master has written its last
         harness = {
             "partial": self._stopping() or self.t0 is None,
             "interrupted_by": self.interrupted,
@@ -532,7 +569,7 @@ class Drill:
             "journals": journal_manifest(self.run_dir),
             "locust_exit_code": self.locust_exit,
             "sink_deaths": self.log.of("sink_died"),
-            "workers_lost": self.log.of("worker_died"),
+            "workers_lost": self.log.of("worker_died") + self.log.of("worker_lost"),
             "faults": self.timeline.records(),
             "events": self.log.events,
             "finished_at": time.time(),

@@ -1,0 +1,178 @@
+"""Locust workers on other hosts: the addresses `maildrill run --master-bind` and
+`maildrill worker --master` take, and the rule for binding outside loopback.
+
+A drill's Locust master normally listens on 127.0.0.1 for workers it starts itself. With
+`--master-bind ADDR[:PORT] --expect-workers N` it listens on ADDR for N workers started
+elsewhere (`maildrill worker --master HOST:PORT`, loadtest.worker_cmd), which get the
+scenario, the run id and t0 from it and ship their journal rows back over Locust's own
+channel (loadtest.locust_glue), so the run directory on the master ends up complete.
+Listening outside loopback lets other machines drive load through this one's scenario:
+like a target outside loopback, it needs the scenario's `allow_remote: true` and `--yes`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from maildrill.netaddr import is_loopback
+
+DEFAULT_PORT = 5557  # Locust's own default master port
+# How long the master waits for its workers to connect, and a worker for its master.
+DEFAULT_WAIT_S = 60.0
+MAX_WAIT_S = 3600.0
+MAX_HOST = 253
+
+
+class AddressError(ValueError):
+    """An address given on the command line that cannot be used; one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteWorkers:
+    """`maildrill run --master-bind ADDR[:PORT] --expect-workers N`: where the master
+    listens, how many workers it waits for, and for how long."""
+
+    bind: Endpoint
+    expect: int
+    wait_s: float = DEFAULT_WAIT_S
+
+
+def parse_endpoint(text: str, flag: str, *, bind: bool) -> Endpoint:
+    """HOST[:PORT] (PORT defaults to Locust's 5557). To bind, HOST is an IPv4 address (or
+    localhost): Locust's channel (ZeroMQ) binds no IPv6 and no name. To connect, a host
+    name will do too."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep:
+        host, port_text = text.strip(), str(DEFAULT_PORT)
+    if not host:
+        raise AddressError(f"{flag} {text!r}: give HOST[:PORT]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise AddressError(f"{flag} {text!r}: {port_text!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise AddressError(f"{flag} {text!r}: the port must be 1-65535")
+    if host == "localhost":
+        return Endpoint("127.0.0.1", port)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if bind:
+            raise AddressError(f"{flag} {text!r}: bind to an IPv4 address (e.g. 0.0.0.0 or "
+                               "the address of one interface)") from None  # fmt: skip
+        if len(host) > MAX_HOST or not all(
+            part and part.replace("-", "").isalnum() for part in host.split(".")
+        ):
+            raise AddressError(f"{flag} {text!r}: {host!r} is not a host name") from None
+        return Endpoint(host.lower(), port)
+    if address.version != 4:
+        raise AddressError(f"{flag} {text!r}: an IPv4 address (Locust binds no IPv6)")
+    return Endpoint(str(address), port)
+
+
+def bind_problem(bind: Endpoint, allow_remote: bool) -> str | None:
+    """Why the master may not listen there: outside loopback without allow_remote. (`--yes`
+    is the CLI's to ask, as for targets.)"""
+    if bind.loopback or allow_remote:
+        return None
+    return (
+        f"--master-bind {bind}: outside loopback, other machines could drive this scenario's "
+        "load; set allow_remote: true in the scenario (and pass --yes) to listen there"
+    )
+
+
+def parse_wait(text: str, flag: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise AddressError(f"{flag} {text!r}: not a number of seconds") from None
+    if not 0 < seconds <= MAX_WAIT_S:
+        raise AddressError(f"{flag} {text}: between 0 and {MAX_WAIT_S:g} seconds")
+    return seconds
+
+
+# -- the orchestrator's side (loadtest.orchestrate) -------------------------------------
+
+
+def master_args(remote: RemoteWorkers) -> list[str]:
+    """The Locust master's arguments: listen there, wait (bounded) for the workers."""
+    return [
+        "--master", "--master-bind-host", remote.bind.host,
+        "--master-bind-port", str(remote.bind.port),
+        "--expect-workers", str(remote.expect),
+        "--expect-workers-max-wait", f"{remote.wait_s:g}",
+    ]  # fmt: skip
+
+
+_CONNECTED = re.compile(r"Waiting for workers to be ready, (\d+) of (\d+) connected")
+
+
+def not_connected(remote: RemoteWorkers, locust_log: str) -> str:
+    """The one line for a master whose workers did not all come: how many did (Locust
+    says so in its log after 5 s of waiting), and how to start them."""
+    counts = _CONNECTED.findall(locust_log)
+    came = f"only {counts[-1][0]} of {remote.expect}" if counts else f"not all {remote.expect}"
+    host = remote.bind.host if remote.bind.host != "0.0.0.0" else "THIS-HOST"
+    return (
+        f"{came} Locust workers connected to {remote.bind} within {remote.wait_s:g} s; "
+        f"start each with `maildrill worker --master {host}:{remote.bind.port}`"
+    )
+
+
+class WorkersFile:
+    """workers.json as the Locust master rewrites it (loadtest.worker_roll): each worker
+    newly lost, once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.reported: set[str] = set()
+        self.stamp: tuple[int, int] | None = None
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        try:
+            stat = self.path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            data = json.loads(self.path.read_text()) if stamp != self.stamp else None
+        except (OSError, ValueError):
+            return {}
+        self.stamp = stamp
+        workers = data.get("workers") if isinstance(data, dict) else None
+        return workers if isinstance(workers, dict) else {}
+
+    def newly_lost(self) -> list[dict[str, Any]]:
+        lost = []
+        for worker, state in self.read().items():
+            if not isinstance(state, dict) or worker in self.reported:
+                continue
+            if state.get("lost_at_s") is not None:
+                self.reported.add(worker)
+                lost.append({"worker": worker, "at_s": state["lost_at_s"],
+                             "why": state.get("why", "")})  # fmt: skip
+        return lost
+
+    def rows_missing(self) -> dict[str, int]:
+        """At the end: workers whose final count says rows never reached the master."""
+        self.stamp = None
+        return {
+            worker: int(state["rows_missing"])
+            for worker, state in self.read().items()
+            if isinstance(state, dict) and state.get("rows_missing")
+        }
