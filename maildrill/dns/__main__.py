@@ -19,26 +19,22 @@ import signal
 import sys
 from pathlib import Path
 
-from maildrill.dns.board import NAME, FaultBoard
+from maildrill.dns.board import FaultBoard
 from maildrill.dns.control import TOKEN_ENV, ControlServer, control_token
 from maildrill.dns.files import load_zones
-from maildrill.dns.query_log import FILE as QUERY_FILE
-from maildrill.dns.query_log import QueryLog
+from maildrill.dns.journals import keep_journals
 from maildrill.dns.server import DnsServer
 from maildrill.journal import CsvJournal
-from maildrill.paths import inside
-from maildrill.records import DnsQueryRecord, FaultRecord
 
 
 async def _serve(paths: list[Path], host: str, port: int, args: argparse.Namespace) -> None:
     authority = load_zones(paths)
     journals: list[CsvJournal] = []
     if args.journal_dir is not None:
-        faults = CsvJournal(inside(args.journal_dir, f"faults-{NAME}.csv"), FaultRecord)
-        queries = CsvJournal(inside(args.journal_dir, QUERY_FILE), DnsQueryRecord)
-        journals = [faults, queries]
-        authority.log = QueryLog(queries)
-    authority.board = FaultBoard(journals[0] if journals else None)
+        journals = keep_journals(authority, args.journal_dir)
+    else:
+        authority.board = FaultBoard(None)
+    assert authority.board is not None
     made = not os.environ.get(TOKEN_ENV)
     control = ControlServer(authority.board, control_token(), args.control_port)
     server = DnsServer(authority, host, port)

@@ -452,7 +452,10 @@ def parse_rrsets(key: Any, types: Any, where: str) -> dict[tuple[str, str], tupl
     dropped = [str(k).upper() for k in types if k not in given]
     if any(t not in RECORD_TYPES for t in dropped):
         raise ZoneError(f"{where}: {name}: {dropped} are not all record types maildrill serves")
-    records = _parse_owner(origin, name, given, DEFAULT_TTL) if len(given) > 1 else []
+    try:
+        records = _parse_owner(origin, name, given, DEFAULT_TTL) if len(given) > 1 else []
+    except ZoneError as exc:  # it says `zone PARENT: NAME ...`: the parent is no zone here
+        raise ZoneError(str(exc).replace(f"zone {origin}: ", f"{where}: ", 1)) from None
     sets: dict[tuple[str, str], tuple[Record, ...]] = {(name, t): () for t in dropped}
     for rtype in {r.rtype for r in records}:
         sets[(name, rtype)] = tuple(r for r in records if r.rtype == rtype)
