@@ -28,7 +28,7 @@ class FaultEvent(CheckedModel):
     model_config = ConfigDict(extra="allow")
 
     at: Seconds = Field(ge=0, description="seconds after the campaign start")
-    target: str = Field(description="a local server, or dns: the run's DNS server")
+    target: str = Field(description="a local server, or `dns`: the run's DNS server")
     kind: str = Field(description="a fault or behaviour kind, below; its parameters go alongside")
     duration: Seconds | None = Field(default=None, gt=0, description="seconds; none: to the end")
     probability: float = Field(

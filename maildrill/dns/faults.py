@@ -144,7 +144,7 @@ class LatencyParams(FaultParams):
 class Latency(DnsFault):
     kind = "latency"
     Params = LatencyParams
-    summary = "answer after `ms` milliseconds"
+    summary = "answer `ms` milliseconds late (UDP and TCP)"
 
     def decide(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Decision | None:
         assert isinstance(self.params, LatencyParams)
@@ -179,7 +179,10 @@ class RecordsParams(FaultParams):
 class Records(DnsFault):
     kind = "records"
     Params = RecordsParams
-    summary = "serve these record sets instead of the zone's, with their TTL"
+    summary = (
+        "serve `records` instead of the zone's sets: `{NAME: {TYPE: values, ttl: N}}`, "
+        "`TYPE: []` takes a set away (NODATA)"
+    )
 
     def __init__(self, params: FaultParams) -> None:
         super().__init__(params)
