@@ -35,11 +35,13 @@ from loadtest.scenario import Scenario
 from loadtest.sink_fleet import with_run_dns
 from loadtest.timeline import DnsServerFault, Planned, SentAhead, SinkFault, Timeline, plan
 from maildrill.dns.board import FaultBoard
+from maildrill.dns.control import ControlServer as DnsControl
 from maildrill.dns.files import load_zones
 from maildrill.dns.journals import keep_journals
 from maildrill.dns.server import DnsServer
 from maildrill.numbers import number_problem
 from sinks.config import FaultSpec, SinksFile
+from sinks.control import control_token
 from sinks.runner import serve
 
 # The furthest ahead --start-at may be: a sink process waiting longer is more likely a
@@ -178,6 +180,7 @@ class SinksRun:
         self.t0: float | None = start_at
         self.dns: tuple[str, int] | None = None  # the run's DNS server, with `dns:`
         self.board: FaultBoard | None = None  # its DNS faults
+        self.dns_control_port = 0  # their control API (the sinks' token)
 
     def not_played(self) -> list[Planned]:
         """Postfix faults: `maildrill sinks` starts no Postfix."""
@@ -211,15 +214,18 @@ class SinksRun:
             return await self._serve_sinks()
         authority = load_zones(paths)
         journals = keep_journals(authority, self.run_dir)
+        assert authority.board is not None
         self.board = authority.board
+        control = DnsControl(self.board, control_token())  # the sinks' token: one per run
         try:
             async with DnsServer(authority) as server:
                 self.dns = server.address
+                self.dns_control_port = await control.start()
                 self.config = with_run_dns(self.config, self.scenario, server.address)
                 return await self._serve_sinks()
         finally:
-            if self.board is not None:
-                self.board.close()
+            self.board.close()
+            await control.stop()
             for journal in journals:
                 journal.close()
 
@@ -267,7 +273,11 @@ class SinksRun:
         self.t0 = float(ready["t0"])
         self._schedule_dns(self.t0)
         if self.dns is not None:  # in the ready line, for the sender and its checks
-            ready["dns"] = {"host": self.dns[0], "port": self.dns[1]}
+            ready["dns"] = {
+                "host": self.dns[0],
+                "port": self.dns[1],
+                "control_port": self.dns_control_port,
+            }
             self.log.event("dns_ready", host=self.dns[0], port=self.dns[1])
             self.log.say(f"maildrill sinks: DNS served on {self.dns[0]}:{self.dns[1]}")
         write_scenario(self.raw, ready, self.run_dir / "scenario.yaml")
