@@ -225,7 +225,8 @@ class Drill:
             self.dns, self.dns_control = run_dns.address, run_dns.control
             assert self.scenario.dns is not None
             host, port = self.dns
-            self.log.event("dns_ready", host=host, port=port, zones=list(self.scenario.dns.zones))
+            self.log.event("dns_ready", host=host, port=port, zones=list(self.scenario.dns.zones),
+                           control=run_dns.control.base_url)  # fmt: skip
             self.say(f"DNS: {', '.join(self.scenario.dns.zones)} served on {host}:{port} "
                      "(UDP and TCP)")  # fmt: skip
 

@@ -14,6 +14,13 @@ over UDP (at most the query's EDNS payload, 512 bytes without EDNS; a larger ans
 out with TC set, and the client asks again over TCP) and TCP (RFC 7766: two-byte length
 prefix, several queries per connection). Input is bounded: a datagram over
 `MAX_QUERY_BYTES` is dropped, TCP connections are capped, idle ones closed.
+
+DNS faults (`maildrill.dns.faults`, on the `board` the authority may hold) change answers
+for names of its zones only (REFUSED stays REFUSED): `reply` asks the board which are in
+force as each query comes, answers SERVFAIL (not authoritative) or NXDOMAIN (with the SOA),
+serves a `records` fault's sets instead of the zone's, or says to send nothing or to send
+later; the servers carry that out (a later UDP reply is a timer: nothing else waits).
+Each query and its answer go to the query `log` (dns-queries.csv) when there is one.
 """
 
 from __future__ import annotations
