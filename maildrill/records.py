@@ -378,6 +378,7 @@ class DnsQueryRecord(Record):
     fault_id: str = field(metadata=text())  # the DNS faults that acted, space between
     transport: str = field(metadata=text())  # udp or tcp
     delay_ms: float = field(default=0.0, metadata=number())  # held back this long (latency)
+    peer: str = field(default="", metadata=text())  # the asker's address (an MTA's own)
 
 
 # Each kind of journal the analysis reads (the keys of loadtest.analysis.rundir's patterns).

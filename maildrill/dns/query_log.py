@@ -3,7 +3,8 @@
 What a later analysis needs to tell when each sender could have seen a DNS change: the
 moment of the query, the name and type, the answer's rcode (`none`: a `timeout` fault
 sent nothing), the records of the asked type (addresses, `PREF HOST` for MX) and their
-TTL (a negative answer's: the SOA's, RFC 2308), and which DNS faults acted. One row a
+TTL (a negative answer's: the SOA's, RFC 2308), which DNS faults acted, and who asked
+(the peer's address: each Postfix instance sends from its own). One row a
 line, flushed as written (`maildrill.journal.CsvJournal`), and bounded: after
 MAX_ROWS rows one last row says the rest went unjournaled (a resolver in a loop must not
 fill the disk).
@@ -39,6 +40,7 @@ class QueryLog:
         transport: str,
         acted: Sequence[str] = (),
         delay: float = 0.0,
+        peer: str = "",
     ) -> None:
         """One row for `query`: `response` None when none was sent (a timeout fault),
         `acted` the DNS faults that changed it, `delay` the seconds it was held back."""
@@ -49,7 +51,7 @@ class QueryLog:
         name = question.name.to_text(omit_final_dot=True).lower()
         rtype = dns.rdatatype.to_text(question.rdtype)
         if self.journal.rows == self.max_rows:
-            row = DnsQueryRecord(now, name, rtype, TRUNCATED, "", None, "", transport)
+            row = DnsQueryRecord(now, name, rtype, TRUNCATED, "", None, "", transport, peer=peer)
             self.journal.write(row)
             return
         answers = (
@@ -69,5 +71,6 @@ class QueryLog:
                 fault_id=" ".join(acted),
                 transport=transport,
                 delay_ms=round(delay * 1000.0, 3),
+                peer=peer,
             )
         )

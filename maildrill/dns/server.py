@@ -193,9 +193,10 @@ class Authority:
         limit (the answer is truncated with TC beyond it); None: TCP's 65535."""
         return self.reply(wire, max_size=max_size).wire
 
-    def reply(self, wire: bytes, *, max_size: int | None) -> Outcome:
+    def reply(self, wire: bytes, *, max_size: int | None, peer: str = "") -> Outcome:
         """`handle`'s reply with what the DNS faults in force did to it: held back
-        (`delay`), or not sent at all (`silent`); journaled in the query log."""
+        (`delay`), or not sent at all (`silent`); journaled in the query log with the
+        `peer` (the asker's address) that sent it."""
         if len(wire) > MAX_QUERY_BYTES:
             return Outcome()
         try:
@@ -209,7 +210,7 @@ class Authority:
         if self.log is not None:
             sent = None if outcome.silent else response
             transport = "tcp" if max_size is None else "udp"
-            self.log.write(query, sent, transport, outcome.acted, outcome.delay)
+            self.log.write(query, sent, transport, outcome.acted, outcome.delay, peer)
         if not outcome.silent:
             outcome.wire = self._encode(query, response, max_size)
         return outcome
@@ -265,7 +266,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        outcome = self.authority.reply(data, max_size=UDP_PAYLOAD_CAP)
+        outcome = self.authority.reply(data, max_size=UDP_PAYLOAD_CAP, peer=str(addr[0]))
         if outcome.wire is None or self.transport is None:
             return
         if outcome.delay > 0:  # a latency fault: the reply goes out later, nothing waits
@@ -365,13 +366,15 @@ class DnsServer:
                     await writer.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) else ""
         for _ in range(MAX_TCP_QUERIES):
             head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_S)
             (length,) = struct.unpack("!H", head)
             if length < 12 or length > MAX_QUERY_BYTES:
                 return
             wire = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_S)
-            outcome = self.authority.reply(wire, max_size=None)
+            outcome = self.authority.reply(wire, max_size=None, peer=peer)
             if outcome.silent:  # a timeout fault: this query is never answered
                 continue
             reply = outcome.wire

@@ -213,7 +213,10 @@ def test_timeout_sends_nothing_over_udp_or_tcp(server: Dns) -> None:
         server.control.call("DELETE", f"/faults/{fault.id}")
     assert ask(server, "mx2.shop.test", "A").rcode == "NOERROR"
     rows = server.rows("dns-queries.csv", fault.id)
-    assert [(r["rcode"], r["transport"]) for r in rows] == [("none", "udp"), ("none", "tcp")]
+    assert [(r["rcode"], r["transport"], r["peer"]) for r in rows] == [
+        ("none", "udp", "127.0.0.1"),
+        ("none", "tcp", "127.0.0.1"),
+    ]
 
 
 def test_latency_holds_the_answer_back(server: Dns) -> None:
