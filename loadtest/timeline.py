@@ -132,11 +132,12 @@ class Planned:
             return None
         if state == "pending":
             return None
+        server = "the DNS server" if isinstance(self.event, DnsServerFault) else "the sink"
         if state.startswith("failed: "):
-            return f"the sink could not start it: {state.removeprefix('failed: ')}"
+            return f"{server} could not start it: {state.removeprefix('failed: ')}"
         if state == "cancelled":
-            return "cancelled on the sink before its time"
-        return f"the sink says it is {state}"
+            return f"cancelled on {server} before its time"
+        return f"{server} says it is {state}"
 
     def record(self) -> dict[str, Any]:
         e = self.event

@@ -66,6 +66,9 @@ def test_each_kind_validates_and_is_planned_as_sent_ahead() -> None:
         "start_at": 1234.5,
     }
     assert dns[1].probability == 0.5
+    first = timeline.sent_ahead()[0]
+    first.scheduled("dns-servfail-1", 0.0)
+    assert first.settle("failed: boom", None) == "the DNS server could not start it: boom"
 
 
 @pytest.mark.parametrize(
