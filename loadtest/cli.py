@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import sinks.cli
 from loadtest import limits
 from loadtest.analysis import junit, view
+from loadtest.analysis.dns_windows import ONSET_SOURCE as DNS_ONSET
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import JournalProblems, Summary
 from loadtest.capacity.search import SearchSettings
@@ -385,6 +386,12 @@ def _print_summary(result: Summary, run_dir: Path) -> None:
                 f"fault {f.kind} on {f.target} at {f.onset_s:.2f} s: first receipt elsewhere "
                 f"after {f.failover_s} s, first receipt back after {f.failback_s} s, "
                 f"longest gap {f.longest_gap_s} s (per server: {gaps})"
+            )
+            continue
+        if f.onset_source == DNS_ONSET:  # no server is its target: what the mail did
+            print(
+                f"fault {f.kind} on {f.target} at {f.onset_s:.2f} s (the run's DNS server): "
+                f"recovery {f.recovery_s} s, longest gap {f.longest_gap_s} s"
             )
             continue
         print(

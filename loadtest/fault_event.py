@@ -17,6 +17,9 @@ from maildrill.numbers import CheckedModel, Seconds
 EXCLUSIVE_KINDS = frozenset({"down", "hang", "busy", "flap", "mta-stop", "mta-abort"})
 # Faults of a Postfix instance under test, carried out by maildrill with `postfix -c DIR`.
 MTA_KINDS = frozenset({"mta-stop", "mta-abort"})
+# The target that names the run's DNS server (the scenario's `dns:`), not a server: its
+# faults are maildrill.dns.faults' kinds, its journal faults-dns.csv.
+DNS_TARGET = "dns"
 
 
 class FaultEvent(CheckedModel):
@@ -25,7 +28,7 @@ class FaultEvent(CheckedModel):
     model_config = ConfigDict(extra="allow")
 
     at: Seconds = Field(ge=0, description="seconds after the campaign start")
-    target: str = Field(description="a local server")
+    target: str = Field(description="a local server, or `dns`: the run's DNS server")
     kind: str = Field(description="a fault or behaviour kind, below; its parameters go alongside")
     duration: Seconds | None = Field(default=None, gt=0, description="seconds; none: to the end")
     probability: float = Field(

@@ -36,6 +36,7 @@ from loadtest import limits, preflight
 from loadtest.analysis.rundir import journal_manifest
 from loadtest.distributed import RemoteWorkers, WorkersFile, master_args, not_connected
 from loadtest.dns_run import start_dns
+from loadtest.fault_event import DNS_TARGET
 from loadtest.mta_fleet import MtaFleet
 from loadtest.overrides import apply_set
 from loadtest.postfix import PostfixError
@@ -44,10 +45,18 @@ from loadtest.runlog import RunLog, SetupError
 from loadtest.scenario import Scenario, ScenarioError, parse_scenario, read_yaml
 from loadtest.sink_fleet import READY_TIMEOUT_S, Address, SinkFleet, preset_addresses
 from loadtest.supervise import Child, Supervisor, free_port
-from loadtest.timeline import MtaRestart, MtaStop, Planned, SinkFault, Timeline, plan
+from loadtest.timeline import (
+    DnsServerFault,
+    MtaRestart,
+    MtaStop,
+    Planned,
+    SinkFault,
+    Timeline,
+    plan,
+)
 from loadtest.worker_roll import WORKERS_FILE
 from sinks.control import TOKEN_ENV
-from sinks.control_client import ControlError, ControlRefused
+from sinks.control_client import ActiveFault, ControlClient, ControlError, ControlRefused
 
 __all__ = [
     "Drill",
@@ -125,11 +134,13 @@ class Drill:
         self.out = out
         self.log = RunLog(out)
         self.children = Supervisor(run_dir)
-        token = secrets.token_urlsafe(18)  # this run's control token for the sinks
+        token = secrets.token_urlsafe(18)  # this run's control token: sinks, DNS server
+        self.token = token
         self.sinks = SinkFleet(scenario, run_dir, self.children, token, redact)
         self.mtas = MtaFleet(scenario, run_dir, self.log, self.children)
         self.addresses: dict[str, Address] = {}  # where each server listens, once known
         self.dns: Address | None = None  # the run's DNS server, with a `dns:` section
+        self.dns_control: ControlClient | None = None  # its control API (DNS faults)
         self.interrupted: str | None = None
         # Why the run was stopped early: a scheduled fault that did not start.
         self.aborted: str | None = None
@@ -207,12 +218,15 @@ class Drill:
         """The scenario's zones served (loadtest.dns_run), before anything that looks up."""
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         published = self.mtas.make_keys()  # the MTAs' DKIM keys, in the zone they sign for
-        self.dns = start_dns(self.scenario, self.run_dir, self.children,
-                             stopping=lambda: bool(self.interrupted), txt=published)  # fmt: skip
-        if self.dns is not None:
+        run_dns = start_dns(self.scenario, self.run_dir, self.children,
+                            stopping=lambda: bool(self.interrupted), txt=published,
+                            token=self.token)  # fmt: skip
+        if run_dns is not None:
+            self.dns, self.dns_control = run_dns.address, run_dns.control
             assert self.scenario.dns is not None
             host, port = self.dns
-            self.log.event("dns_ready", host=host, port=port, zones=list(self.scenario.dns.zones))
+            self.log.event("dns_ready", host=host, port=port, zones=list(self.scenario.dns.zones),
+                           control=run_dns.control.base_url)  # fmt: skip
             self.say(f"DNS: {', '.join(self.scenario.dns.zones)} served on {host}:{port} "
                      "(UDP and TCP)")  # fmt: skip
 
@@ -350,21 +364,27 @@ class Drill:
         self.timeline = plan(self.scenario)
 
     def _send_sink_faults(self) -> None:
-        """Every fault of a sink, ahead, with its epoch start: the sink keeps the time."""
+        """Every fault of a sink or the DNS server, ahead, with its epoch start: the server
+        keeps the time."""
         if self.t0 is None:
             return
-        for planned in self.timeline.sink_faults():
+        for planned in self.timeline.sent_ahead():
             event = planned.event
-            assert isinstance(event, SinkFault)
+            start_at = self.t0 + event.at
+            what = "the DNS server" if isinstance(event, DnsServerFault) else "the sink"
+            control = self._control(event.target)
             try:
-                active = self.sinks.controls[event.target].start_fault(
-                    event.spec, start_at=self.t0 + event.at
-                )
+                if isinstance(event, DnsServerFault):  # the sinks' API, the DNS server's kinds
+                    body = event.request(start_at)
+                    active = ActiveFault.from_json(control.call("POST", "/faults", body))
+                else:
+                    assert isinstance(event, SinkFault)
+                    active = control.start_fault(event.spec, start_at=start_at)
             except ControlRefused as exc:
-                self._fault_failed(planned, f"the sink refused it: {exc}")
+                self._fault_failed(planned, f"{what} refused it: {exc}")
                 return
             except ControlError as exc:
-                self._fault_failed(planned, f"the sink's control API did not answer: {exc}")
+                self._fault_failed(planned, f"{what}'s control API did not answer: {exc}")
                 return
             planned.scheduled(active.id, time.time())
             self.log.event("fault_scheduled", target=event.target, kind=event.kind,
@@ -413,9 +433,9 @@ class Drill:
                 continue
             planned.asked_at = now
             try:
-                fault = self.sinks.controls[event.target].fault(planned.fault_id)
+                fault = self._control(event.target).fault(planned.fault_id)
             except ControlError as exc:
-                self._fault_failed(planned, f"the sink's control API did not answer: {exc}")
+                self._fault_failed(planned, f"its control API did not answer: {exc}")
                 continue
             why = planned.settle(fault.state, fault.started)
             if why is None and planned.done:
@@ -429,17 +449,23 @@ class Drill:
         """The load is over: faults still pending on the sinks must not fire during the
         drain (a down then would strand a backup MX's queue). Cancelled, and failed as
         never started (below) when the run was meant to reach them."""
-        for planned in self.timeline.sink_faults():
+        for planned in self.timeline.sent_ahead():
             if planned.fault_id is None or planned.done or planned.failed:
                 continue
             event = planned.event
             try:
-                fault = self.sinks.controls[event.target].stop_fault(planned.fault_id)
+                fault = self._control(event.target).stop_fault(planned.fault_id)
             except ControlError:
                 continue
             if fault.started is not None:  # it started just before the cancel: it did start
                 planned.settle(fault.state, fault.started)
                 self._log_started(planned)
+
+    def _control(self, target: str) -> ControlClient:
+        """The control API a fault sent ahead goes to: its sink's, or the DNS server's."""
+        if target == DNS_TARGET and self.dns_control is not None:
+            return self.dns_control
+        return self.sinks.controls[target]
 
     def _log_started(self, planned: Planned) -> None:
         event = planned.event

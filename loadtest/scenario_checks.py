@@ -23,8 +23,9 @@ from loadtest.analysis.slo import parse_slo
 from loadtest.analysis.summary_model import stream_metric
 from loadtest.campaign_spec import CampaignSpec
 from loadtest.dkim_keys import publishing_problem, signers
+from loadtest.dns_fault_checks import dns_fault_runnable
 from loadtest.dns_spec import DnsSpec
-from loadtest.fault_event import EXCLUSIVE_KINDS, MTA_KINDS, FaultEvent
+from loadtest.fault_event import DNS_TARGET, EXCLUSIVE_KINDS, MTA_KINDS, FaultEvent
 from loadtest.mta_identity import shared_source
 from loadtest.postfix import setting_problem
 from loadtest.routing_spec import RoutingSpec
@@ -61,6 +62,11 @@ def server_names_unique(scenario: Parts) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"servers: names must be unique; repeated: {', '.join(dupes)}")
+    if scenario.dns is not None and DNS_TARGET in names:
+        raise ValueError(
+            f"servers: {DNS_TARGET!r} names the run's DNS server in a scenario with dns: "
+            "(its faults and journals); call the server something else"
+        )
 
 
 def routes_name_servers(scenario: Parts) -> None:
@@ -86,7 +92,7 @@ def faults_runnable(scenario: Parts) -> None:
 
 
 def _check_fault(scenario: Parts, i: int, fault: FaultEvent, known: set[str]) -> None:
-    if fault.target not in known:
+    if fault.target not in known and fault.target != DNS_TARGET:
         raise ValueError(f"faults[{i}].target: unknown server {fault.target!r}")
     schedule_s = scenario.campaign.build_schedule().duration_s
     if fault.at >= schedule_s:
@@ -99,6 +105,9 @@ def _check_fault(scenario: Parts, i: int, fault: FaultEvent, known: set[str]) ->
             f"faults[{i}]: at + duration is {fault.at + (fault.duration or 0):g} s, more "
             f"than the limit of {MAX_DURATION_S} s (7 days)"
         )
+    if fault.target == DNS_TARGET:
+        dns_fault_runnable(scenario.dns, i, fault)
+        return
     target = scenario.server(fault.target)
     if target.postfix is not None:
         if fault.kind not in MTA_KINDS:

@@ -20,6 +20,7 @@ from loadtest.fault_event import FaultEvent
 from loadtest.routing_spec import CircuitSpec, RetrySpec, RoutingSpec, StreamRoute, TimeoutSpec
 from loadtest.scenario import Scenario
 from loadtest.server_spec import DkimSpec, PostfixSpec, ServerSpec, SinkSpec, SinkVerifySpec
+from maildrill.dns.faults import KINDS as DNS_KINDS
 from maildrill.numbers import AtMost
 from sinks.effects import EFFECTS, PROXY_EFFECTS
 
@@ -122,6 +123,15 @@ def render() -> str:
         "| kind | what it does |",
         "|---|---|",
         *[f"| `{name}` | {cls.summary} |" for name, cls in sorted(PROXY_EFFECTS.items())],
+        "",
+        "### DNS fault kinds (`target: dns`: the run's DNS server, with `dns:`)",
+        "",
+        "| kind | what it does |",
+        "|---|---|",
+        *[f"| `{name}` | {cls.summary} |" for name, cls in sorted(DNS_KINDS.items())],
+        "",
+        "Each but `records` applies to `names` (absolute names the zones serve; none: all) "
+        "and `types` (record types; none: all).",
         "",
         '### SLO metrics (`slo: ["metric <op> number"]`, op one of <= >= == < >)',
         "",

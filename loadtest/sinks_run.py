@@ -4,7 +4,9 @@ scenario's sink faults on time, and a run directory `maildrill report` reads.
 Another sender (a user's own platform) sends to the sinks while the faults happen. The
 timeline starts when every sink listens, or at `--start-at` (epoch seconds or ISO-8601);
 each fault goes to its sink ahead, with its epoch start, and the sink starts and ends it
-on its own clock (`sinks.host`). Postfix faults are not played: `maildrill sinks` starts
+on its own clock (`sinks.host`); a DNS fault (`target: dns`) goes to the run's DNS
+server, served in this process, which plays it on the same clock (`maildrill.dns.board`)
+and journals it in faults-dns.csv. Postfix faults are not played: `maildrill sinks` starts
 no Postfix.
 
 The directory (docs/run-directory.md, "A run without the sender's journal"): the sinks'
@@ -31,11 +33,15 @@ from loadtest.orchestrate import redact
 from loadtest.runlog import RunLog
 from loadtest.scenario import Scenario
 from loadtest.sink_fleet import with_run_dns
-from loadtest.timeline import Planned, SinkFault, Timeline, plan
+from loadtest.timeline import DnsServerFault, Planned, SentAhead, SinkFault, Timeline, plan
+from maildrill.dns.board import FaultBoard
+from maildrill.dns.control import ControlServer as DnsControl
 from maildrill.dns.files import load_zones
+from maildrill.dns.journals import keep_journals
 from maildrill.dns.server import DnsServer
 from maildrill.numbers import number_problem
 from sinks.config import FaultSpec, SinksFile
+from sinks.control import control_token
 from sinks.runner import serve
 
 # The furthest ahead --start-at may be: a sink process waiting longer is more likely a
@@ -103,7 +109,7 @@ def harness(
     sink's fault did not start: stopped before its time (`interrupted_by` the signal), or
     failed (`aborted_by`); and when a sink died, which stopped them all (`sink_deaths`):
     the sender's mail was refused from then on."""
-    faults = timeline.sink_faults()
+    faults = timeline.sent_ahead()
     failed = next((p for p in faults if p.failed), None)
     early = any(not p.done and not p.failed for p in faults)
     died = final.get("errors", [])
@@ -173,10 +179,12 @@ class SinksRun:
         self.timeline = plan(scenario)
         self.t0: float | None = start_at
         self.dns: tuple[str, int] | None = None  # the run's DNS server, with `dns:`
+        self.board: FaultBoard | None = None  # its DNS faults
+        self.dns_control_port = 0  # their control API (the sinks' token)
 
     def not_played(self) -> list[Planned]:
         """Postfix faults: `maildrill sinks` starts no Postfix."""
-        return [p for p in self.timeline.entries if not isinstance(p.event, SinkFault)]
+        return [p for p in self.timeline.entries if not isinstance(p.event, SentAhead)]
 
     def run(self) -> dict[str, Any]:
         """Serve until SIGINT or SIGTERM; returns harness.json as written. OSError when a
@@ -188,6 +196,7 @@ class SinksRun:
                          "maildrill sinks starts no Postfix (use maildrill run)")  # fmt: skip
         final = asyncio.run(self._serve())
         settle(self.timeline, final.get("timeline", []))
+        self._settle_dns()
         self.log.event("stopped", signal=final.get("stopped_by"))
         t0 = self.t0 if self.t0 is not None else time.time()
         record = harness(self.timeline, t0, final, self.log, self.run_dir)
@@ -203,10 +212,52 @@ class SinksRun:
         paths = write_run_zones(self.scenario, self.run_dir)
         if not paths:
             return await self._serve_sinks()
-        async with DnsServer(load_zones(paths)) as server:
-            self.dns = server.address
-            self.config = with_run_dns(self.config, self.scenario, server.address)
-            return await self._serve_sinks()
+        authority = load_zones(paths)
+        journals = keep_journals(authority, self.run_dir)
+        assert authority.board is not None
+        self.board = authority.board
+        control = DnsControl(self.board, control_token())  # the sinks' token: one per run
+        try:
+            async with DnsServer(authority) as server:
+                self.dns = server.address
+                self.dns_control_port = await control.start()
+                self.config = with_run_dns(self.config, self.scenario, server.address)
+                return await self._serve_sinks()
+        finally:
+            self.board.close()
+            await control.stop()
+            for journal in journals:
+                journal.close()
+
+    def _schedule_dns(self, t0: float) -> None:
+        """Each DNS fault on the DNS server's board, with its epoch start."""
+        for planned in self.timeline.sent_ahead():
+            event = planned.event
+            if not isinstance(event, DnsServerFault) or self.board is None:
+                continue
+            try:
+                active = self.board.add(
+                    event.kind,
+                    event.params,
+                    probability=event.probability,
+                    duration=event.duration,
+                    start_at=t0 + event.at,
+                )
+            except ValueError as exc:  # checked with the scenario: not expected
+                planned.status = f"failed: the DNS server refused it: {exc}"
+                continue
+            planned.scheduled(active.id, time.time())
+
+    def _settle_dns(self) -> None:
+        """Each DNS fault as the board tells at the end: started, or not (yet)."""
+        for planned in self.timeline.sent_ahead():
+            if not isinstance(planned.event, DnsServerFault) or planned.fault_id is None:
+                continue
+            active = self.board.fault(planned.fault_id) if self.board else None
+            if active is not None:
+                why = planned.settle(active.state, active.onset)
+                if why is not None:
+                    planned.status = f"failed: {why}"
 
     async def _serve_sinks(self) -> dict[str, Any]:
         return await serve(
@@ -220,8 +271,13 @@ class SinksRun:
     def _ready(self, ready: dict[str, Any]) -> None:
         """Every sink listens and holds its faults: scenario.yaml, and the lines to read."""
         self.t0 = float(ready["t0"])
+        self._schedule_dns(self.t0)
         if self.dns is not None:  # in the ready line, for the sender and its checks
-            ready["dns"] = {"host": self.dns[0], "port": self.dns[1]}
+            ready["dns"] = {
+                "host": self.dns[0],
+                "port": self.dns[1],
+                "control_port": self.dns_control_port,
+            }
             self.log.event("dns_ready", host=self.dns[0], port=self.dns[1])
             self.log.say(f"maildrill sinks: DNS served on {self.dns[0]}:{self.dns[1]}")
         write_scenario(self.raw, ready, self.run_dir / "scenario.yaml")

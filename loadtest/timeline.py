@@ -5,10 +5,12 @@ processes, no clock. The drill (`loadtest.orchestrate`) and `maildrill sinks`
 (`loadtest.sinks_run`) carry the events out and tell the timeline how it went; the harness
 record and the progress line read it back.
 
-Three kinds of event:
+Four kinds of event:
 - SinkFault: sent ahead to a maildrill sink or proxy, once t0 is known, carried as the
   `FaultSpec` the sink validates with its epoch start (t0 + at): the sink starts and ends
   it on its own clock, then says when it started (`settle`);
+- DnsServerFault (`target: dns`): sent ahead the same way to the run's DNS server
+  (`maildrill.dns.control`, the same requests and answers as a sink's control API);
 - MtaStop: `postfix stop` / `postfix abort` of a Postfix instance under test;
 - MtaRestart: `postfix start` of that instance after the stop's duration, a real outage
   that ends. Planned from the start, it is due only once its stop was carried out.
@@ -17,10 +19,10 @@ Three kinds of event:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from loadtest.fault_event import FaultEvent
+from loadtest.fault_event import DNS_TARGET, FaultEvent
 from loadtest.scenario import Scenario
 from sinks.config import FaultSpec
 from sinks.effects import kinds_for
@@ -67,7 +69,33 @@ class MtaRestart:
     duration: ClassVar[None] = None
 
 
-Event = SinkFault | MtaStop | MtaRestart
+@dataclass(frozen=True)
+class DnsServerFault:
+    """A fault of the run's DNS server (`maildrill.dns.faults`), as its control API takes
+    it: `kind`, its parameters, `duration` and `probability` in `body`."""
+
+    at: float
+    kind: str
+    duration: float | None
+    body: dict[str, Any] = field(hash=False)
+    target: ClassVar[str] = DNS_TARGET
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The kind's own parameters (names, types, ms, records)."""
+        return {k: v for k, v in self.body.items() if k not in ("kind", "probability", "duration")}
+
+    @property
+    def probability(self) -> float:
+        return float(self.body.get("probability", 1.0))
+
+    def request(self, start_at: float) -> dict[str, Any]:
+        """The POST /faults body that schedules it at `start_at` (epoch seconds)."""
+        return {**self.body, "start_at": start_at}
+
+
+Event = SinkFault | DnsServerFault | MtaStop | MtaRestart
+SentAhead = (SinkFault, DnsServerFault)  # started and ended on their server's own clock
 
 
 @dataclass
@@ -104,11 +132,12 @@ class Planned:
             return None
         if state == "pending":
             return None
+        server = "the DNS server" if isinstance(self.event, DnsServerFault) else "the sink"
         if state.startswith("failed: "):
-            return f"the sink could not start it: {state.removeprefix('failed: ')}"
+            return f"{server} could not start it: {state.removeprefix('failed: ')}"
         if state == "cancelled":
-            return "cancelled on the sink before its time"
-        return f"the sink says it is {state}"
+            return f"cancelled on {server} before its time"
+        return f"{server} says it is {state}"
 
     def record(self) -> dict[str, Any]:
         e = self.event
@@ -131,13 +160,17 @@ class Timeline:
         """The faults sent ahead to sinks, in order."""
         return [p for p in self.entries if isinstance(p.event, SinkFault)]
 
+    def sent_ahead(self) -> list[Planned]:
+        """The faults sent ahead to a sink or the DNS server, in order."""
+        return [p for p in self.entries if isinstance(p.event, SentAhead)]
+
     def due(self, elapsed: float) -> Iterator[Planned]:
         """The MTA events (a sink's faults are sent ahead) not yet tried whose time has
         come, in order; a restart only once its stop was carried out. Lazy: what the
         caller does to one counts for the next."""
         for planned in self.entries:
             event = planned.event
-            if isinstance(event, SinkFault):
+            if isinstance(event, SentAhead):
                 continue
             if planned.sent_at is not None or elapsed < event.at:
                 continue
@@ -146,10 +179,10 @@ class Timeline:
             yield planned
 
     def unsettled(self, elapsed: float) -> list[Planned]:
-        """A sink's faults sent ahead, due by now, whose start the sink has not confirmed."""
+        """Faults sent ahead, due by now, whose start their server has not confirmed."""
         return [
             p
-            for p in self.sink_faults()
+            for p in self.sent_ahead()
             if p.fault_id is not None and not p.done and not p.failed and elapsed >= p.event.at
         ]
 
@@ -191,6 +224,9 @@ def plan(scenario: Scenario) -> Timeline:
     events: list[Event] = []
     restarts = 0
     for fault in faults:
+        if fault.target == DNS_TARGET:
+            events.append(DnsServerFault(fault.at, fault.kind, fault.duration, fault.body()))
+            continue
         server = scenario.server(fault.target)
         if server.postfix is None:
             events.append(SinkFault(fault.at, fault.target, _spec(fault, server.mode)))

@@ -363,6 +363,24 @@ class MtaQueueRecord(Record):
     rcpts: str = field(default="", metadata=text())
 
 
+@dataclass(frozen=True, slots=True)
+class DnsQueryRecord(Record):
+    """dns-queries.csv: one question the run's DNS server answered, or chose not to
+    (maildrill.dns): what a sender's resolver was told, and when, so an analysis can tell
+    when each answer changed and how long a TTL let a sender keep the old one."""
+
+    time: float = field(metadata=epoch(required=True))  # when the query came
+    name: str = field(metadata=text(required=True))  # asked, lower case, no final dot
+    type: str = field(metadata=text(required=True))  # A, MX, ...
+    rcode: str = field(metadata=text(required=True))  # NOERROR, NXDOMAIN, ...; none: no answer
+    answers: str = field(metadata=text())  # the asked type's records, `;` between
+    ttl: int | None = field(metadata=number())  # theirs, or the negative answer's; None: none
+    fault_id: str = field(metadata=text())  # the DNS faults that acted, space between
+    transport: str = field(metadata=text())  # udp or tcp
+    delay_ms: float = field(default=0.0, metadata=number())  # held back this long (latency)
+    peer: str = field(default="", metadata=text())  # the asker's address (an MTA's own)
+
+
 # Each kind of journal the analysis reads (the keys of loadtest.analysis.rundir's patterns).
 RECORDS: dict[str, type[Record]] = {
     "attempts": AttemptRecord,

@@ -32,6 +32,8 @@ from loadtest.analysis.rundir import (
     read_scenario,
 )
 from loadtest.analysis.summary_model import Harness, Preflight
+from loadtest.dns_run import ZONE_DIR
+from loadtest.fault_event import DNS_TARGET
 from loadtest.scenario import Scenario
 from maildrill.inputs import describe_errors
 
@@ -144,6 +146,8 @@ SERVER_JOURNALS = re.compile(r"^(?:receipts|refusals|faults|proxy)-(.+?)(?:-w[0-
 
 def _journal_servers(path: Path) -> tuple[str, ...]:
     names = {m[1] for f in path.glob("*.csv") if (m := SERVER_JOURNALS.match(f.name))}
+    if (path / ZONE_DIR).is_dir():  # the run served DNS: faults-dns.csv is its server's
+        names.discard(DNS_TARGET)  # (a scenario with dns: has no server of that name)
     return tuple(sorted(names))
 
 

@@ -21,6 +21,7 @@ from loadtest.analysis import (
     bounces,
     capacity,
     delivery,
+    dns_windows,
     downstream,
     failover,
     fault_windows,
@@ -40,6 +41,7 @@ from loadtest.analysis.journals import Damage
 from loadtest.analysis.loaded import RunDir
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import (
+    Failover,
     JournalProblems,
     MissingLines,
     Received,
@@ -77,6 +79,14 @@ def summarise(run: RunDir) -> Summary:
     t0 = run.t0
     end = float(attempts["end"].max()) if len(attempts) else t0
     windows = fault_windows.fault_windows(journals.faults)
+    dns_served = scenario is not None and scenario.dns is not None
+
+    def measured(window: fault_windows.FaultWindow, figures: Failover) -> Failover:
+        """A DNS fault's window: its figures about a target server cleared."""
+        if dns_windows.is_dns_window(window.target, dns_served):
+            return dns_windows.as_dns_fault(figures)
+        return figures
+
     if scenario is not None:
         # Servers maildrill does not own keep no faults journal: infer their trouble.
         foreign = {s.name for s in scenario.servers if not s.local and s.postfix is None}
@@ -98,7 +108,9 @@ def summarise(run: RunDir) -> Summary:
         per_recipient = recipients.count(
             per, attempts, receipts, journals.mta_queue, run_id, unobserved, released, refused
         )
-        failovers = [failover.analyse(w, attempts, per, run.probes, t0, end) for w in windows]
+        failovers = [
+            measured(w, failover.analyse(w, attempts, per, run.probes, t0, end)) for w in windows
+        ]
         no_probes = run.probes.iloc[:0]  # probes carry no stream: no monitor timings per stream
         by_stream = streams.summarise(
             attempts,
@@ -111,7 +123,9 @@ def summarise(run: RunDir) -> Summary:
                 frame, n, run_id, stuck, unobserved, released, refused, unsent
             ),
             windows,
-            lambda w, frame, messages: failover.analyse(w, frame, messages, no_probes, t0, end),
+            lambda w, frame, messages: measured(
+                w, failover.analyse(w, frame, messages, no_probes, t0, end)
+            ),
         )
     else:
         # Another sender, no attempts: the messages and the faults from the receipts alone
@@ -123,7 +137,9 @@ def summarise(run: RunDir) -> Summary:
         sink_side = received.summarise(frame, names, t0)
         counts = received.messages(sink_side)
         per_recipient = Recipients()
-        failovers = [received.analyse(w, frame, names, run.probes, t0, end) for w in windows]
+        failovers = [
+            measured(w, received.analyse(w, frame, names, run.probes, t0, end)) for w in windows
+        ]
         by_stream = {}  # receipts carry no stream: `streams` needs the sender's journal
     mtas = {s.name for s in scenario.servers if s.postfix is not None} if scenario else set()
     rules = scenario.slo if scenario else []

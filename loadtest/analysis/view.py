@@ -374,7 +374,7 @@ def failovers(summary: Summary) -> Table:
     monitored = any(getattr(f, k) is not None for f in summary.failovers for k in MONITOR_KEYS)
     for f in summary.failovers:
         added = f.added_latency_ms
-        mark = "" if f.onset_source == "sink journal" else " *"
+        mark = " *" if f.onset_source == "first failed attempt" else ""
         inferred = inferred or bool(mark)
         rows.append([
             f.target, f.kind, num(f.onset_s) + mark, num(f.cleared_s),

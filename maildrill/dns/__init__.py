@@ -21,6 +21,16 @@ The API (stable names; each module's docstring says more):
   records `"PREF HOST"`, `Lookup.mx() -> tuple[MxRecord(preference, host), ...]`.
 - `maildrill.dns.files`: `write_zones(zones, directory) -> list[Path]` (one
   `ORIGIN.zone` master file each), `load_zones(paths) -> Authority`.
-- `python -m maildrill.dns ZONEFILE...`: serves master files on 127.0.0.1, port 0 (or
-  `--port`), prints one ready line `{"dns": {"host": H, "port": P}}`, stops on SIGTERM.
+- `maildrill.dns.faults`: the DNS fault kinds, one `DnsFault` subclass each (`KINDS`:
+  servfail, nxdomain, timeout, latency, records), `build(kind, params)`.
+- `maildrill.dns.board`: `FaultBoard(journal)` holds them by id on the server's clock
+  (`add(kind, params, probability=, duration=, start_at=)`, `remove(id)`, `fault(id)`),
+  journaling faults-dns.csv (`FaultRecord`, `sink: dns`).
+- `maildrill.dns.control`: the control API (a sink's requests and token) on 127.0.0.1.
+- `maildrill.dns.query_log`: `QueryLog(journal)`, dns-queries.csv (`DnsQueryRecord`).
+- `maildrill.dns.journals`: `keep_journals(authority, directory)` attaches both.
+- `python -m maildrill.dns ZONEFILE... [--journal-dir DIR] [--control-port P]`: serves
+  master files on 127.0.0.1, port 0 (or `--port`), prints one ready line `{"dns": {"host":
+  H, "port": P, "control_port": C}}` (and `token` when MAILDRILL_CONTROL_TOKEN gave none),
+  stops on SIGTERM.
 """

@@ -14,6 +14,13 @@ over UDP (at most the query's EDNS payload, 512 bytes without EDNS; a larger ans
 out with TC set, and the client asks again over TCP) and TCP (RFC 7766: two-byte length
 prefix, several queries per connection). Input is bounded: a datagram over
 `MAX_QUERY_BYTES` is dropped, TCP connections are capped, idle ones closed.
+
+DNS faults (`maildrill.dns.faults`, on the `board` the authority may hold) change answers
+for names of its zones only (REFUSED stays REFUSED): `reply` asks the board which are in
+force as each query comes, answers SERVFAIL (not authoritative) or NXDOMAIN (with the SOA),
+serves a `records` fault's sets instead of the zone's, or says to send nothing or to send
+later; the servers carry that out (a later UDP reply is a timer: nothing else waits).
+Each query and its answer go to the query `log` (dns-queries.csv) when there is one.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import contextlib
 import socket
 import struct
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import cast
 
 import dns.exception
@@ -37,6 +45,9 @@ import dns.rdatatype
 import dns.rrset
 import dns.zone
 
+from maildrill.dns.board import ActiveDnsFault, FaultBoard
+from maildrill.dns.faults import Hold, Silence
+from maildrill.dns.query_log import QueryLog
 from maildrill.netaddr import is_loopback
 
 MAX_QUERY_BYTES = 4096  # a query is one question: anything larger is not one
@@ -54,8 +65,15 @@ _IN = dns.rdataclass.IN
 class Authority:
     """The zones, and the answer to a query from them: pure, no sockets."""
 
-    def __init__(self, zones: Iterable[dns.zone.Zone]) -> None:
+    def __init__(
+        self,
+        zones: Iterable[dns.zone.Zone],
+        board: FaultBoard | None = None,
+        log: QueryLog | None = None,
+    ) -> None:
         self.zones = {zone.origin: zone for zone in zones if zone.origin is not None}
+        self.board = board  # DNS faults (maildrill.dns.board): none, none ever apply
+        self.log = log  # the query journal (dns-queries.csv), when the run keeps one
         # Every name in a zone and each of its ancestors up to the origin: a name without
         # a node of its own that is among these is an empty non-terminal (NODATA).
         self._exists: set[dns.name.Name] = set()
@@ -79,6 +97,10 @@ class Authority:
         return best
 
     def respond(self, query: dns.message.Message) -> dns.message.Message:
+        """The answer from the zones alone, no fault in force."""
+        return self._respond(query, Outcome())
+
+    def _respond(self, query: dns.message.Message, outcome: Outcome) -> dns.message.Message:
         response = dns.message.make_response(query, our_payload=UDP_PAYLOAD_CAP)
         response.flags &= ~dns.flags.RA
         if query.opcode() != dns.opcode.QUERY:
@@ -92,8 +114,27 @@ class Authority:
         if question.rdclass != _IN or zone is None:
             response.set_rcode(dns.rcode.REFUSED)
             return response
+        if outcome.faults:  # only names of our zones: REFUSED stays REFUSED
+            assert self.board is not None
+            decisions, outcome.acted = self.board.decide(
+                question.name, question.rdtype, outcome.faults
+            )
+            for decision in decisions:
+                if isinstance(decision, Hold):
+                    outcome.delay += decision.seconds
+                elif isinstance(decision, Silence):
+                    outcome.silent = True
+                    return response
+                elif decision.code != dns.rcode.NXDOMAIN:  # SERVFAIL: not authoritative
+                    response.set_rcode(decision.code)
+                    return response
+                else:
+                    response.flags |= dns.flags.AA
+                    response.set_rcode(decision.code)
+                    self._negative(response, zone)
+                    return response
         response.flags |= dns.flags.AA
-        self._answer(response, zone, question.name, question.rdtype)
+        self._answer(response, zone, question.name, question.rdtype, outcome)
         return response
 
     def _answer(
@@ -102,8 +143,18 @@ class Authority:
         zone: dns.zone.Zone,
         name: dns.name.Name,
         rdtype: dns.rdatatype.RdataType,
+        outcome: Outcome,
     ) -> None:
+        overlay = self.board.overlay(outcome.faults) if outcome.faults and self.board else {}
         for _ in range(MAX_CNAME_HOPS):
+            if (name, rdtype) in overlay:  # a `records` fault's set; empty: taken away
+                rdataset, fault_id = overlay[name, rdtype]
+                outcome.acted.append(fault_id)
+                if len(rdataset):
+                    response.answer.append(_rrset(name, rdataset))
+                else:
+                    self._negative(response, zone)
+                return
             node = zone.get_node(name)
             if node is None:
                 if name not in self._exists:
@@ -140,15 +191,34 @@ class Authority:
     def handle(self, wire: bytes, *, max_size: int | None) -> bytes | None:
         """The reply to a message off the wire; None: no reply at all. `max_size` is UDP's
         limit (the answer is truncated with TC beyond it); None: TCP's 65535."""
+        return self.reply(wire, max_size=max_size).wire
+
+    def reply(self, wire: bytes, *, max_size: int | None, peer: str = "") -> Outcome:
+        """`handle`'s reply with what the DNS faults in force did to it: held back
+        (`delay`), or not sent at all (`silent`); journaled in the query log with the
+        `peer` (the asker's address) that sent it."""
         if len(wire) > MAX_QUERY_BYTES:
-            return None
+            return Outcome()
         try:
             query = dns.message.from_wire(wire)
         except (dns.exception.DNSException, ValueError, UnicodeError):
-            return _formerr(wire)
+            return Outcome(wire=_formerr(wire))
         if query.flags & dns.flags.QR:
-            return None
-        response = self.respond(query)
+            return Outcome()
+        outcome = Outcome(faults=self.board.in_force() if self.board is not None else [])
+        response = self._respond(query, outcome)
+        if self.log is not None:
+            sent = None if outcome.silent else response
+            transport = "tcp" if max_size is None else "udp"
+            self.log.write(query, sent, transport, outcome.acted, outcome.delay, peer)
+        if not outcome.silent:
+            outcome.wire = self._encode(query, response, max_size)
+        return outcome
+
+    @staticmethod
+    def _encode(
+        query: dns.message.Message, response: dns.message.Message, max_size: int | None
+    ) -> bytes:
         if max_size is None:
             try:
                 return response.to_wire(max_size=65535)
@@ -159,6 +229,17 @@ class Authority:
         offered = query.payload if query.edns >= 0 else PLAIN_UDP
         limit = max(PLAIN_UDP, min(offered, UDP_PAYLOAD_CAP, max_size))
         return response.to_wire(max_size=limit, prefer_truncation=True)
+
+
+@dataclass
+class Outcome:
+    """One query's reply (None: none) and what the faults in force did to it."""
+
+    wire: bytes | None = None
+    faults: list[ActiveDnsFault] = field(default_factory=list)  # in force when it came
+    acted: list[str] = field(default_factory=list)  # ids of the faults that changed it
+    delay: float = 0.0  # seconds the reply is held back
+    silent: bool = False  # no reply: the client times out
 
 
 def _rrset(name: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rrset.RRset:
@@ -185,9 +266,18 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        reply = self.authority.handle(data, max_size=UDP_PAYLOAD_CAP)
-        if reply is not None and self.transport is not None:
-            self.transport.sendto(reply, addr)
+        outcome = self.authority.reply(data, max_size=UDP_PAYLOAD_CAP, peer=str(addr[0]))
+        if outcome.wire is None or self.transport is None:
+            return
+        if outcome.delay > 0:  # a latency fault: the reply goes out later, nothing waits
+            loop = asyncio.get_running_loop()
+            loop.call_later(outcome.delay, self._send, outcome.wire, addr)
+        else:
+            self.transport.sendto(outcome.wire, addr)
+
+    def _send(self, wire: bytes, addr: tuple[str | int, ...]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(wire, addr)
 
     def error_received(self, exc: Exception) -> None:  # an ICMP error for a past reply
         pass
@@ -276,14 +366,21 @@ class DnsServer:
                     await writer.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) else ""
         for _ in range(MAX_TCP_QUERIES):
             head = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_S)
             (length,) = struct.unpack("!H", head)
             if length < 12 or length > MAX_QUERY_BYTES:
                 return
             wire = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_S)
-            reply = self.authority.handle(wire, max_size=None)
+            outcome = self.authority.reply(wire, max_size=None, peer=peer)
+            if outcome.silent:  # a timeout fault: this query is never answered
+                continue
+            reply = outcome.wire
             if reply is None:
                 return
+            if outcome.delay > 0:
+                await asyncio.sleep(outcome.delay)
             writer.write(struct.pack("!H", len(reply)) + reply)
             await writer.drain()

@@ -433,3 +433,30 @@ def _is_null_mx(rdata: dns.rdata.Rdata) -> bool:
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parse_rrsets(key: Any, types: Any, where: str) -> dict[tuple[str, str], tuple[Record, ...]]:
+    """Record sets that replace the served ones (a DNS `records` fault): `key` an absolute
+    name, `types` as under a name of a zone (`{A: 127.0.0.12, ttl: 5}`) with `ttl`
+    required, and an empty list a set taken away. Checked as the zones' records are;
+    ZoneError naming `where`, the name and the record."""
+    if not isinstance(types, Mapping) or not types:
+        raise ZoneError(f"{where}: {key}: expected a mapping of record types and a ttl")
+    if "ttl" not in types:
+        raise ZoneError(f"{where}: {key}: ttl is required (the TTL the new records carry)")
+    if not isinstance(key, str) or "." not in key.strip("."):
+        raise ZoneError(f"{where}: {key!r} is not an absolute name (e.g. smtp.shop.test)")
+    name = _owner_text(key.removesuffix("."), where)
+    origin = name.split(".", 1)[1]  # `_parse_owner` takes the name relative to its parent
+    given = {k: v for k, v in types.items() if not (isinstance(v, list) and not v)}
+    dropped = [str(k).upper() for k in types if k not in given]
+    if any(t not in RECORD_TYPES for t in dropped):
+        raise ZoneError(f"{where}: {name}: {dropped} are not all record types maildrill serves")
+    try:
+        records = _parse_owner(origin, name, given, DEFAULT_TTL) if len(given) > 1 else []
+    except ZoneError as exc:  # it says `zone PARENT: NAME ...`: the parent is no zone here
+        raise ZoneError(str(exc).replace(f"zone {origin}: ", f"{where}: ", 1)) from None
+    sets: dict[tuple[str, str], tuple[Record, ...]] = {(name, t): () for t in dropped}
+    for rtype in {r.rtype for r in records}:
+        sets[(name, rtype)] = tuple(r for r in records if r.rtype == rtype)
+    return sets
