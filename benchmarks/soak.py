@@ -14,7 +14,9 @@ every `--every` seconds samples:
 - the journals of the run directory: bytes and lines written per second (all of them);
 - the sender's latency (`end - start`) p50/p95 and lateness (`start - intended`) p95 of
   the attempts that ended in the interval, and accepted per second, from attempts*.csv
-  read as it grows.
+  read as it grows;
+- the machine's 1-minute load (/proc/loadavg): on a shared machine a step in latency
+  with a step in load is someone else's work, not the harness growing.
 
 It prints a table over time, then the verdict, judged on the samples while the load runs
 (not the final analysis, which the orchestrator does after the load and which is another
@@ -198,6 +200,7 @@ class Sample:
     p50_ms: float | None
     p95_ms: float | None
     late_p95_ms: float | None
+    load1: float  # the machine's 1-minute load: others' work shows as latency, not growth
 
 
 def judge(samples: list[Sample], settle_s: float, memory_growth: float) -> list[str]:
@@ -241,7 +244,7 @@ def fmt(value: float | None, spec: str = ".1f") -> str:
 def table(samples: list[Sample]) -> str:
     keys = sorted({k for s in samples for k in s.procs})
     head = ["t s", *[f"{k} MB/fds" for k in keys], "journal kB/s", "lines/s", "acc/s",
-            "lat p50", "lat p95", "late p95"]  # fmt: skip
+            "lat p50", "lat p95", "late p95", "load"]  # fmt: skip
     rows = [head]
     for s in samples:
         cells = [f"{s.t:.0f}"]
@@ -250,7 +253,7 @@ def table(samples: list[Sample]) -> str:
             cells.append("-" if got is None else f"{got[0] / 1024:.1f}/{got[1]}")
         cells += [f"{s.bytes_per_s / 1024:.1f}", f"{s.lines_per_s:.0f}",
                   f"{s.accepted_per_s:.0f}", fmt(s.p50_ms), fmt(s.p95_ms),
-                  fmt(s.late_p95_ms)]  # fmt: skip
+                  fmt(s.late_p95_ms), f"{s.load1:.2f}"]  # fmt: skip
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
@@ -284,8 +287,9 @@ def sample(root: int, reader: JournalReader, t: float, dt: float) -> Sample:
             procs[f"{label(pid, root)}:{pid}"] = (rss, fds)
     grown, lines, latency, lateness, accepted = reader.read()
     dt = max(dt, 1e-3)
+    load1 = float(Path("/proc/loadavg").read_text().split()[0])
     return Sample(t, procs, grown / dt, lines / dt, accepted / dt, percentile(latency, 50),
-                  percentile(latency, 95), percentile(lateness, 95))  # fmt: skip
+                  percentile(latency, 95), percentile(lateness, 95), load1)  # fmt: skip
 
 
 def main() -> int:
