@@ -15,7 +15,7 @@ import gevent
 from locust import LoadTestShape, User, events, task
 from locust.env import Environment
 
-from loadtest import live_glue
+from loadtest import live_glue, stats_window
 from loadtest.failover_tab import routes as failover_tab
 from loadtest.locust_glue import START_LEAD_S, add_arguments, bound_connect, campaign_of, register
 
@@ -37,6 +37,7 @@ def _init(environment: Environment, **_: Any) -> None:
     live_glue.register(environment)
     live_glue.serve_metrics(environment)
     failover_tab.install(environment)
+    stats_window.register(environment)
 
 
 def _test_start(environment: Environment, **_: Any) -> None:

@@ -36,6 +36,7 @@ from sinks.effects import (
     kinds_for,
 )
 from sinks.effects.flap import Flap
+from sinks.effects.greylist import Greylist
 from sinks.host import EffectHost
 from sinks.replies import (
     BUSY,
@@ -390,6 +391,18 @@ def test_greylist_keys_by_client_sender_and_recipient_caselessly():
     assert grey(effect, 5.0, address="other@example.net") is not None
     assert grey(effect, 5.0, mail_from="other@example.com") is not None
     assert grey(effect, 5.0, peer="127.0.0.2") is not None
+
+
+def test_greylist_holds_expire_s_of_triplets_not_the_whole_run():
+    # A campaign mails each recipient about once: 10 new triplets a second for 1000 s.
+    effect = make("greylist", delay_s=5, expire_s=100)
+    assert isinstance(effect, Greylist)
+    for i in range(10_000):
+        assert grey(effect, i / 10, address=f"user{i}@example.net") is not None
+        assert len(effect.first_seen) <= 100 * 10 + 1
+    assert len(effect.first_seen) == 100 * 10 + 1  # those first seen in the last 100 s
+    assert grey(effect, 1000.0, address="user9000@example.net") is None  # 100 s ago: known
+    assert grey(effect, 1000.0, address="user8999@example.net") is not None  # forgotten
 
 
 def test_greylist_forgets_a_triplet_not_retried_within_expire():
