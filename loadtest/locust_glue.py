@@ -39,6 +39,7 @@ from locust.runners import (
 from loadtest.bundled import scenario_path
 from loadtest.campaign import MessageFactory
 from loadtest.client import Sender
+from loadtest.dns_route import HostResolver
 from loadtest.driver import Driver
 from loadtest.journal import AttemptsJournal
 from loadtest.scenario import (
@@ -51,6 +52,7 @@ from loadtest.scenario import (
 from loadtest.schedule import Dispatcher
 from loadtest.worker_cmd import CONNECT_WAIT_ENV
 from loadtest.worker_roll import MISSING, PRESENT, WORKERS_FILE, WorkerRoll
+from maildrill.dns.resolver import Resolver
 from maildrill.netaddr import is_loopback
 from maildrill.paths import RUN_ID_MAX, is_safe_name, write_whole
 
@@ -98,7 +100,10 @@ def add_arguments(parser: Any) -> None:
     group.add_argument("--journal-dir", default="", help="attempts journal directory")
     group.add_argument("--run-id", default="", help="run id (default: scenario name + time)")
     group.add_argument(
-        "--dns-server", default="", help="the run's DNS server, HOST:PORT (for run.json)"
+        "--dns-server",
+        default="",
+        help="the run's DNS server, HOST:PORT (for run.json; servers named by DNS are "
+        "looked up there)",
     )
 
 
@@ -113,6 +118,7 @@ class Campaign:
     journal: AttemptsJournal | None = None
     driver: Driver | None = None
     servers: dict[str, Any] = field(default_factory=dict)
+    hosts: HostResolver | None = None  # the process's lookups of servers named by DNS
     buffer: list[tuple[Any, ...]] = field(default_factory=list)
     finished: bool = False
     shipper: Any = None
@@ -266,7 +272,7 @@ class Campaign:
                 scenario.campaign.seed,
                 scenario.campaign.allowed_recipient_domains,
             ),
-            policy=scenario.policy(),
+            policy=scenario.policy(seed=f"{scenario.campaign.seed}/{share}"),
             retry=scenario.retry_policy(),
             t0=self.t0,
             emit=emit,
@@ -455,7 +461,18 @@ class Campaign:
         """A sender held to the scenario's allowed domains (reserved ones only until a
         worker has its plan)."""
         allowed = self.scenario.campaign.allowed_recipient_domains if self.scenario else []
-        return Sender(self.servers, allowed)
+        return Sender(self.servers, allowed, self._hosts())
+
+    def _hosts(self) -> HostResolver | None:
+        """One resolver and answer cache per process (as an MTA host's resolver), asking
+        the run's DNS server; None when no server is named by DNS or there is none."""
+        if self.hosts is None and any(s.resolve for s in self.servers.values()):
+            given = getattr(self.environment.parsed_options, "dns_server", "") or ""
+            host, _, port = given.rpartition(":")
+            if port.isdigit():
+                allow_remote = self.scenario is not None and self.scenario.allow_remote
+                self.hosts = HostResolver(Resolver(host, int(port)), allow_remote=allow_remote)
+        return self.hosts
 
 
 def campaign_of(environment: Environment) -> Campaign:
