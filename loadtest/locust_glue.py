@@ -241,7 +241,9 @@ class Campaign:
             return
         self.scenario = scenario
         remote = [
-            f"{s.name} {s.host}:{s.port}" for s in scenario.servers if not is_loopback(s.host)
+            f"{s.name} {s.host}:{s.port}"
+            for s in scenario.servers
+            if not is_loopback(s.host) and not scenario.dns_named(s)  # answers checked as sent
         ]
         if remote:
             log.warning("maildrill: the scenario allows remote targets; sending to %s",
