@@ -277,7 +277,7 @@ class Drill:
         if self.dns is None:
             return dict(self.addresses)
         servers = self.scenario.client_servers()
-        return {**addresses_now(servers, self.dns, self.scenario.allow_remote), **self.addresses}
+        return {**self.addresses, **addresses_now(servers, self.dns, self.scenario.allow_remote)}
 
     def _start_prober(self) -> None:
         """Health probes (loadtest.prober) in a process of their own; probes.csv. A server

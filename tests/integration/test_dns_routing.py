@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from maildrill.dns.zone import parse_zones
 from maildrill.journal import RowWriter
 from maildrill.records import AttemptRecord
 from sinks.control_client import ActiveFault, ControlClient
-from tests.helpers import LATE_S, REPO, drive, read_csv
+from tests.helpers import LATE_S, REPO, drive, port_free_on, read_csv
 
 OLD, NEW = "127.0.0.11", "127.0.0.12"
 OLD_TTL, NEW_TTL = 1, 2
@@ -93,20 +92,6 @@ def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dns]:
             child.stdout.close()
 
 
-def port_free_on_both() -> int:
-    """A port free on OLD and NEW alike (the A record moves, the port stays)."""
-    for _ in range(20):
-        with socket.socket() as a, socket.socket() as b:
-            a.bind((OLD, 0))
-            port = a.getsockname()[1]
-            try:
-                b.bind((NEW, port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no port free on both addresses")
-
-
 @dataclass
 class Pair:
     """A sink at OLD and one at NEW, on the same port (a sinks file keeps its ports apart,
@@ -118,7 +103,7 @@ class Pair:
 
 @pytest.fixture
 def sinks(start_sinks, tmp_path):
-    port = port_free_on_both()
+    port = port_free_on(OLD, NEW)
     journals = {}
     for name, host in (("old", OLD), ("new", NEW)):
         journals[name] = tmp_path / name
