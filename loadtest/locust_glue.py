@@ -119,6 +119,7 @@ class Campaign:
     driver: Driver | None = None
     servers: dict[str, Any] = field(default_factory=dict)
     hosts: HostResolver | None = None  # the process's lookups of servers named by DNS
+    plan_dns: str = ""  # a worker's: the master's --dns-server, sent with the plan
     buffer: list[tuple[Any, ...]] = field(default_factory=list)
     finished: bool = False
     shipper: Any = None
@@ -210,6 +211,8 @@ class Campaign:
                     "of": len(workers),
                     # The scenario travels with the plan: workers elsewhere need no file.
                     "scenario": scenario.model_dump(mode="json"),
+                    # Where servers named by DNS are looked up (the master's --dns-server).
+                    "dns_server": self._dns_given(),
                 }
                 runner.send_message(PLAN, plan, client_id=worker)
             self.roll = WorkerRoll(workers, self.t0)
@@ -219,6 +222,10 @@ class Campaign:
                 self.watcher = gevent.spawn(self._watch_workers)
         else:
             self._make_driver(scenario, 0, 1, "local", self._write_local)
+
+    def _dns_given(self) -> str:
+        """--dns-server as given (HOST:PORT), or ""."""
+        return str(getattr(self.environment.parsed_options, "dns_server", "") or "")
 
     def _dns_server(self) -> dict[str, Any]:
         """run.json's `dns`: where the run's DNS server listened (maildrill.dns), if any."""
@@ -249,6 +256,8 @@ class Campaign:
             log.warning("maildrill: the scenario allows remote targets; sending to %s",
                         ", ".join(remote))  # fmt: skip
         self.servers = scenario.client_servers()
+        self.plan_dns = str(data.get("dns_server") or "")
+        self.hosts = None
         self.run_id = data["run_id"]
         self.t0 = data["t0"]
         self.finished = False
@@ -469,8 +478,7 @@ class Campaign:
         """One resolver and answer cache per process (as an MTA host's resolver), asking
         the run's DNS server; None when no server is named by DNS or there is none."""
         if self.hosts is None and any(s.resolve for s in self.servers.values()):
-            given = getattr(self.environment.parsed_options, "dns_server", "") or ""
-            host, _, port = given.rpartition(":")
+            host, _, port = (self._dns_given() or self.plan_dns).rpartition(":")
             if port.isdigit():
                 allow_remote = self.scenario is not None and self.scenario.allow_remote
                 self.hosts = HostResolver(Resolver(host, int(port)), allow_remote=allow_remote)
