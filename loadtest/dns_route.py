@@ -17,14 +17,10 @@ import enum
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from loadtest.dns_cache import AnswerCache
 from maildrill.dns.resolver import Resolver, Status
 from maildrill.netaddr import is_loopback
-
-if TYPE_CHECKING:
-    from loadtest.client import Server
 
 
 class Verdict(enum.StrEnum):
@@ -74,17 +70,16 @@ class HostResolver:
 
 
 def addresses_now(
-    servers: Mapping[str, Server], dns: tuple[str, int], allow_remote: bool
+    named: Mapping[str, tuple[str, int]], dns: tuple[str, int], allow_remote: bool
 ) -> dict[str, tuple[str, int]]:
-    """Where each server named by DNS is at this moment (name -> (address, port)), for
-    what checks a server once rather than sending to it (the pre-flight check, the health
-    prober): looked up once through the run's DNS server; a name that does not resolve to
-    an address it may use is left out (the check then says so)."""
+    """Where each server named by DNS (`named`: server -> (its host name, port)) is at this
+    moment, as server -> (address, port), for what checks a server once rather than sending
+    to it (the pre-flight check, the health prober): looked up once through the run's DNS
+    server; a name without an address it may use is left out (the check then says so)."""
     hosts = HostResolver(Resolver(*dns), allow_remote=allow_remote)
     found = {}
-    for name, server in servers.items():
-        if server.resolve:
-            answer = hosts.resolve(server.host)
-            if answer.verdict is Verdict.ADDRESS:
-                found[name] = (answer.addr, server.port)
+    for server, (host, port) in named.items():
+        answer = hosts.resolve(host)
+        if answer.verdict is Verdict.ADDRESS:
+            found[server] = (answer.addr, port)
     return found

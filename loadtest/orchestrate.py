@@ -276,8 +276,9 @@ class Drill:
         once through the run's DNS server (the senders look them up as they send)."""
         if self.dns is None:
             return dict(self.addresses)
-        servers = self.scenario.client_servers()
-        return {**self.addresses, **addresses_now(servers, self.dns, self.scenario.allow_remote)}
+        named = {s.name: (s.host, s.port) for s in self.scenario.servers
+                 if self.scenario.dns_named(s)}  # fmt: skip
+        return {**self.addresses, **addresses_now(named, self.dns, self.scenario.allow_remote)}
 
     def _start_prober(self) -> None:
         """Health probes (loadtest.prober) in a process of their own; probes.csv. A server
