@@ -118,7 +118,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raw, scenario = prepare(path, args.set, args.seed, 0 if workers else args.workers)
     except (ScenarioError, OverrideError, AddressError) as exc:
         return fail(str(exc))
-    remote = [f"{s.name} {s.host}:{s.port}" for s in scenario.servers if not is_loopback(s.host)]
+    remote = [
+        f"{s.name} {s.host}:{s.port}"
+        for s in scenario.servers
+        if not is_loopback(s.host) and not scenario.dns_named(s)  # its answers are checked
+    ]
     if remote and not _confirmed(remote, args.yes):
         return fail(
             f"{scenario.name} sends mail outside this machine ({', '.join(remote)}): "

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadtest.addresses import AddressPolicy
+from loadtest.dns_route import HostResolver, Resolution, Verdict
 from loadtest.outcomes import Outcome, Phase, outcome_of_code
 from maildrill.records import AttemptRecord
 
@@ -59,6 +60,7 @@ class Server:
     helo_name: str = "maildrill.test"
     timeouts: Timeouts = field(default_factory=Timeouts)
     messages_per_connection: int = 100
+    resolve: bool = False  # host is a name looked up through the run's DNS server
 
 
 @dataclass
@@ -89,6 +91,11 @@ class Attempt:
     # code of a refusal). The driver turns it into `rcpt_replies` (the message's recipients).
     replies: list[tuple[int, str]] = field(default_factory=list)
     rcpt_replies: str = ""
+    # A server named by DNS: the address used and the answer it came from (dns_route).
+    addr: str = ""
+    dns_name: str = ""
+    dns_ttl: int | None = None
+    dns_at: float | None = None
 
     @property
     def latency_ms(self) -> float:
@@ -121,6 +128,10 @@ class Attempt:
             maybe_duplicate=self.maybe_duplicate,
             error=self.error,
             rcpt_replies=self.rcpt_replies,
+            addr=self.addr,
+            dns_name=self.dns_name,
+            dns_ttl=self.dns_ttl,
+            dns_at=self.dns_at,
         )
 
 
@@ -218,17 +229,24 @@ class Sender:
     plain, or not in a reserved domain or one of `allowed_domains`, raises AddressError.
     """
 
-    def __init__(self, servers: dict[str, Server], allowed_domains: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        servers: dict[str, Server],
+        allowed_domains: Iterable[str] = (),
+        hosts: HostResolver | None = None,
+    ) -> None:
         self.servers = servers
-        self.sessions: dict[str, tuple[_SMTP, int]] = {}
+        # Server name -> its open session, messages sent on it, the address it went to.
+        self.sessions: dict[str, tuple[_SMTP, int, str]] = {}
         self.policy = AddressPolicy(allowed_domains)
+        self.hosts = hosts  # looks up the servers named by DNS (Server.resolve)
 
     def close(self) -> None:
         for name in list(self.sessions):
             self._discard(name, polite=True)
 
     def _discard(self, name: str, polite: bool = False) -> None:
-        client, _ = self.sessions.pop(name, (None, 0))
+        client, _, _ = self.sessions.pop(name, (None, 0, ""))
         if client is None:
             return
         try:
@@ -238,13 +256,13 @@ class Sender:
             pass
         client.close()
 
-    def _open(self, server: Server, record: Attempt) -> _SMTP:
+    def _open(self, server: Server, record: Attempt, host: str) -> _SMTP:
         record.phase = Phase.CONNECT
         client = _SMTP(server.timeouts, local_hostname=server.helo_name)
         record.new_connection = True
         try:
             try:
-                code, msg = client.connect(server.host, server.port)
+                code, msg = client.connect(host, server.port)
             finally:
                 if client.tcp_connected:
                     record.phase = Phase.GREETING
@@ -286,20 +304,32 @@ class Sender:
         record.start = time.time()
         record.recipients = len(recipients)
         client: _SMTP | None = None
+        host = server.host
+        if server.resolve:
+            host = self._looked_up(server, record)
+            if not host:
+                self._discard(server_name)
+                record.end = record.start + (time.perf_counter() - started)
+                return record
         try:
-            client, used = self.sessions.pop(server_name, (None, 0))
+            client, used, addr = self.sessions.pop(server_name, (None, 0, ""))
+            if client is not None and addr != host:
+                # The name now points elsewhere: a session to the old address is not used,
+                # as an MTA's connection cache is keyed by the address.
+                client.close()
+                client = None
             if client is not None and not self._alive(client):
                 # The server closed the idle session (as after an outage); an MTA's
                 # connection cache drops it and connects afresh, so do we.
                 client.close()
                 client = None
             if client is None:
-                client, used = self._open(server, record), 0
+                client, used = self._open(server, record, host), 0
             record.connected = record.start + (time.perf_counter() - started)
             self._transact(client, server, record, sender, recipients, data)
             used += 1
             if used < server.messages_per_connection and self._reusable(client, record):
-                self.sessions[server_name] = (client, used)
+                self.sessions[server_name] = (client, used, host)
                 client = None
         except smtplib.SMTPResponseException as exc:
             record.code = exc.smtp_code
@@ -327,6 +357,29 @@ class Sender:
         if record.phase is Phase.DOT and record.outcome in (Outcome.TIMEOUT, Outcome.DROPPED):
             record.maybe_duplicate = True
         return record
+
+    def _looked_up(self, server: Server, record: Attempt) -> str:
+        """The address to connect to for a server named by DNS, the answer journaled; ""
+        when the lookup decided the attempt (filled in as Postfix's DNS failures go)."""
+        record.phase = Phase.DNS
+        if self.hosts is None:
+            found = Resolution(Verdict.TEMPORARY, server.host, detail="no DNS server")
+        else:
+            found = self.hosts.resolve(server.host)
+        record.dns_name, record.addr = found.name, found.addr
+        record.dns_ttl, record.dns_at = found.ttl, found.at
+        if found.verdict is Verdict.ADDRESS:
+            return found.addr
+        if found.verdict is Verdict.TEMPORARY:
+            # Postfix: "Host or domain name not found ... try again": deferred, 4.4.3.
+            record.outcome, record.enhanced = Outcome.DEFERRED, "4.4.3"
+        elif found.verdict is Verdict.NO_HOST:
+            # Postfix: "Host not found": this host fails, the next MX is tried; 5.4.4.
+            record.outcome, record.enhanced = Outcome.REFUSED, "5.4.4"
+        else:
+            record.outcome = Outcome.REFUSED  # an address outside loopback: never sent to
+        record.error = f"dns:{found.detail}"
+        return ""
 
     def _transact(
         self,

@@ -39,6 +39,7 @@ from locust.runners import (
 from loadtest.bundled import scenario_path
 from loadtest.campaign import MessageFactory
 from loadtest.client import Sender
+from loadtest.dns_route import HostResolver
 from loadtest.driver import Driver
 from loadtest.journal import AttemptsJournal
 from loadtest.scenario import (
@@ -51,6 +52,7 @@ from loadtest.scenario import (
 from loadtest.schedule import Dispatcher
 from loadtest.worker_cmd import CONNECT_WAIT_ENV
 from loadtest.worker_roll import MISSING, PRESENT, WORKERS_FILE, WorkerRoll
+from maildrill.dns.resolver import Resolver
 from maildrill.netaddr import is_loopback
 from maildrill.paths import RUN_ID_MAX, is_safe_name, write_whole
 
@@ -98,7 +100,10 @@ def add_arguments(parser: Any) -> None:
     group.add_argument("--journal-dir", default="", help="attempts journal directory")
     group.add_argument("--run-id", default="", help="run id (default: scenario name + time)")
     group.add_argument(
-        "--dns-server", default="", help="the run's DNS server, HOST:PORT (for run.json)"
+        "--dns-server",
+        default="",
+        help="the run's DNS server, HOST:PORT (for run.json; servers named by DNS are "
+        "looked up there)",
     )
 
 
@@ -113,6 +118,8 @@ class Campaign:
     journal: AttemptsJournal | None = None
     driver: Driver | None = None
     servers: dict[str, Any] = field(default_factory=dict)
+    hosts: HostResolver | None = None  # the process's lookups of servers named by DNS
+    plan_dns: str = ""  # a worker's: the master's --dns-server, sent with the plan
     buffer: list[tuple[Any, ...]] = field(default_factory=list)
     finished: bool = False
     shipper: Any = None
@@ -204,6 +211,8 @@ class Campaign:
                     "of": len(workers),
                     # The scenario travels with the plan: workers elsewhere need no file.
                     "scenario": scenario.model_dump(mode="json"),
+                    # Where servers named by DNS are looked up (the master's --dns-server).
+                    "dns_server": self._dns_given(),
                 }
                 runner.send_message(PLAN, plan, client_id=worker)
             self.roll = WorkerRoll(workers, self.t0)
@@ -213,6 +222,10 @@ class Campaign:
                 self.watcher = gevent.spawn(self._watch_workers)
         else:
             self._make_driver(scenario, 0, 1, "local", self._write_local)
+
+    def _dns_given(self) -> str:
+        """--dns-server as given (HOST:PORT), or ""."""
+        return str(getattr(self.environment.parsed_options, "dns_server", "") or "")
 
     def _dns_server(self) -> dict[str, Any]:
         """run.json's `dns`: where the run's DNS server listened (maildrill.dns), if any."""
@@ -235,12 +248,16 @@ class Campaign:
             return
         self.scenario = scenario
         remote = [
-            f"{s.name} {s.host}:{s.port}" for s in scenario.servers if not is_loopback(s.host)
+            f"{s.name} {s.host}:{s.port}"
+            for s in scenario.servers
+            if not is_loopback(s.host) and not scenario.dns_named(s)  # answers checked as sent
         ]
         if remote:
             log.warning("maildrill: the scenario allows remote targets; sending to %s",
                         ", ".join(remote))  # fmt: skip
         self.servers = scenario.client_servers()
+        self.plan_dns = str(data.get("dns_server") or "")
+        self.hosts = None
         self.run_id = data["run_id"]
         self.t0 = data["t0"]
         self.finished = False
@@ -266,7 +283,7 @@ class Campaign:
                 scenario.campaign.seed,
                 scenario.campaign.allowed_recipient_domains,
             ),
-            policy=scenario.policy(),
+            policy=scenario.policy(seed=f"{scenario.campaign.seed}/{share}"),
             retry=scenario.retry_policy(),
             t0=self.t0,
             emit=emit,
@@ -455,7 +472,17 @@ class Campaign:
         """A sender held to the scenario's allowed domains (reserved ones only until a
         worker has its plan)."""
         allowed = self.scenario.campaign.allowed_recipient_domains if self.scenario else []
-        return Sender(self.servers, allowed)
+        return Sender(self.servers, allowed, self._hosts())
+
+    def _hosts(self) -> HostResolver | None:
+        """One resolver and answer cache per process (as an MTA host's resolver), asking
+        the run's DNS server; None when no server is named by DNS or there is none."""
+        if self.hosts is None and any(s.resolve for s in self.servers.values()):
+            host, _, port = (self._dns_given() or self.plan_dns).rpartition(":")
+            if port.isdigit():
+                allow_remote = self.scenario is not None and self.scenario.allow_remote
+                self.hosts = HostResolver(Resolver(host, int(port)), allow_remote=allow_remote)
+        return self.hosts
 
 
 def campaign_of(environment: Environment) -> Campaign:

@@ -35,6 +35,7 @@ import yaml
 from loadtest import limits, preflight
 from loadtest.analysis.rundir import journal_manifest
 from loadtest.distributed import RemoteWorkers, WorkersFile, master_args, not_connected
+from loadtest.dns_route import addresses_now
 from loadtest.dns_run import start_dns
 from loadtest.fault_event import DNS_TARGET
 from loadtest.mta_fleet import MtaFleet
@@ -55,6 +56,7 @@ from loadtest.timeline import (
     plan,
 )
 from loadtest.worker_roll import WORKERS_FILE
+from maildrill.netaddr import is_loopback
 from sinks.control import TOKEN_ENV
 from sinks.control_client import ActiveFault, ControlClient, ControlError, ControlRefused
 
@@ -243,7 +245,7 @@ class Drill:
         """`maildrill check` over the servers, now that the sinks listen: preflight.json,
         flags printed as warnings, or fatal with `strict_preflight: true`."""
         try:
-            targets = preflight.targets_of(self.scenario, self.addresses)
+            targets = preflight.targets_of(self.scenario, self._addresses_now())
         except preflight.TargetError as exc:
             raise SetupError(f"pre-flight: {exc}") from None
         facts, result = preflight.check(targets, expect=preflight.expectations_of(self.scenario))
@@ -269,12 +271,26 @@ class Drill:
                     raise SetupError(f"pre-flight check failed (strict_preflight): postfix "
                                      f"{name} logged {line}")  # fmt: skip
 
+    def _addresses_now(self) -> dict[str, Address]:
+        """Where every server is now: the sinks', and the servers named by DNS looked up
+        once through the run's DNS server (the senders look them up as they send)."""
+        if self.dns is None:
+            return dict(self.addresses)
+        named = {s.name: (s.host, s.port) for s in self.scenario.servers
+                 if self.scenario.dns_named(s)}  # fmt: skip
+        return {**self.addresses, **addresses_now(named, self.dns, self.scenario.allow_remote)}
+
     def _start_prober(self) -> None:
-        """Health probes (loadtest.prober) in a process of their own; probes.csv."""
+        """Health probes (loadtest.prober) in a process of their own; probes.csv. A server
+        named by DNS is probed at the address its name had when the probes started."""
         if self.scenario.probe_interval_ms <= 0 or self.interrupted:
             return
         cmd = [sys.executable, "-m", "loadtest.prober", "--scenario", str(self.scenario_file),
                "--out", str(self.run_dir)]  # fmt: skip
+        named = {s.name for s in self.scenario.servers if self.scenario.dns_named(s)}
+        for name, (host, port) in self._addresses_now().items():
+            if name in named and is_loopback(host):
+                cmd += ["--server", f"{name}={host}:{port}"]
         self.children.spawn("prober", "prober", cmd)
 
     def _start_locust(self) -> None:

@@ -18,6 +18,7 @@ class Outcome(enum.StrEnum):
 class Phase(enum.StrEnum):
     """How far an attempt got; the last one reached is recorded."""
 
+    DNS = "dns"  # looking the server's name up (loadtest.dns_route): no connection yet
     CONNECT = "connect"
     GREETING = "greeting"
     EHLO = "ehlo"

@@ -70,6 +70,8 @@ class Circuit:
             self.probing = True
 
     def record(self, result: Result, now: float) -> None:
+        if result.phase is Phase.DNS and not result.server_failure:
+            return  # the resolver failed, not the server: nothing learnt of its health
         if result.server_failure:
             self.failures += 1
             if (

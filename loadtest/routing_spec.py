@@ -6,12 +6,14 @@ The defaults are the runtime types' own (Breakers, RetryPolicy, Timeouts): one p
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from loadtest.client import Timeouts
+from loadtest.dns_cache import by_preference
 from loadtest.limits import MAX_ATTEMPTS
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers, ByStream, Failover, Policy, Weighted
@@ -89,17 +91,24 @@ class RoutingSpec(StrictModel):
         """The servers as listed here, or else all of them by priority (MX preference)."""
         return self.servers or [s.name for s in sorted(servers, key=lambda s: s.priority)]
 
-    def build_policy(self, servers: Sequence[ServerSpec]) -> Policy:
-        """The senders' routing state machine over these servers (the scenario's)."""
+    def build_policy(self, servers: Sequence[ServerSpec], seed: str | None = None) -> Policy:
+        """The senders' routing state machine over these servers (the scenario's). With a
+        `seed` (one per sending process), MX hosts (`mx:` servers) of equal preference are
+        in a shuffled order, as an MTA randomises them; other ties in the scenario's."""
         breakers = Breakers(self.circuit.threshold, self.circuit.cooldown_s)
         weights = {s.name: s.weight for s in servers}
         priorities = {s.name: s.priority for s in servers}
+        mx_hosts = {s.name for s in servers if s.mx is not None}  # shuffled when tied
 
         def make(kind: str, names: list[str]) -> Policy:
             if kind == "weighted":
                 return Weighted({n: weights[n] for n in names}, breakers)
-            ordered = sorted(names, key=lambda n: priorities[n])
-            return Failover(ordered if self.servers is None else names, breakers)
+            if self.servers is not None:
+                return Failover(names, breakers)
+            if seed is None or not mx_hosts:
+                return Failover(sorted(names, key=lambda n: priorities[n]), breakers)
+            rng = random.Random(seed)
+            return Failover(by_preference(names, priorities, rng, mx_hosts), breakers)
 
         if self.policy == "by-stream":
             routes = {k: make(v.policy, v.servers) for k, v in self.streams.items()}

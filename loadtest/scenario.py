@@ -21,6 +21,7 @@ from loadtest.addresses import AddressError, header_text
 from loadtest.campaign import StreamSpec
 from loadtest.campaign_spec import CampaignSpec
 from loadtest.client import Server, Timeouts
+from loadtest.dns_servers import expand_mx, is_name, served
 from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import FaultEvent
 from loadtest.limits import MAX_USERS, MAX_WORKERS
@@ -83,6 +84,12 @@ class Scenario(StrictModel):
         default=None, description="zones for the run's own DNS server (maildrill.dns)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mx_servers(cls, data: Any) -> Any:
+        """Each `{mx: DOMAIN}` server made one per MX host (loadtest.dns_servers)."""
+        return expand_mx(data)
+
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         """The parts agree with each other: each of CHECKS, in order (the first problem)."""
@@ -95,8 +102,9 @@ class Scenario(StrictModel):
     def ordered_servers(self) -> list[str]:
         return self.routing.ordered_servers(self.servers)
 
-    def policy(self) -> Policy:
-        return self.routing.build_policy(self.servers)
+    def policy(self, seed: str | None = None) -> Policy:
+        """The routing policy; `seed` shuffles MX hosts of equal preference (one per process)."""
+        return self.routing.build_policy(self.servers, seed)
 
     def retry_policy(self) -> RetryPolicy:
         return self.routing.retry.policy()
@@ -106,7 +114,14 @@ class Scenario(StrictModel):
 
     def client_servers(self) -> dict[str, Server]:
         timeouts = self.timeouts()
-        return {s.name: s.client_server(timeouts) for s in self.servers}
+        return {s.name: s.client_server(timeouts, self.dns_named(s)) for s in self.servers}
+
+    def dns_named(self, server: ServerSpec) -> bool:
+        """The server's host is a name the run's DNS server answers for: the senders look
+        it up there as they send (loadtest.dns_route)."""
+        if self.dns is None or not is_name(server.host):
+            return False
+        return served(server.host, self.dns.build(allow_remote=True))
 
     def streams(self) -> list[StreamSpec]:
         return self.campaign.stream_specs()

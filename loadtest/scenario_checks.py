@@ -24,6 +24,7 @@ from loadtest.analysis.summary_model import stream_metric
 from loadtest.campaign_spec import CampaignSpec
 from loadtest.dkim_keys import publishing_problem, signers
 from loadtest.dns_fault_checks import dns_fault_runnable
+from loadtest.dns_servers import is_name
 from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import DNS_TARGET, EXCLUSIVE_KINDS, MTA_KINDS, FaultEvent
 from loadtest.mta_identity import shared_source
@@ -55,6 +56,7 @@ class Parts(Protocol):
     @property
     def dns(self) -> DnsSpec | None: ...
     def server(self, name: str) -> ServerSpec: ...
+    def dns_named(self, server: ServerSpec) -> bool: ...
 
 
 def server_names_unique(scenario: Parts) -> None:
@@ -208,12 +210,38 @@ def slo_streams_known(scenario: Parts) -> None:
             )
 
 
+def dns_names_served(scenario: Parts) -> None:
+    """A server named by DNS is looked up through the run's DNS server, so its name must be
+    one the scenario's zones serve; a name outside them only with allow_remote (the system's
+    resolver then, as for any remote host). A local sink or Postfix instance listens on an
+    address, not a name."""
+    for s in scenario.servers:
+        if not is_name(s.host):
+            continue
+        if scenario.dns_named(s):
+            if s.local or s.postfix is not None:
+                raise ValueError(
+                    f"servers: {s.name!r}: host {s.host} is a DNS name; a local sink or "
+                    "Postfix instance listens on an address (name it in the zone instead)"
+                )
+            continue
+        if not scenario.allow_remote:
+            zones = ", ".join(scenario.dns.zones) if scenario.dns else "none"
+            raise ValueError(
+                f"servers: {s.name!r}: host {s.host} is not a name the dns: zones serve "
+                f"(zones: {zones}); another resolver is not supported yet"
+            )
+
+
 def loopback_unless_allowed(scenario: Parts) -> None:
     """Servers, and the upstreams of backup MXs and proxies, on loopback only unless
-    allow_remote."""
+    allow_remote. A server named by the run's DNS is checked when its name is looked up:
+    an answer outside loopback is never sent to (loadtest.dns_route)."""
     if scenario.allow_remote:
         return
     for s in scenario.servers:
+        if scenario.dns_named(s):
+            continue
         if not is_loopback(s.host):
             raise ValueError(
                 f"servers: {s.name!r} is at {s.host}, outside loopback; "
@@ -313,6 +341,7 @@ CHECKS: tuple[Callable[[Parts], None], ...] = (
     no_contradictions,
     slos_parse,
     slo_streams_known,
+    dns_names_served,
     loopback_unless_allowed,
     mta_sources_distinct,
     addresses_allowed,

@@ -264,7 +264,17 @@ def _sink_config(
 
 class ServerSpec(StrictModel):
     name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX, description="how reports name it")
-    host: str = Field(default="127.0.0.1", description="loopback unless allow_remote")
+    host: str = Field(
+        default="127.0.0.1",
+        description="loopback unless allow_remote; a name in the dns: zones is looked up "
+        "through the run's DNS server as mail is sent (its addresses loopback unless "
+        "allow_remote)",
+    )
+    mx: str | None = Field(
+        default=None,
+        description="written without name: one server per MX host of this domain in the dns: "
+        "zones (named and at the host, priority the MX preference); kept on each as made",
+    )
     port: int = Field(default=0, ge=0, le=65535, description="0 with local: a free port")
     priority: int = Field(default=10, description="lower is preferred, like MX preference")
     weight: int = Field(default=1, ge=1, description="share under the weighted policy")
@@ -347,7 +357,9 @@ class ServerSpec(StrictModel):
             return self.password_file.read_text(encoding="utf-8").strip("\r\n")
         return None
 
-    def client_server(self, timeouts: Timeouts) -> Server:
+    def client_server(self, timeouts: Timeouts, resolve: bool = False) -> Server:
+        """The SMTP client's server; `resolve`: its host is a name the run's DNS server
+        answers for, looked up as mail is sent (loadtest.dns_route)."""
         password = self.password()
         return Server(
             name=self.name,
@@ -359,4 +371,5 @@ class ServerSpec(StrictModel):
             helo_name=self.helo_name,
             timeouts=timeouts,
             messages_per_connection=self.messages_per_connection,
+            resolve=resolve,
         )

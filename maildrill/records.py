@@ -221,6 +221,13 @@ class AttemptRecord(Record):
     # RCPT ("250", "550 5.1.1"), "" when none came, "s" not sent (suppressed: it
     # hard-bounced earlier in the run), "f" not sent (a 5xx ended it in an earlier attempt).
     rcpt_replies: str = field(default="", metadata=text())
+    # A server named by DNS (loadtest.dns_route): the address the attempt used (or was
+    # refused), the name looked up, the answer's TTL and when it was received (epoch).
+    # Empty for a server at a fixed address, and in journals written before them.
+    addr: str = field(default="", metadata=text())
+    dns_name: str = field(default="", metadata=text())
+    dns_ttl: int | None = field(default=None, metadata=number())
+    dns_at: float | None = field(default=None, metadata=epoch())
 
 
 @dataclass(frozen=True, slots=True)

@@ -417,3 +417,20 @@ def stop_reading(proc: subprocess.Popen[str], reader: threading.Thread) -> None:
     reader.join(10)
     assert proc.stderr is not None
     proc.stderr.close()
+
+
+def port_free_on(*hosts: str) -> int:
+    """A port free on every one of `hosts` (loopback addresses), for servers at several
+    addresses on one port (a name whose A record moves, the port staying)."""
+    for _ in range(20):
+        with contextlib.ExitStack() as stack:
+            socks = [stack.enter_context(socket.socket()) for _ in hosts]
+            socks[0].bind((hosts[0], 0))
+            port: int = socks[0].getsockname()[1]
+            try:
+                for sock, host in zip(socks[1:], hosts[1:], strict=True):
+                    sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no port free on all of {', '.join(hosts)}")

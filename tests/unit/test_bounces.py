@@ -324,8 +324,9 @@ def test_a_journal_written_before_rcpt_replies_counts_each_attempts_own_reply(tm
     run_dir = hand_run(tmp_path)
     path = run_dir / "attempts.csv"
     lines = path.read_text().splitlines()
-    assert lines[0].endswith(",rcpt_replies")
-    old = [line.rsplit(",", 1)[0] for line in lines if f",{SUPPRESSED}," not in line]
+    # Cut from rcpt_replies on (the columns added after it too: addr, dns_name, ...).
+    cut = lines[0].split(",").index("rcpt_replies")
+    old = [",".join(line.split(",")[:cut]) for line in lines if f",{SUPPRESSED}," not in line]
     path.write_text("\n".join(old) + "\n")
     b = summary_mod.summarise(RunDir.load(run_dir)).bounces
     # 0 (3 recipients), 1, 2, 3, 5 (2), 6, 7, 8, 9: 12; hard: 2 (552), 8 (5.7.1); 7 and 9

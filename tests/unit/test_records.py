@@ -54,7 +54,7 @@ HEADERS = {
 # Columns added since, each at the end of its journal with a default, so an older journal
 # without them still reads: a record's header today is the old one followed by these.
 ADDED = {
-    "attempts": ("rcpt_replies",),
+    "attempts": ("rcpt_replies", "addr", "dns_name", "dns_ttl", "dns_at"),
     "receipts": (
         "rcpts", "spf", "dkim", "dkim_domain", "dmarc", "dmarc_policy", "ptr", "auth_detail",
     ),
@@ -84,7 +84,7 @@ SAMPLES: dict[str, list[tuple[Record, str]]] = {
             ),
             "r1,local,r1-7,promotional,2,secondary,1800000000.000000,1800000001.500000,"
             "1800000001.500000,1800000001.500200,1800000001.600000,dot,250,2.0.0,accepted,"
-            "5120,2,1,1,1,1,1,0,,",
+            "5120,2,1,1,1,1,1,0,,,,,,",
         ),
         (
             AttemptRecord(
@@ -97,7 +97,20 @@ SAMPLES: dict[str, list[tuple[Record, str]]] = {
             ),
             "r1,w-2,r1-8,promotional,1,primary,1800000000.000000,1800000000.000000,"
             "1800000000.100000,,1800000003.100000,connect,,,refused,0,1,0,1,0,0,0,0,"
-            "ConnectionRefusedError,",
+            "ConnectionRefusedError,,,,,",
+        ),
+        (
+            AttemptRecord(
+                run_id="r1", worker="local", msg_id="r1-9", stream="promotional", attempt=1,
+                server="primary", intended=T, due=T, start=T + 0.2, connected=T + 0.201,
+                end=T + 0.3, phase="dot", code=250, enhanced="2.0.0", outcome="accepted",
+                bytes=100, recipients=1, recipients_refused=0, new_connection=True, retry=False,
+                failover=False, final=True, maybe_duplicate=False, error="", rcpt_replies="250",
+                addr="127.0.0.12", dns_name="smtp.shop.test", dns_ttl=2, dns_at=T + 0.15,
+            ),
+            "r1,local,r1-9,promotional,1,primary,1800000000.000000,1800000000.000000,"
+            "1800000000.200000,1800000000.201000,1800000000.300000,dot,250,2.0.0,accepted,"
+            "100,1,0,1,0,0,1,0,,250,127.0.0.12,smtp.shop.test,2,1800000000.150000",
         ),
     ],
     "receipts": [
@@ -356,7 +369,7 @@ def test_a_tail_returns_the_records_of_complete_lines_only(tmp_path):
     path = tmp_path / "attempts.csv"
     tail = JournalTail(path, AttemptRecord)
     assert tail.poll() == []  # not there yet
-    (first, first_line), (second, second_line) = SAMPLES["attempts"]
+    (first, first_line), (second, second_line) = SAMPLES["attempts"][:2]
     with path.open("w", encoding="utf-8") as f:
         f.write(header_now("attempts") + "\n" + first_line + "\n" + second_line[:30])
     assert tail.poll() == [first]

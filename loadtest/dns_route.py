@@ -1,0 +1,85 @@
+"""Where a server named by DNS is, asked as mail is sent: the edge of the sender.
+
+The routing and retry policies stay pure: they pick a server by name. When the sender
+opens a connection to a server whose host is a name (`Server.resolve`), it asks here: the
+A record through the run's DNS server (never the system's resolver), kept for its TTL by
+the process's `AnswerCache`. The answer decides the attempt as Postfix's DNS failures do:
+
+- an address: connect to it (the first of the set), loopback only unless allow_remote;
+- a temporary failure (SERVFAIL, timeout): the message is deferred, tried again later;
+- no such host (NXDOMAIN, no A record): this server fails, routing moves on;
+- an address outside loopback without allow_remote: refused, never sent to.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from loadtest.dns_cache import AnswerCache
+from maildrill.dns.resolver import Resolver, Status
+from maildrill.netaddr import is_loopback
+
+
+class Verdict(enum.StrEnum):
+    ADDRESS = "address"  # connect to `addr`
+    TEMPORARY = "temporary"  # SERVFAIL, timeout: defer the message
+    NO_HOST = "no_host"  # NXDOMAIN, NODATA: this server fails
+    OUTSIDE = "outside"  # an address outside loopback without allow_remote
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """One answer as the attempt journals it: the name asked, the address used (or the one
+    refused), the answer's TTL and when it was received (None on failure), the detail."""
+
+    verdict: Verdict
+    name: str
+    addr: str = ""
+    ttl: int | None = None
+    at: float | None = None
+    detail: str = ""
+
+
+class HostResolver:
+    """The process's lookups of server names: one resolver, one cache."""
+
+    def __init__(
+        self, resolver: Resolver, cache: AnswerCache | None = None, allow_remote: bool = False
+    ) -> None:
+        self.resolver = resolver
+        self.cache = AnswerCache() if cache is None else cache
+        self.allow_remote = allow_remote
+
+    def resolve(self, host: str) -> Resolution:
+        name = host.lower().rstrip(".")
+        answer = self.cache.get(name, "A")
+        if answer is None:
+            answer = self.cache.put(self.resolver.a(name), time.time())
+        lookup = answer.lookup
+        if lookup.status is Status.TEMPERROR:
+            return Resolution(Verdict.TEMPORARY, name, detail=lookup.detail)
+        if not lookup.ok or not lookup.records:
+            return Resolution(Verdict.NO_HOST, name, detail=lookup.status.value)
+        addr = lookup.records[0]
+        if not self.allow_remote and not is_loopback(addr):
+            return Resolution(Verdict.OUTSIDE, name, addr, lookup.ttl, answer.at, "outside")
+        return Resolution(Verdict.ADDRESS, name, addr, lookup.ttl, answer.at)
+
+
+def addresses_now(
+    named: Mapping[str, tuple[str, int]], dns: tuple[str, int], allow_remote: bool
+) -> dict[str, tuple[str, int]]:
+    """Where each server named by DNS (`named`: server -> (its host name, port)) is at this
+    moment, as server -> (address, port), for what checks a server once rather than sending
+    to it (the pre-flight check, the health prober): looked up once through the run's DNS
+    server; a name without an address it may use is left out (the check then says so)."""
+    hosts = HostResolver(Resolver(*dns), allow_remote=allow_remote)
+    found = {}
+    for server, (host, port) in named.items():
+        answer = hosts.resolve(host)
+        if answer.verdict is Verdict.ADDRESS:
+            found[server] = (answer.addr, port)
+    return found

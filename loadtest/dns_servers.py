@@ -1,0 +1,104 @@
+"""Servers named by DNS in a scenario: `{mx: shop.test}` (its MX set) and a `host` that is
+a name the run's DNS server answers for (`host: smtp.shop.test`).
+
+An `mx:` entry stands for one server per MX host of the domain, as the scenario's `dns:`
+zones publish them: named by the host, at that host, its `priority` the MX preference, the
+entry's other keys (port, starttls, ...) shared. The MX set is read once, when the
+scenario is validated; each host's A record is looked up when mail is sent
+(loadtest.dns_route), so a changed address is followed, a changed MX set is not (yet).
+
+A host that is a name, not an address, is looked up through the run's DNS server when it
+is in one of the scenario's zones; a name outside them only with `allow_remote` (then the
+system's resolver, as before; another named resolver is not supported yet).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+from maildrill.dns.zone import Zone, ZoneError, parse_zones
+
+
+def is_name(host: str) -> bool:
+    """A host to look up: not an address literal, not `localhost`."""
+    if host == "localhost":
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
+
+
+def zone_of(host: str, zones: Sequence[Zone]) -> Zone | None:
+    """The zone of `zones` that `host` falls in, if any."""
+    name = host.lower().rstrip(".")
+    for zone in zones:
+        if name == zone.origin or name.endswith("." + zone.origin):
+            return zone
+    return None
+
+
+def served(host: str, zones: Sequence[Zone]) -> bool:
+    """`host` is a name the run's DNS server answers with records (an owner in a zone)."""
+    zone = zone_of(host, zones)
+    return zone is not None and host.lower().rstrip(".") in zone.names()
+
+
+def mx_hosts(domain: str, zones: Sequence[Zone]) -> list[tuple[int, str]]:
+    """(preference, host) of the domain's MX records in the zones, lowest first."""
+    name = domain.lower().rstrip(".")
+    out = []
+    for zone in zones:
+        for record in zone.records:
+            if record.name == name and record.rtype == "MX":
+                preference, _, host = record.text().partition(" ")
+                out.append((int(preference), host.rstrip(".").lower()))
+    return sorted(out)
+
+
+def expand_mx(data: Any) -> Any:
+    """The scenario's raw data with each `{mx: DOMAIN, ...}` entry of `servers:` (one
+    without a name) replaced by a server per MX host; ValueError in one line when the
+    domain has no MX in the zones. Data that is not a scenario is left to the model."""
+    if not isinstance(data, dict) or not isinstance(data.get("servers"), list):
+        return data
+    entries = data["servers"]
+    if not any(isinstance(e, dict) and "mx" in e and "name" not in e for e in entries):
+        return data
+    zones = _zones(data.get("dns"))
+    servers: list[Any] = []
+    for i, entry in enumerate(entries):
+        if not (isinstance(entry, dict) and "mx" in entry and "name" not in entry):
+            servers.append(entry)
+            continue
+        domain = entry["mx"]
+        if not isinstance(domain, str):
+            raise ValueError(f"servers[{i}].mx: expected a domain name, got {domain!r}")
+        if "host" in entry or "priority" in entry:
+            raise ValueError(f"servers[{i}]: mx {domain}: host and priority come from the MX")
+        if zones is None:
+            raise ValueError(
+                f"servers[{i}]: mx {domain}: the scenario has no dns: zones to read it from "
+                "(another resolver: not supported yet)"
+            )
+        hosts = mx_hosts(domain, zones)
+        if not hosts:
+            raise ValueError(f"servers[{i}]: mx {domain}: the dns: zones have no MX for it")
+        for preference, host in hosts:
+            if not host:
+                raise ValueError(f"servers[{i}]: mx {domain}: a null MX takes no mail")
+            servers.append({**entry, "name": host, "host": host, "priority": preference})
+    return {**data, "servers": servers}
+
+
+def _zones(dns: Any) -> tuple[Zone, ...] | None:
+    """The zones of a raw `dns:` section; its errors in one line, as the scenario's own."""
+    if not isinstance(dns, dict) or "zones" not in dns:
+        return None
+    try:
+        return parse_zones(dns["zones"], allow_remote=True)
+    except ZoneError as exc:
+        raise ValueError(f"dns: {exc}") from None
