@@ -50,6 +50,7 @@ from loadtest.scenario import (
 )
 from loadtest.schedule import Dispatcher
 from loadtest.worker_cmd import CONNECT_WAIT_ENV
+from loadtest.worker_consent import SECRETS_ENV, YES_ENV, Consent, plan_problem
 from loadtest.worker_roll import MISSING, PRESENT, WORKERS_FILE, WorkerRoll
 from maildrill.netaddr import is_loopback
 from maildrill.paths import RUN_ID_MAX, is_safe_name, write_whole
@@ -222,8 +223,9 @@ class Campaign:
 
     def on_plan(self, data: dict[str, Any]) -> None:
         """Worker: the master's plan for this run. Its scenario is checked as a file of
-        one's own would be: targets outside loopback are refused unless it says
-        allow_remote (a worker runs only what maildrill itself would run)."""
+        one's own would be (targets outside loopback only with allow_remote), then against
+        what this worker was started to allow (loadtest.worker_consent): the master's word
+        alone sends no mail off this machine and reads no secret of it."""
         runner = self.environment.runner
         assert isinstance(runner, WorkerRunner)
         try:
@@ -233,13 +235,21 @@ class Campaign:
             runner.send_message(REFUSED, {"worker": runner.client_id, "why": why})
             self.leave(f"refused the master's plan: {why}", exit_code=2)
             return
+        consent = Consent(
+            remote=os.environ.get(YES_ENV) == "1",
+            secrets=os.environ.get(SECRETS_ENV) == "1",
+            master_loopback=is_loopback(runner.master_host),
+        )
+        if (problem := plan_problem(scenario, consent)) is not None:
+            runner.send_message(REFUSED, {"worker": runner.client_id, "why": problem})
+            self.leave(f"refused the master's plan: {problem}", exit_code=2)
+            return
         self.scenario = scenario
         remote = [
             f"{s.name} {s.host}:{s.port}" for s in scenario.servers if not is_loopback(s.host)
         ]
         if remote:
-            log.warning("maildrill: the scenario allows remote targets; sending to %s",
-                        ", ".join(remote))  # fmt: skip
+            log.warning("maildrill: sending to targets outside loopback: %s", ", ".join(remote))
         self.servers = scenario.client_servers()
         self.run_id = data["run_id"]
         self.t0 = data["t0"]

@@ -3,7 +3,9 @@
 It needs only the installed package: the master sends the scenario (as run, real ports
 filled in), the run id, t0 and this worker's share of the schedule (loadtest.locust_glue),
 and the worker checks that scenario as its own (targets outside loopback only with
-`allow_remote: true`). Its journal rows go back to the master; nothing is written here.
+`allow_remote: true`) and against what it was started to allow (`--yes`,
+`--allow-secrets`: loadtest.worker_consent). Its journal rows go back to the master;
+nothing is written here.
 
 Every wait is bounded. The master must answer within `--wait` seconds: first a TCP
 connection to its port (so a wrong address is one line and exit 2, not Locust's five
@@ -29,6 +31,7 @@ from types import FrameType
 
 from loadtest.distributed import Endpoint
 from loadtest.supervise import die_with_parent
+from loadtest.worker_consent import SECRETS_ENV, YES_ENV
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # Read by the locustfile in the worker (loadtest.locust_glue.bound_connect): how long
@@ -66,14 +69,20 @@ def locust_command(master: Endpoint) -> list[str]:
     ]  # fmt: skip
 
 
-def run(master: Endpoint, wait_s: float) -> int:
+def run(master: Endpoint, wait_s: float, *, yes: bool = False, secrets: bool = False) -> int:
+    """`yes`, `secrets`: what this worker may run (loadtest.worker_consent)."""
     why = reach(master, wait_s)
     if why is not None:
         print(f"maildrill: no master answers at {master} within {wait_s:g} s ({why})",
               file=sys.stderr)  # fmt: skip
         return 2
     print(f"maildrill: worker for the master at {master}", file=sys.stderr, flush=True)
-    env = {**os.environ, CONNECT_WAIT_ENV: str(wait_s)}
+    env = {
+        **os.environ,
+        CONNECT_WAIT_ENV: str(wait_s),
+        YES_ENV: "1" if yes else "0",
+        SECRETS_ENV: "1" if secrets else "0",
+    }
     child = subprocess.Popen(locust_command(master), env=env, preexec_fn=die_with_parent)
 
     def forward(signum: int, _frame: FrameType | None) -> None:

@@ -191,7 +191,9 @@ def test_a_drill_across_namespaces_ends_with_whole_journals_on_the_master(net, t
         )  # fmt: skip
         address = f"{MASTER_ADDRESS}:{MASTER_PORT}"
         workers = {
-            w: procs.start(ns, f"worker-{w}", "worker", "--master", address, "--wait", "30")
+            w: procs.start(
+                ns, f"worker-{w}", "worker", "--master", address, "--wait", "30", "--yes"
+            )
             for w, ns in net.workers.items()
         }
         code = master.wait(90)
