@@ -168,6 +168,31 @@ class WorkersFile:
                              "why": state.get("why", "")})  # fmt: skip
         return lost
 
+    def lost_at_end(self) -> list[dict[str, Any]]:
+        """At the end: the workers lost for good (one lost for a missed heartbeat that came
+        back and flushed every row is not)."""
+        self.stamp = None
+        return [
+            {"worker": worker, "at_s": state["lost_at_s"], "why": state.get("why", "")}
+            for worker, state in self.read().items()
+            if isinstance(state, dict) and state.get("lost_at_s") is not None
+        ]
+
+    def recovered(self) -> list[dict[str, Any]]:
+        """At the end: the workers that missed heartbeats, came back, and are not lost."""
+        self.stamp = None
+        return [
+            {
+                "worker": worker,
+                "missing_at_s": state["missing_at_s"],
+                "recovered_at_s": state.get("recovered_at_s"),
+            }
+            for worker, state in self.read().items()
+            if isinstance(state, dict)
+            and state.get("missing_at_s") is not None
+            and state.get("lost_at_s") is None
+        ]
+
     def rows_missing(self) -> dict[str, int]:
         """At the end: workers whose final count says rows never reached the master."""
         self.stamp = None

@@ -367,10 +367,14 @@ class Campaign:
         seen = {c.id: MISSING if c.state == STATE_MISSING else PRESENT for c in runner.clients.all}
         # Stopping (Locust's state is set before it tells the workers): leaving is expected.
         stopping = self.stopping or runner.state in (STATE_STOPPING, STATE_STOPPED)
-        lost = self.roll.check(time.time(), seen, stopping)
+        now = time.time()
+        back = self.roll.recover(now, seen)
+        for worker in back:
+            log.warning("maildrill: worker %s is back (heartbeats again)", worker)
+        lost = self.roll.check(now, seen, stopping)
         for worker in lost:
             log.error("maildrill: worker %s lost (%s)", worker, self.roll.workers[worker].why)
-        if lost:
+        if lost or back:
             self._write_roll()
 
     def _write_roll(self) -> None:
@@ -384,16 +388,16 @@ class Campaign:
         if self.roll is None:
             return
         self.stopping = True
-        for worker in self.roll.awaiting_flush():
-            if worker in runner.clients:
+        for worker, state in self.roll.workers.items():
+            # One lost for a missed heartbeat is asked too: it may be back by now.
+            if state.shipped is None and worker in runner.clients:
                 runner.send_message(FLUSH, None, client_id=worker)
         deadline = time.monotonic() + FLUSH_WAIT_S
         while self.roll.awaiting_flush() and time.monotonic() < deadline:
             gevent.sleep(0.05)
             self.check_workers()
-        for worker in self.roll.awaiting_flush():
-            log.error("maildrill: worker %s sent no final flush within %g s", worker,
-                      FLUSH_WAIT_S)  # fmt: skip
+        for worker in self.roll.settle(time.time(), FLUSH_WAIT_S):
+            log.error("maildrill: worker %s lost (%s)", worker, self.roll.workers[worker].why)
         self._write_roll()
 
     # -- a worker on its own ----------------------------------------------------------

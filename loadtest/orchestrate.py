@@ -494,10 +494,20 @@ class Drill:
             self.say(f"\nLocust worker {lost['worker']} lost at {lost['at_s']:.1f} s "
                      f"({lost['why']}); going on")  # fmt: skip
         if last:
+            for back in self.workers_file.recovered():
+                self.log.event("worker_recovered", **back)
+                self.say(f"Locust worker {back['worker']} missed heartbeats from "
+                         f"{back['missing_at_s']:.1f} s, came back and flushed every row: "
+                         "not lost")  # fmt: skip
             for worker, rows in self.workers_file.rows_missing().items():
                 self.log.event("worker_rows_missing", worker=worker, rows=rows)
                 self.say(f"Locust worker {worker}: {rows} journal rows it shipped never "
                          "reached the master")  # fmt: skip
+
+    def _remote_workers_lost(self) -> list[dict[str, Any]]:
+        """Workers on other hosts lost for good, by the master's last roll (a `worker_lost`
+        event may name one that came back)."""
+        return self.workers_file.lost_at_end() if self.remote is not None else []
 
     def _active_faults(self, elapsed: float) -> list[str]:
         return [f"{p.event.kind}@{p.event.target}" for p in self.timeline.active(elapsed)]
@@ -595,7 +605,7 @@ class Drill:
             "journals": journal_manifest(self.run_dir),
             "locust_exit_code": self.locust_exit,
             "sink_deaths": self.log.of("sink_died"),
-            "workers_lost": self.log.of("worker_died") + self.log.of("worker_lost"),
+            "workers_lost": self.log.of("worker_died") + self._remote_workers_lost(),
             "faults": self.timeline.records(),
             "events": self.log.events,
             "finished_at": time.time(),

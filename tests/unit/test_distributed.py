@@ -136,8 +136,57 @@ def test_once_stopping_a_worker_that_flushed_leaves_as_told_one_that_did_not_is_
     assert roll.awaiting_flush() == []
     record = roll.record()["workers"]
     assert record["a"] == {"rows": 10, "shipped": 10, "rows_missing": 0, "done": False,
-                           "lost_at_s": None, "why": ""}  # fmt: skip
+                           "lost_at_s": None, "why": "", "missing_at_s": None,
+                           "recovered_at_s": None}  # fmt: skip
     assert record["b"]["lost_at_s"] == 9.0
+
+
+def test_a_worker_still_connected_whose_final_flush_never_comes_is_lost():
+    roll = WorkerRoll(["a", "b"], t0=0.0)
+    roll.received("a", 4)
+    roll.flushed("a", 4)
+    roll.received("b", 6)  # b is there to the end, but says nothing more
+    assert roll.check(20.0, {"a": PRESENT, "b": PRESENT}, stopping=True) == []
+    assert roll.settle(30.0, 10.0) == ["b"]
+    assert roll.record()["workers"]["b"]["lost_at_s"] == 30.0
+    assert roll.record()["workers"]["b"]["why"] == "no final flush within 10 s"
+    assert roll.settle(31.0, 10.0) == []  # named once; a flushed
+
+
+def test_a_worker_that_missed_heartbeats_and_came_back_whole_is_recovered():
+    roll = WorkerRoll(["a"], t0=0.0)
+    roll.received("a", 5)
+    assert roll.check(3.0, {"a": MISSING}, stopping=False) == ["a"]
+    assert roll.recover(4.0, {"a": MISSING}) == []  # still silent
+    assert roll.recover(4.5, {"a": PRESENT}) == ["a"]
+    assert roll.check(4.5, {"a": PRESENT}, stopping=False) == []
+    assert roll.check(6.0, {"a": MISSING}, stopping=False) == ["a"]  # silent again
+    assert roll.recover(6.5, {"a": PRESENT}) == ["a"]
+    roll.received("a", 7)
+    roll.flushed("a", 12)
+    assert roll.settle(20.0, 10.0) == []
+    state = roll.record()["workers"]["a"]
+    assert (state["lost_at_s"], state["why"]) == (None, "")
+    assert (state["missing_at_s"], state["recovered_at_s"]) == (3.0, 6.5)  # the first miss
+
+
+def test_a_worker_that_came_back_with_rows_missing_stays_lost_from_its_first_miss():
+    roll = WorkerRoll(["a"], t0=0.0)
+    roll.received("a", 5)
+    roll.check(3.0, {"a": MISSING}, stopping=False)
+    roll.recover(4.0, {"a": PRESENT})
+    roll.flushed("a", 9)
+    assert roll.settle(20.0, 10.0) == ["a"]
+    state = roll.record()["workers"]["a"]
+    assert state["lost_at_s"] == 3.0
+    assert state["why"] == "no heartbeat at 3 s; 4 rows never arrived"
+
+
+def test_a_worker_that_left_does_not_come_back():
+    roll = WorkerRoll(["a"], t0=0.0)
+    roll.check(3.0, {}, stopping=False)
+    assert roll.recover(4.0, {"a": PRESENT}) == []
+    assert roll.workers["a"].why == "left"
 
 
 def test_rows_shipped_that_never_arrived_are_counted():
@@ -180,6 +229,22 @@ def test_the_workers_file_names_each_lost_worker_once(tmp_path):
     assert seen.newly_lost() == [{"worker": "b", "at_s": 4.0, "why": "left"}]
     assert seen.newly_lost() == []
     assert seen.rows_missing() == {"a": 2}
+
+
+def test_the_workers_file_at_the_end_names_the_lost_for_good_and_the_recovered(tmp_path):
+    path = tmp_path / "workers.json"
+    roll = WorkerRoll(["a", "b"], t0=0.0)
+    roll.check(3.0, {"a": MISSING, "b": PRESENT}, stopping=False)
+    path.write_text(json.dumps(roll.record()))
+    seen = WorkersFile(path)
+    assert seen.newly_lost() == [{"worker": "a", "at_s": 3.0, "why": "no heartbeat"}]
+    roll.recover(4.0, {"a": PRESENT, "b": PRESENT})
+    roll.flushed("a", 0)
+    assert roll.settle(20.0, 10.0) == ["b"]
+    path.write_text(json.dumps(roll.record()) + " ")
+    assert seen.lost_at_end() == [{"worker": "b", "at_s": 20.0,
+                                   "why": "no final flush within 10 s"}]  # fmt: skip
+    assert seen.recovered() == [{"worker": "a", "missing_at_s": 3.0, "recovered_at_s": 4.0}]
 
 
 def test_a_damaged_workers_file_reads_as_nothing(tmp_path):
