@@ -27,6 +27,7 @@ from loadtest.distributed import (
     AddressError,
     RemoteWorkers,
     bind_problem,
+    loopback_targets_problem,
     parse_endpoint,
     parse_wait,
 )
@@ -125,6 +126,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "pass --yes to confirm"
         )
     if workers is not None and (problem := bind_problem(workers.bind, scenario.allow_remote)):
+        return fail(problem)
+    targets = [(s.name, s.host) for s in scenario.servers]
+    if workers is not None and (problem := loopback_targets_problem(workers.bind, targets)):
         return fail(problem)
     if workers is not None and not workers.bind.loopback:
         listener = [f"the Locust master on {workers.bind}, for workers on other machines"]

@@ -99,6 +99,20 @@ def bind_problem(bind: Endpoint, allow_remote: bool) -> str | None:
     )
 
 
+def loopback_targets_problem(bind: Endpoint, targets: list[tuple[str, str]]) -> str | None:
+    """Why a master listening outside loopback may not send these (name, host) targets:
+    workers on other hosts would send to their OWN loopback, not to these servers."""
+    if bind.loopback:
+        return None
+    local = [f"{name} {host}" for name, host in targets if is_loopback(host)]
+    if not local:
+        return None
+    return (
+        f"--master-bind {bind}: workers on other hosts would send to their own loopback, "
+        f"not to {', '.join(local)}; give the servers addresses the workers can reach"
+    )
+
+
 def parse_wait(text: str, flag: str) -> float:
     try:
         seconds = float(text)

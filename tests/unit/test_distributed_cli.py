@@ -57,8 +57,11 @@ def test_worker_bad_input_is_one_line_and_exit_2(capsys, args, words):
         # Outside loopback: the scenario must allow it, and then a person must confirm.
         (["--master-bind", "198.18.1.1", "--expect-workers", "1"],
          ["--master-bind 198.18.1.1:5557", "allow_remote: true"]),
-        (["--master-bind", "0.0.0.0:6000", "--expect-workers", "1", "--set", "allow_remote=true"],
-         ["--master-bind 0.0.0.0:6000 listens outside this machine", "pass --yes"]),
+        # ... and the targets must be reachable from other hosts: not loopback.
+        (["--master-bind", "0.0.0.0:6000", "--expect-workers", "1", "--set", "allow_remote=true",
+          "--yes"],
+         ["--master-bind 0.0.0.0:6000: workers on other hosts would send to their own "
+          "loopback, not to primary 127.0.0.1, secondary 127.0.0.1"]),
     ],
 )  # fmt: skip
 def test_run_bad_distributed_flags_are_one_line_and_nothing_starts(capsys, tmp_path, args, words):
