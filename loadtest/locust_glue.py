@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -49,7 +48,7 @@ from loadtest.scenario import (
     parse_server_override,
 )
 from loadtest.schedule import Dispatcher
-from loadtest.worker_cmd import CONNECT_WAIT_ENV
+from loadtest.worker_cmd import CONNECT_WAIT_ENV, connect_bounds
 from loadtest.worker_consent import SECRETS_ENV, YES_ENV, Consent, plan_problem
 from loadtest.worker_roll import MISSING, PRESENT, WORKERS_FILE, WorkerRoll
 from maildrill.netaddr import is_loopback
@@ -79,10 +78,10 @@ def bound_connect() -> None:
     if not wait:
         return
     try:
-        tries = max(1, math.ceil(float(wait)))
+        timeout, tries = connect_bounds(float(wait))
     except ValueError:
         return
-    runners.CONNECT_TIMEOUT = 1
+    runners.CONNECT_TIMEOUT = timeout  # type: ignore[assignment]
     runners.CONNECT_RETRY_COUNT = tries
 
 

@@ -20,6 +20,7 @@ vanished), 2 bad input or a master that never answered or a plan it refused.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import socket
@@ -38,7 +39,18 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # Locust's handshake with the master may take, in seconds.
 CONNECT_WAIT_ENV = "MAILDRILL_CONNECT_WAIT_S"
 PROBE_EVERY_S = 0.5
+CONNECT_TRIES_MAX = 50  # Locust's handshake tries (loadtest.locust_glue.bound_connect)
 LOCUST_CONNECT_FAILED = 255  # Locust's exit (-1) when its handshake with the master fails
+
+
+def connect_bounds(wait_s: float) -> tuple[float, int]:
+    """Locust's handshake timeout and retry count for a wait of `wait_s` seconds. Locust
+    retries by recursion (one frame per try), so the tries stay at most CONNECT_TRIES_MAX
+    however long the wait: the timeout grows instead, never under a second."""
+    if not math.isfinite(wait_s) or wait_s <= 0:
+        raise ValueError(f"not a wait: {wait_s}")
+    timeout = max(1.0, wait_s / CONNECT_TRIES_MAX)
+    return timeout, max(1, math.ceil(wait_s / timeout))
 
 
 def reach(master: Endpoint, wait_s: float) -> str | None:

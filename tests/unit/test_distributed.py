@@ -20,6 +20,7 @@ from loadtest.distributed import (
     parse_endpoint,
     parse_wait,
 )
+from loadtest.worker_cmd import CONNECT_TRIES_MAX, connect_bounds
 from loadtest.worker_roll import MISSING, PRESENT, WorkerRoll
 
 
@@ -254,3 +255,18 @@ def test_a_damaged_workers_file_reads_as_nothing(tmp_path):
     path.write_text('{"workers": [1, 2]}')
     assert WorkersFile(path).newly_lost() == []
     assert WorkersFile(path).rows_missing() == {}
+
+
+@pytest.mark.parametrize("wait", [0.5, 1, 2.5, 60, 600, 3600])
+def test_the_handshake_holds_to_the_wait_in_a_few_tries_however_long(wait):
+    """Locust retries its handshake by recursion: 3600 one-second tries would pass
+    Python's recursion limit, so the timeout grows instead of the tries."""
+    timeout, tries = connect_bounds(wait)
+    assert timeout >= 1
+    assert tries <= CONNECT_TRIES_MAX
+    assert wait <= timeout * tries < wait + timeout  # the whole wait, not much more
+
+
+def test_the_handshake_timeout_is_a_second_for_short_waits():
+    assert connect_bounds(30) == (1.0, 30)
+    assert connect_bounds(3600) == (72.0, 50)
