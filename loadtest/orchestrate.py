@@ -34,7 +34,13 @@ import yaml
 
 from loadtest import limits, preflight
 from loadtest.analysis.rundir import journal_manifest
-from loadtest.distributed import RemoteWorkers, WorkersFile, master_args, not_connected
+from loadtest.distributed import (
+    RemoteWorkers,
+    WorkersFile,
+    master_args,
+    not_connected,
+    worker_command,
+)
 from loadtest.dns_run import start_dns
 from loadtest.fault_event import DNS_TARGET
 from loadtest.mta_fleet import MtaFleet
@@ -308,11 +314,9 @@ class Drill:
         if self.remote is not None:
             args += master_args(self.remote)
             bind = self.remote.bind
-            host = bind.host if bind.host != "0.0.0.0" else "THIS-HOST"
             self.log.event("remote_workers", bind=str(bind), expect=self.remote.expect)
             self.say(f"waiting up to {self.remote.wait_s:g} s for {self.remote.expect} Locust "
-                     f"workers on {bind}: start each with `maildrill worker --master "
-                     f"{host}:{bind.port}`")  # fmt: skip
+                     f"workers on {bind}: start each with `{worker_command(bind)}`")  # fmt: skip
         elif workers:
             port = free_port()
             args += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",

@@ -54,19 +54,22 @@ def connect_bounds(wait_s: float) -> tuple[float, int]:
 
 
 def reach(master: Endpoint, wait_s: float) -> str | None:
-    """Why no TCP connection to the master's port was made within `wait_s` (None: made).
-    A master that is not up yet is waited for: workers may be started first."""
+    """Why no TCP connection to the master's port was made within `wait_s`, in one line
+    (None: made). A master that is not up yet is waited for: workers may be started first;
+    a name that does not resolve is said at once, without a wait it did not take."""
     deadline = time.monotonic() + wait_s
     why = "no answer"
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            return why
+            return f"no master answers at {master} within {wait_s:g} s ({why})"
         try:
             with socket.create_connection((master.host, master.port), timeout=min(left, 2.0)):
                 return None
         except socket.gaierror as exc:
-            return f"{master.host}: {exc.strerror or 'unknown host'}"  # no use waiting
+            return f"cannot find the master {master.host}: {exc.strerror or 'unknown host'}"
+        except UnicodeError:  # the resolver's encoder: parse_endpoint should have said
+            return f"cannot find the master {master.host}: not a host name"
         except OSError as exc:
             why = exc.strerror or type(exc).__name__
         time.sleep(min(PROBE_EVERY_S, max(deadline - time.monotonic(), 0)))
@@ -85,8 +88,7 @@ def run(master: Endpoint, wait_s: float, *, yes: bool = False, secrets: bool = F
     """`yes`, `secrets`: what this worker may run (loadtest.worker_consent)."""
     why = reach(master, wait_s)
     if why is not None:
-        print(f"maildrill: no master answers at {master} within {wait_s:g} s ({why})",
-              file=sys.stderr)  # fmt: skip
+        print(f"maildrill: {why}", file=sys.stderr)
         return 2
     print(f"maildrill: worker for the master at {master}", file=sys.stderr, flush=True)
     env = {

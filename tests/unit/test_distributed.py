@@ -15,10 +15,12 @@ from loadtest.distributed import (
     RemoteWorkers,
     WorkersFile,
     bind_problem,
+    is_host_name,
     master_args,
     not_connected,
     parse_endpoint,
     parse_wait,
+    worker_command,
 )
 from loadtest.worker_cmd import CONNECT_TRIES_MAX, connect_bounds
 from loadtest.worker_roll import MISSING, PRESENT, WorkerRoll
@@ -103,7 +105,34 @@ def test_workers_that_did_not_come_are_counted_from_locusts_log():
     line = not_connected(remote, log)
     assert line.startswith("only 2 of 3 Locust workers connected to 0.0.0.0:6000 within 20 s")
     assert "maildrill worker --master THIS-HOST:6000" in line
-    assert not_connected(remote, "").startswith("not all 3 Locust workers")
+    assert not_connected(remote, "").startswith("fewer than 3 Locust workers connected")
+    one = RemoteWorkers(Endpoint("127.0.0.1", 6000), expect=1, wait_s=2)
+    assert not_connected(one, "Waiting for workers to be ready, 0 of 1 connected\n") == (
+        "the Locust worker did not connect to 127.0.0.1:6000 within 2 s; "
+        "start each with `maildrill worker --master 127.0.0.1:6000`"
+    )
+
+
+def test_a_master_on_every_interface_is_named_this_host_in_the_advice():
+    assert worker_command(Endpoint("0.0.0.0", 6000)) == "maildrill worker --master THIS-HOST:6000"
+    assert worker_command(Endpoint("198.18.1.1", 5557)) == (
+        "maildrill worker --master 198.18.1.1:5557"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [
+        ("a" * 63 + ".example", True),
+        ("a" * 64 + ".example", False),
+        ("1.2.3.4.5", False),
+        ("host-1.example", True),
+        ("10.example", True),
+        ("h\u00e9.example", False),
+    ],
+)
+def test_host_names(host, ok):
+    assert is_host_name(host) is ok
 
 
 # -- the master's roll ----------------------------------------------------------------

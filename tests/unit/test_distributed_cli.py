@@ -31,6 +31,12 @@ def assert_one_line(code: int, err: str, *words: str) -> None:
         (["--master", "127.0.0.1:port"], ["--master", "not a port number"]),
         (["--master", "127.0.0.1:0"], ["1-65535"]),
         (["--master", "bad_host!:5557"], ["not a host name"]),
+        # A label over 63 characters (the resolver's encoder raised UnicodeError), an
+        # all-numeric last label (a mistyped address, not a name), IPv6.
+        (["--master", "a" * 70 + ".com"], ["not a host name"]),
+        (["--master", "1.2.3.4.5"], ["'1.2.3.4.5' is not a host name"]),
+        (["--master", "::1"], ["--master '::1': IPv6 is not supported", "IPv4 address or a host"]),
+        (["--master", "[::1]:5557"], ["IPv6 is not supported"]),
         (["--master", "127.0.0.1:5557", "--wait", "0"], ["--wait"]),
         (["--master", "127.0.0.1:5557", "--wait", "forever"], ["--wait"]),
         ([], ["--master"]),
