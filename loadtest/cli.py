@@ -27,6 +27,7 @@ from loadtest.distributed import (
     AddressError,
     RemoteWorkers,
     bind_problem,
+    loopback_targets_problem,
     parse_endpoint,
     parse_wait,
 )
@@ -130,6 +131,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     if workers is not None and (problem := bind_problem(workers.bind, scenario.allow_remote)):
         return fail(problem)
+    targets = [(s.name, s.host) for s in scenario.servers]
+    if workers is not None and (problem := loopback_targets_problem(workers.bind, targets)):
+        return fail(problem)
     if workers is not None and not workers.bind.loopback:
         listener = [f"the Locust master on {workers.bind}, for workers on other machines"]
         if not _confirmed(listener, args.yes):
@@ -187,7 +191,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         wait = parse_wait(args.wait, "--wait")
     except AddressError as exc:
         return fail(str(exc))
-    return worker_cmd.run(master, wait)
+    # The master's scenario may name servers outside loopback (allow_remote): like the
+    # targets of `maildrill run`, they need this host's own yes (loadtest.worker_consent).
+    anywhere = [f"any server outside loopback that the master at {master} names"]
+    yes = _confirmed(anywhere, args.yes)
+    return worker_cmd.run(master, wait, yes=yes, secrets=args.allow_secrets)
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
@@ -783,7 +791,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a Locust worker for a `maildrill run --master-bind` elsewhere",
         description="Run one Locust worker for a drill whose master runs elsewhere: the "
         "scenario, run id and schedule come from the master, the journal rows go back to "
-        "it. Targets outside loopback only if the master's scenario says allow_remote. "
+        "it. Targets outside loopback only if the master's scenario says allow_remote and "
+        "this worker was started with --yes; passwords read here only with --allow-secrets. "
         "Exit 0 the run ended, 1 the master vanished, 2 bad input or no master.",
     )
     worker.add_argument("--master", required=True, metavar="HOST[:PORT]",
@@ -791,6 +800,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--wait", default=f"{DEFAULT_WAIT_S:g}", metavar="S",
                         help=f"give up (exit 2) unless the master answers within S seconds "
                         f"(default {DEFAULT_WAIT_S:g})")  # fmt: skip
+    worker.add_argument("--yes", action="store_true",
+                        help="send to targets outside loopback if the master's scenario names "
+                        "them (allow_remote); without it such a plan is refused")  # fmt: skip
+    worker.add_argument("--allow-secrets", action="store_true",
+                        help="let the master's scenario read AUTH passwords on this host "
+                        "(password_env, password_file); else such a plan is refused")  # fmt: skip
     worker.set_defaults(func=cmd_worker)
 
     capacity = sub.add_parser(

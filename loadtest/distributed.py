@@ -26,6 +26,7 @@ DEFAULT_PORT = 5557  # Locust's own default master port
 DEFAULT_WAIT_S = 60.0
 MAX_WAIT_S = 3600.0
 MAX_HOST = 253
+MAX_LABEL = 63
 
 
 class AddressError(ValueError):
@@ -59,6 +60,10 @@ def parse_endpoint(text: str, flag: str, *, bind: bool) -> Endpoint:
     """HOST[:PORT] (PORT defaults to Locust's 5557). To bind, HOST is an IPv4 address (or
     localhost): Locust's channel (ZeroMQ) binds no IPv6 and no name. To connect, a host
     name will do too."""
+    if text.count(":") > 1 or text.strip().startswith("["):
+        instead = "an IPv4 address" if bind else "an IPv4 address or a host name"
+        raise AddressError(f"{flag} {text!r}: IPv6 is not supported (Locust's channel binds "
+                           f"no IPv6): give {instead}")  # fmt: skip
     host, sep, port_text = text.strip().rpartition(":")
     if not sep:
         host, port_text = text.strip(), str(DEFAULT_PORT)
@@ -78,14 +83,27 @@ def parse_endpoint(text: str, flag: str, *, bind: bool) -> Endpoint:
         if bind:
             raise AddressError(f"{flag} {text!r}: bind to an IPv4 address (e.g. 0.0.0.0 or "
                                "the address of one interface)") from None  # fmt: skip
-        if len(host) > MAX_HOST or not all(
-            part and part.replace("-", "").isalnum() for part in host.split(".")
-        ):
+        if not is_host_name(host):
             raise AddressError(f"{flag} {text!r}: {host!r} is not a host name") from None
         return Endpoint(host.lower(), port)
     if address.version != 4:
         raise AddressError(f"{flag} {text!r}: an IPv4 address (Locust binds no IPv6)")
     return Endpoint(str(address), port)
+
+
+def is_host_name(host: str) -> bool:
+    """A DNS host name: labels of letters, digits and hyphens, at most 63 characters each
+    (a longer one fails in the resolver's encoder, not as "unknown host"), and a last label
+    that is not all digits (1.2.3.4.5 is a mistyped address, not a name to look up)."""
+    labels = host.split(".")
+    return (
+        len(host) <= MAX_HOST
+        and all(
+            0 < len(label) <= MAX_LABEL and label.replace("-", "").isalnum() and label.isascii()
+            for label in labels
+        )
+        and not labels[-1].isdigit()
+    )
 
 
 def bind_problem(bind: Endpoint, allow_remote: bool) -> str | None:
@@ -96,6 +114,20 @@ def bind_problem(bind: Endpoint, allow_remote: bool) -> str | None:
     return (
         f"--master-bind {bind}: outside loopback, other machines could drive this scenario's "
         "load; set allow_remote: true in the scenario (and pass --yes) to listen there"
+    )
+
+
+def loopback_targets_problem(bind: Endpoint, targets: list[tuple[str, str]]) -> str | None:
+    """Why a master listening outside loopback may not send these (name, host) targets:
+    workers on other hosts would send to their OWN loopback, not to these servers."""
+    if bind.loopback:
+        return None
+    local = [f"{name} {host}" for name, host in targets if is_loopback(host)]
+    if not local:
+        return None
+    return (
+        f"--master-bind {bind}: workers on other hosts would send to their own loopback, "
+        f"not to {', '.join(local)}; give the servers addresses the workers can reach"
     )
 
 
@@ -129,12 +161,23 @@ def not_connected(remote: RemoteWorkers, locust_log: str) -> str:
     """The one line for a master whose workers did not all come: how many did (Locust
     says so in its log after 5 s of waiting), and how to start them."""
     counts = _CONNECTED.findall(locust_log)
-    came = f"only {counts[-1][0]} of {remote.expect}" if counts else f"not all {remote.expect}"
-    host = remote.bind.host if remote.bind.host != "0.0.0.0" else "THIS-HOST"
+    if remote.expect == 1:
+        came = "the Locust worker did not connect"
+    elif counts:
+        came = f"only {counts[-1][0]} of {remote.expect} Locust workers connected"
+    else:
+        came = f"fewer than {remote.expect} Locust workers connected"
     return (
-        f"{came} Locust workers connected to {remote.bind} within {remote.wait_s:g} s; "
-        f"start each with `maildrill worker --master {host}:{remote.bind.port}`"
+        f"{came} to {remote.bind} within {remote.wait_s:g} s; "
+        f"start each with `{worker_command(remote.bind)}`"
     )
+
+
+def worker_command(bind: Endpoint) -> str:
+    """How to start a worker for a master listening at `bind`, as the user is told it: a
+    master on all interfaces (0.0.0.0) is reached at an address only the user knows."""
+    host = "THIS-HOST" if bind.host == "0.0.0.0" else bind.host
+    return f"maildrill worker --master {host}:{bind.port}"
 
 
 class WorkersFile:
@@ -167,6 +210,31 @@ class WorkersFile:
                 lost.append({"worker": worker, "at_s": state["lost_at_s"],
                              "why": state.get("why", "")})  # fmt: skip
         return lost
+
+    def lost_at_end(self) -> list[dict[str, Any]]:
+        """At the end: the workers lost for good (one lost for a missed heartbeat that came
+        back and flushed every row is not)."""
+        self.stamp = None
+        return [
+            {"worker": worker, "at_s": state["lost_at_s"], "why": state.get("why", "")}
+            for worker, state in self.read().items()
+            if isinstance(state, dict) and state.get("lost_at_s") is not None
+        ]
+
+    def recovered(self) -> list[dict[str, Any]]:
+        """At the end: the workers that missed heartbeats, came back, and are not lost."""
+        self.stamp = None
+        return [
+            {
+                "worker": worker,
+                "missing_at_s": state["missing_at_s"],
+                "recovered_at_s": state.get("recovered_at_s"),
+            }
+            for worker, state in self.read().items()
+            if isinstance(state, dict)
+            and state.get("missing_at_s") is not None
+            and state.get("lost_at_s") is None
+        ]
 
     def rows_missing(self) -> dict[str, int]:
         """At the end: workers whose final count says rows never reached the master."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -50,7 +49,8 @@ from loadtest.scenario import (
     parse_server_override,
 )
 from loadtest.schedule import Dispatcher
-from loadtest.worker_cmd import CONNECT_WAIT_ENV
+from loadtest.worker_cmd import CONNECT_WAIT_ENV, connect_bounds
+from loadtest.worker_consent import SECRETS_ENV, YES_ENV, Consent, plan_problem
 from loadtest.worker_roll import MISSING, PRESENT, WORKERS_FILE, WorkerRoll
 from maildrill.dns.resolver import Resolver
 from maildrill.netaddr import is_loopback
@@ -80,10 +80,10 @@ def bound_connect() -> None:
     if not wait:
         return
     try:
-        tries = max(1, math.ceil(float(wait)))
+        timeout, tries = connect_bounds(float(wait))
     except ValueError:
         return
-    runners.CONNECT_TIMEOUT = 1
+    runners.CONNECT_TIMEOUT = timeout  # type: ignore[assignment]
     runners.CONNECT_RETRY_COUNT = tries
 
 
@@ -235,8 +235,9 @@ class Campaign:
 
     def on_plan(self, data: dict[str, Any]) -> None:
         """Worker: the master's plan for this run. Its scenario is checked as a file of
-        one's own would be: targets outside loopback are refused unless it says
-        allow_remote (a worker runs only what maildrill itself would run)."""
+        one's own would be (targets outside loopback only with allow_remote), then against
+        what this worker was started to allow (loadtest.worker_consent): the master's word
+        alone sends no mail off this machine and reads no secret of it."""
         runner = self.environment.runner
         assert isinstance(runner, WorkerRunner)
         try:
@@ -246,6 +247,15 @@ class Campaign:
             runner.send_message(REFUSED, {"worker": runner.client_id, "why": why})
             self.leave(f"refused the master's plan: {why}", exit_code=2)
             return
+        consent = Consent(
+            remote=os.environ.get(YES_ENV) == "1",
+            secrets=os.environ.get(SECRETS_ENV) == "1",
+            master_loopback=is_loopback(runner.master_host),
+        )
+        if (problem := plan_problem(scenario, consent)) is not None:
+            runner.send_message(REFUSED, {"worker": runner.client_id, "why": problem})
+            self.leave(f"refused the master's plan: {problem}", exit_code=2)
+            return
         self.scenario = scenario
         remote = [
             f"{s.name} {s.host}:{s.port}"
@@ -253,8 +263,7 @@ class Campaign:
             if not is_loopback(s.host) and not scenario.dns_named(s)  # answers checked as sent
         ]
         if remote:
-            log.warning("maildrill: the scenario allows remote targets; sending to %s",
-                        ", ".join(remote))  # fmt: skip
+            log.warning("maildrill: sending to targets outside loopback: %s", ", ".join(remote))
         self.servers = scenario.client_servers()
         self.plan_dns = str(data.get("dns_server") or "")
         self.hosts = None
@@ -374,10 +383,14 @@ class Campaign:
         seen = {c.id: MISSING if c.state == STATE_MISSING else PRESENT for c in runner.clients.all}
         # Stopping (Locust's state is set before it tells the workers): leaving is expected.
         stopping = self.stopping or runner.state in (STATE_STOPPING, STATE_STOPPED)
-        lost = self.roll.check(time.time(), seen, stopping)
+        now = time.time()
+        back = self.roll.recover(now, seen)
+        for worker in back:
+            log.warning("maildrill: worker %s is back (heartbeats again)", worker)
+        lost = self.roll.check(now, seen, stopping)
         for worker in lost:
             log.error("maildrill: worker %s lost (%s)", worker, self.roll.workers[worker].why)
-        if lost:
+        if lost or back:
             self._write_roll()
 
     def _write_roll(self) -> None:
@@ -391,16 +404,16 @@ class Campaign:
         if self.roll is None:
             return
         self.stopping = True
-        for worker in self.roll.awaiting_flush():
-            if worker in runner.clients:
+        for worker, state in self.roll.workers.items():
+            # One lost for a missed heartbeat is asked too: it may be back by now.
+            if state.shipped is None and worker in runner.clients:
                 runner.send_message(FLUSH, None, client_id=worker)
         deadline = time.monotonic() + FLUSH_WAIT_S
         while self.roll.awaiting_flush() and time.monotonic() < deadline:
             gevent.sleep(0.05)
             self.check_workers()
-        for worker in self.roll.awaiting_flush():
-            log.error("maildrill: worker %s sent no final flush within %g s", worker,
-                      FLUSH_WAIT_S)  # fmt: skip
+        for worker in self.roll.settle(time.time(), FLUSH_WAIT_S):
+            log.error("maildrill: worker %s lost (%s)", worker, self.roll.workers[worker].why)
         self._write_roll()
 
     # -- a worker on its own ----------------------------------------------------------

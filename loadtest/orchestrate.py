@@ -34,7 +34,13 @@ import yaml
 
 from loadtest import limits, preflight
 from loadtest.analysis.rundir import journal_manifest
-from loadtest.distributed import RemoteWorkers, WorkersFile, master_args, not_connected
+from loadtest.distributed import (
+    RemoteWorkers,
+    WorkersFile,
+    master_args,
+    not_connected,
+    worker_command,
+)
 from loadtest.dns_route import addresses_now
 from loadtest.dns_run import start_dns
 from loadtest.fault_event import DNS_TARGET
@@ -324,11 +330,9 @@ class Drill:
         if self.remote is not None:
             args += master_args(self.remote)
             bind = self.remote.bind
-            host = bind.host if bind.host != "0.0.0.0" else "THIS-HOST"
             self.log.event("remote_workers", bind=str(bind), expect=self.remote.expect)
             self.say(f"waiting up to {self.remote.wait_s:g} s for {self.remote.expect} Locust "
-                     f"workers on {bind}: start each with `maildrill worker --master "
-                     f"{host}:{bind.port}`")  # fmt: skip
+                     f"workers on {bind}: start each with `{worker_command(bind)}`")  # fmt: skip
         elif workers:
             port = free_port()
             args += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
@@ -510,10 +514,20 @@ class Drill:
             self.say(f"\nLocust worker {lost['worker']} lost at {lost['at_s']:.1f} s "
                      f"({lost['why']}); going on")  # fmt: skip
         if last:
+            for back in self.workers_file.recovered():
+                self.log.event("worker_recovered", **back)
+                self.say(f"Locust worker {back['worker']} missed heartbeats from "
+                         f"{back['missing_at_s']:.1f} s, came back and flushed every row: "
+                         "not lost")  # fmt: skip
             for worker, rows in self.workers_file.rows_missing().items():
                 self.log.event("worker_rows_missing", worker=worker, rows=rows)
                 self.say(f"Locust worker {worker}: {rows} journal rows it shipped never "
                          "reached the master")  # fmt: skip
+
+    def _remote_workers_lost(self) -> list[dict[str, Any]]:
+        """Workers on other hosts lost for good, by the master's last roll (a `worker_lost`
+        event may name one that came back)."""
+        return self.workers_file.lost_at_end() if self.remote is not None else []
 
     def _active_faults(self, elapsed: float) -> list[str]:
         return [f"{p.event.kind}@{p.event.target}" for p in self.timeline.active(elapsed)]
@@ -611,7 +625,7 @@ class Drill:
             "journals": journal_manifest(self.run_dir),
             "locust_exit_code": self.locust_exit,
             "sink_deaths": self.log.of("sink_died"),
-            "workers_lost": self.log.of("worker_died") + self.log.of("worker_lost"),
+            "workers_lost": self.log.of("worker_died") + self._remote_workers_lost(),
             "faults": self.timeline.records(),
             "events": self.log.events,
             "finished_at": time.time(),

@@ -11,7 +11,14 @@ the journal; its share's rest is never sent, which the summary counts as `not_se
 
 The final flush: every worker ships its last rows and then says how many rows it shipped
 in all (`flushed`). Locust's channel is one ordered TCP stream per worker, so by then all
-of them are in; a count that differs says rows were dropped on the way (a reconnect).
+of them are in; a count that differs says rows were dropped on the way (a reconnect). A
+worker still connected whose flush never comes is lost too (`settle`): its last rows are
+not in the journal, and only the roll can say so.
+
+A worker missing only for a while (a CPU-starved host misses a heartbeat or two) is lost
+when it goes missing, so the run does not wait on it, but `recovered` when its heartbeats
+return: it stays lost only if its final count then differs from what arrived. When it
+first went missing stays in the roll (`missing_at_s`).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PRESENT, MISSING = "present", "missing"
+NO_HEARTBEAT = "no heartbeat"
 WORKERS_FILE = "workers.json"  # in the run directory, written by the master
 
 
@@ -31,6 +39,8 @@ class WorkerState:
     done: bool = False  # its share of the campaign finished
     lost_at_s: float | None = None  # seconds from t0 when it was seen lost
     why: str = ""  # why it was lost, or what it refused
+    missing_at_s: float | None = None  # when it first missed its heartbeats, if ever
+    recovered_at_s: float | None = None  # when its heartbeats last came back
 
 
 class WorkerRoll:
@@ -71,8 +81,43 @@ class WorkerRoll:
             elif state.done:
                 continue  # its share is over: nothing of it is missing
             state.lost_at_s = round(now - self.t0, 3)
+            if status == MISSING and state.missing_at_s is None:
+                state.missing_at_s = state.lost_at_s
             if not state.why:
-                state.why = "no heartbeat" if status == MISSING else "left"
+                state.why = NO_HEARTBEAT if status == MISSING else "left"
+            lost.append(worker)
+        return lost
+
+    def recover(self, now: float, seen: Mapping[str, str]) -> list[str]:
+        """The workers lost for a missed heartbeat whose heartbeats came back: no longer
+        lost (for now: `settle` decides by their final count)."""
+        back = []
+        for worker, state in self.workers.items():
+            if state.lost_at_s is None or state.why != NO_HEARTBEAT:
+                continue
+            if seen.get(worker) == PRESENT:
+                state.lost_at_s, state.why = None, ""
+                state.recovered_at_s = round(now - self.t0, 3)
+                back.append(worker)
+        return back
+
+    def settle(self, now: float, flush_wait_s: float) -> list[str]:
+        """The master waited `flush_wait_s` for final flushes: the workers newly lost at
+        the end, one whose flush never came, and one that went missing and whose final count
+        then differs from what arrived (its heartbeats came back, its rows did not)."""
+        lost = []
+        for worker, state in self.workers.items():
+            if state.lost_at_s is not None:
+                continue
+            if state.shipped is None:
+                state.lost_at_s = round(now - self.t0, 3)
+                state.why = f"no final flush within {flush_wait_s:g} s"
+            elif state.missing_at_s is not None and state.shipped != state.rows:
+                state.lost_at_s = state.missing_at_s
+                state.why = (f"{NO_HEARTBEAT} at {state.missing_at_s:g} s; "
+                             f"{state.shipped - state.rows} rows never arrived")  # fmt: skip
+            else:
+                continue
             lost.append(worker)
         return lost
 
@@ -87,7 +132,8 @@ class WorkerRoll:
         return [w for w, s in self.workers.items() if s.shipped is None and s.lost_at_s is None]
 
     def record(self) -> dict[str, Any]:
-        """workers.json: per worker, rows received and shipped, done, lost and why."""
+        """workers.json: per worker, rows received and shipped, done, lost and why, when
+        it first went missing and when it came back."""
         return {
             "workers": {
                 worker: {
@@ -97,6 +143,8 @@ class WorkerRoll:
                     "done": s.done,
                     "lost_at_s": s.lost_at_s,
                     "why": s.why,
+                    "missing_at_s": s.missing_at_s,
+                    "recovered_at_s": s.recovered_at_s,
                 }
                 for worker, s in self.workers.items()
             }

@@ -5,6 +5,7 @@ without allow_remote. (The flags' bad input: tests/unit/test_distributed_cli.py.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -77,18 +78,19 @@ def test_a_worker_gives_up_on_a_port_that_is_no_locust_master(mute_listener):
     assert took < 30
 
 
-def test_a_worker_refuses_a_plan_with_targets_outside_loopback(closed_port):
-    """A master that is not maildrill's sends a scenario whose servers are outside loopback
-    without allow_remote: the worker checks it as its own, refuses, and exits 2."""
+def refusal_from_a_foreign_master(port: int, plan: str) -> str:
+    """Run a worker (no --yes, no --allow-secrets) against foreign_master.py sending `plan`:
+    it must exit 2 with one refusal line, which is returned."""
     master = subprocess.Popen(
         [sys.executable, "-m", "locust", "-f", str(FOREIGN_MASTER), "--master", "--headless",
-         "--master-bind-host", "127.0.0.1", "--master-bind-port", str(closed_port),
+         "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
          "--expect-workers", "1", "--expect-workers-max-wait", "30", "-u", "1", "-r", "1",
          "--run-time", "30s"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+        env={**os.environ, "FOREIGN_PLAN": plan},
     )  # fmt: skip
     try:
-        done = maildrill("worker", "--master", f"127.0.0.1:{closed_port}", "--wait", "20")
+        done = maildrill("worker", "--master", f"127.0.0.1:{port}", "--wait", "20")
     finally:
         master.terminate()
         try:
@@ -99,5 +101,26 @@ def test_a_worker_refuses_a_plan_with_targets_outside_loopback(closed_port):
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     (refusal,) = [line for line in done.stderr.splitlines() if "refused the master's plan" in line]
+    return refusal
+
+
+def test_a_worker_refuses_a_plan_with_targets_outside_loopback(closed_port):
+    """A master that is not maildrill's sends a scenario whose servers are outside loopback
+    without allow_remote: the worker checks it as its own, refuses, and exits 2."""
+    refusal = refusal_from_a_foreign_master(closed_port, "remote")
     assert "outside loopback" in refusal
     assert "allow_remote: true" in refusal
+
+
+def test_a_worker_without_yes_refuses_remote_targets_the_master_allows(closed_port):
+    """allow_remote: true comes from the master's own plan: not enough without --yes."""
+    refusal = refusal_from_a_foreign_master(closed_port, "allowed")
+    assert "targets outside loopback" in refusal
+    assert "start the worker with --yes" in refusal
+
+
+def test_a_worker_without_allow_secrets_reads_no_password_for_the_master(closed_port):
+    """A plan whose server reads its AUTH password from a file of the worker's host."""
+    refusal = refusal_from_a_foreign_master(closed_port, "secret")
+    assert "password_file" in refusal
+    assert "--allow-secrets" in refusal

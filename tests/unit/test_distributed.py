@@ -15,11 +15,14 @@ from loadtest.distributed import (
     RemoteWorkers,
     WorkersFile,
     bind_problem,
+    is_host_name,
     master_args,
     not_connected,
     parse_endpoint,
     parse_wait,
+    worker_command,
 )
+from loadtest.worker_cmd import CONNECT_TRIES_MAX, connect_bounds
 from loadtest.worker_roll import MISSING, PRESENT, WorkerRoll
 
 
@@ -102,7 +105,34 @@ def test_workers_that_did_not_come_are_counted_from_locusts_log():
     line = not_connected(remote, log)
     assert line.startswith("only 2 of 3 Locust workers connected to 0.0.0.0:6000 within 20 s")
     assert "maildrill worker --master THIS-HOST:6000" in line
-    assert not_connected(remote, "").startswith("not all 3 Locust workers")
+    assert not_connected(remote, "").startswith("fewer than 3 Locust workers connected")
+    one = RemoteWorkers(Endpoint("127.0.0.1", 6000), expect=1, wait_s=2)
+    assert not_connected(one, "Waiting for workers to be ready, 0 of 1 connected\n") == (
+        "the Locust worker did not connect to 127.0.0.1:6000 within 2 s; "
+        "start each with `maildrill worker --master 127.0.0.1:6000`"
+    )
+
+
+def test_a_master_on_every_interface_is_named_this_host_in_the_advice():
+    assert worker_command(Endpoint("0.0.0.0", 6000)) == "maildrill worker --master THIS-HOST:6000"
+    assert worker_command(Endpoint("198.18.1.1", 5557)) == (
+        "maildrill worker --master 198.18.1.1:5557"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [
+        ("a" * 63 + ".example", True),
+        ("a" * 64 + ".example", False),
+        ("1.2.3.4.5", False),
+        ("host-1.example", True),
+        ("10.example", True),
+        ("h\u00e9.example", False),
+    ],
+)
+def test_host_names(host, ok):
+    assert is_host_name(host) is ok
 
 
 # -- the master's roll ----------------------------------------------------------------
@@ -136,8 +166,57 @@ def test_once_stopping_a_worker_that_flushed_leaves_as_told_one_that_did_not_is_
     assert roll.awaiting_flush() == []
     record = roll.record()["workers"]
     assert record["a"] == {"rows": 10, "shipped": 10, "rows_missing": 0, "done": False,
-                           "lost_at_s": None, "why": ""}  # fmt: skip
+                           "lost_at_s": None, "why": "", "missing_at_s": None,
+                           "recovered_at_s": None}  # fmt: skip
     assert record["b"]["lost_at_s"] == 9.0
+
+
+def test_a_worker_still_connected_whose_final_flush_never_comes_is_lost():
+    roll = WorkerRoll(["a", "b"], t0=0.0)
+    roll.received("a", 4)
+    roll.flushed("a", 4)
+    roll.received("b", 6)  # b is there to the end, but says nothing more
+    assert roll.check(20.0, {"a": PRESENT, "b": PRESENT}, stopping=True) == []
+    assert roll.settle(30.0, 10.0) == ["b"]
+    assert roll.record()["workers"]["b"]["lost_at_s"] == 30.0
+    assert roll.record()["workers"]["b"]["why"] == "no final flush within 10 s"
+    assert roll.settle(31.0, 10.0) == []  # named once; a flushed
+
+
+def test_a_worker_that_missed_heartbeats_and_came_back_whole_is_recovered():
+    roll = WorkerRoll(["a"], t0=0.0)
+    roll.received("a", 5)
+    assert roll.check(3.0, {"a": MISSING}, stopping=False) == ["a"]
+    assert roll.recover(4.0, {"a": MISSING}) == []  # still silent
+    assert roll.recover(4.5, {"a": PRESENT}) == ["a"]
+    assert roll.check(4.5, {"a": PRESENT}, stopping=False) == []
+    assert roll.check(6.0, {"a": MISSING}, stopping=False) == ["a"]  # silent again
+    assert roll.recover(6.5, {"a": PRESENT}) == ["a"]
+    roll.received("a", 7)
+    roll.flushed("a", 12)
+    assert roll.settle(20.0, 10.0) == []
+    state = roll.record()["workers"]["a"]
+    assert (state["lost_at_s"], state["why"]) == (None, "")
+    assert (state["missing_at_s"], state["recovered_at_s"]) == (3.0, 6.5)  # the first miss
+
+
+def test_a_worker_that_came_back_with_rows_missing_stays_lost_from_its_first_miss():
+    roll = WorkerRoll(["a"], t0=0.0)
+    roll.received("a", 5)
+    roll.check(3.0, {"a": MISSING}, stopping=False)
+    roll.recover(4.0, {"a": PRESENT})
+    roll.flushed("a", 9)
+    assert roll.settle(20.0, 10.0) == ["a"]
+    state = roll.record()["workers"]["a"]
+    assert state["lost_at_s"] == 3.0
+    assert state["why"] == "no heartbeat at 3 s; 4 rows never arrived"
+
+
+def test_a_worker_that_left_does_not_come_back():
+    roll = WorkerRoll(["a"], t0=0.0)
+    roll.check(3.0, {}, stopping=False)
+    assert roll.recover(4.0, {"a": PRESENT}) == []
+    assert roll.workers["a"].why == "left"
 
 
 def test_rows_shipped_that_never_arrived_are_counted():
@@ -182,6 +261,22 @@ def test_the_workers_file_names_each_lost_worker_once(tmp_path):
     assert seen.rows_missing() == {"a": 2}
 
 
+def test_the_workers_file_at_the_end_names_the_lost_for_good_and_the_recovered(tmp_path):
+    path = tmp_path / "workers.json"
+    roll = WorkerRoll(["a", "b"], t0=0.0)
+    roll.check(3.0, {"a": MISSING, "b": PRESENT}, stopping=False)
+    path.write_text(json.dumps(roll.record()))
+    seen = WorkersFile(path)
+    assert seen.newly_lost() == [{"worker": "a", "at_s": 3.0, "why": "no heartbeat"}]
+    roll.recover(4.0, {"a": PRESENT, "b": PRESENT})
+    roll.flushed("a", 0)
+    assert roll.settle(20.0, 10.0) == ["b"]
+    path.write_text(json.dumps(roll.record()) + " ")
+    assert seen.lost_at_end() == [{"worker": "b", "at_s": 20.0,
+                                   "why": "no final flush within 10 s"}]  # fmt: skip
+    assert seen.recovered() == [{"worker": "a", "missing_at_s": 3.0, "recovered_at_s": 4.0}]
+
+
 def test_a_damaged_workers_file_reads_as_nothing(tmp_path):
     path = tmp_path / "workers.json"
     path.write_text("{not json")
@@ -189,3 +284,18 @@ def test_a_damaged_workers_file_reads_as_nothing(tmp_path):
     path.write_text('{"workers": [1, 2]}')
     assert WorkersFile(path).newly_lost() == []
     assert WorkersFile(path).rows_missing() == {}
+
+
+@pytest.mark.parametrize("wait", [0.5, 1, 2.5, 60, 600, 3600])
+def test_the_handshake_holds_to_the_wait_in_a_few_tries_however_long(wait):
+    """Locust retries its handshake by recursion: 3600 one-second tries would pass
+    Python's recursion limit, so the timeout grows instead of the tries."""
+    timeout, tries = connect_bounds(wait)
+    assert timeout >= 1
+    assert tries <= CONNECT_TRIES_MAX
+    assert wait <= timeout * tries < wait + timeout  # the whole wait, not much more
+
+
+def test_the_handshake_timeout_is_a_second_for_short_waits():
+    assert connect_bounds(30) == (1.0, 30)
+    assert connect_bounds(3600) == (72.0, 50)

@@ -31,6 +31,12 @@ def assert_one_line(code: int, err: str, *words: str) -> None:
         (["--master", "127.0.0.1:port"], ["--master", "not a port number"]),
         (["--master", "127.0.0.1:0"], ["1-65535"]),
         (["--master", "bad_host!:5557"], ["not a host name"]),
+        # A label over 63 characters (the resolver's encoder raised UnicodeError), an
+        # all-numeric last label (a mistyped address, not a name), IPv6.
+        (["--master", "a" * 70 + ".com"], ["not a host name"]),
+        (["--master", "1.2.3.4.5"], ["'1.2.3.4.5' is not a host name"]),
+        (["--master", "::1"], ["--master '::1': IPv6 is not supported", "IPv4 address or a host"]),
+        (["--master", "[::1]:5557"], ["IPv6 is not supported"]),
         (["--master", "127.0.0.1:5557", "--wait", "0"], ["--wait"]),
         (["--master", "127.0.0.1:5557", "--wait", "forever"], ["--wait"]),
         ([], ["--master"]),
@@ -57,8 +63,11 @@ def test_worker_bad_input_is_one_line_and_exit_2(capsys, args, words):
         # Outside loopback: the scenario must allow it, and then a person must confirm.
         (["--master-bind", "198.18.1.1", "--expect-workers", "1"],
          ["--master-bind 198.18.1.1:5557", "allow_remote: true"]),
-        (["--master-bind", "0.0.0.0:6000", "--expect-workers", "1", "--set", "allow_remote=true"],
-         ["--master-bind 0.0.0.0:6000 listens outside this machine", "pass --yes"]),
+        # ... and the targets must be reachable from other hosts: not loopback.
+        (["--master-bind", "0.0.0.0:6000", "--expect-workers", "1", "--set", "allow_remote=true",
+          "--yes"],
+         ["--master-bind 0.0.0.0:6000: workers on other hosts would send to their own "
+          "loopback, not to primary 127.0.0.1, secondary 127.0.0.1"]),
     ],
 )  # fmt: skip
 def test_run_bad_distributed_flags_are_one_line_and_nothing_starts(capsys, tmp_path, args, words):
