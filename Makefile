@@ -39,7 +39,7 @@ lint: setup
 # half idle: 411 s against 327 s). Timing assertions allow for a loaded machine
 # (tests/helpers.LATE_S), so this load does not make them fail.
 test: setup tools lint
-	$(BIN)/pytest -n 3 --dist loadfile
+	$(BIN)/pytest -n 3 --dist loadfile -rs
 
 bench: setup tools
 	$(BIN)/python benchmarks/sink_throughput.py
