@@ -20,7 +20,7 @@ from loadtest.analysis.dns_windows import ONSET_SOURCE as DNS_ONSET
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import JournalProblems, Summary
 from loadtest.capacity.search import SearchSettings
-from loadtest.cli_args import metrics_args, server_args
+from loadtest.cli_args import metrics_args, port_number, server_args
 from loadtest.distributed import (
     DEFAULT_PORT,
     DEFAULT_WAIT_S,
@@ -520,7 +520,7 @@ def cmd_sinks(args: argparse.Namespace) -> int:
     if problem:
         return fail(problem)
     try:
-        record = SinksRun(scenario, raw, config, out, start_at).run()
+        record = SinksRun(scenario, raw, config, out, start_at, dns_port=args.dns_port).run()
     except QueueUnavailable as exc:
         return fail(f"sinks: {exc}")
     except (OSError, ValueError) as exc:  # a port taken; a fault a sink refused
@@ -853,6 +853,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="TIME",
         help="start the fault timeline then: epoch seconds or ISO-8601 (default: once the "
         "sinks listen); not in the past, at most a day ahead",
+    )
+    sinks_cmd.add_argument(
+        "--dns-port",
+        type=port_number,
+        default=0,
+        metavar="PORT",
+        help="the port of the scenario's DNS server, on 127.0.0.1 (default: a free one; 53 "
+        "for a real MTA's resolver in a network namespace of its own: README)",
     )
     sinks_cmd.set_defaults(func=cmd_sinks)
 

@@ -19,7 +19,8 @@ def server_args(parser: argparse.ArgumentParser, scenario_help: str, server_help
     )
 
 
-def _port(text: str) -> int:
+def port_number(text: str) -> int:
+    """A port argument, 0-65535 (0: a free one)."""
     try:
         port = int(text)
     except ValueError:
@@ -43,7 +44,7 @@ def metrics_args(parser: argparse.ArgumentParser) -> None:
     """--metrics-port PORT and --metrics-linger S (`maildrill run`: loadtest.sender_metrics)."""
     parser.add_argument(
         "--metrics-port",
-        type=_port,
+        type=port_number,
         metavar="PORT",
         help="serve the senders' Prometheus metrics on 127.0.0.1:PORT/metrics (0: a free "
         "port, printed); the sinks' are on their control ports",

@@ -169,6 +169,7 @@ class SinksRun:
         run_dir: Path,
         start_at: float | None = None,
         err: TextIO = sys.stderr,
+        dns_port: int = 0,
     ) -> None:
         self.scenario = scenario
         self.raw = raw
@@ -181,6 +182,9 @@ class SinksRun:
         self.dns: tuple[str, int] | None = None  # the run's DNS server, with `dns:`
         self.board: FaultBoard | None = None  # its DNS faults
         self.dns_control_port = 0  # their control API (the sinks' token)
+        # 0: a free one. 53 for a resolver that cannot be told a port (a real MTA's, in a
+        # network namespace whose resolv.conf names 127.0.0.1: README).
+        self.dns_port = dns_port
 
     def not_played(self) -> list[Planned]:
         """Postfix faults: `maildrill sinks` starts no Postfix."""
@@ -218,7 +222,7 @@ class SinksRun:
         self.board = authority.board
         control = DnsControl(self.board, control_token())  # the sinks' token: one per run
         try:
-            async with DnsServer(authority) as server:
+            async with DnsServer(authority, port=self.dns_port) as server:
                 self.dns = server.address
                 self.dns_control_port = await control.start()
                 self.config = with_run_dns(self.config, self.scenario, server.address)

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -337,11 +337,15 @@ class SinksCommand:
 
 
 @contextlib.contextmanager
-def maildrill_sinks(scenario: Path, out: Path) -> Iterator[SinksCommand]:
-    """`maildrill sinks` on `scenario` until the block calls `stop()`; killed by its PID on
-    the way out if the block did not get that far."""
+def maildrill_sinks(
+    scenario: Path, out: Path, *args: str, prefix: Sequence[str] = ()
+) -> Iterator[SinksCommand]:
+    """`maildrill sinks` on `scenario` (with `args`, run under `prefix`, e.g. `ip netns
+    exec NAME`, which execs it: the PID stays ours) until the block calls `stop()`; killed by
+    its PID on the way out if the block did not get that far."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.cli", "sinks", str(scenario), "--out", str(out)],
+        [*prefix, sys.executable, "-m", "loadtest.cli", "sinks", str(scenario), "--out",
+         str(out), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, PYTHONPATH=str(REPO)),
     )  # fmt: skip

@@ -103,8 +103,8 @@ class Net:
     workers: dict[str, str]  # a, b -> namespace
 
 
-# Set in CI (.ci/run): there the namespace test must run, and a skip would hide that it
-# did not (the "passes in CI").
+# Set where the namespace test must run (a CI known to allow namespaces): there a skip would
+# hide that it did not (the "passes in CI").
 REQUIRE_ENV = "MAILDRILL_REQUIRE_NETNS"
 
 
