@@ -11,10 +11,10 @@ workers' rows came over Locust's channel.
 
 Needs root and iproute2 (`ip netns`): skipped with the reason otherwise, or failed when
 MAILDRILL_REQUIRE_NETNS=1 (for a CI machine known to allow namespaces: there a skip would
-hide that it never ran). The namespaces are named with this process's pid (`mdrill-PID-m`, ...): a parallel run cannot
-collide, and one left by a crashed run is removed once its pid is gone. Every interface is
-made inside a namespace and goes with it; every process is ours and is stopped, also on
-failure.
+hide that it never ran). The namespaces are named with this process's pid (`mdrill-PID-m`,
+...): a parallel run cannot collide, and one left by a crashed run is removed once its pid
+is gone. Every interface is made inside a namespace and goes with it; every process is ours
+and is stopped, also on failure.
 """
 
 from __future__ import annotations
