@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from maildrill.records import AttemptRecord, FaultRecord, ReceiptRecord  # noqa: E402
 
 T0 = 1_800_000_000.0
+AUTH_COLUMNS = ("spf", "dkim", "dkim_domain", "dmarc", "dmarc_policy", "ptr", "auth_detail")
 RATE = 1000.0  # msgs/s
 RUN = "scale"
 
@@ -103,17 +104,17 @@ def synthesise(run_dir: Path, n_attempts: int, seed: int = 1) -> dict[str, int]:
             "outcome": "accepted", "bytes": size, "recipients": 1, "recipients_refused": 0,
             "new_connection": (k % 100 == 0).astype(int), "retry": 0,
             "failover": (first_server == "secondary").astype(int), "final": 1,
-            "maybe_duplicate": 0, "error": "",
+            "maybe_duplicate": 0, "error": "", "rcpt_replies": "250",
         }
     )  # fmt: skip
     refused = np.zeros(n_msgs, dtype=bool)
     refused[refused_ids] = True
     deferred = failed_first & ~refused
-    first.loc[refused, ["phase", "code", "enhanced", "outcome", "final"]] = [
-        "connect", np.nan, "", "refused", 0,
+    first.loc[refused, ["phase", "code", "enhanced", "outcome", "final", "rcpt_replies"]] = [
+        "connect", np.nan, "", "refused", 0, "",
     ]  # fmt: skip
-    first.loc[deferred, ["phase", "code", "enhanced", "outcome", "final"]] = [
-        "mail", 421, "4.7.0", "deferred", 0,
+    first.loc[deferred, ["phase", "code", "enhanced", "outcome", "final", "rcpt_replies"]] = [
+        "mail", 421, "4.7.0", "deferred", 0, "",
     ]  # fmt: skip
     first.loc[failed_first, "end"] = T0 + start1[failed_first] + 0.0005
     retry_start = start1[failed_first] + np.where(refused[failed_first], 0.001, 1.0)
@@ -123,6 +124,7 @@ def synthesise(run_dir: Path, n_attempts: int, seed: int = 1) -> dict[str, int]:
         attempt=2, server=second_server, start=T0 + retry_start,
         connected=T0 + retry_start + 0.0002, end=T0 + retry_start + service[failed_first],
         phase="dot", code=250, enhanced="2.0.0", outcome="accepted", final=1, retry=1,
+        rcpt_replies="250",
         failover=(second_server == "secondary").astype(int),
     )  # fmt: skip
     attempts = pd.concat([first, second], ignore_index=True)[list(AttemptRecord.header())]
@@ -132,7 +134,9 @@ def synthesise(run_dir: Path, n_attempts: int, seed: int = 1) -> dict[str, int]:
     dups = accepted.sample(n_attempts - len(accepted), random_state=seed)
     got = pd.concat([accepted, dups], ignore_index=True)
     n_rec = len(got)
-    sessions = (got["msg_id"].str.rsplit("-", n=1).str[1].astype(np.int64) // 100).astype(str)
+    number = got["msg_id"].str.rsplit("-", n=1).str[1].astype(np.int64)
+    sessions = (number // 100).astype(str)
+    rcpts = "r" + number.astype(str) + "@example.net"  # one recipient a message
     receipts = pd.DataFrame(
         {
             "time": got["end"].to_numpy() - 0.0001, "sink": got["server"].to_numpy(),
@@ -140,6 +144,7 @@ def synthesise(run_dir: Path, n_attempts: int, seed: int = 1) -> dict[str, int]:
             "peer": "127.0.0.1", "msg_id": got["msg_id"].to_numpy(), "message_id": "",
             "mail_from": "news@example.com", "rcpt_count": 1, "size": got["bytes"].to_numpy(),
             "outcome": "accepted", "queue_id": "q", "helo": "maildrill.test",
+            "rcpts": rcpts.to_numpy(), **dict.fromkeys(AUTH_COLUMNS, ""),
         }
     )[list(ReceiptRecord.header())]  # fmt: skip
     for sink, rows in receipts.groupby("sink"):
