@@ -130,7 +130,8 @@ def _block(
     # few hundred of them), 421 elsewhere; the retry is accepted (on the secondary in the
     # fault).
     fault_ids = np.flatnonzero(in_fault)
-    n_refused = min(len(fault_ids), retried // 2)
+    # (all refused in a block wholly inside the fault: no message there to defer)
+    n_refused = max(min(len(fault_ids), retried // 2), retried - (n_msgs - len(fault_ids)))
     refused_ids = fault_ids[:: max(1, len(fault_ids) // max(1, n_refused))][:n_refused]
     others = np.setdiff1d(np.arange(n_msgs), fault_ids)
     deferred_ids = rng.choice(others, retried - len(refused_ids), replace=False)
