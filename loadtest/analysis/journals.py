@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from loadtest.analysis import journal_scan
 from loadtest.analysis.rundir import (
     EXTERNAL,
     HARNESS,
@@ -51,6 +52,14 @@ NEEDED_NUMBERS = {kind: tuple(c for c in REQUIRED[kind] if c in NUMERIC[kind]) f
 # The files of each kind in a run directory.
 PATTERNS = JOURNAL_PATTERNS
 NAMED_LINES = 10  # line numbers kept per damaged file (all are counted)
+# Columns of the two big journals that no part of the analysis reads: a run directory's
+# load leaves them out (a million attempts and receipts hold 8 MB per column; issue 18).
+# A column named here must be neither required nor read anywhere under loadtest/analysis
+# (tests/unit/test_analysis_unchanged.py checks the second by reading the sources).
+UNUSED = {
+    "attempts": ("due", "connected", "maybe_duplicate"),
+    "receipts": ("mail_from", "queue_id", "dkim_domain", "dmarc_policy", "auth_detail"),
+}
 
 
 @dataclass
@@ -218,34 +227,36 @@ def _drop_unreadable(
 
 
 def _read_clean(
-    path: Path, kind: str, data: bytes | None = None
+    path: Path, kind: str, data: bytes | None = None, skip: tuple[str, ...] = ()
 ) -> tuple[pd.DataFrame, Damage] | None:
     """pandas' C parser, for a journal with no damage but perhaps a torn last line: the same
     frame as `_read_careful`, many times faster. None (read carefully instead) when the
     file has quoted fields, or a line of the wrong shape, or a number that is not one, or
-    bytes that are not UTF-8.
+    bytes that are not UTF-8. The columns in `skip` are left out of the frame.
 
     Without quotes, every complete line has the header's shape exactly when the file holds
-    (fields - 1) commas per line and no line is too long (the parser refuses those).
+    (fields - 1) commas per line and no line is too long (the parser refuses those). The
+    file is checked a few megabytes at a time (`journal_scan`): never whole in memory
+    beside the frame (`data`, when given, is only its header's source).
     """
-    data = _contents(path) if data is None else data
-    header = _header(path, kind, data)
-    if b'"' in data or b"\x00" in data or not _utf8(data):
+    header = _header(path, kind, _head(path) if data is None else data)
+    del data
+    try:
+        seen = journal_scan.scan(path)
+    except OSError as exc:
+        raise RunDirError(path, f"cannot read: {exc.strerror}") from None
+    if seen.quote_or_nul or not seen.utf8:
         return None
-    last_newline = data.rfind(b"\n")
-    lines = data.count(b"\n")  # complete lines, the header's included
-    if data.count(b",", 0, last_newline + 1) != (len(header) - 1) * lines:
+    lines = seen.newlines  # complete lines, the header's included
+    if seen.commas != (len(header) - 1) * lines:
         return None
-    damage = Damage(kind, torn=last_newline != len(data) - 1)
-    escaped = ESCAPE.encode()
-    # A quote byte anywhere is one memchr; the two-byte searches only when there is one.
-    unescape = escaped in data and (b"," + escaped in data or b"\n" + escaped in data)
-    del data  # parsed from the file again: pandas reads a path faster than a buffer
-    numeric = [c for c in header if c in NUMERIC[kind]]
-    text = [c for c in header if c not in NUMERIC[kind]]
+    damage = Damage(kind, torn=seen.last_newline != seen.size - 1)
+    numeric = [c for c in header if c in NUMERIC[kind] and c not in skip]
+    text = [c for c in header if c not in NUMERIC[kind] and c not in skip]
     try:
         frame = pd.read_csv(
             path,
+            usecols=lambda c: c not in skip,
             dtype={**{c: "float64" for c in numeric}, **{c: str for c in text}},
             keep_default_na=False,
             na_values={c: [""] for c in numeric},
@@ -256,7 +267,7 @@ def _read_clean(
         )
     except (ValueError, pd.errors.ParserError):  # a line too long, a field not a number
         return None
-    if unescape:  # cells `maildrill.journal.cell` escaped (a number escaped failed above)
+    if seen.escaped_cell:  # cells `maildrill.journal.cell` escaped (a number escaped failed)
         for column in text:
             values = frame[column]
             marked = values.str.startswith(ESCAPE)
@@ -265,27 +276,37 @@ def _read_clean(
     return _drop_unreadable(frame, kind, damage, None), damage
 
 
-def _utf8(data: bytes) -> bool:
-    if data.isascii():
-        return True
+def _head(path: Path) -> bytes:
+    """A file's first line with its newline (the whole file when it has none)."""
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+        with path.open("rb") as f:
+            head = b""
+            while (chunk := f.read(1 << 16)) and b"\n" not in chunk:
+                head += chunk
+            return head + chunk
+    except IsADirectoryError:
+        raise RunDirError(path, "a directory, not a journal") from None
+    except OSError as exc:
+        raise RunDirError(path, f"cannot read: {exc.strerror}") from None
 
 
-def read_journal(path: Path, kind: str) -> tuple[pd.DataFrame, Damage]:
-    """One journal file: its readable rows, and what was left out."""
-    data = _contents(path)
-    return _read_clean(path, kind, data) or _read_careful(path, kind, data)
+def read_journal(path: Path, kind: str, skip: tuple[str, ...] = ()) -> tuple[pd.DataFrame, Damage]:
+    """One journal file: its readable rows (without the columns in `skip`), and what was
+    left out."""
+    clean = _read_clean(path, kind, skip=skip)
+    if clean is not None:
+        return clean
+    frame, damage = _read_careful(path, kind)
+    return frame.drop(columns=[c for c in skip if c in frame]), damage
 
 
-def _read(paths: list[Path], kind: str, damage: dict[str, Damage]) -> pd.DataFrame:
+def _read(
+    paths: list[Path], kind: str, damage: dict[str, Damage], skip: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """Concatenate CSV journals of one kind; what each file lost goes into `damage`."""
     frames = []
     for path in sorted(paths):
-        frame, lost = read_journal(path, kind)
+        frame, lost = read_journal(path, kind, skip)
         if lost.skipped:
             damage[path.name] = lost
         frames.append(frame)
@@ -301,9 +322,12 @@ def _read(paths: list[Path], kind: str, damage: dict[str, Damage]) -> pd.DataFra
     return pd.concat(frames, ignore_index=True)
 
 
-def load_kind(directory: Path, kind: str, damage: dict[str, Damage] | None = None) -> pd.DataFrame:
-    """Every journal of one kind in a directory (e.g. a `maildrill sinks` journal directory)."""
-    return _read(list(directory.glob(PATTERNS[kind])), kind, {} if damage is None else damage)
+def load_kind(
+    directory: Path, kind: str, damage: dict[str, Damage] | None = None, skip: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """Every journal of one kind in a directory (e.g. a `maildrill sinks` journal directory),
+    without the columns in `skip`."""
+    return _read(list(directory.glob(PATTERNS[kind])), kind, {} if damage is None else damage, skip)
 
 
 def _kind_of(name: str) -> str | None:
@@ -350,8 +374,8 @@ def load(run_dir: Path) -> Journals:
     damage: dict[str, Damage] = {}
     journals = Journals(
         run_dir=run_dir,
-        attempts=load_kind(run_dir, "attempts", damage),
-        receipts=load_kind(run_dir, "receipts", damage),
+        attempts=load_kind(run_dir, "attempts", damage, UNUSED["attempts"]),
+        receipts=load_kind(run_dir, "receipts", damage, UNUSED["receipts"]),
         refusals=load_kind(run_dir, "refusals", damage),
         faults=load_kind(run_dir, "faults", damage),
         relay=load_kind(run_dir, "relay", damage),

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from loadtest.analysis import reconcile
 from loadtest.analysis.summary_model import Recipients
 
 ALL = None  # held recipients not named: all of the message's undelivered ones
@@ -65,7 +66,7 @@ def count(
     is then a bincount over integer codes, and only the few messages held in a queue are
     looked at one by one: a million receipts cost about what reconcile does."""
     if run_id and len(per):
-        per = per[per.index.astype(str).str.startswith(f"{run_id}-")]
+        per = reconcile.of_run(per, run_id)
     ids = per.index
     addressed = _addressed(attempts, ids)
     if per.empty:

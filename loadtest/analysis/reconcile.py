@@ -152,7 +152,7 @@ def count(
     messages not sent, every recipient suppressed (their ids; those with an SMTP attempt
     too are counted by it)."""
     if run_id and len(per):
-        per = per[per.index.astype(str).str.startswith(f"{run_id}-")]
+        per = of_run(per, run_id)
     if per.empty:
         return Messages(
             planned=planned, attempted=0, accepted=0, failed=0, received_unique=0, lost=0,
@@ -161,7 +161,8 @@ def count(
             refused_downstream=0,
         )  # fmt: skip
     attempted = per["attempts"] > 0
-    never_sent = len(suppressed - set(per.index[attempted]))
+    # (a set of a million ids only when there are suppressed messages to take from it)
+    never_sent = len(suppressed - set(per.index[attempted])) if suppressed else 0
     accepted = attempted & per["accepted"].astype(bool)
     finished = per["finished"].fillna(True).astype(bool)
     failed = attempted & ~accepted & finished
@@ -189,6 +190,19 @@ def count(
         suppressed=never_sent,
         refused_downstream=int((accepted & (received == 0) & ~held & gone).sum()),
     )
+
+
+def of_run(per: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """The rows of `per` (indexed by message id) of run `run_id`, whose ids are `RUN-N`:
+    receipts of another run in the same journals are left out. A plain loop over the ids
+    (pandas' `.str.startswith` takes several times as long on a million), and no copy of
+    the table when every row stays."""
+    prefix = f"{run_id}-"
+    ids = per.index.astype(str).to_numpy(dtype=object)
+    mine = np.fromiter(
+        (isinstance(i, str) and i.startswith(prefix) for i in ids), dtype=bool, count=len(ids)
+    )
+    return per if mine.all() else per[mine]
 
 
 def _among(index: pd.Index, ids: frozenset[str]) -> np.ndarray:

@@ -60,7 +60,9 @@ def summarise(run: RunDir) -> Summary:
     attempts = journals.attempts
     run_id = run.run.run_id
     if run_id and len(attempts) and "run_id" in attempts:
-        attempts = attempts[attempts["run_id"] == run_id]
+        mine = attempts["run_id"] == run_id
+        if not mine.all():  # a filter copies every column: only when rows go
+            attempts = attempts[mine]
     planned = run.run.planned
     if not planned and scenario is not None:
         planned = scenario.campaign.build_schedule().total
