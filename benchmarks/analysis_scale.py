@@ -154,6 +154,7 @@ def _block(
             "new_connection": (k % 100 == 0).astype(int), "retry": 0,
             "failover": (first_server == "secondary").astype(int), "final": 1,
             "maybe_duplicate": 0, "error": "", "rcpt_replies": "250",
+            "addr": "", "dns_name": "", "dns_ttl": "", "dns_at": "",  # fixed addresses
         }
     )  # fmt: skip
     refused = np.zeros(n_msgs, dtype=bool)
