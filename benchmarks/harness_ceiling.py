@@ -1,0 +1,181 @@
+"""The harness ceiling: the highest rate `maildrill run` sustains end to end on this machine.
+
+Run (from the repository root; needs Postfix's smtp-source and smtp-sink, never the daemon):
+
+    .venv/bin/python benchmarks/harness_ceiling.py [--quick] [--rounds 1]
+
+Everything real: each step is a whole `maildrill run` (orchestrator, Locust, one local
+maildrill sink, every journal on, the report written) of a generated scenario, a flat
+schedule of `rate` msgs/s for a few seconds, 20 users, 5000-byte messages, one server on
+127.0.0.1. Which rate comes next is the capacity search's (loadtest.capacity.search:
+climb x1.5 from 2000 msgs/s until a step is unstable, then bisect to within 5 %, an
+unstable refining step run once more); whether a step is stable is the capacity search's
+rule too (loadtest.capacity.stability, figures by loadtest.capacity.measure from the run's
+attempts.csv): at least 95 % of the offered messages accepted on time and a backlog that
+does not grow by more than 2 % of the rate a second. The ceiling is the highest stable
+rate: of one Locust process, then of `--workers 2`.
+
+In the same run, Postfix's C smtp-source sends the same messages (20 sessions, 5000
+bytes) to Postfix's smtp-sink (driver_throughput.py's case a): the machine's ceiling for
+SMTP over loopback. The last line is the ratios, maildrill's ceiling over smtp-source's.
+
+Every step checks its run: the sink's receipts journal holds exactly one row per accepted
+attempt (journals complete), or the benchmark fails loudly (exit 1). Every load is bounded
+in count (the schedule's messages) and time (drain_s, a timeout on each run).
+`--quick` runs shorter steps to within 10 %, without confirming (about 2-3 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from driver_throughput import LENGTH, USERS, PostfixSink, fail, run_source, stop
+
+from loadtest.analysis.capacity import on_time_s
+from loadtest.capacity.measure import step_figures
+from loadtest.capacity.search import Search, SearchResult, SearchSettings
+from loadtest.capacity.stability import StepFigures
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+RUN_TIMEOUT_S = 120  # hard bound on any one `maildrill run`
+SOURCE_MESSAGES = 50000
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How long each step runs and how finely the search looks."""
+
+    step_s: float
+    drain_s: float
+    precision: float
+    confirm: bool
+    max_steps: int
+
+
+FULL = Pace(step_s=6, drain_s=3, precision=0.05, confirm=True, max_steps=10)
+QUICK = Pace(step_s=4, drain_s=2, precision=0.10, confirm=False, max_steps=7)
+
+
+def scenario(rate: float, pace: Pace) -> dict[str, Any]:
+    return {
+        "name": "harness-ceiling",
+        "servers": [{"name": "primary", "priority": 10, "local": True}],
+        "routing": {"policy": "failover"},
+        "campaign": {
+            "seed": 1,
+            "streams": [{"name": "promotional", "size_median": LENGTH, "size_sigma": 0}],
+            "schedule": [{"duration_s": pace.step_s, "rate": rate}],
+            "drain_s": pace.drain_s,
+        },
+        "users": USERS,
+    }
+
+
+def maildrill_run(rate: float, pace: Pace, workers: int, tmp: Path) -> Path:
+    """One bounded `maildrill run`; its run directory (a failed run fails loudly)."""
+    path = tmp / f"scenario-{rate:g}-{workers}.yaml"
+    path.write_text(json.dumps(scenario(rate, pace)))  # JSON is YAML
+    out = tmp / f"run-{rate:g}-{workers}-{time.monotonic_ns()}"
+    cmd = [sys.executable, "-m", "loadtest.cli", "run", str(path), "--out", str(out)]
+    cmd += ["--workers", str(workers)]
+    log = tmp / "run.log"
+    with log.open("w") as f:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the Locust workers too
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        try:
+            proc.wait(timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            stop(proc, signal.SIGINT)
+            fail(f"maildrill run took over {RUN_TIMEOUT_S} s: {' '.join(cmd)}")
+        finally:
+            stop(proc)
+    if proc.returncode != 0:
+        fail(f"maildrill run exited {proc.returncode}: {' '.join(cmd)}\n{log.read_text()[-3000:]}")
+    return out
+
+
+def measure(run: Path, rate: float, pace: Pace) -> StepFigures:
+    """The step's figures from its journals, after checking the journals agree."""
+    attempts = pd.read_csv(run / "attempts.csv")
+    receipts = pd.read_csv(run / "receipts-primary.csv")
+    accepted = int((attempts["outcome"] == "accepted").sum())
+    if len(receipts) != accepted:
+        fail(f"{run}: {accepted} accepted attempts, {len(receipts)} receipts")
+    t0 = float(json.loads((run / "run.json").read_text())["t0"])
+    return step_figures(attempts, t0, rate, pace.step_s, on_time_s(None), connections=USERS)
+
+
+def search(pace: Pace, workers: int, tmp: Path) -> SearchResult:
+    settings = SearchSettings(
+        start_rate=2000,
+        factor=1.5,
+        precision=pace.precision,
+        max_rate=40000,
+        max_steps=pace.max_steps,
+        confirm=pace.confirm,
+    )
+    found = Search(settings)
+    label = "one process" if workers == 0 else f"--workers {workers}"
+    while (rate := found.next_rate()) is not None:
+        run = maildrill_run(rate, pace, workers, tmp)
+        figures = measure(run, rate, pace)
+        verdict = found.record(figures)
+        print(
+            f"  {label}: {rate:7.0f} msgs/s offered, {figures.accepted_msgs_per_s:7.0f} accepted"
+            f" on time, backlog {figures.backlog_growth_msgs_per_s:+8.1f} msgs/s: {verdict.why}",
+            flush=True,
+        )
+    return found.result()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter steps, to within 10 %%")
+    parser.add_argument(
+        "-r", "--rounds", type=int, default=1, help="smtp-source runs (the best counts)"
+    )
+    args = parser.parse_args()
+    pace = QUICK if args.quick else FULL
+    with tempfile.TemporaryDirectory(prefix="maildrill-ceiling-") as name:
+        tmp = Path(name)
+        sink = PostfixSink(tmp)
+        try:
+            source = max(
+                n / s for n, s in (run_source(sink, SOURCE_MESSAGES) for _ in range(args.rounds))
+            )
+        finally:
+            sink.close()
+        print(f"smtp-source -> smtp-sink: {source:.0f} msgs/s", flush=True)
+        ceilings: dict[str, float] = {}
+        for label, workers in (("one process", 0), ("--workers 2", 2)):
+            result = search(pace, workers, tmp)
+            if result.knee_msgs_per_s is None:
+                fail(f"{label}: no stable rate found ({result.ending})")
+            ceilings[label] = result.knee_msgs_per_s
+            print(
+                f"{label}: ceiling {result.knee_msgs_per_s:.0f} msgs/s (first unstable "
+                f"{result.first_unstable_msgs_per_s or float('nan'):.0f}, {result.ending})",
+                flush=True,
+            )
+    one, two = ceilings["one process"], ceilings["--workers 2"]
+    print(
+        f"ceiling: one process {one:.0f}, --workers 2 {two:.0f}, smtp-source {source:.0f} msgs/s;"
+        f" ratio one/source={one / source:.2f} two/source={two / source:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
