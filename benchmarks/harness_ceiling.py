@@ -83,8 +83,9 @@ def scenario(rate: float, pace: Pace) -> dict[str, Any]:
     }
 
 
-def maildrill_run(rate: float, pace: Pace, workers: int, tmp: Path) -> Path:
-    """One bounded `maildrill run`; its run directory (a failed run fails loudly)."""
+def maildrill_run(rate: float, pace: Pace, workers: int, tree: Path, tmp: Path) -> Path:
+    """One bounded `maildrill run` of the checkout `tree`; its run directory (a failed run
+    fails loudly)."""
     path = tmp / f"scenario-{rate:g}-{workers}.yaml"
     path.write_text(json.dumps(scenario(rate, pace)))  # JSON is YAML
     out = tmp / f"run-{rate:g}-{workers}-{time.monotonic_ns()}"
@@ -92,8 +93,8 @@ def maildrill_run(rate: float, pace: Pace, workers: int, tmp: Path) -> Path:
     cmd += ["--workers", str(workers)]
     log = tmp / "run.log"
     with log.open("w") as f:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the Locust workers too
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        env = {**os.environ, "PYTHONPATH": str(tree)}  # the Locust workers too
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=tree, env=env)
         try:
             proc.wait(timeout=RUN_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -117,7 +118,7 @@ def measure(run: Path, rate: float, pace: Pace) -> StepFigures:
     return step_figures(attempts, t0, rate, pace.step_s, on_time_s(None), connections=USERS)
 
 
-def search(pace: Pace, workers: int, tmp: Path) -> SearchResult:
+def search(pace: Pace, workers: int, tree: Path, tmp: Path) -> SearchResult:
     settings = SearchSettings(
         start_rate=2000,
         factor=1.5,
@@ -127,9 +128,9 @@ def search(pace: Pace, workers: int, tmp: Path) -> SearchResult:
         confirm=pace.confirm,
     )
     found = Search(settings)
-    label = "one process" if workers == 0 else f"--workers {workers}"
+    label = ("one process" if workers == 0 else f"--workers {workers}") + f" ({tree.name})"
     while (rate := found.next_rate()) is not None:
-        run = maildrill_run(rate, pace, workers, tmp)
+        run = maildrill_run(rate, pace, workers, tree, tmp)
         figures = measure(run, rate, pace)
         verdict = found.record(figures)
         print(
@@ -146,8 +147,20 @@ def main() -> int:
     parser.add_argument(
         "-r", "--rounds", type=int, default=1, help="smtp-source runs (the best counts)"
     )
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        action="append",
+        help="a checkout of maildrill to measure (repeatable, e.g. main's beside this one's,"
+        " for a before and after in one run; default: this checkout)",
+    )
     args = parser.parse_args()
     pace = QUICK if args.quick else FULL
+    trees: list[Path] = [t.resolve() for t in args.tree or [ROOT]]
+    for tree in trees:
+        if not (tree / "loadtest" / "cli.py").is_file():
+            print(f"harness_ceiling: {tree} is not a maildrill checkout", file=sys.stderr)
+            return 2
     with tempfile.TemporaryDirectory(prefix="maildrill-ceiling-") as name:
         tmp = Path(name)
         sink = PostfixSink(tmp)
@@ -158,22 +171,26 @@ def main() -> int:
         finally:
             sink.close()
         print(f"smtp-source -> smtp-sink: {source:.0f} msgs/s", flush=True)
-        ceilings: dict[str, float] = {}
-        for label, workers in (("one process", 0), ("--workers 2", 2)):
-            result = search(pace, workers, tmp)
-            if result.knee_msgs_per_s is None:
-                fail(f"{label}: no stable rate found ({result.ending})")
-            ceilings[label] = result.knee_msgs_per_s
-            print(
-                f"{label}: ceiling {result.knee_msgs_per_s:.0f} msgs/s (first unstable "
-                f"{result.first_unstable_msgs_per_s or float('nan'):.0f}, {result.ending})",
-                flush=True,
-            )
-    one, two = ceilings["one process"], ceilings["--workers 2"]
-    print(
-        f"ceiling: one process {one:.0f}, --workers 2 {two:.0f}, smtp-source {source:.0f} msgs/s;"
-        f" ratio one/source={one / source:.2f} two/source={two / source:.2f}"
-    )
+        ceilings: dict[tuple[Path, int], float] = {}
+        for workers in (0, 2):
+            for tree in trees:
+                result = search(pace, workers, tree, tmp)
+                if result.knee_msgs_per_s is None:
+                    fail(f"{tree}, --workers {workers}: no stable rate found ({result.ending})")
+                ceilings[tree, workers] = result.knee_msgs_per_s
+                print(
+                    f"{tree.name}, --workers {workers}: ceiling {result.knee_msgs_per_s:.0f}"
+                    f" msgs/s (first unstable {result.first_unstable_msgs_per_s or 0:.0f},"
+                    f" {result.ending})",
+                    flush=True,
+                )
+    for tree in trees:
+        one, two = ceilings[tree, 0], ceilings[tree, 2]
+        print(
+            f"ceiling {tree.name}: one process {one:.0f}, --workers 2 {two:.0f}, smtp-source"
+            f" {source:.0f} msgs/s; ratio one/source={one / source:.2f}"
+            f" two/source={two / source:.2f}"
+        )
     return 0
 
 
