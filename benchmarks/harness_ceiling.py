@@ -83,9 +83,66 @@ def scenario(rate: float, pace: Pace) -> dict[str, Any]:
     }
 
 
-def maildrill_run(rate: float, pace: Pace, workers: int, tree: Path, tmp: Path) -> Path:
-    """One bounded `maildrill run` of the checkout `tree`; its run directory (a failed run
-    fails loudly)."""
+TICK = os.sysconf("SC_CLK_TCK")
+SAMPLE_S = 0.2
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+    except OSError:  # gone
+        return []
+    return found + [d for child in found for d in _descendants(child)]
+
+
+class CpuWatch:
+    """The CPU seconds the run's processes have used, by role, sampled as the run goes:
+    `sender` (Locust: the one process, or the master and its workers), `sink`, `other`
+    (the orchestrator, the prober). A process's role is read from its command line."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.roles: dict[int, str] = {}
+        self.seconds: dict[int, float] = {}
+        self.samples: list[tuple[float, dict[str, float]]] = []
+
+    def sample(self) -> None:
+        for pid in [self.root, *_descendants(self.root)]:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+                if cmdline.strip():  # read again: a child forked, not yet exec'd, has ours
+                    role = "sender" if "-m locust" in cmdline else "other"
+                    self.roles[pid] = "sink" if "-m sinks" in cmdline else role
+                elif pid not in self.roles:
+                    continue
+            except OSError:
+                continue
+            self.seconds[pid] = (int(fields[11]) + int(fields[12])) / TICK
+        by_role: dict[str, float] = {}
+        for pid, used in self.seconds.items():
+            by_role[self.roles[pid]] = by_role.get(self.roles[pid], 0.0) + used
+        self.samples.append((time.time(), by_role))
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds by role from the last sample at or before `start` to the first at
+        or after `end` (a little more than the span, never less)."""
+        before = [s for t, s in self.samples if t <= start] or [self.samples[0][1]]
+        after = [s for t, s in self.samples if t >= end] or [self.samples[-1][1]]
+        first, last = before[-1], after[0]
+        return {role: last[role] - first.get(role, 0.0) for role in last}
+
+
+def maildrill_run(
+    rate: float, pace: Pace, workers: int, tree: Path, tmp: Path
+) -> tuple[Path, CpuWatch]:
+    """One bounded `maildrill run` of the checkout `tree`: its run directory (a failed run
+    fails loudly) and the CPU its processes used."""
     path = tmp / f"scenario-{rate:g}-{workers}.yaml"
     path.write_text(json.dumps(scenario(rate, pace)))  # JSON is YAML
     out = tmp / f"run-{rate:g}-{workers}-{time.monotonic_ns()}"
@@ -95,30 +152,44 @@ def maildrill_run(rate: float, pace: Pace, workers: int, tree: Path, tmp: Path) 
     with log.open("w") as f:
         env = {**os.environ, "PYTHONPATH": str(tree)}  # the Locust workers too
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=tree, env=env)
+        watch = CpuWatch(proc.pid)
+        deadline = time.monotonic() + RUN_TIMEOUT_S
         try:
-            proc.wait(timeout=RUN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            stop(proc, signal.SIGINT)
-            fail(f"maildrill run took over {RUN_TIMEOUT_S} s: {' '.join(cmd)}")
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    stop(proc, signal.SIGINT)
+                    fail(f"maildrill run took over {RUN_TIMEOUT_S} s: {' '.join(cmd)}")
+                watch.sample()
+                time.sleep(SAMPLE_S)
         finally:
             stop(proc)
     if proc.returncode != 0:
         fail(f"maildrill run exited {proc.returncode}: {' '.join(cmd)}\n{log.read_text()[-3000:]}")
-    return out
+    return out, watch
 
 
-def measure(run: Path, rate: float, pace: Pace) -> StepFigures:
+@dataclass(frozen=True)
+class Step:
+    figures: StepFigures
+    us_per_msg: dict[str, float]  # CPU by role over the load, per accepted message
+
+
+def measure(run: Path, watch: CpuWatch, rate: float, pace: Pace) -> Step:
     """The step's figures from its journals, after checking the journals agree."""
     attempts = pd.read_csv(run / "attempts.csv")
     receipts = pd.read_csv(run / "receipts-primary.csv")
-    accepted = int((attempts["outcome"] == "accepted").sum())
-    if len(receipts) != accepted:
-        fail(f"{run}: {accepted} accepted attempts, {len(receipts)} receipts")
+    accepted = attempts[attempts["outcome"] == "accepted"]
+    if len(receipts) != len(accepted):
+        fail(f"{run}: {len(accepted)} accepted attempts, {len(receipts)} receipts")
     t0 = float(json.loads((run / "run.json").read_text())["t0"])
-    return step_figures(attempts, t0, rate, pace.step_s, on_time_s(None), connections=USERS)
+    figures = step_figures(attempts, t0, rate, pace.step_s, on_time_s(None), connections=USERS)
+    used = watch.between(t0, float(accepted["end"].max())) if len(accepted) else {}
+    per_msg = {role: 1e6 * s / max(1, len(accepted)) for role, s in used.items()}
+    return Step(figures, per_msg)
 
 
-def search(pace: Pace, workers: int, tree: Path, tmp: Path) -> SearchResult:
+def search(pace: Pace, workers: int, tree: Path, tmp: Path) -> tuple[SearchResult, Step | None]:
+    """The ceiling of `tree` with `workers`, and the step that measured it."""
     settings = SearchSettings(
         start_rate=2000,
         factor=1.5,
@@ -129,16 +200,29 @@ def search(pace: Pace, workers: int, tree: Path, tmp: Path) -> SearchResult:
     )
     found = Search(settings)
     label = ("one process" if workers == 0 else f"--workers {workers}") + f" ({tree.name})"
+    steps: dict[float, Step] = {}
     while (rate := found.next_rate()) is not None:
-        run = maildrill_run(rate, pace, workers, tree, tmp)
-        figures = measure(run, rate, pace)
-        verdict = found.record(figures)
+        step = measure(*maildrill_run(rate, pace, workers, tree, tmp), rate, pace)
+        verdict = found.record(step.figures)
+        if verdict.stable:
+            steps[rate] = step
+        f = step.figures
         print(
-            f"  {label}: {rate:7.0f} msgs/s offered, {figures.accepted_msgs_per_s:7.0f} accepted"
-            f" on time, backlog {figures.backlog_growth_msgs_per_s:+8.1f} msgs/s: {verdict.why}",
+            f"  {label}: {rate:7.0f} msgs/s offered, {f.accepted_msgs_per_s:7.0f} accepted on"
+            f" time, backlog {f.backlog_growth_msgs_per_s:+8.1f} msgs/s, CPU {cpu(step)}:"
+            f" {verdict.why}",
             flush=True,
         )
-    return found.result()
+    result = found.result()
+    knee = result.knee_msgs_per_s
+    return result, steps.get(knee) if knee is not None else None
+
+
+def cpu(step: Step | None) -> str:
+    if step is None:
+        return "?"
+    roles = ("sender", "sink", "other")
+    return " ".join(f"{r} {step.us_per_msg.get(r, 0.0):.0f}" for r in roles) + " us/msg"
 
 
 def main() -> int:
@@ -172,20 +256,26 @@ def main() -> int:
             sink.close()
         print(f"smtp-source -> smtp-sink: {source:.0f} msgs/s", flush=True)
         ceilings: dict[tuple[Path, int], float] = {}
+        costs: dict[tuple[Path, int], str] = {}
         for workers in (0, 2):
             for tree in trees:
-                result = search(pace, workers, tree, tmp)
+                result, at = search(pace, workers, tree, tmp)
                 if result.knee_msgs_per_s is None:
                     fail(f"{tree}, --workers {workers}: no stable rate found ({result.ending})")
                 ceilings[tree, workers] = result.knee_msgs_per_s
+                costs[tree, workers] = cpu(at)
                 print(
                     f"{tree.name}, --workers {workers}: ceiling {result.knee_msgs_per_s:.0f}"
                     f" msgs/s (first unstable {result.first_unstable_msgs_per_s or 0:.0f},"
-                    f" {result.ending})",
+                    f" {result.ending}); CPU there: {cpu(at)}",
                     flush=True,
                 )
     for tree in trees:
         one, two = ceilings[tree, 0], ceilings[tree, 2]
+        print(
+            f"CPU at the ceiling, {tree.name}: one process {costs[tree, 0]};"
+            f" --workers 2 {costs[tree, 2]}"
+        )
         print(
             f"ceiling {tree.name}: one process {one:.0f}, --workers 2 {two:.0f}, smtp-source"
             f" {source:.0f} msgs/s; ratio one/source={one / source:.2f}"
