@@ -19,9 +19,11 @@ In the same run, Postfix's C smtp-source sends the same messages (20 sessions, 5
 bytes) to Postfix's smtp-sink (driver_throughput.py's case a): the machine's ceiling for
 SMTP over loopback. The last line is the ratios, maildrill's ceiling over smtp-source's.
 
-Every step checks its run: the sink's receipts journal holds exactly one row per accepted
-attempt (journals complete), or the benchmark fails loudly (exit 1). Every load is bounded
-in count (the schedule's messages) and time (drain_s, a timeout on each run).
+Every step checks its run: the sink's receipts journal holds a row for every accepted
+attempt, and beyond them at most one for each attempt whose fate the sender could not know
+(interrupted at the end of the drain, a timeout or a drop), or the benchmark fails loudly
+(exit 1). Every load is bounded in count (the schedule's messages) and time (drain_s, a
+timeout on each run).
 `--quick` runs shorter steps to within 10 %, without confirming (about 2-3 minutes).
 """
 
@@ -179,8 +181,13 @@ def measure(run: Path, watch: CpuWatch, rate: float, pace: Pace) -> Step:
     attempts = pd.read_csv(run / "attempts.csv")
     receipts = pd.read_csv(run / "receipts-primary.csv")
     accepted = attempts[attempts["outcome"] == "accepted"]
-    if len(receipts) != len(accepted):
-        fail(f"{run}: {len(accepted)} accepted attempts, {len(receipts)} receipts")
+    # An attempt cut at the end of the drain (interrupted) or after its dot (a timeout or a
+    # drop) may have arrived all the same: a receipt beyond the accepted ones, at most one each.
+    unsure = int(attempts["outcome"].isin(["interrupted", "timeout", "dropped"]).sum())
+    if not len(accepted) <= len(receipts) <= len(accepted) + unsure:
+        fail(
+            f"{run}: {len(accepted)} accepted attempts (+{unsure} unsure), {len(receipts)} receipts"
+        )
     t0 = float(json.loads((run / "run.json").read_text())["t0"])
     figures = step_figures(attempts, t0, rate, pace.step_s, on_time_s(None), connections=USERS)
     used = watch.between(t0, float(accepted["end"].max())) if len(accepted) else {}
