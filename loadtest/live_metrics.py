@@ -31,6 +31,8 @@ BUCKETS_S: tuple[float, ...] = (
 )  # fmt: skip
 
 _COLUMN = {name: i for i, name in enumerate(AttemptRecord.header())}
+_SERVER, _OUTCOME, _CODE, _FINAL = (_COLUMN[c] for c in ("server", "outcome", "code", "final"))
+_ATTEMPT, _START, _INTENDED, _END = (_COLUMN[c] for c in ("attempt", "start", "intended", "end"))
 # The analysis's HDR range (loadtest.analysis.histograms, not imported: it brings pandas
 # into every sender process): 1 µs to an hour, 3 significant digits.
 LOWEST_US, HIGHEST_US, DIGITS = 1, 3_600_000_000, 3
@@ -117,25 +119,33 @@ class LiveState:
         self.failed_messages = 0
 
     def add(self, row: Sequence[Any]) -> None:
-        """One attempts-journal row, as written (epochs as text, flags as 0/1)."""
-        server = str(row[_COLUMN["server"]])
-        outcome = str(row[_COLUMN["outcome"]])
+        """One attempts-journal row, as written (epochs as text, flags as 0/1).
+
+        Per attempt in the process that sends: each cell is read once, and a server's
+        histograms are made the first time it is seen, not built and thrown away per row."""
+        server = str(row[_SERVER])
+        outcome = str(row[_OUTCOME])
         self.attempts[server, outcome] += 1
-        code = row[_COLUMN["code"]]
+        code = row[_CODE]
         self.last_code[server] = None if code in (None, "") else int(code)
-        if int(row[_COLUMN["final"]] or 0):
+        if int(row[_FINAL] or 0):
             self.finished += 1
             self.failed_messages += outcome != "accepted"
-        if int(row[_COLUMN["attempt"]] or 0) == 1:
-            late = float(row[_COLUMN["start"]]) - float(row[_COLUMN["intended"]])
-            self.lateness.record_value(_micros(late))
+        start = float(row[_START])
+        intended = float(row[_INTENDED])
+        if int(row[_ATTEMPT] or 0) == 1:
+            self.lateness.record_value(_micros(start - intended))
         if outcome == "accepted":
-            end = float(row[_COLUMN["end"]])
-            start = float(row[_COLUMN["start"]])
-            intended = float(row[_COLUMN["intended"]])
-            self.latency.setdefault(server, Histogram()).observe(end - start)
+            end = float(row[_END])
+            latency = self.latency.get(server)
+            if latency is None:
+                latency = self.latency[server] = Histogram()
+            response = self.response.get(server)
+            if response is None:
+                response = self.response[server] = Histogram()
+            latency.observe(end - start)
             self.latency_all.record_value(_micros(end - start))
-            self.response.setdefault(server, Histogram()).observe(max(0.0, end - intended))
+            response.observe(max(0.0, end - intended))
 
     def add_rows(self, rows: Sequence[Sequence[Any]]) -> None:
         for row in rows:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, TextIO, TypeVar
 
@@ -120,19 +120,40 @@ class JournalTail(Generic[R]):
         self.skipped = 0
 
     def poll(self) -> list[R]:
+        out = []
+        for cells in self._lines():
+            try:
+                out.append(self.record.parse(cells))
+            except ValueError:
+                self.skipped += 1
+        return out
+
+    def poll_columns(self, names: Sequence[str]) -> list[tuple[str, ...]]:
+        """The cells of `names` (as `uncell` reads them), of each line completed since the
+        last poll: for a reader that needs a few columns of every line as it comes (the
+        progress line: four of an attempt's 25), without making records of them. A line
+        of the wrong length is skipped as in `poll`; the cells are not checked further,
+        and a column the journal lacks reads ""."""
+        out = []
+        for cells in self._lines(names):
+            out.append(tuple(cells[name] for name in names))
+        return out
+
+    def _lines(self, names: Sequence[str] | None = None) -> Iterator[dict[str, str]]:
+        """Each completed line's cells by column (only `names`, when given)."""
         try:
             with self.path.open("rb") as f:
                 f.seek(self.offset)
                 chunk = f.read()
         except FileNotFoundError:
-            return []
+            return
         cut = chunk.rfind(b"\n") + 1
         if cut == 0:
-            return []
+            return
         self.offset += cut
         text = chunk[:cut].decode("utf-8", "replace")
         reader = csv.reader(io.StringIO(text, newline=""))
-        out = []
+        where: list[tuple[str, int]] | None = None
         while True:
             try:
                 row = next(reader)
@@ -141,15 +162,16 @@ class JournalTail(Generic[R]):
             except csv.Error:  # a quote that never closes: what follows is one bad record
                 self.skipped += 1
                 continue
-            cells = [uncell(c) for c in row]
             if self.header is None:
-                self.header = cells
+                self.header = [uncell(c) for c in row]
                 continue
-            if len(cells) != len(self.header):
+            if len(row) != len(self.header):
                 self.skipped += 1
                 continue
-            try:
-                out.append(self.record.parse(dict(zip(self.header, cells, strict=True))))
-            except ValueError:
-                self.skipped += 1
-        return out
+            if names is None:
+                yield {name: uncell(c) for name, c in zip(self.header, row, strict=True)}
+                continue
+            if where is None:  # a column the header lacks reads "" (an older journal)
+                at = {name: i for i, name in enumerate(self.header)}
+                where = [(name, at.get(name, -1)) for name in names]
+            yield {name: uncell(row[i]) if i >= 0 else "" for name, i in where}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import smtplib
 import socket
+import threading
 import time
 
 import pytest
@@ -263,3 +264,61 @@ def test_enhanced_code_of_a_reply_and_of_smtplibs_own_str_errors():
     assert enhanced_code(b"Try again later") == ""
     assert enhanced_code("Line too long.") == ""  # smtplib.SMTPResponseException(500, str)
     assert enhanced_code("5.5.2 said in str") == "5.5.2"
+
+
+def test_a_message_larger_than_the_socket_buffer_arrives_whole(pair):
+    """One send() takes what the socket's buffer holds; the rest goes out after it."""
+    sinks, _ = pair
+    roomy = Timeouts(data=10.0)  # a busy machine may take a while over 8 MB
+    sender = Sender(
+        {"primary": Server("primary", "127.0.0.1", sinks.port("primary"), timeouts=roomy)}
+    )
+    body = ("z" * 998 + "\r\n") * 8000  # 8 MB: loopback takes about 4 in one send()
+    data = message("big", body).encode()
+    try:
+        record = sender.send("primary", attempt("big"), "news@example.com", ("a@gmail.test",), data)
+    finally:
+        sender.close()
+    assert (record.outcome, record.bytes) == (Outcome.ACCEPTED, len(data))
+    (receipt,) = read_csv(sinks.journal_dir / "receipts-primary.csv")
+    assert int(receipt["size"]) == len(data)
+
+
+def test_a_server_that_stops_reading_the_message_times_the_data_out():
+    """The write of a message the server no longer reads ends at the data timeout, once,
+    as a TIMEOUT at DATA (not a drop): the first send() and the rest share one limit."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        held.append(conn)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader = conn.makefile("rb")
+        conn.sendall(b"220 stall.test ESMTP\r\n")
+        for line in reader:
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                conn.sendall(b"250 stall.test\r\n")
+            elif verb == b"DATA":
+                conn.sendall(b"354 go on\r\n")
+                return  # and read no more
+            else:
+                conn.sendall(b"250 ok\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    timeouts = Timeouts(connect=1.0, greeting=1.0, command=1.0, data=1.0, dot=1.0)
+    sender = Sender({"x": Server("x", "127.0.0.1", port, timeouts=timeouts)})
+    data = message("m1", ("z" * 998 + "\r\n") * 30000).encode()  # 30 MB: fills every buffer
+    try:
+        r = sender.send("x", attempt(), "news@example.com", ("a@gmail.test",), data)
+        assert (r.outcome, r.phase, r.error) == (Outcome.TIMEOUT, Phase.DATA, "TimeoutError")
+        assert 1.0 <= r.end - r.start < 2.0
+    finally:
+        sender.close()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()

@@ -254,3 +254,32 @@ def test_importing_the_sinks_with_an_untested_aiosmtpd_fails_with_that_line(
         ImportError, match=r"need aiosmtpd>=1\.4\.6,<1\.5 .* found aiosmtpd 1\.5\.0"
     ):
         importlib.import_module("sinks.aiosmtpd_compat")
+
+
+def test_command_lines_are_logged_scrubbed_only_when_the_logger_keeps_them() -> None:
+    """aiosmtpd's per-command `sanitized_log` is ours: a logger at INFO still gets each
+    line with an AUTH secret scrubbed, and a logger at WARNING (a sink's) gets nothing."""
+    import logging
+
+    import aiosmtpd.smtp
+
+    from sinks.aiosmtpd_compat import sanitized_log_if_enabled
+
+    assert aiosmtpd.smtp.sanitized_log is sanitized_log_if_enabled
+    logger = logging.getLogger("maildrill.test.sanitized")
+    kept: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = kept.append  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    logger.propagate = False
+    line = b"AUTH PLAIN c2VjcmV0\r\n"
+    try:
+        logger.setLevel(logging.INFO)
+        aiosmtpd.smtp.sanitized_log(logger.info, "%r >> %r", "peer", line)
+        aiosmtpd.smtp.sanitized_log(logger.debug, "readline: %r", line)  # below INFO
+        assert [r.getMessage() for r in kept] == ["'peer' >> b'AUTH PLAIN ********\\r\\n'"]
+        logger.setLevel(logging.WARNING)
+        aiosmtpd.smtp.sanitized_log(logger.info, "%r >> %r", "peer", line)
+        assert len(kept) == 1
+    finally:
+        logger.removeHandler(handler)

@@ -378,3 +378,22 @@ def test_a_tail_returns_the_records_of_complete_lines_only(tmp_path):
     assert tail.poll() == [second]
     assert tail.skipped == 1
     assert tail.poll() == []
+
+
+def test_a_tail_of_columns_reads_what_the_records_hold(tmp_path):
+    """poll_columns gives the cells poll's records are made of, lines completed only; a
+    line of the wrong length is skipped, a column the journal lacks reads ""."""
+    path = tmp_path / "attempts.csv"
+    records, columns = JournalTail(path, AttemptRecord), JournalTail(path, AttemptRecord)
+    (first, first_line), (second, second_line) = SAMPLES["attempts"]
+    names = ("final", "outcome", "end", "server", "no_such_column")
+    with path.open("w", encoding="utf-8") as f:
+        f.write(header_now("attempts") + "\n" + first_line + "\n" + second_line[:30])
+    assert columns.poll_columns(names) == [("1", "accepted", "1800000001.600000", "secondary", "")]
+    with path.open("a", encoding="utf-8") as f:
+        f.write(second_line[30:] + "\n" + "r1,local,broken\n")
+    assert columns.poll_columns(names) == [("0", "refused", "1800000003.100000", "primary", "")]
+    assert columns.skipped == 1
+    for record, cells in zip(records.poll(), [("1", "accepted"), ("0", "refused")], strict=True):
+        assert (str(int(record.final)), record.outcome) == cells
+    assert [first.end, second.end] == [T + 1.6, T + 3.1]
