@@ -17,7 +17,7 @@ def test_the_progress_line_counts_the_journal_s_lines(tmp_path):
     the last second, recounted from the rows written; a bad line is skipped, not counted."""
     path = tmp_path / "attempts.csv"
     now = time.time()
-    (first, _), (second, _) = SAMPLES["attempts"]
+    (first, _), (second, _) = SAMPLES["attempts"][:2]
     rows = [
         dataclasses.replace(first, end=now, server="primary"),  # accepted, final
         dataclasses.replace(first, end=now, server="secondary", final=False),
