@@ -196,7 +196,9 @@ def summarise(run: RunDir) -> Summary:
             campaign_only=run.has_sender_journal,
         ),
         received=sink_side,
-        dns=dns_follow.summarise(journals.faults, attempts, t0) if dns_served else None,
+        dns=dns_follow.summarise(journals.faults, attempts, t0)
+        if dns_served and run.has_sender_journal
+        else None,
         needs_sender_journal=[] if sink_side is None else list(received.NEEDS_SENDER_JOURNAL),
     )
     torn_ok = run.writer_may_have_died
