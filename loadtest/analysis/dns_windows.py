@@ -9,7 +9,7 @@ the target), failover (accepted by *another* server) and failback (accepted agai
 target) would be measured against a server named `dns` that takes no mail, and read as a
 failover in no time. Those are cleared here (null), and the health probes' timings too
 (nothing probes the DNS server); how long senders took to follow a DNS change is measured
-from the query journal (dns-queries.csv), not here.
+from the attempts journal's addresses in dns_follow.py, not here.
 """
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ NEEDS_SENDER_JOURNAL: tuple[str, ...] = (
     *(f"failovers[].{name}" for name in ("detection_s", "messages_delayed", "messages_failed",
                                           "added_latency_ms", "phases")),
     "relay.*.end_to_end_ms", "mta", "capacity", "backlog", "bounces", "recipients", "streams",
+    "dns",
 )  # fmt: skip
 
 COLUMNS = ["time", "server", "key", "by_message_id", "outcome"]

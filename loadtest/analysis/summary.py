@@ -19,8 +19,10 @@ from loadtest.analysis import (
     auth,
     backlog,
     bounces,
+    by_address,
     capacity,
     delivery,
+    dns_follow,
     dns_windows,
     downstream,
     failover,
@@ -89,9 +91,12 @@ def summarise(run: RunDir) -> Summary:
             return dns_windows.as_dns_fault(figures)
         return figures
 
+    # Attempts at a server named by DNS, credited to the local sink at their address.
+    at_sinks = by_address.credit_sinks(attempts, servers)
     if scenario is not None:
         # Servers maildrill does not own keep no faults journal: infer their trouble.
         foreign = {s.name for s in scenario.servers if not s.local and s.postfix is None}
+        foreign -= by_address.reached_sinks_only(attempts, at_sinks)
         windows += fault_windows.infer_windows(attempts, foreign)
     sink_side: Received | None = None
     not_sent = journals.suppressed  # rows of messages not sent: every recipient suppressed
@@ -111,7 +116,7 @@ def summarise(run: RunDir) -> Summary:
             per, attempts, receipts, journals.mta_queue, run_id, unobserved, released, refused
         )
         failovers = [
-            measured(w, failover.analyse(w, attempts, per, run.probes, t0, end)) for w in windows
+            measured(w, failover.analyse(w, at_sinks, per, run.probes, t0, end)) for w in windows
         ]
         no_probes = run.probes.iloc[:0]  # probes carry no stream: no monitor timings per stream
         by_stream = streams.summarise(
@@ -193,6 +198,9 @@ def summarise(run: RunDir) -> Summary:
             campaign_only=run.has_sender_journal,
         ),
         received=sink_side,
+        dns=dns_follow.summarise(journals.faults, attempts, t0)
+        if dns_served and run.has_sender_journal
+        else None,
         needs_sender_journal=[] if sink_side is None else list(received.NEEDS_SENDER_JOURNAL),
     )
     torn_ok = run.writer_may_have_died

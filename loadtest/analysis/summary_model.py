@@ -314,6 +314,84 @@ class Failover(Part):
     )
 
 
+# -- DNS changes and faults (the run's DNS server) -------------------------------------------
+
+
+class DnsChange(Part):
+    """One moment a `records` fault changed the addresses of names the senders look up: its
+    start (`change`) or its end (`switch_back`), and how the senders followed it (attempts
+    journal: `addr`, `dns_name`, `worker`). Times in seconds from the change; a sender is a
+    Locust process (the attempts journal's `worker`), each with its own DNS cache."""
+
+    fault_id: str
+    edge: Literal["change", "switch_back"] = Field(
+        description='"change": the fault\'s start; "switch_back": its end, the zone\'s '
+        "records served again"
+    )
+    at_s: float = Field(description="the change, seconds from t0 (the DNS server's journal)")
+    names: list[str] = Field(description="the names whose A/AAAA records changed")
+    addresses: list[str] = Field(
+        description="the addresses to follow to: the fault's records (change); for a "
+        "switch back, any address of those names but the fault's"
+    )
+    senders: int = Field(description="senders that sent to those names after the change")
+    first_follow_s: Annotated[float | None, LOWER] = Field(
+        description="to the start of the first attempt at a new address; null: none"
+    )
+    last_follow_s: Annotated[float | None, LOWER] = Field(
+        description="to the moment the last sender followed: per sender, the start of its "
+        "first attempt at a new address after its last one at an old address; the latest "
+        "of those; null: a sender never followed before the next change or the run's end"
+    )
+    last_stale_s: Annotated[float | None, LOWER] = Field(
+        description="to the start of the last attempt still at an old address; null: none"
+    )
+    stale_attempts: Annotated[int, LOWER] = Field(
+        description="attempts at an old address after the change (until the next change)"
+    )
+    not_followed: Annotated[int, LOWER] = Field(
+        description="senders that sent after the change and never at a new address"
+    )
+
+
+class DnsFaultWindow(Part):
+    """A fault of the run's DNS server (faults-dns.csv) and the mail it deferred."""
+
+    fault_id: str
+    kind: str
+    onset_s: float
+    cleared_s: float | None = Field(description="null: still on when the run ended")
+    deferred_messages: Annotated[int, LOWER] = Field(
+        description="messages with an attempt deferred at phase dns that started in the window"
+    )
+    deferred_attempts: Annotated[int, LOWER] = Field(
+        description="attempts deferred at phase dns that started in the window"
+    )
+
+
+class Dns(Part):
+    """Servers named by DNS and the run's DNS server: how the senders followed each change
+    of a record, and what DNS failures deferred (docs/metrics.md, "DNS")."""
+
+    changes: list[DnsChange] = Field(
+        default_factory=list, description="each records fault's start and end, in order"
+    )
+    faults: list[DnsFaultWindow] = Field(
+        default_factory=list, description="each fault of the DNS server, in order of onset"
+    )
+    follow_s: Annotated[float | None, LOWER] = Field(
+        default=None,
+        description="the worst last_follow_s over the changes; null: no change, or one not "
+        "followed by every sender",
+    )
+    stale_attempts: Annotated[int, LOWER] = Field(
+        default=0, description="attempts at an old address after a change, over all changes"
+    )
+    deferred: Annotated[int, LOWER] = Field(
+        default=0, description="messages with an attempt deferred at phase dns (whole run)"
+    )
+
+
 # -- backup MXs, proxies, MTAs under test ----------------------------------------------------
 
 
@@ -918,6 +996,11 @@ class Summary(Part):
         description="SPF, DKIM, DMARC and PTR at sinks with verify: per sink, per path, "
         "around each fault; null: no sink verifies",
     )
+    dns: Dns | None = Field(
+        default=None,
+        description="the senders following DNS changes, and DNS deferrals; null: the run "
+        "served no DNS",
+    )
     slo: SloVerdict = Field(
         default_factory=SloVerdict, description="each SLO rule's measured value and verdict"
     )
@@ -1026,6 +1109,9 @@ SLO_METRICS: Mapping[str, SloMetric] = {
         for check in ("spf", "dkim", "dmarc", "ptr")
     },
     "auth_clean_share": SloMetric("auth.clean_share", AUTH_JOURNALS),
+    "dns_follow_s": SloMetric("dns.follow_s", FAULT_JOURNALS),
+    "dns_stale_attempts": SloMetric("dns.stale_attempts", FAULT_JOURNALS),
+    "dns_deferred": SloMetric("dns.deferred", FAULT_JOURNALS),
 }
 
 # What an SLO may measure on one stream, `streams.STREAM.METRIC`: the whole run's metric of

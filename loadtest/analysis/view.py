@@ -409,6 +409,51 @@ def failovers(summary: Summary) -> Table:
     )  # fmt: skip
 
 
+def dns_changes(summary: Summary) -> Table | None:
+    """Beside the failovers: how the senders followed each DNS change (dns_follow.py)."""
+    dns = summary.dns
+    if dns is None or not dns.changes:
+        return None
+    rows = [
+        [c.fault_id, c.edge.replace("_", " "), num(c.at_s), ", ".join(c.names),
+         ", ".join(c.addresses), num(c.senders), num(c.first_follow_s), num(c.last_follow_s),
+         num(c.last_stale_s), num(c.stale_attempts), num(c.not_followed)]
+        for c in dns.changes
+    ]  # fmt: skip
+    return Table(
+        "DNS changes",
+        "dns-changes",
+        ["fault", "edge", "at s", "names", "new addresses", "senders", "first follow s",
+         "last follow s", "last stale s", "stale attempts", "not followed"],
+        rows,
+        note="Seconds from run start (at) and from the change (the others). A sender is a "
+        "Locust process with its own DNS cache. first follow: the first attempt at a new "
+        "address; last follow: when the last sender had moved for good (its first attempt at "
+        "a new address after its last at an old one); last stale: the last attempt still at "
+        f"an old address. Worst last follow (dns_follow_s): {num(dns.follow_s)} s.",
+    )  # fmt: skip
+
+
+def dns_faults(summary: Summary) -> Table | None:
+    """The mail each fault of the run's DNS server deferred (a failed lookup: 4.4.3)."""
+    dns = summary.dns
+    if dns is None or not (dns.faults or dns.deferred):
+        return None
+    rows = [
+        [f.fault_id, f.kind, num(f.onset_s), num(f.cleared_s), num(f.deferred_messages),
+         num(f.deferred_attempts)]
+        for f in dns.faults
+    ]  # fmt: skip
+    return Table(
+        "DNS faults",
+        "dns-faults",
+        ["fault", "kind", "onset s", "cleared s", "deferred messages", "deferred attempts"],
+        rows,
+        note="Deferred: attempts deferred at phase dns (a temporary DNS failure) that started "
+        f"in the window. Messages deferred at dns in the whole run: {num(dns.deferred)}.",
+    )
+
+
 def capacity(summary: Summary) -> Table | None:
     cap = summary.capacity
     if not cap.steps:
@@ -864,6 +909,7 @@ RENDERED = {
     "preflight", "journal_problems", "harness", "capacity", "slo", "mta", "relay", "proxies",
     "bounces", "streams", "auth",
 }  # fmt: skip
+RENDERED |= {"dns"}  # the DNS changes and DNS faults tables
 RENDERED |= {"backlog"}  # the Backlog table; its series stays in summary.json
 RENDERED |= {"received", "needs_sender_journal"}  # view_received.py lays them out
 MAX_MORE_ROWS = 200
@@ -921,6 +967,7 @@ def build(summary: Summary, plots: Sequence[PlotRef] = (), scenario_text: str = 
     if waiting is not None:
         sections.append(waiting)
     sections += [latency(summary), failovers(summary)]
+    sections += [t for t in (dns_changes(summary), dns_faults(summary)) if t is not None]
     per_stream = streams(summary)
     if per_stream is not None:
         sections.append(per_stream)

@@ -74,7 +74,12 @@ def test_a_scenario_sent_to_locust_workers_reads_back_the_same(path: Path):
     again = parse_scenario(copy.deepcopy(dumped), "from the master")
     assert again.model_dump(mode="json") == dumped
     raw = yaml.safe_load(path.read_text())
-    for written, server in zip(raw["servers"], dumped["servers"], strict=True):
+    # an `mx:` entry is one server per MX host of its domain, in its place
+    made = [
+        w for w in raw["servers"]
+        for _ in range(sum(s.get("mx") == w["mx"] for s in dumped["servers"]) if "mx" in w else 1)
+    ]  # fmt: skip
+    for written, server in zip(made, dumped["servers"], strict=True):
         assert set(server["sink"]) == set(written.get("sink") or {})
 
 
