@@ -65,6 +65,7 @@ class Server:
     timeouts: Timeouts = field(default_factory=Timeouts)
     messages_per_connection: int = 100
     resolve: bool = False  # host is a name looked up through the run's DNS server
+    mx_domain: str = ""  # made from this domain's MX set: followed while it holds the host
 
 
 @dataclass
@@ -396,7 +397,8 @@ class Sender:
         if self.hosts is None:
             found = Resolution(Verdict.TEMPORARY, server.host, detail="no DNS server")
         else:
-            found = self.hosts.resolve(server.host)
+            dropped = server.mx_domain and self.hosts.still_mx(server.mx_domain, server.host)
+            found = dropped or self.hosts.resolve(server.host)
         record.dns_name, record.addr = found.name, found.addr
         record.dns_ttl, record.dns_at = found.ttl, found.at
         if found.verdict is Verdict.ADDRESS:

@@ -8,6 +8,7 @@ the process's `AnswerCache`. The answer decides the attempt as Postfix's DNS fai
 - an address: connect to it (the first of the set), loopback only unless allow_remote;
 - a temporary failure (SERVFAIL, timeout): the message is deferred, tried again later;
 - no such host (NXDOMAIN, no A record): this server fails, routing moves on;
+- a server made from an MX set whose host the set no longer holds: the same;
 - an address outside loopback without allow_remote: refused, never sent to.
 """
 
@@ -18,7 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from loadtest.dns_cache import AnswerCache
+from loadtest.dns_cache import Answer, AnswerCache
 from maildrill.dns.resolver import Resolver, Status
 from maildrill.netaddr import is_loopback
 
@@ -53,11 +54,32 @@ class HostResolver:
         self.cache = AnswerCache() if cache is None else cache
         self.allow_remote = allow_remote
 
+    def _asked(self, name: str, rtype: str) -> Answer:
+        """The cached answer to (name, rtype), or the DNS server's, kept for its TTL."""
+        answer = self.cache.get(name, rtype)
+        if answer is None:
+            answer = self.cache.put(self.resolver.lookup(name, rtype), time.time())
+        return answer
+
+    def still_mx(self, domain: str, host: str) -> Resolution | None:
+        """None while `host` is an MX host of `domain` (its MX set asked as the A records
+        are, kept for its TTL); else why not, as a lookup decides an attempt: the MX set
+        not to be had for now defers, a set without the host fails this server (a `records`
+        fault that drops the primary's MX: the senders move on, as MTAs do once the
+        record they cached expires). Hosts added to the set are not new servers."""
+        name = domain.lower().rstrip(".")
+        answer = self._asked(name, "MX")
+        lookup = answer.lookup
+        if lookup.status is Status.TEMPERROR:
+            return Resolution(Verdict.TEMPORARY, name, detail=lookup.detail)
+        hosts = {mx.host.lower().rstrip(".") for mx in lookup.mx()} if lookup.ok else set()
+        if host.lower().rstrip(".") in hosts:
+            return None
+        return Resolution(Verdict.NO_HOST, name, "", lookup.ttl, answer.at, "not_in_mx")
+
     def resolve(self, host: str) -> Resolution:
         name = host.lower().rstrip(".")
-        answer = self.cache.get(name, "A")
-        if answer is None:
-            answer = self.cache.put(self.resolver.a(name), time.time())
+        answer = self._asked(name, "A")
         lookup = answer.lookup
         if lookup.status is Status.TEMPERROR:
             return Resolution(Verdict.TEMPORARY, name, detail=lookup.detail)

@@ -372,4 +372,5 @@ class ServerSpec(StrictModel):
             timeouts=timeouts,
             messages_per_connection=self.messages_per_connection,
             resolve=resolve,
+            mx_domain=(self.mx or "") if resolve else "",
         )

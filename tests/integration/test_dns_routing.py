@@ -267,3 +267,37 @@ def test_an_answer_outside_loopback_is_never_sent_to(sinks, dns_server, tmp_path
         ("refused", "dns", "192.0.2.1", "dns:outside")
     }
     assert received(sinks, "old") == received(sinks, "new") == set()
+
+
+def test_an_mx_host_dropped_from_the_set_is_passed_over(sinks, dns_server, tmp_path):
+    """A `records` fault serves shop.test's MX set without mx1 (the health check took the
+    primary out): the senders, asking the MX set as they send, fail mx1 for this message
+    (`dns:not_in_mx`, 5.4.4, no backoff) and deliver through mx2; mx1 receives nothing."""
+    records = {"shop.test": {"MX": ["20 mx2.shop.test"], "ttl": 1}}
+    fault = dns_server.start(kind="records", records=records, duration=30)
+    try:
+        attempts = send(sinks, dns_server, [{"mx": "shop.test"}], seconds=0.5, rate=10,
+                        out=tmp_path)  # fmt: skip
+    finally:
+        dns_server.control.call("DELETE", f"/faults/{fault.id}")
+    to_mx1 = [a for a in attempts if a["server"] == "mx1.shop.test"]
+    assert to_mx1, "the preferred MX is tried first: the sender's servers are the zone's"
+    assert {
+        (a["outcome"], a["phase"], a["enhanced"], a["error"], a["addr"], a["dns_name"])
+        for a in to_mx1
+    } == {("refused", "dns", "5.4.4", "dns:not_in_mx", "", "shop.test")}
+    finals = [a for a in attempts if a["final"] == "1"]
+    assert len(finals) == 5
+    assert {(a["server"], a["addr"], a["outcome"]) for a in finals} == {
+        ("mx2.shop.test", NEW, "accepted")
+    }
+    assert received(sinks, "new") == {a["msg_id"] for a in finals}
+    assert received(sinks, "old") == set()
+    # The MX set each sender used is the fault's: its MX answers carry the fault's id.
+    asked = [
+        r
+        for r in read_csv(dns_server.journals / "dns-queries.csv")
+        if r["name"] == "shop.test" and r["type"] == "MX" and r["fault_id"] == fault.id
+    ]
+    assert asked
+    assert {r["answers"] for r in asked} == {"20 mx2.shop.test."}
