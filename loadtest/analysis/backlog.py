@@ -43,7 +43,7 @@ def due_and_accepted(attempts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def _first(values: pd.Series, key: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The smallest of `values` per key, over `rows` (a message without one: NaN)."""
     column = pd.Series(values.to_numpy(dtype="float64")[rows])
-    return column.groupby(key[rows], sort=False).min().to_numpy(dtype="float64")
+    return np.asarray(column.groupby(key[rows], sort=False).min().to_numpy(dtype="float64"))
 
 
 def at(times: np.ndarray, due: np.ndarray, accepted: np.ndarray) -> np.ndarray:
