@@ -22,6 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from loadtest.analysis import msg_keys
 from loadtest.analysis.summary_model import Backlog
 from loadtest.outcomes import Outcome
 
@@ -31,10 +32,18 @@ MAX_POINTS = 1000  # the series' length at most: 1 s steps up to about 16 minute
 def due_and_accepted(attempts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per message, sorted: when it fell due (its `intended`), and when it was first
     accepted (the `end` of its first accepted attempt; messages never accepted have none)."""
-    due = attempts.groupby("msg_id", sort=False)["intended"].min().to_numpy(dtype="float64")
-    taken = attempts.loc[attempts["outcome"] == Outcome.ACCEPTED.value]
-    accepted = taken.groupby("msg_id", sort=False)["end"].min().to_numpy(dtype="float64")
+    key = msg_keys.factorize(attempts["msg_id"])[0]  # integer keys: no text hashed here
+    named = key >= 0
+    taken = named & (attempts["outcome"] == Outcome.ACCEPTED.value).to_numpy(dtype=bool)
+    due = _first(attempts["intended"], key, named)
+    accepted = _first(attempts["end"], key, taken)
     return np.sort(due), np.sort(accepted)
+
+
+def _first(values: pd.Series, key: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The smallest of `values` per key, over `rows` (a message without one: NaN)."""
+    column = pd.Series(values.to_numpy(dtype="float64")[rows])
+    return np.asarray(column.groupby(key[rows], sort=False).min().to_numpy(dtype="float64"))
 
 
 def at(times: np.ndarray, due: np.ndarray, accepted: np.ndarray) -> np.ndarray:

@@ -24,7 +24,8 @@ def credit_sinks(attempts: pd.DataFrame, servers: Sequence[ServerSpec]) -> pd.Da
     each attempt that used an address; the others as they are."""
     sinks = {(s.host, s.port): s.name for s in servers if s.local}
     port_of = {s.name: s.port for s in servers if not s.local}
-    if not sinks or not len(attempts) or "addr" not in attempts:
+    # Without a server named by DNS no key can match: a million attempts are not walked.
+    if not sinks or not port_of or not len(attempts) or "addr" not in attempts:
         return attempts
     addrs = attempts["addr"].fillna("").astype(str)
     keys = zip(addrs, attempts["server"].map(port_of), strict=True)

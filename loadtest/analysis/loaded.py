@@ -20,6 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from loadtest.analysis import journals as journals_mod
+from loadtest.analysis import msg_keys
 from loadtest.analysis import probes as probes_mod
 from loadtest.analysis.bounces import split_suppressed
 from loadtest.analysis.journals import PATTERNS, Damage, Journals
@@ -182,7 +183,8 @@ def compact(journals: Journals) -> Journals:
     string compares; the text columns of few values (FEW_VALUES, RECEIPT_FEW_VALUES) too,
     to hold a byte a row instead of eight. Same results (pandas groups categories by
     observed values, sorted). Rows that are no SMTP attempt (a message not sent: every
-    recipient suppressed) go to `suppressed`, so no analysis takes them for attempts."""
+    recipient suppressed) go to `suppressed`, so no analysis takes them for attempts.
+    Message ids become integer keys shared by the attempts and receipts (`msg_keys`)."""
     attempts, suppressed = split_suppressed(journals.attempts)
     if len(suppressed):
         journals = dataclasses.replace(journals, attempts=attempts, suppressed=suppressed)
@@ -193,7 +195,8 @@ def compact(journals: Journals) -> Journals:
     receipts = journals.receipts
     if few := _few_values(receipts, RECEIPT_FEW_VALUES):
         journals = dataclasses.replace(journals, receipts=receipts.astype(few))
-    return journals
+    attempts, receipts = msg_keys.share(journals.attempts, journals.receipts)
+    return dataclasses.replace(journals, attempts=attempts, receipts=receipts)
 
 
 def _few_values(frame: pd.DataFrame, names: tuple[str, ...]) -> dict[str, str]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from loadtest.analysis import reconcile
+from loadtest.analysis import msg_keys, reconcile
 from loadtest.analysis.summary_model import Recipients
 
 ALL = None  # held recipients not named: all of the message's undelivered ones
@@ -127,7 +127,7 @@ def _addressed(attempts: pd.DataFrame, ids: pd.Index) -> int | None:
     attempts journal does not say."""
     if "recipients" not in attempts:
         return None
-    code = ids.get_indexer(attempts["msg_id"])
+    code = msg_keys.positions(ids, attempts["msg_id"])
     mine = code >= 0
     most = np.zeros(len(ids))
     named = np.nan_to_num(attempts["recipients"].to_numpy(dtype="float64"))
@@ -159,7 +159,7 @@ class _Copies:
         no_rows = pd.DataFrame({"msg_id": [], "rcpts": []})
         if final.empty:
             return cls(zeros, zeros, np.zeros(size, bool), zeros, zeros, no_rows)
-        code = ids.get_indexer(final["msg_id"])
+        code = msg_keys.positions(ids, final["msg_id"])
         keep = code >= 0  # receipts of other runs' messages are not this run's recipients
         final, code = final[keep], code[keep]
         if "rcpts" in final:

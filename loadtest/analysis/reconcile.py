@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loadtest.analysis import msg_keys
 from loadtest.analysis.summary_model import Messages
 
 
@@ -30,7 +31,7 @@ def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
             per["queued"] = 0
             return per
     n_attempts = len(attempts)
-    codes, ids = pd.factorize(
+    codes, ids = msg_keys.factorize(
         pd.concat([attempts["msg_id"], receipts["msg_id"]], ignore_index=True)
         if len(receipts)
         else attempts["msg_id"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from loadtest.analysis import metrics
+from loadtest.analysis import metrics, msg_keys
 from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.summary_model import (
     Failover,
@@ -56,7 +56,7 @@ class Grouping:
             return cls([], np.zeros(len(attempts), dtype=np.int64), np.full(len(per), -1))
         codes, uniques = pd.factorize(attempts["stream"].astype(str))
         of_message = np.full(len(per), -1, dtype=np.int64)
-        rows = per.index.get_indexer(attempts["msg_id"])
+        rows = msg_keys.positions(per.index, attempts["msg_id"])
         found = rows >= 0
         of_message[rows[found]] = codes[found]  # a message's attempts share its stream
         return cls([str(u) for u in uniques], codes, of_message)
