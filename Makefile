@@ -37,9 +37,12 @@ lint: setup
 # tests/conftest.py hands out the long drill files first. Most of a drill's time is spent
 # waiting on its schedule, so three keep 2 cores about three-quarters busy (two left them
 # half idle: 411 s against 327 s). Timing assertions allow for a loaded machine
-# (tests/helpers.LATE_S), so this load does not make them fail.
+# (tests/helpers.LATE_S), so this load does not make them fail. Tracebacks are Python's own
+# (--tb=native): pytest's, which parse the source with `ast`, can hit CPython 3.11's "AST
+# constructor recursion depth mismatch" (python/cpython#106905) and end the whole session
+# with an INTERNALERROR instead of naming the failed test. -rs lists skips with reasons.
 test: setup tools lint
-	$(BIN)/pytest -n 3 --dist loadfile -rs
+	$(BIN)/pytest -n 3 --dist loadfile -rs --tb=native
 
 bench: setup tools
 	$(BIN)/python benchmarks/sink_throughput.py
