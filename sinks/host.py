@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from maildrill.fault_window import FaultWindow
 from maildrill.journal import CsvJournal
 from maildrill.records import FaultRecord
 from sinks.config import EffectSpec, FaultSpec
@@ -54,7 +55,7 @@ async def sleep_until(epoch: float) -> None:
 
 
 @dataclass
-class ActiveEffect:
+class ActiveEffect(FaultWindow):
     """An effect pending or in force, with the probability and window its host applies."""
 
     id: str
@@ -80,26 +81,6 @@ class ActiveEffect:
     def started(self) -> float:
         """When its window opens (a proxy keys a session's draw of it by id and this)."""
         return self.opens
-
-    def in_force(self, now: float) -> bool:
-        return self.opens <= now and (self.until is None or now < self.until)
-
-    def describe(self) -> dict[str, Any]:
-        def at(value: float | None) -> float | None:
-            return None if value is None else round(value, 6)
-
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "origin": self.origin,
-            "probability": self.probability,
-            "params": self.params,
-            "state": self.state,
-            "start_at": at(self.opens),
-            "started": at(self.onset),
-            "until": at(self.until),
-            "ended": at(self.ended),
-        }
 
 
 _Key = TypeVar("_Key")  # a Stage or a Direction

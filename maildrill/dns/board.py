@@ -30,6 +30,7 @@ import dns.rdataset
 import dns.rdatatype
 
 from maildrill.dns.faults import Decision, DnsFault, Hold, build
+from maildrill.fault_window import FaultWindow
 from maildrill.journal import CsvJournal
 from maildrill.records import FaultRecord
 
@@ -38,7 +39,7 @@ HISTORY = 1000  # faults over and still known to `fault(id)`
 
 
 @dataclass
-class ActiveDnsFault:
+class ActiveDnsFault(FaultWindow):
     id: str
     kind: str
     fault: DnsFault
@@ -53,26 +54,6 @@ class ActiveDnsFault:
     state: str = "pending"
     ended: float | None = None
     timer: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    def in_force(self, now: float) -> bool:
-        return self.opens <= now and (self.until is None or now < self.until)
-
-    def describe(self) -> dict[str, Any]:
-        def at(value: float | None) -> float | None:
-            return None if value is None else round(value, 6)
-
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "origin": self.origin,
-            "probability": self.probability,
-            "params": self.params,
-            "state": self.state,
-            "start_at": at(self.opens),
-            "started": at(self.onset),
-            "until": at(self.until),
-            "ended": at(self.ended),
-        }
 
 
 async def _sleep_until(epoch: float) -> None:
