@@ -438,3 +438,29 @@ def port_free_on(*hosts: str) -> int:
                 continue
             return port
     raise AssertionError(f"no port free on all of {', '.join(hosts)}")
+
+
+@contextlib.contextmanager
+def dns_child(
+    zones: dict[str, Any], out: Path, token: str
+) -> Iterator[tuple[dict[str, Any], subprocess.Popen[str]]]:
+    """The run's DNS server as a drill runs it (`python -m maildrill.dns`), serving `zones`
+    written to OUT/zones and journaling to OUT, its control token from the environment:
+    its ready line's `dns` and the child, terminated (by its PID) on the way out."""
+    from maildrill.dns.files import write_zones
+    from maildrill.dns.zone import parse_zones
+
+    paths = write_zones(parse_zones(zones), out / "zones")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "maildrill.dns", *map(str, paths), "--journal-dir", str(out)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "MAILDRILL_CONTROL_TOKEN": token},
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        yield json.loads(child.stdout.readline())["dns"], child
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+        if child.stdout is not None:
+            child.stdout.close()

@@ -9,10 +9,6 @@ wholly before the window is the zone's, every one wholly inside is the fault's."
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,10 +21,8 @@ import dns.query
 import dns.rcode
 import pytest
 
-from maildrill.dns.files import write_zones
-from maildrill.dns.zone import parse_zones
 from sinks.control_client import ActiveFault, ControlClient, ControlRefused
-from tests.helpers import REPO, read_csv
+from tests.helpers import dns_child, read_csv
 
 ZONES: dict[str, Any] = {
     "shop.test": {
@@ -58,25 +52,10 @@ class Dns:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dns]:
     out = tmp_path_factory.mktemp("dns-faults")
-    paths = write_zones(parse_zones(ZONES), out / "zones")
-    child = subprocess.Popen(
-        [sys.executable, "-m", "maildrill.dns", *map(str, paths), "--journal-dir", str(out)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "MAILDRILL_CONTROL_TOKEN": TOKEN},
-    )
-    try:
-        assert child.stdout is not None
-        ready = json.loads(child.stdout.readline())["dns"]
+    with dns_child(ZONES, out, TOKEN) as (ready, child):
         assert "token" not in ready  # given by the environment: never printed
         control = ControlClient.on_port(ready["control_port"], TOKEN)
         yield Dns((ready["host"], ready["port"]), control, out)
-    finally:
-        child.terminate()
-        child.wait(timeout=10)
-        if child.stdout is not None:
-            child.stdout.close()
     assert child.returncode == 0
 
 

@@ -9,10 +9,6 @@ faults-dns.csv and dns-queries.csv."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,13 +23,11 @@ from loadtest.dns_route import HostResolver
 from loadtest.driver import Driver
 from loadtest.scenario import parse_scenario
 from loadtest.schedule import Dispatcher
-from maildrill.dns.files import write_zones
 from maildrill.dns.resolver import Resolver
-from maildrill.dns.zone import parse_zones
 from maildrill.journal import RowWriter
 from maildrill.records import AttemptRecord
 from sinks.control_client import ActiveFault, ControlClient
-from tests.helpers import LATE_S, REPO, drive, port_free_on, read_csv
+from tests.helpers import LATE_S, dns_child, drive, port_free_on, read_csv
 
 OLD, NEW = "127.0.0.11", "127.0.0.12"
 OLD_TTL, NEW_TTL = 1, 2
@@ -72,24 +66,9 @@ class Dns:
 @pytest.fixture(scope="module")
 def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dns]:
     out = tmp_path_factory.mktemp("dns-routing")
-    paths = write_zones(parse_zones(ZONES), out / "zones")
-    child = subprocess.Popen(
-        [sys.executable, "-m", "maildrill.dns", *map(str, paths), "--journal-dir", str(out)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "MAILDRILL_CONTROL_TOKEN": TOKEN},
-    )
-    try:
-        assert child.stdout is not None
-        ready = json.loads(child.stdout.readline())["dns"]
+    with dns_child(ZONES, out, TOKEN) as (ready, _child):
         control = ControlClient.on_port(ready["control_port"], TOKEN)
         yield Dns((ready["host"], ready["port"]), control, out)
-    finally:
-        child.terminate()
-        child.wait(timeout=10)
-        if child.stdout is not None:
-            child.stdout.close()
 
 
 @dataclass
