@@ -21,8 +21,8 @@ from loadtest.dkim_keys import with_txt
 from loadtest.scenario import Scenario
 from loadtest.sink_fleet import ready_line
 from loadtest.supervise import Supervisor
+from maildrill.control_auth import TOKEN_ENV
 from maildrill.dns.files import write_zones
-from sinks.control import TOKEN_ENV
 from sinks.control_client import ControlClient
 
 ZONE_DIR = "dns"

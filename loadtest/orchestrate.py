@@ -62,8 +62,8 @@ from loadtest.timeline import (
     plan,
 )
 from loadtest.worker_roll import WORKERS_FILE
+from maildrill.control_auth import TOKEN_ENV
 from maildrill.netaddr import is_loopback
-from sinks.control import TOKEN_ENV
 from sinks.control_client import ActiveFault, ControlClient, ControlError, ControlRefused
 
 __all__ = [

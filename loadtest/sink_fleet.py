@@ -27,9 +27,9 @@ from loadtest.runlog import SetupError
 from loadtest.scenario import Scenario
 from loadtest.server_spec import ServerSpec
 from loadtest.supervise import Child, Supervisor, free_port
+from maildrill.control_auth import TOKEN_ENV
 from maildrill.paths import inside, make_private_dir, remove_private_dir, write_private
 from sinks.config import SinksFile
-from sinks.control import TOKEN_ENV
 from sinks.control_client import ControlClient
 
 READY_TIMEOUT_S = 20.0

@@ -34,6 +34,7 @@ from loadtest.runlog import RunLog
 from loadtest.scenario import Scenario
 from loadtest.sink_fleet import with_run_dns
 from loadtest.timeline import DnsServerFault, Planned, SentAhead, SinkFault, Timeline, plan
+from maildrill.control_auth import control_token
 from maildrill.dns.board import FaultBoard
 from maildrill.dns.control import ControlServer as DnsControl
 from maildrill.dns.files import load_zones
@@ -41,7 +42,6 @@ from maildrill.dns.journals import keep_journals
 from maildrill.dns.server import DnsServer
 from maildrill.numbers import number_problem
 from sinks.config import FaultSpec, SinksFile
-from sinks.control import control_token
 from sinks.runner import serve
 
 # The furthest ahead --start-at may be: a sink process waiting longer is more likely a

@@ -30,9 +30,6 @@ Bad requests are 400 with `{"error": ONE LINE}`.
 
 from __future__ import annotations
 
-import hmac
-import os
-import secrets
 import time
 from typing import Any
 
@@ -40,6 +37,8 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from pydantic import ValidationError
 
+from maildrill import control_auth as auth
+from maildrill.control_auth import control_token, json_error
 from maildrill.inputs import describe_errors
 from maildrill.numbers import MAX_DURATION_S, number_problem
 from sinks.config import effect_request
@@ -48,22 +47,6 @@ from sinks.metrics import registry_for
 
 # A sink or a proxy: both take the same requests, each with its own kinds.
 SINK_KEY = web.AppKey("sink", EffectHost)
-TOKEN_ENV = "MAILDRILL_CONTROL_TOKEN"
-
-
-def control_token() -> str:
-    """This run's token: from the environment, else made now and put there, so that worker
-    processes started later inherit the same one."""
-    token = os.environ.get(TOKEN_ENV)
-    if not token:
-        token = os.environ[TOKEN_ENV] = secrets.token_urlsafe(18)
-    return token
-
-
-def auth_header(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 # Read-only and on loopback: open to a scraper without the token (see the module's doc).
 OPEN_PATHS = frozenset({"/metrics"})
 
@@ -71,24 +54,7 @@ OPEN_PATHS = frozenset({"/metrics"})
 def require_token(token: str) -> Any:
     """aiohttp middleware: 401 unless the request carries the run's token (a GET of
     OPEN_PATHS excepted)."""
-    expected = f"Bearer {token}".encode()
-
-    @web.middleware
-    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method == "GET" and request.path in OPEN_PATHS:
-            opened: web.StreamResponse = await handler(request)
-            return opened
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            return _error(401, "missing or wrong control token (Authorization: Bearer ...)")
-        response: web.StreamResponse = await handler(request)
-        return response
-
-    return check
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return auth.require_token(token, OPEN_PATHS)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -110,16 +76,16 @@ async def _start(request: web.Request, origin: str) -> web.Response:
     body = await _body(request)
     start_at = body.pop("start_at", None)
     if start_at is not None and origin == "behaviour":
-        return _error(400, "start_at: a behaviour starts now; schedule a fault instead")
+        return json_error(400, "start_at: a behaviour starts now; schedule a fault instead")
     try:
         spec, duration = effect_request(body, sink.kinds)
         problem = None if start_at is None else start_at_problem(start_at, duration)
     except ValidationError as exc:
-        return _error(400, describe_errors(exc))
+        return json_error(400, describe_errors(exc))
     except ValueError as exc:
-        return _error(400, str(exc))
+        return json_error(400, str(exc))
     if problem:
-        return _error(400, problem)
+        return json_error(400, problem)
     if start_at is not None:
         origin = "schedule"  # sent ahead: its journal rows say so
     active = await sink.add_effect(spec, origin=origin, duration=duration, start_at=start_at)
@@ -179,7 +145,7 @@ async def get_fault(request: web.Request) -> web.Response:
     effect_id = request.match_info["id"]
     active = request.app[SINK_KEY].fault(effect_id)
     if active is None or active.origin == "behaviour":
-        return _error(404, f"no fault {effect_id!r}")
+        return json_error(404, f"no fault {effect_id!r}")
     return web.json_response(active.describe())
 
 
@@ -188,7 +154,7 @@ async def stop_fault(request: web.Request) -> web.Response:
     effect_id = request.match_info["id"]
     active = sink.effects.get(effect_id)
     if active is None or active.origin == "behaviour":
-        return _error(404, f"no active fault {effect_id!r}")
+        return json_error(404, f"no active fault {effect_id!r}")
     await sink.remove_effect(effect_id)
     return web.json_response(active.describe())
 
@@ -218,13 +184,13 @@ async def replace_behaviour(request: web.Request) -> web.Response:
     effect_id = request.match_info["id"]
     old = sink.effects.get(effect_id)
     if old is None or old.origin != "behaviour":
-        return _error(404, f"no behaviour {effect_id!r}")
+        return json_error(404, f"no behaviour {effect_id!r}")
     try:
         spec, _ = effect_request(await _body(request), sink.kinds)
     except ValidationError as exc:
-        return _error(400, describe_errors(exc))
+        return json_error(400, describe_errors(exc))
     except ValueError as exc:
-        return _error(400, str(exc))
+        return json_error(400, str(exc))
     active = await sink.replace_effect(effect_id, spec)
     return web.json_response(active.describe())
 
@@ -234,7 +200,7 @@ async def remove_behaviour(request: web.Request) -> web.Response:
     effect_id = request.match_info["id"]
     active = sink.effects.get(effect_id)
     if active is None or active.origin != "behaviour":
-        return _error(404, f"no behaviour {effect_id!r}")
+        return json_error(404, f"no behaviour {effect_id!r}")
     await sink.remove_effect(effect_id)
     return web.json_response(active.describe())
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import aiohttp
 
+from maildrill.control_auth import auth_header
 from sinks.config import EffectSpec, FaultSpec
-from sinks.control import auth_header
 
 __all__ = [
     "ActiveFault",

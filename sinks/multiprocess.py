@@ -32,9 +32,10 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from maildrill.control_auth import control_token
 from maildrill.paths import make_private_dir, remove_private_dir
 from sinks.config import FaultSpec, SinkConfig, TlsConfig
-from sinks.control import control_token, require_token
+from sinks.control import require_token
 from sinks.control_client import AsyncControlClient, Reply, fault_body
 from sinks.metrics import registry_for
 from sinks.sink import Counters

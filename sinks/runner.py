@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from maildrill.control_auth import control_token
 from sinks.config import FaultSpec, SinkConfig, SinksFile
-from sinks.control import ControlServer, control_token, start_at_problem
+from sinks.control import ControlServer, start_at_problem
 from sinks.multiprocess import WorkerGroup
 from sinks.proxy import Proxy
 from sinks.sink import Sink

@@ -27,7 +27,7 @@ from locust.env import Environment
 from loadtest.failover_tab import state
 from loadtest.live_glue import live_of
 from loadtest.locust_glue import campaign_of
-from sinks.control import TOKEN_ENV
+from maildrill.control_auth import TOKEN_ENV
 from sinks.control_client import ActiveFault, ControlClient, ControlError, ControlRefused
 from sinks.effects import EFFECTS
 

@@ -19,8 +19,9 @@ import signal
 import sys
 from pathlib import Path
 
+from maildrill.control_auth import TOKEN_ENV, control_token
 from maildrill.dns.board import FaultBoard
-from maildrill.dns.control import TOKEN_ENV, ControlServer, control_token
+from maildrill.dns.control import ControlServer
 from maildrill.dns.files import load_zones
 from maildrill.dns.journals import keep_journals
 from maildrill.dns.server import DnsServer

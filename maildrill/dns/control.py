@@ -9,8 +9,9 @@ GET    /faults/{id}    one fault, also one recently ended or cancelled
 DELETE /faults/{id}    stop one, or cancel it while pending; DELETE /faults: all
 
 The same requests, answers and token as a sink's control API (`sinks.control`, which this
-package may not import: `maildrill` imports neither half): `Authorization: Bearer TOKEN`,
-the run's token from MAILDRILL_CONTROL_TOKEN; a fault described with its `state`
+package may not import: `maildrill` imports neither half; the token check both use is
+`maildrill.control_auth`): `Authorization: Bearer TOKEN`, the run's token from
+MAILDRILL_CONTROL_TOKEN; a fault described with its `state`
 (pending, active, ended, cancelled), `start_at`, `started`, `until`, `ended`; bad
 requests 400 with `{"error": ONE LINE}`. So the orchestrator schedules and follows DNS
 faults with the client it uses for sinks (`sinks.control_client`).
@@ -18,47 +19,19 @@ faults with the client it uses for sinks (`sinks.control_client`).
 
 from __future__ import annotations
 
-import hmac
-import os
-import secrets
 import time
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from maildrill.control_auth import json_error, require_token
 from maildrill.dns.board import FaultBoard
 from maildrill.dns.faults import KINDS
 from maildrill.inputs import describe_errors
 from maildrill.numbers import MAX_DURATION_S, number_problem
 
-TOKEN_ENV = "MAILDRILL_CONTROL_TOKEN"  # the name sinks.control reads too
 BOARD_KEY = web.AppKey("board", FaultBoard)
-
-
-def control_token() -> str:
-    token = os.environ.get(TOKEN_ENV)
-    if not token:
-        token = os.environ[TOKEN_ENV] = secrets.token_urlsafe(18)
-    return token
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-def _require(token: str) -> Any:
-    expected = f"Bearer {token}".encode()
-
-    @web.middleware
-    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            return _error(401, "missing or wrong control token (Authorization: Bearer ...)")
-        response: web.StreamResponse = await handler(request)
-        return response
-
-    return check
 
 
 def _number(value: Any, name: str, *, positive: bool = True) -> str:
@@ -119,12 +92,12 @@ async def start_fault(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except ValueError:
-        return _error(400, "body is not JSON")
+        return json_error(400, "body is not JSON")
     if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
-        return _error(400, 'body must be a JSON object with a "kind"')
+        return json_error(400, 'body must be a JSON object with a "kind"')
     problem = request_problem(body, time.time())
     if problem:
-        return _error(400, problem)
+        return json_error(400, problem)
     kind = body.pop("kind")
     duration, start_at = body.pop("duration", None), body.pop("start_at", None)
     probability = body.pop("probability", 1.0)
@@ -133,9 +106,9 @@ async def start_fault(request: web.Request) -> web.Response:
             kind, body, probability=probability, duration=duration, start_at=start_at
         )
     except ValidationError as exc:
-        return _error(400, f"{kind}: {describe_errors(exc)}")
+        return json_error(400, f"{kind}: {describe_errors(exc)}")
     except ValueError as exc:
-        return _error(400, str(exc))
+        return json_error(400, str(exc))
     return web.json_response(active.describe(), status=201)
 
 
@@ -143,7 +116,7 @@ async def get_fault(request: web.Request) -> web.Response:
     fault_id = request.match_info["id"]
     active = request.app[BOARD_KEY].fault(fault_id)
     if active is None:
-        return _error(404, f"no fault {fault_id!r}")
+        return json_error(404, f"no fault {fault_id!r}")
     return web.json_response(active.describe())
 
 
@@ -151,7 +124,7 @@ async def stop_fault(request: web.Request) -> web.Response:
     fault_id = request.match_info["id"]
     active = request.app[BOARD_KEY].remove(fault_id)
     if active is None:
-        return _error(404, f"no active fault {fault_id!r}")
+        return json_error(404, f"no active fault {fault_id!r}")
     return web.json_response(active.describe())
 
 
@@ -162,7 +135,7 @@ async def stop_faults(request: web.Request) -> web.Response:
 
 
 def make_app(board: FaultBoard, token: str) -> web.Application:
-    app = web.Application(middlewares=[_require(token)])
+    app = web.Application(middlewares=[require_token(token)])
     app[BOARD_KEY] = board
     app.router.add_get("/health", health)
     app.router.add_get("/kinds", kinds)

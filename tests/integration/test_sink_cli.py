@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks.control import auth_header
+from maildrill.control_auth import auth_header
 from tests.helpers import LATE_S, REPO, message, read_csv, wait_until
 
 pytestmark = pytest.mark.slow
