@@ -116,7 +116,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers = _remote_workers(args)
         path = scenario_path(args.scenario)
         # Workers elsewhere are the run's workers: none is started here.
-        raw, scenario = prepare(path, args.set, args.seed, 0 if workers else args.workers)
+        raw, scenario = prepare(
+            path,
+            args.set,
+            args.seed,
+            0 if workers else args.workers,
+            remote_workers=workers is not None,
+        )
     except (ScenarioError, OverrideError, AddressError) as exc:
         return fail(str(exc))
     remote = [

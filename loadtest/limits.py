@@ -13,6 +13,7 @@ import contextlib
 import math
 import resource
 from collections.abc import Sequence, Sized
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -24,9 +25,10 @@ MAX_USERS = 10_000  # concurrent SMTP connections (Locust users)
 MAX_WORKERS = 64  # Locust worker processes
 MAX_ATTEMPTS = 1000  # tries per message
 
-# Each user's message exists about this many times while it is sent: the client's bytes,
-# smtplib's dot-stuffed copy, the sink's lines and their join.
-COPIES_IN_FLIGHT = 4
+# Each user's message exists about this many times while it is sent: the client's bytes
+# and smtplib's dot-stuffed copy in the sender, the sink's lines and their join.
+SENDER_COPIES = 2
+SINK_COPIES = 2
 PROCESS_BYTES = 100 * 1024 * 1024  # a Locust process before any message
 RESERVED_FILES = 256  # open files a process needs besides its SMTP connections
 
@@ -64,27 +66,64 @@ class Load(Protocol):
     def campaign(self) -> Campaign: ...
 
 
-def machine_problem(scenario: Load) -> str | None:
-    """Why this machine cannot run the scenario, in one line; None when it can."""
-    return _open_files_problem(scenario) or _memory_problem(scenario)
+@dataclass(frozen=True)
+class Here:
+    """What of a run this machine holds. A run on one machine holds all of it; the master
+    of workers on other hosts (`maildrill run --master-bind`) holds the sinks and sends
+    nothing; a `maildrill worker` holds its share of the users and no sink. Checking the
+    whole run on each would refuse a run that fits because it is spread."""
+
+    processes: int  # Locust processes that send mail here
+    users: int  # users whose connections and messages in flight are here
+    sinks: bool  # the run's sinks run here (a connection and the messages of every user)
 
 
-def _open_files_problem(scenario: Load) -> str | None:
-    """A user keeps one connection per server; a sink holds one per user (a proxy two)."""
+def whole_run(scenario: Load) -> Here:
+    return Here(processes=max(1, scenario.workers), users=scenario.users, sinks=True)
+
+
+def master_of_remote_workers() -> Here:
+    return Here(processes=0, users=0, sinks=True)
+
+
+def worker_share(scenario: Load, workers: int) -> Here:
+    """One of `workers` Locust workers: Locust spreads the users evenly over them."""
+    return Here(processes=1, users=math.ceil(scenario.users / max(1, workers)), sinks=False)
+
+
+def machine_problem(scenario: Load, here: Here | None = None) -> str | None:
+    """Why this machine cannot run its part of the scenario (all of it unless `here` says
+    otherwise), in one line; None when it can."""
+    part = here or whole_run(scenario)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
+    limit = None if hard == resource.RLIM_INFINITY else hard
+    return open_files_problem(scenario, part, limit) or memory_problem(
+        scenario, part, available_memory()
+    )
+
+
+def open_files_problem(scenario: Load, here: Here, hard: int | None) -> str | None:
+    """A user keeps one connection per server; a sink holds one per user (a proxy two).
+    `hard`: the hard open-file limit (ulimit -Hn), None when unlimited."""
+    if hard is None:
         return None
-    per_process = math.ceil(scenario.users / max(1, scenario.workers))
+    per_process = math.ceil(here.users / here.processes) if here.processes else 0
     load = per_process * len(scenario.servers)
-    sink = 2 * scenario.users
+    sink = 2 * scenario.users if here.sinks else 0
     need = max(load, sink) + RESERVED_FILES
     if need <= hard:
         return None
     return (
-        f"users: {scenario.users} users need about {need} open files in one process "
+        f"users: {_whose(scenario, here)} need about {need} open files in one process "
         f"({len(scenario.servers)} servers each), more than this machine's limit of {hard} "
         "(ulimit -Hn)"
     )
+
+
+def _whose(scenario: Load, here: Here) -> str:
+    if here.sinks or here.users == scenario.users:
+        return f"{scenario.users} users"
+    return f"this worker's {here.users} of {scenario.users} users"
 
 
 def largest_message(scenario: Load) -> int:
@@ -95,21 +134,24 @@ def largest_message(scenario: Load) -> int:
     )
 
 
-def _memory_problem(scenario: Load) -> str | None:
-    available = available_memory()
+def memory_problem(scenario: Load, here: Here, available: int | None) -> str | None:
+    """The messages in flight here and each sending process's templates against the
+    memory `available` (bytes; None when unknown)."""
     if available is None:
         return None
-    processes = max(1, scenario.workers)
     # Each process builds each stream's filler text and attachment once.
     templates = sum(s.size_max + s.attachment_size * 2 for s in scenario.campaign.streams)
-    in_flight = COPIES_IN_FLIGHT * scenario.users * largest_message(scenario)
-    need = in_flight + processes * (templates + PROCESS_BYTES)
+    largest = largest_message(scenario)
+    in_flight = SENDER_COPIES * here.users * largest
+    if here.sinks:
+        in_flight += SINK_COPIES * scenario.users * largest
+    need = in_flight + here.processes * (templates + PROCESS_BYTES)
     if need <= available:
         return None
     mb = 1024 * 1024
     return (
-        f"users: {scenario.users} users sending messages of up to "
-        f"{largest_message(scenario) / mb:.1f} MB need about {need / mb:,.0f} MB of memory, "
+        f"users: {_whose(scenario, here)} sending messages of up to "
+        f"{largest / mb:.1f} MB need about {need / mb:,.0f} MB of memory, "
         f"more than the {available / mb:,.0f} MB this machine has available"
     )
 

@@ -41,6 +41,7 @@ from loadtest.client import Sender
 from loadtest.dns_route import HostResolver
 from loadtest.driver import Driver
 from loadtest.journal import AttemptsJournal
+from loadtest.limits import machine_problem, worker_share
 from loadtest.scenario import (
     Scenario,
     ScenarioError,
@@ -252,7 +253,10 @@ class Campaign:
             secrets=os.environ.get(SECRETS_ENV) == "1",
             master_loopback=is_loopback(runner.master_host),
         )
-        if (problem := plan_problem(scenario, consent)) is not None:
+        problem = plan_problem(scenario, consent) or machine_problem(
+            scenario, worker_share(scenario, int(data["of"]))
+        )
+        if problem is not None:
             runner.send_message(REFUSED, {"worker": runner.client_id, "why": problem})
             self.leave(f"refused the master's plan: {problem}", exit_code=2)
             return

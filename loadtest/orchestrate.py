@@ -83,9 +83,16 @@ ASK_EVERY_S = 0.2
 
 
 def prepare(
-    path: Path, sets: list[str], seed: int | None = None, workers: int | None = None
+    path: Path,
+    sets: list[str],
+    seed: int | None = None,
+    workers: int | None = None,
+    *,
+    remote_workers: bool = False,
 ) -> tuple[dict[str, Any], Scenario]:
-    """Read, override and validate a scenario; raises ScenarioError or OverrideError."""
+    """Read, override and validate a scenario; raises ScenarioError or OverrideError.
+    `remote_workers`: the senders run on other hosts (`--master-bind`), so this machine is
+    checked for the sinks alone; each worker checks its own share (loadtest.locust_glue)."""
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: expected a mapping at the top")
@@ -96,7 +103,8 @@ def prepare(
     if workers is not None:
         apply_set(raw, f"workers={workers}")
     scenario = parse_scenario(raw, str(path))
-    problem = limits.machine_problem(scenario)
+    here = limits.master_of_remote_workers() if remote_workers else None
+    problem = limits.machine_problem(scenario, here)
     if problem:
         raise ScenarioError(f"{path}: {problem}")
     return raw, scenario
