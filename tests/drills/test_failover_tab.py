@@ -203,6 +203,7 @@ def test_the_tab_shows_the_circuit_and_starts_and_stops_a_fault(drill, browser, 
 # switch left out: the test commands one from the tab. Interrupted once seen through.
 OLD, NEW, NAME, TTL = "127.0.0.11", "127.0.0.12", "smtp.shop.test", 1
 DNS_FOR_S = 2
+SERVFAIL_FOR_S = 1.5  # longer than the TTL: a sender's cached answer expires inside it
 
 
 def dns_sets(port: int) -> list[str]:
@@ -215,7 +216,8 @@ def dns_sets(port: int) -> list[str]:
 def followed(attempts: list[dict[str, str]], at: float, until: float, new: str) -> dict[str, Any]:
     """One change of the relay's address by hand: per sender (a Locust process), its first
     attempt at the new address after its last at the old one."""
-    after = [a for a in attempts if a["dns_name"] == NAME and at <= float(a["start"]) < until]
+    after = [a for a in attempts if a["dns_name"] == NAME and a["addr"]
+             and at <= float(a["start"]) < until]  # fmt: skip
     per_sender = []
     for worker in {a["worker"] for a in after}:
         mine = [a for a in after if a["worker"] == worker]
@@ -259,15 +261,16 @@ def fill(browser: Any, element_id: str, value: str) -> None:
     field.send_keys(value)
 
 
-def sent_to_old_after_the_stop(run_dir: Path) -> bool:
-    """An attempt at the old address begun after faults-dns.csv's stop row (journals read
-    as they are written: a last line half written is no answer yet)."""
+def sent_to_old_after_stop(run_dir: Path, stops: int) -> bool:
+    """An attempt at the old address begun after faults-dns.csv's last stop row, once it
+    has `stops` of them (journals read as they are written: a last line half written is
+    no answer yet)."""
     try:
-        stops = [float(r["time"]) for r in read_csv(run_dir / "faults-dns.csv")
-                 if r["state"] == "stop"]  # fmt: skip
+        stopped = [float(r["time"]) for r in read_csv(run_dir / "faults-dns.csv")
+                   if r["state"] == "stop"]  # fmt: skip
         attempts = read_csv(run_dir / "attempts.csv")
-        return bool(stops) and any(
-            a["addr"] == OLD and float(a["start"]) > stops[0] for a in attempts
+        return len(stopped) == stops and any(
+            a["addr"] == OLD and float(a["start"]) > stopped[-1] for a in attempts
         )
     except (OSError, TypeError, ValueError):
         return False
@@ -276,7 +279,7 @@ def sent_to_old_after_the_stop(run_dir: Path) -> bool:
 def test_a_dns_switch_commanded_from_the_tab_is_journaled_served_and_followed(browser, tmp_path):
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     wait = WebDriverWait(browser, WAIT_S, poll_frequency=0.1,
                          ignored_exceptions=(StaleElementReferenceException,))  # fmt: skip
@@ -286,6 +289,7 @@ def test_a_dns_switch_commanded_from_the_tab_is_journaled_served_and_followed(br
         wait.until(lambda _: most_accepted(browser) >= 5)
         assert browser.find_element(By.ID, "dns-kind").get_attribute("value") == "records"
         assert browser.find_element(By.ID, "dns-name").get_attribute("value") == NAME
+        assert not browser.find_element(By.ID, "dns-names").is_displayed()  # answer faults'
 
         # Bad input: one line under the form, nothing started.
         fill(browser, "dns-address", "not-an-ip")
@@ -308,29 +312,55 @@ def test_a_dns_switch_commanded_from_the_tab_is_journaled_served_and_followed(br
         wait.until(lambda _: not dns_rows(browser))  # its duration passed: no longer in force
 
         # The senders back at the old address once their cached answer expired.
-        assert wait_until(lambda: sent_to_old_after_the_stop(run_dir), WAIT_S, step=0.2)
+        assert wait_until(lambda: sent_to_old_after_stop(run_dir, 1), WAIT_S, step=0.2)
+
+        # An answer fault scoped by name and type: the name's A lookups fail for a while.
+        Select(browser.find_element(By.ID, "dns-kind")).select_by_value("servfail")
+        assert browser.find_element(By.ID, "dns-names").is_displayed()
+        assert not browser.find_element(By.ID, "dns-address").is_displayed()  # records' own
+        fill(browser, "dns-names", NAME)
+        fill(browser, "dns-types", "A")
+        fill(browser, "dns-duration", str(SERVFAIL_FOR_S))
+        browser.find_element(By.ID, "dns-button").click()
+        wait.until(lambda _: any(r[3] == "active" for r in dns_rows(browser)))
+        (row,) = dns_rows(browser)
+        servfail_id = row[0]
+        assert row[1:5] == ["servfail", "command", "active", f"{NAME} (A)"]
+        wait.until(lambda _: not dns_rows(browser))
+        assert wait_until(lambda: sent_to_old_after_stop(run_dir, 2), WAIT_S, step=0.2)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(90) == EXIT_PARTIAL
 
     t0 = json.loads((run_dir / "run.json").read_text())["t0"]
     faults = read_csv(run_dir / "faults-dns.csv")
     assert [(r["fault_id"], r["kind"], r["state"], r["origin"]) for r in faults] == [
-        (fault_id, "records", "start", "command"), (fault_id, "records", "stop", "command")
+        (fault_id, "records", "start", "command"), (fault_id, "records", "stop", "command"),
+        (servfail_id, "servfail", "start", "command"), (servfail_id, "servfail", "stop", "command"),
     ]  # fmt: skip
     assert json.loads(faults[0]["params"])["records"] == {NAME: {"A": NEW, "ttl": TTL}}
-    start, stop = (float(r["time"]) for r in faults)
+    scoped = json.loads(faults[2]["params"])
+    assert (scoped["names"], scoped["types"]) == ([NAME], ["A"])
+    start, stop, failing, answering = (float(r["time"]) for r in faults)
     assert stop - start == pytest.approx(DNS_FOR_S, abs=1e-3)  # its duration, on its clock
+    assert answering - failing == pytest.approx(SERVFAIL_FOR_S, abs=1e-3)
 
     # What the DNS server answered for the name, each question by the fault's window.
     queries = [
         q for q in read_csv(run_dir / "dns-queries.csv") if (q["name"], q["type"]) == (NAME, "A")
     ]
-    during = [q for q in queries if start <= float(q["time"]) < stop]
-    outside = [q for q in queries if not start <= float(q["time"]) < stop]
-    assert during
-    assert outside
-    assert {(q["answers"], q["ttl"], q["fault_id"]) for q in during} == {(NEW, str(TTL), fault_id)}
-    assert {(q["answers"], q["fault_id"]) for q in outside} == {(OLD, "")}
+    switched = [q for q in queries if start <= float(q["time"]) < stop]
+    failed = [q for q in queries if failing <= float(q["time"]) < answering]
+    zone = [q for q in queries if q not in switched and q not in failed]
+    assert switched
+    assert failed
+    assert zone
+    assert {(q["rcode"], q["answers"], q["ttl"], q["fault_id"]) for q in switched} == {
+        ("NOERROR", NEW, str(TTL), fault_id)
+    }  # fmt: skip
+    assert {(q["rcode"], q["answers"], q["fault_id"]) for q in failed} == {
+        ("SERVFAIL", "", servfail_id)
+    }  # fmt: skip
+    assert {(q["rcode"], q["answers"], q["fault_id"]) for q in zone} == {("NOERROR", OLD, "")}
 
     summary = json.loads((run_dir / "summary.json").read_text())
     dns = summary["dns"]
@@ -345,6 +375,17 @@ def test_a_dns_switch_commanded_from_the_tab_is_journaled_served_and_followed(br
         assert {k: figures[k] for k in expected} == expected, figures
         assert figures["last_follow_s"] <= TTL + LATE_S  # one TTL and the next send
     assert dns["stale_attempts"] == change["stale_attempts"] + switch_back["stale_attempts"]
-    (window,) = dns["faults"]
-    assert (window["fault_id"], window["kind"]) == (fault_id, "records")
-    assert (window["onset_s"], window["cleared_s"]) == (round(start - t0, 3), round(stop - t0, 3))
+    # The mail the failed lookups deferred: attempts at phase dns begun in the servfail's
+    # window (one begun a moment before it, its lookup asked just after, is the only other).
+    deferred = [a for a in attempts if (a["outcome"], a["phase"]) == ("deferred", "dns")]
+    inside = [a for a in deferred if failing <= float(a["start"]) <= answering]
+    assert inside
+    assert all(failing - LATE_S <= float(a["start"]) <= answering for a in deferred)
+    assert dns["deferred"] == len({a["msg_id"] for a in deferred})
+    windows = [(w["fault_id"], w["kind"], w["onset_s"], w["cleared_s"], w["deferred_messages"],
+                w["deferred_attempts"]) for w in dns["faults"]]  # fmt: skip
+    assert windows == [
+        (fault_id, "records", round(start - t0, 3), round(stop - t0, 3), 0, 0),
+        (servfail_id, "servfail", round(failing - t0, 3), round(answering - t0, 3),
+         len({a["msg_id"] for a in inside}), len(inside)),
+    ]  # fmt: skip
