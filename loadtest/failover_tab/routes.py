@@ -87,6 +87,7 @@ class FailoverTab:
         self.dns = dns  # the run's DNS server's control API, when the scenario has dns:
         self.rates = state.Rates()
         self.seen: dict[tuple[str, str], ActiveFault] = {}  # every fault a sink reported
+        self._dns_offer: dict[str, Any] | None = None  # the DNS form's choices
 
     def faults(self) -> dict[str, list[ActiveFault]]:
         """Each sink's faults, pending and active, and those seen before that are now over
@@ -139,10 +140,11 @@ class FailoverTab:
     def _dns_snapshot(self, faults: list[ActiveFault], t0: float) -> dict[str, Any] | None:
         """The DNS form's choices and the DNS faults pending or in force; None (no form)
         without a DNS server."""
-        offer = dns_live.offer(self._dns_spec())
-        if offer is None:
+        if self._dns_offer is None:  # the zones do not change during a run: read once
+            self._dns_offer = dns_live.offer(self._dns_spec())
+        if self._dns_offer is None:
             return None
-        return {**offer, "faults": dns_live.in_force(faults, t0)}
+        return {**self._dns_offer, "faults": dns_live.in_force(faults, t0)}
 
     def start(self, body: Any) -> tuple[dict[str, Any], int]:
         if not isinstance(body, dict):
