@@ -363,6 +363,12 @@ def test_a_dns_switch_commanded_from_the_tab_is_journaled_served_and_followed(br
     assert {(q["rcode"], q["answers"], q["fault_id"]) for q in zone} == {("NOERROR", OLD, "")}
 
     summary = json.loads((run_dir / "summary.json").read_text())
+    # In the failover table as DNS server windows, as scheduled DNS faults are.
+    assert [(w["target"], w["kind"], w["onset_s"], w["cleared_s"], w["onset_source"])
+            for w in summary["failovers"]] == [
+        ("dns", "records", round(start - t0, 6), round(stop - t0, 6), "DNS server journal"),
+        ("dns", "servfail", round(failing - t0, 6), round(answering - t0, 6), "DNS server journal"),
+    ]  # fmt: skip
     dns = summary["dns"]
     attempts = read_csv(run_dir / "attempts.csv")
     change, switch_back = dns["changes"]
