@@ -330,6 +330,9 @@ class Drill:
             if controls:
                 args += ["--sink-controls", controls]
                 env = {TOKEN_ENV: self.sinks.token}
+            if self.dns_control is not None:  # its DNS faults: the same token
+                args += ["--dns-control", self.dns_control.base_url.rsplit(":", 1)[1]]
+                env = {TOKEN_ENV: self.token}
             self.say(f"Locust web UI: http://127.0.0.1:{port}/ (Failover tab: /failover)")
         else:
             args += ["--headless", "--only-summary"]

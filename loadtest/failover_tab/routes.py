@@ -7,6 +7,11 @@ the local runner, or the master of a distributed run).
   sink, through its control API (`origin: command`, journaled as any other);
 - `DELETE /failover/faults/SERVER/ID`: stop one.
 
+With `--dns-control PORT` (the run's DNS server, when the scenario has `dns:`) the same
+routes take DNS faults as server `dns`, as a scenario's `faults:` name it (`target: dns`):
+checked by the scheduled faults' rules (loadtest.failover_tab.dns_live), then started on
+the DNS server, which journals them in faults-dns.csv with `origin: command`.
+
 The sinks' control token stays in this process (from the environment, as `maildrill run`
 gives it): the browser only ever talks to Locust's web app, which calls the sinks. Locust's
 own UI gets a "Failover" tab too (its `extended_tabs`: a table of the servers, with a link
@@ -24,7 +29,9 @@ from typing import Any
 
 from locust.env import Environment
 
-from loadtest.failover_tab import state
+from loadtest.dns_spec import DnsSpec
+from loadtest.failover_tab import dns_live, state
+from loadtest.fault_event import DNS_TARGET
 from loadtest.live_glue import live_of
 from loadtest.locust_glue import campaign_of
 from maildrill.control_auth import TOKEN_ENV
@@ -44,6 +51,13 @@ def add_arguments(parser: Any) -> None:
         help="the local sinks' control ports, NAME=PORT[,NAME=PORT...], for the Failover "
         f"tab's fault buttons (the token from ${TOKEN_ENV})",
     )
+    group.add_argument(
+        "--dns-control",
+        type=int,
+        default=0,
+        help="the run's DNS server's control port, for the Failover tab's DNS faults (the "
+        f"scenario's dns: section; the token from ${TOKEN_ENV})",
+    )
 
 
 def controls_of(text: str, token: str) -> dict[str, ControlClient]:
@@ -62,17 +76,24 @@ def controls_of(text: str, token: str) -> dict[str, ControlClient]:
 class FailoverTab:
     """What the routes share: the sinks' clients, the rates' memory, the faults seen."""
 
-    def __init__(self, environment: Environment, controls: dict[str, ControlClient]) -> None:
+    def __init__(
+        self,
+        environment: Environment,
+        controls: dict[str, ControlClient],
+        dns: ControlClient | None = None,
+    ) -> None:
         self.environment = environment
         self.controls = controls
+        self.dns = dns  # the run's DNS server's control API, when the scenario has dns:
         self.rates = state.Rates()
         self.seen: dict[tuple[str, str], ActiveFault] = {}  # every fault a sink reported
+        self._dns_offer: dict[str, Any] | None = None  # the DNS form's choices
 
     def faults(self) -> dict[str, list[ActiveFault]]:
         """Each sink's faults, pending and active, and those seen before that are now over
         (asked for by id: their final state)."""
         out: dict[str, list[ActiveFault]] = {}
-        for server, client in self.controls.items():
+        for server, client in self._clients().items():
             try:
                 current = {f.id: f for f in client.faults()}
             except ControlError:
@@ -89,26 +110,48 @@ class FailoverTab:
             out[server] = [f for (where, _), f in self.seen.items() if where == server]
         return out
 
+    def _clients(self) -> dict[str, ControlClient]:
+        """Every control API whose faults the tab follows: the sinks', the DNS server's."""
+        return {**self.controls, DNS_TARGET: self.dns} if self.dns else self.controls
+
+    def _dns_spec(self) -> DnsSpec | None:
+        """The scenario's `dns:`, where a DNS server takes the tab's faults."""
+        scenario = campaign_of(self.environment).scenario
+        return scenario.dns if scenario is not None and self.dns is not None else None
+
     def snapshot(self) -> dict[str, Any]:
         campaign = campaign_of(self.environment)
         live = live_of(self.environment)
         now = time.time()
         scenario = campaign.scenario
+        reported = self.faults()
         return {
             "t_s": round(now - campaign.t0, 3) if campaign.t0 else None,
             "servers": state.servers(live, self.rates, now, list(self.controls)),
             "faults": state.timeline(
-                scenario.faults if scenario else [], self.faults(), campaign.t0, now
+                scenario.faults if scenario else [], reported, campaign.t0, now
             ),
+            "dns": self._dns_snapshot(reported.get(DNS_TARGET, []), campaign.t0),
             "kinds": sorted(EFFECTS),
             "campaign": state.campaign(live),
             "slo": state.slo_status(scenario.slo if scenario else [], live),
         }
 
+    def _dns_snapshot(self, faults: list[ActiveFault], t0: float) -> dict[str, Any] | None:
+        """The DNS form's choices and the DNS faults pending or in force; None (no form)
+        without a DNS server."""
+        if self._dns_offer is None:  # the zones do not change during a run: read once
+            self._dns_offer = dns_live.offer(self._dns_spec())
+        if self._dns_offer is None:
+            return None
+        return {**self._dns_offer, "faults": dns_live.in_force(faults, t0)}
+
     def start(self, body: Any) -> tuple[dict[str, Any], int]:
         if not isinstance(body, dict):
             return {"error": "expected a JSON object"}, 400
         server, kind = str(body.get("server", "")), str(body.get("kind", ""))
+        if server == DNS_TARGET and self.dns is not None:
+            return self.start_dns(self.dns, body)
         if server not in self.controls:
             return {"error": f"{server!r} is no local sink: {', '.join(self.controls)}"}, 400
         params = body.get("params") or {}
@@ -127,11 +170,28 @@ class FailoverTab:
         log.info("maildrill: fault %s started on %s from the Failover tab", fault.id, server)
         return {"id": fault.id, "state": fault.state}, 200
 
+    def start_dns(self, client: ControlClient, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """A DNS fault now: checked as a scheduled one is, then started by the DNS server."""
+        try:
+            request = dns_live.command(self._dns_spec(), body)
+        except ValueError as exc:
+            return {"error": str(exc)}, 400
+        try:
+            fault = ActiveFault.from_json(client.call("POST", "/faults", request))
+        except ControlRefused as exc:
+            return {"error": f"{body.get('kind')} on dns: {exc.reason}"}, 400
+        except ControlError as exc:
+            return {"error": f"DNS server: {exc}"}, 502
+        self.seen[DNS_TARGET, fault.id] = fault
+        log.info("maildrill: DNS fault %s started from the Failover tab", fault.id)
+        return {"id": fault.id, "state": fault.state}, 200
+
     def stop(self, server: str, fault_id: str) -> tuple[dict[str, Any], int]:
-        if server not in self.controls:
+        clients = self._clients()
+        if server not in clients:
             return {"error": f"{server!r} is no local sink"}, 400
         try:
-            fault = self.controls[server].stop_fault(fault_id)
+            fault = clients[server].stop_fault(fault_id)
         except ControlRefused as exc:
             return {"error": exc.reason}, 404 if exc.status == 404 else 400
         except ControlError as exc:
@@ -166,9 +226,14 @@ def install(environment: Environment) -> FailoverTab | None:
     options = environment.parsed_options
     token = os.environ.get(TOKEN_ENV, "")
     text = getattr(options, "sink_controls", "") or ""
-    tab = FailoverTab(environment, controls_of(text, token) if token else {})
-    if text and not token:
-        log.warning("maildrill: --sink-controls without $%s: no fault buttons", TOKEN_ENV)
+    dns_port = getattr(options, "dns_control", 0) or 0
+    if not 0 <= dns_port < 65536:
+        raise SystemExit(f"maildrill: --dns-control {dns_port}: expected a port")
+    dns = ControlClient.on_port(dns_port, token, timeout=2.0) if dns_port and token else None
+    tab = FailoverTab(environment, controls_of(text, token) if token else {}, dns)
+    if (text or dns_port) and not token:
+        log.warning("maildrill: --sink-controls or --dns-control without $%s: no fault "
+                    "buttons", TOKEN_ENV)  # fmt: skip
     page = files("loadtest.failover_tab").joinpath("failover.html").read_text()
     app = web_ui.app
     if app is None:
