@@ -97,7 +97,10 @@ def expand_mx(data: Any, mx_of: MxSource | None = None) -> Any:
         if "host" in entry or "priority" in entry:
             raise ValueError(f"servers[{i}]: mx {domain}: host and priority come from the MX")
         if mx_of is not None:
-            hosts = mx_of(domain)
+            try:
+                hosts = mx_of(domain)
+            except ValueError as exc:
+                raise ValueError(f"servers[{i}]: {exc}") from None
         elif zones is None:
             raise ValueError(
                 f"servers[{i}]: mx {domain}: the scenario has no dns: zones to read it from "
