@@ -61,6 +61,7 @@ from loadtest.timeline import (
     Timeline,
     plan,
 )
+from loadtest.worker_consent import YES_ENV
 from loadtest.worker_roll import WORKERS_FILE
 from maildrill.control_auth import TOKEN_ENV
 from maildrill.netaddr import is_loopback
@@ -363,7 +364,10 @@ class Drill:
                     "--master-port",
                     str(port),
                 ]
-                self.children.spawn("worker", f"locust-worker-{i + 1}", worker)
+                # This run's own workers: what it sends to was confirmed by `maildrill run`
+                # (--yes), so they need not ask again as a `maildrill worker` must.
+                self.children.spawn("worker", f"locust-worker-{i + 1}", worker,
+                                    env={YES_ENV: "1"})  # fmt: skip
         self.locust: Child = self.children.spawn("locust", "locust", args, env=env)
 
     def _metrics_args(self) -> list[str]:

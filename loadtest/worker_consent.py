@@ -34,7 +34,12 @@ class Consent:
 
 def plan_problem(scenario: Scenario, consent: Consent) -> str | None:
     """Why this worker will not run the scenario (one line), or None."""
-    remote = [f"{s.name} {s.host}:{s.port}" for s in scenario.servers if not is_loopback(s.host)]
+    remote = [
+        f"{s.name} {s.host}:{s.port}"
+        for s in scenario.servers
+        # A name the run's zones answer for is checked as sent: loopback without allow_remote.
+        if not is_loopback(s.host) and (scenario.allow_remote or not scenario.dns_named(s))
+    ]
     if scenario.resolver is not None:  # its answers may be anywhere: as `maildrill run` asks
         remote.append(f"what the resolver {scenario.resolver.text} names")
     if remote and not consent.remote:

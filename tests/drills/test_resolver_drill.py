@@ -1,7 +1,8 @@
 """`maildrill run --yes` with a resolver the scenario names (`resolver: 127.0.0.1:PORT`,
-`allow_remote: true`, no `dns:` zones): the Locust sender looks `smtp.shop.test` up there,
-not in a run's DNS server (none is started), and follows a records change made on that
-resolver through its own control API while the run sends. The resolver is a DNS server
+`allow_remote: true`, no `dns:` zones): the sender, a Locust worker process (`workers: 1`)
+that has the resolver only from the master's plan, looks `smtp.shop.test` up there, not in
+a run's DNS server (none is started), and follows a records change made on that resolver
+through its own control API while the run sends. The resolver is a DNS server
 this test starts on 127.0.0.1 (every answer on 127.0.0.0/8). Recounted from the journals:
 attempts.csv's addr and dns_ttl against the sinks' receipts per address, the resolver's own
 faults-dns.csv and dns-queries.csv."""
@@ -37,6 +38,7 @@ campaign:
   schedule: [{{duration_s: 3, rate: 20}}]
   drain_s: 1
 users: 2
+workers: 1
 """
 
 
@@ -78,6 +80,7 @@ def test_a_run_follows_a_records_change_on_the_resolver_it_names(tmp_path: Path)
 
     attempts = read_csv(run_dir / "attempts.csv")
     assert len(attempts) == 60
+    assert {a["worker"] for a in attempts} != {"local"}  # sent by the worker process
     by_addr: dict[str, set[str]] = {OLD: set(), NEW: set()}
     for a in attempts:
         assert (a["server"], a["outcome"], a["dns_name"], a["dns_ttl"]) == (

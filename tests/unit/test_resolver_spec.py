@@ -148,6 +148,17 @@ def test_an_mx_entry_is_not_read_from_data_alone():
     assert "an mx: entry with resolver: is read from that resolver as the scenario file" in message
 
 
+def test_a_worker_needs_no_yes_for_names_of_the_run_zones_without_allow_remote():
+    """Their answers are held to loopback as mail is sent (loadtest.dns_route); with
+    allow_remote they may be anywhere, and the worker's own yes is needed again."""
+    zoned = scenario(dns={"zones": ZONES})
+    no_yes = Consent(remote=False, secrets=False, master_loopback=True)
+    assert plan_problem(parse_scenario(zoned), no_yes) is None
+    problem = plan_problem(parse_scenario({**zoned, "allow_remote": True}), no_yes)
+    assert problem is not None
+    assert "primary smtp.shop.test:2525" in problem
+
+
 def test_a_worker_needs_its_own_yes_for_a_resolver():
     parsed = parse_scenario(scenario(resolver="127.0.0.1:5353", allow_remote=True))
     problem = plan_problem(parsed, Consent(remote=False, secrets=False, master_loopback=True))
