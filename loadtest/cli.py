@@ -790,7 +790,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument(
         "--yes",
         action="store_true",
-        help="confirm servers, and a --master-bind address, outside loopback (allow_remote)",
+        help="confirm servers, and a --master-bind address, outside loopback, or a resolver: "
+        "the scenario names (allow_remote)",
     )
     remote = run.add_argument_group(
         "workers on other hosts",
@@ -823,7 +824,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"(default {DEFAULT_WAIT_S:g})")  # fmt: skip
     worker.add_argument("--yes", action="store_true",
                         help="send to targets outside loopback if the master's scenario names "
-                        "them (allow_remote); without it such a plan is refused")  # fmt: skip
+                        "them, or a resolver: (allow_remote); without it such a plan is "
+                        "refused")  # fmt: skip
     worker.add_argument("--allow-secrets", action="store_true",
                         help="let the master's scenario read AUTH passwords on this host "
                         "(password_env, password_file); else such a plan is refused")  # fmt: skip
