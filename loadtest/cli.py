@@ -130,6 +130,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for s in scenario.servers
         if not is_loopback(s.host) and not scenario.dns_named(s)  # its answers are checked
     ]
+    if scenario.resolver is not None:  # it may answer with any address: a yes, even on loopback
+        remote.append(f"any server the resolver {scenario.resolver.text} names")
     if remote and not _confirmed(remote, args.yes):
         return fail(
             f"{scenario.name} sends mail outside this machine ({', '.join(remote)}): "
@@ -666,7 +668,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             for name, (host, _) in overrides.items():
                 preflight.parse_target(f"{name}={host}:1")  # loopback only, like other targets
             scenario = load_scenario(args.scenario, overrides)
-            targets = preflight.targets_of(scenario)
+            targets = preflight.targets_of(scenario, _named_addresses(scenario))
             expect = preflight.expectations_of(scenario)
         else:
             targets = [preflight.parse_target(text) for text in args.targets]
@@ -684,6 +686,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         print(preflight.render_table(facts, result, time.time()), end="")
     return EXIT_OK if result.ok else EXIT_SLO_FAILED
+
+
+def _named_addresses(scenario: Scenario) -> dict[str, tuple[str, int]]:
+    """`maildrill check --scenario`: its servers named by DNS looked up as the senders will
+    look them up, through its `resolver:` (without one, the run's DNS server is not running
+    here: they are left out of the check, never asked of the system's resolver)."""
+    from loadtest.dns_route import addresses_now
+
+    resolver = scenario.senders_resolver(None)
+    if resolver is None:
+        return {}
+    named = {s.name: (s.host, s.port) for s in scenario.servers if scenario.dns_named(s)}
+    return addresses_now(named, resolver, scenario.allow_remote)
 
 
 def _check_dns(args: argparse.Namespace) -> int:
@@ -775,7 +790,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument(
         "--yes",
         action="store_true",
-        help="confirm servers, and a --master-bind address, outside loopback (allow_remote)",
+        help="confirm servers, and a --master-bind address, outside loopback, or a resolver: "
+        "the scenario names (allow_remote)",
     )
     remote = run.add_argument_group(
         "workers on other hosts",
@@ -808,7 +824,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"(default {DEFAULT_WAIT_S:g})")  # fmt: skip
     worker.add_argument("--yes", action="store_true",
                         help="send to targets outside loopback if the master's scenario names "
-                        "them (allow_remote); without it such a plan is refused")  # fmt: skip
+                        "them, or a resolver: (allow_remote); without it such a plan is "
+                        "refused")  # fmt: skip
     worker.add_argument("--allow-secrets", action="store_true",
                         help="let the master's scenario read AUTH passwords on this host "
                         "(password_env, password_file); else such a plan is refused")  # fmt: skip

@@ -2,8 +2,9 @@
 
 The routing and retry policies stay pure: they pick a server by name. When the sender
 opens a connection to a server whose host is a name (`Server.resolve`), it asks here: the
-A record through the run's DNS server (never the system's resolver), kept for its TTL by
-the process's `AnswerCache`. The answer decides the attempt as Postfix's DNS failures do:
+A record through the run's DNS server, or the scenario's named `resolver:` (never the
+system's resolver), kept for its TTL by the process's `AnswerCache`. The answer decides
+the attempt as Postfix's DNS failures do:
 
 - an address: connect to it (the first of the set), loopback only unless allow_remote;
 - a temporary failure (SERVFAIL, timeout): the message is deferred, tried again later;
@@ -92,13 +93,14 @@ class HostResolver:
 
 
 def addresses_now(
-    named: Mapping[str, tuple[str, int]], dns: tuple[str, int], allow_remote: bool
+    named: Mapping[str, tuple[str, int]], resolver: Resolver, allow_remote: bool
 ) -> dict[str, tuple[str, int]]:
     """Where each server named by DNS (`named`: server -> (its host name, port)) is at this
     moment, as server -> (address, port), for what checks a server once rather than sending
-    to it (the pre-flight check, the health prober): looked up once through the run's DNS
-    server; a name without an address it may use is left out (the check then says so)."""
-    hosts = HostResolver(Resolver(*dns), allow_remote=allow_remote)
+    to it (the pre-flight check, the health prober): looked up once through the resolver
+    the senders ask (the run's DNS server, or the scenario's `resolver:`); a name without
+    an address it may use is left out (the check then says so)."""
+    hosts = HostResolver(resolver, allow_remote=allow_remote)
     found = {}
     for server, (host, port) in named.items():
         answer = hosts.resolve(host)

@@ -53,7 +53,6 @@ from loadtest.schedule import Dispatcher
 from loadtest.worker_cmd import CONNECT_WAIT_ENV, connect_bounds
 from loadtest.worker_consent import SECRETS_ENV, YES_ENV, Consent, plan_problem
 from loadtest.worker_roll import MISSING, PRESENT, WORKERS_FILE, WorkerRoll
-from maildrill.dns.resolver import Resolver
 from maildrill.netaddr import is_loopback
 from maildrill.paths import RUN_ID_MAX, is_safe_name, write_whole
 
@@ -493,12 +492,15 @@ class Campaign:
 
     def _hosts(self) -> HostResolver | None:
         """One resolver and answer cache per process (as an MTA host's resolver), asking
-        the run's DNS server; None when no server is named by DNS or there is none."""
-        if self.hosts is None and any(s.resolve for s in self.servers.values()):
+        the scenario's named `resolver:` (a worker's comes with the plan's scenario) or the
+        run's DNS server; None when no server is named by DNS or there is none to ask."""
+        named = any(s.resolve for s in self.servers.values())
+        if self.hosts is None and self.scenario is not None and named:
             host, _, port = (self._dns_given() or self.plan_dns).rpartition(":")
-            if port.isdigit():
-                allow_remote = self.scenario is not None and self.scenario.allow_remote
-                self.hosts = HostResolver(Resolver(host, int(port)), allow_remote=allow_remote)
+            run_dns = (host, int(port)) if port.isdigit() else None
+            resolver = self.scenario.senders_resolver(run_dns)
+            if resolver is not None:
+                self.hosts = HostResolver(resolver, allow_remote=self.scenario.allow_remote)
         return self.hosts
 
 

@@ -49,7 +49,7 @@ from loadtest.overrides import apply_set
 from loadtest.postfix import PostfixError
 from loadtest.progress import ProgressLine
 from loadtest.runlog import RunLog, SetupError
-from loadtest.scenario import Scenario, ScenarioError, parse_scenario, read_yaml
+from loadtest.scenario import Scenario, ScenarioError, parse_scenario, read_yaml, with_mx_sets
 from loadtest.sink_fleet import READY_TIMEOUT_S, Address, SinkFleet, preset_addresses
 from loadtest.supervise import Child, Supervisor, free_port
 from loadtest.timeline import (
@@ -61,6 +61,7 @@ from loadtest.timeline import (
     Timeline,
     plan,
 )
+from loadtest.worker_consent import YES_ENV
 from loadtest.worker_roll import WORKERS_FILE
 from maildrill.control_auth import TOKEN_ENV
 from maildrill.netaddr import is_loopback
@@ -102,6 +103,7 @@ def prepare(
         apply_set(raw, f"campaign.seed={seed}")
     if workers is not None:
         apply_set(raw, f"workers={workers}")
+    raw = with_mx_sets(raw, str(path))  # asked once: scenario.yaml keeps the sets as read
     scenario = parse_scenario(raw, str(path))
     here = limits.master_of_remote_workers() if remote_workers else None
     problem = limits.machine_problem(scenario, here)
@@ -287,12 +289,15 @@ class Drill:
 
     def _addresses_now(self) -> dict[str, Address]:
         """Where every server is now: the sinks', and the servers named by DNS looked up
-        once through the run's DNS server (the senders look them up as they send)."""
-        if self.dns is None:
+        once through what the senders ask (the run's DNS server or the scenario's
+        `resolver:`; the senders look them up as they send)."""
+        resolver = self.scenario.senders_resolver(self.dns)
+        if resolver is None:
             return dict(self.addresses)
         named = {s.name: (s.host, s.port) for s in self.scenario.servers
                  if self.scenario.dns_named(s)}  # fmt: skip
-        return {**self.addresses, **addresses_now(named, self.dns, self.scenario.allow_remote)}
+        found = addresses_now(named, resolver, self.scenario.allow_remote)
+        return {**self.addresses, **found}
 
     def _start_prober(self) -> None:
         """Health probes (loadtest.prober) in a process of their own; probes.csv. A server
@@ -302,9 +307,14 @@ class Drill:
         cmd = [sys.executable, "-m", "loadtest.prober", "--scenario", str(self.scenario_file),
                "--out", str(self.run_dir)]  # fmt: skip
         named = {s.name for s in self.scenario.servers if self.scenario.dns_named(s)}
+        probed = len(self.scenario.servers) - len(named)
         for name, (host, port) in self._addresses_now().items():
             if name in named and is_loopback(host):
                 cmd += ["--server", f"{name}={host}:{port}"]
+                probed += 1
+        if not probed:  # every server named by DNS, none at a loopback address now
+            self.say("health probes: no server at a loopback address to probe")
+            return
         self.children.spawn("prober", "prober", cmd)
 
     def _start_locust(self) -> None:
@@ -357,7 +367,10 @@ class Drill:
                     "--master-port",
                     str(port),
                 ]
-                self.children.spawn("worker", f"locust-worker-{i + 1}", worker)
+                # This run's own workers: what it sends to was confirmed by `maildrill run`
+                # (--yes), so they need not ask again as a `maildrill worker` must.
+                self.children.spawn("worker", f"locust-worker-{i + 1}", worker,
+                                    env={YES_ENV: "1"})  # fmt: skip
         self.locust: Child = self.children.spawn("locust", "locust", args, env=env)
 
     def _metrics_args(self) -> list[str]:

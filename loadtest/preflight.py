@@ -600,12 +600,16 @@ def targets_of(
     scenario: Scenario, addresses: Mapping[str, tuple[str, int]] | None = None
 ) -> list[Target]:
     """The scenario's servers, most preferred first (the reference), with real addresses
-    (`addresses`: name -> (host, port) of sinks started for the run)."""
+    (`addresses`: name -> (host, port) of sinks started for the run, and of servers named
+    by DNS as looked up: `dns_route.addresses_now`). A server named by DNS without an
+    address there is left out: its name is never handed to the system's resolver."""
     servers = scenario.client_servers()
     order = [*scenario.ordered_servers(), *(s.name for s in scenario.servers)]
     targets = []
     for name in dict.fromkeys(order):
         s = servers[name]
+        if s.resolve and name not in (addresses or {}):
+            continue
         host, port = (addresses or {}).get(name, (s.host, s.port))
         if not port:
             raise TargetError(

@@ -202,6 +202,8 @@ def targets_from(args: argparse.Namespace) -> tuple[list[ProbeTarget], float, fl
         interval_ms = float(scenario.probe_interval_ms)
         timeout_ms = float(scenario.probe_timeout_ms)
         for s in scenario.servers:
+            if scenario.dns_named(s):
+                continue  # at the address its name has, by --server: never the system's resolver
             if not s.port:
                 raise ScenarioError(
                     f"{args.scenario}: server {s.name!r} has no port; use the scenario.yaml "

@@ -25,12 +25,15 @@ from loadtest.dns_servers import expand_mx, is_name, served
 from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import FaultEvent
 from loadtest.limits import MAX_USERS, MAX_WORKERS
+from loadtest.resolver_mx import read_mx_sets
+from loadtest.resolver_spec import ResolverSpec
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Policy
 from loadtest.routing_spec import RoutingSpec
 from loadtest.scenario_checks import CHECKS
 from loadtest.server_spec import ServerSpec
 from loadtest.strict_model import StrictModel
+from maildrill.dns.resolver import Resolver
 from maildrill.inputs import config_text, describe_errors, yaml_problem
 from maildrill.numbers import MILLIS_LIMIT, at_most
 from maildrill.paths import NAME_MAX, NAME_PATTERN
@@ -83,6 +86,11 @@ class Scenario(StrictModel):
     dns: DnsSpec | None = Field(
         default=None, description="zones for the run's own DNS server (maildrill.dns)"
     )
+    resolver: ResolverSpec | None = Field(
+        default=None,
+        description="HOST[:PORT] (or a mapping, below): the DNS resolver the senders ask for "
+        "servers named by DNS instead of the run's DNS server; needs allow_remote",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -117,11 +125,21 @@ class Scenario(StrictModel):
         return {s.name: s.client_server(timeouts, self.dns_named(s)) for s in self.servers}
 
     def dns_named(self, server: ServerSpec) -> bool:
-        """The server's host is a name the run's DNS server answers for: the senders look
-        it up there as they send (loadtest.dns_route)."""
-        if self.dns is None or not is_name(server.host):
+        """The server's host is a name the senders look up as they send (loadtest.dns_route):
+        any name with a `resolver:`, else a name the run's DNS server answers for."""
+        if not is_name(server.host):
             return False
-        return served(server.host, self.dns.build(allow_remote=True))
+        if self.resolver is not None:
+            return True
+        return self.dns is not None and served(server.host, self.dns.build(allow_remote=True))
+
+    def senders_resolver(self, run_dns: tuple[str, int] | None) -> Resolver | None:
+        """What the senders (and the checks that find a server as they do) ask for servers
+        named by DNS: the named `resolver:`, else the run's DNS server (`run_dns`, when it
+        runs); None: neither."""
+        if self.resolver is not None:
+            return self.resolver.resolver()
+        return None if run_dns is None else Resolver(*run_dns)
 
     def streams(self) -> list[StreamSpec]:
         return self.campaign.stream_specs()
@@ -191,13 +209,23 @@ def read_yaml(path: Path) -> Any:
 
 
 def load_scenario(path: Path, overrides: dict[str, tuple[str, int]] | None = None) -> Scenario:
-    """Read and validate a scenario; `overrides` maps server names to (host, port)."""
+    """Read and validate a scenario; `overrides` maps server names to (host, port). With a
+    `resolver:`, its `mx:` entries' MX sets are asked of it (loadtest.resolver_mx)."""
     data = read_yaml(path)
     if overrides and isinstance(data, dict):
         for server in data.get("servers") or []:
             if isinstance(server, dict) and server.get("name") in overrides:
                 server["host"], server["port"] = overrides[server["name"]]
-    return parse_scenario(data, str(path))
+    return parse_scenario(with_mx_sets(data, str(path)), str(path))
+
+
+def with_mx_sets(data: Any, source: str) -> Any:
+    """The raw data with `mx:` entries read from its named resolver (loadtest.resolver_mx),
+    for what reads a scenario file; its problem as a ScenarioError naming the source."""
+    try:
+        return read_mx_sets(data)
+    except ValueError as exc:
+        raise ScenarioError(f"{source}: {exc}") from None
 
 
 def parse_server_override(text: str) -> tuple[str, tuple[str, int]]:

@@ -29,6 +29,8 @@ from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import DNS_TARGET, EXCLUSIVE_KINDS, MTA_KINDS, FaultEvent
 from loadtest.mta_identity import shared_source
 from loadtest.postfix import setting_problem
+from loadtest.resolver_mx import NEEDS_ALLOW_REMOTE
+from loadtest.resolver_spec import ResolverSpec
 from loadtest.routing_spec import RoutingSpec
 from loadtest.server_spec import ServerSpec
 from maildrill.inputs import describe_errors
@@ -55,8 +57,17 @@ class Parts(Protocol):
     def slo(self) -> Sequence[str]: ...
     @property
     def dns(self) -> DnsSpec | None: ...
+    @property
+    def resolver(self) -> ResolverSpec | None: ...
     def server(self, name: str) -> ServerSpec: ...
     def dns_named(self, server: ServerSpec) -> bool: ...
+
+
+def resolver_allowed(scenario: Parts) -> None:
+    """A resolver the user names may answer for real names, with addresses anywhere: only
+    with allow_remote (the address itself is checked by its model)."""
+    if scenario.resolver is not None and not scenario.allow_remote:
+        raise ValueError(NEEDS_ALLOW_REMOTE.format(server=scenario.resolver.text))
 
 
 def server_names_unique(scenario: Parts) -> None:
@@ -108,6 +119,12 @@ def _check_fault(scenario: Parts, i: int, fault: FaultEvent, known: set[str]) ->
             f"than the limit of {MAX_DURATION_S} s (7 days)"
         )
     if fault.target == DNS_TARGET:
+        if scenario.resolver is not None:
+            raise ValueError(
+                f"faults[{i}].target: dns is the run's DNS server, which the senders do not "
+                f"ask with resolver: {scenario.resolver.text}; change the records on that "
+                "resolver instead (or drop resolver: to drill the dns: zones)"
+            )
         dns_fault_runnable(scenario.dns, i, fault)
         return
     target = scenario.server(fault.target)
@@ -213,8 +230,8 @@ def slo_streams_known(scenario: Parts) -> None:
 def dns_names_served(scenario: Parts) -> None:
     """A server named by DNS is looked up through the run's DNS server, so its name must be
     one the scenario's zones serve; a name outside them only with allow_remote (the system's
-    resolver then, as for any remote host). A local sink or Postfix instance listens on an
-    address, not a name."""
+    resolver then, as for any remote host). With a named `resolver:` every name is asked of
+    it, unchecked here. A local sink or Postfix instance listens on an address, not a name."""
     for s in scenario.servers:
         if not is_name(s.host):
             continue
@@ -229,7 +246,8 @@ def dns_names_served(scenario: Parts) -> None:
             zones = ", ".join(scenario.dns.zones) if scenario.dns else "none"
             raise ValueError(
                 f"servers: {s.name!r}: host {s.host} is not a name the dns: zones serve "
-                f"(zones: {zones}); another resolver is not supported yet"
+                f"(zones: {zones}); to ask another resolver, name it (resolver: HOST[:PORT], "
+                "with allow_remote: true)"
             )
 
 
@@ -336,6 +354,7 @@ def verify_dns_served(scenario: Parts) -> None:
 CHECKS: tuple[Callable[[Parts], None], ...] = (
     server_names_unique,
     routes_name_servers,
+    resolver_allowed,
     faults_runnable,
     servers_name_servers,
     no_contradictions,

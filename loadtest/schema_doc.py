@@ -17,6 +17,7 @@ from loadtest.analysis.summary_model import SLO_METRICS, STREAM_SLO_METRICS
 from loadtest.campaign_spec import CampaignSpec, StageSpec, StreamModel
 from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import FaultEvent
+from loadtest.resolver_spec import ResolverSpec
 from loadtest.routing_spec import CircuitSpec, RetrySpec, RoutingSpec, StreamRoute, TimeoutSpec
 from loadtest.scenario import Scenario
 from loadtest.server_spec import DkimSpec, PostfixSpec, ServerSpec, SinkSpec, SinkVerifySpec
@@ -44,6 +45,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("campaign.schedule[]", StageSpec),
     ("faults[]", FaultEvent),
     ("dns", DnsSpec),
+    ("resolver (or HOST[:PORT] alone)", ResolverSpec),
 ]
 
 
@@ -124,7 +126,8 @@ def render() -> str:
         "|---|---|",
         *[f"| `{name}` | {cls.summary} |" for name, cls in sorted(PROXY_EFFECTS.items())],
         "",
-        "### DNS fault kinds (`target: dns`: the run's DNS server, with `dns:`)",
+        "### DNS fault kinds (`target: dns`: the run's DNS server, with `dns:`; not with "
+        "`resolver:`)",
         "",
         "| kind | what it does |",
         "|---|---|",

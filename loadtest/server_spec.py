@@ -268,12 +268,13 @@ class ServerSpec(StrictModel):
         default="127.0.0.1",
         description="loopback unless allow_remote; a name in the dns: zones is looked up "
         "through the run's DNS server as mail is sent (its addresses loopback unless "
-        "allow_remote)",
+        "allow_remote); with resolver:, any name is looked up there instead",
     )
     mx: str | None = Field(
         default=None,
         description="written without name: one server per MX host of this domain in the dns: "
-        "zones (named and at the host, priority the MX preference); kept on each as made",
+        "zones, or as resolver: answers when the file is loaded (named and at the host, "
+        "priority the MX preference); kept on each as made",
     )
     port: int = Field(default=0, ge=0, le=65535, description="0 with local: a free port")
     priority: int = Field(default=10, description="lower is preferred, like MX preference")

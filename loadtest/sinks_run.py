@@ -284,6 +284,9 @@ class SinksRun:
             }
             self.log.event("dns_ready", host=self.dns[0], port=self.dns[1])
             self.log.say(f"maildrill sinks: DNS served on {self.dns[0]}:{self.dns[1]}")
+        if self.scenario.resolver is not None:  # the sender's to ask: nothing is served for it
+            self.log.say(f"maildrill sinks: servers named by DNS are the sender's to look up, at "
+                         f"the scenario's resolver {self.scenario.resolver.text}")  # fmt: skip
         write_scenario(self.raw, ready, self.run_dir / "scenario.yaml")
         where = {s["name"]: [s["host"], s["port"]] for s in ready["sinks"]}
         self.log.event("sinks_ready", t0=self.t0, sinks=where)

@@ -9,6 +9,8 @@ is not enough. Pure: loadtest.locust_glue asks `plan_problem` when a plan arrive
   of its host and send it as SMTP AUTH to an address of the master's choosing.
 - Targets on loopback are refused when the master is not on loopback: on another host they
   would be the worker's OWN 127.0.0.1, not the servers the master's scenario meant.
+- A scenario that names its `resolver:` needs `--yes` too (its answers may be anywhere);
+  the worker asks that resolver itself, from its own host (on loopback: its own).
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ class Consent:
 
 def plan_problem(scenario: Scenario, consent: Consent) -> str | None:
     """Why this worker will not run the scenario (one line), or None."""
-    remote = [f"{s.name} {s.host}:{s.port}" for s in scenario.servers if not is_loopback(s.host)]
+    remote = [
+        f"{s.name} {s.host}:{s.port}"
+        for s in scenario.servers
+        # A name the run's zones answer for is checked as sent: loopback without allow_remote.
+        if not is_loopback(s.host) and (scenario.allow_remote or not scenario.dns_named(s))
+    ]
+    if scenario.resolver is not None:  # its answers may be anywhere: as `maildrill run` asks
+        remote.append(f"what the resolver {scenario.resolver.text} names")
     if remote and not consent.remote:
         return (
             f"targets outside loopback ({', '.join(remote)}): start the worker with --yes "

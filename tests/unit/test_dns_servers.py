@@ -94,7 +94,8 @@ def test_a_host_the_zones_serve_is_looked_up_a_fixed_address_is_not():
             [{"name": "p", "host": "nope.shop.test"}],
             {},
             "servers: 'p': host nope.shop.test is not a name the dns: zones serve "
-            "(zones: shop.test); another resolver is not supported yet",
+            "(zones: shop.test); to ask another resolver, name it (resolver: HOST[:PORT], "
+            "with allow_remote: true)",
         ),
         (
             [{"name": "p", "host": "smtp.other.test"}],
