@@ -242,7 +242,8 @@ class Campaign:
         assert isinstance(runner, WorkerRunner)
         try:
             scenario = parse_scenario(data["scenario"], "scenario from the master")
-        except (ScenarioError, KeyError, TypeError) as exc:
+            workers = int(data["of"])
+        except (ScenarioError, KeyError, TypeError, ValueError) as exc:
             why = " ".join(str(exc).split()) or type(exc).__name__
             runner.send_message(REFUSED, {"worker": runner.client_id, "why": why})
             self.leave(f"refused the master's plan: {why}", exit_code=2)
@@ -252,9 +253,11 @@ class Campaign:
             secrets=os.environ.get(SECRETS_ENV) == "1",
             master_loopback=is_loopback(runner.master_host),
         )
-        problem = plan_problem(scenario, consent) or machine_problem(
-            scenario, worker_share(scenario, int(data["of"]))
-        )
+        problem = plan_problem(scenario, consent)
+        if problem is None and not consent.master_loopback:
+            # On its own host: its share of the users is all this machine holds. A worker
+            # beside its master was checked with the whole run (loadtest.limits.Here).
+            problem = machine_problem(scenario, worker_share(scenario, workers))
         if problem is not None:
             runner.send_message(REFUSED, {"worker": runner.client_id, "why": problem})
             self.leave(f"refused the master's plan: {problem}", exit_code=2)

@@ -23,7 +23,7 @@ from loadtest.analysis.slo import parse_slo
 from loadtest.analysis.summary_model import stream_metric
 from loadtest.campaign_spec import CampaignSpec
 from loadtest.dkim_keys import publishing_problem, signers
-from loadtest.dns_fault_checks import dns_fault_runnable
+from loadtest.dns_fault_checks import dns_fault_runnable, senders_ask_elsewhere
 from loadtest.dns_servers import is_name
 from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import DNS_TARGET, EXCLUSIVE_KINDS, MTA_KINDS, FaultEvent
@@ -119,13 +119,10 @@ def _check_fault(scenario: Parts, i: int, fault: FaultEvent, known: set[str]) ->
             f"than the limit of {MAX_DURATION_S} s (7 days)"
         )
     if fault.target == DNS_TARGET:
-        if scenario.resolver is not None:
-            raise ValueError(
-                f"faults[{i}].target: dns is the run's DNS server, which the senders do not "
-                f"ask with resolver: {scenario.resolver.text}; change the records on that "
-                "resolver instead (or drop resolver: to drill the dns: zones)"
-            )
-        dns_fault_runnable(scenario.dns, i, fault)
+        resolver = scenario.resolver.text if scenario.resolver is not None else None
+        if (elsewhere := senders_ask_elsewhere(resolver)) is not None:
+            raise ValueError(f"faults[{i}].target: {elsewhere}")
+        dns_fault_runnable(scenario.dns, i, fault, allow_remote=scenario.allow_remote)
         return
     target = scenario.server(fault.target)
     if target.postfix is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from loadtest.dns_fault_checks import check_dns_fault, served_names
+from loadtest.dns_fault_checks import check_dns_fault, senders_ask_elsewhere, served_names
 from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import DNS_TARGET, FaultEvent
 from maildrill.dns.faults import KINDS
@@ -28,11 +28,12 @@ NOT_PARAMS = ("at", "target", "kind", "duration", "start_at")
 SHOWN = ("active", "pending")
 
 
-def offer(dns: DnsSpec | None) -> dict[str, Any] | None:
+def offer(dns: DnsSpec | None, resolver: str | None = None) -> dict[str, Any] | None:
     """The DNS form's choices: each kind with what it does, and the names the zones serve
     (a fault scoped to another name would change nothing); None without `dns:` (no DNS
-    server runs, so the tab offers no DNS faults)."""
-    if dns is None:
+    server runs, so the tab offers no DNS faults) or when the senders ask another
+    `resolver` (a fault on the run's server would measure nothing)."""
+    if dns is None or senders_ask_elsewhere(resolver) is not None:
         return None
     zones = dns.build(allow_remote=True)
     addressed = sorted({r.name for z in zones for r in z.records if r.rtype in ("A", "AAAA")})
@@ -43,12 +44,22 @@ def offer(dns: DnsSpec | None) -> dict[str, Any] | None:
     }
 
 
-def command(dns: DnsSpec | None, body: Mapping[str, Any]) -> dict[str, Any]:
+def command(
+    dns: DnsSpec | None,
+    body: Mapping[str, Any],
+    *,
+    resolver: str | None = None,
+    allow_remote: bool = False,
+) -> dict[str, Any]:
     """The DNS server's control request for the tab's `{kind, duration, params}`; a
-    ValueError of one line when the scenario has no `dns:` or the fault would be refused
-    or change nothing (loadtest.dns_fault_checks, as for `faults:` with `target: dns`)."""
+    ValueError of one line when the scenario has no `dns:`, its senders ask another
+    `resolver`, or the fault would be refused, change nothing or send mail off this
+    machine without `allow_remote` (loadtest.dns_fault_checks, as for `faults:` with
+    `target: dns`)."""
     if dns is None:
         raise ValueError("the scenario has no dns: section: no DNS server runs to fault")
+    if (elsewhere := senders_ask_elsewhere(resolver)) is not None:
+        raise ValueError(elsewhere)
     kind = body.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"kind: {kind!r} is not a DNS fault; known: {', '.join(sorted(KINDS))}")
@@ -66,7 +77,7 @@ def command(dns: DnsSpec | None, body: Mapping[str, Any]) -> dict[str, Any]:
         event = FaultEvent.model_validate(fields)
     except ValidationError as exc:
         raise ValueError(f"{where}: {describe_errors(exc)}") from None
-    check_dns_fault(dns, event, where)
+    check_dns_fault(dns, event, where, allow_remote=allow_remote)
     return event.body()
 
 

@@ -119,6 +119,15 @@ class FailoverTab:
         scenario = campaign_of(self.environment).scenario
         return scenario.dns if scenario is not None and self.dns is not None else None
 
+    def _dns_rules(self) -> dict[str, Any]:
+        """What else of the scenario decides a DNS fault: the resolver its senders ask
+        instead (no DNS faults then), and whether a switch may send mail off this machine."""
+        scenario = campaign_of(self.environment).scenario
+        if scenario is None:
+            return {}
+        resolver = scenario.resolver.text if scenario.resolver is not None else None
+        return {"resolver": resolver, "allow_remote": scenario.allow_remote}
+
     def snapshot(self) -> dict[str, Any]:
         campaign = campaign_of(self.environment)
         live = live_of(self.environment)
@@ -141,7 +150,8 @@ class FailoverTab:
         """The DNS form's choices and the DNS faults pending or in force; None (no form)
         without a DNS server."""
         if self._dns_offer is None:  # the zones do not change during a run: read once
-            self._dns_offer = dns_live.offer(self._dns_spec())
+            resolver = self._dns_rules().get("resolver")
+            self._dns_offer = dns_live.offer(self._dns_spec(), resolver)
         if self._dns_offer is None:
             return None
         return {**self._dns_offer, "faults": dns_live.in_force(faults, t0)}
@@ -173,7 +183,7 @@ class FailoverTab:
     def start_dns(self, client: ControlClient, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """A DNS fault now: checked as a scheduled one is, then started by the DNS server."""
         try:
-            request = dns_live.command(self._dns_spec(), body)
+            request = dns_live.command(self._dns_spec(), body, **self._dns_rules())
         except ValueError as exc:
             return {"error": str(exc)}, 400
         try:
@@ -191,6 +201,8 @@ class FailoverTab:
         if server not in clients:
             return {"error": f"{server!r} is no local sink"}, 400
         try:
+            if (why := state.stop_refusal(clients[server].fault(fault_id))) is not None:
+                return {"error": why}, 409
             fault = clients[server].stop_fault(fault_id)
         except ControlRefused as exc:
             return {"error": exc.reason}, 404 if exc.status == 404 else 400

@@ -187,3 +187,19 @@ def slo_status(rules: Sequence[str], live: LiveState) -> list[dict[str, Any]]:
         )
         out.append({"rule": rule, "value": value, "status": status})
     return out
+
+
+COMMAND = "command"  # the origin of a fault started from the tab (or any control call)
+
+
+def stop_refusal(fault: ActiveFault) -> str | None:
+    """Why the tab will not stop `fault` now, in one line; None when it may. A fault sent
+    ahead that has not started stays: the drill checks that each fault it planned started,
+    so one cancelled before its time fails the run. In force, or started here: it stops."""
+    if fault.state == "pending" and fault.origin != COMMAND:
+        return (
+            f"{fault.id} was scheduled ahead and has not started: stopping it now would fail "
+            "the run (the drill checks that each fault it planned started); stop it once it "
+            "is active"
+        )
+    return None

@@ -208,6 +208,16 @@ class Records(DnsFault):
         """The names whose records it replaces (the scenario checks they are served)."""
         return tuple(sorted({n.to_text(omit_final_dot=True) for n, _ in self._overlay}))
 
+    def addresses(self) -> tuple[tuple[str, str, str], ...]:
+        """Each A and AAAA record it serves as (name, type, address): where a sender that
+        follows the switch sends next (the scenario checks they are on loopback)."""
+        found = set()
+        for (name, rdtype), rdataset in self._overlay.items():
+            if rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                text = name.to_text(omit_final_dot=True)
+                found |= {(text, rdtype.name, str(rdata.address)) for rdata in rdataset}
+        return tuple(sorted(found))
+
 
 KINDS: Mapping[str, type[DnsFault]] = {
     cls.kind: cls for cls in (ServFail, Timeout, NxDomain, Latency, Records)

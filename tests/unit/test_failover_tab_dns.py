@@ -139,3 +139,42 @@ def test_the_faults_in_force_say_what_they_do():
         "shop.test → MX removed (TTL 5 s); smtp.shop.test → A 127.0.0.12"
     )
     assert dns_live.in_force([fault("servfail", "active", {})], 0.0)[0]["start_s"] is None
+
+
+def test_a_switch_off_this_machine_needs_allow_remote_live_and_scheduled():
+    """A records switch is where mail goes next: an address outside loopback is refused
+    without `allow_remote`, from the tab and in `faults:` alike, with the same reason."""
+    away = {"smtp.shop.test": {"A": "192.0.2.7", "ttl": 5}}
+    live = refused("records", records=away)
+    assert live == (
+        "records on dns: smtp.shop.test A 192.0.2.7 is outside loopback: set allow_remote: "
+        "true to send mail there"
+    )
+    allowed = dns_live.command(
+        DNS, {"kind": "records", "params": {"records": away}}, allow_remote=True
+    )
+    assert allowed["records"] == away
+    base = {"servers": [{"name": "primary", "local": True}], "dns": {"zones": ZONES},
+            "campaign": {"schedule": [{"duration_s": 5, "rate": 1}]}}  # fmt: skip
+    scheduled = {"faults": [{"at": 1, "target": "dns", "kind": "records", "records": away}]}
+    with pytest.raises(ValueError, match="outside loopback") as caught:
+        parse_scenario(merge(base, scheduled))
+    assert live.split(": ", 1)[1] in str(caught.value)
+    parse_scenario(merge(merge(base, scheduled), {"allow_remote": True}))  # accepted
+
+
+def test_no_dns_faults_when_the_senders_ask_another_resolver():
+    """With `resolver:` the senders never ask the run's DNS server: no form, and a fault
+    sent anyway is refused with the reason `faults:` gives."""
+    resolver = "127.0.0.1:5353"
+    assert dns_live.offer(DNS, resolver) is None
+    with pytest.raises(ValueError, match=r"^dns is the run's DNS server, which") as caught:
+        dns_live.command(DNS, {"kind": "servfail"}, resolver=resolver)
+    base = {"servers": [{"name": "primary", "host": "smtp.shop.test"}], "dns": {"zones": ZONES},
+            "resolver": resolver, "allow_remote": True,
+            "campaign": {"schedule": [{"duration_s": 5, "rate": 1}]},
+            "faults": [{"at": 1, "target": "dns", "kind": "servfail"}]}  # fmt: skip
+    with pytest.raises(ValueError, match="senders do not ask") as scheduled:
+        parse_scenario(base)
+    assert str(caught.value).startswith("dns is the run's DNS server, which the senders")
+    assert str(caught.value) in str(scheduled.value)

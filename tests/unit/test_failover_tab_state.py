@@ -88,3 +88,22 @@ def test_slos_the_senders_rows_measure_are_judged_live_the_others_at_the_end():
         ("lost == 0", "at the end", None),  # needs the sinks' receipts
         ("p95_latency_ms <= 5", "failing", pytest.approx(10, rel=0.01)),  # 10 ms each
     ]
+
+
+@pytest.mark.parametrize(
+    ("origin", "fault_state", "refused"),
+    [
+        ("schedule", "pending", True),  # sent ahead, not started: the drill checks it starts
+        ("schedule", "active", False),
+        ("command", "pending", False),  # started from the tab: the tab's to stop
+        ("command", "active", False),
+    ],
+)
+def test_the_tab_stops_no_fault_the_drill_waits_to_see_start(origin, fault_state, refused):
+    fault = ActiveFault(id="f1", kind="servfail", origin=origin, probability=1.0, params={},
+                        state=fault_state, start_at=None, started=None, until=None)  # fmt: skip
+    why = state.stop_refusal(fault)
+    assert (why is not None) is refused
+    if why is not None:
+        assert why.startswith("f1 was scheduled ahead and has not started: stopping it now")
+        assert "\n" not in why

@@ -4,9 +4,15 @@ spread over workers on other hosts fits where the same run on one machine does n
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
 
 from loadtest import limits
 from loadtest.limits import Here, master_of_remote_workers, whole_run, worker_share
+from loadtest.orchestrate import prepare
+from loadtest.scenario import ScenarioError
 
 MB = 1024 * 1024
 
@@ -32,15 +38,13 @@ class Load:
 
 
 LOAD = Load()
-LARGEST = 10 * MB
-TEMPLATES = 10 * MB
 
 
-def need(here: Here) -> int:
-    """The memory need written out from the copies each side keeps, for the test's load."""
-    sender = limits.SENDER_COPIES * here.users * LARGEST
-    sink = limits.SINK_COPIES * LOAD.users * LARGEST if here.sinks else 0
-    return sender + sink + here.processes * (TEMPLATES + limits.PROCESS_BYTES)
+# The need of each part for LOAD, in MB, written out: 1000 users' 10 MB messages, two
+# copies in the sender and two in the sink, and 100 MB + 10 MB of templates per process.
+WHOLE_MB = 2 * 1000 * 10 + 2 * 1000 * 10 + 1 * (100 + 10)  # 40,110
+MASTER_MB = 2 * 1000 * 10  # 20,000: the sinks only, no sending process
+WORKER_OF_4_MB = 2 * 250 * 10 + 1 * (100 + 10)  # 5,110: its 250 users, no sink
 
 
 def test_the_parts_of_a_run() -> None:
@@ -51,15 +55,36 @@ def test_the_parts_of_a_run() -> None:
 
 def test_memory_each_part_needs_its_own_share() -> None:
     parts = [whole_run(LOAD), master_of_remote_workers(), worker_share(LOAD, 4)]
-    needs = [need(part) for part in parts]
-    assert needs[0] > needs[1] > needs[2]
-    for part, bytes_ in zip(parts, needs, strict=True):
-        assert limits.memory_problem(LOAD, part, bytes_) is None
-        assert limits.memory_problem(LOAD, part, bytes_ - 1) is not None
-    # The master and each of four workers fit in what the whole run on one machine lacks.
-    available = needs[0] - 1
-    assert limits.memory_problem(LOAD, whole_run(LOAD), available) is not None
-    assert limits.memory_problem(LOAD, master_of_remote_workers(), available) is None
+    for part, mb in zip(parts, [WHOLE_MB, MASTER_MB, WORKER_OF_4_MB], strict=True):
+        assert limits.memory_problem(LOAD, part, mb * MB) is None
+        problem = limits.memory_problem(LOAD, part, mb * MB - 1)
+        assert problem is not None
+        assert f"need about {mb:,} MB of memory" in problem
+
+
+def test_a_run_spread_over_hosts_is_checked_for_the_masters_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`maildrill run --master-bind` checks its machine for the sinks alone: a run that
+    does not fit on one machine is refused there, and accepted as the master of workers."""
+    path = tmp_path / "big.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "servers": [{"name": "primary", "local": True}],
+                "users": 1000,
+                "campaign": {
+                    "schedule": [{"duration_s": 5, "rate": 1}],
+                    "streams": [{"size_min": 1000, "size_median": 2000, "size_max": 10 * MB}],
+                },
+            }
+        )
+    )
+    monkeypatch.setattr(limits, "available_memory", lambda: 30_000 * MB)
+    with pytest.raises(ScenarioError, match=r"users: 1000 users sending messages .* 40,110 MB"):
+        prepare(path, [])
+    _, scenario = prepare(path, [], remote_workers=True)
+    assert scenario.users == 1000
 
 
 def test_a_worker_is_told_its_own_share_in_one_line() -> None:
