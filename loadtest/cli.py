@@ -132,6 +132,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     ]
     if scenario.resolver is not None:  # it may answer with any address: a yes, even on loopback
         remote.append(f"any server the resolver {scenario.resolver.text} names")
+    elif scenario.allow_remote:  # the answers of the run's DNS are then not held to loopback
+        remote += [
+            f"{s.name} {s.host} (its addresses from the dns: zones)"
+            for s in scenario.servers
+            if scenario.dns_named(s)
+        ]
     if remote and not _confirmed(remote, args.yes):
         return fail(
             f"{scenario.name} sends mail outside this machine ({', '.join(remote)}): "

@@ -210,3 +210,20 @@ def test_run_asks_for_yes_with_a_resolver(tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert "(any server the resolver 127.0.0.1:5353 names): pass --yes to confirm" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_run_asks_for_yes_for_names_of_its_zones_under_allow_remote(tmp_path: Path, capsys):
+    """With allow_remote the run's DNS answers are no longer held to loopback as mail is
+    sent: a name of its zones may lead anywhere, so `run` asks as for a remote target."""
+    path = tmp_path / "s.yaml"
+    scenario_text = (
+        "servers: [{name: p, host: smtp.shop.test, port: 25}]\n"
+        "dns: {zones: {shop.test: {smtp: {A: 127.0.0.11}}}}\n"
+        "campaign: {schedule: [{duration_s: 2, rate: 1}]}\n"
+    )
+    path.write_text("allow_remote: true\n" + scenario_text)
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "(p smtp.shop.test (its addresses from the dns: zones)): pass --yes" in err
+    assert not (tmp_path / "run").exists()
