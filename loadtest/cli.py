@@ -168,7 +168,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"maildrill: {scenario.name}: {scenario.description or path}", file=sys.stderr)
     print(f"maildrill: run directory {run_dir}", file=sys.stderr)
     metrics = (args.metrics_port, args.metrics_linger)
-    drill = Drill(scenario, raw, run_dir, run_id, web=args.web, metrics=metrics, remote=workers)
+    drill = Drill(
+        scenario,
+        raw,
+        run_dir,
+        run_id,
+        web=args.web,
+        metrics=metrics,
+        remote=workers,
+        yes=bool(remote),  # confirmed above, or nothing needed it
+    )
     try:
         drill.run()
     except SetupError as exc:

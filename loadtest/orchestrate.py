@@ -143,8 +143,12 @@ class Drill:
         out: TextIO = sys.stderr,
         metrics: tuple[int | None, float] = (None, 0.0),
         remote: RemoteWorkers | None = None,
+        yes: bool = False,
     ) -> None:
+        """`yes`: what the run sends off this machine was confirmed (`maildrill run --yes`
+        or at its terminal): only then do its own Locust workers take it (YES_ENV)."""
         self.scenario = scenario
+        self.yes = yes
         self.raw = raw
         self.run_dir = run_dir
         self.run_id = run_id
@@ -367,10 +371,11 @@ class Drill:
                     "--master-port",
                     str(port),
                 ]
-                # This run's own workers: what it sends to was confirmed by `maildrill run`
-                # (--yes), so they need not ask again as a `maildrill worker` must.
+                # This run's own workers: what it sends to, if confirmed by `maildrill run`
+                # (--yes), they need not ask again as a `maildrill worker` must; unconfirmed,
+                # a plan that needs a yes is refused (one that reached their port first too).
                 self.children.spawn("worker", f"locust-worker-{i + 1}", worker,
-                                    env={YES_ENV: "1"})  # fmt: skip
+                                    env={YES_ENV: "1" if self.yes else "0"})  # fmt: skip
         self.locust: Child = self.children.spawn("locust", "locust", args, env=env)
 
     def _metrics_args(self) -> list[str]:

@@ -158,7 +158,7 @@ def _check_fault(scenario: Parts, i: int, fault: FaultEvent, known: set[str]) ->
 
 def servers_name_servers(scenario: Parts) -> None:
     """A Postfix instance relays and routes to local sinks; an upstream given by name is
-    another server."""
+    another server, at an address (not a name looked up as mail is sent)."""
     known = {s.name for s in scenario.servers}
 
     def local_sink(name: str) -> bool:
@@ -181,6 +181,14 @@ def servers_name_servers(scenario: Parts) -> None:
         if upstream is not None and (upstream not in known or upstream == server.name):
             raise ValueError(
                 f"servers: {server.name!r}: sink.upstream {upstream!r} is not another server"
+            )
+        if upstream is not None and scenario.dns_named(scenario.server(upstream)):
+            # The sinks connect to their upstream by address: a name would go to the
+            # system's resolver, not to the one the scenario's senders ask.
+            raise ValueError(
+                f"servers: {server.name!r}: sink.upstream {upstream!r} is named by DNS "
+                f"({scenario.server(upstream).host}); a backup MX or proxy relays to an "
+                "address: give the upstream server one"
             )
 
 

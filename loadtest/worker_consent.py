@@ -10,7 +10,13 @@ is not enough. Pure: loadtest.locust_glue asks `plan_problem` when a plan arrive
 - Targets on loopback are refused when the master is not on loopback: on another host they
   would be the worker's OWN 127.0.0.1, not the servers the master's scenario meant.
 - A scenario that names its `resolver:` needs `--yes` too (its answers may be anywhere);
-  the worker asks that resolver itself, from its own host (on loopback: its own).
+  the worker asks that resolver itself, from its own host. One on loopback is refused from
+  a master on another host: it would be this worker's own (a system stub such as
+  127.0.0.53 resolves real names), as a loopback target would be.
+- A server named in the run's `dns:` zones is exempt from `--yes` only when its answers
+  are held to loopback (no `allow_remote`) and the master is on this machine: from a
+  master on another host, the plan's zones, its DNS server and so the addresses are the
+  master's word, so they need this host's yes like any target.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from loadtest.scenario import Scenario
+from loadtest.server_spec import ServerSpec
 from maildrill.netaddr import is_loopback
 
 # How `maildrill worker` hands its consent to the Locust process it starts.
@@ -37,8 +44,7 @@ def plan_problem(scenario: Scenario, consent: Consent) -> str | None:
     remote = [
         f"{s.name} {s.host}:{s.port}"
         for s in scenario.servers
-        # A name the run's zones answer for is checked as sent: loopback without allow_remote.
-        if not is_loopback(s.host) and (scenario.allow_remote or not scenario.dns_named(s))
+        if not is_loopback(s.host) and not _held_to_loopback(scenario, s, consent)
     ]
     if scenario.resolver is not None:  # its answers may be anywhere: as `maildrill run` asks
         remote.append(f"what the resolver {scenario.resolver.text} names")
@@ -48,6 +54,9 @@ def plan_problem(scenario: Scenario, consent: Consent) -> str | None:
             "to send there"
         )
     local = [f"{s.name} {s.host}:{s.port}" for s in scenario.servers if is_loopback(s.host)]
+    resolver = scenario.resolver
+    if resolver is not None and is_loopback(resolver.address[0]) and not consent.master_loopback:
+        local.append(f"the resolver {resolver.text}")
     if local and not consent.master_loopback:
         return (
             f"targets on loopback ({', '.join(local)}) from a master on another host: "
@@ -60,3 +69,14 @@ def plan_problem(scenario: Scenario, consent: Consent) -> str | None:
             "password_file): start the worker with --allow-secrets to allow it"
         )
     return None
+
+
+def _held_to_loopback(scenario: Scenario, server: ServerSpec, consent: Consent) -> bool:
+    """A name the run's zones answer for, whose answers the senders hold to loopback as
+    they send (no allow_remote), in a plan from a master on this machine."""
+    return (
+        consent.master_loopback
+        and not scenario.allow_remote
+        and scenario.resolver is None
+        and scenario.dns_named(server)
+    )

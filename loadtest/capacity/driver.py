@@ -169,7 +169,10 @@ class CapacityRun:
             raise ScenarioError(f"{self.source}: {problem}")
         step_dir.mkdir(parents=True, exist_ok=True)
         with (step_dir / "drill.log").open("w") as log:
-            drill = Drill(scenario, raw, step_dir, f"{scenario.name}-cap-{label}", out=log)
+            # capacity asks no --yes (it never did): its workers take its scenario as is
+            drill = Drill(
+                scenario, raw, step_dir, f"{scenario.name}-cap-{label}", out=log, yes=True
+            )
             monitor = HarnessMonitor(drill.children).start()
             try:
                 harness = drill.run()

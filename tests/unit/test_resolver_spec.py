@@ -227,3 +227,20 @@ def test_run_asks_for_yes_for_names_of_its_zones_under_allow_remote(tmp_path: Pa
     assert err.count("\n") == 1, err
     assert "(p smtp.shop.test (its addresses from the dns: zones)): pass --yes" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("names", ["resolver", "zones"])
+def test_a_backup_mx_relays_to_an_address_not_a_name(names: str):
+    """A sink connects to its upstream by address: a name would go to the system's
+    resolver, not to the one the senders ask."""
+    servers = [
+        {"name": "p", "host": "smtp.shop.test", "port": 25},
+        {"name": "b", "local": True, "sink": {"mode": "backup-mx", "upstream": "p"}},
+    ]
+    extra: dict[str, Any] = (
+        {"resolver": "127.0.0.1:5353", "allow_remote": True}
+        if names == "resolver"
+        else {"dns": {"zones": ZONES}}
+    )
+    message = error_of(scenario(servers=servers, **extra))
+    assert "servers: 'b': sink.upstream 'p' is named by DNS (smtp.shop.test)" in message

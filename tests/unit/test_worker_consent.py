@@ -55,3 +55,37 @@ def test_loopback_targets_from_a_master_elsewhere_are_refused():
         "targets on loopback (primary 127.0.0.1:25) from a master on another host: "
         "they would be this worker's own machine"
     )
+
+
+ZONED = {
+    "name": "plan",
+    "servers": [{"name": "primary", "host": "smtp.shop.test", "port": 25}],
+    "dns": {"zones": {"shop.test": {"smtp": {"A": "127.0.0.1"}}}},
+    "campaign": {"schedule": [{"duration_s": 1, "rate": 1}]},
+}
+
+
+def test_names_of_the_plans_zones_from_a_master_elsewhere_need_yes():
+    """From a master on another host the zones, and so the addresses, are its word: a zone
+    answering 127.0.0.1 would aim at this worker's own machine, as a literal one would."""
+    plan = parse_scenario(ZONED)
+    assert plan_problem(plan, NOTHING) is None  # master here, answers held to loopback
+    elsewhere = Consent(remote=False, secrets=False, master_loopback=False)
+    why = plan_problem(plan, elsewhere)
+    assert why == (
+        "targets outside loopback (primary smtp.shop.test:25): start the worker with --yes "
+        "to send there"
+    )
+    assert plan_problem(plan, Consent(remote=True, secrets=False, master_loopback=False)) is None
+
+
+def test_a_loopback_resolver_from_a_master_elsewhere_is_this_workers_own():
+    plan = parse_scenario({**ZONED, "dns": None, "allow_remote": True,
+                           "resolver": "127.0.0.53"})  # fmt: skip
+    yes_elsewhere = Consent(remote=True, secrets=False, master_loopback=False)
+    why = plan_problem(plan, yes_elsewhere)
+    assert why == (
+        "targets on loopback (the resolver 127.0.0.53:53) from a master on another host: "
+        "they would be this worker's own machine"
+    )
+    assert plan_problem(plan, Consent(remote=True, secrets=False, master_loopback=True)) is None
