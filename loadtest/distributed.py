@@ -180,6 +180,9 @@ def worker_command(bind: Endpoint) -> str:
     return f"maildrill worker --master {host}:{bind.port}"
 
 
+REFUSED_PLAN = "refused the plan: "  # the start of a refusing worker's `why`
+
+
 class WorkersFile:
     """workers.json as the Locust master rewrites it (loadtest.worker_roll): each worker
     newly lost, once."""
@@ -210,6 +213,16 @@ class WorkersFile:
                 lost.append({"worker": worker, "at_s": state["lost_at_s"],
                              "why": state.get("why", "")})  # fmt: skip
         return lost
+
+    def refusals(self) -> list[tuple[str, str]]:
+        """Each worker that refused the plan, with why (loadtest.worker_consent, or its
+        machine's limits): the drill cannot run as written without its share."""
+        self.stamp = None  # read whole: newly_lost may have read this version already
+        return [
+            (worker, str(state["why"]))
+            for worker, state in self.read().items()
+            if isinstance(state, dict) and str(state.get("why", "")).startswith(REFUSED_PLAN)
+        ]
 
     def lost_at_end(self) -> list[dict[str, Any]]:
         """At the end: the workers lost for good (one lost for a missed heartbeat that came

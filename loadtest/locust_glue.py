@@ -367,6 +367,7 @@ class Campaign:
         log.error("maildrill: worker %s refused the plan: %s", worker, why)
         if self.roll is not None:
             self.roll.refused(worker, why)
+            self._write_roll()  # the orchestrator stops the run on it (loadtest.orchestrate)
 
     def all_finished(self) -> bool:
         runner = self.environment.runner

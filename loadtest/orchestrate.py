@@ -61,7 +61,7 @@ from loadtest.timeline import (
     Timeline,
     plan,
 )
-from loadtest.worker_consent import YES_ENV
+from loadtest.worker_consent import SECRETS_ENV, YES_ENV
 from loadtest.worker_roll import WORKERS_FILE
 from maildrill.control_auth import TOKEN_ENV
 from maildrill.netaddr import is_loopback
@@ -176,6 +176,7 @@ class Drill:
         # Supervisor sees die; the master's workers.json names those lost.
         self.remote = remote
         self.workers_file = WorkersFile(run_dir / WORKERS_FILE)
+        self.refusals_seen_at = 0.0
         self.workers_seen_at = 0.0
 
     # -- the whole drill ----------------------------------------------------------------
@@ -374,8 +375,10 @@ class Drill:
                 # This run's own workers: what it sends to, if confirmed by `maildrill run`
                 # (--yes), they need not ask again as a `maildrill worker` must; unconfirmed,
                 # a plan that needs a yes is refused (one that reached their port first too).
-                self.children.spawn("worker", f"locust-worker-{i + 1}", worker,
-                                    env={YES_ENV: "1" if self.yes else "0"})  # fmt: skip
+                # Its secrets (password_env, password_file) are this host's, read for this
+                # run's own scenario: its workers read them as its master would.
+                consent = {YES_ENV: "1" if self.yes else "0", SECRETS_ENV: "1"}
+                self.children.spawn("worker", f"locust-worker-{i + 1}", worker, env=consent)
         self.locust: Child = self.children.spawn("locust", "locust", args, env=env)
 
     def _metrics_args(self) -> list[str]:
@@ -457,11 +460,13 @@ class Drill:
             self._settle_sink_faults(now)
             self._note_deaths(now)
             self._note_lost_workers(now)
+            self._note_refusals(now)
             if self.locust.proc.poll() is not None:
                 break
             line.tick(now, now - self.t0, self._active_faults(now - self.t0))
             time.sleep(0.05)
         elapsed = time.time() - self.t0
+        self._note_refusals(time.time(), last=True)
         self._settle_sink_faults(time.time(), last=True)
         line.show(elapsed, self._active_faults(elapsed), final=True)
         self._cancel_pending()
@@ -552,6 +557,19 @@ class Drill:
                 self.log.event("worker_rows_missing", worker=worker, rows=rows)
                 self.say(f"Locust worker {worker}: {rows} journal rows it shipped never "
                          "reached the master")  # fmt: skip
+
+    def _note_refusals(self, now: float, last: bool = False) -> None:
+        """A Locust worker that refused the plan (its consent, its machine's limits) leaves
+        its share unsent: the drill does not run as written, so it stops (exit 2), as for a
+        fault that did not start. Looked at every half second, with the lost workers."""
+        if self.aborted or (not last and now - self.refusals_seen_at < 0.5):
+            return
+        self.refusals_seen_at = now
+        for worker, why in self.workers_file.refusals():
+            self.log.event("worker_refused", worker=worker, why=why)
+            self.aborted = f"Locust worker {worker} {why}"
+            self.say(f"\n{self.aborted}; stopping the run")
+            return
 
     def _remote_workers_lost(self) -> list[dict[str, Any]]:
         """Workers on other hosts lost for good, by the master's last roll (a `worker_lost`

@@ -125,3 +125,45 @@ def test_a_worker_killed_mid_run_is_named_lost_and_what_it_shipped_is_kept(tmp_p
     assert m["not_sent"] > 0
     assert m["lost"] == 0
     assert summary["journal_problems"]["skipped_lines"] == {}
+
+
+def test_a_worker_that_refuses_the_plan_stops_the_run_in_one_line(tmp_path):
+    """A worker started without --allow-secrets refuses a plan whose server reads its AUTH
+    password from the host: its share would go unsent, so the drill does not run as
+    written. The master stops at once and says why in one line, exit 2 (it used to run
+    the schedule out, send nothing and pass its SLOs)."""
+    scenario = tmp_path / "secret.yaml"
+    scenario.write_text(
+        "name: secret\n"
+        "servers:\n"
+        "  - {name: primary, local: true, username: campaign, password_env: MD_TEST_PW,\n"
+        "     sink: {auth: {required: true, credentials: {campaign: pw}}}}\n"
+        "campaign: {schedule: [{duration_s: 30, rate: 5}], drain_s: 1}\n"
+        "users: 2\n"
+        "slo: ['lost == 0']\n"
+    )
+    run_dir = tmp_path / "run"
+    port = _free_port()
+    started = time.monotonic()
+    bind = f"127.0.0.1:{port}"
+    master = _maildrill("run", str(scenario), "--out", str(run_dir), "--master-bind", bind,
+                        "--expect-workers", "1", "--workers-wait", "30")  # fmt: skip
+    worker = _maildrill("worker", "--master", f"127.0.0.1:{port}", "--wait", "30")
+    try:
+        out, err = master.communicate(timeout=90)
+        _, worker_err = worker.communicate(timeout=30)
+    finally:
+        _stop([master, worker])
+    assert master.returncode == 2, out + err
+    assert worker.returncode == 2, worker_err
+    assert "Traceback" not in err + worker_err
+    last = err.strip().splitlines()[-1]
+    assert " refused the plan: primary read an AUTH password from this host (password_env " in last
+    assert last.endswith(f": the drill did not run as written (journals kept in {run_dir})")
+    assert time.monotonic() - started < 30  # stopped, not the schedule run out
+    harness = json.loads((run_dir / "harness.json").read_text())
+    assert (
+        harness["aborted_by"]
+        == last.removeprefix("maildrill: ").split(": the drill did not run")[0]
+    )
+    assert descendants_alive(run_dir) == []
