@@ -151,6 +151,8 @@ def test_auth_secrets_stay_out_of_run_files_logs_and_command_lines(tmp_path, pro
         ],
         "campaign": {"schedule": [{"duration_s": 3, "rate": 20}], "drain_s": 2},
         "users": 4,
+        # Locust workers too: the run's own read its password_env as its master would.
+        "workers": processes,
         "slo": ["lost == 0", "failed == 0"],
     }
     path = tmp_path / "auth.yaml"
