@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pandas.api.types import union_categoricals
 
-from loadtest.analysis import journal_scan
+from loadtest.analysis import journal_scan, msg_keys
 from loadtest.analysis.rundir import (
     EXTERNAL,
     HARNESS,
@@ -60,6 +62,27 @@ UNUSED = {
     "attempts": ("due", "connected", "maybe_duplicate"),
     "receipts": ("mail_from", "queue_id", "dkim_domain", "dmarc_policy", "auth_detail"),
 }
+
+# Text columns of few values, held as categories (a byte a row, not an 8-byte pointer to a
+# text object) from the first block of rows read: the whole column as text objects, then
+# copied into categories, was the load's peak (issue 18). loaded.compact makes the same
+# columns categories in journals the careful reader read.
+CATEGORIES = {
+    "attempts": (
+        "outcome", "server", "worker", "run_id", "stream", "phase", "enhanced", "rcpt_replies"
+    ),
+    "receipts": ("worker", "peer", "message_id", "spf", "dkim", "dmarc", "ptr"),
+}  # fmt: skip
+BLOCK_ROWS = 1 << 18  # rows parsed at a time when a journal is read compact
+
+
+@dataclass(frozen=True)
+class Compact:
+    """How `load` holds the two big journals: CATEGORIES as categories, and `msg_id` as
+    codes from `keys` (the receipts' ids looked up among the attempts')."""
+
+    categories: tuple[str, ...]
+    keys: pd.Index | None = None  # the ids known before: the attempts' (None: none yet)
 
 
 @dataclass
@@ -223,11 +246,24 @@ def _drop_unreadable(
         return frame
     for i in invalid.nonzero()[0]:
         damage.add(lines[i] if lines is not None else int(i) + 2)
-    return frame[~invalid]
+    frame = frame[~invalid]
+    # Categories hold only the values of rows kept, as `astype("category")` after the
+    # drop would (message keys keep theirs: msg_keys.share drops unused ones).
+    return frame.assign(
+        **{
+            c: frame[c].cat.remove_unused_categories()
+            for c in frame
+            if isinstance(frame[c].dtype, pd.CategoricalDtype) and c != msg_keys.COLUMN
+        }
+    )
 
 
 def _read_clean(
-    path: Path, kind: str, data: bytes | None = None, skip: tuple[str, ...] = ()
+    path: Path,
+    kind: str,
+    data: bytes | None = None,
+    skip: tuple[str, ...] = (),
+    compact: Compact | None = None,
 ) -> tuple[pd.DataFrame, Damage] | None:
     """pandas' C parser, for a journal with no damage but perhaps a torn last line: the same
     frame as `_read_careful`, many times faster. None (read carefully instead) when the
@@ -237,7 +273,9 @@ def _read_clean(
     Without quotes, every complete line has the header's shape exactly when the file holds
     (fields - 1) commas per line and no line is too long (the parser refuses those). The
     file is checked a few megabytes at a time (`journal_scan`): never whole in memory
-    beside the frame (`data`, when given, is only its header's source).
+    beside the frame (`data`, when given, is only its header's source). With `compact`,
+    the file is parsed BLOCK_ROWS at a time and each block held compact (`_compacted`):
+    no text column is ever whole as text objects.
     """
     header = _header(path, kind, _head(path) if data is None else data)
     del data
@@ -253,27 +291,71 @@ def _read_clean(
     damage = Damage(kind, torn=seen.last_newline != seen.size - 1)
     numeric = [c for c in header if c in NUMERIC[kind] and c not in skip]
     text = [c for c in header if c not in NUMERIC[kind] and c not in skip]
+    options: dict[str, Any] = {
+        "usecols": lambda c: c not in skip,
+        "dtype": {**{c: "float64" for c in numeric}, **{c: str for c in text}},
+        "keep_default_na": False,
+        "na_values": {c: [""] for c in numeric},
+        "skip_blank_lines": False,
+        # The complete lines checked above, no more: a torn last line was cut
+        # mid-write and is not trusted; lines appended since were not checked.
+        "nrows": lines - 1,
+    }
     try:
-        frame = pd.read_csv(
-            path,
-            usecols=lambda c: c not in skip,
-            dtype={**{c: "float64" for c in numeric}, **{c: str for c in text}},
-            keep_default_na=False,
-            na_values={c: [""] for c in numeric},
-            skip_blank_lines=False,
-            # The complete lines checked above, no more: a torn last line was cut
-            # mid-write and is not trusted; lines appended since were not checked.
-            nrows=lines - 1,
-        )
+        if compact is None or lines - 1 <= 0:
+            frame = _unescaped(pd.read_csv(path, **options), text, seen.escaped_cell)
+            if compact is not None:
+                frame = _compacted([frame], compact)
+        else:
+            with pd.read_csv(path, chunksize=BLOCK_ROWS, **options) as blocks:
+                frame = _compacted(
+                    (_unescaped(block, text, seen.escaped_cell) for block in blocks), compact
+                )
     except (ValueError, pd.errors.ParserError):  # a line too long, a field not a number
         return None
-    if seen.escaped_cell:  # cells `maildrill.journal.cell` escaped (a number escaped failed)
+    return _drop_unreadable(frame, kind, damage, None), damage
+
+
+def _unescaped(frame: pd.DataFrame, text: list[str], escaped: bool) -> pd.DataFrame:
+    """Cells `maildrill.journal.cell` escaped (a number escaped failed) read back."""
+    if escaped:
         for column in text:
             values = frame[column]
             marked = values.str.startswith(ESCAPE)
             if marked.any():
                 frame[column] = values.where(~marked, values.str[1:])
-    return _drop_unreadable(frame, kind, damage, None), damage
+    return frame
+
+
+def _compacted(blocks: Iterable[pd.DataFrame], compact: Compact) -> pd.DataFrame:
+    """One frame of consecutive blocks of a journal's rows, each block held compact as
+    it comes: its CATEGORIES columns as categories (put together over the blocks, sorted
+    as `astype("category")` sorts them), its `msg_id` as keys (`msg_keys.KeyBook`)."""
+    book = msg_keys.KeyBook(compact.keys)
+    kept: list[pd.DataFrame] = []
+    columns: list[str] = []
+    for block in blocks:
+        columns = list(block.columns)
+        for column in compact.categories:
+            if column in block:
+                block[column] = block[column].astype("category")
+        if msg_keys.COLUMN in block:
+            book.add(block[msg_keys.COLUMN])
+            block = block.drop(columns=msg_keys.COLUMN)
+        kept.append(block)
+    first = kept[0]
+    frame = pd.DataFrame(
+        {
+            column: union_categoricals([b[column] for b in kept], sort_categories=True)
+            if isinstance(first[column].dtype, pd.CategoricalDtype)
+            else pd.concat([b[column] for b in kept], ignore_index=True)
+            for column in first.columns
+        }
+    )
+    del kept
+    if msg_keys.COLUMN in columns:
+        frame.insert(columns.index(msg_keys.COLUMN), msg_keys.COLUMN, book.column())
+    return frame
 
 
 def _head(path: Path) -> bytes:
@@ -290,23 +372,30 @@ def _head(path: Path) -> bytes:
         raise RunDirError(path, f"cannot read: {exc.strerror}") from None
 
 
-def read_journal(path: Path, kind: str, skip: tuple[str, ...] = ()) -> tuple[pd.DataFrame, Damage]:
-    """One journal file: its readable rows (without the columns in `skip`), and what was
-    left out."""
-    clean = _read_clean(path, kind, skip=skip)
+def read_journal(
+    path: Path, kind: str, skip: tuple[str, ...] = (), compact: Compact | None = None
+) -> tuple[pd.DataFrame, Damage]:
+    """One journal file: its readable rows (without the columns in `skip`; held compact
+    with `compact`), and what was left out."""
+    clean = _read_clean(path, kind, skip=skip, compact=compact)
     if clean is not None:
         return clean
     frame, damage = _read_careful(path, kind)
-    return frame.drop(columns=[c for c in skip if c in frame]), damage
+    frame = frame.drop(columns=[c for c in skip if c in frame])
+    return (frame if compact is None else _compacted([frame], compact)), damage
 
 
 def _read(
-    paths: list[Path], kind: str, damage: dict[str, Damage], skip: tuple[str, ...] = ()
+    paths: list[Path],
+    kind: str,
+    damage: dict[str, Damage],
+    skip: tuple[str, ...] = (),
+    compact: Compact | None = None,
 ) -> pd.DataFrame:
     """Concatenate CSV journals of one kind; what each file lost goes into `damage`."""
     frames = []
     for path in sorted(paths):
-        frame, lost = read_journal(path, kind, skip)
+        frame, lost = read_journal(path, kind, skip, compact)
         if lost.skipped:
             damage[path.name] = lost
         frames.append(frame)
@@ -319,15 +408,50 @@ def _read(
         )
     if len(frames) == 1 and isinstance(frames[0].index, pd.RangeIndex):
         return frames[0]
+    if compact is not None:
+        return _stacked(frames, compact)
     return pd.concat(frames, ignore_index=True)
 
 
+def _stacked(frames: list[pd.DataFrame], compact: Compact) -> pd.DataFrame:
+    """Compact frames of several files as one: categories put together (files with other
+    columns: as text, as `pd.concat` would), message keys over the same known ids."""
+    book = msg_keys.KeyBook(compact.keys)
+    for frame in frames:
+        book.add_keys(frame[msg_keys.COLUMN])
+    place = list(frames[0].columns).index(msg_keys.COLUMN)
+    frames = [f.drop(columns=msg_keys.COLUMN) for f in frames]
+    names = list(frames[0].columns)
+    if any(list(f.columns) != names for f in frames):
+        frames = [
+            f.astype({c: "str" for c in f if isinstance(f[c].dtype, pd.CategoricalDtype)})
+            for f in frames
+        ]
+        frame = pd.concat(frames, ignore_index=True)
+    else:
+        frame = pd.DataFrame(
+            {
+                c: union_categoricals([f[c] for f in frames], sort_categories=True)
+                if isinstance(frames[0][c].dtype, pd.CategoricalDtype)
+                else pd.concat([f[c] for f in frames], ignore_index=True)
+                for c in names
+            }
+        )
+    frame.insert(place, msg_keys.COLUMN, book.column())
+    return frame
+
+
 def load_kind(
-    directory: Path, kind: str, damage: dict[str, Damage] | None = None, skip: tuple[str, ...] = ()
+    directory: Path,
+    kind: str,
+    damage: dict[str, Damage] | None = None,
+    skip: tuple[str, ...] = (),
+    compact: Compact | None = None,
 ) -> pd.DataFrame:
     """Every journal of one kind in a directory (e.g. a `maildrill sinks` journal directory),
-    without the columns in `skip`."""
-    return _read(list(directory.glob(PATTERNS[kind])), kind, {} if damage is None else damage, skip)
+    without the columns in `skip`; held compact with `compact`."""
+    paths = list(directory.glob(PATTERNS[kind]))
+    return _read(paths, kind, {} if damage is None else damage, skip, compact)
 
 
 def _kind_of(name: str) -> str | None:
@@ -372,10 +496,19 @@ def load(run_dir: Path) -> Journals:
             run_dir / "attempts.csv", "missing, yet harness.json says the run finished"
         )
     damage: dict[str, Damage] = {}
+    # The receipts' message ids as codes among the attempts' (msg_keys.KeyBook).
+    attempts = load_kind(
+        run_dir, "attempts", damage, UNUSED["attempts"], Compact(CATEGORIES["attempts"])
+    )
+    ids = attempts[msg_keys.COLUMN]
+    known = ids.cat.categories if isinstance(ids.dtype, pd.CategoricalDtype) else None
+    receipts = load_kind(
+        run_dir, "receipts", damage, UNUSED["receipts"], Compact(CATEGORIES["receipts"], known)
+    )
     journals = Journals(
         run_dir=run_dir,
-        attempts=load_kind(run_dir, "attempts", damage, UNUSED["attempts"]),
-        receipts=load_kind(run_dir, "receipts", damage, UNUSED["receipts"]),
+        attempts=attempts,
+        receipts=receipts,
         refusals=load_kind(run_dir, "refusals", damage),
         faults=load_kind(run_dir, "faults", damage),
         relay=load_kind(run_dir, "relay", damage),

@@ -44,10 +44,12 @@ CATEGORIES = ("outcome", "server", "worker")
 # (`astype(str)`, `fillna` then `astype(str)`): as categories a million attempts hold 1 MB
 # each instead of 8 (issue 18). Only a column without a missing cell becomes one, so a
 # `fillna` meets nothing to fill (a category it does not know would be an error).
-FEW_VALUES = ("run_id", "stream", "phase", "enhanced", "rcpt_replies")
+# journals.load reads them so from the start; `compact` makes them so in frames built
+# otherwise (and in journals of several files with different columns).
+FEW_VALUES = tuple(c for c in journals_mod.CATEGORIES["attempts"] if c not in CATEGORIES)
 # The same for the receipts: columns only compared, or made text first (auth._text,
 # received._text), or not read at all (worker).
-RECEIPT_FEW_VALUES = ("worker", "peer", "message_id", "spf", "dkim", "dmarc", "ptr")
+RECEIPT_FEW_VALUES = journals_mod.CATEGORIES["receipts"]
 
 Model = TypeVar("Model", bound=BaseModel)
 
