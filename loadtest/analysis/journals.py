@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 
@@ -305,11 +306,13 @@ def _read_clean(
         if compact is None or lines - 1 <= 0:
             frame = _unescaped(pd.read_csv(path, **options), text, seen.escaped_cell)
             if compact is not None:
-                frame = _compacted([frame], compact)
+                frame = _compacted([frame], compact, len(frame))
         else:
             with pd.read_csv(path, chunksize=BLOCK_ROWS, **options) as blocks:
                 frame = _compacted(
-                    (_unescaped(block, text, seen.escaped_cell) for block in blocks), compact
+                    (_unescaped(block, text, seen.escaped_cell) for block in blocks),
+                    compact,
+                    lines - 1,
                 )
     except (ValueError, pd.errors.ParserError):  # a line too long, a field not a number
         return None
@@ -327,34 +330,46 @@ def _unescaped(frame: pd.DataFrame, text: list[str], escaped: bool) -> pd.DataFr
     return frame
 
 
-def _compacted(blocks: Iterable[pd.DataFrame], compact: Compact) -> pd.DataFrame:
-    """One frame of consecutive blocks of a journal's rows, each block held compact as
-    it comes: its CATEGORIES columns as categories (put together over the blocks, sorted
-    as `astype("category")` sorts them), its `msg_id` as keys (`msg_keys.KeyBook`)."""
+def _compacted(blocks: Iterable[pd.DataFrame], compact: Compact, rows: int) -> pd.DataFrame:
+    """One frame of consecutive blocks of a journal's rows (`rows` of them at most), each
+    block kept compact as it comes and let go: its numbers copied into one array made for
+    all the rows (the frame's own: no second copy of them is ever made), its CATEGORIES
+    columns as categories (put together over the blocks, sorted as `astype("category")`
+    sorts them), its `msg_id` as keys (`msg_keys.KeyBook`), its other text as it is."""
     book = msg_keys.KeyBook(compact.keys)
-    kept: list[pd.DataFrame] = []
     columns: list[str] = []
+    numbers: list[str] = []
+    table = np.empty((0, 0))
+    parts: dict[str, list[pd.Series]] = {}
+    done = 0
     for block in blocks:
-        columns = list(block.columns)
-        for column in compact.categories:
-            if column in block:
-                block[column] = block[column].astype("category")
-        if msg_keys.COLUMN in block:
-            book.add(block[msg_keys.COLUMN])
-            block = block.drop(columns=msg_keys.COLUMN)
-        kept.append(block)
-    first = kept[0]
-    frame = pd.DataFrame(
-        {
-            column: union_categoricals([b[column] for b in kept], sort_categories=True)
-            if isinstance(first[column].dtype, pd.CategoricalDtype)
-            else pd.concat([b[column] for b in kept], ignore_index=True)
-            for column in first.columns
-        }
-    )
-    del kept
-    if msg_keys.COLUMN in columns:
-        frame.insert(columns.index(msg_keys.COLUMN), msg_keys.COLUMN, book.column())
+        if not columns:
+            columns = list(block.columns)
+            numbers = [c for c in columns if block[c].dtype == "float64"]
+            table = np.empty((len(numbers), rows))
+        if numbers:
+            table[:, done : done + len(block)] = block[numbers].to_numpy().T
+        done += len(block)
+        for column in columns:
+            if column == msg_keys.COLUMN:
+                book.add(block[column])
+            elif column not in numbers:
+                values = block[column]
+                if column in compact.categories:
+                    values = values.astype("category")
+                parts.setdefault(column, []).append(values)
+        del block
+    frame = pd.DataFrame(table[:, :done].T, columns=numbers, copy=False)
+    for at, column in enumerate(columns):
+        if column in numbers:
+            continue
+        if column == msg_keys.COLUMN:
+            values = pd.Series(book.column())
+        elif column in compact.categories:
+            values = pd.Series(union_categoricals(parts.pop(column), sort_categories=True))
+        else:
+            values = pd.concat(parts.pop(column), ignore_index=True)
+        frame.insert(at, column, values)
     return frame
 
 
@@ -382,7 +397,7 @@ def read_journal(
         return clean
     frame, damage = _read_careful(path, kind)
     frame = frame.drop(columns=[c for c in skip if c in frame])
-    return (frame if compact is None else _compacted([frame], compact)), damage
+    return (frame if compact is None else _compacted([frame], compact, len(frame))), damage
 
 
 def _read(

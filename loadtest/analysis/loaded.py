@@ -192,6 +192,7 @@ def compact(journals: Journals) -> Journals:
         journals = dataclasses.replace(journals, attempts=attempts, suppressed=suppressed)
     columns = {c: "category" for c in CATEGORIES if c in attempts and len(attempts)}
     columns |= _few_values(attempts, FEW_VALUES)
+    columns = {c: t for c, t in columns.items() if attempts[c].dtype != t}  # read so: no copy
     if columns:
         journals = dataclasses.replace(journals, attempts=attempts.astype(columns))
     receipts = journals.receipts
@@ -205,4 +206,8 @@ def _few_values(frame: pd.DataFrame, names: tuple[str, ...]) -> dict[str, str]:
     """The columns of `names` to make categories: those in `frame` without a missing cell."""
     if not len(frame):
         return {}
-    return {c: "category" for c in names if c in frame and not frame[c].isna().any()}
+    return {
+        c: "category"
+        for c in names
+        if c in frame and frame[c].dtype != "category" and not frame[c].isna().any()
+    }

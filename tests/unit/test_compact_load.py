@@ -1,0 +1,126 @@
+"""The two big journals read compact, a block of rows at a time (journals.Compact,
+msg_keys.KeyBook): the same text, numbers, categories and message keys as reading each
+file whole and compacting after, damaged files and several files of a kind included,
+and the same summary."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loadtest.analysis import journals, loaded, msg_keys, summary
+from loadtest.analysis.journals import CATEGORIES, UNUSED, Compact
+from tests import runs
+
+
+@pytest.fixture(scope="module")
+def drill(tmp_path_factory):
+    return runs.drill(tmp_path_factory.mktemp("drill") / "run")
+
+
+def damaged(drill, tmp_path):
+    """The drill with damage on both paths: an attempt whose `start` is empty (the fast
+    reader drops it) on the one server it names, and a receipt of the wrong shape (the
+    whole file read carefully)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for path in drill.iterdir():
+        (run / path.name).write_bytes(path.read_bytes())
+    rows = (run / "attempts.csv").read_text().splitlines(keepends=True)
+    header = rows[0].rstrip("\n").split(",")
+    cells = rows[9].rstrip("\n").split(",")
+    cells[header.index("start")] = ""
+    cells[header.index("server")] = "tertiary"
+    rows[9] = ",".join(cells) + "\n"
+    (run / "attempts.csv").write_text("".join(rows))
+    receipts = (run / "receipts-primary.csv").read_text().splitlines(keepends=True)
+    receipts[3] = receipts[3].rstrip("\n") + ",extra\n"
+    (run / "receipts-primary.csv").write_text("".join(receipts))
+    return run
+
+
+def plain_and_compact(run, kind, known=None):
+    plain = journals.load_kind(run, kind, {}, UNUSED[kind])
+    compact = journals.load_kind(run, kind, {}, UNUSED[kind], Compact(CATEGORIES[kind], known))
+    return plain, compact
+
+
+def assert_same_text(plain, compact):
+    assert list(compact.columns) == list(plain.columns)
+    as_text = {c: "str" for c in compact if isinstance(compact[c].dtype, pd.CategoricalDtype)}
+    pd.testing.assert_frame_equal(
+        compact.astype(as_text).reset_index(drop=True),
+        plain.reset_index(drop=True),
+        check_dtype=False,
+    )
+
+
+@pytest.mark.parametrize("block_rows", [1, 7, journals.BLOCK_ROWS])
+@pytest.mark.parametrize("which", ["clean", "damaged"])
+def test_compact_journals_hold_what_whole_ones_do(drill, tmp_path, monkeypatch, block_rows, which):
+    monkeypatch.setattr(journals, "BLOCK_ROWS", block_rows)
+    run = drill if which == "clean" else damaged(drill, tmp_path)
+    attempts, compact_attempts = plain_and_compact(run, "attempts")
+    known = compact_attempts["msg_id"].cat.categories
+    receipts, compact_receipts = plain_and_compact(run, "receipts", known)
+    for plain, compact, kind in (
+        (attempts, compact_attempts, "attempts"),
+        (receipts, compact_receipts, "receipts"),
+    ):
+        assert_same_text(plain, compact)
+        for column in CATEGORIES[kind]:  # as astype("category") makes them: sorted, seen
+            assert compact[column].dtype == plain[column].astype("category").dtype, column
+    if which == "damaged":
+        assert "tertiary" not in set(compact_attempts["server"].cat.categories)
+        assert len(compact_attempts) == len(attempts) == 41  # 42 written, one dropped
+    # The receipts' keys are codes among the attempts' ids: `share` has nothing to hash
+    # on the clean drill, and gives the text path's keys either way.
+    want = msg_keys.share(attempts, receipts)
+    got = msg_keys.share(compact_attempts, compact_receipts)
+    if which == "clean":
+        assert got[1] is compact_receipts
+    for w, g in zip(want, got, strict=True):
+        assert list(g["msg_id"].cat.categories) == list(w["msg_id"].cat.categories)
+        assert g["msg_id"].cat.codes.tolist() == w["msg_id"].cat.codes.tolist()
+
+
+def test_a_compact_load_summarises_as_a_whole_one(drill, tmp_path):
+    """The summary of a damaged run directory, loaded compact, is the one made from the
+    journals read whole and compacted after (journals named, lines counted, alike)."""
+    run = damaged(drill, tmp_path)
+    compact = loaded.RunDir.load(run)
+    whole = journals.load(run)
+    whole = dataclasses.replace(
+        whole,
+        attempts=journals.load_kind(run, "attempts", {}, UNUSED["attempts"]),
+        receipts=journals.load_kind(run, "receipts", {}, UNUSED["receipts"]),
+    )
+    reference = dataclasses.replace(compact, journals=loaded.compact(whole))
+    got = summary.as_json(summary.summarise(compact))
+    assert got == summary.as_json(summary.summarise(reference))
+    problems = summary.summarise(compact).journal_problems
+    assert set(problems.unreadable_lines) == {"attempts.csv", "receipts-primary.csv"}
+
+
+def test_a_keybook_codes_ids_block_by_block_as_factorize_does_the_whole():
+    known = pd.Index(["a-1", "a-2", "a-3"], dtype="str")
+    blocks = [["a-2", "x-9", None], ["x-8", "x-9", "a-1"], [], ["x-7", "x-8"]]
+    book = msg_keys.KeyBook(known)
+    for block in blocks:
+        book.add(pd.Series(block, dtype="str"))
+    column = book.column()
+    every = [i for block in blocks for i in block]
+    assert list(column.categories) == ["a-1", "a-2", "a-3", "x-9", "x-8", "x-7"]
+    assert [None if pd.isna(v) else v for v in column] == every
+    codes, ids = pd.factorize(pd.Series(["a-1", "a-2", "a-3", *every], dtype="str"))
+    assert np.array_equal(column.codes, codes[3:])  # known ids first, then first seen
+    # Another file's keys over the same known ids join as if read in one go.
+    again = msg_keys.KeyBook(known)
+    again.add_keys(pd.Series(column))
+    again.add_keys(pd.Series(column))
+    twice = again.column()
+    assert list(twice.categories) == list(column.categories)
+    assert twice.codes.tolist() == column.codes.tolist() * 2
