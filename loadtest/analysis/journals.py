@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,10 +235,11 @@ def _has_surrogate(text: str) -> bool:
 
 
 def _drop_unreadable(
-    frame: pd.DataFrame, kind: str, damage: Damage, lines: list[int] | None
+    frame: pd.DataFrame, kind: str, damage: Damage, lines: list[int] | None = None
 ) -> pd.DataFrame:
     """Rows whose needed numbers are not numbers are unreadable lines: counted and dropped.
-    `lines`: each row's line (None: row i is line i + 2, a file without quotes)."""
+    `lines`: each row's line (None: the row labelled i is line i + 2, a file without
+    quotes read from its first row; a block of it keeps its rows' labels)."""
     needed = [c for c in NEEDED_NUMBERS[kind] if c in frame]
     if not needed or not len(frame):
         return frame
@@ -246,7 +247,7 @@ def _drop_unreadable(
     if not invalid.any():  # keep the frame as it is: no copy of a clean journal
         return frame
     for i in invalid.nonzero()[0]:
-        damage.add(lines[i] if lines is not None else int(i) + 2)
+        damage.add(lines[i] if lines is not None else int(frame.index[i]) + 2)
     frame = frame[~invalid]
     # Categories hold only the values of rows kept, as `astype("category")` after the
     # drop would (message keys keep theirs: msg_keys.share drops unused ones).
@@ -259,25 +260,21 @@ def _drop_unreadable(
     )
 
 
-def _read_clean(
-    path: Path,
-    kind: str,
-    data: bytes | None = None,
-    skip: tuple[str, ...] = (),
-    compact: Compact | None = None,
-) -> tuple[pd.DataFrame, Damage] | None:
-    """pandas' C parser, for a journal with no damage but perhaps a torn last line: the same
-    frame as `_read_careful`, many times faster. None (read carefully instead) when the
-    file has quoted fields, or a line of the wrong shape, or a number that is not one, or
-    bytes that are not UTF-8. The columns in `skip` are left out of the frame.
+@dataclass
+class _Clean:
+    """A journal file the fast reader may read, and how (`_fast`)."""
 
-    Without quotes, every complete line has the header's shape exactly when the file holds
-    (fields - 1) commas per line and no line is too long (the parser refuses those). The
-    file is checked a few megabytes at a time (`journal_scan`): never whole in memory
-    beside the frame (`data`, when given, is only its header's source). With `compact`,
-    the file is parsed BLOCK_ROWS at a time and each block held compact (`_compacted`):
-    no text column is ever whole as text objects.
-    """
+    path: Path
+    columns: list[str]  # the frame's, in the file's order
+    text: list[str]  # its text columns
+    rows: int  # complete lines after the header: the rows to read, no more
+    escaped: bool  # a cell `maildrill.journal.cell` escaped
+    damage: Damage  # what it left out so far (a torn last line; lines dropped)
+    options: dict[str, Any] = field(default_factory=dict)  # pd.read_csv's
+
+
+def _fast(path: Path, kind: str, data: bytes | None, skip: tuple[str, ...]) -> _Clean | None:
+    """Whether pandas' C parser may read `path` (see `_read_clean`); None: read carefully."""
     header = _header(path, kind, _head(path) if data is None else data)
     del data
     try:
@@ -289,7 +286,6 @@ def _read_clean(
     lines = seen.newlines  # complete lines, the header's included
     if seen.commas != (len(header) - 1) * lines:
         return None
-    damage = Damage(kind, torn=seen.last_newline != seen.size - 1)
     numeric = [c for c in header if c in NUMERIC[kind] and c not in skip]
     text = [c for c in header if c not in NUMERIC[kind] and c not in skip]
     options: dict[str, Any] = {
@@ -302,21 +298,50 @@ def _read_clean(
         # mid-write and is not trusted; lines appended since were not checked.
         "nrows": lines - 1,
     }
+    return _Clean(
+        path=path,
+        columns=[c for c in header if c not in skip],
+        text=text,
+        rows=lines - 1,
+        escaped=seen.escaped_cell,
+        damage=Damage(kind, torn=seen.last_newline != seen.size - 1),
+        options=options,
+    )
+
+
+def _read_clean(
+    path: Path, kind: str, data: bytes | None = None, skip: tuple[str, ...] = ()
+) -> tuple[pd.DataFrame, Damage] | None:
+    """pandas' C parser, for a journal with no damage but perhaps a torn last line: the same
+    frame as `_read_careful`, many times faster. None (read carefully instead) when the
+    file has quoted fields, or a line of the wrong shape, or a number that is not one, or
+    bytes that are not UTF-8. The columns in `skip` are left out of the frame.
+
+    Without quotes, every complete line has the header's shape exactly when the file holds
+    (fields - 1) commas per line and no line is too long (the parser refuses those). The
+    file is checked a few megabytes at a time (`journal_scan`): never whole in memory
+    beside the frame (`data`, when given, is only its header's source).
+    """
+    clean = _fast(path, kind, data, skip)
+    if clean is None:
+        return None
     try:
-        if compact is None or lines - 1 <= 0:
-            frame = _unescaped(pd.read_csv(path, **options), text, seen.escaped_cell)
-            if compact is not None:
-                frame = _compacted([frame], compact, len(frame))
-        else:
-            with pd.read_csv(path, chunksize=BLOCK_ROWS, **options) as blocks:
-                frame = _compacted(
-                    (_unescaped(block, text, seen.escaped_cell) for block in blocks),
-                    compact,
-                    lines - 1,
-                )
+        frame = _unescaped(pd.read_csv(path, **clean.options), clean.text, clean.escaped)
     except (ValueError, pd.errors.ParserError):  # a line too long, a field not a number
         return None
-    return _drop_unreadable(frame, kind, damage, None), damage
+    return _drop_unreadable(frame, kind, clean.damage), clean.damage
+
+
+def _blocks(clean: _Clean, kind: str) -> Iterator[pd.DataFrame]:
+    """A clean file's rows, BLOCK_ROWS at a time, as `_read_clean` reads them (ValueError
+    or ParserError: a line the parser refused, as there)."""
+    if clean.rows <= 0:
+        yield _unescaped(pd.read_csv(clean.path, **clean.options), clean.text, clean.escaped)
+        return
+    with pd.read_csv(clean.path, chunksize=BLOCK_ROWS, **clean.options) as blocks:
+        for block in blocks:
+            block = _unescaped(block, clean.text, clean.escaped)
+            yield _drop_unreadable(block, kind, clean.damage)
 
 
 def _unescaped(frame: pd.DataFrame, text: list[str], escaped: bool) -> pd.DataFrame:
@@ -387,17 +412,14 @@ def _head(path: Path) -> bytes:
         raise RunDirError(path, f"cannot read: {exc.strerror}") from None
 
 
-def read_journal(
-    path: Path, kind: str, skip: tuple[str, ...] = (), compact: Compact | None = None
-) -> tuple[pd.DataFrame, Damage]:
-    """One journal file: its readable rows (without the columns in `skip`; held compact
-    with `compact`), and what was left out."""
-    clean = _read_clean(path, kind, skip=skip, compact=compact)
+def read_journal(path: Path, kind: str, skip: tuple[str, ...] = ()) -> tuple[pd.DataFrame, Damage]:
+    """One journal file: its readable rows (without the columns in `skip`), and what was
+    left out."""
+    clean = _read_clean(path, kind, skip=skip)
     if clean is not None:
         return clean
     frame, damage = _read_careful(path, kind)
-    frame = frame.drop(columns=[c for c in skip if c in frame])
-    return (frame if compact is None else _compacted([frame], compact, len(frame))), damage
+    return frame.drop(columns=[c for c in skip if c in frame]), damage
 
 
 def _read(
@@ -407,10 +429,13 @@ def _read(
     skip: tuple[str, ...] = (),
     compact: Compact | None = None,
 ) -> pd.DataFrame:
-    """Concatenate CSV journals of one kind; what each file lost goes into `damage`."""
+    """Concatenate CSV journals of one kind; what each file lost goes into `damage`.
+    With `compact`, held compact (`_read_compact`)."""
+    if compact is not None and paths:
+        return _read_compact(sorted(paths), kind, damage, skip, compact)
     frames = []
     for path in sorted(paths):
-        frame, lost = read_journal(path, kind, skip, compact)
+        frame, lost = read_journal(path, kind, skip)
         if lost.skipped:
             damage[path.name] = lost
         frames.append(frame)
@@ -423,36 +448,83 @@ def _read(
         )
     if len(frames) == 1 and isinstance(frames[0].index, pd.RangeIndex):
         return frames[0]
-    if compact is not None:
-        return _stacked(frames, compact)
     return pd.concat(frames, ignore_index=True)
 
 
+def _read_compact(
+    paths: list[Path], kind: str, damage: dict[str, Damage], skip: tuple[str, ...], compact: Compact
+) -> pd.DataFrame:
+    """The journals of one kind as one compact frame, made a block at a time from every
+    file in turn (`_compacted`): neither a whole file's frame nor a frame per file is
+    ever held beside it. A damaged file is read carefully, whole, as one block. Files
+    with other columns (journals of two versions) are each compacted, then put together
+    (`_stacked`); so are all of them when the parser refuses a line the checks let by."""
+    sources: list[_Clean | tuple[pd.DataFrame, Damage]] = []
+    for path in paths:
+        clean = _fast(path, kind, None, skip)
+        if clean is None:
+            frame, lost = _read_careful(path, kind)
+            sources.append((frame.drop(columns=[c for c in skip if c in frame]), lost))
+        else:
+            sources.append(clean)
+    columns = [s.columns if isinstance(s, _Clean) else list(s[0].columns) for s in sources]
+    if all(c == columns[0] for c in columns):
+        rows = sum(s.rows if isinstance(s, _Clean) else len(s[0]) for s in sources)
+
+        def blocks() -> Iterator[pd.DataFrame]:
+            for source in sources:
+                if isinstance(source, _Clean):
+                    yield from _blocks(source, kind)
+                else:
+                    yield source[0]
+
+        try:
+            frame = _compacted(blocks(), compact, rows)
+        except (ValueError, pd.errors.ParserError):  # a line too long, a field not a number
+            pass
+        else:
+            for path, source in zip(paths, sources, strict=True):
+                lost = source.damage if isinstance(source, _Clean) else source[1]
+                if lost.skipped:
+                    damage[path.name] = lost
+            return frame
+    frames = []
+    for path, source in zip(paths, sources, strict=True):
+        if isinstance(source, _Clean):
+            frame, lost = read_journal(path, kind, skip)
+        else:
+            frame, lost = source
+        if lost.skipped:
+            damage[path.name] = lost
+        frames.append(_compacted([frame], compact, len(frame)))
+    return frames[0] if len(frames) == 1 else _stacked(frames, compact)
+
+
 def _stacked(frames: list[pd.DataFrame], compact: Compact) -> pd.DataFrame:
-    """Compact frames of several files as one: categories put together (files with other
-    columns: as text, as `pd.concat` would), message keys over the same known ids."""
+    """Compact frames of several files as one, as `pd.concat` would put them together:
+    categories in every file stay categories (put together), message keys are keys over
+    the same known ids; a column some file lacks is text (missing there)."""
     book = msg_keys.KeyBook(compact.keys)
     for frame in frames:
         book.add_keys(frame[msg_keys.COLUMN])
-    place = list(frames[0].columns).index(msg_keys.COLUMN)
-    frames = [f.drop(columns=msg_keys.COLUMN) for f in frames]
-    names = list(frames[0].columns)
-    if any(list(f.columns) != names for f in frames):
-        frames = [
-            f.astype({c: "str" for c in f if isinstance(f[c].dtype, pd.CategoricalDtype)})
-            for f in frames
-        ]
-        frame = pd.concat(frames, ignore_index=True)
-    else:
-        frame = pd.DataFrame(
-            {
-                c: union_categoricals([f[c] for f in frames], sort_categories=True)
-                if isinstance(frames[0][c].dtype, pd.CategoricalDtype)
-                else pd.concat([f[c] for f in frames], ignore_index=True)
-                for c in names
-            }
-        )
-    frame.insert(place, msg_keys.COLUMN, book.column())
+    names = list(dict.fromkeys(c for f in frames for c in f.columns))
+    categories = [
+        c
+        for c in names
+        if c != msg_keys.COLUMN
+        and all(c in f and isinstance(f[c].dtype, pd.CategoricalDtype) for f in frames)
+    ]
+    rest = [f.drop(columns=[c for c in (msg_keys.COLUMN, *categories) if c in f]) for f in frames]
+    rest = [
+        f.astype({c: "str" for c in f if isinstance(f[c].dtype, pd.CategoricalDtype)}) for f in rest
+    ]
+    frame = pd.concat(rest, ignore_index=True)
+    for at, name in enumerate(names):
+        if name == msg_keys.COLUMN:
+            frame.insert(at, name, book.column())
+        elif name in categories:
+            values = union_categoricals([f[name] for f in frames], sort_categories=True)
+            frame.insert(at, name, values)
     return frame
 
 

@@ -21,14 +21,19 @@ def drill(tmp_path_factory):
     return runs.drill(tmp_path_factory.mktemp("drill") / "run")
 
 
-def damaged(drill, tmp_path):
-    """The drill with damage on both paths: an attempt whose `start` is empty (the fast
-    reader drops it) on the one server it names, and a receipt of the wrong shape (the
-    whole file read carefully)."""
+def copy(drill, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     for path in drill.iterdir():
         (run / path.name).write_bytes(path.read_bytes())
+    return run
+
+
+def damaged(drill, tmp_path):
+    """The drill with damage on both paths: an attempt whose `start` is empty (the fast
+    reader drops it) on the one server it names, and a receipt of the wrong shape (the
+    whole file read carefully)."""
+    run = copy(drill, tmp_path)
     rows = (run / "attempts.csv").read_text().splitlines(keepends=True)
     header = rows[0].rstrip("\n").split(",")
     cells = rows[9].rstrip("\n").split(",")
@@ -43,9 +48,14 @@ def damaged(drill, tmp_path):
 
 
 def plain_and_compact(run, kind, known=None):
-    plain = journals.load_kind(run, kind, {}, UNUSED[kind])
-    compact = journals.load_kind(run, kind, {}, UNUSED[kind], Compact(CATEGORIES[kind], known))
-    return plain, compact
+    """The journals of `kind` read whole and read compact; both name the same damage."""
+    plain_damage: dict[str, journals.Damage] = {}
+    compact_damage: dict[str, journals.Damage] = {}
+    plain = journals.load_kind(run, kind, plain_damage, UNUSED[kind])
+    how = Compact(CATEGORIES[kind], known)
+    compact = journals.load_kind(run, kind, compact_damage, UNUSED[kind], how)
+    assert compact_damage == plain_damage
+    return plain, compact, plain_damage
 
 
 def assert_same_text(plain, compact):
@@ -58,29 +68,69 @@ def assert_same_text(plain, compact):
     )
 
 
+def refused(drill, tmp_path):
+    """A receipt whose size is not a number: the checks let it by, the parser refuses it
+    once it meets it (every file is then read again, each on its own)."""
+    run = copy(drill, tmp_path)
+    path = run / "receipts-secondary.csv"
+    rows = path.read_text().splitlines(keepends=True)
+    cells = rows[2].split(",")
+    cells[rows[0].split(",").index("size")] = "big"
+    rows[2] = ",".join(cells)
+    path.write_text("".join(rows))
+    return run
+
+
+def two_versions(drill, tmp_path):
+    """receipts-secondary.csv of an older version, without the `ptr` column."""
+    run = copy(drill, tmp_path)
+    path = run / "receipts-secondary.csv"
+    rows = path.read_text().splitlines(keepends=True)
+    at = rows[0].rstrip("\n").split(",").index("ptr")
+    cut = []
+    for row in rows:
+        end = "\n" if row.endswith("\n") else ""
+        cells = row.rstrip("\n").split(",")
+        cut.append(",".join(cells[:at] + cells[at + 1 :]) + end)
+    path.write_text("".join(cut))
+    return run
+
+
+MAKE = {"clean": lambda drill, _: drill, "damaged": damaged, "refused": refused}
+MAKE["two_versions"] = two_versions
+
+
 @pytest.mark.parametrize("block_rows", [1, 7, journals.BLOCK_ROWS])
-@pytest.mark.parametrize("which", ["clean", "damaged"])
+@pytest.mark.parametrize("which", list(MAKE))
 def test_compact_journals_hold_what_whole_ones_do(drill, tmp_path, monkeypatch, block_rows, which):
     monkeypatch.setattr(journals, "BLOCK_ROWS", block_rows)
-    run = drill if which == "clean" else damaged(drill, tmp_path)
-    attempts, compact_attempts = plain_and_compact(run, "attempts")
+    run = MAKE[which](drill, tmp_path)
+    attempts, compact_attempts, _ = plain_and_compact(run, "attempts")
     known = compact_attempts["msg_id"].cat.categories
-    receipts, compact_receipts = plain_and_compact(run, "receipts", known)
+    receipts, compact_receipts, lost = plain_and_compact(run, "receipts", known)
     for plain, compact, kind in (
         (attempts, compact_attempts, "attempts"),
         (receipts, compact_receipts, "receipts"),
     ):
         assert_same_text(plain, compact)
         for column in CATEGORIES[kind]:  # as astype("category") makes them: sorted, seen
+            if plain[column].isna().any():  # a column one version lacks: text, as before
+                assert not isinstance(compact[column].dtype, pd.CategoricalDtype)
+                continue
             assert compact[column].dtype == plain[column].astype("category").dtype, column
+    if which == "refused":
+        assert lost["receipts-secondary.csv"].unreadable == 1
+    if which == "two_versions":
+        assert compact_receipts["ptr"].isna().sum() > 0
     if which == "damaged":
+        assert lost["receipts-primary.csv"].lines == [4]
         assert "tertiary" not in set(compact_attempts["server"].cat.categories)
         assert len(compact_attempts) == len(attempts) == 41  # 42 written, one dropped
     # The receipts' keys are codes among the attempts' ids: `share` has nothing to hash
     # on the clean drill, and gives the text path's keys either way.
     want = msg_keys.share(attempts, receipts)
     got = msg_keys.share(compact_attempts, compact_receipts)
-    if which == "clean":
+    if which in ("clean", "two_versions"):
         assert got[1] is compact_receipts
     for w, g in zip(want, got, strict=True):
         assert list(g["msg_id"].cat.categories) == list(w["msg_id"].cat.categories)
@@ -117,6 +167,7 @@ def test_a_keybook_codes_ids_block_by_block_as_factorize_does_the_whole():
     assert [None if pd.isna(v) else v for v in column] == every
     codes, ids = pd.factorize(pd.Series(["a-1", "a-2", "a-3", *every], dtype="str"))
     assert np.array_equal(column.codes, codes[3:])  # known ids first, then first seen
+    assert list(ids) == list(column.categories)
     # Another file's keys over the same known ids join as if read in one go.
     again = msg_keys.KeyBook(known)
     again.add_keys(pd.Series(column))
