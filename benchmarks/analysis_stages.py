@@ -7,7 +7,9 @@ pages), with every stage of the analysis wrapped: the journals' load, `compact` 
 message keys, reconcile, recipients, streams, backlog, the latency histograms, the time
 series, the plots. Each stage prints its own peak above what was held when it began
 (tracemalloc: Python objects and numpy/pandas buffers alike), what it left held, its
-seconds, and the process' RSS after it. The process' peak RSS is the last line.
+seconds, and the process' RSS after it. The process' peak RSS is the last line. With
+`--columns`, what the loaded attempts and receipts and reconcile's per-message table hold,
+column by column (each text object counted once, however many cells point at it).
 
 A run directory to measure: `benchmarks/analysis_scale.py --synthesise-only --dir DIR
 --attempts 3000000`. tracemalloc slows the load about twice: `--no-trace` gives RSS and
@@ -22,9 +24,13 @@ import resource
 import sys
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -124,6 +130,40 @@ class Meter:
         return measured
 
 
+def held_bytes(frame: pd.DataFrame, seen: set[int]) -> Counter[str]:
+    """Bytes per column: arrays, and each text object once (`seen`: counted already)."""
+    out: Counter[str] = Counter()
+    for name in frame.columns:
+        values = frame[name]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            out[name] += values.cat.codes.to_numpy().nbytes
+            categories = values.cat.categories
+            if id(categories) in seen:  # the same ids in attempts and receipts: once
+                continue
+            seen.add(id(categories))
+            values = pd.Series(categories)
+        array = values.to_numpy()
+        out[name] += array.nbytes
+        if array.dtype == object:
+            ids = np.fromiter(map(id, array), np.int64, len(array))
+            _, first = np.unique(ids, return_index=True)
+            fresh = [i for i in first if int(ids[i]) not in seen]
+            seen.update(int(ids[i]) for i in fresh)
+            out[name] += sum(sys.getsizeof(array[i]) for i in fresh)
+    return out
+
+
+def print_columns(frames: dict[str, pd.DataFrame]) -> None:
+    seen: set[int] = set()
+    for title, frame in frames.items():
+        held = held_bytes(frame, seen)
+        total = sum(held.values())
+        per_row = total / max(1, len(frame))
+        print(f"{title}: {len(frame)} rows, {total / MB:.0f} MB ({per_row:.0f} B/row)")
+        for name, size in held.most_common():
+            print(f"    {name:22} {size / MB:7.1f} MB")
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / MB
@@ -133,10 +173,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--no-trace", action="store_true", help="RSS and seconds only")
+    parser.add_argument("--columns", action="store_true", help="memory held per column")
     args = parser.parse_args()
     meter = Meter(trace=not args.no_trace)
     for module, name, label in STAGES:
         setattr(module, name, meter.wrap(label, getattr(module, name)))
+    kept: dict[str, pd.DataFrame] = {}
+    if args.columns:
+        compact, messages = loaded.compact, reconcile.messages
+
+        def keep_journals(*a: Any, **k: Any) -> Any:
+            out = compact(*a, **k)
+            kept["attempts"], kept["receipts"] = out.attempts, out.receipts
+            return out
+
+        def keep_per(*a: Any, **k: Any) -> Any:
+            out = messages(*a, **k)
+            kept.setdefault("per (reconcile.messages)", out)
+            return out
+
+        loaded.compact, reconcile.messages = keep_journals, keep_per
     if meter.trace:
         tracemalloc.start()
     started = time.perf_counter()
@@ -145,6 +201,9 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     traced = tracemalloc.get_traced_memory()[1] / MB if meter.trace else 0.0
     print(f"total {total:.1f} s; peak RSS {peak:.0f} MB; last traced peak {traced:.0f} MB")
+    if kept:
+        tracemalloc.stop()
+        print_columns(kept)
 
 
 if __name__ == "__main__":
