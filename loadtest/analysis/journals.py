@@ -70,7 +70,10 @@ UNUSED = {
 # columns categories in journals the careful reader read.
 CATEGORIES = {
     "attempts": (
-        "outcome", "server", "worker", "run_id", "stream", "phase", "enhanced", "rcpt_replies"
+        "outcome", "server", "worker", "run_id", "stream", "phase", "enhanced", "rcpt_replies",
+        # Mostly empty; the analysis turns them into text before it reads them (by_address,
+        # dns_follow) or reads them not at all (error).
+        "error", "addr", "dns_name",
     ),
     "receipts": ("worker", "peer", "message_id", "spf", "dkim", "dmarc", "ptr"),
 }  # fmt: skip
