@@ -86,7 +86,7 @@ class Compact:
     codes from `keys` (the receipts' ids looked up among the attempts')."""
 
     categories: tuple[str, ...]
-    keys: pd.Index | None = None  # the ids known before: the attempts' (None: none yet)
+    keys: pd.CategoricalDtype | None = None  # the attempts' ids (None: none known yet)
 
 
 @dataclass
@@ -591,7 +591,7 @@ def load(run_dir: Path) -> Journals:
         run_dir, "attempts", damage, UNUSED["attempts"], Compact(CATEGORIES["attempts"])
     )
     ids = attempts[msg_keys.COLUMN]
-    known = ids.cat.categories if isinstance(ids.dtype, pd.CategoricalDtype) else None
+    known = ids.dtype if isinstance(ids.dtype, pd.CategoricalDtype) else None
     receipts = load_kind(
         run_dir, "receipts", damage, UNUSED["receipts"], Compact(CATEGORIES["receipts"], known)
     )

@@ -27,9 +27,14 @@ NEW = -2  # in a block's codes: -2 - j is the block's j-th id not among `known`
 class KeyBook:
     """Message ids to integer codes, block by block: the ids in `known` keep their places,
     the others follow in order of first appearance. `column` gives every block added so
-    far as one Categorical over `known` and the new ids (missing ids: code -1)."""
+    far as one Categorical over `known` and the new ids (missing ids: code -1). `known`
+    may be the dtype of the ids known (the attempts'): a column with no other id then has
+    that very dtype, its categories neither copied nor hashed again."""
 
-    def __init__(self, known: pd.Index | None = None) -> None:
+    def __init__(self, known: pd.Index | pd.CategoricalDtype | None = None) -> None:
+        self.dtype = known if isinstance(known, pd.CategoricalDtype) else None
+        if isinstance(known, pd.CategoricalDtype):
+            known = known.categories
         self.known = known if known is not None else pd.Index([], dtype="str")
         self._codes: list[np.ndarray] = []
         self._new: list[pd.Index] = []
@@ -43,13 +48,13 @@ class KeyBook:
         new = where < 0
         where[new] = NEW - np.arange(int(new.sum()))
         codes = np.asarray(codes)
-        self._codes.append(np.where(codes >= 0, where[codes], -1))
+        self._codes.append(np.where(codes >= 0, where[codes], -1).astype(np.int32))
         self._new.append(uniques[new])
 
     def add_keys(self, column: pd.Series) -> None:
         """A Categorical another KeyBook over the same `known` made (another file's)."""
         k = len(self.known)
-        codes = column.cat.codes.to_numpy().astype(np.int64)
+        codes = column.cat.codes.to_numpy().astype(np.int32)
         fresh = codes >= k
         codes[fresh] = NEW - (codes[fresh] - k)
         self._codes.append(codes)
@@ -58,17 +63,19 @@ class KeyBook:
     def column(self) -> pd.Categorical:
         new: pd.Index = self._new[0].append(self._new[1:]) if self._new else self.known[:0]
         new_codes, new_ids = pd.factorize(new)  # an id new in two blocks: once
-        new_ids = pd.Index(new_ids)
-        base = len(self.known)
-        categories = new_ids if not base else self.known.append(new_ids)
-        parts, start = [], 0
+        base, start = len(self.known), 0
         for codes, block_new in zip(self._codes, self._new, strict=True):
             fresh = codes <= NEW
             codes[fresh] = base + new_codes[start + (NEW - codes[fresh])]
             start += len(block_new)
-            parts.append(codes)
-        self._codes, self._new = [], []
-        codes = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        del new, new_codes
+        self._new = []
+        codes = np.concatenate(self._codes) if self._codes else np.empty(0, dtype=np.int32)
+        self._codes = []
+        if self.dtype is not None and not len(new_ids):
+            return pd.Categorical.from_codes(codes, dtype=self.dtype)
+        new_ids = pd.Index(new_ids)
+        categories = new_ids if not base else self.known.append(new_ids)
         return pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories))
 
 
