@@ -96,8 +96,22 @@ def two_versions(drill, tmp_path):
     return run
 
 
+def escaped(drill, tmp_path):
+    """Cells `maildrill.journal.cell` escaped, in a column read as categories."""
+    run = copy(drill, tmp_path)
+    path = run / "attempts.csv"
+    rows = path.read_text().splitlines(keepends=True)
+    at = rows[0].split(",").index("server")
+    for i, value in ((3, "'=SUM(1)"), (4, "''x")):
+        cells = rows[i].split(",")
+        cells[at] = value
+        rows[i] = ",".join(cells)
+    path.write_text("".join(rows))
+    return run
+
+
 MAKE = {"clean": lambda drill, _: drill, "damaged": damaged, "refused": refused}
-MAKE["two_versions"] = two_versions
+MAKE |= {"two_versions": two_versions, "escaped": escaped}
 
 
 @pytest.mark.parametrize("block_rows", [1, 7, journals.BLOCK_ROWS])
@@ -118,6 +132,8 @@ def test_compact_journals_hold_what_whole_ones_do(drill, tmp_path, monkeypatch, 
                 assert not isinstance(compact[column].dtype, pd.CategoricalDtype)
                 continue
             assert compact[column].dtype == plain[column].astype("category").dtype, column
+    if which == "escaped":
+        assert list(compact_attempts["server"][2:4]) == ["=SUM(1)", "'x"]
     if which == "refused":
         assert lost["receipts-secondary.csv"].unreadable == 1
     if which == "two_versions":
