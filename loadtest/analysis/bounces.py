@@ -97,11 +97,11 @@ def cells(attempts: pd.DataFrame, msg: np.ndarray) -> Cells:
     rcpt_replies text is split once: a run repeats a handful of them. An older journal
     without the column: every recipient of the envelope, no RCPT reply known."""
     if "rcpt_replies" in attempts:
-        text = attempts["rcpt_replies"].fillna("").astype(str).to_numpy()
+        text_code, texts = _factorized(attempts, "rcpt_replies")
     else:
         count = attempts["recipients"].fillna(1).clip(lower=1).astype(int).to_numpy()
         text = np.array([";" * (n - 1) for n in count], dtype=object)
-    text_code, texts = pd.factorize(text)
+        text_code, texts = pd.factorize(text)
     split = [str(t).split(";") for t in texts]
     values: list[str] = []
     offsets = np.zeros(len(split), dtype=np.int64)
@@ -130,6 +130,26 @@ def _column(frame: pd.DataFrame, name: str, default: str | float) -> np.ndarray:
         return np.full(len(frame), default, dtype="float64")
     numbers: np.ndarray = frame[name].to_numpy(dtype="float64")
     return numbers
+
+
+def _factorized(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, pd.Index]:
+    """`pd.factorize(_column(frame, name, ""))`: codes, and the values in order of first
+    appearance. A column of categories (loadtest.analysis.loaded) is answered from its
+    codes: no text object per row, and no hash table sized for every row, which is what
+    `pd.factorize` of a million texts allocates however few of them differ (issue 18)."""
+    column = frame.get(name)
+    if column is None or not isinstance(column.dtype, pd.CategoricalDtype):
+        codes, uniques = pd.factorize(_column(frame, name, ""))
+        return np.asarray(codes), pd.Index(uniques)
+    keys = column.cat.codes.to_numpy()
+    if (keys < 0).any():  # a missing value reads as "" here
+        codes, uniques = pd.factorize(_column(frame, name, ""))
+        return np.asarray(codes), pd.Index(uniques)
+    seen, first = np.unique(keys, return_index=True)  # the categories used, sorted
+    order = np.argsort(first, kind="stable")  # ... in order of first appearance
+    code_of = np.full(len(column.cat.categories), -1, dtype=np.intp)
+    code_of[seen[order]] = np.arange(len(order))
+    return code_of[keys], column.cat.categories.take(seen[order])
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
@@ -210,7 +230,7 @@ def summarise(
 
     # A recipient counts as attempted at every server an attempt carried it to; its bounce
     # at the server that gave its last word.
-    server_code, servers = pd.factorize(_column(frame, "server", ""))
+    server_code, servers = _factorized(frame, "server")
     at_server = _distinct(key[carried] * len(servers) + server_code[c.row[carried]])
     attempted_at = np.bincount(at_server % len(servers), minlength=len(servers))
     last_server = server_code[row]
@@ -223,7 +243,7 @@ def summarise(
         for i, name in sorted(enumerate(servers), key=lambda x: str(x[1]))
         if attempted_at[i]
     }
-    stream_code, streams = pd.factorize(_column(frame, "stream", ""))
+    stream_code, streams = _factorized(frame, "stream")
     last_stream = stream_code[row]
     per_stream = {
         str(name): _rates(

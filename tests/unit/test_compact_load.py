@@ -193,3 +193,20 @@ def test_a_keybook_codes_ids_block_by_block_as_factorize_does_the_whole():
     twice = again.column()
     assert list(twice.categories) == list(column.categories)
     assert twice.codes.tolist() == column.codes.tolist() * 2
+
+
+def test_bounces_factorizes_categories_as_it_does_their_text():
+    """bounces._factorized answers from a column's codes what pd.factorize answers from
+    its text: codes and values in order of first appearance, unused categories left out."""
+    from loadtest.analysis import bounces
+
+    text = pd.Series(["b", "a", "b", "c", "a"], dtype="str")
+    unused = pd.Categorical(text, categories=["z", "c", "b", "a"])
+    for column in (text, text.astype("category"), pd.Series(unused)):
+        frame = pd.DataFrame({"server": column})
+        codes, values = bounces._factorized(frame, "server")
+        assert codes.tolist() == [0, 1, 0, 2, 1]
+        assert list(values) == ["b", "a", "c"]
+    codes, values = bounces._factorized(pd.DataFrame({"x": [1]}), "server")  # no column
+    assert codes.tolist() == [0]
+    assert list(values) == [""]
