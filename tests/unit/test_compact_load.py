@@ -210,3 +210,23 @@ def test_bounces_factorizes_categories_as_it_does_their_text():
     codes, values = bounces._factorized(pd.DataFrame({"x": [1]}), "server")  # no column
     assert codes.tolist() == [0]
     assert list(values) == [""]
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ["a", "b", None, "a", "c", "b"],  # in the categories' order: the codes themselves
+        ["a", "c", "b"],  # out of it
+        [None, None],
+        ["b", "a"],
+    ],
+)
+@pytest.mark.parametrize("extra", [[], ["z"]])  # a category no row uses
+def test_factorize_by_codes_answers_as_pandas_on_the_text(ids, extra):
+    text = pd.Series(ids, dtype="str")
+    order = list(dict.fromkeys(i for i in ids if i is not None))
+    keyed = pd.Series(pd.Categorical(text, categories=order + extra))
+    codes, values = msg_keys.factorize(keyed)
+    want_codes, want_values = pd.factorize(text)
+    assert codes.tolist() == want_codes.tolist()
+    assert list(values) == list(want_values)
