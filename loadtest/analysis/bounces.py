@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from loadtest.analysis import msg_keys
 from loadtest.analysis.summary_model import BounceRates, Bounces
 from loadtest.bounce_codes import bounce_class, status_key, suppresses
 from loadtest.campaign import MessageFactory
@@ -135,21 +136,17 @@ def _column(frame: pd.DataFrame, name: str, default: str | float) -> np.ndarray:
 def _factorized(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, pd.Index]:
     """`pd.factorize(_column(frame, name, ""))`: codes, and the values in order of first
     appearance. A column of categories (loadtest.analysis.loaded) is answered from its
-    codes: no text object per row, and no hash table sized for every row, which is what
-    `pd.factorize` of a million texts allocates however few of them differ (issue 18)."""
+    codes (`msg_keys.factorize`): no text object per row, and no hash table sized for
+    every row, which `pd.factorize` of a million texts allocates however few differ."""
     column = frame.get(name)
-    if column is None or not isinstance(column.dtype, pd.CategoricalDtype):
-        codes, uniques = pd.factorize(_column(frame, name, ""))
-        return np.asarray(codes), pd.Index(uniques)
-    keys = column.cat.codes.to_numpy()
-    if (keys < 0).any():  # a missing value reads as "" here
-        codes, uniques = pd.factorize(_column(frame, name, ""))
-        return np.asarray(codes), pd.Index(uniques)
-    seen, first = np.unique(keys, return_index=True)  # the categories used, sorted
-    order = np.argsort(first, kind="stable")  # ... in order of first appearance
-    code_of = np.full(len(column.cat.categories), -1, dtype=np.intp)
-    code_of[seen[order]] = np.arange(len(order))
-    return code_of[keys], column.cat.categories.take(seen[order])
+    if (
+        column is not None
+        and isinstance(column.dtype, pd.CategoricalDtype)
+        and not column.isna().any()  # a missing value reads as "" here
+    ):
+        return msg_keys.factorize(column)
+    codes, uniques = pd.factorize(_column(frame, name, ""))
+    return np.asarray(codes), pd.Index(uniques)
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:

@@ -137,6 +137,8 @@ def factorize(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
     categories = column.cat.categories
     if _in_order(keys, len(categories)):
         return keys.astype(np.int64), categories  # the codes are the answer: no hashing
+    if len(categories) <= FEW:
+        return _by_first_use(keys, categories)
     codes, uniques = pd.factorize(keys)  # -1 (missing) is a value here
     codes = np.asarray(codes)
     uniques = np.asarray(uniques)
@@ -148,6 +150,21 @@ def factorize(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
     if len(uniques) == len(categories) and (uniques == np.arange(len(uniques))).all():
         return codes, categories  # every id, in the categories' own order: no copy
     return codes, categories.take(uniques)
+
+
+FEW = 1 << 16  # categories few enough to be put in order by a sort of the codes
+
+
+def _by_first_use(keys: np.ndarray, categories: pd.Index) -> tuple[np.ndarray, pd.Index]:
+    """`factorize` of few categories (a server, a stream...): the ones used, in order of
+    first use, found by a sort of the codes, not a hash table sized for every row."""
+    valid = keys >= 0
+    seen, first = np.unique(keys[valid], return_index=True)
+    order = np.argsort(first, kind="stable")
+    code_of = np.full(len(categories), -1, dtype=np.int64)
+    code_of[seen[order]] = np.arange(len(order))
+    codes = np.where(valid, code_of[np.where(valid, keys, 0)], -1)
+    return codes, categories.take(seen[order])
 
 
 def _in_order(keys: np.ndarray, size: int) -> bool:

@@ -217,7 +217,9 @@ def test_bounces_factorizes_categories_as_it_does_their_text():
 )
 @pytest.mark.parametrize("extra", [[], ["z"]])  # a category no row uses
 @pytest.mark.parametrize("seen", [True, False])  # categories in order of first use, or sorted
-def test_factorize_by_codes_answers_as_pandas_on_the_text(ids, extra, seen):
+@pytest.mark.parametrize("few", [msg_keys.FEW, 0])  # put in order by a sort, or by a hash
+def test_factorize_by_codes_answers_as_pandas_on_the_text(monkeypatch, ids, extra, seen, few):
+    monkeypatch.setattr(msg_keys, "FEW", few)
     text = pd.Series(ids, dtype="str")
     order = list(dict.fromkeys(i for i in ids if i is not None))
     order = order if seen else sorted(order)
