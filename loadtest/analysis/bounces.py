@@ -133,6 +133,15 @@ def _column(frame: pd.DataFrame, name: str, default: str | float) -> np.ndarray:
     return numbers
 
 
+def _text_at(frame: pd.DataFrame, name: str, rows: np.ndarray) -> np.ndarray:
+    """`_column(frame, name, "")[rows]`, made for those rows only."""
+    if name not in frame:
+        return np.full(len(rows), "", dtype=object)
+    column = frame[name].iloc[rows]
+    text: np.ndarray = column.astype(object).where(column.notna(), "").to_numpy()
+    return text
+
+
 def _factorized(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, pd.Index]:
     """`pd.factorize(_column(frame, name, ""))`: codes, and the values in order of first
     appearance. A column of categories (loadtest.analysis.loaded) is answered from its
@@ -183,7 +192,7 @@ def summarise(
             by_status={}, suppressed=0, per_stream={}, per_server={},
             **_plan_counts(scenario, run_id, planned, []),
         )  # fmt: skip
-    msg, msg_ids = pd.factorize(frame["msg_id"])
+    msg, msg_ids = msg_keys.factorize(frame["msg_id"])  # by the codes of shared keys
     c = cells(frame, msg)
     e = c.entries
     # Messages finished: a journal row of theirs is final (a suppressed row always is).
@@ -209,18 +218,20 @@ def summarise(
     refused = rcpt_code >= 400
     message_refused = attempt_code[row] >= 400  # speaks for every recipient its RCPT took
     word = np.where(refused, rcpt_code, np.where(message_refused, attempt_code[row], 0))
-    enhanced = np.where(
-        refused,
-        e.enhanced[c.entry[last]],
-        np.where(message_refused, _column(frame, "enhanced", "")[row], ""),
-    )
     hard = (word >= 500) & (word < 600)
     soft = (word >= 400) & (word < 500) & finished[c.msg[last]]
 
     by_status: dict[str, int] = {}
     by_class: dict[str, int] = {}
     bounced = np.flatnonzero(hard | soft)
-    for (code, text), n in Counter(zip(word[bounced], enhanced[bounced], strict=True)).items():
+    # The enhanced codes of the bounced recipients only: as text for every recipient
+    # they were several object arrays the size of the run (issue 18).
+    enhanced = np.where(
+        refused[bounced],
+        e.enhanced[c.entry[last[bounced]]],
+        np.where(message_refused[bounced], _text_at(frame, "enhanced", row[bounced]), ""),
+    )
+    for (code, text), n in Counter(zip(word[bounced], enhanced, strict=True)).items():
         status, kind = status_key(int(code), str(text)), bounce_class(int(code), str(text))
         by_status[status] = by_status.get(status, 0) + n
         by_class[kind] = by_class.get(kind, 0) + n
@@ -252,13 +263,13 @@ def summarise(
         if (last_stream == i).any()
     }
     attempted, n_hard, n_soft = len(last), int(hard.sum()), int(soft.sum())
-    phase = _column(frame, "phase", "")
-    stage = np.where(refused, "rcpt", phase[row])
     hard_rows = np.flatnonzero(hard)
+    stage = np.where(refused[hard_rows], "rcpt", _text_at(frame, "phase", row[hard_rows]))
+    hard_enhanced = enhanced[np.searchsorted(bounced, hard_rows)]  # hard ones bounced too
     hard_bounced = [
         (str(msg_ids[c.msg[last[i]]]), int(c.position[last[i]]),
-         suppresses(str(stage[i]), int(word[i]), str(enhanced[i])))
-        for i in hard_rows
+         suppresses(str(stage[j]), int(word[i]), str(hard_enhanced[j])))
+        for j, i in enumerate(hard_rows)
     ]  # fmt: skip
     return Bounces(
         attempted=attempted,
