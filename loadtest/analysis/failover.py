@@ -61,7 +61,8 @@ def analyse(
     delayed = affected[affected["accepted"]]
     # Only the two columns the baseline needs: the whole per-message table, copied, was
     # the largest allocation here (77 bytes a message; issue 18).
-    before = per_message["accepted"] & (per_message["accepted_end"] < window.onset)
+    # (A numpy mask: a Series one makes pandas hash the per-message index, and keep it.)
+    before = (per_message["accepted"] & (per_message["accepted_end"] < window.onset)).to_numpy()
     baseline = per_message.loc[before, ["accepted_end", "intended"]]
     base_delay = (
         float((baseline["accepted_end"] - baseline["intended"]).median()) if len(baseline) else 0.0
