@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from loadtest.analysis import msg_keys
 from loadtest.analysis.summary_model import BounceRates, Bounces
 from loadtest.bounce_codes import bounce_class, status_key, suppresses
 from loadtest.campaign import MessageFactory
@@ -97,11 +98,11 @@ def cells(attempts: pd.DataFrame, msg: np.ndarray) -> Cells:
     rcpt_replies text is split once: a run repeats a handful of them. An older journal
     without the column: every recipient of the envelope, no RCPT reply known."""
     if "rcpt_replies" in attempts:
-        text = attempts["rcpt_replies"].fillna("").astype(str).to_numpy()
+        text_code, texts = _factorized(attempts, "rcpt_replies")
     else:
         count = attempts["recipients"].fillna(1).clip(lower=1).astype(int).to_numpy()
         text = np.array([";" * (n - 1) for n in count], dtype=object)
-    text_code, texts = pd.factorize(text)
+        text_code, texts = pd.factorize(text)
     split = [str(t).split(";") for t in texts]
     values: list[str] = []
     offsets = np.zeros(len(split), dtype=np.int64)
@@ -130,6 +131,31 @@ def _column(frame: pd.DataFrame, name: str, default: str | float) -> np.ndarray:
         return np.full(len(frame), default, dtype="float64")
     numbers: np.ndarray = frame[name].to_numpy(dtype="float64")
     return numbers
+
+
+def _text_at(frame: pd.DataFrame, name: str, rows: np.ndarray) -> np.ndarray:
+    """`_column(frame, name, "")[rows]`, made for those rows only."""
+    if name not in frame:
+        return np.full(len(rows), "", dtype=object)
+    column = frame[name].iloc[rows]
+    text: np.ndarray = column.astype(object).where(column.notna(), "").to_numpy()
+    return text
+
+
+def _factorized(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, pd.Index]:
+    """`pd.factorize(_column(frame, name, ""))`: codes, and the values in order of first
+    appearance. A column of categories (loadtest.analysis.loaded) is answered from its
+    codes (`msg_keys.factorize`): no text object per row, and no hash table sized for
+    every row, which `pd.factorize` of a million texts allocates however few differ."""
+    column = frame.get(name)
+    if (
+        column is not None
+        and isinstance(column.dtype, pd.CategoricalDtype)
+        and not column.isna().any()  # a missing value reads as "" here
+    ):
+        return msg_keys.factorize(column)
+    codes, uniques = pd.factorize(_column(frame, name, ""))
+    return np.asarray(codes), pd.Index(uniques)
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
@@ -166,7 +192,7 @@ def summarise(
             by_status={}, suppressed=0, per_stream={}, per_server={},
             **_plan_counts(scenario, run_id, planned, []),
         )  # fmt: skip
-    msg, msg_ids = pd.factorize(frame["msg_id"])
+    msg, msg_ids = msg_keys.factorize(frame["msg_id"])  # by the codes of shared keys
     c = cells(frame, msg)
     e = c.entries
     # Messages finished: a journal row of theirs is final (a suppressed row always is).
@@ -192,25 +218,27 @@ def summarise(
     refused = rcpt_code >= 400
     message_refused = attempt_code[row] >= 400  # speaks for every recipient its RCPT took
     word = np.where(refused, rcpt_code, np.where(message_refused, attempt_code[row], 0))
-    enhanced = np.where(
-        refused,
-        e.enhanced[c.entry[last]],
-        np.where(message_refused, _column(frame, "enhanced", "")[row], ""),
-    )
     hard = (word >= 500) & (word < 600)
     soft = (word >= 400) & (word < 500) & finished[c.msg[last]]
 
     by_status: dict[str, int] = {}
     by_class: dict[str, int] = {}
     bounced = np.flatnonzero(hard | soft)
-    for (code, text), n in Counter(zip(word[bounced], enhanced[bounced], strict=True)).items():
+    # The enhanced codes of the bounced recipients only: as text for every recipient
+    # they were several object arrays the size of the run (issue 18).
+    enhanced = np.where(
+        refused[bounced],
+        e.enhanced[c.entry[last[bounced]]],
+        np.where(message_refused[bounced], _text_at(frame, "enhanced", row[bounced]), ""),
+    )
+    for (code, text), n in Counter(zip(word[bounced], enhanced, strict=True)).items():
         status, kind = status_key(int(code), str(text)), bounce_class(int(code), str(text))
         by_status[status] = by_status.get(status, 0) + n
         by_class[kind] = by_class.get(kind, 0) + n
 
     # A recipient counts as attempted at every server an attempt carried it to; its bounce
     # at the server that gave its last word.
-    server_code, servers = pd.factorize(_column(frame, "server", ""))
+    server_code, servers = _factorized(frame, "server")
     at_server = _distinct(key[carried] * len(servers) + server_code[c.row[carried]])
     attempted_at = np.bincount(at_server % len(servers), minlength=len(servers))
     last_server = server_code[row]
@@ -223,7 +251,7 @@ def summarise(
         for i, name in sorted(enumerate(servers), key=lambda x: str(x[1]))
         if attempted_at[i]
     }
-    stream_code, streams = pd.factorize(_column(frame, "stream", ""))
+    stream_code, streams = _factorized(frame, "stream")
     last_stream = stream_code[row]
     per_stream = {
         str(name): _rates(
@@ -235,13 +263,13 @@ def summarise(
         if (last_stream == i).any()
     }
     attempted, n_hard, n_soft = len(last), int(hard.sum()), int(soft.sum())
-    phase = _column(frame, "phase", "")
-    stage = np.where(refused, "rcpt", phase[row])
     hard_rows = np.flatnonzero(hard)
+    stage = np.where(refused[hard_rows], "rcpt", _text_at(frame, "phase", row[hard_rows]))
+    hard_enhanced = enhanced[np.searchsorted(bounced, hard_rows)]  # hard ones bounced too
     hard_bounced = [
         (str(msg_ids[c.msg[last[i]]]), int(c.position[last[i]]),
-         suppresses(str(stage[i]), int(word[i]), str(enhanced[i])))
-        for i in hard_rows
+         suppresses(str(stage[j]), int(word[i]), str(hard_enhanced[j])))
+        for j, i in enumerate(hard_rows)
     ]  # fmt: skip
     return Bounces(
         attempted=attempted,

@@ -59,7 +59,11 @@ def analyse(
     ids = touched["msg_id"].unique()
     affected = per_message[per_message.index.isin(ids)]  # hashes the few ids, not the index
     delayed = affected[affected["accepted"]]
-    baseline = per_message[per_message["accepted"] & (per_message["accepted_end"] < window.onset)]
+    # Only the two columns the baseline needs: the whole per-message table, copied, was
+    # the largest allocation here (77 bytes a message; issue 18).
+    # (A numpy mask: a Series one makes pandas hash the per-message index, and keep it.)
+    before = (per_message["accepted"] & (per_message["accepted_end"] < window.onset)).to_numpy()
+    baseline = per_message.loc[before, ["accepted_end", "intended"]]
     base_delay = (
         float((baseline["accepted_end"] - baseline["intended"]).median()) if len(baseline) else 0.0
     )

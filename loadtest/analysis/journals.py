@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
-from loadtest.analysis import journal_scan
+from loadtest.analysis import journal_scan, msg_keys
 from loadtest.analysis.rundir import (
     EXTERNAL,
     HARNESS,
@@ -55,11 +58,35 @@ NAMED_LINES = 10  # line numbers kept per damaged file (all are counted)
 # Columns of the two big journals that no part of the analysis reads: a run directory's
 # load leaves them out (a million attempts and receipts hold 8 MB per column; issue 18).
 # A column named here must be neither required nor read anywhere under loadtest/analysis
-# (tests/unit/test_analysis_unchanged.py checks the second by reading the sources).
+# (tests/unit/test_journal_scan.py checks the second by reading the sources).
 UNUSED = {
-    "attempts": ("due", "connected", "maybe_duplicate"),
+    "attempts": ("due", "connected", "maybe_duplicate", "retry", "failover", "dns_ttl", "dns_at"),
     "receipts": ("mail_from", "queue_id", "dkim_domain", "dmarc_policy", "auth_detail"),
 }
+
+# Text columns of few values, held as categories (a byte a row, not an 8-byte pointer to a
+# text object) from the first block of rows read: the whole column as text objects, then
+# copied into categories, was the load's peak (issue 18). loaded.compact makes the same
+# columns categories in journals the careful reader read.
+CATEGORIES = {
+    "attempts": (
+        "outcome", "server", "worker", "run_id", "stream", "phase", "enhanced", "rcpt_replies",
+        # Mostly empty; the analysis turns them into text before it reads them (by_address,
+        # dns_follow) or reads them not at all (error).
+        "error", "addr", "dns_name",
+    ),
+    "receipts": ("worker", "peer", "message_id", "spf", "dkim", "dmarc", "ptr"),
+}  # fmt: skip
+BLOCK_ROWS = 1 << 18  # rows parsed at a time when a journal is read compact
+
+
+@dataclass(frozen=True)
+class Compact:
+    """How `load` holds the two big journals: CATEGORIES as categories, and `msg_id` as
+    codes from `keys` (the receipts' ids looked up among the attempts')."""
+
+    categories: tuple[str, ...]
+    keys: pd.CategoricalDtype | None = None  # the attempts' ids (None: none known yet)
 
 
 @dataclass
@@ -211,10 +238,11 @@ def _has_surrogate(text: str) -> bool:
 
 
 def _drop_unreadable(
-    frame: pd.DataFrame, kind: str, damage: Damage, lines: list[int] | None
+    frame: pd.DataFrame, kind: str, damage: Damage, lines: list[int] | None = None
 ) -> pd.DataFrame:
     """Rows whose needed numbers are not numbers are unreadable lines: counted and dropped.
-    `lines`: each row's line (None: row i is line i + 2, a file without quotes)."""
+    `lines`: each row's line (None: the row labelled i is line i + 2, a file without
+    quotes read from its first row; a block of it keeps its rows' labels)."""
     needed = [c for c in NEEDED_NUMBERS[kind] if c in frame]
     if not needed or not len(frame):
         return frame
@@ -222,8 +250,66 @@ def _drop_unreadable(
     if not invalid.any():  # keep the frame as it is: no copy of a clean journal
         return frame
     for i in invalid.nonzero()[0]:
-        damage.add(lines[i] if lines is not None else int(i) + 2)
-    return frame[~invalid]
+        damage.add(lines[i] if lines is not None else int(frame.index[i]) + 2)
+    frame = frame[~invalid]
+    # Categories hold only the values of rows kept, as `astype("category")` after the
+    # drop would (message keys keep theirs: msg_keys.share drops unused ones).
+    return frame.assign(
+        **{
+            c: frame[c].cat.remove_unused_categories()
+            for c in frame
+            if isinstance(frame[c].dtype, pd.CategoricalDtype) and c != msg_keys.COLUMN
+        }
+    )
+
+
+@dataclass
+class _Clean:
+    """A journal file the fast reader may read, and how (`_fast`)."""
+
+    path: Path
+    columns: list[str]  # the frame's, in the file's order
+    text: list[str]  # its text columns
+    rows: int  # complete lines after the header: the rows to read, no more
+    escaped: bool  # a cell `maildrill.journal.cell` escaped
+    damage: Damage  # what it left out so far (a torn last line; lines dropped)
+    options: dict[str, Any] = field(default_factory=dict)  # pd.read_csv's
+
+
+def _fast(path: Path, kind: str, data: bytes | None, skip: tuple[str, ...]) -> _Clean | None:
+    """Whether pandas' C parser may read `path` (see `_read_clean`); None: read carefully."""
+    header = _header(path, kind, _head(path) if data is None else data)
+    del data
+    try:
+        seen = journal_scan.scan(path)
+    except OSError as exc:
+        raise RunDirError(path, f"cannot read: {exc.strerror}") from None
+    if seen.quote_or_nul or not seen.utf8:
+        return None
+    lines = seen.newlines  # complete lines, the header's included
+    if seen.commas != (len(header) - 1) * lines:
+        return None
+    numeric = [c for c in header if c in NUMERIC[kind] and c not in skip]
+    text = [c for c in header if c not in NUMERIC[kind] and c not in skip]
+    options: dict[str, Any] = {
+        "usecols": lambda c: c not in skip,
+        "dtype": {**{c: "float64" for c in numeric}, **{c: str for c in text}},
+        "keep_default_na": False,
+        "na_values": {c: [""] for c in numeric},
+        "skip_blank_lines": False,
+        # The complete lines checked above, no more: a torn last line was cut
+        # mid-write and is not trusted; lines appended since were not checked.
+        "nrows": lines - 1,
+    }
+    return _Clean(
+        path=path,
+        columns=[c for c in header if c not in skip],
+        text=text,
+        rows=lines - 1,
+        escaped=seen.escaped_cell,
+        damage=Damage(kind, torn=seen.last_newline != seen.size - 1),
+        options=options,
+    )
 
 
 def _read_clean(
@@ -239,41 +325,80 @@ def _read_clean(
     file is checked a few megabytes at a time (`journal_scan`): never whole in memory
     beside the frame (`data`, when given, is only its header's source).
     """
-    header = _header(path, kind, _head(path) if data is None else data)
-    del data
-    try:
-        seen = journal_scan.scan(path)
-    except OSError as exc:
-        raise RunDirError(path, f"cannot read: {exc.strerror}") from None
-    if seen.quote_or_nul or not seen.utf8:
+    clean = _fast(path, kind, data, skip)
+    if clean is None:
         return None
-    lines = seen.newlines  # complete lines, the header's included
-    if seen.commas != (len(header) - 1) * lines:
-        return None
-    damage = Damage(kind, torn=seen.last_newline != seen.size - 1)
-    numeric = [c for c in header if c in NUMERIC[kind] and c not in skip]
-    text = [c for c in header if c not in NUMERIC[kind] and c not in skip]
     try:
-        frame = pd.read_csv(
-            path,
-            usecols=lambda c: c not in skip,
-            dtype={**{c: "float64" for c in numeric}, **{c: str for c in text}},
-            keep_default_na=False,
-            na_values={c: [""] for c in numeric},
-            skip_blank_lines=False,
-            # The complete lines checked above, no more: a torn last line was cut
-            # mid-write and is not trusted; lines appended since were not checked.
-            nrows=lines - 1,
-        )
+        frame = _unescaped(pd.read_csv(path, **clean.options), clean.text, clean.escaped)
     except (ValueError, pd.errors.ParserError):  # a line too long, a field not a number
         return None
-    if seen.escaped_cell:  # cells `maildrill.journal.cell` escaped (a number escaped failed)
+    return _drop_unreadable(frame, kind, clean.damage), clean.damage
+
+
+def _blocks(clean: _Clean, kind: str) -> Iterator[pd.DataFrame]:
+    """A clean file's rows, BLOCK_ROWS at a time, as `_read_clean` reads them (ValueError
+    or ParserError: a line the parser refused, as there)."""
+    if clean.rows <= 0:
+        yield _unescaped(pd.read_csv(clean.path, **clean.options), clean.text, clean.escaped)
+        return
+    with pd.read_csv(clean.path, chunksize=BLOCK_ROWS, **clean.options) as blocks:
+        for block in blocks:
+            block = _unescaped(block, clean.text, clean.escaped)
+            yield _drop_unreadable(block, kind, clean.damage)
+
+
+def _unescaped(frame: pd.DataFrame, text: list[str], escaped: bool) -> pd.DataFrame:
+    """Cells `maildrill.journal.cell` escaped (a number escaped failed) read back."""
+    if escaped:
         for column in text:
             values = frame[column]
             marked = values.str.startswith(ESCAPE)
             if marked.any():
                 frame[column] = values.where(~marked, values.str[1:])
-    return _drop_unreadable(frame, kind, damage, None), damage
+    return frame
+
+
+def _compacted(blocks: Iterable[pd.DataFrame], compact: Compact, rows: int) -> pd.DataFrame:
+    """One frame of consecutive blocks of a journal's rows (`rows` of them at most), each
+    block kept compact as it comes and let go: its numbers copied into one array made for
+    all the rows (the frame's own: no second copy of them is ever made), its CATEGORIES
+    columns as categories (put together over the blocks, sorted as `astype("category")`
+    sorts them), its `msg_id` as keys (`msg_keys.KeyBook`), its other text as it is."""
+    book = msg_keys.KeyBook(compact.keys)
+    columns: list[str] = []
+    numbers: list[str] = []
+    table = np.empty((0, 0))
+    parts: dict[str, list[pd.Series]] = {}
+    done = 0
+    for block in blocks:
+        if not columns:
+            columns = list(block.columns)
+            numbers = [c for c in columns if block[c].dtype == "float64"]
+            table = np.empty((len(numbers), rows))
+        if numbers:
+            table[:, done : done + len(block)] = block[numbers].to_numpy().T
+        done += len(block)
+        for column in columns:
+            if column == msg_keys.COLUMN:
+                book.add(block[column])
+            elif column not in numbers:
+                values = block[column]
+                if column in compact.categories:
+                    values = values.astype("category")
+                parts.setdefault(column, []).append(values)
+        del block
+    frame = pd.DataFrame(table[:, :done].T, columns=numbers, copy=False)
+    for at, column in enumerate(columns):
+        if column in numbers:
+            continue
+        if column == msg_keys.COLUMN:
+            values = pd.Series(book.column())
+        elif column in compact.categories:
+            values = pd.Series(union_categoricals(parts.pop(column), sort_categories=True))
+        else:
+            values = pd.concat(parts.pop(column), ignore_index=True)
+        frame.insert(at, column, values)
+    return frame
 
 
 def _head(path: Path) -> bytes:
@@ -301,9 +426,16 @@ def read_journal(path: Path, kind: str, skip: tuple[str, ...] = ()) -> tuple[pd.
 
 
 def _read(
-    paths: list[Path], kind: str, damage: dict[str, Damage], skip: tuple[str, ...] = ()
+    paths: list[Path],
+    kind: str,
+    damage: dict[str, Damage],
+    skip: tuple[str, ...] = (),
+    compact: Compact | None = None,
 ) -> pd.DataFrame:
-    """Concatenate CSV journals of one kind; what each file lost goes into `damage`."""
+    """Concatenate CSV journals of one kind; what each file lost goes into `damage`.
+    With `compact`, held compact (`_read_compact`)."""
+    if compact is not None and paths:
+        return _read_compact(sorted(paths), kind, damage, skip, compact)
     frames = []
     for path in sorted(paths):
         frame, lost = read_journal(path, kind, skip)
@@ -322,12 +454,94 @@ def _read(
     return pd.concat(frames, ignore_index=True)
 
 
+def _read_compact(
+    paths: list[Path], kind: str, damage: dict[str, Damage], skip: tuple[str, ...], compact: Compact
+) -> pd.DataFrame:
+    """The journals of one kind as one compact frame, made a block at a time from every
+    file in turn (`_compacted`): neither a whole file's frame nor a frame per file is
+    ever held beside it. A damaged file is read carefully, whole, as one block. Files
+    with other columns (journals of two versions) are each compacted, then put together
+    (`_stacked`); so are all of them when the parser refuses a line the checks let by."""
+    sources: list[_Clean | tuple[pd.DataFrame, Damage]] = []
+    for path in paths:
+        clean = _fast(path, kind, None, skip)
+        if clean is None:
+            frame, lost = _read_careful(path, kind)
+            sources.append((frame.drop(columns=[c for c in skip if c in frame]), lost))
+        else:
+            sources.append(clean)
+    columns = [s.columns if isinstance(s, _Clean) else list(s[0].columns) for s in sources]
+    if all(c == columns[0] for c in columns):
+        rows = sum(s.rows if isinstance(s, _Clean) else len(s[0]) for s in sources)
+
+        def blocks() -> Iterator[pd.DataFrame]:
+            for source in sources:
+                if isinstance(source, _Clean):
+                    yield from _blocks(source, kind)
+                else:
+                    yield source[0]
+
+        try:
+            frame = _compacted(blocks(), compact, rows)
+        except (ValueError, pd.errors.ParserError):  # a line too long, a field not a number
+            pass
+        else:
+            for path, source in zip(paths, sources, strict=True):
+                lost = source.damage if isinstance(source, _Clean) else source[1]
+                if lost.skipped:
+                    damage[path.name] = lost
+            return frame
+    frames = []
+    for path, source in zip(paths, sources, strict=True):
+        if isinstance(source, _Clean):
+            frame, lost = read_journal(path, kind, skip)
+        else:
+            frame, lost = source
+        if lost.skipped:
+            damage[path.name] = lost
+        frames.append(_compacted([frame], compact, len(frame)))
+    return frames[0] if len(frames) == 1 else _stacked(frames, compact)
+
+
+def _stacked(frames: list[pd.DataFrame], compact: Compact) -> pd.DataFrame:
+    """Compact frames of several files as one, as `pd.concat` would put them together:
+    categories in every file stay categories (put together), message keys are keys over
+    the same known ids; a column some file lacks is text (missing there)."""
+    book = msg_keys.KeyBook(compact.keys)
+    for frame in frames:
+        book.add_keys(frame[msg_keys.COLUMN])
+    names = list(dict.fromkeys(c for f in frames for c in f.columns))
+    categories = [
+        c
+        for c in names
+        if c != msg_keys.COLUMN
+        and all(c in f and isinstance(f[c].dtype, pd.CategoricalDtype) for f in frames)
+    ]
+    rest = [f.drop(columns=[c for c in (msg_keys.COLUMN, *categories) if c in f]) for f in frames]
+    rest = [
+        f.astype({c: "str" for c in f if isinstance(f[c].dtype, pd.CategoricalDtype)}) for f in rest
+    ]
+    frame = pd.concat(rest, ignore_index=True)
+    for at, name in enumerate(names):
+        if name == msg_keys.COLUMN:
+            frame.insert(at, name, book.column())
+        elif name in categories:
+            values = union_categoricals([f[name] for f in frames], sort_categories=True)
+            frame.insert(at, name, values)
+    return frame
+
+
 def load_kind(
-    directory: Path, kind: str, damage: dict[str, Damage] | None = None, skip: tuple[str, ...] = ()
+    directory: Path,
+    kind: str,
+    damage: dict[str, Damage] | None = None,
+    skip: tuple[str, ...] = (),
+    compact: Compact | None = None,
 ) -> pd.DataFrame:
     """Every journal of one kind in a directory (e.g. a `maildrill sinks` journal directory),
-    without the columns in `skip`."""
-    return _read(list(directory.glob(PATTERNS[kind])), kind, {} if damage is None else damage, skip)
+    without the columns in `skip`; held compact with `compact`."""
+    paths = list(directory.glob(PATTERNS[kind]))
+    return _read(paths, kind, {} if damage is None else damage, skip, compact)
 
 
 def _kind_of(name: str) -> str | None:
@@ -372,10 +586,19 @@ def load(run_dir: Path) -> Journals:
             run_dir / "attempts.csv", "missing, yet harness.json says the run finished"
         )
     damage: dict[str, Damage] = {}
+    # The receipts' message ids as codes among the attempts' (msg_keys.KeyBook).
+    attempts = load_kind(
+        run_dir, "attempts", damage, UNUSED["attempts"], Compact(CATEGORIES["attempts"])
+    )
+    ids = attempts[msg_keys.COLUMN]
+    known = ids.dtype if isinstance(ids.dtype, pd.CategoricalDtype) else None
+    receipts = load_kind(
+        run_dir, "receipts", damage, UNUSED["receipts"], Compact(CATEGORIES["receipts"], known)
+    )
     journals = Journals(
         run_dir=run_dir,
-        attempts=load_kind(run_dir, "attempts", damage, UNUSED["attempts"]),
-        receipts=load_kind(run_dir, "receipts", damage, UNUSED["receipts"]),
+        attempts=attempts,
+        receipts=receipts,
         refusals=load_kind(run_dir, "refusals", damage),
         faults=load_kind(run_dir, "faults", damage),
         relay=load_kind(run_dir, "relay", damage),

@@ -44,10 +44,12 @@ CATEGORIES = ("outcome", "server", "worker")
 # (`astype(str)`, `fillna` then `astype(str)`): as categories a million attempts hold 1 MB
 # each instead of 8 (issue 18). Only a column without a missing cell becomes one, so a
 # `fillna` meets nothing to fill (a category it does not know would be an error).
-FEW_VALUES = ("run_id", "stream", "phase", "enhanced", "rcpt_replies")
+# journals.load reads them so from the start; `compact` makes them so in frames built
+# otherwise (and in journals of several files with different columns).
+FEW_VALUES = tuple(c for c in journals_mod.CATEGORIES["attempts"] if c not in CATEGORIES)
 # The same for the receipts: columns only compared, or made text first (auth._text,
 # received._text), or not read at all (worker).
-RECEIPT_FEW_VALUES = ("worker", "peer", "message_id", "spf", "dkim", "dmarc", "ptr")
+RECEIPT_FEW_VALUES = journals_mod.CATEGORIES["receipts"]
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -190,6 +192,7 @@ def compact(journals: Journals) -> Journals:
         journals = dataclasses.replace(journals, attempts=attempts, suppressed=suppressed)
     columns = {c: "category" for c in CATEGORIES if c in attempts and len(attempts)}
     columns |= _few_values(attempts, FEW_VALUES)
+    columns = {c: t for c, t in columns.items() if attempts[c].dtype != t}  # read so: no copy
     if columns:
         journals = dataclasses.replace(journals, attempts=attempts.astype(columns))
     receipts = journals.receipts
@@ -203,4 +206,8 @@ def _few_values(frame: pd.DataFrame, names: tuple[str, ...]) -> dict[str, str]:
     """The columns of `names` to make categories: those in `frame` without a missing cell."""
     if not len(frame):
         return {}
-    return {c: "category" for c in names if c in frame and not frame[c].isna().any()}
+    return {
+        c: "category"
+        for c in names
+        if c in frame and frame[c].dtype != "category" and not frame[c].isna().any()
+    }

@@ -56,16 +56,26 @@ def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
             out[present] = values
             return pd.Series(out, index=per.index, dtype=dtype)
 
-        def column(name: str) -> np.ndarray:
-            return np.asarray(attempts[name].to_numpy())
+        def text_at(name: str, rows: np.ndarray, at: np.ndarray) -> pd.Series:
+            """attempts[name] of `rows` for the messages `at`, NaN for the others, in the
+            column's dtype; from the codes when it holds categories (no text object per
+            message, no hash of them back into categories)."""
+            values = attempts[name]
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                codes = np.full(n, -1, dtype=values.cat.codes.dtype)
+                codes[at] = values.cat.codes.to_numpy()[rows]
+                keyed = pd.Categorical.from_codes(codes, dtype=values.dtype)
+                return pd.Series(keyed, index=per.index)
+            out = np.full(n, np.nan, dtype=object)
+            out[at] = np.asarray(values.to_numpy())[rows]
+            return pd.Series(out, index=per.index, dtype=values.dtype)
 
         def reduce(values: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
             out = np.full(n, np.nan)
             out[present] = ufunc.reduceat(values[order], heads)
             return out
 
-        outcome = column("outcome")
-        per["final_outcome"] = by_message(outcome[last], attempts["outcome"].dtype)
+        per["final_outcome"] = text_at("outcome", last, present)
         final = (
             attempts["final"].fillna(1).to_numpy(dtype="float64")[last].astype(bool)
             if "final" in attempts
@@ -77,15 +87,14 @@ def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
         final_end = np.full(n, np.nan)
         final_end[present] = attempts["end"].to_numpy(dtype="float64")[last]
         per["final_end"] = final_end
-        ok = (outcome == "accepted")[order]  # accepted attempts, in (attempt, start) order
+        accepted = (attempts["outcome"] == "accepted").to_numpy(dtype=bool)
+        ok = accepted[order]  # accepted attempts, in (attempt, start) order
         ok_rows = order[ok]
         ok_code = code[ok_rows]
         n_ok = np.bincount(ok_code, minlength=n)
         per["accepted"] = n_ok > 0
         first_ok = np.flatnonzero(np.r_[len(ok_code) > 0, ok_code[1:] != ok_code[:-1]])
-        accepted_by = np.full(n, np.nan, dtype=object)
-        accepted_by[ok_code[first_ok]] = column("server")[ok_rows[first_ok]]
-        per["accepted_by"] = pd.Series(accepted_by, index=per.index, dtype=attempts["server"].dtype)
+        per["accepted_by"] = text_at("server", ok_rows[first_ok], ok_code[first_ok])
         accepted_end = np.full(n, np.inf)
         np.minimum.at(accepted_end, ok_code, attempts["end"].to_numpy(dtype="float64")[ok_rows])
         per["accepted_end"] = np.where(n_ok > 0, accepted_end, np.nan)

@@ -54,7 +54,11 @@ class Grouping:
     def of(cls, attempts: pd.DataFrame, per: pd.DataFrame) -> Grouping:
         if attempts.empty or "stream" not in attempts:
             return cls([], np.zeros(len(attempts), dtype=np.int64), np.full(len(per), -1))
-        codes, uniques = pd.factorize(attempts["stream"].astype(str))
+        stream = attempts["stream"]
+        if isinstance(stream.dtype, pd.CategoricalDtype) and not stream.isna().any():
+            codes, uniques = msg_keys.factorize(stream)  # by the codes: no text per row
+        else:
+            codes, uniques = pd.factorize(stream.astype(str))
         of_message = np.full(len(per), -1, dtype=np.int64)
         rows = msg_keys.positions(per.index, attempts["msg_id"])
         found = rows >= 0
