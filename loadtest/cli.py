@@ -115,6 +115,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from loadtest.bundled import scenario_path
     from loadtest.orchestrate import Drill, SetupError, prepare
 
+    confirmed: list[str] = []  # the resolver, when asked for --yes before its MX sets
+
+    def resolver_consent(text: str) -> None:
+        """Its MX sets are asked of it as the file loads: the yes comes first."""
+        what = f"any server the resolver {text} names"
+        if not _confirmed([what], args.yes):
+            raise ValueError(f"resolver {text} is asked for the MX sets and the senders "
+                             f"send to {what}: pass --yes to confirm")  # fmt: skip
+        confirmed.append(what)
+
     try:
         workers = _remote_workers(args)
         path = scenario_path(args.scenario)
@@ -125,6 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.seed,
             0 if workers else args.workers,
             remote_workers=workers is not None,
+            consent=resolver_consent,
         )
     except (ScenarioError, OverrideError, AddressError) as exc:
         return fail(str(exc))
@@ -141,6 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             for s in scenario.servers
             if scenario.dns_named(s)
         ]
+    remote = [what for what in remote if what not in confirmed]
     if remote and not _confirmed(remote, args.yes):
         return fail(
             f"{scenario.name} sends mail outside this machine ({', '.join(remote)}): "

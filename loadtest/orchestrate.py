@@ -48,6 +48,7 @@ from loadtest.mta_fleet import MtaFleet
 from loadtest.overrides import apply_set
 from loadtest.postfix import PostfixError
 from loadtest.progress import ProgressLine
+from loadtest.resolver_mx import Consent
 from loadtest.runlog import RunLog, SetupError
 from loadtest.scenario import Scenario, ScenarioError, parse_scenario, read_yaml, with_mx_sets
 from loadtest.sink_fleet import READY_TIMEOUT_S, Address, SinkFleet, preset_addresses
@@ -90,10 +91,13 @@ def prepare(
     workers: int | None = None,
     *,
     remote_workers: bool = False,
+    consent: Consent | None = None,
 ) -> tuple[dict[str, Any], Scenario]:
     """Read, override and validate a scenario; raises ScenarioError or OverrideError.
     `remote_workers`: the senders run on other hosts (`--master-bind`), so this machine is
-    checked for the sinks alone; each worker checks its own share (loadtest.locust_glue)."""
+    checked for the sinks alone; each worker checks its own share (loadtest.locust_glue).
+    `consent`: asked before a named resolver is first asked for the MX sets (after the rest
+    of the scenario validates; loadtest.resolver_mx)."""
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: expected a mapping at the top")
@@ -103,7 +107,7 @@ def prepare(
         apply_set(raw, f"campaign.seed={seed}")
     if workers is not None:
         apply_set(raw, f"workers={workers}")
-    raw = with_mx_sets(raw, str(path))  # asked once: scenario.yaml keeps the sets as read
+    raw = with_mx_sets(raw, str(path), consent)  # asked once: scenario.yaml keeps the sets as read
     scenario = parse_scenario(raw, str(path))
     here = limits.master_of_remote_workers() if remote_workers else None
     problem = limits.machine_problem(scenario, here)
