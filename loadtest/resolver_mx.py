@@ -95,19 +95,17 @@ def stand_in(data: dict[str, Any]) -> Any:
 
 def _names_referred(data: dict[str, Any]) -> set[str]:
     """The server names the raw data's routes, faults and sinks' upstreams give."""
-    names: list[Any] = []
-    routing = data.get("routing")
-    if isinstance(routing, dict):
-        names += routing.get("servers") or [] if isinstance(routing.get("servers"), list) else []
-        streams = routing.get("streams")
-        for route in streams.values() if isinstance(streams, dict) else ():
-            if isinstance(route, dict) and isinstance(route.get("servers"), list):
-                names += route["servers"]
-    for fault in data.get("faults") or [] if isinstance(data.get("faults"), list) else []:
-        if isinstance(fault, dict):
-            names.append(fault.get("target"))
-    for server in data["servers"]:
-        sink = server.get("sink") if isinstance(server, dict) else None
-        if isinstance(sink, dict):
-            names.append(sink.get("upstream"))
+
+    def listed(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else []
+
+    def table(value: Any) -> dict[Any, Any]:
+        return value if isinstance(value, dict) else {}
+
+    routing = table(data.get("routing"))
+    names: list[Any] = list(listed(routing.get("servers")))
+    for route in table(routing.get("streams")).values():
+        names += listed(table(route).get("servers"))
+    names += [table(fault).get("target") for fault in listed(data.get("faults"))]
+    names += [table(table(s).get("sink")).get("upstream") for s in listed(data["servers"])]
     return {n for n in names if isinstance(n, str) and n != DNS_TARGET}

@@ -137,3 +137,20 @@ def test_check_names_why_a_name_has_no_address(asked, tmp_path, capsys):
         "gone.shop.test: no such name\n"
     )
     assert "gone.shop.test" not in asked
+
+
+def test_check_says_a_name_of_the_run_zones_is_not_checked_here(asked, tmp_path, capsys):
+    """Without `resolver:` the run's DNS server (its zones) runs only in `maildrill run`."""
+    path = tmp_path / "zones.yaml"
+    path.write_text(
+        "name: zones\n"
+        f"servers: [{{name: shop, host: {NAMED}, port: 2525}}]\n"
+        "dns: {zones: {shop.test: {smtp: {A: 127.0.0.1}}}}\n"
+        "campaign: {schedule: [{duration_s: 1, rate: 1}]}\n"
+    )
+    assert main(["check", "--scenario", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"maildrill: check: nothing to check: shop: {NAMED} is served by the run's dns: "
+        "zones, which run only in `maildrill run`\n"
+    )
+    assert NAMED not in asked
