@@ -15,7 +15,7 @@ from loadtest.outcomes import Outcome, Phase
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers, CircuitState, Failover, Result
 from loadtest.scenario import ScenarioError, load_scenario, parse_scenario
-from maildrill.dns.resolver import Lookup, Status
+from maildrill.dns.resolver import Lookup, Resolver, Status
 
 ZONES: dict[str, Any] = {
     "shop.test": {
@@ -272,3 +272,11 @@ def test_a_malformed_mx_domain_is_never_asked_of_the_resolver(tmp_path, domain, 
 def test_an_mx_domain_may_end_in_a_dot():
     parsed = parse_scenario(scenario([{"mx": "shop.test.", "port": 25}]))
     assert [s.name for s in parsed.servers] == ["mx1.shop.test", "mx3.shop.test", "mx2.shop.test"]
+
+
+@pytest.mark.parametrize("name", ["shop..test", "a" * 64 + ".test", "..x"])
+def test_a_name_that_is_not_a_dns_name_is_nxdomain_never_asked(name):
+    """No socket in the unit tier: the name is refused before any query."""
+    lookup = Resolver("127.0.0.1", 9).lookup(name, "MX")
+    assert (lookup.status, lookup.records) == (Status.NXDOMAIN, ())
+    assert lookup.detail.startswith("not a DNS name (")

@@ -15,7 +15,6 @@ from loadtest.cli import main
 from loadtest.resolver_spec import parse_address
 from loadtest.scenario import ScenarioError, parse_scenario
 from loadtest.worker_consent import Consent, plan_problem
-from maildrill.dns.resolver import Resolver, Status
 
 ZONES: dict[str, Any] = {"shop.test": {"smtp": {"A": "127.0.0.11"}}}
 
@@ -228,11 +227,3 @@ def test_run_asks_for_yes_for_names_of_its_zones_under_allow_remote(tmp_path: Pa
     assert err.count("\n") == 1, err
     assert "(p smtp.shop.test (its addresses from the dns: zones)): pass --yes" in err
     assert not (tmp_path / "run").exists()
-
-
-@pytest.mark.parametrize("name", ["shop..test", "a" * 64 + ".test", ".." + "x"])
-def test_a_name_that_is_not_a_dns_name_is_nxdomain_never_asked(name):
-    """No socket in the unit tier: the name is refused before any query."""
-    lookup = Resolver("127.0.0.1", 9).lookup(name, "MX")
-    assert (lookup.status, lookup.records) == (Status.NXDOMAIN, ())
-    assert lookup.detail.startswith("not a DNS name (")
