@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import sinks.cli
 from loadtest import limits
@@ -37,6 +37,9 @@ from loadtest.scenario import Scenario, ScenarioError
 from maildrill.netaddr import is_loopback
 from maildrill.numbers import finite_float
 from maildrill.paths import UnsafePath, inside
+
+if TYPE_CHECKING:
+    from loadtest.dns_route import Located
 
 EXIT_OK, EXIT_SLO_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # An interrupted run's SLOs are judged on part of it: never a pass, and not the same as a
@@ -112,6 +115,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from loadtest.bundled import scenario_path
     from loadtest.orchestrate import Drill, SetupError, prepare
 
+    confirmed: list[str] = []  # the resolver, when asked for --yes before its MX sets
+
+    def resolver_consent(text: str) -> None:
+        """Its MX sets are asked of it as the file loads: the yes comes first."""
+        what = f"any server the resolver {text} names"
+        if not _confirmed([what], args.yes):
+            raise ValueError(f"resolver {text} is asked for the MX sets and the senders "
+                             f"send to {what}: pass --yes to confirm")  # fmt: skip
+        confirmed.append(what)
+
     try:
         workers = _remote_workers(args)
         path = scenario_path(args.scenario)
@@ -122,6 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.seed,
             0 if workers else args.workers,
             remote_workers=workers is not None,
+            consent=resolver_consent,
         )
     except (ScenarioError, OverrideError, AddressError) as exc:
         return fail(str(exc))
@@ -138,6 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             for s in scenario.servers
             if scenario.dns_named(s)
         ]
+    remote = [what for what in remote if what not in confirmed]
     if remote and not _confirmed(remote, args.yes):
         return fail(
             f"{scenario.name} sends mail outside this machine ({', '.join(remote)}): "
@@ -677,14 +692,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     except AddressError as exc:
         return fail(f"check: --rcpt: {exc}; use an address in a reserved domain (.invalid)")
     expect = preflight.Expectations()
+    left_out: dict[str, str] = {}
     try:
         if args.scenario:
             overrides = dict(parse_server_override(item) for item in args.server)
             for name, (host, _) in overrides.items():
                 preflight.parse_target(f"{name}={host}:1")  # loopback only, like other targets
             scenario = load_scenario(args.scenario, overrides)
-            targets = preflight.targets_of(scenario, _named_addresses(scenario))
+            named = _named_addresses(scenario)
+            left_out = named.missing
+            targets = preflight.targets_of(scenario, named.found)
             expect = preflight.expectations_of(scenario)
+            if not targets:
+                return fail(f"check: nothing to check: {'; '.join(left_out.values())}")
         else:
             targets = [preflight.parse_target(text) for text in args.targets]
     except (ScenarioError, preflight.TargetError) as exc:
@@ -695,7 +715,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     options = preflight.Options(
         timeout_s=args.timeout, transaction=args.transaction, recipient=args.rcpt
     )
-    facts, result = preflight.check(targets, options, expect, args.expiry_days)
+    facts, result = preflight.check(targets, options, expect, args.expiry_days, left_out)
     if args.json:
         print(json.dumps(preflight.as_json(facts, result), indent=2))
     else:
@@ -703,17 +723,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_SLO_FAILED
 
 
-def _named_addresses(scenario: Scenario) -> dict[str, tuple[str, int]]:
+def _named_addresses(scenario: Scenario) -> Located:
     """`maildrill check --scenario`: its servers named by DNS looked up as the senders will
     look them up, through its `resolver:` (without one, the run's DNS server is not running
-    here: they are left out of the check, never asked of the system's resolver)."""
-    from loadtest.dns_route import addresses_now
+    here: they are left out of the check, never asked of the system's resolver); each one
+    left out with the reason, which the check shows as a flag."""
+    from loadtest.dns_route import Located, locate
 
+    named = {s.name: (s.host, s.port) for s in scenario.servers if scenario.dns_named(s)}
     resolver = scenario.senders_resolver(None)
     if resolver is None:
-        return {}
-    named = {s.name: (s.host, s.port) for s in scenario.servers if scenario.dns_named(s)}
-    return addresses_now(named, resolver, scenario.allow_remote)
+        return Located(
+            {},
+            {
+                name: f"{name}: {host} is served by the run's dns: zones, which run only in "
+                "`maildrill run`"
+                for name, (host, _) in named.items()
+            },
+        )
+    return locate(named, resolver, scenario.allow_remote)
 
 
 def _check_dns(args: argparse.Namespace) -> int:

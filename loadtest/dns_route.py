@@ -92,18 +92,43 @@ class HostResolver:
         return Resolution(Verdict.ADDRESS, name, addr, lookup.ttl, answer.at)
 
 
-def addresses_now(
-    named: Mapping[str, tuple[str, int]], resolver: Resolver, allow_remote: bool
-) -> dict[str, tuple[str, int]]:
+@dataclass(frozen=True, slots=True)
+class Located:
+    """Servers named by DNS as found at one moment: server -> (address, port), and each one
+    without an address it may use -> why (one line naming the resolver asked)."""
+
+    found: dict[str, tuple[str, int]]
+    missing: dict[str, str]
+
+
+def locate(named: Mapping[str, tuple[str, int]], resolver: Resolver, allow_remote: bool) -> Located:
     """Where each server named by DNS (`named`: server -> (its host name, port)) is at this
-    moment, as server -> (address, port), for what checks a server once rather than sending
-    to it (the pre-flight check, the health prober): looked up once through the resolver
-    the senders ask (the run's DNS server, or the scenario's `resolver:`); a name without
-    an address it may use is left out (the check then says so)."""
+    moment, for what checks a server once rather than sending to it (the pre-flight check,
+    the health prober): looked up once through the resolver the senders ask (the run's DNS
+    server, or the scenario's `resolver:`). A name without an address it may use is in
+    `missing` with the reason, so the check says so; its name is never handed to the
+    system's resolver."""
     hosts = HostResolver(resolver, allow_remote=allow_remote)
-    found = {}
+    where = (
+        f"[{resolver.host}]:{resolver.port}"
+        if ":" in resolver.host
+        else (f"{resolver.host}:{resolver.port}")
+    )
+    found, missing = {}, {}
     for server, (host, port) in named.items():
         answer = hosts.resolve(host)
         if answer.verdict is Verdict.ADDRESS:
             found[server] = (answer.addr, port)
-    return found
+        else:
+            missing[server] = (
+                f"{server}: resolver {where} gave no address for {host}: {_why(answer)}"
+            )
+    return Located(found, missing)
+
+
+def _why(answer: Resolution) -> str:
+    if answer.verdict is Verdict.TEMPORARY:
+        return f"no answer ({answer.detail})"
+    if answer.verdict is Verdict.OUTSIDE:
+        return f"{answer.addr} is outside loopback (allow_remote is not set)"
+    return {"nxdomain": "no such name", "nodata": "no A record"}.get(answer.detail, answer.detail)

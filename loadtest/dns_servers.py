@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from maildrill.dns.zone import Zone, ZoneError, parse_zones
+from maildrill.hostnames import ascii_domain
 
 
 def is_name(host: str) -> bool:
@@ -94,6 +95,7 @@ def expand_mx(data: Any, mx_of: MxSource | None = None) -> Any:
         domain = entry["mx"]
         if not isinstance(domain, str):
             raise ValueError(f"servers[{i}].mx: expected a domain name, got {domain!r}")
+        _check_domain(i, domain)  # before any resolver is asked
         if "host" in entry or "priority" in entry:
             raise ValueError(f"servers[{i}]: mx {domain}: host and priority come from the MX")
         if mx_of is not None:
@@ -116,6 +118,15 @@ def expand_mx(data: Any, mx_of: MxSource | None = None) -> Any:
                 raise ValueError(f"servers[{i}]: mx {domain}: a null MX takes no mail")
             servers.append({**entry, "name": host, "host": host, "priority": preference})
     return {**data, "servers": servers}
+
+
+def _check_domain(i: int, domain: str) -> None:
+    """An `mx:` domain is a host name (one trailing dot allowed): anything else is never
+    asked (`shop..test`, a label over 63 characters; `""` would ask for the root's MX)."""
+    try:
+        ascii_domain(domain[:-1] if domain.endswith(".") else domain)
+    except ValueError as exc:
+        raise ValueError(f"servers[{i}].mx: {exc}") from None
 
 
 def _zones(dns: Any) -> tuple[Zone, ...] | None:

@@ -41,13 +41,14 @@ from loadtest.distributed import (
     not_connected,
     worker_command,
 )
-from loadtest.dns_route import addresses_now
+from loadtest.dns_route import Located, locate
 from loadtest.dns_run import start_dns
 from loadtest.fault_event import DNS_TARGET
 from loadtest.mta_fleet import MtaFleet
 from loadtest.overrides import apply_set
 from loadtest.postfix import PostfixError
 from loadtest.progress import ProgressLine
+from loadtest.resolver_mx import Consent
 from loadtest.runlog import RunLog, SetupError
 from loadtest.scenario import Scenario, ScenarioError, parse_scenario, read_yaml, with_mx_sets
 from loadtest.sink_fleet import READY_TIMEOUT_S, Address, SinkFleet, preset_addresses
@@ -90,10 +91,13 @@ def prepare(
     workers: int | None = None,
     *,
     remote_workers: bool = False,
+    consent: Consent | None = None,
 ) -> tuple[dict[str, Any], Scenario]:
     """Read, override and validate a scenario; raises ScenarioError or OverrideError.
     `remote_workers`: the senders run on other hosts (`--master-bind`), so this machine is
-    checked for the sinks alone; each worker checks its own share (loadtest.locust_glue)."""
+    checked for the sinks alone; each worker checks its own share (loadtest.locust_glue).
+    `consent`: asked before a named resolver is first asked for the MX sets (after the rest
+    of the scenario validates; loadtest.resolver_mx)."""
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: expected a mapping at the top")
@@ -103,7 +107,7 @@ def prepare(
         apply_set(raw, f"campaign.seed={seed}")
     if workers is not None:
         apply_set(raw, f"workers={workers}")
-    raw = with_mx_sets(raw, str(path))  # asked once: scenario.yaml keeps the sets as read
+    raw = with_mx_sets(raw, str(path), consent)  # asked once: scenario.yaml keeps the sets as read
     scenario = parse_scenario(raw, str(path))
     here = limits.master_of_remote_workers() if remote_workers else None
     problem = limits.machine_problem(scenario, here)
@@ -266,10 +270,12 @@ class Drill:
         """`maildrill check` over the servers, now that the sinks listen: preflight.json,
         flags printed as warnings, or fatal with `strict_preflight: true`."""
         try:
-            targets = preflight.targets_of(self.scenario, self._addresses_now())
+            now = self._addresses_now()
+            targets = preflight.targets_of(self.scenario, now.found)
         except preflight.TargetError as exc:
             raise SetupError(f"pre-flight: {exc}") from None
-        facts, result = preflight.check(targets, expect=preflight.expectations_of(self.scenario))
+        facts, result = preflight.check(targets, expect=preflight.expectations_of(self.scenario),
+                                        left_out=now.missing)  # fmt: skip
         report = json.dumps(preflight.as_json(facts, result), indent=2)
         (self.run_dir / "preflight.json").write_text(report + "\n")
         self.log.event("preflight", flags=[f.code for f in result.flags])
@@ -292,17 +298,21 @@ class Drill:
                     raise SetupError(f"pre-flight check failed (strict_preflight): postfix "
                                      f"{name} logged {line}")  # fmt: skip
 
-    def _addresses_now(self) -> dict[str, Address]:
-        """Where every server is now: the sinks', and the servers named by DNS looked up
-        once through what the senders ask (the run's DNS server or the scenario's
-        `resolver:`; the senders look them up as they send)."""
-        resolver = self.scenario.senders_resolver(self.dns)
-        if resolver is None:
-            return dict(self.addresses)
+    def _addresses_now(self) -> Located:
+        """Where every server is now: the sinks' (and each server maildrill does not
+        start), and the servers named by DNS looked up once through what the senders ask
+        (the run's DNS server or the scenario's `resolver:`; the senders look them up as
+        they send). A server named by DNS never takes its preset address (its name): one the
+        lookup gave no address for is in `missing`, never asked of the system's resolver."""
         named = {s.name: (s.host, s.port) for s in self.scenario.servers
                  if self.scenario.dns_named(s)}  # fmt: skip
-        found = addresses_now(named, resolver, self.scenario.allow_remote)
-        return {**self.addresses, **found}
+        preset = {n: a for n, a in self.addresses.items() if n not in named}
+        resolver = self.scenario.senders_resolver(self.dns)
+        if resolver is None:
+            missing = {n: f"{n}: no resolver to ask for {h}" for n, (h, _) in named.items()}
+            return Located(preset, missing)
+        located = locate(named, resolver, self.scenario.allow_remote)
+        return Located({**preset, **located.found}, located.missing)
 
     def _start_prober(self) -> None:
         """Health probes (loadtest.prober) in a process of their own; probes.csv. A server
@@ -313,7 +323,7 @@ class Drill:
                "--out", str(self.run_dir)]  # fmt: skip
         named = {s.name for s in self.scenario.servers if self.scenario.dns_named(s)}
         probed = len(self.scenario.servers) - len(named)
-        for name, (host, port) in self._addresses_now().items():
+        for name, (host, port) in self._addresses_now().found.items():
             if name in named and is_loopback(host):
                 cmd += ["--server", f"{name}={host}:{port}"]
                 probed += 1

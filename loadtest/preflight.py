@@ -29,6 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 
 from loadtest.addresses import AddressPolicy
+from loadtest.dns_servers import is_name
 from loadtest.outcomes import Outcome, Phase
 from loadtest.probing import ERRORS, classify
 from loadtest.scenario import Scenario
@@ -601,14 +602,16 @@ def targets_of(
 ) -> list[Target]:
     """The scenario's servers, most preferred first (the reference), with real addresses
     (`addresses`: name -> (host, port) of sinks started for the run, and of servers named
-    by DNS as looked up: `dns_route.addresses_now`). A server named by DNS without an
-    address there is left out: its name is never handed to the system's resolver."""
+    by DNS as looked up: `dns_route.locate`). A server named by DNS without an address
+    there (or with its name there: `sink_fleet.preset_addresses` holds the name of every
+    server maildrill does not start) is left out: its name is never handed to the system's
+    resolver (`left_out_flags` says why it is not checked)."""
     servers = scenario.client_servers()
     order = [*scenario.ordered_servers(), *(s.name for s in scenario.servers)]
     targets = []
     for name in dict.fromkeys(order):
         s = servers[name]
-        if s.resolve and name not in (addresses or {}):
+        if s.resolve and is_name((addresses or {}).get(name, (s.host, 0))[0]):
             continue
         host, port = (addresses or {}).get(name, (s.host, s.port))
         if not port:
@@ -629,12 +632,26 @@ def expectations_of(scenario: Scenario) -> Expectations:
     )
 
 
+def left_out_flags(left_out: Mapping[str, str]) -> list[Flag]:
+    """A flag for each server named by DNS that was not checked: server -> why (one line,
+    naming the resolver asked; `dns_route.locate`)."""
+    return [Flag("no-address", name, f"{why}: not checked") for name, why in left_out.items()]
+
+
 def check(
     targets: Sequence[Target],
     options: Options = Options(),
     expect: Expectations = Expectations(),
     expiry_days: float = EXPIRY_DAYS,
+    left_out: Mapping[str, str] | None = None,
 ) -> tuple[list[ServerFacts], Comparison]:
-    """Probe every target, then compare (blocking; for callers without an event loop)."""
+    """Probe every target, then compare (blocking; for callers without an event loop).
+    `left_out`: servers not checked and why, each a flag (with no target left, the only
+    ones)."""
+    flags = left_out_flags(left_out or {})
+    if not targets:
+        return [], Comparison("", flags, [])
     facts = asyncio.run(gather(targets, options))
-    return facts, compare(facts, now=time.time(), expiry_days=expiry_days, expect=expect)
+    result = compare(facts, now=time.time(), expiry_days=expiry_days, expect=expect)
+    result.flags[:0] = flags
+    return facts, result

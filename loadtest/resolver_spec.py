@@ -13,8 +13,9 @@ Written `resolver: HOST[:PORT]` or `resolver: {server: HOST[:PORT], timeout_ms: 
 is an address, never a name: the resolver's own name would be asked of the system's
 resolver, which nothing in a drill uses. Port 53 unless given; IPv6 in brackets when a port
 follows (`[2001:db8::53]:5353`). Asked as the run's DNS server is (maildrill.dns.resolver):
-UDP, TCP when the answer is truncated, no retry within `timeout_ms` (a timeout is a
-temporary failure: the message is deferred, as Postfix defers it).
+UDP, TCP when the answer is truncated, no retry; each query (UDP, TCP, and each again for
+a CNAME the answer leaves) waits up to `timeout_ms`, so a lookup may take a few times that
+(a timeout is a temporary failure: the message is deferred, as Postfix defers it).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class ResolverSpec(StrictModel):
     timeout_ms: Annotated[int, at_most(MAX_TIMEOUT_MS, "ms")] = Field(
         default=int(DEFAULT_TIMEOUT_S * 1000),
         gt=0,
-        description="a lookup with no answer by then is a temporary failure (deferred, 4.4.3)",
+        description="each query (UDP, TCP when truncated, each CNAME left) waits this long; "
+        "a lookup with no answer is a temporary failure (deferred, 4.4.3)",
     )
 
     @model_validator(mode="before")

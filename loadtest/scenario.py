@@ -25,7 +25,7 @@ from loadtest.dns_servers import expand_mx, is_name, served
 from loadtest.dns_spec import DnsSpec
 from loadtest.fault_event import FaultEvent
 from loadtest.limits import MAX_USERS, MAX_WORKERS
-from loadtest.resolver_mx import read_mx_sets
+from loadtest.resolver_mx import Consent, read_mx_sets
 from loadtest.resolver_spec import ResolverSpec
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Policy
@@ -219,11 +219,13 @@ def load_scenario(path: Path, overrides: dict[str, tuple[str, int]] | None = Non
     return parse_scenario(with_mx_sets(data, str(path)), str(path))
 
 
-def with_mx_sets(data: Any, source: str) -> Any:
+def with_mx_sets(data: Any, source: str, consent: Consent | None = None) -> Any:
     """The raw data with `mx:` entries read from its named resolver (loadtest.resolver_mx),
-    for what reads a scenario file; its problem as a ScenarioError naming the source."""
+    for what reads a scenario file; its problem as a ScenarioError naming the source. The
+    rest of the scenario is validated first, then `consent` asked: a scenario with other
+    mistakes, or a run not confirmed, sends no query."""
     try:
-        return read_mx_sets(data)
+        return read_mx_sets(data, Scenario.model_validate, consent)
     except ValueError as exc:
         raise ScenarioError(f"{source}: {exc}") from None
 

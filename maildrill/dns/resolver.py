@@ -57,7 +57,8 @@ class MxRecord:
 class Lookup:
     """The outcome of one lookup: `name` as asked (lower case, no trailing dot), `rtype`
     (A, AAAA, MX, TXT, PTR, CNAME), the `status`, the records' text, their TTL (None
-    without records), and `detail` (the rcode or 'timeout' for a temperror, else '')."""
+    without records), and `detail` (the rcode or 'timeout' for a temperror; for a name
+    that is not a DNS name, never asked, an NXDOMAIN saying so; else '')."""
 
     name: str
     rtype: str
@@ -89,7 +90,11 @@ class Resolver:
         self.timeout = timeout
 
     def lookup(self, name: str, rtype: str) -> Lookup:
-        asked = _name(name)
+        try:
+            asked = _name(name)
+        except dns.exception.DNSException as exc:  # `a..b`, a label over 63 octets: no query
+            return Lookup(name.lower().rstrip("."), rtype, Status.NXDOMAIN,
+                          detail=f"not a DNS name ({type(exc).__name__})")  # fmt: skip
         qname = asked
         chain_ttl: int | None = None
         for _ in range(MAX_CNAME_HOPS):

@@ -21,6 +21,7 @@ from tests.helpers import LATE_S, dns_child, port_free_on, read_csv, wait_until
 
 OLD, NEW = "127.0.0.31", "127.0.0.32"
 NAME, TTL = "smtp.shop.test", 1
+TIMER_S = 1.0  # how late a child's timer may fire on a loaded 2-core machine
 TOKEN = "resolver-drill-token"
 
 pytestmark = pytest.mark.slow
@@ -73,7 +74,9 @@ def test_a_run_follows_a_records_change_on_the_resolver_it_names(tmp_path: Path)
     switched = next(
         float(r["time"]) for r in changes if r["fault_id"] == fault.id and r["state"] == "start"
     )
-    assert t0 + 1.5 <= switched < t0 + 1.5 + LATE_S
+    # The resolver's own timer (a child on a loaded machine) starts the change; the checks
+    # below count from the time it journaled, so this bound only says it started then.
+    assert t0 + 1.5 <= switched < t0 + 1.5 + TIMER_S
     # No run DNS server: the senders asked the named resolver alone.
     assert not (run_dir / "faults-dns.csv").exists()
     assert "dns" not in json.loads((run_dir / "run.json").read_text())

@@ -121,26 +121,29 @@ def test_senders_follow_an_mx_change_on_the_resolver_the_scenario_names(sinks, r
     ]
     assert resolver.queries("shop.test", "MX"), "the MX set was asked of the named resolver"
 
-    # Mid-run, the resolver's MX set loses mx1 (a health check took the primary out).
-    change = time.time() + 1.0
-    fault = resolver.start(
-        kind="records", start_at=change, duration=30,
-        records={"shop.test": {"MX": ["20 mx2.shop.test"], "ttl": TTL}},
-    )  # fmt: skip
     rows: list[tuple[Any, ...]] = []
+    t0 = time.time()
     driver = Driver(
         dispatcher=Dispatcher(scenario.campaign.build_schedule(), 0, 1),
         factory=MessageFactory(scenario.streams(), "named", scenario.campaign.seed),
         policy=scenario.policy(seed="1/0"),
         retry=scenario.retry_policy(),
-        t0=time.time(),
+        t0=t0,
         emit=rows.append,
     )
     asks = scenario.senders_resolver(run_dns=None)  # as locust_glue's _hosts builds it
     assert asks is not None
+    hosts = HostResolver(asks, allow_remote=scenario.allow_remote)
+    sender = Sender(scenario.client_servers(), hosts=hosts)
+    # Mid-run, the resolver's MX set loses mx1 (a health check took the primary out): one
+    # second into the schedule, counted from the driver's own t0 once all is set up (the
+    # checks below use the time the resolver journaled it started).
+    fault = resolver.start(
+        kind="records", start_at=t0 + 1.0, duration=30,
+        records={"shop.test": {"MX": ["20 mx2.shop.test"], "ttl": TTL}},
+    )  # fmt: skip
     try:
-        hosts = HostResolver(asks, allow_remote=scenario.allow_remote)
-        drive(driver, Sender(scenario.client_servers(), hosts=hosts), limit_s=12)
+        drive(driver, sender, limit_s=12)
     finally:
         resolver.stop(fault)
     path = tmp_path / "attempts.csv"

@@ -14,8 +14,8 @@ from loadtest.dns_cache import AnswerCache, by_preference
 from loadtest.outcomes import Outcome, Phase
 from loadtest.retry import RetryPolicy
 from loadtest.routing import Breakers, CircuitState, Failover, Result
-from loadtest.scenario import ScenarioError, parse_scenario
-from maildrill.dns.resolver import Lookup, Status
+from loadtest.scenario import ScenarioError, load_scenario, parse_scenario
+from maildrill.dns.resolver import Lookup, Resolver, Status
 
 ZONES: dict[str, Any] = {
     "shop.test": {
@@ -233,3 +233,50 @@ def test_no_such_host_fails_this_server_and_routing_moves_on_at_once():
     assert again.after_s == 0.0
     assert again.avoid == "primary"
     assert policy.choose("s", 0.1) == "secondary"
+
+
+BAD_DOMAINS = [
+    ("shop..test", "is not a domain name"),
+    ("a" * 64 + ".test", "is not a domain name"),
+    ("", "an empty name is not a domain name"),
+    (".", "an empty name is not a domain name"),
+    ("shop test", "holds spaces"),
+]
+
+
+@pytest.mark.parametrize(("domain", "expected"), BAD_DOMAINS)
+def test_a_malformed_mx_domain_is_refused_in_one_line(domain, expected):
+    message = error_of(scenario([{"mx": domain, "port": 25}]))
+    assert "servers[0].mx: " in message
+    assert expected in message
+
+
+@pytest.mark.parametrize(("domain", "expected"), BAD_DOMAINS)
+def test_a_malformed_mx_domain_is_never_asked_of_the_resolver(tmp_path, domain, expected):
+    """Checked before the lookup: the unit tier's socket guard would fail this test if the
+    resolver (nothing at 127.0.0.1:9) were asked."""
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "allow_remote: true\nresolver: 127.0.0.1:9\n"
+        f"servers: [{{mx: {domain!r}, port: 25}}]\n"
+        "campaign: {schedule: [{duration_s: 2, rate: 1}]}\n"
+    )
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "servers[0].mx: " in message
+    assert expected in message
+
+
+def test_an_mx_domain_may_end_in_a_dot():
+    parsed = parse_scenario(scenario([{"mx": "shop.test.", "port": 25}]))
+    assert [s.name for s in parsed.servers] == ["mx1.shop.test", "mx3.shop.test", "mx2.shop.test"]
+
+
+@pytest.mark.parametrize("name", ["shop..test", "a" * 64 + ".test", "..x"])
+def test_a_name_that_is_not_a_dns_name_is_nxdomain_never_asked(name):
+    """No socket in the unit tier: the name is refused before any query."""
+    lookup = Resolver("127.0.0.1", 9).lookup(name, "MX")
+    assert (lookup.status, lookup.records) == (Status.NXDOMAIN, ())
+    assert lookup.detail.startswith("not a DNS name (")
