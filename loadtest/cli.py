@@ -152,10 +152,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             for s in scenario.servers
             if scenario.dns_named(s)
         ]
-    remote = [what for what in remote if what not in confirmed]
-    if remote and not _confirmed(remote, args.yes):
+    unasked = [what for what in remote if what not in confirmed]  # asked at the MX lookup
+    if unasked and not _confirmed(unasked, args.yes):
         return fail(
-            f"{scenario.name} sends mail outside this machine ({', '.join(remote)}): "
+            f"{scenario.name} sends mail outside this machine ({', '.join(unasked)}): "
             "pass --yes to confirm"
         )
     if workers is not None and (problem := bind_problem(workers.bind, scenario.allow_remote)):
@@ -191,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         web=args.web,
         metrics=metrics,
         remote=workers,
-        yes=bool(remote),  # confirmed above, or nothing needed it
+        yes=bool(remote),  # all of it confirmed above, or nothing needed it
     )
     try:
         drill.run()

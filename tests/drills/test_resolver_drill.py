@@ -2,10 +2,12 @@
 `allow_remote: true`, no `dns:` zones): the sender, a Locust worker process (`workers: 1`)
 that has the resolver only from the master's plan, looks `smtp.shop.test` up there, not in
 a run's DNS server (none is started), and follows a records change made on that resolver
-through its own control API while the run sends. The resolver is a DNS server
-this test starts on 127.0.0.1 (every answer on 127.0.0.0/8). Recounted from the journals:
-attempts.csv's addr and dns_ttl against the sinks' receipts per address, the resolver's own
-faults-dns.csv and dns-queries.csv."""
+through its own control API while the run sends. The server is the domain's MX set
+(`mx: shop.test`), read from that resolver as the file loads: the yes `run` asks for then
+is its workers' too (they refused the plan before: c9567d4's abort caught it). The
+resolver is a DNS server this test starts on 127.0.0.1 (every answer on 127.0.0.0/8).
+Recounted from the journals: attempts.csv's addr and dns_ttl against the sinks' receipts
+per address, the resolver's own faults-dns.csv and dns-queries.csv."""
 
 from __future__ import annotations
 
@@ -31,10 +33,10 @@ name: named-resolver
 allow_remote: true
 resolver: 127.0.0.1:{dns_port}
 servers:
-  - {{name: primary, host: {name}, port: {port}}}
+  - {{mx: shop.test, port: {port}}}  # one server, named {name}: its MX host
   - {{name: old, local: true, host: {old}, port: {port}}}
   - {{name: new, local: true, host: {new}, port: {port}}}
-routing: {{servers: [primary]}}
+routing: {{servers: [{name}]}}
 campaign:
   schedule: [{{duration_s: 3, rate: 20}}]
   drain_s: 1
@@ -44,7 +46,7 @@ workers: 1
 
 
 def test_a_run_follows_a_records_change_on_the_resolver_it_names(tmp_path: Path):
-    zones = {"shop.test": {"smtp": {"A": OLD, "ttl": TTL}}}
+    zones = {"shop.test": {"MX": [f"10 {NAME}"], "smtp": {"A": OLD, "ttl": TTL}}}
     with dns_child(zones, tmp_path / "resolver", TOKEN) as (ready, _child):
         control = ControlClient.on_port(ready["control_port"], TOKEN)
         path = tmp_path / "named.yaml"
@@ -87,7 +89,7 @@ def test_a_run_follows_a_records_change_on_the_resolver_it_names(tmp_path: Path)
     by_addr: dict[str, set[str]] = {OLD: set(), NEW: set()}
     for a in attempts:
         assert (a["server"], a["outcome"], a["dns_name"], a["dns_ttl"]) == (
-            "primary", "accepted", NAME, str(TTL),
+            NAME, "accepted", NAME, str(TTL),
         )  # fmt: skip
         by_addr[a["addr"]].add(a["msg_id"])
         if float(a["start"]) > switched + TTL + LATE_S:  # one TTL after the change
@@ -103,6 +105,6 @@ def test_a_run_follows_a_records_change_on_the_resolver_it_names(tmp_path: Path)
     assert len(asked) >= len({a["dns_at"] for a in attempts})
     # The pre-flight check and the prober found the server through it too.
     assert json.loads((run_dir / "preflight.json").read_text())["flags"] == []
-    probes = [r for r in read_csv(run_dir / "probes.csv") if r["server"] == "primary"]
+    probes = [r for r in read_csv(run_dir / "probes.csv") if r["server"] == NAME]
     assert probes
     assert {r["ok"] for r in probes} == {"1"}
