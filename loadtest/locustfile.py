@@ -111,8 +111,10 @@ class CampaignSender(User):
                 context={"msg_id": record.msg_id, "attempt": record.attempt},
             )
             return True
-        if step.wait is not None:
-            gevent.sleep(min(step.wait, IDLE_S))
+        if step.wait is not None and step.wait > 0:
+            self.campaign.idle.wait(step.wait, IDLE_S)
+        elif step.wait is not None:
+            gevent.sleep(0)  # go on at once (a message not sent), after the others' turn
         else:
             self.campaign.share_finished()
             gevent.sleep(IDLE_S)
