@@ -21,7 +21,7 @@ import logging
 import re
 from collections.abc import Iterator
 from types import MethodType
-from typing import Any, AnyStr, TypeAlias, cast
+from typing import Any, AnyStr, TypeAlias
 
 import aiosmtpd
 import aiosmtpd.smtp
@@ -142,9 +142,9 @@ class CompatSMTP(SMTP):
         if isinstance(status, str):
             response = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
         else:
-            response = cast(bytes, status)
+            response = status
         self._writer.write(response + b"\r\n")
-        transport = cast(asyncio.WriteTransport | None, self.transport)
+        transport: asyncio.WriteTransport | None = self.transport  # type: ignore[assignment]
         if transport is None or transport.is_closing() or transport.get_write_buffer_size():
             await self._writer.drain()
 
