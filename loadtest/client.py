@@ -254,6 +254,18 @@ def enhanced_code(text: bytes | str) -> str:
     return match.group(1).decode() if match else ""
 
 
+def _peek(raw: _socket.socket) -> bool:
+    """Whether a kept session is still open, by one non-blocking peek at its stream."""
+    try:
+        peeked = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True  # nothing to read: still open
+    except OSError:
+        return False
+    # b"" is EOF; stray bytes mean a 421 (or, under TLS, its record) waits: let it speak.
+    return bool(peeked)
+
+
 class Sender:
     """Sends messages to named servers, keeping one session per server for reuse.
 
@@ -483,29 +495,28 @@ class Sender:
     def _alive(client: _SMTP) -> bool:
         """False when the server has closed (or reset) an idle session we kept.
 
-        Asked before every reused message, so it costs one peek: a TLS socket refuses
-        MSG_PEEK, so we peek at the TCP stream beneath through a copy of the descriptor
-        (closing the copy leaves the session open), wrapped in the C module's socket with
-        its family and type given (gevent's socket, or asking the kernel for them, cost
-        three times the peek) and MSG_DONTWAIT (the session's own blocking flag and
-        timeout stay as they are)."""
+        Asked before every reused message, so it costs one peek at the TCP stream, with
+        MSG_DONTWAIT (the session's own blocking flag and timeout stay as they are). Under
+        gevent (Locust) the session's socket keeps the kernel's socket beneath it, already
+        non-blocking, and the peek goes there: one system call, TLS or not (what a TLS
+        socket would refuse to peek at is the stream beneath it). A standard-library socket
+        (a timeout makes its recv wait first, TLS refuses MSG_PEEK) is peeked at through a
+        copy of its descriptor in the C module's socket (closing the copy leaves the session
+        open): dup, peek, close, three times the cost."""
         sock = client.sock
         if sock is None:
             return False
+        beneath = getattr(sock, "_sock", None)  # gevent's name for it
+        if isinstance(beneath, _socket.socket) and beneath.gettimeout() == 0.0:
+            return _peek(beneath)
         try:
             raw = _socket.socket(sock.family, socket.SOCK_STREAM, 0, os.dup(sock.fileno()))
         except OSError:
             return False
         try:
-            peeked = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return True  # nothing to read: still open
-        except OSError:
-            return False
+            return _peek(raw)
         finally:
             raw.close()
-        # b"" is EOF; stray bytes mean a 421 (or, under TLS, its record) waits: let it speak.
-        return bool(peeked)
 
     @staticmethod
     def _reusable(client: _SMTP, record: Attempt) -> bool:

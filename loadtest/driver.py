@@ -53,6 +53,7 @@ class Driver:
         emit: Callable[[tuple[Any, ...]], None],
         worker: str = "local",
         suppression: Suppression | None = None,
+        taken: Callable[[], None] | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.factory = factory
@@ -62,6 +63,9 @@ class Driver:
         self.worker = worker
         self.emit = emit  # takes each attempt's journal row (AttemptRecord.row)
         self.suppression = Suppression() if suppression is None else suppression
+        # Called when a ticket is taken, before its attempt (loadtest.idle_users: the idle
+        # users' watch for the next due message passes on).
+        self.taken = taken
         # Message index -> its recipients (positions) a 5xx ended, while a retry waits.
         self.finished: dict[int, frozenset[int]] = {}
 
@@ -73,6 +77,8 @@ class Driver:
         if not isinstance(taken, Ticket):
             return Step(wait=taken)
         ticket = taken
+        if self.taken is not None:
+            self.taken()
         message = self.factory.build(ticket.index, now)
         marks, positions = self._envelope(ticket, message)
         if not positions:

@@ -40,6 +40,7 @@ from loadtest.campaign import MessageFactory
 from loadtest.client import Sender
 from loadtest.dns_route import HostResolver
 from loadtest.driver import Driver
+from loadtest.idle_users import IdleUsers
 from loadtest.journal import AttemptsJournal
 from loadtest.limits import machine_problem, worker_share
 from loadtest.scenario import (
@@ -119,6 +120,7 @@ class Campaign:
     driver: Driver | None = None
     servers: dict[str, Any] = field(default_factory=dict)
     hosts: HostResolver | None = None  # the process's lookups of servers named by DNS
+    idle: IdleUsers = field(default_factory=IdleUsers)  # who watches for the next due message
     plan_dns: str = ""  # a worker's: the master's --dns-server, sent with the plan
     buffer: list[tuple[Any, ...]] = field(default_factory=list)
     finished: bool = False
@@ -303,6 +305,7 @@ class Campaign:
             t0=self.t0,
             emit=emit,
             worker=worker,
+            taken=self.idle.taken,
         )
 
     # -- journal rows -----------------------------------------------------------------

@@ -37,6 +37,11 @@ class Stage(enum.Enum):
     # reply it sends (after the command did its work: at the dot, after the commit).
     REPLY = "reply"
 
+    # A sink asks which effects are in force at a stage (`by_stage[stage]`) nine times a
+    # message; Enum's own hash is a Python method (of the name). A member is equal only to
+    # itself, so the identity hash is as good and costs no call.
+    __hash__ = object.__hash__
+
 
 class Action(enum.Enum):
     HANG = "hang"  # never answer again on this connection

@@ -322,3 +322,29 @@ def test_a_server_that_stops_reading_the_message_times_the_data_out():
         for conn in held:
             conn.close()
         listener.close()
+
+
+def test_a_kept_session_is_checked_on_gevents_socket_as_on_the_standard_one():
+    """Under Locust the session's socket is gevent's: the liveness check peeks at the
+    kernel's socket it keeps beneath (non-blocking already), one system call; open with
+    nothing waiting, open with a reply waiting, and closed read as on a standard socket."""
+    import gevent.socket
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        for make in (socket.socket, gevent.socket.socket):
+            client = smtplib.SMTP()
+            client.sock = make(socket.AF_INET, socket.SOCK_STREAM)
+            client.sock.settimeout(5.0)
+            client.sock.connect(listener.getsockname())
+            peer, _ = listener.accept()
+            try:
+                assert Sender._alive(client) is True  # nothing to read: still open
+                peer.sendall(b"421 4.4.2 closing\r\n")
+                time.sleep(0.05)
+                assert Sender._alive(client) is True  # a reply waits: let it speak
+                assert client.sock.recv(100) == b"421 4.4.2 closing\r\n"  # left in place
+                peer.close()
+                time.sleep(0.05)
+                assert Sender._alive(client) is False  # EOF: the server closed it
+            finally:
+                client.sock.close()

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loadtest.analysis import journals
 from loadtest.analysis.rundir import JOURNAL_PATTERNS
@@ -397,3 +399,24 @@ def test_a_tail_of_columns_reads_what_the_records_hold(tmp_path):
     for record, cells in zip(records.poll(), [("1", "accepted"), ("0", "refused")], strict=True):
         assert (str(int(record.final)), record.outcome) == cells
     assert [first.end, second.end] == [T + 1.6, T + 3.1]
+
+
+_CELL_TEXT = st.text(
+    alphabet=st.sampled_from("a1 ,\"'=+-@\t\r\n\uff1d\uff0b\uff0d\uff20."), max_size=6
+)
+
+
+@settings(max_examples=400)
+@given(
+    st.lists(
+        st.one_of(_CELL_TEXT, st.integers(-9, 9), st.floats(-2, 2), st.none(), st.booleans()),
+        max_size=8,
+    )
+)
+def test_a_rows_fast_path_writes_what_escaping_every_cell_writes(row):
+    """RowWriter formats a row as it is and escapes only when the line says a cell may
+    need it: the bytes must be those of `cell` on every value, whatever the row holds."""
+    fast, careful = io.StringIO(), io.StringIO()
+    RowWriter(fast).writerow(row)
+    RowWriter(careful)._careful(row)
+    assert fast.getvalue() == careful.getvalue()
