@@ -22,10 +22,8 @@ from loadtest.scenario import Scenario
 from loadtest.sink_fleet import ready_line
 from loadtest.supervise import Supervisor
 from maildrill.control_auth import TOKEN_ENV
-from maildrill.dns.files import write_zones
+from maildrill.dns.files import ZONE_DIR, write_zones
 from sinks.control_client import ControlClient
-
-ZONE_DIR = "dns"
 
 Address = tuple[str, int]
 

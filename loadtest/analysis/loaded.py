@@ -33,9 +33,9 @@ from loadtest.analysis.rundir import (
     read_scenario,
 )
 from loadtest.analysis.summary_model import Harness, Preflight
-from loadtest.dns_run import ZONE_DIR
 from loadtest.fault_event import DNS_TARGET
 from loadtest.scenario import Scenario
+from maildrill.dns.files import ZONE_DIR
 from maildrill.inputs import describe_errors
 
 # Text columns with a handful of values that the whole analysis compares and groups on.

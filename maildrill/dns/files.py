@@ -18,6 +18,7 @@ from maildrill.dns.server import Authority
 from maildrill.dns.zone import Zone
 
 SUFFIX = ".zone"
+ZONE_DIR = "dns"  # the run directory's folder of zones (docs/run-directory.md)
 
 
 def write_zones(zones: Iterable[Zone], directory: Path) -> list[Path]:
