@@ -478,6 +478,18 @@ class Campaign:
             self._await_flushes(runner)
         elif isinstance(runner, LocalRunner) and self.journal is not None:
             self.journal.close()
+        options = self.environment.parsed_options
+        if self.environment.web_ui is not None and options is not None and self._stopped_early():
+            # Locust's web mode waits --autoquit after the test stops, for a last look at
+            # the UI; a run stopped before its planned end (Ctrl-C) is being left: at once.
+            options.autoquit = 0
+
+    def _stopped_early(self) -> bool:
+        """The test stopped before the campaign's planned end (its schedule and drain)."""
+        if self.scenario is None or not self.t0:
+            return False
+        campaign = self.scenario.campaign
+        return time.time() < self.t0 + campaign.build_schedule().duration_s + campaign.drain_s
 
     def quit(self) -> None:
         self._write_roll()
