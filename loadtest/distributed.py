@@ -185,28 +185,36 @@ REFUSED_PLAN = "refused the plan: "  # the start of a refusing worker's `why`
 
 class WorkersFile:
     """workers.json as the Locust master rewrites it (loadtest.worker_roll): each worker
-    newly lost, once."""
+    newly lost, once; who refused the plan; at the end, who is lost for good, who came
+    back, whose rows never arrived. Parsed again only when the file changed (its size or
+    time), so every question asked of one version reads the same workers."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.reported: set[str] = set()
         self.stamp: tuple[int, int] | None = None
+        self.workers: dict[str, dict[str, Any]] = {}
 
-    def read(self) -> dict[str, dict[str, Any]]:
+    def read(self, again: bool = False) -> dict[str, dict[str, Any]]:
+        """The workers as last written (`again`: parsed anew, for the last look)."""
         try:
             stat = self.path.stat()
             stamp = (stat.st_mtime_ns, stat.st_size)
-            data = json.loads(self.path.read_text()) if stamp != self.stamp else None
+            if stamp == self.stamp and not again:
+                return self.workers
+            data = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            return {}
+            return self.workers
         self.stamp = stamp
         workers = data.get("workers") if isinstance(data, dict) else None
-        return workers if isinstance(workers, dict) else {}
+        found = workers if isinstance(workers, dict) else {}
+        self.workers = {w: state for w, state in found.items() if isinstance(state, dict)}
+        return self.workers
 
     def newly_lost(self) -> list[dict[str, Any]]:
         lost = []
         for worker, state in self.read().items():
-            if not isinstance(state, dict) or worker in self.reported:
+            if worker in self.reported:
                 continue
             if state.get("lost_at_s") is not None:
                 self.reported.add(worker)
@@ -217,43 +225,37 @@ class WorkersFile:
     def refusals(self) -> list[tuple[str, str]]:
         """Each worker that refused the plan, with why (loadtest.worker_consent, or its
         machine's limits): the drill cannot run as written without its share."""
-        self.stamp = None  # read whole: newly_lost may have read this version already
         return [
             (worker, str(state["why"]))
             for worker, state in self.read().items()
-            if isinstance(state, dict) and str(state.get("why", "")).startswith(REFUSED_PLAN)
+            if str(state.get("why", "")).startswith(REFUSED_PLAN)
         ]
 
     def lost_at_end(self) -> list[dict[str, Any]]:
         """At the end: the workers lost for good (one lost for a missed heartbeat that came
         back and flushed every row is not)."""
-        self.stamp = None
         return [
             {"worker": worker, "at_s": state["lost_at_s"], "why": state.get("why", "")}
-            for worker, state in self.read().items()
-            if isinstance(state, dict) and state.get("lost_at_s") is not None
+            for worker, state in self.read(again=True).items()
+            if state.get("lost_at_s") is not None
         ]
 
     def recovered(self) -> list[dict[str, Any]]:
         """At the end: the workers that missed heartbeats, came back, and are not lost."""
-        self.stamp = None
         return [
             {
                 "worker": worker,
                 "missing_at_s": state["missing_at_s"],
                 "recovered_at_s": state.get("recovered_at_s"),
             }
-            for worker, state in self.read().items()
-            if isinstance(state, dict)
-            and state.get("missing_at_s") is not None
-            and state.get("lost_at_s") is None
+            for worker, state in self.read(again=True).items()
+            if state.get("missing_at_s") is not None and state.get("lost_at_s") is None
         ]
 
     def rows_missing(self) -> dict[str, int]:
         """At the end: workers whose final count says rows never reached the master."""
-        self.stamp = None
         return {
             worker: int(state["rows_missing"])
-            for worker, state in self.read().items()
-            if isinstance(state, dict) and state.get("rows_missing")
+            for worker, state in self.read(again=True).items()
+            if state.get("rows_missing")
         }

@@ -180,7 +180,6 @@ class Drill:
         # Supervisor sees die; the master's workers.json names those lost.
         self.remote = remote
         self.workers_file = WorkersFile(run_dir / WORKERS_FILE)
-        self.refusals_seen_at = 0.0
         self.workers_seen_at = 0.0
 
     # -- the whole drill ----------------------------------------------------------------
@@ -469,14 +468,13 @@ class Drill:
                 self._carry_out(planned)
             self._settle_sink_faults(now)
             self._note_deaths(now)
-            self._note_lost_workers(now)
-            self._note_refusals(now)
+            self._note_workers(now)
             if self.locust.proc.poll() is not None:
                 break
             line.tick(now, now - self.t0, self._active_faults(now - self.t0))
             time.sleep(0.05)
         elapsed = time.time() - self.t0
-        self._note_refusals(time.time(), last=True)
+        self._note_workers(time.time(), refused_only=True)  # a refusal the load outran
         self._settle_sink_faults(time.time(), last=True)
         line.show(elapsed, self._active_faults(elapsed), final=True)
         self._cancel_pending()
@@ -547,12 +545,24 @@ class Drill:
             )
             self.say(f"\n{what} {child.name} died (exit {code}); going on")
 
-    def _note_lost_workers(self, now: float, last: bool = False) -> None:
-        """Workers on other hosts the Locust master lost (its workers.json), at most every
-        half second; at the last look, rows a worker shipped that never arrived."""
-        if self.remote is None or (not last and now - self.workers_seen_at < 0.5):
+    def _note_workers(self, now: float, last: bool = False, refused_only: bool = False) -> None:
+        """What the Locust master's workers.json says, at most every half second (any
+        time with `last` or `refused_only`):
+        - a worker that refused the plan (its consent, its machine's limits) leaves its
+          share unsent: the drill does not run as written, so it stops (exit 2), as for a
+          fault that did not start;
+        - workers on other hosts the master lost; at the last look, those that came back
+          and rows a worker shipped that never arrived."""
+        if not (last or refused_only) and now - self.workers_seen_at < 0.5:
             return
         self.workers_seen_at = now
+        for worker, why in self.workers_file.refusals()[:1]:
+            if not self.aborted:
+                self.log.event("worker_refused", worker=worker, why=why)
+                self.aborted = f"Locust worker {worker} {why}"
+                self.say(f"\n{self.aborted}; stopping the run")
+        if self.remote is None or refused_only:
+            return
         for lost in self.workers_file.newly_lost():
             self.log.event("worker_lost", **lost)
             self.say(f"\nLocust worker {lost['worker']} lost at {lost['at_s']:.1f} s "
@@ -567,19 +577,6 @@ class Drill:
                 self.log.event("worker_rows_missing", worker=worker, rows=rows)
                 self.say(f"Locust worker {worker}: {rows} journal rows it shipped never "
                          "reached the master")  # fmt: skip
-
-    def _note_refusals(self, now: float, last: bool = False) -> None:
-        """A Locust worker that refused the plan (its consent, its machine's limits) leaves
-        its share unsent: the drill does not run as written, so it stops (exit 2), as for a
-        fault that did not start. Looked at every half second, with the lost workers."""
-        if self.aborted or (not last and now - self.refusals_seen_at < 0.5):
-            return
-        self.refusals_seen_at = now
-        for worker, why in self.workers_file.refusals():
-            self.log.event("worker_refused", worker=worker, why=why)
-            self.aborted = f"Locust worker {worker} {why}"
-            self.say(f"\n{self.aborted}; stopping the run")
-            return
 
     def _remote_workers_lost(self) -> list[dict[str, Any]]:
         """Workers on other hosts lost for good, by the master's last roll (a `worker_lost`
@@ -673,7 +670,7 @@ class Drill:
             self.children.stop("dns", signal.SIGTERM, 5.0)  # last: the sinks look up to the end
 
     def _write_harness(self) -> dict[str, Any]:
-        self._note_lost_workers(time.time(), last=True)  # the master has written its last
+        self._note_workers(time.time(), last=True)  # the master has written its last
         harness = {
             "partial": self._stopping() or self.t0 is None,
             "interrupted_by": self.interrupted,
