@@ -478,10 +478,14 @@ class Campaign:
             self._await_flushes(runner)
         elif isinstance(runner, LocalRunner) and self.journal is not None:
             self.journal.close()
+
+    def stopping_early(self) -> None:
+        """test_stopping (fired as Locust's stop begins, before its web mode's --autoquit
+        wait; test_stop may come after it on a master): Locust waits --autoquit for a last
+        look at the UI; a run stopped before its planned end (Ctrl-C) is being left, so
+        it quits at once."""
         options = self.environment.parsed_options
         if self.environment.web_ui is not None and options is not None and self._stopped_early():
-            # Locust's web mode waits --autoquit after the test stops, for a last look at
-            # the UI; a run stopped before its planned end (Ctrl-C) is being left: at once.
             options.autoquit = 0
 
     def _stopped_early(self) -> bool:

@@ -50,6 +50,10 @@ def _test_start(environment: Environment, **_: Any) -> None:
     campaign_of(environment).start()
 
 
+def _test_stopping(environment: Environment, **_: Any) -> None:
+    campaign_of(environment).stopping_early()
+
+
 def _test_stop(environment: Environment, **_: Any) -> None:
     campaign_of(environment).stop()
 
@@ -67,6 +71,7 @@ bound_connect()  # before Locust's worker, if this is one, shakes hands with its
 _listen(events.init_command_line_parser, _arguments)
 _listen(events.init, _init)
 _listen(events.test_start, _test_start)
+_listen(events.test_stopping, _test_stopping)
 _listen(events.test_stop, _test_stop)
 _listen(events.quitting, _quitting)
 

@@ -188,8 +188,9 @@ def test_the_tab_shows_the_circuit_and_starts_and_stops_a_fault(drill, browser, 
     proc.send_signal(signal.SIGINT)  # enough seen: the run stops, its journals and summary kept
     assert proc.wait(90) == EXIT_PARTIAL
     # Stopped before its end: Locust's web mode does not wait its --autoquit (10 s) for a
-    # last look at the UI (loadtest.locust_glue); the gap between its two log lines.
-    assert autoquit_wait_s(run_dir) < 3.0
+    # last look at the UI (loadtest.locust_glue). Between its two log lines: that wait, if
+    # any, after its stop (which waits for the workers: seconds when one is gone).
+    assert autoquit_wait_s(run_dir) < 10.0
     rows = [r for r in read_csv(run_dir / "faults-primary.csv") if r["fault_id"] == fault_id]
     assert [(r["kind"], r["state"], r["origin"]) for r in rows] == [
         ("down", "start", "command"), ("down", "stop", "command")
@@ -236,11 +237,12 @@ def followed(attempts: list[dict[str, str]], at: float, until: float, new: str) 
 
 
 def autoquit_wait_s(run_dir: Path) -> float:
-    """Seconds Locust waited between stopping the test and its --autoquit, from its log."""
+    """Seconds Locust waited between stopping the shape's test and its --autoquit (its
+    log's first line of each: "The last worker went missing, stopping test" may follow)."""
     stamps = {}
     for line in (run_dir / "logs" / "locust.log").read_text().splitlines():
-        for key, text in (("stop", "stopping test"), ("quit", "--autoquit time reached")):
-            if text in line:
+        for key, text in (("stop", "completed, stopping test"), ("quit", "--autoquit time")):
+            if text in line and key not in stamps:  # the first: a worker's may follow
                 stamp = line[1 : line.index("]")]
                 stamps[key] = time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")) + (
                     int(stamp[20:23]) / 1000
