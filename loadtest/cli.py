@@ -115,16 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from loadtest.bundled import scenario_path
     from loadtest.orchestrate import Drill, SetupError, prepare
 
-    confirmed: list[str] = []  # the resolver, when asked for --yes before its MX sets
-
-    def resolver_consent(text: str) -> None:
-        """Its MX sets are asked of it as the file loads: the yes comes first."""
-        what = f"any server the resolver {text} names"
-        if not _confirmed([what], args.yes):
-            raise ValueError(f"resolver {text} is asked for the MX sets and the senders "
-                             f"send to {what}: pass --yes to confirm")  # fmt: skip
-        confirmed.append(what)
-
+    consent = _Consent(args.yes)
     try:
         workers = _remote_workers(args)
         path = scenario_path(args.scenario)
@@ -135,29 +126,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.seed,
             0 if workers else args.workers,
             remote_workers=workers is not None,
-            consent=resolver_consent,
+            consent=consent.resolver,
         )
     except (ScenarioError, OverrideError, AddressError) as exc:
         return fail(str(exc))
-    remote = [
-        f"{s.name} {s.host}:{s.port}"
-        for s in scenario.servers
-        if not is_loopback(s.host) and not scenario.dns_named(s)  # its answers are checked
-    ]
-    if scenario.resolver is not None:  # it may answer with any address: a yes, even on loopback
-        remote.append(f"any server the resolver {scenario.resolver.text} names")
-    elif scenario.allow_remote:  # the answers of the run's DNS are then not held to loopback
-        remote += [
-            f"{s.name} {s.host} (its addresses from the dns: zones)"
-            for s in scenario.servers
-            if scenario.dns_named(s)
-        ]
-    unasked = [what for what in remote if what not in confirmed]  # asked at the MX lookup
-    if unasked and not _confirmed(unasked, args.yes):
-        return fail(
-            f"{scenario.name} sends mail outside this machine ({', '.join(unasked)}): "
-            "pass --yes to confirm"
-        )
+    remote = _sends_outside(scenario)
+    if problem := consent.sending(scenario.name, remote):
+        return fail(problem)
     if workers is not None and (problem := bind_problem(workers.bind, scenario.allow_remote)):
         return fail(problem)
     targets = [(s.name, s.host) for s in scenario.servers]
@@ -246,13 +221,19 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     from loadtest.capacity.search import Ending
     from loadtest.orchestrate import SetupError, prepare
 
+    consent = _Consent(args.yes)
     try:
         path = scenario_path(args.scenario)
-        raw, scenario = prepare(path, args.set, args.seed, args.workers)
+        raw, scenario = prepare(path, args.set, args.seed, args.workers, consent=consent.resolver)
         servers = _capacity_servers(scenario, args.server)
         settings = _capacity_settings(scenario, args)
     except (ScenarioError, OverrideError, ValueError) as exc:
         return fail(str(exc))
+    # A server measured alone is on loopback, but the `all` curve's steps route as the
+    # scenario does, and a name is looked up as the senders look it up: asked as in `run`.
+    remote = _sends_outside(scenario)
+    if problem := consent.sending(scenario.name, remote):
+        return fail(problem)
     run_id = f"{scenario.name}-capacity-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         out_dir = args.out or inside(Path("reports"), run_id)
@@ -263,7 +244,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     if problem := _unwritable(out_dir):
         return fail(problem)
     cap = CapacityRun(raw, scenario, str(path), out_dir, settings, args.step_s, servers,
-                      say=lambda line: print(f"maildrill: {line}", file=sys.stderr))  # fmt: skip
+                      say=lambda line: print(f"maildrill: {line}", file=sys.stderr),
+                      yes=bool(remote))  # fmt: skip
     curves = len(cap.curves())
     print(f"maildrill: {scenario.name}: capacity of {', '.join(n for n, _ in cap.curves())}: "
           f"at most {settings.max_steps} steps of {args.step_s:g} s per curve, up to "
@@ -337,6 +319,52 @@ def _exit_code(result: Summary, run_dir: Path) -> int:
     if result.partial:
         return EXIT_PARTIAL
     return EXIT_OK if result.slo.passed else EXIT_SLO_FAILED
+
+
+def _sends_outside(scenario: Scenario) -> list[str]:
+    """What the scenario's load may reach outside this machine, each named for a person to
+    confirm (`maildrill run` and `maildrill capacity` alike); empty: loopback only."""
+    remote = [
+        f"{s.name} {s.host}:{s.port}"
+        for s in scenario.servers
+        if not is_loopback(s.host) and not scenario.dns_named(s)  # its answers are checked
+    ]
+    if scenario.resolver is not None:  # it may answer with any address: a yes, even on loopback
+        remote.append(f"any server the resolver {scenario.resolver.text} names")
+    elif scenario.allow_remote:  # the answers of the run's DNS are then not held to loopback
+        remote += [
+            f"{s.name} {s.host} (its addresses from the dns: zones)"
+            for s in scenario.servers
+            if scenario.dns_named(s)
+        ]
+    return remote
+
+
+class _Consent:
+    """A person's yes (`--yes`, or y at the prompt) to load that leaves this machine, asked
+    once per thing: first for a named resolver, before its MX sets are asked of it as the
+    file loads (`resolver`), then for the rest of what the load reaches (`sending`)."""
+
+    def __init__(self, yes: bool) -> None:
+        self.yes = yes
+        self.confirmed: list[str] = []
+
+    def resolver(self, text: str) -> None:
+        """loadtest.resolver_mx's consent: raises ValueError to refuse."""
+        what = f"any server the resolver {text} names"
+        if not _confirmed([what], self.yes):
+            raise ValueError(f"resolver {text} is asked for the MX sets and the senders "
+                             f"send to {what}: pass --yes to confirm")  # fmt: skip
+        self.confirmed.append(what)
+
+    def sending(self, name: str, remote: list[str]) -> str | None:
+        """The one-line refusal, or None once everything in `remote` is confirmed."""
+        unasked = [what for what in remote if what not in self.confirmed]
+        if unasked and not _confirmed(unasked, self.yes):
+            return (f"{name} sends mail outside this machine ({', '.join(unasked)}): "
+                    "pass --yes to confirm")  # fmt: skip
+        self.confirmed += unasked
+        return None
 
 
 def _confirmed(remote: list[str], yes: bool) -> bool:
@@ -901,6 +929,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="never offer more, msgs/s (default: the schedule's highest)",
     )
     capacity.add_argument("--max-steps", type=int, default=12, help="per curve (12)")
+    capacity.add_argument(
+        "--yes",
+        action="store_true",
+        help="confirm servers outside loopback, or a resolver:, the scenario names "
+        "(allow_remote): the `all` curve's steps route as the scenario does",
+    )
     capacity.add_argument("--factor", type=finite_float, default=2.0,
                           help="climb by this factor per stable step (2)")  # fmt: skip
     capacity.add_argument(

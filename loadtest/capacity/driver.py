@@ -69,6 +69,7 @@ class CapacityRun:
     step_s: float
     servers: list[str]  # measured alone, in this order; then `all` when more than one
     say: Callable[[str], None]
+    yes: bool = False  # a person confirmed load outside this machine (`maildrill capacity --yes`)
 
     def __post_init__(self) -> None:
         limit = p95_limit(self.scenario.slo)
@@ -169,9 +170,9 @@ class CapacityRun:
             raise ScenarioError(f"{self.source}: {problem}")
         step_dir.mkdir(parents=True, exist_ok=True)
         with (step_dir / "drill.log").open("w") as log:
-            # capacity asks no --yes (it never did): its workers take its scenario as is
+            # Its workers take the run's yes, as `maildrill run`'s do (worker_consent).
             drill = Drill(
-                scenario, raw, step_dir, f"{scenario.name}-cap-{label}", out=log, yes=True
+                scenario, raw, step_dir, f"{scenario.name}-cap-{label}", out=log, yes=self.yes
             )
             monitor = HarnessMonitor(drill.children).start()
             try:

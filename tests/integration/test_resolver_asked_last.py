@@ -62,6 +62,35 @@ def test_run_without_yes_asks_the_resolver_nothing(listener, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_capacity_without_yes_asks_the_resolver_nothing(listener, tmp_path, capsys):
+    """`maildrill capacity` routes its `all` curve as the scenario does: asked as `run`."""
+    where = f"127.0.0.1:{listener.getsockname()[1]}"
+    path = write(tmp_path, where)
+    assert main(["capacity", str(path), "--out", str(tmp_path / "cap")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"maildrill: {path}: resolver {where} is asked for the MX sets and the senders send "
+        f"to any server the resolver {where} names: pass --yes to confirm\n"
+    )
+    assert packets(listener) == 0
+    assert not (tmp_path / "cap").exists()
+
+
+def test_capacity_to_a_server_outside_loopback_needs_yes(tmp_path, capsys):
+    path = tmp_path / "remote.yaml"
+    path.write_text(
+        "name: remote\nallow_remote: true\n"
+        "servers: [{name: local, local: true}, {name: far, host: 192.0.2.10, port: 25}]\n"
+        "campaign: {schedule: [{duration_s: 1, rate: 1}]}\n"
+    )
+    assert main(["capacity", str(path), "--out", str(tmp_path / "cap")]) == 2
+    assert capsys.readouterr().err == (
+        "maildrill: remote sends mail outside this machine (far 192.0.2.10:25): "
+        "pass --yes to confirm\n"
+    )
+    assert not (tmp_path / "cap").exists()
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
