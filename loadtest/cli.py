@@ -337,7 +337,17 @@ def _sends_outside(scenario: Scenario) -> list[str]:
             for s in scenario.servers
             if scenario.dns_named(s)
         ]
-    return remote
+    return remote + _relays_outside(scenario)
+
+
+def _relays_outside(scenario: Scenario) -> list[str]:
+    """The backup MXs and proxies that forward to an address outside loopback (allowed by
+    `allow_remote`): the mail they queue or pass on leaves this machine."""
+    return [
+        f"{s.name}'s sink relaying to {up.host}:{up.port}"
+        for s in scenario.servers
+        if (up := s.sink.upstream_address) is not None and not is_loopback(up.host)
+    ]
 
 
 class _Consent:
@@ -577,6 +587,8 @@ def cmd_sinks(args: argparse.Namespace) -> int:
         return fail(str(exc))
     except ValueError as exc:
         return fail(f"sinks: {exc}")
+    if problem := _Consent(args.yes).sending(scenario.name, _relays_outside(scenario)):
+        return fail(problem)
     try:
         stamp = time.strftime("%Y%m%d-%H%M%S")  # not over the name: a % in it is no format
         out = args.out or inside(Path("reports"), f"{scenario.name}-sinks-{stamp}")
@@ -948,6 +960,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sinks_cmd = sub.add_parser("sinks", help="start a scenario's local sinks only")
     _scenario_args(sinks_cmd)
     sinks_cmd.add_argument("--out", type=Path, help="journal directory")
+    sinks_cmd.add_argument("--yes", action="store_true",
+                           help="confirm a backup MX or proxy relaying outside loopback "
+                           "(allow_remote)")  # fmt: skip
     sinks_cmd.add_argument(
         "--start-at",
         metavar="TIME",

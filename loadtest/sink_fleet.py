@@ -71,7 +71,7 @@ def sinks_file(scenario: Scenario) -> SinksFile:
     ]
     if not local:
         raise SetupError(f"{scenario.name}: no local servers (local: true) to start")
-    return SinksFile(sinks=local, seed=scenario.campaign.seed)
+    return SinksFile(sinks=local, seed=scenario.campaign.seed, allow_remote=scenario.allow_remote)
 
 
 def with_run_dns(config: SinksFile, scenario: Scenario, dns: Address) -> SinksFile:

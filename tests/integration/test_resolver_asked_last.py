@@ -91,6 +91,25 @@ def test_capacity_to_a_server_outside_loopback_needs_yes(tmp_path, capsys):
     assert not (tmp_path / "cap").exists()
 
 
+@pytest.mark.parametrize("command", ["run", "sinks", "capacity"])
+def test_a_sink_relaying_outside_loopback_needs_yes(tmp_path, capsys, command):
+    """A backup MX or proxy forwarding to an address elsewhere (allow_remote) sends mail off
+    this machine: `run`, `sinks` and `capacity` start none of it without a person's yes."""
+    path = tmp_path / "relay.yaml"
+    path.write_text(
+        "name: relay\nallow_remote: true\n"
+        "servers: [{name: proxy, local: true,"
+        " sink: {mode: proxy, upstream: {host: 192.0.2.10, port: 25}}}]\n"
+        "campaign: {schedule: [{duration_s: 1, rate: 1}]}\n"
+    )
+    assert main([command, str(path), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        "maildrill: relay sends mail outside this machine (proxy's sink relaying to "
+        "192.0.2.10:25): pass --yes to confirm\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
