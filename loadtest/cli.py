@@ -371,7 +371,7 @@ class _Consent:
         """The one-line refusal, or None once everything in `remote` is confirmed."""
         unasked = [what for what in remote if what not in self.confirmed]
         if unasked and not _confirmed(unasked, self.yes):
-            return (f"{name} sends mail outside this machine ({', '.join(unasked)}): "
+            return (f"{name} reaches outside this machine ({', '.join(unasked)}): "
                     "pass --yes to confirm")  # fmt: skip
         self.confirmed += unasked
         return None
@@ -587,7 +587,9 @@ def cmd_sinks(args: argparse.Namespace) -> int:
         return fail(str(exc))
     except ValueError as exc:
         return fail(f"sinks: {exc}")
-    if problem := _Consent(args.yes).sending(scenario.name, _relays_outside(scenario)):
+    listeners = [f"{s.name}'s sink listening on {s.host}" for s in scenario.servers
+                 if s.local and not is_loopback(s.host)]  # fmt: skip
+    if problem := _Consent(args.yes).sending(scenario.name, listeners + _relays_outside(scenario)):
         return fail(problem)
     try:
         stamp = time.strftime("%Y%m%d-%H%M%S")  # not over the name: a % in it is no format
@@ -961,8 +963,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _scenario_args(sinks_cmd)
     sinks_cmd.add_argument("--out", type=Path, help="journal directory")
     sinks_cmd.add_argument("--yes", action="store_true",
-                           help="confirm a backup MX or proxy relaying outside loopback "
-                           "(allow_remote)")  # fmt: skip
+                           help="confirm a sink listening, or a backup MX or proxy relaying, "
+                           "outside loopback (allow_remote)")  # fmt: skip
     sinks_cmd.add_argument(
         "--start-at",
         metavar="TIME",

@@ -85,7 +85,7 @@ def test_capacity_to_a_server_outside_loopback_needs_yes(tmp_path, capsys):
     )
     assert main(["capacity", str(path), "--out", str(tmp_path / "cap")]) == 2
     assert capsys.readouterr().err == (
-        "maildrill: remote sends mail outside this machine (far 192.0.2.10:25): "
+        "maildrill: remote reaches outside this machine (far 192.0.2.10:25): "
         "pass --yes to confirm\n"
     )
     assert not (tmp_path / "cap").exists()
@@ -104,8 +104,23 @@ def test_a_sink_relaying_outside_loopback_needs_yes(tmp_path, capsys, command):
     )
     assert main([command, str(path), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == (
-        "maildrill: relay sends mail outside this machine (proxy's sink relaying to "
+        "maildrill: relay reaches outside this machine (proxy's sink relaying to "
         "192.0.2.10:25): pass --yes to confirm\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_sinks_listening_outside_loopback_need_yes(tmp_path, capsys):
+    path = tmp_path / "listen.yaml"
+    path.write_text(
+        "name: listen\nallow_remote: true\n"
+        "servers: [{name: mx, local: true, host: 198.18.0.5, port: 2525}]\n"
+        "campaign: {schedule: [{duration_s: 1, rate: 1}]}\n"
+    )
+    assert main(["sinks", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        "maildrill: listen reaches outside this machine (mx's sink listening on "
+        "198.18.0.5): pass --yes to confirm\n"
     )
     assert not (tmp_path / "out").exists()
 
