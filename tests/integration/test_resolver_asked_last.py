@@ -49,10 +49,11 @@ def write(tmp_path: Path, resolver: str, extra: str = "") -> Path:
     return path
 
 
-def test_run_without_yes_asks_the_resolver_nothing(listener, tmp_path, capsys):
+@pytest.mark.parametrize("command", ["run", "capacity"])  # capacity's `all` curve routes too
+def test_without_yes_the_resolver_is_asked_nothing(listener, tmp_path, capsys, command):
     where = f"127.0.0.1:{listener.getsockname()[1]}"
     path = write(tmp_path, where)
-    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert main([command, str(path), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err == (
         f"maildrill: {path}: resolver {where} is asked for the MX sets and the senders send "
@@ -62,65 +63,35 @@ def test_run_without_yes_asks_the_resolver_nothing(listener, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_capacity_without_yes_asks_the_resolver_nothing(listener, tmp_path, capsys):
-    """`maildrill capacity` routes its `all` curve as the scenario does: asked as `run`."""
-    where = f"127.0.0.1:{listener.getsockname()[1]}"
-    path = write(tmp_path, where)
-    assert main(["capacity", str(path), "--out", str(tmp_path / "cap")]) == 2
-    err = capsys.readouterr().err
-    assert err == (
-        f"maildrill: {path}: resolver {where} is asked for the MX sets and the senders send "
-        f"to any server the resolver {where} names: pass --yes to confirm\n"
-    )
-    assert packets(listener) == 0
-    assert not (tmp_path / "cap").exists()
+OUTSIDE = {  # servers: what is named outside loopback
+    "target": ("[{name: local, local: true}, {name: far, host: 192.0.2.10, port: 25}]",
+               "far 192.0.2.10:25"),
+    "relay": ("[{name: proxy, local: true,"
+              " sink: {mode: proxy, upstream: {host: 192.0.2.10, port: 25}}}]",
+              "proxy's sink relaying to 192.0.2.10:25"),
+    "listener": ("[{name: mx, local: true, host: 198.18.0.5, port: 2525}]",
+                 "mx's sink listening on 198.18.0.5"),
+}  # fmt: skip
 
 
-def test_capacity_to_a_server_outside_loopback_needs_yes(tmp_path, capsys):
-    path = tmp_path / "remote.yaml"
+@pytest.mark.parametrize(
+    ("command", "kind"),
+    [("capacity", "target"), ("run", "relay"), ("sinks", "relay"), ("capacity", "relay"),
+     ("sinks", "listener")],
+)  # fmt: skip
+def test_what_reaches_outside_loopback_needs_yes(tmp_path, capsys, command, kind):
+    """A server elsewhere (the `all` capacity curve routes to it), a backup MX or proxy
+    forwarding elsewhere, a sink listening elsewhere (all allowed by allow_remote): `run`,
+    `sinks` and `capacity` start none of it without a person's yes, and write nothing."""
+    servers, named = OUTSIDE[kind]
+    path = tmp_path / "outside.yaml"
     path.write_text(
-        "name: remote\nallow_remote: true\n"
-        "servers: [{name: local, local: true}, {name: far, host: 192.0.2.10, port: 25}]\n"
-        "campaign: {schedule: [{duration_s: 1, rate: 1}]}\n"
-    )
-    assert main(["capacity", str(path), "--out", str(tmp_path / "cap")]) == 2
-    assert capsys.readouterr().err == (
-        "maildrill: remote reaches outside this machine (far 192.0.2.10:25): "
-        "pass --yes to confirm\n"
-    )
-    assert not (tmp_path / "cap").exists()
-
-
-@pytest.mark.parametrize("command", ["run", "sinks", "capacity"])
-def test_a_sink_relaying_outside_loopback_needs_yes(tmp_path, capsys, command):
-    """A backup MX or proxy forwarding to an address elsewhere (allow_remote) sends mail off
-    this machine: `run`, `sinks` and `capacity` start none of it without a person's yes."""
-    path = tmp_path / "relay.yaml"
-    path.write_text(
-        "name: relay\nallow_remote: true\n"
-        "servers: [{name: proxy, local: true,"
-        " sink: {mode: proxy, upstream: {host: 192.0.2.10, port: 25}}}]\n"
+        f"name: outside\nallow_remote: true\nservers: {servers}\n"
         "campaign: {schedule: [{duration_s: 1, rate: 1}]}\n"
     )
     assert main([command, str(path), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == (
-        "maildrill: relay reaches outside this machine (proxy's sink relaying to "
-        "192.0.2.10:25): pass --yes to confirm\n"
-    )
-    assert not (tmp_path / "out").exists()
-
-
-def test_sinks_listening_outside_loopback_need_yes(tmp_path, capsys):
-    path = tmp_path / "listen.yaml"
-    path.write_text(
-        "name: listen\nallow_remote: true\n"
-        "servers: [{name: mx, local: true, host: 198.18.0.5, port: 2525}]\n"
-        "campaign: {schedule: [{duration_s: 1, rate: 1}]}\n"
-    )
-    assert main(["sinks", str(path), "--out", str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err == (
-        "maildrill: listen reaches outside this machine (mx's sink listening on "
-        "198.18.0.5): pass --yes to confirm\n"
+        f"maildrill: outside reaches outside this machine ({named}): pass --yes to confirm\n"
     )
     assert not (tmp_path / "out").exists()
 
