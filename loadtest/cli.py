@@ -812,7 +812,7 @@ def _check_dns(args: argparse.Namespace) -> int:
         resolver = (
             command.parse_resolver(args.resolver, allow_remote=allow_remote)
             if args.resolver
-            else None
+            else _senders_resolver(scenario)
         )
         keys = run_keys(scenario.servers) if scenario and not resolver else RunKeys()
         authority = None if resolver else command.served_zones(scenario, domain, keys.txt)
@@ -828,6 +828,15 @@ def _check_dns(args: argparse.Namespace) -> int:
     else:
         print(render.render_text(facts, result), end="")
     return EXIT_OK if result.ok else EXIT_SLO_FAILED
+
+
+def _senders_resolver(scenario: Scenario | None) -> tuple[str, int] | None:
+    """`check --dns` without --resolver: a scenario with no `dns:` zones but a `resolver:`
+    is checked as that resolver answers (its zones, when it has them, are what the run's
+    verifying sinks ask, so they are checked instead)."""
+    if scenario is None or scenario.dns is not None or scenario.resolver is None:
+        return None
+    return scenario.resolver.address
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -250,6 +250,10 @@ def test_a_resolver_named_is_asked_instead(capsys, tmp_path, keys) -> None:
         ready = json.loads(proc.stdout.readline())["dns"]
         resolver = f"{ready['host']}:{ready['port']}"
         code, out, err = run_check(capsys, tmp_path, keys, scenario, "--resolver", resolver)
+        # a scenario naming it (`resolver:`, no zones of its own) is checked as it answers
+        its_own = {**scenario, "resolver": resolver, "allow_remote": True}
+        del its_own["dns"]
+        own = run_check(capsys, tmp_path, keys, its_own)
         # no scenario: the servers named on the command line; the primary alone is clean
         alone = main(
             ["check", "--dns", "shop.test", "--resolver", resolver,
@@ -262,6 +266,7 @@ def test_a_resolver_named_is_asked_instead(capsys, tmp_path, keys) -> None:
     assert (code, err) == (1, ""), out
     assert f"shop.test, as {resolver} answers" in out
     assert [p.rsplit(" ", 1)[1] for p in problems(out)] == ["[ptr-missing]"]
+    assert own == (code, out, err)
     assert (alone, alone_err) == (0, ""), alone_out
     assert "primary (reference)" in alone_out
     assert "secondary" not in alone_out
