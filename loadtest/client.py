@@ -65,6 +65,7 @@ class Server:
     timeouts: Timeouts = field(default_factory=Timeouts)
     messages_per_connection: int = 100
     resolve: bool = False  # host is a name looked up through the run's DNS server
+    pipelining: bool = True  # RFC 2920, when the server offers it, as Postfix's client does
     mx_domain: str = ""  # made from this domain's MX set: followed while it holds the host
 
 
@@ -437,21 +438,31 @@ class Sender:
     ) -> None:
         assert client.sock is not None
         client.sock.settimeout(server.timeouts.command)
-        record.phase = Phase.MAIL
         # MAIL and RCPT as smtplib's mail() and rcpt() send them, with the fast quoting.
         size = f" SIZE={len(data)}" if client.has_extn("size") else ""
-        client.putcmd("mail", f"FROM:{quote_address(sender)}{size}")
-        code, msg = client.getreply()
+        commands = [
+            f"mail FROM:{quote_address(sender)}{size}",
+            *(f"rcpt TO:{quote_address(rcpt)}" for rcpt in recipients),
+            "data",
+        ]
+        pipelined = server.pipelining and client.has_extn("pipelining")
+        if pipelined:
+            # RFC 2920: the envelope and DATA in one write, then their replies in order; the
+            # replies decide exactly as one command at a time does.
+            client.send("".join(f"{command}\r\n" for command in commands))
+        record.phase = Phase.MAIL
+        code, msg = self._reply(client, commands[0], pipelined)
         if code != 250:
             self._refused(client, record, code, msg)
+            if pipelined:  # the server answers the rest too (503s): read, or the session goes
+                self._drain(client, len(recipients) + 1)
             return
         record.phase = Phase.RCPT
         accepted = 0
         first_refusal: tuple[int, bytes] | None = None
         first_deferral: tuple[int, bytes] | None = None
-        for rcpt in recipients:
-            client.putcmd("rcpt", f"TO:{quote_address(rcpt)}")
-            code, msg = client.getreply()
+        for command in commands[1:-1]:
+            code, msg = self._reply(client, command, pipelined)
             if code in (250, 251):
                 accepted += 1
                 record.replies.append((code, ""))
@@ -468,11 +479,12 @@ class Sender:
             # take it (a 4xx); the 5xx ones are done (the driver leaves them out of it).
             refusal = first_deferral or first_refusal
             assert refusal is not None
+            if pipelined and refusal[0] != 421:
+                self._no_recipients_data(client)
             self._refused(client, record, *refusal)
             return
         record.phase = Phase.DATA
-        client.putcmd("data")
-        code, msg = client.getreply()
+        code, msg = self._reply(client, commands[-1], pipelined)
         if code != 354:
             self._refused(client, record, code, msg)
             return
@@ -490,6 +502,38 @@ class Sender:
         record.outcome = outcome_of_code(code)
         if record.outcome is not Outcome.ACCEPTED and code == 421:
             raise smtplib.SMTPResponseException(code, msg)
+
+    @staticmethod
+    def _reply(client: _SMTP, command: str, pipelined: bool) -> tuple[int, bytes]:
+        """The reply to `command`: sent already when pipelined, else sent now."""
+        if not pipelined:
+            client.send(f"{command}\r\n")
+        return client.getreply()
+
+    @staticmethod
+    def _drain(client: _SMTP, replies: int) -> None:
+        """Read the replies still owed to pipelined commands after a refusal decided the
+        attempt; a session that cannot give them is closed (not reused), the attempt's
+        record left as the refusal made it."""
+        try:
+            for _ in range(replies):
+                client.getreply()
+        except (OSError, smtplib.SMTPException):
+            client.close()
+
+    @classmethod
+    def _no_recipients_data(cls, client: _SMTP) -> None:
+        """The pipelined DATA's reply when no recipient was taken: a server that answers
+        it 354 all the same (RFC 2920 3.1 asks for 503 or 554) is given an empty message,
+        "." alone, as Postfix's smtp client does, and its reply read, so the session
+        stays in step for the next message."""
+        try:
+            code, _ = client.getreply()
+            if code == 354:
+                client.send(b".\r\n")
+                client.getreply()
+        except (OSError, smtplib.SMTPException):
+            client.close()
 
     @staticmethod
     def _alive(client: _SMTP) -> bool:

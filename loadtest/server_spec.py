@@ -289,6 +289,11 @@ class ServerSpec(StrictModel):
     messages_per_connection: int = Field(
         default=Server.messages_per_connection, ge=1, description="then reconnect"
     )
+    pipelining: bool = Field(
+        default=Server.pipelining,
+        description="RFC 2920 when the server offers PIPELINING, as Postfix's client does: "
+        "MAIL, RCPT and DATA in one write; false: one command at a time",
+    )
     local: bool = Field(default=False, description="maildrill starts a sink for it")
     sink: Annotated[SinkSpec, BeforeValidator(_a_table)] = Field(
         default_factory=SinkSpec,
@@ -372,6 +377,7 @@ class ServerSpec(StrictModel):
             helo_name=self.helo_name,
             timeouts=timeouts,
             messages_per_connection=self.messages_per_connection,
+            pipelining=self.pipelining,
             resolve=resolve,
             mx_domain=(self.mx or "") if resolve else "",
         )
