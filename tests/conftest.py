@@ -27,7 +27,7 @@ T = TypeVar("T")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files with the most `slow` tests first, each file's tests still together and in order.
 
-    Under `pytest -n 4 --dist loadfile` a worker takes whole files in this order: the long
+    Under `pytest -n 3 --dist loadfile` a worker takes whole files in this order: the long
     drills start at once and the quick files fill in around them, where in name order a
     long file could start last and run alone at the end.
     """
