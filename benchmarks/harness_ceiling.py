@@ -73,7 +73,7 @@ QUICK = Pace(step_s=4, drain_s=2, precision=0.10, confirm=False, max_steps=7)
 def scenario(rate: float, pace: Pace) -> dict[str, Any]:
     return {
         "name": "harness-ceiling",
-        "servers": [{"name": "primary", "priority": 10, "local": True}],
+        "servers": [{"name": "primary", "priority": 10, "local": True, "pipelining": True}],
         "routing": {"policy": "failover"},
         "campaign": {
             "seed": 1,

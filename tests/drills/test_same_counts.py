@@ -44,12 +44,6 @@ DRILLS: dict[str, list[str]] = {
         "campaign.drain_s=6",
     ],
 }  # fmt: skip
-# Recorded with a sender that sent one command at a time: so they still run. (Pipelined, a
-# message in flight at a fault's onset spends more of its time waiting on its final reply,
-# where a cut connection leaves it ambiguous, failed unless retry_after_dot: a count that
-# then moves with the onset's timing. tests/integration/test_client_pipelining.py holds
-# pipelining to the same decisions, command by command.)
-ONE_COMMAND_AT_A_TIME = ["servers.0.pipelining=false", "servers.1.pipelining=false"]
 # capacity-step was recorded too (as it was then: 20 ms per message, steps of 100-1,600
 # msgs/s), and left out since: its top steps were bound by the machine's CPU, not by the
 # seed, and tests/drills/test_capacity_drill.py checks its counts against the journals.
@@ -113,7 +107,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
     base = tmp_path_factory.mktemp("same-counts")
     procs = {}
     for name, values in DRILLS.items():
-        sets = [arg for value in values + ONE_COMMAND_AT_A_TIME for arg in ("--set", value)]
+        sets = [arg for value in values for arg in ("--set", value)]
         procs[name] = subprocess.Popen(
             [sys.executable, "-m", "loadtest.cli", "run", name, "--out", str(base / name), *sets],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -98,7 +98,8 @@ def test_a_354_to_a_data_with_no_recipient_gets_an_empty_message(tmp_path):
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    server = Server("scripted", "127.0.0.1", listener.getsockname()[1], timeouts=FAST)
+    server = Server("scripted", "127.0.0.1", listener.getsockname()[1], timeouts=FAST,
+                    pipelining=True)  # fmt: skip
     sender = Sender({"scripted": server})
     try:
         record = send(sender, "scripted", "m1", ("nobody@gmail.test",))
