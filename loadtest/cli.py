@@ -350,6 +350,13 @@ def _relays_outside(scenario: Scenario) -> list[str]:
     ]
 
 
+def _listeners_outside(scenario: Scenario) -> list[str]:
+    """The local sinks listening on an address outside loopback (allowed by `allow_remote`):
+    `maildrill sinks` opens them to other machines."""
+    return [f"{s.name}'s sink listening on {s.host}" for s in scenario.servers
+            if s.local and not is_loopback(s.host)]  # fmt: skip
+
+
 class _Consent:
     """A person's yes (`--yes`, or y at the prompt) to load that leaves this machine, asked
     once per thing: first for a named resolver, before its MX sets are asked of it as the
@@ -587,9 +594,8 @@ def cmd_sinks(args: argparse.Namespace) -> int:
         return fail(str(exc))
     except ValueError as exc:
         return fail(f"sinks: {exc}")
-    listeners = [f"{s.name}'s sink listening on {s.host}" for s in scenario.servers
-                 if s.local and not is_loopback(s.host)]  # fmt: skip
-    if problem := _Consent(args.yes).sending(scenario.name, listeners + _relays_outside(scenario)):
+    outside = _listeners_outside(scenario) + _relays_outside(scenario)
+    if problem := _Consent(args.yes).sending(scenario.name, outside):
         return fail(problem)
     try:
         stamp = time.strftime("%Y%m%d-%H%M%S")  # not over the name: a % in it is no format
@@ -812,7 +818,7 @@ def _check_dns(args: argparse.Namespace) -> int:
         resolver = (
             command.parse_resolver(args.resolver, allow_remote=allow_remote)
             if args.resolver
-            else _senders_resolver(scenario)
+            else _named_resolver_address(scenario)
         )
         keys = run_keys(scenario.servers) if scenario and not resolver else RunKeys()
         authority = None if resolver else command.served_zones(scenario, domain, keys.txt)
@@ -830,7 +836,7 @@ def _check_dns(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_SLO_FAILED
 
 
-def _senders_resolver(scenario: Scenario | None) -> tuple[str, int] | None:
+def _named_resolver_address(scenario: Scenario | None) -> tuple[str, int] | None:
     """`check --dns` without --resolver: a scenario with no `dns:` zones but a `resolver:`
     is checked as that resolver answers (its zones, when it has them, are what the run's
     verifying sinks ask, so they are checked instead)."""

@@ -523,8 +523,8 @@ class Sender:
         except (OSError, smtplib.SMTPException):
             client.close()
 
-    @classmethod
-    def _no_recipients_data(cls, client: _SMTP) -> None:
+    @staticmethod
+    def _no_recipients_data(client: _SMTP) -> None:
         """The pipelined DATA's reply when no recipient was taken: a server that answers
         it 354 all the same (RFC 2920 3.1 asks for 503 or 554) is given an empty message,
         "." alone, as Postfix's smtp client does, and its reply read, so the session
