@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import union_categoricals
+from pandas.api.types import is_string_dtype, union_categoricals
 
 from loadtest.analysis import journal_scan, msg_keys
 from loadtest.analysis.rundir import (
@@ -77,7 +77,19 @@ CATEGORIES = {
     ),
     "receipts": ("worker", "peer", "message_id", "spf", "dkim", "dmarc", "ptr"),
 }  # fmt: skip
+# Of those, the columns the C parser makes categories itself (journals._fast). It reads a
+# column of numbers-only text as number categories ("007" and "7" both 7): the columns
+# whose values are often numbers (a worker "0", replies "250") are read as text, and a
+# file where another comes out as numbers is read again that way (_NotText).
+NUMBER_LIKE = ("worker", "rcpt_replies")
+PARSER_CATEGORIES = {
+    kind: tuple(c for c in columns if c not in NUMBER_LIKE) for kind, columns in CATEGORIES.items()
+}
 BLOCK_ROWS = 1 << 18  # rows parsed at a time when a journal is read compact
+
+
+class _NotText(Exception):
+    """A column the parser made categories came out as numbers, not the file's text."""
 
 
 @dataclass(frozen=True)
@@ -276,8 +288,17 @@ class _Clean:
     options: dict[str, Any] = field(default_factory=dict)  # pd.read_csv's
 
 
-def _fast(path: Path, kind: str, data: bytes | None, skip: tuple[str, ...]) -> _Clean | None:
-    """Whether pandas' C parser may read `path` (see `_read_clean`); None: read carefully."""
+def _fast(
+    path: Path,
+    kind: str,
+    data: bytes | None,
+    skip: tuple[str, ...],
+    categories: tuple[str, ...] = (),
+) -> _Clean | None:
+    """Whether pandas' C parser may read `path` (see `_read_clean`); None: read carefully.
+    The text columns in `categories` are parsed as categories: the parser hashes their
+    bytes, where text objects made and then hashed into categories cost about twice the
+    time (issue 18)."""
     header = _header(path, kind, _head(path) if data is None else data)
     del data
     try:
@@ -293,7 +314,10 @@ def _fast(path: Path, kind: str, data: bytes | None, skip: tuple[str, ...]) -> _
     text = [c for c in header if c not in NUMERIC[kind] and c not in skip]
     options: dict[str, Any] = {
         "usecols": lambda c: c not in skip,
-        "dtype": {**{c: "float64" for c in numeric}, **{c: str for c in text}},
+        "dtype": {
+            **{c: "float64" for c in numeric},
+            **{c: "category" if c in categories else str for c in text},
+        },
         "keep_default_na": False,
         "na_values": {c: [""] for c in numeric},
         "skip_blank_lines": False,
@@ -348,10 +372,16 @@ def _blocks(clean: _Clean, kind: str) -> Iterator[pd.DataFrame]:
 
 
 def _unescaped(frame: pd.DataFrame, text: list[str], escaped: bool) -> pd.DataFrame:
-    """Cells `maildrill.journal.cell` escaped (a number escaped failed) read back."""
+    """Cells `maildrill.journal.cell` escaped (a number escaped failed) read back (a
+    column parsed as categories is read back as text, then made categories again)."""
     if escaped:
         for column in text:
             values = frame[column]
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                if values.cat.categories.str.startswith(ESCAPE).any():
+                    plain = _unescaped(frame[[column]].astype(str), [column], escaped)[column]
+                    frame[column] = plain.astype("category")
+                continue
             marked = values.str.startswith(ESCAPE)
             if marked.any():
                 frame[column] = values.where(~marked, values.str[1:])
@@ -383,6 +413,8 @@ def _compacted(blocks: Iterable[pd.DataFrame], compact: Compact, rows: int) -> p
                 book.add(block[column])
             elif column not in numbers:
                 values = block[column]
+                if isinstance(values.dtype, pd.CategoricalDtype):
+                    values = _text_categories(values, column)
                 if column in compact.categories:
                     values = values.astype("category")
                 parts.setdefault(column, []).append(values)
@@ -399,6 +431,18 @@ def _compacted(blocks: Iterable[pd.DataFrame], compact: Compact, rows: int) -> p
             values = pd.concat(parts.pop(column), ignore_index=True)
         frame.insert(at, column, values)
     return frame
+
+
+def _text_categories(values: pd.Series, column: str) -> pd.Series:
+    """A column the parser made categories, with text categories as `astype("category")`
+    makes them (a block of no rows has categories of no type); _NotText if they are
+    numbers the parser read the text as."""
+    categories = values.cat.categories
+    if categories.dtype == "str":
+        return values
+    if len(categories) and not is_string_dtype(categories):
+        raise _NotText(column)
+    return values.cat.rename_categories(categories.astype("str"))
 
 
 def _head(path: Path) -> bytes:
@@ -462,9 +506,24 @@ def _read_compact(
     ever held beside it. A damaged file is read carefully, whole, as one block. Files
     with other columns (journals of two versions) are each compacted, then put together
     (`_stacked`); so are all of them when the parser refuses a line the checks let by."""
+    try:
+        return _read_compact_once(paths, kind, damage, skip, compact, PARSER_CATEGORIES[kind])
+    except _NotText:
+        return _read_compact_once(paths, kind, damage, skip, compact, ())
+
+
+def _read_compact_once(
+    paths: list[Path],
+    kind: str,
+    damage: dict[str, Damage],
+    skip: tuple[str, ...],
+    compact: Compact,
+    parsed: tuple[str, ...],
+) -> pd.DataFrame:
+    """`_read_compact`, the columns `parsed` made categories by the parser."""
     sources: list[_Clean | tuple[pd.DataFrame, Damage]] = []
     for path in paths:
-        clean = _fast(path, kind, None, skip)
+        clean = _fast(path, kind, None, skip, tuple(c for c in parsed if c in compact.categories))
         if clean is None:
             frame, lost = _read_careful(path, kind)
             sources.append((frame.drop(columns=[c for c in skip if c in frame]), lost))

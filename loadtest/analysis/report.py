@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 
 from loadtest.analysis import (
-    plots,
     received,
     render_html,
     render_md,
@@ -70,12 +69,29 @@ def received_series(run: RunDir) -> tuple[dict[str, pd.DataFrame], list[str]]:
     return {"received": timeseries.received(frame, names, run.t0)}, names
 
 
-def write(run_dir: Path, summary: Summary, run: RunDir) -> dict[str, Path]:
+def frames_of(run: RunDir) -> dict[str, pd.DataFrame] | None:
+    """The series a report of the sender's journal plots and saves (None without it): they
+    need the journals only, not the summary, so `report_child` makes them while the
+    summary is being made."""
+    return series(run.journals) if run.has_sender_journal else None
+
+
+def write(
+    run_dir: Path,
+    summary: Summary,
+    run: RunDir,
+    frames: dict[str, pd.DataFrame] | None = None,
+) -> dict[str, Path]:
     """Series CSVs, plots, report.md and report.html in `run_dir` (the run's own directory,
     or another to write them to); returns their paths. Without the sender's journal, the
-    receipts' series, plot and view (loadtest.analysis.received)."""
+    receipts' series, plot and view (loadtest.analysis.received). `frames`: `frames_of(run)`
+    when already made."""
+    # Imported here: matplotlib takes half a second to import, which `report_child` spends
+    # beside the summary, and a summary alone (`summary.write(reports=False)`) never needs.
+    from loadtest.analysis import plots
+
     if summary.received is None:
-        frames = series(run.journals)
+        frames = frames if frames is not None else series(run.journals)
         figures = plots.all_plots(frames, summary, server_order(run.scenario, summary, frames))
         build = view.build
     else:

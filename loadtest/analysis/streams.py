@@ -27,6 +27,7 @@ from loadtest.analysis import metrics, msg_keys
 from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.summary_model import (
     Failover,
+    Latency,
     Messages,
     Percentiles,
     StreamResult,
@@ -79,24 +80,30 @@ def summarise(
     count: Count,
     windows: Sequence[FaultWindow],
     analyse: Analyse,
+    run_times: metrics.Times | None = None,
 ) -> dict[str, StreamResult]:
     """Each stream's part: the campaign's streams (`plan`) in its order, then any other a
     journal names. `attempts` and `not_sent` are this run's rows, `per` is
-    reconcile.messages of the attempts, `total` the messages the schedule plans."""
+    reconcile.messages of the attempts, `total` the messages the schedule plans. A stream
+    with every attempt and message (a one-stream campaign) is handed the frames
+    themselves, not a copy of every column, and takes `run_times` when given."""
     groups = Grouping.of(attempts, per)
     unsent_by = _unsent(not_sent)
     planned = planned_per_stream(plan, total, run_id, groups, per, unsent_by)
     out = {}
     for name in planned:
         code = groups.code(name)
-        mine = attempts[groups.of_attempt == code]
-        messages = per[groups.of_message == code]
+        every = bool((groups.of_attempt == code).all())
+        mine = attempts if every else attempts[groups.of_attempt == code]
+        of_message = groups.of_message == code
+        messages = per if of_message.all() else per[of_message]
         counted = count(messages, planned[name], unsent_by.get(name, frozenset()))
+        times = run_times if every and run_times is not None else None
         out[name] = StreamResult(
             **counted.model_dump(),
-            latency_ms=_whole(metrics.latency(mine)),
-            response_time_ms=metrics.response_time(mine),
-            lateness_ms=metrics.lateness(mine),
+            latency_ms=_whole(times.latency if times else metrics.latency(mine)),
+            response_time_ms=times.response_time if times else metrics.response_time(mine),
+            lateness_ms=times.lateness if times else metrics.lateness(mine),
             failovers=[analyse(w, mine, messages) for w in windows],
         )
     return out
@@ -158,6 +165,6 @@ def _indices(ids: pd.Series, run_id: str, total: int) -> np.ndarray:
     return indices
 
 
-def _whole(latency: Percentiles) -> Percentiles:
+def _whole(latency: Latency) -> Percentiles:
     """The overall percentiles of a Latency, without its per-server ones."""
     return Percentiles(**{k: getattr(latency, k) for k in Percentiles.model_fields})

@@ -11,6 +11,7 @@ probes, capacity, reconcile, slo): here they are only put together.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +35,7 @@ from loadtest.analysis import (
     recipients,
     reconcile,
     relay,
-    report,
+    report_child,
     rolling,
     slo,
     streams,
@@ -56,8 +57,12 @@ from loadtest.schedule import Schedule
 from loadtest.server_spec import SinkSpec
 
 
-def summarise(run: RunDir) -> Summary:
-    """The summary of a loaded run directory (no file is read here)."""
+def summarise(
+    run: RunDir, measure_times: Callable[[pd.DataFrame], metrics.Times] = metrics.times
+) -> Summary:
+    """The summary of a loaded run directory (no file is read here). `measure_times`
+    makes the latency, response time and lateness of this run's attempts (`report_child`
+    hands one that takes them from the child that made them)."""
     journals, scenario = run.journals, run.scenario
     attempts = journals.attempts
     run_id = run.run.run_id
@@ -118,7 +123,19 @@ def summarise(run: RunDir) -> Summary:
         failovers = [
             measured(w, failover.analyse(w, at_sinks, per, run.probes, t0, end)) for w in windows
         ]
+        times = measure_times(attempts)
         no_probes = run.probes.iloc[:0]  # probes carry no stream: no monitor timings per stream
+        # Without probes or attempts credited to sinks, a stream of every attempt and
+        # message has the run's very figures: they are not measured a second time.
+        same_as_run = at_sinks is attempts and run.probes.empty
+
+        def stream_failover(
+            w: fault_windows.FaultWindow, frame: pd.DataFrame, messages: pd.DataFrame
+        ) -> Failover:
+            if same_as_run and frame is attempts and messages is per:
+                return failovers[windows.index(w)]
+            return measured(w, failover.analyse(w, frame, messages, no_probes, t0, end))
+
         by_stream = streams.summarise(
             attempts,
             per,
@@ -130,9 +147,8 @@ def summarise(run: RunDir) -> Summary:
                 frame, n, run_id, stuck, unobserved, released, refused, unsent
             ),
             windows,
-            lambda w, frame, messages: measured(
-                w, failover.analyse(w, frame, messages, no_probes, t0, end)
-            ),
+            stream_failover,
+            times,
         )
     else:
         # Another sender, no attempts: the messages and the faults from the receipts alone
@@ -148,6 +164,7 @@ def summarise(run: RunDir) -> Summary:
             measured(w, received.analyse(w, frame, names, run.probes, t0, end)) for w in windows
         ]
         by_stream = {}  # receipts carry no stream: `streams` needs the sender's journal
+        times = metrics.times(attempts)
     mtas = {s.name for s in scenario.servers if s.postfix is not None} if scenario else set()
     rules = scenario.slo if scenario else []
     schedule = scenario.campaign.build_schedule() if scenario else None
@@ -162,9 +179,9 @@ def summarise(run: RunDir) -> Summary:
         throughput=_with_floor(
             metrics.throughput(attempts), attempts, schedule, t0, partial=run.partial
         ),
-        latency_ms=metrics.latency(attempts),
-        response_time_ms=metrics.response_time(attempts),
-        lateness_ms=metrics.lateness(attempts),
+        latency_ms=times.latency,
+        response_time_ms=times.response_time,
+        lateness_ms=times.lateness,
         errors=metrics.errors(attempts),
         failovers=failovers,
         relay=relay.summarise(
@@ -268,10 +285,12 @@ def write(run_dir: Path, reports: bool = True) -> Summary:
     run = RunDir.load(run_dir)
     _made_by_run(run)
     _outputs_are_not_links(run_dir)
-    summary = summarise(run)
-    (run_dir / "summary.json").write_text(as_json(summary))
-    if reports:
-        report.write(run_dir, summary, run)
+    # The reports' series are made beside the summary, in a child (report_child).
+    with report_child.Reports(run_dir, run, fork=None if reports else False) as pages:
+        summary = summarise(run, pages.times)
+        (run_dir / "summary.json").write_text(as_json(summary))
+        if reports:
+            pages.write(summary)
     return summary
 
 

@@ -110,8 +110,23 @@ def escaped(drill, tmp_path):
     return run
 
 
+def numbers(drill, tmp_path):
+    """Servers named with numbers only, two of them the same number written two ways: the
+    parser would read that column as the categories 7 and 7 (journals._NotText)."""
+    run = copy(drill, tmp_path)
+    path = run / "attempts.csv"
+    rows = path.read_text().splitlines(keepends=True)
+    at = rows[0].split(",").index("server")
+    for i in range(1, len(rows)):
+        cells = rows[i].split(",")
+        cells[at] = "007" if i % 2 else "7"
+        rows[i] = ",".join(cells)
+    path.write_text("".join(rows))
+    return run
+
+
 MAKE = {"clean": lambda drill, _: drill, "damaged": damaged, "refused": refused}
-MAKE |= {"two_versions": two_versions, "escaped": escaped}
+MAKE |= {"two_versions": two_versions, "escaped": escaped, "numbers": numbers}
 
 
 @pytest.mark.parametrize("block_rows", [1, 7, journals.BLOCK_ROWS])
@@ -134,6 +149,8 @@ def test_compact_journals_hold_what_whole_ones_do(drill, tmp_path, monkeypatch, 
             assert compact[column].dtype == plain[column].astype("category").dtype, column
     if which == "escaped":
         assert list(compact_attempts["server"][2:4]) == ["=SUM(1)", "'x"]
+    if which == "numbers":
+        assert list(compact_attempts["server"].cat.categories) == ["007", "7"]
     if which == "refused":
         assert lost["receipts-secondary.csv"].unreadable == 1
     if which == "two_versions":
