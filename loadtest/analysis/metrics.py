@@ -3,8 +3,6 @@ of the summary (loadtest.analysis.summary_model)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
@@ -73,20 +71,6 @@ def lateness(attempts: pd.DataFrame) -> Percentiles:
     """Start minus intended time of first attempts: how far the sender fell behind."""
     first = _only(attempts, "intended", "start", "worker")[attempts["attempt"] == 1]
     return percentiles_ms((first["start"] - first["intended"]).clip(lower=0), first)
-
-
-@dataclass(frozen=True)
-class Times:
-    """A run's latency, response time and lateness: the summary's three HDR parts, made
-    together so that `report_child` can make them beside the rest of the summary."""
-
-    latency: Latency
-    response_time: Percentiles
-    lateness: Percentiles
-
-
-def times(attempts: pd.DataFrame) -> Times:
-    return Times(latency(attempts), response_time(attempts), lateness(attempts))
 
 
 def throughput(attempts: pd.DataFrame) -> Throughput:

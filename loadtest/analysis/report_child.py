@@ -4,8 +4,9 @@
 and the plots (the per-second frames, matplotlib's import, the pages) and two and a half
 on the summary, one after the other on one core. The series need only the journals, so a
 child forked after the load makes them beside the summary, on the machine's second core.
-It makes the summary's latency, response time and lateness first (half a second of HDR
-histograms that need only the attempts) and hands them back through a pipe; then it waits
+It makes the summary's parts that need only the attempts first (`attempt_figures`: the
+latency, response time and lateness histograms and the backlog, over half a second) and
+hands them back through a pipe; then it waits
 for the summary (pickled through another) and draws the plots and pages from it. The
 parent writes summary.json as always.
 
@@ -27,7 +28,7 @@ from types import TracebackType
 
 import pandas as pd
 
-from loadtest.analysis import metrics, report
+from loadtest.analysis import attempt_figures, report
 from loadtest.analysis.loaded import RunDir
 from loadtest.analysis.summary_model import Summary
 
@@ -42,7 +43,7 @@ def worth_forking(run: RunDir) -> bool:
 
 class Reports:
     """`with Reports(run_dir, run) as reports: ...; reports.write(summary)`, with
-    `reports.times` for `summary.summarise`. Leaving the block without `write` (the
+    `reports.figures` for `summary.summarise`. Leaving the block without `write` (the
     summary raised) ends the child with nothing written."""
 
     def __init__(self, run_dir: Path, run: RunDir, fork: bool | None = None) -> None:
@@ -75,7 +76,7 @@ class Reports:
         code = 1
         try:
             attempts = report.run_attempts(self.run.journals)
-            made = (len(attempts), metrics.times(attempts))
+            made = (len(attempts), self.run.t0, attempt_figures.of(attempts, self.run.t0))
             with os.fdopen(times_write, "wb") as pipe:
                 pipe.write(pickle.dumps(made))
             del attempts
@@ -91,18 +92,19 @@ class Reports:
         finally:
             os._exit(code)
 
-    def times(self, attempts: pd.DataFrame) -> metrics.Times:
-        """`metrics.times(attempts)`, as the child made them from the same rows (this
-        run's attempts, `report.run_attempts`), or made here if it could not."""
+    def figures(self, attempts: pd.DataFrame, t0: float) -> attempt_figures.AttemptFigures:
+        """`attempt_figures.of(attempts, t0)`, as the child made them from the same rows
+        (this run's attempts, `report.run_attempts`), or made here if it could not."""
         if self._from_child is not None:
             with os.fdopen(self._from_child, "rb") as pipe:
                 self._from_child = None
                 data = pipe.read()
             if data:
-                rows, times = pickle.loads(data)
-                if rows == len(attempts) and isinstance(times, metrics.Times):
-                    return times
-        return metrics.times(attempts)
+                rows, start, figures = pickle.loads(data)
+                if (rows, start) == (len(attempts), t0):
+                    assert isinstance(figures, attempt_figures.AttemptFigures)
+                    return figures
+        return attempt_figures.of(attempts, t0)
 
     def write(self, summary: Summary) -> None:
         """The series, plots and pages of `summary`: the child's, or made here."""

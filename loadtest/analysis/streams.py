@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from loadtest.analysis import metrics, msg_keys
+from loadtest.analysis.attempt_figures import AttemptFigures
 from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.summary_model import (
     Failover,
@@ -80,13 +81,13 @@ def summarise(
     count: Count,
     windows: Sequence[FaultWindow],
     analyse: Analyse,
-    run_times: metrics.Times | None = None,
+    run_figures: AttemptFigures | None = None,
 ) -> dict[str, StreamResult]:
     """Each stream's part: the campaign's streams (`plan`) in its order, then any other a
     journal names. `attempts` and `not_sent` are this run's rows, `per` is
     reconcile.messages of the attempts, `total` the messages the schedule plans. A stream
     with every attempt and message (a one-stream campaign) is handed the frames
-    themselves, not a copy of every column, and takes `run_times` when given."""
+    themselves, not a copy of every column, and takes the run's `run_figures` when given."""
     groups = Grouping.of(attempts, per)
     unsent_by = _unsent(not_sent)
     planned = planned_per_stream(plan, total, run_id, groups, per, unsent_by)
@@ -98,7 +99,7 @@ def summarise(
         of_message = groups.of_message == code
         messages = per if of_message.all() else per[of_message]
         counted = count(messages, planned[name], unsent_by.get(name, frozenset()))
-        times = run_times if every and run_times is not None else None
+        times = run_figures if every else None
         out[name] = StreamResult(
             **counted.model_dump(),
             latency_ms=_whole(times.latency if times else metrics.latency(mine)),

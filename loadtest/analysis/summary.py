@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from loadtest.analysis import (
+    attempt_figures,
     auth,
-    backlog,
     bounces,
     by_address,
     capacity,
@@ -56,13 +56,14 @@ from loadtest.analysis.summary_model import (
 from loadtest.schedule import Schedule
 from loadtest.server_spec import SinkSpec
 
+# The figures of a run's attempts alone, from them and t0 (attempt_figures.of).
+FiguresOf = Callable[[pd.DataFrame, float], attempt_figures.AttemptFigures]
 
-def summarise(
-    run: RunDir, measure_times: Callable[[pd.DataFrame], metrics.Times] = metrics.times
-) -> Summary:
-    """The summary of a loaded run directory (no file is read here). `measure_times`
-    makes the latency, response time and lateness of this run's attempts (`report_child`
-    hands one that takes them from the child that made them)."""
+
+def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summary:
+    """The summary of a loaded run directory (no file is read here). `figures_of` makes
+    the figures of this run's attempts alone (`report_child` hands one that takes them
+    from the child that made them)."""
     journals, scenario = run.journals, run.scenario
     attempts = journals.attempts
     run_id = run.run.run_id
@@ -123,7 +124,7 @@ def summarise(
         failovers = [
             measured(w, failover.analyse(w, at_sinks, per, run.probes, t0, end)) for w in windows
         ]
-        times = measure_times(attempts)
+        figures = figures_of(attempts, t0)
         no_probes = run.probes.iloc[:0]  # probes carry no stream: no monitor timings per stream
         # Without probes or attempts credited to sinks, a stream of every attempt and
         # message has the run's very figures: they are not measured a second time.
@@ -148,7 +149,7 @@ def summarise(
             ),
             windows,
             stream_failover,
-            times,
+            figures,
         )
     else:
         # Another sender, no attempts: the messages and the faults from the receipts alone
@@ -164,7 +165,7 @@ def summarise(
             measured(w, received.analyse(w, frame, names, run.probes, t0, end)) for w in windows
         ]
         by_stream = {}  # receipts carry no stream: `streams` needs the sender's journal
-        times = metrics.times(attempts)
+        figures = attempt_figures.of(attempts, t0)
     mtas = {s.name for s in scenario.servers if s.postfix is not None} if scenario else set()
     rules = scenario.slo if scenario else []
     schedule = scenario.campaign.build_schedule() if scenario else None
@@ -179,9 +180,9 @@ def summarise(
         throughput=_with_floor(
             metrics.throughput(attempts), attempts, schedule, t0, partial=run.partial
         ),
-        latency_ms=times.latency,
-        response_time_ms=times.response_time,
-        lateness_ms=times.lateness,
+        latency_ms=figures.latency,
+        response_time_ms=figures.response_time,
+        lateness_ms=figures.lateness,
         errors=metrics.errors(attempts),
         failovers=failovers,
         relay=relay.summarise(
@@ -201,7 +202,7 @@ def summarise(
         ),
         harness=run.harness,
         capacity=capacity.capacity(attempts, schedule, t0, rules),
-        backlog=backlog.summarise(attempts, t0),
+        backlog=figures.backlog,
         bounces=bounces.summarise(attempts, not_sent, scenario, run_id, planned),
         streams=by_stream,
         auth=auth.summarise(
@@ -287,7 +288,7 @@ def write(run_dir: Path, reports: bool = True) -> Summary:
     _outputs_are_not_links(run_dir)
     # The reports' series are made beside the summary, in a child (report_child).
     with report_child.Reports(run_dir, run, fork=None if reports else False) as pages:
-        summary = summarise(run, pages.times)
+        summary = summarise(run, pages.figures)
         (run_dir / "summary.json").write_text(as_json(summary))
         if reports:
             pages.write(summary)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from loadtest.analysis import metrics, report, report_child, summary
+from loadtest.analysis import attempt_figures, report, report_child, summary
 from tests.unit.test_analysis_unchanged import _benchmark
 
 ATTEMPTS = 20_000
@@ -73,18 +73,20 @@ def test_the_childs_reports_are_the_ones_made_in_one_process(
 ) -> None:
     serial = _serial(journals, tmp_path, monkeypatch)
     asked: list[int] = []
-    times = report_child.Reports.times
+    figures = report_child.Reports.figures
 
-    def counted(self: report_child.Reports, attempts: Any) -> metrics.Times:
+    def counted(self: report_child.Reports, attempts: Any, t0: float) -> Any:
         asked.append(len(attempts))
-        return times(self, attempts)
+        return figures(self, attempts, t0)
 
-    monkeypatch.setattr(report_child.Reports, "times", counted)
-    # The parent must not make the times or the series itself: they come from the child.
-    monkeypatch.setattr(metrics, "times", _not_in_the_parent(os.getpid(), metrics.times))
+    monkeypatch.setattr(report_child.Reports, "figures", counted)
+    # The parent must not make these figures or the series: they come from the child.
+    made_here = _not_in_the_parent(os.getpid(), attempt_figures.of)
+    monkeypatch.setattr(attempt_figures, "of", made_here)
     monkeypatch.setattr(report, "frames_of", _not_in_the_parent(os.getpid(), report.frames_of))
     summary.write(_copy(journals, tmp_path / "forked"))
-    assert len(forks) == 1 and _gone(forks[0])
+    assert len(forks) == 1
+    assert _gone(forks[0])
     assert asked == [ATTEMPTS]
     forked = _outputs(tmp_path / "forked")
     assert sorted(forked) == sorted(serial)
@@ -115,7 +117,8 @@ def test_a_child_that_fails_leaves_the_parent_to_make_the_reports(
 
     monkeypatch.setattr(report, "frames_of", broken)
     summary.write(_copy(journals, tmp_path / "forked"))
-    assert len(forks) == 1 and _gone(forks[0])
+    assert len(forks) == 1
+    assert _gone(forks[0])
     assert _outputs(tmp_path / "forked") == serial
 
 
@@ -129,6 +132,7 @@ def test_a_summary_that_raises_ends_the_child_with_nothing_written(
     run_dir = _copy(journals, tmp_path / "forked")
     with pytest.raises(RuntimeError, match="the summary failed"):
         summary.write(run_dir)
-    assert len(forks) == 1 and _gone(forks[0])
+    assert len(forks) == 1
+    assert _gone(forks[0])
     for name in (*OUTPUTS, "series", "plots"):
         assert not (run_dir / name).exists(), name
