@@ -38,8 +38,15 @@ class KeyBook:
         self.known = known if known is not None else pd.Index([], dtype="str")
         self._codes: list[np.ndarray] = []
         self._new: list[pd.Index] = []
+        # With nothing known (the attempts' book), the blocks' ids kept as they are and
+        # factorized once, whole, by `column`: hashing each block and then every block's
+        # new ids again took half a second more at a million (issue 18).
+        self._whole: list[pd.Series] = []
 
     def add(self, values: pd.Series) -> None:
+        if not len(self.known) and not self._codes:
+            self._whole.append(values)
+            return
         codes, uniques = pd.factorize(values)
         uniques = pd.Index(uniques)
         where = np.asarray(self.known.get_indexer(uniques)) if len(self.known) else None
@@ -53,6 +60,7 @@ class KeyBook:
 
     def add_keys(self, column: pd.Series) -> None:
         """A Categorical another KeyBook over the same `known` made (another file's)."""
+        self._factorize_whole()
         k = len(self.known)
         codes = column.cat.codes.to_numpy().astype(np.int32)
         fresh = codes >= k
@@ -60,9 +68,24 @@ class KeyBook:
         self._codes.append(codes)
         self._new.append(column.cat.categories[k:])
 
+    def _factorize_whole(self) -> None:
+        """The blocks kept whole, as codes of new ids (as `add` would have made them)."""
+        if not self._whole:
+            return
+        values = self._whole[0] if len(self._whole) == 1 else pd.concat(self._whole)
+        self._whole = []
+        codes, uniques = pd.factorize(values)
+        codes = np.asarray(codes)
+        self._codes.append(np.where(codes >= 0, NEW - codes, -1).astype(np.int32))
+        self._new.append(pd.Index(uniques))
+
     def column(self) -> pd.Categorical:
+        self._factorize_whole()
         new: pd.Index = self._new[0].append(self._new[1:]) if self._new else self.known[:0]
-        new_codes, new_ids = pd.factorize(new)  # an id new in two blocks: once
+        if len(self._new) == 1:  # one factorize's ids: each once already
+            new_codes, new_ids = np.arange(len(new)), new
+        else:
+            new_codes, new_ids = pd.factorize(new)  # an id new in two blocks: once
         base, start = len(self.known), 0
         for codes, block_new in zip(self._codes, self._new, strict=True):
             fresh = codes <= NEW

@@ -212,6 +212,30 @@ def test_a_keybook_codes_ids_block_by_block_as_factorize_does_the_whole():
     assert twice.codes.tolist() == column.codes.tolist() * 2
 
 
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        [["x-2", "x-9", None], ["x-8", "x-9", "x-2"], [], ["x-7", "x-8"]],  # ids in two blocks
+        [["x-1", "x-1", "x-3"]],  # one block
+        [],
+    ],
+)
+def test_a_keybook_knowing_nothing_codes_ids_as_factorize_does(blocks):
+    """The attempts' book (no id known) factorizes its blocks once, whole."""
+    book = msg_keys.KeyBook()
+    for block in blocks:
+        book.add(pd.Series(block, dtype="str"))
+    column = book.column()
+    every = [i for block in blocks for i in block]
+    codes, ids = pd.factorize(pd.Series(every, dtype="str"))
+    assert np.array_equal(column.codes, codes)
+    assert list(column.categories) == list(ids)
+    # The receipts' book over these ids, as the load makes it.
+    receipts = msg_keys.KeyBook(pd.CategoricalDtype(column.categories))
+    receipts.add(pd.Series(["x-9", "r-1"], dtype="str"))
+    assert list(receipts.column()) == ["x-9", "r-1"]
+
+
 def test_bounces_factorizes_categories_as_it_does_their_text():
     """bounces._factorized answers from a column's codes what pd.factorize answers from
     its text: codes and values in order of first appearance, unused categories left out."""
