@@ -47,8 +47,9 @@ CATEGORIES = ("outcome", "server", "worker")
 # journals.load reads them so from the start; `compact` makes them so in frames built
 # otherwise (and in journals of several files with different columns).
 FEW_VALUES = tuple(c for c in journals_mod.CATEGORIES["attempts"] if c not in CATEGORIES)
-# The same for the receipts: columns only compared, or made text first (auth._text,
-# received._text), or not read at all (worker).
+# The same for the receipts: columns only compared or grouped on (sink, outcome, helo),
+# or made text first (auth._text, received._text, the sessions' series), or not read at
+# all (worker).
 RECEIPT_FEW_VALUES = journals_mod.CATEGORIES["receipts"]
 
 Model = TypeVar("Model", bound=BaseModel)

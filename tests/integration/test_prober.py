@@ -98,12 +98,13 @@ def test_availability_timeline_matches_the_faults_journal_within_one_interval(st
 def test_a_hang_is_seen_as_greeting_timeouts_one_timeout_late(start_sinks):
     sinks = start_sinks({"sinks": [{"name": "primary"}]})
     # A timeout well above the slack: detection one timeout late (not two) stays told
-    # apart even when a loaded machine fires the timer a quarter second late.
-    interval, timeout = 0.1, 0.6
+    # apart even when a loaded machine runs both the probe's start and its timer late
+    # (four test workers on two cores did: the bound below allows two slacks).
+    interval, timeout = 0.1, 1.0
 
     # Long enough for a probe to connect and time out inside it: a probe held at the door
     # gets its banner at the clear if it is still waiting (the hang freezes, then resumes).
-    duration = 2.0
+    duration = 2.5
 
     def hang(sinks) -> None:
         import time
@@ -124,7 +125,7 @@ def test_a_hang_is_seen_as_greeting_timeouts_one_timeout_late(start_sinks):
     assert {r["phase"] for r in failed} <= {"greeting", "ehlo"}
     detection = probes.monitor_detection_s(window, frame)
     assert detection is not None
-    assert timeout - SLACK_S <= detection <= timeout + interval + SLACK_S
+    assert timeout - SLACK_S <= detection <= timeout + interval + 2 * SLACK_S < 2 * timeout
     assert probes.monitor_recovery_s(window, frame) is not None
 
 
