@@ -77,6 +77,7 @@ def _paths(final: pd.DataFrame, accepted_at: pd.Series) -> dict[str, MtaPath]:
             messages=len(first), receipts=len(rows), delivery_delay_ms=percentiles_ms(delay)
         )
         if "helo" in rows:
-            path.relayed_by = {str(k): int(v) for k, v in rows["helo"].value_counts().items()}
+            counts = rows["helo"].value_counts()  # held as categories: every name, even at 0
+            path.relayed_by = {str(k): int(v) for k, v in counts.items() if v}
         paths[str(sink)] = path
     return paths
