@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loadtest.analysis import metrics
+from loadtest.analysis import metrics, msg_keys
 from loadtest.outcomes import Outcome
 
 ALL = "all"  # the `server` value of rows over every server
@@ -109,7 +109,11 @@ def _open_sessions(
     if receipts.empty or "session" not in receipts:
         return np.zeros(size, dtype="int64")
     # Session ids name their sink (and worker): "primary.12", "primary.w1.3".
-    key, sessions = pd.factorize(receipts["session"].astype(str))
+    session = receipts["session"]
+    if isinstance(session.dtype, pd.CategoricalDtype) and not session.isna().any():
+        key, sessions = msg_keys.factorize(session)  # by the codes: no text per row
+    else:
+        key, sessions = pd.factorize(session.astype(str))
     times = receipts["time"].to_numpy(dtype="float64")
     first = np.full(len(sessions), np.inf)
     last = np.full(len(sessions), -np.inf)
@@ -117,7 +121,7 @@ def _open_sessions(
     np.maximum.at(last, key, times)
     first_row = np.full(len(sessions), len(key))
     np.minimum.at(first_row, key, np.arange(len(key)))
-    sink_of = receipts["sink"].astype(str).to_numpy()[first_row]  # one per session
+    sink_of = receipts["sink"].iloc[first_row].astype(str).to_numpy()  # one per session
     where = {name: i for i, name in enumerate(names)}
     column = np.array([where.get(s, -1) for s in sink_of], dtype="int64")
     known = column >= 0
