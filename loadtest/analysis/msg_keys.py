@@ -47,16 +47,24 @@ class KeyBook:
         if not len(self.known) and not self._codes:
             self._whole.append(values)
             return
-        codes, uniques = pd.factorize(values)
-        uniques = pd.Index(uniques)
-        where = np.asarray(self.known.get_indexer(uniques)) if len(self.known) else None
-        if where is None:
-            where = np.full(len(uniques), -1, dtype=np.int64)
-        new = where < 0
-        where[new] = NEW - np.arange(int(new.sum()))
-        codes = np.asarray(codes)
-        self._codes.append(np.where(codes >= 0, where[codes], -1).astype(np.int32))
-        self._new.append(uniques[new])
+        if not len(self.known):
+            codes, uniques = pd.factorize(values)
+            codes = np.asarray(codes)
+            self._codes.append(np.where(codes >= 0, NEW - codes, -1).astype(np.int32))
+            self._new.append(pd.Index(uniques))
+            return
+        # Each id looked up among the known ones directly (one hash a row); only the
+        # others are factorized (a receipt of a message never attempted is rare).
+        where = np.asarray(self.known.get_indexer(values), dtype=np.int64)
+        unknown = where < 0  # missing ids too: factorize gives them -1 again
+        uniques = self.known[:0]
+        if unknown.any():
+            codes, found = pd.factorize(values[unknown])
+            codes = np.asarray(codes)
+            where[unknown] = np.where(codes >= 0, NEW - codes, -1)
+            uniques = pd.Index(found)
+        self._codes.append(where.astype(np.int32))
+        self._new.append(uniques)
 
     def add_keys(self, column: pd.Series) -> None:
         """A Categorical another KeyBook over the same `known` made (another file's)."""
