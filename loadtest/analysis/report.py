@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from loadtest.analysis import (
+    attempt_figures,
     received,
     render_html,
     render_md,
@@ -27,20 +28,8 @@ PLOTS_DIR = "plots"
 KNOWN_PLOTS = ("throughput", "latency", "replies", "lateness", "capacity", "received")
 
 
-def run_attempts(journals: Journals) -> pd.DataFrame:
-    """This run's attempts (a journal directory reused by another run keeps the other
-    run's rows; they are left out, as in the summary)."""
-    attempts = journals.attempts
-    run_id = str(journals.run.get("run_id", ""))
-    if run_id and len(attempts) and "run_id" in attempts:
-        mine = attempts["run_id"] == run_id
-        if not mine.all():
-            attempts = attempts[mine]
-    return attempts
-
-
 def series(journals: Journals) -> dict[str, pd.DataFrame]:
-    attempts = run_attempts(journals)
+    attempts = attempt_figures.run_attempts(journals)
     t0 = journals.t0
     # Receipts serve only the open sessions, binned from t0 over this run's seconds:
     # another run's sessions fall outside those seconds, so they need no filtering.

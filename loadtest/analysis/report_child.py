@@ -5,8 +5,8 @@ and the plots (the per-second frames, matplotlib's import, the pages) and two an
 on the summary, one after the other on one core. The series need only the journals, so a
 child forked after the load makes them beside the summary, on the machine's second core.
 It makes the summary's parts that need only the attempts first (`attempt_figures`: the
-latency, response time and lateness histograms and the backlog, over half a second) and
-hands them back through a pipe; then it waits
+latency, response time and lateness histograms, throughput, backlog and bounces, about
+0.8 s) and hands them back through a pipe; then it waits
 for the summary (pickled through another) and draws the plots and pages from it. The
 parent writes summary.json as always.
 
@@ -75,8 +75,8 @@ class Reports:
     def _child(self, read_end: int, times_write: int) -> None:
         code = 1
         try:
-            attempts = report.run_attempts(self.run.journals)
-            made = (len(attempts), self.run.t0, attempt_figures.of(attempts, self.run.t0))
+            attempts = attempt_figures.run_attempts(self.run.journals)
+            made = (len(attempts), attempt_figures.of(self.run, attempts))
             with os.fdopen(times_write, "wb") as pipe:
                 pipe.write(pickle.dumps(made))
             del attempts
@@ -92,19 +92,20 @@ class Reports:
         finally:
             os._exit(code)
 
-    def figures(self, attempts: pd.DataFrame, t0: float) -> attempt_figures.AttemptFigures:
-        """`attempt_figures.of(attempts, t0)`, as the child made them from the same rows
-        (this run's attempts, `report.run_attempts`), or made here if it could not."""
+    def figures(self, run: RunDir, attempts: pd.DataFrame) -> attempt_figures.AttemptFigures:
+        """`attempt_figures.of(run, attempts)`, as the child made them from the same rows
+        (this run's attempts, `attempt_figures.run_attempts`), or made here if it could
+        not."""
         if self._from_child is not None:
             with os.fdopen(self._from_child, "rb") as pipe:
                 self._from_child = None
                 data = pipe.read()
             if data:
-                rows, start, figures = pickle.loads(data)
-                if (rows, start) == (len(attempts), t0):
+                rows, figures = pickle.loads(data)
+                if run is self.run and rows == len(attempts):
                     assert isinstance(figures, attempt_figures.AttemptFigures)
                     return figures
-        return attempt_figures.of(attempts, t0)
+        return attempt_figures.of(run, attempts)
 
     def write(self, summary: Summary) -> None:
         """The series, plots and pages of `summary`: the child's, or made here."""

@@ -87,7 +87,8 @@ def summarise(
     journal names. `attempts` and `not_sent` are this run's rows, `per` is
     reconcile.messages of the attempts, `total` the messages the schedule plans. A stream
     with every attempt and message (a one-stream campaign) is handed the frames
-    themselves, not a copy of every column, and takes the run's `run_figures` when given."""
+    themselves, not a copy of every column, and takes the run's latency figures from
+    `run_figures` when given."""
     groups = Grouping.of(attempts, per)
     unsent_by = _unsent(not_sent)
     planned = planned_per_stream(plan, total, run_id, groups, per, unsent_by)

@@ -19,7 +19,6 @@ import pandas as pd
 from loadtest.analysis import (
     attempt_figures,
     auth,
-    bounces,
     by_address,
     capacity,
     delivery,
@@ -36,7 +35,6 @@ from loadtest.analysis import (
     reconcile,
     relay,
     report_child,
-    rolling,
     slo,
     streams,
 )
@@ -50,14 +48,12 @@ from loadtest.analysis.summary_model import (
     Received,
     Recipients,
     Summary,
-    Throughput,
     UnreadableLines,
 )
-from loadtest.schedule import Schedule
 from loadtest.server_spec import SinkSpec
 
-# The figures of a run's attempts alone, from them and t0 (attempt_figures.of).
-FiguresOf = Callable[[pd.DataFrame, float], attempt_figures.AttemptFigures]
+# The figures of a run's attempts alone (attempt_figures.of).
+FiguresOf = Callable[[RunDir, pd.DataFrame], attempt_figures.AttemptFigures]
 
 
 def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summary:
@@ -65,15 +61,9 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
     the figures of this run's attempts alone (`report_child` hands one that takes them
     from the child that made them)."""
     journals, scenario = run.journals, run.scenario
-    attempts = journals.attempts
+    attempts = attempt_figures.run_attempts(journals)
     run_id = run.run.run_id
-    if run_id and len(attempts) and "run_id" in attempts:
-        mine = attempts["run_id"] == run_id
-        if not mine.all():  # a filter copies every column: only when rows go
-            attempts = attempts[mine]
-    planned = run.run.planned
-    if not planned and scenario is not None:
-        planned = scenario.campaign.build_schedule().total
+    planned = attempt_figures.planned(run)
     servers = scenario.servers if scenario else []
     upstream_of = {s.name: upstream for s in servers if (upstream := _upstream(s.sink))}
     # What a server maildrill does not own accepted: the proxy in front of it saw the 250.
@@ -105,9 +95,7 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
         foreign -= by_address.reached_sinks_only(attempts, at_sinks)
         windows += fault_windows.infer_windows(attempts, foreign)
     sink_side: Received | None = None
-    not_sent = journals.suppressed  # rows of messages not sent: every recipient suppressed
-    if run_id and len(not_sent) and "run_id" in not_sent:
-        not_sent = not_sent[not_sent["run_id"] == run_id]
+    not_sent = attempt_figures.not_sent(run)  # messages not sent: every recipient suppressed
     if run.has_sender_journal:
         per = reconcile.messages(attempts, receipts)
         stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
@@ -124,7 +112,7 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
         failovers = [
             measured(w, failover.analyse(w, at_sinks, per, run.probes, t0, end)) for w in windows
         ]
-        figures = figures_of(attempts, t0)
+        figures = figures_of(run, attempts)
         no_probes = run.probes.iloc[:0]  # probes carry no stream: no monitor timings per stream
         # Without probes or attempts credited to sinks, a stream of every attempt and
         # message has the run's very figures: they are not measured a second time.
@@ -165,7 +153,7 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
             measured(w, received.analyse(w, frame, names, run.probes, t0, end)) for w in windows
         ]
         by_stream = {}  # receipts carry no stream: `streams` needs the sender's journal
-        figures = attempt_figures.of(attempts, t0)
+        figures = attempt_figures.of(run, attempts)
     mtas = {s.name for s in scenario.servers if s.postfix is not None} if scenario else set()
     rules = scenario.slo if scenario else []
     schedule = scenario.campaign.build_schedule() if scenario else None
@@ -177,9 +165,7 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
         partial=run.partial,
         messages=counts,
         recipients=per_recipient,
-        throughput=_with_floor(
-            metrics.throughput(attempts), attempts, schedule, t0, partial=run.partial
-        ),
+        throughput=figures.throughput,
         latency_ms=figures.latency,
         response_time_ms=figures.response_time,
         lateness_ms=figures.lateness,
@@ -203,7 +189,7 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
         harness=run.harness,
         capacity=capacity.capacity(attempts, schedule, t0, rules),
         backlog=figures.backlog,
-        bounces=bounces.summarise(attempts, not_sent, scenario, run_id, planned),
+        bounces=figures.bounces,
         streams=by_stream,
         auth=auth.summarise(
             journals.receipts,
@@ -236,25 +222,6 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
     if run.harness.aborted_by:  # a drill without its fault passes nothing
         summary.slo.passed = False
     return summary
-
-
-def _with_floor(
-    throughput: Throughput,
-    attempts: pd.DataFrame,
-    schedule: Schedule | None,
-    t0: float,
-    partial: bool = False,
-) -> Throughput:
-    """The throughput part with its lowest 5 s rate inside constant-rate stages (rolling.py;
-    null without a schedule or such a stage). An interrupted run's stages end where its
-    sending stopped: the windows after that would read as 0 msgs/s, a stall that never was."""
-    stages = capacity.constant_windows(schedule) if schedule is not None else []
-    if partial and len(attempts):
-        stages = rolling.clip(stages, float(attempts["start"].max()) - t0)
-    low = rolling.floor(attempts, stages, t0)
-    throughput.min_rolling_msgs_per_s = low.msgs_per_s if low else None
-    throughput.min_rolling_at_s = low.at_s if low else None
-    return throughput
 
 
 def journal_problems(damage: dict[str, Damage], torn_trusted: bool) -> JournalProblems:

@@ -75,9 +75,9 @@ def test_the_childs_reports_are_the_ones_made_in_one_process(
     asked: list[int] = []
     figures = report_child.Reports.figures
 
-    def counted(self: report_child.Reports, attempts: Any, t0: float) -> Any:
+    def counted(self: report_child.Reports, run: Any, attempts: Any) -> Any:
         asked.append(len(attempts))
-        return figures(self, attempts, t0)
+        return figures(self, run, attempts)
 
     monkeypatch.setattr(report_child.Reports, "figures", counted)
     # The parent must not make these figures or the series: they come from the child.
