@@ -1,6 +1,6 @@
 """The parts of a summary made from the run's attempts alone: latency, response time and
 lateness (HDR histograms, `metrics`), throughput with its lowest 5 s rate (`rolling`), the
-sender's backlog (`backlog`) and the bounces (`bounces`).
+sender's backlog (`backlog`).
 
 They need neither the receipts nor the per-message table, so `report_child` makes them in
 its child, beside the rest of the summary, and hands them back; `summary.summarise` makes
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from loadtest.analysis import backlog, bounces, capacity, metrics, rolling
+from loadtest.analysis import backlog, capacity, metrics, rolling
 from loadtest.analysis.journals import Journals
 from loadtest.analysis.loaded import RunDir
-from loadtest.analysis.summary_model import Backlog, Bounces, Latency, Percentiles, Throughput
+from loadtest.analysis.summary_model import Backlog, Latency, Percentiles, Throughput
 from loadtest.schedule import Schedule
 
 
@@ -29,7 +29,6 @@ class AttemptFigures:
     lateness: Percentiles
     throughput: Throughput
     backlog: Backlog
-    bounces: Bounces
 
 
 def of(run: RunDir, attempts: pd.DataFrame) -> AttemptFigures:
@@ -44,7 +43,6 @@ def of(run: RunDir, attempts: pd.DataFrame) -> AttemptFigures:
             metrics.throughput(attempts), attempts, schedule, t0, partial=run.partial
         ),
         backlog=backlog.summarise(attempts, t0),
-        bounces=bounces.summarise(attempts, not_sent(run), scenario, run.run.run_id, planned(run)),
     )
 
 

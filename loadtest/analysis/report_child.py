@@ -5,10 +5,10 @@ and the plots (the per-second frames, matplotlib's import, the pages) and two an
 on the summary, one after the other on one core. The series need only the journals, so a
 child forked after the load makes them beside the summary, on the machine's second core.
 It makes the summary's parts that need only the attempts first (`attempt_figures`: the
-latency, response time and lateness histograms, throughput, backlog and bounces, about
-0.8 s) and hands them back through a pipe; then it waits
-for the summary (pickled through another) and draws the plots and pages from it. The
-parent writes summary.json as always.
+latency, response time and lateness histograms, throughput and backlog, about 0.6 s) and
+hands them back through a pipe; then it waits for the summary (pickled through another)
+and draws the plots and pages from it. The parent writes summary.json as always. What
+goes to the child is chosen so that both take about as long (the bounces stay here).
 
 Nothing changes in what is written: the child runs `report.write` itself, on the frames
 it made. If the child cannot (it died, or raised), the parent makes the reports itself,

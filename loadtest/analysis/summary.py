@@ -19,6 +19,7 @@ import pandas as pd
 from loadtest.analysis import (
     attempt_figures,
     auth,
+    bounces,
     by_address,
     capacity,
     delivery,
@@ -189,7 +190,7 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
         harness=run.harness,
         capacity=capacity.capacity(attempts, schedule, t0, rules),
         backlog=figures.backlog,
-        bounces=figures.bounces,
+        bounces=bounces.summarise(attempts, not_sent, scenario, run_id, planned),
         streams=by_stream,
         auth=auth.summarise(
             journals.receipts,
