@@ -13,8 +13,9 @@ goes to the child is chosen so that both take about as long (the bounces stay he
 Nothing changes in what is written: the child runs `report.write` itself, on the frames
 it made. If the child cannot (it died, or raised), the parent makes the reports itself,
 one after the other as before, so an error is raised and shown as it always was. The
-child is forked only where it can gain: two cores or more, a run of MIN_ATTEMPTS or more
-(below that the fork costs more than it saves), and a system with fork.
+child is forked only where it can gain and is safe (`worth_forking`): two cores or more, a
+run of MIN_ATTEMPTS or more (below that the fork costs more than it saves), a system with
+fork, and no other thread in the process.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import gc
 import importlib
 import os
 import pickle
+import threading
 from pathlib import Path
 from types import TracebackType
 
@@ -37,8 +39,17 @@ PLOTS = "loadtest.analysis.plots"  # report.write imports it when it draws
 
 
 def worth_forking(run: RunDir) -> bool:
+    """Whether a child may gain here. Only from a process with no other thread: a fork
+    copies one thread, and a lock another held at that moment (a stream's, a library's)
+    would stay held in the child forever. `maildrill report` has none; `maildrill run`
+    may still have some (the metrics exporter lingering) and then reports in one process."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    return hasattr(os, "fork") and cores > 1 and len(run.journals.attempts) >= MIN_ATTEMPTS
+    return (
+        hasattr(os, "fork")
+        and cores > 1
+        and threading.active_count() == 1
+        and len(run.journals.attempts) >= MIN_ATTEMPTS
+    )
 
 
 class Reports:

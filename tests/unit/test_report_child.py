@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,23 @@ def test_a_summary_that_raises_ends_the_child_with_nothing_written(
     assert _gone(forks[0])
     for name in (*OUTPUTS, "series", "plots"):
         assert not (run_dir / name).exists(), name
+
+
+def test_a_process_with_another_thread_reports_without_a_fork(
+    journals: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fork copies one thread: with another running (`maildrill run`'s metrics exporter
+    lingering), a lock it holds would stay held in the child, so none is forked."""
+    run_dir = _copy(journals, tmp_path / "run")
+    monkeypatch.setattr(report_child, "MIN_ATTEMPTS", 0)
+    run = report_child.RunDir.load(run_dir)
+    alone = threading.active_count() == 1
+    assert report_child.worth_forking(run) == (alone and len(os.sched_getaffinity(0)) > 1)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not report_child.worth_forking(run)
+    finally:
+        stop.set()
+        other.join()
