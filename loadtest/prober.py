@@ -7,12 +7,14 @@ short timeout. Each probe is one row of `probes.csv` (appended and flushed per r
 
 `time` is when the probe started (epoch seconds); `latency_ms` runs from there to the EHLO
 reply, or to the failure; `phase` is how far it got (connect, greeting, ehlo; quit when
-the server also answered QUIT); `outcome` is `ok` or how it failed (refused, timeout,
-dropped, deferred, rejected), decided by exception type and reply code.
+the server also answered QUIT within an interval); `outcome` is `ok` or how it failed
+(refused, timeout, dropped, deferred, rejected), decided by exception type and reply code.
 
 Probes of one server never overlap, like a monitor's: they start on a fixed grid of
 `interval` ticks, and a probe that overruns its tick (a hang, up to the timeout) makes
-the next start at the next free tick. It runs in a process of its own, never in Locust:
+the next start at the next free tick. A probe's QUIT waits at most one interval: the
+verdict came with the EHLO reply, and a hang that begins between the two must not hold
+the next probe back a whole timeout. It runs in a process of its own, never in Locust:
 
     python -m loadtest.prober --scenario reports/RUN/scenario.yaml --out reports/RUN
     python -m loadtest.prober --server primary=127.0.0.1:2525 --server ... --interval-ms 200
@@ -54,11 +56,15 @@ class ProbeTarget:
     helo_name: str = "maildrill.test"
 
 
-async def probe(target: ProbeTarget, timeout_s: float) -> ProbeRecord:
+async def probe(
+    target: ProbeTarget, timeout_s: float, quit_wait_s: float | None = None
+) -> ProbeRecord:
     """Connect, EHLO, QUIT; never raises for the server's trouble.
 
     Each step has the timeout (aiosmtplib's own), so a hang reads as a timeout in the
-    greeting, not in the connect.
+    greeting, not in the connect. The verdict is known at the EHLO reply: its QUIT waits
+    at most `quit_wait_s` (default the timeout), so a hang that starts between the two
+    does not hold the next probe back a whole timeout (detection two timeouts late).
     """
     started_at = time.time()
     started = time.perf_counter()
@@ -94,7 +100,7 @@ async def probe(target: ProbeTarget, timeout_s: float) -> ProbeRecord:
     latency = (time.perf_counter() - started) * 1000.0
     reached = Phase.EHLO.value
     try:
-        await client.quit()
+        await client.quit(timeout=timeout_s if quit_wait_s is None else quit_wait_s)
         reached = "quit"
     except asyncio.CancelledError:
         client.close()
@@ -128,7 +134,8 @@ async def probe_loop(
     as a connect completes can be lost inside `asyncio.wait_for` (aiosmtplib's connect).
     """
     while not stop.is_set():
-        result = await probe(target, timeout_s)
+        # A QUIT unanswered within a tick is left: the next probe is due.
+        result = await probe(target, timeout_s, min(timeout_s, interval_s))
         if stop.is_set():
             break  # in flight when told to stop: not journaled, like a cancelled probe
         journal.write(result)

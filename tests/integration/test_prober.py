@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -303,3 +305,48 @@ def test_a_drill_reports_what_the_prober_saw_next_to_the_faults(tmp_path):
     # stops, so its last probe starts within about one interval of that
     assert seen["servers"]["primary"]["last_s"] > 6 - 2 * interval
     assert '"stopped"' in (run_dir / "logs" / "prober.log").read_text()
+
+
+def test_a_quit_left_unanswered_does_not_hold_the_next_probe_back(tmp_path):
+    """A server that answers EHLO and then freezes (a hang beginning between the two):
+    the probe is healthy, and its QUIT waits one interval, not the timeout, so the next
+    probe, which will see the hang, starts on time (detection one timeout late, not two)."""
+    interval, timeout = 0.2, 3.0
+    quits: list[float] = []
+    opened: list[asyncio.StreamWriter] = []
+    ended: list[asyncio.StreamWriter] = []
+
+    async def frozen_at_quit(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        opened.append(writer)
+        try:
+            writer.write(b"220 scripted ESMTP\r\n")
+            while line := await reader.readline():
+                if line.upper().startswith(b"EHLO"):
+                    writer.write(b"250-scripted\r\n250 8BITMIME\r\n")
+                elif line.upper().startswith(b"QUIT"):
+                    quits.append(time.monotonic())  # and never a reply
+                await writer.drain()
+        finally:
+            writer.close()
+            ended.append(writer)
+
+    async def main() -> None:
+        server = await asyncio.start_server(frozen_at_quit, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        target = prober.ProbeTarget("frozen", "127.0.0.1", port)
+        stop = asyncio.Event()
+        async with server:
+            await prober.run([target], interval, timeout, tmp_path / "probes.csv", stop, 1.5)
+            # Every session ended (the prober closed its side) before the loop goes.
+            assert await asyncio.to_thread(wait_until, lambda: len(ended) == len(opened), 5)
+            for writer in ended:
+                await writer.wait_closed()
+
+    asyncio.run(main())
+    rows = read_csv(tmp_path / "probes.csv")
+    # In 1.5 s, one probe a tick or so (each waits one interval on its QUIT); a QUIT held
+    # for the timeout would have allowed one at most.
+    assert len(rows) >= 3, rows
+    assert {(r["ok"], r["phase"], r["outcome"]) for r in rows} == {("1", "ehlo", "ok")}
+    gaps = [b - a for a, b in itertools.pairwise(quits)]
+    assert max(gaps) < 2 * interval + LATE_S, gaps
