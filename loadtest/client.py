@@ -463,6 +463,7 @@ class Sender:
         accepted = 0
         first_refusal: tuple[int, bytes] | None = None
         first_deferral: tuple[int, bytes] | None = None
+        closing: tuple[int, bytes] | None = None
         for command in commands[1:-1]:
             code, msg = self._reply(client, command, pipelined)
             if code in (250, 251):
@@ -474,8 +475,13 @@ class Sender:
             if 400 <= code < 500:
                 first_deferral = first_deferral or (code, msg)
             if code == 421:
+                closing = (code, msg)
                 break
         record.recipients_refused = len(recipients) - accepted
+        if closing is not None:
+            # The server closes the channel mid-envelope: the transaction is over, whatever
+            # recipients it took before (no DATA will come), and the attempt is its 421.
+            self._refused(client, record, *closing)
         if accepted == 0:
             # Every recipient refused: the message waits for a retry if any of them may yet
             # take it (a 4xx); the 5xx ones are done (the driver leaves them out of it).

@@ -112,3 +112,56 @@ def test_a_354_to_a_data_with_no_recipient_gets_an_empty_message(tmp_path):
         Outcome.REJECTED, Phase.RCPT, 550, "5.1.1")  # fmt: skip
     assert [line.split(" ", 1)[0].upper() for line in seen] == [
         "EHLO", "MAIL", "RCPT", "DATA", ".", "RSET", "QUIT"]  # fmt: skip
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-at-a-time"])
+def test_a_421_after_a_recipient_was_taken_ends_the_attempt_as_that_421(tmp_path, pipelining):
+    """A server that takes the first recipient and closes the channel at the second (421,
+    RFC 5321 3.8): the transaction is over, so the attempt is a deferral at RCPT with that
+    421, the session is given up and no DATA is sent (it was recorded as DROPPED at DATA,
+    code 0, the connection found closed when DATA's reply was read)."""
+    seen: list[str] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 scripted\r\n")
+            rcpts = 0
+            for raw in lines:
+                line = raw.decode().rstrip("\r\n")
+                seen.append(line)
+                verb = line.split(" ", 1)[0].upper()
+                if verb == "EHLO":
+                    conn.sendall(b"250-test\r\n250 PIPELINING\r\n")
+                elif verb == "MAIL":
+                    conn.sendall(b"250 2.1.0 ok\r\n")
+                elif verb == "RCPT":
+                    rcpts += 1
+                    if rcpts == 1:
+                        conn.sendall(b"250 2.1.5 ok\r\n")
+                    else:
+                        conn.sendall(b"421 4.7.0 too busy, closing\r\n")
+                        return  # the channel closes
+                else:
+                    conn.sendall(b"500 5.5.1 not expected\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    server = Server("scripted", "127.0.0.1", listener.getsockname()[1], timeouts=FAST,
+                    pipelining=pipelining)  # fmt: skip
+    sender = Sender({"scripted": server})
+    try:
+        record = send(sender, "scripted", "m1", ("a@gmail.test", "b@gmail.test"))
+        assert "scripted" not in sender.sessions  # the server closed it: not reused
+    finally:
+        sender.close()
+        thread.join(5)
+        listener.close()
+    assert (record.outcome, record.phase, record.code, record.enhanced) == (
+        Outcome.DEFERRED, Phase.RCPT, 421, "4.7.0")  # fmt: skip
+    assert record.replies == [(250, ""), (421, "4.7.0")]
+    assert record.recipients_refused == 1
+    assert not record.maybe_duplicate
+    verbs = [line.split(" ", 1)[0].upper() for line in seen]
+    assert verbs == ["EHLO", "MAIL", "RCPT", "RCPT"]  # no DATA read by the server
