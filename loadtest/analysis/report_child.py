@@ -68,27 +68,33 @@ class Reports:
         if not self.fork:
             return self
         read_end, write_end = os.pipe()  # the summary, to the child
-        times_read, times_write = os.pipe()  # its times, from the child
+        figures_read, figures_write = os.pipe()  # the attempts' figures, from the child
         # A collection walks every object and writes to its header: in either process,
         # that copies every shared page. Objects made before the fork are left out of
         # collections until the child is done (`_done`).
         gc.freeze()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no memory or process left for a child: all of it made here
+            gc.unfreeze()
+            for end in (read_end, write_end, figures_read, figures_write):
+                os.close(end)
+            return self
         if pid == 0:  # the child: never returns
             os.close(write_end)
-            os.close(times_read)
-            self._child(read_end, times_write)
+            os.close(figures_read)
+            self._child(read_end, figures_write)
         os.close(read_end)
-        os.close(times_write)
-        self.pid, self._to_child, self._from_child = pid, write_end, times_read
+        os.close(figures_write)
+        self.pid, self._to_child, self._from_child = pid, write_end, figures_read
         return self
 
-    def _child(self, read_end: int, times_write: int) -> None:
+    def _child(self, read_end: int, figures_write: int) -> None:
         code = 1
         try:
             attempts = attempt_figures.run_attempts(self.run.journals)
             made = (len(attempts), attempt_figures.of(self.run, attempts))
-            with os.fdopen(times_write, "wb") as pipe:
+            with os.fdopen(figures_write, "wb") as pipe:
                 pipe.write(pickle.dumps(made))
             del attempts
             frames = report.frames_of(self.run)

@@ -157,3 +157,19 @@ def test_a_process_with_another_thread_reports_without_a_fork(
     finally:
         stop.set()
         other.join()
+
+
+def test_a_fork_that_fails_leaves_the_parent_to_make_the_reports(
+    journals: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serial = _serial(journals, tmp_path, monkeypatch)
+    monkeypatch.setattr(report_child, "worth_forking", lambda run: True)
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(report_child.os, "fork", no_fork)
+    before = len(os.listdir("/proc/self/fd"))
+    summary.write(_copy(journals, tmp_path / "unforked"))
+    assert _outputs(tmp_path / "unforked") == serial
+    assert len(os.listdir("/proc/self/fd")) == before  # its pipes closed
