@@ -11,8 +11,10 @@ reuses it) or that the session is given up, exactly as without pipelining.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -73,15 +75,15 @@ def test_pipelined_attempts_are_decided_as_one_command_at_a_time(start_sinks, tm
     assert pipelined == one_at_a_time
 
 
-def test_a_354_to_a_data_with_no_recipient_gets_an_empty_message(tmp_path):
-    """A server that answers a pipelined DATA 354 though it refused every recipient (RFC
-    2920 3.1 asks for 503 or 554) gets "." alone, as Postfix's client sends, and the
-    session stays in step: the attempt is the RCPT's refusal and the session is kept."""
+# A scripted server's answer to a line: its reply, and whether it closes the channel then.
+Answer = Callable[[str, str], tuple[str, bool]]
+
+
+@contextlib.contextmanager
+def scripted(answer: Answer, pipelining: bool = True) -> Iterator[tuple[Sender, list[str]]]:
+    """A sender to one connection of a scripted SMTP server on 127.0.0.1 (a thread): it
+    greets, then answers each line by `answer(verb, line)`; the lines it read are listed."""
     seen: list[str] = []
-    replies = {"EHLO": "250-test\r\n250 PIPELINING\r\n", "MAIL": "250 2.1.0 ok\r\n",
-               "RCPT": "550 5.1.1 no such user\r\n", "DATA": "354 go on\r\n",
-               ".": "250 2.0.0 nothing queued\r\n", "RSET": "250 2.0.0 ok\r\n",
-               "QUIT": "221 bye\r\n"}  # fmt: skip
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
@@ -91,23 +93,35 @@ def test_a_354_to_a_data_with_no_recipient_gets_an_empty_message(tmp_path):
             for raw in lines:
                 line = raw.decode().rstrip("\r\n")
                 seen.append(line)
-                verb = line.split(" ", 1)[0].upper()
-                conn.sendall(replies[verb].encode())
-                if verb == "QUIT":
+                reply, close = answer(line.split(" ", 1)[0].upper(), line)
+                conn.sendall(reply.encode())
+                if close:
                     return
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     server = Server("scripted", "127.0.0.1", listener.getsockname()[1], timeouts=FAST,
-                    pipelining=True)  # fmt: skip
+                    pipelining=pipelining)  # fmt: skip
     sender = Sender({"scripted": server})
     try:
-        record = send(sender, "scripted", "m1", ("nobody@gmail.test",))
-        assert "scripted" in sender.sessions  # kept for the next message
+        yield sender, seen
     finally:
         sender.close()
         thread.join(5)
         listener.close()
+
+
+def test_a_354_to_a_data_with_no_recipient_gets_an_empty_message(tmp_path):
+    """A server that answers a pipelined DATA 354 though it refused every recipient (RFC
+    2920 3.1 asks for 503 or 554) gets "." alone, as Postfix's client sends, and the
+    session stays in step: the attempt is the RCPT's refusal and the session is kept."""
+    replies = {"EHLO": "250-test\r\n250 PIPELINING\r\n", "MAIL": "250 2.1.0 ok\r\n",
+               "RCPT": "550 5.1.1 no such user\r\n", "DATA": "354 go on\r\n",
+               ".": "250 2.0.0 nothing queued\r\n", "RSET": "250 2.0.0 ok\r\n",
+               "QUIT": "221 bye\r\n"}  # fmt: skip
+    with scripted(lambda verb, _: (replies[verb], verb == "QUIT")) as (sender, seen):
+        record = send(sender, "scripted", "m1", ("nobody@gmail.test",))
+        assert "scripted" in sender.sessions  # kept for the next message
     assert (record.outcome, record.phase, record.code, record.enhanced) == (
         Outcome.REJECTED, Phase.RCPT, 550, "5.1.1")  # fmt: skip
     assert [line.split(" ", 1)[0].upper() for line in seen] == [
@@ -120,44 +134,23 @@ def test_a_421_after_a_recipient_was_taken_ends_the_attempt_as_that_421(tmp_path
     RFC 5321 3.8): the transaction is over, so the attempt is a deferral at RCPT with that
     421, the session is given up and no DATA is sent (it was recorded as DROPPED at DATA,
     code 0, the connection found closed when DATA's reply was read)."""
-    seen: list[str] = []
-    listener = socket.create_server(("127.0.0.1", 0))
+    rcpts: list[str] = []
 
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn, conn.makefile("rb") as lines:
-            conn.sendall(b"220 scripted\r\n")
-            rcpts = 0
-            for raw in lines:
-                line = raw.decode().rstrip("\r\n")
-                seen.append(line)
-                verb = line.split(" ", 1)[0].upper()
-                if verb == "EHLO":
-                    conn.sendall(b"250-test\r\n250 PIPELINING\r\n")
-                elif verb == "MAIL":
-                    conn.sendall(b"250 2.1.0 ok\r\n")
-                elif verb == "RCPT":
-                    rcpts += 1
-                    if rcpts == 1:
-                        conn.sendall(b"250 2.1.5 ok\r\n")
-                    else:
-                        conn.sendall(b"421 4.7.0 too busy, closing\r\n")
-                        return  # the channel closes
-                else:
-                    conn.sendall(b"500 5.5.1 not expected\r\n")
+    def answer(verb: str, line: str) -> tuple[str, bool]:
+        if verb == "EHLO":
+            return "250-test\r\n250 PIPELINING\r\n", False
+        if verb == "MAIL":
+            return "250 2.1.0 ok\r\n", False
+        if verb == "RCPT":
+            rcpts.append(line)
+            if len(rcpts) == 1:
+                return "250 2.1.5 ok\r\n", False
+            return "421 4.7.0 too busy, closing\r\n", True  # and the channel closes
+        return "500 5.5.1 not expected\r\n", False
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    server = Server("scripted", "127.0.0.1", listener.getsockname()[1], timeouts=FAST,
-                    pipelining=pipelining)  # fmt: skip
-    sender = Sender({"scripted": server})
-    try:
+    with scripted(answer, pipelining) as (sender, seen):
         record = send(sender, "scripted", "m1", ("a@gmail.test", "b@gmail.test"))
         assert "scripted" not in sender.sessions  # the server closed it: not reused
-    finally:
-        sender.close()
-        thread.join(5)
-        listener.close()
     assert (record.outcome, record.phase, record.code, record.enhanced) == (
         Outcome.DEFERRED, Phase.RCPT, 421, "4.7.0")  # fmt: skip
     assert record.replies == [(250, ""), (421, "4.7.0")]
