@@ -35,10 +35,10 @@ lint: setup
 
 # Three workers, each taking whole files (a file's tests share its sinks and fixtures);
 # tests/conftest.py hands out the long drill files first. Most of a drill's time is spent
-# waiting on its schedule, so more workers than cores keep 2 cores busy (2,319 tests: 373 s
-# with three, 318 s with four, back to back on one machine; four once let a prober timing
-# test fail under the load, so three until that test allows for it). Timing assertions allow for a loaded machine
-# (tests/helpers.LATE_S), so this load does not make them fail. Tracebacks are Python's own
+# waiting on its schedule, so more workers than cores keep 2 cores busy. Four were not
+# clearly faster on the same day (2,351 tests: 353 and 381 s with four; 374 and 402 s with
+# three on clean clones), so three, which CI has passed with. Timing assertions allow for
+# a loaded machine (tests/helpers.LATE_S), so this load does not make them fail. Tracebacks are Python's own
 # (--tb=native): pytest's, which parse the source with `ast`, can hit CPython 3.11's "AST
 # constructor recursion depth mismatch" (python/cpython#106905) and end the whole session
 # with an INTERNALERROR instead of naming the failed test. -rs lists skips with reasons.
