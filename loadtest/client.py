@@ -487,7 +487,7 @@ class Sender:
             # take it (a 4xx); the 5xx ones are done (the driver leaves them out of it).
             refusal = first_deferral or first_refusal
             assert refusal is not None
-            if pipelined and refusal[0] != 421:
+            if pipelined:  # (a 421 ended the attempt above)
                 self._no_recipients_data(client)
             self._refused(client, record, *refusal)
             return

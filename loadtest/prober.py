@@ -56,14 +56,12 @@ class ProbeTarget:
     helo_name: str = "maildrill.test"
 
 
-async def probe(
-    target: ProbeTarget, timeout_s: float, quit_wait_s: float | None = None
-) -> ProbeRecord:
+async def probe(target: ProbeTarget, timeout_s: float, quit_wait_s: float) -> ProbeRecord:
     """Connect, EHLO, QUIT; never raises for the server's trouble.
 
     Each step has the timeout (aiosmtplib's own), so a hang reads as a timeout in the
     greeting, not in the connect. The verdict is known at the EHLO reply: its QUIT waits
-    at most `quit_wait_s` (default the timeout), so a hang that starts between the two
+    at most `quit_wait_s` (probe_loop: one interval), so a hang that starts between the two
     does not hold the next probe back a whole timeout (detection two timeouts late).
     """
     started_at = time.time()
@@ -100,7 +98,7 @@ async def probe(
     latency = (time.perf_counter() - started) * 1000.0
     reached = Phase.EHLO.value
     try:
-        await client.quit(timeout=timeout_s if quit_wait_s is None else quit_wait_s)
+        await client.quit(timeout=quit_wait_s)
         reached = "quit"
     except asyncio.CancelledError:
         client.close()

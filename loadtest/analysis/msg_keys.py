@@ -39,19 +39,14 @@ class KeyBook:
         self._codes: list[np.ndarray] = []
         self._new: list[pd.Index] = []
         # With nothing known (the attempts' book), the blocks' ids kept as they are and
-        # factorized once, whole, by `column`: hashing each block and then every block's
-        # new ids again took half a second more at a million (issue 18).
+        # factorized once, whole, by `column` (or before another file's keys join them):
+        # hashing each block and then every block's new ids again took half a second more
+        # at a million (issue 18).
         self._whole: list[pd.Series] = []
 
     def add(self, values: pd.Series) -> None:
-        if not len(self.known) and not self._codes:
-            self._whole.append(values)
-            return
         if not len(self.known):
-            codes, uniques = pd.factorize(values)
-            codes = np.asarray(codes)
-            self._codes.append(np.where(codes >= 0, NEW - codes, -1).astype(np.int32))
-            self._new.append(pd.Index(uniques))
+            self._whole.append(values)  # factorized with the others (`_factorize_whole`)
             return
         # Each id looked up among the known ones directly (one hash a row); only the
         # others are factorized (a receipt of a message never attempted is rare).
