@@ -85,7 +85,7 @@ CATEGORIES = {
 # Of those, the columns the C parser makes categories itself (journals._fast). It reads a
 # column of numbers-only text as number categories ("007" and "7" both 7): the columns
 # whose values are often numbers (a worker "0", replies "250") are read as text, and a
-# file where another comes out as numbers is read again that way (_NotText).
+# file where another comes out as numbers is read again that way (NotText).
 NUMBER_LIKE = ("worker", "rcpt_replies")
 PARSER_CATEGORIES = {
     kind: tuple(c for c in columns if c not in NUMBER_LIKE) for kind, columns in CATEGORIES.items()
@@ -93,7 +93,7 @@ PARSER_CATEGORIES = {
 BLOCK_ROWS = 1 << 18  # rows parsed at a time when a journal is read compact
 
 
-class _NotText(Exception):
+class NotText(Exception):
     """A column the parser made categories came out as numbers, not the file's text."""
 
 
@@ -393,7 +393,7 @@ def _unescaped(frame: pd.DataFrame, text: list[str], escaped: bool) -> pd.DataFr
     return frame
 
 
-def _compacted(blocks: Iterable[pd.DataFrame], compact: Compact, rows: int) -> pd.DataFrame:
+def compacted(blocks: Iterable[pd.DataFrame], compact: Compact, rows: int) -> pd.DataFrame:
     """One frame of consecutive blocks of a journal's rows (`rows` of them at most), each
     block kept compact as it comes and let go: its numbers copied into one array made for
     all the rows (the frame's own: no second copy of them is ever made), its CATEGORIES
@@ -419,7 +419,7 @@ def _compacted(blocks: Iterable[pd.DataFrame], compact: Compact, rows: int) -> p
             elif column not in numbers:
                 values = block[column]
                 if isinstance(values.dtype, pd.CategoricalDtype):
-                    values = _text_categories(values, column)
+                    values = text_categories(values, column)
                 if column in compact.categories:
                     values = values.astype("category")
                 parts.setdefault(column, []).append(values)
@@ -438,15 +438,15 @@ def _compacted(blocks: Iterable[pd.DataFrame], compact: Compact, rows: int) -> p
     return frame
 
 
-def _text_categories(values: pd.Series, column: str) -> pd.Series:
+def text_categories(values: pd.Series, column: str) -> pd.Series:
     """A column the parser made categories, with text categories as `astype("category")`
-    makes them (a block of no rows has categories of no type); _NotText if they are
+    makes them (a block of no rows has categories of no type); NotText if they are
     numbers the parser read the text as."""
     categories = values.cat.categories
     if categories.dtype == "str":
         return values
     if len(categories) and not is_string_dtype(categories):
-        raise _NotText(column)
+        raise NotText(column)
     return values.cat.rename_categories(categories.astype("str"))
 
 
@@ -507,14 +507,60 @@ def _read_compact(
     paths: list[Path], kind: str, damage: dict[str, Damage], skip: tuple[str, ...], compact: Compact
 ) -> pd.DataFrame:
     """The journals of one kind as one compact frame, made a block at a time from every
-    file in turn (`_compacted`): neither a whole file's frame nor a frame per file is
+    file in turn (`compacted`): neither a whole file's frame nor a frame per file is
     ever held beside it. A damaged file is read carefully, whole, as one block. Files
     with other columns (journals of two versions) are each compacted, then put together
     (`_stacked`); so are all of them when the parser refuses a line the checks let by."""
     try:
         return _read_compact_once(paths, kind, damage, skip, compact, PARSER_CATEGORIES[kind])
-    except _NotText:
+    except NotText:
         return _read_compact_once(paths, kind, damage, skip, compact, ())
+
+
+Source = _Clean | tuple[pd.DataFrame, Damage]  # a file to read in blocks, or one read whole
+
+
+def sources(
+    paths: list[Path], kind: str, skip: tuple[str, ...], compact: Compact, parsed: tuple[str, ...]
+) -> list[Source]:
+    """How each file is read: in blocks by the C parser (the columns `parsed` made
+    categories by it), or carefully, whole, when it is damaged."""
+    out: list[Source] = []
+    for path in paths:
+        clean = _fast(path, kind, None, skip, tuple(c for c in parsed if c in compact.categories))
+        if clean is None:
+            frame, lost = _read_careful(path, kind)
+            out.append((frame.drop(columns=[c for c in skip if c in frame]), lost))
+        else:
+            out.append(clean)
+    return out
+
+
+def uniform_blocks(sources: list[Source], kind: str) -> tuple[int, Iterator[pd.DataFrame]] | None:
+    """The rows of every file, a block at a time, and how many there are at most, when
+    every file has the same columns (None: journals of two versions). Iterating raises
+    ValueError or ParserError when the parser refuses a line the checks let by."""
+    columns = [s.columns if isinstance(s, _Clean) else list(s[0].columns) for s in sources]
+    if not all(c == columns[0] for c in columns):
+        return None
+    rows = sum(s.rows if isinstance(s, _Clean) else len(s[0]) for s in sources)
+
+    def blocks() -> Iterator[pd.DataFrame]:
+        for source in sources:
+            if isinstance(source, _Clean):
+                yield from _blocks(source, kind)
+            else:
+                yield source[0]
+
+    return rows, blocks()
+
+
+def record_damage(paths: list[Path], sources: list[Source], damage: dict[str, Damage]) -> None:
+    """What each file left out, into `damage` (by file name)."""
+    for path, source in zip(paths, sources, strict=True):
+        lost = source.damage if isinstance(source, _Clean) else source[1]
+        if lost.skipped:
+            damage[path.name] = lost
 
 
 def _read_compact_once(
@@ -526,44 +572,25 @@ def _read_compact_once(
     parsed: tuple[str, ...],
 ) -> pd.DataFrame:
     """`_read_compact`, the columns `parsed` made categories by the parser."""
-    sources: list[_Clean | tuple[pd.DataFrame, Damage]] = []
-    for path in paths:
-        clean = _fast(path, kind, None, skip, tuple(c for c in parsed if c in compact.categories))
-        if clean is None:
-            frame, lost = _read_careful(path, kind)
-            sources.append((frame.drop(columns=[c for c in skip if c in frame]), lost))
-        else:
-            sources.append(clean)
-    columns = [s.columns if isinstance(s, _Clean) else list(s[0].columns) for s in sources]
-    if all(c == columns[0] for c in columns):
-        rows = sum(s.rows if isinstance(s, _Clean) else len(s[0]) for s in sources)
-
-        def blocks() -> Iterator[pd.DataFrame]:
-            for source in sources:
-                if isinstance(source, _Clean):
-                    yield from _blocks(source, kind)
-                else:
-                    yield source[0]
-
+    read = sources(paths, kind, skip, compact, parsed)
+    if (uniform := uniform_blocks(read, kind)) is not None:
+        rows, blocks = uniform
         try:
-            frame = _compacted(blocks(), compact, rows)
+            frame = compacted(blocks, compact, rows)
         except (ValueError, pd.errors.ParserError):  # a line too long, a field not a number
             pass
         else:
-            for path, source in zip(paths, sources, strict=True):
-                lost = source.damage if isinstance(source, _Clean) else source[1]
-                if lost.skipped:
-                    damage[path.name] = lost
+            record_damage(paths, read, damage)
             return frame
     frames = []
-    for path, source in zip(paths, sources, strict=True):
+    for path, source in zip(paths, read, strict=True):
         if isinstance(source, _Clean):
             frame, lost = read_journal(path, kind, skip)
         else:
             frame, lost = source
         if lost.skipped:
             damage[path.name] = lost
-        frames.append(_compacted([frame], compact, len(frame)))
+        frames.append(compacted([frame], compact, len(frame)))
     return frames[0] if len(frames) == 1 else _stacked(frames, compact)
 
 

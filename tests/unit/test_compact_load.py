@@ -112,7 +112,7 @@ def escaped(drill, tmp_path):
 
 def numbers(drill, tmp_path):
     """Servers named with numbers only, two of them the same number written two ways: the
-    parser would read that column as the categories 7 and 7 (journals._NotText)."""
+    parser would read that column as the categories 7 and 7 (journals.NotText)."""
     run = copy(drill, tmp_path)
     path = run / "attempts.csv"
     rows = path.read_text().splitlines(keepends=True)

@@ -1,0 +1,214 @@
+"""The attempts and receipts journals split by message, so the analysis can hold one share
+of the messages at a time.
+
+Ten million attempts and ten million receipts held whole need about 3 GB before any part
+of the analysis has worked on them (issue 18: the goal is 2 GB for the whole report).
+Every figure made per message (what became of it, its recipients, its bounces, its stream)
+needs all of one message's rows, and only them; figures made per attempt add up over
+any split of the attempts. So the rows are dealt into `parts` partitions by a hash of
+their message id, as they are read: every attempt and receipt of a message lands in the
+same partition, in journal order. Each partition is written to a scratch directory a
+block at a time (pickled frames: no text column is parsed twice), and read back whole,
+one at a time, as `journals.load` would have made it (`compacted`: categories, message
+keys over that partition's ids).
+
+Only the clean, one-version journals are split: a file read carefully (damaged) is split
+too, but files of two versions, or a line the parser refuses after the checks let it by,
+leave `split` to answer None, and the analysis reads the run whole as before (right,
+only not bounded).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import numpy as np
+import pandas as pd
+
+from loadtest.analysis import journals, msg_keys
+from loadtest.analysis.journals import CATEGORIES, PARSER_CATEGORIES, UNUSED, Compact, Damage
+
+# Attempts per partition, about: a partition of two million messages, its receipts and
+# its per-message table are about 1 GB at their largest, in any stage.
+PART_ROWS = 2_000_000
+KINDS = ("attempts", "receipts")
+
+
+def parts_for(rows: int) -> int:
+    """How many partitions `rows` attempts are dealt into (1: read whole)."""
+    return max(1, math.ceil(rows / PART_ROWS))
+
+
+def part_of(ids: pd.Series, parts: int) -> np.ndarray:
+    """Each message id's partition: a hash of its text, the same in every journal and
+    every run (pandas' hash_array: SipHash with a fixed key)."""
+    hashed = pd.util.hash_array(np.asarray(ids.to_numpy(dtype=object)))
+    return np.asarray(hashed % np.uint64(parts), dtype=np.intp)
+
+
+class Spill:
+    """One kind's rows, dealt into partitions, each a file of pickled blocks in journal
+    order (an empty block too, so a partition with no row still has the columns)."""
+
+    def __init__(self, directory: Path, kind: str, parts: int) -> None:
+        self.kind = kind
+        self.paths = [directory / f"{kind}-{p}.pickle" for p in range(parts)]
+        self.rows = [0] * parts
+        self._files: list[BinaryIO] = [path.open("wb") for path in self.paths]
+
+    def add(self, block: pd.DataFrame) -> None:
+        parts = len(self.paths)
+        where = part_of(block[msg_keys.COLUMN], parts)
+        order = np.argsort(where, kind="stable")
+        bounds = np.searchsorted(where[order], np.arange(parts + 1))
+        for p in range(parts):
+            share = block.take(order[bounds[p] : bounds[p + 1]])
+            pickle.dump(_observed(share), self._files[p], protocol=pickle.HIGHEST_PROTOCOL)
+            self.rows[p] += len(share)
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+
+    def blocks(self, part: int) -> Iterator[pd.DataFrame]:
+        with self.paths[part].open("rb") as f:
+            while True:
+                try:
+                    yield pickle.load(f)
+                except EOFError:
+                    return
+
+
+def _observed(block: pd.DataFrame) -> pd.DataFrame:
+    """A share of a block with categories of the values it holds only, as the parser
+    makes them for a block of its own (a category no row has would show in a groupby)."""
+    return block.assign(
+        **{
+            c: block[c].cat.remove_unused_categories()
+            for c in block
+            if isinstance(block[c].dtype, pd.CategoricalDtype)
+        }
+    )
+
+
+@dataclass
+class Split:
+    """A run directory's attempts and receipts, dealt into `parts` partitions on disk."""
+
+    parts: int
+    directory: Path
+    spills: dict[str, Spill]
+    damage: dict[str, Damage]
+
+    def frames(self, part: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Partition `part`'s attempts and receipts, compact as `journals.load` makes them:
+        categories, message keys (the receipts' among this partition's attempts')."""
+        attempts = self._frame("attempts", part, Compact(CATEGORIES["attempts"]))
+        ids = attempts[msg_keys.COLUMN]
+        known = ids.dtype if isinstance(ids.dtype, pd.CategoricalDtype) else None
+        receipts = self._frame("receipts", part, Compact(CATEGORIES["receipts"], known))
+        return attempts, receipts
+
+    def _frame(self, kind: str, part: int, compact: Compact) -> pd.DataFrame:
+        spill = self.spills.get(kind)
+        if spill is None:  # no journal of this kind: its required columns, no row
+            return journals.load_kind(self.directory, kind)
+        return journals.compacted(spill.blocks(part), compact, spill.rows[part])
+
+    def close(self) -> None:
+        for spill in self.spills.values():
+            spill.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Split:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class _Whole(Exception):
+    """The journals cannot be split (two versions of a journal, a line the parser
+    refused): they are read whole."""
+
+
+def split(run_dir: Path, parts: int | None = None) -> Split | None:
+    """The run's attempts and receipts dealt into partitions (`parts`, or as many as
+    `parts_for` their rows), with what each file left out; None when one partition does
+    (a run small enough to read whole) or the journals cannot be split (`_Whole`)."""
+    paths = {kind: sorted(run_dir.glob(journals.PATTERNS[kind])) for kind in KINDS}
+    if not paths["attempts"]:
+        return None
+    for parsed in (PARSER_CATEGORIES, None):
+        directory = Path(tempfile.mkdtemp(prefix="maildrill-report-"))
+        done: Split | None = None
+        try:
+            done = _split(run_dir, paths, parts, parsed, directory)
+            return done
+        except journals.NotText:
+            continue  # a column of numbers-only text: read as text, as journals.load does
+        except _Whole:
+            return None
+        finally:
+            if done is None:
+                shutil.rmtree(directory, ignore_errors=True)
+    return None
+
+
+def _split(
+    run_dir: Path,
+    paths: dict[str, list[Path]],
+    parts: int | None,
+    parsed: dict[str, tuple[str, ...]] | None,
+    directory: Path,
+) -> Split | None:
+    damage: dict[str, Damage] = {}
+    spills: dict[str, Spill] = {}
+    try:
+        for kind in KINDS:
+            compact = Compact(CATEGORIES[kind])
+            read = journals.sources(
+                paths[kind], kind, UNUSED[kind], compact, parsed[kind] if parsed else ()
+            )
+            if not read:
+                continue
+            uniform = journals.uniform_blocks(read, kind)
+            if uniform is None:
+                raise _Whole
+            rows, blocks = uniform
+            if parts is None:
+                parts = parts_for(rows)
+                if parts == 1:
+                    return None
+            spill = spills[kind] = Spill(directory, kind, parts)
+            try:
+                for block in blocks:
+                    spill.add(_as_text(block, compact))
+            except (ValueError, pd.errors.ParserError):
+                raise _Whole from None
+            journals.record_damage(paths[kind], read, damage)
+    finally:
+        for spill in spills.values():
+            spill.close()
+    assert parts is not None
+    return Split(parts=parts, directory=directory, spills=spills, damage=damage)
+
+
+def _as_text(block: pd.DataFrame, compact: Compact) -> pd.DataFrame:
+    """A block whose parser-made categories are text (`journals.text_categories`:
+    NotText when the parser read numbers)."""
+    for column in block:
+        values = block[column]
+        if column in compact.categories and isinstance(values.dtype, pd.CategoricalDtype):
+            block[column] = journals.text_categories(values, column)
+    return block

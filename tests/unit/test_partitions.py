@@ -1,0 +1,95 @@
+"""The attempts and receipts dealt into partitions by message (partitions.split): every
+row lands in its message's partition, in journal order, as journals.load reads it
+(text, numbers, categories of the values there, message keys), damage named the same;
+journals that cannot be split are read whole (None), and nothing is left on disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loadtest.analysis import journals, partitions
+from tests.unit.test_compact_load import MAKE, drill  # noqa: F401 (a fixture)
+
+SPLIT = ("clean", "damaged", "escaped", "numbers")
+
+
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.astype(
+        {c: "str" for c in frame if isinstance(frame[c].dtype, pd.CategoricalDtype)}
+    ).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("case", SPLIT)
+@pytest.mark.parametrize("parts", [2, 5])
+def test_every_row_lands_in_its_messages_partition_as_load_reads_it(
+    drill,  # noqa: F811
+    tmp_path,
+    case,
+    parts,
+):
+    run = MAKE[case](drill, tmp_path)
+    whole = journals.load(run)
+    split = partitions.split(run, parts)
+    assert split is not None
+    with split:
+        assert split.damage == whole.damage
+        seen = {"attempts": 0, "receipts": 0}
+        for part in range(parts):
+            frames = dict(zip(("attempts", "receipts"), split.frames(part), strict=True))
+            for kind, frame in frames.items():
+                every = getattr(whole, kind)
+                mine = partitions.part_of(every["msg_id"].astype(str), parts) == part
+                expected = every[mine]
+                assert list(frame.columns) == list(expected.columns)
+                pd.testing.assert_frame_equal(as_text(frame), as_text(expected))
+                seen[kind] += len(frame)
+                for column in frame:
+                    values = frame[column]
+                    if isinstance(values.dtype, pd.CategoricalDtype) and column != "msg_id":
+                        # only the values this partition holds, sorted, as load makes them
+                        held = sorted(set(values.dropna().astype(str)))
+                        assert list(values.cat.categories) == held, column
+            # a receipt's key is its message's code among this partition's attempts
+            attempts, receipts = frames["attempts"], frames["receipts"]
+            known = attempts["msg_id"].cat.categories
+            assert receipts["msg_id"].cat.categories[: len(known)].equals(known)
+        assert seen == {"attempts": len(whole.attempts), "receipts": len(whole.receipts)}
+        assert all(split.spills[k].rows for k in seen)
+    assert not split.directory.exists()
+
+
+@pytest.mark.parametrize("case", ["refused", "two_versions"])
+def test_journals_that_cannot_be_split_are_read_whole_and_leave_nothing(
+    drill,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    case,
+):
+    made: list[str] = []
+    real = partitions.tempfile.mkdtemp
+
+    def mkdtemp(**kwargs: str) -> str:
+        made.append(real(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(partitions.tempfile, "mkdtemp", mkdtemp)
+    assert partitions.split(MAKE[case](drill, tmp_path), 3) is None
+    assert made
+    assert not any(partitions.Path(d).exists() for d in made)
+
+
+def test_a_run_of_one_partition_is_read_whole(drill):  # noqa: F811
+    assert partitions.split(drill) is None  # fewer than PART_ROWS attempts
+    assert partitions.parts_for(partitions.PART_ROWS) == 1
+    assert partitions.parts_for(partitions.PART_ROWS + 1) == 2
+
+
+def test_a_message_has_the_same_partition_whatever_holds_its_id():
+    ids = pd.Series(["run-1", "run-2", "run-30", "x"])
+    as_categories = ids.astype("category")
+    parts = partitions.part_of(ids, 7)
+    assert np.array_equal(parts, partitions.part_of(as_categories, 7))
+    assert np.array_equal(parts, partitions.part_of(ids.astype(object), 7))
+    assert ((parts >= 0) & (parts < 7)).all()
