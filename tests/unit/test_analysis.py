@@ -232,10 +232,22 @@ def test_hdr_percentiles_match_exact_and_merge_across_workers():
 
     rng = np.random.default_rng(1)
     seconds = rng.lognormal(mean=-4, sigma=1.0, size=20_000)
-    workers = rng.integers(0, 3, size=seconds.size).astype(str)
-    merged = histograms.percentiles_ms(seconds, workers)
-    single = histograms.percentiles_ms(seconds)
-    assert merged == single
+    workers = rng.integers(0, 3, size=seconds.size)
+    # one histogram per worker, added, as HdrHistogram adds them: the same counts
+    by_worker = [histograms.Slots.of(seconds[workers == w]).histogram() for w in range(3)]
+    total = by_worker[0]
+    for h in by_worker[1:]:
+        total.add(h)
+    added = histograms.Slots.of(seconds[workers == 0])
+    for w in (1, 2):
+        added = added + histograms.Slots.of(seconds[workers == w])
+    single = histograms.Slots.of(seconds)
+    assert np.array_equal(added.counts, single.counts)
+    merged = added.percentiles_ms()
+    assert merged == histograms.percentiles_ms(seconds)
+    for p in (50, 90, 95, 99):
+        assert merged[f"p{p}"] == round(total.get_value_at_percentile(p) / 1000.0, 3)
+    assert merged["max"] == round(total.get_max_value() / 1000.0, 3)
     for p in (50, 90, 95, 99):
         exact = float(np.percentile(seconds * 1000, p))
         assert merged[f"p{p}"] == pytest.approx(exact, rel=0.002)
