@@ -11,14 +11,22 @@ planned messages (`planned`) are read here, for both.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from loadtest.analysis import backlog, capacity, metrics, rolling
 from loadtest.analysis.journals import Journals
 from loadtest.analysis.loaded import RunDir
-from loadtest.analysis.summary_model import Backlog, Latency, Percentiles, Throughput
+from loadtest.analysis.summary_model import (
+    Backlog,
+    Latency,
+    Percentiles,
+    ServerThroughput,
+    Throughput,
+)
 from loadtest.schedule import Schedule
 
 
@@ -33,17 +41,92 @@ class AttemptFigures:
 
 def of(run: RunDir, attempts: pd.DataFrame) -> AttemptFigures:
     """The figures of `attempts`, this run's (`run_attempts(run.journals)`)."""
-    scenario, t0 = run.scenario, run.t0
+    part = Part()
+    part.add(attempts)
+    scenario = run.scenario
     schedule = scenario.campaign.build_schedule() if scenario else None
-    return AttemptFigures(
-        latency=metrics.latency(attempts),
-        response_time=metrics.response_time(attempts),
-        lateness=metrics.lateness(attempts),
-        throughput=_with_floor(
-            metrics.throughput(attempts), attempts, schedule, t0, partial=run.partial
-        ),
-        backlog=backlog.summarise(attempts, t0),
-    )
+    return part.result(schedule, run.t0, run.partial)
+
+
+class Part:
+    """The figures of a run's attempts, added a share of the messages at a time (a
+    partition of them, or all): what each figure needs is held in a form that adds up
+    over any split. Percentiles: HDR counts by slot (`metrics.Times`). Throughput: the
+    accepted count per server and the earliest start. The 1 s peak, the 5 s floor and the
+    backlog need instants of the whole run: the accepted attempts' ends, and per message
+    when it fell due and when it was first accepted (8 bytes each), put together at the
+    end. The same figures the whole frame gives."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.times = metrics.Times()
+        self.accepted_by_server: dict[str, int] = {}
+        self.first_start = math.inf
+        self.last_start = -math.inf
+        self._ends: list[np.ndarray] = []  # accepted attempts' ends
+        self._due: list[np.ndarray] = []
+        self._accepted: list[np.ndarray] = []
+
+    def add(self, attempts: pd.DataFrame) -> None:
+        """One share's attempts (every attempt of its messages)."""
+        if attempts.empty:
+            return
+        self.rows += len(attempts)
+        self.times.add(attempts)
+        ok = attempts[["server", "end"]][attempts["outcome"] == "accepted"]
+        for name, n in ok["server"].value_counts(sort=False).items():
+            if n:
+                key = str(name)
+                self.accepted_by_server[key] = self.accepted_by_server.get(key, 0) + int(n)
+        starts = attempts["start"]
+        self.first_start = min(self.first_start, float(starts.min()))
+        self.last_start = max(self.last_start, float(starts.max()))
+        self._ends.append(ok["end"].to_numpy(dtype="float64"))
+        due, accepted = backlog.due_and_accepted(attempts)
+        self._due.append(due)
+        self._accepted.append(accepted)
+
+    def result(self, schedule: Schedule | None, t0: float, partial: bool) -> AttemptFigures:
+        """The figures of every share added; `schedule` gives the constant-rate stages
+        of the 5 s floor, cut where an interrupted (`partial`) run stopped sending."""
+        ends = np.concatenate(self._ends) if self._ends else np.empty(0)
+        throughput = self._throughput(ends)
+        stages = capacity.constant_windows(schedule) if schedule is not None else []
+        if partial and self.rows:
+            # An interrupted run's stages end where its sending stopped: the windows after
+            # that would read as 0 msgs/s, a stall that never was.
+            stages = rolling.clip(stages, self.last_start - t0)
+        low = rolling.lowest_window(ends, stages, t0) if self.rows else None
+        throughput.min_rolling_msgs_per_s = low.msgs_per_s if low else None
+        throughput.min_rolling_at_s = low.at_s if low else None
+        return AttemptFigures(
+            latency=self.times.latency_ms(),
+            response_time=self.times.response_time_ms(),
+            lateness=self.times.lateness_ms(),
+            throughput=throughput,
+            backlog=backlog.of_instants(
+                np.sort(np.concatenate(self._due)), np.sort(np.concatenate(self._accepted)), t0
+            )
+            if self.rows
+            else Backlog(),
+        )
+
+    def _throughput(self, ends: np.ndarray) -> Throughput:
+        """metrics.throughput's figures: accepted per second by end time, the mean over
+        the active span (the first start to the last accepted end), the peak 1 s bin."""
+        if not len(ends):
+            return Throughput(mean_msgs_per_s=0.0, peak_msgs_per_s=0.0, per_server={})
+        first = self.first_start
+        span = max(1.0, float(ends.max()) - first)
+        bins = np.floor(ends - first).astype(int)
+        return Throughput(
+            mean_msgs_per_s=round(len(ends) / span, 3),
+            peak_msgs_per_s=float(np.unique(bins, return_counts=True)[1].max()),
+            per_server={
+                s: ServerThroughput(accepted=n, mean_msgs_per_s=round(n / span, 3))
+                for s, n in sorted(self.accepted_by_server.items())
+            },
+        )
 
 
 def run_attempts(journals: Journals) -> pd.DataFrame:
@@ -71,22 +154,3 @@ def planned(run: RunDir) -> int:
     if not run.run.planned and run.scenario is not None:
         return run.scenario.campaign.build_schedule().total
     return run.run.planned
-
-
-def _with_floor(
-    throughput: Throughput,
-    attempts: pd.DataFrame,
-    schedule: Schedule | None,
-    t0: float,
-    partial: bool = False,
-) -> Throughput:
-    """The throughput part with its lowest 5 s rate inside constant-rate stages (rolling.py;
-    null without a schedule or such a stage). An interrupted run's stages end where its
-    sending stopped: the windows after that would read as 0 msgs/s, a stall that never was."""
-    stages = capacity.constant_windows(schedule) if schedule is not None else []
-    if partial and len(attempts):
-        stages = rolling.clip(stages, float(attempts["start"].max()) - t0)
-    low = rolling.floor(attempts, stages, t0)
-    throughput.min_rolling_msgs_per_s = low.msgs_per_s if low else None
-    throughput.min_rolling_at_s = low.at_s if low else None
-    return throughput

@@ -30,14 +30,14 @@ MAX_POINTS = 1000  # the series' length at most: 1 s steps up to about 16 minute
 
 
 def due_and_accepted(attempts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per message, sorted: when it fell due (its `intended`), and when it was first
-    accepted (the `end` of its first accepted attempt; messages never accepted have none)."""
+    """Per message: when it fell due (its `intended`), and when it was first accepted (the
+    `end` of its first accepted attempt; messages never accepted have none); unsorted."""
     key = msg_keys.factorize(attempts["msg_id"])[0]  # integer keys: no text hashed here
     named = key >= 0
     taken = named & (attempts["outcome"] == Outcome.ACCEPTED.value).to_numpy(dtype=bool)
     due = _first(attempts["intended"], key, named)
     accepted = _first(attempts["end"], key, taken)
-    return np.sort(due), np.sort(accepted)
+    return due, accepted
 
 
 def _first(values: pd.Series, key: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -59,6 +59,12 @@ def summarise(attempts: pd.DataFrame, t0: float) -> Backlog:
     if attempts.empty:
         return Backlog()
     due, accepted = due_and_accepted(attempts)
+    return of_instants(np.sort(due), np.sort(accepted), t0)
+
+
+def of_instants(due: np.ndarray, accepted: np.ndarray, t0: float) -> Backlog:
+    """The Backlog part from every message's due instant and every accepted message's
+    first acceptance, each sorted (a run's messages, in any number of shares)."""
     backlog_at_due = at(due, due, accepted)
     top = int(np.argmax(backlog_at_due))  # the first instant of the highest value
     last = float(max(due[-1], accepted[-1] if len(accepted) else due[-1]))

@@ -7,13 +7,8 @@ import numpy as np
 import pandas as pd
 
 from loadtest.analysis import histograms
-from loadtest.analysis.summary_model import (
-    ExactPercentiles,
-    Latency,
-    Percentiles,
-    ServerThroughput,
-    Throughput,
-)
+from loadtest.analysis.histograms import Slots
+from loadtest.analysis.summary_model import ExactPercentiles, Latency, Percentiles
 
 
 def percentiles_ms(seconds: pd.Series, frame: pd.DataFrame | None = None) -> Percentiles:
@@ -40,53 +35,59 @@ def _only(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return frame[[c for c in columns if c in frame]]
 
 
-def latency(attempts: pd.DataFrame) -> Latency:
-    """Service time (end - start) of accepted attempts, overall and per server."""
-    ok = _only(attempts, "server", "start", "end", "worker")[attempts["outcome"] == "accepted"]
-    overall = percentiles_ms(ok["end"] - ok["start"], ok)
-    per_server = {
-        str(name): percentiles_ms(frame["end"] - frame["start"], frame)
-        for name, frame in ok.groupby("server")
-    }
-    return Latency(**overall.model_dump(), per_server=per_server)
+class Times:
+    """Latency, response time and lateness of attempts as HDR counts by slot: added a
+    share of the messages at a time (`add`), they give the figures of all the shares
+    together (the counts of a union are the sums of the counts)."""
 
+    def __init__(self) -> None:
+        self.latency = Slots()
+        self.latency_by_server: dict[str, Slots] = {}
+        self.response_time = Slots()
+        self.lateness = Slots()
 
-def response_time(attempts: pd.DataFrame) -> Percentiles:
-    """End of the accepted attempt minus the message's intended send time.
+    @classmethod
+    def of(cls, attempts: pd.DataFrame) -> Times:
+        times = cls()
+        times.add(attempts)
+        return times
 
-    The open-model figure: it includes the wait a stalled server or a failover caused,
-    which latency alone would omit (coordinated omission).
-    """
-    ok = _only(attempts, "intended", "end", "worker")[attempts["outcome"] == "accepted"]
-    return percentiles_ms((ok["end"] - ok["intended"]).clip(lower=0), ok)
+    def add(self, attempts: pd.DataFrame) -> None:
+        ok = _only(attempts, "server", "start", "end", "intended")[
+            attempts["outcome"] == "accepted"
+        ]
+        self.latency += Slots.of((ok["end"] - ok["start"]).to_numpy(dtype=float))
+        for name, frame in ok.groupby("server", observed=True):
+            key = str(name)
+            slots = Slots.of((frame["end"] - frame["start"]).to_numpy(dtype=float))
+            self.latency_by_server[key] = self.latency_by_server.get(key, Slots()) + slots
+        waited = (ok["end"] - ok["intended"]).clip(lower=0)
+        self.response_time += Slots.of(waited.to_numpy(dtype=float))
+        first = _only(attempts, "intended", "start")[attempts["attempt"] == 1]
+        behind = (first["start"] - first["intended"]).clip(lower=0)
+        self.lateness += Slots.of(behind.to_numpy(dtype=float))
 
-
-def lateness(attempts: pd.DataFrame) -> Percentiles:
-    """Start minus intended time of first attempts: how far the sender fell behind."""
-    first = _only(attempts, "intended", "start", "worker")[attempts["attempt"] == 1]
-    return percentiles_ms((first["start"] - first["intended"]).clip(lower=0), first)
-
-
-def throughput(attempts: pd.DataFrame) -> Throughput:
-    """Accepted messages per second by end time: mean over the active span, peak 1 s bin."""
-    ok = _only(attempts, "server", "end")[attempts["outcome"] == "accepted"]
-    if ok.empty:
-        return Throughput(mean_msgs_per_s=0.0, peak_msgs_per_s=0.0, per_server={})
-    first = attempts["start"].min()
-    last = ok["end"].max()
-    span = max(1.0, last - first)
-    bins = np.floor(ok["end"] - first).astype(int)
-    per_server = {
-        str(name): ServerThroughput(
-            accepted=len(frame), mean_msgs_per_s=round(len(frame) / span, 3)
+    def latency_ms(self) -> Latency:
+        """Service time (end - start) of accepted attempts, overall and per server."""
+        return Latency(
+            **self.latency.percentiles_ms(),
+            per_server={
+                name: Percentiles(**self.latency_by_server[name].percentiles_ms())
+                for name in sorted(self.latency_by_server)
+            },
         )
-        for name, frame in ok.groupby("server")
-    }
-    return Throughput(
-        mean_msgs_per_s=round(len(ok) / span, 3),
-        peak_msgs_per_s=float(bins.value_counts().max()),
-        per_server=per_server,
-    )
+
+    def response_time_ms(self) -> Percentiles:
+        """End of the accepted attempt minus the message's intended send time.
+
+        The open-model figure: it includes the wait a stalled server or a failover caused,
+        which latency alone would omit (coordinated omission).
+        """
+        return Percentiles(**self.response_time.percentiles_ms())
+
+    def lateness_ms(self) -> Percentiles:
+        """Start minus intended time of first attempts: how far the sender fell behind."""
+        return Percentiles(**self.lateness.percentiles_ms())
 
 
 def errors(attempts: pd.DataFrame) -> dict[str, int]:

@@ -20,6 +20,7 @@ only not bounded).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 import shutil
@@ -33,8 +34,15 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 
-from loadtest.analysis import journals, msg_keys
-from loadtest.analysis.journals import CATEGORIES, PARSER_CATEGORIES, UNUSED, Compact, Damage
+from loadtest.analysis import journals, loaded, msg_keys
+from loadtest.analysis.journals import (
+    CATEGORIES,
+    PARSER_CATEGORIES,
+    UNUSED,
+    Compact,
+    Damage,
+    Journals,
+)
 
 # Attempts per partition, about: a partition of two million messages, its receipts and
 # its per-message table are about 1 GB at their largest, in any stage.
@@ -116,6 +124,13 @@ class Split:
         known = ids.dtype if isinstance(ids.dtype, pd.CategoricalDtype) else None
         receipts = self._frame("receipts", part, Compact(CATEGORIES["receipts"], known))
         return attempts, receipts
+
+    def journals(self, part: int, whole: Journals) -> Journals:
+        """`whole`, the run's journals with its small ones read (any attempts and receipts
+        in it are not used), with partition `part`'s attempts and receipts in their place,
+        compact as `loaded.compact` makes a run's (suppressed rows apart, shared keys)."""
+        attempts, receipts = self.frames(part)
+        return loaded.compact(dataclasses.replace(whole, attempts=attempts, receipts=receipts))
 
     def _frame(self, kind: str, part: int, compact: Compact) -> pd.DataFrame:
         spill = self.spills.get(kind)

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-import pandas as pd
 
 from loadtest.analysis.capacity import Window
 
@@ -78,12 +77,3 @@ def clip(stages: Sequence[Window], end_s: float) -> list[Window]:
         for stage in stages
         if stage.start_s < end_s
     ]
-
-
-def floor(attempts: pd.DataFrame, stages: Sequence[Window], t0: float) -> Floor | None:
-    """The lowest 5 s rate of accepted messages inside constant-rate stages (see above);
-    None without attempts (a journal directory with no sender's record says nothing)."""
-    if attempts.empty:
-        return None
-    ends = attempts.loc[attempts["outcome"] == "accepted", "end"].to_numpy(dtype="float64")
-    return lowest_window(ends, stages, t0)

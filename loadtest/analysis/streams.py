@@ -101,11 +101,12 @@ def summarise(
         messages = per if of_message.all() else per[of_message]
         counted = count(messages, planned[name], unsent_by.get(name, frozenset()))
         times = run_figures if every else None
+        measured = metrics.Times() if times else metrics.Times.of(mine)
         out[name] = StreamResult(
             **counted.model_dump(),
-            latency_ms=_whole(times.latency if times else metrics.latency(mine)),
-            response_time_ms=times.response_time if times else metrics.response_time(mine),
-            lateness_ms=times.lateness if times else metrics.lateness(mine),
+            latency_ms=_whole(times.latency if times else measured.latency_ms()),
+            response_time_ms=times.response_time if times else measured.response_time_ms(),
+            lateness_ms=times.lateness if times else measured.lateness_ms(),
             failovers=[analyse(w, mine, messages) for w in windows],
         )
     return out

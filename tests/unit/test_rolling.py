@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from loadtest.analysis import attempt_figures
 from loadtest.analysis.capacity import Window, constant_windows
-from loadtest.analysis.rolling import Floor, floor, lowest_window
+from loadtest.analysis.rolling import Floor, lowest_window
 from loadtest.schedule import Schedule, Stage
 
 T0 = 1_800_000_000.0
@@ -91,8 +92,21 @@ def test_only_accepted_attempts_count_by_their_end():
         {"end": np.concatenate([ends, every(20, 23)]),
          "outcome": ["accepted"] * len(ends) + ["deferred"] * 30}
     )  # fmt: skip
-    assert floor(attempts, constant_windows(SCHEDULE), T0) == Floor(10.0, 10.0)
-    assert floor(attempts.iloc[:0], constant_windows(SCHEDULE), T0) is None
+    attempts["start"] = attempts["end"] - 0.1
+    attempts["intended"] = attempts["start"]
+    attempts["attempt"] = 1
+    attempts["server"] = "primary"
+    attempts["msg_id"] = [f"m{i}" for i in range(len(attempts))]
+
+    def floor(frame: pd.DataFrame) -> Floor | None:
+        part = attempt_figures.Part()
+        part.add(frame)
+        figures = part.result(SCHEDULE, T0, partial=False)
+        low = figures.throughput.min_rolling_msgs_per_s
+        return None if low is None else Floor(low, figures.throughput.min_rolling_at_s or 0.0)
+
+    assert floor(attempts) == Floor(10.0, 10.0)
+    assert floor(attempts.iloc[:0]) is None
 
 
 @pytest.mark.parametrize("seed", range(5))
