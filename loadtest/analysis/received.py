@@ -195,7 +195,7 @@ def _from(moment: float | None, t0: float) -> float | None:
 def _gap(times: pd.Series, first: float | None, last: float | None) -> float | None:
     if first is None or last is None:
         return None
-    return failover_mod.longest_gap(times, first, last)
+    return failover_mod.longest_gap(times.to_numpy(dtype="float64"), first, last)
 
 
 def messages(received: Received) -> Messages:
@@ -227,6 +227,7 @@ def analyse(
     )
     until = window.cleared if window.cleared is not None else end
     since = failover_mod.since
+    times = ok["time"].to_numpy(dtype="float64")
     return Failover(
         target=window.target,
         kind=window.kind,
@@ -235,8 +236,10 @@ def analyse(
         detection_s=None,
         failover_s=since(float(elsewhere.min()) if len(elsewhere) else None, window.onset),
         failback_s=since(float(back.min()) if len(back) else None, window.cleared),
-        recovery_s=failover_mod.recovery(ok.rename(columns={"time": "end"}), window.onset, end),
-        longest_gap_s=failover_mod.longest_gap(ok["time"], window.onset, until),
+        recovery_s=failover_mod.recovery(
+            times, float(times.min()) if len(times) else None, window.onset, end
+        ),
+        longest_gap_s=failover_mod.longest_gap(times, window.onset, until),
         messages_delayed=0,
         messages_failed=0,
         added_latency_ms=ExactPercentiles(p50=None, p95=None, max=None),

@@ -1,0 +1,69 @@
+"""Adding up what each share of a run's messages counted (`added`), so the analysis can
+hold one partition of the messages at a time (loadtest.analysis.partitions) and still
+give the whole run's figures.
+
+What a share counted is a dataclass whose fields say, by their type, how two shares'
+values make the whole's: numbers add, dicts add key by key, lists and numpy arrays of
+instants are put end to end, sets unite, HDR counts by slot add (`histograms.Slots`),
+`None` stands for nothing counted. A field that adds another way names it in its
+metadata (`field(metadata={ADD: min})`: the earliest of the shares' instants).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import numpy as np
+
+from loadtest.analysis.histograms import Slots
+
+ADD = "add"  # a field's metadata key: the function that adds two shares' values
+T = TypeVar("T")
+
+
+def earliest(a: float | None, b: float | None) -> float | None:
+    """The earlier of two instants (None: none seen)."""
+    return b if a is None else a if b is None else min(a, b)
+
+
+def latest(a: float | None, b: float | None) -> float | None:
+    """The later of two instants (None: none seen)."""
+    return b if a is None else a if b is None else max(a, b)
+
+
+def added(a: Any, b: Any) -> Any:
+    """Two shares' counts of the same thing, added (see the module's docstring)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        values = {}
+        for f in dataclasses.fields(a):
+            add: Callable[[Any, Any], Any] = f.metadata.get(ADD, added)
+            values[f.name] = add(getattr(a, f.name), getattr(b, f.name))
+        return dataclasses.replace(a, **values)
+    if isinstance(a, bool):
+        raise TypeError("a bool has no sum: name how it adds (field metadata)")
+    if isinstance(a, int | float | Slots):
+        return a + b
+    if isinstance(a, dict):
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = added(out[key], value) if key in out else value
+        return out
+    if isinstance(a, list):
+        return a + b
+    if isinstance(a, set | frozenset):
+        return a | b
+    if isinstance(a, np.ndarray):
+        return np.concatenate((a, b))
+    raise TypeError(f"no way to add {type(a).__name__}")
+
+
+def total(shares: Iterable[T]) -> T:
+    """Every share's counts added (at least one share)."""
+    return functools.reduce(added, shares)
