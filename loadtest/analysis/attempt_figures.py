@@ -12,7 +12,7 @@ planned messages (`planned`) are read here, for both.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ from loadtest.analysis.summary_model import (
     ServerThroughput,
     Throughput,
 )
+from loadtest.analysis.tally import ADD, earliest, latest
 from loadtest.schedule import Schedule
 
 
@@ -48,24 +49,25 @@ def of(run: RunDir, attempts: pd.DataFrame) -> AttemptFigures:
     return part.result(schedule, run.t0, run.partial)
 
 
+@dataclass
 class Part:
     """The figures of a run's attempts, added a share of the messages at a time (a
-    partition of them, or all): what each figure needs is held in a form that adds up
-    over any split. Percentiles: HDR counts by slot (`metrics.Times`). Throughput: the
-    accepted count per server and the earliest start. The 1 s peak, the 5 s floor and the
-    backlog need instants of the whole run: the accepted attempts' ends, and per message
-    when it fell due and when it was first accepted (8 bytes each), put together at the
-    end. The same figures the whole frame gives."""
+    partition of them, or all: `add`, or `tally.added`): what each figure needs is held
+    in a form that adds up over any split. Percentiles: HDR counts by slot
+    (`metrics.Times`). Throughput: the accepted count per server and the earliest start.
+    The 1 s peak, the 5 s floor and the backlog need instants of the whole run: the
+    accepted attempts' ends, and per message when it fell due and when it was first
+    accepted (8 bytes each), put together at the end. The same figures the whole frame
+    gives."""
 
-    def __init__(self) -> None:
-        self.rows = 0
-        self.times = metrics.Times()
-        self.accepted_by_server: dict[str, int] = {}
-        self.first_start = math.inf
-        self.last_start = -math.inf
-        self._ends: list[np.ndarray] = []  # accepted attempts' ends
-        self._due: list[np.ndarray] = []
-        self._accepted: list[np.ndarray] = []
+    rows: int = 0
+    times: metrics.Times = field(default_factory=metrics.Times)
+    accepted_by_server: dict[str, int] = field(default_factory=dict)
+    first_start: float | None = field(default=None, metadata={ADD: earliest})
+    last_start: float | None = field(default=None, metadata={ADD: latest})
+    ends: list[np.ndarray] = field(default_factory=list)  # accepted attempts' ends
+    falls_due: list[np.ndarray] = field(default_factory=list)
+    first_accepted: list[np.ndarray] = field(default_factory=list)
 
     def add(self, attempts: pd.DataFrame) -> None:
         """One share's attempts (every attempt of its messages)."""
@@ -79,20 +81,20 @@ class Part:
                 key = str(name)
                 self.accepted_by_server[key] = self.accepted_by_server.get(key, 0) + int(n)
         starts = attempts["start"]
-        self.first_start = min(self.first_start, float(starts.min()))
-        self.last_start = max(self.last_start, float(starts.max()))
-        self._ends.append(ok["end"].to_numpy(dtype="float64"))
-        due, accepted = backlog.due_and_accepted(attempts)
-        self._due.append(due)
-        self._accepted.append(accepted)
+        self.first_start = earliest(self.first_start, float(starts.min()))
+        self.last_start = latest(self.last_start, float(starts.max()))
+        self.ends.append(ok["end"].to_numpy(dtype="float64"))
+        falls_due, first_accepted = backlog.due_and_accepted(attempts)
+        self.falls_due.append(falls_due)
+        self.first_accepted.append(first_accepted)
 
     def result(self, schedule: Schedule | None, t0: float, partial: bool) -> AttemptFigures:
         """The figures of every share added; `schedule` gives the constant-rate stages
         of the 5 s floor, cut where an interrupted (`partial`) run stopped sending."""
-        ends = np.concatenate(self._ends) if self._ends else np.empty(0)
+        ends = np.concatenate(self.ends) if self.ends else np.empty(0)
         throughput = self._throughput(ends)
         stages = capacity.constant_windows(schedule) if schedule is not None else []
-        if partial and self.rows:
+        if partial and self.last_start is not None:
             # An interrupted run's stages end where its sending stopped: the windows after
             # that would read as 0 msgs/s, a stall that never was.
             stages = rolling.clip(stages, self.last_start - t0)
@@ -105,7 +107,9 @@ class Part:
             lateness=self.times.lateness_ms(),
             throughput=throughput,
             backlog=backlog.of_instants(
-                np.sort(np.concatenate(self._due)), np.sort(np.concatenate(self._accepted)), t0
+                np.sort(np.concatenate(self.falls_due)),
+                np.sort(np.concatenate(self.first_accepted)),
+                t0,
             )
             if self.rows
             else Backlog(),
@@ -116,7 +120,7 @@ class Part:
         the active span (the first start to the last accepted end), the peak 1 s bin."""
         if not len(ends):
             return Throughput(mean_msgs_per_s=0.0, peak_msgs_per_s=0.0, per_server={})
-        first = self.first_start
+        first = self.first_start if self.first_start is not None else math.nan
         span = max(1.0, float(ends.max()) - first)
         bins = np.floor(ends - first).astype(int)
         return Throughput(
@@ -143,7 +147,12 @@ def run_attempts(journals: Journals) -> pd.DataFrame:
 
 def not_sent(run: RunDir) -> pd.DataFrame:
     """This run's rows of messages not sent: every recipient suppressed."""
-    rows, run_id = run.journals.suppressed, run.run.run_id
+    return not_sent_rows(run.journals, run.run.run_id)
+
+
+def not_sent_rows(journals: Journals, run_id: str) -> pd.DataFrame:
+    """Run `run_id`'s rows of messages not sent in these journals."""
+    rows = journals.suppressed
     if run_id and len(rows) and "run_id" in rows:
         rows = rows[rows["run_id"] == run_id]
     return rows

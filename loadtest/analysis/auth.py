@@ -26,6 +26,7 @@ than the columns) is not verified: left out, never counted as failing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -78,7 +79,49 @@ def summarise(
     `campaign_only` (a run with maildrill's sender) only the campaign's mail counts, the
     messages with an X-Maildrill-Id: not the bounce an MTA under test sends back to the
     sender after a provider refused its mail, which is no campaign message."""
+    counted = tally(receipts, refusals, attempts, per, campaign_only)
+    return finish(counted, refusals, verifying, windows, t0, campaign_only)
+
+
+@dataclass
+class Tally:
+    """A share of the messages' receipts with verdicts, each with the server its message
+    was handed to (`server`), and that server for the messages of the refusals journal
+    among the share's (added over shares: the rows put end to end)."""
+
+    delivered: list[pd.DataFrame] = field(default_factory=list)
+    handed: dict[str, str] = field(default_factory=dict)
+
+
+def tally(
+    receipts: pd.DataFrame,
+    refusals: pd.DataFrame,
+    attempts: pd.DataFrame,
+    per: pd.DataFrame,
+    campaign_only: bool = False,
+) -> Tally:
+    """This share's part (`receipts`, `attempts` and `per`: every row of its messages;
+    `refusals`: the journal, whole or not)."""
     delivered = _verified(receipts)
+    if campaign_only:
+        delivered = delivered[delivered["msg_id"] != ""].reset_index(drop=True)
+    handed = _handed_to(attempts, per)
+    delivered["server"] = _text(delivered["msg_id"].map(handed))
+    refused_ids = set(refusals["msg_id"].dropna().astype(str)) if "msg_id" in refusals else set()
+    mine = handed[handed.index.isin(list(refused_ids))] if refused_ids else handed.iloc[:0]
+    return Tally([delivered], {str(k): str(v) for k, v in mine.items()})
+
+
+def finish(
+    counted: Tally,
+    refusals: pd.DataFrame,
+    verifying: Mapping[str, str],
+    windows: Sequence[FaultWindow],
+    t0: float,
+    campaign_only: bool = False,
+) -> Auth | None:
+    """The `auth` part from every share's `tally` added (see `summarise`)."""
+    delivered = pd.concat(counted.delivered, ignore_index=True)
     sinks = dict(verifying)
     for sink in sorted(set(delivered["sink"]) - set(sinks)):
         sinks[sink] = ""  # verdicts journaled, no scenario to say how it enforces
@@ -86,11 +129,8 @@ def summarise(
         return None
     refused = _enforced(refusals, sinks)
     if campaign_only:
-        delivered = delivered[delivered["msg_id"] != ""].reset_index(drop=True)
         refused = refused[refused["msg_id"] != ""].reset_index(drop=True)
-    handed = _handed_to(attempts, per)
-    for frame in (delivered, refused):
-        frame["server"] = _text(frame["msg_id"].map(handed))
+    refused["server"] = _text(refused["msg_id"].map(pd.Series(counted.handed, dtype=object)))
     auth = Auth(**_counts(delivered, refused))
     auth.sinks = {
         sink: AuthSink(

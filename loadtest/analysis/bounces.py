@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -173,6 +173,33 @@ def _rates(attempted: int, hard: int, soft: int) -> BounceRates:
     )
 
 
+@dataclass
+class Rates:
+    """Recipients attempted, hard and soft bounced (a stream's, a server's): added."""
+
+    attempted: int = 0
+    hard: int = 0
+    soft: int = 0
+
+
+@dataclass
+class Tally:
+    """The bounces of a share of the messages, every count per recipient (added over
+    shares, `loadtest.analysis.tally`); `hard_bounced`: (message id, recipient position,
+    whether the bounce suppresses the address) of each hard bounce, for the plan's counts
+    (`_plan_counts`, made once for the run)."""
+
+    attempted: int = 0
+    hard: int = 0
+    soft: int = 0
+    by_class: dict[str, int] = field(default_factory=dict)
+    by_status: dict[str, int] = field(default_factory=dict)
+    suppressed: int = 0
+    per_stream: dict[str, Rates] = field(default_factory=dict)
+    per_server: dict[str, Rates] = field(default_factory=dict)
+    hard_bounced: list[tuple[str, int, bool]] = field(default_factory=list)
+
+
 def summarise(
     attempts: pd.DataFrame,
     suppressed_rows: pd.DataFrame,
@@ -181,17 +208,44 @@ def summarise(
     planned: int = 0,
 ) -> Bounces:
     """summary.json's `bounces` (each field defined in summary_model.Bounces)."""
+    return finish(tally(attempts, suppressed_rows), scenario, run_id, planned)
+
+
+def finish(
+    counted: Tally, scenario: Scenario | None = None, run_id: str = "", planned: int = 0
+) -> Bounces:
+    """summary.json's `bounces` from every share's `tally` added."""
+    attempted, n_hard, n_soft = counted.attempted, counted.hard, counted.soft
+    return Bounces(
+        attempted=attempted,
+        hard=n_hard,
+        soft=n_soft,
+        rate=round((n_hard + n_soft) / attempted, 6) if attempted else None,
+        hard_rate=round(n_hard / attempted, 6) if attempted else None,
+        by_class=dict(sorted(counted.by_class.items())),
+        by_status=dict(sorted(counted.by_status.items())),
+        suppressed=counted.suppressed,
+        per_stream={
+            name: _rates(r.attempted, r.hard, r.soft)
+            for name, r in sorted(counted.per_stream.items())
+        },
+        per_server={
+            name: _rates(r.attempted, r.hard, r.soft)
+            for name, r in sorted(counted.per_server.items())
+        },
+        **_plan_counts(scenario, run_id, planned, counted.hard_bounced),
+    )
+
+
+def tally(attempts: pd.DataFrame, suppressed_rows: pd.DataFrame) -> Tally:
+    """The bounces of these attempts and rows not sent (every row of their messages)."""
     frame = (
         pd.concat([attempts, suppressed_rows], ignore_index=True)
         if len(suppressed_rows)
         else attempts.reset_index(drop=True)
     )
     if frame.empty:
-        return Bounces(
-            attempted=0, hard=0, soft=0, rate=None, hard_rate=None, by_class={},
-            by_status={}, suppressed=0, per_stream={}, per_server={},
-            **_plan_counts(scenario, run_id, planned, []),
-        )  # fmt: skip
+        return Tally()
     msg, msg_ids = msg_keys.factorize(frame["msg_id"])  # by the codes of shared keys
     c = cells(frame, msg)
     e = c.entries
@@ -243,23 +297,23 @@ def summarise(
     attempted_at = np.bincount(at_server % len(servers), minlength=len(servers))
     last_server = server_code[row]
     per_server = {
-        str(name): _rates(
+        str(name): Rates(
             int(attempted_at[i]),
             int((hard & (last_server == i)).sum()),
             int((soft & (last_server == i)).sum()),
         )
-        for i, name in sorted(enumerate(servers), key=lambda x: str(x[1]))
+        for i, name in enumerate(servers)
         if attempted_at[i]
     }
     stream_code, streams = _factorized(frame, "stream")
     last_stream = stream_code[row]
     per_stream = {
-        str(name): _rates(
+        str(name): Rates(
             int((last_stream == i).sum()),
             int((hard & (last_stream == i)).sum()),
             int((soft & (last_stream == i)).sum()),
         )
-        for i, name in sorted(enumerate(streams), key=lambda x: str(x[1]))
+        for i, name in enumerate(streams)
         if (last_stream == i).any()
     }
     attempted, n_hard, n_soft = len(last), int(hard.sum()), int(soft.sum())
@@ -271,18 +325,16 @@ def summarise(
          suppresses(str(stage[j]), int(word[i]), str(hard_enhanced[j])))
         for j, i in enumerate(hard_rows)
     ]  # fmt: skip
-    return Bounces(
+    return Tally(
         attempted=attempted,
         hard=n_hard,
         soft=n_soft,
-        rate=round((n_hard + n_soft) / attempted, 6) if attempted else None,
-        hard_rate=round(n_hard / attempted, 6) if attempted else None,
-        by_class=dict(sorted(by_class.items())),
-        by_status=dict(sorted(by_status.items())),
+        by_class=by_class,
+        by_status=by_status,
         suppressed=n_suppressed,
         per_stream=per_stream,
         per_server=per_server,
-        **_plan_counts(scenario, run_id, planned, hard_bounced),
+        hard_bounced=hard_bounced,
     )
 
 

@@ -37,8 +37,17 @@ def credit_sinks(attempts: pd.DataFrame, servers: Sequence[ServerSpec]) -> pd.Da
 
 def reached_sinks_only(attempts: pd.DataFrame, credited: pd.DataFrame) -> set[str]:
     """The servers every attempt of which was credited to a local sink."""
-    if credited is attempts or not len(attempts):
-        return set()
-    moved = credited["server"].astype(str) != attempts["server"].astype(str)
+    seen, kept = servers_kept(attempts, credited)
+    return seen - kept
+
+
+def servers_kept(attempts: pd.DataFrame, credited: pd.DataFrame) -> tuple[set[str], set[str]]:
+    """The servers these attempts name, and those of them with an attempt not credited to a
+    local sink: of a whole run (any shares of its messages put together), the first less
+    the second are the servers that only reached sinks."""
     servers = attempts["server"].astype(str)
-    return {str(s) for s in servers.unique() if moved[servers == s].all()}
+    seen = {str(s) for s in servers.unique()}
+    if credited is attempts or not len(attempts):
+        return seen, seen
+    kept = credited["server"].astype(str) == servers
+    return seen, {str(s) for s in servers[kept].unique()}

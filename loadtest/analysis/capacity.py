@@ -26,12 +26,12 @@ The steps and the whole are the summary's parts `CapacityStep` and `Capacity`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from loadtest.analysis import histograms
+from loadtest.analysis.histograms import Slots
 from loadtest.analysis.slo import parse_slo
 from loadtest.analysis.summary_model import Capacity, CapacityStep
 from loadtest.outcomes import Outcome
@@ -66,18 +66,26 @@ def p95_limit(rules: Sequence[str]) -> float | None:
     return min(limits) if limits else None
 
 
-def _pct(seconds: np.ndarray, p: int) -> float | None:
-    """A percentile in ms, from the same HDR histograms as the summary's latency."""
-    return histograms.percentiles_ms(seconds)[f"p{p}"] if len(seconds) else None
-
-
 def on_time_s(p95_limit_ms: float | None) -> float:
     return ON_TIME_S + (p95_limit_ms / 1000.0 if p95_limit_ms is not None else 0.0)
 
 
-def steps(
+@dataclass
+class Step:
+    """One constant-rate stage, counted over a share of the messages (added over shares)."""
+
+    offered: int = 0  # first attempts intended in the window
+    in_time: int = 0  # messages intended in it, accepted on time
+    delivered: int = 0  # accepted attempts that ended in it
+    failed: int = 0  # failed attempts that ended in it
+    latency: Slots = field(default_factory=Slots)  # of those delivered
+    lateness: Slots = field(default_factory=Slots)  # of those offered
+
+
+def tally(
     attempts: pd.DataFrame, windows: Sequence[Window], t0: float, p95_limit_ms: float | None
-) -> list[CapacityStep]:
+) -> tuple[Step, ...]:
+    """Each window's counts in these attempts (every attempt of their messages)."""
     start = attempts["start"].to_numpy(dtype="float64") - t0
     end = attempts["end"].to_numpy(dtype="float64") - t0
     intended = attempts["intended"].to_numpy(dtype="float64") - t0
@@ -95,13 +103,30 @@ def steps(
         lo, hi = w.start_s, w.start_s + w.duration_s
         ended = (end >= lo) & (end < hi)
         delivered = ended & is_accepted
-        latency_s = end[delivered] - start[delivered]
         offered = first & (intended >= lo) & (intended < hi)
-        late_s = np.clip(start[offered] - intended[offered], 0.0, None)
-        in_time = int((on_time & (acc_intended >= lo) & (acc_intended < hi)).sum())
-        rate = in_time / w.duration_s
+        out.append(
+            Step(
+                offered=int(offered.sum()),
+                in_time=int((on_time & (acc_intended >= lo) & (acc_intended < hi)).sum()),
+                delivered=int(delivered.sum()),
+                failed=int((ended & ~is_accepted).sum()),
+                latency=Slots.of(end[delivered] - start[delivered]),
+                lateness=Slots.of(np.clip(start[offered] - intended[offered], 0.0, None)),
+            )
+        )
+    return tuple(out)
+
+
+def steps(
+    counted: Sequence[Step], windows: Sequence[Window], p95_limit_ms: float | None
+) -> list[CapacityStep]:
+    """Each window's step, from its counts over every share."""
+    out = []
+    for w, step in zip(windows, counted, strict=True):
+        rate = step.in_time / w.duration_s
         ratio = rate / w.rate
-        p95 = _pct(latency_s, 95)
+        latency = step.latency.percentiles_ms()
+        p95 = latency["p95"]
         within = p95_limit_ms is None or (p95 is not None and p95 <= p95_limit_ms)
         out.append(
             CapacityStep(
@@ -109,14 +134,14 @@ def steps(
                 start_s=round(w.start_s, 6),
                 duration_s=round(w.duration_s, 6),
                 offered_msgs_per_s=round(w.rate, 3),
-                offered_measured_msgs_per_s=round(int(offered.sum()) / w.duration_s, 3),
+                offered_measured_msgs_per_s=round(step.offered / w.duration_s, 3),
                 accepted_msgs_per_s=round(rate, 3),
                 accepted_ratio=round(ratio, 4),
-                delivered_msgs_per_s=round(int(delivered.sum()) / w.duration_s, 3),
+                delivered_msgs_per_s=round(step.delivered / w.duration_s, 3),
                 p95_latency_ms=p95,
-                p99_latency_ms=_pct(latency_s, 99),
-                p95_lateness_ms=_pct(late_s, 95),
-                failed_attempts=int((ended & ~is_accepted).sum()),
+                p99_latency_ms=latency["p99"],
+                p95_lateness_ms=step.lateness.percentiles_ms()["p95"],
+                failed_attempts=step.failed,
                 within_slo=bool(within),
                 stable=bool(ratio >= STABLE_SHARE and within),
             )
@@ -124,18 +149,33 @@ def steps(
     return out
 
 
+def step_windows(schedule: Schedule | None) -> list[Window]:
+    """The windows of a step load (more than one constant-rate stage); none otherwise."""
+    windows = constant_windows(schedule) if schedule is not None else []
+    return windows if len(windows) >= 2 else []
+
+
 def capacity(
     attempts: pd.DataFrame, schedule: Schedule | None, t0: float, slo_rules: Sequence[str]
 ) -> Capacity:
-    """summary.json's `capacity`: knee, max stable throughput and the steps.
+    """summary.json's `capacity` of these attempts, a run's all (`finish`)."""
+    windows = step_windows(schedule)
+    limit = p95_limit(slo_rules)
+    counted = tally(attempts, windows, t0, limit) if not attempts.empty else None
+    return finish(counted, windows, slo_rules)
+
+
+def finish(
+    counted: Sequence[Step] | None, windows: Sequence[Window], slo_rules: Sequence[str]
+) -> Capacity:
+    """summary.json's `capacity`: knee, max stable throughput and the steps, from every
+    share's `tally` of `step_windows(schedule)` added (None: no attempt).
 
     Only a schedule with more than one constant-rate stage is a step load; otherwise the
     values are null and `steps` is empty.
     """
-    windows = constant_windows(schedule) if schedule is not None else []
     limit = p95_limit(slo_rules)
-    step_load = len(windows) >= 2 and not attempts.empty
-    found = steps(attempts, windows, t0, limit) if step_load else []
+    found = steps(counted, windows, limit) if counted is not None and windows else []
     stable = [s.offered_msgs_per_s for s in found if s.stable]
     sustained = [s.delivered_msgs_per_s for s in found if s.within_slo]
     return Capacity(

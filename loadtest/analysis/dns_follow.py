@@ -60,6 +60,20 @@ def summarise(faults: pd.DataFrame, attempts: pd.DataFrame, t0: float) -> Dns:
     )
 
 
+def rows(faults: pd.DataFrame, attempts: pd.DataFrame) -> pd.DataFrame:
+    """The attempts `summarise` reads (those at a name a records fault changed, and those
+    a failed lookup deferred), with the columns it reads: what a
+    share of the messages keeps for it, put together with the others' (the same figures
+    as all the attempts give: every figure is a count, an extreme or a set)."""
+    dns_faults = faults[faults["sink"] == DNS_TARGET] if len(faults) else faults
+    names = frozenset().union(*(e.names for e in _edges(dns_faults)))
+    at_names = _at_names(attempts, names).index
+    deferred = _dns_deferred(attempts).index
+    keep = attempts.index.isin(at_names.union(deferred))
+    columns = ["dns_name", "addr", "start", "worker", "outcome", "phase", "msg_id"]
+    return attempts.loc[keep, [c for c in columns if c in attempts]]
+
+
 def _edges(faults: pd.DataFrame) -> list[Edge]:
     """Each records fault's start and stop that changed an address, in order of time."""
     if faults.empty:

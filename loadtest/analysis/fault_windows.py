@@ -64,9 +64,18 @@ def infer_windows(attempts: pd.DataFrame, foreign: set[str]) -> list[FaultWindow
     Only server failures count (refused, timeout, dropped, 4xx before RCPT); the window is
     open-ended, so failback is measured from the last of those failures.
     """
-    windows: list[FaultWindow] = []
-    if not foreign:
-        return windows
+    return inferred(trouble_onsets(attempts, foreign))
+
+
+def inferred(onsets: dict[str, float]) -> list[FaultWindow]:
+    """The windows of `trouble_onsets` (of the whole run: the earliest of its shares')."""
+    return [FaultWindow(s, "inferred", "", onsets[s], None) for s in sorted(onsets)]
+
+
+def trouble_onsets(attempts: pd.DataFrame, foreign: set[str]) -> dict[str, float]:
+    """Per server of `foreign`, the start of its first server failure in these attempts."""
+    if not foreign or not len(attempts):
+        return {}
     server_trouble = attempts["outcome"].isin(["refused", "timeout", "dropped"]) | (
         (attempts["outcome"] == "deferred")
         & attempts.get("phase", pd.Series("", index=attempts.index)).isin(
@@ -74,6 +83,7 @@ def infer_windows(attempts: pd.DataFrame, foreign: set[str]) -> list[FaultWindow
         )
     )
     failed = attempts[server_trouble & attempts["server"].isin(foreign)]
-    for server, frame in failed.groupby("server"):
-        windows.append(FaultWindow(str(server), "inferred", "", float(frame["start"].min()), None))
-    return windows
+    return {
+        str(server): float(frame["start"].min())
+        for server, frame in failed.groupby("server", observed=True)
+    }

@@ -662,8 +662,10 @@ def _cut_since_the_run(
             damage.setdefault(name, Damage(kind)).missing = recorded["lines"] - lines
 
 
-def load(run_dir: Path) -> Journals:
-    """A run directory's journals and run.json; RunDirError when they cannot be analysed."""
+def load(run_dir: Path, big: bool = True) -> Journals:
+    """A run directory's journals and run.json; RunDirError when they cannot be analysed.
+    `big` false: the attempts and receipts are left out (none of their rows, only their
+    required columns), for a run whose partitions are read one at a time."""
     if not run_dir.is_dir():
         raise RunDirError(run_dir, "not a run directory")
     run = read_json(run_dir / "run.json", RUN) or {}
@@ -677,15 +679,18 @@ def load(run_dir: Path) -> Journals:
             run_dir / "attempts.csv", "missing, yet harness.json says the run finished"
         )
     damage: dict[str, Damage] = {}
-    # The receipts' message ids as codes among the attempts' (msg_keys.KeyBook).
-    attempts = load_kind(
-        run_dir, "attempts", damage, UNUSED["attempts"], Compact(CATEGORIES["attempts"])
-    )
-    ids = attempts[msg_keys.COLUMN]
-    known = ids.dtype if isinstance(ids.dtype, pd.CategoricalDtype) else None
-    receipts = load_kind(
-        run_dir, "receipts", damage, UNUSED["receipts"], Compact(CATEGORIES["receipts"], known)
-    )
+    if big:
+        # The receipts' message ids as codes among the attempts' (msg_keys.KeyBook).
+        attempts = load_kind(
+            run_dir, "attempts", damage, UNUSED["attempts"], Compact(CATEGORIES["attempts"])
+        )
+        ids = attempts[msg_keys.COLUMN]
+        known = ids.dtype if isinstance(ids.dtype, pd.CategoricalDtype) else None
+        receipts = load_kind(
+            run_dir, "receipts", damage, UNUSED["receipts"], Compact(CATEGORIES["receipts"], known)
+        )
+    else:
+        attempts, receipts = _read([], "attempts", damage), _read([], "receipts", damage)
     journals = Journals(
         run_dir=run_dir,
         attempts=attempts,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from loadtest.analysis import journals as journals_mod
-from loadtest.analysis import msg_keys
+from loadtest.analysis import msg_keys, partitions
 from loadtest.analysis import probes as probes_mod
 from loadtest.analysis.bounces import split_suppressed
 from loadtest.analysis.journals import PATTERNS, Damage, Journals
@@ -65,6 +66,21 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class Share:
+    """A share of a run's messages: `journals` with every attempt and receipt of these
+    messages and no other (the small journals whole), partition `part` of `parts`."""
+
+    journals: Journals
+    part: int
+    parts: int
+
+    def mine(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a small journal with message ids (a proxy's witnessed receipts, the
+        refusals) of this share's messages."""
+        return partitions.mine(frame, self.part, self.parts)
+
+
+@dataclass(frozen=True)
 class RunDir:
     """Everything the analysis reads from a run directory."""
 
@@ -85,12 +101,35 @@ class RunDir:
     # The servers whose sinks (or proxies) kept a journal here, by file name: one that
     # received nothing still has its empty journals.
     journal_servers: tuple[str, ...] = ()
+    # The attempts and receipts dealt by message into partitions on disk (a run too big
+    # to hold whole): `journals` then holds none of them, `shares` gives them a
+    # partition at a time.
+    split: partitions.Split | None = None
+
+    def shares(self) -> Iterator[Share]:
+        """The run's messages a share at a time: all of them (one share), or each
+        partition of `split` in turn, as `journals` with that partition's attempts and
+        receipts (compact as `compact` makes a run's)."""
+        if self.split is None:
+            yield Share(self.journals, 0, 1)
+            return
+        for part in range(self.split.parts):
+            attempts, receipts = self.split.frames(part)
+            journals = dataclasses.replace(self.journals, attempts=attempts, receipts=receipts)
+            yield Share(compact(journals), part, self.split.parts)
 
     @classmethod
-    def load(cls, path: Path) -> RunDir:
+    def load(cls, path: Path, split: partitions.Split | None = None) -> RunDir:
         """Read and check a run directory; RunDirError or ScenarioError names what is
-        damaged. Nothing is written."""
-        journals = compact(journals_mod.load(path))
+        damaged. Nothing is written. With `split` (its attempts and receipts dealt into
+        partitions: `partitions.split`), only the other journals are read here."""
+        if split is None:
+            journals = compact(journals_mod.load(path))
+        else:
+            journals = journals_mod.load(path, big=False)
+            for name, damage in split.damage.items():  # lines cut since the run: kept
+                damage.missing = journals.damage.get(name, damage).missing or damage.missing
+                journals.damage[name] = damage
         scenario = read_scenario(path)
         scenario_file = path / "scenario.yaml"
         text = scenario_file.read_text(encoding="utf-8") if scenario is not None else ""
@@ -121,6 +160,7 @@ class RunDir:
             probe_damage=probe_damage,
             has_sender_journal=_has_sender_journal(path, journals.run, harness),
             journal_servers=_journal_servers(path),
+            split=split,
         )
 
     @property
@@ -130,6 +170,8 @@ class RunDir:
         timeline's start); else the first intended send time, or the first journal row."""
         if not self.journals.run.get("t0") and self.harness.t0:
             return float(self.harness.t0)
+        if self.split is not None and not self.journals.run.get("t0"):
+            return self.split.first_intended  # the attempts' first intended send time
         return self.journals.t0
 
     @property

@@ -3,6 +3,8 @@ of the summary (loadtest.analysis.summary_model)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 
@@ -35,16 +37,16 @@ def _only(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return frame[[c for c in columns if c in frame]]
 
 
+@dataclass
 class Times:
     """Latency, response time and lateness of attempts as HDR counts by slot: added a
-    share of the messages at a time (`add`), they give the figures of all the shares
-    together (the counts of a union are the sums of the counts)."""
+    share of the messages at a time (`add`, or `tally.added`), they give the figures of
+    all the shares together (the counts of a union are the sums of the counts)."""
 
-    def __init__(self) -> None:
-        self.latency = Slots()
-        self.latency_by_server: dict[str, Slots] = {}
-        self.response_time = Slots()
-        self.lateness = Slots()
+    latency: Slots = field(default_factory=Slots)
+    latency_by_server: dict[str, Slots] = field(default_factory=dict)
+    response_time: Slots = field(default_factory=Slots)
+    lateness: Slots = field(default_factory=Slots)
 
     @classmethod
     def of(cls, attempts: pd.DataFrame) -> Times:

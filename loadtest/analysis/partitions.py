@@ -20,7 +20,6 @@ only not bounded).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import pickle
 import shutil
@@ -34,15 +33,10 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 
-from loadtest.analysis import journals, loaded, msg_keys
-from loadtest.analysis.journals import (
-    CATEGORIES,
-    PARSER_CATEGORIES,
-    UNUSED,
-    Compact,
-    Damage,
-    Journals,
-)
+from loadtest.analysis import journals, msg_keys
+from loadtest.analysis.journals import CATEGORIES, PARSER_CATEGORIES, UNUSED, Compact, Damage
+from loadtest.analysis.rundir import RUN, read_json
+from loadtest.suppression import SUPPRESSED
 
 # Attempts per partition, about: a partition of two million messages, its receipts and
 # its per-message table are about 1 GB at their largest, in any stage.
@@ -115,6 +109,11 @@ class Split:
     directory: Path
     spills: dict[str, Spill]
     damage: dict[str, Damage]
+    # Of the attempts that are SMTP attempts (not rows of messages not sent): the earliest
+    # intended send time (NaN: none), what `Journals.t0` finds in attempts read whole;
+    # and, of this run's, the streams in order of first use.
+    first_intended: float = math.nan
+    streams: tuple[str, ...] = ()
 
     def frames(self, part: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Partition `part`'s attempts and receipts, compact as `journals.load` makes them:
@@ -124,13 +123,6 @@ class Split:
         known = ids.dtype if isinstance(ids.dtype, pd.CategoricalDtype) else None
         receipts = self._frame("receipts", part, Compact(CATEGORIES["receipts"], known))
         return attempts, receipts
-
-    def journals(self, part: int, whole: Journals) -> Journals:
-        """`whole`, the run's journals with its small ones read (any attempts and receipts
-        in it are not used), with partition `part`'s attempts and receipts in their place,
-        compact as `loaded.compact` makes a run's (suppressed rows apart, shared keys)."""
-        attempts, receipts = self.frames(part)
-        return loaded.compact(dataclasses.replace(whole, attempts=attempts, receipts=receipts))
 
     def _frame(self, kind: str, part: int, compact: Compact) -> pd.DataFrame:
         spill = self.spills.get(kind)
@@ -155,6 +147,13 @@ class Split:
 class _Whole(Exception):
     """The journals cannot be split (two versions of a journal, a line the parser
     refused): they are read whole."""
+
+
+def mine(frame: pd.DataFrame, part: int, parts: int) -> pd.DataFrame:
+    """The rows of `frame` (a small journal with message ids) of partition `part`."""
+    if parts == 1 or not len(frame):
+        return frame
+    return frame[part_of(frame[msg_keys.COLUMN].fillna("").astype(str), parts) == part]
 
 
 def split(run_dir: Path, parts: int | None = None) -> Split | None:
@@ -189,6 +188,7 @@ def _split(
 ) -> Split | None:
     damage: dict[str, Damage] = {}
     spills: dict[str, Spill] = {}
+    seen = _Seen(str((read_json(run_dir / "run.json", RUN) or {}).get("run_id", "")))
     try:
         for kind in KINDS:
             compact = Compact(CATEGORIES[kind])
@@ -208,7 +208,10 @@ def _split(
             spill = spills[kind] = Spill(directory, kind, parts)
             try:
                 for block in blocks:
-                    spill.add(_as_text(block, compact))
+                    block = _as_text(block, compact)
+                    if kind == "attempts":
+                        seen.add(block)
+                    spill.add(block)
             except (ValueError, pd.errors.ParserError):
                 raise _Whole from None
             journals.record_damage(paths[kind], read, damage)
@@ -216,7 +219,38 @@ def _split(
         for spill in spills.values():
             spill.close()
     assert parts is not None
-    return Split(parts=parts, directory=directory, spills=spills, damage=damage)
+    return Split(
+        parts=parts,
+        directory=directory,
+        spills=spills,
+        damage=damage,
+        first_intended=seen.first_intended,
+        streams=tuple(seen.streams),
+    )
+
+
+class _Seen:
+    """What the whole attempts journal says that no partition can: the earliest intended
+    send time of an SMTP attempt, the order in which this run's attempts first name
+    each stream (a summary lists the streams no plan names in that order)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.first_intended = math.nan
+        self.streams: dict[str, None] = {}
+
+    def add(self, block: pd.DataFrame) -> None:
+        sent = (block["outcome"] != SUPPRESSED).to_numpy() if "outcome" in block else None
+        rows = block if sent is None else block[sent]
+        if "intended" in rows and len(rows):
+            low = float(rows["intended"].min())
+            if low == low and not self.first_intended <= low:
+                self.first_intended = low
+        if "stream" in rows:
+            if self.run_id and "run_id" in rows:
+                rows = rows[(rows["run_id"] == self.run_id).to_numpy()]
+            for name in pd.unique(rows["stream"].astype(str).to_numpy()):
+                self.streams.setdefault(str(name))
 
 
 def _as_text(block: pd.DataFrame, compact: Compact) -> pd.DataFrame:

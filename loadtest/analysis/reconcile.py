@@ -204,6 +204,16 @@ def count(
     )
 
 
+def total(counts: list[Messages], planned: int) -> Messages:
+    """Shares' counts of their messages, added (`count` of each share, its messages not
+    sent among its own): every field counts messages, but `planned` (the run's) and
+    `not_sent` (what of the plan no share attempted nor left unsent)."""
+    fields = {name: sum(getattr(c, name) for c in counts) for name in Messages.model_fields}
+    fields["planned"] = planned
+    fields["not_sent"] = max(0, planned - fields["attempted"] - fields["suppressed"])
+    return Messages(**fields)
+
+
 def of_run(per: pd.DataFrame, run_id: str) -> pd.DataFrame:
     """The rows of `per` (indexed by message id) of run `run_id`, whose ids are `RUN-N`:
     receipts of another run in the same journals are left out. A plain loop over the ids

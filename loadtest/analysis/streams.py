@@ -18,12 +18,12 @@ same draw the sender makes), so `planned` and `not_sent` are per stream too.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from loadtest.analysis import metrics, msg_keys
+from loadtest.analysis import failover, metrics, msg_keys, reconcile
 from loadtest.analysis.attempt_figures import AttemptFigures
 from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.summary_model import (
@@ -33,13 +33,14 @@ from loadtest.analysis.summary_model import (
     Percentiles,
     StreamResult,
 )
+from loadtest.analysis.tally import ADD
 from loadtest.campaign import StreamPlan
 
 # reconcile.count with the run's arguments: (this stream's messages, its planned count, the
 # ids of its messages not sent: every recipient suppressed) -> Messages.
 Count = Callable[[pd.DataFrame, int, frozenset[str]], Messages]
-# failover.analyse with the run's probes and times: (window, attempts, messages) -> Failover.
-Analyse = Callable[[FaultWindow, pd.DataFrame, pd.DataFrame], Failover]
+# failover.tally with the run's end: (window, attempts, messages) -> failover.Tally.
+TallyFault = Callable[[FaultWindow, pd.DataFrame, pd.DataFrame], failover.Tally]
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,38 @@ class Grouping:
         return self.names.index(name) if name in self.names else -2  # -2: matches nothing
 
 
-def summarise(
+def _both(a: bool, b: bool) -> bool:
+    return a and b
+
+
+@dataclass
+class Stream:
+    """One stream's figures over a share of the messages (added over shares). `every`:
+    it held every attempt and message of every share, so its latency figures and faults
+    are the run's own (`times` and `faults` then stay empty where the run's were made
+    elsewhere); `seen`: its messages the journals name; `extra`: its messages not sent
+    and never attempted."""
+
+    counts: dict[str, int]
+    times: metrics.Times = field(default_factory=metrics.Times)
+    faults: tuple[failover.Tally, ...] = ()
+    every: bool = field(default=False, metadata={ADD: _both})
+    seen: int = 0
+    extra: int = 0
+
+
+@dataclass
+class Tally:
+    """Every stream's figures over a share; `indices`: the schedule indices of the
+    messages the journals name (for the plan to fill in the rest); `order`: the streams
+    in order of first use in the share's attempts."""
+
+    streams: dict[str, Stream] = field(default_factory=dict)
+    indices: list[np.ndarray] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)
+
+
+def tally(
     attempts: pd.DataFrame,
     per: pd.DataFrame,
     not_sent: pd.DataFrame,
@@ -80,65 +112,119 @@ def summarise(
     run_id: str,
     count: Count,
     windows: Sequence[FaultWindow],
-    analyse: Analyse,
-    run_figures: AttemptFigures | None = None,
-) -> dict[str, StreamResult]:
-    """Each stream's part: the campaign's streams (`plan`) in its order, then any other a
-    journal names. `attempts` and `not_sent` are this run's rows, `per` is
-    reconcile.messages of the attempts, `total` the messages the schedule plans. A stream
-    with every attempt and message (a one-stream campaign) is handed the frames
-    themselves, not a copy of every column, and takes the run's latency figures from
-    `run_figures` when given."""
+    tally_fault: TallyFault,
+    run_times: metrics.Times | None = None,
+    run_faults: tuple[failover.Tally, ...] | None = None,
+) -> Tally:
+    """Each stream's figures over a share of the messages (`attempts`, `per` and
+    `not_sent` are this run's rows of them). A stream with every attempt and message of
+    the share is handed the frames themselves, not a copy of every column, and takes the
+    share's own latency counts (`run_times`; none: the run's figures, made elsewhere, are
+    its) and fault tallies (`run_faults`: the run's, when they were made of the same
+    attempts) when given."""
     groups = Grouping.of(attempts, per)
     unsent_by = _unsent(not_sent)
-    planned = planned_per_stream(plan, total, run_id, groups, per, unsent_by)
-    out = {}
-    for name in planned:
+    named = groups.of_message >= 0
+    seen = np.bincount(groups.of_message[named], minlength=len(groups.names))
+    attempted = set(per.index[named].astype(str)) if unsent_by else set()
+    out = Tally(order=list(groups.names))
+    names = list(dict.fromkeys([*groups.names, *unsent_by]))
+    for name in names:
         code = groups.code(name)
-        every = bool((groups.of_attempt == code).all())
-        mine = attempts if every else attempts[groups.of_attempt == code]
+        mask = groups.of_attempt == code
+        every = bool(mask.all())
+        mine = attempts if every else attempts[mask]
         of_message = groups.of_message == code
         messages = per if of_message.all() else per[of_message]
-        counted = count(messages, planned[name], unsent_by.get(name, frozenset()))
-        times = run_figures if every else None
-        measured = metrics.Times() if times else metrics.Times.of(mine)
+        unsent = unsent_by.get(name, frozenset())
+        counted = count(messages, 0, unsent).model_dump()
+        whole = every and len(attempts) > 0
+        if whole:
+            times = run_times if run_times is not None else metrics.Times()
+        else:
+            times = metrics.Times.of(mine)
+        if whole and run_faults is not None:
+            faults = run_faults
+        else:
+            faults = tuple(tally_fault(w, mine, messages) for w in windows)
+        out.streams[name] = Stream(
+            counts=counted,
+            times=times,
+            faults=faults,
+            every=every and len(attempts) > 0,
+            seen=int(seen[code]) if code >= 0 else 0,
+            extra=len(unsent - attempted),
+        )
+    if plan is not None and run_id:
+        ids = pd.Series(per.index[named]).astype(str)
+        ids = pd.concat([ids, pd.Series([i for s in unsent_by.values() for i in s], dtype=str)])
+        out.indices.append(_indices(ids, run_id, total))
+    return out
+
+
+def finish(
+    counted: Tally,
+    order: Sequence[str],
+    plan: StreamPlan | None,
+    total: int,
+    windows: Sequence[FaultWindow],
+    finish_fault: Callable[[FaultWindow, failover.Tally], Failover],
+    run_figures: AttemptFigures | None = None,
+    run_faults: tuple[tuple[failover.Tally, ...], list[Failover]] | None = None,
+) -> dict[str, StreamResult]:
+    """Each stream's part, from every share's `tally` added: the campaign's streams
+    (`plan`) in its order, then the others the attempts name in `order` (of first use in
+    the run's attempts journal), then those only messages not sent name (by name). A
+    stream that held every attempt takes the run's latency figures; one whose fault
+    tallies are the run's very ones (`run_faults`: those tallies and their failovers,
+    finished as `finish_fault` does) takes the run's failovers."""
+    journal = [n for n in order if n in counted.streams]
+    others = sorted(n for n in counted.streams if n not in journal)
+    names = list(dict.fromkeys([*(plan.names if plan is not None else ()), *journal, *others]))
+    planned = _planned(counted, names, plan, total)
+    out = {}
+    for name in names:
+        stream = counted.streams.get(name)
+        if stream is None:  # a planned stream the journals never name
+            stream = Stream(counts=Messages(**_NONE).model_dump())
+        counts = reconcile.total([Messages(**stream.counts)], planned[name])
+        if stream.every and run_figures is not None:
+            latency = _whole(run_figures.latency)
+            response, lateness = run_figures.response_time, run_figures.lateness
+        else:
+            latency = _whole(stream.times.latency_ms())
+            response, lateness = stream.times.response_time_ms(), stream.times.lateness_ms()
+        if run_faults is not None and stream.faults is run_faults[0]:
+            faults = list(run_faults[1])
+        elif stream.faults:
+            faults = [finish_fault(w, t) for w, t in zip(windows, stream.faults, strict=True)]
+        else:
+            faults = [finish_fault(w, failover.Tally()) for w in windows]
         out[name] = StreamResult(
-            **counted.model_dump(),
-            latency_ms=_whole(times.latency if times else measured.latency_ms()),
-            response_time_ms=times.response_time if times else measured.response_time_ms(),
-            lateness_ms=times.lateness if times else measured.lateness_ms(),
-            failovers=[analyse(w, mine, messages) for w in windows],
+            **counts.model_dump(),
+            latency_ms=latency,
+            response_time_ms=response,
+            lateness_ms=lateness,
+            failovers=faults,
         )
     return out
 
 
-def planned_per_stream(
-    plan: StreamPlan | None,
-    total: int,
-    run_id: str,
-    groups: Grouping,
-    per: pd.DataFrame,
-    unsent_by: dict[str, frozenset[str]],
+_NONE = dict.fromkeys(Messages.model_fields, 0)
+
+
+def _planned(
+    counted: Tally, names: list[str], plan: StreamPlan | None, total: int
 ) -> dict[str, int]:
-    """How many of the schedule's `total` messages each stream has, in the campaign's
-    order (then any other stream a journal names): by the journals for every message they
-    name, by the plan for the rest (message k is `RUN_ID-k`). Without a plan (no
-    scenario.yaml) or a run id, only what the journals name."""
-    counts = dict.fromkeys(plan.names if plan is not None else (), 0)
-    named = groups.of_message >= 0
-    seen = np.bincount(groups.of_message[named], minlength=len(groups.names))
-    for name, n in zip(groups.names, seen.tolist(), strict=True):
-        counts[name] = counts.get(name, 0) + n
-    attempted = set(per.index[named]) if unsent_by else set()
-    extra = {name: len(ids - attempted) for name, ids in unsent_by.items()}
-    for name, n in extra.items():
-        counts[name] = counts.get(name, 0) + n
-    if plan is None or not run_id or sum(counts.values()) >= total:
+    """How many of the schedule's `total` messages each stream has: by the journals for
+    every message they name, by the plan for the rest (message k is `RUN_ID-k`)."""
+    counts = {n: 0 for n in names}
+    for name, stream in counted.streams.items():
+        counts[name] += stream.seen + stream.extra
+    if plan is None or not counted.indices or sum(counts.values()) >= total:
         return counts  # the journals name every planned message (a run that ran to its end)
-    ids = pd.Series(per.index[named]).astype(str)
-    ids = pd.concat([ids, pd.Series([i for s in unsent_by.values() for i in s], dtype=str)])
     unseen = np.ones(total, dtype=bool)
-    unseen[_indices(ids, run_id, total)] = False
+    unseen[np.concatenate(counted.indices)] = False
     for index in np.flatnonzero(unseen).tolist():
         counts[plan.stream(index)] += 1
     return counts

@@ -11,7 +11,9 @@ probes, capacity, reconcile, slo): here they are only put together.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -38,48 +40,104 @@ from loadtest.analysis import (
     report_child,
     slo,
     streams,
+    tally,
 )
+from loadtest.analysis.histograms import Slots
 from loadtest.analysis.journals import Damage
 from loadtest.analysis.loaded import RunDir
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import (
     Failover,
     JournalProblems,
+    Messages,
     MissingLines,
     Received,
     Recipients,
     Summary,
     UnreadableLines,
 )
-from loadtest.server_spec import SinkSpec
+from loadtest.schedule import Schedule
+from loadtest.server_spec import ServerSpec, SinkSpec
 
 # The figures of a run's attempts alone (attempt_figures.of).
 FiguresOf = Callable[[RunDir, pd.DataFrame], attempt_figures.AttemptFigures]
 
 
+@dataclass
+class Counted:
+    """Every share's counts of the parts made per message, added (`tally.added`)."""
+
+    messages: dict[str, int]  # Messages' fields
+    recipients: dict[str, int | None]  # Recipients' fields
+    failovers: tuple[failover.Tally, ...]
+    streams: streams.Tally
+    errors: dict[str, int]
+    relay: dict[str, Slots]
+    mta: dict[str, delivery.Mta]
+    capacity: tuple[capacity.Step, ...]
+    bounces: bounces.Tally
+    auth: auth.Tally
+    dns: list[pd.DataFrame]
+    figures: attempt_figures.Part
+
+
+@dataclass(frozen=True)
+class Whole:
+    """What the parts need of the whole run before any share is counted: its last
+    attempt's end, and the fault windows (those journaled, those inferred for servers
+    maildrill does not own)."""
+
+    attempted: bool  # any attempt at all
+    end: float
+    windows: list[fault_windows.FaultWindow]
+
+
+def _whole(run: RunDir, servers: list[ServerSpec], t0: float) -> Whole:
+    """A first pass over the shares: the run's end and its inferred fault windows."""
+    scenario = run.scenario
+    windows = fault_windows.fault_windows(run.journals.faults)
+    # Servers maildrill does not own keep no faults journal: their trouble is inferred.
+    foreign = (
+        {s.name for s in scenario.servers if not s.local and s.postfix is None}
+        if scenario is not None
+        else set()
+    )
+    end = -math.inf
+    seen: set[str] = set()
+    kept: set[str] = set()
+    onsets: dict[str, float] = {}
+    for share in run.shares():
+        attempts = attempt_figures.run_attempts(share.journals)
+        if not len(attempts):
+            continue
+        end = max(end, float(attempts["end"].max()))
+        if scenario is None:
+            continue
+        # Attempts at a server named by DNS, credited to the local sink at their address.
+        at_sinks = by_address.credit_sinks(attempts, servers)
+        named, unmoved = by_address.servers_kept(attempts, at_sinks)
+        seen |= named
+        kept |= unmoved
+        for server, onset in fault_windows.trouble_onsets(attempts, foreign).items():
+            onsets[server] = min(onset, onsets.get(server, onset))
+    if scenario is not None:
+        foreign -= seen - kept  # servers every attempt of which reached a sink
+        windows += fault_windows.inferred({s: t for s, t in onsets.items() if s in foreign})
+    attempted = end > -math.inf
+    return Whole(attempted, end if attempted else t0, windows)
+
+
 def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summary:
     """The summary of a loaded run directory (no file is read here). `figures_of` makes
     the figures of this run's attempts alone (`report_child` hands one that takes them
-    from the child that made them)."""
+    from the child that made them), for a run held whole; a run read a partition of its
+    messages at a time (`RunDir.split`) adds them up share by share."""
     journals, scenario = run.journals, run.scenario
-    attempts = attempt_figures.run_attempts(journals)
     run_id = run.run.run_id
     planned = attempt_figures.planned(run)
     servers = scenario.servers if scenario else []
     upstream_of = {s.name: upstream for s in servers if (upstream := _upstream(s.sink))}
-    # What a server maildrill does not own accepted: the proxy in front of it saw the 250.
-    witness_of = {s.name: w for s in servers if scenario and (w := scenario.witness(s.name))}
-    seen = proxies.witnessed_receipts(journals.proxy, set(witness_of.values()))
-    receipts = journals.receipts
-    if len(seen):
-        receipts = pd.concat([receipts, seen], ignore_index=True)
-    unobserved = frozenset(
-        s.name for s in servers
-        if scenario and not scenario.observed(s.name) and s.name not in witness_of
-    )  # fmt: skip
     t0 = run.t0
-    end = float(attempts["end"].max()) if len(attempts) else t0
-    windows = fault_windows.fault_windows(journals.faults)
     dns_served = scenario is not None and scenario.dns is not None
 
     def measured(window: fault_windows.FaultWindow, figures: Failover) -> Failover:
@@ -88,63 +146,67 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
             return dns_windows.as_dns_fault(figures)
         return figures
 
-    # Attempts at a server named by DNS, credited to the local sink at their address.
-    at_sinks = by_address.credit_sinks(attempts, servers)
-    if scenario is not None:
-        # Servers maildrill does not own keep no faults journal: infer their trouble.
-        foreign = {s.name for s in scenario.servers if not s.local and s.postfix is None}
-        foreign -= by_address.reached_sinks_only(attempts, at_sinks)
-        windows += fault_windows.infer_windows(attempts, foreign)
     sink_side: Received | None = None
-    not_sent = attempt_figures.not_sent(run)  # messages not sent: every recipient suppressed
     if run.has_sender_journal:
-        per = reconcile.messages(attempts, receipts)
-        stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
-        events = journals.relay
-        released = frozenset(events.loc[events["event"].isin(relay.DONE_EVENTS), "msg_id"])
-        refused = downstream.refused_for_good(events, journals.refusals)
-        suppressed = frozenset(not_sent["msg_id"]) if len(not_sent) else frozenset()
-        counts = reconcile.count(
-            per, planned, run_id, stuck, unobserved, released, refused, suppressed
-        )
-        per_recipient = recipients.count(
-            per, attempts, receipts, journals.mta_queue, run_id, unobserved, released, refused
-        )
-        failovers = [
-            measured(w, failover.analyse(w, at_sinks, per, run.probes, t0, end)) for w in windows
-        ]
-        figures = figures_of(run, attempts)
-        no_probes = run.probes.iloc[:0]  # probes carry no stream: no monitor timings per stream
-        # Without probes or attempts credited to sinks, a stream of every attempt and
-        # message has the run's very figures: they are not measured a second time.
-        same_as_run = at_sinks is attempts and run.probes.empty
+        whole = _whole(run, servers, t0)
+        end, windows = whole.end, whole.windows
+        counted = _counted(run, whole, planned, figures_of)
+        counts = reconcile.total([Messages(**counted.messages)], planned)
+        per_recipient = Recipients(**counted.recipients)
 
-        def stream_failover(
-            w: fault_windows.FaultWindow, frame: pd.DataFrame, messages: pd.DataFrame
+        def finish_fault(
+            w: fault_windows.FaultWindow, tallied: failover.Tally, probes: pd.DataFrame
         ) -> Failover:
-            if same_as_run and frame is attempts and messages is per:
-                return failovers[windows.index(w)]
-            return measured(w, failover.analyse(w, frame, messages, no_probes, t0, end))
+            return measured(w, failover.finish(w, tallied, probes, t0, end))
 
-        by_stream = streams.summarise(
-            attempts,
-            per,
-            not_sent,
+        failovers = [
+            finish_fault(w, t, run.probes) for w, t in zip(windows, counted.failovers, strict=True)
+        ]
+        no_probes = run.probes.iloc[:0]  # probes carry no stream: no monitor timings per stream
+        figures = (
+            counted.figures.result(_schedule(run), t0, run.partial)
+            if run.split is not None
+            else _figures_of_whole(run, figures_of)
+        )
+        by_stream = streams.finish(
+            counted.streams,
+            run.split.streams if run.split is not None else counted.streams.order,
             scenario.campaign.stream_plan() if scenario else None,
             planned,
-            run_id,
-            lambda frame, n, unsent: reconcile.count(
-                frame, n, run_id, stuck, unobserved, released, refused, unsent
-            ),
             windows,
-            stream_failover,
+            lambda w, tallied: finish_fault(w, tallied, no_probes),
             figures,
+            (counted.failovers, failovers) if run.probes.empty else None,
         )
+        errors = dict(sorted(counted.errors.items()))
+        relay_part = relay.finish(journals.relay, counted.relay, windows, upstream_of, t0)
+        mta = delivery.finish(counted.mta, windows)
+        capacity_part = capacity.finish(
+            counted.capacity if whole.attempted else None,
+            capacity.step_windows(_schedule(run)),
+            scenario.slo if scenario else [],
+        )
+        bounce_part = bounces.finish(counted.bounces, scenario, run_id, planned)
+        auth_part = auth.finish(
+            counted.auth,
+            journals.refusals,
+            auth.verifying_sinks(servers),
+            windows,
+            t0,
+            campaign_only=True,
+        )
+        dns = (
+            dns_follow.summarise(journals.faults, pd.concat(counted.dns), t0)
+            if dns_served
+            else None
+        )
+        attempted = whole.attempted
     else:
         # Another sender, no attempts: the messages and the faults from the receipts alone
         # (received.py); the parts built from attempts below come out empty, and
         # `needs_sender_journal` names them.
-        per = pd.DataFrame()
+        attempts = attempt_figures.run_attempts(journals)
+        windows = fault_windows.fault_windows(journals.faults)
         end = received.last_moment(journals.sink_side(), t0)
         frame, names = received.of_run(run)
         sink_side = received.summarise(frame, names, t0)
@@ -155,14 +217,35 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
         ]
         by_stream = {}  # receipts carry no stream: `streams` needs the sender's journal
         figures = attempt_figures.of(run, attempts)
-    mtas = {s.name for s in scenario.servers if s.postfix is not None} if scenario else set()
+        errors = metrics.errors(attempts)
+        relay_part = relay.summarise(
+            journals.relay, attempts, journals.receipts, windows, upstream_of, t0
+        )
+        mta = {}
+        capacity_part = capacity.capacity(
+            attempts, _schedule(run), t0, scenario.slo if scenario else []
+        )
+        bounce_part = bounces.summarise(
+            attempts, attempt_figures.not_sent(run), scenario, run_id, planned
+        )
+        auth_part = auth.summarise(
+            journals.receipts,
+            journals.refusals,
+            attempts,
+            pd.DataFrame(),
+            auth.verifying_sinks(servers),
+            windows,
+            t0,
+            campaign_only=False,
+        )
+        dns = None
+        attempted = False
     rules = scenario.slo if scenario else []
-    schedule = scenario.campaign.build_schedule() if scenario else None
     summary = Summary(
         scenario=scenario.name if scenario else run.run.scenario,
         run_id=run_id,
         started_at=t0,
-        duration_s=round(end - t0, 3) if len(attempts) or sink_side else 0.0,
+        duration_s=round(end - t0, 3) if attempted or sink_side else 0.0,
         partial=run.partial,
         messages=counts,
         recipients=per_recipient,
@@ -170,13 +253,11 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
         latency_ms=figures.latency,
         response_time_ms=figures.response_time,
         lateness_ms=figures.lateness,
-        errors=metrics.errors(attempts),
+        errors=errors,
         failovers=failovers,
-        relay=relay.summarise(
-            journals.relay, attempts, journals.receipts, windows, upstream_of, t0
-        ),
+        relay=relay_part,
         proxies=proxies.summarise(journals.proxy, upstream_of),
-        mta=delivery.summarise(attempts, journals.receipts, per, journals.mta_queue, mtas, windows),
+        mta=mta,
         probes=probes.summarise(
             run.probes,
             t0,
@@ -188,24 +269,13 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
             journals.damage | run.probe_damage, run.writer_may_have_died
         ),
         harness=run.harness,
-        capacity=capacity.capacity(attempts, schedule, t0, rules),
+        capacity=capacity_part,
         backlog=figures.backlog,
-        bounces=bounces.summarise(attempts, not_sent, scenario, run_id, planned),
+        bounces=bounce_part,
         streams=by_stream,
-        auth=auth.summarise(
-            journals.receipts,
-            journals.refusals,
-            attempts,
-            per,
-            auth.verifying_sinks(servers),
-            windows,
-            t0,
-            campaign_only=run.has_sender_journal,
-        ),
+        auth=auth_part,
         received=sink_side,
-        dns=dns_follow.summarise(journals.faults, attempts, t0)
-        if dns_served and run.has_sender_journal
-        else None,
+        dns=dns,
         needs_sender_journal=[] if sink_side is None else list(received.NEEDS_SENDER_JOURNAL),
     )
     torn_ok = run.writer_may_have_died
@@ -223,6 +293,103 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
     if run.harness.aborted_by:  # a drill without its fault passes nothing
         summary.slo.passed = False
     return summary
+
+
+def _schedule(run: RunDir) -> Schedule | None:
+    return run.scenario.campaign.build_schedule() if run.scenario else None
+
+
+def _figures_of_whole(run: RunDir, figures_of: FiguresOf) -> attempt_figures.AttemptFigures:
+    """The attempts' figures of a run held whole (one share)."""
+    return figures_of(run, attempt_figures.run_attempts(run.journals))
+
+
+def _counted(run: RunDir, whole: Whole, planned: int, figures_of: FiguresOf) -> Counted:
+    """Every share's counts of the parts made per message, added."""
+    journals, scenario = run.journals, run.scenario
+    run_id = run.run.run_id
+    servers = scenario.servers if scenario else []
+    witness_of = {s.name: w for s in servers if scenario and (w := scenario.witness(s.name))}
+    seen = proxies.witnessed_receipts(journals.proxy, set(witness_of.values()))
+    # What a server maildrill does not own accepted: the proxy in front of it saw the 250.
+    unobserved = frozenset(
+        s.name for s in servers
+        if scenario and not scenario.observed(s.name) and s.name not in witness_of
+    )  # fmt: skip
+    stuck = frozenset(journals.mta_queue["msg_id"]) if len(journals.mta_queue) else frozenset()
+    events = journals.relay
+    released = frozenset(events.loc[events["event"].isin(relay.DONE_EVENTS), "msg_id"])
+    refused = downstream.refused_for_good(events, journals.refusals)
+    mtas = {s.name for s in scenario.servers if s.postfix is not None} if scenario else set()
+    plan = scenario.campaign.stream_plan() if scenario else None
+    windows, end, t0 = whole.windows, whole.end, run.t0
+    limit = capacity.p95_limit(scenario.slo if scenario else [])
+    steps = capacity.step_windows(_schedule(run))
+    dns_served = scenario is not None and scenario.dns is not None
+    shares: list[Counted] = []
+    for share in run.shares():
+        mine = share.journals
+        attempts = attempt_figures.run_attempts(mine)
+        at_sinks = by_address.credit_sinks(attempts, servers)
+        receipts = mine.receipts
+        witnessed = share.mine(seen)
+        if len(witnessed):
+            receipts = pd.concat([receipts, witnessed], ignore_index=True)
+        not_sent = attempt_figures.not_sent_rows(mine, run_id)
+        per = reconcile.messages(attempts, receipts)
+        suppressed = frozenset(not_sent["msg_id"]) if len(not_sent) else frozenset()
+        faults = tuple(failover.tally(w, at_sinks, per, end) for w in windows)
+        figures = attempt_figures.Part()
+        if run.split is not None:
+            figures.add(attempts)
+        shares.append(
+            Counted(
+                messages=reconcile.count(
+                    per, 0, run_id, stuck, unobserved, released, refused, suppressed
+                ).model_dump(),
+                recipients=recipients.count(
+                    per,
+                    attempts,
+                    receipts,
+                    mine.mta_queue,
+                    run_id,
+                    unobserved,
+                    released,
+                    refused,
+                ).model_dump(),
+                failovers=faults,
+                streams=streams.tally(
+                    attempts,
+                    per,
+                    not_sent,
+                    plan,
+                    planned,
+                    run_id,
+                    lambda frame, n, unsent: reconcile.count(
+                        frame, n, run_id, stuck, unobserved, released, refused, unsent
+                    ),
+                    windows,
+                    lambda w, frame, messages: failover.tally(w, frame, messages, end),
+                    figures.times if run.split is not None else None,
+                    faults if at_sinks is attempts else None,
+                ),
+                errors=metrics.errors(attempts),
+                relay=relay.delays(journals.relay, attempts, mine.receipts),
+                mta=delivery.tally(attempts, mine.receipts, per, mine.mta_queue, mtas, windows),
+                capacity=capacity.tally(attempts, steps, t0, limit)
+                if len(attempts)
+                else (tuple(capacity.Step() for _ in steps)),
+                bounces=bounces.tally(attempts, not_sent),
+                auth=auth.tally(
+                    mine.receipts, share.mine(journals.refusals), attempts, per, campaign_only=True
+                ),
+                dns=[dns_follow.rows(journals.faults, attempts)] if dns_served else [],
+                figures=figures,
+            )
+        )
+        del per, attempts, at_sinks, receipts, mine
+    counted: Counted = tally.total(shares)
+    return counted
 
 
 def journal_problems(damage: dict[str, Damage], torn_trusted: bool) -> JournalProblems:

@@ -4,7 +4,8 @@ give the whole run's figures.
 
 What a share counted is a dataclass whose fields say, by their type, how two shares'
 values make the whole's: numbers add, dicts add key by key, lists and numpy arrays of
-instants are put end to end, sets unite, HDR counts by slot add (`histograms.Slots`),
+instants are put end to end, tuples (one value per fault, per stage...) add place by
+place, sets unite, HDR counts by slot add (`histograms.Slots`),
 `None` stands for nothing counted. A field that adds another way names it in its
 metadata (`field(metadata={ADD: min})`: the earliest of the shares' instants).
 """
@@ -55,6 +56,8 @@ def added(a: Any, b: Any) -> Any:
         for key, value in b.items():
             out[key] = added(out[key], value) if key in out else value
         return out
+    if isinstance(a, tuple):  # one value per fault, per stage...: added in place
+        return tuple(added(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, list):
         return a + b
     if isinstance(a, set | frozenset):

@@ -1,48 +1,58 @@
-"""The figures the analysis adds up a partition of the messages at a time come out the
-same as the whole run's: the mid-sized synthetic run of test_analysis_unchanged (30,000
-attempts, a fault, retries, duplicates), dealt into 3 and 7 partitions by message."""
+"""A run read a partition of its messages at a time (`RunDir.split`) has the summary of
+the run read whole: every figure added up share by share, byte for byte in summary.json.
+The mid-sized synthetic run of test_analysis_unchanged (30,000 attempts, a fault, 421s
+retried, duplicates) and the small drill of test_compact_load (suppressed recipients,
+bounces, two servers, an outage), each dealt into 3 and 7 partitions by message."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from loadtest.analysis import attempt_figures, partitions
-from loadtest.analysis.journals import Journals
+from loadtest.analysis import attempt_figures, partitions, summary
 from loadtest.analysis.loaded import RunDir
 from tests.unit.test_analysis_unchanged import run_dir  # noqa: F401 (a fixture)
+from tests.unit.test_compact_load import MAKE, drill  # noqa: F401 (a fixture)
 
 
-@pytest.fixture(scope="module")
-def whole(run_dir: Path) -> RunDir:  # noqa: F811
-    return RunDir.load(run_dir)
-
-
-def shares(run: RunDir, parts: int) -> Iterator[Journals]:
-    split = partitions.split(run.path, parts)
+def split_summary(path: Path, parts: int) -> tuple[str, list[int]]:
+    """summary.json's text of the run read in `parts` partitions, and each one's size."""
+    split = partitions.split(path, parts)
     assert split is not None
     with split:
-        for part in range(parts):
-            yield split.journals(part, run.journals)
+        run = RunDir.load(path, split=split)
+        assert run.journals.attempts.empty  # nothing read whole
+        sizes = [len(share.journals.attempts) for share in run.shares()]
+        return summary.as_json(summary.summarise(run)), sizes
 
 
 @pytest.mark.parametrize("parts", [3, 7])
-def test_attempt_figures_of_partitions_are_the_whole_runs(whole: RunDir, parts: int) -> None:
-    expected = attempt_figures.of(whole, attempt_figures.run_attempts(whole.journals))
-    part = attempt_figures.Part()
-    sizes = []
-    for journals in shares(whole, parts):
-        attempts = attempt_figures.run_attempts(journals)
-        sizes.append(len(attempts))
-        part.add(attempts)
+def test_the_synthetic_runs_summary_is_the_same_a_partition_at_a_time(
+    run_dir: Path,  # noqa: F811
+    parts: int,
+) -> None:
+    whole = RunDir.load(run_dir)
+    expected = summary.as_json(summary.summarise(whole))
+    made, sizes = split_summary(run_dir, parts)
     assert len(sizes) == parts
     assert sum(sizes) == len(whole.journals.attempts)
     assert max(sizes) < len(whole.journals.attempts) / 2  # each a share, not the run
-    schedule = whole.scenario.campaign.build_schedule() if whole.scenario else None
-    made = part.result(schedule, whole.t0, whole.partial)
     assert made == expected
-    assert made.backlog.peak > 0
-    assert made.throughput.min_rolling_msgs_per_s is not None
-    assert set(made.latency.per_server) == {"primary", "secondary"}
+    figures = attempt_figures.of(whole, attempt_figures.run_attempts(whole.journals))
+    assert figures.backlog.peak > 0
+    assert figures.throughput.min_rolling_msgs_per_s is not None
+
+
+@pytest.mark.parametrize("case", ["clean", "damaged", "escaped"])
+@pytest.mark.parametrize("parts", [3, 7])
+def test_a_drills_summary_is_the_same_a_partition_at_a_time(
+    drill: Path,  # noqa: F811
+    tmp_path: Path,
+    case: str,
+    parts: int,
+) -> None:
+    run = MAKE[case](drill, tmp_path)
+    expected = summary.as_json(summary.summarise(RunDir.load(run)))
+    made, _ = split_summary(run, parts)
+    assert made == expected
