@@ -38,15 +38,16 @@ from loadtest.analysis.journals import CATEGORIES, PARSER_CATEGORIES, UNUSED, Co
 from loadtest.analysis.rundir import RUN, read_json
 from loadtest.suppression import SUPPRESSED
 
-# Attempts per partition, about: a partition of two million messages, its receipts and
-# its per-message table are about 1 GB at their largest, in any stage.
-PART_ROWS = 2_000_000
+# Bytes of attempts journals per partition: about two million attempts (a line is about
+# 200 bytes). A partition that size, its receipts and its per-message table are about
+# 1 GB at their largest, in any stage.
+PART_BYTES = 400_000_000
 KINDS = ("attempts", "receipts")
 
 
-def parts_for(rows: int) -> int:
-    """How many partitions `rows` attempts are dealt into (1: read whole)."""
-    return max(1, math.ceil(rows / PART_ROWS))
+def parts_for(size: int) -> int:
+    """How many partitions attempts journals of `size` bytes are dealt into (1: whole)."""
+    return max(1, math.ceil(size / PART_BYTES))
 
 
 def part_of(ids: pd.Series, parts: int) -> np.ndarray:
@@ -158,10 +159,14 @@ def mine(frame: pd.DataFrame, part: int, parts: int) -> pd.DataFrame:
 
 def split(run_dir: Path, parts: int | None = None) -> Split | None:
     """The run's attempts and receipts dealt into partitions (`parts`, or as many as
-    `parts_for` their rows), with what each file left out; None when one partition does
+    `parts_for` their size), with what each file left out; None when one partition does
     (a run small enough to read whole) or the journals cannot be split (`_Whole`)."""
     paths = {kind: sorted(run_dir.glob(journals.PATTERNS[kind])) for kind in KINDS}
     if not paths["attempts"]:
+        return None
+    if parts is None:
+        parts = parts_for(sum(_size(p) for p in paths["attempts"]))
+    if parts == 1:
         return None
     for parsed in (PARSER_CATEGORIES, None):
         directory = Path(tempfile.mkdtemp(prefix="maildrill-report-"))
@@ -179,10 +184,17 @@ def split(run_dir: Path, parts: int | None = None) -> Split | None:
     return None
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # read (and refused, by name) where it is read
+
+
 def _split(
     run_dir: Path,
     paths: dict[str, list[Path]],
-    parts: int | None,
+    parts: int,
     parsed: dict[str, tuple[str, ...]] | None,
     directory: Path,
 ) -> Split | None:
@@ -200,11 +212,7 @@ def _split(
             uniform = journals.uniform_blocks(read, kind)
             if uniform is None:
                 raise _Whole
-            rows, blocks = uniform
-            if parts is None:
-                parts = parts_for(rows)
-                if parts == 1:
-                    return None
+            _, blocks = uniform
             spill = spills[kind] = Spill(directory, kind, parts)
             try:
                 for block in blocks:
@@ -218,7 +226,6 @@ def _split(
     finally:
         for spill in spills.values():
             spill.close()
-    assert parts is not None
     return Split(
         parts=parts,
         directory=directory,

@@ -6,6 +6,7 @@ leaves every rendering to its renderer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from loadtest.analysis import (
     received,
     render_html,
     render_md,
+    tally,
     timeseries,
     view,
     view_received,
@@ -28,17 +30,52 @@ PLOTS_DIR = "plots"
 KNOWN_PLOTS = ("throughput", "latency", "replies", "lateness", "capacity", "received")
 
 
-def series(journals: Journals) -> dict[str, pd.DataFrame]:
+@dataclass
+class SeriesTally:
+    """What the series need of a share of a run's messages (added over shares,
+    `tally.added`): counts per second and server, sessions, latency and lateness values,
+    counts per second and reply."""
+
+    grids: list[timeseries.Grid | None]
+    spans: list[pd.DataFrame]
+    latency: timeseries.Values
+    lateness: timeseries.Values
+    replies: list[pd.DataFrame]
+
+
+def series_tally(journals: Journals, t0: float) -> SeriesTally:
     attempts = attempt_figures.run_attempts(journals)
-    t0 = journals.t0
-    # Receipts serve only the open sessions, binned from t0 over this run's seconds:
-    # another run's sessions fall outside those seconds, so they need no filtering.
+    return SeriesTally(
+        grids=[timeseries.server_grid(attempts, t0)],
+        # Receipts serve only the open sessions, binned from t0 over this run's seconds:
+        # another run's sessions fall outside those seconds, so they need no filtering.
+        spans=[timeseries.session_spans(journals.receipts)],
+        latency=timeseries.latency_values(attempts, t0),
+        lateness=timeseries.lateness_values(attempts, t0),
+        replies=[timeseries.reply_counts(attempts, t0)],
+    )
+
+
+def series_of(counted: SeriesTally, t0: float) -> dict[str, pd.DataFrame]:
     return {
-        "servers": timeseries.servers(attempts, journals.receipts, t0),
-        "latency": timeseries.latency(attempts, t0),
-        "replies": timeseries.replies(attempts, t0),
-        "lateness": timeseries.lateness(attempts, t0),
+        "servers": timeseries.servers_of(counted.grids, counted.spans, t0),
+        "latency": timeseries.latency_of(counted.latency),
+        "replies": timeseries.replies_of(counted.replies),
+        "lateness": timeseries.lateness_of(counted.lateness),
     }
+
+
+def series(journals: Journals) -> dict[str, pd.DataFrame]:
+    """The series of journals held whole."""
+    return series_of(series_tally(journals, journals.t0), journals.t0)
+
+
+def run_series(run: RunDir) -> dict[str, pd.DataFrame]:
+    """The series of a run, held whole or read a partition of its messages at a time."""
+    if run.split is None:
+        return series(run.journals)
+    t0 = float(run.journals.run.get("t0") or run.split.first_intended)  # as Journals.t0
+    return series_of(tally.total(series_tally(s.journals, t0) for s in run.shares()), t0)
 
 
 def server_order(
@@ -62,7 +99,7 @@ def frames_of(run: RunDir) -> dict[str, pd.DataFrame] | None:
     """The series a report of the sender's journal plots and saves (None without it): they
     need the journals only, not the summary, so `report_child` makes them while the
     summary is being made."""
-    return series(run.journals) if run.has_sender_journal else None
+    return run_series(run) if run.has_sender_journal else None
 
 
 def write(
@@ -80,7 +117,7 @@ def write(
     from loadtest.analysis import plots
 
     if summary.received is None:
-        frames = frames if frames is not None else series(run.journals)
+        frames = frames if frames is not None else run_series(run)
         figures = plots.all_plots(frames, summary, server_order(run.scenario, summary, frames))
         build = view.build
     else:

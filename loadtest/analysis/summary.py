@@ -31,6 +31,7 @@ from loadtest.analysis import (
     failover,
     fault_windows,
     metrics,
+    partitions,
     probes,
     proxies,
     received,
@@ -417,8 +418,18 @@ def journal_problems(damage: dict[str, Damage], torn_trusted: bool) -> JournalPr
 
 
 def write(run_dir: Path, reports: bool = True) -> Summary:
-    """summary.json, then (unless `reports` is false) plots, series, report.html/.md."""
-    run = RunDir.load(run_dir)
+    """summary.json, then (unless `reports` is false) plots, series, report.html/.md. A
+    run too big to hold whole is read a partition of its messages at a time
+    (`partitions.split`: its attempts and receipts dealt into a scratch directory, removed
+    at the end)."""
+    split = partitions.split(run_dir)
+    if split is None:
+        return _write(RunDir.load(run_dir), run_dir, reports)
+    with split:
+        return _write(RunDir.load(run_dir, split=split), run_dir, reports)
+
+
+def _write(run: RunDir, run_dir: Path, reports: bool) -> Summary:
     _made_by_run(run)
     _outputs_are_not_links(run_dir)
     # The reports' series are made beside the summary, in a child (report_child).

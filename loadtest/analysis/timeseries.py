@@ -8,6 +8,7 @@ read back from `series/*.csv` in a run directory.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +39,30 @@ def servers(attempts: pd.DataFrame, receipts: pd.DataFrame, t0: float) -> pd.Dat
     0 for servers that are not maildrill sinks). Every second from the first to the last
     is present for every server, zeros included.
     """
-    columns = ["second", "server", "accepted", "accepted_mb", "attempts", *FAILED,
-               "connections_opened", "open_sessions"]  # fmt: skip
+    return servers_of([server_grid(attempts, t0)], [session_spans(receipts)], t0)
+
+
+SERVER_COLUMNS = ["second", "server", "accepted", "accepted_mb", "attempts", *FAILED,
+                  "connections_opened", "open_sessions"]  # fmt: skip
+# The counts `server_grid` keeps per second and server, in this order.
+GRID_COUNTS = (Outcome.ACCEPTED.value, *FAILED, "attempts", "accepted_bytes", "opened")
+
+
+@dataclass
+class Grid:
+    """Counts per (second, server) of some attempts (`GRID_COUNTS`), on their own grid:
+    the seconds from `lo` on, the servers `names` (sorted); `counts` is seconds x servers
+    x counts. Grids of shares of a run are added onto the run's grid (`servers_of`)."""
+
+    lo: int
+    names: list[str]
+    counts: np.ndarray
+
+
+def server_grid(attempts: pd.DataFrame, t0: float) -> Grid | None:
+    """The grid of these attempts (None: no attempt)."""
     if attempts.empty:
-        return pd.DataFrame({c: pd.Series(dtype="int64") for c in columns})
+        return None
     # Integer codes and bincounts over a (second, server) grid: no string groupbys.
     second = _seconds(attempts["end"], t0)
     lo = int(second.min())
@@ -50,40 +71,66 @@ def servers(attempts: pd.DataFrame, receipts: pd.DataFrame, t0: float) -> pd.Dat
     cell = (second - lo) * len(names) + server  # the grid is second-major, server-minor
     size = len(names) * n_seconds
     outcome, outcomes = _codes(attempts["outcome"])
-    kinds = [Outcome.ACCEPTED.value, *FAILED]
     per_outcome = np.bincount(cell * len(outcomes) + outcome, minlength=size * len(outcomes))
     per_outcome = per_outcome.reshape(size, len(outcomes))
-    counts = {k: np.zeros(size, dtype="int64") for k in kinds}
+    counts = np.zeros((size, len(GRID_COUNTS)), dtype="float64")
     for i, name in enumerate(outcomes):
-        if name in counts:
-            counts[name] = per_outcome[:, i]
+        if name in GRID_COUNTS[: 1 + len(FAILED)]:
+            counts[:, GRID_COUNTS.index(name)] = per_outcome[:, i]
+    counts[:, GRID_COUNTS.index("attempts")] = per_outcome.sum(axis=1)
     accepted = outcome == (outcomes.index(Outcome.ACCEPTED.value) if "accepted" in outcomes else -1)
     weights = (
         np.nan_to_num(attempts["bytes"].to_numpy(dtype="float64"))
         if "bytes" in attempts
         else np.zeros(len(attempts))
     )
-    accepted_bytes = np.bincount(cell[accepted], weights=weights[accepted], minlength=size)
-    opened = (
-        np.bincount(cell, weights=attempts["new_connection"].fillna(0).to_numpy(dtype="float64"),
-                    minlength=size)
-        if "new_connection" in attempts
-        else np.zeros(size)
-    )  # fmt: skip
+    counts[:, GRID_COUNTS.index("accepted_bytes")] = np.bincount(
+        cell[accepted], weights=weights[accepted], minlength=size
+    )
+    if "new_connection" in attempts:
+        counts[:, GRID_COUNTS.index("opened")] = np.bincount(
+            cell, weights=attempts["new_connection"].fillna(0).to_numpy(dtype="float64"),
+            minlength=size,
+        )  # fmt: skip
+    return Grid(lo, names, counts.reshape(n_seconds, len(names), len(GRID_COUNTS)))
+
+
+def servers_of(grids: list[Grid | None], spans: list[pd.DataFrame], t0: float) -> pd.DataFrame:
+    """`servers` of a run from its shares' grids and session spans (`session_spans`): the
+    counts added onto the run's grid (every second from the first to the last, every
+    server, sorted), the sessions of every share put together."""
+    made = [g for g in grids if g is not None]
+    if not made:
+        return pd.DataFrame({c: pd.Series(dtype="int64") for c in SERVER_COLUMNS})
+    lo = min(g.lo for g in made)
+    n_seconds = max(g.lo + len(g.counts) for g in made) - lo
+    names = sorted({n for g in made for n in g.names})
+    if len(made) == 1 and made[0].names == names:
+        counts = made[0].counts.reshape(-1, len(GRID_COUNTS))
+    else:
+        grid = np.zeros((n_seconds, len(names), len(GRID_COUNTS)))
+        for g in made:
+            at = [names.index(n) for n in g.names]
+            grid[g.lo - lo : g.lo - lo + len(g.counts), at] += g.counts
+        counts = grid.reshape(-1, len(GRID_COUNTS))
+
+    def column(name: str) -> np.ndarray:
+        return counts[:, GRID_COUNTS.index(name)]
+
     out = pd.DataFrame(
         {
             "second": np.repeat(np.arange(lo, lo + n_seconds), len(names)),
             "server": np.tile(np.array(names, dtype=object), n_seconds),
-            "accepted": counts[Outcome.ACCEPTED.value],
-            "accepted_mb": (accepted_bytes / 1e6).round(6),
-            "attempts": per_outcome.sum(axis=1),
-            **{k: counts[k] for k in FAILED},
-            "connections_opened": opened.astype("int64"),
-            "open_sessions": _open_sessions(receipts, t0, lo, n_seconds, names),
+            "accepted": column(Outcome.ACCEPTED.value).astype("int64"),
+            "accepted_mb": (column("accepted_bytes") / 1e6).round(6),
+            "attempts": column("attempts").astype("int64"),
+            **{k: column(k).astype("int64") for k in FAILED},
+            "connections_opened": column("opened").astype("int64"),
+            "open_sessions": _open_sessions(_spans_of(spans), t0, lo, n_seconds, names),
         }
     )
-    out["server"] = out["server"].astype(attempts["server"].dtype)
-    return out[columns]
+    out["server"] = out["server"].astype(pd.CategoricalDtype(names))
+    return out[SERVER_COLUMNS]
 
 
 def _codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
@@ -100,14 +147,12 @@ def _codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
     return rank[codes], [names[i] for i in order]
 
 
-def _open_sessions(
-    receipts: pd.DataFrame, t0: float, lo: int, n_seconds: int, names: list[str]
-) -> np.ndarray:
-    """Sessions spanning each second, per sink, from their first and last receipts, on the
-    (second, server) grid of `servers`."""
-    size = n_seconds * len(names)
+def session_spans(receipts: pd.DataFrame) -> pd.DataFrame:
+    """Per sink session in these receipts: its first and last receipt's time and its sink
+    (of its first receipt). Columns session, first, last, sink."""
+    columns = ["session", "first", "last", "sink"]
     if receipts.empty or "session" not in receipts:
-        return np.zeros(size, dtype="int64")
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
     # Session ids name their sink (and worker): "primary.12", "primary.w1.3".
     session = receipts["session"]
     if isinstance(session.dtype, pd.CategoricalDtype) and not session.isna().any():
@@ -122,9 +167,39 @@ def _open_sessions(
     first_row = np.full(len(sessions), len(key))
     np.minimum.at(first_row, key, np.arange(len(key)))
     sink_of = receipts["sink"].iloc[first_row].astype(str).to_numpy()  # one per session
+    return pd.DataFrame(
+        {"session": np.asarray(sessions, dtype=object), "first": first, "last": last,
+         "sink": sink_of}
+    )  # fmt: skip
+
+
+def _spans_of(spans: list[pd.DataFrame]) -> pd.DataFrame:
+    """The sessions of several shares of the messages as one: a session whose receipts
+    are in several has its earliest first, latest last, and the sink of its earliest."""
+    if len(spans) == 1:
+        return spans[0]
+    every = pd.concat(spans, ignore_index=True)
+    every = every.sort_values("first", kind="stable")
+    grouped = every.groupby("session", sort=False)
+    return pd.DataFrame(
+        {"first": grouped["first"].min(), "last": grouped["last"].max(),
+         "sink": grouped["sink"].first()}
+    ).reset_index()  # fmt: skip
+
+
+def _open_sessions(
+    spans: pd.DataFrame, t0: float, lo: int, n_seconds: int, names: list[str]
+) -> np.ndarray:
+    """Sessions spanning each second, per sink, from their first and last receipts, on the
+    (second, server) grid of `servers`."""
+    size = n_seconds * len(names)
+    if spans.empty:
+        return np.zeros(size, dtype="int64")
     where = {name: i for i, name in enumerate(names)}
-    column = np.array([where.get(s, -1) for s in sink_of], dtype="int64")
+    column = np.array([where.get(s, -1) for s in spans["sink"]], dtype="int64")
     known = column >= 0
+    first = spans["first"].to_numpy(dtype="float64")
+    last = spans["last"].to_numpy(dtype="float64")
     # +1 in the second a session starts, -1 in the second after its last message; a
     # running sum per server. Sessions outside the grid are clipped to its edges.
     start = np.clip(_seconds(pd.Series(first[known]), t0) - lo, 0, n_seconds)
@@ -161,21 +236,61 @@ def _percentile_table(
     return out.round(3)
 
 
+@dataclass
+class Values:
+    """Values in ms of some attempts (a share of a run's), each with its second and (for
+    latency) the server's name: what a per-second table of exact percentiles is made of,
+    put together over shares (`tally.added`)."""
+
+    ms: list[np.ndarray] = field(default_factory=list)
+    second: list[np.ndarray] = field(default_factory=list)
+    server: list[np.ndarray] = field(default_factory=list)  # codes into `names`
+    names: list[list[str]] = field(default_factory=list)  # sorted
+
+    def joined(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """Every share's values, seconds and server codes into the servers of all (sorted)."""
+        if len(self.ms) == 1:
+            return self.ms[0], self.second[0], self.server[0], self.names[0]
+        names = sorted({n for share in self.names for n in share})
+        servers = [
+            np.asarray([names.index(n) for n in share], dtype="int64")[codes]
+            for codes, share in zip(self.server, self.names, strict=True)
+        ]
+        return (
+            np.concatenate(self.ms),
+            np.concatenate(self.second),
+            np.concatenate(servers),
+            names,
+        )
+
+
 def latency(attempts: pd.DataFrame, t0: float) -> pd.DataFrame:
     """Per second (by end time), overall (`server` = "all") and per server: latency of
     accepted attempts in ms. Columns: second, server, count, p50, p90, p95, p99, max."""
-    columns = ["second", "server", "count", *(f"p{p}" for p in PERCENTILES), "max"]
+    return latency_of(latency_values(attempts, t0))
+
+
+def latency_values(attempts: pd.DataFrame, t0: float) -> Values:
+    """The latency of these attempts' accepted ones, by second of their end."""
     ok = (attempts["outcome"] == Outcome.ACCEPTED.value).to_numpy()
     if not ok.any():
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+        return Values()
     end = attempts["end"].to_numpy(dtype="float64")[ok]  # columns, not the whole frame
     ms = (end - attempts["start"].to_numpy(dtype="float64")[ok]) * 1000.0
-    second = _seconds(pd.Series(end), t0)
+    server, names = _codes(attempts["server"])
+    return Values([ms], [_seconds(pd.Series(end), t0)], [server[ok]], [names])
+
+
+def latency_of(values: Values) -> pd.DataFrame:
+    """`latency` of attempts whose `latency_values` these are (of every share)."""
+    columns = ["second", "server", "count", *(f"p{p}" for p in PERCENTILES), "max"]
+    if not values.ms:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+    ms, second, server, names = values.joined()
     by_value = np.argsort(ms)
     overall = _percentile_table(ms, second, by_value)
     overall.insert(0, "server", ALL)
-    server, names = _codes(attempts["server"])
-    per = _percentile_table(ms, second * len(names) + server[ok], by_value)
+    per = _percentile_table(ms, second * len(names) + server, by_value)
     per.insert(0, "server", np.array(names, dtype=object)[per.index.to_numpy() % len(names)])
     per.index = per.index // len(names)
     out = pd.concat([overall, per]).rename_axis("second").reset_index()
@@ -186,13 +301,27 @@ def latency(attempts: pd.DataFrame, t0: float) -> pd.DataFrame:
 def lateness(attempts: pd.DataFrame, t0: float) -> pd.DataFrame:
     """Per second of intended send time: lateness (start - intended, clipped at 0) of first
     attempts in ms. Columns: second, count, p50, p90, p95, p99, max."""
-    columns = ["second", "count", *(f"p{p}" for p in PERCENTILES), "max"]
+    return lateness_of(lateness_values(attempts, t0))
+
+
+def lateness_values(attempts: pd.DataFrame, t0: float) -> Values:
+    """The lateness of these attempts' first ones, by second of their intended time."""
     first = (attempts["attempt"] == 1).to_numpy()
     if not first.any():
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+        return Values()
     intended = attempts["intended"].to_numpy(dtype="float64")[first]
     late = np.clip(attempts["start"].to_numpy(dtype="float64")[first] - intended, 0.0, None)
-    out = _percentile_table(late * 1000.0, _seconds(pd.Series(intended), t0))
+    return Values([late * 1000.0], [_seconds(pd.Series(intended), t0)], [])
+
+
+def lateness_of(values: Values) -> pd.DataFrame:
+    """`lateness` of attempts whose `lateness_values` these are (of every share)."""
+    columns = ["second", "count", *(f"p{p}" for p in PERCENTILES), "max"]
+    if not values.ms:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+    ms = values.ms[0] if len(values.ms) == 1 else np.concatenate(values.ms)
+    second = values.second[0] if len(values.second) == 1 else np.concatenate(values.second)
+    out = _percentile_table(ms, second)
     out = out.rename_axis("second").reset_index()
     out["count"] = out["count"].astype("int64")
     return out[columns]
@@ -203,11 +332,27 @@ def replies(attempts: pd.DataFrame, t0: float) -> pd.DataFrame:
 
     Columns: second, reply, class ('2xx', '4xx', '5xx' or 'none' when no reply came), count.
     """
-    columns = ["second", "reply", "class", "count"]
+    return replies_of([reply_counts(attempts, t0)])
+
+
+def reply_counts(attempts: pd.DataFrame, t0: float) -> pd.DataFrame:
+    """These attempts by second (of their end) and reply: second, reply, count."""
     if attempts.empty:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in ("second", "reply", "count")})
     frame = attempts.assign(second=_seconds(attempts["end"], t0))
-    out = metrics.reply_counts(frame, ["second"])
+    return metrics.reply_counts(frame, ["second"])
+
+
+def replies_of(counts: list[pd.DataFrame]) -> pd.DataFrame:
+    """`replies` from shares' `reply_counts`, added."""
+    columns = ["second", "reply", "class", "count"]
+    made = [c for c in counts if len(c)]
+    if not made:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    out = made[0] if len(made) == 1 else (
+        pd.concat(made, ignore_index=True)
+        .groupby(["second", "reply"], sort=True)["count"].sum().reset_index()
+    )  # fmt: skip
     head = out["reply"].str[:1]
     out["class"] = np.where(head.str.isdigit(), head + "xx", "none")
     return out[columns]

@@ -56,3 +56,40 @@ def test_a_drills_summary_is_the_same_a_partition_at_a_time(
     expected = summary.as_json(summary.summarise(RunDir.load(run)))
     made, _ = split_summary(run, parts)
     assert made == expected
+
+
+def test_a_report_of_a_run_too_big_to_hold_whole_is_the_same(
+    run_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`maildrill report`'s outputs (summary.json, series, report.md and .html, plots) of
+    the synthetic run dealt into partitions, as `summary.write` deals a big run, are those
+    of the run held whole; the scratch directory is gone after."""
+    outputs = ("summary.json", "series", "plots", "report.md", "report.html")
+    whole = tmp_path / "whole"
+    split = tmp_path / "split"
+    for target in (whole, split):
+        target.mkdir()
+        for path in run_dir.iterdir():
+            if path.is_file() and path.name not in outputs:
+                (target / path.name).write_bytes(path.read_bytes())
+    summary.write(whole)
+    made: list[partitions.Split] = []
+    real = partitions.split
+
+    def spy(path: Path, parts: int | None = None) -> partitions.Split | None:
+        made.append(done := real(path, parts))  # type: ignore[arg-type]
+        return done
+
+    monkeypatch.setattr(partitions, "PART_BYTES", 1_000_000)  # 30,000 attempts: 6 MB
+    monkeypatch.setattr(partitions, "split", spy)
+    summary.write(split)
+    assert made
+    assert made[0] is not None
+    assert made[0].parts > 3
+    assert not made[0].directory.exists()
+    files = sorted(p.relative_to(whole) for p in whole.rglob("*") if p.is_file())
+    assert {str(f).split("/")[0] for f in files} >= set(outputs)
+    for name in files:
+        assert (split / name).read_bytes() == (whole / name).read_bytes(), name

@@ -81,9 +81,9 @@ def test_journals_that_cannot_be_split_are_read_whole_and_leave_nothing(
 
 
 def test_a_run_of_one_partition_is_read_whole(drill):  # noqa: F811
-    assert partitions.split(drill) is None  # fewer than PART_ROWS attempts
-    assert partitions.parts_for(partitions.PART_ROWS) == 1
-    assert partitions.parts_for(partitions.PART_ROWS + 1) == 2
+    assert partitions.split(drill) is None  # far fewer than PART_BYTES of attempts
+    assert partitions.parts_for(partitions.PART_BYTES) == 1
+    assert partitions.parts_for(partitions.PART_BYTES + 1) == 2
 
 
 def test_a_message_has_the_same_partition_whatever_holds_its_id():
