@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -102,21 +101,25 @@ class RunDir:
     # received nothing still has its empty journals.
     journal_servers: tuple[str, ...] = ()
     # The attempts and receipts dealt by message into partitions on disk (a run too big
-    # to hold whole): `journals` then holds none of them, `shares` gives them a
+    # to hold whole): `journals` then holds none of them, `share` gives them a
     # partition at a time.
     split: partitions.Split | None = None
 
-    def shares(self) -> Iterator[Share]:
-        """The run's messages a share at a time: all of them (one share), or each
-        partition of `split` in turn, as `journals` with that partition's attempts and
-        receipts (compact as `compact` makes a run's)."""
+    @property
+    def share_count(self) -> int:
+        """How many shares the run's messages come in (`share`): 1 when held whole."""
+        return 1 if self.split is None else self.split.parts
+
+    def share(self, part: int) -> Share:
+        """Share `part` of the run's messages: all of them (held whole), or partition
+        `part` of `split`, as `journals` with that partition's attempts and receipts
+        (compact as `compact` makes a run's). Read from disk at each call: a loop over
+        the shares lets one go before it asks for the next, so one is held at a time."""
         if self.split is None:
-            yield Share(self.journals, 0, 1)
-            return
-        for part in range(self.split.parts):
-            attempts, receipts = self.split.frames(part)
-            journals = dataclasses.replace(self.journals, attempts=attempts, receipts=receipts)
-            yield Share(compact(journals), part, self.split.parts)
+            return Share(self.journals, 0, 1)
+        attempts, receipts = self.split.frames(part)
+        journals = dataclasses.replace(self.journals, attempts=attempts, receipts=receipts)
+        return Share(compact(journals), part, self.split.parts)
 
     @classmethod
     def load(cls, path: Path, split: partitions.Split | None = None) -> RunDir:

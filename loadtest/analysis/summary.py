@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -44,7 +44,7 @@ from loadtest.analysis import (
     tally,
 )
 from loadtest.analysis.histograms import Slots
-from loadtest.analysis.journals import Damage
+from loadtest.analysis.journals import Damage, Journals
 from loadtest.analysis.loaded import RunDir
 from loadtest.analysis.rundir import RunDirError
 from loadtest.analysis.summary_model import (
@@ -93,6 +93,20 @@ class Whole:
     windows: list[fault_windows.FaultWindow]
 
 
+def _earliest_each(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {k: min(a.get(k, math.inf), b.get(k, math.inf)) for k in a | b}
+
+
+@dataclass
+class _Seen:
+    """What the first pass keeps of each share (added over shares)."""
+
+    end: float | None = field(default=None, metadata={tally.ADD: tally.latest})
+    servers: set[str] = field(default_factory=set)  # the servers the attempts name
+    kept: set[str] = field(default_factory=set)  # those with an attempt not at a sink
+    onsets: dict[str, float] = field(default_factory=dict, metadata={tally.ADD: _earliest_each})
+
+
 def _whole(run: RunDir, servers: list[ServerSpec], t0: float) -> Whole:
     """A first pass over the shares: the run's end and its inferred fault windows."""
     scenario = run.scenario
@@ -103,29 +117,29 @@ def _whole(run: RunDir, servers: list[ServerSpec], t0: float) -> Whole:
         if scenario is not None
         else set()
     )
-    end = -math.inf
-    seen: set[str] = set()
-    kept: set[str] = set()
-    onsets: dict[str, float] = {}
-    for share in run.shares():
-        attempts = attempt_figures.run_attempts(share.journals)
-        if not len(attempts):
-            continue
-        end = max(end, float(attempts["end"].max()))
-        if scenario is None:
-            continue
-        # Attempts at a server named by DNS, credited to the local sink at their address.
-        at_sinks = by_address.credit_sinks(attempts, servers)
-        named, unmoved = by_address.servers_kept(attempts, at_sinks)
-        seen |= named
-        kept |= unmoved
-        for server, onset in fault_windows.trouble_onsets(attempts, foreign).items():
-            onsets[server] = min(onset, onsets.get(server, onset))
+    seen = _Seen()
+    for part in range(run.share_count):  # one share held at a time
+        seen = tally.added(seen, _seen(run.share(part).journals, servers, foreign))
     if scenario is not None:
-        foreign -= seen - kept  # servers every attempt of which reached a sink
-        windows += fault_windows.inferred({s: t for s, t in onsets.items() if s in foreign})
-    attempted = end > -math.inf
-    return Whole(attempted, end if attempted else t0, windows)
+        foreign -= seen.servers - seen.kept  # servers every attempt of which reached a sink
+        windows += fault_windows.inferred({s: t for s, t in seen.onsets.items() if s in foreign})
+    attempted = seen.end is not None
+    return Whole(attempted, seen.end if seen.end is not None else t0, windows)
+
+
+def _seen(journals: Journals, servers: list[ServerSpec], foreign: set[str]) -> _Seen:
+    attempts = attempt_figures.run_attempts(journals)
+    if not len(attempts):
+        return _Seen()
+    # Attempts at a server named by DNS, credited to the local sink at their address.
+    at_sinks = by_address.credit_sinks(attempts, servers)
+    named, kept = by_address.servers_kept(attempts, at_sinks)
+    return _Seen(
+        end=float(attempts["end"].max()),
+        servers=named,
+        kept=kept,
+        onsets=fault_windows.trouble_onsets(attempts, foreign),
+    )
 
 
 def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summary:
@@ -328,7 +342,8 @@ def _counted(run: RunDir, whole: Whole, planned: int, figures_of: FiguresOf) -> 
     steps = capacity.step_windows(_schedule(run))
     dns_served = scenario is not None and scenario.dns is not None
     shares: list[Counted] = []
-    for share in run.shares():
+    for part in range(run.share_count):
+        share = run.share(part)
         mine = share.journals
         attempts = attempt_figures.run_attempts(mine)
         at_sinks = by_address.credit_sinks(attempts, servers)
@@ -388,7 +403,8 @@ def _counted(run: RunDir, whole: Whole, planned: int, figures_of: FiguresOf) -> 
                 figures=figures,
             )
         )
-        del per, attempts, at_sinks, receipts, mine
+        # Nothing of this share's frames is kept: the next is read once it is let go.
+        del share, mine, per, attempts, at_sinks, receipts, not_sent, witnessed
     counted: Counted = tally.total(shares)
     return counted
 
