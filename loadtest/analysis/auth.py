@@ -105,9 +105,12 @@ def tally(
     delivered = _verified(receipts)
     if campaign_only:
         delivered = delivered[delivered["msg_id"] != ""].reset_index(drop=True)
+    refused_ids = set(refusals["msg_id"].dropna().astype(str)) if "msg_id" in refusals else set()
+    if delivered.empty and not refused_ids:  # the usual run: nothing verified, no path
+        delivered["server"] = pd.Series(dtype=object)
+        return Tally([delivered], {})
     handed = _handed_to(attempts, per)
     delivered["server"] = _text(delivered["msg_id"].map(handed))
-    refused_ids = set(refusals["msg_id"].dropna().astype(str)) if "msg_id" in refusals else set()
     mine = handed[handed.index.isin(list(refused_ids))] if refused_ids else handed.iloc[:0]
     return Tally([delivered], {str(k): str(v) for k, v in mine.items()})
 

@@ -45,9 +45,9 @@ def servers_kept(attempts: pd.DataFrame, credited: pd.DataFrame) -> tuple[set[st
     """The servers these attempts name, and those of them with an attempt not credited to a
     local sink: of a whole run (any shares of its messages put together), the first less
     the second are the servers that only reached sinks."""
-    servers = attempts["server"].astype(str)
-    seen = {str(s) for s in servers.unique()}
+    seen = {str(s) for s in attempts["server"].unique()}
     if credited is attempts or not len(attempts):
         return seen, seen
+    servers = attempts["server"].astype(str)
     kept = credited["server"].astype(str) == servers
     return seen, {str(s) for s in servers[kept].unique()}

@@ -86,6 +86,8 @@ def tally(
     attempts: pd.DataFrame, windows: Sequence[Window], t0: float, p95_limit_ms: float | None
 ) -> tuple[Step, ...]:
     """Each window's counts in these attempts (every attempt of their messages)."""
+    if not windows:  # not a step load: nothing to count
+        return ()
     start = attempts["start"].to_numpy(dtype="float64") - t0
     end = attempts["end"].to_numpy(dtype="float64") - t0
     intended = attempts["intended"].to_numpy(dtype="float64") - t0

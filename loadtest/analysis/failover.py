@@ -96,7 +96,7 @@ def tally(
         first_accepted_end=float(accepted["end"].min()) if len(accepted) else None,
         ends={
             str(server): [frame["end"].to_numpy(dtype="float64")]
-            for server, frame in recent.groupby(recent["server"].astype(str))
+            for server, frame in recent.groupby("server", observed=True)
         },
         servers={str(s) for s in attempts["server"].unique()},
         baseline=[(baseline["accepted_end"] - baseline["intended"]).to_numpy(dtype="float64")],

@@ -11,7 +11,9 @@ then the probes and preflight.json.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,8 +21,8 @@ from typing import Any, TypeVar
 import pandas as pd
 from pydantic import BaseModel, ValidationError
 
+from loadtest.analysis import in_child, msg_keys, partitions
 from loadtest.analysis import journals as journals_mod
-from loadtest.analysis import msg_keys, partitions
 from loadtest.analysis import probes as probes_mod
 from loadtest.analysis.bounces import split_suppressed
 from loadtest.analysis.journals import PATTERNS, Damage, Journals
@@ -53,6 +55,7 @@ FEW_VALUES = tuple(c for c in journals_mod.CATEGORIES["attempts"] if c not in CA
 RECEIPT_FEW_VALUES = journals_mod.CATEGORIES["receipts"]
 
 Model = TypeVar("Model", bound=BaseModel)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,14 @@ class RunDir:
         attempts, receipts = self.split.frames(part)
         journals = dataclasses.replace(self.journals, attempts=attempts, receipts=receipts)
         return Share(compact(journals), part, self.split.parts)
+
+    def each_share(self, work: Callable[[int], T]) -> list[T]:
+        """`work(part)` of every share, one after the other: of a run read a partition at
+        a time, each in a forked child (`in_child`: the memory its frames took is all
+        given back after it)."""
+        if self.split is None:
+            return [work(part) for part in range(self.share_count)]
+        return [in_child.call(functools.partial(work, part)) for part in range(self.share_count)]
 
     @classmethod
     def load(cls, path: Path, split: partitions.Split | None = None) -> RunDir:

@@ -38,10 +38,10 @@ from loadtest.analysis.journals import CATEGORIES, PARSER_CATEGORIES, UNUSED, Co
 from loadtest.analysis.rundir import RUN, read_json
 from loadtest.suppression import SUPPRESSED
 
-# Bytes of attempts journals per partition: about two million attempts (a line is about
-# 200 bytes). A partition that size, its receipts and its per-message table are about
-# 1 GB at their largest, in any stage.
-PART_BYTES = 400_000_000
+# Bytes of attempts journals per partition: about 1.25 million attempts (a line is about
+# 200 bytes). A partition that size, its receipts and its per-message table take about
+# 800 MB at their largest, in any stage (measured on benchmarks/analysis_scale.py's).
+PART_BYTES = 250_000_000
 KINDS = ("attempts", "receipts")
 
 
@@ -112,8 +112,9 @@ class Split:
     damage: dict[str, Damage]
     # Of the attempts that are SMTP attempts (not rows of messages not sent): the earliest
     # intended send time (NaN: none), what `Journals.t0` finds in attempts read whole;
-    # and, of this run's, the streams in order of first use.
+    # and, of this run's, the latest end (NaN: none) and the streams in order of first use.
     first_intended: float = math.nan
+    last_end: float = math.nan
     streams: tuple[str, ...] = ()
 
     def frames(self, part: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -232,18 +233,21 @@ def _split(
         spills=spills,
         damage=damage,
         first_intended=seen.first_intended,
+        last_end=seen.last_end,
         streams=tuple(seen.streams),
     )
 
 
 class _Seen:
     """What the whole attempts journal says that no partition can: the earliest intended
-    send time of an SMTP attempt, the order in which this run's attempts first name
-    each stream (a summary lists the streams no plan names in that order)."""
+    send time of an SMTP attempt; of this run's, the latest end and the order in which
+    they first name each stream (a summary lists the streams no plan names in that
+    order)."""
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self.first_intended = math.nan
+        self.last_end = math.nan
         self.streams: dict[str, None] = {}
 
     def add(self, block: pd.DataFrame) -> None:
@@ -253,9 +257,13 @@ class _Seen:
             low = float(rows["intended"].min())
             if low == low and not self.first_intended <= low:
                 self.first_intended = low
+        if self.run_id and "run_id" in rows:
+            rows = rows[(rows["run_id"] == self.run_id).to_numpy()]
+        if "end" in rows and len(rows):
+            high = float(rows["end"].max())
+            if high == high and not self.last_end >= high:
+                self.last_end = high
         if "stream" in rows:
-            if self.run_id and "run_id" in rows:
-                rows = rows[(rows["run_id"] == self.run_id).to_numpy()]
             for name in pd.unique(rows["stream"].astype(str).to_numpy()):
                 self.streams.setdefault(str(name))
 

@@ -75,10 +75,7 @@ def run_series(run: RunDir) -> dict[str, pd.DataFrame]:
     if run.split is None:
         return series(run.journals)
     t0 = float(run.journals.run.get("t0") or run.split.first_intended)  # as Journals.t0
-    counted: SeriesTally | None = None
-    for part in range(run.share_count):  # one share held at a time
-        counted = tally.added(counted, series_tally(run.share(part).journals, t0))
-    assert counted is not None
+    counted = tally.total(run.each_share(lambda part: series_tally(run.share(part).journals, t0)))
     return series_of(counted, t0)
 
 

@@ -24,13 +24,12 @@ import gc
 import importlib
 import os
 import pickle
-import threading
 from pathlib import Path
 from types import TracebackType
 
 import pandas as pd
 
-from loadtest.analysis import attempt_figures, report
+from loadtest.analysis import attempt_figures, in_child, report
 from loadtest.analysis.loaded import RunDir
 from loadtest.analysis.summary_model import Summary
 
@@ -44,12 +43,7 @@ def worth_forking(run: RunDir) -> bool:
     would stay held in the child forever. `maildrill report` has none; `maildrill run`
     may still have some (the metrics exporter lingering) and then reports in one process."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    return (
-        hasattr(os, "fork")
-        and cores > 1
-        and threading.active_count() == 1
-        and len(run.journals.attempts) >= MIN_ATTEMPTS
-    )
+    return in_child.may_fork() and cores > 1 and len(run.journals.attempts) >= MIN_ATTEMPTS
 
 
 class Reports:

@@ -115,13 +115,14 @@ def tally(
     tally_fault: TallyFault,
     run_times: metrics.Times | None = None,
     run_faults: tuple[failover.Tally, ...] | None = None,
+    whole_run: bool = True,
 ) -> Tally:
     """Each stream's figures over a share of the messages (`attempts`, `per` and
     `not_sent` are this run's rows of them). A stream with every attempt and message of
     the share is handed the frames themselves, not a copy of every column, and takes the
     share's own latency counts (`run_times`; none: the run's figures, made elsewhere, are
     its) and fault tallies (`run_faults`: the run's, when they were made of the same
-    attempts) when given."""
+    attempts) when given. `whole_run`: the share is the whole run."""
     groups = Grouping.of(attempts, per)
     unsent_by = _unsent(not_sent)
     named = groups.of_message >= 0
@@ -155,7 +156,10 @@ def tally(
             seen=int(seen[code]) if code >= 0 else 0,
             extra=len(unsent - attempted),
         )
-    if plan is not None and run_id:
+    named_all = sum(st.seen + st.extra for st in out.streams.values()) >= total
+    if plan is not None and run_id and not (whole_run and named_all):
+        # Which planned messages the journals name, for the plan to fill in the others
+        # (`_planned`): of a run held whole, only when some are not named.
         ids = pd.Series(per.index[named]).astype(str)
         ids = pd.concat([ids, pd.Series([i for s in unsent_by.values() for i in s], dtype=str)])
         out.indices.append(_indices(ids, run_id, total))

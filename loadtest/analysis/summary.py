@@ -117,9 +117,12 @@ def _whole(run: RunDir, servers: list[ServerSpec], t0: float) -> Whole:
         if scenario is not None
         else set()
     )
-    seen = _Seen()
-    for part in range(run.share_count):  # one share held at a time
-        seen = tally.added(seen, _seen(run.share(part).journals, servers, foreign))
+    if run.split is not None and not foreign:  # the split saw the end: no pass needed
+        last = run.split.last_end
+        return Whole(last == last, last if last == last else t0, windows)
+    seen = tally.total(
+        [_Seen(), *run.each_share(lambda part: _seen(run.share(part).journals, servers, foreign))]
+    )
     if scenario is not None:
         foreign -= seen.servers - seen.kept  # servers every attempt of which reached a sink
         windows += fault_windows.inferred({s: t for s, t in seen.onsets.items() if s in foreign})
@@ -341,8 +344,9 @@ def _counted(run: RunDir, whole: Whole, planned: int, figures_of: FiguresOf) -> 
     limit = capacity.p95_limit(scenario.slo if scenario else [])
     steps = capacity.step_windows(_schedule(run))
     dns_served = scenario is not None and scenario.dns is not None
-    shares: list[Counted] = []
-    for part in range(run.share_count):
+
+    def count(part: int) -> Counted:
+        """Share `part`'s counts (every frame it reads let go on return)."""
         share = run.share(part)
         mine = share.journals
         attempts = attempt_figures.run_attempts(mine)
@@ -358,54 +362,52 @@ def _counted(run: RunDir, whole: Whole, planned: int, figures_of: FiguresOf) -> 
         figures = attempt_figures.Part()
         if run.split is not None:
             figures.add(attempts)
-        shares.append(
-            Counted(
-                messages=reconcile.count(
-                    per, 0, run_id, stuck, unobserved, released, refused, suppressed
-                ).model_dump(),
-                recipients=recipients.count(
-                    per,
-                    attempts,
-                    receipts,
-                    mine.mta_queue,
-                    run_id,
-                    unobserved,
-                    released,
-                    refused,
-                ).model_dump(),
-                failovers=faults,
-                streams=streams.tally(
-                    attempts,
-                    per,
-                    not_sent,
-                    plan,
-                    planned,
-                    run_id,
-                    lambda frame, n, unsent: reconcile.count(
-                        frame, n, run_id, stuck, unobserved, released, refused, unsent
-                    ),
-                    windows,
-                    lambda w, frame, messages: failover.tally(w, frame, messages, end),
-                    figures.times if run.split is not None else None,
-                    faults if at_sinks is attempts else None,
+        return Counted(
+            messages=reconcile.count(
+                per, 0, run_id, stuck, unobserved, released, refused, suppressed
+            ).model_dump(),
+            recipients=recipients.count(
+                per,
+                attempts,
+                receipts,
+                mine.mta_queue,
+                run_id,
+                unobserved,
+                released,
+                refused,
+            ).model_dump(),
+            failovers=faults,
+            streams=streams.tally(
+                attempts,
+                per,
+                not_sent,
+                plan,
+                planned,
+                run_id,
+                lambda frame, n, unsent: reconcile.count(
+                    frame, n, run_id, stuck, unobserved, released, refused, unsent
                 ),
-                errors=metrics.errors(attempts),
-                relay=relay.delays(journals.relay, attempts, mine.receipts),
-                mta=delivery.tally(attempts, mine.receipts, per, mine.mta_queue, mtas, windows),
-                capacity=capacity.tally(attempts, steps, t0, limit)
-                if len(attempts)
-                else (tuple(capacity.Step() for _ in steps)),
-                bounces=bounces.tally(attempts, not_sent),
-                auth=auth.tally(
-                    mine.receipts, share.mine(journals.refusals), attempts, per, campaign_only=True
-                ),
-                dns=[dns_follow.rows(journals.faults, attempts)] if dns_served else [],
-                figures=figures,
-            )
+                windows,
+                lambda w, frame, messages: failover.tally(w, frame, messages, end),
+                figures.times if run.split is not None else None,
+                faults if at_sinks is attempts else None,
+                whole_run=run.split is None,
+            ),
+            errors=metrics.errors(attempts),
+            relay=relay.delays(journals.relay, attempts, mine.receipts),
+            mta=delivery.tally(attempts, mine.receipts, per, mine.mta_queue, mtas, windows),
+            capacity=capacity.tally(attempts, steps, t0, limit)
+            if len(attempts)
+            else (tuple(capacity.Step() for _ in steps)),
+            bounces=bounces.tally(attempts, not_sent),
+            auth=auth.tally(
+                mine.receipts, share.mine(journals.refusals), attempts, per, campaign_only=True
+            ),
+            dns=[dns_follow.rows(journals.faults, attempts)] if dns_served else [],
+            figures=figures,
         )
-        # Nothing of this share's frames is kept: the next is read once it is let go.
-        del share, mine, per, attempts, at_sinks, receipts, not_sent, witnessed
-    counted: Counted = tally.total(shares)
+
+    counted: Counted = tally.total(run.each_share(count))
     return counted
 
 

@@ -93,3 +93,31 @@ def test_a_report_of_a_run_too_big_to_hold_whole_is_the_same(
     assert {str(f).split("/")[0] for f in files} >= set(outputs)
     for name in files:
         assert (split / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("parts", [1, 4])
+def test_a_run_that_ended_early_has_its_streams_planned_from_the_plan(
+    run_dir: Path,  # noqa: F811
+    tmp_path: Path,
+    parts: int,
+) -> None:
+    """run.json plans more messages than the journals name (the run was cut short): each
+    stream's planned count is filled in from the campaign's plan, the same held whole or a
+    partition at a time."""
+    import json
+
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for path in run_dir.iterdir():
+        if path.is_file():
+            (cut / path.name).write_bytes(path.read_bytes())
+    record = json.loads((cut / "run.json").read_text())
+    record["planned"] = int(record["planned"]) + 500
+    (cut / "run.json").write_text(json.dumps(record))
+    whole = summary.summarise(RunDir.load(cut))
+    assert whole.messages.not_sent == 500
+    assert sum(s.planned for s in whole.streams.values()) == whole.messages.planned
+    if parts == 1:
+        return
+    made, _ = split_summary(cut, parts)
+    assert made == summary.as_json(whole)

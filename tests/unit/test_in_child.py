@@ -1,0 +1,50 @@
+"""in_child.call: the work is done in a forked child and its result pickled back; a child
+that fails leaves the work to this process, so its error shows here."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from loadtest.analysis import in_child
+
+
+def test_the_work_is_done_in_a_child_and_its_result_comes_back() -> None:
+    parent = os.getpid()
+    pid, values = in_child.call(lambda: (os.getpid(), list(range(5))))
+    assert pid != parent
+    assert values == [0, 1, 2, 3, 4]
+
+
+def test_a_child_that_fails_leaves_the_work_to_this_process() -> None:
+    parent = os.getpid()
+
+    def work() -> int:
+        if os.getpid() != parent:
+            raise MemoryError("the child ran out")
+        return 7
+
+    assert in_child.call(work) == 7
+
+
+def test_an_error_of_the_work_itself_shows_here() -> None:
+    def work() -> int:
+        raise ValueError("a damaged partition")
+
+    with pytest.raises(ValueError, match="a damaged partition"):
+        in_child.call(work)
+
+
+def test_no_child_while_another_thread_runs() -> None:
+    parent = os.getpid()
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not in_child.may_fork()
+        assert in_child.call(os.getpid) == parent
+    finally:
+        release.set()
+        other.join()
