@@ -5,7 +5,7 @@ sender's backlog (`backlog`).
 They need neither the receipts nor the per-message table, so `report_child` makes them in
 its child, beside the rest of the summary, and hands them back; `summary.summarise` makes
 them itself otherwise (`of`). A stream holding every attempt has the very same latency
-figures (`streams.summarise`). This run's rows (`run_attempts`, `not_sent`) and its
+figures (`streams.finish`). This run's rows (`run_attempts`, `not_sent`) and its
 planned messages (`planned`) are read here, for both.
 """
 
@@ -116,7 +116,7 @@ class Part:
         )
 
     def _throughput(self, ends: np.ndarray) -> Throughput:
-        """metrics.throughput's figures: accepted per second by end time, the mean over
+        """The throughput part: accepted per second by end time, the mean over
         the active span (the first start to the last accepted end), the peak 1 s bin."""
         if not len(ends):
             return Throughput(mean_msgs_per_s=0.0, peak_msgs_per_s=0.0, per_server={})

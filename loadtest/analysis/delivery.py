@@ -45,17 +45,6 @@ class Mta:
     paths: dict[str, Path] = field(default_factory=dict)
 
 
-def summarise(
-    attempts: pd.DataFrame,
-    receipts: pd.DataFrame,
-    per: pd.DataFrame,
-    mta_queue: pd.DataFrame,
-    mtas: set[str],
-    windows: list[FaultWindow],
-) -> dict[str, MtaDelivery]:
-    return finish(tally(attempts, receipts, per, mta_queue, mtas, windows), windows)
-
-
 def finish(counted: dict[str, Mta], windows: list[FaultWindow]) -> dict[str, MtaDelivery]:
     """The `mta` part, from every share's `tally` added."""
     out: dict[str, MtaDelivery] = {}

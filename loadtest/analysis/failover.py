@@ -7,7 +7,8 @@ attempt accepted by another server; failback = clear to the end of the first att
 started after it and was accepted by the target; recovery = onset to the end of the first
 1 s bin from the onset whose accepted count (all servers) is back at 90% of the rate in the
 10 s before the fault. Times in the output are seconds from t0 (the campaign start).
-`analyse` gives one fault's whole part of the summary, `summary_model.Failover`.
+`tally` counts one share of the messages (all of them, or a partition), `finish` makes one
+fault's whole part of the summary, `summary_model.Failover`, from every share's tally added.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Tally:
 def tally(
     window: FaultWindow, attempts: pd.DataFrame, per_message: pd.DataFrame, end: float
 ) -> Tally:
-    """One share's part of `analyse` (`end`: the run's last attempt's end)."""
+    """One share's part of a fault's figures (`end`: the run's last attempt's end)."""
     # Only the columns used here: filtering a million rows copies these, not the journal.
     used = ["msg_id", "server", "outcome", "intended", "start", "end", "worker"]
     attempts = attempts[[c for c in used if c in attempts]]
@@ -120,17 +121,6 @@ def tally(
             )
         },
     )
-
-
-def analyse(
-    window: FaultWindow,
-    attempts: pd.DataFrame,
-    per_message: pd.DataFrame,
-    probes: pd.DataFrame,
-    t0: float,
-    end: float,
-) -> Failover:
-    return finish(window, tally(window, attempts, per_message, end), probes, t0, end)
 
 
 def finish(

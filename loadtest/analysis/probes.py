@@ -7,7 +7,7 @@ Per server: the share of probes that passed, and the down intervals: each run of
 probes, from the start of its first probe (`start_s`; `noticed_s` is that probe's end) to
 the start of the next probe that passed (`end_s`; none when the run ended down).
 
-Per fault (a window of `fault_windows`; `failover.analyse` puts them in its part):
+Per fault (a window of `fault_windows`; `failover.finish` puts them in its part):
 
 - monitor_detection_s: onset to the end of the first failed probe of the target that
   ended after the onset and started before the fault cleared;

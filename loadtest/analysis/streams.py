@@ -3,7 +3,7 @@
 Nothing here measures anything itself. Each stream's part (`summary_model.StreamResult`)
 is made by the functions that make the whole run's: the message counts by
 `reconcile.count`, latency, response time and lateness by `metrics`, each fault by
-`failover.analyse`, handed this stream's attempts and per-message rows instead of all of
+`failover.tally`, handed this stream's attempts and per-message rows instead of all of
 them. So a stream's figures mean what the whole run's mean (docs/metrics.md), and the
 counts of the streams add up to the whole run's (a message received but never attempted
 in this run is in no stream).
