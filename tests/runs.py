@@ -9,6 +9,9 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from loadtest.analysis import partitions, summary
+from loadtest.analysis.loaded import RunDir
+from loadtest.analysis.summary_model import Summary
 from maildrill.journal import RowWriter
 from maildrill.records import AttemptRecord, FaultRecord, ReceiptRecord, Record
 
@@ -256,3 +259,15 @@ def steps(run_dir: Path, scenario: str = STEP_SCENARIO) -> Path:
     harness = {"partial": False, "interrupted_by": None, "locust_exit_code": 0,
                "sink_deaths": [], "faults": [], "events": [], "finished_at": T0 + 30}  # fmt: skip
     return b.write(run_dir, scenario, planned=k, harness=harness)
+
+
+def summarised(run_dir: Path) -> Summary:
+    """The run's summary, held whole; checked to be the very same read a partition of its
+    messages at a time (three partitions, as a run too big to hold whole is read)."""
+    made = summary.summarise(RunDir.load(run_dir))
+    split = partitions.split(run_dir, 3)
+    if split is not None:
+        with split:
+            shared = summary.summarise(RunDir.load(run_dir, split=split))
+        assert summary.as_json(shared) == summary.as_json(made)
+    return made

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from loadtest.analysis import partitions
 from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.loaded import RunDir
 from loadtest.scenario import Scenario, parse_scenario
@@ -33,9 +34,16 @@ RUN = "hand"
 
 
 def summarise(run_dir: Path, scenario: Scenario | None = None) -> dict[str, Any]:
-    """summary.json's content for the run, analysed with `scenario` (not its own)."""
+    """summary.json's content for the run, analysed with `scenario` (not its own); the
+    same read a partition of its messages at a time (three partitions), checked here."""
     run = dataclasses.replace(RunDir.load(run_dir), scenario=scenario)
-    return summary_mod.summarise(run).model_dump(mode="json")
+    made = summary_mod.summarise(run).model_dump(mode="json")
+    split = partitions.split(run_dir, 3)
+    if split is not None:
+        with split:
+            shared = dataclasses.replace(RunDir.load(run_dir, split=split), scenario=scenario)
+            assert summary_mod.summarise(shared).model_dump(mode="json") == made
+    return made
 
 
 def attempt(

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.analysis import backlog
-from loadtest.analysis.loaded import RunDir
-from loadtest.analysis.summary import summarise
+from tests import runs
 from tests.runs import T0, RunBuilder
 
 SCENARIO = """\
@@ -54,7 +53,7 @@ def stalled_run(run_dir: Path) -> Path:
 
 
 def test_peak_completion_and_series_of_a_stall(tmp_path: Path) -> None:
-    result = summarise(RunDir.load(stalled_run(tmp_path / "run"))).backlog
+    result = runs.summarised(stalled_run(tmp_path / "run")).backlog
     assert result.peak == 4
     assert result.peak_at_s == 6.0
     assert result.completion_s == pytest.approx(8.1)
@@ -68,7 +67,7 @@ def test_peak_completion_and_series_of_a_stall(tmp_path: Path) -> None:
 
 def test_a_run_without_attempts_has_no_backlog(tmp_path: Path) -> None:
     run_dir = RunBuilder("empty").write(tmp_path / "run", SCENARIO, planned=10)
-    result = summarise(RunDir.load(run_dir)).backlog
+    result = runs.summarised(run_dir).backlog
     assert result.peak is None
     assert result.completion_s is None
     assert result.series == []

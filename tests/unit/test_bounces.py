@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.analysis import summary as summary_mod
-from loadtest.analysis.loaded import RunDir
 from loadtest.bounce_codes import bounce_class, severity, status_key, suppresses
 from loadtest.campaign import MessageFactory, StreamSpec
 from loadtest.outcomes import Outcome, Phase
@@ -22,6 +20,7 @@ from maildrill.mailboxes import UNKNOWN_PREFIX, local_matches, unknown_address
 from maildrill.records import AttemptRecord
 from sinks.effects import Context, SessionInfo, Stage, build
 from sinks.replies import NO_SUCH_USER
+from tests import runs
 from tests.runs import T0, write_csv
 
 # -- the code rules ----------------------------------------------------------------------
@@ -289,7 +288,7 @@ def hand_run(tmp_path: Path) -> Path:
 
 
 def test_bounces_per_recipient_on_a_hand_built_run(tmp_path):
-    summary = summary_mod.summarise(RunDir.load(hand_run(tmp_path)))
+    summary = runs.summarised(hand_run(tmp_path))
     b = summary.bounces
     # Recipients carried by an attempt: 0 (3), 1, 2, 3 (1 of 2), 5 (2), 6, 7, 8, 9.
     assert b.attempted == 3 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 1
@@ -328,7 +327,7 @@ def test_a_journal_written_before_rcpt_replies_counts_each_attempts_own_reply(tm
     cut = lines[0].split(",").index("rcpt_replies")
     old = [",".join(line.split(",")[:cut]) for line in lines if f",{SUPPRESSED}," not in line]
     path.write_text("\n".join(old) + "\n")
-    b = summary_mod.summarise(RunDir.load(run_dir)).bounces
+    b = runs.summarised(run_dir).bounces
     # 0 (3 recipients), 1, 2, 3, 5 (2), 6, 7, 8, 9: 12; hard: 2 (552), 8 (5.7.1); 7 and 9
     # still had a retry due: no soft bounce.
     assert (b.attempted, b.hard, b.soft, b.suppressed) == (12, 2, 0, 0)

@@ -19,7 +19,7 @@ def step_run(tmp_path):
 
 
 def test_knee_and_max_stable_throughput(step_run):
-    cap = summary_mod.summarise(RunDir.load(step_run)).capacity
+    cap = runs.summarised(step_run).capacity
     assert cap.knee_msgs_per_s == 30.0
     assert cap.max_stable_msgs_per_s == 36.0
     assert cap.p95_limit_ms == 250.0
@@ -73,7 +73,7 @@ def test_a_backlog_from_a_stall_is_not_stable_even_when_it_is_delivered():
 
 def test_a_schedule_with_one_constant_stage_has_null_capacity(tmp_path):
     run_dir = runs.drill(tmp_path / "drill")
-    summary = summary_mod.summarise(RunDir.load(run_dir))
+    summary = runs.summarised(run_dir)
     cap = summary.capacity
     assert cap.knee_msgs_per_s is None
     assert cap.max_stable_msgs_per_s is None

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from loadtest import postfix
-from loadtest.analysis import journals, recipients, reconcile, summary, view
-from loadtest.analysis.loaded import RunDir
+from loadtest.analysis import journals, recipients, reconcile, view
 from maildrill.records import AttemptRecord, MtaQueueRecord, ReceiptRecord
+from tests import runs
 from tests.runs import T0, write_csv
 
 RUN = "rcpt"
@@ -201,7 +201,7 @@ def test_the_summary_has_the_counts_their_slos_and_a_table_where_they_differ(tmp
         {"gmail-mx": [got(0, "gmail-mx", "a@gmail.test"), got(0, "gmail-mx", "a@gmail.test"),
                       got(1, "gmail-mx", "c@gmail.test")]},
     )  # fmt: skip
-    result = summary.summarise(RunDir.load(run_dir))
+    result = runs.summarised(run_dir)
     assert result.recipients.model_dump() == {
         "addressed": 3, "accepted": 3, "delivered": 2, "lost": 1, "duplicated": 1,
         "stranded": 0, "unverified": 0, "refused_downstream": 0,
@@ -220,7 +220,7 @@ def test_single_recipient_messages_show_no_recipients_table(tmp_path):
     run_dir = write_run(
         tmp_path, [sent(0, 1), sent(1, 1)], {"gmail-mx": [got(0, "gmail-mx", "a@gmail.test")]}
     )
-    result = summary.summarise(RunDir.load(run_dir))
+    result = runs.summarised(run_dir)
     assert (result.recipients.accepted, result.recipients.lost) == (2, 1)
     assert view.recipients(result) is None
     assert "recipients" not in {t.anchor for t in view.build(result).sections}

@@ -10,7 +10,6 @@ import pytest
 
 from loadtest.analysis import compare, fail_on, slo, view
 from loadtest.analysis import summary as summary_mod
-from loadtest.analysis.loaded import RunDir
 from loadtest.analysis.summary_model import STREAM_SLO_METRICS, Summary, slo_metric
 from loadtest.campaign import MessageFactory, StreamSpec
 from loadtest.scenario import ScenarioError, parse_scenario
@@ -100,7 +99,7 @@ def build(run_dir: Path) -> tuple[Path, dict[str, dict[str, list]]]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Summary, dict[str, dict[str, list]]]:
     run_dir, truth = build(tmp_path_factory.mktemp("streams") / "run")
-    return summary_mod.summarise(RunDir.load(run_dir)), truth
+    return runs.summarised(run_dir), truth
 
 
 def percentile_ms(values: list[float], p: float) -> float:
@@ -210,7 +209,7 @@ def test_a_stream_name_an_slo_could_not_spell_is_refused():
 
 
 def test_a_run_with_one_stream_has_that_one(tmp_path):
-    summary = summary_mod.summarise(RunDir.load(runs.drill(tmp_path / "run")))
+    summary = runs.summarised(runs.drill(tmp_path / "run"))
     (name,) = summary.streams
     assert name == "promotional"
     one = summary.streams[name]
@@ -286,7 +285,7 @@ def test_a_journal_naming_no_stream_is_summarised(tmp_path):
         b.attempt(k, "primary", k * 0.5, k * 0.5, k * 0.5 + 0.01, stream=stream)
         b.receipt(k, "primary", k * 0.5 + 0.009)
     scenario = SCENARIO.replace("  - streams.transactional.accepted_ratio >= 0.8\n", "")
-    summary = summary_mod.summarise(RunDir.load(b.write(tmp_path / "run", scenario, 6)))
+    summary = runs.summarised(b.write(tmp_path / "run", scenario, 6))
     assert (summary.streams[""].accepted, summary.streams["promotional"].accepted) == (2, 4)
     checks = {c.rule: c for c in summary.slo.checks}
     assert checks["streams.promotional.lost == 0"].value == 0
