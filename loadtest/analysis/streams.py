@@ -192,7 +192,10 @@ def finish(
         if stream is None:  # a planned stream the journals never name
             stream = Stream(counts=Messages(**_NONE).model_dump())
         counts = reconcile.total([Messages(**stream.counts)], planned[name])
-        if stream.every and run_figures is not None:
+        # Every attempt of each share that held any of its attempts: the run's own figures
+        # only if no other stream has an attempt (a share holding only this stream's
+        # attempts says so too, where another share holds another stream's).
+        if stream.every and run_figures is not None and journal == [name]:
             latency = _whole(run_figures.latency)
             response, lateness = run_figures.response_time, run_figures.lateness
         else:

@@ -26,13 +26,13 @@ T = TypeVar("T")
 
 
 def earliest(a: float | None, b: float | None) -> float | None:
-    """The earlier of two instants (None: none seen)."""
-    return b if a is None else a if b is None else min(a, b)
+    """The earlier of two instants (None or NaN: none seen, as pandas' min skips NaN)."""
+    return b if a is None or a != a else a if b is None or b != b else min(a, b)
 
 
 def latest(a: float | None, b: float | None) -> float | None:
-    """The later of two instants (None: none seen)."""
-    return b if a is None else a if b is None else max(a, b)
+    """The later of two instants (None or NaN: none seen, as pandas' max skips NaN)."""
+    return b if a is None or a != a else a if b is None or b != b else max(a, b)
 
 
 def added(a: Any, b: Any) -> Any:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from loadtest.analysis import compare, fail_on, slo, view
+from loadtest.analysis import attempt_figures, compare, fail_on, slo, view
 from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.summary_model import STREAM_SLO_METRICS, Summary, slo_metric
 from loadtest.campaign import MessageFactory, StreamSpec
@@ -289,3 +290,42 @@ def test_a_journal_naming_no_stream_is_summarised(tmp_path):
     assert (summary.streams[""].accepted, summary.streams["promotional"].accepted) == (2, 4)
     checks = {c.rule: c for c in summary.slo.checks}
     assert checks["streams.promotional.lost == 0"].value == 0
+
+
+def test_streams_each_alone_in_their_shares_keep_their_own_latency() -> None:
+    """A run in partitions where one partition holds only stream a's attempts and another
+    only stream b's: each stream held every attempt of the shares it was in, yet its
+    latency is its own, not the run's."""
+    import numpy as np
+
+    from loadtest.analysis import metrics, streams
+    from loadtest.analysis.histograms import Slots
+    from loadtest.analysis.summary_model import Messages
+
+    def stream(seconds: float) -> streams.Stream:
+        times = metrics.Times(latency=Slots.of(np.array([seconds])))
+        counts = Messages(**dict.fromkeys(Messages.model_fields, 0)).model_dump()
+        return streams.Stream(counts=counts, times=times, every=True, seen=1)
+
+    counted = streams.Tally(streams={"a": stream(0.010), "b": stream(0.200)})
+    run_figures = attempt_figures.Part()
+    run_figures.add(
+        pd.DataFrame(
+            {"server": ["p"], "start": [0.0], "end": [5.0], "intended": [0.0],
+             "outcome": ["accepted"], "attempt": [1], "msg_id": ["m"]}
+        )
+    )  # fmt: skip
+    figures = run_figures.result(None, 0.0, partial=False)
+    made = streams.finish(counted, ["a", "b"], None, 2, [], lambda w, t: None, figures)  # type: ignore[arg-type, return-value]
+    assert made["a"].latency_ms.max == pytest.approx(10.0, rel=0.002)
+    assert made["b"].latency_ms.max == pytest.approx(200.0, rel=0.002)
+    alone = streams.finish(
+        streams.Tally(streams={"a": stream(0.010)}),
+        ["a"],
+        None,
+        1,
+        [],
+        lambda w, t: None,
+        figures,  # type: ignore[arg-type, return-value]
+    )
+    assert alone["a"].latency_ms.max == figures.latency.max  # the run's own figures
