@@ -170,7 +170,10 @@ def split(run_dir: Path, parts: int | None = None) -> Split | None:
     if parts == 1:
         return None
     for parsed in (PARSER_CATEGORIES, None):
-        directory = Path(tempfile.mkdtemp(prefix="maildrill-report-"))
+        try:
+            directory = Path(tempfile.mkdtemp(prefix="maildrill-report-"))
+        except OSError:
+            return None  # no scratch space to be had: read whole
         done: Split | None = None
         try:
             done = _split(run_dir, paths, parts, parsed, directory)
@@ -178,6 +181,10 @@ def split(run_dir: Path, parts: int | None = None) -> Split | None:
         except journals.NotText:
             continue  # a column of numbers-only text: read as text, as journals.load does
         except _Whole:
+            return None
+        except OSError:
+            # The scratch space ran out (a small or memory-backed temp directory): the run
+            # is read whole, as a run of one partition is (right, only not bounded).
             return None
         finally:
             if done is None:

@@ -93,3 +93,24 @@ def test_a_message_has_the_same_partition_whatever_holds_its_id():
     assert np.array_equal(parts, partitions.part_of(as_categories, 7))
     assert np.array_equal(parts, partitions.part_of(ids.astype(object), 7))
     assert ((parts >= 0) & (parts < 7)).all()
+
+
+def test_a_scratch_space_that_runs_out_leaves_the_run_read_whole(
+    drill,  # noqa: F811
+    monkeypatch,
+):
+    made: list[str] = []
+    real = partitions.tempfile.mkdtemp
+
+    def mkdtemp(**kwargs: str) -> str:
+        made.append(real(**kwargs))
+        return made[-1]
+
+    def full(self, block):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(partitions.tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(partitions.Spill, "add", full)
+    assert partitions.split(drill, 3) is None
+    assert made
+    assert not any(partitions.Path(d).exists() for d in made)
