@@ -11,6 +11,14 @@ import pytest
 from loadtest.analysis import in_child
 
 
+@pytest.fixture
+def forkable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork is allowed whatever threads an earlier test in this worker left running (a
+    sink's daemon thread): whether it should be is `may_fork`'s test, below."""
+    monkeypatch.setattr(in_child, "may_fork", lambda: True)
+
+
+@pytest.mark.usefixtures("forkable")
 def test_the_work_is_done_in_a_child_and_its_result_comes_back() -> None:
     parent = os.getpid()
     pid, values = in_child.call(lambda: (os.getpid(), list(range(5))))
@@ -18,6 +26,7 @@ def test_the_work_is_done_in_a_child_and_its_result_comes_back() -> None:
     assert values == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.usefixtures("forkable")
 def test_a_child_that_fails_leaves_the_work_to_this_process() -> None:
     parent = os.getpid()
 
@@ -29,6 +38,7 @@ def test_a_child_that_fails_leaves_the_work_to_this_process() -> None:
     assert in_child.call(work) == 7
 
 
+@pytest.mark.usefixtures("forkable")
 def test_an_error_of_the_work_itself_shows_here() -> None:
     def work() -> int:
         raise ValueError("a damaged partition")
