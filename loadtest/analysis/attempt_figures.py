@@ -4,7 +4,8 @@ sender's backlog (`backlog`).
 
 They need neither the receipts nor the per-message table, so `report_child` makes them in
 its child, beside the rest of the summary, and hands them back; `summary.summarise` makes
-them itself otherwise (`of`). A stream holding every attempt has the very same latency
+them itself otherwise (`of`), and of a run read a partition at a time, a share at a
+time (`Part`, added as `tally` adds). A stream holding every attempt has the very same latency
 figures (`streams.finish`). This run's rows (`run_attempts`, `not_sent`) and its
 planned messages (`planned`) are read here, for both.
 """

@@ -35,12 +35,6 @@ def credit_sinks(attempts: pd.DataFrame, servers: Sequence[ServerSpec]) -> pd.Da
     return attempts.assign(server=sink.fillna(attempts["server"].astype(object)))
 
 
-def reached_sinks_only(attempts: pd.DataFrame, credited: pd.DataFrame) -> set[str]:
-    """The servers every attempt of which was credited to a local sink."""
-    seen, kept = servers_kept(attempts, credited)
-    return seen - kept
-
-
 def servers_kept(attempts: pd.DataFrame, credited: pd.DataFrame) -> tuple[set[str], set[str]]:
     """The servers these attempts name, and those of them with an attempt not credited to a
     local sink: of a whole run (any shares of its messages put together), the first less

@@ -1,6 +1,6 @@
 """When each fault was on: the windows the failover, probe, relay and MTA analyses measure
 against. From the faults journal a sink keeps (`fault_windows`), or, for a server that is
-not a sink and keeps none, inferred from the attempts (`infer_windows`)."""
+not a sink and keeps none, inferred from the attempts (`trouble_onsets`, `inferred`)."""
 
 from __future__ import annotations
 
@@ -58,17 +58,10 @@ def fault_windows(faults: pd.DataFrame) -> list[FaultWindow]:
     return windows
 
 
-def infer_windows(attempts: pd.DataFrame, foreign: set[str]) -> list[FaultWindow]:
-    """For servers that are not maildrill sinks: onset = their first failed attempt.
-
-    Only server failures count (refused, timeout, dropped, 4xx before RCPT); the window is
-    open-ended, so failback is measured from the last of those failures.
-    """
-    return inferred(trouble_onsets(attempts, foreign))
-
-
 def inferred(onsets: dict[str, float]) -> list[FaultWindow]:
-    """The windows of `trouble_onsets` (of the whole run: the earliest of its shares')."""
+    """For servers that are not maildrill sinks, from `trouble_onsets` (of the whole run:
+    the earliest of its shares'): onset = their first server failure. The window is
+    open-ended, so failback is measured from the last of those failures."""
     return [FaultWindow(s, "inferred", "", onsets[s], None) for s in sorted(onsets)]
 
 

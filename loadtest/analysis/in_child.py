@@ -10,7 +10,7 @@ the system, so the report's peak is one partition's, whatever the run's length.
 
 The child forks only from a process with no other thread: a lock another thread held at
 the fork (a stream's, a library's) would stay held in the child forever. Without a fork
-(another system, one core, a thread running), or when the child fails, the work is done
+(a system without it, another thread running), or when the child fails, the work is done
 in this process, so any error shows as it would have without a child.
 """
 

@@ -70,7 +70,9 @@ class RunRecord:
 @dataclass(frozen=True)
 class Share:
     """A share of a run's messages: `journals` with every attempt and receipt of these
-    messages and no other (the small journals whole), partition `part` of `parts`."""
+    messages and no other, partition `part` of `parts`. The small journals are whole in
+    every share: the analyses that count their rows by message take this share's with
+    `mine`."""
 
     journals: Journals
     part: int

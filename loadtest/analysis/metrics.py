@@ -8,20 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from loadtest.analysis import histograms
 from loadtest.analysis.histograms import Slots
 from loadtest.analysis.summary_model import ExactPercentiles, Latency, Percentiles
 
 
-def percentiles_ms(seconds: pd.Series, frame: pd.DataFrame | None = None) -> Percentiles:
-    """HDR percentiles of durations in seconds. (`frame`, the rows they are of, is not
-    needed: one histogram per worker, added, holds the same counts as one of them all.)"""
-    return Percentiles(**histograms.percentiles_ms(seconds.to_numpy(dtype=float)))
-
-
 def percentiles(values: pd.Series) -> ExactPercentiles:
     """Exact p50, p95 and max of values already in milliseconds: for series that need no
-    merging across workers (percentiles_ms's HDR histograms)."""
+    merging across workers or shares (histograms.Slots)."""
     if values.empty:
         return ExactPercentiles(p50=None, p95=None, max=None)
     return ExactPercentiles(

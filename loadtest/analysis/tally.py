@@ -47,9 +47,9 @@ def added(a: Any, b: Any) -> Any:
             add: Callable[[Any, Any], Any] = f.metadata.get(ADD, added)
             values[f.name] = add(getattr(a, f.name), getattr(b, f.name))
         return dataclasses.replace(a, **values)
-    if isinstance(a, bool):
+    if isinstance(a, bool | np.bool_):
         raise TypeError("a bool has no sum: name how it adds (field metadata)")
-    if isinstance(a, int | float | Slots):
+    if isinstance(a, int | float | np.integer | np.floating | Slots):
         return a + b
     if isinstance(a, dict):
         out = dict(a)
