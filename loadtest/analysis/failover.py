@@ -78,7 +78,8 @@ def tally(
     touched = at_target[(at_target["end"] >= window.onset) & (at_target["start"] <= until + 1.0)]
     ids = touched["msg_id"].unique()
     affected = per_message[per_message.index.isin(ids)]  # hashes the few ids, not the index
-    delayed = affected[affected["accepted"]]
+    # (A numpy mask: an empty Series of objects would select columns, not rows.)
+    delayed = affected[affected["accepted"].to_numpy(dtype=bool)]
     # Only the two columns the baseline needs: the whole per-message table, copied, was
     # the largest allocation here (77 bytes a message; issue 18).
     # (A numpy mask: a Series one makes pandas hash the per-message index, and keep it.)

@@ -158,7 +158,13 @@ class Journals:
             return float(t0)
         if len(self.attempts):
             return float(self.attempts["intended"].min())
+        return self.first_sink_row()
+
+    def first_sink_row(self, *others: float) -> float:
+        """The time of the first row any sink or proxy journaled (or of `others`, the
+        firsts of rows held elsewhere: NaN for none); 0.0 without any."""
         firsts = [float(f["time"].min()) for f in self.sink_side() if len(f)]
+        firsts += [t for t in others if t == t]
         return min(firsts) if firsts else 0.0
 
     def sink_side(self) -> tuple[pd.DataFrame, ...]:

@@ -186,9 +186,18 @@ class RunDir:
         timeline's start); else the first intended send time, or the first journal row."""
         if not self.journals.run.get("t0") and self.harness.t0:
             return float(self.harness.t0)
-        if self.split is not None and not self.journals.run.get("t0"):
-            return self.split.first_intended  # the attempts' first intended send time
-        return self.journals.t0
+        return self.journals_t0
+
+    @property
+    def journals_t0(self) -> float:
+        """`Journals.t0` of the run held whole, also when it is read a partition at a time
+        (the split noted the attempts' first intended send time, and the receipts' first
+        row, for the journals it holds)."""
+        if self.split is None or self.journals.run.get("t0"):
+            return self.journals.t0
+        if self.split.first_intended == self.split.first_intended:
+            return self.split.first_intended
+        return self.journals.first_sink_row(self.split.first_received)
 
     @property
     def writer_may_have_died(self) -> bool:

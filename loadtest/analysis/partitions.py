@@ -52,8 +52,13 @@ def parts_for(size: int) -> int:
 
 def part_of(ids: pd.Series, parts: int) -> np.ndarray:
     """Each message id's partition: a hash of its text, the same in every journal and
-    every run (pandas' hash_array: SipHash with a fixed key)."""
-    hashed = pd.util.hash_array(np.asarray(ids.to_numpy(dtype=object)))
+    every run (pandas' hash_array: SipHash with a fixed key). A missing id is hashed as
+    "" wherever it is missing (a journal's block, a small journal's rows: `mine`)."""
+    values = np.asarray(ids.to_numpy(dtype=object))
+    missing = pd.isna(values)
+    if missing.any():
+        values = np.where(missing, "", values)
+    hashed = pd.util.hash_array(values)
     return np.asarray(hashed % np.uint64(parts), dtype=np.intp)
 
 
@@ -115,6 +120,7 @@ class Split:
     # and, of this run's, the latest end (NaN: none) and the streams in order of first use.
     first_intended: float = math.nan
     last_end: float = math.nan
+    first_received: float = math.nan  # the receipts' first time (NaN: none)
     streams: tuple[str, ...] = ()
 
     def frames(self, part: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -227,6 +233,8 @@ def _split(
                     block = _as_text(block, compact)
                     if kind == "attempts":
                         seen.add(block)
+                    else:
+                        seen.received(block)
                     spill.add(block)
             except (ValueError, pd.errors.ParserError):
                 raise _Whole from None
@@ -240,22 +248,32 @@ def _split(
         spills=spills,
         damage=damage,
         first_intended=seen.first_intended,
+        first_received=seen.first_received,
         last_end=seen.last_end,
         streams=tuple(seen.streams),
     )
 
 
 class _Seen:
-    """What the whole attempts journal says that no partition can: the earliest intended
-    send time of an SMTP attempt; of this run's, the latest end and the order in which
-    they first name each stream (a summary lists the streams no plan names in that
-    order)."""
+    """What the whole attempts and receipts journals say that no partition can: the
+    earliest intended send time of an SMTP attempt, the first receipt; of this run's
+    attempts, the latest end and the order in which they first name each stream (a
+    summary lists the streams no plan names in that order)."""
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self.first_intended = math.nan
         self.last_end = math.nan
+        self.first_received = math.nan
         self.streams: dict[str, None] = {}
+
+    def received(self, block: pd.DataFrame) -> None:
+        """A block of receipts: their first time (a run whose every attempt is a message
+        not sent starts at its first journaled row, as `Journals.t0` says)."""
+        if "time" in block and len(block):
+            low = float(block["time"].min())
+            if low == low and not self.first_received <= low:
+                self.first_received = low
 
     def add(self, block: pd.DataFrame) -> None:
         sent = (block["outcome"] != SUPPRESSED).to_numpy() if "outcome" in block else None

@@ -26,11 +26,10 @@ def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
     if attempts.empty:
         per = pd.DataFrame(
             columns=["attempts", "final_outcome", "accepted_by", "intended", "first_start",
-                     "final_end", "finished", "accepted"]
+                     "final_end", "finished", "accepted", "accepted_end", "recipients",
+                     "received", "received_rcpts", "rcpts_unknown", "queued"]
         )  # fmt: skip
         if receipts.empty:
-            per["received"] = 0
-            per["queued"] = 0
             return per
     n_attempts = len(attempts)
     codes, ids = msg_keys.factorize(
@@ -111,8 +110,9 @@ def messages(attempts: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
         per["recipients"] = expected
     else:
         for name in ("final_outcome", "accepted_by", "intended", "first_start", "final_end",
-                     "finished"):  # fmt: skip
+                     "accepted_end"):  # fmt: skip
             per[name] = np.nan
+        per["finished"] = pd.Series(np.nan, index=per.index, dtype=object)  # as by_message
         per["accepted"] = False
         per["recipients"] = np.nan
     if receipts.empty:

@@ -74,7 +74,7 @@ def run_series(run: RunDir) -> dict[str, pd.DataFrame]:
     """The series of a run, held whole or read a partition of its messages at a time."""
     if run.split is None:
         return series(run.journals)
-    t0 = float(run.journals.run.get("t0") or run.split.first_intended)  # as Journals.t0
+    t0 = run.journals_t0  # as `series` takes it from journals held whole
     counted = tally.total(run.each_share(lambda part: series_tally(run.share(part).journals, t0)))
     return series_of(counted, t0)
 

@@ -121,3 +121,34 @@ def test_a_run_that_ended_early_has_its_streams_planned_from_the_plan(
         return
     made, _ = split_summary(cut, parts)
     assert made == summary.as_json(whole)
+
+
+def test_a_run_of_messages_none_sent_starts_where_it_does_held_whole(tmp_path: Path) -> None:
+    """Without run.json's t0, a run whose every row is a message not sent (all its
+    recipients suppressed) starts at its first journaled row, the same held whole or a
+    partition at a time (the first receipt is only in the partitions)."""
+    import json
+
+    from loadtest.suppression import SUPPRESSED
+    from tests.runs import DRILL_HARNESS, DRILL_SCENARIO, T0, RunBuilder
+
+    build = RunBuilder("nosend")
+    for k in range(40):
+        build.attempt(
+            k, "", 0.1 * k, 0.1 * k, 0.1 * k, outcome=SUPPRESSED, code=None, phase="", enhanced=""
+        )
+    build.receipt(7, "primary", at=5.0)
+    build.receipt(3, "primary", at=2.5)
+    build.fault("primary", "down", "start", at=4.0)
+    path = build.write(tmp_path / "run", DRILL_SCENARIO, 40, DRILL_HARNESS)
+    record = json.loads((path / "run.json").read_text())
+    del record["t0"]
+    (path / "run.json").write_text(json.dumps(record))
+    whole = RunDir.load(path)
+    assert whole.t0 == T0 + 2.5  # the first receipt, before the fault's start
+    split = partitions.split(path, 3)
+    assert split is not None
+    with split:
+        run = RunDir.load(path, split=split)
+        assert run.t0 == whole.t0
+        assert summary.as_json(summary.summarise(run)) == summary.as_json(summary.summarise(whole))

@@ -5,6 +5,8 @@ journals that cannot be split are read whole (None), and nothing is left on disk
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -93,6 +95,15 @@ def test_a_message_has_the_same_partition_whatever_holds_its_id():
     assert np.array_equal(parts, partitions.part_of(as_categories, 7))
     assert np.array_equal(parts, partitions.part_of(ids.astype(object), 7))
     assert ((parts >= 0) & (parts < 7)).all()
+
+
+def test_a_missing_id_has_the_same_partition_in_a_journal_and_a_small_journal():
+    ids = pd.Series(["run-1", None, "run-2", math.nan], dtype=object)
+    missing = partitions.part_of(pd.Series([""]), 5)[0]
+    assert list(partitions.part_of(ids, 5)[[1, 3]]) == [missing, missing]
+    small = pd.DataFrame({"msg_id": [None, "run-1"], "sink": ["primary", "primary"]})
+    share = partitions.mine(small, int(missing), 5)
+    assert share["msg_id"].isna().sum() == 1
 
 
 def test_a_scratch_space_that_runs_out_leaves_the_run_read_whole(
