@@ -174,7 +174,7 @@ class RunDir:
             ),
             probes=probes,
             probe_damage=probe_damage,
-            has_sender_journal=_has_sender_journal(path, journals.run, harness),
+            has_sender_journal=has_sender_journal(path, journals.run, harness),
             journal_servers=_journal_servers(path),
             split=split,
         )
@@ -208,7 +208,7 @@ class RunDir:
         return bool(self.partial or self.harness.sink_deaths or self.harness.workers_lost)
 
 
-def _has_sender_journal(path: Path, run: dict[str, Any], harness: dict[str, Any]) -> bool:
+def has_sender_journal(path: Path, run: dict[str, Any], harness: dict[str, Any]) -> bool:
     """Whether maildrill's sender (Locust) wrote this run's attempts: there is an attempts
     journal, or run.json (Locust started the campaign), or a harness.json of `maildrill
     run` (a run stopped before its first attempt: zero messages, not another sender). A

@@ -7,10 +7,10 @@ Every figure made per message (what became of it, its recipients, its bounces, i
 needs all of one message's rows, and only them; figures made per attempt add up over
 any split of the attempts. So the rows are dealt into `parts` partitions by a hash of
 their message id, as they are read: every attempt and receipt of a message lands in the
-same partition, in journal order. Each partition is written to a scratch directory a
-block at a time (pickled frames: no text column is parsed twice), and read back whole,
-one at a time, as `journals.load` would have made it (`compacted`: categories, message
-keys over that partition's ids).
+same partition, in journal order. Each partition is written to a scratch directory (in
+the run directory: `_scratch`) a block at a time (pickled frames: no text column is
+parsed twice), and read back whole, one at a time, as `journals.load` would have made it
+(`compacted`: categories, message keys over that partition's ids).
 
 Only the clean, one-version journals are split: a file read carefully (damaged) is split
 too, but files of two versions, or a line the parser refuses after the checks let it by,
@@ -43,6 +43,7 @@ from loadtest.suppression import SUPPRESSED
 # 800 MB at their largest, in any stage (measured on benchmarks/analysis_scale.py's).
 PART_BYTES = 250_000_000
 KINDS = ("attempts", "receipts")
+SCRATCH_PREFIX = ".maildrill-partitions-"  # in the run directory, removed after
 
 
 def parts_for(size: int) -> int:
@@ -176,9 +177,8 @@ def split(run_dir: Path, parts: int | None = None) -> Split | None:
     if parts == 1:
         return None
     for parsed in (PARSER_CATEGORIES, None):
-        try:
-            directory = Path(tempfile.mkdtemp(prefix="maildrill-report-"))
-        except OSError:
+        directory = _scratch(run_dir)
+        if directory is None:
             return None  # no scratch space to be had: read whole
         done: Split | None = None
         try:
@@ -195,6 +195,20 @@ def split(run_dir: Path, parts: int | None = None) -> Split | None:
         finally:
             if done is None:
                 shutil.rmtree(directory, ignore_errors=True)
+    return None
+
+
+def _scratch(run_dir: Path) -> Path | None:
+    """A new directory for the partitions: in the run directory, on the disk that holds
+    its journals (the system's temp directory is often memory-backed, and partitions as
+    big as the journals kept there would take the very memory they save); in the
+    system's temp directory when the run directory takes no new entry; None without
+    either."""
+    for where in (run_dir, None):
+        try:
+            return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=where))
+        except OSError:
+            continue
     return None
 
 

@@ -45,8 +45,8 @@ from loadtest.analysis import (
 )
 from loadtest.analysis.histograms import Slots
 from loadtest.analysis.journals import Damage, Journals
-from loadtest.analysis.loaded import RunDir
-from loadtest.analysis.rundir import RunDirError
+from loadtest.analysis.loaded import RunDir, has_sender_journal
+from loadtest.analysis.rundir import HARNESS, RUN, RunDirError, read_json
 from loadtest.analysis.summary_model import (
     Failover,
     JournalProblems,
@@ -439,7 +439,10 @@ def write(run_dir: Path, reports: bool = True) -> Summary:
     """summary.json, then (unless `reports` is false) plots, series, report.html/.md. A
     run too big to hold whole is read a partition of its messages at a time
     (`partitions.split`: its attempts and receipts dealt into a scratch directory, removed
-    at the end)."""
+    at the end). What can refuse the run is checked first, from its small files: a big
+    run is not dealt into partitions only to be refused."""
+    _made_by_run(run_dir)
+    _outputs_are_not_links(run_dir)
     split = partitions.split(run_dir)
     if split is None:
         return _write(RunDir.load(run_dir), run_dir, reports)
@@ -448,8 +451,6 @@ def write(run_dir: Path, reports: bool = True) -> Summary:
 
 
 def _write(run: RunDir, run_dir: Path, reports: bool) -> Summary:
-    _made_by_run(run)
-    _outputs_are_not_links(run_dir)
     # The reports' series are made beside the summary, in a child (report_child).
     with report_child.Reports(run_dir, run, fork=None if reports else False) as pages:
         summary = summarise(run, pages.figures)
@@ -480,16 +481,19 @@ def _outputs_are_not_links(run_dir: Path) -> None:
                 )
 
 
-def _made_by_run(run: RunDir) -> None:
+def _made_by_run(run_dir: Path) -> None:
     """A run `maildrill run` finished is whole: run.json and scenario.yaml come before any
     load, harness.json last. With a finished harness.json there, a missing first one was
     removed, and without scenario.yaml there are no SLOs to judge: the report would pass
     on nothing. (A `maildrill sinks` run has no run.json: Locust never ran.)"""
-    if not run.finished:
+    harness = read_json(run_dir / "harness.json", HARNESS) or {}
+    if harness.get("partial") is not False:
         return  # a `maildrill sinks` journal directory, or a run stopped before its end
-    for name in ("run.json", "scenario.yaml") if run.has_sender_journal else ("scenario.yaml",):
-        if not (run.path / name).exists():
-            raise RunDirError(run.path / name, "missing, yet harness.json says a run was here")
+    run = read_json(run_dir / "run.json", RUN) or {}
+    sender = has_sender_journal(run_dir, run, harness)
+    for name in ("run.json", "scenario.yaml") if sender else ("scenario.yaml",):
+        if not (run_dir / name).exists():
+            raise RunDirError(run_dir / name, "missing, yet harness.json says a run was here")
 
 
 def _upstream(sink: SinkSpec) -> str | None:

@@ -88,6 +88,7 @@ def test_a_report_of_a_run_too_big_to_hold_whole_is_the_same(
     assert made
     assert made[0] is not None
     assert made[0].parts > 3
+    assert made[0].directory.parent == split  # beside the journals, not in memory-backed /tmp
     assert not made[0].directory.exists()
     files = sorted(p.relative_to(whole) for p in whole.rglob("*") if p.is_file())
     assert {str(f).split("/")[0] for f in files} >= set(outputs)
@@ -152,3 +153,24 @@ def test_a_run_of_messages_none_sent_starts_where_it_does_held_whole(tmp_path: P
         run = RunDir.load(path, split=split)
         assert run.t0 == whole.t0
         assert summary.as_json(summary.summarise(run)) == summary.as_json(summary.summarise(whole))
+
+
+@pytest.mark.parametrize("missing", ["scenario.yaml", "run.json"])
+def test_a_big_run_that_will_be_refused_is_refused_before_it_is_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    """A finished run without the files it began with is refused from its small files:
+    no journal is dealt into partitions first."""
+    from loadtest.analysis.rundir import RunDirError
+    from tests import runs
+
+    path = runs.drill(tmp_path / "run")
+    (path / missing).unlink()
+
+    def no_split(path: Path, parts: int | None = None) -> partitions.Split | None:
+        raise AssertionError("split before the checks")
+
+    monkeypatch.setattr(partitions, "split", no_split)
+    with pytest.raises(RunDirError, match=r"yet harness\.json says a run was here") as refused:
+        summary.write(path)
+    assert refused.value.path == path / missing

@@ -125,3 +125,34 @@ def test_a_scratch_space_that_runs_out_leaves_the_run_read_whole(
     assert partitions.split(drill, 3) is None
     assert made
     assert not any(partitions.Path(d).exists() for d in made)
+
+
+@pytest.mark.parametrize("temp_too", [False, True])
+def test_a_run_directory_that_takes_no_new_entry_has_its_scratch_in_temp(
+    drill,  # noqa: F811
+    monkeypatch,
+    temp_too,
+):
+    """Partitions go beside the journals; where the run directory refuses a new entry
+    they go to the system's temp directory, and without that either the run is read
+    whole."""
+    made: list[str] = []
+    real = partitions.tempfile.mkdtemp
+
+    def mkdtemp(prefix: str = "", dir=None) -> str:
+        if dir is not None or temp_too:
+            raise PermissionError(13, "Permission denied")
+        made.append(real(prefix=prefix))
+        return made[-1]
+
+    monkeypatch.setattr(partitions.tempfile, "mkdtemp", mkdtemp)
+    split = partitions.split(drill, 3)
+    if temp_too:
+        assert split is None
+        return
+    assert split is not None
+    with split:
+        assert str(split.directory) == made[0]
+        assert split.directory.name.startswith(partitions.SCRATCH_PREFIX)
+        assert sum(split.spills["attempts"].rows) == len(journals.load(drill).attempts)
+    assert not split.directory.exists()
