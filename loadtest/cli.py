@@ -664,12 +664,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         return fail(f"{args.run_dir}: not a run directory")
     if args.junit is not None and (problem := junit.unwritable(args.junit)):
         return fail(problem)
+    from loadtest.analysis.in_child import ChildKilled
+
     try:
         result = summary_mod.write(args.run_dir)
     except (ScenarioError, RunDirError) as exc:  # a damaged file, named in the message
         return fail(str(exc))
     except OSError as exc:
         return fail(f"cannot write the reports in {args.run_dir}: {exc.strerror}")
+    except ChildKilled as exc:
+        return fail(f"no report of {args.run_dir}: {exc}")
     if args.json:
         print(summary_mod.as_json(result), end="")
     else:

@@ -375,3 +375,21 @@ def test_as_a_real_process_no_traceback(tmp_path, argv):
     assert done.returncode == 2, done
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_report_whose_analysis_child_was_killed_says_so_in_one_line(
+    tmp_path, capsys, monkeypatch
+):
+    """The out-of-memory killer ends a partition's child: the report is not written, and
+    the user reads why, in one line."""
+    from loadtest.analysis import in_child, summary
+
+    run_dir = runs.drill(tmp_path / "run")
+
+    def killed(path, reports=True):
+        raise in_child.ChildKilled(9)
+
+    monkeypatch.setattr(summary, "write", killed)
+    line = _one_line_exit_2(capsys, cli.main(["report", str(run_dir)]))
+    assert "killed by signal 9 (out of memory?)" in line, line
+    assert str(run_dir) in line

@@ -4,7 +4,9 @@ that fails leaves the work to this process, so its error shows here."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
 
 import pytest
 
@@ -58,3 +60,51 @@ def test_no_child_while_another_thread_runs() -> None:
     finally:
         release.set()
         other.join()
+
+
+@pytest.mark.usefixtures("forkable")
+def test_a_child_killed_by_a_signal_is_named_not_redone_here() -> None:
+    """The out-of-memory killer's SIGKILL: this process, holding more, would only be
+    killed in turn, without a word."""
+    parent = os.getpid()
+    done_here: list[int] = []
+
+    def work() -> int:
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        done_here.append(1)
+        return 7
+
+    with pytest.raises(in_child.ChildKilled, match=r"signal 9 \(out of memory") as killed:
+        in_child.call(work)
+    assert killed.value.signal_number == signal.SIGKILL
+    assert done_here == []
+
+
+@pytest.mark.usefixtures("forkable")
+def test_an_interrupted_wait_ends_and_reaps_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the child works: the child is killed and reaped, not left a zombie."""
+    children: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:  # the parent: interrupted while it waits (a timer is not inherited)
+            children.append(pid)
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+        return pid
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    monkeypatch.setattr(in_child.os, "fork", fork)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            in_child.call(lambda: time.sleep(60))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert len(children) == 1
+    with pytest.raises(ChildProcessError):  # reaped already
+        os.waitpid(children[0], os.WNOHANG)
