@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.summary_model import (
@@ -87,7 +88,11 @@ def summarise(
 class Tally:
     """A share of the messages' receipts with verdicts, each with the server its message
     was handed to (`server`), and that server for the messages of the refusals journal
-    among the share's (added over shares: the rows put end to end)."""
+    among the share's (added over shares: the rows put end to end).
+
+    A delivered row keeps only what `finish` counts: its time and, as categories, its
+    sink, server, peer, HELO and verdicts (a byte each, where text took a string object:
+    ten million verified receipts would otherwise hold gigabytes to the end)."""
 
     delivered: list[pd.DataFrame] = field(default_factory=list)
     handed: dict[str, str] = field(default_factory=dict)
@@ -108,11 +113,34 @@ def tally(
     refused_ids = set(refusals["msg_id"].dropna().astype(str)) if "msg_id" in refusals else set()
     if delivered.empty and not refused_ids:  # the usual run: nothing verified, no path
         delivered["server"] = pd.Series(dtype=object)
-        return Tally([delivered], {})
+        return Tally([_compact(delivered)], {})
     handed = _handed_to(attempts, per)
     delivered["server"] = _text(delivered["msg_id"].map(handed))
     mine = handed[handed.index.isin(list(refused_ids))] if refused_ids else handed.iloc[:0]
-    return Tally([delivered], {str(k): str(v) for k, v in mine.items()})
+    return Tally([_compact(delivered)], {str(k): str(v) for k, v in mine.items()})
+
+
+KEPT = ("sink", "server", "peer", "helo", *CHECKS)  # a delivered row's text, as categories
+
+
+def _compact(delivered: pd.DataFrame) -> pd.DataFrame:
+    """What `finish` needs of delivered rows: their time, and their text as categories."""
+    return pd.DataFrame(
+        {"time": delivered["time"], **{c: delivered[c].astype("category") for c in KEPT}}
+    )
+
+
+def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The shares' delivered rows end to end, text still as categories (of every share's
+    values: `union_categoricals`), in the order of the shares."""
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "time": pd.concat([f["time"] for f in frames], ignore_index=True),
+            **{c: union_categoricals([f[c] for f in frames]) for c in KEPT},
+        }
+    )
 
 
 def finish(
@@ -124,9 +152,9 @@ def finish(
     campaign_only: bool = False,
 ) -> Auth | None:
     """The `auth` part from every share's `tally` added (see `summarise`)."""
-    delivered = pd.concat(counted.delivered, ignore_index=True)
+    delivered = _joined(counted.delivered)
     sinks = dict(verifying)
-    for sink in sorted(set(delivered["sink"]) - set(sinks)):
+    for sink in sorted(set(delivered["sink"].unique()) - set(sinks)):
         sinks[sink] = ""  # verdicts journaled, no scenario to say how it enforces
     if not sinks:
         return None
@@ -148,7 +176,7 @@ def finish(
                 delivered[delivered["server"] == server], refused[refused["server"] == server]
             )
         )
-        for server in sorted(set(delivered["server"]) | set(refused["server"]))
+        for server in sorted(set(delivered["server"].unique()) | set(refused["server"]))
     }
     auth.faults = [
         AuthFault(
@@ -244,7 +272,6 @@ def _counts(delivered: pd.DataFrame, refused: pd.DataFrame) -> dict[str, Any]:
     refusals' too), the rest of the deliveries only."""
     n, m = len(delivered), len(refused)
     judged = refused[refused["spf"] != ""]  # the four are journaled together
-    verdicts = pd.concat([delivered[list(CHECKS)], judged[list(CHECKS)]], ignore_index=True)
     passing = {check: delivered[check] == PASS for check in CHECKS}
     clean = int((passing["dmarc"] & passing["ptr"]).sum())
     counts: dict[str, Any] = {
@@ -256,12 +283,13 @@ def _counts(delivered: pd.DataFrame, refused: pd.DataFrame) -> dict[str, Any]:
         "refused": m,
         "refused_by": _tally(refused["reply"]),
         "clean_share": _share(clean, n + m),
-        "with_verdicts": len(verdicts),
+        "with_verdicts": n + len(judged),
         "refused_verdicts": _refused_verdicts(judged),
     }
     for check in CHECKS:
-        counts[check] = _tally(verdicts[check])
-        counts[f"{check}_pass_share"] = _share(int((verdicts[check] == PASS).sum()), len(verdicts))
+        counts[check] = _tally(delivered[check], judged[check])
+        passed = int(passing[check].sum()) + int((judged[check] == PASS).sum())
+        counts[f"{check}_pass_share"] = _share(passed, n + len(judged))
     return counts
 
 
@@ -276,10 +304,15 @@ def _refused_verdicts(judged: pd.DataFrame) -> dict[str, dict[str, dict[str, int
     return out
 
 
-def _tally(values: pd.Series) -> dict[str, int]:
-    """Counts by value, the most frequent first (ties by name)."""
-    counts = values.value_counts()
-    return {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
+def _tally(*values: pd.Series) -> dict[str, int]:
+    """Counts by value of all of `values`, the most frequent first (ties by name); a
+    category no row holds is no value."""
+    counts: dict[str, int] = {}
+    for series in values:
+        for key, count in series.value_counts().items():
+            if count:
+                counts[str(key)] = counts.get(str(key), 0) + int(count)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -315,7 +348,8 @@ def _paths(
     delivered: pd.DataFrame, refused: pd.DataFrame, windows: Sequence[FaultWindow]
 ) -> dict[str, AuthPath]:
     keys = ["server", "sink", "peer"]
-    seen = pd.concat([delivered[keys], refused[keys]], ignore_index=True).drop_duplicates()
+    ways = delivered[keys].drop_duplicates().astype(object)  # by the categories' codes
+    seen = pd.concat([ways, refused[keys]], ignore_index=True).drop_duplicates()
     paths: dict[str, AuthPath] = {}
     for server, sink, peer in sorted(seen.itertuples(index=False, name=None)):
         mine_d = delivered[
@@ -329,7 +363,7 @@ def _paths(
             server=server,
             sink=sink,
             peer=peer,
-            helo=sorted((set(mine_d["helo"]) | set(mine_r["helo"])) - {""}),
+            helo=sorted((set(mine_d["helo"].unique()) | set(mine_r["helo"])) - {""}),
             faults=[AuthPhases(**_phases(mine_d, mine_r, w)) for w in windows],
             **_counts(mine_d, mine_r),
         )

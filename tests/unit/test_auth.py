@@ -13,7 +13,7 @@ import itertools
 import pandas as pd
 import pytest
 
-from loadtest.analysis import auth, compare, render_md, slo, view
+from loadtest.analysis import auth, compare, render_md, slo, tally, view
 from loadtest.analysis import summary as summary_mod
 from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.loaded import RunDir
@@ -433,7 +433,7 @@ def test_a_run_directory_names_the_server_from_the_senders_journal(tmp_path):
         for row in rows
     ]  # fmt: skip
     runs.write_csv(path, ReceiptRecord, records)
-    summary = summary_mod.summarise(RunDir.load(run_dir))
+    summary = runs.summarised(run_dir)  # the same read a partition at a time
     result = summary.auth
     assert result is not None
     assert list(result.paths) == ["primary>primary@127.0.0.1"]
@@ -448,3 +448,25 @@ def test_a_run_directory_names_the_server_from_the_senders_journal(tmp_path):
     assert fault.during.delivered == sum(onset <= t < cleared for t in times) == 0  # down
     assert fault.after.delivered == sum(t >= cleared for t in times)
     assert "35" in {r["msg_id"].rpartition("-")[2] for r in rows}  # the dropped one counts
+
+
+@pytest.mark.parametrize("shares", [2, 3, 5])
+def test_shares_of_the_messages_added_give_the_whole(summary, shares):
+    """Each share of the messages tallied on its own (as a run read a partition at a
+    time is), the tallies added: the very `auth` part of the messages counted together.
+    The shares' categories differ (a sink, a peer, a verdict only one share holds)."""
+    a, per = attempts()
+    every, refused = receipts(), refusals()
+    ids = sorted(set(every["msg_id"]) | set(a["msg_id"]))
+    share_of = {m: i % shares for i, m in enumerate(ids)}
+    counted = tally.total(
+        auth.tally(
+            every[every["msg_id"].map(share_of) == s],
+            refused,
+            a[a["msg_id"].map(share_of) == s],
+            per[per.index.map(share_of) == s],
+        )
+        for s in range(shares)
+    )
+    added = auth.finish(counted, refused, VERIFYING, [WINDOW], T0)
+    assert added == summary
