@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from pandas.api.types import union_categoricals
 
+from loadtest.analysis import tally as tally_mod
 from loadtest.analysis.fault_windows import FaultWindow
 from loadtest.analysis.summary_model import (
     AUTH_UNKNOWN_SERVER,
@@ -130,17 +130,6 @@ def _compact(delivered: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """The shares' delivered rows end to end, text still as categories (of every share's
-    values: `union_categoricals`), in the order of the shares."""
-    if len(frames) == 1:
-        return frames[0].reset_index(drop=True)
-    return pd.DataFrame(
-        {
-            "time": pd.concat([f["time"] for f in frames], ignore_index=True),
-            **{c: union_categoricals([f[c] for f in frames]) for c in KEPT},
-        }
-    )
 
 
 def finish(
@@ -152,7 +141,7 @@ def finish(
     campaign_only: bool = False,
 ) -> Auth | None:
     """The `auth` part from every share's `tally` added (see `summarise`)."""
-    delivered = _joined(counted.delivered)
+    delivered = tally_mod.joined(counted.delivered)  # the text still as categories
     sinks = dict(verifying)
     for sink in sorted(set(delivered["sink"].unique()) - set(sinks)):
         sinks[sink] = ""  # verdicts journaled, no scenario to say how it enforces

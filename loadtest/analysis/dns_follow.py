@@ -64,14 +64,22 @@ def rows(faults: pd.DataFrame, attempts: pd.DataFrame) -> pd.DataFrame:
     """The attempts `summarise` reads (those at a name a records fault changed, and those
     a failed lookup deferred), with the columns it reads: what a
     share of the messages keeps for it, put together with the others' (the same figures
-    as all the attempts give: every figure is a count, an extreme or a set)."""
+    as all the attempts give: every figure is a count, an extreme or a set).
+
+    In a run whose records fault moved the MX, that is about every attempt: each row is
+    kept small. Its text stays categories (added by `tally.joined`), and only a deferred
+    row keeps its message id (counted per message; the others' are never read)."""
     dns_faults = faults[faults["sink"] == DNS_TARGET] if len(faults) else faults
     names = frozenset().union(*(e.names for e in _edges(dns_faults)))
     at_names = _at_names(attempts, names).index
     deferred = _dns_deferred(attempts).index
     keep = attempts.index.isin(at_names.union(deferred))
     columns = ["dns_name", "addr", "start", "worker", "outcome", "phase", "msg_id"]
-    return attempts.loc[keep, [c for c in columns if c in attempts]]
+    kept = attempts.loc[keep, [c for c in columns if c in attempts]]
+    if "msg_id" in kept:
+        ids = kept["msg_id"].astype(object).where(kept.index.isin(deferred), None)
+        kept = kept.assign(msg_id=ids.astype("category"))
+    return kept
 
 
 def _edges(faults: pd.DataFrame) -> list[Edge]:

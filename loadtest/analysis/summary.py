@@ -214,7 +214,7 @@ def summarise(run: RunDir, figures_of: FiguresOf = attempt_figures.of) -> Summar
             campaign_only=True,
         )
         dns = (
-            dns_follow.summarise(journals.faults, pd.concat(counted.dns), t0)
+            dns_follow.summarise(journals.faults, tally.joined(counted.dns), t0)
             if dns_served
             else None
         )

@@ -9,7 +9,7 @@ import json
 
 import pandas as pd
 
-from loadtest.analysis import dns_follow
+from loadtest.analysis import dns_follow, tally
 from loadtest.analysis.summary_model import SLO_METRICS, Dns, Summary
 from tests.runs import T0
 
@@ -117,3 +117,21 @@ def test_the_slo_metrics_read_the_dns_part():
     assert SLO_METRICS["dns_stale_attempts"].value(summary) == 5
     assert SLO_METRICS["dns_deferred"].value(summary) == 3
     assert SLO_METRICS["dns_follow_s"].value(Summary.model_construct(dns=None)) is None
+
+
+def test_shares_of_the_attempts_kept_and_joined_give_the_run_figures():
+    """A run read a partition at a time keeps each share's `rows` (text as categories,
+    each share's own, as the journals are read) and joins them: the same `dns` part. A
+    row that was not deferred keeps no message id."""
+    compact = SENT.astype({c: "category" for c in ("worker", "addr", "dns_name", "msg_id",
+                                                    "outcome", "phase")})  # fmt: skip
+    shares = [
+        share.assign(**{c: share[c].cat.remove_unused_categories() for c in share if c != "start"})
+        for share in (compact.iloc[s::3] for s in range(3))
+    ]
+    assert set(shares[0]["msg_id"].cat.categories) != set(shares[1]["msg_id"].cat.categories)
+    kept = [dns_follow.rows(SWITCH, share) for share in shares]
+    joined = tally.joined(kept)
+    assert dns_follow.summarise(SWITCH, joined, T0) == dns_follow.summarise(SWITCH, SENT, T0)
+    assert isinstance(joined["addr"].dtype, pd.CategoricalDtype)
+    assert set(joined["msg_id"].dropna()) == {"d1", "d2", "d3"}
