@@ -130,8 +130,6 @@ def _compact(delivered: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-
-
 def finish(
     counted: Tally,
     refusals: pd.DataFrame,
