@@ -21,6 +21,7 @@ only not bounded).
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import shutil
 import tempfile
@@ -203,13 +204,31 @@ def _scratch(run_dir: Path) -> Path | None:
     its journals (the system's temp directory is often memory-backed, and partitions as
     big as the journals kept there would take the very memory they save); in the
     system's temp directory when the run directory takes no new entry; None without
-    either."""
+    either. Its name holds this process's id: one a killed report left behind (SIGKILL,
+    a power cut) is removed by the next report of the run (`_sweep`)."""
+    prefix = f"{SCRATCH_PREFIX}{os.getpid()}-"
     for where in (run_dir, None):
         try:
-            return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=where))
+            made = Path(tempfile.mkdtemp(prefix=prefix, dir=where))
         except OSError:
             continue
+        _sweep(made.parent)
+        return made
     return None
+
+
+def _sweep(directory: Path) -> None:
+    """Remove the scratch directories in `directory` whose report process is gone."""
+    for path in directory.glob(f"{SCRATCH_PREFIX}*"):
+        pid = path.name.removeprefix(SCRATCH_PREFIX).partition("-")[0]
+        if not pid.isdigit() or path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)  # its process died without removing it
+        except (PermissionError, OverflowError):
+            continue  # alive (another user's), or no process at all: left alone
 
 
 def _size(path: Path) -> int:

@@ -6,6 +6,7 @@ journals that cannot be split are read whole (None), and nothing is left on disk
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -156,3 +157,32 @@ def test_a_run_directory_that_takes_no_new_entry_has_its_scratch_in_temp(
         assert split.directory.name.startswith(partitions.SCRATCH_PREFIX)
         assert sum(split.spills["attempts"].rows) == len(journals.load(drill).attempts)
     assert not split.directory.exists()
+
+
+def test_a_scratch_left_by_a_killed_report_is_removed_by_the_next(drill):  # noqa: F811
+    """Named by the report's process id: a dead process's is removed, a live one's and
+    anything else are left alone."""
+    dead = ended_pid()
+    left = drill / f"{partitions.SCRATCH_PREFIX}{dead}-abc"
+    (left / "inner").mkdir(parents=True)
+    alive = drill / f"{partitions.SCRATCH_PREFIX}{os.getppid()}-def"
+    alive.mkdir()
+    other = drill / ".maildrill-partitions-notes"
+    other.mkdir()
+    split = partitions.split(drill, 3)
+    assert split is not None
+    with split:
+        assert split.directory.parent == drill
+    assert not left.exists()
+    assert alive.exists()
+    assert other.exists()
+    assert not split.directory.exists()
+
+
+def ended_pid() -> int:
+    """The id of a process that has ended: a forked child, exited and reaped."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
