@@ -23,7 +23,7 @@ from loadtest.analysis.histograms import Slots
 from loadtest.analysis.metrics import percentiles
 from loadtest.analysis.probes import monitor_detection_s, monitor_recovery_s
 from loadtest.analysis.summary_model import Failover, FaultPhase, Percentiles
-from loadtest.analysis.tally import ADD, earliest
+from loadtest.analysis.tally import ADD, earliest, summed
 
 PRE_FAULT_WINDOW_S = 10.0
 RECOVERY_SHARE = 0.9
@@ -47,15 +47,19 @@ class Phase:
 class Tally:
     """What one share of the messages says of one fault (`tally`), added over shares
     (`loadtest.analysis.tally`): first instants, counts, HDR slots, and the instants and
-    delays the exact figures need (the accepted attempts' ends from PRE_FAULT_WINDOW_S
-    before the onset, by server; per message, the delay of those accepted before it and
-    of those it delayed)."""
+    delays the exact figures need: the accepted attempts' ends while the fault was on, by
+    server (the longest gaps); how many ended in the PRE_FAULT_WINDOW_S before the onset,
+    and in each second from the onset on (the recovery: counts, so an hour's soak after a
+    fault cleared keeps 3,600 numbers, not every end); per message, the delay of those
+    accepted before the fault and of those it delayed."""
 
     detection_end: float | None = field(default=None, metadata={ADD: earliest})
     failover_end: float | None = field(default=None, metadata={ADD: earliest})
     failback_end: float | None = field(default=None, metadata={ADD: earliest})
     first_accepted_end: float | None = field(default=None, metadata={ADD: earliest})
-    ends: dict[str, list[np.ndarray]] = field(default_factory=dict)  # by server
+    ends: dict[str, list[np.ndarray]] = field(default_factory=dict)  # on: by server
+    pre_fault: int = 0  # accepted ends in the PRE_FAULT_WINDOW_S before the onset
+    per_second: np.ndarray | None = field(default=None, metadata={ADD: summed})  # from onset
     servers: set[str] = field(default_factory=set)
     baseline: list[np.ndarray] = field(default_factory=list)  # accepted_end - intended
     delayed: list[np.ndarray] = field(default_factory=list)  # the same, of those delayed
@@ -85,7 +89,8 @@ def tally(
     # (A numpy mask: a Series one makes pandas hash the per-message index, and keep it.)
     before = (per_message["accepted"] & (per_message["accepted_end"] < window.onset)).to_numpy()
     baseline = per_message.loc[before, ["accepted_end", "intended"]]
-    recent = accepted[accepted["end"] >= window.onset - PRE_FAULT_WINDOW_S]
+    ended = accepted["end"].to_numpy(dtype="float64")
+    on = accepted[((ended >= window.onset) & (ended <= until))]
     return Tally(
         detection_end=_first_end(at_target, window.onset),
         failover_end=_first_end(accepted[accepted["server"] != window.target], window.onset),
@@ -98,8 +103,10 @@ def tally(
         first_accepted_end=float(accepted["end"].min()) if len(accepted) else None,
         ends={
             str(server): [frame["end"].to_numpy(dtype="float64")]
-            for server, frame in recent.groupby("server", observed=True)
+            for server, frame in on.groupby("server", observed=True)
         },
+        pre_fault=pre_fault_count(ended, window.onset),
+        per_second=per_second(ended, window.onset, end),
         servers={str(s) for s in attempts["server"].unique()},
         baseline=[(baseline["accepted_end"] - baseline["intended"]).to_numpy(dtype="float64")],
         delayed=[(delayed["accepted_end"] - delayed["intended"]).to_numpy(dtype="float64")],
@@ -144,7 +151,13 @@ def finish(
         detection_s=since(counted.detection_end, window.onset),
         failover_s=since(counted.failover_end, window.onset),
         failback_s=since(counted.failback_end, window.cleared),
-        recovery_s=recovery(ends, counted.first_accepted_end, window.onset, end),
+        recovery_s=recovered(
+            counted.pre_fault,
+            counted.per_second if counted.per_second is not None else np.empty(0, np.int64),
+            counted.first_accepted_end,
+            window.onset,
+            end,
+        ),
         longest_gap_s=longest_gap(ends, window.onset, until),
         messages_delayed=len(delayed),
         messages_failed=counted.failed,
@@ -200,18 +213,36 @@ def recovery(ends: np.ndarray, first: float | None, onset: float, end: float) ->
     """Onset to the end of the first 1 s bin whose count of accepted `ends` is back at
     RECOVERY_SHARE of the rate in the PRE_FAULT_WINDOW_S before the onset. `ends` holds
     those from PRE_FAULT_WINDOW_S before the onset on at least; `first` is the earliest."""
-    before = ends[(ends >= onset - PRE_FAULT_WINDOW_S) & (ends < onset)]
-    span = min(PRE_FAULT_WINDOW_S, onset - first) if first is not None else 0.0
-    if len(before) == 0 or span <= 0:
-        return None
-    pre_rate = len(before) / span
+    return recovered(pre_fault_count(ends, onset), per_second(ends, onset, end), first, onset, end)
+
+
+def pre_fault_count(ends: np.ndarray, onset: float) -> int:
+    """How many `ends` fall in the PRE_FAULT_WINDOW_S before the onset."""
+    return int(np.count_nonzero((ends >= onset - PRE_FAULT_WINDOW_S) & (ends < onset)))
+
+
+def per_second(ends: np.ndarray, onset: float, end: float) -> np.ndarray:
+    """How many `ends` fall in each 1 s bin from the onset to the run's end (counts: the
+    shares' add up to the run's)."""
     seconds = np.arange(onset, end, 1.0)
-    # Accepted per 1 s bin from the onset, all bins at once (binary search in sorted ends).
-    ordered = np.sort(ends)
-    in_bin = np.searchsorted(ordered, seconds + 1.0, "left") - np.searchsorted(
-        ordered, seconds, "left"
+    ordered = np.sort(ends[ends >= onset])  # binary search in sorted ends: all bins at once
+    return np.asarray(
+        np.searchsorted(ordered, seconds + 1.0, "left") - np.searchsorted(ordered, seconds, "left"),
+        dtype=np.int64,
     )
-    recovered = np.flatnonzero(in_bin >= RECOVERY_SHARE * pre_rate)
-    if len(recovered) == 0:
+
+
+def recovered(
+    pre_count: int, in_bin: np.ndarray, first: float | None, onset: float, end: float
+) -> float | None:
+    """`recovery` from its counts: `pre_count` ends before the onset, `in_bin` per second
+    from it (`per_second`); `first`, the earliest accepted end."""
+    span = min(PRE_FAULT_WINDOW_S, onset - first) if first is not None else 0.0
+    if pre_count == 0 or span <= 0:
         return None
-    return round(float(seconds[recovered[0]] + 1.0 - onset), 6)
+    pre_rate = pre_count / span
+    seconds = np.arange(onset, end, 1.0)
+    back = np.flatnonzero(in_bin >= RECOVERY_SHARE * pre_rate)
+    if len(back) == 0:
+        return None
+    return round(float(seconds[back[0]] + 1.0 - onset), 6)

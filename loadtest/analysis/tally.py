@@ -37,6 +37,11 @@ def latest(a: float | None, b: float | None) -> float | None:
     return b if a is None or a != a else a if b is None or b != b else max(a, b)
 
 
+def summed(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """Two shares' counts over the same bins, bin by bin (None: nothing counted)."""
+    return b if a is None else a if b is None else a + b
+
+
 def added(a: Any, b: Any) -> Any:
     """Two shares' counts of the same thing, added (see the module's docstring)."""
     if a is None:

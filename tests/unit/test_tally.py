@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from loadtest.analysis.histograms import Slots
-from loadtest.analysis.tally import ADD, added, earliest, latest, total
+from loadtest.analysis.tally import ADD, added, earliest, latest, summed, total
 
 
 @dataclass
@@ -74,3 +74,12 @@ def test_what_has_no_sum_is_refused() -> None:
         added(True, False)
     with pytest.raises(TypeError, match="str"):
         added("primary", "secondary")
+
+
+def test_counts_over_the_same_bins_add_bin_by_bin() -> None:
+    @dataclass
+    class Binned:
+        per_second: np.ndarray | None = field(default=None, metadata={ADD: summed})
+
+    whole = total([Binned(np.array([1, 0, 2])), Binned(None), Binned(np.array([0, 3, 1]))])
+    assert list(whole.per_second) == [1, 3, 3]
