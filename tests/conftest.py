@@ -35,6 +35,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: -slow[item.path])
 
 
+async def _settle() -> None:
+    """What `asyncio.run` does before it closes its loop: cancel the tasks left (a control
+    request still reading its body), then give closing transports the loop turns that
+    finish their close. A transport dropped mid-close is collected later, in whatever
+    test runs then, as an "unclosed transport" ResourceWarning that fails that test."""
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*left, return_exceptions=True)
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
 class RunningSinks:
     """A SinkSet served on its own loop thread; helpers to reach it from blocking tests."""
 
@@ -72,6 +85,7 @@ class RunningSinks:
         if self.loop.is_closed():  # a test stopped these sinks itself
             return
         self.call(self.set.stop())
+        self.call(_settle())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
