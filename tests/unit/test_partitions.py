@@ -63,13 +63,9 @@ def test_every_row_lands_in_its_messages_partition_as_load_reads_it(
     assert not split.directory.exists()
 
 
-@pytest.mark.parametrize("case", ["refused", "two_versions"])
-def test_journals_that_cannot_be_split_are_read_whole_and_leave_nothing(
-    drill,  # noqa: F811
-    tmp_path,
-    monkeypatch,
-    case,
-):
+@pytest.fixture
+def scratches(monkeypatch) -> list[str]:
+    """Every scratch directory `split` makes, by path."""
     made: list[str] = []
     real = partitions.tempfile.mkdtemp
 
@@ -78,6 +74,17 @@ def test_journals_that_cannot_be_split_are_read_whole_and_leave_nothing(
         return made[-1]
 
     monkeypatch.setattr(partitions.tempfile, "mkdtemp", mkdtemp)
+    return made
+
+
+@pytest.mark.parametrize("case", ["refused", "two_versions"])
+def test_journals_that_cannot_be_split_are_read_whole_and_leave_nothing(
+    drill,  # noqa: F811
+    tmp_path,
+    scratches,
+    case,
+):
+    made = scratches
     assert partitions.split(MAKE[case](drill, tmp_path), 3) is None
     assert made
     assert not any(partitions.Path(d).exists() for d in made)
@@ -110,18 +117,13 @@ def test_a_missing_id_has_the_same_partition_in_a_journal_and_a_small_journal():
 def test_a_scratch_space_that_runs_out_leaves_the_run_read_whole(
     drill,  # noqa: F811
     monkeypatch,
+    scratches,
 ):
-    made: list[str] = []
-    real = partitions.tempfile.mkdtemp
-
-    def mkdtemp(**kwargs: str) -> str:
-        made.append(real(**kwargs))
-        return made[-1]
+    made = scratches
 
     def full(self, block):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(partitions.tempfile, "mkdtemp", mkdtemp)
     monkeypatch.setattr(partitions.Spill, "add", full)
     assert partitions.split(drill, 3) is None
     assert made
