@@ -90,7 +90,23 @@ def joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
     for name in frames[0].columns:
         parts = [frame[name] for frame in frames]
         if all(isinstance(part.dtype, pd.CategoricalDtype) for part in parts):
-            columns[name] = pd.Series(union_categoricals(parts))
+            columns[name] = _unioned(parts)
         else:
             columns[name] = pd.concat(parts, ignore_index=True)
     return pd.DataFrame(columns, columns=frames[0].columns)
+
+
+def _unioned(parts: list[pd.Series]) -> pd.Series:
+    """`union_categoricals` of shares whose categories may be typed apart: a share with no
+    value (no verified receipt, no deferred attempt) has untyped (object) categories
+    where the others have text ones, and the union refuses to mix them. The empty ones
+    take the others' type; shares of values typed apart all become objects."""
+    kinds = {part.cat.categories.dtype for part in parts if len(part.cat.categories)}
+    target = kinds.pop() if len(kinds) == 1 else np.dtype(object)
+    same = [
+        part
+        if part.cat.categories.dtype == target
+        else part.cat.set_categories(part.cat.categories.astype(target))
+        for part in parts
+    ]
+    return pd.Series(union_categoricals(same))

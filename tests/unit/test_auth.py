@@ -450,7 +450,7 @@ def test_a_run_directory_names_the_server_from_the_senders_journal(tmp_path):
     assert "35" in {r["msg_id"].rpartition("-")[2] for r in rows}  # the dropped one counts
 
 
-@pytest.mark.parametrize("shares", [2, 3, 5])
+@pytest.mark.parametrize("shares", [2, 3, 5, 20])  # 20: some shares hold no verdict
 def test_shares_of_the_messages_added_give_the_whole(summary, shares):
     """Each share of the messages tallied on its own (as a run read a partition at a
     time is), the tallies added: the very `auth` part of the messages counted together.

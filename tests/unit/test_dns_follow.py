@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from loadtest.analysis import dns_follow, tally
 from loadtest.analysis.summary_model import SLO_METRICS, Dns, Summary
@@ -119,7 +120,8 @@ def test_the_slo_metrics_read_the_dns_part():
     assert SLO_METRICS["dns_follow_s"].value(Summary.model_construct(dns=None)) is None
 
 
-def test_shares_of_the_attempts_kept_and_joined_give_the_run_figures():
+@pytest.mark.parametrize("dealt", ["interleaved", "deferred_apart"])
+def test_shares_of_the_attempts_kept_and_joined_give_the_run_figures(dealt):
     """A run read a partition at a time keeps each share's `rows` (text as categories,
     each share's own, as the journals are read) and joins them: the same `dns` part. A
     row that was not deferred keeps no message id."""
@@ -127,7 +129,11 @@ def test_shares_of_the_attempts_kept_and_joined_give_the_run_figures():
                                                     "outcome", "phase")})  # fmt: skip
     shares = [
         share.assign(**{c: share[c].cat.remove_unused_categories() for c in share if c != "start"})
-        for share in (compact.iloc[s::3] for s in range(3))
+        for share in (
+            [compact.iloc[s::3] for s in range(3)]
+            if dealt == "interleaved"  # every share has a deferred attempt
+            else [compact.iloc[:13], compact.iloc[13:]]  # the first has none
+        )
     ]
     assert set(shares[0]["msg_id"].cat.categories) != set(shares[1]["msg_id"].cat.categories)
     kept = [dns_follow.rows(SWITCH, share) for share in shares]

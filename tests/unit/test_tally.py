@@ -7,10 +7,11 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from loadtest.analysis.histograms import Slots
-from loadtest.analysis.tally import ADD, added, earliest, latest, summed, total
+from loadtest.analysis.tally import ADD, added, earliest, joined, latest, summed, total
 
 
 @dataclass
@@ -83,3 +84,18 @@ def test_counts_over_the_same_bins_add_bin_by_bin() -> None:
 
     whole = total([Binned(np.array([1, 0, 2])), Binned(None), Binned(np.array([0, 3, 1]))])
     assert list(whole.per_second) == [1, 3, 3]
+
+
+def test_shares_with_categories_typed_apart_are_joined() -> None:
+    """A share with no verified receipt (or no deferred attempt) has untyped, empty
+    categories; another's are text: joined, the rows are all there, in order."""
+    text = pd.DataFrame({"sink": pd.Series(["gmail", "yahoo"]).astype(str).astype("category")})
+    empty = pd.DataFrame({"sink": pd.Series(dtype=object).astype("category")})
+    missing = pd.DataFrame({"sink": pd.Series([None, None], dtype=object).astype("category")})
+    assert empty["sink"].cat.categories.dtype != text["sink"].cat.categories.dtype
+    whole = joined([empty, text, missing, text])
+    assert isinstance(whole["sink"].dtype, pd.CategoricalDtype)
+    assert whole["sink"].tolist()[:2] == ["gmail", "yahoo"]
+    assert whole["sink"].isna().tolist() == [False, False, True, True, False, False]
+    as_objects = pd.DataFrame({"sink": pd.Series(["gmail"], dtype=object).astype("category")})
+    assert joined([text, as_objects])["sink"].tolist() == ["gmail", "yahoo", "gmail"]
