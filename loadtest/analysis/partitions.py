@@ -24,6 +24,7 @@ import math
 import os
 import pickle
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -204,9 +205,10 @@ def _scratch(run_dir: Path) -> Path | None:
     its journals (the system's temp directory is often memory-backed, and partitions as
     big as the journals kept there would take the very memory they save); in the
     system's temp directory when the run directory takes no new entry; None without
-    either. Its name holds this process's id: one a killed report left behind (SIGKILL,
-    a power cut) is removed by the next report of the run (`_sweep`)."""
-    prefix = f"{SCRATCH_PREFIX}{os.getpid()}-"
+    either. Its name holds this process's id and host: one a killed report left behind
+    (SIGKILL, a power cut) is removed by the next report of the run on that host
+    (`_sweep`)."""
+    prefix = f"{SCRATCH_PREFIX}{os.getpid()}-{_host()}-"
     for where in (run_dir, None):
         try:
             made = Path(tempfile.mkdtemp(prefix=prefix, dir=where))
@@ -217,11 +219,23 @@ def _scratch(run_dir: Path) -> Path | None:
     return None
 
 
+def _host() -> str:
+    """This host's name as a scratch directory's name may hold it."""
+    return "".join(c if c.isascii() and c.isalnum() else "_" for c in socket.gethostname())
+
+
 def _sweep(directory: Path) -> None:
-    """Remove the scratch directories in `directory` whose report process is gone."""
+    """Remove the scratch directories in `directory` whose report process is gone: only
+    this user's, made on this host (a pid says nothing of another host's processes, as
+    on a shared or network disk), by a process this host no longer has."""
     for path in directory.glob(f"{SCRATCH_PREFIX}*"):
-        pid = path.name.removeprefix(SCRATCH_PREFIX).partition("-")[0]
-        if not pid.isdigit() or path.is_symlink() or not path.is_dir():
+        pid, _, rest = path.name.removeprefix(SCRATCH_PREFIX).partition("-")
+        if not (pid.isascii() and pid.isdigit()) or not rest.startswith(f"{_host()}-"):
+            continue
+        try:
+            if path.is_symlink() or not path.is_dir() or path.lstat().st_uid != os.getuid():
+                continue
+        except OSError:
             continue
         try:
             os.kill(int(pid), 0)

@@ -164,20 +164,26 @@ def test_a_run_directory_that_takes_no_new_entry_has_its_scratch_in_temp(
 def test_a_scratch_left_by_a_killed_report_is_removed_by_the_next(drill):  # noqa: F811
     """Named by the report's process id: a dead process's is removed, a live one's and
     anything else are left alone."""
-    dead = ended_pid()
-    left = drill / f"{partitions.SCRATCH_PREFIX}{dead}-abc"
+    dead, host = ended_pid(), partitions._host()
+    left = drill / f"{partitions.SCRATCH_PREFIX}{dead}-{host}-abc"
     (left / "inner").mkdir(parents=True)
-    alive = drill / f"{partitions.SCRATCH_PREFIX}{os.getppid()}-def"
+    alive = drill / f"{partitions.SCRATCH_PREFIX}{os.getppid()}-{host}-def"
     alive.mkdir()
+    elsewhere = drill / f"{partitions.SCRATCH_PREFIX}{dead}-another_host-ghi"
+    elsewhere.mkdir()  # a pid of another host: nothing to say it is gone
     other = drill / ".maildrill-partitions-notes"
     other.mkdir()
+    odd = drill / f"{partitions.SCRATCH_PREFIX}\u00b2-{host}-x"  # isdigit, yet no int
+    odd.mkdir()
     split = partitions.split(drill, 3)
     assert split is not None
     with split:
         assert split.directory.parent == drill
     assert not left.exists()
     assert alive.exists()
+    assert elsewhere.exists()
     assert other.exists()
+    assert odd.exists()
     assert not split.directory.exists()
 
 
